@@ -1,0 +1,1052 @@
+//! The application's handle: [`Client`], its configuration, and the
+//! connection manager that keeps a session up.
+//!
+//! Connection manager: `connecting → connected → reconnecting → …`, with
+//! exponential back-off (cap + jitter, reset after a successful sync),
+//! fail-over across the configured URLs, an immediate retry on
+//! [`Client::network_changed`], `stopped` on close 4001/4003 or an
+//! `unauthenticated` hello, and a pause for [`Client::renew_token`] on 4002.
+//! Each session runs three workers: the processor (sync, then pushed events
+//! and gap fills), the outbox sender, and the cursor flusher (acks, reads).
+
+use crate::backoff::{Backoff, BackoffConfig, Jitter, TokenBucket, random_jitter};
+use crate::conn::{Connector, RequestError, Session, SessionEnd, TcpConnector, ws_url};
+use crate::events::{ClientEvent, ConnState};
+use crate::media;
+use crate::model::{ConversationView, InviteView, MessageView, UploadedMedia, now_ms};
+use crate::outbox::{DrainError, Sender};
+use crate::store::{NewMessage, Store, StoreError};
+use crate::sync;
+use courier_proto::{
+    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo, Presence, Profile, Target,
+};
+use serde_json::{Map, Value, json};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::{sleep, timeout};
+
+/// Errors of the client API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The operation needs a live session and there is none.
+    #[error("not connected to the server")]
+    Offline,
+    /// The server refused the request.
+    #[error("server error {}: {}", .0.code, .0.message)]
+    Server(ErrBody),
+    /// The request got no reply in time.
+    #[error("the server did not answer in time")]
+    Timeout,
+    /// The manager gave up (authentication refused, or replaced).
+    #[error("connection stopped: {reason}")]
+    Stopped {
+        /// The close code, if the server sent one.
+        code: Option<u16>,
+        /// Why.
+        reason: String,
+    },
+    /// A configuration value is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A user id, channel or conversation is malformed.
+    #[error("invalid argument: {0}")]
+    Invalid(String),
+    /// The server replied with something this client cannot read.
+    #[error("unexpected reply from the server: {0}")]
+    Protocol(String),
+    /// Media upload or download failed.
+    #[error(transparent)]
+    Media(#[from] media::MediaError),
+}
+
+impl From<RequestError> for ClientError {
+    fn from(e: RequestError) -> Self {
+        match e {
+            RequestError::Server(b) => ClientError::Server(b),
+            RequestError::Disconnected => ClientError::Offline,
+            RequestError::Timeout => ClientError::Timeout,
+        }
+    }
+}
+
+impl From<serde_json::Error> for ClientError {
+    fn from(e: serde_json::Error) -> Self {
+        ClientError::Protocol(e.to_string())
+    }
+}
+
+type Result<T> = std::result::Result<T, ClientError>;
+
+/// How to reach the server and where to keep the account's data.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Server base URLs (`ws://host:7700`); tried in order, failing over.
+    pub servers: Vec<String>,
+    /// The bearer token (`dev:<user>` on a dev server, else a JWT).
+    pub token: String,
+    /// A stable id of this device; a second session with the same id
+    /// replaces the first (close 4003).
+    pub device: String,
+    /// The account's data directory (holds `courier.db` and `media/`).
+    pub data_dir: PathBuf,
+    /// Sent as `client` in `hello`.
+    pub client_name: String,
+    /// Reconnect back-off.
+    pub backoff: BackoffConfig,
+    /// Limit for dialing plus the WebSocket handshake.
+    pub connect_timeout: Duration,
+    /// Limit for one request's reply.
+    pub request_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A configuration with defaults for everything else.
+    pub fn new(servers: Vec<String>, token: impl Into<String>, data_dir: impl Into<PathBuf>) -> ClientConfig {
+        ClientConfig {
+            servers,
+            token: token.into(),
+            device: "default".into(),
+            data_dir: data_dir.into(),
+            client_name: concat!("courier-client/", env!("CARGO_PKG_VERSION")).into(),
+            backoff: BackoffConfig::default(),
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The user id a token is for, without verifying it: `dev:<user>`, or the
+/// `sub` claim of a JWT.
+pub fn token_user(token: &str) -> Option<String> {
+    use base64::Engine;
+    if let Some(u) = token.strip_prefix("dev:") {
+        return courier_proto::ids::is_valid_user(u).then(|| u.to_owned());
+    }
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let claims: Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+pub(crate) struct Inner {
+    pub(crate) cfg: ClientConfig,
+    pub(crate) store: Arc<Store>,
+    pub(crate) me: String,
+    urls: Vec<String>,
+    events: broadcast::Sender<ClientEvent>,
+    state: watch::Sender<ConnState>,
+    stop_reason: Mutex<Option<(Option<u16>, String)>>,
+    session: Mutex<Option<Arc<Session>>>,
+    hello: Mutex<Option<HelloOk>>,
+    synced: watch::Sender<u64>,
+    pub(crate) outbox_wake: Notify,
+    pub(crate) ack_wake: Notify,
+    network_wake: Notify,
+    token: Mutex<String>,
+    token_wake: Notify,
+    shutdown: watch::Sender<bool>,
+    connector: Arc<dyn Connector>,
+    jitter: Jitter,
+    manager: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    pub(crate) fn emit(&self, ev: ClientEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    pub(crate) fn emit_conversation(&self, conv: &Conv) {
+        match self.store.conversation(&self.me, conv) {
+            Ok(Some(c)) => self.emit(ClientEvent::ConversationUpdated { conversation: c }),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading conversation"),
+        }
+    }
+
+    pub(crate) fn hello_limits(&self) -> Limits {
+        lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
+    }
+
+    fn set_state(&self, state: ConnState, url: Option<&str>, retry_in: Option<Duration>, reason: Option<String>, code: Option<u16>) {
+        self.state.send_replace(state);
+        self.emit(ClientEvent::Connection {
+            state,
+            url: url.map(str::to_owned),
+            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+            reason,
+            close_code: code,
+        });
+    }
+
+    fn session(&self) -> Option<Arc<Session>> {
+        lock(&self.session).clone()
+    }
+}
+
+/// The handle the application holds: cheap to clone, all clones share one
+/// connection, store and event stream.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("me", &self.inner.me).field("state", &self.state()).finish()
+    }
+}
+
+enum Outcome {
+    /// Never got a session: dial or hello failed.
+    Failed(String),
+    /// A session ran and ended.
+    Ended(SessionEnd, bool),
+    /// Authentication refused: stop.
+    Refused(Option<u16>, String),
+    /// The token expired (4002).
+    TokenExpired,
+    /// The application stopped the client.
+    Shutdown,
+}
+
+impl Client {
+    /// Opens the account's local store and prepares the client; call
+    /// [`Client::start`] to connect. Works offline: everything local
+    /// (history, search, send into the outbox) is available at once.
+    ///
+    /// # Errors
+    /// A bad URL, a token whose user cannot be determined, or a store that
+    /// cannot be opened (corrupt, newer, another account).
+    pub fn open(cfg: ClientConfig) -> Result<Client> {
+        Client::open_with(cfg, Arc::new(TcpConnector), random_jitter())
+    }
+
+    /// [`Client::open`] with an injected connector and jitter source (tests).
+    ///
+    /// # Errors
+    /// As [`Client::open`].
+    pub fn open_with(cfg: ClientConfig, connector: Arc<dyn Connector>, jitter: Jitter) -> Result<Client> {
+        if cfg.servers.is_empty() {
+            return Err(ClientError::Config("no server URL given".into()));
+        }
+        let urls =
+            cfg.servers.iter().map(|s| ws_url(s)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| ClientError::Config(e.to_string()))?;
+        let store = Arc::new(Store::open_dir(&cfg.data_dir)?);
+        let me = match token_user(&cfg.token) {
+            Some(u) => {
+                store.claim_user(&u)?;
+                u
+            }
+            None => store.setting("user")?.ok_or_else(|| {
+                ClientError::Config("cannot tell the user from the token; sign in once with a JWT or dev token".into())
+            })?,
+        };
+        let (events, _) = broadcast::channel(4096);
+        let inner = Arc::new(Inner {
+            token: Mutex::new(cfg.token.clone()),
+            cfg,
+            store,
+            me,
+            urls,
+            events,
+            state: watch::channel(ConnState::Disconnected).0,
+            stop_reason: Mutex::new(None),
+            session: Mutex::new(None),
+            hello: Mutex::new(None),
+            synced: watch::channel(0).0,
+            outbox_wake: Notify::new(),
+            ack_wake: Notify::new(),
+            network_wake: Notify::new(),
+            token_wake: Notify::new(),
+            shutdown: watch::channel(false).0,
+            connector,
+            jitter,
+            manager: Mutex::new(None),
+        });
+        Ok(Client { inner })
+    }
+
+    /// Starts the connection manager (no-op when running).
+    pub fn start(&self) {
+        let mut m = lock(&self.inner.manager);
+        if m.as_ref().is_some_and(|h| !h.is_finished()) {
+            return;
+        }
+        self.inner.shutdown.send_replace(false);
+        *lock(&self.inner.stop_reason) = None;
+        *m = Some(tokio::spawn(run_manager(self.inner.clone())));
+    }
+
+    /// Closes the session (code 1000) and stops reconnecting. The outbox
+    /// keeps whatever was not acknowledged.
+    pub async fn stop(&self) {
+        self.inner.shutdown.send_replace(true);
+        let handle = lock(&self.inner.manager).take();
+        if let Some(h) = handle {
+            let _ = h.await;
+        }
+    }
+
+    /// The user this client acts for.
+    pub fn me(&self) -> &str {
+        &self.inner.me
+    }
+
+    /// The local store (read access for tools and tests).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Subscribes to the event stream. A receiver that falls more than 4096
+    /// events behind gets `Lagged` and should reload from the store.
+    pub fn subscribe(&self) -> broadcast::Receiver<ClientEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnState {
+        *self.inner.state.borrow()
+    }
+
+    /// Why the manager stopped (close code, reason), when it did.
+    pub fn stop_reason(&self) -> Option<(Option<u16>, String)> {
+        lock(&self.inner.stop_reason).clone()
+    }
+
+    /// The server's limits (defaults before the first hello).
+    pub fn limits(&self) -> Limits {
+        self.inner.hello_limits()
+    }
+
+    /// Waits until a sync has completed since [`Client::start`], i.e. the
+    /// store holds every message the server had at that point.
+    ///
+    /// # Errors
+    /// [`ClientError::Stopped`] when the manager gives up first.
+    pub async fn wait_synced(&self) -> Result<()> {
+        let mut synced = self.inner.synced.subscribe();
+        let mut state = self.inner.state.subscribe();
+        loop {
+            if *synced.borrow_and_update() > 0 {
+                return Ok(());
+            }
+            if *state.borrow_and_update() == ConnState::Stopped {
+                let (code, reason) = self.stop_reason().unwrap_or((None, "stopped".into()));
+                return Err(ClientError::Stopped { code, reason });
+            }
+            tokio::select! {
+                _ = synced.changed() => {}
+                _ = state.changed() => {}
+            }
+        }
+    }
+
+    /// Waits until the session completes its next sync (after a reconnect,
+    /// or one that is in progress).
+    pub async fn wait_next_sync(&self) {
+        let mut synced = self.inner.synced.subscribe();
+        synced.borrow_and_update();
+        let _ = synced.changed().await;
+    }
+
+    /// Waits until the state satisfies `pred`.
+    pub async fn wait_state(&self, pred: impl Fn(ConnState) -> bool) -> ConnState {
+        let mut state = self.inner.state.subscribe();
+        loop {
+            let s = *state.borrow_and_update();
+            if pred(s) {
+                return s;
+            }
+            if state.changed().await.is_err() {
+                return s;
+            }
+        }
+    }
+
+    /// Waits until none of `cids` is pending any more; returns their
+    /// messages as they are then (sent, or failed).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub async fn wait_settled(&self, cids: &[String]) -> Result<Vec<MessageView>> {
+        let mut rx = self.subscribe();
+        loop {
+            let mut out = Vec::new();
+            for cid in cids {
+                if let Some(m) = self.inner.store.message_by_cid(&self.inner.me, cid)? {
+                    out.push(m);
+                }
+            }
+            if out.iter().all(|m| m.status != crate::DeliveryStatus::Pending) {
+                return Ok(out);
+            }
+            match rx.recv().await {
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Ok(out),
+            }
+        }
+    }
+
+    /// Cids still in the outbox, oldest first.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn outbox(&self) -> Result<Vec<String>> {
+        Ok(self.inner.store.outbox_cids()?)
+    }
+
+    /// Tells the manager the network is back (or changed): a waiting
+    /// reconnect is tried at once instead of after its back-off.
+    pub fn network_changed(&self) {
+        self.inner.network_wake.notify_waiters();
+    }
+
+    /// Hands the client a fresh token: sent as `renew` when connected, used
+    /// for the next `hello` otherwise (also resumes after close 4002).
+    ///
+    /// # Errors
+    /// The server refusing the renewal.
+    pub async fn renew_token(&self, token: &str) -> Result<()> {
+        *lock(&self.inner.token) = token.to_owned();
+        self.inner.token_wake.notify_waiters();
+        if let Some(s) = self.inner.session() {
+            s.call(json!({"op": "renew", "token": token})).await?;
+        }
+        Ok(())
+    }
+
+    async fn call(&self, op: Value) -> Result<Value> {
+        let s = self.inner.session().ok_or(ClientError::Offline)?;
+        Ok(s.call(op).await?)
+    }
+
+    /// The conversation a message to `to` belongs to.
+    ///
+    /// # Errors
+    /// A malformed target or a call target.
+    pub fn conv_of(&self, to: &Target) -> Result<Conv> {
+        if !to.is_valid() {
+            return Err(ClientError::Invalid(format!("bad target {to:?}")));
+        }
+        to.conv(&self.inner.me).ok_or_else(|| ClientError::Invalid("messages cannot go to a call".into()))
+    }
+
+    // ---- messages ----------------------------------------------------
+
+    /// Queues a message of any kind: written with its outbox row in one
+    /// transaction, returned at once (also offline) as `pending`. The sender
+    /// delivers it whenever connected; [`ClientEvent::MessageUpdated`]
+    /// reports `sent` or `failed`.
+    ///
+    /// # Errors
+    /// A bad target, an empty text, or store failure.
+    pub fn send(&self, to: &Target, kind: &str, body: Map<String, Value>, reply_to: Option<String>) -> Result<MessageView> {
+        let conv = self.conv_of(to)?;
+        if kind == "text" && body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(ClientError::Invalid("a text message needs non-empty text".into()));
+        }
+        let m = self.inner.store.enqueue(&NewMessage {
+            conv: conv.clone(),
+            cid: ulid::Ulid::new().to_string(),
+            from: self.inner.me.clone(),
+            to: to.clone(),
+            kind: kind.to_owned(),
+            body,
+            reply_to,
+        })?;
+        self.inner.emit(ClientEvent::MessageAdded { message: m.clone() });
+        self.inner.emit_conversation(&conv);
+        self.inner.outbox_wake.notify_one();
+        Ok(m)
+    }
+
+    /// Queues a text message.
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub fn send_text(&self, to: &Target, text: &str) -> Result<MessageView> {
+        self.send(to, "text", json_obj(json!({"text": text})), None)
+    }
+
+    /// Queues an application-defined message (`custom`).
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub fn send_custom(&self, to: &Target, body: Map<String, Value>) -> Result<MessageView> {
+        self.send(to, "custom", body, None)
+    }
+
+    /// Queues an image already uploaded with [`Client::upload`].
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub fn send_image(&self, to: &Target, media: &UploadedMedia, name: &str, width: u32, height: u32) -> Result<MessageView> {
+        let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name,
+                          "width": width, "height": height});
+        self.send(to, "image", json_obj(body), None)
+    }
+
+    /// Queues a file already uploaded with [`Client::upload`].
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub fn send_file(&self, to: &Target, media: &UploadedMedia, name: &str) -> Result<MessageView> {
+        let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
+        self.send(to, "file", json_obj(body), None)
+    }
+
+    /// Puts a `failed` message back into the outbox (same cid).
+    ///
+    /// # Errors
+    /// [`ClientError::Invalid`] when no failed message has this cid.
+    pub fn retry(&self, cid: &str) -> Result<MessageView> {
+        let m = self
+            .inner
+            .store
+            .retry_failed(&self.inner.me, cid)?
+            .ok_or_else(|| ClientError::Invalid(format!("no failed message {cid}")))?;
+        self.inner.emit(ClientEvent::MessageUpdated { message: m.clone() });
+        self.inner.outbox_wake.notify_one();
+        Ok(m)
+    }
+
+    /// Deletes an own message the server never stored (pending or failed).
+    /// A pending one already in flight may still arrive.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn delete_unsent(&self, cid: &str) -> Result<bool> {
+        Ok(self.inner.store.delete_unsent(&self.inner.me, cid)?)
+    }
+
+    /// A page of history from the local store (see [`Store::history`]).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn history(&self, conv: &Conv, before: Option<u64>, limit: u32) -> Result<Vec<MessageView>> {
+        Ok(self.inner.store.history(conv, before, limit)?)
+    }
+
+    /// Local full-text search, newest first.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn search(&self, query: &str, limit: u32) -> Result<Vec<MessageView>> {
+        Ok(self.inner.store.search(query, limit)?)
+    }
+
+    /// Conversations with unread counts, most recent first.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn conversations(&self) -> Result<Vec<ConversationView>> {
+        Ok(self.inner.store.conversations(&self.inner.me)?)
+    }
+
+    /// Marks a conversation read up to `seq` (everything stored when
+    /// `None`). The server learns it now, or after the next connect.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn mark_read(&self, conv: &Conv, seq: Option<u64>) -> Result<()> {
+        if self.inner.store.set_read(conv, seq)?.is_some() {
+            self.inner.emit_conversation(conv);
+            self.inner.ack_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Saves the draft of a conversation (empty clears it).
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn set_draft(&self, conv: &Conv, text: &str) -> Result<()> {
+        self.inner.store.set_draft(conv, text)?;
+        self.inner.emit_conversation(conv);
+        Ok(())
+    }
+
+    /// Tells the other members this user is typing (online only; the
+    /// server forwards at most one per 2 s).
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn typing(&self, conv: &Conv) -> Result<()> {
+        self.call(json!({"op": "typing", "conv": conv})).await.map(drop)
+    }
+
+    /// Sends an ephemeral signal (not stored).
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn signal(&self, to: &Target, body: Map<String, Value>) -> Result<()> {
+        self.call(json!({"op": "signal", "to": to, "body": body})).await.map(drop)
+    }
+
+    // ---- channels ----------------------------------------------------
+
+    /// Public channels.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn channels(&self) -> Result<Vec<ChannelInfo>> {
+        let v = self.call(json!({"op": "channels"})).await?;
+        Ok(serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?)
+    }
+
+    /// Joins a public channel and fetches its history.
+    ///
+    /// # Errors
+    /// Offline, or `forbidden` for a missing or private channel.
+    pub async fn join(&self, channel: &str) -> Result<Conv> {
+        let v = self.call(json!({"op": "join", "channel": channel})).await?;
+        let conv = Conv::channel(channel);
+        let last = v.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
+        self.inner.store.ensure_conversation(&self.inner.me, &conv, last)?;
+        if let Some(s) = self.inner.session() {
+            sync::fill(&self.inner, &s, &conv, Some(last)).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+        }
+        self.inner.emit_conversation(&conv);
+        Ok(conv)
+    }
+
+    /// Leaves a channel (its messages stay in the local store).
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn leave(&self, channel: &str) -> Result<()> {
+        self.call(json!({"op": "leave", "channel": channel})).await?;
+        self.inner.store.forget_conversation(&Conv::channel(channel))?;
+        Ok(())
+    }
+
+    /// Creates a channel; the caller becomes its first member.
+    ///
+    /// # Errors
+    /// Offline, `conflict` when the name exists.
+    pub async fn create_channel(&self, channel: &str, title: &str, topic: &str, private: bool) -> Result<Conv> {
+        self.call(json!({"op": "create_channel", "channel": channel, "title": title, "topic": topic, "private": private}))
+            .await?;
+        let conv = Conv::channel(channel);
+        self.inner.store.ensure_conversation(&self.inner.me, &conv, 0)?;
+        self.inner.emit_conversation(&conv);
+        Ok(conv)
+    }
+
+    /// Adds a user to a (private) channel.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn add_member(&self, channel: &str, user: &str) -> Result<()> {
+        self.call(json!({"op": "add_member", "channel": channel, "user": user})).await.map(drop)
+    }
+
+    /// Members of a channel.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn members(&self, channel: &str) -> Result<Vec<MemberInfo>> {
+        let v = self.call(json!({"op": "members", "channel": channel})).await?;
+        Ok(serde_json::from_value(v.get("members").cloned().unwrap_or_default())?)
+    }
+
+    // ---- presence and profiles ---------------------------------------
+
+    /// Starts watching users' presence; returns their current presence.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn watch(&self, users: &[String]) -> Result<Vec<Presence>> {
+        let v = self.call(json!({"op": "watch", "users": users})).await?;
+        Ok(serde_json::from_value(v.get("presence").cloned().unwrap_or_default())?)
+    }
+
+    /// Stops watching users.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn unwatch(&self, users: &[String]) -> Result<()> {
+        self.call(json!({"op": "unwatch", "users": users})).await.map(drop)
+    }
+
+    /// Profiles of users: fetched from the server when connected (and
+    /// cached), else from the cache.
+    ///
+    /// # Errors
+    /// The server's refusal or store failure.
+    pub async fn profiles(&self, users: &[String]) -> Result<Vec<Profile>> {
+        match self.call(json!({"op": "profiles", "users": users})).await {
+            Ok(v) => {
+                let ps: Vec<Profile> = serde_json::from_value(v.get("profiles").cloned().unwrap_or_default())?;
+                self.inner.store.upsert_profiles(&ps)?;
+                Ok(ps)
+            }
+            Err(ClientError::Offline | ClientError::Timeout) => Ok(self.inner.store.profiles(users)?),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets this user's profile.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn set_profile(&self, name: &str, avatar: &str, status: &str) -> Result<()> {
+        self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status})).await?;
+        self.inner.store.upsert_profiles(&[Profile {
+            user: self.inner.me.clone(),
+            name: name.into(),
+            avatar: avatar.into(),
+            status: status.into(),
+        }])?;
+        Ok(())
+    }
+
+    // ---- call invitations --------------------------------------------
+
+    fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
+        let Some(inv) = v.get("invite") else { return Ok(None) };
+        let inv: Invite = serde_json::from_value(inv.clone())?;
+        self.inner.store.upsert_invite(&inv)?;
+        let view = InviteView::new(inv, &self.inner.me, now_ms());
+        self.inner.emit(ClientEvent::Invite { invite: view.clone() });
+        Ok(Some(view))
+    }
+
+    fn invite_error(&self, e: ClientError) -> ClientError {
+        if let ClientError::Server(b) = &e
+            && let Some(inv) = &b.invite
+        {
+            let _ = self.inner.store.upsert_invite(inv);
+            self.inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()) });
+        }
+        e
+    }
+
+    /// Invites `to` to a call (ringing for `ttl_s` seconds).
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn invite(&self, to: &str, content: Map<String, Value>, ttl_s: u32) -> Result<InviteView> {
+        let v = self.call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s})).await?;
+        self.record_invite(&v)?.ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
+    }
+
+    /// Answers an incoming invitation.
+    ///
+    /// # Errors
+    /// Offline, `invite_final` when it was answered elsewhere (the mirror is
+    /// updated from the error), or another refusal.
+    pub async fn answer(&self, iid: &str, accept: bool, response: Map<String, Value>) -> Result<Option<InviteView>> {
+        let v = self
+            .call(json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}))
+            .await
+            .map_err(|e| self.invite_error(e))?;
+        self.record_invite(&v)
+    }
+
+    /// Cancels an outgoing invitation.
+    ///
+    /// # Errors
+    /// As [`Client::answer`].
+    pub async fn cancel_invite(&self, iid: &str) -> Result<Option<InviteView>> {
+        let v = self.call(json!({"op": "invite_cancel", "iid": iid})).await.map_err(|e| self.invite_error(e))?;
+        self.record_invite(&v)
+    }
+
+    /// Invitations as mirrored locally, newest first.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn invites(&self) -> Result<Vec<InviteView>> {
+        Ok(self.inner.store.invites(&self.inner.me)?)
+    }
+
+    // ---- media -------------------------------------------------------
+
+    fn http_base(&self) -> String {
+        media::http_base(&self.inner.urls[0])
+    }
+
+    /// Uploads bytes as media (`POST /v1/media`).
+    ///
+    /// # Errors
+    /// Network failure or a refusal (e.g. 413).
+    pub async fn upload(&self, bytes: Vec<u8>, mime: &str) -> Result<UploadedMedia> {
+        let token = lock(&self.inner.token).clone();
+        Ok(media::upload(&self.http_base(), &token, bytes, mime).await?)
+    }
+
+    /// The local file of a media id, downloaded once into the cache.
+    ///
+    /// # Errors
+    /// Network failure or a refusal (e.g. 404).
+    pub async fn download(&self, media_id: &str) -> Result<PathBuf> {
+        if let Some(p) = self.inner.store.media_path(media_id)?
+            && p.exists()
+        {
+            return Ok(p);
+        }
+        let token = lock(&self.inner.token).clone();
+        let dir = self.inner.cfg.data_dir.join("media");
+        let (path, mime, size) = media::download(&self.http_base(), &token, media_id, &dir).await?;
+        self.inner.store.put_media(media_id, &path, &mime, size)?;
+        Ok(path)
+    }
+
+    /// The data directory of this account.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.cfg.data_dir
+    }
+}
+
+fn json_obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+// ---- connection manager ---------------------------------------------------
+
+async fn run_manager(inner: Arc<Inner>) {
+    let mut backoff = Backoff::new(inner.cfg.backoff, inner.jitter.clone());
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut idx = 0usize;
+    let mut connected_once = false;
+    loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
+        let url = inner.urls[idx % inner.urls.len()].clone();
+        let st = if connected_once || backoff.attempts() > 0 { ConnState::Reconnecting } else { ConnState::Connecting };
+        inner.set_state(st, Some(&url), None, None, None);
+        let delay = match run_session(&inner, &url, &mut backoff).await {
+            Outcome::Shutdown => break,
+            Outcome::Refused(code, reason) => {
+                *lock(&inner.stop_reason) = Some((code, reason.clone()));
+                inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), code);
+                return;
+            }
+            Outcome::TokenExpired => {
+                inner.emit(ClientEvent::TokenRequired);
+                inner.set_state(ConnState::Reconnecting, Some(&url), None, Some("token expired; waiting for a new token".into()), Some(CloseCode::TOKEN_EXPIRED));
+                tokio::select! {
+                    _ = inner.token_wake.notified() => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+            Outcome::Failed(reason) => {
+                idx += 1;
+                let d = backoff.next_delay();
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
+                d
+            }
+            Outcome::Ended(end, _synced) => {
+                connected_once = true;
+                if let Some(code) = end.code.filter(|c| !CloseCode::should_reconnect(*c)) {
+                    let reason = if code == CloseCode::REPLACED {
+                        "replaced by a newer session of this device".to_owned()
+                    } else {
+                        format!("authentication failed: {}", end.reason)
+                    };
+                    *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
+                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
+                    return;
+                }
+                if end.code == Some(CloseCode::TOKEN_EXPIRED) {
+                    inner.emit(ClientEvent::TokenRequired);
+                    inner.set_state(ConnState::Reconnecting, Some(&url), None, Some("token expired; waiting for a new token".into()), end.code);
+                    tokio::select! {
+                        _ = inner.token_wake.notified() => continue,
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                let d = backoff.next_delay();
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
+                d
+            }
+        };
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = inner.network_wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
+}
+
+async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
+    let mut shutdown = inner.shutdown.subscribe();
+    let ws = tokio::select! {
+        r = timeout(inner.cfg.connect_timeout, inner.connector.connect(url)) => match r {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+            Err(_) => return Outcome::Failed(format!("connecting to {url} timed out")),
+        },
+        _ = shutdown.changed() => return Outcome::Shutdown,
+    };
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (session, mut driver) = Session::start(ws, ev_tx, inner.cfg.request_timeout);
+    let token = lock(&inner.token).clone();
+    let hello = session.call(json!({"op": "hello", "token": token, "device": inner.cfg.device, "client": inner.cfg.client_name}));
+    let hello = tokio::select! {
+        h = hello => h,
+        _ = shutdown.changed() => { session.close(1000, "client stopping"); return Outcome::Shutdown; }
+    };
+    let hello: HelloOk = match hello {
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(h) => h,
+            Err(e) => {
+                session.close(1000, "bad hello");
+                return Outcome::Failed(format!("malformed hello ok: {e}"));
+            }
+        },
+        Err(RequestError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            let code = end.and_then(|e| e.code);
+            if code == Some(CloseCode::TOKEN_EXPIRED) {
+                return Outcome::TokenExpired;
+            }
+            return Outcome::Refused(code.or(Some(CloseCode::AUTH_FAILED)), format!("authentication refused: {}", e.message));
+        }
+        Err(e) => {
+            session.close(1000, "hello failed");
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            if let Some(end) = end.filter(|e| e.code.is_some()) {
+                return Outcome::Ended(end, false);
+            }
+            return Outcome::Failed(format!("hello failed: {e}"));
+        }
+    };
+    if hello.user != inner.me {
+        session.close(1000, "wrong account");
+        return Outcome::Refused(None, format!("the token is for {:?} but this client is for {:?}", hello.user, inner.me));
+    }
+    session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
+    let limits = hello.limits;
+    *lock(&inner.hello) = Some(hello);
+    *lock(&inner.session) = Some(session.clone());
+    inner.set_state(ConnState::Connected, Some(url), None, None, None);
+
+    let mut workers: JoinSet<()> = JoinSet::new();
+    let (synced_tx, synced_rx) = oneshot::channel::<()>();
+    workers.spawn(processor(inner.clone(), session.clone(), ev_rx, synced_tx));
+    workers.spawn(outbox_worker(inner.clone(), session.clone(), synced_rx, limits));
+    workers.spawn(cursor_worker(inner.clone(), session.clone()));
+
+    let synced_before = *inner.synced.borrow();
+    let end = tokio::select! {
+        end = &mut driver => end.unwrap_or_else(|e| SessionEnd { code: None, reason: format!("session task failed: {e}") }),
+        _ = shutdown.changed() => {
+            session.close(1000, "client stopping");
+            let _ = timeout(Duration::from_secs(3), &mut driver).await;
+            *lock(&inner.session) = None;
+            workers.shutdown().await;
+            return Outcome::Shutdown;
+        }
+    };
+    *lock(&inner.session) = None;
+    workers.shutdown().await;
+    let synced = *inner.synced.borrow() != synced_before;
+    if synced {
+        backoff.reset();
+    }
+    Outcome::Ended(end, synced)
+}
+
+/// Sync, then pushed events in order. Any failure closes the session so the
+/// manager reconnects and syncs again: the store never misses a message.
+async fn processor(inner: Arc<Inner>, session: Arc<Session>, mut events: mpsc::UnboundedReceiver<courier_proto::Event>, synced: oneshot::Sender<()>) {
+    let result = async {
+        let (conversations, fetched) = sync::full_sync(&inner, &session).await?;
+        sync::flush_cursors(&inner, &session).await?;
+        inner.synced.send_modify(|g| *g += 1);
+        inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
+        let _ = synced.send(());
+        while let Some(ev) = events.recv().await {
+            sync::handle_event(&inner, &session, ev).await?;
+        }
+        Ok::<(), sync::SyncError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "processor stopped");
+        if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+            session.close(1000, "resync needed");
+        }
+    }
+}
+
+async fn outbox_worker(inner: Arc<Inner>, session: Arc<Session>, synced: oneshot::Receiver<()>, limits: Limits) {
+    if synced.await.is_err() {
+        return;
+    }
+    let emitter = inner.clone();
+    let sender = Arc::new(Sender {
+        store: inner.store.clone(),
+        me: inner.me.clone(),
+        bucket: Mutex::new(TokenBucket::new(limits.send_per_sec, (limits.send_burst / 2).max(1))),
+        backoff: BackoffConfig::default(),
+        jitter: inner.jitter.clone(),
+        emit: Box::new(move |e| emitter.emit(e)),
+    });
+    let mut active: HashSet<Conv> = HashSet::new();
+    let mut drains: JoinSet<(Conv, std::result::Result<(), DrainError>)> = JoinSet::new();
+    loop {
+        match inner.store.outbox_convs() {
+            Ok(convs) => {
+                for conv in convs {
+                    if active.insert(conv.clone()) {
+                        let (sender, session) = (sender.clone(), session.clone());
+                        drains.spawn(async move {
+                            let r = sender.drain(&session, &conv).await;
+                            (conv, r)
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the outbox"),
+        }
+        tokio::select! {
+            _ = inner.outbox_wake.notified() => {}
+            Some(done) = drains.join_next() => {
+                let Ok((conv, r)) = done else { continue };
+                active.remove(&conv);
+                match r {
+                    Ok(()) => {}
+                    Err(DrainError::Session(RequestError::Disconnected)) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "outbox drain stopped");
+                        session.close(1000, "outbox stalled");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
+    loop {
+        inner.ack_wake.notified().await;
+        // Batch: one ack per conversation for a burst of messages.
+        sleep(Duration::from_millis(50)).await;
+        if let Err(e) = sync::flush_cursors(&inner, &session).await {
+            if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+                session.close(1000, "cursor flush failed");
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! The Courier client core: everything a desktop app (or a script) needs
+//! to talk to a Courier server reliably, with no UI and no Tauri.
+//!
+//! Layout:
+//! - [`client`]: the [`Client`] handle the application holds, and the
+//!   connection manager behind it (states, back-off, fail-over, tokens).
+//! - [`conn`]: one WebSocket session — request/reply matching, events,
+//!   heartbeats both ways, half-open detection.
+//! - [`sync`]: `sync` after each connect, paged gap filling, pushed events.
+//! - [`outbox`]: the durable retry queue's sender (FIFO per conversation,
+//!   same cid on every retry, permanent vs transient errors).
+//! - [`store`]: the local SQLite store (WAL, migrations, FTS5 search).
+//! - [`backoff`]: back-off with jitter and the client-side token bucket.
+//! - [`events`]: [`ClientEvent`], the one typed event stream for the UI.
+//! - [`model`]: message, conversation and invitation views.
+//! - [`media`]: media upload/download with a local cache.
+//!
+//! Delivery guarantee: a message is written to the store with its outbox
+//! row before [`Client::send`] returns; the sender retries it with the same
+//! cid until the server acknowledges it (the server dedupes by cid), and
+//! sync plus gap filling make the store hold every message of every
+//! conversation in seq order exactly once.
+
+pub mod backoff;
+pub mod client;
+pub mod conn;
+pub mod events;
+pub mod media;
+pub mod model;
+pub mod outbox;
+pub mod store;
+pub mod sync;
+
+pub use client::{Client, ClientConfig, ClientError, token_user};
+pub use events::{ClientEvent, ConnState};
+pub use model::{ConversationView, DeliveryStatus, InviteView, MessageView, UploadedMedia};
+pub use store::{Store, StoreError};

@@ -1,0 +1,117 @@
+//! Media upload and download over the server's HTTP endpoints (§9), with
+//! downloads cached in the account's `media/` directory.
+
+use crate::model::UploadedMedia;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use std::path::{Path, PathBuf};
+
+/// Errors of media transfers.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The server could not be reached or the exchange broke.
+    #[error("media transfer failed: {0}")]
+    Transport(String),
+    /// The server answered with an error status.
+    #[error("media request refused: HTTP {status}: {body}")]
+    Status {
+        /// HTTP status.
+        status: u16,
+        /// Response body.
+        body: String,
+    },
+    /// Writing the cache failed.
+    #[error("media cache: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// `http://host:port` for a `ws://host:port/...` endpoint.
+pub fn http_base(ws_url: &str) -> String {
+    let (scheme, rest) = ws_url.split_once("://").unwrap_or(("ws", ws_url));
+    let host = rest.split('/').next().unwrap_or(rest);
+    let scheme = if scheme == "wss" { "https" } else { "http" };
+    format!("{scheme}://{host}")
+}
+
+async fn exchange(base: &str, req: Request<Full<Bytes>>) -> Result<(u16, String, Bytes), MediaError> {
+    let host = base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned();
+    if base.starts_with("https") {
+        return Err(MediaError::Transport("https media is not supported by this build".into()));
+    }
+    let addr = if host.contains(':') { host.clone() } else { format!("{host}:80") };
+    let tcp = tokio::net::TcpStream::connect(&addr).await.map_err(|e| MediaError::Transport(e.to_string()))?;
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        .await
+        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let resp = send.send_request(req).await.map_err(|e| MediaError::Transport(e.to_string()))?;
+    let status = resp.status().as_u16();
+    let mime = resp
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let body = resp.into_body().collect().await.map_err(|e| MediaError::Transport(e.to_string()))?.to_bytes();
+    Ok((status, mime, body))
+}
+
+fn host_header(base: &str) -> String {
+    base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned()
+}
+
+/// Uploads `bytes` with content type `mime`.
+///
+/// # Errors
+/// Network failure, or a non-201 answer (413 when too large).
+pub async fn upload(base: &str, token: &str, bytes: Vec<u8>, mime: &str) -> Result<UploadedMedia, MediaError> {
+    let req = Request::post(format!("{base}/v1/media"))
+        .header(hyper::header::HOST, host_header(base))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(hyper::header::CONTENT_TYPE, mime)
+        .body(Full::new(Bytes::from(bytes)))
+        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    let (status, _, body) = exchange(base, req).await?;
+    if status != 201 && status != 200 {
+        return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
+    }
+    serde_json::from_slice(&body).map_err(|e| MediaError::Transport(format!("bad upload reply: {e}")))
+}
+
+/// Downloads a media object into `dir`; returns (path, mime, size).
+///
+/// # Errors
+/// Network failure, a non-200 answer, or a cache write failure.
+pub async fn download(base: &str, token: &str, media: &str, dir: &Path) -> Result<(PathBuf, String, u64), MediaError> {
+    if !courier_proto::ids::is_valid_cid(media) || media.contains('/') || media.starts_with('.') {
+        return Err(MediaError::Transport(format!("bad media id {media:?}")));
+    }
+    let req = Request::get(format!("{base}/v1/media/{media}"))
+        .header(hyper::header::HOST, host_header(base))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    let (status, mime, body) = exchange(base, req).await?;
+    if status != 200 {
+        return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
+    }
+    tokio::fs::create_dir_all(dir).await?;
+    let path = dir.join(media);
+    let tmp = dir.join(format!(".{media}.part"));
+    tokio::fs::write(&tmp, &body).await?;
+    tokio::fs::rename(&tmp, &path).await?;
+    Ok((path, mime, body.len() as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn http_base_from_ws_url() {
+        assert_eq!(super::http_base("ws://h:7700/v1/ws"), "http://h:7700");
+        assert_eq!(super::http_base("wss://chat.example.com/v1/ws"), "https://chat.example.com");
+    }
+}

@@ -1,0 +1,125 @@
+//! The schema history of the local store.
+//!
+//! Each entry of [`MIGRATIONS`] moves a database from `user_version = i` to
+//! `i + 1`. Entries are never edited once released: a change is a new entry,
+//! and the migration test opens a database at every historical version.
+
+/// Version 1: the core — settings, conversations with their cursors,
+/// messages and the outbox.
+const V1: &str = r#"
+CREATE TABLE settings (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE conversations (
+    conv          TEXT PRIMARY KEY,
+    kind          TEXT NOT NULL,             -- 'dm' | 'channel'
+    peer          TEXT,
+    channel       TEXT,
+    -- every message with seq <= synced_seq is stored locally
+    synced_seq    INTEGER NOT NULL DEFAULT 0,
+    last_seq      INTEGER NOT NULL DEFAULT 0,
+    last_ts       INTEGER NOT NULL DEFAULT 0,
+    read_seq      INTEGER NOT NULL DEFAULT 0,
+    read_sent_seq INTEGER NOT NULL DEFAULT 0, -- highest read cursor the server knows
+    acked_seq     INTEGER NOT NULL DEFAULT 0, -- highest receive cursor the server knows
+    peer_read_seq INTEGER NOT NULL DEFAULT 0,
+    peer_recv_seq INTEGER NOT NULL DEFAULT 0
+);
+
+CREATE TABLE messages (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,  -- local order of creation
+    conv     TEXT NOT NULL,
+    seq      INTEGER,                            -- NULL until the server stored it
+    mid      TEXT,
+    cid      TEXT NOT NULL,
+    sender   TEXT NOT NULL,
+    target   TEXT NOT NULL,                      -- JSON target as addressed
+    kind     TEXT NOT NULL,
+    body     TEXT NOT NULL,                      -- JSON object
+    ts       INTEGER,
+    reply_to TEXT,
+    status   TEXT NOT NULL,                      -- pending | sent | failed | received
+    error    TEXT,
+    created  INTEGER NOT NULL,
+    UNIQUE (conv, seq),
+    UNIQUE (sender, cid)
+);
+
+CREATE TABLE outbox (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,  -- FIFO order
+    message_id INTEGER NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+    conv       TEXT NOT NULL,
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX outbox_by_conv ON outbox (conv, id);
+"#;
+
+/// Version 2: profiles cache, invitations mirror, drafts, media cache and the
+/// full-text index (backfilled from the messages already stored).
+const V2: &str = r#"
+CREATE TABLE profiles (
+    user    TEXT PRIMARY KEY,
+    name    TEXT NOT NULL,
+    avatar  TEXT NOT NULL,
+    status  TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE invites (
+    iid     TEXT PRIMARY KEY,
+    json    TEXT NOT NULL,
+    state   TEXT NOT NULL,
+    expires INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE drafts (
+    conv    TEXT PRIMARY KEY,
+    text    TEXT NOT NULL,
+    updated INTEGER NOT NULL
+);
+
+CREATE TABLE media_cache (
+    media   TEXT PRIMARY KEY,
+    path    TEXT NOT NULL,
+    mime    TEXT NOT NULL,
+    size    INTEGER NOT NULL,
+    fetched INTEGER NOT NULL
+);
+
+CREATE VIRTUAL TABLE messages_fts USING fts5 (text, tokenize = 'unicode61');
+
+INSERT INTO messages_fts (rowid, text)
+    SELECT id, coalesce(json_extract(body, '$.text'), json_extract(body, '$.name'))
+    FROM messages
+    WHERE coalesce(json_extract(body, '$.text'), json_extract(body, '$.name')) IS NOT NULL;
+
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL
+BEGIN
+    INSERT INTO messages_fts (rowid, text)
+    VALUES (new.id, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')));
+END;
+
+CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+BEGIN
+    DELETE FROM messages_fts WHERE rowid = old.id;
+END;
+
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+BEGIN
+    DELETE FROM messages_fts WHERE rowid = old.id;
+    INSERT INTO messages_fts (rowid, text)
+    SELECT new.id, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name'))
+    WHERE coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL;
+END;
+"#;
+
+/// Every migration, in order; `MIGRATIONS.len()` is the current version.
+pub const MIGRATIONS: &[&str] = &[V1, V2];
+
+/// The schema version this code writes.
+pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;

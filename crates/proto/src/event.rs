@@ -1,0 +1,452 @@
+//! What a server sends: replies to requests and pushed events, and the
+//! payload types they share.
+
+use crate::codes::ErrorCode;
+use crate::ids::{Conv, Target};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A stored message, as in the `msg` event and in `history` pages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Msg {
+    /// The conversation.
+    pub conv: Conv,
+    /// Position in the conversation: 1, 2, 3… with no gaps.
+    pub seq: u64,
+    /// Server message id.
+    pub mid: String,
+    /// The sender's client message id.
+    pub cid: String,
+    /// The sender, set by the server from the session.
+    pub from: String,
+    /// The recipient as the sender addressed it.
+    pub to: Target,
+    /// `text`, `image`, `file` or `custom`.
+    pub kind: String,
+    /// The kind's body.
+    pub body: Map<String, Value>,
+    /// Server time of storage, ms since the Unix epoch.
+    pub ts: i64,
+    /// The `mid` this message replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+}
+
+/// Limits a server announces in the `hello` ok.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest text frame, in bytes; larger closes the socket with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest message body as compact JSON; larger is `too_large`.
+    pub max_body_bytes: usize,
+    /// Token-bucket refill rate for send, signal, invite and typing.
+    pub send_per_sec: u32,
+    /// Token-bucket capacity.
+    pub send_burst: u32,
+    /// Largest (and default) `history` page.
+    pub history_page: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_frame_bytes: 65536,
+            max_body_bytes: 32768,
+            send_per_sec: 20,
+            send_burst: 50,
+            history_page: 200,
+        }
+    }
+}
+
+/// The ok of `hello`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HelloOk {
+    /// The authenticated user id.
+    pub user: String,
+    /// This session's id.
+    pub session: String,
+    /// Server clock, ms since the Unix epoch.
+    pub server_time: i64,
+    /// Ping interval; silence for `2 × heartbeat_ms + 5 s` is death.
+    pub heartbeat_ms: u64,
+    /// The server's limits.
+    pub limits: Limits,
+    /// Optional protocol features beyond v1.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub features: Vec<String>,
+}
+
+/// The ok of `send` (and of `POST /v1/push`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendOk {
+    /// The conversation the message was stored in.
+    pub conv: Conv,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Its server id.
+    pub mid: String,
+    /// Its server timestamp.
+    pub ts: i64,
+    /// True when this `(sender, cid)` was stored before: nothing was delivered again.
+    pub dup: bool,
+}
+
+/// The ok of `history`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryOk {
+    /// Messages in ascending `seq`.
+    pub messages: Vec<Msg>,
+    /// Whether more exist in the paging direction.
+    pub more: bool,
+}
+
+/// One conversation in the `sync` ok.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncConv {
+    /// The conversation.
+    pub conv: Conv,
+    /// `dm` or `channel`.
+    pub kind: String,
+    /// For a DM: the other user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// For a channel: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Highest seq stored (0 when empty).
+    pub last_seq: u64,
+    /// Timestamp of that message (0 when empty).
+    pub last_ts: i64,
+    /// The caller's read cursor.
+    pub read_seq: u64,
+    /// For a DM: the peer's read cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_read_seq: Option<u64>,
+    /// For a DM: the peer's receive cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_recv_seq: Option<u64>,
+}
+
+/// The ok of `sync`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncOk {
+    /// Every conversation the user belongs to.
+    pub conversations: Vec<SyncConv>,
+    /// Pending invitations to or from the user.
+    pub invites: Vec<Invite>,
+}
+
+/// A public channel in the `channels` ok.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelInfo {
+    /// Its name.
+    pub channel: String,
+    /// Display title.
+    pub title: String,
+    /// Topic line.
+    pub topic: String,
+    /// Whether it is private (only members see it).
+    pub private: bool,
+    /// Member count.
+    pub members: u64,
+}
+
+/// A member in the `members` ok.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberInfo {
+    /// The member.
+    pub user: String,
+    /// Whether any of their sessions is live.
+    pub online: bool,
+}
+
+/// A presence row (in the `watch` ok and the `presence` event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence {
+    /// The user.
+    pub user: String,
+    /// Whether any of their sessions is live.
+    pub online: bool,
+    /// When their last session ended (ms); absent if never seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<i64>,
+}
+
+/// A user's public profile.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Profile {
+    /// The user.
+    pub user: String,
+    /// Display name (≤ 64 characters).
+    pub name: String,
+    /// Media id or `avatar:<n>` preset; empty for none.
+    pub avatar: String,
+    /// Status line (≤ 140 characters).
+    pub status: String,
+}
+
+/// States of a call invitation. Every state but `pending` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InviteState {
+    /// Ringing.
+    Pending,
+    /// The callee accepted.
+    Accepted,
+    /// The callee refused.
+    Refused,
+    /// The caller canceled.
+    Canceled,
+    /// The time-to-live elapsed.
+    Expired,
+    /// Could not be created (e.g. unknown callee).
+    Failed,
+}
+
+impl InviteState {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InviteState::Pending => "pending",
+            InviteState::Accepted => "accepted",
+            InviteState::Refused => "refused",
+            InviteState::Canceled => "canceled",
+            InviteState::Expired => "expired",
+            InviteState::Failed => "failed",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<InviteState> {
+        Some(match s {
+            "pending" => InviteState::Pending,
+            "accepted" => InviteState::Accepted,
+            "refused" => InviteState::Refused,
+            "canceled" => InviteState::Canceled,
+            "expired" => InviteState::Expired,
+            "failed" => InviteState::Failed,
+            _ => return None,
+        })
+    }
+
+    /// Whether the state is locked.
+    pub fn is_final(self) -> bool {
+        self != InviteState::Pending
+    }
+}
+
+/// A call invitation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Invite {
+    /// Invitation id.
+    pub iid: String,
+    /// The caller.
+    pub from: String,
+    /// The callee.
+    pub to: String,
+    /// Where the call continues: `call-<iid>`.
+    pub room: String,
+    /// Application content from the caller.
+    pub content: Map<String, Value>,
+    /// Current state.
+    pub state: InviteState,
+    /// Creation time (ms).
+    pub created: i64,
+    /// Expiry time (ms).
+    pub expires: i64,
+    /// Whether a callee session has received it.
+    pub received: bool,
+    /// Why it failed, for `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The callee's response content, once answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Map<String, Value>>,
+}
+
+/// A pushed server event: `{"ev": "...", ...}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Event {
+    /// A new message in one of the user's conversations.
+    Msg(Msg),
+    /// A DM peer's receive/read cursors moved.
+    Receipt { conv: Conv, user: String, recv_seq: u64, read_seq: u64 },
+    /// The user read up to `seq` on another of their sessions.
+    Read { conv: Conv, seq: u64 },
+    /// Someone is typing.
+    Typing { conv: Conv, user: String },
+    /// An ephemeral signal.
+    Signal { from: String, to: Target, body: Map<String, Value>, ts: i64 },
+    /// Channel membership changed.
+    Member {
+        channel: String,
+        user: String,
+        joined: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        removed: bool,
+    },
+    /// A watched user's presence changed.
+    Presence(Presence),
+    /// A watched user's profile changed.
+    Profile(Profile),
+    /// A new invitation for the callee.
+    Invite { invite: Invite },
+    /// An invitation changed (received, answered, canceled, expired).
+    InviteState { invite: Invite },
+    /// The session's token expires at `exp` (seconds); `renew` before then.
+    TokenExpiring { exp: i64 },
+}
+
+/// The error object of an error reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrBody {
+    /// Machine-readable code.
+    pub code: ErrorCode,
+    /// For humans.
+    pub message: String,
+    /// With `rate_limited`: when to retry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+    /// With `invite_final`: the invitation's final state.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invite: Option<Invite>,
+}
+
+impl ErrBody {
+    /// An error with just a code and a message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrBody { code, message: message.into(), retry_after_ms: None, invite: None }
+    }
+}
+
+/// A reply: `{"re": id, "ok": {...}}` or `{"re": id|null, "err": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The request id (null when the request's id could not be read).
+    pub re: Option<u64>,
+    /// The result on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ok: Option<Value>,
+    /// The error on failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub err: Option<ErrBody>,
+}
+
+impl Reply {
+    /// Encodes a success reply.
+    pub fn ok_json<T: Serialize>(re: u64, ok: &T) -> String {
+        #[derive(Serialize)]
+        struct OkFrame<'a, T> {
+            re: u64,
+            ok: &'a T,
+        }
+        serde_json::to_string(&OkFrame { re, ok }).expect("reply serializes")
+    }
+
+    /// Encodes an error reply.
+    pub fn err_json(re: Option<u64>, err: &ErrBody) -> String {
+        #[derive(Serialize)]
+        struct ErrFrame<'a> {
+            re: Option<u64>,
+            err: &'a ErrBody,
+        }
+        serde_json::to_string(&ErrFrame { re, err }).expect("reply serializes")
+    }
+}
+
+/// Anything a server sends, as a client decodes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerFrame {
+    /// A reply to a request.
+    Reply(Reply),
+    /// A pushed event.
+    Event(Box<Event>),
+    /// An event this client version does not know (forward compatibility).
+    UnknownEvent(String),
+}
+
+impl ServerFrame {
+    /// Decodes one text frame from a server.
+    ///
+    /// # Errors
+    /// When the frame is neither a reply nor an event.
+    pub fn decode(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            ev: Option<String>,
+        }
+        let probe: Probe = serde_json::from_str(text)?;
+        match probe.ev {
+            Some(ev) => match serde_json::from_str::<Event>(text) {
+                Ok(e) => Ok(ServerFrame::Event(Box::new(e))),
+                Err(_) if !KNOWN_EVENTS.contains(&ev.as_str()) => Ok(ServerFrame::UnknownEvent(ev)),
+                Err(e) => Err(e),
+            },
+            None => Ok(ServerFrame::Reply(serde_json::from_str(text)?)),
+        }
+    }
+}
+
+const KNOWN_EVENTS: &[&str] = &[
+    "msg", "receipt", "read", "typing", "signal", "member", "presence", "profile", "invite",
+    "invite_state", "token_expiring",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msg_event_has_the_wire_shape() {
+        let m = Msg {
+            conv: Conv::dm("alice", "bob"),
+            seq: 42,
+            mid: "m1".into(),
+            cid: "c1".into(),
+            from: "alice".into(),
+            to: Target::User("bob".into()),
+            kind: "text".into(),
+            body: serde_json::from_str(r#"{"text":"hi"}"#).unwrap(),
+            ts: 5,
+            reply_to: None,
+        };
+        let s = serde_json::to_string(&Event::Msg(m.clone())).unwrap();
+        assert_eq!(
+            s,
+            r#"{"ev":"msg","conv":"dm:alice:bob","seq":42,"mid":"m1","cid":"c1","from":"alice","to":{"user":"bob"},"kind":"text","body":{"text":"hi"},"ts":5}"#
+        );
+        assert_eq!(ServerFrame::decode(&s).unwrap(), ServerFrame::Event(Box::new(Event::Msg(m))));
+    }
+
+    #[test]
+    fn replies_round_trip() {
+        let s = Reply::ok_json(3, &serde_json::json!({"a":1}));
+        assert_eq!(s, r#"{"re":3,"ok":{"a":1}}"#);
+        let e = Reply::err_json(None, &ErrBody::new(ErrorCode::BadRequest, "x"));
+        assert_eq!(e, r#"{"re":null,"err":{"code":"bad_request","message":"x"}}"#);
+        match ServerFrame::decode(&e).unwrap() {
+            ServerFrame::Reply(r) => assert_eq!(r.err.unwrap().code, ErrorCode::BadRequest),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_events_are_tolerated() {
+        assert_eq!(
+            ServerFrame::decode(r#"{"ev":"aurora","x":1}"#).unwrap(),
+            ServerFrame::UnknownEvent("aurora".into())
+        );
+    }
+
+    #[test]
+    fn member_event_omits_removed_when_false() {
+        let e = Event::Member { channel: "c".into(), user: "u".into(), joined: true, removed: false };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"ev":"member","channel":"c","user":"u","joined":true}"#
+        );
+    }
+}

@@ -1,0 +1,32 @@
+//! Courier realtime protocol, version 1 (with the 1.1 additions).
+//!
+//! This crate is the wire contract as Rust types: what a client may send
+//! ([`Request`]), what a server answers ([`Reply`]) and pushes ([`Event`]),
+//! how identifiers look ([`ids`]), and the error and close codes
+//! ([`codes`]). It does no IO, so the server, the client core, the
+//! conformance tests and the benchmark all share one definition and cannot
+//! drift apart.
+//!
+//! Layout:
+//! - [`ids`]: validation of user ids, channel names, conversation ids, cids.
+//! - [`codes`]: error codes and WebSocket close codes.
+//! - [`request`]: client requests, decoded and validated in one step.
+//! - [`event`]: server events, replies and the payloads they carry.
+
+pub mod codes;
+pub mod event;
+pub mod ids;
+pub mod request;
+
+pub use codes::{CloseCode, ErrorCode};
+pub use event::{
+    ChannelInfo, ErrBody, Event, HelloOk, HistoryOk, Invite, InviteState, Limits, MemberInfo, Msg, Presence,
+    Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
+};
+pub use ids::{Conv, Target};
+pub use request::{DecodeError, Request, SendReq};
+
+/// The WebSocket subprotocol a client must offer.
+pub const SUBPROTOCOL: &str = "courier.v1";
+/// The path of the WebSocket endpoint.
+pub const WS_PATH: &str = "/v1/ws";

@@ -1,0 +1,187 @@
+//! Server configuration: one struct with defaults, read from an optional TOML
+//! file and overridden by command-line flags and `COURIER_*` variables (the
+//! binary does the overriding), then validated once at start-up.
+
+use courier_proto::Limits;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Everything a server needs to know. `Config::default()` is a working
+/// loopback server with dev tokens and a `./courier-data` directory.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address for WebSocket and HTTP (one port serves both).
+    pub listen: SocketAddr,
+    /// Directory of the SQLite database.
+    pub data_dir: PathBuf,
+    /// HS256 secret for user tokens. Without one, only dev tokens work, and
+    /// only on a loopback address.
+    pub auth_secret: Option<String>,
+    /// Bearer secret of `POST /v1/push`; without one the endpoint answers 401.
+    pub admin_secret: Option<String>,
+    /// Accept `dev:<user>` tokens. Turned on automatically when there is no
+    /// auth secret and the listen address is loopback.
+    pub dev_auth: bool,
+    /// Most simultaneous TCP connections (HTTP and WebSocket together).
+    pub max_connections: usize,
+    /// Server ping interval; a silent peer is dead after `2 × this + 5 s`.
+    pub heartbeat_ms: u64,
+    /// Time a new socket has to send `hello`.
+    pub hello_timeout_ms: u64,
+    /// Limits announced to clients and enforced.
+    pub limits: Limits,
+    /// Largest media upload.
+    pub max_media_bytes: usize,
+    /// Public channels that exist from the start.
+    pub default_channels: Vec<String>,
+    /// Frames queued for one session before it counts as a slow consumer
+    /// and is closed with 1008.
+    pub outbound_queue: usize,
+    /// WebSocket read buffer per connection. tungstenite's default (128 KiB)
+    /// would cost gigabytes at 50 k connections; frames larger than this
+    /// still work, the buffer grows for them.
+    pub ws_read_buffer: usize,
+    /// Bytes buffered before a WebSocket write is pushed to the socket
+    /// (the session flushes after every burst anyway).
+    pub ws_write_buffer: usize,
+    /// Minimum interval between forwarded `typing` events per conversation
+    /// and session.
+    pub typing_interval_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            data_dir: PathBuf::from("./courier-data"),
+            auth_secret: None,
+            admin_secret: None,
+            dev_auth: false,
+            max_connections: 10_000,
+            heartbeat_ms: 15_000,
+            hello_timeout_ms: 10_000,
+            limits: Limits::default(),
+            max_media_bytes: 10 * 1024 * 1024,
+            default_channels: vec!["lobby".into(), "random".into(), "tech".into()],
+            outbound_queue: 1024,
+            ws_read_buffer: 4096,
+            ws_write_buffer: 16 * 1024,
+            typing_interval_ms: 2000,
+        }
+    }
+}
+
+/// A configuration the server refuses to start with.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// No way to authenticate users safely on a public address.
+    #[error(
+        "refusing to listen on {0} without --auth-secret: dev tokens (anyone can be anyone) are \
+         only allowed on a loopback address. Set --auth-secret / COURIER_AUTH_SECRET, or listen \
+         on 127.0.0.1."
+    )]
+    NoSecretOnPublicAddress(SocketAddr),
+    /// A value out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    /// The `--config` file could not be read or parsed.
+    #[error("config file {path}: {message}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a TOML file; fields it does not name keep their defaults.
+    ///
+    /// # Errors
+    /// [`ConfigError::File`] when the file cannot be read or parsed.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File { path: path.into(), message: e.to_string() })
+    }
+
+    /// Checks the configuration and settles dev authentication: with no auth
+    /// secret on a loopback address dev tokens are turned on (and the returned
+    /// flag says a warning is due); with none elsewhere the server refuses.
+    ///
+    /// # Errors
+    /// [`ConfigError`] describing what to change.
+    pub fn validate(&mut self) -> Result<bool, ConfigError> {
+        let loopback = self.listen.ip().is_loopback();
+        if self.auth_secret.as_deref().is_some_and(str::is_empty) {
+            self.auth_secret = None;
+        }
+        if self.admin_secret.as_deref().is_some_and(str::is_empty) {
+            self.admin_secret = None;
+        }
+        if self.auth_secret.is_none() && !loopback {
+            return Err(ConfigError::NoSecretOnPublicAddress(self.listen));
+        }
+        let implied_dev = self.auth_secret.is_none() && !self.dev_auth;
+        if implied_dev {
+            self.dev_auth = true;
+        }
+        let l = &self.limits;
+        let checks = [
+            (self.max_connections >= 1, "max_connections must be at least 1"),
+            (self.heartbeat_ms >= 100, "heartbeat_ms must be at least 100"),
+            (self.hello_timeout_ms >= 100, "hello_timeout_ms must be at least 100"),
+            (l.max_frame_bytes >= 1024, "limits.max_frame_bytes must be at least 1024"),
+            (
+                l.max_body_bytes >= 16 && l.max_body_bytes < l.max_frame_bytes,
+                "limits.max_body_bytes must be at least 16 and below max_frame_bytes",
+            ),
+            (l.send_per_sec >= 1 && l.send_burst >= 1, "send_per_sec and send_burst must be at least 1"),
+            (l.history_page >= 1, "limits.history_page must be at least 1"),
+            (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
+            (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
+        ];
+        for (ok, why) in checks {
+            if !ok {
+                return Err(ConfigError::Invalid(why.into()));
+            }
+        }
+        if let Some(bad) = self.default_channels.iter().find(|c| !courier_proto::ids::is_valid_channel(c)) {
+            return Err(ConfigError::Invalid(format!("default channel `{bad}` is not a valid name")));
+        }
+        Ok(implied_dev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_without_secret_means_dev_tokens() {
+        let mut c = Config::default();
+        assert!(c.validate().unwrap());
+        assert!(c.dev_auth);
+    }
+
+    #[test]
+    fn public_address_without_secret_is_refused() {
+        let mut c = Config { listen: "0.0.0.0:7700".parse().unwrap(), ..Config::default() };
+        let e = c.validate().unwrap_err();
+        assert!(e.to_string().contains("--auth-secret"), "{e}");
+        c.auth_secret = Some("s".into());
+        assert!(!c.validate().unwrap());
+        assert!(!c.dev_auth);
+    }
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let c: Config = toml::from_str("heartbeat_ms = 500\n[limits]\nmax_frame_bytes = 4096\nmax_body_bytes = 1024\nsend_per_sec = 5\nsend_burst = 5\nhistory_page = 10\n").unwrap();
+        assert_eq!(c.heartbeat_ms, 500);
+        assert_eq!(c.limits.history_page, 10);
+        assert_eq!(c.max_connections, 10_000);
+        assert!(toml::from_str::<Config>("hartbeat_ms = 1").is_err());
+    }
+}

@@ -1,0 +1,314 @@
+//! The registry of live sessions: who is online on this node, which sessions
+//! watch whose presence, and the channel member cache used for fan-out.
+//!
+//! Each session owns a bounded outbound queue. Delivery never blocks: an
+//! event is serialised once and its `Arc<str>` handed to every recipient's
+//! queue with `try_send`; a session whose queue is full is a slow consumer
+//! and is asked to close with 1008 (it resyncs on reconnect), so one stuck
+//! client cannot grow the server's memory.
+
+use courier_proto::CloseCode;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+
+/// One live, authenticated session as other tasks see it.
+pub struct SessionHandle {
+    /// Process-unique key (cheap comparisons).
+    pub key: u64,
+    /// The session id announced to the client.
+    pub id: String,
+    /// The user.
+    pub user: Arc<str>,
+    /// The device id from `hello`.
+    pub device: String,
+    tx: mpsc::Sender<Arc<str>>,
+    close: Mutex<Option<(u16, &'static str)>>,
+    wake: Notify,
+}
+
+impl SessionHandle {
+    /// Queues a frame. Returns false if it could not be queued; a full queue
+    /// also asks the session to close as a slow consumer.
+    pub fn push(&self, frame: &Arc<str>) -> bool {
+        match self.tx.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.request_close(CloseCode::POLICY, "slow consumer: outbound queue full");
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Asks the session's task to close the socket with `code`. The first
+    /// request wins.
+    pub fn request_close(&self, code: u16, reason: &'static str) {
+        let mut c = self.close.lock().expect("close lock");
+        if c.is_none() {
+            *c = Some((code, reason));
+        }
+        drop(c);
+        self.wake.notify_one();
+    }
+
+    /// Waits until a close is requested, then returns it.
+    pub async fn close_requested(&self) -> (u16, &'static str) {
+        loop {
+            if let Some(c) = *self.close.lock().expect("close lock") {
+                return c;
+            }
+            self.wake.notified().await;
+        }
+    }
+}
+
+/// Cached facts about a channel for fan-out and access checks.
+pub struct ChannelCache {
+    /// Whether the channel is private.
+    pub private: bool,
+    members: RwLock<HashSet<String>>,
+}
+
+impl ChannelCache {
+    /// A cache entry for a channel with these members.
+    pub fn new(private: bool, members: impl IntoIterator<Item = String>) -> Self {
+        ChannelCache { private, members: RwLock::new(members.into_iter().collect()) }
+    }
+
+    /// Whether `user` is a member.
+    pub fn is_member(&self, user: &str) -> bool {
+        self.members.read().expect("members lock").contains(user)
+    }
+
+    /// Number of members.
+    pub fn len(&self) -> usize {
+        self.members.read().expect("members lock").len()
+    }
+
+    /// Whether the channel has no members.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records a join.
+    pub fn insert(&self, user: &str) {
+        self.members.write().expect("members lock").insert(user.to_owned());
+    }
+
+    /// Records a leave.
+    pub fn remove(&self, user: &str) {
+        self.members.write().expect("members lock").remove(user);
+    }
+
+    /// A snapshot of the members.
+    pub fn snapshot(&self) -> Vec<String> {
+        self.members.read().expect("members lock").iter().cloned().collect()
+    }
+}
+
+/// Change in a user's online state caused by registering or dropping a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceChange {
+    /// The user's first session appeared.
+    CameOnline,
+    /// The user's last session went away.
+    WentOffline,
+    /// No change.
+    Unchanged,
+}
+
+/// The node's registry of sessions, watchers and channel caches.
+#[derive(Default)]
+pub struct Hub {
+    users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
+    watchers: RwLock<HashMap<String, Vec<Arc<SessionHandle>>>>,
+    channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
+    next_key: AtomicU64,
+}
+
+impl Hub {
+    /// Creates a session handle and its outbound queue (not yet registered).
+    pub fn new_session(
+        &self,
+        user: &str,
+        device: &str,
+        queue: usize,
+    ) -> (Arc<SessionHandle>, mpsc::Receiver<Arc<str>>) {
+        let (tx, rx) = mpsc::channel(queue);
+        let handle = SessionHandle {
+            key: self.next_key.fetch_add(1, Ordering::Relaxed),
+            id: ulid::Ulid::new().to_string(),
+            user: Arc::from(user),
+            device: device.to_owned(),
+            tx,
+            close: Mutex::new(None),
+            wake: Notify::new(),
+        };
+        (Arc::new(handle), rx)
+    }
+
+    /// Registers a session. An older session of the same user and device is
+    /// asked to close with 4003 and dropped from the registry.
+    pub fn register(&self, s: &Arc<SessionHandle>) -> PresenceChange {
+        let mut users = self.users.write().expect("users lock");
+        let list = users.entry(s.user.clone()).or_default();
+        let was_empty = list.is_empty();
+        list.retain(|old| {
+            if old.device == s.device {
+                old.request_close(CloseCode::REPLACED, "replaced by a newer session of this device");
+                false
+            } else {
+                true
+            }
+        });
+        list.push(s.clone());
+        if was_empty { PresenceChange::CameOnline } else { PresenceChange::Unchanged }
+    }
+
+    /// Drops a session (if still registered) and its presence watches.
+    pub fn unregister(&self, s: &Arc<SessionHandle>, watched: &HashSet<String>) -> PresenceChange {
+        self.unwatch(s, watched.iter().map(String::as_str));
+        let mut users = self.users.write().expect("users lock");
+        let Some(list) = users.get_mut(&s.user) else { return PresenceChange::Unchanged };
+        let before = list.len();
+        list.retain(|x| x.key != s.key);
+        if list.len() == before {
+            return PresenceChange::Unchanged;
+        }
+        if list.is_empty() {
+            users.remove(&s.user);
+            PresenceChange::WentOffline
+        } else {
+            PresenceChange::Unchanged
+        }
+    }
+
+    /// Whether `user` has a live session on this node.
+    pub fn is_online(&self, user: &str) -> bool {
+        self.users.read().expect("users lock").contains_key(user)
+    }
+
+    /// Number of live sessions.
+    pub fn session_count(&self) -> usize {
+        self.users.read().expect("users lock").values().map(Vec::len).sum()
+    }
+
+    /// Every registered session (for shutdown).
+    pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
+        self.users.read().expect("users lock").values().flatten().cloned().collect()
+    }
+
+    /// Queues `frame` to every session of each user in `users` except the
+    /// session with key `except`. Returns the number of sessions reached.
+    pub fn send_to_users<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        frame: &Arc<str>,
+        except: Option<u64>,
+    ) -> usize {
+        let map = self.users.read().expect("users lock");
+        let mut n = 0;
+        for u in users {
+            if let Some(list) = map.get(u) {
+                for s in list {
+                    if Some(s.key) != except && s.push(frame) {
+                        n += 1;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// Adds `s` as a watcher of `users`.
+    pub fn watch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = &'a str>) {
+        let mut w = self.watchers.write().expect("watchers lock");
+        for u in users {
+            let list = w.entry(u.to_owned()).or_default();
+            if !list.iter().any(|x| x.key == s.key) {
+                list.push(s.clone());
+            }
+        }
+    }
+
+    /// Removes `s` as a watcher of `users`.
+    pub fn unwatch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = &'a str>) {
+        let mut w = self.watchers.write().expect("watchers lock");
+        for u in users {
+            if let Some(list) = w.get_mut(u) {
+                list.retain(|x| x.key != s.key);
+                if list.is_empty() {
+                    w.remove(u);
+                }
+            }
+        }
+    }
+
+    /// Queues `frame` to every session watching `user`.
+    pub fn send_to_watchers(&self, user: &str, frame: &Arc<str>) {
+        if let Some(list) = self.watchers.read().expect("watchers lock").get(user) {
+            for s in list {
+                s.push(frame);
+            }
+        }
+    }
+
+    /// The cached channel entry, if loaded.
+    pub fn channel(&self, name: &str) -> Option<Arc<ChannelCache>> {
+        self.channels.read().expect("channels lock").get(name).cloned()
+    }
+
+    /// Caches a channel entry (the first one cached wins) and returns it.
+    pub fn cache_channel(&self, name: &str, entry: ChannelCache) -> Arc<ChannelCache> {
+        self.channels.write().expect("channels lock").entry(name.to_owned()).or_insert_with(|| Arc::new(entry)).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn same_device_replaces_and_presence_follows_sessions() {
+        let hub = Hub::default();
+        let (a1, _r1) = hub.new_session("alice", "d1", 16);
+        let (a2, _r2) = hub.new_session("alice", "d2", 16);
+        let (a3, _r3) = hub.new_session("alice", "d1", 16);
+        assert_eq!(hub.register(&a1), PresenceChange::CameOnline);
+        assert_eq!(hub.register(&a2), PresenceChange::Unchanged);
+        assert_eq!(hub.register(&a3), PresenceChange::Unchanged);
+        assert_eq!(a1.close_requested().await.0, CloseCode::REPLACED);
+        let none = HashSet::new();
+        assert_eq!(hub.unregister(&a1, &none), PresenceChange::Unchanged, "replaced session is gone already");
+        assert_eq!(hub.unregister(&a2, &none), PresenceChange::Unchanged);
+        assert_eq!(hub.unregister(&a3, &none), PresenceChange::WentOffline);
+        assert!(!hub.is_online("alice"));
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_slow_consumer() {
+        let hub = Hub::default();
+        let (s, _rx) = hub.new_session("bob", "d", 2);
+        hub.register(&s);
+        let f: Arc<str> = Arc::from("{}");
+        assert_eq!(hub.send_to_users(["bob"], &f, None), 1);
+        assert_eq!(hub.send_to_users(["bob"], &f, None), 1);
+        assert_eq!(hub.send_to_users(["bob"], &f, None), 0);
+        assert_eq!(s.close_requested().await.0, CloseCode::POLICY);
+    }
+
+    #[tokio::test]
+    async fn sender_session_is_skipped() {
+        let hub = Hub::default();
+        let (s1, mut r1) = hub.new_session("bob", "d1", 4);
+        let (s2, mut r2) = hub.new_session("bob", "d2", 4);
+        hub.register(&s1);
+        hub.register(&s2);
+        let f: Arc<str> = Arc::from("x");
+        assert_eq!(hub.send_to_users(["bob"], &f, Some(s1.key)), 1);
+        assert!(r1.try_recv().is_err());
+        assert_eq!(&*r2.try_recv().unwrap(), "x");
+    }
+}

@@ -1,0 +1,157 @@
+//! The Courier realtime server: protocol v1 over one WebSocket per session,
+//! durable storage, call invitations, media and push, on one port.
+//!
+//! Layout:
+//! - [`config`]: the configuration struct, file loading and validation.
+//! - [`listener`]: TCP accept loop with a connection cap.
+//! - [`http`]: routes: `/healthz`, `/metrics`, `/v1/ws`, `/v1/media`, `/v1/push`.
+//! - [`session`]: one WebSocket connection from `hello` to close.
+//! - [`ops`]: request handlers, one module per family of ops.
+//! - [`hub`]: live sessions, presence watchers, channel member cache, fan-out.
+//! - [`state`]: what all connections share.
+//! - [`store`]: the storage trait and its SQLite implementation.
+//! - [`auth`], [`ratelimit`], [`metrics`], [`clock`]: the small parts.
+//!
+//! Binaries stay thin: `main.rs` parses flags and calls [`Server::start`];
+//! tests, the desktop app's embedded server and benchmarks call the same.
+
+pub mod auth;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod hub;
+pub mod listener;
+pub mod metrics;
+pub mod ops;
+pub mod ratelimit;
+pub mod session;
+pub mod state;
+pub mod store;
+
+pub use config::{Config, ConfigError};
+
+use anyhow::Context as _;
+use listener::CappedListener;
+use state::AppState;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use store::{NewChannel, Store, sqlite::SqliteStore};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+pub struct Server {
+    addr: SocketAddr,
+    state: Arc<AppState>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    /// Validates the configuration, binds `config.listen`, opens the SQLite
+    /// store in `config.data_dir`, and starts serving.
+    ///
+    /// # Errors
+    /// An invalid configuration, an address that cannot be bound, or a data
+    /// directory whose database cannot be opened (each with a message that
+    /// says what to change).
+    pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+        if config.validate()? {
+            tracing::warn!(
+                listen = %config.listen,
+                "no auth secret: accepting dev tokens (`dev:<user>`), anyone can sign in as anyone; \
+                 this is only allowed on loopback"
+            );
+        }
+        let store = SqliteStore::open(&config.data_dir)
+            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Self::start_with(listener, config, Arc::new(store)).await
+    }
+
+    /// Starts serving on an already bound listener with a given store (the
+    /// configuration must already be validated).
+    ///
+    /// # Errors
+    /// When the default channels or pending invitations cannot be loaded.
+    pub async fn start_with(listener: TcpListener, config: Config, store: Arc<dyn Store>) -> anyhow::Result<Server> {
+        let addr = listener.local_addr()?;
+        let now = clock::now_ms();
+        for name in &config.default_channels {
+            let mut title = name.clone();
+            if let Some(first) = title.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            store
+                .create_channel(NewChannel {
+                    name: name.clone(),
+                    title,
+                    topic: String::new(),
+                    private: false,
+                    creator: None,
+                    now,
+                })
+                .await
+                .context("creating default channels")?;
+        }
+        let (stop, stop_rx) = watch::channel(false);
+        let metrics = Arc::new(metrics::Metrics::new());
+        let state = Arc::new(AppState {
+            auth: auth::Authenticator::new(config.auth_secret.as_deref(), config.dev_auth),
+            hub: hub::Hub::default(),
+            metrics: metrics.clone(),
+            shutdown: stop_rx.clone(),
+            timers: Default::default(),
+            store,
+            config,
+        });
+        for invite in state.store.pending_invites().await.context("loading pending invitations")? {
+            state.schedule_expiry(&invite);
+        }
+        let listener = CappedListener::new(listener, state.config.max_connections, metrics);
+        let app = http::router(state.clone());
+        let mut wait_rx = stop_rx;
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = wait_rx.wait_for(|stopped| *stopped).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "courier server listening");
+        Ok(Server { addr, state, stop, task })
+    }
+
+    /// The bound address (useful after binding port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The WebSocket URL of this server, e.g. `ws://127.0.0.1:7700/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}{}", self.addr, courier_proto::WS_PATH)
+    }
+
+    /// Stops accepting, closes every session with 1001, waits briefly for
+    /// them to go, and flushes storage.
+    ///
+    /// # Errors
+    /// When storage cannot be flushed.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.state.close_all(courier_proto::CloseCode::GOING_AWAY, "server shutting down");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.state.metrics.connections.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
+        self.state.timers.lock().expect("timers lock").abort_all();
+        self.state.store.close().await.context("flushing storage")?;
+        tracing::info!("courier server stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,140 @@
+//! `courier-server`: parses flags, sets up logging, and runs the library's
+//! [`courier_server::Server`] until SIGTERM or Ctrl-C.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use courier_server::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// The Courier realtime chat server (protocol v1: WebSocket at /v1/ws,
+/// HTTP /healthz, /metrics, /v1/media, /v1/push on the same port).
+///
+/// With no --auth-secret on a loopback address the server accepts dev tokens
+/// (`dev:<user>`); with none on any other address it refuses to start.
+#[derive(Parser, Debug)]
+#[command(name = "courier-server", version, about, long_about = None)]
+struct Cli {
+    /// Address to listen on [default: 127.0.0.1:7700]
+    #[arg(long, env = "COURIER_LISTEN", value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Data directory (SQLite database) [default: ./courier-data]
+    #[arg(long, env = "COURIER_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
+    /// HS256 secret that signs user tokens
+    #[arg(long, env = "COURIER_AUTH_SECRET", value_name = "S", hide_env_values = true)]
+    auth_secret: Option<String>,
+    /// Bearer secret for POST /v1/push (server-side push from back ends)
+    #[arg(long, env = "COURIER_ADMIN_SECRET", value_name = "S", hide_env_values = true)]
+    admin_secret: Option<String>,
+    /// Also accept `dev:<user>` tokens (development only)
+    #[arg(long)]
+    dev_auth: bool,
+    /// Most simultaneous connections [default: 10000]
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// TOML configuration file; flags and environment variables override it
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print a signed user token (HS256 JWT) for --user
+    Token {
+        /// The secret the server was started with (--auth-secret)
+        #[arg(long, env = "COURIER_AUTH_SECRET", hide_env_values = true)]
+        secret: String,
+        /// The user id the token signs in as
+        #[arg(long)]
+        user: String,
+        /// How long the token is valid (e.g. 30m, 1h, 7d)
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Display name claim
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+fn config_from(cli: Cli) -> anyhow::Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::from_file(path)?,
+        None => Config::default(),
+    };
+    if let Some(v) = cli.listen {
+        config.listen = v;
+    }
+    if let Some(v) = cli.data {
+        config.data_dir = v;
+    }
+    if cli.auth_secret.is_some() {
+        config.auth_secret = cli.auth_secret;
+    }
+    if cli.admin_secret.is_some() {
+        config.admin_secret = cli.admin_secret;
+    }
+    config.dev_auth |= cli.dev_auth;
+    if let Some(v) = cli.max_connections {
+        config.max_connections = v;
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let server = courier_server::Server::start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down: closing sessions with 1001");
+    server.shutdown().await.context("shutdown")
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Token { secret, user, ttl, name }) = &cli.command {
+        return match courier_server::auth::mint_token(secret, user, *ttl, name.as_deref()) {
+            Ok(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("courier-server token: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = config_from(cli).and_then(|config| {
+        tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("courier-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Call invitations: a state machine held by the server whose every
+//! transition is a compare-and-set on `pending` in storage, so the first
+//! answer wins and a final state never changes.
+
+use super::{OpError, OpResult, SessionCtx};
+use crate::clock::now_ms;
+use crate::state::{AppState, event_frame};
+use crate::store::Transition;
+use courier_proto::{ErrBody, ErrorCode, Event, Invite, InviteState};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+
+/// `invite`: creates the invitation, rings the callee's sessions, and arms
+/// the expiry timer. An unknown callee yields a `failed` invitation.
+pub async fn invite(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    to: String,
+    content: Map<String, Value>,
+    ttl_s: u32,
+) -> OpResult {
+    let now = now_ms();
+    let iid = ulid::Ulid::new().to_string();
+    let known = st.store.user_exists(&to).await?;
+    let inv = Invite {
+        room: format!("call-{iid}"),
+        iid,
+        from: ses.user.to_string(),
+        to,
+        content,
+        state: if known { InviteState::Pending } else { InviteState::Failed },
+        created: now,
+        expires: now + i64::from(ttl_s) * 1000,
+        received: false,
+        reason: (!known).then(|| "unknown_user".to_owned()),
+        response: None,
+    };
+    st.store.create_invite(&inv).await?;
+    if known {
+        st.schedule_expiry(&inv);
+        let frame = event_frame(&Event::Invite { invite: inv.clone() });
+        let reached = st.hub.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
+        if reached > 0 {
+            // The ok below still shows the invitation as created; the
+            // caller's sessions learn "received" from the `invite_state`
+            // event queued here, which follows the ok on the wire.
+            st.invite_received(&inv.iid).await;
+        }
+    }
+    Ok(json!({"invite": inv}))
+}
+
+fn final_error(inv: Invite) -> OpError {
+    let mut body = ErrBody::new(ErrorCode::InviteFinal, format!("the invitation is already {}", inv.state.as_str()));
+    body.invite = Some(inv);
+    OpError(body)
+}
+
+async fn transition(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    iid: &str,
+    to: InviteState,
+    response: Option<Map<String, Value>>,
+) -> OpResult {
+    let user = &*ses.user;
+    let inv = st.store.invite(iid).await?;
+    let Some(inv) = inv.filter(|i| i.from == user || i.to == user) else {
+        return Err(OpError::not_found("no such invitation"));
+    };
+    let allowed = match to {
+        InviteState::Accepted | InviteState::Refused => inv.to == user,
+        InviteState::Canceled => inv.from == user,
+        _ => false,
+    };
+    if !allowed {
+        let who = if to == InviteState::Canceled { "caller" } else { "callee" };
+        return Err(OpError::forbidden(format!("only the {who} may do this")));
+    }
+    match st.store.transition_invite(iid, to, response).await? {
+        Transition::Done(inv) => {
+            st.broadcast_invite_state(&inv);
+            Ok(json!({"invite": inv}))
+        }
+        Transition::AlreadyFinal(inv) => Err(final_error(inv)),
+        Transition::NotFound => Err(OpError::not_found("no such invitation")),
+    }
+}
+
+/// `invite_answer` (callee only).
+pub async fn answer(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    iid: &str,
+    accept: bool,
+    response: Option<Map<String, Value>>,
+) -> OpResult {
+    let to = if accept { InviteState::Accepted } else { InviteState::Refused };
+    transition(st, ses, iid, to, response).await
+}
+
+/// `invite_cancel` (caller only).
+pub async fn cancel(st: &Arc<AppState>, ses: &SessionCtx, iid: &str) -> OpResult {
+    transition(st, ses, iid, InviteState::Canceled, None).await
+}

@@ -1,0 +1,234 @@
+//! Messages and everything riding on conversations: `send` (and the push
+//! API's equivalent), `history`, `sync`, receipts, `typing` and `signal`.
+
+use super::{OpError, OpResult, SessionCtx};
+use crate::clock::now_ms;
+use crate::state::{AppState, event_frame};
+use crate::store::{NewMessage, Page};
+use courier_proto::{
+    Conv, ErrorCode, Event, HistoryOk, InviteState, SendOk, SendReq, SyncConv, SyncOk, Target,
+};
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Who is sending: a session, or a back end through `POST /v1/push`.
+pub enum Sender<'a> {
+    /// A user's session; channel membership is required.
+    Session(&'a SessionCtx),
+    /// The push API, on behalf of `from`; membership is not required.
+    Push(&'a str),
+}
+
+/// Validates, stores and delivers one message. Shared by `send` and push.
+///
+/// # Errors
+/// `too_large`, `forbidden` (not a member), `not_found` (`reply_to` unknown),
+/// `internal` (storage).
+pub async fn store_and_deliver(st: &AppState, sender: Sender<'_>, req: SendReq) -> Result<SendOk, OpError> {
+    let (from, except) = match &sender {
+        Sender::Session(s) => (&*s.user, Some(s.handle.key)),
+        Sender::Push(from) => (*from, None),
+    };
+    if req.body_len() > st.config.limits.max_body_bytes {
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!("body exceeds max_body_bytes ({})", st.config.limits.max_body_bytes),
+        ));
+    }
+    let conv = req.to.conv(from).ok_or_else(|| OpError::bad_request("messages go to a user or a channel"))?;
+    if let Conv::Channel(name) = &conv {
+        match (st.channel_entry(name).await?, &sender) {
+            (Some(c), Sender::Session(_)) if c.is_member(from) => {}
+            (Some(_), Sender::Push(_)) => {}
+            (_, Sender::Session(_)) => return Err(OpError::forbidden("not a member of this channel")),
+            (None, Sender::Push(_)) => return Err(OpError::bad_request("no such channel")),
+        }
+    }
+    if let Some(reply_to) = &req.reply_to
+        && st.store.message(&conv, reply_to).await?.is_none()
+    {
+        return Err(OpError::not_found("reply_to is not a message of this conversation"));
+    }
+    let appended = st
+        .store
+        .append(NewMessage {
+            conv,
+            from: from.to_owned(),
+            to: req.to,
+            cid: req.cid,
+            kind: req.kind,
+            body: req.body,
+            reply_to: req.reply_to,
+            ts: now_ms(),
+        })
+        .await?;
+    let m = &appended.msg;
+    let ok = SendOk { conv: m.conv.clone(), seq: m.seq, mid: m.mid.clone(), ts: m.ts, dup: appended.dup };
+    if !appended.dup {
+        st.metrics.messages_stored.inc();
+        st.deliver_msg(appended.msg, except).await?;
+    }
+    Ok(ok)
+}
+
+/// `send`.
+pub async fn send(st: &Arc<AppState>, ses: &SessionCtx, req: SendReq) -> OpResult {
+    let started = Instant::now();
+    let ok = store_and_deliver(st, Sender::Session(ses), req).await?;
+    st.metrics.send_latency.observe(started.elapsed().as_secs_f64());
+    Ok(serde_json::to_value(ok).expect("serializes"))
+}
+
+async fn require_member(st: &AppState, ses: &SessionCtx, conv: &Conv) -> Result<(), OpError> {
+    if st.is_conv_member(conv, &ses.user).await? {
+        Ok(())
+    } else {
+        Err(OpError::forbidden("not a member of this conversation"))
+    }
+}
+
+/// `history`.
+pub async fn history(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    conv: Conv,
+    after: Option<u64>,
+    before: Option<u64>,
+    limit: Option<u32>,
+) -> OpResult {
+    require_member(st, ses, &conv).await?;
+    let max = st.config.limits.history_page;
+    let limit = limit.unwrap_or(max).clamp(1, max);
+    let page = match (after, before) {
+        (Some(a), _) => Page::After(a),
+        (None, Some(b)) => Page::Before(b),
+        (None, None) => Page::Latest,
+    };
+    let (messages, more) = st.store.history(&conv, page, limit).await?;
+    Ok(serde_json::to_value(HistoryOk { messages, more }).expect("serializes"))
+}
+
+/// `sync`: every conversation with cursors, and pending invitations (those
+/// addressed to this user count as received from now on).
+pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
+    let user = &*ses.user;
+    let convs = st.store.conversations(user).await?;
+    let conversations = convs
+        .into_iter()
+        .map(|c| {
+            let (kind, peer, channel) = match &c.conv {
+                Conv::Dm(..) => ("dm", c.conv.peer_of(user).map(str::to_owned), None),
+                Conv::Channel(name) => ("channel", None, Some(name.clone())),
+            };
+            SyncConv {
+                kind: kind.into(),
+                peer,
+                channel,
+                last_seq: c.last_seq,
+                last_ts: c.last_ts,
+                read_seq: c.cursor.read_seq,
+                peer_read_seq: c.peer_cursor.map(|p| p.read_seq),
+                peer_recv_seq: c.peer_cursor.map(|p| p.recv_seq),
+                conv: c.conv,
+            }
+        })
+        .collect();
+    let mut invites = st.store.pending_invites_for(user).await?;
+    for inv in invites.iter_mut().filter(|i| i.to == user && !i.received) {
+        st.invite_received(&inv.iid).await;
+        inv.received = true;
+    }
+    Ok(serde_json::to_value(SyncOk { conversations, invites }).expect("serializes"))
+}
+
+/// `ack` (recv) and `read`: move this user's cursors forward and tell the
+/// DM peer (`receipt`) and, for `read`, the user's other sessions (`read`).
+pub async fn cursor(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    conv: Conv,
+    recv: Option<u64>,
+    read: Option<u64>,
+) -> OpResult {
+    require_member(st, ses, &conv).await?;
+    let user = &*ses.user;
+    let before = st.store.cursor(&conv, user).await?;
+    let after = st.store.advance_cursor(&conv, user, recv, read).await?;
+    if after != before {
+        if let Some(peer) = conv.peer_of(user).filter(|p| *p != user) {
+            let ev = Event::Receipt {
+                conv: conv.clone(),
+                user: user.to_owned(),
+                recv_seq: after.recv_seq,
+                read_seq: after.read_seq,
+            };
+            st.hub.send_to_users([peer], &event_frame(&ev), None);
+        }
+        if read.is_some() && after.read_seq != before.read_seq {
+            let ev = Event::Read { conv: conv.clone(), seq: after.read_seq };
+            st.hub.send_to_users([user], &event_frame(&ev), Some(ses.handle.key));
+        }
+    }
+    Ok(json!({"recv_seq": after.recv_seq, "read_seq": after.read_seq}))
+}
+
+/// `typing`: forwarded to the other members, at most once per conversation
+/// per `typing_interval_ms` per session (the rest are answered ok, dropped).
+pub async fn typing(st: &Arc<AppState>, ses: &mut SessionCtx, conv: Conv) -> OpResult {
+    require_member(st, ses, &conv).await?;
+    let now = Instant::now();
+    let interval = Duration::from_millis(st.config.typing_interval_ms);
+    if ses.typing_last.get(&conv).is_some_and(|t| now.duration_since(*t) < interval) {
+        return Ok(json!({"forwarded": false}));
+    }
+    if ses.typing_last.len() > 256 {
+        ses.typing_last.retain(|_, t| now.duration_since(*t) < interval);
+    }
+    ses.typing_last.insert(conv.clone(), now);
+    let user = &*ses.user;
+    let frame = event_frame(&Event::Typing { conv: conv.clone(), user: user.to_owned() });
+    match &conv {
+        Conv::Dm(..) => {
+            if let Some(peer) = conv.peer_of(user).filter(|p| *p != user) {
+                st.hub.send_to_users([peer], &frame, None);
+            }
+        }
+        Conv::Channel(name) => {
+            if let Some(entry) = st.channel_entry(name).await? {
+                let members = entry.snapshot();
+                st.hub.send_to_users(members.iter().map(String::as_str).filter(|m| *m != user), &frame, None);
+            }
+        }
+    }
+    Ok(json!({"forwarded": true}))
+}
+
+/// `signal`: an ephemeral event to a user, a channel, or the other party of
+/// an accepted call.
+pub async fn signal(st: &Arc<AppState>, ses: &SessionCtx, to: Target, body: Map<String, Value>) -> OpResult {
+    let user = &*ses.user;
+    let ts = now_ms();
+    let except = Some(ses.handle.key);
+    let frame = event_frame(&Event::Signal { from: user.to_owned(), to: to.clone(), body, ts });
+    match &to {
+        Target::User(_) | Target::Channel(_) => {
+            let conv = to.conv(user).expect("user and channel targets have a conversation");
+            require_member(st, ses, &conv).await?;
+            st.send_to_conv(&conv, &frame, except).await?;
+        }
+        Target::Call(iid) => {
+            let inv = st.store.invite(iid).await?;
+            match inv {
+                Some(inv) if inv.state == InviteState::Accepted && (inv.from == user || inv.to == user) => {
+                    let parties = [inv.from.as_str(), inv.to.as_str()];
+                    let n = if inv.from == inv.to { 1 } else { 2 };
+                    st.hub.send_to_users(parties[..n].iter().copied(), &frame, except);
+                }
+                _ => return Err(OpError::forbidden("signals to a call need an accepted invitation you are part of")),
+            }
+        }
+    }
+    Ok(json!({"ts": ts}))
+}

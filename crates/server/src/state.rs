@@ -1,0 +1,144 @@
+//! The state one server shares between its connections: configuration,
+//! storage, the session hub, metrics, and the shutdown signal.
+
+use crate::auth::Authenticator;
+use crate::clock::now_ms;
+use crate::config::Config;
+use crate::hub::{ChannelCache, Hub, PresenceChange};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreResult, Transition};
+use courier_proto::{Conv, Event, Invite, InviteState, Msg, Presence};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Shared by every connection of one server.
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Config,
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// Live sessions on this node.
+    pub hub: Hub,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Token verification.
+    pub auth: Authenticator,
+    /// Flips to true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+    /// Background timers (invitation expiry), ended at shutdown.
+    pub timers: std::sync::Mutex<JoinSet<()>>,
+}
+
+/// Serialises an event once, for handing to many sessions.
+pub fn event_frame(ev: &Event) -> Arc<str> {
+    Arc::from(serde_json::to_string(ev).expect("events serialize"))
+}
+
+impl AppState {
+    /// The cached entry of a channel (loaded from storage on first use), or
+    /// `None` when the channel does not exist.
+    pub async fn channel_entry(&self, name: &str) -> StoreResult<Option<Arc<ChannelCache>>> {
+        if let Some(c) = self.hub.channel(name) {
+            return Ok(Some(c));
+        }
+        let Some(row) = self.store.channel(name).await? else { return Ok(None) };
+        let members = self.store.members(name).await?;
+        Ok(Some(self.hub.cache_channel(name, ChannelCache::new(row.private, members))))
+    }
+
+    /// Whether `user` may read and write `conv`.
+    pub async fn is_conv_member(&self, conv: &Conv, user: &str) -> StoreResult<bool> {
+        match conv {
+            Conv::Dm(..) => Ok(conv.is_dm_party(user)),
+            Conv::Channel(name) => Ok(self.channel_entry(name).await?.is_some_and(|c| c.is_member(user))),
+        }
+    }
+
+    /// Queues a frame to every live session of the conversation's members
+    /// except `except`. Returns how many sessions it reached.
+    pub async fn send_to_conv(&self, conv: &Conv, frame: &Arc<str>, except: Option<u64>) -> StoreResult<usize> {
+        Ok(match conv {
+            Conv::Dm(a, b) if a == b => self.hub.send_to_users([a.as_str()], frame, except),
+            Conv::Dm(a, b) => self.hub.send_to_users([a.as_str(), b.as_str()], frame, except),
+            Conv::Channel(name) => match self.channel_entry(name).await? {
+                Some(entry) => {
+                    let members = entry.snapshot();
+                    self.hub.send_to_users(members.iter().map(String::as_str), frame, except)
+                }
+                None => 0,
+            },
+        })
+    }
+
+    /// Delivers a freshly stored message to its conversation.
+    pub async fn deliver_msg(&self, msg: Msg, except: Option<u64>) -> StoreResult<()> {
+        let conv = msg.conv.clone();
+        let frame = event_frame(&Event::Msg(msg));
+        let n = self.send_to_conv(&conv, &frame, except).await?;
+        self.metrics.deliveries.inc_by(n as u64);
+        Ok(())
+    }
+
+    /// Tells watchers about a presence change and records last-seen.
+    pub async fn presence_changed(&self, user: &str, change: PresenceChange) {
+        let presence = match change {
+            PresenceChange::Unchanged => return,
+            PresenceChange::CameOnline => Presence { user: user.to_owned(), online: true, last_seen: None },
+            PresenceChange::WentOffline => {
+                let now = now_ms();
+                if let Err(e) = self.store.set_last_seen(user, now).await {
+                    tracing::warn!(%user, error = %e, "could not record last_seen");
+                }
+                Presence { user: user.to_owned(), online: false, last_seen: Some(now) }
+            }
+        };
+        self.hub.send_to_watchers(user, &event_frame(&Event::Presence(presence)));
+    }
+
+    /// Sends an `invite_state` event to every live session of both parties.
+    pub fn broadcast_invite_state(&self, invite: &Invite) {
+        let frame = event_frame(&Event::InviteState { invite: invite.clone() });
+        if invite.from == invite.to {
+            self.hub.send_to_users([invite.from.as_str()], &frame, None);
+        } else {
+            self.hub.send_to_users([invite.from.as_str(), invite.to.as_str()], &frame, None);
+        }
+    }
+
+    /// Marks an invitation received (once) and tells the caller's sessions.
+    pub async fn invite_received(&self, iid: &str) {
+        match self.store.mark_invite_received(iid).await {
+            Ok(Some(inv)) => {
+                let frame = event_frame(&Event::InviteState { invite: inv.clone() });
+                self.hub.send_to_users([inv.from.as_str()], &frame, None);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(%iid, error = %e, "could not mark invitation received"),
+        }
+    }
+
+    /// Arms the expiry timer of a pending invitation.
+    pub fn schedule_expiry(self: &Arc<Self>, invite: &Invite) {
+        let st = Arc::downgrade(self);
+        let iid = invite.iid.clone();
+        let wait = Duration::from_millis((invite.expires - now_ms()).max(0) as u64);
+        self.timers.lock().expect("timers lock").spawn(async move {
+            tokio::time::sleep(wait).await;
+            let Some(st) = st.upgrade() else { return };
+            match st.store.transition_invite(&iid, InviteState::Expired, None).await {
+                Ok(Transition::Done(inv)) => st.broadcast_invite_state(&inv),
+                Ok(_) => {}
+                Err(e) => tracing::error!(%iid, error = %e, "could not expire invitation"),
+            }
+        });
+    }
+
+    /// Asks every session to close with `code` (shutdown: 1001).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for s in self.hub.all_sessions() {
+            s.request_close(code, reason);
+        }
+    }
+}

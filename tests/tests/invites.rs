@@ -1,0 +1,267 @@
+//! §7 call invitations: the state machine, its events, its errors, and
+//! signalling inside an accepted call.
+
+use courier_conformance::*;
+use courier_proto::{ErrorCode, Invite, InviteState};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn invite_state<'a>(iid: &'a str, state: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| e["ev"] == "invite_state" && e["invite"]["iid"] == iid && e["invite"]["state"] == state
+}
+
+fn parse(v: &Value) -> Invite {
+    serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("invite shape ({e}): {v}"))
+}
+
+/// Caller and callee (signed in), the callee registered.
+async fn pair(h: &Harness, tag: &str) -> (Client, Client) {
+    let caller = h.login(&h.user(&format!("{tag}-caller"))).await;
+    let callee = h.login(&h.user(&format!("{tag}-callee"))).await;
+    (caller, callee)
+}
+
+async fn invite(caller: &mut Client, to: &str, ttl: u64) -> Invite {
+    let ok = caller.ok(json!({"op":"invite","to":to,"content":{"media":"video"},"ttl_s":ttl})).await;
+    parse(&ok["invite"])
+}
+
+#[tokio::test]
+async fn invite_ok_event_and_received_state() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "inv").await;
+    let callee_user = callee.user.clone();
+    let inv = invite(&mut caller, &callee_user, 60).await;
+    assert_eq!(inv.from, caller.user);
+    assert_eq!(inv.to, callee_user);
+    assert_eq!(inv.state, InviteState::Pending);
+    assert_eq!(inv.room, format!("call-{}", inv.iid));
+    assert_eq!(inv.content.get("media"), Some(&json!("video")));
+    assert!(!inv.received, "received is false in the ok");
+    assert!(inv.created > 1_600_000_000_000, "created in ms");
+    let span = inv.expires - inv.created;
+    assert!((59_000..=61_000).contains(&span), "expires = created + ttl: {span} ms");
+
+    let ev = callee.event("invite").await;
+    let got = parse(&ev["invite"]);
+    assert_eq!((got.iid.as_str(), got.state), (inv.iid.as_str(), InviteState::Pending));
+    let st = caller.event_where("received", |e| e["ev"] == "invite_state" && e["invite"]["iid"] == inv.iid).await;
+    let st = parse(&st["invite"]);
+    assert_eq!((st.state, st.received), (InviteState::Pending, true));
+}
+
+#[tokio::test]
+async fn default_ttl_is_sixty_seconds() {
+    let h = Harness::new().await;
+    let (mut caller, callee) = pair(&h, "ttl").await;
+    let ok = caller.ok(json!({"op":"invite","to":callee.user})).await;
+    let inv = parse(&ok["invite"]);
+    assert!((59_000..=61_000).contains(&(inv.expires - inv.created)), "{ok}");
+}
+
+#[tokio::test]
+async fn accept_reaches_caller_and_the_callees_other_devices() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "acc").await;
+    let callee_user = callee.user.clone();
+    let mut callee2 = h.login(&callee_user).await;
+    let inv = invite(&mut caller, &callee_user, 60).await;
+    callee.event("invite").await;
+    callee2.event("invite").await;
+    let ok = callee
+        .ok(json!({"op":"invite_answer","iid":inv.iid,"accept":true,"response":{"sdp":"answer"}}))
+        .await;
+    let acc = parse(&ok["invite"]);
+    assert_eq!(acc.state, InviteState::Accepted, "{ok}");
+    let ev = caller.event_where("accepted", invite_state(&inv.iid, "accepted")).await;
+    assert_eq!(ev["invite"]["response"], json!({"sdp":"answer"}), "{ev}");
+    // "Answered elsewhere": the other device stops ringing.
+    callee2.event_where("answered elsewhere", invite_state(&inv.iid, "accepted")).await;
+    // Final is final.
+    let e = caller.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::InviteFinal).await;
+    assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Accepted));
+    let e = callee2
+        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":false}), ErrorCode::InviteFinal)
+        .await;
+    assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Accepted));
+}
+
+#[tokio::test]
+async fn refuse_reaches_the_caller() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "ref").await;
+    let inv = invite(&mut caller, &callee.user.clone(), 60).await;
+    callee.event("invite").await;
+    callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":false})).await;
+    caller.event_where("refused", invite_state(&inv.iid, "refused")).await;
+    let e = callee
+        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::InviteFinal)
+        .await;
+    assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Refused));
+}
+
+#[tokio::test]
+async fn cancel_reaches_the_callee() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "can").await;
+    let inv = invite(&mut caller, &callee.user.clone(), 60).await;
+    callee.event("invite").await;
+    let ok = caller.ok(json!({"op":"invite_cancel","iid":inv.iid})).await;
+    assert_eq!(ok["invite"]["state"], json!("canceled"), "{ok}");
+    callee.event_where("canceled", invite_state(&inv.iid, "canceled")).await;
+    let e = callee
+        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::InviteFinal)
+        .await;
+    assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Canceled));
+}
+
+#[tokio::test]
+async fn wrong_party_is_forbidden_and_unknown_iid_not_found() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "wp").await;
+    let inv = invite(&mut caller, &callee.user.clone(), 60).await;
+    caller
+        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::Forbidden)
+        .await;
+    callee.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::Forbidden).await;
+    for op in [json!({"op":"invite_cancel","iid":"no-such-iid"}), json!({"op":"invite_answer","iid":"no-such-iid","accept":true})] {
+        callee.expect_err(op.clone(), ErrorCode::NotFound).await;
+    }
+    // A third party cannot touch it.
+    let mut eve = h.login(&h.user("wp-eve")).await;
+    for op in [json!({"op":"invite_cancel","iid":inv.iid}), json!({"op":"invite_answer","iid":inv.iid,"accept":true})] {
+        let e = eve.err(op.clone()).await;
+        assert!(matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden), "{op}: {e:?}");
+    }
+    // Still pending: the callee can accept.
+    callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":true})).await;
+}
+
+#[tokio::test]
+async fn ttl_out_of_range_is_bad_request() {
+    let h = Harness::new().await;
+    let (mut caller, callee) = pair(&h, "ttlr").await;
+    for ttl in [0, 4, 301, 3600] {
+        caller
+            .expect_err(json!({"op":"invite","to":callee.user,"ttl_s":ttl}), ErrorCode::BadRequest)
+            .await;
+    }
+    for ttl in [5, 300] {
+        let ok = caller.ok(json!({"op":"invite","to":callee.user,"ttl_s":ttl})).await;
+        assert_eq!(ok["invite"]["state"], json!("pending"));
+    }
+}
+
+#[tokio::test]
+async fn unknown_callee_fails_at_creation() {
+    let h = Harness::new().await;
+    let mut caller = h.login(&h.user("uc")).await;
+    let ghost = h.user("ghost");
+    let ok = caller.ok(json!({"op":"invite","to":ghost,"ttl_s":60})).await;
+    let inv = parse(&ok["invite"]);
+    assert_eq!(inv.state, InviteState::Failed, "{ok}");
+    assert_eq!(inv.reason.as_deref(), Some("unknown_user"), "{ok}");
+    caller.expect_no_event_where("events for a failed invite", |e| {
+        e["ev"] == "invite_state" || e["ev"] == "invite"
+    })
+    .await;
+    let s = caller.sync().await;
+    assert!(s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)), "failed invite is not pending: {s}");
+    caller.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::InviteFinal).await;
+    // The ghost signs in later: the failed invite does not ring.
+    let mut g = h.login(&ghost).await;
+    let s = g.sync().await;
+    assert!(s["invites"].as_array().unwrap().is_empty(), "{s}");
+}
+
+#[tokio::test]
+async fn two_devices_accepting_at_once_exactly_one_wins() {
+    let h = Harness::new().await;
+    for round in 0..3 {
+        let (mut caller, mut d1) = pair(&h, &format!("race{round}")).await;
+        let callee = d1.user.clone();
+        let mut d2 = h.login(&callee).await;
+        let inv = invite(&mut caller, &callee, 60).await;
+        d1.event("invite").await;
+        d2.event("invite").await;
+        let ans = json!({"op":"invite_answer","iid":inv.iid,"accept":true});
+        let i1 = d1.send_request(ans.clone()).await;
+        let i2 = d2.send_request(ans).await;
+        let (r1, r2) = tokio::join!(d1.raw_reply(Some(i1), WAIT), d2.raw_reply(Some(i2), WAIT));
+        let (r1, r2) = (decode_reply(&r1.expect("reply 1")), decode_reply(&r2.expect("reply 2")));
+        let oks = [&r1, &r2].iter().filter(|r| r.ok.is_some()).count();
+        assert_eq!(oks, 1, "exactly one accept wins: {r1:?} / {r2:?}");
+        let loser = if r1.ok.is_some() { &r2 } else { &r1 };
+        let e = loser.expect_err(ErrorCode::InviteFinal);
+        assert_eq!(e.invite.as_ref().map(|i| i.state), Some(InviteState::Accepted), "{e:?}");
+        caller.event_where("accepted", invite_state(&inv.iid, "accepted")).await;
+        caller.expect_no_event_where("a second transition", |e| {
+            e["ev"] == "invite_state" && e["invite"]["iid"] == inv.iid && e["invite"]["state"] != "pending"
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn invite_expires_after_ttl() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "exp").await;
+    let inv = invite(&mut caller, &callee.user.clone(), 5).await;
+    callee.event("invite").await;
+    let wait = Duration::from_secs(15);
+    caller.event_where_within("expired (caller)", wait, invite_state(&inv.iid, "expired")).await;
+    callee.event_where_within("expired (callee)", wait, invite_state(&inv.iid, "expired")).await;
+    let e = callee
+        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::InviteFinal)
+        .await;
+    assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Expired));
+}
+
+#[tokio::test]
+async fn pending_invite_is_in_sync_when_the_callee_comes_online() {
+    let h = Harness::new().await;
+    let (caller_u, callee_u) = (h.user("sy-caller"), h.user("sy-callee"));
+    h.register(&callee_u).await;
+    let mut caller = h.login(&caller_u).await;
+    let inv = invite(&mut caller, &callee_u, 60).await;
+    let s = caller.sync().await;
+    assert!(s["invites"].as_array().unwrap().iter().any(|i| i["iid"] == json!(inv.iid)), "caller's sync lists it: {s}");
+    let mut callee = h.login(&callee_u).await;
+    let s = callee.sync().await;
+    let found = s["invites"].as_array().unwrap().iter().find(|i| i["iid"] == json!(inv.iid)).cloned();
+    let found = parse(&found.unwrap_or_else(|| panic!("pending invite in the callee's sync: {s}")));
+    assert_eq!(found.state, InviteState::Pending);
+    // It can be answered from there.
+    callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":false})).await;
+    caller.event_where("refused", invite_state(&inv.iid, "refused")).await;
+    let s = callee.sync().await;
+    assert!(s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)), "final invites are not pending: {s}");
+}
+
+#[tokio::test]
+async fn call_signal_only_while_accepted() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "sigc").await;
+    let inv = invite(&mut caller, &callee.user.clone(), 60).await;
+    callee.event("invite").await;
+    let sig = |body: Value| json!({"op":"signal","to":{"call":inv.iid},"body":body});
+    caller.expect_err(sig(json!({"sdp":"early"})), ErrorCode::Forbidden).await;
+    callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":true})).await;
+    caller.ok(sig(json!({"sdp":"offer"}))).await;
+    let ev = callee.event("signal").await;
+    assert_eq!((&ev["from"], &ev["body"]), (&json!(caller.user), &json!({"sdp":"offer"})), "{ev}");
+    callee.ok(sig(json!({"ice":"c1"}))).await;
+    let ev = caller.event("signal").await;
+    assert_eq!(ev["body"], json!({"ice":"c1"}));
+    // Not a party: refused.
+    let mut eve = h.login(&h.user("sigc-eve")).await;
+    let e = eve.err(sig(json!({"x":1}))).await;
+    assert!(matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound), "{e:?}");
+    // Unknown call and refused call: forbidden.
+    caller.expect_err(json!({"op":"signal","to":{"call":"no-such-call"},"body":{}}), ErrorCode::Forbidden).await;
+    let inv2 = invite(&mut caller, &callee.user.clone(), 60).await;
+    callee.ok(json!({"op":"invite_answer","iid":inv2.iid,"accept":false})).await;
+    callee
+        .expect_err(json!({"op":"signal","to":{"call":inv2.iid},"body":{}}), ErrorCode::Forbidden)
+        .await;
+}
