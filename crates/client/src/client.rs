@@ -1050,3 +1050,7 @@ async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "client_tests.rs"]
+mod tests;

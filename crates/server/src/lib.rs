@@ -41,7 +41,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-/// A running server. Dropping it does not stop it; call [`Server::shutdown`].
+/// A running server. Call [`Server::shutdown`] to stop it cleanly; merely
+/// dropping it stops accepting and closes sessions, but does not flush storage.
 pub struct Server {
     addr: SocketAddr,
     state: Arc<AppState>,

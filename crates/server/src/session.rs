@@ -193,6 +193,13 @@ async fn serve(
                 let exp = ses.token_exp.unwrap_or_default();
                 handle.push(&event_frame(&Event::TokenExpiring { exp }));
             }
+            // Queued events before new requests: a client that never stops
+            // sending must still receive what it is sent.
+            Some(frame) = rx.recv() => {
+                if !write_queued(ws, st, frame, &mut rx).await {
+                    return End::Gone;
+                }
+            }
             msg = ws.recv() => {
                 dead.as_mut().reset(Instant::now() + dead_after);
                 match msg {
@@ -220,11 +227,6 @@ async fn serve(
                             expire.as_mut().reset(e.unwrap_or_else(|| Instant::now() + FAR));
                         }
                     }
-                }
-            }
-            Some(frame) = rx.recv() => {
-                if !write_queued(ws, st, frame, &mut rx).await {
-                    return End::Gone;
                 }
             }
             _ = ping.tick() => {

@@ -1,1 +1,453 @@
-fn main(){}
+//! `courier-cli`: a command-line Courier client on the same core as the
+//! desktop app. One account per `--data` directory.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use courier_client::{Client, ClientConfig, ClientError, ClientEvent, ConnState, DeliveryStatus, MessageView};
+use courier_proto::{Conv, InviteState, Target};
+use serde_json::Map;
+use std::io::BufRead;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::time::{Instant, timeout_at};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  ok
+  1  other failure (e.g. the server refused a message permanently, local store error)
+  2  usage error
+  3  not delivered in time (messages stay queued; any later command that connects delivers them)
+  4  authentication refused (or session replaced by the same device)
+  5  server unreachable";
+
+/// Command-line Courier client.
+#[derive(Parser, Debug)]
+#[command(name = "courier-cli", version, about = "Command-line Courier client: send, sync, history, listen, channels, calls.", after_help = EXIT_CODES)]
+struct Cli {
+    /// Server base URL (`ws://host:7700`, `wss://chat.example.com`); `/v1/ws`
+    /// is appended unless a path is given. Repeat (or comma-separate) for fail-over.
+    #[arg(long, env = "COURIER_SERVER", value_delimiter = ',', required = true)]
+    server: Vec<String>,
+    /// Bearer token (`dev:<user>` on a dev server, else a JWT).
+    #[arg(long, env = "COURIER_TOKEN", hide_env_values = true)]
+    token: String,
+    /// The account's data directory (local store, media cache).
+    #[arg(long, env = "COURIER_DATA", default_value = "courier-data")]
+    data: PathBuf,
+    /// Stable device id; a second session with the same id replaces the first.
+    #[arg(long, env = "COURIER_DEVICE", default_value = "cli")]
+    device: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Send a message to @user or #channel (via the outbox).
+    Send {
+        /// `@user` or `#channel`.
+        target: String,
+        /// The text (omit with --stdin).
+        text: Option<String>,
+        /// Send each line of standard input as one message, in order.
+        #[arg(long)]
+        stdin: bool,
+        /// Seconds to wait for the server's acknowledgements.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Deliver the outbox, sync every conversation, print a summary.
+    Sync {
+        /// Seconds to wait.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Print a conversation from the local store (after a sync).
+    History {
+        /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
+        target: String,
+        /// Newest N messages.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line (the protocol's `msg` fields plus `status`).
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the sync.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Stay connected and print every event; keeps the outbox draining.
+    Listen {
+        /// Stop after this many seconds (default: until interrupted).
+        #[arg(long = "for")]
+        for_secs: Option<f64>,
+        /// Print events as JSON lines (default: human-readable lines).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Join a public channel.
+    Join {
+        /// `#channel`.
+        channel: String,
+    },
+    /// List public channels.
+    Channels,
+    /// Invite @user to a call and wait for the answer.
+    Invite {
+        /// `@user`.
+        user: String,
+        /// Ringing time in seconds (5–300).
+        #[arg(long, default_value_t = 60)]
+        ttl: u32,
+        /// Seconds to wait for a final state.
+        #[arg(long, default_value_t = 30.0)]
+        wait: f64,
+    },
+    /// Answer an invitation.
+    Answer {
+        /// Invitation id.
+        iid: String,
+        /// `accept` or `refuse`.
+        #[arg(value_parser = ["accept", "refuse"])]
+        answer: String,
+    },
+    /// Search the local store.
+    Search {
+        /// Words to find (the last one may be a prefix).
+        query: String,
+        /// At most this many results.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show who the token signs in as.
+    Whoami,
+}
+
+/// A failure with the exit code it maps to.
+struct Exit(u8, String);
+
+impl From<anyhow::Error> for Exit {
+    fn from(e: anyhow::Error) -> Self {
+        Exit(1, format!("{e:#}"))
+    }
+}
+
+impl From<ClientError> for Exit {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Stopped { .. } => Exit(4, e.to_string()),
+            ClientError::Offline | ClientError::Timeout => Exit(5, e.to_string()),
+            other => Exit(1, other.to_string()),
+        }
+    }
+}
+
+fn parse_target(s: &str) -> anyhow::Result<Target> {
+    let t = if let Some(u) = s.strip_prefix('@') {
+        Target::User(u.to_owned())
+    } else if let Some(c) = s.strip_prefix('#') {
+        Target::Channel(c.to_owned())
+    } else {
+        bail!("target must be @user or #channel, got {s:?}");
+    };
+    if !t.is_valid() {
+        bail!("invalid target {s:?}");
+    }
+    Ok(t)
+}
+
+fn parse_conv(client: &Client, s: &str) -> anyhow::Result<Conv> {
+    if let Some(c) = Conv::parse(s) {
+        return Ok(c);
+    }
+    Ok(client.conv_of(&parse_target(s)?)?)
+}
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s.max(0.0))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("courier-cli: cannot start runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Exit(code, msg)) => {
+            if !msg.is_empty() {
+                eprintln!("courier-cli: {msg}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn open(cli: &Cli) -> Result<Client, Exit> {
+    let mut cfg = ClientConfig::new(cli.server.clone(), cli.token.clone(), cli.data.clone());
+    cfg.device = cli.device.clone();
+    cfg.client_name = concat!("courier-cli/", env!("CARGO_PKG_VERSION")).into();
+    Client::open(cfg).map_err(|e| Exit(if matches!(e, ClientError::Config(_)) { 2 } else { 1 }, e.to_string()))
+}
+
+/// Starts the client and waits for the first sync, mapping failures to
+/// exit codes 4 (refused) and 5 (unreachable).
+async fn connect(client: &Client, deadline: Instant) -> Result<(), Exit> {
+    client.start();
+    match timeout_at(deadline, client.wait_synced()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(Exit(5, format!("server unreachable or sync incomplete ({:?})", client.state()))),
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Exit> {
+    let client = open(&cli)?;
+    let result = command(&cli, &client).await;
+    client.stop().await;
+    result
+}
+
+async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
+    match &cli.cmd {
+        Cmd::Send { target, text, stdin, wait } => {
+            let to = parse_target(target).map_err(|e| Exit(2, e.to_string()))?;
+            let mut texts = Vec::new();
+            if *stdin {
+                for line in std::io::stdin().lock().lines() {
+                    let line = line.context("reading stdin")?;
+                    if !line.is_empty() {
+                        texts.push(line);
+                    }
+                }
+            }
+            if let Some(t) = text {
+                texts.insert(0, t.clone());
+            }
+            if texts.is_empty() {
+                return Err(Exit(2, "nothing to send: give TEXT or --stdin".into()));
+            }
+            let mut cids = Vec::new();
+            for t in &texts {
+                cids.push(client.send_text(&to, t)?.cid);
+            }
+            let deadline = Instant::now() + secs(*wait);
+            client.start();
+            let mut stopped = None;
+            let settled = tokio::select! {
+                r = timeout_at(deadline, client.wait_settled(&cids)) => r.ok().transpose()?,
+                s = client.wait_state(|s| s == ConnState::Stopped) => { stopped = Some(s); None }
+            };
+            let msgs = match settled {
+                Some(m) => m,
+                None => cids.iter().filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten()).collect(),
+            };
+            let (mut queued, mut failed) = (0, 0);
+            for m in &msgs {
+                match (m.status, m.seq) {
+                    (DeliveryStatus::Failed, _) => {
+                        failed += 1;
+                        println!("failed {} {}", m.cid, m.error.as_deref().unwrap_or(""));
+                    }
+                    (_, Some(seq)) => println!("sent {} {seq}", m.conv),
+                    (_, None) => {
+                        queued += 1;
+                        println!("queued {}", m.cid);
+                    }
+                }
+            }
+            if stopped.is_some() {
+                let reason = client.stop_reason().map(|r| r.1).unwrap_or_default();
+                return Err(Exit(4, reason));
+            }
+            if queued > 0 {
+                return Err(Exit(3, format!("{queued} message(s) not acknowledged in time; they stay queued")));
+            }
+            if failed > 0 {
+                return Err(Exit(1, format!("{failed} message(s) refused by the server")));
+            }
+            Ok(())
+        }
+        Cmd::Sync { wait } => {
+            let deadline = Instant::now() + secs(*wait);
+            connect(client, deadline).await?;
+            let outbox = client.outbox()?;
+            let pending = if outbox.is_empty() {
+                Vec::new()
+            } else {
+                match timeout_at(deadline, client.wait_settled(&outbox)).await {
+                    Ok(r) => r?.into_iter().filter(|m| m.status == DeliveryStatus::Pending).collect(),
+                    Err(_) => client.outbox()?.into_iter().filter_map(|c| client.store().message_by_cid(client.me(), &c).ok().flatten()).collect::<Vec<MessageView>>(),
+                }
+            };
+            for c in client.conversations()? {
+                println!("{} last_seq={} unread={}", c.conv, c.last_seq, c.unread);
+            }
+            println!("outbox: {} queued", pending.len());
+            for m in &pending {
+                println!("queued {}", m.cid);
+            }
+            if !pending.is_empty() {
+                return Err(Exit(3, "outbox not delivered in time".into()));
+            }
+            Ok(())
+        }
+        Cmd::History { target, limit, json, wait } => {
+            let conv = parse_conv(client, target).map_err(|e| Exit(2, e.to_string()))?;
+            let synced = connect(client, Instant::now() + secs(*wait)).await;
+            if let Err(Exit(4, m)) = synced {
+                return Err(Exit(4, m));
+            }
+            for m in client.history(&conv, None, *limit)? {
+                if *json {
+                    println!("{}", serde_json::to_string(&m).context("encoding")?);
+                } else {
+                    print_message(&m);
+                }
+            }
+            synced
+        }
+        Cmd::Listen { for_secs, json } => {
+            let mut rx = client.subscribe();
+            client.start();
+            let end = for_secs.map(|s| Instant::now() + secs(s));
+            loop {
+                let ev = tokio::select! {
+                    ev = rx.recv() => ev,
+                    _ = async { match end { Some(e) => tokio::time::sleep_until(e).await, None => std::future::pending().await } } => return Ok(()),
+                    _ = tokio::signal::ctrl_c() => return Ok(()),
+                };
+                let ev = match ev {
+                    Ok(ev) => ev,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        eprintln!("courier-cli: {n} events skipped (output too slow)");
+                        continue;
+                    }
+                    Err(_) => return Ok(()),
+                };
+                if *json {
+                    println!("{}", serde_json::to_string(&ev).context("encoding")?);
+                } else {
+                    print_event(&ev);
+                }
+                if let ClientEvent::Connection { state: ConnState::Stopped, reason, .. } = &ev {
+                    return Err(Exit(4, reason.clone().unwrap_or_default()));
+                }
+            }
+        }
+        Cmd::Join { channel } => {
+            let name = channel.strip_prefix('#').unwrap_or(channel);
+            connect(client, Instant::now() + secs(10.0)).await?;
+            let conv = client.join(name).await?;
+            let c = client.conversations()?.into_iter().find(|c| c.conv == conv);
+            println!("joined {conv} last_seq={}", c.map(|c| c.last_seq).unwrap_or(0));
+            Ok(())
+        }
+        Cmd::Channels => {
+            connect(client, Instant::now() + secs(10.0)).await?;
+            for ch in client.channels().await? {
+                let lock = if ch.private { " (private)" } else { "" };
+                println!("#{} members={} {}{} {}", ch.channel, ch.members, ch.title, lock, ch.topic);
+            }
+            Ok(())
+        }
+        Cmd::Invite { user, ttl, wait } => {
+            let user = user.strip_prefix('@').unwrap_or(user);
+            let deadline = Instant::now() + secs(*wait);
+            connect(client, deadline).await?;
+            let mut rx = client.subscribe();
+            let inv = client.invite(user, Map::new(), *ttl).await?;
+            let iid = inv.invite.iid.clone();
+            println!("invite {iid} {}", inv.invite.state.as_str());
+            let mut state = inv.invite.state;
+            while state == InviteState::Pending {
+                match timeout_at(deadline, rx.recv()).await {
+                    Err(_) => return Err(Exit(3, "no answer in time".into())),
+                    Ok(Ok(ClientEvent::Invite { invite })) if invite.invite.iid == iid => {
+                        if invite.invite.state != state || invite.invite.received {
+                            state = invite.invite.state;
+                            let rcv = if invite.invite.received && state == InviteState::Pending { " received" } else { "" };
+                            println!("invite {iid} {}{rcv}", state.as_str());
+                        }
+                    }
+                    Ok(Ok(_)) | Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {}
+                    Ok(Err(_)) => return Err(Exit(5, "disconnected".into())),
+                }
+            }
+            Ok(())
+        }
+        Cmd::Answer { iid, answer } => {
+            connect(client, Instant::now() + secs(10.0)).await?;
+            let accept = answer == "accept";
+            match client.answer(iid, accept, Map::new()).await {
+                Ok(v) => {
+                    let state = v.map(|v| v.invite.state.as_str()).unwrap_or(if accept { "accepted" } else { "refused" });
+                    println!("invite {iid} {state}");
+                    Ok(())
+                }
+                Err(ClientError::Server(e)) if e.invite.is_some() => {
+                    let inv = e.invite.unwrap_or_else(|| unreachable!());
+                    println!("invite {iid} {} (already final)", inv.state.as_str());
+                    Err(Exit(1, format!("{}: {}", e.code, e.message)))
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+        Cmd::Search { query, limit } => {
+            for m in client.search(query, *limit)? {
+                print_message(&m);
+            }
+            Ok(())
+        }
+        Cmd::Whoami => {
+            connect(client, Instant::now() + secs(10.0)).await?;
+            println!("{}", client.me());
+            Ok(())
+        }
+    }
+}
+
+fn print_message(m: &MessageView) {
+    let seq = m.seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
+    let text = match m.text() {
+        Some(t) => t.to_owned(),
+        None => format!("[{}] {}", m.kind, serde_json::Value::Object(m.body.clone())),
+    };
+    let status = match m.status {
+        DeliveryStatus::Received => String::new(),
+        s => format!(" ({})", s.as_str()),
+    };
+    println!("{} #{seq} {}: {text}{status}", m.conv, m.from);
+}
+
+fn print_event(ev: &ClientEvent) {
+    match ev {
+        ClientEvent::MessageAdded { message } => print_message(message),
+        ClientEvent::MessageUpdated { message } => {
+            println!("{} {} is {}", message.conv, message.cid, message.status.as_str())
+        }
+        ClientEvent::Connection { state, reason, .. } => {
+            println!("connection {state:?}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())
+        }
+        ClientEvent::Typing { conv, user } => println!("{conv} {user} is typing"),
+        ClientEvent::Invite { invite } => {
+            println!("invite {} from {} to {}: {}", invite.invite.iid, invite.invite.from, invite.invite.to, invite.invite.state.as_str())
+        }
+        other => println!("{}", serde_json::to_string(other).unwrap_or_default()),
+    }
+}

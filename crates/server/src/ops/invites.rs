@@ -77,6 +77,13 @@ async fn transition(
         let who = if to == InviteState::Canceled { "caller" } else { "callee" };
         return Err(OpError::forbidden(format!("only the {who} may do this")));
     }
+    if inv.state == InviteState::Pending && now_ms() >= inv.expires {
+        // The expiry timer has not fired yet, but the time is up: expire it
+        // now so a late answer can never win.
+        if let Transition::Done(expired) = st.store.transition_invite(iid, InviteState::Expired, None).await? {
+            st.broadcast_invite_state(&expired);
+        }
+    }
     match st.store.transition_invite(iid, to, response).await? {
         Transition::Done(inv) => {
             st.broadcast_invite_state(&inv);

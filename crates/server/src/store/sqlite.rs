@@ -1705,6 +1705,7 @@ mod tests {
         started.await.unwrap();
 
         let mut appends = Vec::new();
+        let mut failing = Vec::new();
         for i in 0..20 {
             let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);
             let (cmd, rx) = Command::write(move |c| append_message(c, m));
@@ -1719,26 +1720,24 @@ mod tests {
                     Ok(())
                 });
                 store.commands.try_send(cmd).unwrap();
-                appends.push(rx);
+                failing.push(rx);
                 // And one that panics.
                 let (cmd, rx) = Command::write(|_| -> StoreResult<()> { panic!("boom (expected by the test)") });
                 store.commands.try_send(cmd).unwrap();
-                appends.push(rx);
+                failing.push(rx);
             }
         }
         release.send(()).unwrap();
         blocker_done.await.unwrap().unwrap();
 
         let mut seqs = Vec::new();
-        let mut failures = 0;
         for rx in appends {
-            match rx.await.unwrap() {
-                Ok(a) => seqs.push(a.msg.seq),
-                Err(StoreError::Sqlite(_) | StoreError::Unavailable(_)) => failures += 1,
-                Err(e) => panic!("unexpected {e:?}"),
-            }
+            seqs.push(rx.await.unwrap().expect("appends commit").msg.seq);
         }
-        assert_eq!(failures, 2);
+        let constraint = failing.remove(0).await.unwrap();
+        assert!(matches!(constraint, Err(StoreError::Sqlite(_))), "{constraint:?}");
+        let panicked = failing.remove(0).await.unwrap();
+        assert!(matches!(panicked, Err(StoreError::Unavailable(_))), "{panicked:?}");
         assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
         assert!(!store.user_exists("ghost").await.unwrap(), "the failed write was rolled back");
         assert_eq!(store.message_count().await.unwrap(), 20);
