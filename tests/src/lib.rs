@@ -150,12 +150,14 @@ impl Harness {
 
     async fn start(f: impl FnOnce(&mut Config)) -> Harness {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut cfg = Config::default();
-        cfg.listen = "127.0.0.1:0".parse().unwrap();
-        cfg.data_dir = dir.path().to_path_buf();
-        cfg.auth_secret = Some(LOCAL_AUTH_SECRET.into());
-        cfg.admin_secret = Some(LOCAL_ADMIN_SECRET.into());
-        cfg.dev_auth = true;
+        let mut cfg = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            auth_secret: Some(LOCAL_AUTH_SECRET.into()),
+            admin_secret: Some(LOCAL_ADMIN_SECRET.into()),
+            dev_auth: true,
+            ..Config::default()
+        };
         f(&mut cfg);
         let server = Server::start(cfg).await.expect("reference server starts");
         let addr = server.local_addr().to_string();
@@ -209,12 +211,10 @@ impl Harness {
     /// Like [`Harness::connect`], reporting failure instead of panicking.
     pub async fn try_connect(&self) -> anyhow::Result<Client> {
         let mut req = self.ws_url.as_str().into_client_request()?;
-        req.headers_mut()
-            .insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse().unwrap());
+        req.headers_mut().insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse().unwrap());
         let tcp = tokio::time::timeout(WAIT, TcpStream::connect(&self.addr)).await??;
         tcp.set_nodelay(true)?;
-        let (ws, resp) =
-            tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp)).await??;
+        let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp)).await??;
         let proto = resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
         anyhow::ensure!(
             proto == Some(courier_proto::SUBPROTOCOL),
@@ -248,7 +248,13 @@ impl Harness {
     }
 
     /// One HTTP/1.1 request to the server.
-    pub async fn http(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    pub async fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> HttpResponse {
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
@@ -278,8 +284,7 @@ impl Harness {
     /// `POST /v1/media` with a bearer token.
     pub async fn upload(&self, token: &str, mime: &str, data: &[u8]) -> HttpResponse {
         let auth = format!("Bearer {token}");
-        self.http("POST", "/v1/media", &[("Authorization", &auth), ("Content-Type", mime)], data)
-            .await
+        self.http("POST", "/v1/media", &[("Authorization", &auth), ("Content-Type", mime)], data).await
     }
 
     /// `POST /v1/push` with the given bearer (None: no Authorization header).
@@ -437,10 +442,7 @@ impl ReplyExt for Reply {
 pub fn decode_reply(v: &Value) -> Reply {
     let r: Reply = serde_json::from_value(v.clone())
         .unwrap_or_else(|e| panic!("reply does not have the contract shape ({e}): {v}"));
-    assert!(
-        r.ok.is_some() != r.err.is_some(),
-        "a reply has exactly one of ok/err: {v}"
-    );
+    assert!(r.ok.is_some() != r.err.is_some(), "a reply has exactly one of ok/err: {v}");
     r
 }
 
@@ -460,6 +462,8 @@ pub struct Client {
     closed: Option<Option<u16>>,
     /// WebSocket Pings received so far.
     pub pings: u64,
+    /// WebSocket Pongs received so far.
+    pub pongs: u64,
     /// The signed-in user (after a successful [`Harness::login`]).
     pub user: String,
     /// The device id used in `hello`.
@@ -477,6 +481,7 @@ impl Client {
             replies: Vec::new(),
             closed: None,
             pings: 0,
+            pongs: 0,
             user: String::new(),
             device: String::new(),
             hello_ok: Value::Null,
@@ -499,6 +504,11 @@ impl Client {
     pub async fn try_send_text(&mut self, text: impl Into<String>) -> bool {
         let t: String = text.into();
         self.ws.send(Message::text(t)).await.is_ok()
+    }
+
+    /// Sends a WebSocket Ping.
+    pub async fn ping(&mut self) {
+        self.ws.send(Message::Ping(Bytes::from_static(b"courier"))).await.expect("send ping");
     }
 
     /// Sends a binary frame.
@@ -643,6 +653,10 @@ impl Client {
                 self.pings += 1;
                 Incoming::Frame
             }
+            Some(Ok(Message::Pong(_))) => {
+                self.pongs += 1;
+                Incoming::Frame
+            }
             Some(Ok(_)) => Incoming::Frame,
         }
     }
@@ -684,7 +698,11 @@ impl Client {
     }
 
     /// An event matching `pred` within `timeout`, if one comes.
-    pub async fn try_event_where(&mut self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub async fn try_event_where(
+        &mut self,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut scanned = 0;
         loop {
@@ -799,8 +817,7 @@ impl Client {
 
     /// Sends `send` to a target with a fresh cid; returns the ok.
     pub async fn send_msg(&mut self, to: Value, text: &str) -> Value {
-        self.ok(json!({"op":"send","to":to,"cid":unique("c"),"kind":"text","body":{"text":text}}))
-            .await
+        self.ok(json!({"op":"send","to":to,"cid":unique("c"),"kind":"text","body":{"text":text}})).await
     }
 
     /// Sends a text DM to `user`; returns the ok.
@@ -873,7 +890,9 @@ impl SilentSocket {
                 let opcode = self.buf[0] & 0x0f;
                 let len7 = (self.buf[1] & 0x7f) as usize;
                 let (len, hdr) = match len7 {
-                    126 if self.buf.len() >= 4 => (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4),
+                    126 if self.buf.len() >= 4 => {
+                        (u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize, 4)
+                    }
                     127 if self.buf.len() >= 10 => {
                         (u64::from_be_bytes(self.buf[2..10].try_into().unwrap()) as usize, 10)
                     }

@@ -35,7 +35,8 @@ async fn create_channel_ok_conflict_and_listing() {
         .ok(json!({"op":"create_channel","channel":public,"title":"Pub","topic":"talk","private":false}))
         .await;
     assert_eq!(ok, json!({"conv":format!("ch:{public}"),"members":1}));
-    let ok = c.ok(json!({"op":"create_channel","channel":private,"title":"Priv","topic":"","private":true})).await;
+    let ok =
+        c.ok(json!({"op":"create_channel","channel":private,"title":"Priv","topic":"","private":true})).await;
     assert_eq!(ok["conv"], json!(format!("ch:{private}")));
     assert_eq!(ok["members"], json!(1));
 
@@ -50,7 +51,8 @@ async fn create_channel_ok_conflict_and_listing() {
     assert_eq!((p.title.as_str(), p.topic.as_str(), p.private, p.members), ("Pub", "talk", false, 1));
     assert!(list.iter().all(|c| c.channel != private), "private channel not listed to outsiders");
     // The creator is a member: the channel shows up in sync.
-    assert!(c.sync_row(&format!("ch:{private}")).await.is_some());
+    let row = c.sync_row(&format!("ch:{private}")).await.expect("new channel in the creator's sync");
+    assert_eq!((row["kind"].clone(), row["last_seq"].clone()), (json!("channel"), json!(0)), "{row}");
 }
 
 #[tokio::test]
@@ -88,8 +90,11 @@ async fn leave_stops_access_and_notifies_members() {
     cb.ok(json!({"op":"leave","channel":ch})).await;
     let ev = ca.event_where("member left", is_member_ev(&ch, &b, false)).await;
     assert_eq!(ev, json!({"ev":"member","channel":ch,"user":b,"joined":false}));
-    cb.expect_err(json!({"op":"send","to":{"channel":ch},"cid":unique("l"),"kind":"text","body":{"text":"x"}}), ErrorCode::Forbidden)
-        .await;
+    cb.expect_err(
+        json!({"op":"send","to":{"channel":ch},"cid":unique("l"),"kind":"text","body":{"text":"x"}}),
+        ErrorCode::Forbidden,
+    )
+    .await;
     cb.expect_err(json!({"op":"history","conv":format!("ch:{ch}")}), ErrorCode::Forbidden).await;
     ca.say(&ch, "after leave").await;
     cb.expect_no_event_where("msg after leave", |e| e["ev"] == "msg").await;
@@ -170,7 +175,10 @@ async fn add_member_to_a_private_channel() {
     // c signs in later: the channel and its messages are there.
     let mut cc = h.login(&c).await;
     let row = cc.sync_row(&conv).await.expect("private channel in the added user's sync");
-    assert_eq!((row["kind"].clone(), row["channel"].clone(), row["last_seq"].clone()), (json!("channel"), json!(ch), json!(1)));
+    assert_eq!(
+        (row["kind"].clone(), row["channel"].clone(), row["last_seq"].clone()),
+        (json!("channel"), json!(ch), json!(1))
+    );
     assert_eq!(seqs(&cc.history(&conv, json!({})).await), vec![1]);
     cc.say(&ch, "hi all").await;
     let m = cc.ok(json!({"op":"members","channel":ch})).await;
@@ -189,9 +197,11 @@ async fn members_lists_online_flags() {
     cb.close().await;
     let ok = ca.ok(json!({"op":"members","channel":ch})).await;
     assert_eq!(ok["count"], json!(2), "{ok}");
-    let mut rows: Vec<MemberInfo> = serde_json::from_value(ok["members"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
+    let mut rows: Vec<MemberInfo> =
+        serde_json::from_value(ok["members"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
     rows.sort_by(|x, y| x.user.cmp(&y.user));
-    let mut want = vec![MemberInfo { user: a.clone(), online: true }, MemberInfo { user: b.clone(), online: false }];
+    let mut want =
+        vec![MemberInfo { user: a.clone(), online: true }, MemberInfo { user: b.clone(), online: false }];
     want.sort_by(|x, y| x.user.cmp(&y.user));
     // b's disconnect may take a moment to register.
     if rows != want {

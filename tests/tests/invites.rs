@@ -45,7 +45,8 @@ async fn invite_ok_event_and_received_state() {
     let ev = callee.event("invite").await;
     let got = parse(&ev["invite"]);
     assert_eq!((got.iid.as_str(), got.state), (inv.iid.as_str(), InviteState::Pending));
-    let st = caller.event_where("received", |e| e["ev"] == "invite_state" && e["invite"]["iid"] == inv.iid).await;
+    let st =
+        caller.event_where("received", |e| e["ev"] == "invite_state" && e["invite"]["iid"] == inv.iid).await;
     let st = parse(&st["invite"]);
     assert_eq!((st.state, st.received), (InviteState::Pending, true));
 }
@@ -65,9 +66,11 @@ async fn accept_reaches_caller_and_the_callees_other_devices() {
     let (mut caller, mut callee) = pair(&h, "acc").await;
     let callee_user = callee.user.clone();
     let mut callee2 = h.login(&callee_user).await;
+    let mut caller2 = h.login(&caller.user.clone()).await;
     let inv = invite(&mut caller, &callee_user, 60).await;
     callee.event("invite").await;
     callee2.event("invite").await;
+    caller2.expect_no_event_where("invite event to the caller", |e| e["ev"] == "invite").await;
     let ok = callee
         .ok(json!({"op":"invite_answer","iid":inv.iid,"accept":true,"response":{"sdp":"answer"}}))
         .await;
@@ -77,6 +80,7 @@ async fn accept_reaches_caller_and_the_callees_other_devices() {
     assert_eq!(ev["invite"]["response"], json!({"sdp":"answer"}), "{ev}");
     // "Answered elsewhere": the other device stops ringing.
     callee2.event_where("answered elsewhere", invite_state(&inv.iid, "accepted")).await;
+    caller2.event_where("accepted (caller's other device)", invite_state(&inv.iid, "accepted")).await;
     // Final is final.
     let e = caller.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::InviteFinal).await;
     assert_eq!(e.invite.map(|i| i.state), Some(InviteState::Accepted));
@@ -120,16 +124,20 @@ async fn wrong_party_is_forbidden_and_unknown_iid_not_found() {
     let h = Harness::new().await;
     let (mut caller, mut callee) = pair(&h, "wp").await;
     let inv = invite(&mut caller, &callee.user.clone(), 60).await;
-    caller
-        .expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::Forbidden)
-        .await;
+    caller.expect_err(json!({"op":"invite_answer","iid":inv.iid,"accept":true}), ErrorCode::Forbidden).await;
     callee.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::Forbidden).await;
-    for op in [json!({"op":"invite_cancel","iid":"no-such-iid"}), json!({"op":"invite_answer","iid":"no-such-iid","accept":true})] {
+    for op in [
+        json!({"op":"invite_cancel","iid":"no-such-iid"}),
+        json!({"op":"invite_answer","iid":"no-such-iid","accept":true}),
+    ] {
         callee.expect_err(op.clone(), ErrorCode::NotFound).await;
     }
     // A third party cannot touch it.
     let mut eve = h.login(&h.user("wp-eve")).await;
-    for op in [json!({"op":"invite_cancel","iid":inv.iid}), json!({"op":"invite_answer","iid":inv.iid,"accept":true})] {
+    for op in [
+        json!({"op":"invite_cancel","iid":inv.iid}),
+        json!({"op":"invite_answer","iid":inv.iid,"accept":true}),
+    ] {
         let e = eve.err(op.clone()).await;
         assert!(matches!(e.code, ErrorCode::NotFound | ErrorCode::Forbidden), "{op}: {e:?}");
     }
@@ -142,9 +150,7 @@ async fn ttl_out_of_range_is_bad_request() {
     let h = Harness::new().await;
     let (mut caller, callee) = pair(&h, "ttlr").await;
     for ttl in [0, 4, 301, 3600] {
-        caller
-            .expect_err(json!({"op":"invite","to":callee.user,"ttl_s":ttl}), ErrorCode::BadRequest)
-            .await;
+        caller.expect_err(json!({"op":"invite","to":callee.user,"ttl_s":ttl}), ErrorCode::BadRequest).await;
     }
     for ttl in [5, 300] {
         let ok = caller.ok(json!({"op":"invite","to":callee.user,"ttl_s":ttl})).await;
@@ -161,12 +167,16 @@ async fn unknown_callee_fails_at_creation() {
     let inv = parse(&ok["invite"]);
     assert_eq!(inv.state, InviteState::Failed, "{ok}");
     assert_eq!(inv.reason.as_deref(), Some("unknown_user"), "{ok}");
-    caller.expect_no_event_where("events for a failed invite", |e| {
-        e["ev"] == "invite_state" || e["ev"] == "invite"
-    })
-    .await;
+    caller
+        .expect_no_event_where("events for a failed invite", |e| {
+            e["ev"] == "invite_state" || e["ev"] == "invite"
+        })
+        .await;
     let s = caller.sync().await;
-    assert!(s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)), "failed invite is not pending: {s}");
+    assert!(
+        s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)),
+        "failed invite is not pending: {s}"
+    );
     caller.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::InviteFinal).await;
     // The ghost signs in later: the failed invite does not ring.
     let mut g = h.login(&ghost).await;
@@ -195,10 +205,13 @@ async fn two_devices_accepting_at_once_exactly_one_wins() {
         let e = loser.expect_err(ErrorCode::InviteFinal);
         assert_eq!(e.invite.as_ref().map(|i| i.state), Some(InviteState::Accepted), "{e:?}");
         caller.event_where("accepted", invite_state(&inv.iid, "accepted")).await;
-        caller.expect_no_event_where("a second transition", |e| {
-            e["ev"] == "invite_state" && e["invite"]["iid"] == inv.iid && e["invite"]["state"] != "pending"
-        })
-        .await;
+        caller
+            .expect_no_event_where("a second transition", |e| {
+                e["ev"] == "invite_state"
+                    && e["invite"]["iid"] == inv.iid
+                    && e["invite"]["state"] != "pending"
+            })
+            .await;
     }
 }
 
@@ -225,7 +238,10 @@ async fn pending_invite_is_in_sync_when_the_callee_comes_online() {
     let mut caller = h.login(&caller_u).await;
     let inv = invite(&mut caller, &callee_u, 60).await;
     let s = caller.sync().await;
-    assert!(s["invites"].as_array().unwrap().iter().any(|i| i["iid"] == json!(inv.iid)), "caller's sync lists it: {s}");
+    assert!(
+        s["invites"].as_array().unwrap().iter().any(|i| i["iid"] == json!(inv.iid)),
+        "caller's sync lists it: {s}"
+    );
     let mut callee = h.login(&callee_u).await;
     let s = callee.sync().await;
     let found = s["invites"].as_array().unwrap().iter().find(|i| i["iid"] == json!(inv.iid)).cloned();
@@ -235,7 +251,10 @@ async fn pending_invite_is_in_sync_when_the_callee_comes_online() {
     callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":false})).await;
     caller.event_where("refused", invite_state(&inv.iid, "refused")).await;
     let s = callee.sync().await;
-    assert!(s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)), "final invites are not pending: {s}");
+    assert!(
+        s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)),
+        "final invites are not pending: {s}"
+    );
 }
 
 #[tokio::test]
@@ -258,10 +277,10 @@ async fn call_signal_only_while_accepted() {
     let e = eve.err(sig(json!({"x":1}))).await;
     assert!(matches!(e.code, ErrorCode::Forbidden | ErrorCode::NotFound), "{e:?}");
     // Unknown call and refused call: forbidden.
-    caller.expect_err(json!({"op":"signal","to":{"call":"no-such-call"},"body":{}}), ErrorCode::Forbidden).await;
+    caller
+        .expect_err(json!({"op":"signal","to":{"call":"no-such-call"},"body":{}}), ErrorCode::Forbidden)
+        .await;
     let inv2 = invite(&mut caller, &callee.user.clone(), 60).await;
     callee.ok(json!({"op":"invite_answer","iid":inv2.iid,"accept":false})).await;
-    callee
-        .expect_err(json!({"op":"signal","to":{"call":inv2.iid},"body":{}}), ErrorCode::Forbidden)
-        .await;
+    callee.expect_err(json!({"op":"signal","to":{"call":inv2.iid},"body":{}}), ErrorCode::Forbidden).await;
 }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 fn limit(c: &Client, name: &str) -> usize {
-    c.hello_ok["limits"][name].as_u64().unwrap_or_else(|| panic!("hello ok limits.{name}: {}", c.hello_ok)) as usize
+    c.hello_ok["limits"][name].as_u64().unwrap_or_else(|| panic!("hello ok limits.{name}: {}", c.hello_ok))
+        as usize
 }
 
 /// A `sync` frame padded with an unknown field to exactly `len` bytes.
@@ -79,7 +80,9 @@ async fn body_over_max_body_bytes_is_too_large() {
 #[tokio::test]
 async fn rate_limit_answers_rate_limited_with_retry_after() {
     let Some(h) = Harness::with_config("rate_limit_answers_rate_limited_with_retry_after", |c| {
-        c.limits.send_per_sec = 1;
+        // Abuse (4029) needs ~10x the rate sustained: 8 quick requests at
+        // 5/s are merely over the limit.
+        c.limits.send_per_sec = 5;
         c.limits.send_burst = 3;
     })
     .await
@@ -88,7 +91,7 @@ async fn rate_limit_answers_rate_limited_with_retry_after() {
     };
     let (a, b) = (h.user("rl-a"), h.user("rl-b"));
     let mut c = h.login(&a).await;
-    assert_eq!((limit(&c, "send_per_sec"), limit(&c, "send_burst")), (1, 3));
+    assert_eq!((limit(&c, "send_per_sec"), limit(&c, "send_burst")), (5, 3));
     let conv = dm_conv(&a, &b);
     let mut ids = Vec::new();
     for _ in 0..8 {
@@ -175,7 +178,8 @@ async fn flooding_at_ten_times_the_rate_closes_4029() {
 
 #[tokio::test]
 async fn max_connections_caps_sessions() {
-    let Some(h) = Harness::with_config("max_connections_caps_sessions", |c| c.max_connections = 3).await else {
+    let Some(h) = Harness::with_config("max_connections_caps_sessions", |c| c.max_connections = 3).await
+    else {
         return;
     };
     let u = h.user("cap");
@@ -207,8 +211,8 @@ async fn max_connections_caps_sessions() {
 }
 
 #[tokio::test]
-async fn slow_consumer_is_closed_1008() {
-    let Some(h) = Harness::with_config("slow_consumer_is_closed_1008", |c| {
+async fn slow_consumer_is_disconnected_and_can_resync() {
+    let Some(h) = Harness::with_config("slow_consumer_is_disconnected_and_can_resync", |c| {
         c.outbound_queue = 16;
         c.limits.send_per_sec = 10_000;
         c.limits.send_burst = 10_000;
@@ -224,21 +228,32 @@ async fn slow_consumer_is_closed_1008() {
     let mut cb = h.login(&b).await;
     cb.ok(json!({"op":"join","channel":ch})).await;
     ca.ok(json!({"op":"watch","users":[b]})).await;
+    // b never reads again.
     let mut silent = cb.into_silent();
     let big = "x".repeat(16_000);
+    let offline = |e: &Value| e["ev"] == "presence" && e["user"] == b && e["online"] == false;
+    let mut sent = 0;
     let mut gone = false;
-    for i in 0..3000 {
-        ca.say(&ch, &format!("{i} {big}")).await;
-        if i % 50 == 0
-            && ca
-                .try_event_where(Duration::ZERO, |e: &Value| e["ev"] == "presence" && e["user"] == b && e["online"] == false)
-                .await
-                .is_some()
-        {
+    // 32 MB is far more than socket buffers and a 16-frame queue hold.
+    while sent < 2000 {
+        ca.say(&ch, &format!("{sent} {big}")).await;
+        sent += 1;
+        if sent % 100 == 0 && ca.try_event_where(Duration::ZERO, offline).await.is_some() {
             gone = true;
             break;
         }
     }
-    assert!(gone, "a consumer that never reads was not disconnected after 3000 × 16 KB");
-    assert_eq!(silent.close_code_within(Duration::from_secs(30)).await, Some(1008));
+    if !gone {
+        ca.event_where_within("slow consumer disconnected", Duration::from_secs(40), offline).await;
+    }
+    // If a close frame gets through, it says 1008.
+    let code = silent.close_code_within(Duration::from_secs(30)).await;
+    assert!(matches!(code, None | Some(1008)), "slow consumer close code {code:?}");
+    if code.is_none() {
+        eprintln!("NOTE slow_consumer: dropped without a 1008 close frame");
+    }
+    // Reconnecting, b resyncs everything.
+    let mut cb = h.login(&b).await;
+    let row = cb.sync_row(&format!("ch:{ch}")).await.expect("channel in sync");
+    assert_eq!(row["last_seq"], json!(sent), "{row}");
 }

@@ -63,7 +63,8 @@ async fn media_needs_a_valid_token() {
 async fn unknown_media_is_404() {
     let h = Harness::new().await;
     let auth = format!("Bearer {}", h.token(&h.user("nf")));
-    let r = h.http("GET", &format!("/v1/media/{}", unique("m_nosuch")), &[("Authorization", &auth)], b"").await;
+    let r =
+        h.http("GET", &format!("/v1/media/{}", unique("m_nosuch")), &[("Authorization", &auth)], b"").await;
     assert_eq!(r.status, 404, "{}", r.text());
 }
 
@@ -121,7 +122,10 @@ async fn push_stores_delivers_and_is_idempotent() {
     assert_eq!(ok["dup"], json!(false));
     assert!(ok["mid"].is_string() && ok["ts"].is_i64(), "{ok}");
     let ev = cb.event_where("pushed msg", |e| e["ev"] == "msg" && e["conv"] == conv).await;
-    assert_eq!((&ev["from"], &ev["cid"], &ev["body"]), (&json!(sys), &json!(cid), &json!({"text":"your order shipped"})));
+    assert_eq!(
+        (&ev["from"], &ev["cid"], &ev["body"]),
+        (&json!(sys), &json!(cid), &json!({"text":"your order shipped"}))
+    );
 
     let again = h.push(Some(&admin), &body).await;
     assert_eq!(again.status, 200, "{}", again.text());
@@ -143,7 +147,9 @@ async fn push_reaches_offline_users_and_channels_without_membership() {
     let h = Harness::new().await;
     let admin = admin_or_skip!(h, "push_reaches_offline_users_and_channels_without_membership");
     let (sys, carol) = (h.user("backend"), h.user("pcarol"));
-    let r = h.push(Some(&admin), &push_body(&sys, json!({"user":carol}), &unique("p"), "while you were away")).await;
+    let r = h
+        .push(Some(&admin), &push_body(&sys, json!({"user":carol}), &unique("p"), "while you were away"))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
     let mut owner = h.login(&h.user("pown")).await;
@@ -183,11 +189,19 @@ async fn push_rejects_bad_and_oversized_requests_with_err_body() {
         assert_eq!(r.json()["err"]["code"], json!("bad_request"), "{b}: {}", r.text());
     }
     let auth = format!("Bearer {admin}");
-    let r = h.http("POST", "/v1/push", &[("Authorization", &auth), ("Content-Type", "application/json")], b"{not json").await;
+    let r = h
+        .http(
+            "POST",
+            "/v1/push",
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            b"{not json",
+        )
+        .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(r.json()["err"]["code"], json!("bad_request"));
 
-    let r = h.push(Some(&admin), &push_body(&sys, json!({"user":bob}), &unique("p"), &"z".repeat(40_000))).await;
+    let r =
+        h.push(Some(&admin), &push_body(&sys, json!({"user":bob}), &unique("p"), &"z".repeat(40_000))).await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.json()["err"]["code"], json!("too_large"), "{}", r.text());
 }

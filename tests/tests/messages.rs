@@ -13,7 +13,9 @@ fn is_msg(conv: &str) -> impl Fn(&Value) -> bool + '_ {
 /// A fresh public channel both clients have joined.
 async fn shared_channel(h: &Harness, clients: &mut [&mut Client]) -> String {
     let ch = h.channel("room");
-    clients[0].ok(json!({"op":"create_channel","channel":ch,"title":"Room","topic":"","private":false})).await;
+    clients[0]
+        .ok(json!({"op":"create_channel","channel":ch,"title":"Room","topic":"","private":false}))
+        .await;
     for c in clients.iter_mut().skip(1) {
         c.ok(json!({"op":"join","channel":ch})).await;
     }
@@ -61,14 +63,16 @@ async fn all_content_kinds_are_stored_and_delivered() {
     let media = up.json()["media"].as_str().unwrap().to_owned();
     let bodies = [
         ("text", json!({"text":"hello"})),
-        ("image", json!({"media":media,"mime":"image/png","width":640,"height":480,"name":"cat.png","size":21})),
+        (
+            "image",
+            json!({"media":media,"mime":"image/png","width":640,"height":480,"name":"cat.png","size":21}),
+        ),
         ("file", json!({"media":media,"mime":"application/octet-stream","name":"x.bin","size":21})),
         ("custom", json!({"type":"poll","question":"?","options":["a","b"],"nested":{"n":1}})),
     ];
     for (i, (kind, body)) in bodies.iter().enumerate() {
-        let ok = ca
-            .ok(json!({"op":"send","to":{"channel":ch},"cid":unique("k"),"kind":kind,"body":body}))
-            .await;
+        let ok =
+            ca.ok(json!({"op":"send","to":{"channel":ch},"cid":unique("k"),"kind":kind,"body":body})).await;
         assert_eq!(ok["seq"], json!(i + 1), "{kind}: {ok}");
         let ev = cb.event_where(kind, is_msg(&conv)).await;
         assert_eq!((&ev["kind"], &ev["body"]), (&json!(kind), body), "{ev}");
@@ -143,8 +147,10 @@ async fn cid_is_scoped_to_the_sender() {
     let mut ca = h.login(&a).await;
     let mut cb = h.login(&b).await;
     let cid = unique("shared-cid");
-    let r1 = ca.ok(json!({"op":"send","to":{"user":b},"cid":cid,"kind":"text","body":{"text":"from a"}})).await;
-    let r2 = cb.ok(json!({"op":"send","to":{"user":a},"cid":cid,"kind":"text","body":{"text":"from b"}})).await;
+    let r1 =
+        ca.ok(json!({"op":"send","to":{"user":b},"cid":cid,"kind":"text","body":{"text":"from a"}})).await;
+    let r2 =
+        cb.ok(json!({"op":"send","to":{"user":a},"cid":cid,"kind":"text","body":{"text":"from b"}})).await;
     assert_eq!(r1["dup"], json!(false));
     assert_eq!(r2["dup"], json!(false), "another sender's cid is not a dup: {r2}");
     assert_eq!((r1["seq"].clone(), r2["seq"].clone()), (json!(1), json!(2)));
@@ -268,7 +274,10 @@ async fn dm_to_a_never_signed_in_user_reaches_them_at_first_sync() {
     let mut cn = h.login(&newbie).await;
     let conv = dm_conv(&a, &newbie);
     let row = cn.sync_row(&conv).await.expect("DM in the newcomer's first sync");
-    assert_eq!((row["kind"].clone(), row["peer"].clone(), row["last_seq"].clone()), (json!("dm"), json!(a), json!(1)));
+    assert_eq!(
+        (row["kind"].clone(), row["peer"].clone(), row["last_seq"].clone()),
+        (json!("dm"), json!(a), json!(1))
+    );
     let hist = cn.history(&conv, json!({"after":0})).await;
     assert_eq!(hist["messages"][0]["body"], json!({"text":"welcome"}));
     assert_eq!(hist["messages"][0]["from"], json!(a));
@@ -283,6 +292,13 @@ async fn history_pages_after_before_and_latest() {
         ca.dm(&b, &format!("{i}")).await;
     }
     let conv = dm_conv(&a, &b);
+    let raw = ca.history(&conv, json!({})).await;
+    for m in raw["messages"].as_array().unwrap() {
+        assert!(m.get("ev").is_none(), "history messages carry no \"ev\": {m}");
+        for k in ["conv", "seq", "mid", "cid", "from", "to", "kind", "body", "ts"] {
+            assert!(m.get(k).is_some(), "history message has {k}: {m}");
+        }
+    }
     let page = |v: Value| -> (Vec<u64>, bool) {
         let ok: HistoryOk = serde_json::from_value(v.clone()).unwrap_or_else(|e| panic!("{e}: {v}"));
         (ok.messages.iter().map(|m| m.seq).collect(), ok.more)
@@ -305,10 +321,8 @@ async fn history_pages_after_before_and_latest() {
 
 #[tokio::test]
 async fn history_limit_is_clamped_to_history_page() {
-    let Some(h) = Harness::with_config("history_limit_is_clamped_to_history_page", |c| {
-        c.limits.history_page = 3
-    })
-    .await
+    let Some(h) =
+        Harness::with_config("history_limit_is_clamped_to_history_page", |c| c.limits.history_page = 3).await
     else {
         return;
     };
@@ -445,6 +459,9 @@ async fn receipts_are_forward_only_clamped_and_sent_to_the_dm_peer() {
     let ev = ca.event_where("receipt after read 999", |e| e["ev"] == "receipt" && e["read_seq"] == 3).await;
     assert_eq!(ev, json!({"ev":"receipt","conv":conv,"user":b,"recv_seq":3,"read_seq":3}));
 
+    // Moving either cursor back afterwards changes nothing.
+    cb.ok(json!({"op":"read","conv":conv,"seq":1})).await;
+    cb.ok(json!({"op":"ack","conv":conv,"seq":1})).await;
     let row = ca.sync_row(&conv).await.unwrap();
     assert_eq!((row["peer_recv_seq"].clone(), row["peer_read_seq"].clone()), (json!(3), json!(3)), "{row}");
     let row = cb.sync_row(&conv).await.unwrap();
@@ -505,6 +522,11 @@ async fn typing_is_forwarded_to_others_and_throttled() {
     ca.ok(json!({"op":"typing","conv":conv})).await;
     ca.ok(json!({"op":"typing","conv":conv})).await;
     cb.expect_no_event_where("throttled typing", is_typing).await;
+    // The allowance is per session: a's other device is forwarded.
+    let mut a2 = h.login(&a).await;
+    a2.ok(json!({"op":"typing","conv":conv})).await;
+    let ev = cb.event_where("typing from a's second session", is_typing).await;
+    assert_eq!(ev["user"], json!(a));
     // Another conversation has its own allowance.
     let ch = shared_channel(&h, &mut [&mut ca, &mut cb]).await;
     ca.ok(json!({"op":"typing","conv":format!("ch:{ch}")})).await;
@@ -557,7 +579,38 @@ async fn signal_to_a_channel_reaches_members_except_the_sender() {
     a1.ok(json!({"op":"signal","to":{"channel":ch},"body":{"x":1}})).await;
     for c in [&mut a2, &mut cb] {
         let ev = c.event("signal").await;
-        assert_eq!((&ev["from"], &ev["to"], &ev["body"]), (&json!(a), &json!({"channel":ch}), &json!({"x":1})));
+        assert_eq!(
+            (&ev["from"], &ev["to"], &ev["body"]),
+            (&json!(a), &json!({"channel":ch}), &json!({"x":1}))
+        );
     }
     a1.expect_no_event_where("own signal", |e| e["ev"] == "signal").await;
+}
+
+#[tokio::test]
+async fn outsiders_cannot_type_ack_read_or_signal_into_foreign_conversations() {
+    let h = Harness::new().await;
+    let (a, b, eve) = (h.user("fo-a"), h.user("fo-b"), h.user("fo-eve"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let mut ce = h.login(&eve).await;
+    ca.dm(&b, "x").await;
+    cb.event("msg").await;
+    let ch = h.channel("fo-priv");
+    ca.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    let conv = dm_conv(&a, &b);
+    for req in [
+        json!({"op":"typing","conv":conv}),
+        json!({"op":"ack","conv":conv,"seq":1}),
+        json!({"op":"read","conv":conv,"seq":1}),
+        json!({"op":"typing","conv":format!("ch:{ch}")}),
+        json!({"op":"signal","to":{"channel":ch},"body":{"boo":1}}),
+    ] {
+        ce.expect_err(req, ErrorCode::Forbidden).await;
+    }
+    for c in [&mut ca, &mut cb] {
+        c.expect_no_event_where("event caused by an outsider", |e| e.to_string().contains(&eve)).await;
+    }
+    let row = ca.sync_row(&conv).await.unwrap();
+    assert_eq!(row["peer_recv_seq"], json!(0), "{row}");
 }

@@ -14,7 +14,8 @@ async fn watch_reports_presence_and_changes() {
     let (w, b, never) = (h.user("watcher"), h.user("watched"), h.user("never"));
     let mut cw = h.login(&w).await;
     let ok = cw.ok(json!({"op":"watch","users":[b, never]})).await;
-    let rows: Vec<Presence> = serde_json::from_value(ok["presence"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
+    let rows: Vec<Presence> =
+        serde_json::from_value(ok["presence"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
     for u in [&b, &never] {
         let r = rows.iter().find(|r| &r.user == u).unwrap_or_else(|| panic!("row for {u}: {ok}"));
         assert!(!r.online, "{u} offline: {ok}");
@@ -41,7 +42,8 @@ async fn online_while_any_session_lives() {
     let b1 = h.login(&b).await;
     cw.event_where("online", presence_of(&b, true)).await;
     let b2 = h.login(&b).await;
-    cw.expect_no_event_where("presence for a second session", |e| e["ev"] == "presence" && e["user"] == b).await;
+    cw.expect_no_event_where("presence for a second session", |e| e["ev"] == "presence" && e["user"] == b)
+        .await;
     b1.close().await;
     cw.expect_no_event_where("offline while a session lives", presence_of(&b, false)).await;
     b2.close().await;
@@ -71,10 +73,22 @@ async fn profiles_set_read_and_pushed_to_watchers() {
     ca.ok(json!({"op":"set_profile","name":"Alice A.","avatar":"avatar:3","status":"in a meeting"})).await;
     let ev = cw.event_where("profile", |e| e["ev"] == "profile" && e["user"] == a).await;
     let p: Profile = serde_json::from_value(ev.clone()).unwrap_or_else(|e| panic!("{e}: {ev}"));
-    assert_eq!((p.name.as_str(), p.avatar.as_str(), p.status.as_str()), ("Alice A.", "avatar:3", "in a meeting"));
+    assert_eq!(
+        (p.name.as_str(), p.avatar.as_str(), p.status.as_str()),
+        ("Alice A.", "avatar:3", "in a meeting")
+    );
     let ok = cw.ok(json!({"op":"profiles","users":[a]})).await;
-    let ps: Vec<Profile> = serde_json::from_value(ok["profiles"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
-    assert_eq!(ps, vec![Profile { user: a.clone(), name: "Alice A.".into(), avatar: "avatar:3".into(), status: "in a meeting".into() }]);
+    let ps: Vec<Profile> =
+        serde_json::from_value(ok["profiles"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
+    assert_eq!(
+        ps,
+        vec![Profile {
+            user: a.clone(),
+            name: "Alice A.".into(),
+            avatar: "avatar:3".into(),
+            status: "in a meeting".into()
+        }]
+    );
 
     // A media id is a valid avatar.
     let up = h.upload(&h.token(&a), "image/png", b"avatar bytes").await;

@@ -113,12 +113,24 @@ async fn non_json_before_hello_closes_4001() {
     let h = Harness::new().await;
     let mut c = h.connect().await;
     c.send_text("this is not json").await;
+    let r = c.next_reply(WAIT).await.expect("an error reply before the close");
+    assert_eq!(decode_reply(&r).code(), Some(ErrorCode::Unauthenticated), "{r}");
+    assert_eq!(r["re"], serde_json::Value::Null, "{r}");
+    assert_eq!(c.expect_close().await, 4001);
+}
+
+#[tokio::test]
+async fn binary_frame_before_hello_closes_4001() {
+    let h = Harness::new().await;
+    let mut c = h.connect().await;
+    c.send_binary(br#"{"op":"hello"}"#.to_vec()).await;
     assert_eq!(c.expect_close().await, 4001);
 }
 
 #[tokio::test]
 async fn hello_timeout_closes_4001() {
-    let Some(h) = Harness::with_config("hello_timeout_closes_4001", |c| c.hello_timeout_ms = 500).await else {
+    let Some(h) = Harness::with_config("hello_timeout_closes_4001", |c| c.hello_timeout_ms = 500).await
+    else {
         return;
     };
     let mut c = h.connect().await;
@@ -182,7 +194,8 @@ async fn expired_jwt_is_unauthenticated_and_closes_4002() {
 
 #[tokio::test]
 async fn dev_tokens_rejected_without_dev_auth() {
-    let Some(h) = Harness::with_config("dev_tokens_rejected_without_dev_auth", |c| c.dev_auth = false).await else {
+    let Some(h) = Harness::with_config("dev_tokens_rejected_without_dev_auth", |c| c.dev_auth = false).await
+    else {
         return;
     };
     assert_rejected(&h, &format!("dev:{}", h.user("dev")), 4001).await;
@@ -229,6 +242,23 @@ async fn renew_returns_the_new_exp() {
 }
 
 #[tokio::test]
+async fn no_token_expiring_for_a_long_lived_token() {
+    let h = Harness::new().await;
+    let mut c = h.login(&h.user("longlived")).await;
+    c.expect_no_event_where("token_expiring", |e| e["ev"] == "token_expiring").await;
+}
+
+#[tokio::test]
+async fn renew_cannot_switch_user() {
+    // Not spelled out by the contract, but a session's identity is fixed by hello.
+    let h = Harness::new().await;
+    let (u, other) = (h.user("renewme"), h.user("renewother"));
+    let mut c = h.login(&u).await;
+    let r = c.request(json!({"op":"renew","token": h.token(&other)})).await;
+    assert!(r.err.is_some(), "renew with another user's token must fail: {r:?}");
+}
+
+#[tokio::test]
 async fn renew_with_a_forged_token_fails() {
     let h = Harness::new().await;
     let u = h.user("renewbad");
@@ -242,7 +272,9 @@ async fn token_expiring_then_close_4002() {
     let h = Harness::new().await;
     let u = h.user("expiring");
     let exp = now_s() + 3;
-    let Some(tok) = h.jwt(&u, exp) else { return skip("token_expiring_then_close_4002", "auth secret unknown") };
+    let Some(tok) = h.jwt(&u, exp) else {
+        return skip("token_expiring_then_close_4002", "auth secret unknown");
+    };
     let mut c = h.connect().await;
     c.hello(&tok, "d").await.expect_ok();
     // Less than 60 s are left: the warning comes right away.
@@ -256,7 +288,9 @@ async fn renew_prevents_the_expiry_close() {
     let h = Harness::new().await;
     let u = h.user("renewed");
     let exp = now_s() + 3;
-    let Some(tok) = h.jwt(&u, exp) else { return skip("renew_prevents_the_expiry_close", "auth secret unknown") };
+    let Some(tok) = h.jwt(&u, exp) else {
+        return skip("renew_prevents_the_expiry_close", "auth secret unknown");
+    };
     let mut c = h.connect().await;
     c.hello(&tok, "d").await.expect_ok();
     c.event("token_expiring").await;
@@ -280,13 +314,26 @@ async fn same_device_second_hello_replaces_the_first_with_4003() {
 
 #[tokio::test]
 async fn server_sends_pings_at_heartbeat() {
-    let Some(h) = Harness::with_config("server_sends_pings_at_heartbeat", |c| c.heartbeat_ms = 300).await else {
+    let Some(h) = Harness::with_config("server_sends_pings_at_heartbeat", |c| c.heartbeat_ms = 300).await
+    else {
         return;
     };
     let mut c = h.login(&h.user("pinged")).await;
     assert_eq!(c.hello_ok["heartbeat_ms"], json!(300));
     let _ = c.next_event(Duration::from_secs(2)).await;
     assert!(c.pings >= 1, "no Ping within 2 s at heartbeat_ms 300");
+}
+
+#[tokio::test]
+async fn server_answers_client_pings() {
+    let h = Harness::new().await;
+    let mut c = h.login(&h.user("pinger")).await;
+    c.ping().await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while c.pongs == 0 && tokio::time::Instant::now() < deadline {
+        let _ = c.next_event(Duration::from_millis(100)).await;
+    }
+    assert!(c.pongs >= 1, "no Pong for a client Ping");
 }
 
 #[tokio::test]
@@ -302,7 +349,8 @@ async fn silent_peer_is_closed_4008() {
 
 #[tokio::test]
 async fn answering_pings_keeps_the_session() {
-    let Some(h) = Harness::with_config("answering_pings_keeps_the_session", |c| c.heartbeat_ms = 300).await else {
+    let Some(h) = Harness::with_config("answering_pings_keeps_the_session", |c| c.heartbeat_ms = 300).await
+    else {
         return;
     };
     let mut c = h.login(&h.user("awake")).await;

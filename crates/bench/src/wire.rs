@@ -142,6 +142,20 @@ impl Drop for Client {
     }
 }
 
+/// The answer to a request, once it comes (a future).
+pub struct PendingReply(Option<oneshot::Receiver<Result<Value, ReqError>>>);
+
+impl Future for PendingReply {
+    type Output = Result<Value, ReqError>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        match &mut self.0 {
+            None => std::task::Poll::Ready(Err(ReqError::Closed)),
+            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ReqError::Closed))),
+        }
+    }
+}
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Read buffer per client socket: tungstenite's 128 KiB default would cost
@@ -209,7 +223,7 @@ impl Client {
     ///
     /// # Errors
     /// The server's error code, or [`ReqError::Closed`].
-    pub fn request(&self, op: &str, args: Value) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn request(&self, op: &str, args: Value) -> PendingReply {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         let text = match self.shared.proto {
@@ -228,46 +242,41 @@ impl Client {
             self.shared.pending.lock().expect("pending lock").insert(id, tx);
             self.shared.out.send(Message::text(text)).is_ok()
         };
-        async move {
-            if !queued {
-                return Err(ReqError::Closed);
-            }
-            rx.await.unwrap_or(Err(ReqError::Closed))
-        }
+        PendingReply(queued.then_some(rx))
     }
 
     /// A text message; `text` carries the generator's timestamp.
-    pub fn send_text(&self, to: Dest<'_>, cid: &str, text: &str) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn send_text(&self, to: Dest<'_>, cid: &str, text: &str) -> PendingReply {
         self.request("send", json!({"to": to.json(), "cid": cid, "kind": "text", "body": {"text": text}}))
     }
 
     /// Creates a public channel (the caller becomes its first member).
-    pub fn create_channel(&self, name: &str) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn create_channel(&self, name: &str) -> PendingReply {
         self.request("create_channel", json!({"channel": name, "title": name, "private": false}))
     }
 
     /// Joins a public channel.
-    pub fn join(&self, name: &str) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn join(&self, name: &str) -> PendingReply {
         self.request("join", json!({"channel": name}))
     }
 
     /// Typing notice in a conversation.
-    pub fn typing(&self, conv: &str) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn typing(&self, conv: &str) -> PendingReply {
         self.request("typing", json!({"conv": conv}))
     }
 
     /// Read receipt up to `seq` (clamped by the server to the last message).
-    pub fn read(&self, conv: &str, seq: u64) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn read(&self, conv: &str, seq: u64) -> PendingReply {
         self.request("read", json!({"conv": conv, "seq": seq}))
     }
 
     /// Watches users' presence.
-    pub fn watch(&self, users: &[String]) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn watch(&self, users: &[String]) -> PendingReply {
         self.request("watch", json!({"users": users}))
     }
 
     /// Lists the user's conversations (what a reconnecting client does first).
-    pub fn sync(&self) -> impl Future<Output = Result<Value, ReqError>> + use<> {
+    pub fn sync(&self) -> PendingReply {
         self.request("sync", json!({}))
     }
 }

@@ -18,7 +18,8 @@ use crate::outbox::{DrainError, Sender};
 use crate::store::{NewMessage, Store, StoreError};
 use crate::sync;
 use courier_proto::{
-    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo, Presence, Profile, Target,
+    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo,
+    Presence, Profile, Target,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -40,7 +41,7 @@ pub enum ClientError {
     Offline,
     /// The server refused the request.
     #[error("server error {}: {}", .0.code, .0.message)]
-    Server(ErrBody),
+    Server(Box<ErrBody>),
     /// The request got no reply in time.
     #[error("the server did not answer in time")]
     Timeout,
@@ -108,7 +109,11 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A configuration with defaults for everything else.
-    pub fn new(servers: Vec<String>, token: impl Into<String>, data_dir: impl Into<PathBuf>) -> ClientConfig {
+    pub fn new(
+        servers: Vec<String>,
+        token: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+    ) -> ClientConfig {
         ClientConfig {
             servers,
             token: token.into(),
@@ -130,7 +135,9 @@ pub fn token_user(token: &str) -> Option<String> {
         return courier_proto::ids::is_valid_user(u).then(|| u.to_owned());
     }
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload.trim_end_matches('='))
+        .ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("sub")?.as_str().map(str::to_owned)
 }
@@ -175,10 +182,20 @@ impl Inner {
     }
 
     pub(crate) fn hello_limits(&self) -> Limits {
-        lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
+        lock(&self.hello)
+            .as_ref()
+            .map(|h| h.limits)
+            .unwrap_or_default()
     }
 
-    fn set_state(&self, state: ConnState, url: Option<&str>, retry_in: Option<Duration>, reason: Option<String>, code: Option<u16>) {
+    fn set_state(
+        &self,
+        state: ConnState,
+        url: Option<&str>,
+        retry_in: Option<Duration>,
+        reason: Option<String>,
+        code: Option<u16>,
+    ) {
         self.state.send_replace(state);
         self.emit(ClientEvent::Connection {
             state,
@@ -203,7 +220,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("me", &self.inner.me).field("state", &self.state()).finish()
+        f.debug_struct("Client")
+            .field("me", &self.inner.me)
+            .field("state", &self.state())
+            .finish()
     }
 }
 
@@ -236,12 +256,20 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::open`].
-    pub fn open_with(cfg: ClientConfig, connector: Arc<dyn Connector>, jitter: Jitter) -> Result<Client> {
+    pub fn open_with(
+        cfg: ClientConfig,
+        connector: Arc<dyn Connector>,
+        jitter: Jitter,
+    ) -> Result<Client> {
         if cfg.servers.is_empty() {
             return Err(ClientError::Config("no server URL given".into()));
         }
-        let urls =
-            cfg.servers.iter().map(|s| ws_url(s)).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| ClientError::Config(e.to_string()))?;
+        let urls = cfg
+            .servers
+            .iter()
+            .map(|s| ws_url(s))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| ClientError::Config(e.to_string()))?;
         let store = Arc::new(Store::open_dir(&cfg.data_dir)?);
         let me = match token_user(&cfg.token) {
             Some(u) => {
@@ -249,7 +277,10 @@ impl Client {
                 u
             }
             None => store.setting("user")?.ok_or_else(|| {
-                ClientError::Config("cannot tell the user from the token; sign in once with a JWT or dev token".into())
+                ClientError::Config(
+                    "cannot tell the user from the token; sign in once with a JWT or dev token"
+                        .into(),
+                )
             })?,
         };
         let (events, _) = broadcast::channel(4096);
@@ -388,7 +419,10 @@ impl Client {
                     out.push(m);
                 }
             }
-            if out.iter().all(|m| m.status != crate::DeliveryStatus::Pending) {
+            if out
+                .iter()
+                .all(|m| m.status != crate::DeliveryStatus::Pending)
+            {
                 return Ok(out);
             }
             match rx.recv().await {
@@ -439,7 +473,8 @@ impl Client {
         if !to.is_valid() {
             return Err(ClientError::Invalid(format!("bad target {to:?}")));
         }
-        to.conv(&self.inner.me).ok_or_else(|| ClientError::Invalid("messages cannot go to a call".into()))
+        to.conv(&self.inner.me)
+            .ok_or_else(|| ClientError::Invalid("messages cannot go to a call".into()))
     }
 
     // ---- messages ----------------------------------------------------
@@ -451,10 +486,23 @@ impl Client {
     ///
     /// # Errors
     /// A bad target, an empty text, or store failure.
-    pub fn send(&self, to: &Target, kind: &str, body: Map<String, Value>, reply_to: Option<String>) -> Result<MessageView> {
+    pub fn send(
+        &self,
+        to: &Target,
+        kind: &str,
+        body: Map<String, Value>,
+        reply_to: Option<String>,
+    ) -> Result<MessageView> {
         let conv = self.conv_of(to)?;
-        if kind == "text" && body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
-            return Err(ClientError::Invalid("a text message needs non-empty text".into()));
+        if kind == "text"
+            && body
+                .get("text")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+        {
+            return Err(ClientError::Invalid(
+                "a text message needs non-empty text".into(),
+            ));
         }
         let m = self.inner.store.enqueue(&NewMessage {
             conv: conv.clone(),
@@ -465,7 +513,8 @@ impl Client {
             body,
             reply_to,
         })?;
-        self.inner.emit(ClientEvent::MessageAdded { message: m.clone() });
+        self.inner
+            .emit(ClientEvent::MessageAdded { message: m.clone() });
         self.inner.emit_conversation(&conv);
         self.inner.outbox_wake.notify_one();
         Ok(m)
@@ -491,7 +540,14 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::send`].
-    pub fn send_image(&self, to: &Target, media: &UploadedMedia, name: &str, width: u32, height: u32) -> Result<MessageView> {
+    pub fn send_image(
+        &self,
+        to: &Target,
+        media: &UploadedMedia,
+        name: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<MessageView> {
         let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name,
                           "width": width, "height": height});
         self.send(to, "image", json_obj(body), None)
@@ -502,7 +558,8 @@ impl Client {
     /// # Errors
     /// As [`Client::send`].
     pub fn send_file(&self, to: &Target, media: &UploadedMedia, name: &str) -> Result<MessageView> {
-        let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
+        let body =
+            json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
         self.send(to, "file", json_obj(body), None)
     }
 
@@ -516,7 +573,8 @@ impl Client {
             .store
             .retry_failed(&self.inner.me, cid)?
             .ok_or_else(|| ClientError::Invalid(format!("no failed message {cid}")))?;
-        self.inner.emit(ClientEvent::MessageUpdated { message: m.clone() });
+        self.inner
+            .emit(ClientEvent::MessageUpdated { message: m.clone() });
         self.inner.outbox_wake.notify_one();
         Ok(m)
     }
@@ -534,7 +592,12 @@ impl Client {
     ///
     /// # Errors
     /// On store failure.
-    pub fn history(&self, conv: &Conv, before: Option<u64>, limit: u32) -> Result<Vec<MessageView>> {
+    pub fn history(
+        &self,
+        conv: &Conv,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<MessageView>> {
         Ok(self.inner.store.history(conv, before, limit)?)
     }
 
@@ -583,7 +646,9 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn typing(&self, conv: &Conv) -> Result<()> {
-        self.call(json!({"op": "typing", "conv": conv})).await.map(drop)
+        self.call(json!({"op": "typing", "conv": conv}))
+            .await
+            .map(drop)
     }
 
     /// Sends an ephemeral signal (not stored).
@@ -591,7 +656,9 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn signal(&self, to: &Target, body: Map<String, Value>) -> Result<()> {
-        self.call(json!({"op": "signal", "to": to, "body": body})).await.map(drop)
+        self.call(json!({"op": "signal", "to": to, "body": body}))
+            .await
+            .map(drop)
     }
 
     // ---- channels ----------------------------------------------------
@@ -602,7 +669,9 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>> {
         let v = self.call(json!({"op": "channels"})).await?;
-        Ok(serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?)
+        Ok(serde_json::from_value(
+            v.get("channels").cloned().unwrap_or_default(),
+        )?)
     }
 
     /// Joins a public channel and fetches its history.
@@ -613,9 +682,13 @@ impl Client {
         let v = self.call(json!({"op": "join", "channel": channel})).await?;
         let conv = Conv::channel(channel);
         let last = v.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
-        self.inner.store.ensure_conversation(&self.inner.me, &conv, last)?;
+        self.inner
+            .store
+            .ensure_conversation(&self.inner.me, &conv, last)?;
         if let Some(s) = self.inner.session() {
-            sync::fill(&self.inner, &s, &conv, Some(last)).await.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            sync::fill(&self.inner, &s, &conv, Some(last))
+                .await
+                .map_err(|e| ClientError::Protocol(e.to_string()))?;
         }
         self.inner.emit_conversation(&conv);
         Ok(conv)
@@ -626,8 +699,11 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn leave(&self, channel: &str) -> Result<()> {
-        self.call(json!({"op": "leave", "channel": channel})).await?;
-        self.inner.store.forget_conversation(&Conv::channel(channel))?;
+        self.call(json!({"op": "leave", "channel": channel}))
+            .await?;
+        self.inner
+            .store
+            .forget_conversation(&Conv::channel(channel))?;
         Ok(())
     }
 
@@ -635,11 +711,19 @@ impl Client {
     ///
     /// # Errors
     /// Offline, `conflict` when the name exists.
-    pub async fn create_channel(&self, channel: &str, title: &str, topic: &str, private: bool) -> Result<Conv> {
+    pub async fn create_channel(
+        &self,
+        channel: &str,
+        title: &str,
+        topic: &str,
+        private: bool,
+    ) -> Result<Conv> {
         self.call(json!({"op": "create_channel", "channel": channel, "title": title, "topic": topic, "private": private}))
             .await?;
         let conv = Conv::channel(channel);
-        self.inner.store.ensure_conversation(&self.inner.me, &conv, 0)?;
+        self.inner
+            .store
+            .ensure_conversation(&self.inner.me, &conv, 0)?;
         self.inner.emit_conversation(&conv);
         Ok(conv)
     }
@@ -649,7 +733,9 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn add_member(&self, channel: &str, user: &str) -> Result<()> {
-        self.call(json!({"op": "add_member", "channel": channel, "user": user})).await.map(drop)
+        self.call(json!({"op": "add_member", "channel": channel, "user": user}))
+            .await
+            .map(drop)
     }
 
     /// Members of a channel.
@@ -657,8 +743,12 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn members(&self, channel: &str) -> Result<Vec<MemberInfo>> {
-        let v = self.call(json!({"op": "members", "channel": channel})).await?;
-        Ok(serde_json::from_value(v.get("members").cloned().unwrap_or_default())?)
+        let v = self
+            .call(json!({"op": "members", "channel": channel}))
+            .await?;
+        Ok(serde_json::from_value(
+            v.get("members").cloned().unwrap_or_default(),
+        )?)
     }
 
     // ---- presence and profiles ---------------------------------------
@@ -669,7 +759,9 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn watch(&self, users: &[String]) -> Result<Vec<Presence>> {
         let v = self.call(json!({"op": "watch", "users": users})).await?;
-        Ok(serde_json::from_value(v.get("presence").cloned().unwrap_or_default())?)
+        Ok(serde_json::from_value(
+            v.get("presence").cloned().unwrap_or_default(),
+        )?)
     }
 
     /// Stops watching users.
@@ -677,7 +769,9 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn unwatch(&self, users: &[String]) -> Result<()> {
-        self.call(json!({"op": "unwatch", "users": users})).await.map(drop)
+        self.call(json!({"op": "unwatch", "users": users}))
+            .await
+            .map(drop)
     }
 
     /// Profiles of users: fetched from the server when connected (and
@@ -688,11 +782,14 @@ impl Client {
     pub async fn profiles(&self, users: &[String]) -> Result<Vec<Profile>> {
         match self.call(json!({"op": "profiles", "users": users})).await {
             Ok(v) => {
-                let ps: Vec<Profile> = serde_json::from_value(v.get("profiles").cloned().unwrap_or_default())?;
+                let ps: Vec<Profile> =
+                    serde_json::from_value(v.get("profiles").cloned().unwrap_or_default())?;
                 self.inner.store.upsert_profiles(&ps)?;
                 Ok(ps)
             }
-            Err(ClientError::Offline | ClientError::Timeout) => Ok(self.inner.store.profiles(users)?),
+            Err(ClientError::Offline | ClientError::Timeout) => {
+                Ok(self.inner.store.profiles(users)?)
+            }
             Err(e) => Err(e),
         }
     }
@@ -702,7 +799,8 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn set_profile(&self, name: &str, avatar: &str, status: &str) -> Result<()> {
-        self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status})).await?;
+        self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status}))
+            .await?;
         self.inner.store.upsert_profiles(&[Profile {
             user: self.inner.me.clone(),
             name: name.into(),
@@ -715,11 +813,15 @@ impl Client {
     // ---- call invitations --------------------------------------------
 
     fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
-        let Some(inv) = v.get("invite") else { return Ok(None) };
+        let Some(inv) = v.get("invite") else {
+            return Ok(None);
+        };
         let inv: Invite = serde_json::from_value(inv.clone())?;
         self.inner.store.upsert_invite(&inv)?;
         let view = InviteView::new(inv, &self.inner.me, now_ms());
-        self.inner.emit(ClientEvent::Invite { invite: view.clone() });
+        self.inner.emit(ClientEvent::Invite {
+            invite: view.clone(),
+        });
         Ok(Some(view))
     }
 
@@ -728,7 +830,9 @@ impl Client {
             && let Some(inv) = &b.invite
         {
             let _ = self.inner.store.upsert_invite(inv);
-            self.inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()) });
+            self.inner.emit(ClientEvent::Invite {
+                invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()),
+            });
         }
         e
     }
@@ -737,9 +841,17 @@ impl Client {
     ///
     /// # Errors
     /// Offline, or the server's refusal.
-    pub async fn invite(&self, to: &str, content: Map<String, Value>, ttl_s: u32) -> Result<InviteView> {
-        let v = self.call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s})).await?;
-        self.record_invite(&v)?.ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
+    pub async fn invite(
+        &self,
+        to: &str,
+        content: Map<String, Value>,
+        ttl_s: u32,
+    ) -> Result<InviteView> {
+        let v = self
+            .call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s}))
+            .await?;
+        self.record_invite(&v)?
+            .ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
     }
 
     /// Answers an incoming invitation.
@@ -747,9 +859,16 @@ impl Client {
     /// # Errors
     /// Offline, `invite_final` when it was answered elsewhere (the mirror is
     /// updated from the error), or another refusal.
-    pub async fn answer(&self, iid: &str, accept: bool, response: Map<String, Value>) -> Result<Option<InviteView>> {
+    pub async fn answer(
+        &self,
+        iid: &str,
+        accept: bool,
+        response: Map<String, Value>,
+    ) -> Result<Option<InviteView>> {
         let v = self
-            .call(json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}))
+            .call(
+                json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}),
+            )
             .await
             .map_err(|e| self.invite_error(e))?;
         self.record_invite(&v)
@@ -760,7 +879,10 @@ impl Client {
     /// # Errors
     /// As [`Client::answer`].
     pub async fn cancel_invite(&self, iid: &str) -> Result<Option<InviteView>> {
-        let v = self.call(json!({"op": "invite_cancel", "iid": iid})).await.map_err(|e| self.invite_error(e))?;
+        let v = self
+            .call(json!({"op": "invite_cancel", "iid": iid}))
+            .await
+            .map_err(|e| self.invite_error(e))?;
         self.record_invite(&v)
     }
 
@@ -829,7 +951,11 @@ async fn run_manager(inner: Arc<Inner>) {
             break;
         }
         let url = inner.urls[idx % inner.urls.len()].clone();
-        let st = if connected_once || backoff.attempts() > 0 { ConnState::Reconnecting } else { ConnState::Connecting };
+        let st = if connected_once || backoff.attempts() > 0 {
+            ConnState::Reconnecting
+        } else {
+            ConnState::Connecting
+        };
         inner.set_state(st, Some(&url), None, None, None);
         let delay = match run_session(&inner, &url, &mut backoff).await {
             Outcome::Shutdown => break,
@@ -840,7 +966,13 @@ async fn run_manager(inner: Arc<Inner>) {
             }
             Outcome::TokenExpired => {
                 inner.emit(ClientEvent::TokenRequired);
-                inner.set_state(ConnState::Reconnecting, Some(&url), None, Some("token expired; waiting for a new token".into()), Some(CloseCode::TOKEN_EXPIRED));
+                inner.set_state(
+                    ConnState::Reconnecting,
+                    Some(&url),
+                    None,
+                    Some("token expired; waiting for a new token".into()),
+                    Some(CloseCode::TOKEN_EXPIRED),
+                );
                 tokio::select! {
                     _ = inner.token_wake.notified() => continue,
                     _ = shutdown.changed() => break,
@@ -849,7 +981,13 @@ async fn run_manager(inner: Arc<Inner>) {
             Outcome::Failed(reason) => {
                 idx += 1;
                 let d = backoff.next_delay();
-                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
+                inner.set_state(
+                    ConnState::Reconnecting,
+                    Some(&url),
+                    Some(d),
+                    Some(reason),
+                    None,
+                );
                 d
             }
             Outcome::Ended(end, _synced) => {
@@ -861,19 +999,37 @@ async fn run_manager(inner: Arc<Inner>) {
                         format!("authentication failed: {}", end.reason)
                     };
                     *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
-                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
+                    inner.set_state(
+                        ConnState::Stopped,
+                        Some(&url),
+                        None,
+                        Some(reason),
+                        Some(code),
+                    );
                     return;
                 }
                 if end.code == Some(CloseCode::TOKEN_EXPIRED) {
                     inner.emit(ClientEvent::TokenRequired);
-                    inner.set_state(ConnState::Reconnecting, Some(&url), None, Some("token expired; waiting for a new token".into()), end.code);
+                    inner.set_state(
+                        ConnState::Reconnecting,
+                        Some(&url),
+                        None,
+                        Some("token expired; waiting for a new token".into()),
+                        end.code,
+                    );
                     tokio::select! {
                         _ = inner.token_wake.notified() => continue,
                         _ = shutdown.changed() => break,
                     }
                 }
                 let d = backoff.next_delay();
-                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
+                inner.set_state(
+                    ConnState::Reconnecting,
+                    Some(&url),
+                    Some(d),
+                    Some(end.reason),
+                    end.code,
+                );
                 d
             }
         };
@@ -883,7 +1039,13 @@ async fn run_manager(inner: Arc<Inner>) {
             _ = shutdown.changed() => {}
         }
     }
-    inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
+    inner.set_state(
+        ConnState::Disconnected,
+        None,
+        None,
+        Some("stopped by the application".into()),
+        None,
+    );
 }
 
 async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
@@ -913,16 +1075,25 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
             }
         },
         Err(RequestError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
-            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            let end = timeout(Duration::from_secs(2), &mut driver)
+                .await
+                .ok()
+                .and_then(|r| r.ok());
             let code = end.and_then(|e| e.code);
             if code == Some(CloseCode::TOKEN_EXPIRED) {
                 return Outcome::TokenExpired;
             }
-            return Outcome::Refused(code.or(Some(CloseCode::AUTH_FAILED)), format!("authentication refused: {}", e.message));
+            return Outcome::Refused(
+                code.or(Some(CloseCode::AUTH_FAILED)),
+                format!("authentication refused: {}", e.message),
+            );
         }
         Err(e) => {
             session.close(1000, "hello failed");
-            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            let end = timeout(Duration::from_secs(2), &mut driver)
+                .await
+                .ok()
+                .and_then(|r| r.ok());
             if let Some(end) = end.filter(|e| e.code.is_some()) {
                 return Outcome::Ended(end, false);
             }
@@ -931,7 +1102,13 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     };
     if hello.user != inner.me {
         session.close(1000, "wrong account");
-        return Outcome::Refused(None, format!("the token is for {:?} but this client is for {:?}", hello.user, inner.me));
+        return Outcome::Refused(
+            None,
+            format!(
+                "the token is for {:?} but this client is for {:?}",
+                hello.user, inner.me
+            ),
+        );
     }
     session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
     let limits = hello.limits;
@@ -942,7 +1119,12 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     let mut workers: JoinSet<()> = JoinSet::new();
     let (synced_tx, synced_rx) = oneshot::channel::<()>();
     workers.spawn(processor(inner.clone(), session.clone(), ev_rx, synced_tx));
-    workers.spawn(outbox_worker(inner.clone(), session.clone(), synced_rx, limits));
+    workers.spawn(outbox_worker(
+        inner.clone(),
+        session.clone(),
+        synced_rx,
+        limits,
+    ));
     workers.spawn(cursor_worker(inner.clone(), session.clone()));
 
     let synced_before = *inner.synced.borrow();
@@ -967,12 +1149,20 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
 
 /// Sync, then pushed events in order. Any failure closes the session so the
 /// manager reconnects and syncs again: the store never misses a message.
-async fn processor(inner: Arc<Inner>, session: Arc<Session>, mut events: mpsc::UnboundedReceiver<courier_proto::Event>, synced: oneshot::Sender<()>) {
+async fn processor(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    mut events: mpsc::UnboundedReceiver<courier_proto::Event>,
+    synced: oneshot::Sender<()>,
+) {
     let result = async {
         let (conversations, fetched) = sync::full_sync(&inner, &session).await?;
         sync::flush_cursors(&inner, &session).await?;
         inner.synced.send_modify(|g| *g += 1);
-        inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
+        inner.emit(ClientEvent::SyncCompleted {
+            conversations,
+            fetched,
+        });
         let _ = synced.send(());
         while let Some(ev) = events.recv().await {
             sync::handle_event(&inner, &session, ev).await?;
@@ -988,7 +1178,12 @@ async fn processor(inner: Arc<Inner>, session: Arc<Session>, mut events: mpsc::U
     }
 }
 
-async fn outbox_worker(inner: Arc<Inner>, session: Arc<Session>, synced: oneshot::Receiver<()>, limits: Limits) {
+async fn outbox_worker(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    synced: oneshot::Receiver<()>,
+    limits: Limits,
+) {
     if synced.await.is_err() {
         return;
     }
@@ -996,7 +1191,10 @@ async fn outbox_worker(inner: Arc<Inner>, session: Arc<Session>, synced: oneshot
     let sender = Arc::new(Sender {
         store: inner.store.clone(),
         me: inner.me.clone(),
-        bucket: Mutex::new(TokenBucket::new(limits.send_per_sec, (limits.send_burst / 2).max(1))),
+        bucket: Mutex::new(TokenBucket::new(
+            limits.send_per_sec,
+            (limits.send_burst / 2).max(1),
+        )),
         backoff: BackoffConfig::default(),
         jitter: inner.jitter.clone(),
         emit: Box::new(move |e| emitter.emit(e)),

@@ -87,7 +87,10 @@ pub struct MessageView {
 impl MessageView {
     /// The text of a `text` message (or the file name of a file/image).
     pub fn text(&self) -> Option<&str> {
-        self.body.get("text").or_else(|| self.body.get("name")).and_then(Value::as_str)
+        self.body
+            .get("text")
+            .or_else(|| self.body.get("name"))
+            .and_then(Value::as_str)
     }
 }
 
@@ -145,7 +148,11 @@ impl InviteView {
         }
         let incoming = invite.to == me;
         let ringing = incoming && invite.state == InviteState::Pending;
-        InviteView { invite, incoming, ringing }
+        InviteView {
+            invite,
+            incoming,
+            ringing,
+        }
     }
 }
 

@@ -75,7 +75,10 @@ async fn wait_healthy(port: u16, proc: &mut Proc, log: &Path) {
             return;
         }
         if let Ok(Some(status)) = proc.0.try_wait() {
-            panic!("server exited ({status}) before it was healthy; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+            panic!(
+                "server exited ({status}) before it was healthy; log:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -175,7 +178,10 @@ async fn acknowledged_messages_survive_kill_9() {
     let mut server = spawn_server(&data, &config, port, &log);
     wait_healthy(port, &mut server, &log).await;
 
-    let run = format!("{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+    let run = format!(
+        "{:x}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+    );
     let channel = format!("crash-{run}");
     let peer = format!("crash-peer-{run}");
     let users: Vec<String> = (0..CLIENTS).map(|i| format!("crash{i}-{run}")).collect();
@@ -199,7 +205,8 @@ async fn acknowledged_messages_survive_kill_9() {
                 let cid = format!("{user}-{j}");
                 // Alternate: the shared channel, and a DM to a peer who never signs in.
                 let to = if j % 2 == 0 { json!({"channel":channel}) } else { json!({"user":peer}) };
-                let req = json!({"op":"send","to":to,"cid":cid,"kind":"text","body":{"text":format!("{i}/{j}")}});
+                let req =
+                    json!({"op":"send","to":to,"cid":cid,"kind":"text","body":{"text":format!("{i}/{j}")}});
                 let Some(r) = s.request(req).await else { break };
                 let Some(ok) = r.get("ok") else {
                     // Errors are possible while the server dies; they are not acks.
@@ -226,7 +233,11 @@ async fn acknowledged_messages_survive_kill_9() {
     // Kill as soon as enough oks arrived, with the clients still sending.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(240);
     while acked.load(Ordering::SeqCst) < TARGET_ACKS {
-        assert!(tokio::time::Instant::now() < deadline, "only {} acks in 240 s", acked.load(Ordering::SeqCst));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} acks in 240 s",
+            acked.load(Ordering::SeqCst)
+        );
         if tasks.iter().all(|t| t.is_finished()) {
             break;
         }
@@ -249,26 +260,33 @@ async fn acknowledged_messages_survive_kill_9() {
     wait_healthy(port, &mut server, &log).await;
 
     // Every conversation, read by one of its members.
-    let mut by_conv: HashMap<String, (String, Vec<(&String, &Ack)>)> = HashMap::new();
+    // conv -> (a member to read it with, the acks in it)
+    type ConvAcks<'a> = (String, Vec<(&'a String, &'a Ack)>);
+    let mut by_conv: HashMap<String, ConvAcks> = HashMap::new();
     for (cid, a) in &acks {
         by_conv.entry(a.conv.clone()).or_insert_with(|| (a.user.clone(), Vec::new())).1.push((cid, a));
     }
-    for (conv, (reader, expected)) in &by_conv {
+    for (n, (conv, (reader, expected))) in by_conv.iter().enumerate() {
         let mut s = Session::open(port, reader).await;
         let hist = full_history(&mut s, conv).await;
+        // Seqs continue after the last stored one: none is reused, none skipped.
+        let to = &expected[0].1.to;
+        let next = s.ok(json!({"op":"send","to":to,"cid":format!("{reader}-after-restart-{n}"),"kind":"text","body":{"text":"after"}})).await;
+        assert_eq!(next["seq"], json!(hist.len() + 1), "{conv}: first seq after restart: {next}");
         let seqs: Vec<u64> = hist.iter().map(|m| m["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, (1..=hist.len() as u64).collect::<Vec<_>>(), "{conv}: seqs 1..=n without gaps");
         let mut count: HashMap<(String, String), usize> = HashMap::new();
         for m in &hist {
-            *count.entry((m["from"].as_str().unwrap().to_owned(), m["cid"].as_str().unwrap().to_owned())).or_default() +=
-                1;
+            *count
+                .entry((m["from"].as_str().unwrap().to_owned(), m["cid"].as_str().unwrap().to_owned()))
+                .or_default() += 1;
         }
         assert!(count.values().all(|&n| n == 1), "{conv}: a (from, cid) stored twice");
         let by_cid: HashMap<&str, &Value> = hist.iter().map(|m| (m["cid"].as_str().unwrap(), m)).collect();
         for (cid, a) in expected {
-            let m = by_cid
-                .get(cid.as_str())
-                .unwrap_or_else(|| panic!("{conv}: acknowledged message {cid} (seq {}) lost after kill -9", a.seq));
+            let m = by_cid.get(cid.as_str()).unwrap_or_else(|| {
+                panic!("{conv}: acknowledged message {cid} (seq {}) lost after kill -9", a.seq)
+            });
             assert_eq!(m["from"], json!(a.user), "{cid}");
             assert_eq!(m["seq"], json!(a.seq), "{cid}: acknowledged seq");
             assert_eq!(m["mid"], json!(a.mid), "{cid}: acknowledged mid");
@@ -283,11 +301,13 @@ async fn acknowledged_messages_survive_kill_9() {
             sessions.insert(a.user.clone(), Session::open(port, &a.user).await);
         }
         let s = sessions.get_mut(&a.user).unwrap();
-        let ok = s
-            .ok(json!({"op":"send","to":a.to,"cid":cid,"kind":"text","body":{"text":"retry"}}))
-            .await;
+        let ok = s.ok(json!({"op":"send","to":a.to,"cid":cid,"kind":"text","body":{"text":"retry"}})).await;
         assert_eq!(ok["dup"], json!(true), "{cid}: {ok}");
-        assert_eq!((ok["seq"].as_u64(), ok["mid"].as_str()), (Some(a.seq), Some(a.mid.as_str())), "{cid}: {ok}");
+        assert_eq!(
+            (ok["seq"].as_u64(), ok["mid"].as_str()),
+            (Some(a.seq), Some(a.mid.as_str())),
+            "{cid}: {ok}"
+        );
         assert_eq!(ok["conv"], json!(a.conv));
     }
 }

@@ -3,7 +3,9 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use courier_client::{Client, ClientConfig, ClientError, ClientEvent, ConnState, DeliveryStatus, MessageView};
+use courier_client::{
+    Client, ClientConfig, ClientError, ClientEvent, ConnState, DeliveryStatus, MessageView,
+};
 use courier_proto::{Conv, InviteState, Target};
 use serde_json::Map;
 use std::io::BufRead;
@@ -177,10 +179,16 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("courier-cli: cannot start runtime: {e}");
@@ -202,7 +210,16 @@ fn open(cli: &Cli) -> Result<Client, Exit> {
     let mut cfg = ClientConfig::new(cli.server.clone(), cli.token.clone(), cli.data.clone());
     cfg.device = cli.device.clone();
     cfg.client_name = concat!("courier-cli/", env!("CARGO_PKG_VERSION")).into();
-    Client::open(cfg).map_err(|e| Exit(if matches!(e, ClientError::Config(_)) { 2 } else { 1 }, e.to_string()))
+    Client::open(cfg).map_err(|e| {
+        Exit(
+            if matches!(e, ClientError::Config(_)) {
+                2
+            } else {
+                1
+            },
+            e.to_string(),
+        )
+    })
 }
 
 /// Starts the client and waits for the first sync, mapping failures to
@@ -212,7 +229,13 @@ async fn connect(client: &Client, deadline: Instant) -> Result<(), Exit> {
     match timeout_at(deadline, client.wait_synced()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(Exit(5, format!("server unreachable or sync incomplete ({:?})", client.state()))),
+        Err(_) => Err(Exit(
+            5,
+            format!(
+                "server unreachable or sync incomplete ({:?})",
+                client.state()
+            ),
+        )),
     }
 }
 
@@ -225,7 +248,12 @@ async fn run(cli: Cli) -> Result<(), Exit> {
 
 async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
     match &cli.cmd {
-        Cmd::Send { target, text, stdin, wait } => {
+        Cmd::Send {
+            target,
+            text,
+            stdin,
+            wait,
+        } => {
             let to = parse_target(target).map_err(|e| Exit(2, e.to_string()))?;
             let mut texts = Vec::new();
             if *stdin {
@@ -255,7 +283,10 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             };
             let msgs = match settled {
                 Some(m) => m,
-                None => cids.iter().filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten()).collect(),
+                None => cids
+                    .iter()
+                    .filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten())
+                    .collect(),
             };
             let (mut queued, mut failed) = (0, 0);
             for m in &msgs {
@@ -276,10 +307,16 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 return Err(Exit(4, reason));
             }
             if queued > 0 {
-                return Err(Exit(3, format!("{queued} message(s) not acknowledged in time; they stay queued")));
+                return Err(Exit(
+                    3,
+                    format!("{queued} message(s) not acknowledged in time; they stay queued"),
+                ));
             }
             if failed > 0 {
-                return Err(Exit(1, format!("{failed} message(s) refused by the server")));
+                return Err(Exit(
+                    1,
+                    format!("{failed} message(s) refused by the server"),
+                ));
             }
             Ok(())
         }
@@ -291,8 +328,21 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 Vec::new()
             } else {
                 match timeout_at(deadline, client.wait_settled(&outbox)).await {
-                    Ok(r) => r?.into_iter().filter(|m| m.status == DeliveryStatus::Pending).collect(),
-                    Err(_) => client.outbox()?.into_iter().filter_map(|c| client.store().message_by_cid(client.me(), &c).ok().flatten()).collect::<Vec<MessageView>>(),
+                    Ok(r) => r?
+                        .into_iter()
+                        .filter(|m| m.status == DeliveryStatus::Pending)
+                        .collect(),
+                    Err(_) => client
+                        .outbox()?
+                        .into_iter()
+                        .filter_map(|c| {
+                            client
+                                .store()
+                                .message_by_cid(client.me(), &c)
+                                .ok()
+                                .flatten()
+                        })
+                        .collect::<Vec<MessageView>>(),
                 }
             };
             for c in client.conversations()? {
@@ -307,7 +357,12 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             }
             Ok(())
         }
-        Cmd::History { target, limit, json, wait } => {
+        Cmd::History {
+            target,
+            limit,
+            json,
+            wait,
+        } => {
             let conv = parse_conv(client, target).map_err(|e| Exit(2, e.to_string()))?;
             let synced = connect(client, Instant::now() + secs(*wait)).await;
             if let Err(Exit(4, m)) = synced {
@@ -345,7 +400,12 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 } else {
                     print_event(&ev);
                 }
-                if let ClientEvent::Connection { state: ConnState::Stopped, reason, .. } = &ev {
+                if let ClientEvent::Connection {
+                    state: ConnState::Stopped,
+                    reason,
+                    ..
+                } = &ev
+                {
                     return Err(Exit(4, reason.clone().unwrap_or_default()));
                 }
             }
@@ -355,14 +415,20 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             connect(client, Instant::now() + secs(10.0)).await?;
             let conv = client.join(name).await?;
             let c = client.conversations()?.into_iter().find(|c| c.conv == conv);
-            println!("joined {conv} last_seq={}", c.map(|c| c.last_seq).unwrap_or(0));
+            println!(
+                "joined {conv} last_seq={}",
+                c.map(|c| c.last_seq).unwrap_or(0)
+            );
             Ok(())
         }
         Cmd::Channels => {
             connect(client, Instant::now() + secs(10.0)).await?;
             for ch in client.channels().await? {
                 let lock = if ch.private { " (private)" } else { "" };
-                println!("#{} members={} {}{} {}", ch.channel, ch.members, ch.title, lock, ch.topic);
+                println!(
+                    "#{} members={} {}{} {}",
+                    ch.channel, ch.members, ch.title, lock, ch.topic
+                );
             }
             Ok(())
         }
@@ -381,7 +447,11 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                     Ok(Ok(ClientEvent::Invite { invite })) if invite.invite.iid == iid => {
                         if invite.invite.state != state || invite.invite.received {
                             state = invite.invite.state;
-                            let rcv = if invite.invite.received && state == InviteState::Pending { " received" } else { "" };
+                            let rcv = if invite.invite.received && state == InviteState::Pending {
+                                " received"
+                            } else {
+                                ""
+                            };
                             println!("invite {iid} {}{rcv}", state.as_str());
                         }
                     }
@@ -396,7 +466,11 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             let accept = answer == "accept";
             match client.answer(iid, accept, Map::new()).await {
                 Ok(v) => {
-                    let state = v.map(|v| v.invite.state.as_str()).unwrap_or(if accept { "accepted" } else { "refused" });
+                    let state = v.map(|v| v.invite.state.as_str()).unwrap_or(if accept {
+                        "accepted"
+                    } else {
+                        "refused"
+                    });
                     println!("invite {iid} {state}");
                     Ok(())
                 }
@@ -439,14 +513,31 @@ fn print_event(ev: &ClientEvent) {
     match ev {
         ClientEvent::MessageAdded { message } => print_message(message),
         ClientEvent::MessageUpdated { message } => {
-            println!("{} {} is {}", message.conv, message.cid, message.status.as_str())
+            println!(
+                "{} {} is {}",
+                message.conv,
+                message.cid,
+                message.status.as_str()
+            )
         }
         ClientEvent::Connection { state, reason, .. } => {
-            println!("connection {state:?}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())
+            println!(
+                "connection {state:?}{}",
+                reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            )
         }
         ClientEvent::Typing { conv, user } => println!("{conv} {user} is typing"),
         ClientEvent::Invite { invite } => {
-            println!("invite {} from {} to {}: {}", invite.invite.iid, invite.invite.from, invite.invite.to, invite.invite.state.as_str())
+            println!(
+                "invite {} from {} to {}: {}",
+                invite.invite.iid,
+                invite.invite.from,
+                invite.invite.to,
+                invite.invite.state.as_str()
+            )
         }
         other => println!("{}", serde_json::to_string(other).unwrap_or_default()),
     }

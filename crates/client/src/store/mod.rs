@@ -43,7 +43,9 @@ pub enum StoreError {
         supported: u32,
     },
     /// The file is not a readable SQLite database.
-    #[error("the local store {path} is corrupt or not a Courier database ({detail}); it was left untouched — move it away to start over")]
+    #[error(
+        "the local store {path} is corrupt or not a Courier database ({detail}); it was left untouched — move it away to start over"
+    )]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -51,7 +53,9 @@ pub enum StoreError {
         detail: String,
     },
     /// The data directory belongs to another account.
-    #[error("this data directory belongs to user {stored:?}, not {requested:?}; use one --data directory per account")]
+    #[error(
+        "this data directory belongs to user {stored:?}, not {requested:?}; use one --data directory per account"
+    )]
     AccountMismatch {
         /// The user recorded in the store.
         stored: String,
@@ -121,7 +125,7 @@ const MSG_COLS: &str = "m.conv, m.seq, m.mid, m.cid, m.sender, m.target, m.kind,
           WHEN m.status = 'sent' AND c.kind = 'dm' AND m.seq <= c.peer_recv_seq THEN 'delivered' \
           ELSE m.status END, m.error";
 
-fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<i64>, Option<String>, String, String, String, String, String, Option<i64>, Option<String>, String, Option<String>)> {
+fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
     Ok((
         r.get(0)?,
         r.get(1)?,
@@ -138,12 +142,29 @@ fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<(String, Option<i64>, Option<St
     ))
 }
 
-type RawMsg = (String, Option<i64>, Option<String>, String, String, String, String, String, Option<i64>, Option<String>, String, Option<String>);
+/// A message row as selected by `MSG_COLS`.
+type RawMsg = (
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<String>,
+    String,
+    Option<String>,
+);
 
 fn view(raw: RawMsg) -> Result<MessageView> {
     let (conv, seq, mid, cid, from, target, kind, body, ts, reply_to, status, error) = raw;
     Ok(MessageView {
-        conv: Conv::parse(&conv).ok_or_else(|| StoreError::Corrupt { path: PathBuf::new(), detail: format!("bad conv {conv}") })?,
+        conv: Conv::parse(&conv).ok_or_else(|| StoreError::Corrupt {
+            path: PathBuf::new(),
+            detail: format!("bad conv {conv}"),
+        })?,
         seq: seq.map(|s| s as u64),
         mid,
         cid,
@@ -175,11 +196,17 @@ impl Store {
     /// The file is never deleted or rewritten in either case.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_owned(), source })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.to_owned(),
+                source,
+            })?;
         }
         let corrupt = |e: rusqlite::Error| -> StoreError {
             if is_corruption(&e) {
-                StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() }
+                StoreError::Corrupt {
+                    path: path.to_owned(),
+                    detail: e.to_string(),
+                }
             } else {
                 StoreError::Sqlite(e)
             }
@@ -187,16 +214,26 @@ impl Store {
         let mut conn = Connection::open(path).map_err(corrupt)?;
         // Reading user_version is the first access to the file: a non-database
         // fails here, before any PRAGMA could try to rewrite it.
-        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(corrupt)?;
         if version > CURRENT_VERSION {
-            return Err(StoreError::TooNew { path: path.to_owned(), found: version, supported: CURRENT_VERSION });
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                supported: CURRENT_VERSION,
+            });
         }
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(corrupt)?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn, version).map_err(corrupt)?;
-        Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path: path.to_owned(),
+        })
     }
 
     /// Opens the store of the account whose data directory is `dir`.
@@ -232,7 +269,12 @@ impl Store {
     /// On SQLite failure.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
         })
     }
 
@@ -256,9 +298,10 @@ impl Store {
     /// [`StoreError::AccountMismatch`] when the store belongs to someone else.
     pub fn claim_user(&self, user: &str) -> Result<()> {
         match self.setting("user")? {
-            Some(stored) if stored != user => {
-                Err(StoreError::AccountMismatch { stored, requested: user.to_owned() })
-            }
+            Some(stored) if stored != user => Err(StoreError::AccountMismatch {
+                stored,
+                requested: user.to_owned(),
+            }),
             Some(_) => Ok(()),
             None => self.set_setting("user", user),
         }
@@ -298,7 +341,9 @@ impl Store {
     /// On SQLite failure.
     pub fn outbox_convs(&self) -> Result<Vec<Conv>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT conv, min(id) AS first FROM outbox GROUP BY conv ORDER BY first")?;
+            let mut st = c.prepare_cached(
+                "SELECT conv, min(id) AS first FROM outbox GROUP BY conv ORDER BY first",
+            )?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for r in rows {
@@ -402,7 +447,10 @@ impl Store {
                 )
                 .optional()?;
             let Some(id) = id else { return Ok(None) };
-            tx.execute("UPDATE messages SET status = 'failed', error = ?2 WHERE id = ?1", params![id, error])?;
+            tx.execute(
+                "UPDATE messages SET status = 'failed', error = ?2 WHERE id = ?1",
+                params![id, error],
+            )?;
             tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
             Ok(Some(message_by_id(tx, id)?))
         })
@@ -514,10 +562,12 @@ impl Store {
     /// On SQLite failure.
     pub fn synced_seq(&self, conv: &Conv) -> Result<u64> {
         self.with(|c| {
-            Ok(c.prepare_cached("SELECT synced_seq FROM conversations WHERE conv = ?1")?
-                .query_row([conv.to_string()], |r| r.get::<_, i64>(0))
-                .optional()?
-                .unwrap_or(0) as u64)
+            Ok(
+                c.prepare_cached("SELECT synced_seq FROM conversations WHERE conv = ?1")?
+                    .query_row([conv.to_string()], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .unwrap_or(0) as u64,
+            )
         })
     }
 
@@ -569,7 +619,10 @@ impl Store {
     /// On SQLite failure.
     pub fn forget_conversation(&self, conv: &Conv) -> Result<()> {
         self.with(|c| {
-            c.execute("DELETE FROM conversations WHERE conv = ?1", [conv.to_string()])?;
+            c.execute(
+                "DELETE FROM conversations WHERE conv = ?1",
+                [conv.to_string()],
+            )?;
             Ok(())
         })
     }
@@ -631,7 +684,10 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn conversation(&self, me: &str, conv: &Conv) -> Result<Option<ConversationView>> {
-        Ok(self.conversations(me)?.into_iter().find(|c| &c.conv == conv))
+        Ok(self
+            .conversations(me)?
+            .into_iter()
+            .find(|c| &c.conv == conv))
     }
 
     /// A page of a conversation from the local store, ascending: the
@@ -641,7 +697,12 @@ impl Store {
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn history(&self, conv: &Conv, before: Option<u64>, limit: u32) -> Result<Vec<MessageView>> {
+    pub fn history(
+        &self,
+        conv: &Conv,
+        before: Option<u64>,
+        limit: u32,
+    ) -> Result<Vec<MessageView>> {
         self.with(|c| {
             let sql = format!(
                 "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
@@ -682,7 +743,11 @@ impl Store {
     pub fn message_by_cid(&self, from: &str, cid: &str) -> Result<Option<MessageView>> {
         self.with(|c| {
             let id: Option<i64> = c
-                .query_row("SELECT id FROM messages WHERE sender = ?1 AND cid = ?2", params![from, cid], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM messages WHERE sender = ?1 AND cid = ?2",
+                    params![from, cid],
+                    |r| r.get(0),
+                )
                 .optional()?;
             id.map(|id| message_by_id(c, id)).transpose()
         })
@@ -694,7 +759,9 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn search(&self, query: &str, limit: u32) -> Result<Vec<MessageView>> {
-        let Some(fts) = fts_query(query) else { return Ok(Vec::new()) };
+        let Some(fts) = fts_query(query) else {
+            return Ok(Vec::new());
+        };
         self.with(|c| {
             let sql = format!(
                 "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
@@ -715,16 +782,23 @@ impl Store {
     pub fn set_read(&self, conv: &Conv, seq: Option<u64>) -> Result<Option<u64>> {
         self.with(|c| {
             let row: Option<(i64, i64)> = c
-                .query_row("SELECT read_seq, synced_seq FROM conversations WHERE conv = ?1", [conv.to_string()], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
+                .query_row(
+                    "SELECT read_seq, synced_seq FROM conversations WHERE conv = ?1",
+                    [conv.to_string()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
                 .optional()?;
-            let Some((read, synced)) = row else { return Ok(None) };
+            let Some((read, synced)) = row else {
+                return Ok(None);
+            };
             let target = seq.map(|s| (s as i64).min(synced)).unwrap_or(synced);
             if target <= read {
                 return Ok(None);
             }
-            c.execute("UPDATE conversations SET read_seq = ?2 WHERE conv = ?1", params![conv.to_string(), target])?;
+            c.execute(
+                "UPDATE conversations SET read_seq = ?2 WHERE conv = ?1",
+                params![conv.to_string(), target],
+            )?;
             Ok(Some(target as u64))
         })
     }
@@ -805,7 +879,14 @@ impl Store {
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn apply_receipt(&self, me: &str, conv: &Conv, recv: u64, read: u64, max_changed: u32) -> Result<Vec<MessageView>> {
+    pub fn apply_receipt(
+        &self,
+        me: &str,
+        conv: &Conv,
+        recv: u64,
+        read: u64,
+        max_changed: u32,
+    ) -> Result<Vec<MessageView>> {
         self.tx(|tx| {
             let before: Option<i64> = tx
                 .query_row(
@@ -857,7 +938,8 @@ impl Store {
     /// On SQLite failure.
     pub fn invites(&self, me: &str) -> Result<Vec<InviteView>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT json FROM invites ORDER BY updated DESC LIMIT 200")?;
+            let mut st =
+                c.prepare_cached("SELECT json FROM invites ORDER BY updated DESC LIMIT 200")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let now = now_ms();
             let mut out = Vec::new();
@@ -893,11 +975,20 @@ impl Store {
     /// On SQLite failure.
     pub fn profiles(&self, users: &[String]) -> Result<Vec<Profile>> {
         self.with(|c| {
-            let mut st = c.prepare_cached("SELECT user, name, avatar, status FROM profiles WHERE user = ?1")?;
+            let mut st = c.prepare_cached(
+                "SELECT user, name, avatar, status FROM profiles WHERE user = ?1",
+            )?;
             let mut out = Vec::new();
             for u in users {
                 if let Some(p) = st
-                    .query_row([u], |r| Ok(Profile { user: r.get(0)?, name: r.get(1)?, avatar: r.get(2)?, status: r.get(3)? }))
+                    .query_row([u], |r| {
+                        Ok(Profile {
+                            user: r.get(0)?,
+                            name: r.get(1)?,
+                            avatar: r.get(2)?,
+                            status: r.get(3)?,
+                        })
+                    })
                     .optional()?
                 {
                     out.push(p);
@@ -932,7 +1023,12 @@ impl Store {
     /// On SQLite failure.
     pub fn draft(&self, conv: &Conv) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(c.query_row("SELECT text FROM drafts WHERE conv = ?1", [conv.to_string()], |r| r.get(0)).optional()?)
+            Ok(c.query_row(
+                "SELECT text FROM drafts WHERE conv = ?1",
+                [conv.to_string()],
+                |r| r.get(0),
+            )
+            .optional()?)
         })
     }
 
@@ -942,9 +1038,13 @@ impl Store {
     /// On SQLite failure.
     pub fn media_path(&self, media: &str) -> Result<Option<PathBuf>> {
         self.with(|c| {
-            Ok(c.query_row("SELECT path FROM media_cache WHERE media = ?1", [media], |r| r.get::<_, String>(0))
-                .optional()?
-                .map(PathBuf::from))
+            Ok(c.query_row(
+                "SELECT path FROM media_cache WHERE media = ?1",
+                [media],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()?
+            .map(PathBuf::from))
         })
     }
 
@@ -967,7 +1067,10 @@ impl Store {
     ///
     /// # Errors
     /// Whatever `f` returns, or SQLite failure.
-    pub fn with_transaction<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
+    pub fn with_transaction<T>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
         self.tx(|tx| Ok(f(tx)?))
     }
 }
@@ -1003,8 +1106,10 @@ fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::Result<()> {
         Conv::Dm(..) => ("dm", conv.peer_of(me).map(str::to_owned), None),
         Conv::Channel(c) => ("channel", None, Some(c.clone())),
     };
-    tx.prepare_cached("INSERT OR IGNORE INTO conversations (conv, kind, peer, channel) VALUES (?1, ?2, ?3, ?4)")?
-        .execute(params![conv.to_string(), kind, peer, channel])?;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO conversations (conv, kind, peer, channel) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![conv.to_string(), kind, peer, channel])?;
     Ok(())
 }
 
@@ -1025,7 +1130,8 @@ fn advance_synced(tx: &Connection, conv: &str) -> rusqlite::Result<u64> {
         .unwrap_or(0);
     let mut next = synced;
     {
-        let mut st = tx.prepare_cached("SELECT seq FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq")?;
+        let mut st = tx
+            .prepare_cached("SELECT seq FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq")?;
         let mut rows = st.query(params![conv, synced])?;
         while let Some(r) = rows.next()? {
             let s: i64 = r.get(0)?;
@@ -1036,13 +1142,16 @@ fn advance_synced(tx: &Connection, conv: &str) -> rusqlite::Result<u64> {
         }
     }
     if next != synced {
-        tx.prepare_cached("UPDATE conversations SET synced_seq = ?2 WHERE conv = ?1")?.execute(params![conv, next])?;
+        tx.prepare_cached("UPDATE conversations SET synced_seq = ?2 WHERE conv = ?1")?
+            .execute(params![conv, next])?;
     }
     Ok(next as u64)
 }
 
 fn message_by_id(c: &Connection, id: i64) -> Result<MessageView> {
-    let sql = format!("SELECT {MSG_COLS} FROM messages m LEFT JOIN conversations c ON c.conv = m.conv WHERE m.id = ?1");
+    let sql = format!(
+        "SELECT {MSG_COLS} FROM messages m LEFT JOIN conversations c ON c.conv = m.conv WHERE m.id = ?1"
+    );
     let raw = c.prepare_cached(&sql)?.query_row([id], msg_from_row)?;
     view(raw)
 }
@@ -1050,7 +1159,10 @@ fn message_by_id(c: &Connection, id: i64) -> Result<MessageView> {
 /// Turns user input into an FTS5 query: every word quoted (so no operator
 /// syntax leaks through), all required, the last one as a prefix.
 fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q.split_whitespace().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+    let words: Vec<String> = q
+        .split_whitespace()
+        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
+        .collect();
     if words.is_empty() {
         return None;
     }

@@ -11,7 +11,10 @@
 //! - Invitation transitions are compare-and-set on `pending`: of any number of
 //!   concurrent transitions of one invitation, exactly one succeeds.
 
+pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod pg_harness;
 #[cfg(any(test, feature = "store-suite"))]
 pub mod suite;
 
@@ -27,6 +30,10 @@ pub enum StoreError {
     /// The SQLite engine failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The PostgreSQL engine refused a statement (SQLSTATE and message;
+    /// unreachable servers are [`StoreError::Unavailable`]).
+    #[error("postgres: {0}")]
+    Postgres(String),
     /// The database holds data this code cannot read (corrupt, or written by
     /// a newer version).
     #[error("database unusable: {0}")]

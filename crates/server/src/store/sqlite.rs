@@ -34,8 +34,8 @@
 //! never deletes or rewrites such a file.
 
 use super::{
-    Appended, ChannelRow, ConvSummary, Cursor, MediaMeta, NewChannel, NewMessage, Page, Store,
-    StoreError, StoreResult, Transition,
+    Appended, ChannelRow, ConvSummary, Cursor, MediaMeta, NewChannel, NewMessage, Page, Store, StoreError,
+    StoreResult, Transition,
 };
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Target};
@@ -192,7 +192,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// `writes / batches`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct WriterStats {
-    /// Transactions committed (each one fsync).
+    /// Batches run, each one transaction and one fsync.
     pub batches: u64,
     /// Commands executed in them, failed ones included.
     pub writes: u64,
@@ -200,6 +200,11 @@ pub struct WriterStats {
 
 /// The SQLite implementation of [`Store`]. See the module docs for how
 /// writes and reads are arranged.
+///
+/// Call [`Store::close`] before exit: it waits for queued writes and
+/// checkpoints the WAL. Merely dropping the store lets the writer thread
+/// finish the queued writes in the background (nothing acknowledged is lost
+/// either way: acknowledged means committed).
 pub struct SqliteStore {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
@@ -249,9 +254,8 @@ impl SqliteStore {
             other => other,
         })?;
 
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(unusable)?;
+        let mode: String =
+            conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0)).map_err(unusable)?;
         if !mode.eq_ignore_ascii_case("wal") {
             tracing::warn!(
                 path = %path.display(),
@@ -339,7 +343,7 @@ impl SqliteStore {
         let pool = self.readers.clone();
         let task = tokio::task::spawn_blocking(move || {
             let conn = pool.lease(permit);
-            work(&*conn)
+            work(&conn)
         });
         match task.await {
             Ok(result) => result,
@@ -375,6 +379,12 @@ fn check_identity(conn: &Connection, path: &Path) -> StoreResult<()> {
     if app != 0 && app != APPLICATION_ID {
         return Err(StoreError::Unusable(format!(
             "{} belongs to another application (application_id {app:#x}); it was left untouched",
+            path.display()
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Unusable(format!(
+            "{} has an invalid schema version {version}; it was left untouched",
             path.display()
         )));
     }
@@ -721,7 +731,8 @@ fn parse_conv(s: &str) -> StoreResult<Conv> {
 }
 
 fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(s).map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
 }
 
 /// The columns [`RawMsg::from_row`] reads, in order.
@@ -925,7 +936,13 @@ fn read_last(c: &Connection, conv: &str) -> StoreResult<(u64, i64)> {
     Ok(last.unwrap_or((0, 0)))
 }
 
-fn advance(c: &Connection, conv: &str, user: &str, recv: Option<u64>, read: Option<u64>) -> StoreResult<Cursor> {
+fn advance(
+    c: &Connection,
+    conv: &str,
+    user: &str,
+    recv: Option<u64>,
+    read: Option<u64>,
+) -> StoreResult<Cursor> {
     let (last, _) = read_last(c, conv)?;
     let now = read_cursor(c, conv, user)?;
     let clamp = |v: Option<u64>| v.unwrap_or(0).min(last);
@@ -996,10 +1013,8 @@ impl Store for SqliteStore {
 
     async fn user_exists(&self, user: &str) -> StoreResult<bool> {
         let user = user.to_owned();
-        self.read(move |c| {
-            Ok(c.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?.exists([user])?)
-        })
-        .await
+        self.read(move |c| Ok(c.prepare_cached("SELECT 1 FROM users WHERE user_id = ?1")?.exists([user])?))
+            .await
     }
 
     async fn set_last_seen(&self, user: &str, ts: i64) -> StoreResult<()> {
@@ -1039,7 +1054,8 @@ impl Store for SqliteStore {
         status: Option<&str>,
     ) -> StoreResult<Profile> {
         let user = user.to_owned();
-        let (name, avatar, status) = (name.map(str::to_owned), avatar.map(str::to_owned), status.map(str::to_owned));
+        let (name, avatar, status) =
+            (name.map(str::to_owned), avatar.map(str::to_owned), status.map(str::to_owned));
         self.write(move |c| {
             let profile = c
                 .prepare_cached(
@@ -1067,9 +1083,7 @@ impl Store for SqliteStore {
             )?;
             let mut out = Vec::with_capacity(users.len());
             for user in users {
-                let found = stmt
-                    .query_row([&user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .optional()?;
+                let found = stmt.query_row([&user], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
                 if let Some((name, avatar, status)) = found {
                     out.push(Profile { user, name, avatar, status });
                 }
@@ -1093,13 +1107,16 @@ impl Store for SqliteStore {
             let (mut msgs, newest_first) = match page {
                 Page::Latest => {
                     let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ", msg_columns!(), " FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2"
+                        "SELECT ",
+                        msg_columns!(),
+                        " FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2"
                     ))?;
                     (collect_msgs(stmt.query_map(params![conv, fetch], RawMsg::from_row)?)?, true)
                 }
                 Page::After(after) => {
                     let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ", msg_columns!(),
+                        "SELECT ",
+                        msg_columns!(),
                         " FROM messages WHERE conv = ?1 AND seq > ?3 ORDER BY seq ASC LIMIT ?2"
                     ))?;
                     let rows = stmt.query_map(params![conv, fetch, to_sql_int(after)], RawMsg::from_row)?;
@@ -1107,7 +1124,8 @@ impl Store for SqliteStore {
                 }
                 Page::Before(before) => {
                     let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ", msg_columns!(),
+                        "SELECT ",
+                        msg_columns!(),
                         " FROM messages WHERE conv = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2"
                     ))?;
                     let rows = stmt.query_map(params![conv, fetch, to_sql_int(before)], RawMsg::from_row)?;
@@ -1127,11 +1145,15 @@ impl Store for SqliteStore {
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
         let (conv, mid) = (conv.to_string(), mid.to_owned());
         self.read(move |c| {
-            c.prepare_cached(concat!("SELECT ", msg_columns!(), " FROM messages WHERE mid = ?1 AND conv = ?2"))?
-                .query_row(params![mid, conv], RawMsg::from_row)
-                .optional()?
-                .map(RawMsg::into_msg)
-                .transpose()
+            c.prepare_cached(concat!(
+                "SELECT ",
+                msg_columns!(),
+                " FROM messages WHERE mid = ?1 AND conv = ?2"
+            ))?
+            .query_row(params![mid, conv], RawMsg::from_row)
+            .optional()?
+            .map(RawMsg::into_msg)
+            .transpose()
         })
         .await
     }
@@ -1298,7 +1320,8 @@ impl Store for SqliteStore {
     async fn members(&self, channel: &str) -> StoreResult<Vec<String>> {
         let channel = channel.to_owned();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached("SELECT user_id FROM channel_members WHERE channel = ?1 ORDER BY id")?;
+            let mut stmt =
+                c.prepare_cached("SELECT user_id FROM channel_members WHERE channel = ?1 ORDER BY id")?;
             let rows = stmt.query_map([channel], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
@@ -1309,7 +1332,9 @@ impl Store for SqliteStore {
         let invite = invite.clone();
         self.write(move |c| {
             c.prepare_cached(concat!(
-                "INSERT INTO invites (", invite_columns!(), ") \
+                "INSERT INTO invites (",
+                invite_columns!(),
+                ") \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
             ))?
             .execute(params![
@@ -1393,7 +1418,9 @@ impl Store for SqliteStore {
     async fn pending_invites(&self) -> StoreResult<Vec<Invite>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT ", invite_columns!(), " FROM invites WHERE state = 'pending' ORDER BY created, iid"
+                "SELECT ",
+                invite_columns!(),
+                " FROM invites WHERE state = 'pending' ORDER BY created, iid"
             ))?;
             collect_invites(stmt.query_map([], RawInvite::from_row)?)
         })
@@ -1406,7 +1433,14 @@ impl Store for SqliteStore {
             c.prepare_cached(
                 "INSERT INTO media (id, owner, mime, size, sha256, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
-            .execute(params![meta.id, meta.owner, meta.mime, to_sql_int(meta.size), meta.sha256, meta.created])?;
+            .execute(params![
+                meta.id,
+                meta.owner,
+                meta.mime,
+                to_sql_int(meta.size),
+                meta.sha256,
+                meta.created
+            ])?;
             c.prepare_cached("INSERT INTO media_blobs (id, bytes) VALUES (?1, ?2)")?
                 .execute(params![meta.id, bytes])?;
             Ok(())
@@ -1555,7 +1589,9 @@ mod tests {
         };
         assert!(store.create_channel(lobby).await.unwrap());
         assert!(store.add_member("lobby", "bob", 6).await.unwrap());
-        sent.push(store.append(text("bob", Target::Channel("lobby".into()), "c0", "yo", 200)).await.unwrap().msg);
+        sent.push(
+            store.append(text("bob", Target::Channel("lobby".into()), "c0", "yo", 200)).await.unwrap().msg,
+        );
         store.advance_cursor(&Conv::dm("alice", "bob"), "bob", Some(5), Some(3)).await.unwrap();
         store.create_invite(&new_invite("i1", "alice", "bob")).await.unwrap();
         store.create_invite(&new_invite("i2", "bob", "alice")).await.unwrap();
@@ -1617,7 +1653,8 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         check_populated(&store, &sent).await;
         // Counters continue and idempotency holds across restarts.
-        let again = store.append(text("alice", Target::User("bob".into()), "c0", "again", 999)).await.unwrap();
+        let again =
+            store.append(text("alice", Target::User("bob".into()), "c0", "again", 999)).await.unwrap();
         assert!(again.dup);
         assert_eq!(again.msg, sent[0]);
         let next = store.append(text("alice", Target::User("bob".into()), "c-new", "n", 999)).await.unwrap();
@@ -1722,7 +1759,8 @@ mod tests {
                 store.commands.try_send(cmd).unwrap();
                 failing.push(rx);
                 // And one that panics.
-                let (cmd, rx) = Command::write(|_| -> StoreResult<()> { panic!("boom (expected by the test)") });
+                let (cmd, rx) =
+                    Command::write(|_| -> StoreResult<()> { panic!("boom (expected by the test)") });
                 store.commands.try_send(cmd).unwrap();
                 failing.push(rx);
             }
@@ -1744,6 +1782,107 @@ mod tests {
         let after = store.writer_stats();
         assert_eq!(after.batches - before.batches, 2, "the blocker's batch, then one for all 22 queued");
         assert_eq!(after.writes - before.writes, 23);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn close_runs_the_writes_queued_before_it() {
+        let dir = TempDir::new().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel::<()>();
+        let (blocker, _) = Command::write(move |_| {
+            running.send(()).unwrap();
+            held.recv().unwrap();
+            Ok(())
+        });
+        store.commands.try_send(blocker).unwrap();
+        started.await.unwrap();
+        let mut queued = Vec::new();
+        for i in 0..10 {
+            let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);
+            let (cmd, rx) = Command::write(move |c| append_message(c, m));
+            store.commands.try_send(cmd).unwrap();
+            queued.push(rx);
+        }
+        let closing = tokio::spawn({
+            let store = store.clone();
+            async move { store.close().await }
+        });
+        // Wait (without sleeping) until the close request sits behind them.
+        while store.commands.capacity() > QUEUE_DEPTH - queued.len() - 1 {
+            tokio::task::yield_now().await;
+        }
+        release.send(()).unwrap();
+        closing.await.unwrap().unwrap();
+        for (i, rx) in queued.into_iter().enumerate() {
+            assert_eq!(rx.await.unwrap().expect("queued before close").msg.seq, i as u64 + 1);
+        }
+        let reopened = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(reopened.message_count().await.unwrap(), 10);
+    }
+
+    const CRASH_CHILD: &str = "COURIER_SQLITE_CRASH_CHILD";
+
+    /// The child half of the kill -9 test: appends forever from 4 tasks and
+    /// prints each acknowledgement.
+    async fn append_and_report_until_killed(dir: &Path) -> ! {
+        let store = Arc::new(SqliteStore::open(dir).unwrap());
+        for t in 0..4 {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let to =
+                        if t % 2 == 0 { Target::User("bob".into()) } else { Target::Channel("lobby".into()) };
+                    let a = store.append(text(&format!("u{t}"), to, &format!("c{i}"), "x", i)).await.unwrap();
+                    use std::io::Write;
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ack {} {}", a.msg.conv, a.msg.mid).unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+        std::future::pending().await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acknowledged_appends_survive_kill_9() {
+        if let Some(dir) = std::env::var_os(CRASH_CHILD) {
+            append_and_report_until_killed(Path::new(&dir)).await;
+        }
+        use tokio::io::AsyncBufReadExt;
+        let dir = TempDir::new().unwrap();
+        let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+        let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &format!("{module}::acknowledged_appends_survive_kill_9"), "--nocapture"])
+            .env(CRASH_CHILD, dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut acked = Vec::new();
+        while acked.len() < 400 {
+            let line = lines.next_line().await.unwrap().expect("the child stopped before it was killed");
+            if let Some(ack) = line.strip_prefix("ack ") {
+                let (conv, mid) = ack.split_once(' ').unwrap();
+                acked.push((Conv::parse(conv).unwrap(), mid.to_owned()));
+            }
+        }
+        child.kill().await.unwrap(); // SIGKILL while it is still appending
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        for (conv, mid) in &acked {
+            assert!(
+                store.message(conv, mid).await.unwrap().is_some(),
+                "acknowledged {mid} in {conv} was lost"
+            );
+        }
+        for conv in [Conv::channel("lobby"), Conv::dm("bob", "u0"), Conv::dm("bob", "u2")] {
+            let (msgs, _) = store.history(&conv, Page::After(0), u32::MAX).await.unwrap();
+            let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, (1..=msgs.len() as u64).collect::<Vec<_>>(), "{conv} has gaps after the crash");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1797,7 +1936,8 @@ mod tests {
         raw(dir.path()).execute_batch("CREATE TABLE recipes (name TEXT);").unwrap();
         let msg = expect_unusable(SqliteStore::open(dir.path()));
         assert!(msg.contains("did not create"), "{msg}");
-        let tables: i64 = raw(dir.path()).query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).unwrap();
+        let tables: i64 =
+            raw(dir.path()).query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).unwrap();
         assert_eq!(tables, 1, "nothing was added to the foreign database");
     }
 
@@ -1911,7 +2051,11 @@ mod tests {
                 .collect::<Result<_, _>>()
                 .unwrap();
             assert!(fk.is_empty(), "from v{version}: foreign key violations in {fk:?}");
-            assert_eq!(schema_of(dir.path()), current, "schema migrated from v{version} differs from a fresh one");
+            assert_eq!(
+                schema_of(dir.path()),
+                current,
+                "schema migrated from v{version} differs from a fresh one"
+            );
         }
     }
 }

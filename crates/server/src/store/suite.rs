@@ -130,6 +130,9 @@ fn channel(name: &str, private: bool, creator: Option<&str>) -> NewChannel {
     }
 }
 
+/// `(cursor, limit, expected first..=last seq or nothing, expected more)`.
+type PageCase = (u64, u32, Option<(u64, u64)>, bool);
+
 fn seqs(msgs: &[Msg]) -> Vec<u64> {
     msgs.iter().map(|m| m.seq).collect()
 }
@@ -142,13 +145,20 @@ fn range(from: u64, to: u64) -> Vec<u64> {
 async fn fill_dm(store: &dyn Store, n: u64) -> Vec<Msg> {
     let mut out = Vec::new();
     for i in 1..=n {
-        let a = store.append(text("alice", user("bob"), &format!("fill-{i}"), &format!("m{i}"), i as i64)).await;
+        let a =
+            store.append(text("alice", user("bob"), &format!("fill-{i}"), &format!("m{i}"), i as i64)).await;
         out.push(a.unwrap().msg);
     }
     out
 }
 
-fn summary(conv: Conv, last_seq: u64, last_ts: i64, cursor: Cursor, peer_cursor: Option<Cursor>) -> ConvSummary {
+fn summary(
+    conv: Conv,
+    last_seq: u64,
+    last_ts: i64,
+    cursor: Cursor,
+    peer_cursor: Option<Cursor>,
+) -> ConvSummary {
     ConvSummary { conv, last_seq, last_ts, cursor, peer_cursor }
 }
 
@@ -171,7 +181,8 @@ pub async fn seq_is_gapless_under_concurrent_appends_to_one_conversation(store: 
             let mut mine = Vec::new();
             for i in 0..EACH {
                 // Every task reuses the same cids: only (sender, cid) is unique.
-                let m = text(&format!("user{t}"), chan("lobby"), &format!("c{i}"), &format!("{t}/{i}"), i as i64);
+                let m =
+                    text(&format!("user{t}"), chan("lobby"), &format!("c{i}"), &format!("{t}/{i}"), i as i64);
                 let a = store.append(m).await.unwrap();
                 assert!(!a.dup, "a fresh (sender, cid) is not a duplicate");
                 mine.push(a.msg);
@@ -344,7 +355,11 @@ pub async fn messages_round_trip_exactly(store: Arc<dyn Store>) {
     let lobby = Conv::channel("lobby");
     assert_eq!(store.message(&lobby, &stored.mid).await.unwrap(), Some(stored.clone()));
     assert_eq!(store.message(&lobby, &reply.mid).await.unwrap(), Some(reply));
-    assert_eq!(store.message(&Conv::dm("alice", "bob"), &stored.mid).await.unwrap(), None, "wrong conversation");
+    assert_eq!(
+        store.message(&Conv::dm("alice", "bob"), &stored.mid).await.unwrap(),
+        None,
+        "wrong conversation"
+    );
     assert_eq!(store.message(&lobby, &dm.mid).await.unwrap(), None, "wrong conversation");
     assert_eq!(store.message(&lobby, "no-such-mid").await.unwrap(), None);
 }
@@ -356,7 +371,8 @@ pub async fn history_latest_page(store: Arc<dyn Store>) {
     assert!(empty.is_empty() && !more, "an empty conversation has an empty page");
 
     let all = fill_dm(&*store, 25).await;
-    let cases = [(10, 16, true), (24, 2, true), (25, 1, false), (26, 1, false), (200, 1, false), (1, 25, true)];
+    let cases =
+        [(10, 16, true), (24, 2, true), (25, 1, false), (26, 1, false), (200, 1, false), (1, 25, true)];
     for (limit, first, expect_more) in cases {
         let (page, more) = store.history(&conv, Page::Latest, limit).await.unwrap();
         assert_eq!(seqs(&page), range(first, 25), "latest limit {limit}");
@@ -373,8 +389,7 @@ pub async fn history_after_pages(store: Arc<dyn Store>) {
     assert!(empty.is_empty() && !more);
 
     let all = fill_dm(&*store, 25).await;
-    // (after, limit, expected first..=last or empty, more)
-    let cases: [(u64, u32, Option<(u64, u64)>, bool); 9] = [
+    let cases: [PageCase; 9] = [
         (0, 10, Some((1, 10)), true),
         (10, 10, Some((11, 20)), true),
         (20, 10, Some((21, 25)), false),
@@ -406,7 +421,7 @@ pub async fn history_before_pages(store: Arc<dyn Store>) {
     assert!(empty.is_empty() && !more);
 
     let all = fill_dm(&*store, 25).await;
-    let cases: [(u64, u32, Option<(u64, u64)>, bool); 9] = [
+    let cases: [PageCase; 9] = [
         (26, 10, Some((16, 25)), true),
         (16, 10, Some((6, 15)), true),
         (11, 10, Some((1, 10)), false), // exactly the rest
@@ -463,22 +478,30 @@ pub async fn cursors_move_forward_clamped_and_read_raises_recv(store: Arc<dyn St
     fill_dm(&*store, 10).await;
     let steps: [(Option<u64>, Option<u64>, Cursor); 9] = [
         (Some(5), None, cursor(5, 0)),
-        (Some(3), None, cursor(5, 0)),         // back: no-op
-        (None, Some(4), cursor(5, 4)),         // read below recv
-        (None, Some(2), cursor(5, 4)),         // back: no-op
-        (None, Some(8), cursor(8, 8)),         // read raises recv
-        (Some(6), Some(7), cursor(8, 8)),      // both back
-        (None, None, cursor(8, 8)),            // nothing
-        (Some(100), None, cursor(10, 8)),      // clamped to last_seq
+        (Some(3), None, cursor(5, 0)),          // back: no-op
+        (None, Some(4), cursor(5, 4)),          // read below recv
+        (None, Some(2), cursor(5, 4)),          // back: no-op
+        (None, Some(8), cursor(8, 8)),          // read raises recv
+        (Some(6), Some(7), cursor(8, 8)),       // both back
+        (None, None, cursor(8, 8)),             // nothing
+        (Some(100), None, cursor(10, 8)),       // clamped to last_seq
         (None, Some(u64::MAX), cursor(10, 10)), // clamped, raises recv
     ];
     for (recv, read, expected) in steps {
         let got = store.advance_cursor(&conv, "bob", recv, read).await.unwrap();
         assert_eq!(got, expected, "advance recv {recv:?} read {read:?}");
-        assert_eq!(store.cursor(&conv, "bob").await.unwrap(), expected, "stored after recv {recv:?} read {read:?}");
+        assert_eq!(
+            store.cursor(&conv, "bob").await.unwrap(),
+            expected,
+            "stored after recv {recv:?} read {read:?}"
+        );
     }
     assert_eq!(store.cursor(&conv, "alice").await.unwrap(), cursor(0, 0), "cursors are per user");
-    assert_eq!(store.cursor(&Conv::channel("lobby"), "bob").await.unwrap(), cursor(0, 0), "and per conversation");
+    assert_eq!(
+        store.cursor(&Conv::channel("lobby"), "bob").await.unwrap(),
+        cursor(0, 0),
+        "and per conversation"
+    );
 
     // New messages lift the clamp.
     store.append(text("alice", user("bob"), "more", "x", 11)).await.unwrap();
@@ -498,7 +521,10 @@ pub async fn conversations_list_dms_for_both_parties_after_the_first_message(sto
 
     store.append(text("alice", user("bob"), "c1", "hi", 10)).await.unwrap();
     let zero = cursor(0, 0);
-    assert_eq!(store.conversations("alice").await.unwrap(), vec![summary(dm.clone(), 1, 10, zero, Some(zero))]);
+    assert_eq!(
+        store.conversations("alice").await.unwrap(),
+        vec![summary(dm.clone(), 1, 10, zero, Some(zero))]
+    );
     assert_eq!(store.conversations("bob").await.unwrap(), vec![summary(dm.clone(), 1, 10, zero, Some(zero))]);
     assert!(store.conversations("carol").await.unwrap().is_empty());
 
@@ -545,7 +571,10 @@ pub async fn conversations_list_member_channels_even_empty(store: Arc<dyn Store>
     store.append(text("alice", chan("team"), "t1", "hello team", 90)).await.unwrap();
     store.append(text("bob", chan("team"), "t2", "hi", 95)).await.unwrap();
     store.advance_cursor(&team, "bob", None, Some(1)).await.unwrap();
-    assert_eq!(store.conversations("bob").await.unwrap(), vec![summary(team.clone(), 2, 95, cursor(1, 1), None)]);
+    assert_eq!(
+        store.conversations("bob").await.unwrap(),
+        vec![summary(team.clone(), 2, 95, cursor(1, 1), None)]
+    );
     assert_eq!(store.conversations("alice").await.unwrap(), vec![summary(team.clone(), 2, 95, zero, None)]);
 
     // Messages in a channel do not list it for non-members.
@@ -599,7 +628,11 @@ pub async fn channels_create_conflict_and_membership(store: Arc<dyn Store>) {
         assert!(store.add_member("team", u, 100 + i as i64).await.unwrap(), "{u} is new");
     }
     assert!(!store.add_member("team", "bob", 200).await.unwrap(), "already a member");
-    assert_eq!(store.members("team").await.unwrap(), ["alice", "dave", "bob", "carol"], "joining order, not names");
+    assert_eq!(
+        store.members("team").await.unwrap(),
+        ["alice", "dave", "bob", "carol"],
+        "joining order, not names"
+    );
 
     assert!(store.remove_member("team", "dave").await.unwrap());
     assert!(!store.remove_member("team", "dave").await.unwrap(), "no longer a member");
@@ -637,7 +670,10 @@ pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn S
         private: false,
         members,
     };
-    assert_eq!(store.public_channels().await.unwrap(), vec![info("alpha", 0), info("mid", 2), info("zeta", 1)]);
+    assert_eq!(
+        store.public_channels().await.unwrap(),
+        vec![info("alpha", 0), info("mid", 2), info("zeta", 1)]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -661,7 +697,10 @@ pub async fn invites_round_trip(store: Arc<dyn Store>) {
         Transition::AlreadyFinal(failed),
         "a failed invitation is final from the start"
     );
-    assert_eq!(store.transition_invite("nope", InviteState::Canceled, None).await.unwrap(), Transition::NotFound);
+    assert_eq!(
+        store.transition_invite("nope", InviteState::Canceled, None).await.unwrap(),
+        Transition::NotFound
+    );
 }
 
 /// 16 concurrent transitions of one invitation: exactly one `Done`, every
@@ -674,7 +713,8 @@ pub async fn invite_transitions_are_compare_and_set(store: Arc<dyn Store>) {
     for t in 0..16 {
         let store = store.clone();
         let to = states[t % states.len()];
-        let response = matches!(to, InviteState::Accepted | InviteState::Refused).then(|| object(json!({"by": t})));
+        let response =
+            matches!(to, InviteState::Accepted | InviteState::Refused).then(|| object(json!({"by": t})));
         tasks.push(tokio::spawn(async move {
             let result = store.transition_invite("i1", to, response.clone()).await.unwrap();
             (to, response, result)
@@ -691,12 +731,19 @@ pub async fn invite_transitions_are_compare_and_set(store: Arc<dyn Store>) {
     assert_eq!(done, &expected, "the winner's state and response are stored");
     for (_, _, result) in &outcomes {
         if !matches!(result, Transition::Done(_)) {
-            assert_eq!(result, &Transition::AlreadyFinal(expected.clone()), "losers see the final invitation");
+            assert_eq!(
+                result,
+                &Transition::AlreadyFinal(expected.clone()),
+                "losers see the final invitation"
+            );
         }
     }
     assert_eq!(store.invite("i1").await.unwrap(), Some(expected.clone()));
     assert_eq!(
-        store.transition_invite("i1", InviteState::Canceled, Some(object(json!({"late": true})))).await.unwrap(),
+        store
+            .transition_invite("i1", InviteState::Canceled, Some(object(json!({"late": true}))))
+            .await
+            .unwrap(),
         Transition::AlreadyFinal(expected.clone())
     );
     assert_eq!(store.invite("i1").await.unwrap(), Some(expected), "a final state is locked");
@@ -719,7 +766,9 @@ pub async fn invite_received_is_flipped_once_and_only_while_pending(store: Arc<d
     assert_eq!(flipped, vec![expected.clone()], "exactly one call flips it, and gets the invitation");
     assert_eq!(store.mark_invite_received("i1").await.unwrap(), None);
     assert_eq!(store.invite("i1").await.unwrap(), Some(expected.clone()));
-    let Transition::Done(answered) = store.transition_invite("i1", InviteState::Accepted, None).await.unwrap() else {
+    let Transition::Done(answered) =
+        store.transition_invite("i1", InviteState::Accepted, None).await.unwrap()
+    else {
         panic!("pending invitation not accepted");
     };
     assert!(answered.received);

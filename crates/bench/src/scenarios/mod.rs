@@ -1,0 +1,107 @@
+//! The scenarios, one module each, and what they share: opening many
+//! sessions at once, pacing an open-loop send rate, and server cost
+//! figures from two process samples.
+
+pub mod connect;
+pub mod fanout;
+pub mod mixed;
+pub mod p2p;
+pub mod storm;
+
+use crate::stats::{Latency, Metrics};
+use crate::target::{ProcSample, Server};
+use crate::wire::{Client, OnEvent};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sessions opened concurrently while connecting many clients.
+pub const CONNECT_CONCURRENCY: usize = 256;
+
+/// Opens one session per user, `CONNECT_CONCURRENCY` at a time. Returns the
+/// clients that connected (in user order, `None` for failures), the
+/// connect latencies and the first error seen.
+pub async fn connect_all(
+    server: &Server,
+    users: &[String],
+    on_event: impl Fn(usize) -> OnEvent,
+) -> (Vec<Option<Client>>, Arc<Latency>, Option<String>) {
+    let lat = Arc::new(Latency::default());
+    let ep = server.endpoint.clone();
+    let mut results: Vec<(usize, anyhow::Result<Client>)> = futures_util::stream::iter(users.iter().enumerate())
+        .map(|(i, u)| {
+            let (ep, lat, ev, src) = (ep.clone(), lat.clone(), on_event(i), server.src_ip(i));
+            async move {
+                let t0 = Instant::now();
+                let r = Client::connect(&ep, u, src, ev).await;
+                if r.is_ok() {
+                    lat.record(t0.elapsed());
+                }
+                (i, r)
+            }
+        })
+        .buffer_unordered(CONNECT_CONCURRENCY)
+        .collect()
+        .await;
+    results.sort_by_key(|(i, _)| *i);
+    let mut first_err = None;
+    let clients = results
+        .into_iter()
+        .map(|(_, r)| match r {
+            Ok(c) => Some(c),
+            Err(e) => {
+                first_err.get_or_insert_with(|| format!("{e:#}"));
+                None
+            }
+        })
+        .collect();
+    (clients, lat, first_err)
+}
+
+/// How many sends are due by `elapsed` at `rate` per second.
+pub fn due(rate: f64, elapsed: Duration) -> u64 {
+    (rate * elapsed.as_secs_f64()).floor() as u64
+}
+
+/// Pacing tick of the open-loop senders.
+pub const TICK: Duration = Duration::from_millis(2);
+
+/// Adds the server's CPU and memory figures between two samples:
+/// `server_cpu_s`, `server_cpu_util` (cores busy) and CPU µs per `per`
+/// unit (`per_key`, e.g. `server_cpu_us_per_msg`).
+pub fn server_cost(
+    m: &mut Metrics,
+    before: Option<ProcSample>,
+    after: Option<ProcSample>,
+    wall: Duration,
+    per: u64,
+    per_key: &str,
+) {
+    match (before, after) {
+        (Some(b), Some(a)) => {
+            let cpu = a.cpu_ns.saturating_sub(b.cpu_ns) as f64;
+            m.num("server_cpu_s", cpu / 1e9, "s");
+            m.num("server_cpu_util", cpu / wall.as_nanos().max(1) as f64, "cores");
+            m.num(per_key, if per > 0 { cpu / 1e3 / per as f64 } else { f64::NAN }, "µs");
+            m.put("server_rss_kib", a.rss_kib, "KiB");
+        }
+        _ => {
+            m.put("server_cpu_s", serde_json::Value::Null, "s");
+            m.put(per_key, serde_json::Value::Null, "µs");
+        }
+    }
+}
+
+/// The generator's own CPU use over a run (it shares the machine with the
+/// server, so readers need it to judge the server's figures).
+pub fn generator_cpu(before: Option<ProcSample>, wall: Duration) -> f64 {
+    match (before, crate::target::sample_pid(std::process::id())) {
+        (Some(b), Some(a)) => a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / wall.as_nanos().max(1) as f64,
+        _ => f64::NAN,
+    }
+}
+
+/// A fresh name suffix so repeated runs against one server do not collide.
+pub fn run_tag() -> String {
+    format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
+}

@@ -1,0 +1,263 @@
+//! `p2p`: durable one-to-one messages. P sender/receiver pairs; each sender
+//! sends to its receiver at an open-loop rate (R/P per second), so a server
+//! that falls behind shows up as growing latency and a shortfall of acks,
+//! not as a generator that politely slows down.
+//!
+//! Rates may be a ramp (`--rate 5000,10000,20000`): the steps reuse the same
+//! sessions and the ramp stops at the first step the server does not keep
+//! up with (acks in the window below 95 % of the target).
+
+use super::{TICK, connect_all, due, generator_cpu, run_tag, server_cost};
+use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
+use crate::target::{Server, TargetOpts};
+use crate::wire::{Client, Dest, Incoming, OnEvent, ReqError};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Parameters of `p2p`.
+#[derive(Debug, Clone, clap::Args, serde::Serialize)]
+pub struct Args {
+    /// Sender/receiver pairs.
+    #[arg(long, default_value_t = 100)]
+    pub pairs: usize,
+    /// Target messages per second over all pairs; a comma list is a ramp.
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    pub rate: Vec<f64>,
+    /// Seconds per rate step.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Bytes of message text.
+    #[arg(long, default_value_t = 100)]
+    pub body_bytes: usize,
+    /// Most unanswered sends per sender; beyond it sends are skipped and
+    /// counted (the server is not keeping up).
+    #[arg(long, default_value_t = 2000)]
+    pub max_inflight: u64,
+    /// Run every step even after one falls short.
+    #[arg(long)]
+    pub no_stop: bool,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    skipped: AtomicU64,
+    acked: AtomicU64,
+    acked_in_window: AtomicU64,
+    errors: AtomicU64,
+    delivered: AtomicU64,
+    delivered_in_window: AtomicU64,
+    /// `now_ns` at which the current window closes.
+    window_end: AtomicU64,
+}
+
+struct Shared {
+    c: Counters,
+    ack: Latency,
+    deliver: Latency,
+}
+
+/// Runs the scenario.
+///
+/// # Errors
+/// When the server cannot be started or too few sessions connect.
+pub async fn run(opts: &TargetOpts, args: &Args) -> anyhow::Result<Report> {
+    let server = Server::start(opts, args.pairs * 2 + 100).await?;
+    let result = measure(&server, args).await;
+    server.stop().await;
+    result
+}
+
+fn on_delivery(sh: &Arc<Shared>) -> OnEvent {
+    let sh = sh.clone();
+    Arc::new(move |ev| {
+        if let Incoming::Msg { text, .. } = ev {
+            if let Some((t, _)) = parse_text(text) {
+                sh.deliver.record_since(t);
+                sh.c.delivered.fetch_add(1, Ordering::Relaxed);
+                if now_ns() <= sh.c.window_end.load(Ordering::Relaxed) {
+                    sh.c.delivered_in_window.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    })
+}
+
+async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
+    let tag = run_tag();
+    let sh = Arc::new(Shared { c: Counters::default(), ack: Latency::default(), deliver: Latency::default() });
+    sh.c.window_end.store(u64::MAX, Ordering::Relaxed);
+    // Users 2i send to 2i+1.
+    let users: Vec<String> = (0..args.pairs * 2).map(|i| format!("p{tag}-{}{}", i / 2, ["a", "b"][i % 2])).collect();
+    let (clients, _, err) = connect_all(server, &users, |_| on_delivery(&sh)).await;
+    let mut senders = Vec::new();
+    for (pair, c) in clients.chunks(2).enumerate() {
+        if let [Some(_), Some(_)] = c {
+            senders.push((pair, users[pair * 2 + 1].clone()));
+        }
+    }
+    if senders.is_empty() {
+        anyhow::bail!("no pair connected: {}", err.unwrap_or_default());
+    }
+    let clients: Vec<Option<Arc<Client>>> = clients.into_iter().map(|c| c.map(Arc::new)).collect();
+    // Warm-up: one message per pair creates the conversations.
+    let warm = senders.iter().map(|(pair, to)| {
+        let c = clients[pair * 2].clone().expect("connected");
+        c.send_text(Dest::User(to), &format!("w{tag}-{pair}"), "warm-up")
+    });
+    futures_util::future::join_all(warm).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut steps = Vec::new();
+    let mut best_acked = 0.0f64;
+    let mut notes = Vec::new();
+    if let Some(e) = err {
+        notes.push(format!("first connect error: {e}"));
+    }
+    let mut msg_no = 0u64;
+    for &rate in &args.rate {
+        let (m, kept_up) = step(server, args, &sh, &clients, &senders, rate, &mut msg_no).await;
+        if let Some(v) = m.get("acked_per_s").and_then(|v| v.as_f64()) {
+            if kept_up {
+                best_acked = best_acked.max(v);
+            }
+        }
+        steps.push((format!("{rate}"), m));
+        if !kept_up && !args.no_stop {
+            notes.push(format!("stopped the ramp at {rate}/s: the server did not keep up"));
+            break;
+        }
+    }
+    let mut summary = Metrics::default();
+    summary.put("pairs", senders.len() as u64, "");
+    summary.num("max_sustained_acked_per_s", best_acked, "msg/s");
+    if let Some((_, last_ok)) = steps.iter().rev().find(|(_, m)| m.get("kept_up") == Some(&json!(true))) {
+        summary.0.extend(last_ok.0.iter().filter(|x| x.key != "kept_up").cloned());
+    } else if let Some((_, last)) = steps.last() {
+        summary.0.extend(last.0.iter().cloned());
+    }
+    Ok(Report {
+        scenario: "p2p",
+        target: server.endpoint.proto.name(),
+        params: json!(args),
+        summary,
+        steps,
+        notes,
+    })
+}
+
+async fn step(
+    server: &Server,
+    args: &Args,
+    sh: &Arc<Shared>,
+    clients: &[Option<Arc<Client>>],
+    senders: &[(usize, String)],
+    rate: f64,
+    msg_no: &mut u64,
+) -> (Metrics, bool) {
+    let c = &sh.c;
+    for a in [&c.sent, &c.skipped, &c.acked, &c.acked_in_window, &c.errors, &c.delivered, &c.delivered_in_window] {
+        a.store(0, Ordering::Relaxed);
+    }
+    sh.ack.reset();
+    sh.deliver.reset();
+    let window = Duration::from_secs_f64(args.duration);
+    let per_sender = rate / senders.len() as f64;
+    let before = server.sample();
+    let gen_before = crate::target::sample_pid(std::process::id());
+    let start = Instant::now();
+    c.window_end.store(now_ns() + window.as_nanos() as u64, Ordering::Relaxed);
+    let base_no = *msg_no;
+    let tasks: Vec<_> = senders
+        .iter()
+        .enumerate()
+        .map(|(k, (pair, to))| {
+            let client = clients[pair * 2].clone().expect("connected");
+            let (sh, to, args) = (sh.clone(), to.clone(), args.clone());
+            let stride = senders.len() as u64;
+            tokio::spawn(async move {
+                let inflight = Arc::new(AtomicU64::new(0));
+                let mut issued = 0u64;
+                let mut tick = tokio::time::interval(TICK);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tick.tick().await;
+                    let elapsed = start.elapsed().min(window);
+                    while issued < due(per_sender, elapsed) {
+                        issued += 1;
+                        if inflight.load(Ordering::Relaxed) >= args.max_inflight {
+                            sh.c.skipped.fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        let no = base_no + issued * stride + k as u64;
+                        let text = stamp_text(no, args.body_bytes);
+                        let fut = client.send_text(Dest::User(&to), &format!("m{no}-{k}"), &text);
+                        sh.c.sent.fetch_add(1, Ordering::Relaxed);
+                        inflight.fetch_add(1, Ordering::Relaxed);
+                        let (sh, inflight) = (sh.clone(), inflight.clone());
+                        let t0 = Instant::now();
+                        tokio::spawn(async move {
+                            let r = fut.await;
+                            inflight.fetch_sub(1, Ordering::Relaxed);
+                            match r {
+                                Ok(_) => {
+                                    sh.ack.record(t0.elapsed());
+                                    sh.c.acked.fetch_add(1, Ordering::Relaxed);
+                                    if now_ns() <= sh.c.window_end.load(Ordering::Relaxed) {
+                                        sh.c.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Err(ReqError::Server(_) | ReqError::Closed) => {
+                                    sh.c.errors.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                    }
+                    if elapsed >= window {
+                        break;
+                    }
+                }
+                issued
+            })
+        })
+        .collect();
+    let mut issued_total = 0;
+    for t in tasks {
+        issued_total += t.await.unwrap_or(0);
+    }
+    *msg_no = base_no + (issued_total + 1) * senders.len() as u64 + senders.len() as u64;
+    // Drain: wait for outstanding acks and deliveries (at most 10 s).
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < drain_deadline {
+        let sent = c.sent.load(Ordering::Relaxed);
+        let done = c.acked.load(Ordering::Relaxed) + c.errors.load(Ordering::Relaxed);
+        if done >= sent && c.delivered.load(Ordering::Relaxed) >= c.acked.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let wall = start.elapsed();
+    let after = server.sample();
+    let gen_util = generator_cpu(gen_before, wall);
+    let secs = window.as_secs_f64();
+    let acked_in_window = c.acked_in_window.load(Ordering::Relaxed);
+    let acked = c.acked.load(Ordering::Relaxed);
+    let kept_up = acked_in_window as f64 >= 0.95 * rate * secs && c.skipped.load(Ordering::Relaxed) == 0;
+    let mut m = Metrics::default();
+    m.num("target_per_s", rate, "msg/s")
+        .num("sent_per_s", c.sent.load(Ordering::Relaxed) as f64 / secs, "msg/s")
+        .num("acked_per_s", acked_in_window as f64 / secs, "msg/s")
+        .num("delivered_per_s", c.delivered_in_window.load(Ordering::Relaxed) as f64 / secs, "msg/s")
+        .put("acked", acked, "")
+        .put("delivered", c.delivered.load(Ordering::Relaxed), "")
+        .put("errors", c.errors.load(Ordering::Relaxed), "")
+        .put("skipped", c.skipped.load(Ordering::Relaxed), "")
+        .put("kept_up", kept_up, "")
+        .latency("ack", &sh.ack.summary())
+        .latency("deliver", &sh.deliver.summary());
+    server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
+    m.num("generator_cpu_util", gen_util, "cores");
+    (m, kept_up)
+}

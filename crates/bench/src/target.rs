@@ -1,0 +1,261 @@
+//! The server under test: started by the harness as a separate process
+//! (`courier-server`, or `node` running the Socket.IO peer) or given as an
+//! address plus an optional pid, and measured from `/proc/<pid>` alone —
+//! resident memory (`VmRSS`, peak `VmHWM`) and CPU time (`utime + stime`).
+
+use crate::wire::{Endpoint, Proto};
+use anyhow::{Context as _, anyhow, bail};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::{Child, Command};
+
+/// How to reach (or start) the server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetOpts {
+    /// Which server to drive.
+    #[arg(long, value_enum, default_value = "courier", global = true)]
+    pub target: Proto,
+    /// An already running server (`ws://127.0.0.1:7700` or `127.0.0.1:7700`);
+    /// without it the harness starts one for the run.
+    #[arg(long, global = true)]
+    pub url: Option<String>,
+    /// The pid of the server given by --url, to measure its memory and CPU.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+    /// The courier-server binary [default: next to this binary].
+    #[arg(long, global = true)]
+    pub server_bin: Option<PathBuf>,
+    /// The Socket.IO peer's directory (with node_modules installed).
+    #[arg(long, global = true)]
+    pub peer_dir: Option<PathBuf>,
+    /// The node executable for the Socket.IO peer.
+    #[arg(long, global = true, default_value = "node")]
+    pub node: String,
+    /// Loopback source addresses to spread client sockets over (127.0.0.2…).
+    #[arg(long, global = true, default_value_t = 200)]
+    pub src_ips: u16,
+}
+
+impl TargetOpts {
+    /// Options for a harness-started server of this kind.
+    pub fn spawn(proto: Proto) -> TargetOpts {
+        TargetOpts {
+            target: proto,
+            url: None,
+            server_pid: None,
+            server_bin: None,
+            peer_dir: None,
+            node: "node".into(),
+            src_ips: 200,
+        }
+    }
+}
+
+/// The default directory of the Socket.IO peer in this repository.
+pub fn default_peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/peers/socketio")
+}
+
+/// One sample of a process's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcSample {
+    /// Resident set size, KiB.
+    pub rss_kib: u64,
+    /// Peak resident set size, KiB.
+    pub hwm_kib: u64,
+    /// User + system CPU time, ns (kernel tick resolution, usually 10 ms).
+    pub cpu_ns: u64,
+}
+
+/// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`.
+pub fn sample_pid(pid: u32) -> Option<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields of the whole line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(ProcSample { rss_kib: kib("VmRSS:")?, hwm_kib: kib("VmHWM:")?, cpu_ns: ticks * 1_000_000_000 / hz })
+}
+
+/// Raises this process's open-file soft limit to its hard limit (children
+/// inherit it). Returns the new soft limit.
+pub fn raise_fd_limit() -> u64 {
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+            return 0;
+        }
+        r.rlim_cur = r.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut r);
+        r.rlim_cur
+    }
+}
+
+/// A server to load: its endpoint, and its pid when it can be measured.
+pub struct Server {
+    /// Where clients connect.
+    pub endpoint: Endpoint,
+    /// The server process, when known.
+    pub pid: Option<u32>,
+    /// Loopback source addresses for clients.
+    pub src_ips: u16,
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+}
+
+impl Server {
+    /// Starts the server described by `opts` (or attaches to `--url`).
+    /// A started Courier server runs with rate limits lifted and room for
+    /// `max_connections`.
+    ///
+    /// # Errors
+    /// When the binary or the peer is missing or the server does not come up.
+    pub async fn start(opts: &TargetOpts, max_connections: usize) -> anyhow::Result<Server> {
+        if let Some(url) = &opts.url {
+            let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
+            let addr: SocketAddr = hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
+            return Ok(Server {
+                endpoint: Endpoint { proto: opts.target, addr },
+                pid: opts.server_pid,
+                src_ips: opts.src_ips,
+                child: None,
+                dir: None,
+            });
+        }
+        let dir = tempfile::Builder::new().prefix("courier-bench-").tempdir()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let mut cmd = match opts.target {
+            Proto::Courier => {
+                let bin = match &opts.server_bin {
+                    Some(b) => b.clone(),
+                    None => default_server_bin()?,
+                };
+                let config = dir.path().join("server.toml");
+                std::fs::write(&config, courier_config(addr, &dir.path().join("data"), max_connections))?;
+                let mut c = Command::new(bin);
+                c.arg("--config").arg(&config).env("RUST_LOG", "warn");
+                c
+            }
+            Proto::Socketio => {
+                let peer = opts.peer_dir.clone().unwrap_or_else(default_peer_dir);
+                if !peer.join("node_modules/socket.io").exists() {
+                    bail!("the Socket.IO peer is not installed: run `npm ci` in {}", peer.display());
+                }
+                let mut c = Command::new(&opts.node);
+                c.arg(peer.join("server.js")).env("PORT", port.to_string()).env("HOST", "127.0.0.1");
+                c
+            }
+        };
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
+        let child = cmd.spawn().context("starting the server process")?;
+        let pid = child.id();
+        let mut server = Server {
+            endpoint: Endpoint { proto: opts.target, addr },
+            pid,
+            src_ips: opts.src_ips,
+            child: Some(child),
+            dir: Some(dir),
+        };
+        server.wait_ready().await?;
+        Ok(server)
+    }
+
+    async fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if tokio::net::TcpStream::connect(self.endpoint.addr).await.is_ok() {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                bail!("server exited with {status} before listening:\n{}", self.log());
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("server not listening on {} after 30 s:\n{}", self.endpoint.addr, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The started server's log (empty for an external server).
+    pub fn log(&self) -> String {
+        self.dir
+            .as_ref()
+            .and_then(|d| std::fs::read_to_string(d.path().join("server.log")).ok())
+            .unwrap_or_default()
+    }
+
+    /// A sample of the server process, when its pid is known.
+    pub fn sample(&self) -> Option<ProcSample> {
+        self.pid.and_then(sample_pid)
+    }
+
+    /// The `i`-th client's source address: 127.0.0.2 … 127.0.0.(1+src_ips).
+    pub fn src_ip(&self, i: usize) -> std::net::Ipv4Addr {
+        let n = usize::from(self.src_ips.clamp(1, 250));
+        std::net::Ipv4Addr::new(127, 0, 0, 2 + (i % n) as u8)
+    }
+
+    /// Stops a started server (SIGTERM, then kill after 10 s).
+    pub async fn stop(mut self) {
+        if let Some(mut child) = self.child.take() {
+            if let Some(pid) = child.id() {
+                // SAFETY: signalling our own child.
+                unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+            }
+            if tokio::time::timeout(Duration::from_secs(10), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+    }
+}
+
+fn default_server_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf);
+    while let Some(d) = dir {
+        let bin = d.join("courier-server");
+        if bin.exists() {
+            return Ok(bin);
+        }
+        dir = d.parent().filter(|p| p.ends_with("debug") || p.ends_with("release")).map(Path::to_path_buf);
+    }
+    Err(anyhow!("courier-server not found next to {}; build it or pass --server-bin", exe.display()))
+}
+
+/// A server configuration for benchmarks: dev tokens, rate limits lifted.
+pub fn courier_config(addr: SocketAddr, data: &Path, max_connections: usize) -> String {
+    format!(
+        "listen = \"{addr}\"\ndata_dir = \"{}\"\ndev_auth = true\nmax_connections = {max_connections}\n\
+         [limits]\nmax_frame_bytes = 65536\nmax_body_bytes = 32768\nsend_per_sec = 1000000\n\
+         send_burst = 1000000\nhistory_page = 200\n",
+        data.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        let s = sample_pid(std::process::id()).unwrap();
+        assert!(s.rss_kib > 0 && s.hwm_kib >= s.rss_kib);
+    }
+}

@@ -1,0 +1,103 @@
+//! Smoke test: every scenario runs for about a second at a tiny size
+//! against an in-process Courier server and reports sane figures (work was
+//! done, latencies are finite). It says nothing about speed.
+//!
+//! The Socket.IO comparison runs too when the peer's `node_modules` is
+//! installed (`npm ci` in `bench/peers/socketio`); otherwise it is skipped
+//! with a printed note.
+
+use courier_bench::scenarios::{connect, fanout, mixed, p2p, storm};
+use courier_bench::stats::Report;
+use courier_bench::target::{TargetOpts, default_peer_dir};
+use courier_bench::wire::Proto;
+use serde_json::Value;
+
+async fn start_courier() -> (courier_server::Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = courier_server::Config::default();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.data_dir = dir.path().join("data");
+    cfg.dev_auth = true;
+    cfg.limits.send_per_sec = 100_000;
+    cfg.limits.send_burst = 100_000;
+    let server = courier_server::Server::start(cfg).await.unwrap();
+    (server, dir)
+}
+
+fn attach(server: &courier_server::Server) -> TargetOpts {
+    TargetOpts {
+        url: Some(server.ws_url()),
+        // In-process: the "server" figures include the generator, which is
+        // fine for a smoke test.
+        server_pid: Some(std::process::id()),
+        ..TargetOpts::spawn(Proto::Courier)
+    }
+}
+
+fn num(r: &Report, key: &str) -> f64 {
+    match r.summary.get(key) {
+        Some(Value::Number(n)) => n.as_f64().unwrap(),
+        other => panic!("{key} is {other:?} in\n{}", r.to_table()),
+    }
+}
+
+fn assert_positive(r: &Report, keys: &[&str]) {
+    for k in keys {
+        let v = num(r, k);
+        assert!(v.is_finite() && v > 0.0, "{k} = {v} in\n{}", r.to_table());
+    }
+    // The JSON form is one object with the same figures.
+    let j = r.to_json();
+    assert_eq!(j["scenario"], r.scenario);
+    assert!(j["summary"].is_object());
+}
+
+async fn all_scenarios(opts: &TargetOpts) {
+    let r = connect::run(opts, &connect::Args { n: 20, hold: 0.2 }).await.unwrap();
+    assert_eq!(num(&r, "sessions"), 20.0, "{}", r.to_table());
+    assert_positive(&r, &["connect_rate", "connect_p50_ms", "connect_p99_ms"]);
+
+    let args = p2p::Args {
+        pairs: 3,
+        rate: vec![60.0],
+        duration: 1.0,
+        body_bytes: 64,
+        max_inflight: 1000,
+        no_stop: false,
+    };
+    let r = p2p::run(opts, &args).await.unwrap();
+    assert_positive(&r, &["acked", "delivered", "acked_per_s", "ack_p99_ms", "deliver_p50_ms", "deliver_p99_ms"]);
+    assert_eq!(num(&r, "errors"), 0.0);
+
+    let args = fanout::Args { members: 5, rate: vec![20.0], duration: 1.0, body_bytes: 64, no_stop: false };
+    let r = fanout::run(opts, &args).await.unwrap();
+    assert_positive(&r, &["delivered", "deliveries_per_s", "deliver_p99_ms", "last_member_p99_ms"]);
+    assert_eq!(num(&r, "delivered"), num(&r, "expected"), "{}", r.to_table());
+
+    let r = storm::run(opts, &storm::Args { n: 10, timeout: 20.0 }).await.unwrap();
+    assert_eq!(num(&r, "resynced"), 10.0, "{}", r.to_table());
+    assert_positive(&r, &["time_to_all_synced_s", "resync_p50_ms"]);
+
+    let args = mixed::Args { users: 10, channels: 2, rate: 100.0, duration: 1.0, body_bytes: 64 };
+    let r = mixed::run(opts, &args).await.unwrap();
+    assert_positive(&r, &["completed_ops_per_s", "msg_deliveries", "send_ack_p99_ms"]);
+    assert_eq!(num(&r, "errors"), 0.0, "{}", r.to_table());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_against_courier() {
+    let (server, _dir) = start_courier().await;
+    all_scenarios(&attach(&server)).await;
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_against_the_socketio_peer() {
+    let peer = default_peer_dir();
+    let node_ok = std::process::Command::new("node").arg("-v").output().is_ok_and(|o| o.status.success());
+    if !peer.join("node_modules/socket.io").exists() || !node_ok {
+        println!("note: Socket.IO smoke skipped: run `npm ci` in {} (and have node) to include it", peer.display());
+        return;
+    }
+    all_scenarios(&TargetOpts::spawn(Proto::Socketio)).await;
+}

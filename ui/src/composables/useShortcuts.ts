@@ -1,0 +1,37 @@
+// Global keyboard shortcuts: Ctrl/⌘+K quick switcher, Ctrl/⌘+F search,
+// Esc closes panels, Alt+↑/↓ moves between conversations.
+import { onBeforeUnmount, onMounted } from 'vue'
+import { useUiStore } from '../stores/ui'
+import { useConversationsStore } from '../stores/conversations'
+
+export function handleShortcut(e: KeyboardEvent): boolean {
+  const ui = useUiStore()
+  const mod = e.ctrlKey || e.metaKey
+  const key = e.key.toLowerCase()
+  if (mod && !e.altKey && key === 'k') {
+    ui.dialog = ui.dialog === 'switcher' ? null : 'switcher'
+    return true
+  }
+  if (mod && !e.altKey && key === 'f') {
+    ui.dialog = null
+    ui.rightPanel = 'search'
+    ui.searchFocusTick++
+    return true
+  }
+  if (e.key === 'Escape') return ui.closeTop()
+  if (e.altKey && !mod && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
+    useConversationsStore().step(e.key === 'ArrowUp' ? -1 : 1)
+    ui.narrowView = 'chat'
+    return true
+  }
+  return false
+}
+
+export function useShortcuts(): void {
+  const onKey = (e: KeyboardEvent) => {
+    if (e.isComposing) return
+    if (handleShortcut(e)) e.preventDefault()
+  }
+  onMounted(() => window.addEventListener('keydown', onKey))
+  onBeforeUnmount(() => window.removeEventListener('keydown', onKey))
+}

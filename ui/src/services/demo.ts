@@ -1,0 +1,64 @@
+// The browser demo (`npm run ui:dev`, or the built ui/dist opened without
+// Tauri): a seeded MockTransport that behaves like a small server. URL
+// parameters set up scenes for screenshots:
+//   ?signin          first-run screen
+//   ?theme=dark|light  ?lang=en|zh-CN
+//   ?open=<conv>     open a conversation (e.g. dm:alice:me, ch:lobby)
+//   ?panel=members|search|info  ?q=<search>
+//   ?call=incoming|outgoing|elsewhere   ?conn=reconnecting|offline|connecting
+//   ?dialog=settings|channels|switcher
+import { MockTransport } from './mockTransport'
+import { seedDemo } from './demoData'
+import type { ThemeChoice, Language } from '../types/app'
+import type { InviteView } from '../types/model'
+
+let demo: MockTransport | null = null
+
+export function startDemo(params: URLSearchParams): MockTransport {
+  demo = seedDemo(new MockTransport({ me: 'me', demo: true, account: params.has('signin') ? null : undefined }))
+  const theme = params.get('theme')
+  if (theme === 'dark' || theme === 'light') demo.settings.theme = theme as ThemeChoice
+  const lang = params.get('lang')
+  if (lang === 'en' || lang === 'zh-CN') demo.settings.language = lang as Language
+  return demo
+}
+
+/** Applies the scene parameters once the app has booted. */
+export async function applyScene(params: URLSearchParams): Promise<void> {
+  const t = demo
+  if (!t) return
+  const { useConversationsStore } = await import('../stores/conversations')
+  const { useUiStore } = await import('../stores/ui')
+  const { useSearchStore } = await import('../stores/search')
+  const ui = useUiStore()
+  const open = params.get('open')
+  if (open) {
+    useConversationsStore().open(open)
+    ui.narrowView = 'chat'
+  }
+  const panel = params.get('panel')
+  if (panel === 'members' || panel === 'search' || panel === 'info') ui.rightPanel = panel
+  const q = params.get('q')
+  if (q) await useSearchStore().run(q)
+  const dialog = params.get('dialog')
+  if (dialog === 'settings' || dialog === 'channels' || dialog === 'switcher' || dialog === 'new-chat') ui.dialog = dialog
+  const conn = params.get('conn')
+  if (conn === 'reconnecting') t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 4200, reason: 'connection refused' })
+  if (conn === 'connecting') t.emit({ type: 'connection', state: 'connecting', url: 'wss://chat.example.com/v1' })
+  if (conn === 'offline') t.emit({ type: 'connection', state: 'disconnected' })
+  const call = params.get('call')
+  const now = Date.now()
+  if (call === 'incoming' || call === 'elsewhere') {
+    const v: InviteView = {
+      iid: 'idemo1', from: 'alice', to: t.me, room: 'call-idemo1', content: { kind: 'call' }, state: 'pending',
+      created: now - 9000, expires: now + 36000, received: true, incoming: true, ringing: true,
+    }
+    t.inviteMap.set(v.iid, v)
+    t.emit({ type: 'invite', invite: v })
+    if (call === 'elsewhere') t.emit({ type: 'invite', invite: { ...v, state: 'accepted', ringing: false } })
+  }
+  if (call === 'outgoing') {
+    const { useInvitationsStore } = await import('../stores/invitations')
+    await useInvitationsStore().callUser('li.lei')
+  }
+}

@@ -1,0 +1,185 @@
+// The one door to the backend. Components call stores, stores call this
+// interface; only this file knows about @tauri-apps/api. Each method maps to
+// one Tauri command of the shell, which calls one client-core method
+// (crates/client/src/client.rs). Command arguments are camelCase, as Tauri v2
+// expects by default for snake_case Rust parameters.
+import type { ClientEvent, ConnectionEvent } from '../types/events'
+import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
+import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Target } from '../types/protocol'
+import type { Account, ConnectConfig, Settings, TransportError } from '../types/app'
+
+/** The name of the one Tauri event the shell emits every ClientEvent on. */
+export const EVENT_NAME = 'courier://event'
+
+export type EventHandler = (event: ClientEvent) => void
+export type Unsubscribe = () => void
+/** Upload progress: bytes sent so far and the total. */
+export type ProgressHandler = (sent: number, total: number) => void
+
+export interface Transport {
+  // ---- account and connection
+  /** The configured account, or null on first run. Command `account`. */
+  account(): Promise<Account | null>
+  /** Signs in (starting the embedded server if asked). Command `connect`. */
+  connect(config: ConnectConfig): Promise<Account>
+  /** The current connection state as a `connection` event. Command `connection_state`. */
+  connectionState(): Promise<ConnectionEvent>
+
+  // ---- messages
+  sendText(to: Target, text: string, replyTo?: string): Promise<MessageView>
+  sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string): Promise<MessageView>
+  sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string): Promise<MessageView>
+  upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler): Promise<UploadedMedia>
+  /** A URL the webview can show for a media id (downloaded once, cached). */
+  mediaUrl(media: string): Promise<string>
+  /** Opens a downloaded media file with the OS's default app. */
+  openMedia(media: string): Promise<void>
+  retry(cid: string): Promise<MessageView>
+  deleteUnsent(cid: string): Promise<boolean>
+  /** Ascending page of messages with seq < before (latest page when null; pending at its end). */
+  history(conv: Conv, before: number | null, limit: number): Promise<MessageView[]>
+  search(query: string, limit: number): Promise<MessageView[]>
+  conversations(): Promise<ConversationView[]>
+  markRead(conv: Conv, seq: number | null): Promise<void>
+  setDraft(conv: Conv, text: string): Promise<void>
+  typing(conv: Conv): Promise<void>
+  signal(to: Target, body: JsonObject): Promise<void>
+
+  // ---- channels
+  channels(): Promise<ChannelInfo[]>
+  join(channel: string): Promise<Conv>
+  leave(channel: string): Promise<void>
+  createChannel(channel: string, title: string, topic: string, isPrivate: boolean): Promise<Conv>
+  addMember(channel: string, user: string): Promise<void>
+  members(channel: string): Promise<MemberInfo[]>
+
+  // ---- presence and profiles
+  watch(users: string[]): Promise<Presence[]>
+  unwatch(users: string[]): Promise<void>
+  profiles(users: string[]): Promise<Profile[]>
+  setProfile(name: string, avatar: string, status: string): Promise<void>
+
+  // ---- call invitations
+  invite(to: string, content: JsonObject, ttlS: number): Promise<InviteView>
+  answer(iid: string, accept: boolean, response: JsonObject): Promise<InviteView | null>
+  cancelInvite(iid: string): Promise<InviteView | null>
+  invites(): Promise<InviteView[]>
+
+  // ---- app
+  getSettings(): Promise<Settings>
+  setSettings(settings: Settings): Promise<void>
+  /** Opens a URL in the OS browser. */
+  openExternal(url: string): Promise<void>
+
+  /** Subscribes to the client core's event stream. */
+  onEvent(handler: EventHandler): Promise<Unsubscribe>
+}
+
+/** Normalizes whatever a backend threw into `{code, message}`. */
+export function toTransportError(e: unknown): TransportError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    return { code: String((e as TransportError).code), message: String((e as TransportError).message) }
+  }
+  if (e instanceof Error) return { code: 'internal', message: e.message }
+  return { code: 'internal', message: String(e) }
+}
+
+/** The real backend: Tauri commands and the `courier://event` event. */
+export class TauriTransport implements Transport {
+  private async call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+    const { invoke } = await import('@tauri-apps/api/core')
+    try {
+      return await invoke<T>(cmd, args)
+    } catch (e) {
+      throw toTransportError(e)
+    }
+  }
+
+  account() { return this.call<Account | null>('account') }
+  connect(config: ConnectConfig) { return this.call<Account>('connect', { config }) }
+  connectionState() { return this.call<ConnectionEvent>('connection_state') }
+
+  sendText(to: Target, text: string, replyTo?: string) {
+    return this.call<MessageView>('send_text', { to, text, replyTo: replyTo ?? null })
+  }
+  sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
+    return this.call<MessageView>('send_image', { to, media, name, width, height, replyTo: replyTo ?? null })
+  }
+  sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string) {
+    return this.call<MessageView>('send_file', { to, media, name, replyTo: replyTo ?? null })
+  }
+  async upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler) {
+    const { Channel } = await import('@tauri-apps/api/core')
+    const progress = new Channel<{ sent: number; total: number }>()
+    progress.onmessage = (p) => onProgress?.(p.sent, p.total)
+    return this.call<UploadedMedia>('upload', { bytes: Array.from(bytes), mime, progress })
+  }
+  async mediaUrl(media: string) {
+    const { convertFileSrc } = await import('@tauri-apps/api/core')
+    const path = await this.call<string>('download', { media })
+    return convertFileSrc(path)
+  }
+  openMedia(media: string) { return this.call<void>('open_media', { media }) }
+  retry(cid: string) { return this.call<MessageView>('retry_message', { cid }) }
+  deleteUnsent(cid: string) { return this.call<boolean>('delete_unsent', { cid }) }
+  history(conv: Conv, before: number | null, limit: number) {
+    return this.call<MessageView[]>('history_page', { conv, before, limit })
+  }
+  search(query: string, limit: number) { return this.call<MessageView[]>('search', { query, limit }) }
+  conversations() { return this.call<ConversationView[]>('conversations') }
+  markRead(conv: Conv, seq: number | null) { return this.call<void>('mark_read', { conv, seq }) }
+  setDraft(conv: Conv, text: string) { return this.call<void>('set_draft', { conv, text }) }
+  typing(conv: Conv) { return this.call<void>('typing', { conv }) }
+  signal(to: Target, body: JsonObject) { return this.call<void>('signal', { to, body }) }
+
+  channels() { return this.call<ChannelInfo[]>('channels') }
+  join(channel: string) { return this.call<Conv>('join_channel', { channel }) }
+  leave(channel: string) { return this.call<void>('leave_channel', { channel }) }
+  createChannel(channel: string, title: string, topic: string, isPrivate: boolean) {
+    return this.call<Conv>('create_channel', { channel, title, topic, private: isPrivate })
+  }
+  addMember(channel: string, user: string) { return this.call<void>('add_member', { channel, user }) }
+  members(channel: string) { return this.call<MemberInfo[]>('members', { channel }) }
+
+  watch(users: string[]) { return this.call<Presence[]>('watch_presence', { users }) }
+  unwatch(users: string[]) { return this.call<void>('unwatch_presence', { users }) }
+  profiles(users: string[]) { return this.call<Profile[]>('profiles', { users }) }
+  setProfile(name: string, avatar: string, status: string) {
+    return this.call<void>('set_profile', { name, avatar, status })
+  }
+
+  invite(to: string, content: JsonObject, ttlS: number) {
+    return this.call<InviteView>('invite', { to, content, ttlS })
+  }
+  answer(iid: string, accept: boolean, response: JsonObject) {
+    return this.call<InviteView | null>('answer_invite', { iid, accept, response })
+  }
+  cancelInvite(iid: string) { return this.call<InviteView | null>('cancel_invite', { iid }) }
+  invites() { return this.call<InviteView[]>('invites') }
+
+  getSettings() { return this.call<Settings>('settings_get') }
+  setSettings(settings: Settings) { return this.call<void>('settings_set', { settings }) }
+  openExternal(url: string) { return this.call<void>('open_external', { url }) }
+
+  async onEvent(handler: EventHandler): Promise<Unsubscribe> {
+    const { listen } = await import('@tauri-apps/api/event')
+    return listen<ClientEvent>(EVENT_NAME, (e) => handler(e.payload))
+  }
+}
+
+/** Whether the page runs inside the Tauri webview. */
+export function inTauri(): boolean {
+  return typeof window !== 'undefined' && '__TAURI_INTERNALS__' in window
+}
+
+let current: Transport | null = null
+
+/** The transport the stores use. Set once at start-up (or by a test). */
+export function useTransport(): Transport {
+  if (!current) throw new Error('transport not set: call setTransport() first')
+  return current
+}
+
+export function setTransport(t: Transport | null): void {
+  current = t
+}

@@ -1,0 +1,178 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { setup } from '../testing'
+import type { MockTransport } from '../services/mockTransport'
+import type { InviteView } from '../types/model'
+import type { InviteState } from '../types/protocol'
+import { routeEvent } from './events'
+import { FINAL_STATE_MS, incomingPhase, outgoingPhase, useInvitationsStore } from './invitations'
+
+let t: MockTransport
+
+function inv(p: Partial<InviteView> = {}): InviteView {
+  return {
+    iid: 'i1', from: 'alice', to: 'me', room: 'call-i1', content: {}, state: 'pending', created: 1000, expires: 61_000,
+    received: false, incoming: true, ringing: true, ...p,
+  }
+}
+
+describe('what the cards say', () => {
+  it('outgoing: every state', () => {
+    const cases: Array<[InviteState, boolean, string]> = [
+      ['pending', false, 'ringing'],
+      ['pending', true, 'ringing_seen'],
+      ['accepted', true, 'accepted'],
+      ['refused', true, 'declined'],
+      ['canceled', false, 'cancelled'],
+      ['expired', true, 'no_answer'],
+      ['failed', false, 'failed'],
+    ]
+    for (const [state, received, phase] of cases) expect(outgoingPhase(inv({ state, received, incoming: false }))).toBe(phase)
+  })
+
+  it('incoming: every state, answered here or elsewhere', () => {
+    expect(incomingPhase(inv(), null)).toBe('ringing')
+    expect(incomingPhase(inv({ state: 'accepted' }), 'accept')).toBe('accepted')
+    expect(incomingPhase(inv({ state: 'accepted' }), null)).toBe('answered_elsewhere')
+    expect(incomingPhase(inv({ state: 'refused' }), 'refuse')).toBe('declined')
+    expect(incomingPhase(inv({ state: 'refused' }), null)).toBe('answered_elsewhere')
+    expect(incomingPhase(inv({ state: 'canceled' }), null)).toBe('cancelled')
+    expect(incomingPhase(inv({ state: 'expired' }), null)).toBe('missed')
+    expect(incomingPhase(inv({ state: 'failed' }), null)).toBe('missed')
+  })
+})
+
+describe('invitations store', () => {
+  beforeEach(() => {
+    vi.useFakeTimers()
+    t = setup()
+    t.profilesByUser.set('bob', { user: 'bob', name: 'Bob', avatar: '', status: '' })
+  })
+  afterEach(() => vi.useRealTimers())
+
+  it('outgoing: ringing → seen → accepted opens the call', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('bob')
+    expect(t.callsOf('invite')[0][0]).toBe('bob')
+    expect(s.outgoingState).toBe('ringing')
+    const v = s.outgoing!
+    routeEvent({ type: 'invite', invite: { ...v, received: true } })
+    expect(s.outgoingState).toBe('ringing_seen')
+    routeEvent({ type: 'invite', invite: { ...v, received: true, state: 'accepted' } })
+    expect(s.outgoing).toBeNull()
+    expect(s.call?.iid).toBe(v.iid)
+    expect(s.call?.room).toBe(`call-${v.iid}`)
+  })
+
+  for (const [state, phase] of [['refused', 'declined'], ['expired', 'no_answer']] as const) {
+    it(`outgoing: ${state} shows "${phase}" for a moment, then closes`, async () => {
+      const s = useInvitationsStore()
+      await s.callUser('bob')
+      routeEvent({ type: 'invite', invite: { ...s.outgoing!, state } })
+      expect(s.outgoingState).toBe(phase)
+      expect(s.call).toBeNull()
+      vi.advanceTimersByTime(FINAL_STATE_MS)
+      expect(s.outgoing).toBeNull()
+    })
+  }
+
+  it('outgoing: Cancel cancels on the server and shows "cancelled"', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('bob')
+    await s.cancel()
+    expect(t.callsOf('cancelInvite')).toHaveLength(1)
+    expect(s.outgoingState).toBe('cancelled')
+    vi.advanceTimersByTime(FINAL_STATE_MS)
+    expect(s.outgoing).toBeNull()
+  })
+
+  it('outgoing: an unknown callee fails at once', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('nobody')
+    expect(s.outgoingState).toBe('failed')
+    expect(s.outgoing?.reason).toBe('unknown_user')
+    vi.advanceTimersByTime(FINAL_STATE_MS)
+    expect(s.outgoing).toBeNull()
+  })
+
+  it('outgoing: a stale pending copy never reopens a final invitation', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('bob')
+    const v = s.outgoing!
+    routeEvent({ type: 'invite', invite: { ...v, state: 'refused' } })
+    routeEvent({ type: 'invite', invite: { ...v, state: 'pending', received: true } })
+    expect(s.outgoingState).toBe('declined')
+  })
+
+  it('incoming: rings, Accept answers and opens the call', async () => {
+    const s = useInvitationsStore()
+    t.inviteMap.set('i1', inv())
+    routeEvent({ type: 'invite', invite: inv() })
+    expect(s.incomingState).toBe('ringing')
+    await s.answer(true)
+    expect(t.callsOf('answer')).toEqual([['i1', true, {}]])
+    expect(s.incoming).toBeNull()
+    expect(s.call?.iid).toBe('i1')
+  })
+
+  it('incoming: Decline refuses and closes', async () => {
+    const s = useInvitationsStore()
+    t.inviteMap.set('i1', inv())
+    routeEvent({ type: 'invite', invite: inv() })
+    await s.answer(false)
+    expect(t.callsOf('answer')).toEqual([['i1', false, {}]])
+    expect(s.incomingState).toBe('declined')
+    expect(s.call).toBeNull()
+    vi.advanceTimersByTime(FINAL_STATE_MS)
+    expect(s.incoming).toBeNull()
+  })
+
+  it('incoming: answered on another device closes with that message', () => {
+    const s = useInvitationsStore()
+    routeEvent({ type: 'invite', invite: inv() })
+    routeEvent({ type: 'invite', invite: inv({ state: 'accepted', ringing: false }) })
+    expect(s.incomingState).toBe('answered_elsewhere')
+    expect(s.call).toBeNull()
+    vi.advanceTimersByTime(FINAL_STATE_MS)
+    expect(s.incoming).toBeNull()
+  })
+
+  it('incoming: losing the race to another device (invite_final) shows answered elsewhere', async () => {
+    const s = useInvitationsStore()
+    t.inviteMap.set('i1', inv({ state: 'accepted' }))
+    routeEvent({ type: 'invite', invite: inv() })
+    await s.answer(true)
+    expect(s.error).toBe('already answered')
+    routeEvent({ type: 'invite', invite: inv({ state: 'accepted', ringing: false }) })
+    expect(s.incomingState).toBe('answered_elsewhere')
+    expect(s.call).toBeNull()
+  })
+
+  it('incoming: the caller hanging up or the time running out stops the ringing', () => {
+    const s = useInvitationsStore()
+    routeEvent({ type: 'invite', invite: inv() })
+    routeEvent({ type: 'invite', invite: inv({ state: 'canceled', ringing: false }) })
+    expect(s.incomingState).toBe('cancelled')
+    vi.advanceTimersByTime(FINAL_STATE_MS)
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i2' }) })
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i2', state: 'expired', ringing: false }) })
+    expect(s.incomingState).toBe('missed')
+  })
+
+  it('hang-up signals the other side; their hang-up ends ours', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('bob')
+    const iid = s.outgoing!.iid
+    routeEvent({ type: 'invite', invite: { ...s.outgoing!, state: 'accepted' } })
+    await s.hangUp()
+    expect(t.callsOf('signal')).toEqual([[{ call: iid }, { type: 'hangup' }]])
+    expect(s.call).toBeNull()
+
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i9', state: 'pending' }) })
+    await (t.inviteMap.set('i9', inv({ iid: 'i9' })), s.answer(true))
+    expect(s.call?.iid).toBe('i9')
+    routeEvent({ type: 'signal', from: 'alice', to: { call: 'other' }, body: { type: 'hangup' }, ts: 1 })
+    expect(s.call?.iid).toBe('i9')
+    routeEvent({ type: 'signal', from: 'alice', to: { call: 'i9' }, body: { type: 'hangup' }, ts: 2 })
+    expect(s.call).toBeNull()
+  })
+})

@@ -1,0 +1,208 @@
+// Call invitations: the incoming ringing card, the outgoing card, the
+// in-call view, and what each shows in every state of proto §7.
+import { defineStore } from 'pinia'
+import { computed, reactive, ref } from 'vue'
+import type { InviteView } from '../types/model'
+import type { JsonObject, Target } from '../types/protocol'
+import { toTransportError, useTransport } from '../services/transport'
+
+/** Ringing time asked for outgoing invitations (proto: 5–300 s). */
+export const INVITE_TTL_S = 45
+/** How long a final state stays on screen before the card closes. */
+export const FINAL_STATE_MS = 2000
+
+/** What the outgoing card says. */
+export type OutgoingPhase = 'calling' | 'ringing' | 'ringing_seen' | 'accepted' | 'declined' | 'cancelled' | 'no_answer' | 'failed'
+/** What the incoming card says. */
+export type IncomingPhase = 'ringing' | 'accepted' | 'declined' | 'answered_elsewhere' | 'cancelled' | 'missed'
+
+export function outgoingPhase(v: InviteView): OutgoingPhase {
+  switch (v.state) {
+    case 'pending':
+      return v.received ? 'ringing_seen' : 'ringing'
+    case 'accepted':
+      return 'accepted'
+    case 'refused':
+      return 'declined'
+    case 'canceled':
+      return 'cancelled'
+    case 'expired':
+      return 'no_answer'
+    case 'failed':
+      return 'failed'
+  }
+}
+
+/** `answeredHere`: whether this device sent the answer (else another device did). */
+export function incomingPhase(v: InviteView, answeredHere: 'accept' | 'refuse' | null): IncomingPhase {
+  switch (v.state) {
+    case 'pending':
+      return 'ringing'
+    case 'accepted':
+      return answeredHere === 'accept' ? 'accepted' : 'answered_elsewhere'
+    case 'refused':
+      return answeredHere === 'refuse' ? 'declined' : 'answered_elsewhere'
+    case 'canceled':
+      return 'cancelled'
+    case 'expired':
+    case 'failed':
+      return 'missed'
+  }
+}
+
+export interface CallSignal {
+  from: string
+  body: JsonObject
+  ts: number
+}
+
+export const useInvitationsStore = defineStore('invitations', () => {
+  const byIid = reactive(new Map<string, InviteView>())
+  /** iid → what this device answered. */
+  const answeredHere = reactive(new Map<string, 'accept' | 'refuse'>())
+  /** The outgoing invitation whose card is shown. */
+  const outgoingIid = ref<string | null>(null)
+  /** The incoming invitation whose card is shown. */
+  const incomingIid = ref<string | null>(null)
+  /** The accepted invitation whose in-call view is shown. */
+  const callIid = ref<string | null>(null)
+  const callSignals = reactive<CallSignal[]>([])
+  const error = ref<string | null>(null)
+  const busy = ref(false)
+  const timers = new Map<string, ReturnType<typeof setTimeout>>()
+
+  const outgoing = computed(() => (outgoingIid.value ? byIid.get(outgoingIid.value) ?? null : null))
+  const incoming = computed(() => (incomingIid.value ? byIid.get(incomingIid.value) ?? null : null))
+  const call = computed(() => (callIid.value ? byIid.get(callIid.value) ?? null : null))
+  const outgoingState = computed(() => (outgoing.value ? outgoingPhase(outgoing.value) : null))
+  const incomingState = computed(() =>
+    incoming.value ? incomingPhase(incoming.value, answeredHere.get(incoming.value.iid) ?? null) : null,
+  )
+
+  /** Closes a card after a final state has been shown for FINAL_STATE_MS. */
+  function closeLater(iid: string, which: 'out' | 'in'): void {
+    if (timers.has(iid + which)) return
+    timers.set(
+      iid + which,
+      setTimeout(() => {
+        timers.delete(iid + which)
+        if (which === 'out' && outgoingIid.value === iid) outgoingIid.value = null
+        if (which === 'in' && incomingIid.value === iid) incomingIid.value = null
+      }, FINAL_STATE_MS),
+    )
+  }
+
+  /** Applies an `invite` event (or an op's result). */
+  function apply(v: InviteView): void {
+    const prev = byIid.get(v.iid)
+    // A stale copy never moves a final invitation back to pending.
+    if (prev && prev.state !== 'pending' && v.state === 'pending') return
+    byIid.set(v.iid, v)
+    if (v.incoming) {
+      if (v.ringing && v.state === 'pending' && !incomingIid.value) incomingIid.value = v.iid
+      if (incomingIid.value === v.iid && v.state !== 'pending') {
+        if (v.state === 'accepted' && answeredHere.get(v.iid) === 'accept') {
+          incomingIid.value = null
+          startCall(v.iid)
+        } else {
+          closeLater(v.iid, 'in')
+        }
+      }
+    } else {
+      if (outgoingIid.value === v.iid && v.state !== 'pending') {
+        if (v.state === 'accepted') {
+          // Straight into the call: the in-call view replaces the card.
+          outgoingIid.value = null
+          startCall(v.iid)
+        } else {
+          closeLater(v.iid, 'out')
+        }
+      }
+    }
+  }
+
+  function startCall(iid: string): void {
+    callIid.value = iid
+    callSignals.splice(0)
+  }
+
+  async function load(): Promise<void> {
+    for (const v of await useTransport().invites()) {
+      if (v.state === 'pending') apply(v)
+      else byIid.set(v.iid, v)
+    }
+  }
+
+  /** Calls `user`: shows the outgoing card at once, then the server's state. */
+  async function callUser(user: string): Promise<void> {
+    error.value = null
+    busy.value = true
+    try {
+      const v = await useTransport().invite(user, { kind: 'call', media: 'audio' }, INVITE_TTL_S)
+      outgoingIid.value = v.iid
+      apply(v)
+      if (v.state === 'failed') closeLater(v.iid, 'out')
+    } catch (e) {
+      error.value = toTransportError(e).message
+    } finally {
+      busy.value = false
+    }
+  }
+
+  async function cancel(): Promise<void> {
+    const v = outgoing.value
+    if (!v || v.state !== 'pending') return
+    try {
+      const r = await useTransport().cancelInvite(v.iid)
+      if (r) apply(r)
+    } catch (e) {
+      // invite_final: the core has already emitted the final state.
+      error.value = toTransportError(e).message
+    }
+  }
+
+  async function answer(accept: boolean): Promise<void> {
+    const v = incoming.value
+    if (!v || v.state !== 'pending') return
+    answeredHere.set(v.iid, accept ? 'accept' : 'refuse')
+    try {
+      const r = await useTransport().answer(v.iid, accept, {})
+      if (r) apply(r)
+    } catch (e) {
+      // Lost the race to another device: its answer arrives as an event.
+      answeredHere.delete(v.iid)
+      error.value = toTransportError(e).message
+    }
+  }
+
+  /** Ends the in-call view and tells the other side. */
+  async function hangUp(): Promise<void> {
+    const v = call.value
+    callIid.value = null
+    if (!v) return
+    try {
+      await useTransport().signal({ call: v.iid }, { type: 'hangup' })
+    } catch {
+      // The other side notices when signals stop; nothing more to do.
+    }
+  }
+
+  /** A `signal` event: in-call events for the open call. */
+  function onSignal(from: string, to: Target, body: JsonObject, ts: number): void {
+    if (!('call' in to) || to.call !== callIid.value) return
+    callSignals.push({ from, body, ts })
+    if (body.type === 'hangup') callIid.value = null
+  }
+
+  /** Closes a card now (Esc / close button on a final state). */
+  function dismiss(which: 'out' | 'in'): void {
+    if (which === 'out') outgoingIid.value = null
+    else incomingIid.value = null
+  }
+
+  return {
+    byIid, answeredHere, outgoingIid, incomingIid, callIid, callSignals, error, busy,
+    outgoing, incoming, call, outgoingState, incomingState,
+    apply, load, callUser, cancel, answer, hangUp, onSignal, dismiss,
+  }
+})

@@ -1,0 +1,45 @@
+// Start-up: subscribe to events, load settings and the account, then the
+// conversation list, profiles, presence and pending invitations.
+import { useTransport } from '../services/transport'
+import { subscribeEvents } from './events'
+import { useSessionStore } from './session'
+import { useSettingsStore } from './settings'
+import { useConnectionStore } from './connection'
+import { useConversationsStore } from './conversations'
+import { useProfilesStore } from './profiles'
+import { useInvitationsStore } from './invitations'
+import { useChannelsStore } from './channels'
+
+let unsubscribe: (() => void) | null = null
+
+/** Loads what the signed-in app shows. Safe to call again after sign-in. */
+export async function startApp(): Promise<void> {
+  const session = useSessionStore()
+  if (!session.me) return
+  const t = useTransport()
+  useConnectionStore().apply(await t.connectionState())
+  const conversations = useConversationsStore()
+  await conversations.load()
+  const profiles = useProfilesStore()
+  const peers = conversations.sorted.map((c) => c.peer).filter((p): p is string => !!p)
+  await Promise.all([
+    profiles.ensure([session.me, ...peers]),
+    profiles.watch(peers),
+    useInvitationsStore().load(),
+    useChannelsStore().loadPublic(),
+  ])
+}
+
+/** Boot: events first (so nothing is missed), then settings and the account. */
+export async function boot(): Promise<void> {
+  unsubscribe ??= await subscribeEvents()
+  const connection = useConnectionStore()
+  if (typeof window !== 'undefined') {
+    connection.setNetworkUp(navigator.onLine)
+    window.addEventListener('online', () => connection.setNetworkUp(true))
+    window.addEventListener('offline', () => connection.setNetworkUp(false))
+  }
+  await useSettingsStore().load()
+  const account = await useSessionStore().load()
+  if (account) await startApp()
+}

@@ -1,0 +1,76 @@
+// Mirrors of crates/client/src/model.rs (the client core's view model).
+import type { Conv, Invite, JsonObject, Target } from './protocol'
+
+/** model::DeliveryStatus */
+export type DeliveryStatus = 'pending' | 'sent' | 'delivered' | 'read' | 'failed' | 'received'
+
+/** model::MessageView — the protocol `msg` plus the delivery status. */
+export interface MessageView {
+  conv: Conv
+  /** null while pending or failed. */
+  seq: number | null
+  /** null while pending or failed. */
+  mid: string | null
+  /** Client message id, stable across retries. */
+  cid: string
+  from: string
+  to: Target
+  /** `text`, `image`, `file`, `custom`. */
+  kind: string
+  body: JsonObject
+  /** Server timestamp (ms); null while pending. */
+  ts: number | null
+  reply_to?: string
+  status: DeliveryStatus
+  error?: string
+}
+
+/** model::ConversationView */
+export interface ConversationView {
+  conv: Conv
+  kind: 'dm' | 'channel'
+  peer?: string
+  channel?: string
+  last_seq: number
+  last_ts: number
+  synced_seq: number
+  read_seq: number
+  unread: number
+  peer_read_seq: number
+  peer_recv_seq: number
+  draft?: string
+}
+
+/** model::InviteView — `Invite` flattened plus two flags. */
+export interface InviteView extends Invite {
+  /** This user is the callee. */
+  incoming: boolean
+  /** Incoming, pending and not expired. */
+  ringing: boolean
+}
+
+/** model::UploadedMedia */
+export interface UploadedMedia {
+  media: string
+  mime: string
+  size: number
+  sha256: string
+}
+
+/** Body of an `image` message (client.rs `send_image`). */
+export interface ImageBody {
+  media: string
+  mime: string
+  size: number
+  name: string
+  width: number
+  height: number
+}
+
+/** Body of a `file` message (client.rs `send_file`). */
+export interface FileBody {
+  media: string
+  mime: string
+  size: number
+  name: string
+}

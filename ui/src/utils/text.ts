@@ -1,0 +1,123 @@
+// Turning message text into safe pieces for templates: links, `code` and
+// search-hit highlights are found by splitting strings, never by building
+// HTML. Templates render each piece as a text node or an element.
+
+export type Segment =
+  | { kind: 'text'; text: string }
+  | { kind: 'link'; text: string; href: string }
+  | { kind: 'code'; text: string }
+
+const CODE = /`([^`\n]+)`/g
+const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi
+const TRAILING = /[.,;:!?'")\]}>]+$/
+
+/** The URL without trailing punctuation that belongs to the sentence (keeps balanced parentheses). */
+function trimUrl(raw: string): string {
+  let url = raw
+  const m = url.match(TRAILING)
+  if (m) {
+    let tail = m[0]
+    // Keep a ")" that closes a "(" inside the URL, e.g. wiki links.
+    while (tail.startsWith(')') && (url.slice(0, url.length - tail.length).match(/\(/g)?.length ?? 0) > (url.slice(0, url.length - tail.length).match(/\)/g)?.length ?? 0)) {
+      tail = tail.slice(1)
+    }
+    url = url.slice(0, url.length - tail.length)
+  }
+  return url
+}
+
+/** Only http(s) links become clickable; anything else stays text. */
+export function isSafeUrl(href: string): boolean {
+  try {
+    const u = new URL(href)
+    return u.protocol === 'http:' || u.protocol === 'https:'
+  } catch {
+    return false
+  }
+}
+
+function linkify(text: string, out: Segment[]): void {
+  let last = 0
+  for (const m of text.matchAll(URL_RE)) {
+    const url = trimUrl(m[0])
+    const start = m.index ?? 0
+    if (!url || !isSafeUrl(url)) continue
+    if (start > last) out.push({ kind: 'text', text: text.slice(last, start) })
+    out.push({ kind: 'link', text: url, href: url })
+    last = start + url.length
+  }
+  if (last < text.length) out.push({ kind: 'text', text: text.slice(last) })
+}
+
+/** Splits message text into text, link and inline-code segments. Line breaks stay in the text. */
+export function segmentText(text: string): Segment[] {
+  const out: Segment[] = []
+  let last = 0
+  for (const m of text.matchAll(CODE)) {
+    const start = m.index ?? 0
+    if (start > last) linkify(text.slice(last, start), out)
+    out.push({ kind: 'code', text: m[1] })
+    last = start + m[0].length
+  }
+  if (last < text.length) linkify(text.slice(last), out)
+  return out
+}
+
+export interface HighlightPart {
+  text: string
+  hit: boolean
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+/** Splits `text` into parts, marking case-insensitive matches of any word of `query`. */
+export function highlight(text: string, query: string): HighlightPart[] {
+  const words = query.trim().split(/\s+/).filter(Boolean).sort((a, b) => b.length - a.length)
+  if (words.length === 0) return [{ text, hit: false }]
+  const re = new RegExp(`(${words.map(escapeRegExp).join('|')})`, 'gi')
+  const parts: HighlightPart[] = []
+  let last = 0
+  for (const m of text.matchAll(re)) {
+    const start = m.index ?? 0
+    if (m[0].length === 0) continue
+    if (start > last) parts.push({ text: text.slice(last, start), hit: false })
+    parts.push({ text: m[0], hit: true })
+    last = start + m[0].length
+  }
+  if (last < text.length) parts.push({ text: text.slice(last), hit: false })
+  return parts
+}
+
+/** A short excerpt of `text` around the first hit of `query`. */
+export function excerpt(text: string, query: string, radius = 60): string {
+  const flat = text.replace(/\s+/g, ' ')
+  const first = query.trim().split(/\s+/)[0]?.toLowerCase() ?? ''
+  const i = first ? flat.toLowerCase().indexOf(first) : -1
+  if (i < 0 || flat.length <= radius * 2) return flat.length > radius * 2 ? flat.slice(0, radius * 2) + '…' : flat
+  const start = Math.max(0, i - radius)
+  const end = Math.min(flat.length, i + first.length + radius)
+  return (start > 0 ? '…' : '') + flat.slice(start, end) + (end < flat.length ? '…' : '')
+}
+
+const EMOJI_PARTS = /\p{Extended_Pictographic}|\p{Emoji_Modifier}|\p{Regional_Indicator}|\u200d|\ufe0f|\u20e3/gu
+const PICTO = /\p{Extended_Pictographic}|\p{Regional_Indicator}/u
+
+/** Whether a message is only emoji (at most 6), to render them large. */
+export function isEmojiOnly(text: string): boolean {
+  const t = text.trim()
+  if (!t || !PICTO.test(t)) return false
+  if (t.replace(EMOJI_PARTS, '').replace(/\s/g, '') !== '') return false
+  const seg = typeof Intl !== 'undefined' && 'Segmenter' in Intl ? new Intl.Segmenter(undefined, { granularity: 'grapheme' }) : null
+  const count = seg ? [...seg.segment(t.replace(/\s/g, ''))].length : [...t].length
+  return count <= 6
+}
+
+/** One line of preview text for a message (list rows, reply quotes, notifications). */
+export function previewOf(m: { kind: string; body: Record<string, unknown> }): string {
+  if (m.kind === 'text') return String(m.body.text ?? '').replace(/\s+/g, ' ').trim()
+  if (m.kind === 'image') return `🖼 ${String(m.body.name ?? '')}`.trim()
+  if (m.kind === 'file') return `📎 ${String(m.body.name ?? '')}`.trim()
+  return ''
+}
