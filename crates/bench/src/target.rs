@@ -67,6 +67,10 @@ pub struct ProcSample {
     pub hwm_kib: u64,
     /// User + system CPU time, ns (kernel tick resolution, usually 10 ms).
     pub cpu_ns: u64,
+    /// Time the process's live threads spent runnable but waiting for a
+    /// CPU, ns (`/proc/<pid>/task/*/schedstat`): how much other load on the
+    /// machine (the generator, other builds) held the server back.
+    pub runq_wait_ns: u64,
 }
 
 /// Reads `/proc/<pid>/status` and `/proc/<pid>/stat`.
@@ -87,7 +91,20 @@ pub fn sample_pid(pid: u32) -> Option<ProcSample> {
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(ProcSample { rss_kib: kib("VmRSS:")?, hwm_kib: kib("VmHWM:")?, cpu_ns: ticks * 1_000_000_000 / hz })
+    let runq_wait_ns = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+                .filter_map(|s| s.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+                .sum()
+        })
+        .unwrap_or(0);
+    Some(ProcSample {
+        rss_kib: kib("VmRSS:")?,
+        hwm_kib: kib("VmHWM:")?,
+        cpu_ns: ticks * 1_000_000_000 / hz,
+        runq_wait_ns,
+    })
 }
 
 /// Raises this process's open-file soft limit to its hard limit (children

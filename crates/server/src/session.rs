@@ -196,8 +196,18 @@ async fn serve(
             // Queued events before new requests: a client that never stops
             // sending must still receive what it is sent.
             Some(frame) = rx.recv() => {
-                if !write_queued(ws, st, frame, &mut rx).await {
-                    return End::Gone;
+                // A peer that stopped reading blocks this write; a close
+                // request (slow consumer, replacement) must still end it.
+                tokio::select! {
+                    written = write_queued(ws, st, frame, &mut rx) => if !written {
+                        return End::Gone;
+                    },
+                    (code, reason) = handle.close_requested() => {
+                        if code == CloseCode::POLICY {
+                            st.metrics.slow_consumers.inc();
+                        }
+                        return End::Close(code, reason);
+                    }
                 }
             }
             msg = ws.recv() => {

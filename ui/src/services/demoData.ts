@@ -93,14 +93,14 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   t.addConversation({ conv: b })
   t.addMessage({ conv: b, from: 'bruno', ts: now - 2 * DAY, body: { text: 'Are the staging certs renewed?' } })
   t.addMessage({ conv: b, from: me, ts: now - 2 * DAY + 10 * MIN, body: { text: 'Renewed this morning ✅' }, status: 'read' })
-  Object.assign(t.convs.get(b)!, { read_seq: 2, peer_read_seq: 2, peer_recv_seq: 2 })
+  Object.assign(t.convs.get(b)!, { read_seq: 2, unread: 0, peer_read_seq: 2, peer_recv_seq: 2 })
   t.addMessage({ conv: b, from: me, seq: null, mid: null, ts: null, status: 'failed', error: 'too_large', body: { text: 'Here is the full log dump (too big to send)' } })
 
   // DM with Priya: a draft.
   const p = dmConv(me, 'priya')
   t.addConversation({ conv: p, draft: 'Let me know when you are back' })
   t.addMessage({ conv: p, from: 'priya', ts: now - 6 * DAY, body: { text: 'Out until Monday, ping me if urgent.' } })
-  Object.assign(t.convs.get(p)!, { read_seq: 1 })
+  Object.assign(t.convs.get(p)!, { read_seq: 1, unread: 0 })
 
   // Channels.
   const lobby = channelConv('lobby')
@@ -120,7 +120,7 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   t.addConversation({ conv: tech })
   t.addMessage({ conv: tech, from: 'bruno', ts: now - 3 * DAY, body: { text: 'The FTS5 index makes local search instant.' } })
   t.addMessage({ conv: tech, from: me, ts: now - 3 * DAY + 5 * MIN, body: { text: 'Agreed, and `history before=` pages are cheap.' } })
-  Object.assign(t.convs.get(tech)!, { read_seq: 2 })
+  Object.assign(t.convs.get(tech)!, { read_seq: 2, unread: 0 })
 
   // 100,000 generated messages: for the virtualized list.
   const hist = channelConv('history')

@@ -5,6 +5,8 @@ import { reactive, ref } from 'vue'
 import type { ChannelInfo, Conv, MemberInfo } from '../types/protocol'
 import { toTransportError, useTransport } from '../services/transport'
 import { useProfilesStore } from './profiles'
+import { useSessionStore } from './session'
+import { useConnectionStore } from './connection'
 
 export const useChannelsStore = defineStore('channels', () => {
   const publicChannels = ref<ChannelInfo[]>([])
@@ -63,6 +65,7 @@ export const useChannelsStore = defineStore('channels', () => {
 
   /** Online state of a member, preferring live presence over the list snapshot. */
   function isOnline(m: MemberInfo): boolean {
+    if (m.user === useSessionStore().me) return useConnectionStore().state === 'connected'
     return useProfilesStore().presence.get(m.user)?.online ?? m.online
   }
 

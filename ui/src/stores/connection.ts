@@ -17,8 +17,14 @@ export const useConnectionStore = defineStore('connection', () => {
   const networkUp = ref(true)
   /** Set once a session has been up: "reconnecting" then reads as offline-ish. */
   const everConnected = ref(false)
+  /** No state reported yet: show nothing rather than a guess. */
+  const known = ref(false)
+  /** Local time the last state arrived (a ticking clock may lag behind it). */
+  const appliedAt = ref(0)
 
   function apply(e: ConnectionEvent, now: number = Date.now()): void {
+    known.value = true
+    appliedAt.value = now
     state.value = e.state
     if (e.url) url.value = e.url
     reason.value = e.reason ?? null
@@ -34,7 +40,7 @@ export const useConnectionStore = defineStore('connection', () => {
   /** Whole seconds until the next attempt (never negative), or null. */
   function secondsUntilRetry(now: number): number | null {
     if (nextAttemptAt.value === null) return null
-    return Math.max(0, Math.ceil((nextAttemptAt.value - now) / 1000))
+    return Math.max(0, Math.ceil((nextAttemptAt.value - Math.max(now, appliedAt.value)) / 1000))
   }
 
   const host = computed(() => {
@@ -47,7 +53,7 @@ export const useConnectionStore = defineStore('connection', () => {
   })
 
   const banner = computed<Banner>(() => {
-    if (state.value === 'connected') return 'none'
+    if (!known.value || state.value === 'connected') return 'none'
     if (state.value === 'stopped') return 'stopped'
     if (!networkUp.value || state.value === 'disconnected') return 'offline'
     if (state.value === 'reconnecting') return 'reconnecting'
@@ -56,10 +62,10 @@ export const useConnectionStore = defineStore('connection', () => {
 
   /** The sidebar dot: green connected, amber trying, grey offline. */
   const dot = computed<'online' | 'trying' | 'offline'>(() => {
-    if (state.value === 'connected') return 'online'
+    if (!known.value || state.value === 'connected') return known.value ? 'online' : 'trying'
     if (banner.value === 'connecting' || banner.value === 'reconnecting') return 'trying'
     return 'offline'
   })
 
-  return { state, url, reason, closeCode, nextAttemptAt, networkUp, everConnected, host, banner, dot, apply, setNetworkUp, secondsUntilRetry }
+  return { known, state, url, reason, closeCode, nextAttemptAt, networkUp, everConnected, host, banner, dot, apply, setNetworkUp, secondsUntilRetry }
 })

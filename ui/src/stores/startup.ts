@@ -22,8 +22,9 @@ export async function startApp(): Promise<void> {
   await conversations.load()
   const profiles = useProfilesStore()
   const peers = conversations.sorted.map((c) => c.peer).filter((p): p is string => !!p)
+  const senders = [...conversations.previews.values()].map((m) => m.from)
   await Promise.all([
-    profiles.ensure([session.me, ...peers]),
+    profiles.ensure([session.me, ...peers, ...senders]),
     profiles.watch(peers),
     useInvitationsStore().load(),
     useChannelsStore().loadPublic(),

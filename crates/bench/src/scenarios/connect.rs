@@ -6,7 +6,7 @@
 //! store's caches warmed by sign-in are included, as they would be in
 //! production.
 
-use super::{connect_all, generator_cpu, run_tag};
+use super::{connect_all, generator_cpu_util, run_tag};
 use crate::stats::{Metrics, Report};
 use crate::target::{Server, TargetOpts};
 use crate::wire::ignore_events;
@@ -45,7 +45,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     let (clients, lat, err) = connect_all(server, &users, |_| ignore_events()).await;
     let connect_wall = t0.elapsed();
     let connected = clients.iter().flatten().count();
-    let gen_util = generator_cpu(gen_before, connect_wall);
+    let gen_util = generator_cpu_util(gen_before, connect_wall);
     let after_connect = server.sample();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let settled = server.sample();
@@ -59,7 +59,8 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
         .put("alive_after_hold", alive as u64, "")
         .num("connect_rate", connected as f64 / connect_wall.as_secs_f64(), "sessions/s")
         .latency("connect", &lat.summary())
-        .num("generator_cpu_util", gen_util, "cores");
+        .num("generator_cpu_util", gen_util, "cores")
+        .num("machine_load_1m", super::loadavg(), "");
     match (before, after_connect, settled, held) {
         (Some(b), Some(ac), Some(s), Some(h)) => {
             let n = connected.max(1) as f64;

@@ -3,7 +3,7 @@
 //! deliveries per second, the latency to each member and to the last
 //! member of each message, and server CPU per delivery.
 
-use super::{TICK, connect_all, due, generator_cpu, run_tag, server_cost};
+use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent, ignore_events};
@@ -205,7 +205,7 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
-    let gen_util = generator_cpu(gen_before, wall);
+    let gen_util = generator_cpu_util(gen_before, wall);
     let secs = window.as_secs_f64();
     let delivered = sh.delivered.load(Ordering::Relaxed);
     let in_window = sh.delivered_in_window.load(Ordering::Relaxed);
@@ -223,6 +223,6 @@ async fn step(
         .latency("deliver", &sh.each.summary())
         .latency("last_member", &sh.last.summary());
     server_cost(&mut m, before, after, wall, delivered, "server_cpu_us_per_delivery");
-    m.num("generator_cpu_util", gen_util, "cores");
+    m.num("generator_cpu_util", gen_util, "cores").num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)
 }

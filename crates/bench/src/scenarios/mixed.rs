@@ -5,7 +5,7 @@
 //! Reports whether the target held: at least 95 % of the target completed
 //! inside the window, no errors.
 
-use super::{TICK, connect_all, due, generator_cpu, run_tag, server_cost};
+use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent};
@@ -175,7 +175,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     }
     let wall = start.elapsed();
     let after = server.sample();
-    let gen_util = generator_cpu(gen_before, wall);
+    let gen_util = generator_cpu_util(gen_before, wall);
     let secs = window.as_secs_f64();
     let in_window = sh.done_in_window.load(Ordering::Relaxed);
     let errors = sh.errors.lock().expect("errors lock").clone();
@@ -198,7 +198,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
         .latency("other_ack", &sh.other_ack.summary())
         .latency("deliver", &sh.deliver.summary());
     server_cost(&mut m, before, after, wall, sh.done.load(Ordering::Relaxed), "server_cpu_us_per_op");
-    m.num("generator_cpu_util", gen_util, "cores");
+    m.num("generator_cpu_util", gen_util, "cores").num("machine_load_1m", super::loadavg(), "");
     let mut notes: Vec<String> = errors.iter().map(|(k, v)| format!("{v} × {k}")).collect();
     if let Some(e) = err {
         notes.push(e);

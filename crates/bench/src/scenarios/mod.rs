@@ -84,6 +84,7 @@ pub fn server_cost(
             m.num("server_cpu_util", cpu / wall.as_nanos().max(1) as f64, "cores");
             m.num(per_key, if per > 0 { cpu / 1e3 / per as f64 } else { f64::NAN }, "µs");
             m.put("server_rss_kib", a.rss_kib, "KiB");
+            m.num("server_runq_wait_s", a.runq_wait_ns.saturating_sub(b.runq_wait_ns) as f64 / 1e9, "s");
         }
         _ => {
             m.put("server_cpu_s", serde_json::Value::Null, "s");
@@ -92,9 +93,17 @@ pub fn server_cost(
     }
 }
 
+/// The machine's 1-minute load average (other tenants' builds skew rates).
+pub fn loadavg() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
 /// The generator's own CPU use over a run (it shares the machine with the
 /// server, so readers need it to judge the server's figures).
-pub fn generator_cpu(before: Option<ProcSample>, wall: Duration) -> f64 {
+pub fn generator_cpu_util(before: Option<ProcSample>, wall: Duration) -> f64 {
     match (before, crate::target::sample_pid(std::process::id())) {
         (Some(b), Some(a)) => a.cpu_ns.saturating_sub(b.cpu_ns) as f64 / wall.as_nanos().max(1) as f64,
         _ => f64::NAN,

@@ -7,7 +7,7 @@
 //! sessions and the ramp stops at the first step the server does not keep
 //! up with (acks in the window below 95 % of the target).
 
-use super::{TICK, connect_all, due, generator_cpu, run_tag, server_cost};
+use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent, ReqError};
@@ -240,7 +240,7 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
-    let gen_util = generator_cpu(gen_before, wall);
+    let gen_util = generator_cpu_util(gen_before, wall);
     let secs = window.as_secs_f64();
     let acked_in_window = c.acked_in_window.load(Ordering::Relaxed);
     let acked = c.acked.load(Ordering::Relaxed);
@@ -258,6 +258,6 @@ async fn step(
         .latency("ack", &sh.ack.summary())
         .latency("deliver", &sh.deliver.summary());
     server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
-    m.num("generator_cpu_util", gen_util, "cores");
+    m.num("generator_cpu_util", gen_util, "cores").num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)
 }

@@ -121,7 +121,8 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
         .num("time_to_all_synced_s", all_synced.as_secs_f64(), "s")
         .latency("resync", &resync.summary())
         .put("attempts", attempts.load(Ordering::Relaxed), "")
-        .put("failed_attempts", failures.load(Ordering::Relaxed), "");
+        .put("failed_attempts", failures.load(Ordering::Relaxed), "")
+        .num("machine_load_1m", super::loadavg(), "");
     match (before, after) {
         (Some(b), Some(a)) => {
             let peak = peak_rss.load(Ordering::Relaxed).max(a.rss_kib);

@@ -28,9 +28,3 @@ export function rowFlags(m: MessageView, prev: MessageView | null, firstUnreadSe
     daySeparator || newDivider || !prev || prev.from !== m.from || at - placedAt(prev, now) > GROUP_WINDOW_MS || prev.kind === 'custom'
   return { daySeparator, newDivider, runStart }
 }
-
-/** Whether `next` continues the run of `m` (so `m` is not the last of its run). */
-export function continuesRun(m: MessageView, next: MessageView | null, now: number): boolean {
-  if (!next) return false
-  return next.from === m.from && sameDay(placedAt(m, now), placedAt(next, now)) && placedAt(next, now) - placedAt(m, now) <= GROUP_WINDOW_MS
-}

@@ -1,0 +1,134 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import { mountWith, setup } from '../../testing'
+import type { MockTransport } from '../../services/mockTransport'
+import type { InviteView } from '../../types/model'
+import { useInvitationsStore } from '../../stores/invitations'
+import { useProfilesStore } from '../../stores/profiles'
+import OutgoingCallDialog from './OutgoingCallDialog.vue'
+import IncomingCallDialog from './IncomingCallDialog.vue'
+import InCallView from './InCallView.vue'
+
+let t: MockTransport
+const now = Date.now()
+
+function inv(p: Partial<InviteView> = {}): InviteView {
+  return {
+    iid: 'i1', from: 'alice', to: 'me', room: 'call-i1', content: {}, state: 'pending', created: now, expires: now + 30_000,
+    received: false, incoming: true, ringing: true, ...p,
+  }
+}
+
+describe('outgoing call dialog', () => {
+  beforeEach(() => {
+    t = setup()
+    document.body.innerHTML = ''
+    useProfilesStore().setProfile({ user: 'bob', name: 'Bob Stone', avatar: 'avatar:2', status: '' })
+  })
+
+  const cases: Array<[Partial<InviteView>, string, boolean]> = [
+    [{ state: 'pending', received: false }, 'Ringing…', true],
+    [{ state: 'pending', received: true }, 'Ringing (seen)', true],
+    [{ state: 'refused' }, 'Declined', false],
+    [{ state: 'canceled' }, 'Cancelled', false],
+    [{ state: 'expired' }, 'No answer', false],
+    [{ state: 'failed', reason: 'unknown_user' }, 'Couldn’t call: this user has never signed in', false],
+  ]
+  it.each(cases)('%o reads "%s"', async (p, label, cancellable) => {
+    const s = useInvitationsStore()
+    s.byIid.set('o1', inv({ iid: 'o1', from: 'me', to: 'bob', incoming: false, ringing: false, ...p }))
+    s.outgoingIid = 'o1'
+    const w = mountWith(OutgoingCallDialog)
+    await flushPromises()
+    expect(w.find('[data-testid="call-phase"]').text()).toBe(label)
+    expect(w.text()).toContain('Bob Stone')
+    expect(w.find('[data-testid="cancel-call"]').exists()).toBe(cancellable)
+    expect(w.find('[data-testid="countdown-ring"]').exists()).toBe(cancellable)
+  })
+
+  it('Cancel cancels the invitation', async () => {
+    const s = useInvitationsStore()
+    t.profilesByUser.set('bob', { user: 'bob', name: 'Bob Stone', avatar: '', status: '' })
+    await s.callUser('bob')
+    const w = mountWith(OutgoingCallDialog)
+    await flushPromises()
+    await w.find('[data-testid="cancel-call"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('cancelInvite')).toHaveLength(1)
+    expect(w.find('[data-testid="call-phase"]').text()).toBe('Cancelled')
+  })
+})
+
+describe('incoming call dialog', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    t = setup()
+    document.body.innerHTML = ''
+    useProfilesStore().setProfile({ user: 'alice', name: 'Alice Martin', avatar: 'avatar:3', status: '' })
+  })
+  afterEach(() => vi.useRealTimers())
+
+  function ring() {
+    t.inviteMap.set('i1', inv())
+    t.emit({ type: 'invite', invite: inv() })
+  }
+
+  it('rings with the caller’s name and Accept / Decline', async () => {
+    ring()
+    const w = mountWith(IncomingCallDialog)
+    await flushPromises()
+    expect(w.find('[data-testid="caller-name"]').text()).toBe('Alice Martin')
+    expect(w.find('[data-testid="call-phase"]').text()).toBe('Incoming call')
+    expect(w.find('[data-testid="accept"]').attributes('aria-label')).toBe('Accept')
+    expect(w.find('[data-testid="accept"]').classes()).toContain('bg-online')
+    expect(w.find('[data-testid="decline"]').exists()).toBe(true)
+  })
+
+  it('Accept answers and opens the in-call view for the room; hang-up ends it', async () => {
+    ring()
+    const w = mountWith(IncomingCallDialog)
+    const call = mountWith(InCallView)
+    await flushPromises()
+    await w.find('[data-testid="accept"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('answer')).toEqual([['i1', true, {}]])
+    expect(w.find('[data-testid="incoming-call"]').exists()).toBe(false)
+    expect(call.find('[data-testid="in-call"]').text()).toContain('call-i1')
+    await call.find('[data-testid="hang-up"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('signal')).toEqual([[{ call: 'i1' }, { type: 'hangup' }]])
+    expect(call.find('[data-testid="in-call"]').exists()).toBe(false)
+  })
+
+  it('Decline refuses, shows Declined, then closes', async () => {
+    ring()
+    const w = mountWith(IncomingCallDialog)
+    await flushPromises()
+    await w.find('[data-testid="decline"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('answer')).toEqual([['i1', false, {}]])
+    expect(w.find('[data-testid="call-phase"]').text()).toBe('Declined')
+    vi.runAllTimers()
+    await flushPromises()
+    expect(w.find('[data-testid="incoming-call"]').exists()).toBe(false)
+  })
+
+  it.each([
+    [{ state: 'accepted' }, 'Answered on another device'],
+    [{ state: 'refused' }, 'Answered on another device'],
+    [{ state: 'canceled' }, 'Caller hung up'],
+    [{ state: 'expired' }, 'Missed call'],
+  ] as const)('closes with "%s" → "%s"', async (p, label) => {
+    ring()
+    const w = mountWith(IncomingCallDialog)
+    await flushPromises()
+    t.emit({ type: 'invite', invite: inv({ ...p, ringing: false }) })
+    await flushPromises()
+    expect(w.find('[data-testid="call-phase"]').text()).toBe(label)
+    expect(w.find('[data-testid="accept"]').exists()).toBe(false)
+    vi.runAllTimers()
+    await flushPromises()
+    expect(w.find('[data-testid="incoming-call"]').exists()).toBe(false)
+    expect(useInvitationsStore().call).toBeNull()
+  })
+})

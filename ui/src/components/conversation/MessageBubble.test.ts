@@ -1,0 +1,84 @@
+import { beforeEach, describe, expect, it } from 'vitest'
+import { msg, mountWith, setup } from '../../testing'
+import type { DeliveryStatus } from '../../types/model'
+import MessageBubble from './MessageBubble.vue'
+
+const flags = { daySeparator: false, newDivider: false, runStart: true }
+const NOW = 1_700_000_100_000
+
+function bubble(status: DeliveryStatus, mine = true, extra = {}) {
+  return mountWith(MessageBubble, {
+    props: { message: msg({ seq: status === 'pending' || status === 'failed' ? null : 5, from: mine ? 'me' : 'alice', status, ...extra }), mine, flags, now: NOW },
+  })
+}
+
+describe('MessageBubble', () => {
+  beforeEach(() => {
+    setup()
+    document.body.innerHTML = ''
+  })
+
+  it.each([
+    ['pending', 'Sending…', null],
+    ['sent', 'Sent', '1'],
+    ['delivered', 'Delivered', '2'],
+    ['read', 'Read', '2'],
+  ] as const)('shows %s own messages unambiguously', (status, label, ticks) => {
+    const w = bubble(status)
+    const t = w.find('[data-testid="ticks"]')
+    expect(t.attributes('aria-label')).toBe(label)
+    expect(t.attributes('data-status')).toBe(status)
+    const svg = t.find('svg')
+    expect(svg.attributes('data-ticks') ?? null).toBe(ticks)
+    expect(w.find('[data-testid="failed"]').exists()).toBe(false)
+  })
+
+  it('colours the two ticks of a read message but not of a delivered one', () => {
+    expect(bubble('read').find('[data-ticks="2"]').classes().join(' ')).toMatch(/text-brand/)
+    expect(bubble('delivered').find('[data-ticks="2"]').classes().join(' ')).not.toMatch(/text-brand/)
+  })
+
+  it('shows failed with the reason, Retry and Delete', async () => {
+    const w = bubble('failed', true, { error: 'too_large' })
+    expect(w.find('[data-testid="ticks"]').exists()).toBe(false)
+    expect(w.find('[data-testid="failed"]').text()).toContain('Not sent (too_large)')
+    await w.find('[data-testid="retry"]').trigger('click')
+    await w.find('[data-testid="discard"]').trigger('click')
+    expect(w.emitted('retry')?.[0][0]).toMatchObject({ status: 'failed' })
+    expect(w.emitted('discard')).toHaveLength(1)
+  })
+
+  it('shows no ticks on messages of others, and their avatar on the first of a run', () => {
+    const w = bubble('received', false)
+    expect(w.find('[data-testid="ticks"]').exists()).toBe(false)
+    expect(w.find('[data-testid="avatar"]').exists()).toBe(true)
+    const next = mountWith(MessageBubble, { props: { message: msg({ seq: 6 }), mine: false, flags: { ...flags, runStart: false }, now: NOW } })
+    expect(next.find('[data-testid="avatar"]').exists()).toBe(false)
+  })
+
+  it('shows the day separator and the new-messages divider when asked', () => {
+    const w = mountWith(MessageBubble, { props: { message: msg({ seq: 1, ts: NOW }), mine: false, flags: { daySeparator: true, newDivider: true, runStart: true }, now: NOW } })
+    expect(w.find('[data-testid="day-separator"]').text()).toBe('Today')
+    expect(w.find('[data-testid="new-divider"]').text()).toBe('New messages')
+  })
+
+  it('quotes the message it replies to', () => {
+    const quoted = msg({ seq: 2, from: 'me', body: { text: 'the question' } })
+    const w = mountWith(MessageBubble, { props: { message: msg({ seq: 3, reply_to: 'm2' }), mine: false, flags, quoted, now: NOW } })
+    expect(w.find('[data-testid="reply-quote"]').text()).toContain('the question')
+  })
+
+  it('renders images at their final size before loading, and files with name and size', () => {
+    const img = mountWith(MessageBubble, {
+      props: { message: msg({ seq: 1, kind: 'image', body: { media: 'm_1', mime: 'image/png', size: 10, name: 'cat.png', width: 1200, height: 600 } }), mine: false, flags, now: NOW },
+    })
+    const box = img.find('[data-testid="image-attachment"]').attributes('style')
+    expect(box).toContain('width: 360px')
+    expect(box).toContain('height: 180px')
+    const file = mountWith(MessageBubble, {
+      props: { message: msg({ seq: 2, kind: 'file', body: { media: 'm_2', mime: 'application/pdf', size: 1_482_113, name: 'spec.pdf' } }), mine: false, flags, now: NOW },
+    })
+    expect(file.find('[data-testid="file-attachment"]').text()).toContain('spec.pdf')
+    expect(file.find('[data-testid="file-attachment"]').text()).toContain('1.4 MB')
+  })
+})

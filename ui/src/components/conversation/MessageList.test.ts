@@ -1,0 +1,102 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import { mountWith, setup } from '../../testing'
+import type { MockTransport } from '../../services/mockTransport'
+import { useMessagesStore } from '../../stores/messages'
+import { useConversationsStore } from '../../stores/conversations'
+import MessageList from './MessageList.vue'
+
+const DM = 'dm:alice:me'
+let t: MockTransport
+
+describe('MessageList', () => {
+  beforeEach(() => {
+    t = setup()
+    document.body.innerHTML = ''
+    t.addConversation({ conv: DM })
+    // happy-dom has no layout: give the scroller a viewport so rows render.
+    // The virtualizer reads the viewport from clientWidth/clientHeight and row sizes from offsetHeight.
+    vi.spyOn(HTMLElement.prototype, 'clientHeight', 'get').mockReturnValue(600)
+    vi.spyOn(HTMLElement.prototype, 'clientWidth', 'get').mockReturnValue(800)
+    vi.spyOn(HTMLElement.prototype, 'offsetHeight', 'get').mockReturnValue(60)
+  })
+  afterEach(() => vi.restoreAllMocks())
+
+  async function open() {
+    await useConversationsStore().load()
+    const w = mountWith(MessageList, { props: { conv: DM, isChannel: false } })
+    await useMessagesStore().openLatest(DM)
+    await flushPromises()
+    return w
+  }
+
+  it('shows skeleton rows while loading', async () => {
+    const s = useMessagesStore()
+    s.stateOf(DM).loading = true
+    const w = mountWith(MessageList, { props: { conv: DM, isChannel: false } })
+    expect(w.find('[data-testid="list-loading"]').exists()).toBe(true)
+    expect(w.find('[role="log"]').attributes('aria-busy')).toBe('true')
+  })
+
+  it('invites to say hello when the conversation is empty', async () => {
+    const w = await open()
+    expect(w.find('[data-testid="list-empty"]').text()).toContain('Say hello')
+  })
+
+  it('offers a retry when history fails to load', async () => {
+    t.failNext('history', 'internal', 'database is locked')
+    await useConversationsStore().load()
+    t.failNext('history', 'internal', 'database is locked')
+    const w = mountWith(MessageList, { props: { conv: DM, isChannel: false } })
+    await useMessagesStore().openLatest(DM)
+    await flushPromises()
+    expect(w.find('[data-testid="list-error"]').text()).toContain('database is locked')
+    await w.find('[data-testid="list-error"] button').trigger('click')
+    await flushPromises()
+    expect(w.find('[data-testid="list-error"]').exists()).toBe(false)
+  })
+
+  it('renders messages in a polite log with a day separator and the unread divider', async () => {
+    t.addMessage({ conv: DM, from: 'me', ts: Date.now() - 60_000, body: { text: 'question' } })
+    t.addMessage({ conv: DM, from: 'alice', ts: Date.now() - 30_000, body: { text: 'answer one' } })
+    t.addMessage({ conv: DM, from: 'alice', ts: Date.now() - 20_000, body: { text: 'answer two' } })
+    const w = await open()
+    const log = w.find('[role="log"]')
+    expect(log.attributes('aria-live')).toBe('polite')
+    const texts = w.findAll('[data-testid="message-text"]').map((n) => n.text())
+    expect(texts).toEqual(['question', 'answer one', 'answer two'])
+    expect(w.findAll('[data-testid="day-separator"]')).toHaveLength(1)
+    const divider = w.find('[data-testid="new-divider"]')
+    expect(divider.exists()).toBe(true)
+    // The divider sits right above the first unread message.
+    expect(divider.element.closest('[data-seq]')?.getAttribute('data-seq')).toBe('2')
+  })
+
+  it('shows a failed own message with Retry, which requeues it', async () => {
+    t.addMessage({ conv: DM, from: 'me', seq: null, mid: null, ts: null, status: 'failed', error: 'forbidden', body: { text: 'blocked' }, cid: 'f1' })
+    const w = await open()
+    expect(w.find('[data-testid="failed"]').text()).toContain('forbidden')
+    await w.find('[data-testid="retry"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('retry')).toEqual([['f1']])
+    expect(w.find('[data-testid="failed"]').exists()).toBe(false)
+    expect(w.find('[data-testid="ticks"]').attributes('data-status')).toBe('pending')
+  })
+
+  it('renders only a window of rows for 100,000 messages', async () => {
+    t.generated.set(DM, {
+      count: 100_000,
+      make: (seq) => ({ conv: DM, seq, mid: `g${seq}`, cid: `g${seq}`, from: 'alice', to: { user: 'me' }, kind: 'text', body: { text: `#${seq}` }, ts: seq * 1000, status: 'received' }),
+    })
+    t.convs.get(DM)!.last_seq = 100_000
+    const s = useMessagesStore()
+    const w = await open()
+    // Load every page, as a user scrolling to the very top would.
+    while (s.byConv.get(DM)!.hasOlder) await s.loadOlder(DM)
+    await flushPromises()
+    expect(s.byConv.get(DM)!.items).toHaveLength(100_000)
+    const rendered = w.findAll('[data-testid="bubble"]').length
+    expect(rendered).toBeGreaterThan(0)
+    expect(rendered).toBeLessThan(100)
+  }, 30_000)
+})
