@@ -17,6 +17,10 @@
 //! Every user id a test makes is unique ([`Harness::user`]), so tests run in
 //! parallel and repeatedly against one external server without interfering.
 //!
+//! `COURIER_TEST_CLUSTER=1` runs the suite against three in-process cluster
+//! nodes (private PostgreSQL and Redis), spreading connections over them;
+//! [`Harness::cluster`] gives tests explicit nodes.
+//!
 //! Waits use generous timeouts ([`WAIT`]) that only matter when an expected
 //! thing never happens; "nothing arrives" checks wait a short fixed time
 //! ([`QUIET`]).
@@ -36,6 +40,8 @@ use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 pub use courier_server::Config;
 use courier_server::Server;
+pub use courier_server::cluster::redis_harness::TestRedis;
+use courier_server::store::pg_harness;
 
 /// How long to wait for something that must happen.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -110,6 +116,12 @@ pub struct Harness {
     pub external: bool,
     server: Option<Server>,
     _dir: Option<tempfile::TempDir>,
+    /// With `COURIER_TEST_CLUSTER=1`: the other nodes of the cluster this
+    /// harness spreads its connections over (round robin, `(addr, ws_url)`).
+    spread: Vec<(String, String)>,
+    others: Vec<Server>,
+    next: AtomicU64,
+    _redis: Option<TestRedis>,
 }
 
 impl Harness {
@@ -133,6 +145,10 @@ impl Harness {
                 external: true,
                 server: None,
                 _dir: None,
+                spread: Vec::new(),
+                others: Vec::new(),
+                next: AtomicU64::new(0),
+                _redis: None,
             };
         }
         Self::start(|_| {}).await
@@ -159,6 +175,9 @@ impl Harness {
             ..Config::default()
         };
         f(&mut cfg);
+        if std::env::var_os("COURIER_TEST_CLUSTER").is_some_and(|v| v == "1") && cfg.redis.is_none() {
+            return Self::start_spread(cfg, dir).await;
+        }
         let server = Server::start(cfg).await.expect("reference server starts");
         let addr = server.local_addr().to_string();
         Harness {
@@ -169,6 +188,49 @@ impl Harness {
             external: false,
             server: Some(server),
             _dir: Some(dir),
+            spread: Vec::new(),
+            others: Vec::new(),
+            next: AtomicU64::new(0),
+            _redis: None,
+        }
+    }
+
+    /// `COURIER_TEST_CLUSTER=1`: the whole suite against three cluster
+    /// nodes, each new connection going to the next node, so the two ends
+    /// of a case sit on different nodes. HTTP goes to the first node.
+    async fn start_spread(cfg: Config, dir: tempfile::TempDir) -> Harness {
+        let redis = tokio::task::spawn_blocking(TestRedis::start)
+            .await
+            .expect("starting redis")
+            .expect("COURIER_TEST_CLUSTER=1 needs redis-server installed");
+        let db = pg_harness::fresh_database().await.expect("COURIER_TEST_CLUSTER=1 needs PostgreSQL installed");
+        let mut servers = Vec::new();
+        for i in 0..3 {
+            let mut c = cfg.clone();
+            c.postgres = Some(db.clone());
+            c.redis = Some(redis.url());
+            c.node_id = Some(format!("node{i}"));
+            c.node_ttl_ms = 1500;
+            c.expiry_scan_ms = 200;
+            servers.push(Server::start(c).await.expect("cluster node starts"));
+        }
+        let spread: Vec<(String, String)> = servers
+            .iter()
+            .map(|s| (s.local_addr().to_string(), format!("ws://{}/v1/ws", s.local_addr())))
+            .collect();
+        let first = servers.remove(0);
+        Harness {
+            addr: spread[0].0.clone(),
+            ws_url: spread[0].1.clone(),
+            auth_secret: Some(LOCAL_AUTH_SECRET.into()),
+            admin_secret: Some(LOCAL_ADMIN_SECRET.into()),
+            external: false,
+            server: Some(first),
+            _dir: Some(dir),
+            spread,
+            others: servers,
+            next: AtomicU64::new(0),
+            _redis: Some(redis),
         }
     }
 
@@ -176,6 +238,74 @@ impl Harness {
     pub async fn shutdown_server(&mut self) {
         if let Some(s) = self.server.take() {
             s.shutdown().await.expect("graceful shutdown");
+        }
+        for s in self.others.drain(..) {
+            s.shutdown().await.expect("graceful shutdown");
+        }
+    }
+
+    /// Stops the in-process server the way a killed node looks to the rest
+    /// of a cluster: no goodbye in Redis (its sockets still close).
+    pub async fn kill_server(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.kill().await.expect("kill");
+        }
+    }
+
+    /// `n` in-process cluster nodes on one private PostgreSQL database and
+    /// one private Redis, or `None` (with a printed note) when either engine
+    /// is not installed or an external server is targeted. Each node is a
+    /// [`Harness`] of its own; sign the two ends of a case in on different
+    /// nodes.
+    pub async fn cluster(test: &str, n: usize) -> Option<Cluster> {
+        Self::cluster_with(test, n, |_| {}).await
+    }
+
+    /// Like [`Harness::cluster`], with a configuration change for every node.
+    pub async fn cluster_with(test: &str, n: usize, f: impl Fn(&mut Config)) -> Option<Cluster> {
+        if std::env::var("COURIER_TEST_URL").is_ok() {
+            skip(test, "starts its own cluster (COURIER_TEST_URL is set)");
+            return None;
+        }
+        let Some(redis) = tokio::task::spawn_blocking(TestRedis::start).await.expect("starting redis") else {
+            skip(test, "redis-server is not installed (apt-get install redis-server)");
+            return None;
+        };
+        let Some(db) = pg_harness::fresh_database().await else {
+            skip(test, "PostgreSQL is not installed (apt-get install postgresql)");
+            return None;
+        };
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let node = Self::start(|c| {
+                c.postgres = Some(db.clone());
+                c.redis = Some(redis.url());
+                c.node_id = Some(format!("node{i}"));
+                c.node_ttl_ms = 1500;
+                c.expiry_scan_ms = 200;
+                f(c);
+            })
+            .await;
+            nodes.push(node);
+        }
+        Some(Cluster { nodes, redis, db_url: db })
+    }
+
+    /// A harness that reaches the same server (or cluster) through another
+    /// address, such as a load balancer or proxy in front of it.
+    pub fn through(&self, addr: &str) -> Harness {
+        Harness {
+            addr: addr.to_owned(),
+            ws_url: format!("ws://{addr}/v1/ws"),
+            auth_secret: self.auth_secret.clone(),
+            admin_secret: self.admin_secret.clone(),
+            external: true,
+            server: None,
+            _dir: None,
+            spread: Vec::new(),
+            others: Vec::new(),
+            next: AtomicU64::new(0),
+            _redis: None,
         }
     }
 
@@ -210,9 +340,15 @@ impl Harness {
 
     /// Like [`Harness::connect`], reporting failure instead of panicking.
     pub async fn try_connect(&self) -> anyhow::Result<Client> {
-        let mut req = self.ws_url.as_str().into_client_request()?;
+        let (addr, ws_url) = if self.spread.is_empty() {
+            (&self.addr, &self.ws_url)
+        } else {
+            let (a, u) = &self.spread[self.next.fetch_add(1, Ordering::Relaxed) as usize % self.spread.len()];
+            (a, u)
+        };
+        let mut req = ws_url.as_str().into_client_request()?;
         req.headers_mut().insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse().unwrap());
-        let tcp = tokio::time::timeout(WAIT, TcpStream::connect(&self.addr)).await??;
+        let tcp = tokio::time::timeout(WAIT, TcpStream::connect(addr)).await??;
         tcp.set_nodelay(true)?;
         let (ws, resp) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(req, tcp)).await??;
         let proto = resp.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok());
@@ -296,6 +432,30 @@ impl Harness {
             headers.push(("Authorization", a));
         }
         self.http("POST", "/v1/push", &headers, &data).await
+    }
+}
+
+/// In-process cluster nodes sharing one PostgreSQL database and one Redis.
+pub struct Cluster {
+    /// The nodes; a killed node's harness stays (its server is gone).
+    pub nodes: Vec<Harness>,
+    /// The private Redis (stop / start it again to simulate a restart).
+    pub redis: TestRedis,
+    /// The database every node uses.
+    pub db_url: String,
+}
+
+impl Cluster {
+    /// Node `i`.
+    pub fn node(&self, i: usize) -> &Harness {
+        &self.nodes[i]
+    }
+
+    /// Shuts every remaining node down gracefully.
+    pub async fn shutdown(mut self) {
+        for n in &mut self.nodes {
+            n.shutdown_server().await;
+        }
     }
 }
 

@@ -116,13 +116,22 @@ pub fn render(results: &[Value]) -> String {
     if let (Some(c), Some(s)) = (per_cpu_s("courier"), per_cpu_s("socketio")) {
         let _ = writeln!(
             md,
-            "| p2p messages per server CPU-second | {c:.0} | {s:.0} | {:.2} |",
+            "| p2p messages per server CPU-second (each at its highest kept-up rate) | {c:.0} | {s:.0} | {:.2} |",
             c / s
         );
     }
+    for (scenario, per_key) in [("p2p", "server_cpu_us_per_msg"), ("fanout", "server_cpu_us_per_delivery")] {
+        md.push_str(&same_rate_table(results, scenario, per_key));
+    }
     md.push_str("\n## Every figure\n");
     for r in results {
-        let _ = write!(md, "\n### {} — {}\n\nParameters: `{}`\n\n| figure | value |\n|---|---:|\n", r["scenario"].as_str().unwrap_or("?"), r["target"].as_str().unwrap_or("?"), r["params"]);
+        let _ = write!(
+            md,
+            "\n### {} — {}\n\nParameters: `{}`\n\n| figure | value |\n|---|---:|\n",
+            r["scenario"].as_str().unwrap_or("?"),
+            r["target"].as_str().unwrap_or("?"),
+            r["params"]
+        );
         if let Some(o) = r["summary"].as_object() {
             for (k, v) in o {
                 let _ = writeln!(md, "| {k} | {} |", fmt(Some(v)));
@@ -130,12 +139,28 @@ pub fn render(results: &[Value]) -> String {
         }
         if let Some(steps) = r["steps"].as_array().filter(|s| !s.is_empty()) {
             let keys = [
-                "step", "acked_per_s", "deliveries_per_s", "delivered_per_s", "ack_p50_ms", "ack_p99_ms",
-                "deliver_p50_ms", "deliver_p99_ms", "last_member_p99_ms", "server_cpu_us_per_msg",
-                "server_cpu_us_per_delivery", "server_cpu_util", "generator_cpu_util", "kept_up",
+                "step",
+                "acked_per_s",
+                "deliveries_per_s",
+                "delivered_per_s",
+                "ack_p50_ms",
+                "ack_p99_ms",
+                "deliver_p50_ms",
+                "deliver_p99_ms",
+                "last_member_p99_ms",
+                "server_cpu_us_per_msg",
+                "server_cpu_us_per_delivery",
+                "server_cpu_util",
+                "generator_cpu_util",
+                "kept_up",
             ];
             let cols: Vec<&str> = keys.iter().copied().filter(|k| steps[0].get(*k).is_some()).collect();
-            let _ = writeln!(md, "\nRamp (target rate per step):\n\n| {} |\n|{}|", cols.join(" | "), "---:|".repeat(cols.len()));
+            let _ = writeln!(
+                md,
+                "\nRamp (target rate per step):\n\n| {} |\n|{}|",
+                cols.join(" | "),
+                "---:|".repeat(cols.len())
+            );
             for s in steps {
                 let row: Vec<String> = cols.iter().map(|k| fmt(s.get(*k))).collect();
                 let _ = writeln!(md, "| {} |", row.join(" | "));
@@ -152,6 +177,48 @@ pub fn render(results: &[Value]) -> String {
     md.push_str("\n## Machine\n\n");
     md.push_str(&machine());
     md
+}
+
+/// The ramp steps both targets kept up with, side by side: cost and
+/// latency at the same offered load.
+fn same_rate_table(results: &[Value], scenario: &str, per_key: &str) -> String {
+    let steps = |target| {
+        find(results, scenario, target)
+            .and_then(|r| r["steps"].as_array().cloned())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| s["kept_up"] == Value::Bool(true))
+            .collect::<Vec<Value>>()
+    };
+    let (courier, socketio) = (steps("courier"), steps("socketio"));
+    let mut out = String::new();
+    for c in &courier {
+        let Some(s) = socketio.iter().find(|s| s["step"] == c["step"]) else { continue };
+        if out.is_empty() {
+            let _ = write!(
+                out,
+                "\n### {scenario} at equal offered load (steps both kept up with)\n\n\
+                 | rate (msg/s) | Courier CPU µs | Socket.IO CPU µs | Courier units per CPU-s ÷ Socket.IO | \
+                 deliver p50 ms C / S | deliver p99 ms C / S |\n|---:|---:|---:|---:|---:|---:|\n"
+            );
+        }
+        let ratio = match (c[per_key].as_f64(), s[per_key].as_f64()) {
+            (Some(a), Some(b)) if a > 0.0 => format!("{:.2}", b / a),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {ratio} | {} / {} | {} / {} |",
+            c["step"].as_str().unwrap_or("?"),
+            fmt(c.get(per_key)),
+            fmt(s.get(per_key)),
+            fmt(c.get("deliver_p50_ms")),
+            fmt(s.get("deliver_p50_ms")),
+            fmt(c.get("deliver_p99_ms")),
+            fmt(s.get("deliver_p99_ms")),
+        );
+    }
+    out
 }
 
 const METHOD: &str = "
@@ -185,12 +252,14 @@ const METHOD: &str = "
 /// # Errors
 /// When the input cannot be read or the output written.
 pub fn write(args: &Args) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
+    let text =
+        std::fs::read_to_string(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
     let results: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     if let Some(dir) = args.output.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    std::fs::write(&args.output, render(&results)).with_context(|| format!("writing {}", args.output.display()))?;
+    std::fs::write(&args.output, render(&results))
+        .with_context(|| format!("writing {}", args.output.display()))?;
     Ok(())
 }
 
@@ -202,12 +271,19 @@ mod tests {
     #[test]
     fn headline_compares_the_two_targets() {
         let results = vec![
-            json!({"scenario":"p2p","target":"courier","params":{},"summary":{"max_sustained_acked_per_s":30000.0,"server_cpu_us_per_msg":20.0},"steps":[],"notes":[]}),
-            json!({"scenario":"p2p","target":"socketio","params":{},"summary":{"max_sustained_acked_per_s":10000.0,"server_cpu_us_per_msg":40.0},"steps":[],"notes":[]}),
+            json!({"scenario":"p2p","target":"courier","params":{},"summary":{"max_sustained_acked_per_s":30000.0,"server_cpu_us_per_msg":20.0},"steps":[{"step":"1000","kept_up":true,"server_cpu_us_per_msg":20.0,"deliver_p50_ms":1.0,"deliver_p99_ms":3.0}],"notes":[]}),
+            json!({"scenario":"p2p","target":"socketio","params":{},"summary":{"max_sustained_acked_per_s":10000.0,"server_cpu_us_per_msg":40.0},"steps":[{"step":"1000","kept_up":true,"server_cpu_us_per_msg":40.0,"deliver_p50_ms":2.0,"deliver_p99_ms":4.0}],"notes":[]}),
         ];
         let md = render(&results);
-        assert!(md.contains("| p2p: highest rate kept up with (acked) (msg/s) | 30000 | 10000 | 3.00 |"), "{md}");
-        assert!(md.contains("| p2p messages per server CPU-second | 50000 | 25000 | 2.00 |"), "{md}");
+        assert!(
+            md.contains("| p2p: highest rate kept up with (acked) (msg/s) | 30000 | 10000 | 3.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| p2p messages per server CPU-second (each at its highest kept-up rate) | 50000 | 25000 | 2.00 |"),
+            "{md}"
+        );
+        assert!(md.contains("| 1000 | 20.000 | 40.000 | 2.00 | 1.000 / 2.000 | 3.000 / 4.000 |"), "{md}");
         assert!(md.contains("## Machine"));
     }
 }

@@ -104,7 +104,10 @@ mod tests {
         assert_eq!(decode(r#"0{"sid":"x","pingInterval":25000}"#).unwrap(), Packet::Open);
         assert_eq!(decode("2").unwrap(), Packet::Ping);
         assert_eq!(decode(r#"40{"sid":"y"}"#).unwrap(), Packet::Connected);
-        assert_eq!(decode(r#"44{"message":"no"}"#).unwrap(), Packet::ConnectError(r#"{"message":"no"}"#.into()));
+        assert_eq!(
+            decode(r#"44{"message":"no"}"#).unwrap(),
+            Packet::ConnectError(r#"{"message":"no"}"#.into())
+        );
         assert_eq!(decode(r#"42["msg",{"seq":1}]"#).unwrap(), Packet::Event("msg".into(), json!({"seq":1})));
         assert_eq!(decode(r#"4312[{"ok":{}}]"#).unwrap(), Packet::Ack(12, json!({"ok":{}})));
         assert_eq!(decode("3").unwrap(), Packet::Other);

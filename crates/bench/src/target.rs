@@ -145,7 +145,8 @@ impl Server {
     pub async fn start(opts: &TargetOpts, max_connections: usize) -> anyhow::Result<Server> {
         if let Some(url) = &opts.url {
             let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
-            let addr: SocketAddr = hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
+            let addr: SocketAddr =
+                hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
             return Ok(Server {
                 endpoint: Endpoint { proto: opts.target, addr },
                 pid: opts.server_pid,

@@ -148,7 +148,10 @@ pub struct PendingReply(Option<oneshot::Receiver<Result<Value, ReqError>>>);
 impl Future for PendingReply {
     type Output = Result<Value, ReqError>;
 
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
         match &mut self.0 {
             None => std::task::Poll::Ready(Err(ReqError::Closed)),
             Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ReqError::Closed))),
@@ -171,13 +174,23 @@ impl Client {
     ///
     /// # Errors
     /// When the TCP connect, the upgrade or the sign-in fails or times out.
-    pub async fn connect(ep: &Endpoint, user: &str, src: Ipv4Addr, on_event: OnEvent) -> anyhow::Result<Client> {
+    pub async fn connect(
+        ep: &Endpoint,
+        user: &str,
+        src: Ipv4Addr,
+        on_event: OnEvent,
+    ) -> anyhow::Result<Client> {
         tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::connect_inner(ep, user, src, on_event))
             .await
             .map_err(|_| anyhow!("handshake timed out"))?
     }
 
-    async fn connect_inner(ep: &Endpoint, user: &str, src: Ipv4Addr, on_event: OnEvent) -> anyhow::Result<Client> {
+    async fn connect_inner(
+        ep: &Endpoint,
+        user: &str,
+        src: Ipv4Addr,
+        on_event: OnEvent,
+    ) -> anyhow::Result<Client> {
         let sock = TcpSocket::new_v4()?;
         sock.bind(SocketAddr::V4(SocketAddrV4::new(src, 0))).with_context(|| format!("bind {src}"))?;
         let stream = sock.connect(ep.addr).await.with_context(|| format!("connect {}", ep.addr))?;
@@ -192,7 +205,8 @@ impl Client {
         }
         let cfg = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(0);
         let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(cfg)).await?;
+            tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(cfg))
+                .await?;
         let token = format!("dev:{user}");
         match ep.proto {
             Proto::Courier => courier_hello(&mut ws, &token).await?,
@@ -294,7 +308,8 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
 }
 
 async fn courier_hello(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
-    let hello = json!({"op": "hello", "id": 1, "token": token, "device": "bench", "client": "courier-bench/0.1"});
+    let hello =
+        json!({"op": "hello", "id": 1, "token": token, "device": "bench", "client": "courier-bench/0.1"});
     ws.send(Message::text(hello.to_string())).await?;
     loop {
         let text = next_text(ws).await?;
@@ -346,7 +361,11 @@ async fn write_loop(
     shared.fail_all();
 }
 
-async fn read_loop(mut stream: futures_util::stream::SplitStream<Ws>, shared: Arc<Shared>, on_event: OnEvent) {
+async fn read_loop(
+    mut stream: futures_util::stream::SplitStream<Ws>,
+    shared: Arc<Shared>,
+    on_event: OnEvent,
+) {
     while let Some(Ok(msg)) = stream.next().await {
         let Message::Text(text) = msg else {
             if matches!(msg, Message::Close(_)) {
@@ -398,7 +417,9 @@ fn socketio_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
         }
         Ok(Packet::Ack(id, arg)) => {
             let result = match arg.get("err") {
-                Some(e) => Err(ReqError::Server(e.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned())),
+                Some(e) => Err(ReqError::Server(
+                    e.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+                )),
                 None => Ok(arg.get("ok").cloned().unwrap_or(Value::Null)),
             };
             complete(shared, id, result);

@@ -14,12 +14,14 @@ use serde_json::Value;
 
 async fn start_courier() -> (courier_server::Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = courier_server::Config::default();
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.data_dir = dir.path().join("data");
-    cfg.dev_auth = true;
-    cfg.limits.send_per_sec = 100_000;
-    cfg.limits.send_burst = 100_000;
+    let defaults = courier_server::Config::default();
+    let cfg = courier_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        dev_auth: true,
+        limits: courier_proto::Limits { send_per_sec: 100_000, send_burst: 100_000, ..defaults.limits },
+        ..defaults
+    };
     let server = courier_server::Server::start(cfg).await.unwrap();
     (server, dir)
 }
@@ -66,7 +68,10 @@ async fn all_scenarios(opts: &TargetOpts) {
         no_stop: false,
     };
     let r = p2p::run(opts, &args).await.unwrap();
-    assert_positive(&r, &["acked", "delivered", "acked_per_s", "ack_p99_ms", "deliver_p50_ms", "deliver_p99_ms"]);
+    assert_positive(
+        &r,
+        &["acked", "delivered", "acked_per_s", "ack_p99_ms", "deliver_p50_ms", "deliver_p99_ms"],
+    );
     assert_eq!(num(&r, "errors"), 0.0);
 
     let args = fanout::Args { members: 5, rate: vec![20.0], duration: 1.0, body_bytes: 64, no_stop: false };
@@ -96,7 +101,10 @@ async fn every_scenario_runs_against_the_socketio_peer() {
     let peer = default_peer_dir();
     let node_ok = std::process::Command::new("node").arg("-v").output().is_ok_and(|o| o.status.success());
     if !peer.join("node_modules/socket.io").exists() || !node_ok {
-        println!("note: Socket.IO smoke skipped: run `npm ci` in {} (and have node) to include it", peer.display());
+        println!(
+            "note: Socket.IO smoke skipped: run `npm ci` in {} (and have node) to include it",
+            peer.display()
+        );
         return;
     }
     all_scenarios(&TargetOpts::spawn(Proto::Socketio)).await;

@@ -30,11 +30,7 @@ pub struct BackoffConfig {
 
 impl Default for BackoffConfig {
     fn default() -> Self {
-        BackoffConfig {
-            base: Duration::from_millis(500),
-            cap: Duration::from_secs(30),
-            factor: 2.0,
-        }
+        BackoffConfig { base: Duration::from_millis(500), cap: Duration::from_secs(30), factor: 2.0 }
     }
 }
 
@@ -50,21 +46,14 @@ pub struct Backoff {
 
 impl std::fmt::Debug for Backoff {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backoff")
-            .field("cfg", &self.cfg)
-            .field("attempt", &self.attempt)
-            .finish()
+        f.debug_struct("Backoff").field("cfg", &self.cfg).field("attempt", &self.attempt).finish()
     }
 }
 
 impl Backoff {
     /// A back-off at its first step.
     pub fn new(cfg: BackoffConfig, jitter: Jitter) -> Backoff {
-        Backoff {
-            cfg,
-            attempt: 0,
-            jitter,
-        }
+        Backoff { cfg, attempt: 0, jitter }
     }
 
     /// The delay before the next attempt; advances the step.
@@ -100,18 +89,12 @@ impl TokenBucket {
     /// A full bucket.
     pub fn new(rate: u32, burst: u32) -> TokenBucket {
         let burst = f64::from(burst.max(1));
-        TokenBucket {
-            rate: f64::from(rate.max(1)),
-            burst,
-            tokens: burst,
-            last: Instant::now(),
-        }
+        TokenBucket { rate: f64::from(rate.max(1)), burst, tokens: burst, last: Instant::now() }
     }
 
     fn refill(&mut self) {
         let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
+        self.tokens = (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
         self.last = now;
     }
 
@@ -143,11 +126,8 @@ mod tests {
 
     #[test]
     fn delays_double_up_to_the_cap() {
-        let cfg = BackoffConfig {
-            base: Duration::from_millis(100),
-            cap: Duration::from_secs(2),
-            factor: 2.0,
-        };
+        let cfg =
+            BackoffConfig { base: Duration::from_millis(100), cap: Duration::from_secs(2), factor: 2.0 };
         let mut b = Backoff::new(cfg, fixed(0.999_999));
         let ms: Vec<u128> = (0..8).map(|_| b.next_delay().as_millis()).collect();
         assert_eq!(ms, vec![99, 199, 399, 799, 1599, 1999, 1999, 1999]);

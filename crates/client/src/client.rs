@@ -18,8 +18,8 @@ use crate::outbox::{DrainError, Sender};
 use crate::store::{NewMessage, Store, StoreError};
 use crate::sync;
 use courier_proto::{
-    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo,
-    Presence, Profile, Target,
+    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo, Presence, Profile,
+    Target,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
@@ -109,11 +109,7 @@ pub struct ClientConfig {
 
 impl ClientConfig {
     /// A configuration with defaults for everything else.
-    pub fn new(
-        servers: Vec<String>,
-        token: impl Into<String>,
-        data_dir: impl Into<PathBuf>,
-    ) -> ClientConfig {
+    pub fn new(servers: Vec<String>, token: impl Into<String>, data_dir: impl Into<PathBuf>) -> ClientConfig {
         ClientConfig {
             servers,
             token: token.into(),
@@ -135,9 +131,8 @@ pub fn token_user(token: &str) -> Option<String> {
         return courier_proto::ids::is_valid_user(u).then(|| u.to_owned());
     }
     let payload = token.split('.').nth(1)?;
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload.trim_end_matches('='))
-        .ok()?;
+    let bytes =
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("sub")?.as_str().map(str::to_owned)
 }
@@ -182,10 +177,7 @@ impl Inner {
     }
 
     pub(crate) fn hello_limits(&self) -> Limits {
-        lock(&self.hello)
-            .as_ref()
-            .map(|h| h.limits)
-            .unwrap_or_default()
+        lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
     }
 
     fn set_state(
@@ -212,18 +204,27 @@ impl Inner {
 }
 
 /// The handle the application holds: cheap to clone, all clones share one
-/// connection, store and event stream.
+/// connection, store and event stream. When the last clone is dropped the
+/// connection manager shuts down (prefer [`Client::stop`], which waits).
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,
+    _owner: Arc<StopOnDrop>,
+}
+
+/// Held only by [`Client`] handles (never by background tasks), so its drop
+/// means the application let go of the client.
+struct StopOnDrop(watch::Sender<bool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.send_replace(true);
+    }
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client")
-            .field("me", &self.inner.me)
-            .field("state", &self.state())
-            .finish()
+        f.debug_struct("Client").field("me", &self.inner.me).field("state", &self.state()).finish()
     }
 }
 
@@ -256,11 +257,7 @@ impl Client {
     ///
     /// # Errors
     /// As [`Client::open`].
-    pub fn open_with(
-        cfg: ClientConfig,
-        connector: Arc<dyn Connector>,
-        jitter: Jitter,
-    ) -> Result<Client> {
+    pub fn open_with(cfg: ClientConfig, connector: Arc<dyn Connector>, jitter: Jitter) -> Result<Client> {
         if cfg.servers.is_empty() {
             return Err(ClientError::Config("no server URL given".into()));
         }
@@ -278,8 +275,7 @@ impl Client {
             }
             None => store.setting("user")?.ok_or_else(|| {
                 ClientError::Config(
-                    "cannot tell the user from the token; sign in once with a JWT or dev token"
-                        .into(),
+                    "cannot tell the user from the token; sign in once with a JWT or dev token".into(),
                 )
             })?,
         };
@@ -305,7 +301,7 @@ impl Client {
             jitter,
             manager: Mutex::new(None),
         });
-        Ok(Client { inner })
+        Ok(Client { _owner: Arc::new(StopOnDrop(inner.shutdown.clone())), inner })
     }
 
     /// Starts the connection manager (no-op when running).
@@ -360,7 +356,7 @@ impl Client {
         self.inner.hello_limits()
     }
 
-    /// Waits until a sync has completed since [`Client::start`], i.e. the
+    /// Waits until a sync has completed since [`Client::open`], i.e. the
     /// store holds every message the server had at that point.
     ///
     /// # Errors
@@ -419,10 +415,7 @@ impl Client {
                     out.push(m);
                 }
             }
-            if out
-                .iter()
-                .all(|m| m.status != crate::DeliveryStatus::Pending)
-            {
+            if out.iter().all(|m| m.status != crate::DeliveryStatus::Pending) {
                 return Ok(out);
             }
             match rx.recv().await {
@@ -473,8 +466,7 @@ impl Client {
         if !to.is_valid() {
             return Err(ClientError::Invalid(format!("bad target {to:?}")));
         }
-        to.conv(&self.inner.me)
-            .ok_or_else(|| ClientError::Invalid("messages cannot go to a call".into()))
+        to.conv(&self.inner.me).ok_or_else(|| ClientError::Invalid("messages cannot go to a call".into()))
     }
 
     // ---- messages ----------------------------------------------------
@@ -494,15 +486,8 @@ impl Client {
         reply_to: Option<String>,
     ) -> Result<MessageView> {
         let conv = self.conv_of(to)?;
-        if kind == "text"
-            && body
-                .get("text")
-                .and_then(Value::as_str)
-                .is_none_or(str::is_empty)
-        {
-            return Err(ClientError::Invalid(
-                "a text message needs non-empty text".into(),
-            ));
+        if kind == "text" && body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
+            return Err(ClientError::Invalid("a text message needs non-empty text".into()));
         }
         let m = self.inner.store.enqueue(&NewMessage {
             conv: conv.clone(),
@@ -513,8 +498,7 @@ impl Client {
             body,
             reply_to,
         })?;
-        self.inner
-            .emit(ClientEvent::MessageAdded { message: m.clone() });
+        self.inner.emit(ClientEvent::MessageAdded { message: m.clone() });
         self.inner.emit_conversation(&conv);
         self.inner.outbox_wake.notify_one();
         Ok(m)
@@ -526,6 +510,37 @@ impl Client {
     /// As [`Client::send`].
     pub fn send_text(&self, to: &Target, text: &str) -> Result<MessageView> {
         self.send(to, "text", json_obj(json!({"text": text})), None)
+    }
+
+    /// Queues several text messages to one target in one durable
+    /// transaction (all or none), delivered in this order.
+    ///
+    /// # Errors
+    /// As [`Client::send`].
+    pub fn send_texts(&self, to: &Target, texts: &[String]) -> Result<Vec<MessageView>> {
+        let conv = self.conv_of(to)?;
+        if texts.iter().any(String::is_empty) {
+            return Err(ClientError::Invalid("a text message needs non-empty text".into()));
+        }
+        let batch: Vec<NewMessage> = texts
+            .iter()
+            .map(|t| NewMessage {
+                conv: conv.clone(),
+                cid: ulid::Ulid::new().to_string(),
+                from: self.inner.me.clone(),
+                to: to.clone(),
+                kind: "text".into(),
+                body: json_obj(json!({"text": t})),
+                reply_to: None,
+            })
+            .collect();
+        let views = self.inner.store.enqueue_many(&batch)?;
+        for m in &views {
+            self.inner.emit(ClientEvent::MessageAdded { message: m.clone() });
+        }
+        self.inner.emit_conversation(&conv);
+        self.inner.outbox_wake.notify_one();
+        Ok(views)
     }
 
     /// Queues an application-defined message (`custom`).
@@ -558,8 +573,7 @@ impl Client {
     /// # Errors
     /// As [`Client::send`].
     pub fn send_file(&self, to: &Target, media: &UploadedMedia, name: &str) -> Result<MessageView> {
-        let body =
-            json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
+        let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
         self.send(to, "file", json_obj(body), None)
     }
 
@@ -573,8 +587,7 @@ impl Client {
             .store
             .retry_failed(&self.inner.me, cid)?
             .ok_or_else(|| ClientError::Invalid(format!("no failed message {cid}")))?;
-        self.inner
-            .emit(ClientEvent::MessageUpdated { message: m.clone() });
+        self.inner.emit(ClientEvent::MessageUpdated { message: m.clone() });
         self.inner.outbox_wake.notify_one();
         Ok(m)
     }
@@ -592,12 +605,7 @@ impl Client {
     ///
     /// # Errors
     /// On store failure.
-    pub fn history(
-        &self,
-        conv: &Conv,
-        before: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<MessageView>> {
+    pub fn history(&self, conv: &Conv, before: Option<u64>, limit: u32) -> Result<Vec<MessageView>> {
         Ok(self.inner.store.history(conv, before, limit)?)
     }
 
@@ -646,9 +654,7 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn typing(&self, conv: &Conv) -> Result<()> {
-        self.call(json!({"op": "typing", "conv": conv}))
-            .await
-            .map(drop)
+        self.call(json!({"op": "typing", "conv": conv})).await.map(drop)
     }
 
     /// Sends an ephemeral signal (not stored).
@@ -656,9 +662,7 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn signal(&self, to: &Target, body: Map<String, Value>) -> Result<()> {
-        self.call(json!({"op": "signal", "to": to, "body": body}))
-            .await
-            .map(drop)
+        self.call(json!({"op": "signal", "to": to, "body": body})).await.map(drop)
     }
 
     // ---- channels ----------------------------------------------------
@@ -669,9 +673,7 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>> {
         let v = self.call(json!({"op": "channels"})).await?;
-        Ok(serde_json::from_value(
-            v.get("channels").cloned().unwrap_or_default(),
-        )?)
+        Ok(serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?)
     }
 
     /// Joins a public channel and fetches its history.
@@ -682,9 +684,7 @@ impl Client {
         let v = self.call(json!({"op": "join", "channel": channel})).await?;
         let conv = Conv::channel(channel);
         let last = v.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
-        self.inner
-            .store
-            .ensure_conversation(&self.inner.me, &conv, last)?;
+        self.inner.store.ensure_conversation(&self.inner.me, &conv, last)?;
         if let Some(s) = self.inner.session() {
             sync::fill(&self.inner, &s, &conv, Some(last))
                 .await
@@ -699,11 +699,8 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn leave(&self, channel: &str) -> Result<()> {
-        self.call(json!({"op": "leave", "channel": channel}))
-            .await?;
-        self.inner
-            .store
-            .forget_conversation(&Conv::channel(channel))?;
+        self.call(json!({"op": "leave", "channel": channel})).await?;
+        self.inner.store.forget_conversation(&Conv::channel(channel))?;
         Ok(())
     }
 
@@ -721,9 +718,7 @@ impl Client {
         self.call(json!({"op": "create_channel", "channel": channel, "title": title, "topic": topic, "private": private}))
             .await?;
         let conv = Conv::channel(channel);
-        self.inner
-            .store
-            .ensure_conversation(&self.inner.me, &conv, 0)?;
+        self.inner.store.ensure_conversation(&self.inner.me, &conv, 0)?;
         self.inner.emit_conversation(&conv);
         Ok(conv)
     }
@@ -733,9 +728,7 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn add_member(&self, channel: &str, user: &str) -> Result<()> {
-        self.call(json!({"op": "add_member", "channel": channel, "user": user}))
-            .await
-            .map(drop)
+        self.call(json!({"op": "add_member", "channel": channel, "user": user})).await.map(drop)
     }
 
     /// Members of a channel.
@@ -743,12 +736,8 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn members(&self, channel: &str) -> Result<Vec<MemberInfo>> {
-        let v = self
-            .call(json!({"op": "members", "channel": channel}))
-            .await?;
-        Ok(serde_json::from_value(
-            v.get("members").cloned().unwrap_or_default(),
-        )?)
+        let v = self.call(json!({"op": "members", "channel": channel})).await?;
+        Ok(serde_json::from_value(v.get("members").cloned().unwrap_or_default())?)
     }
 
     // ---- presence and profiles ---------------------------------------
@@ -759,9 +748,7 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn watch(&self, users: &[String]) -> Result<Vec<Presence>> {
         let v = self.call(json!({"op": "watch", "users": users})).await?;
-        Ok(serde_json::from_value(
-            v.get("presence").cloned().unwrap_or_default(),
-        )?)
+        Ok(serde_json::from_value(v.get("presence").cloned().unwrap_or_default())?)
     }
 
     /// Stops watching users.
@@ -769,9 +756,7 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn unwatch(&self, users: &[String]) -> Result<()> {
-        self.call(json!({"op": "unwatch", "users": users}))
-            .await
-            .map(drop)
+        self.call(json!({"op": "unwatch", "users": users})).await.map(drop)
     }
 
     /// Profiles of users: fetched from the server when connected (and
@@ -787,9 +772,7 @@ impl Client {
                 self.inner.store.upsert_profiles(&ps)?;
                 Ok(ps)
             }
-            Err(ClientError::Offline | ClientError::Timeout) => {
-                Ok(self.inner.store.profiles(users)?)
-            }
+            Err(ClientError::Offline | ClientError::Timeout) => Ok(self.inner.store.profiles(users)?),
             Err(e) => Err(e),
         }
     }
@@ -799,8 +782,7 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn set_profile(&self, name: &str, avatar: &str, status: &str) -> Result<()> {
-        self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status}))
-            .await?;
+        self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status})).await?;
         self.inner.store.upsert_profiles(&[Profile {
             user: self.inner.me.clone(),
             name: name.into(),
@@ -819,9 +801,7 @@ impl Client {
         let inv: Invite = serde_json::from_value(inv.clone())?;
         self.inner.store.upsert_invite(&inv)?;
         let view = InviteView::new(inv, &self.inner.me, now_ms());
-        self.inner.emit(ClientEvent::Invite {
-            invite: view.clone(),
-        });
+        self.inner.emit(ClientEvent::Invite { invite: view.clone() });
         Ok(Some(view))
     }
 
@@ -830,9 +810,8 @@ impl Client {
             && let Some(inv) = &b.invite
         {
             let _ = self.inner.store.upsert_invite(inv);
-            self.inner.emit(ClientEvent::Invite {
-                invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()),
-            });
+            self.inner
+                .emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()) });
         }
         e
     }
@@ -841,17 +820,9 @@ impl Client {
     ///
     /// # Errors
     /// Offline, or the server's refusal.
-    pub async fn invite(
-        &self,
-        to: &str,
-        content: Map<String, Value>,
-        ttl_s: u32,
-    ) -> Result<InviteView> {
-        let v = self
-            .call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s}))
-            .await?;
-        self.record_invite(&v)?
-            .ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
+    pub async fn invite(&self, to: &str, content: Map<String, Value>, ttl_s: u32) -> Result<InviteView> {
+        let v = self.call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s})).await?;
+        self.record_invite(&v)?.ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
     }
 
     /// Answers an incoming invitation.
@@ -866,9 +837,7 @@ impl Client {
         response: Map<String, Value>,
     ) -> Result<Option<InviteView>> {
         let v = self
-            .call(
-                json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}),
-            )
+            .call(json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}))
             .await
             .map_err(|e| self.invite_error(e))?;
         self.record_invite(&v)
@@ -879,10 +848,8 @@ impl Client {
     /// # Errors
     /// As [`Client::answer`].
     pub async fn cancel_invite(&self, iid: &str) -> Result<Option<InviteView>> {
-        let v = self
-            .call(json!({"op": "invite_cancel", "iid": iid}))
-            .await
-            .map_err(|e| self.invite_error(e))?;
+        let v =
+            self.call(json!({"op": "invite_cancel", "iid": iid})).await.map_err(|e| self.invite_error(e))?;
         self.record_invite(&v)
     }
 
@@ -981,13 +948,7 @@ async fn run_manager(inner: Arc<Inner>) {
             Outcome::Failed(reason) => {
                 idx += 1;
                 let d = backoff.next_delay();
-                inner.set_state(
-                    ConnState::Reconnecting,
-                    Some(&url),
-                    Some(d),
-                    Some(reason),
-                    None,
-                );
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
                 d
             }
             Outcome::Ended(end, _synced) => {
@@ -999,13 +960,7 @@ async fn run_manager(inner: Arc<Inner>) {
                         format!("authentication failed: {}", end.reason)
                     };
                     *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
-                    inner.set_state(
-                        ConnState::Stopped,
-                        Some(&url),
-                        None,
-                        Some(reason),
-                        Some(code),
-                    );
+                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
                     return;
                 }
                 if end.code == Some(CloseCode::TOKEN_EXPIRED) {
@@ -1023,13 +978,7 @@ async fn run_manager(inner: Arc<Inner>) {
                     }
                 }
                 let d = backoff.next_delay();
-                inner.set_state(
-                    ConnState::Reconnecting,
-                    Some(&url),
-                    Some(d),
-                    Some(end.reason),
-                    end.code,
-                );
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
                 d
             }
         };
@@ -1039,13 +988,7 @@ async fn run_manager(inner: Arc<Inner>) {
             _ = shutdown.changed() => {}
         }
     }
-    inner.set_state(
-        ConnState::Disconnected,
-        None,
-        None,
-        Some("stopped by the application".into()),
-        None,
-    );
+    inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
 }
 
 async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
@@ -1061,7 +1004,9 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     let (ev_tx, ev_rx) = mpsc::unbounded_channel();
     let (session, mut driver) = Session::start(ws, ev_tx, inner.cfg.request_timeout);
     let token = lock(&inner.token).clone();
-    let hello = session.call(json!({"op": "hello", "token": token, "device": inner.cfg.device, "client": inner.cfg.client_name}));
+    let hello = session.call(
+        json!({"op": "hello", "token": token, "device": inner.cfg.device, "client": inner.cfg.client_name}),
+    );
     let hello = tokio::select! {
         h = hello => h,
         _ = shutdown.changed() => { session.close(1000, "client stopping"); return Outcome::Shutdown; }
@@ -1075,10 +1020,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
             }
         },
         Err(RequestError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
-            let end = timeout(Duration::from_secs(2), &mut driver)
-                .await
-                .ok()
-                .and_then(|r| r.ok());
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
             let code = end.and_then(|e| e.code);
             if code == Some(CloseCode::TOKEN_EXPIRED) {
                 return Outcome::TokenExpired;
@@ -1090,10 +1032,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
         }
         Err(e) => {
             session.close(1000, "hello failed");
-            let end = timeout(Duration::from_secs(2), &mut driver)
-                .await
-                .ok()
-                .and_then(|r| r.ok());
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
             if let Some(end) = end.filter(|e| e.code.is_some()) {
                 return Outcome::Ended(end, false);
             }
@@ -1104,10 +1043,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
         session.close(1000, "wrong account");
         return Outcome::Refused(
             None,
-            format!(
-                "the token is for {:?} but this client is for {:?}",
-                hello.user, inner.me
-            ),
+            format!("the token is for {:?} but this client is for {:?}", hello.user, inner.me),
         );
     }
     session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
@@ -1119,12 +1055,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     let mut workers: JoinSet<()> = JoinSet::new();
     let (synced_tx, synced_rx) = oneshot::channel::<()>();
     workers.spawn(processor(inner.clone(), session.clone(), ev_rx, synced_tx));
-    workers.spawn(outbox_worker(
-        inner.clone(),
-        session.clone(),
-        synced_rx,
-        limits,
-    ));
+    workers.spawn(outbox_worker(inner.clone(), session.clone(), synced_rx, limits));
     workers.spawn(cursor_worker(inner.clone(), session.clone()));
 
     let synced_before = *inner.synced.borrow();
@@ -1159,10 +1090,7 @@ async fn processor(
         let (conversations, fetched) = sync::full_sync(&inner, &session).await?;
         sync::flush_cursors(&inner, &session).await?;
         inner.synced.send_modify(|g| *g += 1);
-        inner.emit(ClientEvent::SyncCompleted {
-            conversations,
-            fetched,
-        });
+        inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
         let _ = synced.send(());
         while let Some(ev) = events.recv().await {
             sync::handle_event(&inner, &session, ev).await?;
@@ -1191,10 +1119,7 @@ async fn outbox_worker(
     let sender = Arc::new(Sender {
         store: inner.store.clone(),
         me: inner.me.clone(),
-        bucket: Mutex::new(TokenBucket::new(
-            limits.send_per_sec,
-            (limits.send_burst / 2).max(1),
-        )),
+        bucket: Mutex::new(TokenBucket::new(limits.send_per_sec, (limits.send_burst / 2).max(1))),
         backoff: BackoffConfig::default(),
         jitter: inner.jitter.clone(),
         emit: Box::new(move |e| emitter.emit(e)),

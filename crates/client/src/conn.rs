@@ -83,31 +83,21 @@ pub struct TcpConnector;
 impl Connector for TcpConnector {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
-            let mut req = url
-                .into_client_request()
-                .map_err(|e| ConnError::BadUrl(url.into(), e.to_string()))?;
+            let mut req =
+                url.into_client_request().map_err(|e| ConnError::BadUrl(url.into(), e.to_string()))?;
             if req.uri().scheme_str() != Some("ws") {
                 return Err(ConnError::BadUrl(url.into(), "only ws:// is supported by this build (put TLS in front with a local proxy, or see README)".into()));
             }
-            req.headers_mut().insert(
-                "Sec-WebSocket-Protocol",
-                SUBPROTOCOL.parse().expect("static header"),
-            );
-            let host = req
-                .uri()
-                .host()
-                .unwrap_or("localhost")
-                .trim_matches(['[', ']'])
-                .to_owned();
+            req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().expect("static header"));
+            let host = req.uri().host().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
             let port = req.uri().port_u16().unwrap_or(80);
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
                 .map_err(|e| ConnError::Unreachable(url.into(), e))?;
             let _ = tcp.set_nodelay(true);
             let io: Box<dyn Io> = Box::new(tcp);
-            let cfg = WebSocketConfig::default()
-                .max_message_size(Some(16 << 20))
-                .max_frame_size(Some(16 << 20));
+            let cfg =
+                WebSocketConfig::default().max_message_size(Some(16 << 20)).max_frame_size(Some(16 << 20));
             let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(cfg))
                 .await
                 .map_err(|e| ConnError::Handshake(url.into(), e.to_string()))?;
@@ -130,10 +120,7 @@ pub fn ws_url(base: &str) -> Result<String, ConnError> {
         "ws" | "http" => "ws",
         "wss" | "https" => "wss",
         other => {
-            return Err(ConnError::BadUrl(
-                base.into(),
-                format!("unsupported scheme {other}"),
-            ));
+            return Err(ConnError::BadUrl(base.into(), format!("unsupported scheme {other}")));
         }
     };
     if rest.is_empty() {
@@ -195,10 +182,7 @@ impl Session {
         request_timeout: Duration,
     ) -> (Arc<Session>, JoinHandle<SessionEnd>) {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
-        let pending = Arc::new(Mutex::new(PendingTable {
-            map: HashMap::new(),
-            dead: false,
-        }));
+        let pending = Arc::new(Mutex::new(PendingTable { map: HashMap::new(), dead: false }));
         let (hb_tx, hb_rx) = watch::channel(INITIAL_HEARTBEAT);
         let (close_tx, close_rx) = watch::channel(None);
         let session = Arc::new(Session {
@@ -240,11 +224,7 @@ impl Session {
             p.map.insert(id, tx);
         }
         if self.out.send(Message::text(op.to_string())).is_err() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .map
-                .remove(&id);
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).map.remove(&id);
             return Err(RequestError::Disconnected);
         }
         match timeout(self.request_timeout, rx).await {
@@ -252,11 +232,7 @@ impl Session {
             Ok(Ok(Err(e))) => Err(RequestError::Server(Box::new(e))),
             Ok(Err(_)) => Err(RequestError::Disconnected),
             Err(_) => {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .map
-                    .remove(&id);
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).map.remove(&id);
                 Err(RequestError::Timeout)
             }
         }
@@ -351,11 +327,7 @@ fn route(text: &str, pending: &Mutex<PendingTable>, events: &mpsc::UnboundedSend
                 tracing::warn!(?reply.err, "server rejected a frame");
                 return;
             };
-            let tx = pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .map
-                .remove(&id);
+            let tx = pending.lock().unwrap_or_else(|e| e.into_inner()).map.remove(&id);
             if let Some(tx) = tx {
                 let _ = tx.send(match (reply.ok, reply.err) {
                     (_, Some(err)) => Err(err),
@@ -379,10 +351,7 @@ mod tests {
     fn base_urls_get_the_ws_path() {
         assert_eq!(ws_url("ws://host:7700").unwrap(), "ws://host:7700/v1/ws");
         assert_eq!(ws_url("ws://host:7700/").unwrap(), "ws://host:7700/v1/ws");
-        assert_eq!(
-            ws_url("wss://chat.example.com").unwrap(),
-            "wss://chat.example.com/v1/ws"
-        );
+        assert_eq!(ws_url("wss://chat.example.com").unwrap(), "wss://chat.example.com/v1/ws");
         assert_eq!(ws_url("http://h:1").unwrap(), "ws://h:1/v1/ws");
         assert_eq!(ws_url("ws://h:1/custom/ws").unwrap(), "ws://h:1/custom/ws");
         assert!(ws_url("h:1").is_err());

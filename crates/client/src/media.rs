@@ -35,38 +35,21 @@ pub fn http_base(ws_url: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn exchange(
-    base: &str,
-    req: Request<Full<Bytes>>,
-) -> Result<(u16, String, Bytes), MediaError> {
-    let host = base
-        .split_once("://")
-        .map(|(_, h)| h)
-        .unwrap_or(base)
-        .to_owned();
+async fn exchange(base: &str, req: Request<Full<Bytes>>) -> Result<(u16, String, Bytes), MediaError> {
+    let host = base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned();
     if base.starts_with("https") {
-        return Err(MediaError::Transport(
-            "https media is not supported by this build".into(),
-        ));
+        return Err(MediaError::Transport("https media is not supported by this build".into()));
     }
-    let addr = if host.contains(':') {
-        host.clone()
-    } else {
-        format!("{host}:80")
-    };
-    let tcp = tokio::net::TcpStream::connect(&addr)
-        .await
-        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    let addr = if host.contains(':') { host.clone() } else { format!("{host}:80") };
+    let tcp =
+        tokio::net::TcpStream::connect(&addr).await.map_err(|e| MediaError::Transport(e.to_string()))?;
     let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
         .map_err(|e| MediaError::Transport(e.to_string()))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let resp = send
-        .send_request(req)
-        .await
-        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    let resp = send.send_request(req).await.map_err(|e| MediaError::Transport(e.to_string()))?;
     let status = resp.status().as_u16();
     let mime = resp
         .headers()
@@ -74,20 +57,12 @@ async fn exchange(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| MediaError::Transport(e.to_string()))?
-        .to_bytes();
+    let body = resp.into_body().collect().await.map_err(|e| MediaError::Transport(e.to_string()))?.to_bytes();
     Ok((status, mime, body))
 }
 
 fn host_header(base: &str) -> String {
-    base.split_once("://")
-        .map(|(_, h)| h)
-        .unwrap_or(base)
-        .to_owned()
+    base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned()
 }
 
 /// Uploads `bytes` with content type `mime`.
@@ -108,13 +83,9 @@ pub async fn upload(
         .map_err(|e| MediaError::Transport(e.to_string()))?;
     let (status, _, body) = exchange(base, req).await?;
     if status != 201 && status != 200 {
-        return Err(MediaError::Status {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
+        return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| MediaError::Transport(format!("bad upload reply: {e}")))
+    serde_json::from_slice(&body).map_err(|e| MediaError::Transport(format!("bad upload reply: {e}")))
 }
 
 /// Downloads a media object into `dir`; returns (path, mime, size).
@@ -137,10 +108,7 @@ pub async fn download(
         .map_err(|e| MediaError::Transport(e.to_string()))?;
     let (status, mime, body) = exchange(base, req).await?;
     if status != 200 {
-        return Err(MediaError::Status {
-            status,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        });
+        return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
     }
     tokio::fs::create_dir_all(dir).await?;
     let path = dir.join(media);
@@ -155,9 +123,6 @@ mod tests {
     #[test]
     fn http_base_from_ws_url() {
         assert_eq!(super::http_base("ws://h:7700/v1/ws"), "http://h:7700");
-        assert_eq!(
-            super::http_base("wss://chat.example.com/v1/ws"),
-            "https://chat.example.com"
-        );
+        assert_eq!(super::http_base("wss://chat.example.com/v1/ws"), "https://chat.example.com");
     }
 }

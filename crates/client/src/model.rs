@@ -87,10 +87,7 @@ pub struct MessageView {
 impl MessageView {
     /// The text of a `text` message (or the file name of a file/image).
     pub fn text(&self) -> Option<&str> {
-        self.body
-            .get("text")
-            .or_else(|| self.body.get("name"))
-            .and_then(Value::as_str)
+        self.body.get("text").or_else(|| self.body.get("name")).and_then(Value::as_str)
     }
 }
 
@@ -124,6 +121,9 @@ pub struct ConversationView {
     /// The unsent draft, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub draft: Option<String>,
+    /// The newest message (an own pending one if any), for the list preview.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_message: Option<MessageView>,
 }
 
 /// A call invitation as mirrored locally. `state` is the server's state,
@@ -148,11 +148,7 @@ impl InviteView {
         }
         let incoming = invite.to == me;
         let ringing = incoming && invite.state == InviteState::Pending;
-        InviteView {
-            invite,
-            incoming,
-            ringing,
-        }
+        InviteView { invite, incoming, ringing }
     }
 }
 

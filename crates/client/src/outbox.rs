@@ -49,11 +49,7 @@ pub struct Sender {
 impl Sender {
     async fn pace(&self) {
         loop {
-            let wait = self
-                .bucket
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .try_take();
+            let wait = self.bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take();
             match wait {
                 Ok(()) => return,
                 Err(d) => tokio::time::sleep(d).await,
@@ -72,15 +68,14 @@ impl Sender {
         while let Some(item) = self.store.outbox_head(conv)? {
             let m = &item.message;
             self.pace().await;
-            let mut op =
-                json!({"op": "send", "to": m.to, "cid": m.cid, "kind": m.kind, "body": m.body});
+            let mut op = json!({"op": "send", "to": m.to, "cid": m.cid, "kind": m.kind, "body": m.body});
             if let Some(r) = &m.reply_to {
                 op["reply_to"] = json!(r);
             }
             match transport.request(op).await {
                 Ok(v) => {
-                    let ok: SendOk = serde_json::from_value(v)
-                        .map_err(|e| DrainError::Protocol(e.to_string()))?;
+                    let ok: SendOk =
+                        serde_json::from_value(v).map_err(|e| DrainError::Protocol(e.to_string()))?;
                     if let Some(view) = self.store.mark_sent(&self.me, &m.cid, &ok)? {
                         (self.emit)(ClientEvent::MessageUpdated { message: view });
                     }
@@ -88,14 +83,8 @@ impl Sender {
                 }
                 Err(RequestError::Server(e)) if e.code == ErrorCode::RateLimited => {
                     self.store.note_attempt(item.id, e.code.as_str())?;
-                    self.bucket
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .drain();
-                    tokio::time::sleep(Duration::from_millis(
-                        e.retry_after_ms.unwrap_or(1000).max(1),
-                    ))
-                    .await;
+                    self.bucket.lock().unwrap_or_else(|e| e.into_inner()).drain();
+                    tokio::time::sleep(Duration::from_millis(e.retry_after_ms.unwrap_or(1000).max(1))).await;
                 }
                 Err(RequestError::Server(e)) if e.code.is_retryable() => {
                     self.store.note_attempt(item.id, e.code.as_str())?;
@@ -180,10 +169,7 @@ mod tests {
                     from: "alice".into(),
                     to: Target::User("bob".into()),
                     kind: "text".into(),
-                    body: json!({"text": format!("t{i}")})
-                        .as_object()
-                        .unwrap()
-                        .clone(),
+                    body: json!({"text": format!("t{i}")}).as_object().unwrap().clone(),
                     reply_to: None,
                 })
                 .unwrap();
@@ -193,11 +179,7 @@ mod tests {
             store,
             me: "alice".into(),
             bucket: Mutex::new(TokenBucket::new(1000, 1000)),
-            backoff: BackoffConfig {
-                base: Duration::from_secs(1),
-                cap: Duration::from_secs(8),
-                factor: 2.0,
-            },
+            backoff: BackoffConfig { base: Duration::from_secs(1), cap: Duration::from_secs(8), factor: 2.0 },
             jitter: Arc::new(|| 0.0),
             emit: Box::new(|_| {}),
         };
@@ -207,11 +189,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn rate_limited_waits_retry_after_and_keeps_the_cid() {
         let (_d, sender, conv, _) = setup(2);
-        let t = Scripted::new(vec![
-            err(ErrorCode::RateLimited, Some(1500)),
-            Ok(()),
-            Ok(()),
-        ]);
+        let t = Scripted::new(vec![err(ErrorCode::RateLimited, Some(1500)), Ok(()), Ok(())]);
         let start = Instant::now();
         sender.drain(&t, &conv).await.unwrap();
         let seen = t.seen.lock().unwrap().clone();
@@ -219,10 +197,7 @@ mod tests {
         assert_eq!(cids, ["c0", "c0", "c1"]);
         assert_eq!(seen[1].0 - start, Duration::from_millis(1500));
         let msgs = sender.store.all_messages(&conv).unwrap();
-        assert_eq!(
-            msgs.iter().map(|m| m.seq).collect::<Vec<_>>(),
-            [Some(1), Some(2)]
-        );
+        assert_eq!(msgs.iter().map(|m| m.seq).collect::<Vec<_>>(), [Some(1), Some(2)]);
         assert!(sender.store.outbox_cids().unwrap().is_empty());
     }
 
@@ -233,13 +208,7 @@ mod tests {
         let t = Scripted::new(vec![internal(), internal(), internal(), Ok(())]);
         let start = Instant::now();
         sender.drain(&t, &conv).await.unwrap();
-        let at: Vec<Duration> = t
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(i, _)| *i - start)
-            .collect();
+        let at: Vec<Duration> = t.seen.lock().unwrap().iter().map(|(i, _)| *i - start).collect();
         // jitter 0 → half of 1 s, 2 s, 4 s.
         assert_eq!(
             at,
@@ -266,15 +235,7 @@ mod tests {
         sender.store.retry_failed("alice", "c0").unwrap().unwrap();
         sender.drain(&t, &conv).await.unwrap();
         assert_eq!(t.seen.lock().unwrap().last().unwrap().1, "c0");
-        assert_eq!(
-            sender
-                .store
-                .message_by_cid("alice", "c0")
-                .unwrap()
-                .unwrap()
-                .seq,
-            Some(2)
-        );
+        assert_eq!(sender.store.message_by_cid("alice", "c0").unwrap().unwrap().seq, Some(2));
     }
 
     #[tokio::test(start_paused = true)]
@@ -299,13 +260,7 @@ mod tests {
         let t = Scripted::new(vec![]);
         let start = Instant::now();
         sender.drain(&t, &conv).await.unwrap();
-        let at: Vec<u128> = t
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(i, _)| (*i - start).as_millis())
-            .collect();
+        let at: Vec<u128> = t.seen.lock().unwrap().iter().map(|(i, _)| (*i - start).as_millis()).collect();
         assert_eq!(at, [0, 0, 100, 200, 300]);
     }
 }

@@ -37,10 +37,7 @@ pub enum SyncError {
 }
 
 /// Runs the initial sync of a session. Returns (conversations, fetched).
-pub(crate) async fn full_sync(
-    inner: &Arc<Inner>,
-    session: &Session,
-) -> Result<(usize, usize), SyncError> {
+pub(crate) async fn full_sync(inner: &Arc<Inner>, session: &Session) -> Result<(usize, usize), SyncError> {
     let ok: SyncOk = serde_json::from_value(session.call(json!({"op": "sync"})).await?)?;
     let me = inner.me.as_str();
     for c in &ok.conversations {
@@ -48,9 +45,7 @@ pub(crate) async fn full_sync(
     }
     for inv in &ok.invites {
         inner.store.upsert_invite(inv)?;
-        inner.emit(ClientEvent::Invite {
-            invite: InviteView::new(inv.clone(), me, now_ms()),
-        });
+        inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
     }
     let mut fetched = 0;
     for c in &ok.conversations {
@@ -79,9 +74,8 @@ pub(crate) async fn fill(
         if until.is_some_and(|u| after >= u) {
             break;
         }
-        let reply = session
-            .call(json!({"op": "history", "conv": conv, "after": after, "limit": page}))
-            .await?;
+        let reply =
+            session.call(json!({"op": "history", "conv": conv, "after": after, "limit": page})).await?;
         let h: HistoryOk = serde_json::from_value(reply)?;
         let n = apply(inner, &h.messages, false)?;
         added += n;
@@ -91,10 +85,7 @@ pub(crate) async fn fill(
         }
     }
     if added > PER_MESSAGE_EVENTS_UP_TO {
-        inner.emit(ClientEvent::HistoryFilled {
-            conv: conv.clone(),
-            added,
-        });
+        inner.emit(ClientEvent::HistoryFilled { conv: conv.clone(), added });
     }
     inner.ack_wake.notify_one();
     Ok(added)
@@ -127,11 +118,7 @@ fn apply(inner: &Arc<Inner>, msgs: &[Msg], live: bool) -> Result<usize, SyncErro
 }
 
 /// Handles one pushed event.
-pub(crate) async fn handle_event(
-    inner: &Arc<Inner>,
-    session: &Session,
-    ev: Event,
-) -> Result<(), SyncError> {
+pub(crate) async fn handle_event(inner: &Arc<Inner>, session: &Session, ev: Event) -> Result<(), SyncError> {
     let me = inner.me.as_str();
     match ev {
         Event::Msg(m) => {
@@ -144,24 +131,11 @@ pub(crate) async fn handle_event(
             inner.ack_wake.notify_one();
             inner.emit_conversation(&conv);
         }
-        Event::Receipt {
-            conv,
-            user,
-            recv_seq,
-            read_seq,
-        } => {
-            for m in inner
-                .store
-                .apply_receipt(me, &conv, recv_seq, read_seq, 200)?
-            {
+        Event::Receipt { conv, user, recv_seq, read_seq } => {
+            for m in inner.store.apply_receipt(me, &conv, recv_seq, read_seq, 200)? {
                 inner.emit(ClientEvent::MessageUpdated { message: m });
             }
-            inner.emit(ClientEvent::Receipt {
-                conv: conv.clone(),
-                user,
-                recv_seq,
-                read_seq,
-            });
+            inner.emit(ClientEvent::Receipt { conv: conv.clone(), user, recv_seq, read_seq });
             inner.emit_conversation(&conv);
         }
         Event::Read { conv, seq } => {
@@ -169,42 +143,26 @@ pub(crate) async fn handle_event(
             inner.emit_conversation(&conv);
         }
         Event::Typing { conv, user } => inner.emit(ClientEvent::Typing { conv, user }),
-        Event::Signal { from, to, body, ts } => {
-            inner.emit(ClientEvent::Signal { from, to, body, ts })
-        }
-        Event::Member {
-            channel,
-            user,
-            joined,
-            removed,
-        } => {
+        Event::Signal { from, to, body, ts } => inner.emit(ClientEvent::Signal { from, to, body, ts }),
+        Event::Member { channel, user, joined, removed } => {
             let conv = Conv::channel(&channel);
             if user == me && joined {
                 inner.store.ensure_conversation(me, &conv, 0)?;
                 fill(inner, session, &conv, None).await?;
                 inner.emit_conversation(&conv);
             }
-            inner.emit(ClientEvent::Member {
-                channel,
-                user,
-                joined,
-                removed,
-            });
+            inner.emit(ClientEvent::Member { channel, user, joined, removed });
         }
-        Event::Presence(p) => inner.emit(ClientEvent::Presence {
-            user: p.user,
-            online: p.online,
-            last_seen: p.last_seen,
-        }),
+        Event::Presence(p) => {
+            inner.emit(ClientEvent::Presence { user: p.user, online: p.online, last_seen: p.last_seen })
+        }
         Event::Profile(p) => {
             inner.store.upsert_profiles(std::slice::from_ref(&p))?;
             inner.emit(ClientEvent::Profile { profile: p });
         }
         Event::Invite { invite } | Event::InviteState { invite } => {
             inner.store.upsert_invite(&invite)?;
-            inner.emit(ClientEvent::Invite {
-                invite: InviteView::new(invite, me, now_ms()),
-            });
+            inner.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, now_ms()) });
         }
         Event::TokenExpiring { exp } => inner.emit(ClientEvent::TokenExpiring { exp }),
     }
@@ -216,19 +174,11 @@ pub(crate) async fn handle_event(
 /// rather than retried forever.
 pub(crate) async fn flush_cursors(inner: &Arc<Inner>, session: &Session) -> Result<(), SyncError> {
     for (conv, seq) in inner.store.reads_to_send()? {
-        tolerate(
-            session
-                .call(json!({"op": "read", "conv": conv, "seq": seq}))
-                .await,
-        )?;
+        tolerate(session.call(json!({"op": "read", "conv": conv, "seq": seq})).await)?;
         inner.store.read_sent(&conv, seq)?;
     }
     for (conv, seq) in inner.store.acks_to_send()? {
-        tolerate(
-            session
-                .call(json!({"op": "ack", "conv": conv, "seq": seq}))
-                .await,
-        )?;
+        tolerate(session.call(json!({"op": "ack", "conv": conv, "seq": seq})).await)?;
         inner.store.acked(&conv, seq)?;
     }
     Ok(())

@@ -12,19 +12,14 @@ use tokio::process::Command;
 
 fn cli(url: &str, token: &str, data: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_courier-cli"));
-    c.env("COURIER_SERVER", url)
-        .env("COURIER_TOKEN", token)
-        .env("COURIER_DATA", data)
-        .env_remove("RUST_LOG");
+    c.env("COURIER_SERVER", url).env("COURIER_TOKEN", token).env("COURIER_DATA", data).env_remove("RUST_LOG");
     c.kill_on_drop(true);
     c
 }
 
 async fn run(mut c: Command, args: &[&str]) -> (i32, String) {
-    let out = tokio::time::timeout(support::PATIENCE, c.args(args).output())
-        .await
-        .expect("cli hung")
-        .unwrap();
+    let out =
+        tokio::time::timeout(support::PATIENCE, c.args(args).output()).await.expect("cli hung").unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!(
         "courier-cli {args:?} → {:?}\n{stdout}{}",
@@ -39,11 +34,8 @@ async fn send_queues_while_unreachable_and_a_later_sync_delivers() {
     let mut server = TestServer::new();
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
-    let (code, out) = run(
-        cli(&url, "dev:alice", a.path()),
-        &["send", "@bob", "hello bob", "--wait", "1"],
-    )
-    .await;
+    let (code, out) =
+        run(cli(&url, "dev:alice", a.path()), &["send", "@bob", "hello bob", "--wait", "1"]).await;
     assert_eq!(code, 3);
     assert!(out.starts_with("queued "), "{out}");
     let (code, _) = run(cli(&url, "dev:alice", a.path()), &["sync", "--wait", "1"]).await;
@@ -53,16 +45,9 @@ async fn send_queues_while_unreachable_and_a_later_sync_delivers() {
     let (code, out) = run(cli(&url, "dev:alice", a.path()), &["sync", "--wait", "30"]).await;
     assert_eq!(code, 0);
     assert!(out.contains("outbox: 0 queued"), "{out}");
-    let (code, out) = run(
-        cli(&url, "dev:alice", a.path()),
-        &["history", "@bob", "--json"],
-    )
-    .await;
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
     assert_eq!(code, 0);
-    let lines: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["seq"], 1);
     assert_eq!(lines[0]["conv"], "dm:alice:bob");
@@ -94,46 +79,22 @@ async fn join_send_stdin_and_exit_codes() {
     assert!(out.starts_with("joined ch:lobby"), "{out}");
 
     let mut c = cli(&url, "dev:alice", a.path());
-    c.args(["send", "#lobby", "--stdin"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
+    c.args(["send", "#lobby", "--stdin"]).stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\nthree\n")
-        .await
-        .unwrap();
-    let out = tokio::time::timeout(support::PATIENCE, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
+    child.stdin.take().unwrap().write_all(b"one\ntwo\nthree\n").await.unwrap();
+    let out = tokio::time::timeout(support::PATIENCE, child.wait_with_output()).await.unwrap().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        "sent ch:lobby 1\nsent ch:lobby 2\nsent ch:lobby 3\n"
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "sent ch:lobby 1\nsent ch:lobby 2\nsent ch:lobby 3\n");
 
-    let (code, _) = run(
-        cli(&url, "dev:alice", a.path()),
-        &["send", "lobby", "no prefix"],
-    )
-    .await;
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["send", "lobby", "no prefix"]).await;
     assert_eq!(code, 2, "usage error");
     let (code, _) = run(cli(&url, "dev:alice", a.path()), &["frobnicate"]).await;
     assert_eq!(code, 2, "usage error");
     // A JWT-shaped token the server cannot verify: authentication refused.
     let m = tempfile::tempdir().unwrap();
-    let (code, _) = run(
-        cli(
-            &url,
-            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl",
-            m.path(),
-        ),
-        &["sync"],
-    )
-    .await;
+    let (code, _) =
+        run(cli(&url, "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJtYWxsb3J5In0.c2lnbmF0dXJl", m.path()), &["sync"])
+            .await;
     assert_eq!(code, 4, "authentication refused");
     server.stop().await;
 }
@@ -152,47 +113,23 @@ async fn killing_the_client_mid_send_then_restarting_delivers_everything_once() 
     let input: String = (0..n).map(|i| format!("line {i}\n")).collect();
 
     let mut c = cli(&url, "dev:alice", a.path());
-    c.args(["send", "@bob", "--stdin", "--wait", "60"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null());
+    c.args(["send", "@bob", "--stdin", "--wait", "60"]).stdin(Stdio::piped()).stdout(Stdio::null());
     let mut child = c.spawn().unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .await
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).await.unwrap();
     // Kill it once bob has seen some of the messages (the rate limit keeps
     // the rest in flight or queued).
-    until(&bob, "bob got 30 messages", || {
-        bob.store().synced_seq(&conv).unwrap() >= 30
-    })
-    .await;
+    until(&bob, "bob got 30 messages", || bob.store().synced_seq(&conv).unwrap() >= 30).await;
     child.start_kill().unwrap();
     let status = child.wait().await.unwrap();
     assert!(!status.success());
-    assert!(
-        bob.store().synced_seq(&conv).unwrap() < n,
-        "killed too late to prove anything"
-    );
+    assert!(bob.store().synced_seq(&conv).unwrap() < n, "killed too late to prove anything");
 
     let (code, out) = run(cli(&url, "dev:alice", a.path()), &["sync", "--wait", "40"]).await;
     assert_eq!(code, 0, "{out}");
-    until(&bob, "bob got everything", || {
-        bob.store().synced_seq(&conv).unwrap() >= n
-    })
-    .await;
-    let texts: Vec<String> = bob
-        .history(&conv, None, u32::MAX)
-        .unwrap()
-        .iter()
-        .map(|m| m.text().unwrap().to_owned())
-        .collect();
-    assert_eq!(
-        texts,
-        (0..n).map(|i| format!("line {i}")).collect::<Vec<_>>()
-    );
+    until(&bob, "bob got everything", || bob.store().synced_seq(&conv).unwrap() >= n).await;
+    let texts: Vec<String> =
+        bob.history(&conv, None, u32::MAX).unwrap().iter().map(|m| m.text().unwrap().to_owned()).collect();
+    assert_eq!(texts, (0..n).map(|i| format!("line {i}")).collect::<Vec<_>>());
     bob.stop().await;
     server.stop().await;
 }
@@ -213,8 +150,7 @@ async fn listen_prints_events_as_json_lines() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let url = server.url();
     let mut c = cli(&url, "dev:bob", b.path());
-    c.args(["listen", "--json", "--for", "60"])
-        .stdout(Stdio::piped());
+    c.args(["listen", "--json", "--for", "60"]).stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     loop {
@@ -224,9 +160,7 @@ async fn listen_prints_events_as_json_lines() {
     }
     let alice = client(&url, "alice", "d", a.path());
     synced(&alice).await;
-    alice
-        .send_text(&Target::User("bob".into()), "are you there")
-        .unwrap();
+    alice.send_text(&Target::User("bob".into()), "are you there").unwrap();
     loop {
         let ev = next_json(&mut lines).await;
         if ev["type"] == "message_added" {

@@ -30,24 +30,15 @@ async fn messages_sent_while_the_server_is_down_are_delivered_once_it_starts() {
     assert_eq!(alice.outbox().unwrap(), cids);
 
     server.start().await;
-    let settled = tokio::time::timeout(support::PATIENCE, alice.wait_settled(&cids))
-        .await
-        .unwrap()
-        .unwrap();
+    let settled = tokio::time::timeout(support::PATIENCE, alice.wait_settled(&cids)).await.unwrap().unwrap();
     assert!(settled.iter().all(|m| m.status == DeliveryStatus::Sent));
-    assert_eq!(
-        settled.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
-    );
+    assert_eq!(settled.iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>(), [1, 2, 3, 4, 5]);
 
     let bob = client(&server.url(), "bob", "d1", b_dir.path());
     synced(&bob).await;
     let conv = Conv::dm("alice", "bob");
     let texts: Vec<String> = transcript(&bob, &conv).into_iter().map(|t| t.3).collect();
-    assert_eq!(
-        texts,
-        (0..5).map(|i| format!("offline {i}")).collect::<Vec<_>>()
-    );
+    assert_eq!(texts, (0..5).map(|i| format!("offline {i}")).collect::<Vec<_>>());
     assert_eq!(transcript(&alice, &conv), transcript(&bob, &conv));
     alice.stop().await;
     bob.stop().await;
@@ -69,39 +60,20 @@ async fn a_server_restart_during_a_burst_loses_nothing_and_duplicates_nothing() 
 
     let to = Target::Channel("lobby".into());
     let n = 200;
-    let cids: Vec<String> = (0..n)
-        .map(|i| alice.send_text(&to, &format!("burst {i}")).unwrap().cid)
-        .collect();
+    let cids: Vec<String> =
+        (0..n).map(|i| alice.send_text(&to, &format!("burst {i}")).unwrap().cid).collect();
     // Restart once part of the burst is through.
-    until(&alice, "40 messages acknowledged", || {
-        alice.outbox().unwrap().len() <= n - 40
-    })
-    .await;
+    until(&alice, "40 messages acknowledged", || alice.outbox().unwrap().len() <= n - 40).await;
     server.stop().await;
     server.start().await;
 
-    tokio::time::timeout(support::PATIENCE, alice.wait_settled(&cids))
-        .await
-        .unwrap()
-        .unwrap();
-    let last = alice
-        .store()
-        .conversation("alice", &lobby())
-        .unwrap()
-        .unwrap()
-        .last_seq;
-    until(&bob, "bob caught up", || {
-        bob.store().synced_seq(&lobby()).unwrap() >= last
-    })
-    .await;
+    tokio::time::timeout(support::PATIENCE, alice.wait_settled(&cids)).await.unwrap().unwrap();
+    let last = alice.store().conversation("alice", &lobby()).unwrap().unwrap().last_seq;
+    until(&bob, "bob caught up", || bob.store().synced_seq(&lobby()).unwrap() >= last).await;
     let a = transcript(&alice, &lobby());
     let b = transcript(&bob, &lobby());
     assert_eq!(a, b);
-    let texts: Vec<&str> = b
-        .iter()
-        .filter(|t| t.2 == "alice")
-        .map(|t| t.3.as_str())
-        .collect();
+    let texts: Vec<&str> = b.iter().filter(|t| t.2 == "alice").map(|t| t.3.as_str()).collect();
     let expected: Vec<String> = (0..n).map(|i| format!("burst {i}")).collect();
     assert_eq!(texts, expected, "every message once, in the order sent");
     let seqs: Vec<u64> = b.iter().map(|t| t.0.unwrap()).collect();
@@ -123,9 +95,7 @@ async fn two_devices_of_one_user_stay_consistent() {
     }
     let conv = Conv::dm("alice", "bob");
     // Sent on one device, it appears on the other as an own sent message.
-    let m = phone
-        .send_text(&Target::User("bob".into()), "from my phone")
-        .unwrap();
+    let m = phone.send_text(&Target::User("bob".into()), "from my phone").unwrap();
     until(&laptop, "laptop sees the phone's message", || {
         laptop
             .store()
@@ -135,32 +105,15 @@ async fn two_devices_of_one_user_stay_consistent() {
     })
     .await;
     // Bob answers; both devices get it, unread on both.
-    bob.send_text(&Target::User("alice".into()), "hi alice")
-        .unwrap();
+    bob.send_text(&Target::User("alice".into()), "hi alice").unwrap();
     for d in [&phone, &laptop] {
-        until(d, "bob's answer arrives", || {
-            d.store().synced_seq(&conv).unwrap() == 2
-        })
-        .await;
-        assert_eq!(
-            d.store()
-                .conversation("alice", &conv)
-                .unwrap()
-                .unwrap()
-                .unread,
-            1
-        );
+        until(d, "bob's answer arrives", || d.store().synced_seq(&conv).unwrap() == 2).await;
+        assert_eq!(d.store().conversation("alice", &conv).unwrap().unwrap().unread, 1);
     }
     // Read on the laptop → read on the phone; bob sees the receipt.
     laptop.mark_read(&conv, None).unwrap();
     until(&phone, "read state reaches the phone", || {
-        phone
-            .store()
-            .conversation("alice", &conv)
-            .unwrap()
-            .unwrap()
-            .unread
-            == 0
+        phone.store().conversation("alice", &conv).unwrap().unwrap().unread == 0
     })
     .await;
     until(&bob, "bob's message shows read", || {
@@ -211,14 +164,8 @@ async fn a_bad_token_stops_the_client() {
     cfg.token = "not-a-valid-token.eyJzdWIiOiJtYWxsb3J5In0.sig".into();
     let c = Client::open(cfg).unwrap();
     c.start();
-    let err = tokio::time::timeout(support::PATIENCE, c.wait_synced())
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert!(
-        matches!(err, courier_client::ClientError::Stopped { .. }),
-        "{err}"
-    );
+    let err = tokio::time::timeout(support::PATIENCE, c.wait_synced()).await.unwrap().unwrap_err();
+    assert!(matches!(err, courier_client::ClientError::Stopped { .. }), "{err}");
     server.stop().await;
 }
 
@@ -229,53 +176,22 @@ async fn permanent_errors_fail_the_message_and_the_queue_moves_on() {
     let alice = client(&server.url(), "alice", "d", d.path());
     synced(&alice).await;
     // Not a member of #tech: forbidden. Too large: too_large.
-    let forbidden = alice
-        .send_text(&Target::Channel("tech".into()), "hello?")
-        .unwrap();
-    let huge = alice
-        .send_text(&Target::User("bob".into()), &"x".repeat(40_000))
-        .unwrap();
-    let fine = alice
-        .send_text(&Target::User("bob".into()), "fine")
-        .unwrap();
+    let forbidden = alice.send_text(&Target::Channel("tech".into()), "hello?").unwrap();
+    let huge = alice.send_text(&Target::User("bob".into()), &"x".repeat(40_000)).unwrap();
+    let fine = alice.send_text(&Target::User("bob".into()), "fine").unwrap();
     let all = [forbidden.cid.clone(), huge.cid.clone(), fine.cid.clone()];
-    let settled = tokio::time::timeout(support::PATIENCE, alice.wait_settled(&all))
-        .await
-        .unwrap()
-        .unwrap();
+    let settled = tokio::time::timeout(support::PATIENCE, alice.wait_settled(&all)).await.unwrap().unwrap();
     let status: Vec<_> = settled.iter().map(|m| m.status).collect();
-    assert_eq!(
-        status,
-        [
-            DeliveryStatus::Failed,
-            DeliveryStatus::Failed,
-            DeliveryStatus::Sent
-        ]
-    );
-    assert!(
-        settled[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .starts_with("forbidden")
-    );
-    assert!(
-        settled[1]
-            .error
-            .as_deref()
-            .unwrap()
-            .starts_with("too_large")
-    );
+    assert_eq!(status, [DeliveryStatus::Failed, DeliveryStatus::Failed, DeliveryStatus::Sent]);
+    assert!(settled[0].error.as_deref().unwrap().starts_with("forbidden"));
+    assert!(settled[1].error.as_deref().unwrap().starts_with("too_large"));
     // Join, then retry the failed one with the same cid.
     alice.join("tech").await.unwrap();
     alice.retry(&forbidden.cid).unwrap();
-    let r = tokio::time::timeout(
-        support::PATIENCE,
-        alice.wait_settled(std::slice::from_ref(&forbidden.cid)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let r = tokio::time::timeout(support::PATIENCE, alice.wait_settled(std::slice::from_ref(&forbidden.cid)))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(r[0].status, DeliveryStatus::Sent);
     alice.stop().await;
     server.stop().await;
@@ -305,13 +221,8 @@ async fn five_clients_through_a_faulty_network_converge_exactly_once() {
         synced(c).await;
         c.join("lobby").await.unwrap();
     }
-    let chaos = Faults {
-        reset: 0.01,
-        stall: 0.01,
-        stall_ms: (200, 9000),
-        latency_ms: (0, 30),
-        mean_life_ms: 4000,
-    };
+    let chaos =
+        Faults { reset: 0.01, stall: 0.01, stall_ms: (200, 9000), latency_ms: (0, 30), mean_life_ms: 4000 };
     for p in &proxies {
         p.set_faults(chaos.clone());
     }
@@ -329,11 +240,10 @@ async fn five_clients_through_a_faulty_network_converge_exactly_once() {
     }
     for c in &clients {
         let mine: Vec<String> = c.outbox().unwrap();
-        let settled =
-            tokio::time::timeout(std::time::Duration::from_secs(120), c.wait_settled(&mine))
-                .await
-                .expect("outbox never drained under faults")
-                .unwrap();
+        let settled = tokio::time::timeout(std::time::Duration::from_secs(120), c.wait_settled(&mine))
+            .await
+            .expect("outbox never drained under faults")
+            .unwrap();
         assert!(settled.iter().all(|m| m.status == DeliveryStatus::Sent));
     }
     // The network heals; everyone catches up.
@@ -342,40 +252,23 @@ async fn five_clients_through_a_faulty_network_converge_exactly_once() {
     }
     let total = (users.len() * per_user) as u64;
     for c in &clients {
-        until(c, "client holds all 500 messages", || {
-            c.store().synced_seq(&lobby()).unwrap() >= total
-        })
-        .await;
+        until(c, "client holds all 500 messages", || c.store().synced_seq(&lobby()).unwrap() >= total).await;
     }
     let reference = transcript(&clients[0], &lobby());
     assert_eq!(reference.len() as u64, total);
     let cids: HashSet<&String> = reference.iter().map(|t| &t.1).collect();
     assert_eq!(cids.len() as u64, total, "no message twice");
-    assert_eq!(
-        cids,
-        all_cids.iter().collect::<HashSet<_>>(),
-        "every message sent is there"
-    );
+    assert_eq!(cids, all_cids.iter().collect::<HashSet<_>>(), "every message sent is there");
     for (i, c) in clients.iter().enumerate().skip(1) {
         assert_eq!(transcript(c, &lobby()), reference, "client {i} differs");
     }
     for u in users {
-        let mine: Vec<&str> = reference
-            .iter()
-            .filter(|t| t.2 == u)
-            .map(|t| t.3.as_str())
-            .collect();
+        let mine: Vec<&str> = reference.iter().filter(|t| t.2 == u).map(|t| t.3.as_str()).collect();
         let expected: Vec<String> = (0..per_user).map(|n| format!("{u} #{n}")).collect();
         assert_eq!(mine, expected, "{u}'s messages in the order sent");
     }
-    let resets: u64 = proxies
-        .iter()
-        .map(|p| p.stats.resets.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
-    let stalls: u64 = proxies
-        .iter()
-        .map(|p| p.stats.stalls.load(std::sync::atomic::Ordering::Relaxed))
-        .sum();
+    let resets: u64 = proxies.iter().map(|p| p.stats.resets.load(std::sync::atomic::Ordering::Relaxed)).sum();
+    let stalls: u64 = proxies.iter().map(|p| p.stats.stalls.load(std::sync::atomic::Ordering::Relaxed)).sum();
     eprintln!("faults injected: {resets} resets, {stalls} stalls");
     assert!(resets > 0 && stalls > 0, "the proxy injected no faults");
     for c in &clients {
@@ -403,9 +296,11 @@ async fn call_invitations_are_mirrored_on_both_sides() {
     assert!(!inv.incoming && !inv.ringing);
     let iid = inv.invite.iid.clone();
     for ev in [&mut phone_events, &mut laptop_events] {
-        support::event(ev, "bob's devices ring", |e| {
-            matches!(e, ClientEvent::Invite { invite } if invite.invite.iid == iid && invite.ringing)
-        })
+        support::event(
+            ev,
+            "bob's devices ring",
+            |e| matches!(e, ClientEvent::Invite { invite } if invite.invite.iid == iid && invite.ringing),
+        )
         .await;
     }
     let answered = bob_phone.answer(&iid, true, serde_json::Map::new()).await.unwrap();
@@ -416,9 +311,16 @@ async fn call_invitations_are_mirrored_on_both_sides() {
     })
     .await;
     let late = bob_laptop.answer(&iid, false, serde_json::Map::new()).await.unwrap_err();
-    assert!(matches!(&late, courier_client::ClientError::Server(e) if e.code == courier_proto::ErrorCode::InviteFinal), "{late}");
+    assert!(
+        matches!(&late, courier_client::ClientError::Server(e) if e.code == courier_proto::ErrorCode::InviteFinal),
+        "{late}"
+    );
     until(&alice, "alice sees accepted", || {
-        alice.invites().unwrap().iter().any(|i| i.invite.iid == iid && i.invite.state == InviteState::Accepted)
+        alice
+            .invites()
+            .unwrap()
+            .iter()
+            .any(|i| i.invite.iid == iid && i.invite.state == InviteState::Accepted)
     })
     .await;
     for c in [&alice, &bob_phone, &bob_laptop] {
@@ -454,4 +356,43 @@ async fn images_upload_send_and_download_into_the_cache() {
     assert_eq!(bob.search("cat", 5).unwrap().len(), 1, "file names are searchable");
     alice.stop().await;
     bob.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_presence_and_profiles_reach_the_other_side() {
+    use courier_client::ClientEvent;
+    let mut server = TestServer::started().await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = client(&server.url(), "alice", "d", a.path());
+    let bob = client(&server.url(), "bob", "d", b.path());
+    synced(&alice).await;
+    synced(&bob).await;
+    let mut events = alice.subscribe();
+    let now = alice.watch(&["bob".into()]).await.unwrap();
+    assert!(now.iter().any(|p| p.user == "bob" && p.online));
+    bob.typing(&Conv::dm("alice", "bob")).await.unwrap();
+    support::event(
+        &mut events,
+        "bob is typing",
+        |e| matches!(e, ClientEvent::Typing { user, .. } if user == "bob"),
+    )
+    .await;
+    bob.set_profile("Bob B.", "avatar:3", "on call").await.unwrap();
+    support::event(
+        &mut events,
+        "bob's profile",
+        |e| matches!(e, ClientEvent::Profile { profile } if profile.name == "Bob B."),
+    )
+    .await;
+    let cached = alice.store().profiles(&["bob".into()]).unwrap();
+    assert_eq!(cached[0].status, "on call");
+    bob.stop().await;
+    support::event(
+        &mut events,
+        "bob went offline",
+        |e| matches!(e, ClientEvent::Presence { user, online: false, .. } if user == "bob"),
+    )
+    .await;
+    alice.stop().await;
+    server.stop().await;
 }

@@ -23,17 +23,30 @@ async fn outbox_throughput_and_sync_of_10000_missed_messages() {
     let n = 10_000;
     let to = Target::User("bob".into());
     let t0 = Instant::now();
-    let cids: Vec<String> = (0..n)
-        .map(|i| {
-            alice
-                .send_text(&to, &format!("missed message number {i}"))
-                .unwrap()
-                .cid
-        })
-        .collect();
+    let cids: Vec<String> =
+        (0..n).map(|i| alice.send_text(&to, &format!("missed message number {i}")).unwrap().cid).collect();
     let enqueue = t0.elapsed();
     let settled = alice.wait_settled(&cids).await.unwrap();
     let drained = t0.elapsed();
+    let texts: Vec<String> = (0..1000).map(|i| format!("batched {i}")).collect();
+    let t = Instant::now();
+    let batch = alice.send_texts(&Target::User("carol".into()), &texts).unwrap();
+    println!("outbox: enqueue 1000 as one batch in {:.2?}", t.elapsed());
+    alice.wait_settled(&batch.iter().map(|m| m.cid.clone()).collect::<Vec<_>>()).await.unwrap();
+    let t = Instant::now();
+    let many: Vec<String> = (0..8)
+        .flat_map(|c| {
+            let to = Target::User(format!("peer{c}"));
+            let texts: Vec<String> = (0..500).map(|i| format!("parallel {i}")).collect();
+            alice.send_texts(&to, &texts).unwrap().into_iter().map(|m| m.cid)
+        })
+        .collect();
+    alice.wait_settled(&many).await.unwrap();
+    println!(
+        "outbox: 8 conversations × 500 delivered in {:.2?} ({:.0} msg/s)",
+        t.elapsed(),
+        4000.0 / t.elapsed().as_secs_f64()
+    );
     assert!(settled.iter().all(|m| m.status == DeliveryStatus::Sent));
     println!(
         "outbox: enqueue {n} in {:.2?} ({:.0}/s); delivered all in {:.2?} ({:.0} msg/s)",
@@ -49,10 +62,7 @@ async fn outbox_throughput_and_sync_of_10000_missed_messages() {
     synced(&bob).await;
     let took = t1.elapsed();
     let conv = Conv::dm("alice", "bob");
-    until(&bob, "all there", || {
-        bob.store().synced_seq(&conv).unwrap() == n as u64
-    })
-    .await;
+    until(&bob, "all there", || bob.store().synced_seq(&conv).unwrap() == n as u64).await;
     println!(
         "sync: {n} missed messages in {:.2?} ({:.0} msg/s), connect included",
         took,
@@ -68,9 +78,7 @@ async fn outbox_throughput_and_sync_of_10000_missed_messages() {
 fn search_latency_over_a_million_messages() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_dir(dir.path()).unwrap();
-    let words: Vec<String> = (0..5000)
-        .map(|i| format!("w{}x{}", i * 7919 % 10007, i % 13))
-        .collect();
+    let words: Vec<String> = (0..5000).map(|i| format!("w{}x{}", i * 7919 % 10007, i % 13)).collect();
     let n: u64 = 1_000_000;
     let t0 = Instant::now();
     let mut state: u64 = 42;
@@ -113,20 +121,11 @@ fn search_latency_over_a_million_messages() {
             Ok(())
         })
         .unwrap();
-    println!(
-        "search: stored {n} messages (with FTS index) in {:.1?}",
-        t0.elapsed()
-    );
+    println!("search: stored {n} messages (with FTS index) in {:.1?}", t0.elapsed());
     let common = words[0].clone();
     let prefix = words[1][..3].to_owned();
     let two = format!("{} {}", words[2], words[3]);
-    for q in [
-        common.as_str(),
-        "needleinhaystack",
-        prefix.as_str(),
-        two.as_str(),
-        "nosuchword",
-    ] {
+    for q in [common.as_str(), "needleinhaystack", prefix.as_str(), two.as_str(), "nosuchword"] {
         let mut times = Vec::new();
         let mut hits = 0;
         for _ in 0..21 {
@@ -135,10 +134,7 @@ fn search_latency_over_a_million_messages() {
             times.push(t.elapsed());
         }
         times.sort();
-        println!(
-            "search {q:?}: {hits} hits (limit 50), median {:.2?}, max {:.2?}",
-            times[10], times[20]
-        );
+        println!("search {q:?}: {hits} hits (limit 50), median {:.2?}, max {:.2?}", times[10], times[20]);
         if q == "needleinhaystack" {
             assert_eq!(hits, 10);
         }

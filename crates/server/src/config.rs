@@ -49,6 +49,19 @@ pub struct Config {
     /// Minimum interval between forwarded `typing` events per conversation
     /// and session.
     pub typing_interval_ms: u64,
+    /// Cluster mode: PostgreSQL connection URL (storage for every node).
+    /// Set together with `redis`, or neither.
+    pub postgres: Option<String>,
+    /// Cluster mode: Redis URL (cross-node fan-out and presence).
+    pub redis: Option<String>,
+    /// This node's id in a cluster; a random one when unset.
+    pub node_id: Option<String>,
+    /// A node that has not renewed its heartbeat for this long is dead: its
+    /// users stop counting as online (within about 1⅓ × this).
+    pub node_ttl_ms: u64,
+    /// How often each cluster node looks for overdue invitations to expire
+    /// (covering invitations whose node died).
+    pub expiry_scan_ms: u64,
 }
 
 impl Default for Config {
@@ -69,6 +82,11 @@ impl Default for Config {
             ws_read_buffer: 4096,
             ws_write_buffer: 16 * 1024,
             typing_interval_ms: 2000,
+            postgres: None,
+            redis: None,
+            node_id: None,
+            node_ttl_ms: 10_000,
+            expiry_scan_ms: 1000,
         }
     }
 }
@@ -151,7 +169,55 @@ impl Config {
         if let Some(bad) = self.default_channels.iter().find(|c| !courier_proto::ids::is_valid_channel(c)) {
             return Err(ConfigError::Invalid(format!("default channel `{bad}` is not a valid name")));
         }
+        self.validate_cluster()?;
         Ok(implied_dev)
+    }
+
+    /// Whether this is a cluster node (PostgreSQL and Redis configured).
+    pub fn is_cluster(&self) -> bool {
+        self.postgres.is_some() && self.redis.is_some()
+    }
+
+    fn validate_cluster(&mut self) -> Result<(), ConfigError> {
+        for v in [&mut self.postgres, &mut self.redis, &mut self.node_id] {
+            if v.as_deref().is_some_and(|s| s.trim().is_empty()) {
+                *v = None;
+            }
+        }
+        match (&self.postgres, &self.redis) {
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => {}
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "--postgres needs --redis too (COURIER_REDIS): a cluster keeps messages in PostgreSQL \
+                     and fans out over Redis. Give both, or neither for a single node on SQLite."
+                        .into(),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--redis needs --postgres too (COURIER_POSTGRES): a cluster keeps messages in PostgreSQL \
+                     and fans out over Redis. Give both, or neither for a single node on SQLite."
+                        .into(),
+                ));
+            }
+        }
+        if self.node_ttl_ms < 300 {
+            return Err(ConfigError::Invalid("node_ttl_ms must be at least 300".into()));
+        }
+        if self.expiry_scan_ms < 50 {
+            return Err(ConfigError::Invalid("expiry_scan_ms must be at least 50".into()));
+        }
+        match &self.node_id {
+            Some(id) if !courier_proto::ids::is_valid_user(id) => Err(ConfigError::Invalid(format!(
+                "--node-id `{id}` is not valid: use 1-64 of A-Z a-z 0-9 _ . -"
+            ))),
+            Some(_) => Ok(()),
+            None => {
+                self.node_id = Some(format!("node-{}", ulid::Ulid::new().to_string().to_lowercase()));
+                Ok(())
+            }
+        }
     }
 }
 
@@ -183,5 +249,22 @@ mod tests {
         assert_eq!(c.limits.history_page, 10);
         assert_eq!(c.max_connections, 10_000);
         assert!(toml::from_str::<Config>("hartbeat_ms = 1").is_err());
+    }
+
+    #[test]
+    fn cluster_needs_both_engines_and_gets_a_node_id() {
+        let mut c = Config { postgres: Some("postgresql://x/y".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("--redis"));
+        let mut c = Config { redis: Some("redis://127.0.0.1/".into()), ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("--postgres"));
+        let mut c = Config { postgres: Some("p".into()), redis: Some("r".into()), ..Config::default() };
+        c.validate().unwrap();
+        assert!(c.is_cluster());
+        assert!(c.node_id.as_deref().is_some_and(|id| id.starts_with("node-")));
+        c.node_id = Some("bad id".into());
+        assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.validate().unwrap();
+        assert!(!c.is_cluster() && c.node_id.is_none(), "a single node stays a single node");
     }
 }

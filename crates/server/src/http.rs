@@ -43,8 +43,48 @@ fn json_ok(status: StatusCode, value: &impl serde::Serialize) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-async fn healthz() -> Response {
-    json_ok(StatusCode::OK, &serde_json::json!({"ok": true}))
+/// Longest `/healthz` waits for an engine before calling it unreachable.
+const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A single node answers `{"ok":true}`. A cluster node also checks both
+/// engines and answers 503 naming the failing ones, so a load balancer
+/// drains it: `{"ok":false,"failing":["redis"],"engines":{...}}`.
+async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+    let Some(bus) = &st.bus else {
+        return json_ok(StatusCode::OK, &serde_json::json!({"ok": true}));
+    };
+    let started = std::time::Instant::now();
+    let pg = match tokio::time::timeout(HEALTH_TIMEOUT, st.store.ping()).await {
+        Ok(Ok(())) => {
+            let took = started.elapsed();
+            st.metrics.engine_latency.with_label_values(&["postgres"]).observe(took.as_secs_f64());
+            Ok(took)
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {HEALTH_TIMEOUT:?}")),
+    };
+    let redis = match tokio::time::timeout(HEALTH_TIMEOUT, bus.ping()).await {
+        Ok(Ok(took)) => Ok(took),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {HEALTH_TIMEOUT:?}")),
+    };
+    let mut failing = Vec::new();
+    let mut engines = serde_json::Map::new();
+    for (name, r) in [("postgres", pg), ("redis", redis)] {
+        st.metrics.engine_up.with_label_values(&[name]).set(i64::from(r.is_ok()));
+        let v = match r {
+            Ok(took) => serde_json::json!({"ok": true, "latency_ms": took.as_secs_f64() * 1000.0}),
+            Err(e) => {
+                tracing::warn!(engine = name, error = %e, "health check failed");
+                failing.push(name);
+                serde_json::json!({"ok": false, "error": e})
+            }
+        };
+        engines.insert(name.into(), v);
+    }
+    let ok = failing.is_empty();
+    let body = serde_json::json!({"ok": ok, "node": bus.node_id(), "failing": failing, "engines": engines});
+    json_ok(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
 
 async fn metrics(State(st): State<Arc<AppState>>) -> Response {

@@ -195,6 +195,21 @@ impl Hub {
         self.users.read().expect("users lock").values().map(Vec::len).sum()
     }
 
+    /// The users with a live session on this node.
+    pub fn online_users(&self) -> Vec<Arc<str>> {
+        self.users.read().expect("users lock").keys().cloned().collect()
+    }
+
+    /// Asks `user`'s sessions of `device` to close with 4003 (a newer
+    /// session of that device opened on another node).
+    pub fn close_device(&self, user: &str, device: &str) {
+        if let Some(list) = self.users.read().expect("users lock").get(user) {
+            for s in list.iter().filter(|s| s.device == device) {
+                s.request_close(CloseCode::REPLACED, "replaced by a newer session of this device");
+            }
+        }
+    }
+
     /// Every registered session (for shutdown).
     pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
         self.users.read().expect("users lock").values().flatten().cloned().collect()
@@ -258,6 +273,17 @@ impl Hub {
     /// The cached channel entry, if loaded.
     pub fn channel(&self, name: &str) -> Option<Arc<ChannelCache>> {
         self.channels.read().expect("channels lock").get(name).cloned()
+    }
+
+    /// Drops a channel's cached entry (another node changed its members);
+    /// the next use reloads it from storage.
+    pub fn forget_channel(&self, name: &str) {
+        self.channels.write().expect("channels lock").remove(name);
+    }
+
+    /// Drops every cached channel entry.
+    pub fn forget_channels(&self) {
+        self.channels.write().expect("channels lock").clear();
     }
 
     /// Caches a channel entry (the first one cached wins) and returns it.

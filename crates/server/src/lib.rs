@@ -9,7 +9,9 @@
 //! - [`ops`]: request handlers, one module per family of ops.
 //! - [`hub`]: live sessions, presence watchers, channel member cache, fan-out.
 //! - [`state`]: what all connections share.
-//! - [`store`]: the storage trait and its SQLite implementation.
+//! - [`store`]: the storage trait and its SQLite and PostgreSQL implementations.
+//! - [`cluster`]: cluster mode: the bus that carries the hub's cross-node
+//!   effects (Redis pub/sub and presence), absent on a single node.
 //! - [`auth`], [`ratelimit`], [`metrics`], [`clock`]: the small parts.
 //!
 //! Binaries stay thin: `main.rs` parses flags and calls [`Server::start`];
@@ -17,6 +19,7 @@
 
 pub mod auth;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod http;
 pub mod hub;
@@ -36,7 +39,7 @@ use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{NewChannel, Store, sqlite::SqliteStore};
+use store::{NewChannel, Store, postgres::PostgresStore, sqlite::SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,7 +55,8 @@ pub struct Server {
 
 impl Server {
     /// Validates the configuration, binds `config.listen`, opens the SQLite
-    /// store in `config.data_dir`, and starts serving.
+    /// store in `config.data_dir` (or, in cluster mode, connects to
+    /// PostgreSQL and Redis), and starts serving.
     ///
     /// # Errors
     /// An invalid configuration, an address that cannot be bound, or a data
@@ -66,19 +70,28 @@ impl Server {
                  this is only allowed on loopback"
             );
         }
-        let store = SqliteStore::open(&config.data_dir)
-            .with_context(|| format!("opening the database in {}", config.data_dir.display()))?;
+        let store: Arc<dyn Store> = match &config.postgres {
+            Some(url) if config.is_cluster() => Arc::new(
+                PostgresStore::connect(url).await.context("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)")?,
+            ),
+            _ => Arc::new(
+                SqliteStore::open(&config.data_dir)
+                    .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
+            ),
+        };
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
-        Self::start_with(listener, config, Arc::new(store)).await
+        Self::start_with(listener, config, store).await
     }
 
     /// Starts serving on an already bound listener with a given store (the
-    /// configuration must already be validated).
+    /// configuration must already be validated). When the configuration
+    /// names Redis, the node joins that cluster.
     ///
     /// # Errors
-    /// When the default channels or pending invitations cannot be loaded.
+    /// When the default channels or pending invitations cannot be loaded,
+    /// or Redis cannot be reached.
     pub async fn start_with(listener: TcpListener, config: Config, store: Arc<dyn Store>) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
         let now = clock::now_ms();
@@ -101,9 +114,23 @@ impl Server {
         }
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::new());
+        let hub = Arc::new(hub::Hub::default());
+        let bus: Option<Arc<dyn cluster::Bus>> = match &config.redis {
+            Some(url) => {
+                let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
+                let ttl = Duration::from_millis(config.node_ttl_ms);
+                metrics.register_cluster();
+                let bus = cluster::redis::RedisBus::start(url, node, ttl, hub.clone(), store.clone(), metrics.clone())
+                    .await
+                    .context("connecting to Redis (--redis / COURIER_REDIS)")?;
+                Some(Arc::new(bus))
+            }
+            None => None,
+        };
         let state = Arc::new(AppState {
             auth: auth::Authenticator::new(config.auth_secret.as_deref(), config.dev_auth),
-            hub: hub::Hub::default(),
+            hub,
+            bus,
             metrics: metrics.clone(),
             shutdown: stop_rx.clone(),
             timers: Default::default(),
@@ -112,6 +139,9 @@ impl Server {
         });
         for invite in state.store.pending_invites().await.context("loading pending invitations")? {
             state.schedule_expiry(&invite);
+        }
+        if state.bus.is_some() {
+            state.scan_expiries(Duration::from_millis(state.config.expiry_scan_ms));
         }
         let listener = CappedListener::new(listener, state.config.max_connections, metrics);
         let app = http::router(state.clone());
@@ -143,6 +173,24 @@ impl Server {
     /// # Errors
     /// When storage cannot be flushed.
     pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.stop_serving(false).await
+    }
+
+    /// Stops the way a killed process looks to the rest of a cluster: the
+    /// node leaves no goodbye in Redis (its users stay "online" until its
+    /// heartbeat lapses and another node reaps it). Its sockets still close
+    /// (1001), since they live in this process. For failure tests.
+    ///
+    /// # Errors
+    /// When storage cannot be flushed.
+    pub async fn kill(self) -> anyhow::Result<()> {
+        self.stop_serving(true).await
+    }
+
+    async fn stop_serving(self, crash: bool) -> anyhow::Result<()> {
+        if crash && let Some(bus) = &self.state.bus {
+            bus.shutdown(true).await;
+        }
         let _ = self.stop.send(true);
         self.state.close_all(courier_proto::CloseCode::GOING_AWAY, "server shutting down");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -151,6 +199,9 @@ impl Server {
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
         self.state.timers.lock().expect("timers lock").abort_all();
+        if let Some(bus) = &self.state.bus {
+            bus.shutdown(false).await;
+        }
         self.state.store.close().await.context("flushing storage")?;
         tracing::info!("courier server stopped");
         Ok(())

@@ -34,6 +34,15 @@ struct Cli {
     /// Most simultaneous connections [default: 10000]
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
+    /// Cluster mode: PostgreSQL URL for storage (needs --redis too)
+    #[arg(long, env = "COURIER_POSTGRES", value_name = "URL", hide_env_values = true)]
+    postgres: Option<String>,
+    /// Cluster mode: Redis URL for cross-node fan-out and presence (needs --postgres too)
+    #[arg(long, env = "COURIER_REDIS", value_name = "URL", hide_env_values = true)]
+    redis: Option<String>,
+    /// This node's id in a cluster [default: random]
+    #[arg(long, env = "COURIER_NODE_ID", value_name = "ID")]
+    node_id: Option<String>,
     /// TOML configuration file; flags and environment variables override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -80,6 +89,15 @@ fn config_from(cli: Cli) -> anyhow::Result<Config> {
     config.dev_auth |= cli.dev_auth;
     if let Some(v) = cli.max_connections {
         config.max_connections = v;
+    }
+    if cli.postgres.is_some() {
+        config.postgres = cli.postgres;
+    }
+    if cli.redis.is_some() {
+        config.redis = cli.redis;
+    }
+    if cli.node_id.is_some() {
+        config.node_id = cli.node_id;
     }
     Ok(config)
 }

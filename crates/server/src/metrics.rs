@@ -1,7 +1,10 @@
 //! Prometheus metrics, served as text at `GET /metrics`.
 
 use courier_proto::ErrorCode;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// The server's counters, gauges and histograms, on a registry of its own
 /// (several servers in one test process do not collide).
@@ -27,6 +30,21 @@ pub struct Metrics {
     pub slow_consumers: IntCounter,
     /// Time from a `send` frame's arrival to its ok.
     pub send_latency: Histogram,
+    /// Cluster mode only (see [`Metrics::register_cluster`]): round trips
+    /// to the engines, by engine (`postgres`, `redis`).
+    pub engine_latency: HistogramVec,
+    /// Whether each cluster engine answered its last check (1) or not (0).
+    pub engine_up: IntGaugeVec,
+    /// Time from publishing a bus message on one node to its arrival here.
+    pub pubsub_lag: Histogram,
+    /// Bus messages published to other nodes.
+    pub bus_published: IntCounter,
+    /// Bus messages received from other nodes.
+    pub bus_received: IntCounter,
+    /// Bus messages dropped (queue full or engine unreachable).
+    pub bus_dropped: IntCounter,
+    /// Pub/sub reconnects (each followed by a resubscribe).
+    pub bus_reconnects: IntCounter,
 }
 
 impl Metrics {
@@ -52,6 +70,25 @@ impl Metrics {
                 ]),
             )
             .expect("valid metric"),
+            engine_latency: HistogramVec::new(
+                HistogramOpts::new("courier_engine_latency_seconds", "Round trips to the cluster engines").buckets(
+                    vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+                ),
+                &["engine"],
+            )
+            .expect("valid metric"),
+            engine_up: IntGaugeVec::new(Opts::new("courier_engine_up", "Cluster engine answered its last check"), &["engine"])
+                .expect("valid metric"),
+            pubsub_lag: Histogram::with_opts(
+                HistogramOpts::new("courier_pubsub_lag_seconds", "Publish on one node to arrival on another").buckets(
+                    vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0],
+                ),
+            )
+            .expect("valid metric"),
+            bus_published: c("courier_bus_published_total", "Bus messages published to other nodes"),
+            bus_received: c("courier_bus_received_total", "Bus messages received from other nodes"),
+            bus_dropped: c("courier_bus_dropped_total", "Bus messages dropped"),
+            bus_reconnects: c("courier_bus_reconnects_total", "Pub/sub reconnects"),
             registry,
         };
         let r = &m.registry;
@@ -73,6 +110,23 @@ impl Metrics {
             m.errors.with_label_values(&[code.as_str()]);
         }
         m
+    }
+
+    /// Adds the cluster metrics (engines and bus) to `/metrics`; a single
+    /// node does not show them.
+    pub fn register_cluster(&self) {
+        for metric in [
+            Box::new(self.engine_latency.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.engine_up.clone()),
+            Box::new(self.pubsub_lag.clone()),
+            Box::new(self.bus_published.clone()),
+            Box::new(self.bus_received.clone()),
+            Box::new(self.bus_dropped.clone()),
+            Box::new(self.bus_reconnects.clone()),
+        ] {
+            // Registering twice (a second bus) keeps the first registration.
+            let _ = self.registry.register(metric);
+        }
     }
 
     /// Counts an error reply.

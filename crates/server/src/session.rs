@@ -119,6 +119,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<(SessionCtx
     }
     let (handle, rx) = st.hub.new_session(&identity.user, &device, st.config.outbound_queue);
     let change = st.hub.register(&handle);
+    st.session_opened(&identity.user, &device, change).await;
     let ok = HelloOk {
         user: identity.user.clone(),
         session: handle.id.clone(),

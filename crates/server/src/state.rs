@@ -3,6 +3,7 @@
 
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
+use crate::cluster::Bus;
 use crate::config::Config;
 use crate::hub::{ChannelCache, Hub, PresenceChange};
 use crate::metrics::Metrics;
@@ -20,7 +21,9 @@ pub struct AppState {
     /// Durable storage.
     pub store: Arc<dyn Store>,
     /// Live sessions on this node.
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
+    /// The cluster bus; `None` for a single node (which then pays nothing).
+    pub bus: Option<Arc<dyn Bus>>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// Token verification.
@@ -60,16 +63,71 @@ impl AppState {
     /// except `except`. Returns how many sessions it reached.
     pub async fn send_to_conv(&self, conv: &Conv, frame: &Arc<str>, except: Option<u64>) -> StoreResult<usize> {
         Ok(match conv {
-            Conv::Dm(a, b) if a == b => self.hub.send_to_users([a.as_str()], frame, except),
-            Conv::Dm(a, b) => self.hub.send_to_users([a.as_str(), b.as_str()], frame, except),
+            Conv::Dm(a, b) if a == b => self.send_to_users([a.as_str()], frame, except),
+            Conv::Dm(a, b) => self.send_to_users([a.as_str(), b.as_str()], frame, except),
             Conv::Channel(name) => match self.channel_entry(name).await? {
                 Some(entry) => {
                     let members = entry.snapshot();
-                    self.hub.send_to_users(members.iter().map(String::as_str), frame, except)
+                    self.send_to_users(members.iter().map(String::as_str), frame, except)
                 }
                 None => 0,
             },
         })
+    }
+
+    /// Queues `frame` to every session of each of `users`, on this node
+    /// except the session `except`, and on the other nodes of a cluster.
+    /// Returns how many sessions of this node it reached.
+    pub fn send_to_users<'a>(
+        &self,
+        users: impl IntoIterator<Item = &'a str>,
+        frame: &Arc<str>,
+        except: Option<u64>,
+    ) -> usize {
+        match &self.bus {
+            None => self.hub.send_to_users(users, frame, except),
+            Some(bus) => {
+                let users: Vec<&str> = users.into_iter().collect();
+                bus.publish_to_users(&users, frame);
+                self.hub.send_to_users(users, frame, except)
+            }
+        }
+    }
+
+    /// Queues `frame` to every session (on any node) watching `user`.
+    pub fn send_to_watchers(&self, user: &str, frame: &Arc<str>) {
+        if let Some(bus) = &self.bus {
+            bus.publish_to_watchers(user, frame);
+        }
+        self.hub.send_to_watchers(user, frame);
+    }
+
+    /// Whether each of `users` is online (on any node of a cluster).
+    pub async fn online(&self, users: &[String]) -> Vec<bool> {
+        if let Some(bus) = &self.bus {
+            match bus.online(users).await {
+                Ok(v) => return v,
+                Err(e) => tracing::warn!(error = %e, "cluster presence unavailable; answering from this node"),
+            }
+        }
+        users.iter().map(|u| self.hub.is_online(u)).collect()
+    }
+
+    /// A session was registered (`change` is the local presence change):
+    /// in a cluster, subscribes to the user's events and closes older
+    /// sessions of the same device on other nodes.
+    pub async fn session_opened(&self, user: &str, device: &str, change: PresenceChange) {
+        if let Some(bus) = &self.bus {
+            bus.session_opened(user, change).await;
+            bus.publish_kick(user, device);
+        }
+    }
+
+    /// A channel's members changed: other nodes drop their cached copy.
+    pub fn channel_changed(&self, channel: &str) {
+        if let Some(bus) = &self.bus {
+            bus.publish_channel_changed(channel);
+        }
     }
 
     /// Delivers a freshly stored message to its conversation.
@@ -83,6 +141,10 @@ impl AppState {
 
     /// Tells watchers about a presence change and records last-seen.
     pub async fn presence_changed(&self, user: &str, change: PresenceChange) {
+        let change = match &self.bus {
+            Some(bus) => bus.presence(user, change).await,
+            None => change,
+        };
         let presence = match change {
             PresenceChange::Unchanged => return,
             PresenceChange::CameOnline => Presence { user: user.to_owned(), online: true, last_seen: None },
@@ -94,16 +156,16 @@ impl AppState {
                 Presence { user: user.to_owned(), online: false, last_seen: Some(now) }
             }
         };
-        self.hub.send_to_watchers(user, &event_frame(&Event::Presence(presence)));
+        self.send_to_watchers(user, &event_frame(&Event::Presence(presence)));
     }
 
     /// Sends an `invite_state` event to every live session of both parties.
     pub fn broadcast_invite_state(&self, invite: &Invite) {
         let frame = event_frame(&Event::InviteState { invite: invite.clone() });
         if invite.from == invite.to {
-            self.hub.send_to_users([invite.from.as_str()], &frame, None);
+            self.send_to_users([invite.from.as_str()], &frame, None);
         } else {
-            self.hub.send_to_users([invite.from.as_str(), invite.to.as_str()], &frame, None);
+            self.send_to_users([invite.from.as_str(), invite.to.as_str()], &frame, None);
         }
     }
 
@@ -112,7 +174,7 @@ impl AppState {
         match self.store.mark_invite_received(iid).await {
             Ok(Some(inv)) => {
                 let frame = event_frame(&Event::InviteState { invite: inv.clone() });
-                self.hub.send_to_users([inv.from.as_str()], &frame, None);
+                self.send_to_users([inv.from.as_str()], &frame, None);
             }
             Ok(None) => {}
             Err(e) => tracing::warn!(%iid, error = %e, "could not mark invitation received"),
@@ -131,6 +193,36 @@ impl AppState {
                 Ok(Transition::Done(inv)) => st.broadcast_invite_state(&inv),
                 Ok(_) => {}
                 Err(e) => tracing::error!(%iid, error = %e, "could not expire invitation"),
+            }
+        });
+    }
+
+    /// In a cluster, expires overdue invitations every `every`, whichever
+    /// node created them (that node may be gone). Each expiry is a
+    /// compare-and-set in storage, so exactly one node broadcasts it.
+    pub fn scan_expiries(self: &Arc<Self>, every: Duration) {
+        let st = Arc::downgrade(self);
+        self.timers.lock().expect("timers lock").spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(st) = st.upgrade() else { return };
+                let pending = match st.store.pending_invites().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not scan invitations for expiry");
+                        continue;
+                    }
+                };
+                let now = now_ms();
+                for inv in pending.into_iter().filter(|i| i.expires <= now) {
+                    match st.store.transition_invite(&inv.iid, InviteState::Expired, None).await {
+                        Ok(Transition::Done(inv)) => st.broadcast_invite_state(&inv),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(iid = %inv.iid, error = %e, "could not expire invitation"),
+                    }
+                }
             }
         });
     }

@@ -7,6 +7,7 @@
 //   ?panel=members|search|info  ?q=<search>
 //   ?call=incoming|outgoing|elsewhere   ?conn=reconnecting|offline|connecting
 //   ?dialog=settings|channels|switcher
+//   ?still           no transitions (exact screenshots)
 import { MockTransport } from './mockTransport'
 import { seedDemo } from './demoData'
 import type { ThemeChoice, Language } from '../types/app'
@@ -16,6 +17,7 @@ let demo: MockTransport | null = null
 
 export function startDemo(params: URLSearchParams): MockTransport {
   demo = seedDemo(new MockTransport({ me: 'me', demo: true, account: params.has('signin') ? null : undefined }))
+  if (params.has('still')) document.documentElement.classList.add('still')
   const theme = params.get('theme')
   if (theme === 'dark' || theme === 'light') demo.settings.theme = theme as ThemeChoice
   const lang = params.get('lang')

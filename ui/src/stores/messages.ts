@@ -167,8 +167,8 @@ export const useMessagesStore = defineStore('messages', () => {
     s.loadingOlder = true
     try {
       const page = await useTransport().history(conv, first.seq, PAGE)
-      const known = new Set(s.items.map((m) => m.cid))
-      const fresh = page.filter((m) => m.seq !== null && m.seq < (first.seq as number) && !known.has(m.cid))
+      // Strictly older than what is loaded, so nothing can be a duplicate.
+      const fresh = page.filter((m) => m.seq !== null && m.seq < (first.seq as number))
       setItems(s, [...fresh, ...s.items])
       s.hasOlder = page.length >= PAGE
       return fresh.length

@@ -40,7 +40,8 @@ export async function boot(): Promise<void> {
     window.addEventListener('online', () => connection.setNetworkUp(true))
     window.addEventListener('offline', () => connection.setNetworkUp(false))
   }
-  await useSettingsStore().load()
+  const settings = useSettingsStore()
+  if (!settings.loaded) await settings.load()
   const account = await useSessionStore().load()
   if (account) await startApp()
 }

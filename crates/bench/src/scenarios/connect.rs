@@ -67,7 +67,11 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
             m.put("server_rss_before_kib", b.rss_kib, "KiB")
                 .put("server_rss_kib", s.rss_kib, "KiB")
                 .num("server_rss_per_session_kib", s.rss_kib.saturating_sub(b.rss_kib) as f64 / n, "KiB")
-                .num("server_rss_per_session_bytes", s.rss_kib.saturating_sub(b.rss_kib) as f64 * 1024.0 / n, "B")
+                .num(
+                    "server_rss_per_session_bytes",
+                    s.rss_kib.saturating_sub(b.rss_kib) as f64 * 1024.0 / n,
+                    "B",
+                )
                 .put("server_peak_rss_kib", h.hwm_kib, "KiB")
                 .num("server_cpu_us_per_connect", ac.cpu_ns.saturating_sub(b.cpu_ns) as f64 / 1e3 / n, "µs")
                 .num(

@@ -55,10 +55,10 @@ fn on_delivery(sh: &Arc<Shared>) -> OnEvent {
         if now <= sh.window_end.load(Ordering::Relaxed) {
             sh.delivered_in_window.fetch_add(1, Ordering::Relaxed);
         }
-        if let Some(c) = sh.per_msg.get(no as usize) {
-            if c.fetch_add(1, Ordering::Relaxed) + 1 == sh.members {
-                sh.last.record_ns(now.saturating_sub(t));
-            }
+        if let Some(c) = sh.per_msg.get(no as usize)
+            && c.fetch_add(1, Ordering::Relaxed) + 1 == sh.members
+        {
+            sh.last.record_ns(now.saturating_sub(t));
         }
     })
 }
@@ -87,22 +87,29 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
         each: Latency::default(),
         last: Latency::default(),
     });
-    let sender = Client::connect(&server.endpoint, &format!("f{tag}-sender"), server.src_ip(0), ignore_events())
-        .await
-        .context("sender")?;
+    let sender =
+        Client::connect(&server.endpoint, &format!("f{tag}-sender"), server.src_ip(0), ignore_events())
+            .await
+            .context("sender")?;
     sender.create_channel(&channel).await.map_err(|e| anyhow!("create_channel: {e}"))?;
     let users: Vec<String> = (0..args.members).map(|i| format!("f{tag}-{i}")).collect();
     let (clients, _, err) = connect_all(server, &users, |_| on_delivery(&sh)).await;
     let members: Vec<Client> = clients.into_iter().flatten().collect();
     if members.len() < args.members {
-        return Err(anyhow!("{} of {} members connected: {}", members.len(), args.members, err.unwrap_or_default()));
+        return Err(anyhow!(
+            "{} of {} members connected: {}",
+            members.len(),
+            args.members,
+            err.unwrap_or_default()
+        ));
     }
     let joins = futures_util::future::join_all(members.iter().map(|c| c.join(&channel))).await;
     if let Some(Err(e)) = joins.into_iter().find(Result::is_err) {
         return Err(anyhow!("join: {e}"));
     }
     // Warm-up message 0 reaches everyone before measuring.
-    let _ = sender.send_text(Dest::Channel(&channel), &format!("w{tag}"), &stamp_text(0, args.body_bytes)).await;
+    let _ =
+        sender.send_text(Dest::Channel(&channel), &format!("w{tag}"), &stamp_text(0, args.body_bytes)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while sh.delivered.load(Ordering::Relaxed) < args.members as u64 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -175,7 +182,8 @@ async fn step(
             if no as usize >= sh.per_msg.len() {
                 continue;
             }
-            let fut = sender.send_text(Dest::Channel(channel), &format!("m{no}"), &stamp_text(no, args.body_bytes));
+            let fut =
+                sender.send_text(Dest::Channel(channel), &format!("m{no}"), &stamp_text(no, args.body_bytes));
             let (ack, acked, errors) = (ack.clone(), acked.clone(), errors.clone());
             let t0 = Instant::now();
             tokio::spawn(async move {

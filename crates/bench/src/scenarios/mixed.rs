@@ -91,7 +91,10 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     let clients: Vec<Arc<Client>> = clients.into_iter().flatten().map(Arc::new).collect();
     let nc = channels.len();
     for (i, ch) in channels.iter().enumerate() {
-        clients[i % clients.len()].create_channel(ch).await.map_err(|e| anyhow::anyhow!("create_channel: {e}"))?;
+        clients[i % clients.len()]
+            .create_channel(ch)
+            .await
+            .map_err(|e| anyhow::anyhow!("create_channel: {e}"))?;
     }
     let member_of = |u: usize| [u % nc, (u + 1) % nc];
     let joins = clients.iter().enumerate().flat_map(|(u, c)| member_of(u).map(|k| c.join(&channels[k])));
@@ -132,11 +135,13 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
                     (1, c.send_text(Dest::Channel(ch), &format!("c{issued}"), &text))
                 }
                 65..80 => {
-                    let conv = if roll % 2 == 0 { dm_conv(&users[u], &users[peer]) } else { format!("ch:{ch}") };
+                    let conv =
+                        if roll % 2 == 0 { dm_conv(&users[u], &users[peer]) } else { format!("ch:{ch}") };
                     (2, c.typing(&conv))
                 }
                 80..95 => {
-                    let conv = if roll % 2 == 0 { dm_conv(&users[u], &users[peer]) } else { format!("ch:{ch}") };
+                    let conv =
+                        if roll % 2 == 0 { dm_conv(&users[u], &users[peer]) } else { format!("ch:{ch}") };
                     (3, c.read(&conv, 1 << 40))
                 }
                 _ => (4, c.watch(std::slice::from_ref(&users[peer]))),

@@ -28,21 +28,22 @@ pub async fn connect_all(
 ) -> (Vec<Option<Client>>, Arc<Latency>, Option<String>) {
     let lat = Arc::new(Latency::default());
     let ep = server.endpoint.clone();
-    let mut results: Vec<(usize, anyhow::Result<Client>)> = futures_util::stream::iter(users.iter().enumerate())
-        .map(|(i, u)| {
-            let (ep, lat, ev, src) = (ep.clone(), lat.clone(), on_event(i), server.src_ip(i));
-            async move {
-                let t0 = Instant::now();
-                let r = Client::connect(&ep, u, src, ev).await;
-                if r.is_ok() {
-                    lat.record(t0.elapsed());
+    let mut results: Vec<(usize, anyhow::Result<Client>)> =
+        futures_util::stream::iter(users.iter().enumerate())
+            .map(|(i, u)| {
+                let (ep, lat, ev, src) = (ep.clone(), lat.clone(), on_event(i), server.src_ip(i));
+                async move {
+                    let t0 = Instant::now();
+                    let r = Client::connect(&ep, u, src, ev).await;
+                    if r.is_ok() {
+                        lat.record(t0.elapsed());
+                    }
+                    (i, r)
                 }
-                (i, r)
-            }
-        })
-        .buffer_unordered(CONNECT_CONCURRENCY)
-        .collect()
-        .await;
+            })
+            .buffer_unordered(CONNECT_CONCURRENCY)
+            .collect()
+            .await;
     results.sort_by_key(|(i, _)| *i);
     let mut first_err = None;
     let clients = results

@@ -73,13 +73,13 @@ pub async fn run(opts: &TargetOpts, args: &Args) -> anyhow::Result<Report> {
 fn on_delivery(sh: &Arc<Shared>) -> OnEvent {
     let sh = sh.clone();
     Arc::new(move |ev| {
-        if let Incoming::Msg { text, .. } = ev {
-            if let Some((t, _)) = parse_text(text) {
-                sh.deliver.record_since(t);
-                sh.c.delivered.fetch_add(1, Ordering::Relaxed);
-                if now_ns() <= sh.c.window_end.load(Ordering::Relaxed) {
-                    sh.c.delivered_in_window.fetch_add(1, Ordering::Relaxed);
-                }
+        if let Incoming::Msg { text, .. } = ev
+            && let Some((t, _)) = parse_text(text)
+        {
+            sh.deliver.record_since(t);
+            sh.c.delivered.fetch_add(1, Ordering::Relaxed);
+            if now_ns() <= sh.c.window_end.load(Ordering::Relaxed) {
+                sh.c.delivered_in_window.fetch_add(1, Ordering::Relaxed);
             }
         }
     })
@@ -87,10 +87,12 @@ fn on_delivery(sh: &Arc<Shared>) -> OnEvent {
 
 async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     let tag = run_tag();
-    let sh = Arc::new(Shared { c: Counters::default(), ack: Latency::default(), deliver: Latency::default() });
+    let sh =
+        Arc::new(Shared { c: Counters::default(), ack: Latency::default(), deliver: Latency::default() });
     sh.c.window_end.store(u64::MAX, Ordering::Relaxed);
     // Users 2i send to 2i+1.
-    let users: Vec<String> = (0..args.pairs * 2).map(|i| format!("p{tag}-{}{}", i / 2, ["a", "b"][i % 2])).collect();
+    let users: Vec<String> =
+        (0..args.pairs * 2).map(|i| format!("p{tag}-{}{}", i / 2, ["a", "b"][i % 2])).collect();
     let (clients, _, err) = connect_all(server, &users, |_| on_delivery(&sh)).await;
     let mut senders = Vec::new();
     for (pair, c) in clients.chunks(2).enumerate() {
@@ -119,10 +121,8 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     let mut msg_no = 0u64;
     for &rate in &args.rate {
         let (m, kept_up) = step(server, args, &sh, &clients, &senders, rate, &mut msg_no).await;
-        if let Some(v) = m.get("acked_per_s").and_then(|v| v.as_f64()) {
-            if kept_up {
-                best_acked = best_acked.max(v);
-            }
+        if kept_up && let Some(v) = m.get("acked_per_s").and_then(|v| v.as_f64()) {
+            best_acked = best_acked.max(v);
         }
         steps.push((format!("{rate}"), m));
         if !kept_up && !args.no_stop {
@@ -158,7 +158,9 @@ async fn step(
     msg_no: &mut u64,
 ) -> (Metrics, bool) {
     let c = &sh.c;
-    for a in [&c.sent, &c.skipped, &c.acked, &c.acked_in_window, &c.errors, &c.delivered, &c.delivered_in_window] {
+    for a in
+        [&c.sent, &c.skipped, &c.acked, &c.acked_in_window, &c.errors, &c.delivered, &c.delivered_in_window]
+    {
         a.store(0, Ordering::Relaxed);
     }
     sh.ack.reset();

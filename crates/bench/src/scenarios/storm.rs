@@ -140,8 +140,9 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
             m.put("server_peak_rss_kib", serde_json::Value::Null, "KiB");
         }
     }
-    let mut notes =
-        vec!["sessions dropped by the generator (sockets closed at once); back-off of courier-client".to_owned()];
+    let mut notes = vec![
+        "sessions dropped by the generator (sockets closed at once); back-off of courier-client".to_owned(),
+    ];
     if back.len() < args.n {
         notes.push(format!("{} sessions not synced within {} s", args.n - back.len(), args.timeout));
     }

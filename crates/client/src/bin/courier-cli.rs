@@ -184,11 +184,7 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("courier-cli: cannot start runtime: {e}");
@@ -210,16 +206,8 @@ fn open(cli: &Cli) -> Result<Client, Exit> {
     let mut cfg = ClientConfig::new(cli.server.clone(), cli.token.clone(), cli.data.clone());
     cfg.device = cli.device.clone();
     cfg.client_name = concat!("courier-cli/", env!("CARGO_PKG_VERSION")).into();
-    Client::open(cfg).map_err(|e| {
-        Exit(
-            if matches!(e, ClientError::Config(_)) {
-                2
-            } else {
-                1
-            },
-            e.to_string(),
-        )
-    })
+    Client::open(cfg)
+        .map_err(|e| Exit(if matches!(e, ClientError::Config(_)) { 2 } else { 1 }, e.to_string()))
 }
 
 /// Starts the client and waits for the first sync, mapping failures to
@@ -229,13 +217,7 @@ async fn connect(client: &Client, deadline: Instant) -> Result<(), Exit> {
     match timeout_at(deadline, client.wait_synced()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(Exit(
-            5,
-            format!(
-                "server unreachable or sync incomplete ({:?})",
-                client.state()
-            ),
-        )),
+        Err(_) => Err(Exit(5, format!("server unreachable or sync incomplete ({:?})", client.state()))),
     }
 }
 
@@ -248,12 +230,7 @@ async fn run(cli: Cli) -> Result<(), Exit> {
 
 async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
     match &cli.cmd {
-        Cmd::Send {
-            target,
-            text,
-            stdin,
-            wait,
-        } => {
+        Cmd::Send { target, text, stdin, wait } => {
             let to = parse_target(target).map_err(|e| Exit(2, e.to_string()))?;
             let mut texts = Vec::new();
             if *stdin {
@@ -270,10 +247,7 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             if texts.is_empty() {
                 return Err(Exit(2, "nothing to send: give TEXT or --stdin".into()));
             }
-            let mut cids = Vec::new();
-            for t in &texts {
-                cids.push(client.send_text(&to, t)?.cid);
-            }
+            let cids: Vec<String> = client.send_texts(&to, &texts)?.into_iter().map(|m| m.cid).collect();
             let deadline = Instant::now() + secs(*wait);
             client.start();
             let mut stopped = None;
@@ -313,10 +287,7 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 ));
             }
             if failed > 0 {
-                return Err(Exit(
-                    1,
-                    format!("{failed} message(s) refused by the server"),
-                ));
+                return Err(Exit(1, format!("{failed} message(s) refused by the server")));
             }
             Ok(())
         }
@@ -328,20 +299,11 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 Vec::new()
             } else {
                 match timeout_at(deadline, client.wait_settled(&outbox)).await {
-                    Ok(r) => r?
-                        .into_iter()
-                        .filter(|m| m.status == DeliveryStatus::Pending)
-                        .collect(),
+                    Ok(r) => r?.into_iter().filter(|m| m.status == DeliveryStatus::Pending).collect(),
                     Err(_) => client
                         .outbox()?
                         .into_iter()
-                        .filter_map(|c| {
-                            client
-                                .store()
-                                .message_by_cid(client.me(), &c)
-                                .ok()
-                                .flatten()
-                        })
+                        .filter_map(|c| client.store().message_by_cid(client.me(), &c).ok().flatten())
                         .collect::<Vec<MessageView>>(),
                 }
             };
@@ -357,12 +319,7 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             }
             Ok(())
         }
-        Cmd::History {
-            target,
-            limit,
-            json,
-            wait,
-        } => {
+        Cmd::History { target, limit, json, wait } => {
             let conv = parse_conv(client, target).map_err(|e| Exit(2, e.to_string()))?;
             let synced = connect(client, Instant::now() + secs(*wait)).await;
             if let Err(Exit(4, m)) = synced {
@@ -400,12 +357,7 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 } else {
                     print_event(&ev);
                 }
-                if let ClientEvent::Connection {
-                    state: ConnState::Stopped,
-                    reason,
-                    ..
-                } = &ev
-                {
+                if let ClientEvent::Connection { state: ConnState::Stopped, reason, .. } = &ev {
                     return Err(Exit(4, reason.clone().unwrap_or_default()));
                 }
             }
@@ -415,20 +367,14 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             connect(client, Instant::now() + secs(10.0)).await?;
             let conv = client.join(name).await?;
             let c = client.conversations()?.into_iter().find(|c| c.conv == conv);
-            println!(
-                "joined {conv} last_seq={}",
-                c.map(|c| c.last_seq).unwrap_or(0)
-            );
+            println!("joined {conv} last_seq={}", c.map(|c| c.last_seq).unwrap_or(0));
             Ok(())
         }
         Cmd::Channels => {
             connect(client, Instant::now() + secs(10.0)).await?;
             for ch in client.channels().await? {
                 let lock = if ch.private { " (private)" } else { "" };
-                println!(
-                    "#{} members={} {}{} {}",
-                    ch.channel, ch.members, ch.title, lock, ch.topic
-                );
+                println!("#{} members={} {}{} {}", ch.channel, ch.members, ch.title, lock, ch.topic);
             }
             Ok(())
         }
@@ -513,21 +459,10 @@ fn print_event(ev: &ClientEvent) {
     match ev {
         ClientEvent::MessageAdded { message } => print_message(message),
         ClientEvent::MessageUpdated { message } => {
-            println!(
-                "{} {} is {}",
-                message.conv,
-                message.cid,
-                message.status.as_str()
-            )
+            println!("{} {} is {}", message.conv, message.cid, message.status.as_str())
         }
         ClientEvent::Connection { state, reason, .. } => {
-            println!(
-                "connection {state:?}{}",
-                reason
-                    .as_ref()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            )
+            println!("connection {state:?}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())
         }
         ClientEvent::Typing { conv, user } => println!("{conv} {user} is typing"),
         ClientEvent::Invite { invite } => {

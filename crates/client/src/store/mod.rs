@@ -196,17 +196,11 @@ impl Store {
     /// The file is never deleted or rewritten in either case.
     pub fn open(path: &Path) -> Result<Store> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
-                path: dir.to_owned(),
-                source,
-            })?;
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io { path: dir.to_owned(), source })?;
         }
         let corrupt = |e: rusqlite::Error| -> StoreError {
             if is_corruption(&e) {
-                StoreError::Corrupt {
-                    path: path.to_owned(),
-                    detail: e.to_string(),
-                }
+                StoreError::Corrupt { path: path.to_owned(), detail: e.to_string() }
             } else {
                 StoreError::Sqlite(e)
             }
@@ -214,9 +208,7 @@ impl Store {
         let mut conn = Connection::open(path).map_err(corrupt)?;
         // Reading user_version is the first access to the file: a non-database
         // fails here, before any PRAGMA could try to rewrite it.
-        let version: u32 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(corrupt)?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(corrupt)?;
         if version > CURRENT_VERSION {
             return Err(StoreError::TooNew {
                 path: path.to_owned(),
@@ -224,16 +216,15 @@ impl Store {
                 supported: CURRENT_VERSION,
             });
         }
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(corrupt)?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(corrupt)?;
+        // NORMAL: a commit survives a crash of the process (WAL), and may be
+        // lost only on power loss. Writes that only this device holds (the
+        // outbox) are committed with FULL instead; see `durable_tx`.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         migrate(&mut conn, version).map_err(corrupt)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            path: path.to_owned(),
-        })
+        Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
     }
 
     /// Opens the store of the account whose data directory is `dir`.
@@ -263,18 +254,30 @@ impl Store {
         })
     }
 
+    /// Like `tx`, but fsynced before returning even on power loss: for
+    /// data the server does not have yet (a queued message). Committing
+    /// with FULL also makes every earlier NORMAL commit durable.
+    fn durable_tx<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            c.pragma_update(None, "synchronous", "FULL")?;
+            let out = (|| {
+                let tx = c.transaction()?;
+                let out = f(&tx)?;
+                tx.commit()?;
+                Ok(out)
+            })();
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            out
+        })
+    }
+
     /// A setting's value.
     ///
     /// # Errors
     /// On SQLite failure.
     pub fn setting(&self, key: &str) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(
-                c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
+            Ok(c.query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| r.get(0)).optional()?)
         })
     }
 
@@ -298,10 +301,9 @@ impl Store {
     /// [`StoreError::AccountMismatch`] when the store belongs to someone else.
     pub fn claim_user(&self, user: &str) -> Result<()> {
         match self.setting("user")? {
-            Some(stored) if stored != user => Err(StoreError::AccountMismatch {
-                stored,
-                requested: user.to_owned(),
-            }),
+            Some(stored) if stored != user => {
+                Err(StoreError::AccountMismatch { stored, requested: user.to_owned() })
+            }
             Some(_) => Ok(()),
             None => self.set_setting("user", user),
         }
@@ -313,26 +315,16 @@ impl Store {
     /// # Errors
     /// On SQLite failure (e.g. a cid reused by the same sender).
     pub fn enqueue(&self, m: &NewMessage) -> Result<MessageView> {
-        self.tx(|tx| {
-            ensure_conv(tx, &m.conv, &m.from)?;
-            tx.execute(
-                "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created)
-                 VALUES (?1, NULL, NULL, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 'pending', ?8)",
-                params![
-                    m.conv.to_string(),
-                    m.cid,
-                    m.from,
-                    serde_json::to_string(&m.to)?,
-                    m.kind,
-                    serde_json::to_string(&m.body)?,
-                    m.reply_to,
-                    now_ms()
-                ],
-            )?;
-            let id = tx.last_insert_rowid();
-            tx.execute("INSERT INTO outbox (message_id, conv) VALUES (?1, ?2)", params![id, m.conv.to_string()])?;
-            message_by_id(tx, id)
-        })
+        Ok(self.enqueue_many(std::slice::from_ref(m))?.remove(0))
+    }
+
+    /// Queues several messages in one durable transaction (one fsync), in
+    /// order: all or none.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn enqueue_many(&self, msgs: &[NewMessage]) -> Result<Vec<MessageView>> {
+        self.durable_tx(|tx| msgs.iter().map(|m| enqueue_one(tx, m)).collect())
     }
 
     /// Conversations that have queued messages, oldest queue head first.
@@ -341,9 +333,8 @@ impl Store {
     /// On SQLite failure.
     pub fn outbox_convs(&self) -> Result<Vec<Conv>> {
         self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT conv, min(id) AS first FROM outbox GROUP BY conv ORDER BY first",
-            )?;
+            let mut st =
+                c.prepare_cached("SELECT conv, min(id) AS first FROM outbox GROUP BY conv ORDER BY first")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for r in rows {
@@ -360,12 +351,16 @@ impl Store {
     pub fn outbox_head(&self, conv: &Conv) -> Result<Option<OutboxItem>> {
         self.with(|c| {
             let head: Option<(i64, i64, u32)> = c
-                .prepare_cached("SELECT id, message_id, attempts FROM outbox WHERE conv = ?1 ORDER BY id LIMIT 1")?
+                .prepare_cached(
+                    "SELECT id, message_id, attempts FROM outbox WHERE conv = ?1 ORDER BY id LIMIT 1",
+                )?
                 .query_row([conv.to_string()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                 .optional()?;
             match head {
                 None => Ok(None),
-                Some((id, mid, attempts)) => Ok(Some(OutboxItem { id, attempts, message: message_by_id(c, mid)? })),
+                Some((id, mid, attempts)) => {
+                    Ok(Some(OutboxItem { id, attempts, message: message_by_id(c, mid)? }))
+                }
             }
         })
     }
@@ -461,7 +456,7 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn retry_failed(&self, from: &str, cid: &str) -> Result<Option<MessageView>> {
-        self.tx(|tx| {
+        self.durable_tx(|tx| {
             let row: Option<(i64, String)> = tx
                 .query_row(
                     "SELECT id, conv FROM messages WHERE sender = ?1 AND cid = ?2 AND status = 'failed'",
@@ -562,12 +557,10 @@ impl Store {
     /// On SQLite failure.
     pub fn synced_seq(&self, conv: &Conv) -> Result<u64> {
         self.with(|c| {
-            Ok(
-                c.prepare_cached("SELECT synced_seq FROM conversations WHERE conv = ?1")?
-                    .query_row([conv.to_string()], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .unwrap_or(0) as u64,
-            )
+            Ok(c.prepare_cached("SELECT synced_seq FROM conversations WHERE conv = ?1")?
+                .query_row([conv.to_string()], |r| r.get::<_, i64>(0))
+                .optional()?
+                .unwrap_or(0) as u64)
         })
     }
 
@@ -619,10 +612,7 @@ impl Store {
     /// On SQLite failure.
     pub fn forget_conversation(&self, conv: &Conv) -> Result<()> {
         self.with(|c| {
-            c.execute(
-                "DELETE FROM conversations WHERE conv = ?1",
-                [conv.to_string()],
-            )?;
+            c.execute("DELETE FROM conversations WHERE conv = ?1", [conv.to_string()])?;
             Ok(())
         })
     }
@@ -632,15 +622,20 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn conversations(&self, me: &str) -> Result<Vec<ConversationView>> {
+        self.conversations_where(me, None)
+    }
+
+    fn conversations_where(&self, me: &str, only: Option<&Conv>) -> Result<Vec<ConversationView>> {
         self.with(|c| {
             let mut st = c.prepare_cached(
                 "SELECT c.conv, c.kind, c.peer, c.channel, c.last_seq, c.last_ts, c.synced_seq, c.read_seq,
                         (SELECT count(*) FROM messages m WHERE m.conv = c.conv AND m.seq > c.read_seq AND m.sender <> ?1),
                         c.peer_read_seq, c.peer_recv_seq, d.text
                  FROM conversations c LEFT JOIN drafts d ON d.conv = c.conv
+                 WHERE ?2 IS NULL OR c.conv = ?2
                  ORDER BY c.last_ts DESC, c.conv",
             )?;
-            let rows = st.query_map([me], |r| {
+            let rows = st.query_map(params![me, only.map(Conv::to_string)], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
                     r.get(1)?,
@@ -656,9 +651,16 @@ impl Store {
                     r.get(11)?,
                 ))
             })?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut last = c.prepare_cached(
+                "SELECT id FROM messages WHERE conv = ?1
+                 ORDER BY seq IS NULL DESC, seq DESC, id DESC LIMIT 1",
+            )?;
             let mut out = Vec::new();
             for row in rows {
-                let (conv, kind, peer, channel, last_seq, last_ts, synced, read, unread, pr, pv, draft) = row?;
+                let (conv, kind, peer, channel, last_seq, last_ts, synced, read, unread, pr, pv, draft) = row;
+                let last_id: Option<i64> = last.query_row([&conv], |r| r.get(0)).optional()?;
+                let last_message = last_id.map(|id| message_by_id(c, id)).transpose()?;
                 let Some(conv) = Conv::parse(&conv) else { continue };
                 out.push(ConversationView {
                     conv,
@@ -673,6 +675,7 @@ impl Store {
                     peer_read_seq: pr as u64,
                     peer_recv_seq: pv as u64,
                     draft,
+                    last_message,
                 });
             }
             Ok(out)
@@ -684,10 +687,7 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn conversation(&self, me: &str, conv: &Conv) -> Result<Option<ConversationView>> {
-        Ok(self
-            .conversations(me)?
-            .into_iter()
-            .find(|c| &c.conv == conv))
+        Ok(self.conversations_where(me, Some(conv))?.pop())
     }
 
     /// A page of a conversation from the local store, ascending: the
@@ -697,12 +697,7 @@ impl Store {
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn history(
-        &self,
-        conv: &Conv,
-        before: Option<u64>,
-        limit: u32,
-    ) -> Result<Vec<MessageView>> {
+    pub fn history(&self, conv: &Conv, before: Option<u64>, limit: u32) -> Result<Vec<MessageView>> {
         self.with(|c| {
             let sql = format!(
                 "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
@@ -938,8 +933,7 @@ impl Store {
     /// On SQLite failure.
     pub fn invites(&self, me: &str) -> Result<Vec<InviteView>> {
         self.with(|c| {
-            let mut st =
-                c.prepare_cached("SELECT json FROM invites ORDER BY updated DESC LIMIT 200")?;
+            let mut st = c.prepare_cached("SELECT json FROM invites ORDER BY updated DESC LIMIT 200")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let now = now_ms();
             let mut out = Vec::new();
@@ -975,19 +969,13 @@ impl Store {
     /// On SQLite failure.
     pub fn profiles(&self, users: &[String]) -> Result<Vec<Profile>> {
         self.with(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT user, name, avatar, status FROM profiles WHERE user = ?1",
-            )?;
+            let mut st =
+                c.prepare_cached("SELECT user, name, avatar, status FROM profiles WHERE user = ?1")?;
             let mut out = Vec::new();
             for u in users {
                 if let Some(p) = st
                     .query_row([u], |r| {
-                        Ok(Profile {
-                            user: r.get(0)?,
-                            name: r.get(1)?,
-                            avatar: r.get(2)?,
-                            status: r.get(3)?,
-                        })
+                        Ok(Profile { user: r.get(0)?, name: r.get(1)?, avatar: r.get(2)?, status: r.get(3)? })
                     })
                     .optional()?
                 {
@@ -1023,12 +1011,8 @@ impl Store {
     /// On SQLite failure.
     pub fn draft(&self, conv: &Conv) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(c.query_row(
-                "SELECT text FROM drafts WHERE conv = ?1",
-                [conv.to_string()],
-                |r| r.get(0),
-            )
-            .optional()?)
+            Ok(c.query_row("SELECT text FROM drafts WHERE conv = ?1", [conv.to_string()], |r| r.get(0))
+                .optional()?)
         })
     }
 
@@ -1038,11 +1022,9 @@ impl Store {
     /// On SQLite failure.
     pub fn media_path(&self, media: &str) -> Result<Option<PathBuf>> {
         self.with(|c| {
-            Ok(c.query_row(
-                "SELECT path FROM media_cache WHERE media = ?1",
-                [media],
-                |r| r.get::<_, String>(0),
-            )
+            Ok(c.query_row("SELECT path FROM media_cache WHERE media = ?1", [media], |r| {
+                r.get::<_, String>(0)
+            })
             .optional()?
             .map(PathBuf::from))
         })
@@ -1067,10 +1049,7 @@ impl Store {
     ///
     /// # Errors
     /// Whatever `f` returns, or SQLite failure.
-    pub fn with_transaction<T>(
-        &self,
-        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>,
-    ) -> Result<T> {
+    pub fn with_transaction<T>(&self, f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T>) -> Result<T> {
         self.tx(|tx| Ok(f(tx)?))
     }
 }
@@ -1099,6 +1078,27 @@ pub fn create_at_version(path: &Path, version: u32) -> rusqlite::Result<Connecti
     tx.pragma_update(None, "user_version", version)?;
     tx.commit()?;
     Ok(conn)
+}
+
+fn enqueue_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<MessageView> {
+    ensure_conv(tx, &m.conv, &m.from)?;
+    tx.execute(
+        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created)
+         VALUES (?1, NULL, NULL, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 'pending', ?8)",
+        params![
+            m.conv.to_string(),
+            m.cid,
+            m.from,
+            serde_json::to_string(&m.to)?,
+            m.kind,
+            serde_json::to_string(&m.body)?,
+            m.reply_to,
+            now_ms()
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute("INSERT INTO outbox (message_id, conv) VALUES (?1, ?2)", params![id, m.conv.to_string()])?;
+    message_by_id(tx, id)
 }
 
 fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::Result<()> {
@@ -1130,8 +1130,8 @@ fn advance_synced(tx: &Connection, conv: &str) -> rusqlite::Result<u64> {
         .unwrap_or(0);
     let mut next = synced;
     {
-        let mut st = tx
-            .prepare_cached("SELECT seq FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq")?;
+        let mut st =
+            tx.prepare_cached("SELECT seq FROM messages WHERE conv = ?1 AND seq > ?2 ORDER BY seq")?;
         let mut rows = st.query(params![conv, synced])?;
         while let Some(r) = rows.next()? {
             let s: i64 = r.get(0)?;
@@ -1159,10 +1159,8 @@ fn message_by_id(c: &Connection, id: i64) -> Result<MessageView> {
 /// Turns user input into an FTS5 query: every word quoted (so no operator
 /// syntax leaks through), all required, the last one as a prefix.
 fn fts_query(q: &str) -> Option<String> {
-    let words: Vec<String> = q
-        .split_whitespace()
-        .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
-        .collect();
+    let words: Vec<String> =
+        q.split_whitespace().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
     if words.is_empty() {
         return None;
     }

@@ -39,23 +39,15 @@ fn open() -> (tempfile::TempDir, Store) {
 }
 
 fn seqs(s: &Store, conv: &Conv) -> Vec<Option<u64>> {
-    s.all_messages(conv)
-        .unwrap()
-        .iter()
-        .map(|m| m.seq)
-        .collect()
+    s.all_messages(conv).unwrap().iter().map(|m| m.seq).collect()
 }
 
 #[test]
 fn the_database_is_in_wal_mode_with_fts5() {
     let (_d, s) = open();
-    let mode: String = s
-        .with(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
-        .unwrap();
+    let mode: String = s.with(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)).unwrap();
     assert_eq!(mode, "wal");
-    let v: u32 = s
-        .with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
-        .unwrap();
+    let v: u32 = s.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
     assert_eq!(v, CURRENT_VERSION);
 }
 
@@ -63,8 +55,7 @@ fn the_database_is_in_wal_mode_with_fts5() {
 fn messages_are_stored_once_in_seq_order_whatever_the_arrival_order() {
     let (_d, s) = open();
     let c = Conv::channel("lobby");
-    s.apply_messages("alice", &[msg(&c, 3, "bob", "b3", "three")])
-        .unwrap();
+    s.apply_messages("alice", &[msg(&c, 3, "bob", "b3", "three")]).unwrap();
     assert_eq!(s.synced_seq(&c).unwrap(), 0, "a hole before 3");
     let a = s
         .apply_messages(
@@ -78,9 +69,7 @@ fn messages_are_stored_once_in_seq_order_whatever_the_arrival_order() {
         .unwrap();
     assert_eq!(a.added.len(), 2);
     assert_eq!(s.synced_seq(&c).unwrap(), 3);
-    let again = s
-        .apply_messages("alice", &[msg(&c, 2, "bob", "b2", "two")])
-        .unwrap();
+    let again = s.apply_messages("alice", &[msg(&c, 2, "bob", "b2", "two")]).unwrap();
     assert!(again.added.is_empty() && again.updated.is_empty());
     assert_eq!(seqs(&s, &c), [Some(1), Some(2), Some(3)]);
 }
@@ -94,19 +83,11 @@ fn an_own_pending_message_is_confirmed_by_history_and_leaves_the_outbox() {
     assert_eq!(pending.status, DeliveryStatus::Pending);
     assert_eq!(s.outbox_cids().unwrap(), ["c1"]);
     // The ok was lost, but history brings the stored copy back.
-    let a = s
-        .apply_messages("alice", &[msg(&c, 1, "alice", "c1", "hello")])
-        .unwrap();
+    let a = s.apply_messages("alice", &[msg(&c, 1, "alice", "c1", "hello")]).unwrap();
     assert_eq!(a.updated.len(), 1);
     assert!(s.outbox_cids().unwrap().is_empty());
     // The late ok changes nothing.
-    let ok = SendOk {
-        conv: c.clone(),
-        seq: 1,
-        mid: "m1".into(),
-        ts: 1001,
-        dup: true,
-    };
+    let ok = SendOk { conv: c.clone(), seq: 1, mid: "m1".into(), ts: 1001, dup: true };
     s.mark_sent("alice", "c1", &ok).unwrap();
     let all = s.all_messages(&c).unwrap();
     assert_eq!(all.len(), 1);
@@ -118,21 +99,10 @@ fn a_send_ok_ahead_of_missing_messages_does_not_hide_the_gap() {
     let (_d, s) = open();
     let c = Conv::dm("alice", "bob");
     s.enqueue(&new_msg(&c, "c1", "mine")).unwrap();
-    s.mark_sent(
-        "alice",
-        "c1",
-        &SendOk {
-            conv: c.clone(),
-            seq: 2,
-            mid: "m2".into(),
-            ts: 2,
-            dup: false,
-        },
-    )
-    .unwrap();
-    assert_eq!(s.synced_seq(&c).unwrap(), 0);
-    s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "theirs")])
+    s.mark_sent("alice", "c1", &SendOk { conv: c.clone(), seq: 2, mid: "m2".into(), ts: 2, dup: false })
         .unwrap();
+    assert_eq!(s.synced_seq(&c).unwrap(), 0);
+    s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "theirs")]).unwrap();
     assert_eq!(s.synced_seq(&c).unwrap(), 2);
 }
 
@@ -141,25 +111,12 @@ fn receipts_move_own_messages_to_delivered_and_read() {
     let (_d, s) = open();
     let c = Conv::dm("alice", "bob");
     for i in 1..=3 {
-        s.apply_messages("alice", &[msg(&c, i, "alice", &format!("c{i}"), "x")])
-            .unwrap();
+        s.apply_messages("alice", &[msg(&c, i, "alice", &format!("c{i}"), "x")]).unwrap();
     }
     let changed = s.apply_receipt("alice", &c, 3, 1, 100).unwrap();
     assert_eq!(changed.len(), 3);
-    let st: Vec<_> = s
-        .all_messages(&c)
-        .unwrap()
-        .iter()
-        .map(|m| m.status)
-        .collect();
-    assert_eq!(
-        st,
-        [
-            DeliveryStatus::Read,
-            DeliveryStatus::Delivered,
-            DeliveryStatus::Delivered
-        ]
-    );
+    let st: Vec<_> = s.all_messages(&c).unwrap().iter().map(|m| m.status).collect();
+    assert_eq!(st, [DeliveryStatus::Read, DeliveryStatus::Delivered, DeliveryStatus::Delivered]);
 }
 
 #[test]
@@ -168,11 +125,7 @@ fn unread_counts_and_read_cursors() {
     let c = Conv::channel("lobby");
     s.apply_messages(
         "alice",
-        &[
-            msg(&c, 1, "bob", "b1", "a"),
-            msg(&c, 2, "alice", "a2", "b"),
-            msg(&c, 3, "bob", "b3", "c"),
-        ],
+        &[msg(&c, 1, "bob", "b1", "a"), msg(&c, 2, "alice", "a2", "b"), msg(&c, 3, "bob", "b3", "c")],
     )
     .unwrap();
     assert_eq!(s.conversation("alice", &c).unwrap().unwrap().unread, 2);
@@ -181,10 +134,7 @@ fn unread_counts_and_read_cursors() {
     assert_eq!(s.reads_to_send().unwrap(), [(c.clone(), 3)]);
     s.read_sent(&c, 3).unwrap();
     assert!(s.reads_to_send().unwrap().is_empty());
-    assert!(
-        s.acks_to_send().unwrap().is_empty(),
-        "read raises the receive cursor"
-    );
+    assert!(s.acks_to_send().unwrap().is_empty(), "read raises the receive cursor");
 }
 
 #[test]
@@ -200,13 +150,7 @@ fn search_finds_words_and_prefixes_and_ignores_operators() {
         ],
     )
     .unwrap();
-    let hits = |q: &str| {
-        s.search(q, 10)
-            .unwrap()
-            .iter()
-            .map(|m| m.seq.unwrap())
-            .collect::<Vec<_>>()
-    };
+    let hits = |q: &str| s.search(q, 10).unwrap().iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>();
     assert_eq!(hits("quick"), [3, 1]);
     assert_eq!(hits("quick bro"), [1]);
     assert_eq!(hits("do"), [2]);
@@ -233,19 +177,14 @@ fn a_newer_database_is_refused_and_left_alone() {
     {
         let s = Store::open(&path).unwrap();
         s.set_setting("user", "alice").unwrap();
-        s.with(|c| Ok(c.pragma_update(None, "user_version", CURRENT_VERSION + 1)?))
-            .unwrap();
+        s.with(|c| Ok(c.pragma_update(None, "user_version", CURRENT_VERSION + 1)?)).unwrap();
     }
     match Store::open(&path) {
         Err(StoreError::TooNew { found, .. }) => assert_eq!(found, CURRENT_VERSION + 1),
         other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
     }
     let c = Connection::open(&path).unwrap();
-    let user: String = c
-        .query_row("SELECT value FROM settings WHERE key='user'", [], |r| {
-            r.get(0)
-        })
-        .unwrap();
+    let user: String = c.query_row("SELECT value FROM settings WHERE key='user'", [], |r| r.get(0)).unwrap();
     assert_eq!(user, "alice");
 }
 
@@ -266,10 +205,7 @@ fn another_account_is_refused() {
     let (_d, s) = open();
     s.claim_user("alice").unwrap();
     s.claim_user("alice").unwrap();
-    assert!(matches!(
-        s.claim_user("bob"),
-        Err(StoreError::AccountMismatch { .. })
-    ));
+    assert!(matches!(s.claim_user("bob"), Err(StoreError::AccountMismatch { .. })));
 }
 
 /// Every historical schema version, with data written the way that version
@@ -281,11 +217,7 @@ fn every_historical_schema_version_migrates() {
         let path = dir.path().join(DB_FILE);
         {
             let c = create_at_version(&path, version).unwrap();
-            c.execute(
-                "INSERT INTO settings (key, value) VALUES ('user', 'alice')",
-                [],
-            )
-            .unwrap();
+            c.execute("INSERT INTO settings (key, value) VALUES ('user', 'alice')", []).unwrap();
             c.execute(
                 "INSERT INTO conversations (conv, kind, channel, synced_seq, last_seq) VALUES ('ch:lobby', 'channel', 'lobby', 1, 1)",
                 [],
@@ -303,25 +235,30 @@ fn every_historical_schema_version_migrates() {
                 [],
             )
             .unwrap();
-            c.execute(
-                "INSERT INTO outbox (message_id, conv) VALUES (2, 'ch:lobby')",
-                [],
-            )
-            .unwrap();
+            c.execute("INSERT INTO outbox (message_id, conv) VALUES (2, 'ch:lobby')", []).unwrap();
         }
         let s = Store::open(&path).unwrap_or_else(|e| panic!("version {version}: {e}"));
-        let v: u32 = s
-            .with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))
-            .unwrap();
+        let v: u32 = s.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
         assert_eq!(v, CURRENT_VERSION, "from version {version}");
         let c = Conv::channel("lobby");
         assert_eq!(seqs(&s, &c), [Some(1), None], "from version {version}");
         assert_eq!(s.outbox_cids().unwrap(), ["a1"], "from version {version}");
-        assert_eq!(
-            s.search("greet", 5).unwrap().len(),
-            1,
-            "search after migrating from {version}"
-        );
+        assert_eq!(s.search("greet", 5).unwrap().len(), 1, "search after migrating from {version}");
         assert_eq!(s.setting("user").unwrap().as_deref(), Some("alice"));
     }
+}
+
+#[test]
+fn conversations_carry_the_newest_message_for_the_preview() {
+    let (_d, s) = open();
+    let c = Conv::dm("alice", "bob");
+    s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "first"), msg(&c, 2, "bob", "b2", "second")])
+        .unwrap();
+    let conv = s.conversation("alice", &c).unwrap().unwrap();
+    assert_eq!(conv.last_message.unwrap().text(), Some("second"));
+    assert_eq!(conv.peer.as_deref(), Some("bob"));
+    s.enqueue(&new_msg(&c, "c1", "typing away")).unwrap();
+    let conv = s.conversation("alice", &c).unwrap().unwrap();
+    assert_eq!(conv.last_message.unwrap().status, DeliveryStatus::Pending);
+    assert!(s.conversation("alice", &Conv::channel("nowhere")).unwrap().is_none());
 }

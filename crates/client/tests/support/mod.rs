@@ -54,11 +54,13 @@ impl TestServer {
     /// Starts (or restarts) the server on its port with its data.
     pub async fn start(&mut self) {
         assert!(self.server.is_none());
-        let mut cfg = courier_server::Config::default();
-        cfg.listen = self.addr;
-        cfg.data_dir = self.dir.path().to_path_buf();
-        cfg.dev_auth = true;
-        cfg.heartbeat_ms = self.heartbeat_ms;
+        let mut cfg = courier_server::Config {
+            listen: self.addr,
+            data_dir: self.dir.path().to_path_buf(),
+            dev_auth: true,
+            heartbeat_ms: self.heartbeat_ms,
+            ..Default::default()
+        };
         if let Some(r) = self.send_per_sec {
             cfg.limits.send_per_sec = r;
             cfg.limits.send_burst = r;
@@ -95,11 +97,8 @@ impl TestServer {
 pub fn config(urls: Vec<String>, user: &str, device: &str, data: &Path) -> ClientConfig {
     let mut cfg = ClientConfig::new(urls, format!("dev:{user}"), data);
     cfg.device = device.into();
-    cfg.backoff = BackoffConfig {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(1),
-        factor: 2.0,
-    };
+    cfg.backoff =
+        BackoffConfig { base: Duration::from_millis(100), cap: Duration::from_secs(1), factor: 2.0 };
     cfg.request_timeout = Duration::from_secs(10);
     cfg
 }
@@ -150,27 +149,14 @@ pub async fn event(
 
 /// Waits for the first sync, with the test's patience.
 pub async fn synced(c: &Client) {
-    tokio::time::timeout(PATIENCE, c.wait_synced())
-        .await
-        .expect("never synced")
-        .expect("sync failed");
+    tokio::time::timeout(PATIENCE, c.wait_synced()).await.expect("never synced").expect("sync failed");
 }
 
 /// (seq, cid, from, text) of every stored message of a conversation.
-pub fn transcript(
-    c: &Client,
-    conv: &courier_proto::Conv,
-) -> Vec<(Option<u64>, String, String, String)> {
+pub fn transcript(c: &Client, conv: &courier_proto::Conv) -> Vec<(Option<u64>, String, String, String)> {
     c.history(conv, None, u32::MAX)
         .unwrap()
         .into_iter()
-        .map(|m| {
-            (
-                m.seq,
-                m.cid.clone(),
-                m.from.clone(),
-                m.text().unwrap_or("").to_owned(),
-            )
-        })
+        .map(|m| (m.seq, m.cid.clone(), m.from.clone(), m.text().unwrap_or("").to_owned()))
         .collect()
 }

@@ -72,13 +72,7 @@ impl Proxy {
                 tokio::spawn(serve(client, upstream, rx.clone(), st.clone(), n));
             }
         });
-        Proxy {
-            addr,
-            faults: tx,
-            stats,
-            seed,
-            task,
-        }
+        Proxy { addr, faults: tx, stats, seed, task }
     }
 
     /// Replaces the faults (existing connections pick them up per chunk).
@@ -124,9 +118,7 @@ async fn serve(
         } else {
             let mut rng = StdRng::seed_from_u64(seed);
             let u: f64 = rng.random_range(0.0001..1.0);
-            Some(Duration::from_millis(
-                (-(u.ln()) * f.mean_life_ms as f64) as u64,
-            ))
+            Some(Duration::from_millis((-(u.ln()) * f.mean_life_ms as f64) as u64))
         }
     };
     let (cr, cw) = client.into_split();

@@ -44,18 +44,20 @@ pub async fn create(
     }
     let entry = st.channel_entry(&channel).await?.ok_or_else(|| OpError::not_found("channel vanished"))?;
     entry.insert(&ses.user);
+    st.channel_changed(&channel);
     Ok(json!({"conv": Conv::channel(&channel), "members": entry.len()}))
 }
 
 /// Tells the channel's members (and `also`, e.g. someone who just left)
 /// about a membership change.
 fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, joined: bool) {
+    st.channel_changed(channel);
     let frame = event_frame(&Event::Member { channel: channel.to_owned(), user: user.to_owned(), joined, removed: false });
     let mut members = entry.snapshot();
     if !joined {
         members.push(user.to_owned());
     }
-    st.hub.send_to_users(members.iter().map(String::as_str), &frame, None);
+    st.send_to_users(members.iter().map(String::as_str), &frame, None);
 }
 
 /// `join`: public channels only (a member of a private channel may "join"
@@ -108,7 +110,8 @@ pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpR
         _ => return Err(OpError::forbidden(HIDDEN)),
     }
     let users = st.store.members(channel).await?;
+    let online = st.online(&users).await;
     let members: Vec<MemberInfo> =
-        users.into_iter().map(|u| MemberInfo { online: st.hub.is_online(&u), user: u }).collect();
+        users.into_iter().zip(online).map(|(user, online)| MemberInfo { online, user }).collect();
     Ok(json!({"count": members.len(), "members": members}))
 }

@@ -39,8 +39,10 @@ pub async fn invite(
     if known {
         st.schedule_expiry(&inv);
         let frame = event_frame(&Event::Invite { invite: inv.clone() });
-        let reached = st.hub.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
-        if reached > 0 {
+        let reached = st.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
+        // In a cluster the callee's sessions may all be on other nodes.
+        let reached_elsewhere = || async { st.bus.is_some() && st.online(std::slice::from_ref(&inv.to)).await[0] };
+        if reached > 0 || reached_elsewhere().await {
             // The ok below still shows the invitation as created; the
             // caller's sessions learn "received" from the `invite_state`
             // event queued here, which follows the ok on the wire.

@@ -164,11 +164,11 @@ pub async fn cursor(
                 recv_seq: after.recv_seq,
                 read_seq: after.read_seq,
             };
-            st.hub.send_to_users([peer], &event_frame(&ev), None);
+            st.send_to_users([peer], &event_frame(&ev), None);
         }
         if read.is_some() && after.read_seq != before.read_seq {
             let ev = Event::Read { conv: conv.clone(), seq: after.read_seq };
-            st.hub.send_to_users([user], &event_frame(&ev), Some(ses.handle.key));
+            st.send_to_users([user], &event_frame(&ev), Some(ses.handle.key));
         }
     }
     Ok(json!({"recv_seq": after.recv_seq, "read_seq": after.read_seq}))
@@ -192,13 +192,13 @@ pub async fn typing(st: &Arc<AppState>, ses: &mut SessionCtx, conv: Conv) -> OpR
     match &conv {
         Conv::Dm(..) => {
             if let Some(peer) = conv.peer_of(user).filter(|p| *p != user) {
-                st.hub.send_to_users([peer], &frame, None);
+                st.send_to_users([peer], &frame, None);
             }
         }
         Conv::Channel(name) => {
             if let Some(entry) = st.channel_entry(name).await? {
                 let members = entry.snapshot();
-                st.hub.send_to_users(members.iter().map(String::as_str).filter(|m| *m != user), &frame, None);
+                st.send_to_users(members.iter().map(String::as_str).filter(|m| *m != user), &frame, None);
             }
         }
     }
@@ -224,7 +224,7 @@ pub async fn signal(st: &Arc<AppState>, ses: &SessionCtx, to: Target, body: Map<
                 Some(inv) if inv.state == InviteState::Accepted && (inv.from == user || inv.to == user) => {
                     let parties = [inv.from.as_str(), inv.to.as_str()];
                     let n = if inv.from == inv.to { 1 } else { 2 };
-                    st.hub.send_to_users(parties[..n].iter().copied(), &frame, except);
+                    st.send_to_users(parties[..n].iter().copied(), &frame, except);
                 }
                 _ => return Err(OpError::forbidden("signals to a call need an accepted invitation you are part of")),
             }

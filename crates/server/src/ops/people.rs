@@ -30,10 +30,11 @@ pub async fn watch(st: &Arc<AppState>, ses: &mut SessionCtx, users: Vec<String>)
     st.hub.watch(&ses.handle, users.iter().map(String::as_str));
     ses.watched.extend(users.iter().cloned());
     let seen = st.store.last_seen(&users).await?;
+    let online = st.online(&users).await;
     let presence: Vec<Presence> = users
         .into_iter()
-        .map(|u| {
-            let online = st.hub.is_online(&u);
+        .zip(online)
+        .map(|(u, online)| {
             Presence { last_seen: if online { None } else { seen.get(&u).copied() }, online, user: u }
         })
         .collect();
@@ -59,7 +60,7 @@ pub async fn set_profile(
 ) -> OpResult {
     let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
     let profile = st.store.set_profile(&ses.user, name.as_deref(), avatar.as_deref(), status.as_deref()).await?;
-    st.hub.send_to_watchers(&ses.user, &event_frame(&Event::Profile(profile.clone())));
+    st.send_to_watchers(&ses.user, &event_frame(&Event::Profile(profile.clone())));
     Ok(serde_json::to_value(profile).expect("serializes"))
 }
 

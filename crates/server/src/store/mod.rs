@@ -13,8 +13,8 @@
 
 pub mod postgres;
 pub mod sqlite;
-#[cfg(test)]
-mod pg_harness;
+#[cfg(any(test, feature = "test-engines"))]
+pub mod pg_harness;
 #[cfg(any(test, feature = "store-suite"))]
 pub mod suite;
 
@@ -289,4 +289,9 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes pending writes and makes them durable. Later calls may fail
     /// with [`StoreError::Unavailable`].
     async fn close(&self) -> StoreResult<()>;
+    /// Checks that the engine answers (for `/healthz` in cluster mode). The
+    /// embedded engine has nothing to reach, so the default answers at once.
+    async fn ping(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }

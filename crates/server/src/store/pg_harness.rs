@@ -1,4 +1,5 @@
-//! A private PostgreSQL server for the tests of [`super::postgres`].
+//! A private PostgreSQL server for the tests of [`super::postgres`] and of
+//! cluster mode (feature `test-engines`).
 //!
 //! The first test that asks starts one server per test binary: `initdb`
 //! into a temporary directory, `postgres` on a free loopback port (run as
@@ -49,7 +50,7 @@ const ROLE: &str = "courier";
 /// When PostgreSQL is installed but the server cannot be started or the
 /// database cannot be created: that is a broken test environment, not a
 /// reason to skip.
-pub(crate) async fn fresh_database() -> Option<String> {
+pub async fn fresh_database() -> Option<String> {
     let server = tokio::task::spawn_blocking(|| SERVER.get_or_init(start).as_ref())
         .await
         .expect("starting the test PostgreSQL server");
@@ -157,7 +158,7 @@ fn start() -> Option<Server> {
             .args(["-c", "fsync=off", "-c", "full_page_writes=off"])
             .stdout(log.try_clone().expect("the server log"))
             .stderr(log);
-        let (pid, exited) = spawn_bound_to_this_process(cmd);
+        let (pid, exited) = spawn_bound_to_this_process(cmd, libc::SIGQUIT);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(status) = exited.try_recv() {
@@ -189,7 +190,10 @@ fn start() -> Option<Server> {
 /// parent-death signal set. The signal fires when the spawning *thread*
 /// ends, so that thread must live as long as the child: it does, blocked in
 /// `wait`, until the child stops or the process exits.
-fn spawn_bound_to_this_process(mut cmd: Command) -> (u32, mpsc::Receiver<Option<ExitStatus>>) {
+pub(crate) fn spawn_bound_to_this_process(
+    mut cmd: Command,
+    death_signal: libc::c_int,
+) -> (u32, mpsc::Receiver<Option<ExitStatus>>) {
     let (started_tx, started) = mpsc::channel();
     let (exited_tx, exited) = mpsc::channel();
     let parent = std::process::id();
@@ -198,7 +202,7 @@ fn spawn_bound_to_this_process(mut cmd: Command) -> (u32, mpsc::Receiver<Option<
     // would otherwise clear the death signal.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
             // The parent may have died before the signal was armed.

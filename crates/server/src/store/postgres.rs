@@ -1133,6 +1133,12 @@ impl Store for PostgresStore {
         Ok(from_sql_int(col(&c.query_one(&stmt, &[]).await.map_err(pg)?, 0)?))
     }
 
+    async fn ping(&self) -> StoreResult<()> {
+        let c = self.client().await?;
+        c.simple_query("SELECT 1").await.map_err(pg)?;
+        Ok(())
+    }
+
     async fn close(&self) -> StoreResult<()> {
         // Every acknowledged write is already committed: closing only stops
         // new calls and drops the connections (busy ones when returned).

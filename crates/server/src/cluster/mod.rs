@@ -1,0 +1,166 @@
+//! Cluster mode: the cross-node effects of the hub go through a [`Bus`].
+//!
+//! A node delivers every event to its own sessions directly (as a single
+//! node does) and hands the same serialised frame to the bus, which carries
+//! it to the sessions of the same users on the other nodes. Everything that
+//! must be true cluster-wide goes through here: delivery to a user's
+//! sessions, presence (online while any node holds a session, and a dead
+//! node stops counting within a bounded time), device replacement (4003),
+//! presence/profile events to watchers, and channel member cache
+//! invalidation. Invitation state needs nothing extra: storage decides every
+//! transition by compare-and-set, and only the winner broadcasts.
+//!
+//! Single-node mode has no bus at all (`AppState::bus` is `None`), so it pays
+//! nothing. The one implementation is [`redis::RedisBus`]. The bus is
+//! at-most-once (Redis pub/sub); clients' seq-based gap filling on
+//! reconnect and `sync` recovers anything it drops.
+
+pub mod redis;
+#[cfg(any(test, feature = "test-engines"))]
+pub mod redis_harness;
+
+use crate::hub::PresenceChange;
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Failures of the bus engine.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The Redis engine failed or is unreachable.
+    #[error("redis: {0}")]
+    Redis(#[from] ::redis::RedisError),
+    /// The engine did not answer in time.
+    #[error("redis: no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Carries a node's cross-node effects to the other nodes of the cluster.
+///
+/// Publishing is fire-and-forget (queued, never blocks the caller); the
+/// calls that answer questions (presence) are async.
+#[async_trait]
+pub trait Bus: Send + Sync + 'static {
+    /// This node's id.
+    fn node_id(&self) -> &str;
+    /// Hands `frame` to the sessions of `users` on the other nodes (this node
+    /// has delivered it to its own sessions already).
+    fn publish_to_users(&self, users: &[&str], frame: &Arc<str>);
+    /// Hands `frame` to the sessions on other nodes that watch `user`.
+    fn publish_to_watchers(&self, user: &str, frame: &Arc<str>);
+    /// Tells other nodes to close `user`'s sessions of `device` with 4003.
+    fn publish_kick(&self, user: &str, device: &str);
+    /// Tells other nodes to drop their cached members of `channel`.
+    fn publish_channel_changed(&self, channel: &str);
+    /// A session of `user` was registered here (`change` is the local
+    /// change): makes sure this node receives the user's events before the
+    /// session is told it is ready.
+    async fn session_opened(&self, user: &str, change: PresenceChange);
+    /// Records a local presence change and returns the cluster-wide change
+    /// (a user coming online here is `Unchanged` when another node has them).
+    async fn presence(&self, user: &str, change: PresenceChange) -> PresenceChange;
+    /// Whether each user is online on any live node.
+    ///
+    /// # Errors
+    /// When the engine cannot answer.
+    async fn online(&self, users: &[String]) -> Result<Vec<bool>, BusError>;
+    /// Round trip to the engine (for `/healthz`).
+    ///
+    /// # Errors
+    /// When the engine is unreachable.
+    async fn ping(&self) -> Result<Duration, BusError>;
+    /// Leaves the cluster. `crash` leaves as a killed node would: nothing is
+    /// flushed or cleaned up, the others notice when its heartbeat lapses.
+    async fn shutdown(&self, crash: bool);
+}
+
+/// What a bus message asks the receiving node to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Deliver the frame to the (channel's) user's sessions.
+    Frame,
+    /// Close the user's sessions of a device with 4003.
+    Kick,
+    /// Deliver the frame to the watchers of a user.
+    Watchers,
+    /// Drop the cached members of a channel.
+    Channel,
+}
+
+impl Kind {
+    fn tag(self) -> char {
+        match self {
+            Kind::Frame => 'F',
+            Kind::Kick => 'K',
+            Kind::Watchers => 'W',
+            Kind::Channel => 'M',
+        }
+    }
+}
+
+/// One decoded bus message: `<kind>|<origin node>|<sent ms>|<arg>|<body>`.
+/// Ids never contain `|` (the protocol's identifier alphabet), and the body
+/// (a frame) is last, so it may.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Envelope<'a> {
+    /// What to do.
+    pub kind: Kind,
+    /// The publishing node (which acted locally already).
+    pub origin: &'a str,
+    /// Publishing time (ms since the epoch), for the pub/sub lag metric.
+    pub sent_ms: i64,
+    /// User, device or channel, by kind.
+    pub arg: &'a str,
+    /// The serialised frame (empty for kicks and channel changes).
+    pub body: &'a str,
+}
+
+impl Envelope<'_> {
+    /// Encodes a message.
+    pub fn encode(kind: Kind, origin: &str, sent_ms: i64, arg: &str, body: &str) -> String {
+        let mut s = String::with_capacity(origin.len() + arg.len() + body.len() + 24);
+        s.push(kind.tag());
+        s.push('|');
+        s.push_str(origin);
+        s.push('|');
+        s.push_str(&sent_ms.to_string());
+        s.push('|');
+        s.push_str(arg);
+        s.push('|');
+        s.push_str(body);
+        s
+    }
+
+    /// Decodes a message; `None` for anything malformed.
+    pub fn decode(s: &str) -> Option<Envelope<'_>> {
+        let mut parts = s.splitn(5, '|');
+        let kind = match parts.next()? {
+            "F" => Kind::Frame,
+            "K" => Kind::Kick,
+            "W" => Kind::Watchers,
+            "M" => Kind::Channel,
+            _ => return None,
+        };
+        let origin = parts.next()?;
+        let sent_ms = parts.next()?.parse().ok()?;
+        let arg = parts.next()?;
+        let body = parts.next()?;
+        Some(Envelope { kind, origin, sent_ms, arg, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes_round_trip_and_keep_pipes_in_frames() {
+        let s = Envelope::encode(Kind::Frame, "n1", 42, "", r#"{"ev":"msg","body":{"text":"a|b"}}"#);
+        let e = Envelope::decode(&s).unwrap();
+        assert_eq!(e.kind, Kind::Frame);
+        assert_eq!((e.origin, e.sent_ms, e.arg), ("n1", 42, ""));
+        assert_eq!(e.body, r#"{"ev":"msg","body":{"text":"a|b"}}"#);
+        assert!(Envelope::decode("X|n|1||").is_none());
+        assert!(Envelope::decode("F|n|notanumber||").is_none());
+    }
+}
