@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
-# Installs what a fresh Debian/Ubuntu machine lacks for building and testing
-# Courier. Safe to run repeatedly: packages already present are skipped.
+# Installs what a fresh Debian/Ubuntu machine lacks for building, running and
+# testing Courier, then the npm packages. Safe to run repeatedly: packages
+# already present are skipped, so a warm machine spends seconds here.
+#
+#   scripts/setup.sh          build + run (what `npm start` needs)
+#   scripts/setup.sh --test   also the test tools (what `npm test` / CI need)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential pkg-config ca-certificates curl)
+BUILD_PACKAGES=(
+  build-essential pkg-config ca-certificates curl
+  # Tauri v2 on Linux (WebKitGTK 4.1)
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev libssl-dev
+  # notifications and deep-link registration
+  dbus-x11 libnotify-bin xdg-utils desktop-file-utils
+)
+TEST_PACKAGES=(
+  # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
+  xvfb xauth imagemagick webkit2gtk-driver dunst
+  # cluster tests start private instances of these
+  postgresql redis-server
+)
+
+packages=("${BUILD_PACKAGES[@]}")
+[[ "${1:-}" == "--test" ]] && packages+=("${TEST_PACKAGES[@]}")
 
 missing=()
-for p in "${APT_PACKAGES[@]}"; do
+for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
 if ((${#missing[@]})); then
@@ -18,3 +38,9 @@ fi
 
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
 command -v node >/dev/null || { echo "setup: Node.js 20+ is required" >&2; exit 1; }
+
+# npm packages: reinstall when the lockfile changed since the last install.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci"
+  npm ci --no-audit --no-fund
+fi
