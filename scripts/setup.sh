@@ -44,3 +44,9 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   echo "setup: npm ci"
   npm ci --no-audit --no-fund
 fi
+
+# The benchmark's Socket.IO peer (its smoke test runs in `npm test`).
+if [[ "${1:-}" == "--test" ]] && [ ! -d bench/peers/socketio/node_modules ]; then
+  echo "setup: npm ci (bench/peers/socketio)"
+  npm ci --prefix bench/peers/socketio --no-audit --no-fund
+fi

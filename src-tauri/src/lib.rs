@@ -1,1 +1,174 @@
-pub fn run() {}
+//! The Courier desktop app: a thin Tauri v2 shell over `courier-client`.
+//!
+//! - [`commands`]: one `#[tauri::command]` per client-core call the UI makes
+//!   (`ui/src/services/transport.ts`), errors as `{code, message}`;
+//! - [`bridge`]: the one place that emits to the webview (`courier://event`
+//!   with each `ClientEvent`, `courier://deep-link`, `courier://notice`),
+//!   and drives notifications and the tray's unread state;
+//! - [`state`]: profile, sign-in, the embedded server and its discovery;
+//! - [`deeplink`]: the pure `courier://` parser;
+//! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`].
+
+pub mod bridge;
+pub mod commands;
+pub mod deeplink;
+pub mod error;
+pub mod notify;
+pub mod os;
+pub mod profile;
+pub mod settings;
+pub mod state;
+pub mod tray;
+
+use state::AppState;
+use tauri::{Emitter, Manager, RunEvent, WindowEvent};
+
+/// Runs the app (the `courier` binary).
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,courier_client=info,courier_server=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let args: Vec<String> = std::env::args().collect();
+    let profile = match profile::Profile::from_env(&args) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("courier: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut ctx = tauri::generate_context!();
+    // A separate single-instance key per profile.
+    let id = profile.identifier(&ctx.config().identifier);
+    ctx.config_mut().identifier = id;
+    let state = AppState::new(profile);
+    let feed = state.take_feed().expect("fresh state has its feed");
+    let start_link = deeplink::link_in_args(&args[1..]).map(str::to_owned);
+
+    let app = tauri::Builder::default()
+        // First: a second launch of the same profile ends here, in the
+        // running instance, with its arguments (a deep link, maybe).
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            tray::show_main(app);
+            if let Some(link) = deeplink::link_in_args(&argv[1.min(argv.len())..]) {
+                bridge::handle_link(app, link);
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::account,
+            commands::connect,
+            commands::connection_state,
+            commands::send_text,
+            commands::send_image,
+            commands::send_file,
+            commands::upload,
+            commands::download,
+            commands::open_media,
+            commands::retry_message,
+            commands::delete_unsent,
+            commands::history_page,
+            commands::search,
+            commands::conversations,
+            commands::mark_read,
+            commands::set_draft,
+            commands::typing,
+            commands::signal,
+            commands::channels,
+            commands::join_channel,
+            commands::leave_channel,
+            commands::create_channel,
+            commands::add_member,
+            commands::members,
+            commands::watch_presence,
+            commands::unwatch_presence,
+            commands::profiles,
+            commands::set_profile,
+            commands::invite,
+            commands::answer_invite,
+            commands::cancel_invite,
+            commands::invites,
+            commands::settings_get,
+            commands::settings_set,
+            commands::open_external,
+            commands::set_active_conversation,
+            commands::last_deep_link,
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            bridge::spawn(handle.clone(), feed);
+            let state = handle.state::<AppState>();
+            // Downloaded media is shown through the asset protocol.
+            let _ = app.asset_protocol_scope().allow_directory(&state.profile.dir, true);
+            setup_deep_links(app);
+            if let Err(e) = tray::build(&handle) {
+                tracing::warn!("no tray icon: {e}");
+            }
+            tauri::async_runtime::spawn(async move {
+                let state = handle.state::<AppState>();
+                let (config, persist) = state.startup_account();
+                if let Some(config) = config
+                    && let Err(e) = state.connect(config, persist).await
+                {
+                    tracing::error!("start-up sign-in failed: {e}");
+                    let _ = handle.emit(bridge::NOTICE_EVENT, serde_json::json!({"level": "error", "message": e.message}));
+                }
+                state.set_booted();
+                if let Some(link) = start_link {
+                    bridge::handle_link(&handle, &link);
+                }
+            });
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            if let WindowEvent::CloseRequested { api, .. } = event
+                && window.label() == "main"
+                && window.state::<AppState>().settings().close_to_tray
+                && window.app_handle().tray_by_id("main").is_some()
+            {
+                api.prevent_close();
+                let _ = window.hide();
+            }
+        })
+        .build(ctx)
+        .expect("error while building the Courier app");
+
+    app.run(|app, event| {
+        if let RunEvent::Exit = event {
+            let state = app.state::<AppState>();
+            tauri::async_runtime::block_on(state.shutdown());
+        }
+    });
+}
+
+fn setup_deep_links(app: &tauri::App) {
+    use tauri_plugin_deep_link::DeepLinkExt;
+    // Linux/Windows: links arrive as arguments (start-up, or forwarded by
+    // single-instance). macOS: through the plugin's open-url event.
+    #[cfg(target_os = "macos")]
+    {
+        let h = app.handle().clone();
+        app.deep_link().on_open_url(move |e| {
+            for url in e.urls() {
+                bridge::handle_link(&h, url.as_str());
+            }
+        });
+    }
+    // Register the scheme at run time when not installed from a package
+    // (the .deb's .desktop file registers it for installed copies).
+    #[cfg(any(target_os = "linux", windows))]
+    {
+        let installed = std::env::current_exe().is_ok_and(|p| p.starts_with("/usr"));
+        if !installed
+            && std::env::var_os("COURIER_NO_SCHEME_REGISTER").is_none()
+            && let Err(e) = app.deep_link().register_all()
+        {
+            tracing::info!("courier:// not registered: {e}");
+        }
+    }
+    let _ = app;
+}

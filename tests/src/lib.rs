@@ -38,6 +38,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
+pub mod faults;
+pub mod soak;
+
 pub use courier_server::Config;
 use courier_server::Server;
 pub use courier_server::cluster::redis_harness::TestRedis;

@@ -17,6 +17,7 @@ use crate::model::{ConversationView, InviteView, MessageView, UploadedMedia, now
 use crate::outbox::{DrainError, Sender};
 use crate::store::{NewMessage, Store, StoreError};
 use crate::sync;
+use crate::tls::TlsConfig;
 use courier_proto::{
     ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo, Presence, Profile,
     Target,
@@ -105,6 +106,10 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Limit for one request's reply.
     pub request_timeout: Duration,
+    /// A PEM file of extra trusted root certificates for `wss://` and
+    /// `https://` (a self-hosted server with a private CA), on top of the
+    /// built-in web roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -119,6 +124,7 @@ impl ClientConfig {
             backoff: BackoffConfig::default(),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
+            ca_file: None,
         }
     }
 }
@@ -145,6 +151,7 @@ pub(crate) struct Inner {
     events: broadcast::Sender<ClientEvent>,
     state: watch::Sender<ConnState>,
     stop_reason: Mutex<Option<(Option<u16>, String)>>,
+    last_error: Mutex<Option<String>>,
     session: Mutex<Option<Arc<Session>>>,
     hello: Mutex<Option<HelloOk>>,
     synced: watch::Sender<u64>,
@@ -155,8 +162,13 @@ pub(crate) struct Inner {
     token_wake: Notify,
     shutdown: watch::Sender<bool>,
     connector: Arc<dyn Connector>,
+    tls: TlsConfig,
     jitter: Jitter,
     manager: Mutex<Option<JoinHandle<()>>>,
+}
+
+fn tls_config(cfg: &ClientConfig) -> Result<TlsConfig> {
+    crate::tls::client_config(cfg.ca_file.as_deref()).map_err(|e| ClientError::Config(e.to_string()))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -189,6 +201,14 @@ impl Inner {
         code: Option<u16>,
     ) {
         self.state.send_replace(state);
+        {
+            let mut last = lock(&self.last_error);
+            if state == ConnState::Connected {
+                *last = None;
+            } else if let Some(r) = &reason {
+                *last = Some(r.clone());
+            }
+        }
         self.emit(ClientEvent::Connection {
             state,
             url: url.map(str::to_owned),
@@ -250,7 +270,8 @@ impl Client {
     /// A bad URL, a token whose user cannot be determined, or a store that
     /// cannot be opened (corrupt, newer, another account).
     pub fn open(cfg: ClientConfig) -> Result<Client> {
-        Client::open_with(cfg, Arc::new(TcpConnector), random_jitter())
+        let tls = tls_config(&cfg)?;
+        Client::open_parts(cfg, Arc::new(TcpConnector::with_tls(tls.clone())), random_jitter(), tls)
     }
 
     /// [`Client::open`] with an injected connector and jitter source (tests).
@@ -258,6 +279,16 @@ impl Client {
     /// # Errors
     /// As [`Client::open`].
     pub fn open_with(cfg: ClientConfig, connector: Arc<dyn Connector>, jitter: Jitter) -> Result<Client> {
+        let tls = tls_config(&cfg)?;
+        Client::open_parts(cfg, connector, jitter, tls)
+    }
+
+    fn open_parts(
+        cfg: ClientConfig,
+        connector: Arc<dyn Connector>,
+        jitter: Jitter,
+        tls: TlsConfig,
+    ) -> Result<Client> {
         if cfg.servers.is_empty() {
             return Err(ClientError::Config("no server URL given".into()));
         }
@@ -289,6 +320,7 @@ impl Client {
             events,
             state: watch::channel(ConnState::Disconnected).0,
             stop_reason: Mutex::new(None),
+            last_error: Mutex::new(None),
             session: Mutex::new(None),
             hello: Mutex::new(None),
             synced: watch::channel(0).0,
@@ -298,6 +330,7 @@ impl Client {
             token_wake: Notify::new(),
             shutdown: watch::channel(false).0,
             connector,
+            tls,
             jitter,
             manager: Mutex::new(None),
         });
@@ -349,6 +382,12 @@ impl Client {
     /// Why the manager stopped (close code, reason), when it did.
     pub fn stop_reason(&self) -> Option<(Option<u16>, String)> {
         lock(&self.inner.stop_reason).clone()
+    }
+
+    /// Why the last connection attempt failed or the last session ended
+    /// (e.g. an untrusted TLS certificate); `None` while connected.
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.inner.last_error).clone()
     }
 
     /// The server's limits (defaults before the first hello).
@@ -873,7 +912,7 @@ impl Client {
     /// Network failure or a refusal (e.g. 413).
     pub async fn upload(&self, bytes: Vec<u8>, mime: &str) -> Result<UploadedMedia> {
         let token = lock(&self.inner.token).clone();
-        Ok(media::upload(&self.http_base(), &token, bytes, mime).await?)
+        Ok(media::upload(&self.http_base(), &self.inner.tls, &token, bytes, mime).await?)
     }
 
     /// The local file of a media id, downloaded once into the cache.
@@ -888,7 +927,8 @@ impl Client {
         }
         let token = lock(&self.inner.token).clone();
         let dir = self.inner.cfg.data_dir.join("media");
-        let (path, mime, size) = media::download(&self.http_base(), &token, media_id, &dir).await?;
+        let (path, mime, size) =
+            media::download(&self.http_base(), &self.inner.tls, &token, media_id, &dir).await?;
         self.inner.store.put_media(media_id, &path, &mime, size)?;
         Ok(path)
     }

@@ -7,6 +7,7 @@
 //! stalls that long — so a half-open TCP connection ends the session within
 //! the protocol's bound and the connection manager reconnects.
 
+use crate::tls::{self, TlsConfig};
 use courier_proto::{ErrBody, Event, SUBPROTOCOL, ServerFrame, WS_PATH};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
@@ -30,12 +31,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 /// Errors of dialing a server.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
-    /// The URL is not a usable `ws://` URL.
+    /// The URL is not a usable `ws://` or `wss://` URL.
     #[error("bad server URL {0:?}: {1}")]
     BadUrl(String, String),
     /// TCP connect failed.
     #[error("cannot reach {0}: {1}")]
     Unreachable(String, std::io::Error),
+    /// The TLS handshake failed (e.g. an untrusted certificate).
+    #[error("TLS handshake with {0} failed: {1}")]
+    Tls(String, String),
     /// The WebSocket handshake failed.
     #[error("WebSocket handshake with {0} failed: {1}")]
     Handshake(String, String),
@@ -76,26 +80,49 @@ pub trait Connector: Send + Sync + 'static {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a>;
 }
 
-/// Dials plain `ws://` URLs over TCP.
+/// Dials `ws://` URLs over TCP and `wss://` URLs over TLS (rustls).
+///
+/// The default verifies `wss://` servers against the built-in web roots;
+/// [`TcpConnector::with_tls`] takes a configuration with extra roots (see
+/// [`crate::ClientConfig::ca_file`]).
 #[derive(Debug, Default, Clone)]
-pub struct TcpConnector;
+pub struct TcpConnector {
+    tls: Option<TlsConfig>,
+}
+
+impl TcpConnector {
+    /// A connector that uses `tls` for `wss://` URLs.
+    pub fn with_tls(tls: TlsConfig) -> TcpConnector {
+        TcpConnector { tls: Some(tls) }
+    }
+}
 
 impl Connector for TcpConnector {
     fn connect<'a>(&'a self, url: &'a str) -> ConnectFuture<'a> {
         Box::pin(async move {
             let mut req =
                 url.into_client_request().map_err(|e| ConnError::BadUrl(url.into(), e.to_string()))?;
-            if req.uri().scheme_str() != Some("ws") {
-                return Err(ConnError::BadUrl(url.into(), "only ws:// is supported by this build (put TLS in front with a local proxy, or see README)".into()));
-            }
+            let secure = match req.uri().scheme_str() {
+                Some("ws") => false,
+                Some("wss") => true,
+                _ => return Err(ConnError::BadUrl(url.into(), "expected ws:// or wss://".into())),
+            };
             req.headers_mut().insert("Sec-WebSocket-Protocol", SUBPROTOCOL.parse().expect("static header"));
             let host = req.uri().host().unwrap_or("localhost").trim_matches(['[', ']']).to_owned();
-            let port = req.uri().port_u16().unwrap_or(80);
+            let port = req.uri().port_u16().unwrap_or(if secure { 443 } else { 80 });
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
                 .await
                 .map_err(|e| ConnError::Unreachable(url.into(), e))?;
             let _ = tcp.set_nodelay(true);
-            let io: Box<dyn Io> = Box::new(tcp);
+            let io: Box<dyn Io> = if secure {
+                let cfg = self.tls.clone().unwrap_or_else(tls::default_config);
+                let stream = tls::handshake(cfg, &host, tcp)
+                    .await
+                    .map_err(|e| ConnError::Tls(url.into(), tls::describe(&e)))?;
+                Box::new(stream)
+            } else {
+                Box::new(tcp)
+            };
             let cfg =
                 WebSocketConfig::default().max_message_size(Some(16 << 20)).max_frame_size(Some(16 << 20));
             let (ws, _resp) = tokio_tungstenite::client_async_with_config(req, io, Some(cfg))

@@ -14,6 +14,7 @@
 //! - [`events`]: [`ClientEvent`], the one typed event stream for the UI.
 //! - [`model`]: message, conversation and invitation views.
 //! - [`media`]: media upload/download with a local cache.
+//! - [`tls`]: rustls settings for `wss://` and `https://` (extra CA roots).
 //!
 //! Delivery guarantee: a message is written to the store with its outbox
 //! row before [`Client::send`] returns; the sender retries it with the same
@@ -30,6 +31,7 @@ pub mod model;
 pub mod outbox;
 pub mod store;
 pub mod sync;
+pub mod tls;
 
 pub use client::{Client, ClientConfig, ClientError, token_user};
 pub use events::{ClientEvent, ConnState};

@@ -2,9 +2,11 @@
 //! downloads cached in the account's `media/` directory.
 
 use crate::model::UploadedMedia;
+use crate::tls::{self, TlsConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::path::{Path, PathBuf};
 
@@ -27,7 +29,8 @@ pub enum MediaError {
     Io(#[from] std::io::Error),
 }
 
-/// `http://host:port` for a `ws://host:port/...` endpoint.
+/// `http://host:port` for a `ws://host:port/...` endpoint (`https` for
+/// `wss`).
 pub fn http_base(ws_url: &str) -> String {
     let (scheme, rest) = ws_url.split_once("://").unwrap_or(("ws", ws_url));
     let host = rest.split('/').next().unwrap_or(rest);
@@ -35,21 +38,30 @@ pub fn http_base(ws_url: &str) -> String {
     format!("{scheme}://{host}")
 }
 
-async fn exchange(base: &str, req: Request<Full<Bytes>>) -> Result<(u16, String, Bytes), MediaError> {
-    let host = base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned();
-    if base.starts_with("https") {
-        return Err(MediaError::Transport("https media is not supported by this build".into()));
-    }
-    let addr = if host.contains(':') { host.clone() } else { format!("{host}:80") };
-    let tcp =
-        tokio::net::TcpStream::connect(&addr).await.map_err(|e| MediaError::Transport(e.to_string()))?;
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+async fn exchange(
+    base: &str,
+    tls: &TlsConfig,
+    req: Request<Full<Bytes>>,
+) -> Result<(u16, String, Bytes), MediaError> {
+    let (scheme, authority) = base.split_once("://").unwrap_or(("http", base));
+    let secure = match scheme {
+        "http" => false,
+        "https" => true,
+        other => return Err(MediaError::Transport(format!("unsupported media URL scheme {other:?}"))),
+    };
+    let (host, port) = tls::host_port(authority, if secure { 443 } else { 80 });
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .map_err(|e| MediaError::Transport(e.to_string()))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let resp = send.send_request(req).await.map_err(|e| MediaError::Transport(e.to_string()))?;
+        .map_err(|e| MediaError::Transport(format!("cannot reach {base}: {e}")))?;
+    let _ = tcp.set_nodelay(true);
+    let resp = if secure {
+        let stream = tls::handshake(tls.clone(), &host, tcp)
+            .await
+            .map_err(|e| MediaError::Transport(format!("TLS with {base} failed: {}", tls::describe(&e))))?;
+        send(TokioIo::new(stream), req).await?
+    } else {
+        send(TokioIo::new(tcp), req).await?
+    };
     let status = resp.status().as_u16();
     let mime = resp
         .headers()
@@ -61,16 +73,30 @@ async fn exchange(base: &str, req: Request<Full<Bytes>>) -> Result<(u16, String,
     Ok((status, mime, body))
 }
 
+/// One HTTP/1.1 exchange over an established stream.
+async fn send<T>(io: T, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, MediaError>
+where
+    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(io).await.map_err(|e| MediaError::Transport(e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.send_request(req).await.map_err(|e| MediaError::Transport(e.to_string()))
+}
+
 fn host_header(base: &str) -> String {
     base.split_once("://").map(|(_, h)| h).unwrap_or(base).to_owned()
 }
 
-/// Uploads `bytes` with content type `mime`.
+/// Uploads `bytes` with content type `mime`; `tls` is used for `https`.
 ///
 /// # Errors
 /// Network failure, or a non-201 answer (413 when too large).
 pub async fn upload(
     base: &str,
+    tls: &TlsConfig,
     token: &str,
     bytes: Vec<u8>,
     mime: &str,
@@ -81,7 +107,7 @@ pub async fn upload(
         .header(hyper::header::CONTENT_TYPE, mime)
         .body(Full::new(Bytes::from(bytes)))
         .map_err(|e| MediaError::Transport(e.to_string()))?;
-    let (status, _, body) = exchange(base, req).await?;
+    let (status, _, body) = exchange(base, tls, req).await?;
     if status != 201 && status != 200 {
         return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
     }
@@ -94,6 +120,7 @@ pub async fn upload(
 /// Network failure, a non-200 answer, or a cache write failure.
 pub async fn download(
     base: &str,
+    tls: &TlsConfig,
     token: &str,
     media: &str,
     dir: &Path,
@@ -106,7 +133,7 @@ pub async fn download(
         .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
         .body(Full::new(Bytes::new()))
         .map_err(|e| MediaError::Transport(e.to_string()))?;
-    let (status, mime, body) = exchange(base, req).await?;
+    let (status, mime, body) = exchange(base, tls, req).await?;
     if status != 200 {
         return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
     }

@@ -79,7 +79,7 @@ impl Default for Config {
             max_media_bytes: 10 * 1024 * 1024,
             default_channels: vec!["lobby".into(), "random".into(), "tech".into()],
             outbound_queue: 1024,
-            ws_read_buffer: 4096,
+            ws_read_buffer: 2048,
             ws_write_buffer: 16 * 1024,
             typing_interval_ms: 2000,
             postgres: None,

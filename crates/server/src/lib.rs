@@ -79,9 +79,7 @@ impl Server {
                     .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
             ),
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         Self::start_with(listener, config, store).await
     }
 
@@ -206,4 +204,14 @@ impl Server {
         tracing::info!("courier server stopped");
         Ok(())
     }
+}
+
+/// Binds with a deep accept backlog: connect bursts (a reconnect storm after
+/// a restart) must queue, not drop SYNs into the client's 1 s retry.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }

@@ -312,7 +312,9 @@ async fn on_text(
     if METERED.contains(&req.op()) && !meter(ws, st, bucket, Some(id)).await? {
         return Ok(());
     }
-    match ops::dispatch(st, ses, req).await {
+    // Boxed: the handlers' futures are large, and inlined they would be
+    // allocated with every idle session's task instead of per request.
+    match Box::pin(ops::dispatch(st, ses, req)).await {
         Ok(ok) => gone(send_text(ws, st, Reply::ok_json(id, &ok)).await),
         Err(OpError(body)) => gone(send_err(ws, st, Some(id), &body).await),
     }

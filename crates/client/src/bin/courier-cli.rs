@@ -40,6 +40,10 @@ struct Cli {
     /// Stable device id; a second session with the same id replaces the first.
     #[arg(long, env = "COURIER_DEVICE", default_value = "cli")]
     device: String,
+    /// PEM file of extra trusted CA certificates for `wss://` and `https://`
+    /// (a self-hosted server with a private CA); the built-in web roots stay trusted.
+    #[arg(long, env = "COURIER_CA_FILE")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -205,6 +209,7 @@ fn main() -> ExitCode {
 fn open(cli: &Cli) -> Result<Client, Exit> {
     let mut cfg = ClientConfig::new(cli.server.clone(), cli.token.clone(), cli.data.clone());
     cfg.device = cli.device.clone();
+    cfg.ca_file = cli.ca_file.clone();
     cfg.client_name = concat!("courier-cli/", env!("CARGO_PKG_VERSION")).into();
     Client::open(cfg)
         .map_err(|e| Exit(if matches!(e, ClientError::Config(_)) { 2 } else { 1 }, e.to_string()))
@@ -217,7 +222,13 @@ async fn connect(client: &Client, deadline: Instant) -> Result<(), Exit> {
     match timeout_at(deadline, client.wait_synced()).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(Exit(5, format!("server unreachable or sync incomplete ({:?})", client.state()))),
+        Err(_) => Err(Exit(
+            5,
+            match client.last_error() {
+                Some(why) => format!("server unreachable or sync incomplete ({:?}: {why})", client.state()),
+                None => format!("server unreachable or sync incomplete ({:?})", client.state()),
+            },
+        )),
     }
 }
 

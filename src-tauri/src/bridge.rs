@@ -1,0 +1,145 @@
+//! The one place that emits to the webview: every [`ClientEvent`] of the
+//! current client goes out as [`EVENT_NAME`] with its serde JSON, and the
+//! same loop drives notifications and the tray's unread state. Deep links
+//! go out as [`DEEP_LINK_EVENT`].
+
+use crate::deeplink::{DeepLink, parse_deep_link};
+use crate::notify::{self, Context, Note};
+use crate::state::AppState;
+use crate::tray;
+use courier_client::{Client, ClientEvent};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tauri::{AppHandle, Emitter, Manager};
+use tokio::sync::broadcast::error::RecvError;
+
+/// The event every `ClientEvent` is emitted on (transport.ts `EVENT_NAME`).
+pub const EVENT_NAME: &str = "courier://event";
+/// A valid `courier://` link: payload [`DeepLink`].
+pub const DEEP_LINK_EVENT: &str = "courier://deep-link";
+/// Something for the user to see: `{"level": "error", "message": ..}`.
+pub const NOTICE_EVENT: &str = "courier://notice";
+
+/// At most one message notification per conversation in this window.
+const NOTE_GAP: Duration = Duration::from_secs(3);
+
+/// Forwards the events of each client the state hands over (one at a time:
+/// a new sign-in replaces the previous forwarder).
+pub fn spawn(app: AppHandle, mut feed: tokio::sync::mpsc::UnboundedReceiver<crate::state::Feed>) {
+    tauri::async_runtime::spawn(async move {
+        let mut current: Option<tauri::async_runtime::JoinHandle<()>> = None;
+        while let Some((client, rx)) = feed.recv().await {
+            if let Some(h) = current.take() {
+                h.abort();
+            }
+            current = Some(tauri::async_runtime::spawn(forward(app.clone(), client, rx)));
+        }
+    });
+}
+
+async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast::Receiver<ClientEvent>) {
+    let me = client.me().to_owned();
+    let mut unread: HashMap<String, u64> = client
+        .conversations()
+        .map(|cs| cs.into_iter().map(|c| (c.conv.to_string(), c.unread)).collect())
+        .unwrap_or_default();
+    let mut total: u64 = unread.values().sum();
+    tray::set_unread(&app, total);
+    let mut last_note: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let ev = match rx.recv().await {
+            Ok(ev) => ev,
+            Err(RecvError::Lagged(n)) => {
+                // The UI missed events: a sync_completed makes it reload.
+                tracing::warn!("event forwarder lagged by {n}");
+                ClientEvent::SyncCompleted { conversations: 0, fetched: 0 }
+            }
+            Err(RecvError::Closed) => break,
+        };
+        if let Err(e) = app.emit(EVENT_NAME, &ev) {
+            tracing::warn!("cannot emit to the webview: {e}");
+        }
+        if let ClientEvent::ConversationUpdated { conversation: c } = &ev {
+            unread.insert(c.conv.to_string(), c.unread);
+            let now: u64 = unread.values().sum();
+            if now != total {
+                total = now;
+                tray::set_unread(&app, total);
+            }
+        }
+        let state = app.state::<AppState>();
+        let settings = state.settings();
+        let active = state.active();
+        let attentive = app
+            .get_webview_window("main")
+            .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false));
+        let cx = Context { me: &me, settings: &settings, attentive, active: active.as_ref(), now_ms: now_ms() };
+        if let Some(note) = notify::decide(&ev, &cx) {
+            show(&app, &client, note, &mut last_note);
+        }
+    }
+}
+
+fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String, Instant>) {
+    let name = |user: &str| {
+        client
+            .store()
+            .profiles(&[user.to_owned()])
+            .ok()
+            .and_then(|ps| ps.into_iter().next())
+            .map(|p| p.name)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| user.to_owned())
+    };
+    let app = app.clone();
+    match note {
+        Note::Message { conv, from, channel, preview } => {
+            if last.get(&conv).is_some_and(|t| t.elapsed() < NOTE_GAP) {
+                return;
+            }
+            last.insert(conv, Instant::now());
+            let who = name(&from);
+            let summary = match &channel {
+                Some(ch) => format!("{who} in #{ch}"),
+                None => who,
+            };
+            let link = match channel {
+                Some(channel) => DeepLink::Channel { channel },
+                None => DeepLink::Chat { user: from },
+            };
+            notify::show(summary, preview, move || open_link(&app, link));
+        }
+        Note::Call { iid, from } => {
+            let summary = format!("{} is calling", name(&from));
+            notify::show(summary, "Incoming call — click to answer".into(), move || {
+                open_link(&app, DeepLink::Call { iid })
+            });
+        }
+    }
+}
+
+/// Handles a `courier://` link from the OS (start-up arguments, the deep
+/// link plugin, or a second instance): brings the window up and emits the
+/// parsed link, or a notice with the reason it was refused.
+pub fn handle_link(app: &AppHandle, raw: &str) {
+    match parse_deep_link(raw) {
+        Ok(link) => open_link(app, link),
+        Err(e) => {
+            tracing::warn!("refused deep link {raw:?}: {e}");
+            tray::show_main(app);
+            let message = format!("Cannot open {}: {e}", raw.chars().take(100).collect::<String>());
+            let _ = app.emit(NOTICE_EVENT, serde_json::json!({"level": "error", "message": message}));
+            notify::show("Courier".into(), message, || {});
+        }
+    }
+}
+
+fn open_link(app: &AppHandle, link: DeepLink) {
+    tray::show_main(app);
+    app.state::<AppState>().set_last_link(link.clone());
+    let _ = app.emit(DEEP_LINK_EVENT, &link);
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

@@ -1,0 +1,284 @@
+//! The commands `ui/src/services/transport.ts` (TauriTransport) invokes.
+//! Each takes the state, calls one client-core function and maps the error
+//! (style §10). Argument names are camelCase on the wire (Tauri's default).
+
+use crate::error::CmdError;
+use crate::settings::{Account, ConnectConfig, Settings};
+use crate::state::AppState;
+use courier_client::{ClientEvent, ConversationView, InviteView, MessageView, UploadedMedia};
+use courier_proto::{ChannelInfo, Conv, MemberInfo, Presence, Profile, Target};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tauri::State;
+use tauri::ipc::Channel;
+
+type R<T> = Result<T, CmdError>;
+type S<'a> = State<'a, AppState>;
+
+/// Every command name, as registered in [`crate::run`] (checked against
+/// transport.ts by `tests/bridge.rs`).
+pub const COMMANDS: &[&str] = &[
+    "account", "connect", "connection_state", "send_text", "send_image", "send_file", "upload", "download",
+    "open_media", "retry_message", "delete_unsent", "history_page", "search", "conversations", "mark_read",
+    "set_draft", "typing", "signal", "channels", "join_channel", "leave_channel", "create_channel", "add_member",
+    "members", "watch_presence", "unwatch_presence", "profiles", "set_profile", "invite", "answer_invite",
+    "cancel_invite", "invites", "settings_get", "settings_set", "open_external", "set_active_conversation",
+    "last_deep_link",
+];
+
+// ---- account and connection ------------------------------------------
+
+#[tauri::command]
+pub async fn account(state: S<'_>) -> R<Option<Account>> {
+    Ok(state.account().await)
+}
+
+#[tauri::command]
+pub async fn connect(state: S<'_>, config: ConnectConfig) -> R<Account> {
+    state.connect(config, true).await
+}
+
+#[tauri::command]
+pub async fn connection_state(state: S<'_>) -> R<ClientEvent> {
+    state.connection_event()
+}
+
+// ---- messages ----------------------------------------------------------
+
+#[tauri::command]
+pub async fn send_text(state: S<'_>, to: Target, text: String, reply_to: Option<String>) -> R<MessageView> {
+    Ok(state.client()?.send(&to, "text", obj([("text", text.into())]), reply_to)?)
+}
+
+#[tauri::command]
+#[allow(clippy::too_many_arguments)]
+pub async fn send_image(
+    state: S<'_>,
+    to: Target,
+    media: UploadedMedia,
+    name: String,
+    width: u32,
+    height: u32,
+    reply_to: Option<String>,
+) -> R<MessageView> {
+    let body = obj([
+        ("media", media.media.into()),
+        ("mime", media.mime.into()),
+        ("size", media.size.into()),
+        ("name", name.into()),
+        ("width", width.into()),
+        ("height", height.into()),
+    ]);
+    Ok(state.client()?.send(&to, "image", body, reply_to)?)
+}
+
+#[tauri::command]
+pub async fn send_file(
+    state: S<'_>,
+    to: Target,
+    media: UploadedMedia,
+    name: String,
+    reply_to: Option<String>,
+) -> R<MessageView> {
+    let body =
+        obj([("media", media.media.into()), ("mime", media.mime.into()), ("size", media.size.into()), ("name", name.into())]);
+    Ok(state.client()?.send(&to, "file", body, reply_to)?)
+}
+
+/// Upload progress for the UI's `Channel`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// All bytes.
+    pub total: u64,
+}
+
+#[tauri::command]
+pub async fn upload(state: S<'_>, bytes: Vec<u8>, mime: String, progress: Channel<Progress>) -> R<UploadedMedia> {
+    // The core uploads in one request: report the start and the end.
+    let total = bytes.len() as u64;
+    let _ = progress.send(Progress { sent: 0, total });
+    let m = state.client()?.upload(bytes, &mime).await?;
+    let _ = progress.send(Progress { sent: total, total });
+    Ok(m)
+}
+
+#[tauri::command]
+pub async fn download(state: S<'_>, media: String) -> R<String> {
+    Ok(state.client()?.download(&media).await?.to_string_lossy().into_owned())
+}
+
+#[tauri::command]
+pub async fn open_media(state: S<'_>, media: String) -> R<()> {
+    let path = state.client()?.download(&media).await?;
+    crate::os::open(path.as_os_str())
+}
+
+#[tauri::command]
+pub async fn retry_message(state: S<'_>, cid: String) -> R<MessageView> {
+    Ok(state.client()?.retry(&cid)?)
+}
+
+#[tauri::command]
+pub async fn delete_unsent(state: S<'_>, cid: String) -> R<bool> {
+    Ok(state.client()?.delete_unsent(&cid)?)
+}
+
+#[tauri::command]
+pub async fn history_page(state: S<'_>, conv: Conv, before: Option<u64>, limit: u32) -> R<Vec<MessageView>> {
+    Ok(state.client()?.history(&conv, before, limit)?)
+}
+
+#[tauri::command]
+pub async fn search(state: S<'_>, query: String, limit: u32) -> R<Vec<MessageView>> {
+    Ok(state.client()?.search(&query, limit)?)
+}
+
+#[tauri::command]
+pub async fn conversations(state: S<'_>) -> R<Vec<ConversationView>> {
+    Ok(state.client()?.conversations()?)
+}
+
+#[tauri::command]
+pub async fn mark_read(state: S<'_>, conv: Conv, seq: Option<u64>) -> R<()> {
+    // Reading a conversation means it is on screen (for notifications).
+    state.set_active(Some(conv.clone()));
+    Ok(state.client()?.mark_read(&conv, seq)?)
+}
+
+#[tauri::command]
+pub async fn set_draft(state: S<'_>, conv: Conv, text: String) -> R<()> {
+    Ok(state.client()?.set_draft(&conv, &text)?)
+}
+
+#[tauri::command]
+pub async fn typing(state: S<'_>, conv: Conv) -> R<()> {
+    Ok(state.client()?.typing(&conv).await?)
+}
+
+#[tauri::command]
+pub async fn signal(state: S<'_>, to: Target, body: Map<String, Value>) -> R<()> {
+    Ok(state.client()?.signal(&to, body).await?)
+}
+
+// ---- channels ------------------------------------------------------------
+
+#[tauri::command]
+pub async fn channels(state: S<'_>) -> R<Vec<ChannelInfo>> {
+    Ok(state.client()?.channels().await?)
+}
+
+#[tauri::command]
+pub async fn join_channel(state: S<'_>, channel: String) -> R<Conv> {
+    Ok(state.client()?.join(&channel).await?)
+}
+
+#[tauri::command]
+pub async fn leave_channel(state: S<'_>, channel: String) -> R<()> {
+    Ok(state.client()?.leave(&channel).await?)
+}
+
+#[tauri::command]
+pub async fn create_channel(state: S<'_>, channel: String, title: String, topic: String, private: bool) -> R<Conv> {
+    Ok(state.client()?.create_channel(&channel, &title, &topic, private).await?)
+}
+
+#[tauri::command]
+pub async fn add_member(state: S<'_>, channel: String, user: String) -> R<()> {
+    Ok(state.client()?.add_member(&channel, &user).await?)
+}
+
+#[tauri::command]
+pub async fn members(state: S<'_>, channel: String) -> R<Vec<MemberInfo>> {
+    Ok(state.client()?.members(&channel).await?)
+}
+
+// ---- presence and profiles -----------------------------------------------
+
+#[tauri::command]
+pub async fn watch_presence(state: S<'_>, users: Vec<String>) -> R<Vec<Presence>> {
+    Ok(state.client()?.watch(&users).await?)
+}
+
+#[tauri::command]
+pub async fn unwatch_presence(state: S<'_>, users: Vec<String>) -> R<()> {
+    Ok(state.client()?.unwatch(&users).await?)
+}
+
+#[tauri::command]
+pub async fn profiles(state: S<'_>, users: Vec<String>) -> R<Vec<Profile>> {
+    Ok(state.client()?.profiles(&users).await?)
+}
+
+#[tauri::command]
+pub async fn set_profile(state: S<'_>, name: String, avatar: String, status: String) -> R<()> {
+    Ok(state.client()?.set_profile(&name, &avatar, &status).await?)
+}
+
+// ---- call invitations ----------------------------------------------------
+
+#[tauri::command]
+pub async fn invite(state: S<'_>, to: String, content: Map<String, Value>, ttl_s: u32) -> R<InviteView> {
+    Ok(state.client()?.invite(&to, content, ttl_s).await?)
+}
+
+#[tauri::command]
+pub async fn answer_invite(
+    state: S<'_>,
+    iid: String,
+    accept: bool,
+    response: Map<String, Value>,
+) -> R<Option<InviteView>> {
+    Ok(state.client()?.answer(&iid, accept, response).await?)
+}
+
+#[tauri::command]
+pub async fn cancel_invite(state: S<'_>, iid: String) -> R<Option<InviteView>> {
+    Ok(state.client()?.cancel_invite(&iid).await?)
+}
+
+#[tauri::command]
+pub async fn invites(state: S<'_>) -> R<Vec<InviteView>> {
+    Ok(state.client()?.invites()?)
+}
+
+// ---- app -------------------------------------------------------------------
+
+#[tauri::command]
+pub async fn settings_get(state: S<'_>) -> R<Settings> {
+    Ok(state.settings())
+}
+
+#[tauri::command]
+pub async fn settings_set(app: tauri::AppHandle, state: S<'_>, settings: Settings) -> R<()> {
+    let dnd = settings.do_not_disturb;
+    state.set_settings(settings)?;
+    crate::tray::set_dnd_checked(&app, dnd);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn open_external(url: String) -> R<()> {
+    crate::os::check_external_url(&url)?;
+    crate::os::open(url.as_ref())
+}
+
+/// The conversation on screen (`null` when none), so a message there does
+/// not notify while the window has focus.
+#[tauri::command]
+pub async fn set_active_conversation(state: S<'_>, conv: Option<Conv>) -> R<()> {
+    state.set_active(conv);
+    Ok(())
+}
+
+/// The last `courier://` link the app was opened with (for a UI that
+/// subscribes to `courier://deep-link` only after a cold start).
+#[tauri::command]
+pub async fn last_deep_link(state: S<'_>) -> R<Option<crate::deeplink::DeepLink>> {
+    Ok(state.last_link())
+}
+
+fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}

@@ -1,0 +1,75 @@
+//! The one error type commands return: `{code, message}` (style §5).
+
+use courier_client::ClientError;
+use serde::Serialize;
+
+/// An error crossing the IPC boundary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CmdError {
+    /// Machine-readable: `offline`, `timeout`, `invalid`, `not_signed_in`,
+    /// a server error code (`forbidden`, `not_found`, …), ….
+    pub code: String,
+    /// For humans.
+    pub message: String,
+}
+
+impl CmdError {
+    /// An error with this code and message.
+    pub fn new(code: &str, message: impl Into<String>) -> CmdError {
+        CmdError { code: code.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for CmdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl From<ClientError> for CmdError {
+    fn from(e: ClientError) -> CmdError {
+        let code = match &e {
+            ClientError::Store(_) => "store".to_owned(),
+            ClientError::Offline => "offline".to_owned(),
+            ClientError::Server(b) => serde_json::to_value(b.code)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "server".into()),
+            ClientError::Timeout => "timeout".to_owned(),
+            ClientError::Stopped { .. } => "stopped".to_owned(),
+            ClientError::Config(_) => "config".to_owned(),
+            ClientError::Invalid(_) => "invalid".to_owned(),
+            ClientError::Protocol(_) => "protocol".to_owned(),
+            ClientError::Media(_) => "media".to_owned(),
+        };
+        let message = match &e {
+            ClientError::Server(b) => b.message.clone(),
+            other => other.to_string(),
+        };
+        CmdError { code, message }
+    }
+}
+
+impl From<std::io::Error> for CmdError {
+    fn from(e: std::io::Error) -> CmdError {
+        CmdError::new("io", e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maps_client_errors() {
+        assert_eq!(CmdError::from(ClientError::Offline).code, "offline");
+        let e = CmdError::from(ClientError::Invalid("bad target".into()));
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("invalid", "invalid argument: bad target"));
+        let body: courier_proto::ErrBody =
+            serde_json::from_value(serde_json::json!({"code": "forbidden", "message": "not a member"})).unwrap();
+        let e = CmdError::from(ClientError::Server(Box::new(body)));
+        assert_eq!((e.code.as_str(), e.message.as_str()), ("forbidden", "not a member"));
+        let v = serde_json::to_value(e).unwrap();
+        assert_eq!(v, serde_json::json!({"code": "forbidden", "message": "not a member"}));
+    }
+}

@@ -1,0 +1,217 @@
+//! OS notifications: a pure decision ([`decide`]) and the display through
+//! `notify-rust`. With no notification service (no D-Bus session on Linux)
+//! showing fails quietly: no notification, never a crash.
+
+use crate::settings::Settings;
+use courier_client::{ClientEvent, DeliveryStatus};
+use courier_proto::{Conv, InviteState};
+
+/// Messages older than this (ms) are history arriving, not news.
+pub const FRESH_MS: i64 = 60_000;
+
+/// What the app knows when an event arrives.
+#[derive(Debug, Clone)]
+pub struct Context<'a> {
+    /// The signed-in user.
+    pub me: &'a str,
+    /// The settings.
+    pub settings: &'a Settings,
+    /// The window is visible and focused.
+    pub attentive: bool,
+    /// The conversation on screen.
+    pub active: Option<&'a Conv>,
+    /// Local time (ms).
+    pub now_ms: i64,
+}
+
+/// A notification to show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// A new message.
+    Message {
+        /// Its conversation (`dm:…` / `ch:…`).
+        conv: String,
+        /// The sender's user id.
+        from: String,
+        /// The channel, for channel messages.
+        channel: Option<String>,
+        /// A one-line preview.
+        preview: String,
+    },
+    /// An incoming call invitation.
+    Call {
+        /// The invitation.
+        iid: String,
+        /// The caller.
+        from: String,
+    },
+}
+
+/// Whether `ev` deserves a notification: a fresh message from someone else
+/// in a conversation not on screen (or while the window is hidden or
+/// unfocused), unless notifications are off, do-not-disturb is on or the
+/// conversation is muted; an incoming ringing invitation always.
+pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
+    match ev {
+        ClientEvent::MessageAdded { message: m } => {
+            if m.from == cx.me || m.status != DeliveryStatus::Received {
+                return None;
+            }
+            if !cx.settings.notifications || cx.settings.do_not_disturb {
+                return None;
+            }
+            let conv = m.conv.to_string();
+            if cx.settings.muted.iter().any(|c| *c == conv) {
+                return None;
+            }
+            if cx.attentive && cx.active == Some(&m.conv) {
+                return None;
+            }
+            if m.ts.is_some_and(|ts| cx.now_ms - ts > FRESH_MS) {
+                return None;
+            }
+            let preview = match m.kind.as_str() {
+                "text" => m.text().unwrap_or_default().to_owned(),
+                "image" => format!("🖼 {}", m.text().unwrap_or("image")),
+                "file" => format!("📎 {}", m.text().unwrap_or("file")),
+                _ => return None,
+            };
+            Some(Note::Message {
+                conv,
+                from: m.from.clone(),
+                channel: m.conv.channel_name().map(str::to_owned),
+                preview: truncate(&preview, 160),
+            })
+        }
+        ClientEvent::Invite { invite } if invite.ringing && invite.invite.state == InviteState::Pending => {
+            Some(Note::Call { iid: invite.invite.iid.clone(), from: invite.invite.from.clone() })
+        }
+        _ => None,
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() <= max {
+        one_line
+    } else {
+        one_line.chars().take(max - 1).chain(['…']).collect()
+    }
+}
+
+/// Shows `summary`/`body`; `on_click` runs when the user clicks it (where
+/// the platform reports clicks). Runs on a blocking thread; errors are
+/// logged, never raised.
+pub fn show(summary: String, body: String, on_click: impl FnOnce() + Send + 'static) {
+    std::thread::spawn(move || {
+        let mut n = notify_rust::Notification::new();
+        n.appname("Courier").summary(&summary).body(&body);
+        #[cfg(all(unix, not(target_os = "macos")))]
+        n.action("default", "Open").hint(notify_rust::Hint::Category("im.received".into()));
+        match n.show() {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            Ok(handle) => handle.wait_for_action(|action| {
+                if action == "default" {
+                    on_click();
+                }
+            }),
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            Ok(_) => drop(on_click),
+            Err(e) => tracing::debug!("no notification ({e})"),
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_client::{InviteView, MessageView};
+    use courier_proto::{Invite, Target};
+    use serde_json::json;
+
+    fn msg(from: &str, conv: Conv, ts: i64) -> ClientEvent {
+        ClientEvent::MessageAdded {
+            message: MessageView {
+                conv,
+                seq: Some(1),
+                mid: Some("m1".into()),
+                cid: "c1".into(),
+                from: from.into(),
+                to: Target::User("alice".into()),
+                kind: "text".into(),
+                body: json!({"text": "hello\n  there"}).as_object().unwrap().clone(),
+                ts: Some(ts),
+                reply_to: None,
+                status: if from == "alice" { DeliveryStatus::Sent } else { DeliveryStatus::Received },
+                error: None,
+            },
+        }
+    }
+
+    #[test]
+    fn message_rules() {
+        let s = Settings::default();
+        let dm = Conv::dm("alice", "bob");
+        let other = Conv::channel("lobby");
+        let cx = Context { me: "alice", settings: &s, attentive: true, active: Some(&dm), now_ms: 10_000 };
+        // On screen, focused: nothing.
+        assert_eq!(decide(&msg("bob", dm.clone(), 9_000), &cx), None);
+        // Unfocused: notify, with a one-line preview.
+        let away = Context { attentive: false, ..cx.clone() };
+        assert_eq!(
+            decide(&msg("bob", dm.clone(), 9_000), &away),
+            Some(Note::Message { conv: dm.to_string(), from: "bob".into(), channel: None, preview: "hello there".into() })
+        );
+        // Another conversation while focused: notify.
+        let elsewhere = Context { active: Some(&other), ..cx.clone() };
+        assert!(decide(&msg("bob", dm.clone(), 9_000), &elsewhere).is_some());
+        // Own messages, old history: nothing.
+        assert_eq!(decide(&msg("alice", dm.clone(), 9_000), &away), None);
+        assert_eq!(decide(&msg("bob", dm.clone(), 10_000 - FRESH_MS - 1), &away), None);
+        // Muted, DND, notifications off: nothing.
+        for s2 in [
+            Settings { muted: vec![dm.to_string()], ..Settings::default() },
+            Settings { do_not_disturb: true, ..Settings::default() },
+            Settings { notifications: false, ..Settings::default() },
+        ] {
+            let cx2 = Context { settings: &s2, ..away.clone() };
+            assert_eq!(decide(&msg("bob", dm.clone(), 9_000), &cx2), None);
+        }
+    }
+
+    #[test]
+    fn calls_always_ring() {
+        let inv = Invite {
+            iid: "i1".into(),
+            from: "bob".into(),
+            to: "alice".into(),
+            room: "call-i1".into(),
+            content: Default::default(),
+            state: InviteState::Pending,
+            created: 0,
+            expires: i64::MAX,
+            received: true,
+            reason: None,
+            response: None,
+        };
+        let ev = ClientEvent::Invite { invite: InviteView::new(inv.clone(), "alice", 1) };
+        let s = Settings { do_not_disturb: true, muted: vec![Conv::dm("alice", "bob").to_string()], ..Settings::default() };
+        let dm = Conv::dm("alice", "bob");
+        let cx = Context { me: "alice", settings: &s, attentive: true, active: Some(&dm), now_ms: 1 };
+        assert_eq!(decide(&ev, &cx), Some(Note::Call { iid: "i1".into(), from: "bob".into() }));
+        // Outgoing or answered: nothing.
+        let out = ClientEvent::Invite { invite: InviteView::new(inv.clone(), "bob", 1) };
+        assert_eq!(decide(&out, &cx), None);
+        let done = ClientEvent::Invite {
+            invite: InviteView::new(Invite { state: InviteState::Accepted, ..inv }, "alice", 1),
+        };
+        assert_eq!(decide(&done, &cx), None);
+    }
+
+    #[test]
+    fn showing_without_a_bus_does_not_crash() {
+        // In CI there may be no session bus: show() must just log.
+        show("t".into(), "b".into(), || {});
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,115 @@
+//! Types the shell owns (mirrored in `ui/src/types/app.ts`): the connect
+//! configuration, the signed-in account, and the persisted app settings.
+
+use serde::{Deserialize, Serialize};
+
+/// How to reach a server (the sign-in screen's choice).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "snake_case")]
+pub enum ConnectConfig {
+    /// The server embedded in the app, on loopback, with dev tokens.
+    Embedded,
+    /// Any server, with a bearer token (a JWT, or `dev:<user>`).
+    Remote {
+        /// `ws://…` or `wss://…`.
+        url: String,
+        /// The token.
+        token: String,
+    },
+    /// A dev server: sign in as `user` with a `dev:` token.
+    Dev {
+        /// `ws://…`.
+        url: String,
+        /// The user id.
+        user: String,
+    },
+}
+
+/// The signed-in account (persisted as `account.json` in the profile dir).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// The user id.
+    pub user: String,
+    /// How it connects.
+    pub server: ConnectConfig,
+}
+
+/// `light`, `dark` or follow the OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ThemeChoice {
+    /// Follow the OS.
+    #[default]
+    System,
+    /// Light.
+    Light,
+    /// Dark.
+    Dark,
+}
+
+/// The UI language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Language {
+    /// English.
+    #[serde(rename = "en")]
+    En,
+    /// Simplified Chinese.
+    #[serde(rename = "zh-CN")]
+    ZhCn,
+}
+
+/// App settings (persisted as `settings.json` in the profile dir).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// OS notifications on/off.
+    pub notifications: bool,
+    /// Do not disturb: no message notifications.
+    pub do_not_disturb: bool,
+    /// Conversation ids whose notifications are muted.
+    pub muted: Vec<String>,
+    /// Conversation ids pinned to the top of the list.
+    pub pinned: Vec<String>,
+    /// `None`: follow the OS language.
+    pub language: Option<Language>,
+    /// The theme.
+    pub theme: ThemeChoice,
+    /// Closing the window hides it to the tray.
+    pub close_to_tray: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            notifications: true,
+            do_not_disturb: false,
+            muted: Vec::new(),
+            pinned: Vec::new(),
+            language: None,
+            theme: ThemeChoice::System,
+            close_to_tray: true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wire_shapes_match_app_ts() {
+        let s = serde_json::to_value(Settings::default()).unwrap();
+        assert_eq!(
+            s,
+            json!({"notifications": true, "do_not_disturb": false, "muted": [], "pinned": [],
+                   "language": null, "theme": "system", "close_to_tray": true})
+        );
+        let c: ConnectConfig = serde_json::from_value(json!({"mode": "dev", "url": "ws://h", "user": "a"})).unwrap();
+        assert_eq!(c, ConnectConfig::Dev { url: "ws://h".into(), user: "a".into() });
+        assert_eq!(serde_json::to_value(ConnectConfig::Embedded).unwrap(), json!({"mode": "embedded"}));
+        let l: Settings = serde_json::from_value(json!({"language": "zh-CN"})).unwrap();
+        assert_eq!(l.language, Some(Language::ZhCn));
+        assert!(l.close_to_tray, "missing fields take defaults");
+    }
+}

@@ -1,0 +1,315 @@
+//! The app's state: the profile, the current client, the embedded server
+//! and the settings. Connecting (and the embedded server's discovery) lives
+//! here; commands only look the client up.
+
+use crate::error::CmdError;
+use crate::profile::{self, EmbeddedRecord, Profile};
+use crate::settings::{Account, ConnectConfig, Settings};
+use courier_client::{Client, ClientConfig, ClientEvent, token_user};
+use courier_proto::Conv;
+use courier_proto::ids::is_valid_user;
+use courier_server::{Config, Server};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// The first port the embedded server tries.
+pub const EMBEDDED_PORT: u16 = 7700;
+
+/// Shared by every command (`State<'_, AppState>`).
+pub struct AppState {
+    /// The profile and its directories.
+    pub profile: Profile,
+    client: Mutex<Option<Client>>,
+    account: Mutex<Option<Account>>,
+    embedded: tokio::sync::Mutex<Option<Server>>,
+    settings: Mutex<Settings>,
+    /// The conversation on screen (from `set_active_conversation` / `mark_read`).
+    active: Mutex<Option<Conv>>,
+    /// The last deep link received (the UI can ask after a cold start).
+    last_link: Mutex<Option<crate::deeplink::DeepLink>>,
+    /// True once the start-up connect (if any) finished.
+    booted: watch::Sender<bool>,
+    /// New clients (with their event stream) for the event forwarder.
+    feed: mpsc::UnboundedSender<Feed>,
+    feed_rx: Mutex<Option<mpsc::UnboundedReceiver<Feed>>>,
+}
+
+/// A client and its event stream, subscribed before it started.
+pub type Feed = (Client, broadcast::Receiver<ClientEvent>);
+
+impl AppState {
+    /// The state for `profile`, with its persisted settings.
+    pub fn new(profile: Profile) -> AppState {
+        let (feed, feed_rx) = mpsc::unbounded_channel();
+        let settings = profile::read_json(&profile.dir.join("settings.json")).unwrap_or_default();
+        AppState {
+            profile,
+            client: Mutex::new(None),
+            account: Mutex::new(None),
+            embedded: tokio::sync::Mutex::new(None),
+            settings: Mutex::new(settings),
+            active: Mutex::new(None),
+            last_link: Mutex::new(None),
+            booted: watch::channel(false).0,
+            feed,
+            feed_rx: Mutex::new(Some(feed_rx)),
+        }
+    }
+
+    /// The signed-in client.
+    ///
+    /// # Errors
+    /// `not_signed_in` before `connect`.
+    pub fn client(&self) -> Result<Client, CmdError> {
+        lock(&self.client).clone().ok_or_else(|| CmdError::new("not_signed_in", "not signed in"))
+    }
+
+    /// The client, if signed in.
+    pub fn client_opt(&self) -> Option<Client> {
+        lock(&self.client).clone()
+    }
+
+    /// The stream of signed-in clients, for the event forwarder (once).
+    pub fn take_feed(&self) -> Option<mpsc::UnboundedReceiver<Feed>> {
+        lock(&self.feed_rx).take()
+    }
+
+    /// Waits for the start-up connect, then returns the account.
+    pub async fn account(&self) -> Option<Account> {
+        let mut rx = self.booted.subscribe();
+        let _ = rx.wait_for(|b| *b).await;
+        lock(&self.account).clone()
+    }
+
+    /// Marks the start-up connect as done.
+    pub fn set_booted(&self) {
+        self.booted.send_replace(true);
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> Settings {
+        lock(&self.settings).clone()
+    }
+
+    /// Replaces and persists the settings.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn set_settings(&self, s: Settings) -> Result<(), CmdError> {
+        profile::write_json(&self.profile.dir.join("settings.json"), &s)?;
+        *lock(&self.settings) = s;
+        Ok(())
+    }
+
+    /// The conversation on screen.
+    pub fn active(&self) -> Option<Conv> {
+        lock(&self.active).clone()
+    }
+
+    /// Sets the conversation on screen.
+    pub fn set_active(&self, conv: Option<Conv>) {
+        *lock(&self.active) = conv;
+    }
+
+    /// Records a deep link.
+    pub fn set_last_link(&self, l: crate::deeplink::DeepLink) {
+        *lock(&self.last_link) = Some(l);
+    }
+
+    /// The last deep link received.
+    pub fn last_link(&self) -> Option<crate::deeplink::DeepLink> {
+        lock(&self.last_link).clone()
+    }
+
+    /// The account to start with: `COURIER_SERVER` + `COURIER_USER` (or
+    /// `COURIER_TOKEN`), `COURIER_EMBEDDED=1`, else `account.json`.
+    pub fn startup_account(&self) -> (Option<ConnectConfig>, bool) {
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(url) = env("COURIER_SERVER") {
+            if let Some(user) = env("COURIER_USER") {
+                return (Some(ConnectConfig::Dev { url, user }), false);
+            }
+            if let Some(token) = env("COURIER_TOKEN") {
+                return (Some(ConnectConfig::Remote { url, token }), false);
+            }
+        }
+        if env("COURIER_EMBEDDED").is_some_and(|v| v == "1") {
+            return (Some(ConnectConfig::Embedded), true);
+        }
+        let saved: Option<Account> = profile::read_json(&self.profile.dir.join("account.json"));
+        (saved.map(|a| a.server), true)
+    }
+
+    /// Signs in: resolves the server (starting or discovering the embedded
+    /// one), opens the account's store, starts the connection manager and
+    /// hands the client to the event forwarder. `persist` saves the account.
+    ///
+    /// # Errors
+    /// Invalid configuration, a store that cannot be opened, or an embedded
+    /// server that cannot start.
+    pub async fn connect(&self, config: ConnectConfig, persist: bool) -> Result<Account, CmdError> {
+        let previous = lock(&self.account).clone();
+        let (url, token, user, key) = match &config {
+            ConnectConfig::Embedded => {
+                let url = self.embedded_url().await?;
+                // Keep the user id of an earlier embedded sign-in.
+                let user = match previous.as_ref().or(self.saved_account().as_ref()) {
+                    Some(Account { user, server: ConnectConfig::Embedded }) => user.clone(),
+                    _ => random_user_id(),
+                };
+                (url, format!("dev:{user}"), user, "embedded".to_owned())
+            }
+            ConnectConfig::Dev { url, user } => {
+                if !is_valid_user(user) {
+                    return Err(CmdError::new("invalid", format!("\"{user}\" is not a valid user id")));
+                }
+                (url.clone(), format!("dev:{user}"), user.clone(), url.clone())
+            }
+            ConnectConfig::Remote { url, token } => {
+                let user = token_user(token).ok_or_else(|| {
+                    CmdError::new("invalid", "cannot tell the user from this token (expected a JWT or dev:<user>)")
+                })?;
+                (url.clone(), token.clone(), user, url.clone())
+            }
+        };
+        let mut cfg = ClientConfig::new(vec![url], token, self.profile.account_dir(&user, &key));
+        cfg.device = format!("desktop-{}", self.profile.name);
+        cfg.client_name = concat!("courier-desktop/", env!("CARGO_PKG_VERSION")).into();
+        let client = Client::open(cfg)?;
+        if let Some(old) = lock(&self.client).take() {
+            tokio::spawn(async move { old.stop().await });
+        }
+        let events = client.subscribe();
+        client.start();
+        let account = Account { user, server: config };
+        if persist {
+            profile::write_json(&self.profile.dir.join("account.json"), &account)?;
+        }
+        *lock(&self.account) = Some(account.clone());
+        *lock(&self.client) = Some(client.clone());
+        let _ = self.feed.send((client, events));
+        Ok(account)
+    }
+
+    fn saved_account(&self) -> Option<Account> {
+        profile::read_json(&self.profile.dir.join("account.json"))
+    }
+
+    /// The embedded server's URL: ours if running, else another profile's
+    /// (found through `<root>/embedded-server.json` and still answering),
+    /// else a new one started in-process on 127.0.0.1:7700 or the next free
+    /// port, recorded in that file.
+    async fn embedded_url(&self) -> Result<String, CmdError> {
+        let mut slot = self.embedded.lock().await;
+        if let Some(s) = slot.as_ref() {
+            return Ok(format!("ws://{}", s.local_addr()));
+        }
+        let file = self.profile.embedded_file();
+        if let Some(rec) = profile::read_record(&file)
+            && rec.pid != std::process::id()
+            && answers(rec.port)
+        {
+            tracing::info!("using the embedded server of profile {} at {}", rec.profile, rec.url);
+            return Ok(rec.url);
+        }
+        let port = (EMBEDDED_PORT..EMBEDDED_PORT + 50).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        let mut cfg = Config::default();
+        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
+        cfg.data_dir = self.profile.root.join("server");
+        cfg.dev_auth = true;
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let server = Server::start(cfg)
+            .await
+            .map_err(|e| CmdError::new("embedded_server", format!("the local server did not start: {e:#}")))?;
+        let addr = server.local_addr();
+        let url = format!("ws://{addr}");
+        let rec =
+            EmbeddedRecord { url: url.clone(), port: addr.port(), profile: self.profile.name.clone(), pid: std::process::id() };
+        if let Err(e) = profile::write_json(&file, &rec) {
+            tracing::warn!("cannot record the embedded server: {e}");
+        }
+        tracing::info!("embedded server on {url}");
+        *slot = Some(server);
+        Ok(url)
+    }
+
+    /// Stops the client and the embedded server (removing its record).
+    pub async fn shutdown(&self) {
+        let client = lock(&self.client).take();
+        if let Some(c) = client {
+            c.stop().await;
+        }
+        if let Some(s) = self.embedded.lock().await.take() {
+            let file = self.profile.embedded_file();
+            if profile::read_record(&file).is_some_and(|r| r.pid == std::process::id()) {
+                let _ = std::fs::remove_file(file);
+            }
+            let _ = s.shutdown().await;
+        }
+    }
+
+    /// The connection state as a `connection` event.
+    pub fn connection_event(&self) -> Result<ClientEvent, CmdError> {
+        let c = self.client()?;
+        let (close_code, reason) = c.stop_reason().map(|(c, r)| (c, Some(r))).unwrap_or((None, None));
+        Ok(ClientEvent::Connection { state: c.state(), url: None, retry_in_ms: None, reason, close_code })
+    }
+}
+
+fn answers(port: u16) -> bool {
+    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+}
+
+/// A friendly random user id for the embedded server, e.g. `otter-4821`.
+pub fn random_user_id() -> String {
+    use rand::Rng;
+    const ANIMALS: &[&str] = &[
+        "otter", "fox", "panda", "koala", "lynx", "heron", "puffin", "badger", "falcon", "gecko", "marmot", "orca",
+        "quokka", "raven", "seal", "tapir", "walrus", "yak", "zebra", "ibis",
+    ];
+    let mut rng = rand::rng();
+    format!("{}-{:04}", ANIMALS[rng.random_range(0..ANIMALS.len())], rng.random_range(0..10_000))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_ids_are_valid() {
+        for _ in 0..100 {
+            assert!(is_valid_user(&random_user_id()));
+        }
+    }
+
+    /// The embedded server starts, is recorded for other profiles, and a
+    /// second profile signs in on it instead of starting its own.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn second_profile_finds_the_embedded_server() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        let acc = a.connect(ConnectConfig::Embedded, true).await.unwrap();
+        assert!(is_valid_user(&acc.user));
+        let rec = profile::read_record(&root.path().join("embedded-server.json")).unwrap();
+        assert_eq!(rec.profile, "a");
+        // The same process would reuse its own server; pretend to be another one.
+        let mut fake = rec.clone();
+        fake.pid = 0;
+        profile::write_json(&root.path().join("embedded-server.json"), &fake).unwrap();
+        let b = AppState::new(Profile::at(root.path().into(), "b".into()));
+        assert_eq!(b.embedded_url().await.unwrap(), rec.url);
+        assert!(b.embedded.lock().await.is_none(), "b started no server of its own");
+        // Sign-in persisted; the same user comes back on reconnect.
+        let again = a.connect(ConnectConfig::Embedded, true).await.unwrap();
+        assert_eq!(again.user, acc.user);
+        let c = a.client().unwrap();
+        c.wait_synced().await.unwrap();
+        a.shutdown().await;
+    }
+}

@@ -1,0 +1,288 @@
+// End-to-end test of the real Courier desktop app (issue 4), driven through
+// tauri-driver + WebKitWebDriver, against a real courier-server, with a
+// courier-cli peer ("bob") on the other side. Run it through
+// scripts/e2e.sh (which builds everything and provides Xvfb + a D-Bus
+// session); it exits non-zero when a scenario fails.
+//
+// Scenarios: app → peer message; peer → app message with its sender; a call
+// invitation from the peer rings, is accepted by clicking, the peer sees
+// `accepted`; a courier://chat/<user> deep link opens the chat in the running
+// instance; the app survives a server restart (banner, recovery, the message
+// typed while the server was down arrives). Screenshots (light/dark, en/zh)
+// go to docs/screenshots/.
+import { spawn, execFile } from 'node:child_process'
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import net from 'node:net'
+import { promisify } from 'node:util'
+import { remote } from 'webdriverio'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const BIN = join(ROOT, 'target/debug')
+const APP = join(BIN, 'courier')
+const CLI = join(BIN, 'courier-cli')
+const SERVER = join(BIN, 'courier-server')
+const SHOTS = process.env.E2E_SHOTS ?? join(ROOT, 'docs/screenshots')
+const DRIVER_PORT = Number(process.env.E2E_DRIVER_PORT ?? 4444)
+const run = promisify(execFile)
+
+const tmp = mkdtempSync(join(tmpdir(), 'courier-e2e-'))
+const children = []
+const results = []
+const metrics = {}
+
+function log(...a) { console.log(`[e2e ${new Date().toISOString().slice(11, 23)}]`, ...a) }
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+async function freePort() {
+  return new Promise((res, rej) => {
+    const s = net.createServer()
+    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => res(p)) })
+    s.on('error', rej)
+  })
+}
+
+function start(cmd, args, env = {}, name = cmd) {
+  const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  p.out = ''
+  p.stdout.on('data', (d) => { p.out += d })
+  p.stderr.on('data', (d) => { p.err = (p.err ?? '') + d; if (process.env.E2E_VERBOSE) process.stderr.write(`[${name}] ${d}`) })
+  children.push(p)
+  return p
+}
+
+async function waitFor(pred, ms, what) {
+  const end = Date.now() + ms
+  let last
+  while (Date.now() < end) {
+    try { if ((last = await pred())) return last } catch (e) { last = e }
+    await sleep(150)
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}${last instanceof Error ? ` (${last.message})` : ''}`)
+}
+
+async function scenario(name, fn) {
+  const t0 = Date.now()
+  try {
+    await fn()
+    results.push({ name, ok: true, ms: Date.now() - t0 })
+    log(`PASS ${name} (${Date.now() - t0} ms)`)
+  } catch (e) {
+    results.push({ name, ok: false, ms: Date.now() - t0, error: String(e?.stack ?? e) })
+    log(`FAIL ${name}: ${e?.message ?? e}`)
+    try { await browser?.saveScreenshot(join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
+  }
+}
+
+// ---- the world: server, peer, app environment
+const port = await freePort()
+const url = `ws://127.0.0.1:${port}`
+const serverData = join(tmp, 'server')
+mkdirSync(serverData, { recursive: true })
+let server
+async function startServer() {
+  server = start(SERVER, ['--listen', `127.0.0.1:${port}`, '--data', serverData, '--dev-auth'], { RUST_LOG: 'warn' }, 'server')
+  await waitFor(() => new Promise((res) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); res(true) })
+    s.on('error', () => res(false))
+  }), 15000, 'the server to listen')
+}
+await startServer()
+log(`server on ${url}`)
+
+const bob = (...args) => run(CLI, ['--server', url, '--token', 'dev:bob', '--data', join(tmp, 'bob'), ...args], { timeout: 60000 })
+const bobStart = (...args) => start(CLI, ['--server', url, '--token', 'dev:bob', '--data', join(tmp, 'bob'), ...args], {}, 'bob')
+
+const home = join(tmp, 'home')
+const appEnv = {
+  HOME: home,
+  XDG_DATA_HOME: join(home, '.local/share'),
+  XDG_CONFIG_HOME: join(home, '.config'),
+  XDG_CACHE_HOME: join(home, '.cache'),
+  COURIER_DATA_ROOT: join(tmp, 'courier-root'),
+  COURIER_SERVER: url,
+  COURIER_USER: 'alice',
+  RUST_LOG: process.env.RUST_LOG ?? 'info',
+}
+mkdirSync(appEnv.XDG_DATA_HOME, { recursive: true })
+mkdirSync(appEnv.XDG_CONFIG_HOME, { recursive: true })
+// Bob exists and has a profile before alice looks.
+await bob('send', '@alice', 'hello alice, bob here')
+
+const driver = start('tauri-driver', ['--port', String(DRIVER_PORT)], appEnv, 'tauri-driver')
+await waitFor(() => new Promise((res) => {
+  const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
+  s.on('error', () => res(false))
+}), 15000, 'tauri-driver')
+
+let browser
+const t0 = Date.now()
+try {
+  browser = await remote({
+    hostname: '127.0.0.1',
+    port: DRIVER_PORT,
+    logLevel: 'warn',
+    connectionRetryCount: 0,
+    capabilities: {
+      browserName: 'wry',
+      'wdio:enforceWebDriverClassic': true,
+      'tauri:options': { application: APP },
+    },
+  })
+} catch (e) {
+  log('cannot start a WebDriver session:', e.message)
+  process.exitCode = 1
+  await cleanup()
+  process.exit(1)
+}
+globalThis.browser = browser
+
+const $t = (id) => browser.$(`[data-testid="${id}"]`)
+async function text(sel) { const el = await browser.$(sel); return (await el.isExisting()) ? el.getText() : '' }
+async function visible(id) { const el = await $t(id); return (await el.isExisting()) && el.isDisplayed() }
+async function invoke(cmd, args = {}) {
+  return browser.executeAsync((cmd, args, done) => {
+    window.__TAURI_INTERNALS__.invoke(cmd, args).then((v) => done({ ok: v }), (e) => done({ err: e }))
+  }, cmd, args)
+}
+async function openDm(user) {
+  await (await $t('new-chat')).click()
+  const input = await $t('new-chat-user')
+  await input.waitForDisplayed({ timeout: 5000 })
+  await input.setValue(user)
+  await browser.keys('Enter')
+  await waitFor(async () => (await text('[data-testid="conv-title"]')).includes(user), 5000, `the chat with ${user}`)
+}
+async function sendFromApp(msg) {
+  const input = await $t('composer-input')
+  await input.waitForDisplayed({ timeout: 5000 })
+  await input.click()
+  await input.setValue(msg)
+  await browser.keys('Enter')
+}
+async function bobHas(msg) {
+  const { stdout } = await bob('history', '@alice', '--json', '--limit', '200')
+  return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).some((m) => m.body?.text === msg && m.from === 'alice')
+}
+async function shot(name) {
+  mkdirSync(SHOTS, { recursive: true })
+  await browser.saveScreenshot(join(SHOTS, `${name}.png`))
+  log(`screenshot ${name}.png`)
+}
+
+await scenario('app starts signed in and renders the conversation list', async () => {
+  await waitFor(async () => (await $t('conv-item')).isExisting(), 30000, 'a conversation in the list')
+  metrics.cold_start_to_conv_list_ms = Date.now() - t0
+  await waitFor(async () => (await text('[data-testid="conv-list"]')).toLowerCase().includes('bob'), 10000, "bob's DM in the list")
+})
+
+await scenario('a message from the peer appears in the app with its sender', async () => {
+  const msg = `ping from bob ${Date.now()} <b>not bold</b>`
+  await bob('send', '@alice', msg)
+  await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('ping from bob'), 10000, 'the preview')
+  // Open the DM by clicking its list item.
+  const items = await browser.$$('[data-testid="conv-item"]')
+  for (const it of items) if ((await it.getText()).toLowerCase().includes('bob')) { await it.click(); break }
+  await waitFor(async () => (await text('[data-testid="conv-title"]')).toLowerCase().includes('bob'), 5000, 'the DM header')
+  await waitFor(async () => {
+    for (const el of await browser.$$('[data-testid="message-text"]')) if ((await el.getText()).includes(msg)) return true
+    return false
+  }, 10000, 'the message text (as text, markup shown literally)')
+})
+
+await scenario('a message typed in the app arrives at the peer', async () => {
+  const msg = `hi bob from the app ${Date.now()}`
+  await openDm('bob')
+  await sendFromApp(msg)
+  await waitFor(() => bobHas(msg), 20000, 'bob to receive it')
+  await shot('conversation-light-en')
+})
+
+await scenario('an invitation from the peer rings, is accepted by clicking, the peer sees accepted', async () => {
+  const inv = bobStart('invite', '@alice', '--ttl', '60', '--wait', '40')
+  await waitFor(() => visible('incoming-call'), 15000, 'the incoming call dialog')
+  await shot('incoming-call-light-en')
+  await (await $t('accept')).click()
+  await waitFor(() => /accepted/.test(inv.out), 15000, `bob to see accepted (got: ${inv.out.trim()})`)
+  await waitFor(() => visible('in-call'), 5000, 'the in-call view').catch(() => {})
+  const hang = await $t('hang-up')
+  if (await hang.isExisting()) await hang.click().catch(() => {})
+})
+
+await scenario('a courier://chat deep link opens the chat in the running instance', async () => {
+  await bob('send', '@alice', 'to be first') // irrelevant, just activity
+  const second = start(APP, ['courier://chat/carol'], appEnv, 'second-instance')
+  const code = await new Promise((res) => { second.on('exit', res); setTimeout(() => res('still running'), 15000) })
+  if (code === 'still running') throw new Error('the second launch did not hand over to the running instance')
+  const r = await waitFor(async () => {
+    const v = await invoke('last_deep_link')
+    return v.ok?.kind === 'chat' && v.ok?.user === 'carol' ? v : null
+  }, 10000, 'the running instance to receive the link')
+  log('shell received', JSON.stringify(r.ok))
+  await waitFor(async () => (await text('[data-testid="conv-title"]')).includes('carol'), 8000,
+    'the UI to open the chat with carol (needs the UI to handle courier://deep-link)')
+})
+
+await scenario('a malformed deep link is refused without harm', async () => {
+  const second = start(APP, ['courier://chat/not%20valid'], appEnv, 'second-instance-bad')
+  const code = await new Promise((res) => { second.on('exit', res); setTimeout(() => res('still running'), 15000) })
+  if (code === 'still running') throw new Error('second launch kept running')
+  await sleep(500)
+  const v = await invoke('conversations')
+  if (!v.ok) throw new Error(`app unhealthy after a bad link: ${JSON.stringify(v)}`)
+})
+
+await scenario('the app survives the server restarting (banner, recovery, nothing lost)', async () => {
+  await openDm('bob')
+  server.kill('SIGTERM')
+  await new Promise((r) => server.on('exit', r))
+  await waitFor(() => visible('connection-banner'), 20000, 'the connection banner')
+  await shot('offline-banner-light-en')
+  const offlineMsg = `typed while the server was down ${Date.now()}`
+  await sendFromApp(offlineMsg)
+  await sleep(1000)
+  await startServer()
+  await waitFor(async () => !(await visible('connection-banner')), 40000, 'the banner to go away')
+  await waitFor(() => bobHas(offlineMsg), 20000, 'the offline message to reach bob')
+  const back = `after restart ${Date.now()}`
+  await bob('send', '@alice', back)
+  await waitFor(async () => {
+    for (const el of await browser.$$('[data-testid="message-text"]')) if ((await el.getText()).includes(back)) return true
+    return false
+  }, 15000, 'a message after the restart')
+})
+
+await scenario('screenshots: light/dark, English/Chinese', async () => {
+  const base = (await invoke('settings_get')).ok
+  for (const [theme, language, name] of [['dark', 'en', 'conversation-dark-en'], ['light', 'zh-CN', 'conversation-light-zh'], ['dark', 'zh-CN', 'conversation-dark-zh']]) {
+    await invoke('settings_set', { settings: { ...base, theme, language } })
+    await browser.refresh()
+    await waitFor(async () => (await $t('conv-item')).isExisting(), 15000, 'the list after reload')
+    const items = await browser.$$('[data-testid="conv-item"]')
+    for (const it of items) if ((await it.getText()).toLowerCase().includes('bob')) { await it.click(); break }
+    await sleep(800)
+    await shot(name)
+  }
+  await invoke('settings_set', { settings: base })
+})
+
+// Idle memory of the app process tree (the app + WebKit's processes).
+try {
+  const { stdout } = await run('bash', ['-c', `pid=$(pgrep -n -x courier); [ -n "$pid" ] || exit 0; pids="$pid $(pgrep -P $pid | tr '\\n' ' ')"; for c in $(pgrep -P $pid); do pids="$pids $(pgrep -P $c | tr '\\n' ' ')"; done; ps -o rss= -p $(echo $pids | tr ' ' ',') | awk '{s+=$1} END {print s}'`])
+  metrics.idle_rss_tree_kib = Number(stdout.trim())
+} catch { /* ignore */ }
+
+async function cleanup() {
+  try { await browser?.deleteSession() } catch { /* ignore */ }
+  for (const c of children.reverse()) { try { c.kill('SIGTERM') } catch { /* ignore */ } }
+  await sleep(300)
+}
+await cleanup()
+
+writeFileSync(join(tmp, 'results.json'), JSON.stringify({ results, metrics }, null, 2))
+log('metrics', JSON.stringify(metrics))
+const failed = results.filter((r) => !r.ok)
+for (const r of results) console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${r.name}${r.ok ? '' : `\n     ${r.error.split('\n')[0]}`}`)
+console.log(`${results.length - failed.length}/${results.length} scenarios passed; logs and failure shots in ${tmp}`)
+process.exit(failed.length ? 1 : 0)
