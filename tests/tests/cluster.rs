@@ -21,7 +21,7 @@ fn invite_state<'a>(iid: &'a str, state: &'a str) -> impl Fn(&Value) -> bool + '
 }
 
 async fn healthz(h: &Harness) -> (u16, Value) {
-    let r = h.http("GET", "/healthz", &[], b"").await;
+    let r = h.http("GET", "/healthz?detail=1", &[], b"").await;
     (r.status, r.json())
 }
 
@@ -217,7 +217,13 @@ async fn redis_restart_resubscribes_and_gaps_fill_from_history() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["engines"]["redis"]["ok"], json!(true), "{body}");
 
+    let plain = c.node(0).http("GET", "/healthz", &[], b"").await;
+    assert_eq!((plain.status, plain.json()), (200, json!({"ok": true})), "the plain answer is the protocol's");
+
     c.redis.stop();
+    let plain = c.node(0).http("GET", "/healthz", &[], b"").await;
+    assert_eq!(plain.status, 503);
+    assert_eq!(plain.json()["failing"], json!(["redis"]));
     let (status, body) = healthz(c.node(0)).await;
     assert_eq!(status, 503, "healthz drains a node that lost redis: {body}");
     assert_eq!(body["failing"], json!(["redis"]), "{body}");

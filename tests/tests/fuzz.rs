@@ -182,18 +182,18 @@ fn media_upload_answers_every_request_without_a_server_error() {
     let Some(h) = rt.block_on(Harness::with_config("media_fuzz", |c| c.max_media_bytes = 4096)) else { return };
     let user = h.user("fuzzer");
     let mut runner = runner(256);
-    let mut stats = std::collections::BTreeMap::<u16, u64>::new();
+    let stats = std::cell::RefCell::new(std::collections::BTreeMap::<u16, u64>::new());
     let result = runner.run(&upload_case(), |u| {
         let (raw, plain) = render(&h, &u, &user);
         let answer = rt.block_on(exchange(&h.addr, &raw));
         let Some((status, body)) = answer else {
-            *stats.entry(0).or_default() += 1;
+            *stats.borrow_mut().entry(0).or_default() += 1;
             // Closing a malformed request without an answer is allowed;
             // a well-formed one must be answered.
             prop_assert!(!plain || u.body.len() > 4096, "no answer to a well-formed upload: {u:?}");
             return Ok(());
         };
-        *stats.entry(status).or_default() += 1;
+        *stats.borrow_mut().entry(status).or_default() += 1;
         prop_assert!(status != 500 && (status < 500 || status == 503), "status {status} for {u:?}");
         if plain && !u.body.is_empty() && u.body.len() <= 4096 {
             prop_assert_eq!(status, 201, "a valid upload refused: {:?}", String::from_utf8_lossy(&body));
@@ -210,7 +210,7 @@ fn media_upload_answers_every_request_without_a_server_error() {
         }
         Ok(())
     });
-    println!("FUZZ-FIGURES {}", json!({"target": "media_upload", "cases": cases(256), "statuses": stats}));
+    println!("FUZZ-FIGURES {}", json!({"target": "media_upload", "cases": cases(256), "statuses": stats.into_inner()}));
     if let Err(e) = result {
         panic!("{e}");
     }
@@ -269,12 +269,13 @@ fn websocket_frames_get_a_reply_or_a_documented_close() {
         return;
     };
     let user = h.user("fuzzer");
-    let mut conn = Some(rt.block_on(h.login(&user)));
-    let mut closes = std::collections::BTreeMap::<String, u64>::new();
-    let mut replies = 0u64;
+    let conn = std::cell::RefCell::new(Some(rt.block_on(h.login(&user))));
+    let closes = std::cell::RefCell::new(std::collections::BTreeMap::<String, u64>::new());
+    let replies = std::cell::Cell::new(0u64);
     let mut runner = runner(512);
     let result = runner.run(&frame_case(), |frame| {
-        let c = conn.get_or_insert_with(|| rt.block_on(h.login(&user)));
+        let mut slot = conn.borrow_mut();
+        let c = slot.get_or_insert_with(|| rt.block_on(h.login(&user)));
         rt.block_on(c.send_text(frame.clone()));
         let parsed: Option<Value> = serde_json::from_str(&frame).ok();
         let id = parsed.as_ref().and_then(|v| v.get("id")).and_then(Value::as_u64);
@@ -282,26 +283,26 @@ fn websocket_frames_get_a_reply_or_a_documented_close() {
         let want = if readable { id } else { None };
         match rt.block_on(c.raw_reply(want, Duration::from_secs(10))) {
             Some(r) => {
-                replies += 1;
+                replies.set(replies.get() + 1);
                 if let Some(code) = r.get("err").and_then(|e| e.get("code")).and_then(Value::as_str) {
                     prop_assert!(code != "internal", "internal error for {frame}: {r}");
                 }
             }
             None => {
                 let code = c.close_seen().flatten();
-                *closes.entry(format!("{code:?}")).or_default() += 1;
+                *closes.borrow_mut().entry(format!("{code:?}")).or_default() += 1;
                 // A frame may legitimately end the session: a second
                 // `hello` (4003 is the other session's), a renew with junk (4001).
                 prop_assert!(
                     matches!(code, Some(4001) | Some(4002) | Some(4003) | Some(1009) | Some(4029)),
                     "no reply and close {code:?} for {frame}"
                 );
-                conn = None;
+                *slot = None;
             }
         }
         Ok(())
     });
-    println!("FUZZ-FIGURES {}", json!({"target": "ws_frames", "cases": cases(512), "replies": replies, "closes": closes}));
+    println!("FUZZ-FIGURES {}", json!({"target": "ws_frames", "cases": cases(512), "replies": replies.get(), "closes": closes.into_inner()}));
     if let Err(e) = result {
         panic!("{e}");
     }

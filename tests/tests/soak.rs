@@ -98,8 +98,8 @@ async fn load(clients: &[Client], cast: &Cast, secs: u64, seed: u64) -> (Vec<(St
                     && invite.invite.to == me
                 {
                     match rng.random_range(0..3) {
-                        0 => drop(callee.answer(&invite.invite.iid, true, None).await),
-                        1 => drop(callee.answer(&invite.invite.iid, false, None).await),
+                        0 => drop(callee.answer(&invite.invite.iid, true, Map::new()).await),
+                        1 => drop(callee.answer(&invite.invite.iid, false, Map::new()).await),
                         _ => {}
                     }
                 }

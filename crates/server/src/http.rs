@@ -46,10 +46,11 @@ fn json_ok(status: StatusCode, value: &impl serde::Serialize) -> Response {
 /// Longest `/healthz` waits for an engine before calling it unreachable.
 const HEALTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A single node answers `{"ok":true}`. A cluster node also checks both
-/// engines and answers 503 naming the failing ones, so a load balancer
-/// drains it: `{"ok":false,"failing":["redis"],"engines":{...}}`.
-async fn healthz(State(st): State<Arc<AppState>>) -> Response {
+/// `{"ok":true}`. A cluster node first checks both engines and, when one
+/// fails, answers 503 naming it, so a load balancer drains the node:
+/// `{"ok":false,"node":"…","failing":["redis"],"engines":{…}}`.
+/// `?detail=1` shows the engines' figures when healthy too.
+async fn healthz(State(st): State<Arc<AppState>>, Query(q): Query<HashMap<String, String>>) -> Response {
     let Some(bus) = &st.bus else {
         return json_ok(StatusCode::OK, &serde_json::json!({"ok": true}));
     };
@@ -83,6 +84,9 @@ async fn healthz(State(st): State<Arc<AppState>>) -> Response {
         engines.insert(name.into(), v);
     }
     let ok = failing.is_empty();
+    if ok && !q.contains_key("detail") {
+        return json_ok(StatusCode::OK, &serde_json::json!({"ok": true}));
+    }
     let body = serde_json::json!({"ok": ok, "node": bus.node_id(), "failing": failing, "engines": engines});
     json_ok(if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
