@@ -19,7 +19,7 @@ TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
   xvfb xauth imagemagick webkit2gtk-driver dunst
   # cluster tests start private instances of these
-  postgresql redis-server
+  postgresql redis-server haproxy
 )
 
 packages=("${BUILD_PACKAGES[@]}")

@@ -35,7 +35,7 @@ pub async fn account(state: S<'_>) -> R<Option<Account>> {
 
 #[tauri::command]
 pub async fn connect(state: S<'_>, config: ConnectConfig) -> R<Account> {
-    state.connect(config, true).await
+    state.connect(config, true, false).await
 }
 
 #[tauri::command]
@@ -137,6 +137,11 @@ pub async fn search(state: S<'_>, query: String, limit: u32) -> R<Vec<MessageVie
 
 #[tauri::command]
 pub async fn conversations(state: S<'_>) -> R<Vec<ConversationView>> {
+    static FIRST: std::sync::Once = std::sync::Once::new();
+    FIRST.call_once(|| {
+        let ms = crate::STARTED.get().map_or(0, |t| t.elapsed().as_millis());
+        tracing::info!(target: "courier_desktop::timing", "first conversation list requested {ms} ms after start");
+    });
     Ok(state.client()?.conversations()?)
 }
 

@@ -23,8 +23,12 @@ pub mod tray;
 use state::AppState;
 use tauri::{Emitter, Manager, RunEvent, WindowEvent};
 
+/// When the process started (for the start-up timing log).
+pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
 /// Runs the app (the `courier` binary).
 pub fn run() {
+    STARTED.get_or_init(std::time::Instant::now);
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -108,11 +112,23 @@ pub fn run() {
             if let Err(e) = tray::build(&handle) {
                 tracing::warn!("no tray icon: {e}");
             }
+            // SIGTERM (logout, `kill`): exit cleanly, stopping the client
+            // and the embedded server (and removing its discovery record).
+            #[cfg(unix)]
+            {
+                let h = handle.clone();
+                tauri::async_runtime::spawn(async move {
+                    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                        term.recv().await;
+                        h.exit(0);
+                    }
+                });
+            }
             tauri::async_runtime::spawn(async move {
                 let state = handle.state::<AppState>();
                 let (config, persist) = state.startup_account();
                 if let Some(config) = config
-                    && let Err(e) = state.connect(config, persist).await
+                    && let Err(e) = state.connect(config, persist, true).await
                 {
                     tracing::error!("start-up sign-in failed: {e}");
                     let _ = handle.emit(bridge::NOTICE_EVENT, serde_json::json!({"level": "error", "message": e.message}));

@@ -5,7 +5,7 @@
 use crate::error::CmdError;
 use crate::profile::{self, EmbeddedRecord, Profile};
 use crate::settings::{Account, ConnectConfig, Settings};
-use courier_client::{Client, ClientConfig, ClientEvent, token_user};
+use courier_client::{Client, ClientConfig, ClientEvent, ConnState, token_user};
 use courier_proto::Conv;
 use courier_proto::ids::is_valid_user;
 use courier_server::{Config, Server};
@@ -149,15 +149,19 @@ impl AppState {
     /// # Errors
     /// Invalid configuration, a store that cannot be opened, or an embedded
     /// server that cannot start.
-    pub async fn connect(&self, config: ConnectConfig, persist: bool) -> Result<Account, CmdError> {
+    pub async fn connect(&self, config: ConnectConfig, persist: bool, auto_profile: bool) -> Result<Account, CmdError> {
         let previous = lock(&self.account).clone();
+        let mut fresh = false;
         let (url, token, user, key) = match &config {
             ConnectConfig::Embedded => {
                 let url = self.embedded_url().await?;
                 // Keep the user id of an earlier embedded sign-in.
                 let user = match previous.as_ref().or(self.saved_account().as_ref()) {
                     Some(Account { user, server: ConnectConfig::Embedded }) => user.clone(),
-                    _ => random_user_id(),
+                    _ => {
+                        fresh = true;
+                        random_user_id()
+                    }
                 };
                 (url, format!("dev:{user}"), user, "embedded".to_owned())
             }
@@ -189,7 +193,10 @@ impl AppState {
         }
         *lock(&self.account) = Some(account.clone());
         *lock(&self.client) = Some(client.clone());
-        let _ = self.feed.send((client, events));
+        let _ = self.feed.send((client.clone(), events));
+        if fresh {
+            tokio::spawn(welcome(client, auto_profile));
+        }
         Ok(account)
     }
 
@@ -258,6 +265,37 @@ impl AppState {
     }
 }
 
+/// A new account on the embedded server: join the default room (like the
+/// original demo's fixed rooms) and, when nobody chose a profile (start-up
+/// sign-in), publish a random nickname and avatar preset.
+async fn welcome(client: Client, auto_profile: bool) {
+    let up = tokio::time::timeout(Duration::from_secs(10), client.wait_state(|s| s == ConnState::Connected)).await;
+    if up.is_err() {
+        return;
+    }
+    if auto_profile {
+        let (name, avatar) = random_profile(client.me());
+        if let Err(e) = client.set_profile(&name, &avatar, "").await {
+            tracing::warn!("cannot set the profile: {e}");
+        }
+    }
+    if let Err(e) = client.join("lobby").await {
+        tracing::info!("did not join #lobby: {e}");
+    }
+}
+
+/// A nickname from the user id's animal (`otter-4821` → `Swift Otter`) and
+/// an avatar preset `avatar:<0..12>`.
+pub fn random_profile(user: &str) -> (String, String) {
+    use rand::Rng;
+    const ADJ: &[&str] = &["Swift", "Quiet", "Bright", "Calm", "Brave", "Lucky", "Clever", "Gentle", "Merry", "Bold"];
+    let mut rng = rand::rng();
+    let animal = user.split('-').next().unwrap_or(user);
+    let mut cap = animal.chars();
+    let animal: String = cap.next().map(|c| c.to_uppercase().chain(cap).collect()).unwrap_or_default();
+    (format!("{} {animal}", ADJ[rng.random_range(0..ADJ.len())]), format!("avatar:{}", rng.random_range(0..12)))
+}
+
 fn answers(port: u16) -> bool {
     TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
 }
@@ -284,7 +322,11 @@ mod tests {
     #[test]
     fn random_ids_are_valid() {
         for _ in 0..100 {
-            assert!(is_valid_user(&random_user_id()));
+            let u = random_user_id();
+            assert!(is_valid_user(&u));
+            let (name, avatar) = random_profile(&u);
+            assert!(name.len() > 3 && name.chars().next().unwrap().is_uppercase(), "{name}");
+            assert!(avatar.starts_with("avatar:"));
         }
     }
 
@@ -294,7 +336,7 @@ mod tests {
     async fn second_profile_finds_the_embedded_server() {
         let root = tempfile::tempdir().unwrap();
         let a = AppState::new(Profile::at(root.path().into(), "a".into()));
-        let acc = a.connect(ConnectConfig::Embedded, true).await.unwrap();
+        let acc = a.connect(ConnectConfig::Embedded, true, true).await.unwrap();
         assert!(is_valid_user(&acc.user));
         let rec = profile::read_record(&root.path().join("embedded-server.json")).unwrap();
         assert_eq!(rec.profile, "a");
@@ -306,7 +348,7 @@ mod tests {
         assert_eq!(b.embedded_url().await.unwrap(), rec.url);
         assert!(b.embedded.lock().await.is_none(), "b started no server of its own");
         // Sign-in persisted; the same user comes back on reconnect.
-        let again = a.connect(ConnectConfig::Embedded, true).await.unwrap();
+        let again = a.connect(ConnectConfig::Embedded, true, true).await.unwrap();
         assert_eq!(again.user, acc.user);
         let c = a.client().unwrap();
         c.wait_synced().await.unwrap();

@@ -110,6 +110,9 @@ mkdirSync(appEnv.XDG_CONFIG_HOME, { recursive: true })
 // Bob exists and has a profile before alice looks.
 await bob('send', '@alice', 'hello alice, bob here')
 
+// Watch the session bus for notifications (the app's notify-rust calls).
+const monitor = start('dbus-monitor', ['--session', "interface='org.freedesktop.Notifications',member='Notify'"], {}, 'dbus-monitor')
+
 const driver = start('tauri-driver', ['--port', String(DRIVER_PORT)], appEnv, 'tauri-driver')
 await waitFor(() => new Promise((res) => {
   const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
@@ -139,7 +142,20 @@ try {
 globalThis.browser = browser
 
 const $t = (id) => browser.$(`[data-testid="${id}"]`)
-async function text(sel) { const el = await browser.$(sel); return (await el.isExisting()) ? el.getText() : '' }
+// Text through the DOM (WebKitWebDriver's getText is unreliable here).
+async function texts(sel) {
+  return browser.execute((sel) => [...document.querySelectorAll(sel)].map((e) => e.textContent ?? ''), sel)
+}
+async function text(sel) { return (await texts(sel)).join('\n') }
+async function clickItem(sel, needle) {
+  const ok = await browser.execute((sel, needle) => {
+    const el = [...document.querySelectorAll(sel)].find((e) => (e.textContent ?? '').toLowerCase().includes(needle))
+    if (el) el.click()
+    return !!el
+  }, sel, needle)
+  if (!ok) throw new Error(`no ${sel} containing ${needle}`)
+}
+async function hasMessage(msg) { return (await texts('[data-testid="message-text"]')).some((t) => t.includes(msg)) }
 async function visible(id) { const el = await $t(id); return (await el.isExisting()) && el.isDisplayed() }
 async function invoke(cmd, args = {}) {
   return browser.executeAsync((cmd, args, done) => {
@@ -182,13 +198,18 @@ await scenario('a message from the peer appears in the app with its sender', asy
   await bob('send', '@alice', msg)
   await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('ping from bob'), 10000, 'the preview')
   // Open the DM by clicking its list item.
-  const items = await browser.$$('[data-testid="conv-item"]')
-  for (const it of items) if ((await it.getText()).toLowerCase().includes('bob')) { await it.click(); break }
+  await clickItem('[data-testid="conv-item"]', 'bob')
   await waitFor(async () => (await text('[data-testid="conv-title"]')).toLowerCase().includes('bob'), 5000, 'the DM header')
-  await waitFor(async () => {
-    for (const el of await browser.$$('[data-testid="message-text"]')) if ((await el.getText()).includes(msg)) return true
-    return false
-  }, 10000, 'the message text (as text, markup shown literally)')
+  await waitFor(() => hasMessage(msg), 10000, 'the message text (as text, markup shown literally)')
+  // Markup in a message is text: no <b> element was created from it.
+  const bold = await browser.execute(() => [...document.querySelectorAll('[data-testid="message-text"] b')].length)
+  if (bold) throw new Error('message markup was rendered as HTML')
+})
+
+await scenario('OS notifications: a message not on screen, and an invitation', async () => {
+  // Alice's window is not focused under a bare X server, so bob's messages notify.
+  await waitFor(() => monitor.out.includes('ping from bob'), 10000,
+    `a Notify call with the message preview (monitor saw: ${monitor.out.length} bytes)`)
 })
 
 await scenario('a message typed in the app arrives at the peer', async () => {
@@ -202,7 +223,9 @@ await scenario('a message typed in the app arrives at the peer', async () => {
 await scenario('an invitation from the peer rings, is accepted by clicking, the peer sees accepted', async () => {
   const inv = bobStart('invite', '@alice', '--ttl', '60', '--wait', '40')
   await waitFor(() => visible('incoming-call'), 15000, 'the incoming call dialog')
+  await sleep(700) // let the dialog's transition finish
   await shot('incoming-call-light-en')
+  await waitFor(() => monitor.out.includes('is calling'), 5000, 'a Notify call for the invitation')
   await (await $t('accept')).click()
   await waitFor(() => /accepted/.test(inv.out), 15000, `bob to see accepted (got: ${inv.out.trim()})`)
   await waitFor(() => visible('in-call'), 5000, 'the in-call view').catch(() => {})
@@ -238,6 +261,7 @@ await scenario('the app survives the server restarting (banner, recovery, nothin
   server.kill('SIGTERM')
   await new Promise((r) => server.on('exit', r))
   await waitFor(() => visible('connection-banner'), 20000, 'the connection banner')
+  await sleep(700)
   await shot('offline-banner-light-en')
   const offlineMsg = `typed while the server was down ${Date.now()}`
   await sendFromApp(offlineMsg)
@@ -247,10 +271,7 @@ await scenario('the app survives the server restarting (banner, recovery, nothin
   await waitFor(() => bobHas(offlineMsg), 20000, 'the offline message to reach bob')
   const back = `after restart ${Date.now()}`
   await bob('send', '@alice', back)
-  await waitFor(async () => {
-    for (const el of await browser.$$('[data-testid="message-text"]')) if ((await el.getText()).includes(back)) return true
-    return false
-  }, 15000, 'a message after the restart')
+  await waitFor(() => hasMessage(back), 15000, 'a message after the restart')
 })
 
 await scenario('screenshots: light/dark, English/Chinese', async () => {
@@ -259,8 +280,7 @@ await scenario('screenshots: light/dark, English/Chinese', async () => {
     await invoke('settings_set', { settings: { ...base, theme, language } })
     await browser.refresh()
     await waitFor(async () => (await $t('conv-item')).isExisting(), 15000, 'the list after reload')
-    const items = await browser.$$('[data-testid="conv-item"]')
-    for (const it of items) if ((await it.getText()).toLowerCase().includes('bob')) { await it.click(); break }
+    await clickItem('[data-testid="conv-item"]', 'bob')
     await sleep(800)
     await shot(name)
   }

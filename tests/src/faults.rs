@@ -271,7 +271,9 @@ async fn serve(
         tokio::select! {
             r = &mut up, if up_end.is_none() => {
                 up_end = Some(r);
-                if r == End::Reset { let _ = kill_tx.send(true); }
+                // A reset, or the client leaving a half-closed connection,
+                // ends the whole thing.
+                if r == End::Reset || *half_tx.borrow() { let _ = kill_tx.send(true); }
             }
             r = &mut down, if down_end.is_none() => {
                 down_end = Some(r);
@@ -361,9 +363,14 @@ async fn direction(
                     // nothing; whatever still comes is swallowed.
                     if upward {
                         let _ = to.shutdown().await;
+                        while let Some(Some(_)) = rx.recv().await {}
+                        return End::Eof;
                     }
+                    // Toward the client: swallow everything, and keep the
+                    // socket open (dropping it would send a FIN) until the
+                    // client gives up and the connection is torn down.
                     while let Some(Some(_)) = rx.recv().await {}
-                    return End::Eof;
+                    std::future::pending::<()>().await;
                 }
                 let Some(Some((release, bytes))) = item else {
                     let _ = to.shutdown().await;

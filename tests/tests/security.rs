@@ -215,7 +215,7 @@ async fn media_and_push_need_credentials_and_leave_no_trace() {
     let admin = h.admin_secret.clone().unwrap_or_default();
     let body = json!({"from":by.a,"to":{"user":by.b},"cid":unique("p"),"kind":"text","body":{"text":"fake notice"}});
     let mut bearers = vec![None, Some(user_token.as_str()), Some(""), Some("x")];
-    let (prefix, padded) = (admin.get(..admin.len().saturating_sub(1)).unwrap_or("").to_owned(), format!("{admin} "));
+    let (prefix, padded) = (admin.get(..admin.len().saturating_sub(1)).unwrap_or("").to_owned(), format!("{admin}x"));
     if !admin.is_empty() {
         bearers.push(Some(prefix.as_str()));
         bearers.push(Some(padded.as_str()));

@@ -234,10 +234,12 @@ async fn server_kill_9_and_restart_during_load() {
         cast.users.iter().zip(&dirs).map(|(u, d)| fast_client(&server.url(), u, "d1", d.path())).collect();
     let load_clients = clients.clone();
     let load_cast = Cast { users: cast.users.clone(), channel: cast.channel.clone(), exp: Expected::default() };
-    let load = tokio::spawn(async move { load(&load_clients, &load_cast, secs * (kills + 1), seed).await });
+    let load = tokio::spawn(async move { load(&load_clients, &load_cast, secs + kills, seed).await });
     let mut rng = StdRng::seed_from_u64(seed);
+    // Kills spread over the load, each at a random point of its slice.
+    let slice = (secs * 1000 / kills.max(1)).max(600);
     for _ in 0..kills {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(1000..(secs * 1000).max(1500)))).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(300..slice))).await;
         server.kill9();
         tokio::time::sleep(Duration::from_millis(rng.random_range(100..800))).await;
         server.restart().await;

@@ -326,6 +326,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_kick_from_another_node_closes_only_that_device() {
+        let hub = Hub::default();
+        let (laptop, _r1) = hub.new_session("bob", "laptop", 4);
+        let (phone, _r2) = hub.new_session("bob", "phone", 4);
+        hub.register(&laptop);
+        hub.register(&phone);
+        hub.close_device("bob", "laptop");
+        assert_eq!(laptop.close_requested().await.0, CloseCode::REPLACED);
+        assert!(phone.close.lock().unwrap().is_none(), "the other device stays");
+        assert_eq!(hub.online_users().len(), 1);
+    }
+
+    #[tokio::test]
     async fn sender_session_is_skipped() {
         let hub = Hub::default();
         let (s1, mut r1) = hub.new_session("bob", "d1", 4);
