@@ -20,8 +20,9 @@ pub const DEEP_LINK_EVENT: &str = "courier://deep-link";
 /// Something for the user to see: `{"level": "error", "message": ..}`.
 pub const NOTICE_EVENT: &str = "courier://notice";
 
-/// At most one message notification per conversation in this window.
-const NOTE_GAP: Duration = Duration::from_secs(3);
+/// At most one message notification per conversation in this window (a
+/// burst of messages shows its first one).
+const NOTE_GAP: Duration = Duration::from_secs(1);
 
 /// Forwards the events of each client the state hands over (one at a time:
 /// a new sign-in replaces the previous forwarder).

@@ -195,6 +195,7 @@ await scenario('app starts signed in and renders the conversation list', async (
 
 await scenario('a message from the peer appears in the app with its sender', async () => {
   const msg = `ping from bob ${Date.now()} <b>not bold</b>`
+  await sleep(1200) // past the app's 1 s per-conversation notification coalescing
   await bob('send', '@alice', msg)
   await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('ping from bob'), 10000, 'the preview')
   // Open the DM by clicking its list item.
