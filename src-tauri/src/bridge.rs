@@ -74,7 +74,8 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
         let attentive = app
             .get_webview_window("main")
             .is_some_and(|w| w.is_visible().unwrap_or(false) && w.is_focused().unwrap_or(false));
-        let cx = Context { me: &me, settings: &settings, attentive, active: active.as_ref(), now_ms: now_ms() };
+        let cx =
+            Context { me: &me, settings: &settings, attentive, active: active.as_ref(), now_ms: now_ms() };
         if let Some(note) = notify::decide(&ev, &cx) {
             show(&app, &client, note, &mut last_note);
         }
@@ -142,5 +143,8 @@ fn open_link(app: &AppHandle, link: DeepLink) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

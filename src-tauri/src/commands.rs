@@ -18,11 +18,42 @@ type S<'a> = State<'a, AppState>;
 /// Every command name, as registered in [`crate::run`] (checked against
 /// transport.ts by `tests/bridge.rs`).
 pub const COMMANDS: &[&str] = &[
-    "account", "connect", "connection_state", "send_text", "send_image", "send_file", "upload", "download",
-    "open_media", "retry_message", "delete_unsent", "history_page", "search", "conversations", "mark_read",
-    "set_draft", "typing", "signal", "channels", "join_channel", "leave_channel", "create_channel", "add_member",
-    "members", "watch_presence", "unwatch_presence", "profiles", "set_profile", "invite", "answer_invite",
-    "cancel_invite", "invites", "settings_get", "settings_set", "open_external", "set_active_conversation",
+    "account",
+    "connect",
+    "connection_state",
+    "send_text",
+    "send_image",
+    "send_file",
+    "upload",
+    "download",
+    "open_media",
+    "retry_message",
+    "delete_unsent",
+    "history_page",
+    "search",
+    "conversations",
+    "mark_read",
+    "set_draft",
+    "typing",
+    "signal",
+    "channels",
+    "join_channel",
+    "leave_channel",
+    "create_channel",
+    "add_member",
+    "members",
+    "watch_presence",
+    "unwatch_presence",
+    "profiles",
+    "set_profile",
+    "invite",
+    "answer_invite",
+    "cancel_invite",
+    "invites",
+    "settings_get",
+    "settings_set",
+    "open_external",
+    "set_active_conversation",
     "last_deep_link",
 ];
 
@@ -80,8 +111,12 @@ pub async fn send_file(
     name: String,
     reply_to: Option<String>,
 ) -> R<MessageView> {
-    let body =
-        obj([("media", media.media.into()), ("mime", media.mime.into()), ("size", media.size.into()), ("name", name.into())]);
+    let body = obj([
+        ("media", media.media.into()),
+        ("mime", media.mime.into()),
+        ("size", media.size.into()),
+        ("name", name.into()),
+    ]);
     Ok(state.client()?.send(&to, "file", body, reply_to)?)
 }
 
@@ -95,7 +130,12 @@ pub struct Progress {
 }
 
 #[tauri::command]
-pub async fn upload(state: S<'_>, bytes: Vec<u8>, mime: String, progress: Channel<Progress>) -> R<UploadedMedia> {
+pub async fn upload(
+    state: S<'_>,
+    bytes: Vec<u8>,
+    mime: String,
+    progress: Channel<Progress>,
+) -> R<UploadedMedia> {
     // The core uploads in one request: report the start and the end.
     let total = bytes.len() as u64;
     let _ = progress.send(Progress { sent: 0, total });
@@ -185,7 +225,13 @@ pub async fn leave_channel(state: S<'_>, channel: String) -> R<()> {
 }
 
 #[tauri::command]
-pub async fn create_channel(state: S<'_>, channel: String, title: String, topic: String, private: bool) -> R<Conv> {
+pub async fn create_channel(
+    state: S<'_>,
+    channel: String,
+    title: String,
+    topic: String,
+    private: bool,
+) -> R<Conv> {
     Ok(state.client()?.create_channel(&channel, &title, &topic, private).await?)
 }
 

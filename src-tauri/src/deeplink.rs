@@ -50,7 +50,9 @@ pub enum DeepLinkError {
     #[error("the link is too long")]
     TooLong,
     /// The part after `courier://` is not `<kind>/<id>`.
-    #[error("the link should look like courier://chat/<user>, courier://channel/<name> or courier://call/<id>")]
+    #[error(
+        "the link should look like courier://chat/<user>, courier://channel/<name> or courier://call/<id>"
+    )]
     Shape,
     /// An unknown kind (`courier://foo/..`).
     #[error("unknown link kind \"{0}\" (expected chat, channel or call)")]

@@ -66,7 +66,8 @@ mod tests {
         let e = CmdError::from(ClientError::Invalid("bad target".into()));
         assert_eq!((e.code.as_str(), e.message.as_str()), ("invalid", "invalid argument: bad target"));
         let body: courier_proto::ErrBody =
-            serde_json::from_value(serde_json::json!({"code": "forbidden", "message": "not a member"})).unwrap();
+            serde_json::from_value(serde_json::json!({"code": "forbidden", "message": "not a member"}))
+                .unwrap();
         let e = CmdError::from(ClientError::Server(Box::new(body)));
         assert_eq!((e.code.as_str(), e.message.as_str()), ("forbidden", "not a member"));
         let v = serde_json::to_value(e).unwrap();

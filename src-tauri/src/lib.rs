@@ -118,7 +118,9 @@ pub fn run() {
             {
                 let h = handle.clone();
                 tauri::async_runtime::spawn(async move {
-                    if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    if let Ok(mut term) =
+                        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
                         term.recv().await;
                         h.exit(0);
                     }
@@ -131,7 +133,10 @@ pub fn run() {
                     && let Err(e) = state.connect(config, persist, true).await
                 {
                     tracing::error!("start-up sign-in failed: {e}");
-                    let _ = handle.emit(bridge::NOTICE_EVENT, serde_json::json!({"level": "error", "message": e.message}));
+                    let _ = handle.emit(
+                        bridge::NOTICE_EVENT,
+                        serde_json::json!({"level": "error", "message": e.message}),
+                    );
                 }
                 state.set_booted();
                 if let Some(link) = start_link {

@@ -61,7 +61,7 @@ pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
                 return None;
             }
             let conv = m.conv.to_string();
-            if cx.settings.muted.iter().any(|c| *c == conv) {
+            if cx.settings.muted.contains(&conv) {
                 return None;
             }
             if cx.attentive && cx.active == Some(&m.conv) {
@@ -160,7 +160,12 @@ mod tests {
         let away = Context { attentive: false, ..cx.clone() };
         assert_eq!(
             decide(&msg("bob", dm.clone(), 9_000), &away),
-            Some(Note::Message { conv: dm.to_string(), from: "bob".into(), channel: None, preview: "hello there".into() })
+            Some(Note::Message {
+                conv: dm.to_string(),
+                from: "bob".into(),
+                channel: None,
+                preview: "hello there".into()
+            })
         );
         // Another conversation while focused: notify.
         let elsewhere = Context { active: Some(&other), ..cx.clone() };
@@ -195,7 +200,11 @@ mod tests {
             response: None,
         };
         let ev = ClientEvent::Invite { invite: InviteView::new(inv.clone(), "alice", 1) };
-        let s = Settings { do_not_disturb: true, muted: vec![Conv::dm("alice", "bob").to_string()], ..Settings::default() };
+        let s = Settings {
+            do_not_disturb: true,
+            muted: vec![Conv::dm("alice", "bob").to_string()],
+            ..Settings::default()
+        };
         let dm = Conv::dm("alice", "bob");
         let cx = Context { me: "alice", settings: &s, attentive: true, active: Some(&dm), now_ms: 1 };
         assert_eq!(decide(&ev, &cx), Some(Note::Call { iid: "i1".into(), from: "bob".into() }));

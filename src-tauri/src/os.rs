@@ -9,7 +9,8 @@ use std::ffi::OsStr;
 /// `invalid` for any other scheme, or control characters/whitespace.
 pub fn check_external_url(url: &str) -> Result<(), CmdError> {
     let lower = url.to_ascii_lowercase();
-    let ok_scheme = ["http://", "https://", "mailto:"].iter().any(|p| lower.starts_with(p) && lower.len() > p.len());
+    let ok_scheme =
+        ["http://", "https://", "mailto:"].iter().any(|p| lower.starts_with(p) && lower.len() > p.len());
     if !ok_scheme {
         return Err(CmdError::new("invalid", "only http, https and mailto links can be opened"));
     }
@@ -54,8 +55,16 @@ mod tests {
             assert!(check_external_url(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "javascript:alert(1)", "file:///etc/passwd", "courier://chat/bob", "https://", "ftp://x", "",
-            "https://a b", "https://a\nb", "data:text/html,hi", "/usr/bin/xterm",
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "courier://chat/bob",
+            "https://",
+            "ftp://x",
+            "",
+            "https://a b",
+            "https://a\nb",
+            "data:text/html,hi",
+            "/usr/bin/xterm",
         ] {
             assert_eq!(check_external_url(bad).unwrap_err().code, "invalid", "{bad}");
         }

@@ -105,7 +105,8 @@ mod tests {
             json!({"notifications": true, "do_not_disturb": false, "muted": [], "pinned": [],
                    "language": null, "theme": "system", "close_to_tray": true})
         );
-        let c: ConnectConfig = serde_json::from_value(json!({"mode": "dev", "url": "ws://h", "user": "a"})).unwrap();
+        let c: ConnectConfig =
+            serde_json::from_value(json!({"mode": "dev", "url": "ws://h", "user": "a"})).unwrap();
         assert_eq!(c, ConnectConfig::Dev { url: "ws://h".into(), user: "a".into() });
         assert_eq!(serde_json::to_value(ConnectConfig::Embedded).unwrap(), json!({"mode": "embedded"}));
         let l: Settings = serde_json::from_value(json!({"language": "zh-CN"})).unwrap();

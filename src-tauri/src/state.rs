@@ -149,7 +149,12 @@ impl AppState {
     /// # Errors
     /// Invalid configuration, a store that cannot be opened, or an embedded
     /// server that cannot start.
-    pub async fn connect(&self, config: ConnectConfig, persist: bool, auto_profile: bool) -> Result<Account, CmdError> {
+    pub async fn connect(
+        &self,
+        config: ConnectConfig,
+        persist: bool,
+        auto_profile: bool,
+    ) -> Result<Account, CmdError> {
         let previous = lock(&self.account).clone();
         let mut fresh = false;
         let (url, token, user, key) = match &config {
@@ -173,7 +178,10 @@ impl AppState {
             }
             ConnectConfig::Remote { url, token } => {
                 let user = token_user(token).ok_or_else(|| {
-                    CmdError::new("invalid", "cannot tell the user from this token (expected a JWT or dev:<user>)")
+                    CmdError::new(
+                        "invalid",
+                        "cannot tell the user from this token (expected a JWT or dev:<user>)",
+                    )
                 })?;
                 (url.clone(), token.clone(), user, url.clone())
             }
@@ -222,18 +230,24 @@ impl AppState {
             return Ok(rec.url);
         }
         let port = (EMBEDDED_PORT..EMBEDDED_PORT + 50).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
-        let mut cfg = Config::default();
-        cfg.listen = SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0)));
-        cfg.data_dir = self.profile.root.join("server");
-        cfg.dev_auth = true;
+        let cfg = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0))),
+            data_dir: self.profile.root.join("server"),
+            dev_auth: true,
+            ..Config::default()
+        };
         std::fs::create_dir_all(&cfg.data_dir)?;
-        let server = Server::start(cfg)
-            .await
-            .map_err(|e| CmdError::new("embedded_server", format!("the local server did not start: {e:#}")))?;
+        let server = Server::start(cfg).await.map_err(|e| {
+            CmdError::new("embedded_server", format!("the local server did not start: {e:#}"))
+        })?;
         let addr = server.local_addr();
         let url = format!("ws://{addr}");
-        let rec =
-            EmbeddedRecord { url: url.clone(), port: addr.port(), profile: self.profile.name.clone(), pid: std::process::id() };
+        let rec = EmbeddedRecord {
+            url: url.clone(),
+            port: addr.port(),
+            profile: self.profile.name.clone(),
+            pid: std::process::id(),
+        };
         if let Err(e) = profile::write_json(&file, &rec) {
             tracing::warn!("cannot record the embedded server: {e}");
         }
@@ -269,7 +283,8 @@ impl AppState {
 /// original demo's fixed rooms) and, when nobody chose a profile (start-up
 /// sign-in), publish a random nickname and avatar preset.
 async fn welcome(client: Client, auto_profile: bool) {
-    let up = tokio::time::timeout(Duration::from_secs(10), client.wait_state(|s| s == ConnState::Connected)).await;
+    let up =
+        tokio::time::timeout(Duration::from_secs(10), client.wait_state(|s| s == ConnState::Connected)).await;
     if up.is_err() {
         return;
     }
@@ -288,12 +303,16 @@ async fn welcome(client: Client, auto_profile: bool) {
 /// an avatar preset `avatar:<0..12>`.
 pub fn random_profile(user: &str) -> (String, String) {
     use rand::Rng;
-    const ADJ: &[&str] = &["Swift", "Quiet", "Bright", "Calm", "Brave", "Lucky", "Clever", "Gentle", "Merry", "Bold"];
+    const ADJ: &[&str] =
+        &["Swift", "Quiet", "Bright", "Calm", "Brave", "Lucky", "Clever", "Gentle", "Merry", "Bold"];
     let mut rng = rand::rng();
     let animal = user.split('-').next().unwrap_or(user);
     let mut cap = animal.chars();
     let animal: String = cap.next().map(|c| c.to_uppercase().chain(cap).collect()).unwrap_or_default();
-    (format!("{} {animal}", ADJ[rng.random_range(0..ADJ.len())]), format!("avatar:{}", rng.random_range(0..12)))
+    (
+        format!("{} {animal}", ADJ[rng.random_range(0..ADJ.len())]),
+        format!("avatar:{}", rng.random_range(0..12)),
+    )
 }
 
 fn answers(port: u16) -> bool {
@@ -304,8 +323,8 @@ fn answers(port: u16) -> bool {
 pub fn random_user_id() -> String {
     use rand::Rng;
     const ANIMALS: &[&str] = &[
-        "otter", "fox", "panda", "koala", "lynx", "heron", "puffin", "badger", "falcon", "gecko", "marmot", "orca",
-        "quokka", "raven", "seal", "tapir", "walrus", "yak", "zebra", "ibis",
+        "otter", "fox", "panda", "koala", "lynx", "heron", "puffin", "badger", "falcon", "gecko", "marmot",
+        "orca", "quokka", "raven", "seal", "tapir", "walrus", "yak", "zebra", "ibis",
     ];
     let mut rng = rand::rng();
     format!("{}-{:04}", ANIMALS[rng.random_range(0..ANIMALS.len())], rng.random_range(0..10_000))
@@ -352,6 +371,41 @@ mod tests {
         assert_eq!(again.user, acc.user);
         let c = a.client().unwrap();
         c.wait_synced().await.unwrap();
+        a.shutdown().await;
+    }
+
+    /// What the event forwarder gets: each sign-in hands over the client with
+    /// an event stream subscribed before it started, and the events are the
+    /// core's `ClientEvent`s whose JSON (`{"type": …}`) goes to the webview.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sign_in_feeds_the_forwarder() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        let mut feed = a.take_feed().unwrap();
+        assert!(a.take_feed().is_none(), "one forwarder");
+        assert_eq!(a.client().unwrap_err().code, "not_signed_in");
+        a.connect(ConnectConfig::Embedded, false, false).await.unwrap();
+        let (client, mut rx) = feed.recv().await.unwrap();
+        // The first event is the connection manager's own, not missed.
+        let first = serde_json::to_value(rx.recv().await.unwrap()).unwrap();
+        assert_eq!(first["type"], "connection", "{first}");
+        let m = client
+            .send(
+                &courier_proto::Target::User("zed".into()),
+                "text",
+                serde_json::json!({"text": "hi"}).as_object().unwrap().clone(),
+                None,
+            )
+            .unwrap();
+        loop {
+            let ev = serde_json::to_value(rx.recv().await.unwrap()).unwrap();
+            if ev["type"] == "message_added" {
+                assert_eq!(ev["message"]["cid"], m.cid);
+                assert_eq!(ev["message"]["body"]["text"], "hi");
+                break;
+            }
+        }
+        assert_eq!(serde_json::to_value(a.connection_event().unwrap()).unwrap()["type"], "connection");
         a.shutdown().await;
     }
 }

@@ -9,7 +9,9 @@
 //! - the shell's own types (settings, account) have exactly app.ts's fields;
 //! - every command transport.ts invokes is registered by the shell.
 
-use courier_client::{ClientEvent, ConnState, ConversationView, DeliveryStatus, InviteView, MessageView, UploadedMedia};
+use courier_client::{
+    ClientEvent, ConnState, ConversationView, DeliveryStatus, InviteView, MessageView, UploadedMedia,
+};
 use courier_desktop::commands::COMMANDS;
 use courier_desktop::settings::{Account, ConnectConfig, Settings};
 use courier_proto::{Conv, Invite, InviteState, Profile, Target};
@@ -99,7 +101,12 @@ fn samples() -> Vec<ClientEvent> {
         ClientEvent::Typing { conv: conv.clone(), user: "bob".into() },
         ClientEvent::Presence { user: "bob".into(), online: false, last_seen: Some(1) },
         ClientEvent::Profile {
-            profile: Profile { user: "bob".into(), name: "Bob".into(), avatar: "avatar:1".into(), status: "s".into() },
+            profile: Profile {
+                user: "bob".into(),
+                name: "Bob".into(),
+                avatar: "avatar:1".into(),
+                status: "s".into(),
+            },
         },
         ClientEvent::Member { channel: "lobby".into(), user: "bob".into(), joined: true, removed: false },
         ClientEvent::Invite { invite: invite() },
@@ -226,7 +233,9 @@ fn shell_types_match_app_ts() {
     }
     // Every Settings field of app.ts exists in Rust.
     let block = app_ts.split("export interface Settings {").nth(1).unwrap().split('}').next().unwrap();
-    for line in block.lines().map(str::trim).filter(|l| !l.starts_with('/') && !l.starts_with('*') && l.contains(':')) {
+    for line in
+        block.lines().map(str::trim).filter(|l| !l.starts_with('/') && !l.starts_with('*') && l.contains(':'))
+    {
         let k = line.split([':', '?']).next().unwrap().trim();
         assert!(ks.contains(k), "Settings.{k} is in app.ts but not in Rust");
     }

@@ -254,8 +254,18 @@ async fn serve(
     let (sr, sw) = server.into_split();
     let (kill_tx, kill_rx) = watch::channel(false);
     let (half_tx, half_rx) = watch::channel(false);
-    let up = direction(cr, sw, faults.clone(), stats.clone(), seed.wrapping_mul(2), true, half_rx.clone(), kill_rx.clone());
-    let down = direction(sr, cw, faults.clone(), stats.clone(), seed.wrapping_mul(2) + 1, false, half_rx, kill_rx);
+    let up = direction(
+        cr,
+        sw,
+        faults.clone(),
+        stats.clone(),
+        seed.wrapping_mul(2),
+        true,
+        half_rx.clone(),
+        kill_rx.clone(),
+    );
+    let down =
+        direction(sr, cw, faults.clone(), stats.clone(), seed.wrapping_mul(2) + 1, false, half_rx, kill_rx);
     tokio::pin!(up, down);
     let lifetime = async {
         if life == 0 {

@@ -87,7 +87,10 @@ impl ServerProc {
     /// note) when the binary has not been built.
     pub async fn start(test: &str, config_toml: &str) -> Option<ServerProc> {
         let Some(bin) = locate_bin("courier-server") else {
-            crate::skip(test, "target/<profile>/courier-server is not built (run `cargo build -p courier-server` or `cargo test --workspace`)");
+            crate::skip(
+                test,
+                "target/<profile>/courier-server is not built (run `cargo build -p courier-server` or `cargo test --workspace`)",
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -123,19 +126,28 @@ impl ServerProc {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
             {
-                panic!("courier-server exited ({status}); log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+                panic!(
+                    "courier-server exited ({status}); log:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
             }
-            if tokio::time::timeout(Duration::from_secs(2), h.http_raw_try(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-                .await
-                .ok()
-                .flatten()
-                .is_some_and(|r| r.status == 200)
+            if tokio::time::timeout(
+                Duration::from_secs(2),
+                h.http_raw_try(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+            )
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|r| r.status == 200)
             {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("courier-server never became healthy; log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        panic!(
+            "courier-server never became healthy; log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
     }
 
     /// `host:port`.
@@ -166,7 +178,10 @@ impl ServerProc {
     pub fn rss_kib(&self) -> Option<u64> {
         let pid = self.child.as_ref()?.id();
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 }
 
@@ -276,6 +291,9 @@ pub struct LocalView {
     pub convs: BTreeMap<String, Vec<(Option<u64>, Option<String>, String, String)>>,
     /// Outbox rows still queued.
     pub outbox: usize,
+    /// Per conversation id: the seq below which the store claims to hold
+    /// everything (`synced_seq`).
+    pub synced: BTreeMap<String, u64>,
     /// Invitations: iid → state as shown to the user.
     pub invites: HashMap<String, InviteState>,
 }
@@ -284,8 +302,10 @@ impl LocalView {
     /// Reads `store` (of `user`) for the given conversations.
     pub fn read(store: &Store, user: &str, convs: &[String]) -> LocalView {
         let mut out = BTreeMap::new();
+        let mut synced = BTreeMap::new();
         for c in convs {
             let conv = Conv::parse(c).expect("valid conversation id");
+            synced.insert(c.clone(), store.synced_seq(&conv).unwrap_or(0));
             let msgs = store.all_messages(&conv).expect("store readable");
             out.insert(c.clone(), msgs.into_iter().map(|m| (m.seq, m.mid, m.cid, m.from)).collect());
         }
@@ -295,7 +315,13 @@ impl LocalView {
             .into_iter()
             .map(|v| (v.invite.iid.clone(), v.invite.state))
             .collect();
-        LocalView { user: user.to_owned(), convs: out, outbox: store.outbox_cids().expect("store readable").len(), invites }
+        LocalView {
+            user: user.to_owned(),
+            convs: out,
+            outbox: store.outbox_cids().expect("store readable").len(),
+            synced,
+            invites,
+        }
     }
 
     /// Records this view's acknowledged own messages into `exp.acked`.
@@ -391,8 +417,16 @@ impl fmt::Display for Report {
         write!(
             f,
             "{} conversations, {} messages, {} acked, {} copies: lost={} duplicated={} out_of_order={} stuck={} invites={} invite_mismatches={}",
-            self.conversations, self.messages, self.acked, self.copies, self.lost, self.duplicated,
-            self.out_of_order, self.stuck, self.invites, self.invite_mismatches
+            self.conversations,
+            self.messages,
+            self.acked,
+            self.copies,
+            self.lost,
+            self.duplicated,
+            self.out_of_order,
+            self.stuck,
+            self.invites,
+            self.invite_mismatches
         )?;
         for v in &self.violations {
             write!(f, "\n  - {v}")?;
@@ -432,7 +466,9 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
         r.acked += 1;
         let Some(hist) = server.get(conv) else {
             r.lost += 1;
-            r.violation(format!("acked ({from}, {cid}) in {conv}, a conversation the scenario did not expect"));
+            r.violation(format!(
+                "acked ({from}, {cid}) in {conv}, a conversation the scenario did not expect"
+            ));
             continue;
         };
         let found: Vec<&ServerMsg> = hist.iter().filter(|m| &m.from == from && &m.cid == cid).collect();
@@ -467,7 +503,14 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
                 match count.get(s.mid.as_str()).copied().unwrap_or(0) {
                     0 => {
                         r.lost += 1;
-                        r.violation(format!("{conv}: {m} lacks seq {} ({}, {})", s.seq, s.from, s.cid));
+                        r.violation(format!(
+                            "{conv}: {m} lacks seq {} of {} ({}, {}); its store is synced to {}",
+                            s.seq,
+                            hist.len(),
+                            s.from,
+                            s.cid,
+                            view.synced.get(conv).copied().unwrap_or(0)
+                        ));
                     }
                     1 => {}
                     n => {
@@ -477,8 +520,11 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
                 }
             }
             let known: HashSet<&str> = hist.iter().map(|s| s.mid.as_str()).collect();
-            let order: Vec<&str> =
-                local.iter().filter_map(|(_, mid, _, _)| mid.as_deref()).filter(|mid| known.contains(mid)).collect();
+            let order: Vec<&str> = local
+                .iter()
+                .filter_map(|(_, mid, _, _)| mid.as_deref())
+                .filter(|mid| known.contains(mid))
+                .collect();
             let mut dedup = order.clone();
             dedup.dedup();
             let expected: Vec<&str> =
@@ -491,7 +537,9 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
                 match mid {
                     Some(mid) if !known.contains(mid.as_str()) => {
                         r.duplicated += 1;
-                        r.violation(format!("{conv}: {m} holds seq {seq:?} ({from}, {cid}) the server does not have"));
+                        r.violation(format!(
+                            "{conv}: {m} holds seq {seq:?} ({from}, {cid}) the server does not have"
+                        ));
                     }
                     None => {
                         r.stuck += 1;
@@ -523,17 +571,23 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
             {
                 if *local == InviteState::Expired && strict_invites() {
                     r.invite_mismatches += 1;
-                    r.violation(format!("invite {iid}: the {role} {u} missed the final state {truth:?} (shows Expired)"));
+                    r.violation(format!(
+                        "invite {iid}: the {role} {u} missed the final state {truth:?} (shows Expired)"
+                    ));
                 } else if *local == InviteState::Expired {
                     // Known gap (issue 7 report): a side that was offline when
                     // the invitation became final never hears of it — `sync`
                     // lists only pending invitations — so its view falls back
                     // to "expired" at the ttl.
                     r.invite_stale += 1;
-                    r.notes.push(format!("invite {iid}: the {role} {u} missed the final state {truth:?} (shows Expired)"));
+                    r.notes.push(format!(
+                        "invite {iid}: the {role} {u} missed the final state {truth:?} (shows Expired)"
+                    ));
                 } else {
                     r.invite_mismatches += 1;
-                    r.violation(format!("invite {iid}: the {role} {u} shows {local:?}, the server {truth:?}"));
+                    r.violation(format!(
+                        "invite {iid}: the {role} {u} shows {local:?}, the server {truth:?}"
+                    ));
                 }
             }
         }
@@ -572,7 +626,11 @@ pub async fn settle(h: &Harness, exp: &Expected, stores: &[(String, &Store)], pa
         for (conv, members) in &exp.members {
             let c = readers.of(h, &members[0]).await;
             let page = c.history(conv, json!({"limit": 1})).await;
-            let n = page["messages"].as_array().and_then(|a| a.last()).and_then(|m| m["seq"].as_u64()).unwrap_or(0);
+            let n = page["messages"]
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|m| m["seq"].as_u64())
+                .unwrap_or(0);
             last.insert(conv.as_str(), n);
         }
         let done = stores.iter().all(|(user, store)| {
@@ -598,7 +656,12 @@ pub fn open_store(dir: &Path) -> Store {
 
 /// A started client core for `user` with quick reconnects (tests only).
 pub fn fast_client(url: &str, user: &str, device: &str, dir: &Path) -> courier_client::Client {
-    let mut cfg = courier_client::ClientConfig::new(vec![url.to_owned()], format!("dev:{user}"), dir);
+    fast_client_of(vec![url.to_owned()], user, device, dir)
+}
+
+/// Like [`fast_client`] with fail-over URLs, tried in turn.
+pub fn fast_client_of(urls: Vec<String>, user: &str, device: &str, dir: &Path) -> courier_client::Client {
+    let mut cfg = courier_client::ClientConfig::new(urls, format!("dev:{user}"), dir);
     cfg.device = device.to_owned();
     cfg.backoff = courier_client::backoff::BackoffConfig {
         base: Duration::from_millis(100),

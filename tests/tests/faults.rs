@@ -53,7 +53,11 @@ async fn a_blackholed_link_holds_bytes_without_closing_and_delivers_them_when_he
     let mut alice = via.login(&a).await;
     let mut bob = h.login(&b).await; // bob on a healthy link
     proxy.set_faults(Faults { blackhole: true, ..Faults::none() });
-    let id = alice.send_request(json!({"op":"send","to":{"user":b},"cid":"held-1","kind":"text","body":{"text":"held"}})).await;
+    let id = alice
+        .send_request(
+            json!({"op":"send","to":{"user":b},"cid":"held-1","kind":"text","body":{"text":"held"}}),
+        )
+        .await;
     // Nothing moves and nothing closes while the hole lasts.
     assert!(alice.raw_reply(Some(id), Duration::from_millis(800)).await.is_none());
     assert!(alice.close_seen().is_none(), "a blackhole closes nothing");
@@ -84,7 +88,9 @@ async fn a_half_open_link_is_detected_by_heartbeats_and_the_client_resends_once(
     // Alice must notice by herself (no close ever reaches her) and reconnect.
     let saw_drop = tokio::time::timeout(Duration::from_secs(60), async {
         loop {
-            if let Ok(courier_client::ClientEvent::Connection { state: ConnState::Reconnecting, .. }) = states.recv().await {
+            if let Ok(courier_client::ClientEvent::Connection { state: ConnState::Reconnecting, .. }) =
+                states.recv().await
+            {
                 return;
             }
         }
@@ -111,7 +117,8 @@ async fn a_half_open_link_is_detected_by_heartbeats_and_the_client_resends_once(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bandwidth_cap_slows_a_transfer_but_loses_nothing() {
     let h = Harness::new().await;
-    let proxy = Proxy::start(h.addr.parse().unwrap(), Faults { bandwidth_bps: 40_000, ..Faults::none() }, 17).await;
+    let proxy =
+        Proxy::start(h.addr.parse().unwrap(), Faults { bandwidth_bps: 40_000, ..Faults::none() }, 17).await;
     let via = h.through(&proxy_addr(&proxy));
     let (a, b) = (h.user("alice"), h.user("bob"));
     let mut alice = via.login(&a).await;
@@ -122,7 +129,11 @@ async fn a_bandwidth_cap_slows_a_transfer_but_loses_nothing() {
         alice.dm(&b, &format!("{i}{big}")).await;
     }
     // A lower bound only: 80 KB cannot cross a 40 KB/s link in under ~2 s.
-    assert!(started.elapsed() >= Duration::from_millis(1500), "the cap was not applied: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "the cap was not applied: {:?}",
+        started.elapsed()
+    );
     for i in 0..4 {
         let m = bob.event("msg").await;
         assert_eq!(m["body"]["text"], json!(format!("{i}{big}")));
@@ -135,7 +146,9 @@ async fn resets_mid_frame_never_half_apply_a_request() {
     // are cut mid-frame. Whatever the server received whole it applied
     // once; retrying by cid never duplicates.
     let h = Harness::new().await;
-    let proxy = Proxy::start(h.addr.parse().unwrap(), Faults { reset: 0.2, split_max: 5, ..Faults::none() }, 19).await;
+    let proxy =
+        Proxy::start(h.addr.parse().unwrap(), Faults { reset: 0.2, split_max: 5, ..Faults::none() }, 19)
+            .await;
     let via = h.through(&proxy_addr(&proxy));
     let (a, b) = (h.user("alice"), h.user("bob"));
     h.register(&b).await;
@@ -151,7 +164,8 @@ async fn resets_mid_frame_never_half_apply_a_request() {
             {
                 continue;
             }
-            let send = json!({"op":"send","id":2,"to":{"user":b},"cid":cid,"kind":"text","body":{"text":cid}});
+            let send =
+                json!({"op":"send","id":2,"to":{"user":b},"cid":cid,"kind":"text","body":{"text":cid}});
             if !c.try_send_text(send.to_string()).await {
                 continue;
             }
@@ -166,7 +180,8 @@ async fn resets_mid_frame_never_half_apply_a_request() {
     assert_eq!(acked.len(), 30, "every message acknowledged eventually ({})", proxy.stats.summary());
     let mut bob = h.login(&b).await;
     let hist = bob.history(&dm_conv(&a, &b), json!({"after":0})).await;
-    let cids: Vec<&str> = hist["messages"].as_array().unwrap().iter().map(|m| m["cid"].as_str().unwrap()).collect();
+    let cids: Vec<&str> =
+        hist["messages"].as_array().unwrap().iter().map(|m| m["cid"].as_str().unwrap()).collect();
     let want: Vec<String> = (0..30).map(|i| format!("r-{i}")).collect();
     assert_eq!(cids, want, "each once, in order");
     assert!(proxy.stats.resets.load(Ordering::Relaxed) > 0, "{}", proxy.stats.summary());
@@ -177,9 +192,14 @@ fn netem_path_where_the_kernel_has_it() {
     // The same scenarios with kernel-level loss, delay, duplication and
     // reordering over a veth pair between two network namespaces need root,
     // `ip netns` and the sch_netem qdisc.
-    let root = std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
+    let root =
+        std::process::Command::new("id").arg("-u").output().map(|o| o.stdout == b"0\n").unwrap_or(false);
     let netem = std::path::Path::new("/sys/module/sch_netem").exists()
-        || std::process::Command::new("modprobe").args(["-n", "sch_netem"]).status().map(|s| s.success()).unwrap_or(false);
+        || std::process::Command::new("modprobe")
+            .args(["-n", "sch_netem"])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
     if !root || !netem {
         courier_conformance::skip(
             "netem_path_where_the_kernel_has_it",
@@ -193,5 +213,8 @@ fn netem_path_where_the_kernel_has_it() {
     // TODO(issue 7): on a machine with netem, run the soak scenarios with
     // the server in one namespace and clients in another
     // (`tc qdisc add dev veth1 root netem delay 150ms 30ms loss 2% duplicate 1% reorder 5%`).
-    courier_conformance::skip("netem_path_where_the_kernel_has_it", "netem present but the namespace runner is not written yet");
+    courier_conformance::skip(
+        "netem_path_where_the_kernel_has_it",
+        "netem present but the namespace runner is not written yet",
+    );
 }

@@ -59,19 +59,34 @@ impl Bystanders {
     async fn unaffected(&mut self, what: &str) {
         let m = &self.mallory;
         for c in [&self.alice, &self.bob] {
-            assert!(c.close_seen().is_none(), "{what}: a bystander's session was closed: {:?}", c.close_seen());
+            assert!(
+                c.close_seen().is_none(),
+                "{what}: a bystander's session was closed: {:?}",
+                c.close_seen()
+            );
         }
         let cid = unique("still");
         self.alice.ok(json!({"op":"send","to":{"user":self.b},"cid":cid,"kind":"text","body":{"text":"still here"}})).await;
-        let got = self.bob.event_where(&format!("{what}: bob still gets alice's DM"), |e| e["ev"] == "msg" && e["cid"] == json!(cid)).await;
+        let got = self
+            .bob
+            .event_where(&format!("{what}: bob still gets alice's DM"), |e| {
+                e["ev"] == "msg" && e["cid"] == json!(cid)
+            })
+            .await;
         assert_eq!(got["from"], json!(self.a));
         let cid2 = unique("team");
         self.bob.ok(json!({"op":"send","to":{"channel":self.team},"cid":cid2,"kind":"text","body":{"text":"team"}})).await;
-        self.alice.event_where(&format!("{what}: alice still gets the team message"), |e| e["ev"] == "msg" && e["cid"] == json!(cid2)).await;
-        for c in [&mut self.alice, &mut self.bob] {
-            c.expect_no_event_within(&format!("{what}: anything from the attacker"), Duration::from_millis(200), |e| {
-                e["from"] == json!(m) || e["user"] == json!(m) || e.to_string().contains(m.as_str())
+        self.alice
+            .event_where(&format!("{what}: alice still gets the team message"), |e| {
+                e["ev"] == "msg" && e["cid"] == json!(cid2)
             })
+            .await;
+        for c in [&mut self.alice, &mut self.bob] {
+            c.expect_no_event_within(
+                &format!("{what}: anything from the attacker"),
+                Duration::from_millis(200),
+                |e| e["from"] == json!(m) || e["user"] == json!(m) || e.to_string().contains(m.as_str()),
+            )
             .await;
         }
         for conv in [dm_conv(&self.a, &self.b), format!("ch:{}", self.team)] {
@@ -138,24 +153,61 @@ async fn forged_and_confused_tokens_are_refused_and_cannot_kick_a_bystander() {
         ("expired", mint_jwt(&secret, &a, now_s() - 60), 4002),
         ("alg none", jwt(json!({"alg":"none","typ":"JWT"}), json!({"sub":a,"exp":later}), None), 4001),
         ("alg None", jwt(json!({"alg":"None"}), json!({"sub":a,"exp":later}), None), 4001),
-        ("alg none with a signature", jwt(json!({"alg":"none"}), json!({"sub":a,"exp":later}), Some(&secret)), 4001),
+        (
+            "alg none with a signature",
+            jwt(json!({"alg":"none"}), json!({"sub":a,"exp":later}), Some(&secret)),
+            4001,
+        ),
         ("HS512 with the right secret", with_alg(&secret, jsonwebtoken::Algorithm::HS512, &a, later), 4001),
         ("HS384 with the right secret", with_alg(&secret, jsonwebtoken::Algorithm::HS384, &a, later), 4001),
-        ("RS256 header over an HMAC of the secret", jwt(json!({"alg":"RS256","typ":"JWT"}), json!({"sub":a,"exp":later}), Some(&secret)), 4001),
-        ("ES256 header over an HMAC of the secret", jwt(json!({"alg":"ES256"}), json!({"sub":a,"exp":later}), Some(&secret)), 4001),
-        ("signature stripped", {
-            let t = mint_jwt(&secret, &a, later);
-            format!("{}.", t.rsplit_once('.').unwrap().0)
-        }, 4001),
-        ("claims swapped under a valid signature", {
-            let t = mint_jwt(&secret, &h.user("someone"), later);
-            let parts: Vec<&str> = t.split('.').collect();
-            format!("{}.{}.{}", parts[0], b64url(json!({"sub":a,"exp":later}).to_string().as_bytes()), parts[2])
-        }, 4001),
+        (
+            "RS256 header over an HMAC of the secret",
+            jwt(json!({"alg":"RS256","typ":"JWT"}), json!({"sub":a,"exp":later}), Some(&secret)),
+            4001,
+        ),
+        (
+            "ES256 header over an HMAC of the secret",
+            jwt(json!({"alg":"ES256"}), json!({"sub":a,"exp":later}), Some(&secret)),
+            4001,
+        ),
+        (
+            "signature stripped",
+            {
+                let t = mint_jwt(&secret, &a, later);
+                format!("{}.", t.rsplit_once('.').unwrap().0)
+            },
+            4001,
+        ),
+        (
+            "claims swapped under a valid signature",
+            {
+                let t = mint_jwt(&secret, &h.user("someone"), later);
+                let parts: Vec<&str> = t.split('.').collect();
+                format!(
+                    "{}.{}.{}",
+                    parts[0],
+                    b64url(json!({"sub":a,"exp":later}).to_string().as_bytes()),
+                    parts[2]
+                )
+            },
+            4001,
+        ),
         ("no exp", jwt(json!({"alg":"HS256"}), json!({"sub":a}), Some(&secret)), 4001),
-        ("exp as a string", jwt(json!({"alg":"HS256"}), json!({"sub":a,"exp":later.to_string()}), Some(&secret)), 4001),
-        ("sub not a user id", jwt(json!({"alg":"HS256"}), json!({"sub":format!("../{a}"),"exp":later}), Some(&secret)), 4001),
-        ("kid pointing elsewhere", jwt(json!({"alg":"HS256","kid":"../../dev/null"}), json!({"sub":a,"exp":later}), Some("")), 4001),
+        (
+            "exp as a string",
+            jwt(json!({"alg":"HS256"}), json!({"sub":a,"exp":later.to_string()}), Some(&secret)),
+            4001,
+        ),
+        (
+            "sub not a user id",
+            jwt(json!({"alg":"HS256"}), json!({"sub":format!("../{a}"),"exp":later}), Some(&secret)),
+            4001,
+        ),
+        (
+            "kid pointing elsewhere",
+            jwt(json!({"alg":"HS256","kid":"../../dev/null"}), json!({"sub":a,"exp":later}), Some("")),
+            4001,
+        ),
         ("empty", String::new(), 4001),
     ];
     for (what, token, code) in cases {
@@ -213,9 +265,11 @@ async fn media_and_push_need_credentials_and_leave_no_trace() {
     // Push without the admin secret, in every near-miss form.
     let user_token = h.token(&by.a);
     let admin = h.admin_secret.clone().unwrap_or_default();
-    let body = json!({"from":by.a,"to":{"user":by.b},"cid":unique("p"),"kind":"text","body":{"text":"fake notice"}});
+    let body =
+        json!({"from":by.a,"to":{"user":by.b},"cid":unique("p"),"kind":"text","body":{"text":"fake notice"}});
     let mut bearers = vec![None, Some(user_token.as_str()), Some(""), Some("x")];
-    let (prefix, padded) = (admin.get(..admin.len().saturating_sub(1)).unwrap_or("").to_owned(), format!("{admin}x"));
+    let (prefix, padded) =
+        (admin.get(..admin.len().saturating_sub(1)).unwrap_or("").to_owned(), format!("{admin}x"));
     if !admin.is_empty() {
         bearers.push(Some(prefix.as_str()));
         bearers.push(Some(padded.as_str()));
@@ -323,7 +377,8 @@ async fn a_connection_flood_is_refused_while_bystanders_keep_working() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(Ok(mut c)) = tokio::time::timeout(WAIT, h.try_connect()).await {
-            let id = c.send_request(json!({"op":"hello","token":h.token(&h.user("late")),"device":"d"})).await;
+            let id =
+                c.send_request(json!({"op":"hello","token":h.token(&h.user("late")),"device":"d"})).await;
             if matches!(c.raw_reply(Some(id), WAIT).await, Some(r) if r.get("ok").is_some()) {
                 break;
             }
@@ -354,7 +409,11 @@ async fn hello_less_sockets_are_closed_by_the_hello_timeout_and_others_keep_work
     n.dm(&by.a, "hi alice").await;
     by.alice.event_where("the newcomer's DM", |e| e["ev"] == "msg" && e["from"] == json!(newcomer)).await;
     for mut c in idle {
-        assert_eq!(c.closed_within(Duration::from_secs(30)).await, Some(4001), "a hello-less socket got 4001");
+        assert_eq!(
+            c.closed_within(Duration::from_secs(30)).await,
+            Some(4001),
+            "a hello-less socket got 4001"
+        );
     }
     by.drain().await;
     by.unaffected("hello-less sockets").await;
@@ -387,7 +446,8 @@ async fn half_sent_http_requests_do_not_lock_out_new_users() {
         }
         tick += 1;
         if let Ok(Ok(mut c)) = tokio::time::timeout(Duration::from_secs(2), h.try_connect()).await {
-            let id = c.send_request(json!({"op":"hello","token":h.token(&h.user("late")),"device":"d"})).await;
+            let id =
+                c.send_request(json!({"op":"hello","token":h.token(&h.user("late")),"device":"d"})).await;
             if matches!(c.raw_reply(Some(id), WAIT).await, Some(r) if r.get("ok").is_some()) {
                 break;
             }
@@ -408,7 +468,11 @@ async fn oversized_frames_and_uploads_hurt_only_the_sender() {
     let max = mal.hello_ok["limits"]["max_frame_bytes"].as_u64().unwrap() as usize;
     // A frame over the limit aimed at bob: closed 1009, nothing delivered.
     let text = "A".repeat(max);
-    mal.send_text(json!({"op":"send","id":9,"to":{"user":by.b},"cid":"big","kind":"text","body":{"text":text}}).to_string()).await;
+    mal.send_text(
+        json!({"op":"send","id":9,"to":{"user":by.b},"cid":"big","kind":"text","body":{"text":text}})
+            .to_string(),
+    )
+    .await;
     assert_eq!(mal.expect_close().await, 1009);
     // Declared and undeclared (chunked) oversized uploads: 413, nothing kept.
     let token = h.token(&by.mallory);
@@ -426,7 +490,9 @@ async fn oversized_frames_and_uploads_hurt_only_the_sender() {
     // A lying Content-Length bigger than the body: refused before reading.
     let r = h.http_raw(format!("POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 999999999\r\nConnection: close\r\n\r\nshort").as_bytes()).await;
     assert_eq!(r.status, 413);
-    by.bob.expect_no_event_within("the oversized message", Duration::from_millis(300), |e| e["ev"] == "msg").await;
+    by.bob
+        .expect_no_event_within("the oversized message", Duration::from_millis(300), |e| e["ev"] == "msg")
+        .await;
     by.unaffected("oversize").await;
 }
 

@@ -17,17 +17,14 @@
 //!
 //! Each prints a `SOAK-FIGURES {json}` line with what it checked.
 //!
-//! TODO(issue 7, cluster): node kills and a Redis restart under the same
-//! load and checker belong here once the cluster harness settles
-//! (`Harness::cluster`, `Cluster::redis`): start the clients spread over
-//! the nodes, kill a node and restart Redis during the load, then run
-//! `check_invariants` against any surviving node.
+//! The cluster scenario (node kill and Redis restart) needs PostgreSQL and
+//! redis-server installed, and skips with a note otherwise.
 
 use courier_client::{Client, ClientEvent};
 use courier_conformance::faults::{Faults, Proxy};
 use courier_conformance::soak::{
-    Expected, LocalView, ServerProc, check_invariants, env_u64, fast_client, harness_at, locate_bin, open_store,
-    settle,
+    Expected, LocalView, ServerProc, check_invariants, env_u64, fast_client, fast_client_of, harness_at,
+    locate_bin, open_store, settle,
 };
 use courier_conformance::{Harness, dm_conv, unique};
 use courier_proto::Target;
@@ -42,7 +39,10 @@ use std::time::Duration;
 const SETTLE: Duration = Duration::from_secs(120);
 
 fn seed() -> u64 {
-    let s = env_u64("SOAK_SEED", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64);
+    let s = env_u64(
+        "SOAK_SEED",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64,
+    );
     println!("SOAK_SEED={s}");
     s
 }
@@ -126,10 +126,13 @@ async fn load(clients: &[Client], cast: &Cast, secs: u64, seed: u64) -> (Vec<(St
                 if rng.random_bool(0.08) {
                     let peers: Vec<&String> = users.iter().filter(|u| **u != me).collect();
                     let callee = peers[rng.random_range(0..peers.len())].clone();
-                    if let Ok(Ok(v)) = tokio::time::timeout(Duration::from_secs(5), c.invite(&callee, Map::new(), 5)).await {
+                    if let Ok(Ok(v)) =
+                        tokio::time::timeout(Duration::from_secs(5), c.invite(&callee, Map::new(), 5)).await
+                    {
                         invites.lock().unwrap().push((v.invite.iid.clone(), me.clone(), callee));
                         if rng.random_bool(0.3) {
-                            let (c2, iid, wait) = (c.clone(), v.invite.iid.clone(), rng.random_range(0..3000));
+                            let (c2, iid, wait) =
+                                (c.clone(), v.invite.iid.clone(), rng.random_range(0..3000));
                             tokio::spawn(async move {
                                 tokio::time::sleep(Duration::from_millis(wait)).await;
                                 let _ = c2.cancel_invite(&iid).await;
@@ -200,8 +203,15 @@ async fn link_scenario(scenario: &str, faults: Faults) {
     let (invites, sent) = load(&clients, &cast, secs, seed).await;
     proxy.heal();
     let stats = proxy.stats.summary();
-    finish(scenario, &h, &clients, &mut cast, invites, json!({"clients": n, "secs": secs, "sent": sent, "proxy": stats}))
-        .await;
+    finish(
+        scenario,
+        &h,
+        &clients,
+        &mut cast,
+        invites,
+        json!({"clients": n, "secs": secs, "sent": sent, "proxy": stats}),
+    )
+    .await;
     for c in clients {
         c.stop().await;
     }
@@ -214,8 +224,11 @@ async fn mobile_link_300ms_rtt_50kbs_2pct_loss() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_link_reset_every_1_to_5_s() {
-    link_scenario("flapping_link", Faults { latency_ms: (5, 40), split_max: 64, ..Faults::flapping(1000, 5000) })
-        .await;
+    link_scenario(
+        "flapping_link",
+        Faults { latency_ms: (5, 40), split_max: 64, ..Faults::flapping(1000, 5000) },
+    )
+    .await;
 }
 
 const SERVER_TOML: &str = "heartbeat_ms = 3000\n\n[limits]\nmax_frame_bytes = 65536\nmax_body_bytes = 32768\nsend_per_sec = 1000\nsend_burst = 1000\nhistory_page = 200\n";
@@ -233,7 +246,8 @@ async fn server_kill_9_and_restart_during_load() {
     let clients: Vec<Client> =
         cast.users.iter().zip(&dirs).map(|(u, d)| fast_client(&server.url(), u, "d1", d.path())).collect();
     let load_clients = clients.clone();
-    let load_cast = Cast { users: cast.users.clone(), channel: cast.channel.clone(), exp: Expected::default() };
+    let load_cast =
+        Cast { users: cast.users.clone(), channel: cast.channel.clone(), exp: Expected::default() };
     let load = tokio::spawn(async move { load(&load_clients, &load_cast, secs + kills, seed).await });
     let mut rng = StdRng::seed_from_u64(seed);
     // Kills spread over the load, each at a random point of its slice.
@@ -262,7 +276,10 @@ async fn server_kill_9_and_restart_during_load() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = server.rss_kib();
-    println!("SOAK-FIGURES {}", json!({"scenario": "server_memory", "rss_kib_baseline": baseline, "rss_kib_after": after}));
+    println!(
+        "SOAK-FIGURES {}",
+        json!({"scenario": "server_memory", "rss_kib_baseline": baseline, "rss_kib_after": after})
+    );
     if let (Some(b), Some(a)) = (baseline, after) {
         // Not a tight bound (allocators keep freed pages): a leak of
         // sessions, queues or history would exceed it at soak size.
@@ -273,7 +290,10 @@ async fn server_kill_9_and_restart_during_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_processes_killed_at_random_points_and_restarted() {
     let Some(cli) = locate_bin("courier-cli") else {
-        courier_conformance::skip("cli_processes_killed", "target/<profile>/courier-cli is not built (cargo test --workspace builds it)");
+        courier_conformance::skip(
+            "cli_processes_killed",
+            "target/<profile>/courier-cli is not built (cargo test --workspace builds it)",
+        );
         return;
     };
     let Some(h) = Harness::with_config("cli_processes_killed", |c| {
@@ -293,7 +313,10 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
     let run = move |user: &str, dir: &std::path::Path, args: &[String]| {
         let mut c = tokio::process::Command::new(&cli);
         c.arg("--server").arg(&url).arg("--token").arg(format!("dev:{user}")).arg("--data").arg(dir);
-        c.args(args).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        c.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         c.kill_on_drop(true);
         c
     };
@@ -301,7 +324,8 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
     let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for i in 0..n {
-        let (users, me, channel, dir) = (cast.users.clone(), cast.users[i].clone(), cast.channel.clone(), dirs[i].path().to_owned());
+        let (users, me, channel, dir) =
+            (cast.users.clone(), cast.users[i].clone(), cast.channel.clone(), dirs[i].path().to_owned());
         let (kills, runs) = (kills.clone(), runs.clone());
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
@@ -317,7 +341,12 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
                             let peers: Vec<&String> = users.iter().filter(|u| **u != me).collect();
                             format!("@{}", peers[rng.random_range(0..peers.len())])
                         };
-                        let lines = (0..rng.random_range(1..8)).map(|_| { k += 1; format!("{me} line {k}") }).collect();
+                        let lines = (0..rng.random_range(1..8))
+                            .map(|_| {
+                                k += 1;
+                                format!("{me} line {k}")
+                            })
+                            .collect();
                         (vec!["send".into(), to, "--stdin".into(), "--wait".into(), "20".into()], lines)
                     }
                     2 => (vec!["listen".into(), "--for".into(), "3".into()], vec![]),
@@ -360,7 +389,8 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
     }
     let stores: Vec<courier_client::Store> = dirs.iter().map(|d| open_store(d.path())).collect();
     let convs: Vec<String> = cast.exp.members.keys().cloned().collect();
-    let views: Vec<LocalView> = cast.users.iter().zip(&stores).map(|(u, s)| LocalView::read(s, u, &convs)).collect();
+    let views: Vec<LocalView> =
+        cast.users.iter().zip(&stores).map(|(u, s)| LocalView::read(s, u, &convs)).collect();
     for v in &views {
         v.add_acked(&mut cast.exp);
     }
@@ -371,4 +401,69 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
         "cli_killed",
         json!({"users": n, "runs": runs.load(std::sync::atomic::Ordering::Relaxed), "kills": kills.load(std::sync::atomic::Ordering::Relaxed)}),
     );
+}
+
+/// Finding (issue 7 report): a message acknowledged while Redis is down
+/// reaches the online members on other nodes only with their next message
+/// in that conversation or their next reconnect — when it is the last one,
+/// never (`lacks seq 5 of 5; its store is synced to 4`). Ignored until the
+/// cluster mode makes sessions resync after a Redis outage; run with
+/// `cargo test -p courier-conformance --test soak -- --ignored cluster`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "finding: messages sent during a Redis outage are not pushed to online members of other nodes"]
+async fn cluster_node_kill_and_redis_restart_during_load() {
+    let Some(mut cluster) = Harness::cluster_with("cluster_node_kill", 3, |c| {
+        c.limits.send_per_sec = 1000;
+        c.limits.send_burst = 1000;
+        c.heartbeat_ms = 3000;
+    })
+    .await
+    else {
+        return;
+    };
+    let seed = seed();
+    let n = env_u64("SOAK_CLIENTS", 6) as usize;
+    let secs = env_u64("SOAK_SECS", 6);
+    let urls: Vec<String> = cluster.nodes.iter().map(|h| format!("ws://{}", h.addr)).collect();
+    let mut cast = cast(cluster.node(0), n).await;
+    let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Each client prefers another node and fails over to the others.
+    let clients: Vec<Client> = cast
+        .users
+        .iter()
+        .zip(&dirs)
+        .enumerate()
+        .map(|(i, (u, d))| {
+            let mut mine = urls.clone();
+            mine.rotate_left(i % urls.len());
+            fast_client_of(mine, u, "d1", d.path())
+        })
+        .collect();
+    let load_clients = clients.clone();
+    let load_cast =
+        Cast { users: cast.users.clone(), channel: cast.channel.clone(), exp: Expected::default() };
+    let load = tokio::spawn(async move { load(&load_clients, &load_cast, secs + 2, seed).await });
+    let mut rng = StdRng::seed_from_u64(seed);
+    tokio::time::sleep(Duration::from_millis(rng.random_range(500..(secs * 500).max(600)))).await;
+    // A node dies without a goodbye; its clients fail over.
+    cluster.nodes[2].kill_server().await;
+    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+    // Redis goes away and comes back; PostgreSQL stays the source of truth.
+    tokio::task::block_in_place(|| cluster.redis.stop());
+    tokio::time::sleep(Duration::from_millis(rng.random_range(300..1500))).await;
+    tokio::task::block_in_place(|| cluster.redis.start_again());
+    let (invites, sent) = load.await.unwrap();
+    finish(
+        "cluster_node_kill",
+        cluster.node(0),
+        &clients,
+        &mut cast,
+        invites,
+        json!({"clients": n, "sent": sent, "nodes": 3}),
+    )
+    .await;
+    for c in clients {
+        c.stop().await;
+    }
+    cluster.shutdown().await;
 }

@@ -18,12 +18,15 @@ pub struct TargetOpts {
     #[arg(long, value_enum, default_value = "courier", global = true)]
     pub target: Proto,
     /// An already running server (`ws://127.0.0.1:7700` or `127.0.0.1:7700`);
-    /// without it the harness starts one for the run.
-    #[arg(long, global = true)]
-    pub url: Option<String>,
-    /// The pid of the server given by --url, to measure its memory and CPU.
-    #[arg(long, global = true)]
-    pub server_pid: Option<u32>,
+    /// without it the harness starts one for the run. Repeat it (or give a
+    /// comma list) for the nodes of a cluster: clients are spread over
+    /// them round robin (client i on node i mod n).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub url: Vec<String>,
+    /// The pid of the server given by --url, to measure its memory and CPU;
+    /// with several nodes, their pids (figures are summed over them).
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
     /// The courier-server binary [default: next to this binary].
     #[arg(long, global = true)]
     pub server_bin: Option<PathBuf>,
@@ -43,8 +46,8 @@ impl TargetOpts {
     pub fn spawn(proto: Proto) -> TargetOpts {
         TargetOpts {
             target: proto,
-            url: None,
-            server_pid: None,
+            url: Vec::new(),
+            server_pid: Vec::new(),
             server_bin: None,
             peer_dir: None,
             node: "node".into(),
@@ -125,10 +128,14 @@ pub fn raise_fd_limit() -> u64 {
 
 /// A server to load: its endpoint, and its pid when it can be measured.
 pub struct Server {
-    /// Where clients connect.
+    /// Where clients connect (the first node, with several `--url`s).
     pub endpoint: Endpoint,
-    /// The server process, when known.
+    /// Every node's endpoint (just `endpoint` for one server).
+    pub endpoints: Vec<Endpoint>,
+    /// The server process, when known (the first of `pids`).
     pub pid: Option<u32>,
+    /// Every known server process; [`Server::sample`] sums over them.
+    pub pids: Vec<u32>,
     /// Loopback source addresses for clients.
     pub src_ips: u16,
     child: Option<Child>,
@@ -143,13 +150,19 @@ impl Server {
     /// # Errors
     /// When the binary or the peer is missing or the server does not come up.
     pub async fn start(opts: &TargetOpts, max_connections: usize) -> anyhow::Result<Server> {
-        if let Some(url) = &opts.url {
-            let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
-            let addr: SocketAddr =
-                hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
+        if !opts.url.is_empty() {
+            let mut endpoints = Vec::new();
+            for url in &opts.url {
+                let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
+                let addr: SocketAddr =
+                    hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
+                endpoints.push(Endpoint { proto: opts.target, addr });
+            }
             return Ok(Server {
-                endpoint: Endpoint { proto: opts.target, addr },
-                pid: opts.server_pid,
+                endpoint: endpoints[0].clone(),
+                endpoints,
+                pid: opts.server_pid.first().copied(),
+                pids: opts.server_pid.clone(),
                 src_ips: opts.src_ips,
                 child: None,
                 dir: None,
@@ -186,7 +199,9 @@ impl Server {
         let pid = child.id();
         let mut server = Server {
             endpoint: Endpoint { proto: opts.target, addr },
+            endpoints: vec![Endpoint { proto: opts.target, addr }],
             pid,
+            pids: pid.into_iter().collect(),
             src_ips: opts.src_ips,
             child: Some(child),
             dir: Some(dir),
@@ -219,9 +234,25 @@ impl Server {
             .unwrap_or_default()
     }
 
-    /// A sample of the server process, when its pid is known.
+    /// A sample of the server process, when its pid is known; with several
+    /// nodes, their counters summed (memory and CPU of the whole cluster).
     pub fn sample(&self) -> Option<ProcSample> {
-        self.pid.and_then(sample_pid)
+        let mut samples = self.pids.iter().map(|&p| sample_pid(p));
+        let first = samples.next()??;
+        samples.try_fold(first, |acc, s| {
+            let s = s?;
+            Some(ProcSample {
+                rss_kib: acc.rss_kib + s.rss_kib,
+                hwm_kib: acc.hwm_kib + s.hwm_kib,
+                cpu_ns: acc.cpu_ns + s.cpu_ns,
+                runq_wait_ns: acc.runq_wait_ns + s.runq_wait_ns,
+            })
+        })
+    }
+
+    /// The endpoint for the `i`-th client: nodes round robin.
+    pub fn endpoint_for(&self, i: usize) -> &Endpoint {
+        &self.endpoints[i % self.endpoints.len()]
     }
 
     /// The `i`-th client's source address: 127.0.0.2 … 127.0.0.(1+src_ips).

@@ -28,10 +28,10 @@ async fn start_courier() -> (courier_server::Server, tempfile::TempDir) {
 
 fn attach(server: &courier_server::Server) -> TargetOpts {
     TargetOpts {
-        url: Some(server.ws_url()),
+        url: vec![server.ws_url()],
         // In-process: the "server" figures include the generator, which is
         // fine for a smoke test.
-        server_pid: Some(std::process::id()),
+        server_pid: vec![std::process::id()],
         ..TargetOpts::spawn(Proto::Courier)
     }
 }

@@ -27,11 +27,11 @@ pub async fn connect_all(
     on_event: impl Fn(usize) -> OnEvent,
 ) -> (Vec<Option<Client>>, Arc<Latency>, Option<String>) {
     let lat = Arc::new(Latency::default());
-    let ep = server.endpoint.clone();
     let mut results: Vec<(usize, anyhow::Result<Client>)> =
         futures_util::stream::iter(users.iter().enumerate())
             .map(|(i, u)| {
-                let (ep, lat, ev, src) = (ep.clone(), lat.clone(), on_event(i), server.src_ip(i));
+                let (ep, lat, ev, src) =
+                    (server.endpoint_for(i).clone(), lat.clone(), on_event(i), server.src_ip(i));
                 async move {
                     let t0 = Instant::now();
                     let r = Client::connect(&ep, u, src, ev).await;
