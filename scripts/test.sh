@@ -5,8 +5,21 @@ cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
 [ -d node_modules ] || npm ci --no-audit --no-fund
 
+export NO_COLOR=1
 echo "== UI: Vitest (stores, components, i18n)"
 npm run --silent test:ui
 
+echo "== UI: type-check and build (the desktop crate embeds ui/dist)"
+npm run --silent ui:build
+
 echo "== Rust: unit, storage, conformance, crash, client and CLI tests"
 cargo test --workspace --locked -j"$JOBS"
+
+echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), ends of each case on different nodes"
+if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  COURIER_TEST_CLUSTER=1 cargo test --locked -j"$JOBS" -p courier-conformance \
+    --test session --test messages --test channels --test presence_profiles \
+    --test invites --test limits --test media_push --test errors
+else
+  echo "SKIPPED: redis-server or PostgreSQL not installed (scripts/setup.sh --test installs them)"
+fi

@@ -14,6 +14,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
 
+/// How long `connect` waits for the first session before returning.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
+
 /// The first port the embedded server tries.
 pub const EMBEDDED_PORT: u16 = 7700;
 
@@ -190,11 +193,26 @@ impl AppState {
         cfg.device = format!("desktop-{}", self.profile.name);
         cfg.client_name = concat!("courier-desktop/", env!("CARGO_PKG_VERSION")).into();
         let client = Client::open(cfg)?;
+        let events = client.subscribe();
+        client.start();
+        // Give the session a moment, so that what the UI does next (publish
+        // the profile) goes out at once, and a refused sign-in is an error
+        // here rather than a silent stop. Offline is fine: the account works
+        // from its store and the manager keeps trying.
+        let settled = tokio::time::timeout(
+            CONNECT_WAIT,
+            client.wait_state(|s| matches!(s, ConnState::Connected | ConnState::Stopped)),
+        )
+        .await;
+        if settled == Ok(ConnState::Stopped) {
+            let reason =
+                client.stop_reason().map_or_else(|| "the server refused the sign-in".into(), |(_, r)| r);
+            client.stop().await;
+            return Err(CmdError::new("sign_in_refused", reason));
+        }
         if let Some(old) = lock(&self.client).take() {
             tokio::spawn(async move { old.stop().await });
         }
-        let events = client.subscribe();
-        client.start();
         let account = Account { user, server: config };
         if persist {
             profile::write_json(&self.profile.dir.join("account.json"), &account)?;
@@ -229,17 +247,36 @@ impl AppState {
             tracing::info!("using the embedded server of profile {} at {}", rec.profile, rec.url);
             return Ok(rec.url);
         }
-        let port = (EMBEDDED_PORT..EMBEDDED_PORT + 50).find(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
-        let cfg = Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], port.unwrap_or(0))),
-            data_dir: self.profile.root.join("server"),
-            dev_auth: true,
-            ..Config::default()
-        };
-        std::fs::create_dir_all(&cfg.data_dir)?;
-        let server = Server::start(cfg).await.map_err(|e| {
-            CmdError::new("embedded_server", format!("the local server did not start: {e:#}"))
-        })?;
+        let data_dir = self.profile.root.join("server");
+        std::fs::create_dir_all(&data_dir)?;
+        // 7700, else the next free port (another app may take one between
+        // the probe and the bind: then try the next), else any port.
+        let ports =
+            (EMBEDDED_PORT..EMBEDDED_PORT + 50).filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        let mut started = None;
+        for port in ports.chain([0]) {
+            let cfg = Config {
+                listen: SocketAddr::from(([127, 0, 0, 1], port)),
+                data_dir: data_dir.clone(),
+                dev_auth: true,
+                ..Config::default()
+            };
+            match Server::start(cfg).await {
+                Ok(s) => {
+                    started = Some(s);
+                    break;
+                }
+                Err(e) if port != 0 && format!("{e:#}").contains("in use") => continue,
+                Err(e) => {
+                    return Err(CmdError::new(
+                        "embedded_server",
+                        format!("the local server did not start: {e:#}"),
+                    ));
+                }
+            }
+        }
+        let server =
+            started.ok_or_else(|| CmdError::new("embedded_server", "no free port for the local server"))?;
         let addr = server.local_addr();
         let url = format!("ws://{addr}");
         let rec = EmbeddedRecord {
@@ -406,6 +443,18 @@ mod tests {
             }
         }
         assert_eq!(serde_json::to_value(a.connection_event().unwrap()).unwrap()["type"], "connection");
+        // connect() returned with a live session: requests work at once.
+        a.client().unwrap().set_profile("Zed", "avatar:1", "").await.unwrap();
+        // A refused sign-in is an error, and the signed-in client stays.
+        let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
+        // A JWT for `mallory` with a made-up signature: the server refuses it.
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJtYWxsb3J5IiwiZXhwIjo5OTk5OTk5OTk5fQ.c2lnbmF0dXJl";
+        let bad =
+            a.connect(ConnectConfig::Remote { url: url.clone(), token: token.into() }, false, false).await;
+        assert_eq!(bad.unwrap_err().code, "sign_in_refused");
+        let bad = a.connect(ConnectConfig::Remote { url, token: "dev:bad user".into() }, false, false).await;
+        assert_eq!(bad.unwrap_err().code, "invalid");
+        assert_eq!(a.client().unwrap().me(), client.me());
         a.shutdown().await;
     }
 }

@@ -296,9 +296,42 @@ try {
 
 async function cleanup() {
   try { await browser?.deleteSession() } catch { /* ignore */ }
+  browser = null
   for (const c of children.reverse()) { try { c.kill('SIGTERM') } catch { /* ignore */ } }
-  await sleep(300)
+  children.length = 0
+  await sleep(500)
 }
+await cleanup()
+
+// ---- second app: a first run with nothing configured (embedded server)
+const home2 = join(tmp, 'home2')
+mkdirSync(join(home2, '.local/share'), { recursive: true })
+const env2 = { ...appEnv, HOME: home2, XDG_DATA_HOME: join(home2, '.local/share'), XDG_CONFIG_HOME: join(home2, '.config'),
+  COURIER_DATA_ROOT: join(tmp, 'courier-root2'), COURIER_SERVER: '', COURIER_USER: '' }
+start('tauri-driver', ['--port', String(DRIVER_PORT)], env2, 'tauri-driver-2')
+await waitFor(() => new Promise((res) => {
+  const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
+  s.on('error', () => res(false))
+}), 15000, 'tauri-driver (second run)')
+browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT, logLevel: 'warn', capabilities: {
+  browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+globalThis.browser = browser
+await scenario('first run: sign-in screen, then chatting on the embedded server', async () => {
+  await waitFor(() => visible('signin'), 20000, 'the sign-in screen')
+  const nick = await $t('nickname')
+  await nick.setValue('Test Pilot')
+  await shot('signin-light-en')
+  await (await $t('start')).click()
+  await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('lobby'), 20000, '#lobby in the list')
+  await waitFor(async () => (await browser.execute(() => document.body.textContent ?? '')).includes('Test Pilot'), 5000, 'the chosen nickname')
+  const acc = (await invoke('account')).ok
+  if (acc?.server?.mode !== 'embedded' || !/^[a-z]+-\d{4}$/.test(acc.user)) throw new Error(`account ${JSON.stringify(acc)}`)
+  await clickItem('[data-testid="conv-item"]', 'lobby')
+  await sendFromApp('hello from the embedded server')
+  await waitFor(() => hasMessage('hello from the embedded server'), 5000, 'own message in #lobby')
+  await sleep(500)
+  await shot('embedded-lobby-light-en')
+})
 await cleanup()
 
 writeFileSync(join(tmp, 'results.json'), JSON.stringify({ results, metrics }, null, 2))
