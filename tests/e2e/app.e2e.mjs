@@ -24,7 +24,6 @@ const APP = join(BIN, 'courier')
 const CLI = join(BIN, 'courier-cli')
 const SERVER = join(BIN, 'courier-server')
 const SHOTS = process.env.E2E_SHOTS ?? join(ROOT, 'docs/screenshots')
-const DRIVER_PORT = Number(process.env.E2E_DRIVER_PORT ?? 4444)
 const run = promisify(execFile)
 
 const tmp = mkdtempSync(join(tmpdir(), 'courier-e2e-'))
@@ -44,7 +43,9 @@ async function freePort() {
 }
 
 function start(cmd, args, env = {}, name = cmd) {
-  const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Own process group, so that cleanup also ends grandchildren
+  // (tauri-driver's WebKitWebDriver, the app it launched).
+  const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   p.out = ''
   p.stdout.on('data', (d) => { p.out += d })
   p.stderr.on('data', (d) => { p.err = (p.err ?? '') + d; if (process.env.E2E_VERBOSE) process.stderr.write(`[${name}] ${d}`) })
@@ -75,7 +76,12 @@ async function scenario(name, fn) {
   }
 }
 
+// Whatever happens, end what this script started (each in its own group).
+process.on('exit', () => { for (const c of children) { try { process.kill(-c.pid, 'SIGKILL') } catch { /* gone */ } } })
+
 // ---- the world: server, peer, app environment
+const DRIVER_PORT = Number(process.env.E2E_DRIVER_PORT ?? await freePort())
+const NATIVE_PORT = await freePort()
 const port = await freePort()
 const url = `ws://127.0.0.1:${port}`
 const serverData = join(tmp, 'server')
@@ -113,7 +119,7 @@ await bob('send', '@alice', 'hello alice, bob here')
 // Watch the session bus for notifications (the app's notify-rust calls).
 const monitor = start('dbus-monitor', ['--session', "interface='org.freedesktop.Notifications',member='Notify'"], {}, 'dbus-monitor')
 
-const driver = start('tauri-driver', ['--port', String(DRIVER_PORT)], appEnv, 'tauri-driver')
+start('tauri-driver', ['--port', String(DRIVER_PORT), '--native-port', String(NATIVE_PORT)], appEnv, 'tauri-driver')
 await waitFor(() => new Promise((res) => {
   const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
   s.on('error', () => res(false))
@@ -126,6 +132,7 @@ try {
     hostname: '127.0.0.1',
     port: DRIVER_PORT,
     logLevel: 'warn',
+    connectionRetryTimeout: 60000,
     connectionRetryCount: 0,
     capabilities: {
       browserName: 'wry',
@@ -297,7 +304,7 @@ try {
 async function cleanup() {
   try { await browser?.deleteSession() } catch { /* ignore */ }
   browser = null
-  for (const c of children.reverse()) { try { c.kill('SIGTERM') } catch { /* ignore */ } }
+  for (const c of children.reverse()) { try { process.kill(-c.pid, 'SIGTERM') } catch { /* ignore */ } }
   children.length = 0
   await sleep(500)
 }
@@ -307,25 +314,33 @@ await cleanup()
 const home2 = join(tmp, 'home2')
 mkdirSync(join(home2, '.local/share'), { recursive: true })
 const env2 = { ...appEnv, HOME: home2, XDG_DATA_HOME: join(home2, '.local/share'), XDG_CONFIG_HOME: join(home2, '.config'),
-  COURIER_DATA_ROOT: join(tmp, 'courier-root2'), COURIER_SERVER: '', COURIER_USER: '' }
-start('tauri-driver', ['--port', String(DRIVER_PORT)], env2, 'tauri-driver-2')
+  COURIER_DATA_ROOT: join(tmp, 'courier-root2'), COURIER_SERVER: '', COURIER_USER: '',
+  // Its own profile: its own single-instance key, even if the first app is still exiting.
+  COURIER_PROFILE: 'firstrun' }
+start('tauri-driver', ['--port', String(DRIVER_PORT), '--native-port', String(NATIVE_PORT)], env2, 'tauri-driver-2')
 await waitFor(() => new Promise((res) => {
   const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
   s.on('error', () => res(false))
 }), 15000, 'tauri-driver (second run)')
-browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT, logLevel: 'warn', capabilities: {
-  browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
-globalThis.browser = browser
 await scenario('first run: sign-in screen, then chatting on the embedded server', async () => {
+  browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT, logLevel: 'warn', connectionRetryTimeout: 60000,
+    connectionRetryCount: 0, capabilities: {
+      browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+  globalThis.browser = browser
   await waitFor(() => visible('signin'), 20000, 'the sign-in screen')
-  const nick = await $t('nickname')
-  await nick.setValue('Test Pilot')
+  // The screen suggests a random nickname; it must become the profile.
+  const nick = await browser.execute(() => document.querySelector('[data-testid="nickname"]').value)
+  if (!nick) throw new Error('no suggested nickname')
   await shot('signin-light-en')
   await (await $t('start')).click()
   await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('lobby'), 20000, '#lobby in the list')
-  await waitFor(async () => (await browser.execute(() => document.body.textContent ?? '')).includes('Test Pilot'), 5000, 'the chosen nickname')
   const acc = (await invoke('account')).ok
   if (acc?.server?.mode !== 'embedded' || !/^[a-z]+-\d{4}$/.test(acc.user)) throw new Error(`account ${JSON.stringify(acc)}`)
+  // The server has the chosen profile (connect returned with a live session).
+  const prof = await invoke('profiles', { users: [acc.user] })
+  if (prof.ok?.[0]?.name !== nick) throw new Error(`server profile ${JSON.stringify(prof)} != ${nick}`)
+  await waitFor(async () => (await browser.execute(() => document.body.textContent ?? '')).includes(nick), 5000,
+    `the chosen nickname ${nick} in the sidebar`)
   await clickItem('[data-testid="conv-item"]', 'lobby')
   await sendFromApp('hello from the embedded server')
   await waitFor(() => hasMessage('hello from the embedded server'), 5000, 'own message in #lobby')

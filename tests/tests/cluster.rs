@@ -231,6 +231,14 @@ async fn redis_restart_resubscribes_and_gaps_fill_from_history() {
     alice.dm(&b, "during").await;
     c.redis.start_again();
 
+    // Pub/sub is at-most-once, so once a node has resubscribed it closes its
+    // sessions with 1001: the clients reconnect and sync, and gap filling
+    // finds what the bus dropped meanwhile.
+    assert_eq!(bob.expect_close_within(Duration::from_secs(15)).await, 1001, "bob's node asks for a resync");
+    assert_eq!(alice.expect_close_within(Duration::from_secs(15)).await, 1001, "alice's node asks for a resync");
+    let mut alice = c.node(0).login(&a).await;
+    let mut bob = c.node(1).login(&b).await;
+
     // Delivery resumes once the nodes have resubscribed.
     let deadline = Instant::now() + Duration::from_secs(15);
     let mut n = 0;

@@ -284,3 +284,27 @@ async fn call_signal_only_while_accepted() {
     callee.ok(json!({"op":"invite_answer","iid":inv2.iid,"accept":false})).await;
     callee.expect_err(json!({"op":"signal","to":{"call":inv2.iid},"body":{}}), ErrorCode::Forbidden).await;
 }
+
+/// Extension (`recent_invites` in the `sync` ok): a party that was offline
+/// when its invitation was answered learns the final state on its next sync.
+/// Servers without the extension are skipped (the field is absent).
+#[tokio::test]
+async fn offline_caller_learns_the_answer_from_sync() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "offline-answer").await;
+    let (caller_user, callee_user) = (caller.user.clone(), callee.user.clone());
+    let inv = invite(&mut caller, &callee_user, 60).await;
+    drop(caller);
+    callee.event("invite").await;
+    callee.ok(json!({"op":"invite_answer","iid":inv.iid,"accept":true})).await;
+    let mut caller = h.login(&caller_user).await;
+    let ok = caller.ok(json!({"op":"sync"})).await;
+    let pending = ok["invites"].as_array().expect("invites list");
+    assert!(pending.iter().all(|i| i["iid"] != inv.iid.as_str()), "no longer pending: {ok}");
+    let Some(recent) = ok.get("recent_invites") else {
+        eprintln!("SKIPPED offline_caller_learns_the_answer_from_sync: server has no recent_invites");
+        return;
+    };
+    let found = recent.as_array().unwrap().iter().find(|i| i["iid"] == inv.iid.as_str()).expect("listed");
+    assert_eq!(found["state"], "accepted", "{ok}");
+}

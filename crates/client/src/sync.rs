@@ -47,6 +47,12 @@ pub(crate) async fn full_sync(inner: &Arc<Inner>, session: &Session) -> Result<(
         inner.store.upsert_invite(inv)?;
         inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
     }
+    // Invitations answered, canceled or expired while this device was away.
+    for inv in &ok.recent_invites {
+        if inner.store.settle_invite(inv)? {
+            inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
+        }
+    }
     let mut fetched = 0;
     for c in &ok.conversations {
         if inner.store.synced_seq(&c.conv)? < c.last_seq {

@@ -135,6 +135,12 @@ pub struct SyncOk {
     pub conversations: Vec<SyncConv>,
     /// Pending invitations to or from the user.
     pub invites: Vec<Invite>,
+    /// Extension: invitations to or from the user that reached a final
+    /// state recently (created within the last 10 minutes), so a device
+    /// that was offline when one was answered or canceled learns the
+    /// outcome. v1 clients ignore the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_invites: Vec<Invite>,
 }
 
 /// A public channel in the `channels` ok.

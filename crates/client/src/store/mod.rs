@@ -927,6 +927,24 @@ impl Store {
         })
     }
 
+    /// Applies a final state learned later (from `sync`) to an invitation
+    /// this device holds as pending. Returns whether anything changed.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn settle_invite(&self, inv: &Invite) -> Result<bool> {
+        if !inv.state.is_final() {
+            return Ok(false);
+        }
+        self.with(|c| {
+            let n = c.execute(
+                "UPDATE invites SET json = ?2, state = ?3, updated = ?4 WHERE iid = ?1 AND state = 'pending'",
+                params![inv.iid, serde_json::to_string(inv)?, inv.state.as_str(), now_ms()],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
     /// Invitations to or from this user, newest first.
     ///
     /// # Errors

@@ -403,6 +403,15 @@ impl Inner {
     /// # Errors
     /// When Redis fails meanwhile (the caller reconnects and tries again).
     async fn resync(&self, users: &HashSet<Arc<str>>) -> Result<(), BusError> {
+        // Pub/sub is at-most-once: whatever other nodes published while this
+        // node was cut off is gone, and a session only notices a gap with
+        // its conversation's next message. Close every session here with
+        // 1001 so each client reconnects and syncs (its gap filling then
+        // fetches what was missed); the clients' jittered back-off spreads
+        // the reconnects.
+        for s in self.hub.all_sessions() {
+            s.request_close(courier_proto::CloseCode::GOING_AWAY, "event bus reconnected; resync");
+        }
         self.hub.forget_channels();
         // The heartbeat key first: entries of a node without one count for
         // nothing.

@@ -140,7 +140,17 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
         st.invite_received(&inv.iid).await;
         inv.received = true;
     }
-    Ok(serde_json::to_value(SyncOk { conversations, invites }).expect("serializes"))
+    // Longer than the largest ttl, so an invitation answered while a party
+    // was offline is reported to it on its next sync.
+    const RECENT_MS: i64 = 10 * 60 * 1000;
+    let recent_invites = st
+        .store
+        .recent_invites_for(user, now_ms() - RECENT_MS)
+        .await?
+        .into_iter()
+        .filter(|i| i.state.is_final())
+        .collect();
+    Ok(serde_json::to_value(SyncOk { conversations, invites, recent_invites }).expect("serializes"))
 }
 
 /// `ack` (recv) and `read`: move this user's cursors forward and tell the

@@ -272,6 +272,9 @@ pub trait Store: Send + Sync + 'static {
     async fn mark_invite_received(&self, iid: &str) -> StoreResult<Option<Invite>>;
     /// Pending invitations to or from `user`.
     async fn pending_invites_for(&self, user: &str) -> StoreResult<Vec<Invite>>;
+    /// Invitations to or from `user` created at or after `since` (ms), in
+    /// any state, oldest first.
+    async fn recent_invites_for(&self, user: &str, since: i64) -> StoreResult<Vec<Invite>>;
     /// All pending invitations (to schedule their expiry after a restart).
     async fn pending_invites(&self) -> StoreResult<Vec<Invite>>;
 

@@ -1067,6 +1067,18 @@ impl Store for PostgresStore {
         invites_from_rows(&c.query(&stmt, &[&user]).await.map_err(pg)?)
     }
 
+    async fn recent_invites_for(&self, user: &str, since: i64) -> StoreResult<Vec<Invite>> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(concat!(
+                "SELECT ", invite_columns!(),
+                " FROM invites WHERE (sender = $1 OR recipient = $1) AND created >= $2 ORDER BY created, iid"
+            ))
+            .await
+            .map_err(pg)?;
+        invites_from_rows(&c.query(&stmt, &[&user, &since]).await.map_err(pg)?)
+    }
+
     async fn pending_invites(&self) -> StoreResult<Vec<Invite>> {
         let c = self.client().await?;
         let stmt = c

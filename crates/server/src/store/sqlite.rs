@@ -1415,6 +1415,18 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn recent_invites_for(&self, user: &str, since: i64) -> StoreResult<Vec<Invite>> {
+        let user = user.to_owned();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(concat!(
+                "SELECT ", invite_columns!(),
+                " FROM invites WHERE (sender = ?1 OR recipient = ?1) AND created >= ?2 ORDER BY created, iid"
+            ))?;
+            collect_invites(stmt.query_map(rusqlite::params![user, since], RawInvite::from_row)?)
+        })
+        .await
+    }
+
     async fn pending_invites(&self) -> StoreResult<Vec<Invite>> {
         self.read(|c| {
             let mut stmt = c.prepare_cached(concat!(

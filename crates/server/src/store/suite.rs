@@ -49,6 +49,7 @@ macro_rules! store_suite {
             invite_transitions_are_compare_and_set,
             invite_received_is_flipped_once_and_only_while_pending,
             pending_invites_are_listed_for_both_parties,
+            recent_invites_include_final_ones_since_a_time,
             users_exist_once_touched,
             last_seen_round_trips,
             profiles_have_defaults_and_partial_updates,
@@ -812,6 +813,28 @@ pub async fn pending_invites_are_listed_for_both_parties(store: Arc<dyn Store>) 
     assert_eq!(iids(store.pending_invites_for("alice").await.unwrap()), ["i2"]);
     assert!(store.pending_invites_for("bob").await.unwrap().is_empty());
     assert_eq!(iids(store.pending_invites().await.unwrap()), ["i2"]);
+}
+
+/// Recent invitations are listed for both parties in any state, by creation
+/// time, and only from `since` on.
+pub async fn recent_invites_include_final_ones_since_a_time(store: Arc<dyn Store>) {
+    let mut old = invite("old", "alice", "bob");
+    old.created = 10;
+    let mut answered = invite("answered", "alice", "bob");
+    answered.created = 2000;
+    let mut ringing = invite("ringing", "bob", "alice");
+    ringing.created = 3000;
+    let mut other = invite("other", "carol", "dave");
+    other.created = 2500;
+    for i in [&old, &answered, &ringing, &other] {
+        store.create_invite(i).await.unwrap();
+    }
+    store.transition_invite("answered", InviteState::Accepted, None).await.unwrap();
+    let list = store.recent_invites_for("bob", 1000).await.unwrap();
+    let got: Vec<(&str, InviteState)> = list.iter().map(|i| (i.iid.as_str(), i.state)).collect();
+    assert_eq!(got, [("answered", InviteState::Accepted), ("ringing", InviteState::Pending)]);
+    assert_eq!(store.recent_invites_for("alice", 0).await.unwrap().len(), 3);
+    assert!(store.recent_invites_for("alice", 3001).await.unwrap().is_empty());
 }
 
 // ---------------------------------------------------------------------------
