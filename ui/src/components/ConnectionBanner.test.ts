@@ -23,14 +23,14 @@ describe('ConnectionBanner', () => {
     const w = mountWith(ConnectionBanner)
     t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 4000 })
     await flushPromises()
-    expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/^Couldn’t reach chat\.example\.com — retrying in [34] s\. Your messages are saved and will be sent\.$/)
+    expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/^Couldn't reach chat\.example\.com — retrying in [34] s\. Your messages are saved and will be sent\.$/)
   })
 
   it('promises to send later when offline, and disappears when connected', async () => {
     const w = mountWith(ConnectionBanner)
     t.emit({ type: 'connection', state: 'disconnected' })
     await flushPromises()
-    expect(w.find('[data-testid="connection-banner"]').text()).toBe('You’re offline. Messages will be sent when you’re back online.')
+    expect(w.find('[data-testid="connection-banner"]').text()).toBe("You're offline. Messages will be sent when you're back online.")
     t.emit({ type: 'connection', state: 'connected' })
     await flushPromises()
     expect(w.find('[data-testid="connection-banner"]').exists()).toBe(false)

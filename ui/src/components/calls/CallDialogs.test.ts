@@ -32,7 +32,7 @@ describe('outgoing call dialog', () => {
     [{ state: 'refused' }, 'Declined', false],
     [{ state: 'canceled' }, 'Cancelled', false],
     [{ state: 'expired' }, 'No answer', false],
-    [{ state: 'failed', reason: 'unknown_user' }, 'Couldn’t call: this user has never signed in', false],
+    [{ state: 'failed', reason: 'unknown_user' }, "Couldn't call: this user has never signed in", false],
   ]
   it.each(cases)('%o reads "%s"', async (p, label, cancellable) => {
     const s = useInvitationsStore()
