@@ -39,6 +39,8 @@ export interface ConversationView {
   peer_read_seq: number
   peer_recv_seq: number
   draft?: string
+  /** The newest message (an own pending one if any), for the list preview. */
+  last_message?: MessageView
 }
 
 /** model::InviteView — `Invite` flattened plus two flags. */
