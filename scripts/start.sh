@@ -22,4 +22,11 @@ if [ -z "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ]; then
   echo "start: no display (DISPLAY / WAYLAND_DISPLAY unset); run under a desktop session or xvfb-run" >&2
   exit 1
 fi
+# First run (no saved account for this profile): go straight to chatting on
+# the embedded server with a random nickname and avatar (editable in
+# Settings), instead of the first-run screen the installed app shows.
+root="${COURIER_DATA_ROOT:-${XDG_DATA_HOME:-$HOME/.local/share}/courier}"
+if [ ! -f "$root/${COURIER_PROFILE:-default}/account.json" ]; then
+  export COURIER_EMBEDDED=1
+fi
 exec "$TARGET/debug/courier" "$@"

@@ -23,3 +23,6 @@ if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/d
 else
   echo "SKIPPED: redis-server or PostgreSQL not installed (scripts/setup.sh --test installs them)"
 fi
+
+echo "== Desktop end-to-end: the real app under Xvfb, driven by tauri-driver, against a real server and a courier-cli peer"
+bash scripts/e2e.sh

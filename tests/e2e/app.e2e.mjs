@@ -19,7 +19,7 @@ import { promisify } from 'node:util'
 import { remote } from 'webdriverio'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const BIN = join(ROOT, 'target/debug')
+const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
 const APP = join(BIN, 'courier')
 const CLI = join(BIN, 'courier-cli')
 const SERVER = join(BIN, 'courier-server')

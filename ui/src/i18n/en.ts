@@ -121,6 +121,11 @@ export default {
     uploadFailed: 'Couldn\'t upload {name}: {message}',
     hint: 'Enter to send, Shift+Enter for a new line',
   },
+  toast: {
+    dismiss: 'Dismiss',
+    callNotFound: 'That call invitation is no longer available.',
+    joinFailed: 'Could not join #{channel}: {reason}',
+  },
   call: {
     calling: 'Calling…',
     ringing: 'Ringing…',

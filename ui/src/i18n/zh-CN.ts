@@ -121,6 +121,11 @@ export default {
     uploadFailed: '无法上传 {name}：{message}',
     hint: '按 Enter 发送，Shift+Enter 换行',
   },
+  toast: {
+    dismiss: '关闭',
+    callNotFound: '该通话邀请已不可用。',
+    joinFailed: '无法加入 #{channel}：{reason}',
+  },
   call: {
     calling: '正在呼叫…',
     ringing: '正在响铃…',

@@ -7,7 +7,7 @@ import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Targ
 import type { Account, ConnectConfig, Settings, TransportError } from '../types/app'
 import { DEFAULT_SETTINGS } from '../types/app'
 import { channelConv, channelOf, dmConv, peerOf } from '../types/ids'
-import type { EventHandler, ProgressHandler, Transport, Unsubscribe } from './transport'
+import type { DeepLink, DeepLinkHandler, EventHandler, Notice, NoticeHandler, ProgressHandler, SettingsHandler, Transport, Unsubscribe } from './transport'
 
 /** A conversation whose messages are generated on demand (for 100k-message demos). */
 export interface GeneratedConv {
@@ -51,7 +51,12 @@ export class MockTransport implements Transport {
   settings: Settings = structuredClone(DEFAULT_SETTINGS)
   connection: ConnectionEvent = { type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' }
   opened: string[] = []
+  /** What `lastDeepLink()` returns (a cold start by a link); null by default. */
+  pendingDeepLink: DeepLink | null = null
   private handlers = new Set<EventHandler>()
+  private deepLinkHandlers = new Set<DeepLinkHandler>()
+  private noticeHandlers = new Set<NoticeHandler>()
+  private settingsHandlers = new Set<SettingsHandler>()
   private failures = new Map<string, TransportError>()
   private timers = new Set<ReturnType<typeof setTimeout>>()
 
@@ -67,6 +72,22 @@ export class MockTransport implements Transport {
   emit(event: ClientEvent): void {
     if (event.type === 'connection') this.connection = event
     for (const h of [...this.handlers]) h(event)
+  }
+
+  /** Delivers a deep link (`courier://deep-link`). */
+  emitDeepLink(link: DeepLink): void {
+    for (const h of [...this.deepLinkHandlers]) h(link)
+  }
+
+  /** Delivers a shell notice (`courier://notice`). */
+  emitNotice(notice: Notice): void {
+    for (const h of [...this.noticeHandlers]) h(notice)
+  }
+
+  /** Delivers settings changed by the shell (`courier://settings`). */
+  emitSettings(settings: Settings): void {
+    this.settings = structuredClone(settings)
+    for (const h of [...this.settingsHandlers]) h(structuredClone(settings))
   }
 
   /** Makes the next call of `method` reject with `{code, message}`. */
@@ -526,9 +547,33 @@ export class MockTransport implements Transport {
     if (this.demo && typeof window !== 'undefined') window.open(url, '_blank', 'noopener')
   }
 
+  async lastDeepLink() {
+    this.record('lastDeepLink', [])
+    return this.pendingDeepLink
+  }
+
+  async setActiveConversation(conv: Conv | null) {
+    this.record('setActiveConversation', [conv])
+  }
+
   async onEvent(handler: EventHandler): Promise<Unsubscribe> {
     this.handlers.add(handler)
     return () => this.handlers.delete(handler)
+  }
+
+  async onDeepLink(handler: DeepLinkHandler): Promise<Unsubscribe> {
+    this.deepLinkHandlers.add(handler)
+    return () => this.deepLinkHandlers.delete(handler)
+  }
+
+  async onNotice(handler: NoticeHandler): Promise<Unsubscribe> {
+    this.noticeHandlers.add(handler)
+    return () => this.noticeHandlers.delete(handler)
+  }
+
+  async onSettings(handler: SettingsHandler): Promise<Unsubscribe> {
+    this.settingsHandlers.add(handler)
+    return () => this.settingsHandlers.delete(handler)
   }
 }
 

@@ -10,6 +10,23 @@ import type { Account, ConnectConfig, Settings, TransportError } from '../types/
 
 /** The name of the one Tauri event the shell emits every ClientEvent on. */
 export const EVENT_NAME = 'courier://event'
+/** Deep links (`courier://chat/<user>` …), parsed by the shell. */
+export const DEEP_LINK_EVENT = 'courier://deep-link'
+/** Shell notices (malformed link, refusals): shown as toasts. */
+export const NOTICE_EVENT = 'courier://notice'
+/** The full settings, when the shell changed them (tray: do not disturb). */
+export const SETTINGS_EVENT = 'courier://settings'
+
+/** A deep link the shell received. */
+export type DeepLink = { kind: 'chat'; user: string } | { kind: 'channel'; channel: string } | { kind: 'call'; iid: string }
+/** A notice from the shell. */
+export interface Notice {
+  level: 'error' | 'info'
+  message: string
+}
+export type DeepLinkHandler = (link: DeepLink) => void
+export type NoticeHandler = (notice: Notice) => void
+export type SettingsHandler = (settings: Settings) => void
 
 export type EventHandler = (event: ClientEvent) => void
 export type Unsubscribe = () => void
@@ -70,9 +87,19 @@ export interface Transport {
   setSettings(settings: Settings): Promise<void>
   /** Opens a URL in the OS browser. */
   openExternal(url: string): Promise<void>
+  /** The deep link the app was started with (cold start), else null. Command `last_deep_link`. */
+  lastDeepLink(): Promise<DeepLink | null>
+  /** Tells the shell which conversation is open (no notifications for it). Command `set_active_conversation`. */
+  setActiveConversation(conv: Conv | null): Promise<void>
 
   /** Subscribes to the client core's event stream. */
   onEvent(handler: EventHandler): Promise<Unsubscribe>
+  /** Subscribes to deep links (`courier://deep-link`). */
+  onDeepLink(handler: DeepLinkHandler): Promise<Unsubscribe>
+  /** Subscribes to shell notices (`courier://notice`). */
+  onNotice(handler: NoticeHandler): Promise<Unsubscribe>
+  /** Subscribes to settings changed by the shell (`courier://settings`). */
+  onSettings(handler: SettingsHandler): Promise<Unsubscribe>
 }
 
 /** Normalizes whatever a backend threw into `{code, message}`. */
@@ -160,11 +187,22 @@ export class TauriTransport implements Transport {
   getSettings() { return this.call<Settings>('settings_get') }
   setSettings(settings: Settings) { return this.call<void>('settings_set', { settings }) }
   openExternal(url: string) { return this.call<void>('open_external', { url }) }
+  lastDeepLink() { return this.call<DeepLink | null>('last_deep_link') }
+  setActiveConversation(conv: Conv | null) { return this.call<void>('set_active_conversation', { conv }) }
 
   async onEvent(handler: EventHandler): Promise<Unsubscribe> {
     const { listen } = await import('@tauri-apps/api/event')
     return listen<ClientEvent>(EVENT_NAME, (e) => handler(e.payload))
   }
+
+  private async listenTo<T>(name: string, handler: (payload: T) => void): Promise<Unsubscribe> {
+    const { listen } = await import('@tauri-apps/api/event')
+    return listen<T>(name, (e) => handler(e.payload))
+  }
+
+  onDeepLink(handler: DeepLinkHandler) { return this.listenTo<DeepLink>(DEEP_LINK_EVENT, handler) }
+  onNotice(handler: NoticeHandler) { return this.listenTo<Notice>(NOTICE_EVENT, handler) }
+  onSettings(handler: SettingsHandler) { return this.listenTo<Settings>(SETTINGS_EVENT, handler) }
 }
 
 /** Whether the page runs inside the Tauri webview. */

@@ -2,7 +2,7 @@
 // ordering (pinned first, then by activity), unread totals, the open
 // conversation and who is typing where.
 import { defineStore } from 'pinia'
-import { computed, reactive, ref } from 'vue'
+import { computed, reactive, ref, watch } from 'vue'
 import type { ConversationView, MessageView } from '../types/model'
 import type { Conv } from '../types/protocol'
 import { dmConv } from '../types/ids'
@@ -23,6 +23,11 @@ export const useConversationsStore = defineStore('conversations', () => {
   const error = ref<string | null>(null)
 
   const settings = useSettingsStore()
+
+  // The shell suppresses notifications for the open conversation.
+  watch(activeConv, (conv) => {
+    useTransport().setActiveConversation(conv).catch(() => {})
+  }, { flush: 'sync' })
 
   function activity(c: ConversationView): number {
     const p = previews.get(c.conv)

@@ -36,6 +36,8 @@ export const useProfilesStore = defineStore('profiles', () => {
 
   function setProfile(p: Profile): void {
     profiles.set(p.user, p)
+    // Known now: a later ensure() must not replace it with an older copy.
+    requested.add(p.user)
   }
 
   function setPresence(p: Presence): void {
@@ -45,7 +47,7 @@ export const useProfilesStore = defineStore('profiles', () => {
   /** Publishes this user's own profile (set_profile) and shows it at once. */
   async function saveOwn(me: string, p: { name: string; avatar: string; status: string }): Promise<void> {
     await useTransport().setProfile(p.name.trim(), p.avatar, p.status.trim())
-    profiles.set(me, { user: me, name: p.name.trim(), avatar: p.avatar, status: p.status.trim() })
+    setProfile({ user: me, name: p.name.trim(), avatar: p.avatar, status: p.status.trim() })
   }
 
   /** The display name, falling back to the user id. */

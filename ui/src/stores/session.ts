@@ -3,6 +3,7 @@ import { defineStore } from 'pinia'
 import { computed, ref } from 'vue'
 import type { Account, ConnectConfig } from '../types/app'
 import { useTransport } from '../services/transport'
+import { useProfilesStore } from './profiles'
 
 export type Phase = 'loading' | 'signin' | 'ready'
 
@@ -29,6 +30,8 @@ export const useSessionStore = defineStore('session', () => {
       account.value = await t.connect(config)
       try {
         await t.setProfile(profile.name, profile.avatar, profile.status)
+        // Shown at once (the sidebar), without waiting for the `profile` event.
+        useProfilesStore().setProfile({ user: account.value.user, ...profile })
       } catch {
         // Offline right after connecting: the profile can be set later in Settings.
       }

@@ -21,6 +21,12 @@ export const useSettingsStore = defineStore('settings', () => {
     loaded.value = true
   }
 
+  /** Settings the shell changed (`courier://settings`, e.g. the tray's do-not-disturb). */
+  function apply(s: Settings): void {
+    settings.value = { ...plain(DEFAULT_SETTINGS), ...plain(s) }
+    loaded.value = true
+  }
+
   async function update(patch: Partial<Settings>): Promise<void> {
     settings.value = { ...settings.value, ...patch }
     await useTransport().setSettings(plain(settings.value))
@@ -41,5 +47,5 @@ export const useSettingsStore = defineStore('settings', () => {
   const togglePinned = (conv: Conv) => update({ pinned: toggle(settings.value.pinned, conv) })
   const toggleMuted = (conv: Conv) => update({ muted: toggle(settings.value.muted, conv) })
 
-  return { settings, loaded, load, update, isPinned, isMuted, togglePinned, toggleMuted }
+  return { settings, loaded, load, apply, update, isPinned, isMuted, togglePinned, toggleMuted }
 })

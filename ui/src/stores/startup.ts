@@ -9,8 +9,25 @@ import { useConversationsStore } from './conversations'
 import { useProfilesStore } from './profiles'
 import { useInvitationsStore } from './invitations'
 import { useChannelsStore } from './channels'
+import { useDeepLinksStore } from './deepLinks'
+import { useToastsStore } from './toasts'
 
 let unsubscribe: (() => void) | null = null
+let unsubscribeShell: (() => void) | null = null
+
+/** Subscribes to the shell's own events: deep links, notices, settings. */
+export async function subscribeShell(): Promise<() => void> {
+  const t = useTransport()
+  const deepLinks = useDeepLinksStore()
+  const toasts = useToastsStore()
+  const settings = useSettingsStore()
+  const offs = await Promise.all([
+    t.onDeepLink((link) => void deepLinks.receive(link)),
+    t.onNotice((n) => void toasts.push({ level: n.level === 'error' ? 'error' : 'info', message: n.message })),
+    t.onSettings((s) => settings.apply(s)),
+  ])
+  return () => offs.forEach((off) => off())
+}
 
 /** Loads what the signed-in app shows. Safe to call again after sign-in. */
 export async function startApp(): Promise<void> {
@@ -29,11 +46,14 @@ export async function startApp(): Promise<void> {
     useInvitationsStore().load(),
     useChannelsStore().loadPublic(),
   ])
+  // Signed in and connected: the link the app was started with, then any that waited.
+  await useDeepLinksStore().onStarted()
 }
 
 /** Boot: events first (so nothing is missed), then settings and the account. */
 export async function boot(): Promise<void> {
   unsubscribe ??= await subscribeEvents()
+  unsubscribeShell ??= await subscribeShell()
   const connection = useConnectionStore()
   if (typeof window !== 'undefined') {
     connection.setNetworkUp(navigator.onLine)
