@@ -206,7 +206,8 @@ impl Harness {
             .await
             .expect("starting redis")
             .expect("COURIER_TEST_CLUSTER=1 needs redis-server installed");
-        let db = pg_harness::fresh_database().await.expect("COURIER_TEST_CLUSTER=1 needs PostgreSQL installed");
+        let db =
+            pg_harness::fresh_database().await.expect("COURIER_TEST_CLUSTER=1 needs PostgreSQL installed");
         let mut servers = Vec::new();
         for i in 0..3 {
             let mut c = cfg.clone();

@@ -218,7 +218,11 @@ async fn redis_restart_resubscribes_and_gaps_fill_from_history() {
     assert_eq!(body["engines"]["redis"]["ok"], json!(true), "{body}");
 
     let plain = c.node(0).http("GET", "/healthz", &[], b"").await;
-    assert_eq!((plain.status, plain.json()), (200, json!({"ok": true})), "the plain answer is the protocol's");
+    assert_eq!(
+        (plain.status, plain.json()),
+        (200, json!({"ok": true})),
+        "the plain answer is the protocol's"
+    );
 
     c.redis.stop();
     let plain = c.node(0).http("GET", "/healthz", &[], b"").await;
@@ -235,7 +239,11 @@ async fn redis_restart_resubscribes_and_gaps_fill_from_history() {
     // sessions with 1001: the clients reconnect and sync, and gap filling
     // finds what the bus dropped meanwhile.
     assert_eq!(bob.expect_close_within(Duration::from_secs(15)).await, 1001, "bob's node asks for a resync");
-    assert_eq!(alice.expect_close_within(Duration::from_secs(15)).await, 1001, "alice's node asks for a resync");
+    assert_eq!(
+        alice.expect_close_within(Duration::from_secs(15)).await,
+        1001,
+        "alice's node asks for a resync"
+    );
     let mut alice = c.node(0).login(&a).await;
     let mut bob = c.node(1).login(&b).await;
 
@@ -332,7 +340,8 @@ async fn haproxy_spreads_sessions_and_drains_a_stopped_node() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addrs: Vec<String> = c.nodes.iter().map(|n| n.addr.clone()).collect();
     let cfg_path = dir.path().join("haproxy.cfg");
-    std::fs::write(&cfg_path, haproxy_config(port, &addrs.iter().map(String::as_str).collect::<Vec<_>>())).unwrap();
+    std::fs::write(&cfg_path, haproxy_config(port, &addrs.iter().map(String::as_str).collect::<Vec<_>>()))
+        .unwrap();
     let mut proc = tokio::process::Command::new(haproxy)
         .arg("-db")
         .arg("-f")
@@ -366,7 +375,8 @@ async fn haproxy_spreads_sessions_and_drains_a_stopped_node() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     for i in 0..6 {
         let u = lb.user(&format!("late{i}"));
-        let mut cl = lb.try_connect().await.unwrap_or_else(|e| panic!("connection {i} through haproxy failed: {e}"));
+        let mut cl =
+            lb.try_connect().await.unwrap_or_else(|e| panic!("connection {i} through haproxy failed: {e}"));
         let reply = cl.hello(&lb.token(&u), "d").await;
         reply.expect_ok();
     }
@@ -406,7 +416,14 @@ async fn cross_node_delivery_latency_is_reported() {
 /// Sends `text` with a fixed `cid` until some node acknowledges it,
 /// reconnecting to the next live node when the connection dies, as a
 /// client's outbox does. Returns the acknowledged seq.
-async fn send_until_acked(nodes: &[Harness], client: &mut Client, node: &mut usize, to: &str, cid: &str, text: &str) -> u64 {
+async fn send_until_acked(
+    nodes: &[Harness],
+    client: &mut Client,
+    node: &mut usize,
+    to: &str,
+    cid: &str,
+    text: &str,
+) -> u64 {
     static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1_000_000);
     loop {
         let id = NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -474,7 +491,10 @@ async fn node_killed_under_load_loses_and_duplicates_nothing_acknowledged() {
             .iter()
             .map(|m| (m["seq"].as_u64().unwrap(), m["body"]["text"].as_str().unwrap().to_owned()))
             .collect();
-        assert_eq!(stored, acked[i], "sender {i}: history is exactly the acknowledged messages, in order, once each");
+        assert_eq!(
+            stored, acked[i],
+            "sender {i}: history is exactly the acknowledged messages, in order, once each"
+        );
     }
     c.shutdown().await;
 }

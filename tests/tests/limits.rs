@@ -179,7 +179,9 @@ async fn flooding_at_ten_times_the_rate_closes_4029() {
 #[tokio::test]
 async fn max_connections_caps_sessions() {
     if std::env::var_os("COURIER_TEST_CLUSTER").is_some_and(|v| v == "1") {
-        eprintln!("SKIPPED max_connections_caps_sessions: the cap is per node, and a cluster run spreads connections");
+        eprintln!(
+            "SKIPPED max_connections_caps_sessions: the cap is per node, and a cluster run spreads connections"
+        );
         return;
     }
     let Some(h) = Harness::with_config("max_connections_caps_sessions", |c| c.max_connections = 3).await

@@ -397,8 +397,17 @@ impl ServerFrame {
 }
 
 const KNOWN_EVENTS: &[&str] = &[
-    "msg", "receipt", "read", "typing", "signal", "member", "presence", "profile", "invite",
-    "invite_state", "token_expiring",
+    "msg",
+    "receipt",
+    "read",
+    "typing",
+    "signal",
+    "member",
+    "presence",
+    "profile",
+    "invite",
+    "invite_state",
+    "token_expiring",
 ];
 
 #[cfg(test)]

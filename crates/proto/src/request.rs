@@ -377,16 +377,8 @@ impl Request {
             "create_channel" => {
                 let f: CreateChannelF = fields(text, id)?;
                 check(id, is_valid_channel(&f.channel), "invalid channel name")?;
-                check(
-                    id,
-                    f.title.as_ref().is_none_or(|t| t.chars().count() <= MAX_TITLE),
-                    "title too long",
-                )?;
-                check(
-                    id,
-                    f.topic.as_ref().is_none_or(|t| t.chars().count() <= MAX_TOPIC),
-                    "topic too long",
-                )?;
+                check(id, f.title.as_ref().is_none_or(|t| t.chars().count() <= MAX_TITLE), "title too long")?;
+                check(id, f.topic.as_ref().is_none_or(|t| t.chars().count() <= MAX_TOPIC), "topic too long")?;
                 Request::CreateChannel {
                     channel: f.channel,
                     title: f.title,
@@ -432,9 +424,9 @@ impl Request {
                 )?;
                 check(
                     id,
-                    f.avatar.as_ref().is_none_or(|a| {
-                        a.is_empty() || (a.len() <= MAX_AVATAR && is_avatar_ref(a))
-                    }),
+                    f.avatar
+                        .as_ref()
+                        .is_none_or(|a| a.is_empty() || (a.len() <= MAX_AVATAR && is_avatar_ref(a))),
                     "avatar must be a media id or an avatar:<n> preset",
                 )?;
                 Request::SetProfile { name: f.name, avatar: f.avatar, status: f.status }
@@ -511,7 +503,9 @@ mod tests {
 
     #[test]
     fn not_json_or_no_id_is_bad_request_without_id() {
-        for f in ["nope", "[]", "{}", r#"{"op":"sync"}"#, r#"{"op":"sync","id":-1}"#, r#"{"op":"sync","id":"1"}"#] {
+        for f in
+            ["nope", "[]", "{}", r#"{"op":"sync"}"#, r#"{"op":"sync","id":-1}"#, r#"{"op":"sync","id":"1"}"#]
+        {
             let e = dec(f).unwrap_err();
             assert_eq!((e.id, e.code), (None, ErrorCode::BadRequest), "{f}");
         }

@@ -77,10 +77,11 @@ impl Authenticator {
         let Some(key) = &self.key else {
             return Err(AuthError::Invalid("this server only accepts dev tokens".into()));
         };
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            other => AuthError::Invalid(format!("{other:?}")),
-        })?;
+        let data =
+            jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                other => AuthError::Invalid(format!("{other:?}")),
+            })?;
         if !is_valid_user(&data.claims.sub) {
             return Err(AuthError::Invalid("invalid user id in `sub`".into()));
         }
@@ -109,8 +110,12 @@ pub fn mint_token(secret: &str, user: &str, ttl: Duration, name: Option<&str>) -
     }
     let exp = crate::clock::now_ms() / 1000 + ttl.as_secs() as i64;
     let claims = Claims { sub: user.to_owned(), exp, name: name.map(str::to_owned) };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes()))
-        .map_err(|e| e.to_string())
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -134,10 +139,13 @@ mod tests {
     fn expired_is_distinct_from_forged() {
         let a = Authenticator::new(Some("k"), false);
         let claims = Claims { sub: "bob".into(), exp: crate::clock::now_ms() / 1000 - 5, name: None };
-        let t = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k")).unwrap();
+        let t =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"k"))
+                .unwrap();
         assert_eq!(a.verify(&t), Err(AuthError::Expired));
         let forged =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"x")).unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"x"))
+                .unwrap();
         assert!(matches!(a.verify(&forged), Err(AuthError::Invalid(_))));
     }
 
@@ -149,7 +157,8 @@ mod tests {
         assert!(matches!(a.verify(none), Err(AuthError::Invalid(_))));
         let claims = Claims { sub: "bob".into(), exp: 9_999_999_999, name: None };
         let hs512 =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"k")).unwrap();
+            jsonwebtoken::encode(&Header::new(Algorithm::HS512), &claims, &EncodingKey::from_secret(b"k"))
+                .unwrap();
         assert!(matches!(a.verify(&hs512), Err(AuthError::Invalid(_))));
     }
 

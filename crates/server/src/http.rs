@@ -135,11 +135,24 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 async fn upload(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let user = match bearer(&headers).map(|t| st.auth.verify(t)) {
         Some(Ok(id)) => id.user,
-        _ => return json_err(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "a valid bearer token is required"),
+        _ => {
+            return json_err(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                "a valid bearer token is required",
+            );
+        }
     };
     let max = st.config.max_media_bytes;
-    let too_large = || json_err(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::TooLarge, format!("uploads are limited to {max} bytes"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        json_err(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::TooLarge,
+            format!("uploads are limited to {max} bytes"),
+        )
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return too_large();
     }
@@ -166,7 +179,11 @@ async fn upload(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body)
     };
     if let Err(e) = st.store.put_media(&meta, bytes.to_vec()).await {
         tracing::error!(error = %e, "media upload failed");
-        return json_err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "storage is unavailable; retry shortly");
+        return json_err(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Internal,
+            "storage is unavailable; retry shortly",
+        );
     }
     json_ok(
         StatusCode::CREATED,
@@ -188,7 +205,11 @@ async fn download(
         Ok(Some((meta, bytes))) => {
             let mut resp = Response::new(Body::from(bytes));
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&meta.mime).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_str(&meta.mime)
+                    .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
             h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
             if let Ok(v) = HeaderValue::from_str(&format!("\"{}\"", meta.sha256)) {
@@ -199,7 +220,11 @@ async fn download(
         Ok(None) => json_err(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such media"),
         Err(e) => {
             tracing::error!(error = %e, "media read failed");
-            json_err(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Internal, "storage is unavailable; retry shortly")
+            json_err(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::Internal,
+                "storage is unavailable; retry shortly",
+            )
         }
     }
 }
@@ -213,7 +238,11 @@ struct PushReq {
 
 async fn push(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     if !Authenticator::admin_ok(st.config.admin_secret.as_deref(), bearer(&headers)) {
-        return json_err(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "the admin secret is required");
+        return json_err(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "the admin secret is required",
+        );
     }
     let limit = st.config.limits.max_frame_bytes.max(st.config.limits.max_body_bytes * 2);
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
@@ -221,7 +250,13 @@ async fn push(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
     };
     let req: PushReq = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
-        Err(e) => return json_err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, format!("invalid push request: {e}")),
+        Err(e) => {
+            return json_err(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadRequest,
+                format!("invalid push request: {e}"),
+            );
+        }
     };
     if !is_valid_user(&req.from) {
         return json_err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "`from` must be a valid user id");
@@ -239,7 +274,8 @@ async fn push(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
                 ErrorCode::NotFound => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
             };
-            (status, [(header::CONTENT_TYPE, "application/json")], Reply::err_json(None, &err)).into_response()
+            (status, [(header::CONTENT_TYPE, "application/json")], Reply::err_json(None, &err))
+                .into_response()
         }
     }
 }

@@ -288,7 +288,12 @@ impl Hub {
 
     /// Caches a channel entry (the first one cached wins) and returns it.
     pub fn cache_channel(&self, name: &str, entry: ChannelCache) -> Arc<ChannelCache> {
-        self.channels.write().expect("channels lock").entry(name.to_owned()).or_insert_with(|| Arc::new(entry)).clone()
+        self.channels
+            .write()
+            .expect("channels lock")
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(entry))
+            .clone()
     }
 }
 

@@ -72,7 +72,9 @@ impl Server {
         }
         let store: Arc<dyn Store> = match &config.postgres {
             Some(url) if config.is_cluster() => Arc::new(
-                PostgresStore::connect(url).await.context("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)")?,
+                PostgresStore::connect(url)
+                    .await
+                    .context("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)")?,
             ),
             _ => Arc::new(
                 SqliteStore::open(&config.data_dir)
@@ -90,7 +92,11 @@ impl Server {
     /// # Errors
     /// When the default channels or pending invitations cannot be loaded,
     /// or Redis cannot be reached.
-    pub async fn start_with(listener: TcpListener, config: Config, store: Arc<dyn Store>) -> anyhow::Result<Server> {
+    pub async fn start_with(
+        listener: TcpListener,
+        config: Config,
+        store: Arc<dyn Store>,
+    ) -> anyhow::Result<Server> {
         let addr = listener.local_addr()?;
         let now = clock::now_ms();
         for name in &config.default_channels {
@@ -118,9 +124,16 @@ impl Server {
                 let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
                 let ttl = Duration::from_millis(config.node_ttl_ms);
                 metrics.register_cluster();
-                let bus = cluster::redis::RedisBus::start(url, node, ttl, hub.clone(), store.clone(), metrics.clone())
-                    .await
-                    .context("connecting to Redis (--redis / COURIER_REDIS)")?;
+                let bus = cluster::redis::RedisBus::start(
+                    url,
+                    node,
+                    ttl,
+                    hub.clone(),
+                    store.clone(),
+                    metrics.clone(),
+                )
+                .await
+                .context("connecting to Redis (--redis / COURIER_REDIS)")?;
                 Some(Arc::new(bus))
             }
             None => None,
@@ -209,7 +222,8 @@ impl Server {
 /// Binds with a deep accept backlog: connect bursts (a reconnect storm after
 /// a restart) must queue, not drop SYNs into the client's 1 s retry.
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;

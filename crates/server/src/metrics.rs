@@ -2,8 +2,8 @@
 
 use courier_proto::ErrorCode;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The server's counters, gauges and histograms, on a registry of its own
@@ -71,18 +71,22 @@ impl Metrics {
             )
             .expect("valid metric"),
             engine_latency: HistogramVec::new(
-                HistogramOpts::new("courier_engine_latency_seconds", "Round trips to the cluster engines").buckets(
-                    vec![0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
-                ),
+                HistogramOpts::new("courier_engine_latency_seconds", "Round trips to the cluster engines")
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                        1.0, 2.5,
+                    ]),
                 &["engine"],
             )
             .expect("valid metric"),
-            engine_up: IntGaugeVec::new(Opts::new("courier_engine_up", "Cluster engine answered its last check"), &["engine"])
-                .expect("valid metric"),
+            engine_up: IntGaugeVec::new(
+                Opts::new("courier_engine_up", "Cluster engine answered its last check"),
+                &["engine"],
+            )
+            .expect("valid metric"),
             pubsub_lag: Histogram::with_opts(
-                HistogramOpts::new("courier_pubsub_lag_seconds", "Publish on one node to arrival on another").buckets(
-                    vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0],
-                ),
+                HistogramOpts::new("courier_pubsub_lag_seconds", "Publish on one node to arrival on another")
+                    .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0]),
             )
             .expect("valid metric"),
             bus_published: c("courier_bus_published_total", "Bus messages published to other nodes"),

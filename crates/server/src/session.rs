@@ -104,10 +104,15 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<(SessionCtx
     let identity = match st.auth.verify(&token) {
         Ok(i) => i,
         Err(e) => {
-            let code = if e == AuthError::Expired { CloseCode::TOKEN_EXPIRED } else { CloseCode::AUTH_FAILED };
+            let code =
+                if e == AuthError::Expired { CloseCode::TOKEN_EXPIRED } else { CloseCode::AUTH_FAILED };
             send_err(ws, st, Some(id), &ErrBody::new(ErrorCode::Unauthenticated, e.to_string())).await;
-            close(ws, code, if code == CloseCode::TOKEN_EXPIRED { "token expired" } else { "authentication failed" })
-                .await;
+            close(
+                ws,
+                code,
+                if code == CloseCode::TOKEN_EXPIRED { "token expired" } else { "authentication failed" },
+            )
+            .await;
             return None;
         }
     };
@@ -302,7 +307,8 @@ async fn on_text(
     let (id, req) = match Request::decode(text) {
         Ok(x) => x,
         Err(e) => {
-            if e.op.as_deref().is_some_and(|op| METERED.contains(&op)) && !meter(ws, st, bucket, e.id).await? {
+            if e.op.as_deref().is_some_and(|op| METERED.contains(&op)) && !meter(ws, st, bucket, e.id).await?
+            {
                 return Ok(());
             }
             let body = ErrBody::new(e.code, e.message);
@@ -322,7 +328,12 @@ async fn on_text(
 
 /// Takes a token. `Ok(true)`: go ahead; `Ok(false)`: refused with
 /// `rate_limited` (already answered); `Err`: end the session (4029 on abuse).
-async fn meter(ws: &mut WebSocket, st: &AppState, bucket: &mut TokenBucket, re: Option<u64>) -> Result<bool, End> {
+async fn meter(
+    ws: &mut WebSocket,
+    st: &AppState,
+    bucket: &mut TokenBucket,
+    re: Option<u64>,
+) -> Result<bool, End> {
     let (retry, abuse) = match bucket.take() {
         Verdict::Allowed => return Ok(true),
         Verdict::Limited(d) => (d, false),

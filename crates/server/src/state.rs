@@ -61,7 +61,12 @@ impl AppState {
 
     /// Queues a frame to every live session of the conversation's members
     /// except `except`. Returns how many sessions it reached.
-    pub async fn send_to_conv(&self, conv: &Conv, frame: &Arc<str>, except: Option<u64>) -> StoreResult<usize> {
+    pub async fn send_to_conv(
+        &self,
+        conv: &Conv,
+        frame: &Arc<str>,
+        except: Option<u64>,
+    ) -> StoreResult<usize> {
         Ok(match conv {
             Conv::Dm(a, b) if a == b => self.send_to_users([a.as_str()], frame, except),
             Conv::Dm(a, b) => self.send_to_users([a.as_str(), b.as_str()], frame, except),
@@ -107,7 +112,9 @@ impl AppState {
         if let Some(bus) = &self.bus {
             match bus.online(users).await {
                 Ok(v) => return v,
-                Err(e) => tracing::warn!(error = %e, "cluster presence unavailable; answering from this node"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster presence unavailable; answering from this node")
+                }
             }
         }
         users.iter().map(|u| self.hub.is_online(u)).collect()

@@ -52,7 +52,12 @@ pub async fn create(
 /// about a membership change.
 fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, joined: bool) {
     st.channel_changed(channel);
-    let frame = event_frame(&Event::Member { channel: channel.to_owned(), user: user.to_owned(), joined, removed: false });
+    let frame = event_frame(&Event::Member {
+        channel: channel.to_owned(),
+        user: user.to_owned(),
+        joined,
+        removed: false,
+    });
     let mut members = entry.snapshot();
     if !joined {
         members.push(user.to_owned());

@@ -41,7 +41,8 @@ pub async fn invite(
         let frame = event_frame(&Event::Invite { invite: inv.clone() });
         let reached = st.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
         // In a cluster the callee's sessions may all be on other nodes.
-        let reached_elsewhere = || async { st.bus.is_some() && st.online(std::slice::from_ref(&inv.to)).await[0] };
+        let reached_elsewhere =
+            || async { st.bus.is_some() && st.online(std::slice::from_ref(&inv.to)).await[0] };
         if reached > 0 || reached_elsewhere().await {
             // The ok below still shows the invitation as created; the
             // caller's sessions learn "received" from the `invite_state`
@@ -53,7 +54,8 @@ pub async fn invite(
 }
 
 fn final_error(inv: Invite) -> OpError {
-    let mut body = ErrBody::new(ErrorCode::InviteFinal, format!("the invitation is already {}", inv.state.as_str()));
+    let mut body =
+        ErrBody::new(ErrorCode::InviteFinal, format!("the invitation is already {}", inv.state.as_str()));
     body.invite = Some(inv);
     OpError(body)
 }
@@ -82,7 +84,8 @@ async fn transition(
     if inv.state == InviteState::Pending && now_ms() >= inv.expires {
         // The expiry timer has not fired yet, but the time is up: expire it
         // now so a late answer can never win.
-        if let Transition::Done(expired) = st.store.transition_invite(iid, InviteState::Expired, None).await? {
+        if let Transition::Done(expired) = st.store.transition_invite(iid, InviteState::Expired, None).await?
+        {
             st.broadcast_invite_state(&expired);
         }
     }

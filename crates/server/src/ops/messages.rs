@@ -236,7 +236,11 @@ pub async fn signal(st: &Arc<AppState>, ses: &SessionCtx, to: Target, body: Map<
                     let n = if inv.from == inv.to { 1 } else { 2 };
                     st.send_to_users(parties[..n].iter().copied(), &frame, except);
                 }
-                _ => return Err(OpError::forbidden("signals to a call need an accepted invitation you are part of")),
+                _ => {
+                    return Err(OpError::forbidden(
+                        "signals to a call need an accepted invitation you are part of",
+                    ));
+                }
             }
         }
     }

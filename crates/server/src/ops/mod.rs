@@ -77,7 +77,9 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
         Request::Hello { .. } => Err(OpError::bad_request("already authenticated")),
         Request::Renew { token } => people::renew(st, ses, &token),
         Request::Send(s) => messages::send(st, ses, s).await,
-        Request::History { conv, after, before, limit } => messages::history(st, ses, conv, after, before, limit).await,
+        Request::History { conv, after, before, limit } => {
+            messages::history(st, ses, conv, after, before, limit).await
+        }
         Request::Sync => messages::sync(st, ses).await,
         Request::Ack { conv, seq } => messages::cursor(st, ses, conv, Some(seq), None).await,
         Request::Read { conv, seq } => messages::cursor(st, ses, conv, None, Some(seq)).await,
@@ -93,10 +95,14 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
         Request::Members { channel } => channels::members(st, ses, &channel).await,
         Request::Watch { users } => people::watch(st, ses, users).await,
         Request::Unwatch { users } => people::unwatch(st, ses, users),
-        Request::SetProfile { name, avatar, status } => people::set_profile(st, ses, name, avatar, status).await,
+        Request::SetProfile { name, avatar, status } => {
+            people::set_profile(st, ses, name, avatar, status).await
+        }
         Request::Profiles { users } => people::profiles(st, users).await,
         Request::Invite { to, content, ttl_s } => invites::invite(st, ses, to, content, ttl_s).await,
-        Request::InviteAnswer { iid, accept, response } => invites::answer(st, ses, &iid, accept, response).await,
+        Request::InviteAnswer { iid, accept, response } => {
+            invites::answer(st, ses, &iid, accept, response).await
+        }
         Request::InviteCancel { iid } => invites::cancel(st, ses, &iid).await,
     }
 }

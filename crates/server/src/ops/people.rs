@@ -25,7 +25,10 @@ pub fn renew(st: &Arc<AppState>, ses: &mut SessionCtx, token: &str) -> OpResult 
 pub async fn watch(st: &Arc<AppState>, ses: &mut SessionCtx, users: Vec<String>) -> OpResult {
     let new = users.iter().filter(|u| !ses.watched.contains(*u)).count();
     if ses.watched.len() + new > MAX_WATCHED {
-        return Err(OpError::new(ErrorCode::TooLarge, format!("at most {MAX_WATCHED} watched users per session")));
+        return Err(OpError::new(
+            ErrorCode::TooLarge,
+            format!("at most {MAX_WATCHED} watched users per session"),
+        ));
     }
     st.hub.watch(&ses.handle, users.iter().map(String::as_str));
     ses.watched.extend(users.iter().cloned());
@@ -34,8 +37,10 @@ pub async fn watch(st: &Arc<AppState>, ses: &mut SessionCtx, users: Vec<String>)
     let presence: Vec<Presence> = users
         .into_iter()
         .zip(online)
-        .map(|(u, online)| {
-            Presence { last_seen: if online { None } else { seen.get(&u).copied() }, online, user: u }
+        .map(|(u, online)| Presence {
+            last_seen: if online { None } else { seen.get(&u).copied() },
+            online,
+            user: u,
         })
         .collect();
     Ok(json!({"presence": presence}))
@@ -59,7 +64,8 @@ pub async fn set_profile(
     status: Option<String>,
 ) -> OpResult {
     let name = name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty());
-    let profile = st.store.set_profile(&ses.user, name.as_deref(), avatar.as_deref(), status.as_deref()).await?;
+    let profile =
+        st.store.set_profile(&ses.user, name.as_deref(), avatar.as_deref(), status.as_deref()).await?;
     st.send_to_watchers(&ses.user, &event_frame(&Event::Profile(profile.clone())));
     Ok(serde_json::to_value(profile).expect("serializes"))
 }

@@ -11,10 +11,10 @@
 //! - Invitation transitions are compare-and-set on `pending`: of any number of
 //!   concurrent transitions of one invitation, exactly one succeeds.
 
-pub mod postgres;
-pub mod sqlite;
 #[cfg(any(test, feature = "test-engines"))]
 pub mod pg_harness;
+pub mod postgres;
+pub mod sqlite;
 #[cfg(any(test, feature = "store-suite"))]
 pub mod suite;
 

@@ -1071,7 +1071,8 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         let stmt = c
             .prepare_cached(concat!(
-                "SELECT ", invite_columns!(),
+                "SELECT ",
+                invite_columns!(),
                 " FROM invites WHERE (sender = $1 OR recipient = $1) AND created >= $2 ORDER BY created, iid"
             ))
             .await

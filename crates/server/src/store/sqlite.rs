@@ -1419,7 +1419,8 @@ impl Store for SqliteStore {
         let user = user.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT ", invite_columns!(),
+                "SELECT ",
+                invite_columns!(),
                 " FROM invites WHERE (sender = ?1 OR recipient = ?1) AND created >= ?2 ORDER BY created, iid"
             ))?;
             collect_invites(stmt.query_map(rusqlite::params![user, since], RawInvite::from_row)?)
