@@ -9,7 +9,7 @@ import net from 'node:net'
 import { remote } from 'webdriverio'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const APP = join(ROOT, 'target/debug/courier')
+const APP = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug/courier')
 const TMP = process.env.M_TMP
 const port = Number(process.env.M_PORT)
 const N = Number(process.env.M_N ?? 100000)
