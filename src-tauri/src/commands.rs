@@ -92,15 +92,7 @@ pub async fn send_image(
     height: u32,
     reply_to: Option<String>,
 ) -> R<MessageView> {
-    let body = obj([
-        ("media", media.media.into()),
-        ("mime", media.mime.into()),
-        ("size", media.size.into()),
-        ("name", name.into()),
-        ("width", width.into()),
-        ("height", height.into()),
-    ]);
-    Ok(state.client()?.send(&to, "image", body, reply_to)?)
+    Ok(state.client()?.send_image(&to, &media, &name, width, height, reply_to.as_deref())?)
 }
 
 #[tauri::command]
@@ -111,13 +103,7 @@ pub async fn send_file(
     name: String,
     reply_to: Option<String>,
 ) -> R<MessageView> {
-    let body = obj([
-        ("media", media.media.into()),
-        ("mime", media.mime.into()),
-        ("size", media.size.into()),
-        ("name", name.into()),
-    ]);
-    Ok(state.client()?.send(&to, "file", body, reply_to)?)
+    Ok(state.client()?.send_file(&to, &media, &name, reply_to.as_deref())?)
 }
 
 /// Upload progress for the UI's `Channel`.

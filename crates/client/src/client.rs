@@ -601,19 +601,26 @@ impl Client {
         name: &str,
         width: u32,
         height: u32,
+        reply_to: Option<&str>,
     ) -> Result<MessageView> {
         let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name,
                           "width": width, "height": height});
-        self.send(to, "image", json_obj(body), None)
+        self.send(to, "image", json_obj(body), reply_to.map(str::to_owned))
     }
 
     /// Queues a file already uploaded with [`Client::upload`].
     ///
     /// # Errors
     /// As [`Client::send`].
-    pub fn send_file(&self, to: &Target, media: &UploadedMedia, name: &str) -> Result<MessageView> {
+    pub fn send_file(
+        &self,
+        to: &Target,
+        media: &UploadedMedia,
+        name: &str,
+        reply_to: Option<&str>,
+    ) -> Result<MessageView> {
         let body = json!({"media": media.media, "mime": media.mime, "size": media.size, "name": name});
-        self.send(to, "file", json_obj(body), None)
+        self.send(to, "file", json_obj(body), reply_to.map(str::to_owned))
     }
 
     /// Puts a `failed` message back into the outbox (same cid).

@@ -340,7 +340,7 @@ async fn images_upload_send_and_download_into_the_cache() {
     let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
     let media = alice.upload(bytes.clone(), "image/png").await.unwrap();
     assert_eq!(media.size, bytes.len() as u64);
-    let m = alice.send_image(&Target::User("bob".into()), &media, "cat.png", 640, 480).unwrap();
+    let m = alice.send_image(&Target::User("bob".into()), &media, "cat.png", 640, 480, None).unwrap();
     alice.wait_settled(std::slice::from_ref(&m.cid)).await.unwrap();
     let conv = Conv::dm("alice", "bob");
     until(&bob, "bob gets the image", || bob.store().synced_seq(&conv).unwrap() == 1).await;
