@@ -1165,7 +1165,7 @@ impl Store for PostgresStore {
 mod tests {
     use super::*;
     use crate::store::pg_harness;
-    use crate::store::suite::{invite as new_invite, text};
+    use crate::store::suite::{check_migrated_fixtures, invite as new_invite, text};
     use std::collections::HashSet;
     use std::sync::Arc;
 
@@ -1491,34 +1491,6 @@ mod tests {
         raw(url).await.batch_execute(&script).await.unwrap();
     }
 
-    /// What the fixtures of versions `1..=version` must read as now.
-    async fn check_fixtures(store: &dyn Store, version: usize) {
-        if version >= 1 {
-            let dm = Conv::dm("alice", "bob");
-            let (page, more) = store.history(&dm, Page::Latest, 10).await.unwrap();
-            assert!(!more);
-            assert_eq!(page.len(), 2);
-            assert_eq!(page[1].reply_to.as_deref(), Some("M1"));
-            assert_eq!(page[1].to, Target::User("alice".into()));
-            assert_eq!(page[0].body["text"], "one");
-            let ch = store.message(&Conv::channel("lobby"), "M3").await.unwrap().unwrap();
-            assert_eq!(ch.body["k"], serde_json::json!([1, 2]));
-            assert_eq!(store.profiles(&["alice".into()]).await.unwrap()[0].name, "Alice");
-            assert_eq!(store.last_seen(&["bob".into()]).await.unwrap()["bob"], 50);
-            assert_eq!(store.cursor(&dm, "bob").await.unwrap(), Cursor { recv_seq: 2, read_seq: 1 });
-            assert_eq!(store.members("lobby").await.unwrap(), ["bob", "alice"]);
-            assert!(store.invite("i1").await.unwrap().unwrap().received);
-            assert_eq!(store.media("m_1").await.unwrap().unwrap().1, b"hi");
-            assert_eq!(store.message_count().await.unwrap(), 3);
-            // The migrated database keeps working: counters and idempotency.
-            let dup = store.append(text("alice", Target::User("bob".into()), "c1", "x", 1)).await.unwrap();
-            assert!(dup.dup);
-            assert_eq!(dup.msg.mid, "M1");
-            let next = store.append(text("alice", Target::User("bob".into()), "c9", "x", 1)).await.unwrap();
-            assert_eq!(next.msg.seq, 3);
-        }
-    }
-
     /// Tables, columns, constraints and indexes of a database, comparable.
     async fn schema_of(url: &str) -> Vec<String> {
         let db = raw(url).await;
@@ -1552,7 +1524,7 @@ mod tests {
             let store = PostgresStore::connect(&url)
                 .await
                 .unwrap_or_else(|e| panic!("opening a v{version} database: {e}"));
-            check_fixtures(&store, version).await;
+            check_migrated_fixtures(&store, version).await;
             store.close().await.unwrap();
             let versions: Vec<i32> = raw(&url)
                 .await
