@@ -115,3 +115,14 @@ pub fn generator_cpu_util(before: Option<ProcSample>, wall: Duration) -> f64 {
 pub fn run_tag() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
 }
+
+/// Fills a ramp's summary from its steps: the figures of the last step that
+/// kept up (the sustained rate), or of the last step when none did.
+pub fn summarize_ramp(summary: &mut Metrics, steps: &[(String, Metrics)]) {
+    let kept_up = |m: &Metrics| m.get("kept_up") == Some(&serde_json::json!(true));
+    if let Some((_, last_ok)) = steps.iter().rev().find(|(_, m)| kept_up(m)) {
+        summary.0.extend(last_ok.0.iter().filter(|x| x.key != "kept_up").cloned());
+    } else if let Some((_, last)) = steps.last() {
+        summary.0.extend(last.0.iter().cloned());
+    }
+}

@@ -7,7 +7,7 @@
 //! sessions and the ramp stops at the first step the server does not keep
 //! up with (acks in the window below 95 % of the target).
 
-use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost};
+use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost, summarize_ramp};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent, ReqError};
@@ -133,11 +133,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     let mut summary = Metrics::default();
     summary.put("pairs", senders.len() as u64, "");
     summary.num("max_sustained_acked_per_s", best_acked, "msg/s");
-    if let Some((_, last_ok)) = steps.iter().rev().find(|(_, m)| m.get("kept_up") == Some(&json!(true))) {
-        summary.0.extend(last_ok.0.iter().filter(|x| x.key != "kept_up").cloned());
-    } else if let Some((_, last)) = steps.last() {
-        summary.0.extend(last.0.iter().cloned());
-    }
+    summarize_ramp(&mut summary, &steps);
     Ok(Report {
         scenario: "p2p",
         target: server.endpoint.proto.name(),
