@@ -200,8 +200,10 @@ async fn members_lists_online_flags() {
     let mut rows: Vec<MemberInfo> =
         serde_json::from_value(ok["members"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
     rows.sort_by(|x, y| x.user.cmp(&y.user));
-    let mut want =
-        vec![MemberInfo { user: a.clone(), online: true }, MemberInfo { user: b.clone(), online: false }];
+    let mut want = vec![
+        MemberInfo { user: a.clone(), online: true, role: Default::default() },
+        MemberInfo { user: b.clone(), online: false, role: Default::default() },
+    ];
     want.sort_by(|x, y| x.user.cmp(&y.user));
     // b's disconnect may take a moment to register.
     if rows != want {

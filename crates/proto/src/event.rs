@@ -3,8 +3,10 @@
 
 use crate::codes::ErrorCode;
 use crate::ids::{Conv, Target};
+use crate::request::Role;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// A stored message, as in the `msg` event and in `history` pages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +32,62 @@ pub struct Msg {
     /// The `mid` this message replies to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<String>,
+    /// v1.1 aggregate in `history`: the `ts` of the newest edit (whose text
+    /// is then `body.text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<i64>,
+    /// v1.1 aggregate in `history`: per reaction key, the users with it on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<String>>,
+    /// v1.1 aggregate in `history`: recalled (the body is then `{}`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+    /// v1.1 aggregate in `history`: when it was pinned, while pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<i64>,
+}
+
+impl Msg {
+    /// A message with no v1.1 aggregates.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        conv: Conv,
+        seq: u64,
+        mid: String,
+        cid: String,
+        from: String,
+        to: Target,
+        kind: String,
+        body: Map<String, Value>,
+        ts: i64,
+        reply_to: Option<String>,
+    ) -> Msg {
+        Msg {
+            conv,
+            seq,
+            mid,
+            cid,
+            from,
+            to,
+            kind,
+            body,
+            ts,
+            reply_to,
+            edited: None,
+            reactions: BTreeMap::new(),
+            recalled: false,
+            pinned: None,
+        }
+    }
+
+    /// For a relation kind: the `mid` it points at.
+    pub fn target(&self) -> Option<&str> {
+        if crate::request::is_relation_kind(&self.kind) {
+            self.body.get("target").and_then(Value::as_str)
+        } else {
+            None
+        }
+    }
 }
 
 /// Limits a server announces in the `hello` ok.
@@ -45,6 +103,12 @@ pub struct Limits {
     pub send_burst: u32,
     /// Largest (and default) `history` page.
     pub history_page: u32,
+    /// v1.1: seconds after a message's `ts` during which its sender may edit it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edit_window_s: Option<u64>,
+    /// v1.1: seconds after a message's `ts` during which its sender may recall it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recall_window_s: Option<u64>,
 }
 
 impl Default for Limits {
@@ -55,6 +119,8 @@ impl Default for Limits {
             send_per_sec: 20,
             send_burst: 50,
             history_page: 200,
+            edit_window_s: Some(172_800),
+            recall_window_s: Some(86_400),
         }
     }
 }
@@ -126,6 +192,15 @@ pub struct SyncConv {
     /// For a DM: the peer's receive cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer_recv_seq: Option<u64>,
+    /// v1.1: content messages after `read_seq`, not the user's own, not recalled.
+    #[serde(default)]
+    pub unread: u64,
+    /// v1.1: of those, the ones that mention the user.
+    #[serde(default)]
+    pub mentions_unread: u64,
+    /// v1.1: `mid`s of the pinned messages, oldest pin first.
+    #[serde(default)]
+    pub pins: Vec<String>,
 }
 
 /// The ok of `sync`.
@@ -165,6 +240,9 @@ pub struct MemberInfo {
     pub user: String,
     /// Whether any of their sessions is live.
     pub online: bool,
+    /// v1.1: the member's role.
+    #[serde(default)]
+    pub role: Role,
 }
 
 /// A presence row (in the `watch` ok and the `presence` event).
@@ -416,18 +494,18 @@ mod tests {
 
     #[test]
     fn msg_event_has_the_wire_shape() {
-        let m = Msg {
-            conv: Conv::dm("alice", "bob"),
-            seq: 42,
-            mid: "m1".into(),
-            cid: "c1".into(),
-            from: "alice".into(),
-            to: Target::User("bob".into()),
-            kind: "text".into(),
-            body: serde_json::from_str(r#"{"text":"hi"}"#).unwrap(),
-            ts: 5,
-            reply_to: None,
-        };
+        let m = Msg::new(
+            Conv::dm("alice", "bob"),
+            42,
+            "m1".into(),
+            "c1".into(),
+            "alice".into(),
+            Target::User("bob".into()),
+            "text".into(),
+            serde_json::from_str(r#"{"text":"hi"}"#).unwrap(),
+            5,
+            None,
+        );
         let s = serde_json::to_string(&Event::Msg(m.clone())).unwrap();
         assert_eq!(
             s,

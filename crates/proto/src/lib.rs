@@ -24,8 +24,10 @@ pub use event::{
     Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
 };
 pub use ids::{Conv, Target};
-pub use request::{DecodeError, Request, SendReq};
+pub use request::{DecodeError, Request, Role, SendReq, body_mentions, is_relation_kind};
 
+/// The feature a v1.1 server lists in the `hello` ok.
+pub const FEATURE_V1_1: &str = "v1.1";
 /// The WebSocket subprotocol a client must offer.
 pub const SUBPROTOCOL: &str = "courier.v1";
 /// The path of the WebSocket endpoint.

@@ -31,8 +31,59 @@ pub const INVITE_TTL_MAX: u32 = 300;
 /// See [`INVITE_TTL_MIN`].
 pub const INVITE_TTL_DEFAULT: u32 = 60;
 
-/// Message kinds of protocol v1.
+/// Message kinds of protocol v1: content messages.
 pub const CONTENT_KINDS: &[&str] = &["text", "image", "file", "custom"];
+/// Message kinds of protocol v1.1 that point at a content message
+/// (`body.target`): edits, recalls, reactions and pins.
+pub const RELATION_KINDS: &[&str] = &["edit", "recall", "reaction", "pin"];
+/// Longest reaction key, in bytes.
+pub const MAX_REACTION_KEY: usize = 32;
+/// Most user ids in one text message's `mentions`.
+pub const MAX_MENTIONS: usize = 50;
+
+/// Whether `kind` is one of the v1.1 relation kinds.
+pub fn is_relation_kind(kind: &str) -> bool {
+    RELATION_KINDS.contains(&kind)
+}
+
+/// A channel member's role (v1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The channel's owner (its creator, until ownership is transferred).
+    Owner,
+    /// May pin, recall any message and remove plain members.
+    Admin,
+    /// A plain member.
+    #[default]
+    Member,
+}
+
+impl Role {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Member => "member",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "owner" => Role::Owner,
+            "admin" => Role::Admin,
+            "member" => Role::Member,
+            _ => return None,
+        })
+    }
+
+    /// Owner or admin.
+    pub fn is_moderator(self) -> bool {
+        self != Role::Member
+    }
+}
 
 /// Why a frame could not be turned into a request.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,7 +158,7 @@ impl SendReq {
 /// # Errors
 /// A human message for a `bad_request` reply.
 pub fn validate_body(kind: &str, body: &Map<String, Value>) -> Result<(), String> {
-    match kind {
+    let checked: Result<(), String> = match kind {
         "text" => match body.get("text") {
             Some(Value::String(t)) if !t.is_empty() => Ok(()),
             _ => Err("a text message needs a non-empty body.text".into()),
@@ -117,8 +168,66 @@ pub fn validate_body(kind: &str, body: &Map<String, Value>) -> Result<(), String
             _ => Err(format!("an {kind} message needs body.media from an upload")),
         },
         "custom" => Ok(()),
+        "edit" => {
+            relation_target(body)?;
+            match body.get("text") {
+                Some(Value::String(t)) if !t.is_empty() => Ok(()),
+                _ => Err("an edit needs a non-empty body.text".into()),
+            }
+        }
+        "recall" => relation_target(body),
+        "reaction" => {
+            relation_target(body)?;
+            match body.get("key") {
+                Some(Value::String(k)) if !k.is_empty() && k.len() <= MAX_REACTION_KEY => {}
+                _ => return Err("a reaction needs body.key of 1-32 bytes".into()),
+            }
+            relation_on(body)
+        }
+        "pin" => {
+            relation_target(body)?;
+            relation_on(body)
+        }
         other => Err(format!("unknown message kind `{other}`")),
+    };
+    checked?;
+    if kind == "text" {
+        match body.get("mentions") {
+            None => {}
+            Some(Value::Array(a)) if a.len() <= MAX_MENTIONS && a.iter().all(Value::is_string) => {}
+            Some(_) => return Err("body.mentions must be an array of at most 50 user ids".into()),
+        }
     }
+    Ok(())
+}
+
+/// `body.target` of a relation kind: the `mid` it points at.
+fn relation_target(body: &Map<String, Value>) -> Result<(), String> {
+    match body.get("target") {
+        Some(Value::String(t)) if is_valid_cid(t) => Ok(()),
+        _ => Err("a relation needs body.target, the mid of a message".into()),
+    }
+}
+
+fn relation_on(body: &Map<String, Value>) -> Result<(), String> {
+    match body.get("on") {
+        Some(Value::Bool(_)) => Ok(()),
+        _ => Err("body.on must be a boolean".into()),
+    }
+}
+
+/// The `mentions` of a text body: the valid user ids it names, each once,
+/// in order (the server further keeps only members of the conversation).
+pub fn body_mentions(body: &Map<String, Value>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if let Some(Value::Array(a)) = body.get("mentions") {
+        for u in a.iter().filter_map(Value::as_str) {
+            if is_valid_user(u) && !out.iter().any(|o| o == u) {
+                out.push(u.to_owned());
+            }
+        }
+    }
+    out
 }
 
 /// Every request a client may make. See `docs/protocol.md` for each op.
@@ -162,6 +271,10 @@ pub enum Request {
     SetProfile { name: Option<String>, avatar: Option<String>, status: Option<String> },
     /// Reads profiles.
     Profiles { users: Vec<String> },
+    /// v1.1: sets a member's role (the owner's alone; `owner` transfers).
+    SetRole { channel: String, user: String, role: Role },
+    /// v1.1: removes a member (owner: anyone else; admin: plain members).
+    RemoveMember { channel: String, user: String },
     /// Invites a user to a call.
     Invite { to: String, content: Map<String, Value>, ttl_s: u32 },
     /// Accepts or refuses an invitation (callee only).
@@ -233,6 +346,12 @@ struct ChannelUserF {
     user: String,
 }
 #[derive(Deserialize)]
+struct SetRoleF {
+    channel: String,
+    user: String,
+    role: String,
+}
+#[derive(Deserialize)]
 struct UsersF {
     users: Vec<String>,
 }
@@ -301,6 +420,8 @@ impl Request {
             Request::Unwatch { .. } => "unwatch",
             Request::SetProfile { .. } => "set_profile",
             Request::Profiles { .. } => "profiles",
+            Request::SetRole { .. } => "set_role",
+            Request::RemoveMember { .. } => "remove_member",
             Request::Invite { .. } => "invite",
             Request::InviteAnswer { .. } => "invite_answer",
             Request::InviteCancel { .. } => "invite_cancel",
@@ -395,11 +516,23 @@ impl Request {
                     _ => Request::Members { channel: f.channel },
                 }
             }
-            "add_member" => {
+            "add_member" | "remove_member" => {
                 let f: ChannelUserF = fields(text, id)?;
                 check(id, is_valid_channel(&f.channel), "invalid channel name")?;
                 check(id, is_valid_user(&f.user), "invalid user id")?;
-                Request::AddMember { channel: f.channel, user: f.user }
+                if op == "add_member" {
+                    Request::AddMember { channel: f.channel, user: f.user }
+                } else {
+                    Request::RemoveMember { channel: f.channel, user: f.user }
+                }
+            }
+            "set_role" => {
+                let f: SetRoleF = fields(text, id)?;
+                check(id, is_valid_channel(&f.channel), "invalid channel name")?;
+                check(id, is_valid_user(&f.user), "invalid user id")?;
+                let role = Role::parse(&f.role)
+                    .ok_or_else(|| DecodeError::bad(Some(id), "role must be owner, admin or member"))?;
+                Request::SetRole { channel: f.channel, user: f.user, role }
             }
             "watch" | "unwatch" | "profiles" => {
                 let f: UsersF = fields(text, id)?;

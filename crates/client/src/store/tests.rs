@@ -17,6 +17,10 @@ fn msg(conv: &Conv, seq: u64, from: &str, cid: &str, text: &str) -> Msg {
         body: json!({"text": text}).as_object().unwrap().clone(),
         ts: 1000 + seq as i64,
         reply_to: None,
+        edited: None,
+        reactions: Default::default(),
+        recalled: false,
+        pinned: None,
     }
 }
 

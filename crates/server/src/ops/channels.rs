@@ -116,7 +116,10 @@ pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpR
     }
     let users = st.store.members(channel).await?;
     let online = st.online(&users).await;
-    let members: Vec<MemberInfo> =
-        users.into_iter().zip(online).map(|(user, online)| MemberInfo { online, user }).collect();
+    let members: Vec<MemberInfo> = users
+        .into_iter()
+        .zip(online)
+        .map(|(user, online)| MemberInfo { online, user, role: Default::default() })
+        .collect();
     Ok(json!({"count": members.len(), "members": members}))
 }

@@ -132,6 +132,9 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
                 peer_read_seq: c.peer_cursor.map(|p| p.read_seq),
                 peer_recv_seq: c.peer_cursor.map(|p| p.recv_seq),
                 conv: c.conv,
+                unread: 0,
+                mentions_unread: 0,
+                pins: Vec::new(),
             }
         })
         .collect();

@@ -93,6 +93,9 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
         Request::Leave { channel } => channels::leave(st, ses, &channel).await,
         Request::AddMember { channel, user } => channels::add_member(st, ses, &channel, &user).await,
         Request::Members { channel } => channels::members(st, ses, &channel).await,
+        Request::SetRole { .. } | Request::RemoveMember { .. } => {
+            Err(OpError::new(ErrorCode::Unsupported, "roles are not implemented yet"))
+        }
         Request::Watch { users } => people::watch(st, ses, users).await,
         Request::Unwatch { users } => people::unwatch(st, ses, users),
         Request::SetProfile { name, avatar, status } => {

@@ -432,6 +432,10 @@ fn msg_from_row(r: &Row) -> StoreResult<Msg> {
         reply_to: col(r, 8)?,
         ts: col(r, 9)?,
         mid,
+        edited: None,
+        reactions: Default::default(),
+        recalled: false,
+        pinned: None,
     })
 }
 
@@ -562,6 +566,10 @@ async fn try_append(
         body: m.body.clone(),
         ts: m.ts,
         reply_to: m.reply_to.clone(),
+        edited: None,
+        reactions: Default::default(),
+        recalled: false,
+        pinned: None,
     }))
 }
 

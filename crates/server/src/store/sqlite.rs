@@ -787,6 +787,10 @@ impl RawMsg {
             kind: self.kind,
             ts: self.ts,
             reply_to: self.reply_to,
+            edited: None,
+            reactions: Default::default(),
+            recalled: false,
+            pinned: None,
         })
     }
 }
@@ -913,6 +917,10 @@ fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
             body: m.body,
             ts: m.ts,
             reply_to: m.reply_to,
+            edited: None,
+            reactions: Default::default(),
+            recalled: false,
+            pinned: None,
         },
         dup: false,
     })
