@@ -19,7 +19,7 @@ echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), 
 if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   COURIER_TEST_CLUSTER=1 cargo test --locked -j"$JOBS" -p courier-conformance \
     --test session --test messages --test channels --test presence_profiles \
-    --test invites --test limits --test media_push --test errors
+    --test invites --test limits --test media_push --test errors --test v11
 else
   echo "SKIPPED: redis-server or PostgreSQL not installed (scripts/setup.sh --test installs them)"
 fi

@@ -60,13 +60,23 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
         if let Err(e) = app.emit(EVENT_NAME, &ev) {
             tracing::warn!("cannot emit to the webview: {e}");
         }
-        if let ClientEvent::ConversationUpdated { conversation: c } = &ev {
-            unread.insert(c.conv.to_string(), c.unread);
-            let now: u64 = unread.values().sum();
-            if now != total {
-                total = now;
-                tray::set_unread(&app, total);
+        // Unread counts follow the core's rule (content messages of others,
+        // not recalled); a channel this user was removed from drops out.
+        let changed = match &ev {
+            ClientEvent::ConversationUpdated { conversation: c } => {
+                unread.insert(c.conv.to_string(), c.unread);
+                true
             }
+            ClientEvent::Member { channel, user, removed: true, .. } if *user == me => {
+                unread.remove(&format!("ch:{channel}"));
+                true
+            }
+            _ => false,
+        };
+        let now: u64 = unread.values().sum();
+        if changed && now != total {
+            total = now;
+            tray::set_unread(&app, total);
         }
         let state = app.state::<AppState>();
         let settings = state.settings();
@@ -95,15 +105,18 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
     };
     let app = app.clone();
     match note {
-        Note::Message { conv, from, channel, preview } => {
-            if last.get(&conv).is_some_and(|t| t.elapsed() < NOTE_GAP) {
+        Note::Message { conv, from, channel, preview, mention } => {
+            // A mention shows even right after another message.
+            if !mention && last.get(&conv).is_some_and(|t| t.elapsed() < NOTE_GAP) {
                 return;
             }
             last.insert(conv, Instant::now());
             let who = name(&from);
-            let summary = match &channel {
-                Some(ch) => format!("{who} in #{ch}"),
-                None => who,
+            let summary = match (&channel, mention) {
+                (Some(ch), true) => format!("{who} mentioned you in #{ch}"),
+                (Some(ch), false) => format!("{who} in #{ch}"),
+                (None, true) => format!("{who} mentioned you"),
+                (None, false) => who,
             };
             let link = match channel {
                 Some(channel) => DeepLink::Channel { channel },

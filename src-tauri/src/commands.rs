@@ -3,10 +3,10 @@
 //! (style §10). Argument names are camelCase on the wire (Tauri's default).
 
 use crate::error::CmdError;
-use crate::settings::{Account, ConnectConfig, Settings};
+use crate::settings::{Account, ConnectConfig, ServerInfo, Settings};
 use crate::state::AppState;
 use courier_client::{ClientEvent, ConversationView, InviteView, MessageView, UploadedMedia};
-use courier_proto::{ChannelInfo, Conv, MemberInfo, Presence, Profile, Target};
+use courier_proto::{ChannelInfo, Conv, MemberInfo, Presence, Profile, Role, Target};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tauri::State;
@@ -21,6 +21,7 @@ pub const COMMANDS: &[&str] = &[
     "account",
     "connect",
     "connection_state",
+    "server_info",
     "send_text",
     "send_image",
     "send_file",
@@ -36,12 +37,20 @@ pub const COMMANDS: &[&str] = &[
     "set_draft",
     "typing",
     "signal",
+    "edit_message",
+    "recall_message",
+    "react",
+    "pin_message",
+    "forward_message",
+    "pinned_messages",
     "channels",
     "join_channel",
     "leave_channel",
     "create_channel",
     "add_member",
     "members",
+    "set_role",
+    "remove_member",
     "watch_presence",
     "unwatch_presence",
     "profiles",
@@ -74,11 +83,32 @@ pub async fn connection_state(state: S<'_>) -> R<ClientEvent> {
     state.connection_event()
 }
 
+/// What the server of the last `hello` offers: the UI hides v1.1 actions
+/// without `"v1.1"` and uses the windows to offer edit/recall only while
+/// they may succeed.
+#[tauri::command]
+pub async fn server_info(state: S<'_>) -> R<ServerInfo> {
+    let client = state.client()?;
+    let limits = client.limits();
+    Ok(ServerInfo {
+        features: client.features(),
+        edit_window_s: limits.edit_window_s,
+        recall_window_s: limits.recall_window_s,
+    })
+}
+
 // ---- messages ----------------------------------------------------------
 
 #[tauri::command]
-pub async fn send_text(state: S<'_>, to: Target, text: String, reply_to: Option<String>) -> R<MessageView> {
-    Ok(state.client()?.send(&to, "text", obj([("text", text.into())]), reply_to)?)
+pub async fn send_text(
+    state: S<'_>,
+    to: Target,
+    text: String,
+    reply_to: Option<String>,
+    mentions: Option<Vec<String>>,
+) -> R<MessageView> {
+    let mentions = mentions.unwrap_or_default();
+    Ok(state.client()?.send_text_with(&to, &text, reply_to.as_deref(), &mentions)?)
 }
 
 #[tauri::command]
@@ -193,6 +223,43 @@ pub async fn signal(state: S<'_>, to: Target, body: Map<String, Value>) -> R<()>
     Ok(state.client()?.signal(&to, body).await?)
 }
 
+// ---- v1.1: edits, recalls, reactions, pins, forwarding ----------------------
+
+/// Returns the edited message (the change also comes as `message_updated`).
+#[tauri::command]
+pub async fn edit_message(state: S<'_>, conv: Conv, mid: String, text: String) -> R<MessageView> {
+    Ok(state.client()?.edit(&conv, &mid, &text).await?)
+}
+
+#[tauri::command]
+pub async fn recall_message(state: S<'_>, conv: Conv, mid: String) -> R<()> {
+    state.client()?.recall(&conv, &mid).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn react(state: S<'_>, conv: Conv, mid: String, key: String, on: bool) -> R<()> {
+    state.client()?.react(&conv, &mid, &key, on).await?;
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn pin_message(state: S<'_>, conv: Conv, mid: String, on: bool) -> R<()> {
+    state.client()?.pin(&conv, &mid, on).await?;
+    Ok(())
+}
+
+/// Returns the new message in `to`.
+#[tauri::command]
+pub async fn forward_message(state: S<'_>, conv: Conv, mid: String, to: Target) -> R<MessageView> {
+    Ok(state.client()?.forward(&conv, &mid, &to).await?)
+}
+
+#[tauri::command]
+pub async fn pinned_messages(state: S<'_>, conv: Conv) -> R<Vec<MessageView>> {
+    Ok(state.client()?.pinned(&conv)?)
+}
+
 // ---- channels ------------------------------------------------------------
 
 #[tauri::command]
@@ -229,6 +296,16 @@ pub async fn add_member(state: S<'_>, channel: String, user: String) -> R<()> {
 #[tauri::command]
 pub async fn members(state: S<'_>, channel: String) -> R<Vec<MemberInfo>> {
     Ok(state.client()?.members(&channel).await?)
+}
+
+#[tauri::command]
+pub async fn set_role(state: S<'_>, channel: String, user: String, role: Role) -> R<()> {
+    Ok(state.client()?.set_role(&channel, &user, role).await?)
+}
+
+#[tauri::command]
+pub async fn remove_member(state: S<'_>, channel: String, user: String) -> R<()> {
+    Ok(state.client()?.remove_member(&channel, &user).await?)
 }
 
 // ---- presence and profiles -----------------------------------------------
@@ -314,8 +391,4 @@ pub async fn set_active_conversation(state: S<'_>, conv: Option<Conv>) -> R<()> 
 #[tauri::command]
 pub async fn last_deep_link(state: S<'_>) -> R<Option<crate::deeplink::DeepLink>> {
     Ok(state.last_link())
-}
-
-fn obj<const N: usize>(pairs: [(&str, Value); N]) -> Map<String, Value> {
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }

@@ -41,6 +41,7 @@ impl From<ClientError> for CmdError {
             ClientError::Invalid(_) => "invalid".to_owned(),
             ClientError::Protocol(_) => "protocol".to_owned(),
             ClientError::Media(_) => "media".to_owned(),
+            ClientError::Unsupported(_) => "unsupported".to_owned(),
         };
         let message = match &e {
             ClientError::Server(b) => b.message.clone(),

@@ -4,7 +4,7 @@
 
 use crate::settings::Settings;
 use courier_client::{ClientEvent, DeliveryStatus};
-use courier_proto::{Conv, InviteState};
+use courier_proto::{Conv, InviteState, is_relation_kind};
 
 /// Messages older than this (ms) are history arriving, not news.
 pub const FRESH_MS: i64 = 60_000;
@@ -37,6 +37,8 @@ pub enum Note {
         channel: Option<String>,
         /// A one-line preview.
         preview: String,
+        /// The message mentions this user.
+        mention: bool,
     },
     /// An incoming call invitation.
     Call {
@@ -50,18 +52,24 @@ pub enum Note {
 /// Whether `ev` deserves a notification: a fresh message from someone else
 /// in a conversation not on screen (or while the window is hidden or
 /// unfocused), unless notifications are off, do-not-disturb is on or the
-/// conversation is muted; an incoming ringing invitation always.
+/// conversation is muted — a message that mentions this user notifies in a
+/// muted conversation too; an incoming ringing invitation always. Edits,
+/// recalls, reactions and pins never notify.
 pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
     match ev {
         ClientEvent::MessageAdded { message: m } => {
             if m.from == cx.me || m.status != DeliveryStatus::Received {
                 return None;
             }
+            if is_relation_kind(&m.kind) || m.recalled {
+                return None;
+            }
             if !cx.settings.notifications || cx.settings.do_not_disturb {
                 return None;
             }
             let conv = m.conv.to_string();
-            if cx.settings.muted.contains(&conv) {
+            let mention = m.mentions(cx.me);
+            if cx.settings.muted.contains(&conv) && !mention {
                 return None;
             }
             if cx.attentive && cx.active == Some(&m.conv) {
@@ -81,6 +89,7 @@ pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
                 from: m.from.clone(),
                 channel: m.conv.channel_name().map(str::to_owned),
                 preview: truncate(&preview, 160),
+                mention,
             })
         }
         ClientEvent::Invite { invite } if invite.ringing && invite.invite.state == InviteState::Pending => {
@@ -144,8 +153,19 @@ mod tests {
                 reply_to: None,
                 status: if from == "alice" { DeliveryStatus::Sent } else { DeliveryStatus::Received },
                 error: None,
+                edited: None,
+                reactions: Default::default(),
+                recalled: false,
+                pinned: None,
             },
         }
+    }
+
+    /// `msg` with the message changed by `f`.
+    fn with(ev: ClientEvent, f: impl FnOnce(&mut MessageView)) -> ClientEvent {
+        let ClientEvent::MessageAdded { mut message } = ev else { unreachable!() };
+        f(&mut message);
+        ClientEvent::MessageAdded { message }
     }
 
     #[test]
@@ -164,7 +184,8 @@ mod tests {
                 conv: dm.to_string(),
                 from: "bob".into(),
                 channel: None,
-                preview: "hello there".into()
+                preview: "hello there".into(),
+                mention: false,
             })
         );
         // Another conversation while focused: notify.
@@ -182,6 +203,64 @@ mod tests {
             let cx2 = Context { settings: &s2, ..away.clone() };
             assert_eq!(decide(&msg("bob", dm.clone(), 9_000), &cx2), None);
         }
+    }
+
+    #[test]
+    fn mentions_notify_in_muted_conversations_but_not_under_do_not_disturb() {
+        let lobby = Conv::channel("lobby");
+        let mention = |who: &str| {
+            let who = who.to_owned();
+            with(msg("bob", lobby.clone(), 9_000), move |m| {
+                m.body.insert("mentions".into(), json!([who]));
+            })
+        };
+        let muted = Settings { muted: vec![lobby.to_string()], ..Settings::default() };
+        let cx = Context { me: "alice", settings: &muted, attentive: false, active: None, now_ms: 10_000 };
+        assert_eq!(decide(&msg("bob", lobby.clone(), 9_000), &cx), None, "muted");
+        assert_eq!(decide(&mention("carol"), &cx), None, "someone else is mentioned");
+        match decide(&mention("alice"), &cx) {
+            Some(Note::Message { mention: true, channel, .. }) => {
+                assert_eq!(channel.as_deref(), Some("lobby"))
+            }
+            other => panic!("a mention must notify: {other:?}"),
+        }
+        let dnd = Settings { do_not_disturb: true, ..muted.clone() };
+        assert_eq!(
+            decide(&mention("alice"), &Context { settings: &dnd, ..cx.clone() }),
+            None,
+            "do not disturb"
+        );
+        let off = Settings { notifications: false, ..muted.clone() };
+        assert_eq!(
+            decide(&mention("alice"), &Context { settings: &off, ..cx.clone() }),
+            None,
+            "notifications off"
+        );
+    }
+
+    #[test]
+    fn relations_and_recalled_messages_never_notify() {
+        let s = Settings::default();
+        let dm = Conv::dm("alice", "bob");
+        let cx = Context { me: "alice", settings: &s, attentive: false, active: None, now_ms: 10_000 };
+        for kind in ["edit", "recall", "reaction", "pin"] {
+            let ev = with(msg("bob", dm.clone(), 9_000), |m| {
+                m.kind = kind.into();
+                m.body = json!({"target": "m0", "text": "x", "key": "👍", "on": true})
+                    .as_object()
+                    .unwrap()
+                    .clone();
+            });
+            assert_eq!(decide(&ev, &cx), None, "{kind}");
+        }
+        let recalled = with(msg("bob", dm.clone(), 9_000), |m| {
+            m.recalled = true;
+            m.body.clear();
+        });
+        assert_eq!(decide(&recalled, &cx), None);
+        // An edit reaches the UI as an update of the target: no notification.
+        let ClientEvent::MessageAdded { message } = msg("bob", dm, 9_000) else { unreachable!() };
+        assert_eq!(decide(&ClientEvent::MessageUpdated { message }, &cx), None);
     }
 
     #[test]

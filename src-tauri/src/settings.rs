@@ -1,5 +1,6 @@
 //! Types the shell owns (mirrored in `ui/src/types/app.ts`): the connect
-//! configuration, the signed-in account, and the persisted app settings.
+//! configuration, the signed-in account, the persisted app settings, and
+//! what the server offers.
 
 use serde::{Deserialize, Serialize};
 
@@ -90,6 +91,20 @@ impl Default for Settings {
             close_to_tray: true,
         }
     }
+}
+
+/// What the server of the last `hello` offers (command `server_info`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    /// Optional protocol features (`"v1.1"`: edits, recalls, reactions,
+    /// pins, mentions, roles); empty before the first hello.
+    pub features: Vec<String>,
+    /// Seconds after a message's `ts` during which its sender may edit it;
+    /// `null` when the server announced none.
+    pub edit_window_s: Option<u64>,
+    /// Seconds after a message's `ts` during which its sender may recall
+    /// it; `null` when the server announced none.
+    pub recall_window_s: Option<u64>,
 }
 
 #[cfg(test)]

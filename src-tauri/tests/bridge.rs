@@ -13,8 +13,8 @@ use courier_client::{
     ClientEvent, ConnState, ConversationView, DeliveryStatus, InviteView, MessageView, UploadedMedia,
 };
 use courier_desktop::commands::COMMANDS;
-use courier_desktop::settings::{Account, ConnectConfig, Settings};
-use courier_proto::{Conv, Invite, InviteState, Profile, Target};
+use courier_desktop::settings::{Account, ConnectConfig, ServerInfo, Settings};
+use courier_proto::{Conv, Invite, InviteState, Profile, Role, Target};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -37,11 +37,16 @@ fn message() -> MessageView {
         from: "bob".into(),
         to: Target::User("alice".into()),
         kind: "text".into(),
-        body: obj(json!({"text": "hi"})),
+        body: obj(json!({"text": "hi", "mentions": ["alice"],
+                         "forwarded_from": {"conv": "ch:lobby", "mid": "m0", "from": "carol"}})),
         ts: Some(1),
         reply_to: Some("m0".into()),
         status: DeliveryStatus::Failed,
         error: Some("x".into()),
+        edited: Some(2),
+        reactions: [("👍".to_owned(), vec!["alice".to_owned()])].into(),
+        recalled: true,
+        pinned: Some(3),
     }
 }
 
@@ -90,6 +95,8 @@ fn samples() -> Vec<ClientEvent> {
                 synced_seq: 1,
                 read_seq: 1,
                 unread: 0,
+                mentions_unread: 1,
+                pins: vec!["m1".into()],
                 peer_read_seq: 0,
                 peer_recv_seq: 0,
                 draft: Some("d".into()),
@@ -108,7 +115,13 @@ fn samples() -> Vec<ClientEvent> {
                 status: "s".into(),
             },
         },
-        ClientEvent::Member { channel: "lobby".into(), user: "bob".into(), joined: true, removed: false },
+        ClientEvent::Member {
+            channel: "lobby".into(),
+            user: "bob".into(),
+            joined: true,
+            removed: false,
+            role: Some(Role::Admin),
+        },
         ClientEvent::Invite { invite: invite() },
         ClientEvent::Signal { from: "bob".into(), to: Target::Call("i1".into()), body: Map::new(), ts: 1 },
         ClientEvent::TokenExpiring { exp: 1 },
@@ -138,13 +151,13 @@ fn samples() -> Vec<ClientEvent> {
 }
 
 /// Object keys anywhere in `v`, except inside free-form JSON objects
-/// (`body`, `content`, `response`).
+/// (`body`, `content`, `response`) and maps keyed by data (`reactions`).
 fn keys(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::Object(m) => {
             for (k, v) in m {
                 out.insert(k.clone());
-                if !matches!(k.as_str(), "body" | "content" | "response") {
+                if !matches!(k.as_str(), "body" | "content" | "response" | "reactions") {
                     keys(v, out);
                 }
             }
@@ -207,6 +220,11 @@ fn enum_spellings_match() {
         assert_eq!(serde_json::to_value(v).unwrap(), json!(s));
         assert!(protocol_ts.contains(&format!("'{s}'")), "InviteState {s}");
     }
+    for s in ["owner", "admin", "member"] {
+        let v: Role = serde_json::from_value(json!(s)).unwrap();
+        assert_eq!(serde_json::to_value(v).unwrap(), json!(s));
+        assert!(protocol_ts.contains(&format!("'{s}'")), "Role {s}");
+    }
     let m = UploadedMedia { media: "m".into(), mime: "x".into(), size: 1, sha256: "h".into() };
     let mut ks = BTreeSet::new();
     keys(&serde_json::to_value(m).unwrap(), &mut ks);
@@ -227,6 +245,15 @@ fn shell_types_match_app_ts() {
         let mode = v["mode"].as_str().unwrap();
         assert!(app_ts.contains(&format!("mode: '{mode}'")), "ConnectConfig mode {mode}");
         keys(&serde_json::to_value(Account { user: "a".into(), server: cfg }).unwrap(), &mut ks);
+    }
+    // ServerInfo: every field always present, an unannounced window as null.
+    let info = ServerInfo { features: vec![], edit_window_s: None, recall_window_s: Some(86_400) };
+    let v = serde_json::to_value(&info).unwrap();
+    assert_eq!(v, json!({"features": [], "edit_window_s": null, "recall_window_s": 86_400}));
+    let server_info = app_ts.split("export interface ServerInfo {").nth(1).expect("app.ts has ServerInfo");
+    let server_info = server_info.split('}').next().unwrap();
+    for k in v.as_object().unwrap().keys() {
+        assert!(declares(server_info, k), "app.ts ServerInfo lacks {k}");
     }
     for k in &ks {
         assert!(declares(&app_ts, k), "app.ts lacks {k}");

@@ -8,7 +8,8 @@
 // invitation from the peer rings, is accepted by clicking, the peer sees
 // `accepted`; a courier://chat/<user> deep link opens the chat in the running
 // instance; the app survives a server restart (banner, recovery, the message
-// typed while the server was down arrives). Screenshots (light/dark, en/zh)
+// typed while the server was down arrives); v1.1: a reaction and an edit by
+// the peer appear in the app, a recall made in the app reaches the peer. Screenshots (light/dark, en/zh)
 // go to docs/screenshots/.
 import { spawn, execFile } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs'
@@ -226,6 +227,55 @@ await scenario('a message typed in the app arrives at the peer', async () => {
   await sendFromApp(msg)
   await waitFor(() => bobHas(msg), 20000, 'bob to receive it')
   await shot('conversation-light-en')
+})
+
+async function bobHistory() {
+  const { stdout } = await bob('history', '@alice', '--json', '--limit', '200')
+  return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l))
+}
+// The bubble row (the element with the context menu) holding `needle`.
+async function openMenuOn(needle) {
+  const ok = await browser.execute((needle) => {
+    const t = [...document.querySelectorAll('[data-testid="message-text"]')].find((e) => (e.textContent ?? '').includes(needle))
+    const bubble = t?.closest('[data-testid="bubble"]')
+    if (!bubble) return false
+    const r = bubble.getBoundingClientRect()
+    bubble.dispatchEvent(new MouseEvent('contextmenu', { bubbles: true, cancelable: true, clientX: r.left + 10, clientY: r.top + 10 }))
+    return true
+  }, needle)
+  if (!ok) throw new Error(`no message bubble containing ${needle}`)
+  await waitFor(() => visible('message-menu'), 5000, 'the message menu')
+}
+
+await scenario('v1.1: a reaction and an edit by the peer appear; a recall made in the app reaches the peer', async () => {
+  const original = `typo mesage ${Date.now()}`
+  await bob('send', '@alice', original)
+  await openDm('bob')
+  await waitFor(() => hasMessage(original), 15000, "bob's message in the app")
+  const mine = (await bobHistory()).find((m) => m.body?.text === original)
+  if (!mine?.mid) throw new Error(`bob's history lacks the message: ${JSON.stringify(mine)}`)
+  await bob('react', '@alice', mine.mid, '👍')
+  await waitFor(async () => (await text('[data-testid="reaction-chip"]')).includes('👍'), 15000, 'the 👍 reaction chip')
+  const fixed = original.replace('mesage', 'message')
+  await bob('edit', '@alice', mine.mid, fixed)
+  await waitFor(() => hasMessage(fixed), 15000, 'the edited text')
+  await waitFor(() => visible('edited'), 5000, 'the "edited" marker')
+  if (await hasMessage(original)) throw new Error('the old text is still shown after the edit')
+  await shot('reactions-edit-light-en')
+
+  const oops = `sent to the wrong chat ${Date.now()}`
+  await sendFromApp(oops)
+  await waitFor(async () => (await bobHistory()).some((m) => m.body?.text === oops), 20000, 'bob to receive it')
+  await openMenuOn(oops)
+  await (await browser.$('[data-testid="message-menu"] [data-action="recall"]')).click()
+  await waitFor(() => visible('confirm-ok'), 5000, 'the recall confirmation')
+  await (await $t('confirm-ok')).click()
+  await waitFor(async () => !(await hasMessage(oops)), 15000, 'the text to leave the app')
+  await waitFor(() => visible('recalled'), 5000, 'the recalled placeholder')
+  await waitFor(async () => {
+    const h = await bobHistory()
+    return !h.some((m) => m.body?.text === oops) && h.some((m) => m.recalled === true && m.from === 'alice')
+  }, 20000, 'bob to see the message recalled')
 })
 
 await scenario('an invitation from the peer rings, is accepted by clicking, the peer sees accepted', async () => {

@@ -419,8 +419,7 @@ async fn direction(
                 }
                 let counter = if upward { &stats.bytes_up } else { &stats.bytes_down };
                 counter.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                if f.bandwidth_bps > 0 {
-                    let nanos = bytes.len() as u64 * 1_000_000_000 / f.bandwidth_bps;
+                if let Some(nanos) = (bytes.len() as u64 * 1_000_000_000).checked_div(f.bandwidth_bps) {
                     tokio::time::sleep(Duration::from_nanos(nanos)).await;
                 }
             }

@@ -282,13 +282,17 @@ pub struct Expected {
 }
 
 /// What one member's local store holds.
+/// One stored message as a client store holds it: `(seq, mid, cid, from)`,
+/// `seq`/`mid` `None` while unacknowledged.
+pub type LocalMsg = (Option<u64>, Option<String>, String, String);
+
 #[derive(Debug, Clone)]
 pub struct LocalView {
     /// The store's user.
     pub user: String,
     /// Per conversation id: `(seq, mid, cid, from)` of every stored message
     /// in the store's order (`seq`/`mid` `None` while unacknowledged).
-    pub convs: BTreeMap<String, Vec<(Option<u64>, Option<String>, String, String)>>,
+    pub convs: BTreeMap<String, Vec<LocalMsg>>,
     /// Outbox rows still queued.
     pub outbox: usize,
     /// Per conversation id: the seq below which the store claims to hold

@@ -2,7 +2,7 @@
 //! events, privacy of private channels, persistence of membership.
 
 use courier_conformance::*;
-use courier_proto::{ChannelInfo, ErrorCode, MemberInfo};
+use courier_proto::{ChannelInfo, ErrorCode, MemberInfo, Role};
 use serde_json::{Value, json};
 
 fn is_member_ev<'a>(ch: &'a str, user: &'a str, joined: bool) -> impl Fn(&Value) -> bool + 'a {
@@ -201,8 +201,8 @@ async fn members_lists_online_flags() {
         serde_json::from_value(ok["members"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
     rows.sort_by(|x, y| x.user.cmp(&y.user));
     let mut want = vec![
-        MemberInfo { user: a.clone(), online: true, role: Default::default() },
-        MemberInfo { user: b.clone(), online: false, role: Default::default() },
+        MemberInfo { user: a.clone(), online: true, role: Role::Owner },
+        MemberInfo { user: b.clone(), online: false, role: Role::Member },
     ];
     want.sort_by(|x, y| x.user.cmp(&y.user));
     // b's disconnect may take a moment to register.

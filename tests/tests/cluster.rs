@@ -462,9 +462,9 @@ async fn node_killed_under_load_loses_and_duplicates_nothing_acknowledged() {
     let targets: Vec<Harness> = c.nodes.iter().map(|n| n.through(&n.addr)).collect();
     let reader = c.node(2).user("reader");
     let mut senders = Vec::new();
-    for i in 0..3 {
+    for (i, target) in targets.iter().enumerate() {
         let u = c.node(i).user(&format!("s{i}"));
-        senders.push((targets[i].login(&u).await, i));
+        senders.push((target.login(&u).await, i));
     }
     let mut acked: Vec<Vec<(u64, String)>> = vec![Vec::new(); 3];
     for round in 0..30 {

@@ -10,14 +10,20 @@ fn is_msg(conv: &str) -> impl Fn(&Value) -> bool + '_ {
     move |e| e["ev"] == "msg" && e["conv"] == conv
 }
 
-/// A fresh public channel both clients have joined.
+/// A fresh public channel both clients have joined. The creator sees each
+/// join before the next step: in a cluster, its node has then dropped its
+/// cached member list (the bus delivers the invalidation first).
 async fn shared_channel(h: &Harness, clients: &mut [&mut Client]) -> String {
     let ch = h.channel("room");
     clients[0]
         .ok(json!({"op":"create_channel","channel":ch,"title":"Room","topic":"","private":false}))
         .await;
-    for c in clients.iter_mut().skip(1) {
-        c.ok(json!({"op":"join","channel":ch})).await;
+    for i in 1..clients.len() {
+        clients[i].ok(json!({"op":"join","channel":ch})).await;
+        let user = clients[i].user.clone();
+        clients[0]
+            .event_where("join", |e| e["ev"] == "member" && e["channel"] == ch && e["user"] == user)
+            .await;
     }
     ch
 }
@@ -281,6 +287,25 @@ async fn dm_to_a_never_signed_in_user_reaches_them_at_first_sync() {
     let hist = cn.history(&conv, json!({"after":0})).await;
     assert_eq!(hist["messages"][0]["body"], json!({"text":"welcome"}));
     assert_eq!(hist["messages"][0]["from"], json!(a));
+}
+
+#[tokio::test]
+async fn a_history_page_far_larger_than_a_frame_is_served_whole() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("big-a"), h.user("big-b"));
+    let mut ca = h.login(&a).await;
+    let conv = dm_conv(&a, &b);
+    // Near max_body_bytes each: the page is several hundred KiB (a reply
+    // is not limited by max_frame_bytes, which limits what clients send).
+    let max_body = ca.hello_ok["limits"]["max_body_bytes"].as_u64().unwrap() as usize;
+    let long = "x".repeat(max_body - 64);
+    for _ in 0..12 {
+        ca.dm(&b, &long).await;
+    }
+    let page = ca.history(&conv, json!({"after": 0})).await;
+    assert_eq!(seqs(&page), (1..=12).collect::<Vec<u64>>());
+    assert!(page["messages"].as_array().unwrap().iter().all(|m| m["body"]["text"] == long.as_str()));
+    assert!(ca.is_alive().await, "the session survives the big reply");
 }
 
 #[tokio::test]

@@ -323,9 +323,9 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
     let kills = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let runs = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for i in 0..n {
+    for (i, dir) in dirs.iter().enumerate().take(n) {
         let (users, me, channel, dir) =
-            (cast.users.clone(), cast.users[i].clone(), cast.channel.clone(), dirs[i].path().to_owned());
+            (cast.users.clone(), cast.users[i].clone(), cast.channel.clone(), dir.path().to_owned());
         let (kills, runs) = (kills.clone(), runs.clone());
         let run = run.clone();
         tasks.push(tokio::spawn(async move {
@@ -379,8 +379,8 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
     // second pulls what the others delivered.
     for _round in 0..2 {
         let mut waits = Vec::new();
-        for i in 0..n {
-            let mut c = run(&cast.users[i], dirs[i].path(), &["sync".into(), "--wait".into(), "60".into()]);
+        for (user, dir) in cast.users.iter().zip(&dirs).take(n) {
+            let mut c = run(user, dir.path(), &["sync".into(), "--wait".into(), "60".into()]);
             waits.push(tokio::spawn(async move { c.status().await }));
         }
         for w in waits {

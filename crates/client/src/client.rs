@@ -18,13 +18,16 @@ use crate::outbox::{DrainError, Sender};
 use crate::store::{NewMessage, Store, StoreError};
 use crate::sync;
 use crate::tls::TlsConfig;
+use courier_proto::ids::{is_valid_channel, is_valid_cid, is_valid_user};
+use courier_proto::request::{MAX_MENTIONS, MAX_REACTION_KEY};
 use courier_proto::{
-    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, HelloOk, Invite, Limits, MemberInfo, Presence, Profile,
-    Target,
+    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, FEATURE_V1_1, HelloOk, Invite, Limits, MemberInfo,
+    Presence, Profile, Role, Target, is_relation_kind,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
@@ -66,6 +69,10 @@ pub enum ClientError {
     /// Media upload or download failed.
     #[error(transparent)]
     Media(#[from] media::MediaError),
+    /// The server does not offer what was asked (e.g. edits on a server
+    /// without protocol v1.1).
+    #[error("not supported by this server: {0}")]
+    Unsupported(String),
 }
 
 impl From<RequestError> for ClientError {
@@ -154,6 +161,8 @@ pub(crate) struct Inner {
     last_error: Mutex<Option<String>>,
     session: Mutex<Option<Arc<Session>>>,
     hello: Mutex<Option<HelloOk>>,
+    /// Server clock minus local clock at the last hello (ms).
+    clock_offset: AtomicI64,
     synced: watch::Sender<u64>,
     pub(crate) outbox_wake: Notify,
     pub(crate) ack_wake: Notify,
@@ -190,6 +199,11 @@ impl Inner {
 
     pub(crate) fn hello_limits(&self) -> Limits {
         lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
+    }
+
+    /// Whether the server listed `feature` in the last hello.
+    pub(crate) fn has_feature(&self, feature: &str) -> bool {
+        lock(&self.hello).as_ref().is_some_and(|h| h.features.iter().any(|f| f == feature))
     }
 
     fn set_state(
@@ -323,6 +337,7 @@ impl Client {
             last_error: Mutex::new(None),
             session: Mutex::new(None),
             hello: Mutex::new(None),
+            clock_offset: AtomicI64::new(0),
             synced: watch::channel(0).0,
             outbox_wake: Notify::new(),
             ack_wake: Notify::new(),
@@ -393,6 +408,13 @@ impl Client {
     /// The server's limits (defaults before the first hello).
     pub fn limits(&self) -> Limits {
         self.inner.hello_limits()
+    }
+
+    /// The optional protocol features the server listed in the last
+    /// `hello` (`["v1.1"]` for edits, recalls, reactions, pins, mentions
+    /// and roles); empty before the first hello.
+    pub fn features(&self) -> Vec<String> {
+        lock(&self.inner.hello).as_ref().map(|h| h.features.clone()).unwrap_or_default()
     }
 
     /// Waits until a sync has completed since [`Client::open`], i.e. the
@@ -516,7 +538,9 @@ impl Client {
     /// reports `sent` or `failed`.
     ///
     /// # Errors
-    /// A bad target, an empty text, or store failure.
+    /// A bad target, an empty text, a malformed `reply_to`, a relation kind
+    /// (those go through [`Client::edit`], [`Client::recall`],
+    /// [`Client::react`] and [`Client::pin`]), or store failure.
     pub fn send(
         &self,
         to: &Target,
@@ -527,6 +551,14 @@ impl Client {
         let conv = self.conv_of(to)?;
         if kind == "text" && body.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
             return Err(ClientError::Invalid("a text message needs non-empty text".into()));
+        }
+        if is_relation_kind(kind) {
+            return Err(ClientError::Invalid(format!(
+                "a `{kind}` is sent with Client::edit, recall, react or pin, which check and apply it"
+            )));
+        }
+        if let Some(r) = reply_to.as_deref().filter(|r| !is_valid_cid(r)) {
+            return Err(ClientError::Invalid(format!("reply_to {r:?} is not a message id")));
         }
         let m = self.inner.store.enqueue(&NewMessage {
             conv: conv.clone(),
@@ -543,12 +575,49 @@ impl Client {
         Ok(m)
     }
 
-    /// Queues a text message.
+    /// Queues a text message (see [`Client::send_text_with`] for replies
+    /// and mentions).
     ///
     /// # Errors
     /// As [`Client::send`].
     pub fn send_text(&self, to: &Target, text: &str) -> Result<MessageView> {
-        self.send(to, "text", json_obj(json!({"text": text})), None)
+        self.send_text_with(to, text, None, &[])
+    }
+
+    /// Queues a text message replying to `reply_to` (a mid of the same
+    /// conversation) and mentioning `mentions` (user ids, v1.1: kept in
+    /// `body.mentions`; the server drops those who are not members, and
+    /// the mentioned are notified even in a muted conversation).
+    ///
+    /// # Errors
+    /// A mention that is not a user id, more than 50 mentions, or as
+    /// [`Client::send`].
+    pub fn send_text_with(
+        &self,
+        to: &Target,
+        text: &str,
+        reply_to: Option<&str>,
+        mentions: &[String],
+    ) -> Result<MessageView> {
+        let mut body = json_obj(json!({"text": text}));
+        let mut named: Vec<&str> = Vec::new();
+        for u in mentions {
+            if !is_valid_user(u) {
+                return Err(ClientError::Invalid(format!("cannot mention {u:?}: not a user id")));
+            }
+            if !named.contains(&u.as_str()) {
+                named.push(u);
+            }
+        }
+        if named.len() > MAX_MENTIONS {
+            return Err(ClientError::Invalid(format!(
+                "at most {MAX_MENTIONS} users can be mentioned at once"
+            )));
+        }
+        if !named.is_empty() {
+            body.insert("mentions".into(), json!(named));
+        }
+        self.send(to, "text", body, reply_to.map(str::to_owned))
     }
 
     /// Queues several text messages to one target in one durable
@@ -711,6 +780,304 @@ impl Client {
         self.call(json!({"op": "signal", "to": to, "body": body})).await.map(drop)
     }
 
+    // ---- v1.1: edits, recalls, reactions, pins, forwarding ------------
+
+    /// Replaces the text of an own `text` message (a v1.1 `edit`). The
+    /// message shows the new text at once (pending) and the edit goes out
+    /// through the outbox like any send; while connected this waits (up to
+    /// the request timeout) for the server's verdict. Returns the message
+    /// as it shows now.
+    ///
+    /// # Errors
+    /// Checked here first: an unknown or recalled message, not a text, not
+    /// this user's, the edit window of the last hello passed, an empty or
+    /// too long text, a server without v1.1. Then the server's refusal —
+    /// the message then shows its previous text again
+    /// ([`ClientEvent::MessageUpdated`]).
+    pub async fn edit(&self, conv: &Conv, mid: &str, text: &str) -> Result<MessageView> {
+        self.require_v1_1("editing messages")?;
+        if text.is_empty() {
+            return Err(ClientError::Invalid("the new text is empty".into()));
+        }
+        let m = self.relation_target(conv, mid)?;
+        if m.kind != "text" {
+            return Err(ClientError::Invalid(format!(
+                "only text messages can be edited, {mid} is a {}",
+                m.kind
+            )));
+        }
+        if m.from != self.inner.me {
+            return Err(ClientError::Invalid("only your own messages can be edited".into()));
+        }
+        let limits = self.limits();
+        if !self.within(&m, limits.edit_window_s) {
+            return Err(ClientError::Invalid(format!(
+                "message {mid} is too old to edit (the server allows {})",
+                window(limits.edit_window_s)
+            )));
+        }
+        let body = json_obj(json!({"target": mid, "text": text}));
+        if serde_json::to_vec(&body).map_or(usize::MAX, |b| b.len()) > limits.max_body_bytes {
+            return Err(ClientError::Invalid(format!(
+                "the new text is too long (at most {} bytes)",
+                limits.max_body_bytes
+            )));
+        }
+        self.relate(conv, "edit", body).await
+    }
+
+    /// Recalls a message for everyone (a v1.1 `recall`): an own message
+    /// within the recall window, or — for a channel owner or admin — any
+    /// message of the channel. Unlike the other relations it takes effect
+    /// only once the server stored it, because it destroys local data: the
+    /// text, the edits, the search index entry and the cached media.
+    /// Queued through the outbox; while connected this waits (up to the
+    /// request timeout) for the verdict. Returns the message as it shows
+    /// now (recalled once the server accepted).
+    ///
+    /// # Errors
+    /// Checked here first: an unknown or already recalled message; in a DM
+    /// someone else's message or the recall window passed; a server
+    /// without v1.1. Then the server's refusal (`forbidden` for a plain
+    /// member recalling another's message, `conflict` past the window).
+    pub async fn recall(&self, conv: &Conv, mid: &str) -> Result<MessageView> {
+        self.require_v1_1("recalling messages")?;
+        let m = self.relation_target(conv, mid)?;
+        let window_s = self.limits().recall_window_s;
+        // In a channel an owner/admin may recall anything at any time:
+        // only the server knows the roles, so it decides there.
+        if matches!(conv, Conv::Dm(..)) {
+            if m.from != self.inner.me {
+                return Err(ClientError::Invalid("only your own messages can be recalled in a chat".into()));
+            }
+            if !self.within(&m, window_s) {
+                return Err(ClientError::Invalid(format!(
+                    "message {mid} is too old to recall (the server allows {})",
+                    window(window_s)
+                )));
+            }
+        }
+        self.relate(conv, "recall", json_obj(json!({"target": mid}))).await
+    }
+
+    /// Turns this user's reaction `key` (e.g. "👍", 1–32 bytes) on a
+    /// message on or off (a v1.1 `reaction`). Shown at once (pending), sent
+    /// through the outbox, undone if the server refuses it; a reaction that
+    /// is already in the asked state sends nothing. While connected this
+    /// waits (up to the request timeout) for the verdict. Returns the
+    /// message as it shows now.
+    ///
+    /// # Errors
+    /// A key of 0 or more than 32 bytes, an unknown or recalled message, a
+    /// server without v1.1, or the server's refusal.
+    pub async fn react(&self, conv: &Conv, mid: &str, key: &str, on: bool) -> Result<MessageView> {
+        self.require_v1_1("reactions")?;
+        if key.is_empty() || key.len() > MAX_REACTION_KEY {
+            return Err(ClientError::Invalid(format!(
+                "a reaction key has 1 to {MAX_REACTION_KEY} bytes, {key:?} has {}",
+                key.len()
+            )));
+        }
+        let m = self.relation_target(conv, mid)?;
+        if m.reactions.get(key).is_some_and(|us| us.contains(&self.inner.me)) == on {
+            return Ok(m);
+        }
+        self.relate(conv, "reaction", json_obj(json!({"target": mid, "key": key, "on": on}))).await
+    }
+
+    /// Pins a message in its conversation, or unpins it (a v1.1 `pin`; in
+    /// a channel only owners and admins may). Shown at once (pending) in
+    /// the message and the conversation's `pins`, sent through the outbox,
+    /// undone if the server refuses it; nothing is sent when it is already
+    /// in the asked state. While connected this waits (up to the request
+    /// timeout) for the verdict. Returns the message as it shows now.
+    ///
+    /// # Errors
+    /// An unknown or recalled message, a server without v1.1, or the
+    /// server's refusal (`forbidden` for a plain channel member).
+    pub async fn pin(&self, conv: &Conv, mid: &str, on: bool) -> Result<MessageView> {
+        self.require_v1_1("pinning messages")?;
+        let m = self.relation_target(conv, mid)?;
+        if m.pinned.is_some() == on {
+            return Ok(m);
+        }
+        self.relate(conv, "pin", json_obj(json!({"target": mid, "on": on}))).await
+    }
+
+    /// The pinned messages of a conversation held locally, oldest pin first.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn pinned(&self, conv: &Conv) -> Result<Vec<MessageView>> {
+        Ok(self.inner.store.pinned(conv)?)
+    }
+
+    /// Forwards a message to `to`: a new send of the same kind with a copy
+    /// of its body (as it shows now, without its mentions) marked
+    /// `forwarded_from: {conv, mid, from}` (kept from the original when
+    /// forwarding a forward). Images and files keep their media id; when
+    /// the server no longer has the media but this device has it cached,
+    /// it is uploaded again. Queued like any send; while connected this
+    /// waits (up to the request timeout) for the verdict. Returns the new
+    /// message.
+    ///
+    /// # Errors
+    /// An unknown or recalled message, a bad target, media that is gone
+    /// from the server and not cached here, or the server's refusal.
+    pub async fn forward(&self, conv: &Conv, mid: &str, to: &Target) -> Result<MessageView> {
+        let m =
+            self.inner.store.message_by_mid(conv, mid)?.filter(|m| !is_relation_kind(&m.kind)).ok_or_else(
+                || ClientError::Invalid(format!("no message {mid} in {conv} in the local store")),
+            )?;
+        if m.recalled {
+            return Err(ClientError::Invalid(format!("message {mid} was recalled and cannot be forwarded")));
+        }
+        self.conv_of(to)?;
+        let mut body = m.body.clone();
+        body.remove("mentions");
+        if !body.contains_key("forwarded_from") {
+            body.insert("forwarded_from".into(), json!({"conv": conv, "mid": mid, "from": m.from}));
+        }
+        let has_media = matches!(m.kind.as_str(), "image" | "file");
+        if has_media {
+            self.keep_media_available(&m.kind, &mut body).await?;
+        }
+        let sent = self.send(to, &m.kind, body, None)?;
+        match self.verdict(&sent.cid).await {
+            Err(ClientError::Server(e)) if has_media && e.code == ErrorCode::NotFound => {
+                return Err(ClientError::Invalid(format!(
+                    "the {} of this message is gone from the server ({}), so it cannot be forwarded",
+                    m.kind, e.message
+                )));
+            }
+            other => other?,
+        }
+        Ok(self.inner.store.message_by_cid(&self.inner.me, &sent.cid)?.unwrap_or(sent))
+    }
+
+    /// Makes sure `body.media` names media the server still has: when it
+    /// answers 404 the cached copy (if any) is uploaded again and the body
+    /// points at the new id. Unreachable: left as it is (the send queues).
+    async fn keep_media_available(&self, kind: &str, body: &mut Map<String, Value>) -> Result<()> {
+        let Some(id) = body.get("media").and_then(Value::as_str).map(str::to_owned) else {
+            return Err(ClientError::Invalid(format!("this {kind} has no media id")));
+        };
+        let token = lock(&self.inner.token).clone();
+        match media::exists(&self.http_base(), &self.inner.tls, &token, &id).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot check media {id}; forwarding it as it is");
+                return Ok(());
+            }
+        }
+        let cached = self.inner.store.media_path(&id)?.filter(|p| p.exists());
+        let Some(path) = cached else {
+            return Err(ClientError::Invalid(format!(
+                "the {kind} of this message is no longer on the server and not cached on this device, \
+                 so it cannot be forwarded"
+            )));
+        };
+        let bytes = tokio::fs::read(&path).await.map_err(media::MediaError::from)?;
+        let mime = body.get("mime").and_then(Value::as_str).unwrap_or("application/octet-stream").to_owned();
+        let up = self.upload(bytes, &mime).await?;
+        body.insert("media".into(), json!(up.media));
+        body.insert("size".into(), json!(up.size));
+        Ok(())
+    }
+
+    fn require_v1_1(&self, what: &str) -> Result<()> {
+        // Before the first hello the server is unknown: queue, it decides.
+        match lock(&self.inner.hello).as_ref() {
+            Some(h) if !h.features.iter().any(|f| f == FEATURE_V1_1) => Err(ClientError::Unsupported(
+                format!("{what} needs protocol v1.1, which this server does not offer"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The content message a relation may point at.
+    fn relation_target(&self, conv: &Conv, mid: &str) -> Result<MessageView> {
+        let m =
+            self.inner.store.message_by_mid(conv, mid)?.ok_or_else(|| {
+                ClientError::Invalid(format!("no message {mid} in {conv} in the local store"))
+            })?;
+        if is_relation_kind(&m.kind) {
+            return Err(ClientError::Invalid(format!("{mid} is an {}, not a message", m.kind)));
+        }
+        if m.recalled {
+            return Err(ClientError::Invalid(format!("message {mid} was recalled")));
+        }
+        Ok(m)
+    }
+
+    /// Whether `m` is younger than `window_s` by the server's clock.
+    fn within(&self, m: &MessageView, window_s: Option<u64>) -> bool {
+        let now = now_ms() + self.inner.clock_offset.load(Ordering::Relaxed);
+        match (window_s, m.ts) {
+            (Some(w), Some(ts)) => now <= ts.saturating_add((w as i64).saturating_mul(1000)),
+            _ => true,
+        }
+    }
+
+    /// Queues a relation to `body.target` (applied at once unless it is a
+    /// recall), reports the target, and waits for the verdict.
+    async fn relate(&self, conv: &Conv, kind: &str, body: Map<String, Value>) -> Result<MessageView> {
+        let mid = body.get("target").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let to = match conv {
+            Conv::Dm(..) => Target::User(
+                conv.peer_of(&self.inner.me)
+                    .ok_or_else(|| ClientError::Invalid(format!("{conv} is not a conversation of yours")))?
+                    .to_owned(),
+            ),
+            Conv::Channel(c) => Target::Channel(c.clone()),
+        };
+        let row = self.inner.store.enqueue(&NewMessage {
+            conv: conv.clone(),
+            cid: ulid::Ulid::new().to_string(),
+            from: self.inner.me.clone(),
+            to,
+            kind: kind.to_owned(),
+            body,
+            reply_to: None,
+        })?;
+        let target = self.inner.store.message_by_mid(conv, &mid)?;
+        if kind != "recall"
+            && let Some(t) = &target
+        {
+            self.inner.emit(ClientEvent::MessageUpdated { message: t.clone() });
+        }
+        if kind == "pin" {
+            self.inner.emit_conversation(conv);
+        }
+        self.inner.outbox_wake.notify_one();
+        self.verdict(&row.cid).await?;
+        self.inner
+            .store
+            .message_by_mid(conv, &mid)?
+            .or(target)
+            .ok_or_else(|| ClientError::Invalid(format!("no message {mid} in {conv}")))
+    }
+
+    /// While connected, waits (up to the request timeout) until the queued
+    /// message `cid` is sent or refused; the refusal is the error. Offline,
+    /// or no verdict in time: `Ok` — it stays queued and goes out later.
+    async fn verdict(&self, cid: &str) -> Result<()> {
+        if self.inner.session().is_none() {
+            return Ok(());
+        }
+        let Ok(settled) = timeout(self.inner.cfg.request_timeout, self.wait_settled(&[cid.to_owned()])).await
+        else {
+            return Ok(());
+        };
+        match settled?.first() {
+            Some(m) if m.status == crate::DeliveryStatus::Failed => {
+                Err(refusal(m.error.as_deref().unwrap_or("refused by the server")))
+            }
+            _ => Ok(()),
+        }
+    }
+
     // ---- channels ----------------------------------------------------
 
     /// Public channels.
@@ -777,13 +1144,40 @@ impl Client {
         self.call(json!({"op": "add_member", "channel": channel, "user": user})).await.map(drop)
     }
 
-    /// Members of a channel.
+    /// Members of a channel (with their v1.1 roles).
     ///
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn members(&self, channel: &str) -> Result<Vec<MemberInfo>> {
         let v = self.call(json!({"op": "members", "channel": channel})).await?;
         Ok(serde_json::from_value(v.get("members").cloned().unwrap_or_default())?)
+    }
+
+    /// Sets a member's role in a channel (v1.1; the owner's alone —
+    /// `Role::Owner` transfers ownership and makes the old owner an admin).
+    /// Members learn it from a `member` event with the role.
+    ///
+    /// # Errors
+    /// A malformed channel or user id, offline, a server without v1.1, or
+    /// the server's refusal (`forbidden` when not the owner, `not_found`
+    /// when the user is not a member).
+    pub async fn set_role(&self, channel: &str, user: &str, role: Role) -> Result<()> {
+        check_channel_user(channel, user)?;
+        self.require_v1_1("channel roles")?;
+        self.call(json!({"op": "set_role", "channel": channel, "user": user, "role": role})).await.map(drop)
+    }
+
+    /// Removes a member from a channel (v1.1: the owner may remove anyone
+    /// else, an admin only plain members). The removed user cannot join a
+    /// public channel again until an owner or admin adds them.
+    ///
+    /// # Errors
+    /// A malformed channel or user id, offline, a server without v1.1, or
+    /// the server's refusal (`forbidden`, `not_found` for a non-member).
+    pub async fn remove_member(&self, channel: &str, user: &str) -> Result<()> {
+        check_channel_user(channel, user)?;
+        self.require_v1_1("removing members")?;
+        self.call(json!({"op": "remove_member", "channel": channel, "user": user})).await.map(drop)
     }
 
     // ---- presence and profiles ---------------------------------------
@@ -953,6 +1347,36 @@ fn json_obj(v: Value) -> Map<String, Value> {
     }
 }
 
+fn check_channel_user(channel: &str, user: &str) -> Result<()> {
+    if !is_valid_channel(channel) {
+        return Err(ClientError::Invalid(format!("{channel:?} is not a channel name")));
+    }
+    if !is_valid_user(user) {
+        return Err(ClientError::Invalid(format!("{user:?} is not a user id")));
+    }
+    Ok(())
+}
+
+/// A window in words, for error messages.
+fn window(s: Option<u64>) -> String {
+    match s {
+        Some(s) if s % 3600 == 0 => format!("{} h", s / 3600),
+        Some(s) if s % 60 == 0 => format!("{} min", s / 60),
+        Some(s) => format!("{s} s"),
+        None => "no limit".into(),
+    }
+}
+
+/// The server's refusal of a queued message, from the error the outbox
+/// recorded (`"<code>: <message>"`).
+fn refusal(recorded: &str) -> ClientError {
+    let (code, message) = recorded.split_once(": ").unwrap_or(("", recorded));
+    match serde_json::from_value::<ErrorCode>(json!(code)) {
+        Ok(code) => ClientError::Server(Box::new(ErrBody::new(code, message))),
+        Err(_) => ClientError::Protocol(format!("refused: {recorded}")),
+    }
+}
+
 // ---- connection manager ---------------------------------------------------
 
 async fn run_manager(inner: Arc<Inner>) {
@@ -1095,6 +1519,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     }
     session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
     let limits = hello.limits;
+    inner.clock_offset.store(hello.server_time - now_ms(), Ordering::Relaxed);
     *lock(&inner.hello) = Some(hello);
     *lock(&inner.session) = Some(session.clone());
     inner.set_state(ConnState::Connected, Some(url), None, None, None);

@@ -4,7 +4,7 @@
 //! shell can forward each event to the UI as JSON unchanged.
 
 use crate::model::{ConversationView, InviteView, MessageView};
-use courier_proto::{Conv, Profile, Target};
+use courier_proto::{Conv, Profile, Role, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -26,6 +26,9 @@ pub enum ConnState {
 }
 
 /// An event for the application.
+// Message and conversation views are large, but an event is built once per
+// change and serialized as is; boxing them would only add allocations.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientEvent {
@@ -47,11 +50,15 @@ pub enum ClientEvent {
         close_code: Option<u16>,
     },
     /// A message appeared in the local store (incoming, or own and pending).
+    /// Never a relation (edit, recall, reaction, pin): those show as
+    /// [`ClientEvent::MessageUpdated`] of their target.
     MessageAdded {
         /// The message.
         message: MessageView,
     },
-    /// A message's delivery status (or seq/mid/ts) changed.
+    /// A message's delivery status (or seq/mid/ts) changed, or what it
+    /// shows: an edit, a recall, reactions, its pin (optimistic ones too,
+    /// and their undoing when the server refuses them).
     MessageUpdated {
         /// The message as it is now.
         message: MessageView,
@@ -64,7 +71,7 @@ pub enum ClientEvent {
         /// How many messages were added.
         added: usize,
     },
-    /// A conversation's cursors, unread count or draft changed.
+    /// A conversation's cursors, unread counts, pinned list or draft changed.
     ConversationUpdated {
         /// The conversation as it is now.
         conversation: ConversationView,
@@ -119,6 +126,9 @@ pub enum ClientEvent {
         joined: bool,
         /// Removed by an owner/admin.
         removed: bool,
+        /// v1.1: the member's new role, when this reports a role change.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     /// A call invitation appeared or changed state.
     Invite {

@@ -9,7 +9,9 @@
 //! - [`sync`]: `sync` after each connect, paged gap filling, pushed events.
 //! - [`outbox`]: the durable retry queue's sender (FIFO per conversation,
 //!   same cid on every retry, permanent vs transient errors).
-//! - [`store`]: the local SQLite store (WAL, migrations, FTS5 search).
+//! - [`store`]: the local SQLite store (WAL, migrations, FTS5 search), and
+//!   protocol v1.1 relations (edits, recalls, reactions, pins) applied to
+//!   their targets.
 //! - [`backoff`]: back-off with jitter and the client-side token bucket.
 //! - [`events`]: [`ClientEvent`], the one typed event stream for the UI.
 //! - [`model`]: message, conversation and invitation views.
@@ -20,7 +22,8 @@
 //! row before [`Client::send`] returns; the sender retries it with the same
 //! cid until the server acknowledges it (the server dedupes by cid), and
 //! sync plus gap filling make the store hold every message of every
-//! conversation in seq order exactly once.
+//! conversation in seq order exactly once. Relations travel the same way
+//! and show only through the message they point at.
 
 pub mod backoff;
 pub mod client;

@@ -125,9 +125,7 @@ pub async fn download(
     media: &str,
     dir: &Path,
 ) -> Result<(PathBuf, String, u64), MediaError> {
-    if !courier_proto::ids::is_valid_cid(media) || media.contains('/') || media.starts_with('.') {
-        return Err(MediaError::Transport(format!("bad media id {media:?}")));
-    }
+    check_id(media)?;
     let req = Request::get(format!("{base}/v1/media/{media}"))
         .header(hyper::header::HOST, host_header(base))
         .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
@@ -143,6 +141,34 @@ pub async fn download(
     tokio::fs::write(&tmp, &body).await?;
     tokio::fs::rename(&tmp, &path).await?;
     Ok((path, mime, body.len() as u64))
+}
+
+/// Whether the server still has a media object (`HEAD /v1/media/<id>`):
+/// `false` on 404 (never uploaded, or taken down by a recall).
+///
+/// # Errors
+/// Network failure or another error status.
+pub async fn exists(base: &str, tls: &TlsConfig, token: &str, media: &str) -> Result<bool, MediaError> {
+    check_id(media)?;
+    let req = Request::head(format!("{base}/v1/media/{media}"))
+        .header(hyper::header::HOST, host_header(base))
+        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| MediaError::Transport(e.to_string()))?;
+    match exchange(base, tls, req).await? {
+        (200, _, _) => Ok(true),
+        (404, _, _) => Ok(false),
+        (status, _, body) => {
+            Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() })
+        }
+    }
+}
+
+fn check_id(media: &str) -> Result<(), MediaError> {
+    if !courier_proto::ids::is_valid_cid(media) || media.contains('/') || media.starts_with('.') {
+        return Err(MediaError::Transport(format!("bad media id {media:?}")));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

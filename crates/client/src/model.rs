@@ -4,6 +4,7 @@
 use courier_proto::{Conv, Invite, InviteState, Target};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 
 /// Where a message is on its way. Own messages go `pending → sent →
 /// delivered → read` (delivered/read only in DMs, from the peer's receipts),
@@ -82,12 +83,30 @@ pub struct MessageView {
     /// Why it failed, for `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// v1.1: when the newest edit was made (`body.text` holds its text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited: Option<i64>,
+    /// v1.1: per reaction key, the users with it on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, Vec<String>>,
+    /// v1.1: recalled by its sender or a channel owner/admin; `body` is
+    /// then `{}`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recalled: bool,
+    /// v1.1: when it was pinned, while pinned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<i64>,
 }
 
 impl MessageView {
     /// The text of a `text` message (or the file name of a file/image).
     pub fn text(&self) -> Option<&str> {
         self.body.get("text").or_else(|| self.body.get("name")).and_then(Value::as_str)
+    }
+
+    /// Whether `user` is among the body's `mentions` (v1.1).
+    pub fn mentions(&self, user: &str) -> bool {
+        self.body.get("mentions").and_then(Value::as_array).is_some_and(|a| a.iter().any(|u| u == user))
     }
 }
 
@@ -112,8 +131,13 @@ pub struct ConversationView {
     pub synced_seq: u64,
     /// This user's read cursor.
     pub read_seq: u64,
-    /// Messages of others after the read cursor that are stored locally.
+    /// Content messages of others after the read cursor that are stored
+    /// locally and not recalled (edits, reactions, … never count).
     pub unread: u64,
+    /// v1.1: of those, the ones whose `body.mentions` names this user.
+    pub mentions_unread: u64,
+    /// v1.1: the pinned messages' mids, oldest pin first.
+    pub pins: Vec<String>,
     /// For a DM: the peer's read cursor.
     pub peer_read_seq: u64,
     /// For a DM: the peer's receive cursor.

@@ -6,6 +6,12 @@
 //! session after `retry_after_ms` or a back-off; a lost session stops the
 //! drain (the next session resumes it from the store); any other error is
 //! permanent and marks the message `failed`.
+//!
+//! Relations (v1.1 edits, recalls, reactions, pins) ride the same queue;
+//! their outcome is reported as [`ClientEvent::MessageUpdated`] of their
+//! target (applied, or undone when refused), plus
+//! [`ClientEvent::ConversationUpdated`] when a pin or recall changes the
+//! conversation's pinned list or unread counts.
 
 use crate::backoff::{Backoff, BackoffConfig, Jitter, TokenBucket};
 use crate::conn::{RequestError, Transport};
@@ -47,6 +53,17 @@ pub struct Sender {
 }
 
 impl Sender {
+    /// A pin changes the conversation's pinned list, a recall its unread
+    /// counts: report the conversation.
+    fn conversation_changed(&self, kind: &str, conv: &Conv) -> Result<(), StoreError> {
+        if matches!(kind, "pin" | "recall")
+            && let Some(c) = self.store.conversation(&self.me, conv)?
+        {
+            (self.emit)(ClientEvent::ConversationUpdated { conversation: c });
+        }
+        Ok(())
+    }
+
     async fn pace(&self) {
         loop {
             let wait = self.bucket.lock().unwrap_or_else(|e| e.into_inner()).try_take();
@@ -79,6 +96,7 @@ impl Sender {
                     if let Some(view) = self.store.mark_sent(&self.me, &m.cid, &ok)? {
                         (self.emit)(ClientEvent::MessageUpdated { message: view });
                     }
+                    self.conversation_changed(&m.kind, conv)?;
                     backoff.reset();
                 }
                 Err(RequestError::Server(e)) if e.code == ErrorCode::RateLimited => {
@@ -95,6 +113,7 @@ impl Sender {
                     if let Some(view) = self.store.mark_failed(&self.me, &m.cid, &why)? {
                         (self.emit)(ClientEvent::MessageUpdated { message: view });
                     }
+                    self.conversation_changed(&m.kind, conv)?;
                 }
                 Err(other) => {
                     self.store.note_attempt(item.id, &other.to_string())?;

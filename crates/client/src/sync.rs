@@ -14,7 +14,7 @@ use crate::events::ClientEvent;
 use crate::model::InviteView;
 use crate::model::now_ms;
 use crate::store::StoreError;
-use courier_proto::{Conv, Event, HistoryOk, Msg, SyncOk};
+use courier_proto::{Conv, Event, FEATURE_V1_1, HistoryOk, Msg, SyncOk};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -40,8 +40,9 @@ pub enum SyncError {
 pub(crate) async fn full_sync(inner: &Arc<Inner>, session: &Session) -> Result<(usize, usize), SyncError> {
     let ok: SyncOk = serde_json::from_value(session.call(json!({"op": "sync"})).await?)?;
     let me = inner.me.as_str();
+    let v1_1 = inner.has_feature(FEATURE_V1_1);
     for c in &ok.conversations {
-        inner.store.apply_sync_conv(me, c)?;
+        inner.store.apply_sync_conv(me, c, v1_1)?;
     }
     for inv in &ok.invites {
         inner.store.upsert_invite(inv)?;
@@ -83,7 +84,7 @@ pub(crate) async fn fill(
         let reply =
             session.call(json!({"op": "history", "conv": conv, "after": after, "limit": page})).await?;
         let h: HistoryOk = serde_json::from_value(reply)?;
-        let n = apply(inner, &h.messages, false)?;
+        let n = apply(inner, &h.messages, Source::Page)?;
         added += n;
         let now = inner.store.synced_seq(conv)?;
         if !h.more || now == after {
@@ -109,18 +110,40 @@ fn skip_refused(conv: &Conv, r: Result<usize, SyncError>) -> Result<usize, SyncE
     }
 }
 
-fn apply(inner: &Arc<Inner>, msgs: &[Msg], live: bool) -> Result<usize, SyncError> {
-    let applied = inner.store.apply_messages(&inner.me, msgs)?;
-    let added = applied.added.len();
-    if live || added <= PER_MESSAGE_EVENTS_UP_TO {
+/// Where messages being applied come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A pushed `msg` event.
+    Live,
+    /// A `history` page (with aggregates when the server is v1.1).
+    Page,
+}
+
+/// Stores messages and reports them: content messages as added, relations
+/// only through the targets they changed. Returns how many rows were
+/// stored (content and relations).
+fn apply(inner: &Arc<Inner>, msgs: &[Msg], source: Source) -> Result<usize, SyncError> {
+    let applied = if source == Source::Page && inner.has_feature(FEATURE_V1_1) {
+        inner.store.apply_page(&inner.me, msgs)?
+    } else {
+        inner.store.apply_messages(&inner.me, msgs)?
+    };
+    let stored = applied.added.len() + applied.relations;
+    if source == Source::Live || stored <= PER_MESSAGE_EVENTS_UP_TO {
         for m in applied.added {
             inner.emit(ClientEvent::MessageAdded { message: m });
+        }
+        for m in applied.targets {
+            inner.emit(ClientEvent::MessageUpdated { message: m });
         }
     }
     for m in applied.updated {
         inner.emit(ClientEvent::MessageUpdated { message: m });
     }
-    Ok(added)
+    for conv in &applied.pins {
+        inner.emit_conversation(conv);
+    }
+    Ok(stored)
 }
 
 /// Handles one pushed event.
@@ -129,7 +152,7 @@ pub(crate) async fn handle_event(inner: &Arc<Inner>, session: &Session, ev: Even
     match ev {
         Event::Msg(m) => {
             let (conv, seq) = (m.conv.clone(), m.seq);
-            apply(inner, std::slice::from_ref(&m), true)?;
+            apply(inner, std::slice::from_ref(&m), Source::Live)?;
             if inner.store.synced_seq(&conv)? < seq {
                 tracing::debug!(%conv, seq, "gap detected; fetching");
                 skip_refused(&conv, fill(inner, session, &conv, Some(seq)).await)?;
@@ -150,14 +173,20 @@ pub(crate) async fn handle_event(inner: &Arc<Inner>, session: &Session, ev: Even
         }
         Event::Typing { conv, user } => inner.emit(ClientEvent::Typing { conv, user }),
         Event::Signal { from, to, body, ts } => inner.emit(ClientEvent::Signal { from, to, body, ts }),
-        Event::Member { channel, user, joined, removed } => {
+        Event::Member { channel, user, joined, removed, role } => {
             let conv = Conv::channel(&channel);
-            if user == me && joined {
+            // A role change comes as `joined` with a role: not a new member.
+            if user == me && joined && role.is_none() {
                 inner.store.ensure_conversation(me, &conv, 0)?;
                 fill(inner, session, &conv, None).await?;
                 inner.emit_conversation(&conv);
             }
-            inner.emit(ClientEvent::Member { channel, user, joined, removed });
+            // Removed by a moderator: the server no longer lets this user
+            // in; the messages stay in the local store (like `leave`).
+            if user == me && removed {
+                inner.store.forget_conversation(&conv)?;
+            }
+            inner.emit(ClientEvent::Member { channel, user, joined, removed, role });
         }
         Event::Presence(p) => {
             inner.emit(ClientEvent::Presence { user: p.user, online: p.online, last_seen: p.last_seen })

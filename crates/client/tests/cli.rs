@@ -174,3 +174,89 @@ async fn listen_prints_events_as_json_lines() {
     alice.stop().await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edit_react_pin_and_recall_from_the_command_line() {
+    let mut server = TestServer::started().await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let (code, help) = run(cli(&url, "dev:alice", a.path()), &["--help"]).await;
+    assert_eq!(code, 0);
+    for cmd in ["edit", "recall", "react", "pin"] {
+        assert!(help.lines().any(|l| l.trim_start().starts_with(cmd)), "--help lists {cmd}");
+    }
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["send", "@bob", "first take"]).await;
+    assert_eq!(code, 0);
+    let (_, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let mid = line["mid"].as_str().unwrap().to_owned();
+
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["edit", "@bob", &mid, "second take"]).await;
+    assert_eq!((code, out.trim()), (0, format!("edited dm:alice:bob {mid}").as_str()));
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["react", "@bob", &mid, "👍"]).await;
+    assert_eq!((code, out.trim()), (0, format!("reaction 👍 on dm:alice:bob {mid}").as_str()));
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["pin", "dm:alice:bob", &mid]).await;
+    assert_eq!(code, 0);
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("alice: second take (edited) [👍 alice] (pinned) (sent)"), "{out}");
+    assert!(out.contains(&format!("mid={mid}")), "history shows the mid to act on: {out}");
+    let (_, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["body"]["text"], "second take");
+    assert_eq!(line["reactions"], serde_json::json!({"👍": ["alice"]}));
+    assert!(line["edited"].is_i64() && line["pinned"].is_i64());
+    assert_eq!(out.lines().count(), 1, "relations are not listed as messages");
+
+    // Bad input: usage errors (2); an unknown message or a refusal (1).
+    for args in [
+        vec!["edit", "@bob", &mid, ""],
+        vec!["react", "@bob", &mid, ""],
+        vec!["react", "@bob", &mid, "this key is far longer than 32 bytes"],
+        vec!["pin", "bob", &mid],
+    ] {
+        let (code, _) = run(cli(&url, "dev:alice", a.path()), &args).await;
+        assert_eq!(code, 2, "{args:?}");
+    }
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["edit", "@bob", "m_nope", "x"]).await;
+    assert_eq!(code, 1);
+    let (code, _) = run(cli(&url, "dev:bob", b.path()), &["edit", "@alice", &mid, "not mine"]).await;
+    assert_eq!(code, 1, "only the sender may edit");
+
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["recall", "@bob", &mid]).await;
+    assert_eq!((code, out.trim()), (0, format!("recalled dm:alice:bob {mid}").as_str()));
+    let (code, out) = run(cli(&url, "dev:bob", b.path()), &["history", "@alice"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("alice: (message recalled)"), "{out}");
+    let (_, out) = run(cli(&url, "dev:bob", b.path()), &["search", "take"]).await;
+    assert!(out.is_empty(), "recalled text is not searchable: {out}");
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["react", "@bob", &mid, "👍", "--off"]).await;
+    assert_eq!(code, 1, "a recalled message takes no reactions");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_queued_while_unreachable_is_sent_by_a_later_command() {
+    let mut server = TestServer::started().await;
+    let a = tempfile::tempdir().unwrap();
+    let url = server.url();
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["send", "@bob", "hello"]).await;
+    assert_eq!(code, 0);
+    let (_, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let mid = line["mid"].as_str().unwrap().to_owned();
+    server.stop().await;
+    let (code, out) =
+        run(cli(&url, "dev:alice", a.path()), &["react", "@bob", &mid, "👋", "--wait", "1"]).await;
+    assert_eq!(code, 3, "queued");
+    assert!(out.starts_with("queued reaction 👋 on"), "{out}");
+    server.start().await;
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["sync", "--wait", "30"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("outbox: 0 queued"), "{out}");
+    let (_, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["reactions"], serde_json::json!({"👋": ["alice"]}));
+    assert_eq!(line["status"], "sent");
+    server.stop().await;
+}

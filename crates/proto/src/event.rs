@@ -363,13 +363,17 @@ pub enum Event {
     Typing { conv: Conv, user: String },
     /// An ephemeral signal.
     Signal { from: String, to: Target, body: Map<String, Value>, ts: i64 },
-    /// Channel membership changed.
+    /// Channel membership changed. v1.1: `removed` when an owner or admin
+    /// removed the user; `role` (an extension) when a member's role changed
+    /// (then `joined` is true).
     Member {
         channel: String,
         user: String,
         joined: bool,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         removed: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role: Option<Role>,
     },
     /// A watched user's presence changed.
     Presence(Presence),
@@ -536,10 +540,25 @@ mod tests {
 
     #[test]
     fn member_event_omits_removed_when_false() {
-        let e = Event::Member { channel: "c".into(), user: "u".into(), joined: true, removed: false };
+        let e =
+            Event::Member { channel: "c".into(), user: "u".into(), joined: true, removed: false, role: None };
         assert_eq!(
             serde_json::to_string(&e).unwrap(),
             r#"{"ev":"member","channel":"c","user":"u","joined":true}"#
         );
+    }
+
+    #[test]
+    fn member_event_carries_a_changed_role() {
+        let e = Event::Member {
+            channel: "c".into(),
+            user: "u".into(),
+            joined: true,
+            removed: false,
+            role: Some(Role::Admin),
+        };
+        let s = serde_json::to_string(&e).unwrap();
+        assert_eq!(s, r#"{"ev":"member","channel":"c","user":"u","joined":true,"role":"admin"}"#);
+        assert_eq!(ServerFrame::decode(&s).unwrap(), ServerFrame::Event(Box::new(e)));
     }
 }

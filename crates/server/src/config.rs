@@ -30,8 +30,13 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Time a new socket has to send `hello`.
     pub hello_timeout_ms: u64,
-    /// Limits announced to clients and enforced.
+    /// Limits announced to clients and enforced, including the v1.1 edit
+    /// and recall windows (`limits.edit_window_s`, `limits.recall_window_s`;
+    /// left out, they get the reference defaults at validation).
     pub limits: Limits,
+    /// Server admins: user ids that act as owner of every channel
+    /// (including the default channels, which have no owner).
+    pub admin_users: Vec<String>,
     /// Largest media upload.
     pub max_media_bytes: usize,
     /// Public channels that exist from the start.
@@ -76,6 +81,7 @@ impl Default for Config {
             heartbeat_ms: 15_000,
             hello_timeout_ms: 10_000,
             limits: Limits::default(),
+            admin_users: Vec::new(),
             max_media_bytes: 10 * 1024 * 1024,
             default_channels: vec!["lobby".into(), "random".into(), "tech".into()],
             outbound_queue: 1024,
@@ -146,6 +152,10 @@ impl Config {
         if implied_dev {
             self.dev_auth = true;
         }
+        // A `[limits]` table written before v1.1 has no windows.
+        let reference = Limits::default();
+        self.limits.edit_window_s = self.limits.edit_window_s.or(reference.edit_window_s);
+        self.limits.recall_window_s = self.limits.recall_window_s.or(reference.recall_window_s);
         let l = &self.limits;
         let checks = [
             (self.max_connections >= 1, "max_connections must be at least 1"),
@@ -160,6 +170,10 @@ impl Config {
             (l.history_page >= 1, "limits.history_page must be at least 1"),
             (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
             (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
+            (
+                l.edit_window_s.is_some_and(|s| s >= 1) && l.recall_window_s.is_some_and(|s| s >= 1),
+                "limits.edit_window_s and limits.recall_window_s must be at least 1 (seconds)",
+            ),
         ];
         for (ok, why) in checks {
             if !ok {
@@ -169,8 +183,18 @@ impl Config {
         if let Some(bad) = self.default_channels.iter().find(|c| !courier_proto::ids::is_valid_channel(c)) {
             return Err(ConfigError::Invalid(format!("default channel `{bad}` is not a valid name")));
         }
+        if let Some(bad) = self.admin_users.iter().find(|u| !courier_proto::ids::is_valid_user(u)) {
+            return Err(ConfigError::Invalid(format!(
+                "admin user `{bad}` is not a valid user id: use 1-64 of A-Z a-z 0-9 _ . -"
+            )));
+        }
         self.validate_cluster()?;
         Ok(implied_dev)
+    }
+
+    /// Whether `user` is a server admin (acts as owner of every channel).
+    pub fn is_server_admin(&self, user: &str) -> bool {
+        self.admin_users.iter().any(|a| a == user)
     }
 
     /// Whether this is a cluster node (PostgreSQL and Redis configured).
@@ -249,6 +273,23 @@ mod tests {
         assert_eq!(c.limits.history_page, 10);
         assert_eq!(c.max_connections, 10_000);
         assert!(toml::from_str::<Config>("hartbeat_ms = 1").is_err());
+    }
+
+    #[test]
+    fn windows_default_when_a_limits_table_lacks_them_and_admins_are_checked() {
+        let mut c: Config = toml::from_str(
+            "admin_users = [\"root\"]\n[limits]\nmax_frame_bytes = 4096\nmax_body_bytes = 1024\n\
+             send_per_sec = 5\nsend_burst = 5\nhistory_page = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.limits.edit_window_s, None, "a v1 [limits] table");
+        c.validate().unwrap();
+        assert_eq!((c.limits.edit_window_s, c.limits.recall_window_s), (Some(172_800), Some(86_400)));
+        assert!(c.is_server_admin("root") && !c.is_server_admin("rooty"));
+        c.limits.recall_window_s = Some(0);
+        assert!(c.validate().unwrap_err().to_string().contains("recall_window_s"));
+        let mut c = Config { admin_users: vec!["no spaces".into()], ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("admin user"));
     }
 
     #[test]

@@ -104,6 +104,14 @@ fn offers_subprotocol(headers: &HeaderMap) -> bool {
         .any(|p| p.trim() == SUBPROTOCOL)
 }
 
+/// The largest frame a session writes. `max_frame_bytes` limits what
+/// clients send; a reply can be far larger (a `history` page of 200 bodies
+/// near `max_body_bytes`, or with many reactions), and tungstenite fails a
+/// write bigger than its write buffer's cap, ending the session. 16 MiB is
+/// what the client core accepts. Memory is still bounded per session: the
+/// buffer only holds what one write batch produces.
+const MAX_REPLY_BYTES: usize = 16 << 20;
+
 async fn ws_upgrade(
     State(st): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -122,7 +130,7 @@ async fn ws_upgrade(
     ws.protocols([SUBPROTOCOL])
         .read_buffer_size(c.ws_read_buffer)
         .write_buffer_size(c.ws_write_buffer)
-        .max_write_buffer_size(c.ws_write_buffer.max(max) * 4)
+        .max_write_buffer_size(c.ws_write_buffer + MAX_REPLY_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
         .on_upgrade(move |socket| session::run(socket, st2))

@@ -43,6 +43,16 @@ struct Cli {
     /// This node's id in a cluster [default: random]
     #[arg(long, env = "COURIER_NODE_ID", value_name = "ID")]
     node_id: Option<String>,
+    /// Seconds after a message during which its sender may edit it [default: 172800]
+    #[arg(long, env = "COURIER_EDIT_WINDOW_S", value_name = "N")]
+    edit_window_s: Option<u64>,
+    /// Seconds after a message during which its sender may recall it [default: 86400]
+    #[arg(long, env = "COURIER_RECALL_WINDOW_S", value_name = "N")]
+    recall_window_s: Option<u64>,
+    /// A server admin: acts as owner of every channel (repeatable; the
+    /// environment variable takes a comma-separated list)
+    #[arg(long = "admin-user", env = "COURIER_ADMIN_USERS", value_name = "USER", value_delimiter = ',')]
+    admin_users: Vec<String>,
     /// TOML configuration file; flags and environment variables override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -98,6 +108,15 @@ fn config_from(cli: Cli) -> anyhow::Result<Config> {
     }
     if cli.node_id.is_some() {
         config.node_id = cli.node_id;
+    }
+    if cli.edit_window_s.is_some() {
+        config.limits.edit_window_s = cli.edit_window_s;
+    }
+    if cli.recall_window_s.is_some() {
+        config.limits.recall_window_s = cli.recall_window_s;
+    }
+    if !cli.admin_users.is_empty() {
+        config.admin_users = cli.admin_users.into_iter().map(|u| u.trim().to_owned()).collect();
     }
     Ok(config)
 }

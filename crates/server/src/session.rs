@@ -131,7 +131,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<(SessionCtx
         server_time: now_ms(),
         heartbeat_ms: st.config.heartbeat_ms,
         limits: st.config.limits,
-        features: Vec::new(),
+        features: vec![courier_proto::FEATURE_V1_1.to_owned()],
     };
     let ses = SessionCtx {
         user: handle.user.clone(),

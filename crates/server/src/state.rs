@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::hub::{ChannelCache, Hub, PresenceChange};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreResult, Transition};
-use courier_proto::{Conv, Event, Invite, InviteState, Msg, Presence};
+use courier_proto::{Conv, Event, Invite, InviteState, Msg, Presence, Role};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
@@ -49,6 +49,15 @@ impl AppState {
         let Some(row) = self.store.channel(name).await? else { return Ok(None) };
         let members = self.store.members(name).await?;
         Ok(Some(self.hub.cache_channel(name, ChannelCache::new(row.private, members))))
+    }
+
+    /// `user`'s role in a channel as it counts for permissions: a server
+    /// admin acts as owner of every channel; `None` for a non-member.
+    pub async fn channel_role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {
+        if self.config.is_server_admin(user) {
+            return Ok(Some(Role::Owner));
+        }
+        self.store.role(channel, user).await
     }
 
     /// Whether `user` may read and write `conv`.

@@ -4,6 +4,7 @@ import type { MockTransport } from '../services/mockTransport'
 import { handleShortcut } from './useShortcuts'
 import { useUiStore } from '../stores/ui'
 import { useConversationsStore } from '../stores/conversations'
+import { useMessagesStore } from '../stores/messages'
 
 let t: MockTransport
 const key = (k: string, mods: Partial<KeyboardEventInit> = {}) => new KeyboardEvent('keydown', { key: k, ...mods })
@@ -54,5 +55,21 @@ describe('keyboard shortcuts', () => {
     expect(c.activeConv).toBe('dm:b:me')
     handleShortcut(key('ArrowUp', { altKey: true }))
     expect(c.activeConv).toBe('dm:a:me')
+  })
+
+  it('Esc cancels an inline edit before closing panels, and answers an open confirmation first', async () => {
+    const ui = useUiStore()
+    const messages = useMessagesStore()
+    ui.rightPanel = 'members'
+    messages.editing = { conv: 'dm:a:me', cid: 'c1' }
+    const answer = ui.confirm({ title: 'actions.recallTitle', message: 'actions.recallBody', confirm: 'actions.recall' })
+    handleShortcut(key('Escape'))
+    expect(await answer).toBe(false)
+    expect(messages.editing).not.toBeNull()
+    handleShortcut(key('Escape'))
+    expect(messages.editing).toBeNull()
+    expect(ui.rightPanel).toBe('members')
+    handleShortcut(key('Escape'))
+    expect(ui.rightPanel).toBeNull()
   })
 })

@@ -1,8 +1,10 @@
 // Global keyboard shortcuts: Ctrl/⌘+K quick switcher, Ctrl/⌘+F search,
-// Esc closes panels, Alt+↑/↓ moves between conversations.
+// Esc closes dialogs, then cancels an inline edit, then closes panels;
+// Alt+↑/↓ moves between conversations.
 import { onBeforeUnmount, onMounted } from 'vue'
 import { useUiStore } from '../stores/ui'
 import { useConversationsStore } from '../stores/conversations'
+import { useMessagesStore } from '../stores/messages'
 
 export function handleShortcut(e: KeyboardEvent): boolean {
   const ui = useUiStore()
@@ -18,7 +20,14 @@ export function handleShortcut(e: KeyboardEvent): boolean {
     ui.searchFocusTick++
     return true
   }
-  if (e.key === 'Escape') return ui.closeTop()
+  if (e.key === 'Escape') {
+    const messages = useMessagesStore()
+    if (!ui.confirming && !ui.lightbox && !ui.dialog && messages.editing) {
+      messages.cancelEdit()
+      return true
+    }
+    return ui.closeTop()
+  }
   if (e.altKey && !mod && (e.key === 'ArrowUp' || e.key === 'ArrowDown')) {
     useConversationsStore().step(e.key === 'ArrowUp' ? -1 : 1)
     ui.narrowView = 'chat'

@@ -4,7 +4,8 @@
 //   ?signin          first-run screen
 //   ?theme=dark|light  ?lang=en|zh-CN
 //   ?open=<conv>     open a conversation (e.g. dm:alice:me, ch:lobby)
-//   ?panel=members|search|info  ?q=<search>
+//   ?panel=members|search|info|pins  ?q=<search>
+//   ?removed=<channel>  the user was removed from that channel (v1.1)
 //   ?call=incoming|outgoing|elsewhere   ?conn=reconnecting|offline|connecting
 //   ?dialog=settings|channels|switcher
 //   ?still           no transitions (exact screenshots)
@@ -39,7 +40,13 @@ export async function applyScene(params: URLSearchParams): Promise<void> {
     ui.narrowView = 'chat'
   }
   const panel = params.get('panel')
-  if (panel === 'members' || panel === 'search' || panel === 'info') ui.rightPanel = panel
+  if (panel === 'members' || panel === 'search' || panel === 'info' || panel === 'pins') ui.rightPanel = panel
+  const removed = params.get('removed')
+  if (removed) {
+    t.memberLists.set(removed, (t.memberLists.get(removed) ?? []).filter((m) => m.user !== t.me))
+    t.removedFrom.set(removed, new Set([t.me]))
+    t.emit({ type: 'member', channel: removed, user: t.me, joined: false, removed: true })
+  }
   const q = params.get('q')
   if (q) await useSearchStore().run(q)
   const dialog = params.get('dialog')

@@ -1,7 +1,11 @@
 // Seeds a MockTransport with a few believable conversations, so the UI can
 // be looked at in a browser without Tauri. Not used by the real app.
+// v1.1 on show: reactions, an edited message, recalled ones, pins, a
+// mention of the user, a forwarded message, channel roles (the user owns
+// #design, is an admin of #tech and #core-team, a plain member of #lobby).
 import { channelConv, dmConv } from '../types/ids'
 import type { MessageView } from '../types/model'
+import type { Role } from '../types/protocol'
 import { MockTransport } from './mockTransport'
 
 const MIN = 60_000
@@ -41,9 +45,19 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
     { channel: 'core-team', title: 'Core team', topic: '', private: true, members: 4 },
   ]
   const allMembers = [me, ...people.map((p) => p.user)]
+  // Roles per channel (everyone else a member). Default channels like #lobby have no owner.
+  const roles: Record<string, Record<string, Role>> = {
+    tech: { bruno: 'owner', [me]: 'admin' },
+    design: { [me]: 'owner', sam: 'admin' },
+    'core-team': { alice: 'owner', [me]: 'admin' },
+  }
+  const design = ['sam', me, 'alice', 'priya']
   for (const c of t.channelList) {
     const n = Math.min(allMembers.length, Math.max(3, c.members))
-    t.memberLists.set(c.channel, allMembers.slice(0, n).map((u) => ({ user: u, online: u === me || (t.presence.get(u)?.online ?? false) })))
+    const users = c.channel === 'design' ? design : allMembers.slice(0, n)
+    t.memberLists.set(c.channel, users.map((u) => ({
+      user: u, online: u === me || (t.presence.get(u)?.online ?? false), role: roles[c.channel]?.[u] ?? 'member',
+    })))
   }
 
   t.mediaUrls.set('m_demo_sunset', demoPicture(20, 280))
@@ -54,17 +68,18 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   t.addConversation({ conv: a })
   const aliceLines: Array<[string, string, number, Partial<MessageView>?]> = [
     ['alice', 'Morning! Did you see the new build?', -DAY - 3 * HOUR],
-    [me, 'Yes — startup feels much faster.', -DAY - 3 * HOUR + 2 * MIN],
-    [me, 'The cold start is under a second on my laptop.', -DAY - 3 * HOUR + 3 * MIN],
+    [me, 'Yes — startup feels much faster.', -DAY - 3 * HOUR + 2 * MIN, { reactions: { '👍': ['alice'] } }],
+    [me, 'The cold start is under half a second on my laptop.', -DAY - 3 * HOUR + 3 * MIN, { edited: now - DAY - 3 * HOUR + 9 * MIN }],
     ['alice', 'Nice. Release notes are at https://example.com/courier/releases — have a look.', -DAY - 2 * HOUR],
     [me, 'Run `npm run ui:dev` to try the browser demo.\nIt uses the mock transport.', -3 * HOUR],
     ['alice', '', -2 * HOUR, { kind: 'image', body: { media: 'm_demo_sunset', mime: 'image/svg+xml', size: 48213, name: 'sunset.png', width: 640, height: 480 } }],
-    ['alice', 'From the offsite 🌅', -2 * HOUR + 20_000],
-    [me, '🎉🎉', -2 * HOUR + 2 * MIN],
+    ['alice', 'From the offsite 🌅', -2 * HOUR + 20_000, { reactions: { '😍': [me], '🔥': [me, 'alice'] } }],
+    [me, '🎉🎉', -2 * HOUR + 2 * MIN, { reactions: { '🎉': ['alice'] } }],
     [me, 'Can you send me the protocol PDF?', -40 * MIN],
-    ['alice', '', -35 * MIN, { kind: 'file', body: { media: 'm_demo_pdf', mime: 'application/pdf', size: 1_482_113, name: 'courier-protocol-v1.pdf' } }],
+    ['alice', '', -35 * MIN, { kind: 'file', body: { media: 'm_demo_pdf', mime: 'application/pdf', size: 1_482_113, name: 'courier-protocol-v1.pdf' }, pinned: now - 30 * MIN }],
     ['alice', 'Here you go. §7 has the call invitations.', -34 * MIN],
     ['alice', 'Also: <img src=x onerror=alert(1)> renders as text, right?', -6 * MIN],
+    ['alice', '', -5 * MIN, { recalled: true, body: {} }],
   ]
   for (const [from, text, dt, extra] of aliceLines) {
     t.addMessage({ conv: a, from, ts: now + dt, body: { text }, ...extra })
@@ -105,22 +120,38 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   // Channels.
   const lobby = channelConv('lobby')
   t.addConversation({ conv: lobby })
-  const lobbyLines: Array<[string, string, number]> = [
-    ['sam', 'Welcome to Courier, everyone 👋', -26 * HOUR],
+  const lobbyLines: Array<[string, string, number, Partial<MessageView>?]> = [
+    ['sam', 'Welcome to Courier, everyone 👋', -26 * HOUR, { reactions: { '👋': ['alice', 'li.lei', 'bruno', me], '❤️': ['alice'] } }],
     ['alice', 'Hi all!', -26 * HOUR + MIN],
     ['li.lei', '大家好！', -25 * HOUR],
-    ['bruno', 'Server maintenance tonight at 22:00 UTC, expect a short reconnect.', -4 * HOUR],
+    ['bruno', 'Server maintenance tonight at 22:00 UTC, expect a short reconnect.', -4 * HOUR, { reactions: { '👍': ['sam', 'alice'], '🙏': [me] } }],
     ['sam', 'Thanks for the heads-up.', -4 * HOUR + 2 * MIN],
+    ['bruno', '', -3 * HOUR, { recalled: true, body: {} }],
     ['sam', 'Design review moved to Thursday.', -12 * MIN],
+    ['sam', `@${me} could you look at the release checklist before then? @alice has the draft.`, -11 * MIN],
   ]
-  for (const [from, text, dt] of lobbyLines) t.addMessage({ conv: lobby, from, ts: now + dt, body: { text } })
-  Object.assign(t.convs.get(lobby)!, { read_seq: 4, unread: 2 })
+  for (const [from, text, dt, extra] of lobbyLines) {
+    const mentions = [...text.matchAll(/@([A-Za-z0-9_-]+)/g)].map((m) => m[1])
+    t.addMessage({ conv: lobby, from, ts: now + dt, body: mentions.length ? { text, mentions } : { text }, ...extra })
+  }
+  Object.assign(t.convs.get(lobby)!, { read_seq: 5, unread: 2, mentions_unread: 1 })
 
   const tech = channelConv('tech')
   t.addConversation({ conv: tech })
   t.addMessage({ conv: tech, from: 'bruno', ts: now - 3 * DAY, body: { text: 'The FTS5 index makes local search instant.' } })
   t.addMessage({ conv: tech, from: me, ts: now - 3 * DAY + 5 * MIN, body: { text: 'Agreed, and `history before=` pages are cheap.' } })
-  Object.assign(t.convs.get(tech)!, { read_seq: 2, unread: 0 })
+  const notes = t.messages.get(a)!.find((m) => String(m.body.text).startsWith('Nice. Release notes'))!
+  t.addMessage({ conv: tech, from: me, ts: now - 50 * MIN, body: { text: notes.body.text, forwarded_from: { conv: a, mid: notes.mid, from: 'alice' } } })
+  t.addMessage({ conv: tech, from: 'bruno', ts: now - 45 * MIN, body: { text: 'Reminder: the v1.1 relation kinds ride on the message stream, so sync carries them for free.' }, pinned: now - 44 * MIN, reactions: { '💡': [me, 'sam'] } })
+  Object.assign(t.convs.get(tech)!, { read_seq: 4, unread: 0 })
+
+  // #design: this user is the owner (members panel shows role management).
+  const dsg = channelConv('design')
+  t.addConversation({ conv: dsg })
+  t.addMessage({ conv: dsg, from: 'sam', ts: now - 2 * DAY, body: { text: 'New icon set is up for review — feedback welcome!' }, pinned: now - 2 * DAY + HOUR })
+  t.addMessage({ conv: dsg, from: me, ts: now - 2 * DAY + 30 * MIN, body: { text: `Looks great @sam, pinned it for the team.`, mentions: ['sam'] } })
+  t.addMessage({ conv: dsg, from: 'priya', ts: now - DAY, body: { text: 'Spacing scale doc: https://example.com/design/spacing' }, pinned: now - DAY + MIN })
+  Object.assign(t.convs.get(dsg)!, { read_seq: 3, unread: 0 })
 
   // 100,000 generated messages: for the virtualized list.
   const hist = channelConv('history')

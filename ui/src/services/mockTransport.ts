@@ -1,10 +1,16 @@
 // An in-memory Transport: scriptable for tests (emit events, inspect calls,
 // make the next call fail) and, with `demo: true`, a small living backend so
 // the UI can be looked at in a plain browser (`npm run ui:dev`).
+//
+// The v1.1 actions follow protocol §11 as the server applies them: edit and
+// recall windows from the target's ts, own-message checks, channel roles
+// (owner/admin pin, recall anything, remove members), no relation to a
+// recalled message (`conflict`). Each relation takes a seq in its
+// conversation like on the server, so the UI sees the same seq gaps.
 import type { ClientEvent, ConnectionEvent } from '../types/events'
 import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
-import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Target } from '../types/protocol'
-import type { Account, ConnectConfig, Settings, TransportError } from '../types/app'
+import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role, Target } from '../types/protocol'
+import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } from '../types/app'
 import { DEFAULT_SETTINGS } from '../types/app'
 import { channelConv, channelOf, dmConv, peerOf } from '../types/ids'
 import type { DeepLink, DeepLinkHandler, EventHandler, Notice, NoticeHandler, ProgressHandler, SettingsHandler, Transport, Unsubscribe } from './transport'
@@ -25,6 +31,14 @@ export interface MockOptions {
 export interface MockCall {
   method: string
   args: unknown[]
+}
+
+/** Kinds a relation (edit, recall, reaction, pin) may target. */
+const CONTENT_KINDS = ['text', 'image', 'file', 'custom']
+const MAX_REACTION_KEY_BYTES = 32
+
+function fail(code: string, message: string): never {
+  throw { code, message } satisfies TransportError
 }
 
 let cidCounter = 0
@@ -53,6 +67,12 @@ export class MockTransport implements Transport {
   opened: string[] = []
   /** What `lastDeepLink()` returns (a cold start by a link); null by default. */
   pendingDeepLink: DeepLink | null = null
+  /** What `serverInfo()` answers: a v1.1 server with the reference windows by default. */
+  serverInfoValue: ServerInfo = { features: ['v1.1'], edit_window_s: 172_800, recall_window_s: 86_400 }
+  /** Server admins act as owner of every channel (§11). */
+  serverAdmins = new Set<string>()
+  /** channel → users removed by an owner/admin: they cannot `join` until added again. */
+  removedFrom = new Map<string, Set<string>>()
   private handlers = new Set<EventHandler>()
   private deepLinkHandlers = new Set<DeepLinkHandler>()
   private noticeHandlers = new Set<NoticeHandler>()
@@ -117,6 +137,8 @@ export class MockTransport implements Transport {
       unread: 0,
       peer_read_seq: 0,
       peer_recv_seq: 0,
+      mentions_unread: 0,
+      pins: [],
       ...c,
     }
     this.convs.set(c.conv, view)
@@ -145,8 +167,12 @@ export class MockTransport implements Transport {
       conv.last_seq = Math.max(conv.last_seq, msg.seq)
       conv.synced_seq = conv.last_seq
       conv.last_ts = msg.ts ?? conv.last_ts
-      if (msg.from !== this.me && msg.seq > conv.read_seq) conv.unread += 1
+      if (msg.from !== this.me && msg.seq > conv.read_seq && !msg.recalled) {
+        conv.unread += 1
+        if (mentionsOf(msg).includes(this.me)) conv.mentions_unread += 1
+      }
       if (msg.from === this.me) conv.read_seq = Math.max(conv.read_seq, msg.seq)
+      if (msg.pinned && msg.mid && !conv.pins.includes(msg.mid)) conv.pins = [...conv.pins, msg.mid]
     }
     return msg
   }
@@ -258,6 +284,7 @@ export class MockTransport implements Transport {
       this.emit({ type: 'receipt', conv: msg.conv, user: peer, recv_seq: conv.peer_recv_seq, read_seq: conv.peer_read_seq })
       this.emit({ type: 'typing', conv: msg.conv, user: peer })
     })
+    if (/\bthanks?\b|thank you|谢谢/i.test(text)) this.later(2200, () => this.applyReaction(msg, peer, '❤️', true))
     if (text && this.presence.get(peer)?.online) {
       this.later(3800, () => {
         this.receive({ conv: msg.conv, from: peer, body: { text: replyFor(text) } })
@@ -265,10 +292,13 @@ export class MockTransport implements Transport {
     }
   }
 
-  async sendText(to: Target, text: string, replyTo?: string) {
-    this.record('sendText', [to, text, replyTo])
+  async sendText(to: Target, text: string, replyTo?: string, mentions?: string[]) {
+    this.record('sendText', mentions === undefined ? [to, text, replyTo] : [to, text, replyTo, mentions])
     if (!text) throw { code: 'bad_request', message: 'a text message needs non-empty text' }
-    return this.queue(to, 'text', { text }, replyTo)
+    const conv = this.convOfTarget(to)
+    // The server keeps only mentions of members of the conversation.
+    const kept = [...new Set(mentions ?? [])].filter((u) => this.isMember(conv, u))
+    return this.queue(to, 'text', kept.length ? { text, mentions: kept } : { text }, replyTo)
   }
 
   async sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
@@ -349,9 +379,11 @@ export class MockTransport implements Transport {
     if (gen) {
       const storedBelow = stored.filter((m) => m.seq! < upper)
       const top = Math.min(upper - 1, gen.count)
-      const fromGen: MessageView[] = []
-      for (let s = Math.max(1, top - limit + 1); s <= top; s++) fromGen.push(gen.make(s))
-      page = [...fromGen, ...storedBelow].sort((a, b) => a.seq! - b.seq!).slice(-limit)
+      const bySeq = new Map<number, MessageView>()
+      for (let s = Math.max(1, top - limit + 1); s <= top; s++) bySeq.set(s, gen.make(s))
+      // Stored copies (a generated message that was reacted to, edited…) win.
+      for (const m of storedBelow) bySeq.set(m.seq!, m)
+      page = [...bySeq.values()].sort((a, b) => a.seq! - b.seq!).slice(-limit)
     } else {
       page = stored.filter((m) => m.seq! < upper).slice(-limit)
     }
@@ -386,7 +418,9 @@ export class MockTransport implements Transport {
     const to = seq ?? c.last_seq
     if (to > c.read_seq || c.unread > 0) {
       c.read_seq = Math.max(c.read_seq, to)
-      c.unread = (this.messages.get(conv) ?? []).filter((m) => m.from !== this.me && m.seq !== null && m.seq > c.read_seq).length
+      const unread = (this.messages.get(conv) ?? []).filter((m) => m.from !== this.me && m.seq !== null && m.seq > c.read_seq && !m.recalled)
+      c.unread = unread.length
+      c.mentions_unread = unread.filter((m) => mentionsOf(m).includes(this.me)).length
       this.emit({ type: 'conversation_updated', conversation: { ...c } })
     }
   }
@@ -416,10 +450,14 @@ export class MockTransport implements Transport {
     this.record('join', [channel])
     const info = this.channelList.find((c) => c.channel === channel)
     if (!info || info.private) throw { code: 'forbidden', message: 'forbidden' }
-    info.members += 1
+    if (this.removedFrom.get(channel)?.has(this.me)) fail('forbidden', 'you were removed from this channel')
     const conv = channelConv(channel)
     if (!this.convs.has(conv)) this.addConversation({ conv, last_ts: Date.now() })
-    this.memberLists.set(channel, [...(this.memberLists.get(channel) ?? []), { user: this.me, online: true }])
+    const list = this.memberLists.get(channel) ?? []
+    if (!list.some((m) => m.user === this.me)) {
+      info.members += 1
+      this.memberLists.set(channel, [...list, { user: this.me, online: true, role: 'member' }])
+    }
     this.emit({ type: 'conversation_updated', conversation: { ...this.convs.get(conv)! } })
     return conv
   }
@@ -427,13 +465,23 @@ export class MockTransport implements Transport {
   async leave(channel: string) {
     this.record('leave', [channel])
     this.convs.delete(channelConv(channel))
+    const list = (this.memberLists.get(channel) ?? []).filter((m) => m.user !== this.me)
+    // An owner who leaves hands over to the longest-standing admin, else member (list order = join order).
+    const wasOwner = (this.memberLists.get(channel) ?? []).some((m) => m.user === this.me && m.role === 'owner')
+    if (wasOwner && list.length) {
+      const heir = list.find((m) => m.role === 'admin') ?? list[0]
+      heir.role = 'owner'
+    }
+    this.memberLists.set(channel, list)
+    const info = this.channelList.find((c) => c.channel === channel)
+    if (info) info.members = list.length
   }
 
   async createChannel(channel: string, title: string, topic: string, isPrivate: boolean) {
     this.record('createChannel', [channel, title, topic, isPrivate])
     if (this.channelList.some((c) => c.channel === channel)) throw { code: 'conflict', message: 'the name exists' }
     this.channelList.push({ channel, title, topic, private: isPrivate, members: 1 })
-    this.memberLists.set(channel, [{ user: this.me, online: true }])
+    this.memberLists.set(channel, [{ user: this.me, online: true, role: 'owner' }])
     const conv = channelConv(channel)
     const view = this.addConversation({ conv, last_ts: Date.now() })
     this.emit({ type: 'conversation_updated', conversation: { ...view } })
@@ -443,8 +491,10 @@ export class MockTransport implements Transport {
   async addMember(channel: string, user: string) {
     this.record('addMember', [channel, user])
     const list = this.memberLists.get(channel) ?? []
-    if (!list.some((m) => m.user === user)) list.push({ user, online: this.presence.get(user)?.online ?? false })
+    if (!list.some((m) => m.user === this.me) && !this.serverAdmins.has(this.me)) fail('forbidden', 'forbidden')
+    if (!list.some((m) => m.user === user)) list.push({ user, online: this.presence.get(user)?.online ?? false, role: 'member' })
     this.memberLists.set(channel, list)
+    this.removedFrom.get(channel)?.delete(user)
     const info = this.channelList.find((c) => c.channel === channel)
     if (info) info.members = list.length
     this.emit({ type: 'member', channel, user, joined: true, removed: false })
@@ -453,6 +503,212 @@ export class MockTransport implements Transport {
   async members(channel: string) {
     this.record('members', [channel])
     return (this.memberLists.get(channel) ?? []).map((m) => ({ ...m, online: this.presence.get(m.user)?.online ?? m.online }))
+  }
+
+  async setRole(channel: string, user: string, role: Role) {
+    this.record('setRole', [channel, user, role])
+    if (this.roleIn(channel, this.me) !== 'owner') fail('forbidden', 'only the channel owner may change roles')
+    const list = this.memberLists.get(channel) ?? []
+    const target = list.find((m) => m.user === user)
+    if (!target) fail('not_found', `${user} is not a member of #${channel}`)
+    if (user === this.me) fail('bad_request', 'the owner keeps their role; transfer ownership to someone else')
+    if (role === 'owner') {
+      // Transfer: the old owner becomes an admin.
+      const old = list.find((m) => m.role === 'owner')
+      if (old) {
+        old.role = 'admin'
+        this.emit({ type: 'member', channel, user: old.user, joined: true, removed: false, role: 'admin' })
+      }
+    }
+    target.role = role
+    this.emit({ type: 'member', channel, user, joined: true, removed: false, role })
+  }
+
+  async removeMember(channel: string, user: string) {
+    this.record('removeMember', [channel, user])
+    const mine = this.roleIn(channel, this.me)
+    if (mine === null) fail('forbidden', 'forbidden')
+    if (user === this.me) fail('bad_request', 'leave the channel instead')
+    const list = this.memberLists.get(channel) ?? []
+    const target = list.find((m) => m.user === user)
+    if (!target) fail('not_found', `${user} is not a member of #${channel}`)
+    const allowed = mine === 'owner' || (mine === 'admin' && target.role === 'member')
+    if (!allowed) fail('forbidden', mine === 'admin' ? 'admins may remove plain members only' : 'only an owner or admin may remove members')
+    this.memberLists.set(channel, list.filter((m) => m.user !== user))
+    const banned = this.removedFrom.get(channel) ?? new Set<string>()
+    banned.add(user)
+    this.removedFrom.set(channel, banned)
+    const info = this.channelList.find((c) => c.channel === channel)
+    if (info) info.members = Math.max(0, info.members - 1)
+    this.emit({ type: 'member', channel, user, joined: false, removed: true })
+  }
+
+  /** The role of `user` in `channel` (server admins act as owner), or null for a non-member. */
+  roleIn(channel: string, user: string): Role | null {
+    if (this.serverAdmins.has(user)) return 'owner'
+    return this.memberLists.get(channel)?.find((m) => m.user === user)?.role ?? null
+  }
+
+  private isMember(conv: Conv, user: string): boolean {
+    const ch = channelOf(conv)
+    if (ch !== null) return (this.memberLists.get(ch) ?? []).some((m) => m.user === user)
+    return conv.slice(3).split(':').includes(user)
+  }
+
+  // ---- v1.1 message actions (§11) ---------------------------------------------
+
+  async serverInfo() {
+    this.record('serverInfo', [])
+    return structuredClone(this.serverInfoValue)
+  }
+
+  /** The content message `mid` of `conv` (a generated one is stored on first use), or not_found. */
+  private target(conv: Conv, mid: string): MessageView {
+    const list = this.messages.get(conv) ?? []
+    const found = list.find((m) => m.mid === mid)
+    if (found) {
+      if (!CONTENT_KINDS.includes(found.kind)) fail('forbidden', 'a relation cannot target a relation')
+      return found
+    }
+    const gen = this.generated.get(conv)
+    const seq = Number(mid.split(':').pop())
+    if (gen && Number.isInteger(seq) && seq >= 1 && seq <= gen.count) {
+      const m = gen.make(seq)
+      if (m.mid === mid) {
+        const i = list.findIndex((x) => x.seq !== null && x.seq > seq)
+        list.splice(i < 0 ? list.length : i, 0, m)
+        this.messages.set(conv, list)
+        return m
+      }
+    }
+    fail('not_found', 'no such message in this conversation')
+  }
+
+  /** Checks shared by every relation: the server is v1.1, the caller a member, the target not recalled. */
+  private relationTarget(conv: Conv, mid: string): MessageView {
+    if (!this.serverInfoValue.features.includes('v1.1')) fail('unsupported', 'this server does not support v1.1')
+    if (!this.isMember(conv, this.me) && !this.serverAdmins.has(this.me)) fail('forbidden', 'forbidden')
+    const m = this.target(conv, mid)
+    if (m.recalled) fail('conflict', 'the message was recalled')
+    return m
+  }
+
+  /** A relation is a message of its own on the server: it takes the next seq (never shown, never unread). */
+  private takeSeq(conv: Conv): void {
+    const c = this.convs.get(conv)
+    if (!c) return
+    c.last_seq += 1
+    c.synced_seq = c.last_seq
+  }
+
+  private withinWindow(m: MessageView, windowS: number | null): boolean {
+    return windowS === null || Date.now() - (m.ts ?? Date.now()) <= windowS * 1000
+  }
+
+  private updated(m: MessageView): void {
+    this.emit({ type: 'message_updated', message: { ...m } })
+  }
+
+  async editMessage(conv: Conv, mid: string, text: string) {
+    this.record('editMessage', [conv, mid, text])
+    if (!text) fail('bad_request', 'an edit needs non-empty text')
+    const m = this.relationTarget(conv, mid)
+    if (m.from !== this.me) fail('forbidden', 'only the sender may edit a message')
+    if (m.kind !== 'text') fail('forbidden', 'only text messages can be edited')
+    if (!this.withinWindow(m, this.serverInfoValue.edit_window_s)) fail('conflict', 'the edit window has passed')
+    this.takeSeq(conv)
+    m.body = { ...m.body, text }
+    m.edited = Date.now()
+    this.updated(m)
+    return { ...m }
+  }
+
+  async recallMessage(conv: Conv, mid: string) {
+    this.record('recallMessage', [conv, mid])
+    const m = this.relationTarget(conv, mid)
+    const ch = channelOf(conv)
+    const moderator = ch !== null && (this.roleIn(ch, this.me) === 'owner' || this.roleIn(ch, this.me) === 'admin')
+    if (!moderator) {
+      if (m.from !== this.me) fail('forbidden', 'only the sender or a channel owner/admin may recall a message')
+      if (!this.withinWindow(m, this.serverInfoValue.recall_window_s)) fail('conflict', 'the recall window has passed')
+    }
+    this.takeSeq(conv)
+    this.applyRecall(conv, m)
+  }
+
+  /** Drops text, media, edits and reactions; the pin goes too. */
+  applyRecall(conv: Conv, m: MessageView): void {
+    m.recalled = true
+    m.body = {}
+    delete m.edited
+    delete m.reactions
+    delete m.pinned
+    const c = this.convs.get(conv)
+    this.updated(m)
+    if (c && m.mid && c.pins.includes(m.mid)) {
+      c.pins = c.pins.filter((p) => p !== m.mid)
+      this.emit({ type: 'conversation_updated', conversation: { ...c } })
+    }
+  }
+
+  async react(conv: Conv, mid: string, key: string, on: boolean) {
+    this.record('react', [conv, mid, key, on])
+    const bytes = new TextEncoder().encode(key).length
+    if (bytes < 1 || bytes > MAX_REACTION_KEY_BYTES) fail('bad_request', 'a reaction key has 1-32 bytes')
+    const m = this.relationTarget(conv, mid)
+    this.takeSeq(conv)
+    this.applyReaction(m, this.me, key, on)
+  }
+
+  /** Sets `user`'s reaction `key` on `m` and announces it (also used by demo peers). */
+  applyReaction(m: MessageView, user: string, key: string, on: boolean): void {
+    const reactions = { ...(m.reactions ?? {}) }
+    const users = (reactions[key] ?? []).filter((u) => u !== user)
+    if (on) users.push(user)
+    if (users.length) reactions[key] = users
+    else delete reactions[key]
+    if (Object.keys(reactions).length) m.reactions = reactions
+    else delete m.reactions
+    this.updated(m)
+  }
+
+  async pinMessage(conv: Conv, mid: string, on: boolean) {
+    this.record('pinMessage', [conv, mid, on])
+    const m = this.relationTarget(conv, mid)
+    const ch = channelOf(conv)
+    if (ch !== null) {
+      const role = this.roleIn(ch, this.me)
+      if (role !== 'owner' && role !== 'admin') fail('forbidden', 'only a channel owner or admin may pin')
+    }
+    this.takeSeq(conv)
+    const c = this.convs.get(conv)
+    if (on) m.pinned = Date.now()
+    else delete m.pinned
+    this.updated(m)
+    if (c) {
+      const rest = c.pins.filter((p) => p !== mid)
+      c.pins = on ? [...rest, mid] : rest
+      this.emit({ type: 'conversation_updated', conversation: { ...c } })
+    }
+  }
+
+  async forwardMessage(conv: Conv, mid: string, to: Target) {
+    this.record('forwardMessage', [conv, mid, to])
+    if (!this.isMember(conv, this.me)) fail('forbidden', 'forbidden')
+    const m = this.target(conv, mid)
+    if (m.recalled) fail('conflict', 'the message was recalled')
+    const original = (m.body.forwarded_from as { conv: Conv; mid: string; from: string } | undefined) ?? { conv, mid, from: m.from }
+    const { mentions: _mentions, forwarded_from: _ff, ...content } = m.body
+    void _mentions
+    void _ff
+    return this.queue(to, m.kind, { ...content, forwarded_from: original })
+  }
+
+  async pinnedMessages(conv: Conv) {
+    this.record('pinnedMessages', [conv])
+    const c = this.convs.get(conv)
+    const list = this.messages.get(conv) ?? []
+    return (c?.pins ?? []).map((mid) => list.find((m) => m.mid === mid)).filter((m): m is MessageView => !!m).map((m) => ({ ...m }))
   }
 
   // ---- presence and profiles ---------------------------------------------------
@@ -581,4 +837,10 @@ function replyFor(text: string): string {
   if (/[\u4e00-\u9fff]/.test(text)) return '收到 👍'
   if (/\?\s*$/.test(text)) return 'Good question — let me check and get back to you.'
   return 'Got it 👍'
+}
+
+/** The user ids a text message mentions. */
+function mentionsOf(m: MessageView): string[] {
+  const list = m.body.mentions
+  return Array.isArray(list) ? list.filter((u): u is string => typeof u === 'string') : []
 }

@@ -5,8 +5,8 @@
 // expects by default for snake_case Rust parameters.
 import type { ClientEvent, ConnectionEvent } from '../types/events'
 import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
-import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Target } from '../types/protocol'
-import type { Account, ConnectConfig, Settings, TransportError } from '../types/app'
+import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role, Target } from '../types/protocol'
+import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } from '../types/app'
 
 /** The name of the one Tauri event the shell emits every ClientEvent on. */
 export const EVENT_NAME = 'courier://event'
@@ -41,9 +41,12 @@ export interface Transport {
   connect(config: ConnectConfig): Promise<Account>
   /** The current connection state as a `connection` event. Command `connection_state`. */
   connectionState(): Promise<ConnectionEvent>
+  /** Features and windows of the connected server (v1.1). Command `server_info`. */
+  serverInfo(): Promise<ServerInfo>
 
   // ---- messages
-  sendText(to: Target, text: string, replyTo?: string): Promise<MessageView>
+  /** `mentions`: user ids the text mentions (v1.1). */
+  sendText(to: Target, text: string, replyTo?: string, mentions?: string[]): Promise<MessageView>
   sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string): Promise<MessageView>
   sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string): Promise<MessageView>
   upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler): Promise<UploadedMedia>
@@ -62,6 +65,20 @@ export interface Transport {
   typing(conv: Conv): Promise<void>
   signal(to: Target, body: JsonObject): Promise<void>
 
+  // ---- v1.1 message actions (their effect comes back as `message_updated` of the target)
+  /** Replaces the text of an own text message. Command `edit_message`; returns the updated target. */
+  editMessage(conv: Conv, mid: string, text: string): Promise<MessageView>
+  /** Recalls a message for everyone. Command `recall_message`. */
+  recallMessage(conv: Conv, mid: string): Promise<void>
+  /** Turns this user's reaction `key` on or off. Command `react`. */
+  react(conv: Conv, mid: string, key: string, on: boolean): Promise<void>
+  /** Pins or unpins a message in its conversation. Command `pin_message`. */
+  pinMessage(conv: Conv, mid: string, on: boolean): Promise<void>
+  /** Sends a copy of a message to `to`, marked forwarded. Command `forward_message`; returns the new message. */
+  forwardMessage(conv: Conv, mid: string, to: Target): Promise<MessageView>
+  /** The pinned messages of a conversation, oldest pin first. Command `pinned_messages`. */
+  pinnedMessages(conv: Conv): Promise<MessageView[]>
+
   // ---- channels
   channels(): Promise<ChannelInfo[]>
   join(channel: string): Promise<Conv>
@@ -69,6 +86,10 @@ export interface Transport {
   createChannel(channel: string, title: string, topic: string, isPrivate: boolean): Promise<Conv>
   addMember(channel: string, user: string): Promise<void>
   members(channel: string): Promise<MemberInfo[]>
+  /** Owner only: makes `user` an admin, a member, or the owner (transfer). Command `set_role`. */
+  setRole(channel: string, user: string, role: Role): Promise<void>
+  /** Owner (anyone else) or admin (plain members): removes `user`. Command `remove_member`. */
+  removeMember(channel: string, user: string): Promise<void>
 
   // ---- presence and profiles
   watch(users: string[]): Promise<Presence[]>
@@ -125,9 +146,10 @@ export class TauriTransport implements Transport {
   account() { return this.call<Account | null>('account') }
   connect(config: ConnectConfig) { return this.call<Account>('connect', { config }) }
   connectionState() { return this.call<ConnectionEvent>('connection_state') }
+  serverInfo() { return this.call<ServerInfo>('server_info') }
 
-  sendText(to: Target, text: string, replyTo?: string) {
-    return this.call<MessageView>('send_text', { to, text, replyTo: replyTo ?? null })
+  sendText(to: Target, text: string, replyTo?: string, mentions?: string[]) {
+    return this.call<MessageView>('send_text', { to, text, replyTo: replyTo ?? null, mentions: mentions?.length ? mentions : null })
   }
   sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
     return this.call<MessageView>('send_image', { to, media, name, width, height, replyTo: replyTo ?? null })
@@ -159,6 +181,13 @@ export class TauriTransport implements Transport {
   typing(conv: Conv) { return this.call<void>('typing', { conv }) }
   signal(to: Target, body: JsonObject) { return this.call<void>('signal', { to, body }) }
 
+  editMessage(conv: Conv, mid: string, text: string) { return this.call<MessageView>('edit_message', { conv, mid, text }) }
+  recallMessage(conv: Conv, mid: string) { return this.call<void>('recall_message', { conv, mid }) }
+  react(conv: Conv, mid: string, key: string, on: boolean) { return this.call<void>('react', { conv, mid, key, on }) }
+  pinMessage(conv: Conv, mid: string, on: boolean) { return this.call<void>('pin_message', { conv, mid, on }) }
+  forwardMessage(conv: Conv, mid: string, to: Target) { return this.call<MessageView>('forward_message', { conv, mid, to }) }
+  pinnedMessages(conv: Conv) { return this.call<MessageView[]>('pinned_messages', { conv }) }
+
   channels() { return this.call<ChannelInfo[]>('channels') }
   join(channel: string) { return this.call<Conv>('join_channel', { channel }) }
   leave(channel: string) { return this.call<void>('leave_channel', { channel }) }
@@ -167,6 +196,8 @@ export class TauriTransport implements Transport {
   }
   addMember(channel: string, user: string) { return this.call<void>('add_member', { channel, user }) }
   members(channel: string) { return this.call<MemberInfo[]>('members', { channel }) }
+  setRole(channel: string, user: string, role: Role) { return this.call<void>('set_role', { channel, user, role }) }
+  removeMember(channel: string, user: string) { return this.call<void>('remove_member', { channel, user }) }
 
   watch(users: string[]) { return this.call<Presence[]>('watch_presence', { users }) }
   unwatch(users: string[]) { return this.call<void>('unwatch_presence', { users }) }

@@ -1,18 +1,22 @@
 // The channel browser (public channels with member counts) and channel
-// membership (member lists with online state for the right panel).
+// membership: member lists with online state and roles (v1.1) for the right
+// panel and the message actions, role changes and removals.
 import { defineStore } from 'pinia'
 import { reactive, ref } from 'vue'
-import type { ChannelInfo, Conv, MemberInfo } from '../types/protocol'
+import type { ChannelInfo, Conv, MemberInfo, Role } from '../types/protocol'
 import { toTransportError, useTransport } from '../services/transport'
 import { useProfilesStore } from './profiles'
 import { useSessionStore } from './session'
 import { useConnectionStore } from './connection'
+import { useToastsStore } from './toasts'
 
 export const useChannelsStore = defineStore('channels', () => {
   const publicChannels = ref<ChannelInfo[]>([])
   const loading = ref(false)
   const error = ref<string | null>(null)
   const members = reactive(new Map<string, MemberInfo[]>())
+  /** Channels an owner/admin removed this user from (the conversation stays readable, marked). */
+  const removed = reactive(new Set<string>())
 
   async function loadPublic(): Promise<void> {
     loading.value = true
@@ -28,6 +32,7 @@ export const useChannelsStore = defineStore('channels', () => {
 
   async function join(channel: string): Promise<Conv> {
     const conv = await useTransport().join(channel)
+    removed.delete(channel)
     const info = publicChannels.value.find((c) => c.channel === channel)
     if (info) info.members += 1
     return conv
@@ -55,12 +60,54 @@ export const useChannelsStore = defineStore('channels', () => {
     members.delete(channel)
   }
 
-  /** A `member` event. */
-  function onMember(channel: string, user: string, joined: boolean): void {
+  /** A member's role; null when the list is not loaded or the user is not in it. */
+  function roleOf(channel: string, user: string): Role | null {
+    return members.get(channel)?.find((m) => m.user === user)?.role ?? null
+  }
+
+  function putRole(channel: string, user: string, role: Role): void {
     const list = members.get(channel)
     if (!list) return
-    if (joined && !list.some((m) => m.user === user)) members.set(channel, [...list, { user, online: false }])
-    if (!joined) members.set(channel, list.filter((m) => m.user !== user))
+    members.set(channel, list.some((m) => m.user === user)
+      ? list.map((m) => (m.user === user ? { ...m, role } : m))
+      : [...list, { user, online: false, role }])
+  }
+
+  /** Owner only. `owner` transfers the channel: the old owner becomes an admin. */
+  async function setRole(channel: string, user: string, role: Role): Promise<void> {
+    await useTransport().setRole(channel, user, role)
+    const me = useSessionStore().me
+    if (role === 'owner' && roleOf(channel, me) === 'owner') putRole(channel, me, 'admin')
+    putRole(channel, user, role)
+  }
+
+  async function removeMember(channel: string, user: string): Promise<void> {
+    await useTransport().removeMember(channel, user)
+    const list = members.get(channel)
+    if (list) members.set(channel, list.filter((m) => m.user !== user))
+  }
+
+  /** A `member` event: joins, leaves, removals and role changes. */
+  function onMember(channel: string, user: string, joined: boolean, wasRemoved = false, role?: Role): void {
+    const me = useSessionStore().me
+    if (user === me) {
+      if (!joined && wasRemoved && !removed.has(channel)) {
+        removed.add(channel)
+        members.delete(channel)
+        useToastsStore().push({ level: 'error', key: 'channels.removedToast', params: { channel } }, 8000)
+        return
+      }
+      if (joined) removed.delete(channel)
+    }
+    const list = members.get(channel)
+    if (!list) return
+    if (joined) {
+      const cur = list.find((m) => m.user === user)
+      if (!cur) members.set(channel, [...list, { user, online: false, role: role ?? 'member' }])
+      else if (role && cur.role !== role) putRole(channel, user, role)
+    } else {
+      members.set(channel, list.filter((m) => m.user !== user))
+    }
   }
 
   /** Online state of a member, preferring live presence over the list snapshot. */
@@ -69,5 +116,8 @@ export const useChannelsStore = defineStore('channels', () => {
     return useProfilesStore().presence.get(m.user)?.online ?? m.online
   }
 
-  return { publicChannels, loading, error, members, loadPublic, join, create, loadMembers, addMember, leaveChannel, onMember, isOnline }
+  return {
+    publicChannels, loading, error, members, removed, loadPublic, join, create, loadMembers, addMember, leaveChannel,
+    roleOf, setRole, removeMember, onMember, isOnline,
+  }
 })

@@ -129,7 +129,7 @@ export const useConversationsStore = defineStore('conversations', () => {
     if (!byConv.has(conv)) {
       byConv.set(conv, {
         conv, kind: 'dm', peer: user, last_seq: 0, last_ts: Date.now(), synced_seq: 0, read_seq: 0, unread: 0,
-        peer_read_seq: 0, peer_recv_seq: 0,
+        peer_read_seq: 0, peer_recv_seq: 0, mentions_unread: 0, pins: [],
       })
     }
     open(conv)
@@ -149,14 +149,23 @@ export const useConversationsStore = defineStore('conversations', () => {
   /** Marks everything stored in `conv` as read (the open conversation, scrolled to the bottom). */
   async function markRead(conv: Conv): Promise<void> {
     const c = byConv.get(conv)
-    if (!c || c.unread === 0) return
-    byConv.set(conv, { ...c, unread: 0, read_seq: Math.max(c.read_seq, c.last_seq) })
+    if (!c || (c.unread === 0 && !c.mentions_unread)) return
+    byConv.set(conv, { ...c, unread: 0, mentions_unread: 0, read_seq: Math.max(c.read_seq, c.last_seq) })
     try {
       await useTransport().markRead(conv, null)
     } catch {
       // Offline: the core sends the read cursor after the next connect.
     }
   }
+
+  /** Optimistically sets a conversation's pinned list (the core's conversation_updated confirms it). */
+  function setPins(conv: Conv, pins: string[]): void {
+    const c = byConv.get(conv)
+    if (c) byConv.set(conv, { ...c, pins })
+  }
+
+  /** Unread mentions in conversations (muted ones too: a mention always counts). */
+  const totalMentions = computed(() => [...byConv.values()].reduce((n, c) => n + (c.mentions_unread ?? 0), 0))
 
   function remove(conv: Conv): void {
     byConv.delete(conv)
@@ -165,7 +174,7 @@ export const useConversationsStore = defineStore('conversations', () => {
   }
 
   return {
-    byConv, previews, typing, activeConv, active, loading, loaded, error, sorted, totalUnread,
-    load, upsert, markRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove,
+    byConv, previews, typing, activeConv, active, loading, loaded, error, sorted, totalUnread, totalMentions,
+    load, upsert, markRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove, setPins,
   }
 })

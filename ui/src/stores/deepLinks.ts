@@ -76,7 +76,7 @@ export const useDeepLinksStore = defineStore('deepLinks', () => {
             // The core's conversation_updated event may come later: show the channel meanwhile.
             conversations.upsert({
               conv, kind: 'channel', channel: link.channel, last_seq: 0, last_ts: Date.now(), synced_seq: 0, read_seq: 0,
-              unread: 0, peer_read_seq: 0, peer_recv_seq: 0,
+              unread: 0, peer_read_seq: 0, peer_recv_seq: 0, mentions_unread: 0, pins: [],
             })
           }
         }

@@ -8,14 +8,20 @@ import { useMessagesStore } from './messages'
 import { useProfilesStore } from './profiles'
 import { useInvitationsStore } from './invitations'
 import { useChannelsStore } from './channels'
+import { useServerStore } from './server'
+import { RELATION_KINDS } from '../types/model'
 
 export function routeEvent(e: ClientEvent): void {
   switch (e.type) {
     case 'connection':
       useConnectionStore().apply(e)
+      // Features and windows may differ after a reconnect (another server, an upgrade).
+      if (e.state === 'connected') void useServerStore().load()
       break
     case 'message_added':
     case 'message_updated':
+      // Relation kinds (edit, recall, reaction, pin) arrive as their target's update.
+      if ((RELATION_KINDS as readonly string[]).includes(e.message.kind)) break
       useMessagesStore().upsert(e.message)
       useConversationsStore().noteMessage(e.message)
       break
@@ -41,7 +47,7 @@ export function routeEvent(e: ClientEvent): void {
       useProfilesStore().setProfile(e.profile)
       break
     case 'member':
-      useChannelsStore().onMember(e.channel, e.user, e.joined)
+      useChannelsStore().onMember(e.channel, e.user, e.joined, e.removed, e.role)
       break
     case 'invite':
       useInvitationsStore().apply(e.invite)

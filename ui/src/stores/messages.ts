@@ -1,17 +1,23 @@
 // Messages of the conversations that have been opened: a window of the local
 // history per conversation (latest page first, older pages on demand),
-// delivery status transitions, receipts, sending text and attachments.
+// delivery status transitions, receipts, sending text and attachments, and
+// the v1.1 actions (edit, recall, react, pin, forward) with the pinned lists.
+// Actions apply at once and roll back if the core refuses; the core's
+// `message_updated` for the target then confirms them.
 //
 // Each conversation's `items` is a plain (markRaw) array replaced on every
 // change, so 100,000 loaded messages cost no per-object reactivity.
 import { defineStore } from 'pinia'
-import { markRaw, reactive } from 'vue'
+import { markRaw, reactive, ref } from 'vue'
 import type { DeliveryStatus, MessageView } from '../types/model'
 import type { Conv } from '../types/protocol'
 import { targetOf } from '../types/ids'
 import { toTransportError, useTransport } from '../services/transport'
 import { useSessionStore } from './session'
 import { useConversationsStore } from './conversations'
+import { useServerStore } from './server'
+import { useToastsStore } from './toasts'
+import { permissionsFor } from './permissions'
 
 export const PAGE = 100
 
@@ -80,9 +86,38 @@ export function insertSorted(items: MessageView[], m: MessageView): MessageView[
 
 let uploadIds = 0
 
+/** The toast (i18n key and parameters) for a refused action, by error code. */
+export function actionErrorToast(e: unknown): { key: string; params: Record<string, string> } {
+  const err = toTransportError(e)
+  switch (err.code) {
+    case 'forbidden':
+      return { key: 'actions.errForbidden', params: {} }
+    case 'conflict':
+      return { key: 'actions.errConflict', params: {} }
+    case 'not_found':
+      return { key: 'actions.errNotFound', params: {} }
+    default:
+      return { key: 'actions.errOther', params: { message: err.message } }
+  }
+}
+
+function reportActionError(e: unknown): void {
+  useToastsStore().push({ level: 'error', ...actionErrorToast(e) })
+}
+
 export const useMessagesStore = defineStore('messages', () => {
   const byConv = reactive(new Map<Conv, ConvMessages>())
   const uploads = reactive<Upload[]>([])
+  /** The message being edited inline (one at a time). */
+  const editing = ref<{ conv: Conv; cid: string } | null>(null)
+  /** conv → its pinned messages, oldest pin first (loaded while the conversation has pins). */
+  const pinned = reactive(new Map<Conv, MessageView[]>())
+  /** A message the open list should show (a pin chosen in the bar or the panel). */
+  const jumpRequest = ref<MessageView | null>(null)
+
+  function requestJump(m: MessageView): void {
+    jumpRequest.value = { ...m }
+  }
 
   function me(): string {
     return useSessionStore().me
@@ -207,8 +242,22 @@ export const useMessagesStore = defineStore('messages', () => {
     }
   }
 
+  /** Keeps a loaded pinned list in step with an updated message (edited, recalled, unpinned). */
+  function updatePinned(m: MessageView): void {
+    const list = pinned.get(m.conv)
+    if (!list || !m.mid) return
+    const i = list.findIndex((p) => p.mid === m.mid)
+    if (i < 0) return
+    const next = list.slice()
+    if (m.recalled || m.pinned === undefined) next.splice(i, 1)
+    else next[i] = m
+    pinned.set(m.conv, next)
+  }
+
   /** Adds or updates one message (events, send results). Unloaded conversations are skipped. */
   function upsert(m: MessageView): void {
+    updatePinned(m)
+    if (m.recalled && editing.value?.cid === m.cid) editing.value = null
     const s = byConv.get(m.conv)
     if (!s || (s.items.length === 0 && !s.generation)) return
     const items = s.items
@@ -264,10 +313,14 @@ export const useMessagesStore = defineStore('messages', () => {
     setItems(s, items)
   }
 
-  async function sendText(conv: Conv, text: string, replyTo?: string): Promise<MessageView | null> {
+  /** Sends text; `mentions` (user ids) go with it when the server has v1.1. */
+  async function sendText(conv: Conv, text: string, replyTo?: string, mentions?: string[]): Promise<MessageView | null> {
     const trimmed = text.replace(/^\s*\n|\s+$/g, '')
     if (!trimmed.trim()) return null
-    const m = await useTransport().sendText(targetOf(conv, me()), trimmed, replyTo)
+    const t = useTransport()
+    const m = mentions?.length && useServerStore().v11
+      ? await t.sendText(targetOf(conv, me()), trimmed, replyTo, mentions)
+      : await t.sendText(targetOf(conv, me()), trimmed, replyTo)
     upsert(m)
     useConversationsStore().noteMessage(m)
     return m
@@ -326,9 +379,195 @@ export const useMessagesStore = defineStore('messages', () => {
     return byConv.get(conv)?.items.find((m) => m.mid === mid) ?? null
   }
 
+  // ---- v1.1 actions ---------------------------------------------------------
+
+  /** The loaded copy of `m` (by cid), else `m` itself. */
+  function current(m: MessageView): MessageView {
+    return byConv.get(m.conv)?.items.find((x) => x.cid === m.cid) ?? m
+  }
+
+  /** Replaces the loaded copy of a message (by cid) with `fn(copy)`; also in the pinned list. */
+  function patch(conv: Conv, cid: string, fn: (m: MessageView) => MessageView): void {
+    const s = byConv.get(conv)
+    const i = s ? s.items.findIndex((x) => x.cid === cid) : -1
+    if (s && i >= 0) {
+      const next = s.items.slice()
+      next[i] = fn(s.items[i])
+      setItems(s, next)
+    }
+    const list = pinned.get(conv)
+    const j = list ? list.findIndex((x) => x.cid === cid) : -1
+    if (list && j >= 0) updatePinned(fn(list[j]))
+    const preview = useConversationsStore().previews.get(conv)
+    if (preview?.cid === cid) useConversationsStore().previews.set(conv, fn(preview))
+  }
+
+  /** Starts the inline editor on `m` if the user may edit it. */
+  function startEdit(m: MessageView): boolean {
+    if (!permissionsFor(m).edit) return false
+    editing.value = { conv: m.conv, cid: m.cid }
+    return true
+  }
+
+  function cancelEdit(): void {
+    editing.value = null
+  }
+
+  function isEditing(m: MessageView): boolean {
+    return editing.value?.cid === m.cid && editing.value.conv === m.conv
+  }
+
+  /** The newest own text message of `conv` the user may still edit (↑ in an empty composer). */
+  function lastEditable(conv: Conv, now: number = Date.now()): MessageView | null {
+    const items = byConv.get(conv)?.items ?? []
+    const mine = me()
+    for (let i = items.length - 1; i >= 0; i--) {
+      const m = items[i]
+      if (m.from !== mine || m.kind !== 'text' || m.recalled || m.seq === null) continue
+      return permissionsFor(m, now).edit ? m : null
+    }
+    return null
+  }
+
+  /** Saves an edit. Blank text is refused, unchanged text just closes the editor. */
+  async function edit(m: MessageView, text: string): Promise<boolean> {
+    const next = text.replace(/^\s*\n|\s+$/g, '')
+    if (!next.trim() || !m.mid) return false
+    const before = current(m)
+    editing.value = null
+    if (before.body.text === next) return true
+    const at = Date.now()
+    patch(m.conv, m.cid, (x) => ({ ...x, body: { ...x.body, text: next }, edited: at }))
+    try {
+      const updated = await useTransport().editMessage(m.conv, m.mid, next)
+      if (updated && updated.mid === m.mid && updated.kind === m.kind) upsert(updated)
+      return true
+    } catch (e) {
+      // Undo, unless something newer replaced our text meanwhile.
+      patch(m.conv, m.cid, (x) => (x.body.text === next && x.edited === at ? { ...x, body: before.body, edited: before.edited } : x))
+      reportActionError(e)
+      return false
+    }
+  }
+
+  /** Recalls a message for everyone (after the UI confirmed it). */
+  async function recall(m: MessageView): Promise<boolean> {
+    if (!m.mid) return false
+    const before = current(m)
+    if (isEditing(m)) editing.value = null
+    patch(m.conv, m.cid, (x) => {
+      const { edited: _e, reactions: _r, pinned: _p, ...rest } = x
+      void _e
+      void _r
+      void _p
+      return { ...rest, body: {}, recalled: true }
+    })
+    const conversations = useConversationsStore()
+    const pinsBefore = conversations.byConv.get(m.conv)?.pins
+    const listBefore = pinned.get(m.conv)
+    if (pinsBefore?.includes(m.mid)) conversations.setPins(m.conv, pinsBefore.filter((p) => p !== m.mid))
+    try {
+      await useTransport().recallMessage(m.conv, m.mid)
+      return true
+    } catch (e) {
+      patch(m.conv, m.cid, (x) => (x.recalled && !before.recalled ? before : x))
+      if (pinsBefore) conversations.setPins(m.conv, pinsBefore)
+      if (listBefore) pinned.set(m.conv, listBefore)
+      reportActionError(e)
+      return false
+    }
+  }
+
+  function withReaction(m: MessageView, user: string, key: string, on: boolean): MessageView {
+    const reactions = { ...(m.reactions ?? {}) }
+    const users = (reactions[key] ?? []).filter((u) => u !== user)
+    if (on) users.push(user)
+    if (users.length) reactions[key] = users
+    else delete reactions[key]
+    const { reactions: _old, ...rest } = m
+    void _old
+    return Object.keys(reactions).length ? { ...rest, reactions } : rest
+  }
+
+  /** Turns the user's reaction `key` on or off. */
+  async function react(m: MessageView, key: string, on: boolean): Promise<boolean> {
+    if (!m.mid) return false
+    const mine = me()
+    patch(m.conv, m.cid, (x) => withReaction(x, mine, key, on))
+    try {
+      await useTransport().react(m.conv, m.mid, key, on)
+      return true
+    } catch (e) {
+      patch(m.conv, m.cid, (x) => withReaction(x, mine, key, !on))
+      reportActionError(e)
+      return false
+    }
+  }
+
+  /** Clicking a reaction: on if the user has not reacted with it, else off. */
+  function toggleReaction(m: MessageView, key: string): Promise<boolean> {
+    const on = !(current(m).reactions?.[key] ?? []).includes(me())
+    return react(m, key, on)
+  }
+
+  /** Pins or unpins a message in its conversation. */
+  async function pin(m: MessageView, on: boolean): Promise<boolean> {
+    if (!m.mid) return false
+    const mid = m.mid
+    const before = current(m)
+    const at = Date.now()
+    const conversations = useConversationsStore()
+    const pinsBefore = conversations.byConv.get(m.conv)?.pins ?? []
+    const listBefore = pinned.get(m.conv)
+    patch(m.conv, m.cid, (x) => {
+      const { pinned: _p, ...rest } = x
+      void _p
+      return on ? { ...rest, pinned: at } : rest
+    })
+    conversations.setPins(m.conv, on ? [...pinsBefore.filter((p) => p !== mid), mid] : pinsBefore.filter((p) => p !== mid))
+    if (listBefore) {
+      const rest = listBefore.filter((p) => p.mid !== mid)
+      pinned.set(m.conv, on ? [...rest, { ...before, pinned: at }] : rest)
+    }
+    try {
+      await useTransport().pinMessage(m.conv, mid, on)
+      return true
+    } catch (e) {
+      patch(m.conv, m.cid, (x) => (x.pinned === (on ? at : undefined) ? { ...x, pinned: before.pinned } : x))
+      conversations.setPins(m.conv, pinsBefore)
+      if (listBefore) pinned.set(m.conv, listBefore)
+      reportActionError(e)
+      return false
+    }
+  }
+
+  /** Sends a copy of `m` to conversation `to`, marked "forwarded from". */
+  async function forward(m: MessageView, to: Conv): Promise<MessageView | null> {
+    if (!m.mid) return null
+    try {
+      const sent = await useTransport().forwardMessage(m.conv, m.mid, targetOf(to, me()))
+      upsert(sent)
+      useConversationsStore().noteMessage(sent)
+      return sent
+    } catch (e) {
+      reportActionError(e)
+      return null
+    }
+  }
+
+  /** Loads the pinned messages of `conv`. */
+  async function loadPinned(conv: Conv): Promise<void> {
+    try {
+      pinned.set(conv, await useTransport().pinnedMessages(conv))
+    } catch {
+      // Offline or an older core: the bar shows what the loaded window has.
+    }
+  }
+
   return {
-    byConv, uploads, stateOf, openLatest, openAt, loadOlder, loadNewer, upsert, applyReceipt, refill,
+    byConv, uploads, editing, pinned, jumpRequest, requestJump, stateOf, openLatest, openAt, loadOlder, loadNewer, upsert, applyReceipt, refill,
     sendText, sendFiles, dismissUpload, retry, discard, clearFocus, clearDivider, byMid,
+    startEdit, cancelEdit, isEditing, lastEditable, edit, recall, react, toggleReaction, pin, forward, loadPinned,
   }
 })
 

@@ -11,6 +11,7 @@ import { useInvitationsStore } from './invitations'
 import { useChannelsStore } from './channels'
 import { useDeepLinksStore } from './deepLinks'
 import { useToastsStore } from './toasts'
+import { useServerStore } from './server'
 
 let unsubscribe: (() => void) | null = null
 let unsubscribeShell: (() => void) | null = null
@@ -45,6 +46,7 @@ export async function startApp(): Promise<void> {
     profiles.watch(peers),
     useInvitationsStore().load(),
     useChannelsStore().loadPublic(),
+    useServerStore().load(),
   ])
   // Signed in and connected: the link the app was started with, then any that waited.
   await useDeepLinksStore().onStarted()

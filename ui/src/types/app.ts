@@ -46,3 +46,16 @@ export interface TransportError {
   code: string
   message: string
 }
+
+/**
+ * What the server this session talks to supports (command `server_info`),
+ * from its `hello` ok. Without feature `v1.1` the UI hides edits, recalls,
+ * reactions, pins and forwarding. A window of null means none announced.
+ */
+export interface ServerInfo {
+  features: string[]
+  /** Seconds after a message's `ts` during which its sender may edit it. */
+  edit_window_s: number | null
+  /** Seconds after a message's `ts` during which its sender may recall it. */
+  recall_window_s: number | null
+}

@@ -1,6 +1,6 @@
 // Mirror of crates/client/src/events.rs: `#[serde(tag = "type", rename_all = "snake_case")]`.
 import type { ConversationView, InviteView, MessageView } from './model'
-import type { Conv, JsonObject, Profile, Target } from './protocol'
+import type { Conv, JsonObject, Profile, Role, Target } from './protocol'
 
 /** events::ConnState */
 export type ConnState = 'disconnected' | 'connecting' | 'connected' | 'reconnecting' | 'stopped'
@@ -26,7 +26,8 @@ export type ClientEvent =
   | { type: 'typing'; conv: Conv; user: string }
   | { type: 'presence'; user: string; online: boolean; last_seen?: number }
   | { type: 'profile'; profile: Profile }
-  | { type: 'member'; channel: string; user: string; joined: boolean; removed: boolean }
+  /** `role` comes with role changes (then `joined` is true); `removed` when an owner/admin removed the user. */
+  | { type: 'member'; channel: string; user: string; joined: boolean; removed: boolean; role?: Role }
   | { type: 'invite'; invite: InviteView }
   | { type: 'signal'; from: string; to: Target; body: JsonObject; ts: number }
   | { type: 'token_expiring'; exp: number }

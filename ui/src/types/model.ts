@@ -23,6 +23,14 @@ export interface MessageView {
   reply_to?: string
   status: DeliveryStatus
   error?: string
+  /** v1.1: `ts` of the newest edit; `body.text` already holds its text. */
+  edited?: number
+  /** v1.1: reaction key → user ids with it on (absent when none). */
+  reactions?: Record<string, string[]>
+  /** v1.1: recalled by its sender or a channel owner/admin; `body` is then `{}`. */
+  recalled?: boolean
+  /** v1.1: when it was pinned, while pinned. */
+  pinned?: number
 }
 
 /** model::ConversationView */
@@ -41,6 +49,29 @@ export interface ConversationView {
   draft?: string
   /** The newest message (an own pending one if any), for the list preview. */
   last_message?: MessageView
+  /** v1.1: unread messages that mention this user (0 when none). */
+  mentions_unread: number
+  /** v1.1: pinned message ids, oldest first. */
+  pins: string[]
+}
+
+/** v1.1 relation kinds: they never reach the UI as messages, only their effect on the target. */
+export const RELATION_KINDS = ['edit', 'recall', 'reaction', 'pin'] as const
+
+/** `body.forwarded_from` of a forwarded message (a client feature of v1.1). */
+export interface ForwardedFrom {
+  conv: Conv
+  mid: string
+  /** The original author. */
+  from: string
+}
+
+/** Body of a `text` message. */
+export interface TextBody {
+  text: string
+  /** v1.1: user ids this message mentions (members of the conversation). */
+  mentions?: string[]
+  forwarded_from?: ForwardedFrom
 }
 
 /** model::InviteView — `Invite` flattened plus two flags. */

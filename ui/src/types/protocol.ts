@@ -34,10 +34,15 @@ export interface ChannelInfo {
   members: number
 }
 
+/** proto::Role (v1.1): a channel's creator is `owner`; owners and admins moderate. */
+export type Role = 'owner' | 'admin' | 'member'
+
 /** proto::MemberInfo */
 export interface MemberInfo {
   user: string
   online: boolean
+  /** v1.1: the member's role in the channel. */
+  role: Role
 }
 
 /** proto::InviteState — every state but `pending` is final. */

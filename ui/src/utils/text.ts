@@ -1,11 +1,13 @@
-// Turning message text into safe pieces for templates: links, `code` and
-// search-hit highlights are found by splitting strings, never by building
-// HTML. Templates render each piece as a text node or an element.
+// Turning message text into safe pieces for templates: links, `code`,
+// @mentions and search-hit highlights are found by splitting strings, never
+// by building HTML. Templates render each piece as a text node or an element.
+import { splitMentions } from './mentions'
 
 export type Segment =
   | { kind: 'text'; text: string }
   | { kind: 'link'; text: string; href: string }
   | { kind: 'code'; text: string }
+  | { kind: 'mention'; text: string; user: string }
 
 const CODE = /`([^`\n]+)`/g
 const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi
@@ -36,30 +38,37 @@ export function isSafeUrl(href: string): boolean {
   }
 }
 
-function linkify(text: string, out: Segment[]): void {
+function plain(text: string, mentions: readonly string[], out: Segment[]): void {
+  for (const p of splitMentions(text, mentions)) out.push(p)
+}
+
+function linkify(text: string, mentions: readonly string[], out: Segment[]): void {
   let last = 0
   for (const m of text.matchAll(URL_RE)) {
     const url = trimUrl(m[0])
     const start = m.index ?? 0
     if (!url || !isSafeUrl(url)) continue
-    if (start > last) out.push({ kind: 'text', text: text.slice(last, start) })
+    if (start > last) plain(text.slice(last, start), mentions, out)
     out.push({ kind: 'link', text: url, href: url })
     last = start + url.length
   }
-  if (last < text.length) out.push({ kind: 'text', text: text.slice(last) })
+  if (last < text.length) plain(text.slice(last), mentions, out)
 }
 
-/** Splits message text into text, link and inline-code segments. Line breaks stay in the text. */
-export function segmentText(text: string): Segment[] {
+/**
+ * Splits message text into text, link, inline-code and mention segments
+ * (`@id` for the ids in `mentions`). Line breaks stay in the text.
+ */
+export function segmentText(text: string, mentions: readonly string[] = []): Segment[] {
   const out: Segment[] = []
   let last = 0
   for (const m of text.matchAll(CODE)) {
     const start = m.index ?? 0
-    if (start > last) linkify(text.slice(last, start), out)
+    if (start > last) linkify(text.slice(last, start), mentions, out)
     out.push({ kind: 'code', text: m[1] })
     last = start + m[0].length
   }
-  if (last < text.length) linkify(text.slice(last), out)
+  if (last < text.length) linkify(text.slice(last), mentions, out)
   return out
 }
 

@@ -17,7 +17,8 @@ use tokio::time::{Instant, timeout_at};
 const EXIT_CODES: &str = "\
 Exit codes:
   0  ok
-  1  other failure (e.g. the server refused a message permanently, local store error)
+  1  other failure (e.g. the server refused a message or an edit/recall/reaction/pin permanently,
+     no such message, local store error)
   2  usage error
   3  not delivered in time (messages stay queued; any later command that connects delivers them)
   4  authentication refused (or session replaced by the same device)
@@ -25,7 +26,12 @@ Exit codes:
 
 /// Command-line Courier client.
 #[derive(Parser, Debug)]
-#[command(name = "courier-cli", version, about = "Command-line Courier client: send, sync, history, listen, channels, calls.", after_help = EXIT_CODES)]
+#[command(
+    name = "courier-cli",
+    version,
+    about = "Command-line Courier client: send, sync, history, listen, edit/recall/react/pin, channels, calls.",
+    after_help = EXIT_CODES
+)]
 struct Cli {
     /// Server base URL (`ws://host:7700`, `wss://chat.example.com`); `/v1/ws`
     /// is appended unless a path is given. Repeat (or comma-separate) for fail-over.
@@ -69,7 +75,7 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         wait: f64,
     },
-    /// Print a conversation from the local store (after a sync).
+    /// Print a conversation from the local store (after a sync), with each message's mid.
     History {
         /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
         target: String,
@@ -80,6 +86,56 @@ enum Cmd {
         #[arg(long)]
         json: bool,
         /// Seconds to wait for the sync.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Edit the text of one of your text messages (v1.1).
+    Edit {
+        /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
+        target: String,
+        /// The message's id (`mid`, shown by `history`).
+        mid: String,
+        /// The new text.
+        text: String,
+        /// Seconds to wait for the server's acknowledgement.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Recall a message for everyone: one of yours within the recall window, or (channel owner/admin) any (v1.1).
+    Recall {
+        /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
+        target: String,
+        /// The message's id (`mid`, shown by `history`).
+        mid: String,
+        /// Seconds to wait for the server's acknowledgement.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Turn your reaction KEY (e.g. 👍) on a message on, or off with --off (v1.1).
+    React {
+        /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
+        target: String,
+        /// The message's id (`mid`, shown by `history`).
+        mid: String,
+        /// The reaction, 1–32 bytes (an emoji, a short word).
+        key: String,
+        /// Take the reaction back.
+        #[arg(long)]
+        off: bool,
+        /// Seconds to wait for the server's acknowledgement.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
+    /// Pin a message in its conversation, or unpin it with --off (v1.1; in channels owners/admins only).
+    Pin {
+        /// `@user`, `#channel`, or a conversation id (`dm:a:b`, `ch:x`).
+        target: String,
+        /// The message's id (`mid`, shown by `history`).
+        mid: String,
+        /// Unpin instead.
+        #[arg(long)]
+        off: bool,
+        /// Seconds to wait for the server's acknowledgement.
         #[arg(long, default_value_t = 10.0)]
         wait: f64,
     },
@@ -345,6 +401,12 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
             }
             synced
         }
+        Cmd::Edit { target, mid, text, wait } => relation(client, target, mid, Act::Edit(text), *wait).await,
+        Cmd::Recall { target, mid, wait } => relation(client, target, mid, Act::Recall, *wait).await,
+        Cmd::React { target, mid, key, off, wait } => {
+            relation(client, target, mid, Act::React(key, !off), *wait).await
+        }
+        Cmd::Pin { target, mid, off, wait } => relation(client, target, mid, Act::Pin(!off), *wait).await,
         Cmd::Listen { for_secs, json } => {
             let mut rx = client.subscribe();
             client.start();
@@ -453,24 +515,105 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
     }
 }
 
+/// What `edit`, `recall`, `react` and `pin` do.
+enum Act<'a> {
+    Edit(&'a str),
+    Recall,
+    React(&'a str, bool),
+    Pin(bool),
+}
+
+/// Runs a relation subcommand: sync (so the message is in the local store
+/// and the server's windows are known), queue it, wait for the outbox.
+/// Exit 0 once acknowledged, 3 while still queued, 1 when refused.
+async fn relation(client: &Client, target: &str, mid: &str, act: Act<'_>, wait: f64) -> Result<(), Exit> {
+    let conv = parse_conv(client, target).map_err(|e| Exit(2, e.to_string()))?;
+    match act {
+        _ if mid.is_empty() => return Err(Exit(2, "the message id is empty".into())),
+        Act::Edit("") => return Err(Exit(2, "the new text is empty".into())),
+        Act::React(key, _) if key.is_empty() || key.len() > 32 => {
+            return Err(Exit(2, format!("a reaction key has 1 to 32 bytes, {key:?} has {}", key.len())));
+        }
+        _ => {}
+    }
+    let deadline = Instant::now() + secs(wait);
+    // Unreachable is fine: the relation is queued for a later command.
+    if let Err(Exit(4, m)) = connect(client, deadline).await {
+        return Err(Exit(4, m));
+    }
+    let done = match act {
+        Act::Edit(text) => timeout_at(deadline, client.edit(&conv, mid, text)).await,
+        Act::Recall => timeout_at(deadline, client.recall(&conv, mid)).await,
+        Act::React(key, on) => timeout_at(deadline, client.react(&conv, mid, key, on)).await,
+        Act::Pin(on) => timeout_at(deadline, client.pin(&conv, mid, on)).await,
+    };
+    if let Ok(r) = done {
+        r?;
+    }
+    let what = match act {
+        Act::Edit(_) => "edited".to_owned(),
+        Act::Recall => "recalled".to_owned(),
+        Act::React(key, on) => format!("reaction {key} {}", if on { "on" } else { "off" }),
+        Act::Pin(true) => "pinned".to_owned(),
+        Act::Pin(false) => "unpinned".to_owned(),
+    };
+    let outbox = client.outbox()?;
+    let settled = match timeout_at(deadline, client.wait_settled(&outbox)).await {
+        Ok(r) => r?,
+        Err(_) => outbox
+            .iter()
+            .filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten())
+            .collect(),
+    };
+    for m in settled.iter().filter(|m| m.status == DeliveryStatus::Failed) {
+        println!("failed {} {}", m.cid, m.error.as_deref().unwrap_or(""));
+    }
+    if settled.iter().any(|m| m.status == DeliveryStatus::Failed) {
+        return Err(Exit(1, "refused by the server".into()));
+    }
+    if settled.iter().any(|m| m.status == DeliveryStatus::Pending) {
+        println!("queued {what} {conv} {mid}");
+        return Err(Exit(3, "not acknowledged in time; it stays queued".into()));
+    }
+    println!("{what} {conv} {mid}");
+    Ok(())
+}
+
 fn print_message(m: &MessageView) {
     let seq = m.seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     let text = match m.text() {
+        _ if m.recalled => "(message recalled)".to_owned(),
         Some(t) => t.to_owned(),
         None => format!("[{}] {}", m.kind, serde_json::Value::Object(m.body.clone())),
     };
+    let forwarded = match m.body.get("forwarded_from").and_then(|f| f.get("from")).and_then(|f| f.as_str()) {
+        Some(from) => format!("(forwarded from {from}) "),
+        None => String::new(),
+    };
+    let mut marks = String::new();
+    if m.edited.is_some() {
+        marks.push_str(" (edited)");
+    }
+    for (key, users) in &m.reactions {
+        marks.push_str(&format!(" [{key} {}]", users.join(",")));
+    }
+    if m.pinned.is_some() {
+        marks.push_str(" (pinned)");
+    }
     let status = match m.status {
         DeliveryStatus::Received => String::new(),
         s => format!(" ({})", s.as_str()),
     };
-    println!("{} #{seq} {}: {text}{status}", m.conv, m.from);
+    let mid = m.mid.as_deref().map(|mid| format!("  mid={mid}")).unwrap_or_default();
+    println!("{} #{seq} {}: {forwarded}{text}{marks}{status}{mid}", m.conv, m.from);
 }
 
 fn print_event(ev: &ClientEvent) {
     match ev {
         ClientEvent::MessageAdded { message } => print_message(message),
         ClientEvent::MessageUpdated { message } => {
-            println!("{} {} is {}", message.conv, message.cid, message.status.as_str())
+            print!("updated ");
+            print_message(message)
         }
         ClientEvent::Connection { state, reason, .. } => {
             println!("connection {state:?}{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())

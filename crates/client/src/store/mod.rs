@@ -7,13 +7,16 @@
 //! at any point leaves a consistent store. Opening never deletes anything: a
 //! corrupt file or one written by newer code is an error the user sees.
 
+pub(crate) mod relations;
 pub mod schema;
 
 use crate::model::{ConversationView, DeliveryStatus, InviteView, MessageView, now_ms};
-use courier_proto::{Conv, Invite, Msg, Profile, SendOk, SyncConv, Target};
+use courier_proto::{Conv, Invite, Msg, Profile, SendOk, SyncConv, Target, is_relation_kind};
+use relations::{Aggregates, RELATION_KINDS_SQL, Recomputed};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 use schema::{CURRENT_VERSION, MIGRATIONS};
 use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -107,10 +110,18 @@ pub struct OutboxItem {
 /// What applying a batch of server messages changed.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// Messages that were not in the store before.
+    /// Content messages that were not in the store before (relations are
+    /// never listed: they show only through their target).
     pub added: Vec<MessageView>,
-    /// Own pending messages that the batch confirmed.
+    /// Own pending content messages that the batch confirmed.
     pub updated: Vec<MessageView>,
+    /// Content messages held before whose edits, recall, reactions or pin
+    /// changed because of relations in the batch.
+    pub targets: Vec<MessageView>,
+    /// How many relation messages were stored.
+    pub relations: usize,
+    /// Conversations whose pinned list may have changed.
+    pub pins: Vec<Conv>,
 }
 
 /// The local store of one account. Cheap to share behind an `Arc`; calls
@@ -123,59 +134,70 @@ pub struct Store {
 const MSG_COLS: &str = "m.conv, m.seq, m.mid, m.cid, m.sender, m.target, m.kind, m.body, m.ts, m.reply_to, \
      CASE WHEN m.status = 'sent' AND c.kind = 'dm' AND m.seq <= c.peer_read_seq THEN 'read' \
           WHEN m.status = 'sent' AND c.kind = 'dm' AND m.seq <= c.peer_recv_seq THEN 'delivered' \
-          ELSE m.status END, m.error";
-
-fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
-}
+          ELSE m.status END, m.error, m.edited, m.reactions, m.recalled, m.pinned";
 
 /// A message row as selected by `MSG_COLS`.
-type RawMsg = (
-    String,
-    Option<i64>,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<String>,
-    String,
-    Option<String>,
-);
+struct RawMsg {
+    conv: String,
+    seq: Option<i64>,
+    mid: Option<String>,
+    cid: String,
+    from: String,
+    to: String,
+    kind: String,
+    body: String,
+    ts: Option<i64>,
+    reply_to: Option<String>,
+    status: String,
+    error: Option<String>,
+    edited: Option<i64>,
+    reactions: Option<String>,
+    recalled: bool,
+    pinned: Option<i64>,
+}
+
+fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
+    Ok(RawMsg {
+        conv: r.get(0)?,
+        seq: r.get(1)?,
+        mid: r.get(2)?,
+        cid: r.get(3)?,
+        from: r.get(4)?,
+        to: r.get(5)?,
+        kind: r.get(6)?,
+        body: r.get(7)?,
+        ts: r.get(8)?,
+        reply_to: r.get(9)?,
+        status: r.get(10)?,
+        error: r.get(11)?,
+        edited: r.get(12)?,
+        reactions: r.get(13)?,
+        recalled: r.get(14)?,
+        pinned: r.get(15)?,
+    })
+}
 
 fn view(raw: RawMsg) -> Result<MessageView> {
-    let (conv, seq, mid, cid, from, target, kind, body, ts, reply_to, status, error) = raw;
     Ok(MessageView {
-        conv: Conv::parse(&conv).ok_or_else(|| StoreError::Corrupt {
+        conv: Conv::parse(&raw.conv).ok_or_else(|| StoreError::Corrupt {
             path: PathBuf::new(),
-            detail: format!("bad conv {conv}"),
+            detail: format!("bad conv {}", raw.conv),
         })?,
-        seq: seq.map(|s| s as u64),
-        mid,
-        cid,
-        from,
-        to: serde_json::from_str(&target)?,
-        kind,
-        body: serde_json::from_str(&body)?,
-        ts,
-        reply_to,
-        status: DeliveryStatus::parse(&status).unwrap_or(DeliveryStatus::Received),
-        error,
+        seq: raw.seq.map(|s| s as u64),
+        mid: raw.mid,
+        cid: raw.cid,
+        from: raw.from,
+        to: serde_json::from_str(&raw.to)?,
+        kind: raw.kind,
+        body: serde_json::from_str(&raw.body)?,
+        ts: raw.ts,
+        reply_to: raw.reply_to,
+        status: DeliveryStatus::parse(&raw.status).unwrap_or(DeliveryStatus::Received),
+        error: raw.error,
+        edited: raw.edited,
+        reactions: raw.reactions.as_deref().map(serde_json::from_str).transpose()?.unwrap_or_default(),
+        recalled: raw.recalled,
+        pinned: raw.pinned,
     })
 }
 
@@ -223,7 +245,11 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        migrate(&mut conn, version).map_err(corrupt)?;
+        let obsolete = migrate(&mut conn, version).map_err(|e| match e {
+            StoreError::Sqlite(e) => corrupt(e),
+            other => other,
+        })?;
+        remove_files(&obsolete);
         Ok(Store { conn: Mutex::new(conn), path: path.to_owned() })
     }
 
@@ -271,6 +297,21 @@ impl Store {
         })
     }
 
+    /// Like `tx`, for changes that may make cached media files obsolete
+    /// (a recall): `f` lists them, and they are deleted once committed,
+    /// before the store is released, so no reader sees the change without
+    /// the deletion.
+    fn tx_files<T>(&self, f: impl FnOnce(&Transaction<'_>, &mut Vec<PathBuf>) -> Result<T>) -> Result<T> {
+        self.with(|c| {
+            let mut files = Vec::new();
+            let tx = c.transaction()?;
+            let out = f(&tx, &mut files)?;
+            tx.commit()?;
+            remove_files(&files);
+            Ok(out)
+        })
+    }
+
     /// A setting's value.
     ///
     /// # Errors
@@ -310,7 +351,9 @@ impl Store {
     }
 
     /// Queues a message: the message row (`pending`) and its outbox row in
-    /// one transaction.
+    /// one transaction. A relation (`edit`, `reaction`, `pin`) applies to
+    /// its target at once, as pending; a `recall` only once the server
+    /// stored it.
     ///
     /// # Errors
     /// On SQLite failure (e.g. a cid reused by the same sender).
@@ -394,46 +437,57 @@ impl Store {
     }
 
     /// Marks the message `cid` of `from` as stored by the server, removes
-    /// its outbox row and advances the conversation's cursors.
+    /// its outbox row and advances the conversation's cursors. Returns the
+    /// message as it is now — for a relation, its target (recomputed; a
+    /// recall takes effect here).
     ///
     /// # Errors
     /// On SQLite failure.
     pub fn mark_sent(&self, from: &str, cid: &str, ok: &SendOk) -> Result<Option<MessageView>> {
-        self.tx(|tx| {
+        self.tx_files(|tx, files| {
             let id: Option<i64> = tx
-                .query_row("SELECT id FROM messages WHERE sender = ?1 AND cid = ?2", params![from, cid], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM messages WHERE sender = ?1 AND cid = ?2",
+                    params![from, cid],
+                    |r| r.get(0),
+                )
                 .optional()?;
             let Some(id) = id else { return Ok(None) };
             let conv = ok.conv.to_string();
             // The same (conv, seq) may already be held by a copy that history
             // brought in under this cid; that copy is the same message.
             let taken: Option<i64> = tx
-                .query_row("SELECT id FROM messages WHERE conv = ?1 AND seq = ?2", params![conv, ok.seq as i64], |r| {
-                    r.get(0)
-                })
+                .query_row(
+                    "SELECT id FROM messages WHERE conv = ?1 AND seq = ?2",
+                    params![conv, ok.seq as i64],
+                    |r| r.get(0),
+                )
                 .optional()?;
             if let Some(other) = taken.filter(|o| *o != id) {
                 tx.execute("DELETE FROM messages WHERE id = ?1", [id])?;
-                return Ok(Some(message_by_id(tx, other)?));
+                return affected(tx, other, files);
             }
             tx.execute(
-                "UPDATE messages SET seq = ?2, mid = ?3, ts = ?4, status = 'sent', error = NULL WHERE id = ?1",
+                "UPDATE messages SET seq = ?2, mid = ?3, ts = ?4, status = 'sent', error = NULL,
+                    agg_seq = CASE WHEN base_body IS NULL THEN NULL ELSE coalesce(agg_seq, ?2) END
+                 WHERE id = ?1",
                 params![id, ok.seq as i64, ok.mid, ok.ts],
             )?;
             tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
             bump_last(tx, &conv, ok.seq, ok.ts)?;
             advance_synced(tx, &conv)?;
-            Ok(Some(message_by_id(tx, id)?))
+            affected(tx, id, files)
         })
     }
 
     /// Marks a queued message `failed` (a permanent error) and takes it out
-    /// of the outbox.
+    /// of the outbox. Returns the message as it is now — for a relation, its
+    /// target, recomputed without it (the optimistic change is undone).
     ///
     /// # Errors
     /// On SQLite failure.
     pub fn mark_failed(&self, from: &str, cid: &str, error: &str) -> Result<Option<MessageView>> {
-        self.tx(|tx| {
+        self.tx_files(|tx, files| {
             let id: Option<i64> = tx
                 .query_row(
                     "SELECT id FROM messages WHERE sender = ?1 AND cid = ?2 AND status = 'pending'",
@@ -447,11 +501,12 @@ impl Store {
                 params![id, error],
             )?;
             tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
-            Ok(Some(message_by_id(tx, id)?))
+            affected(tx, id, files)
         })
     }
 
-    /// Puts a failed message back into the outbox (same cid).
+    /// Puts a failed message back into the outbox (same cid). Returns it —
+    /// for a relation, its target with the relation applied again.
     ///
     /// # Errors
     /// On SQLite failure.
@@ -467,7 +522,7 @@ impl Store {
             let Some((id, conv)) = row else { return Ok(None) };
             tx.execute("UPDATE messages SET status = 'pending', error = NULL WHERE id = ?1", [id])?;
             tx.execute("INSERT INTO outbox (message_id, conv) VALUES (?1, ?2)", params![id, conv])?;
-            Ok(Some(message_by_id(tx, id)?))
+            affected(tx, id, &mut Vec::new())
         })
     }
 
@@ -477,25 +532,66 @@ impl Store {
     /// # Errors
     /// On SQLite failure.
     pub fn delete_unsent(&self, from: &str, cid: &str) -> Result<bool> {
-        self.with(|c| {
-            Ok(c.execute(
+        self.tx_files(|tx, files| {
+            let row: Option<(String, Option<String>)> = tx
+                .query_row(
+                    "SELECT conv, rel_target FROM messages WHERE sender = ?1 AND cid = ?2 AND seq IS NULL",
+                    params![from, cid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((conv, target)) = row else { return Ok(false) };
+            tx.execute(
                 "DELETE FROM messages WHERE sender = ?1 AND cid = ?2 AND seq IS NULL",
                 params![from, cid],
-            )? > 0)
+            )?;
+            if let Some(mid) = target {
+                relations::recompute(tx, &conv, &mid, files)?;
+            }
+            Ok(true)
         })
     }
 
-    /// Applies messages from the server (a history page or live events) in
-    /// one transaction: skips those already held (by conv+seq), confirms own
-    /// pending ones (by sender+cid), inserts the rest, and advances each
-    /// conversation's contiguous `synced_seq`.
+    /// Applies messages from the server (live events, or history pages of a
+    /// server without v1.1 aggregates) in one transaction: skips those
+    /// already held (by conv+seq), confirms own pending ones (by
+    /// sender+cid), inserts the rest, applies relations to their targets,
+    /// and advances each conversation's contiguous `synced_seq`.
     ///
     /// # Errors
     /// On SQLite failure.
     pub fn apply_messages(&self, me: &str, msgs: &[Msg]) -> Result<Applied> {
-        self.tx(|tx| {
+        self.apply_batch(me, msgs, false)
+    }
+
+    /// Applies a `history` page of a v1.1 server: like
+    /// [`Store::apply_messages`], but the aggregates served with each content
+    /// message (edits, recall, reactions, pin) are taken as reflecting every
+    /// relation up to the newest seq of the page, so relation messages of
+    /// the page are not applied on top of them again.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn apply_page(&self, me: &str, msgs: &[Msg]) -> Result<Applied> {
+        self.apply_batch(me, msgs, true)
+    }
+
+    fn apply_batch(&self, me: &str, msgs: &[Msg], served_aggregates: bool) -> Result<Applied> {
+        self.tx_files(|tx, files| {
             let mut applied = Applied::default();
             let mut touched: Vec<String> = Vec::new();
+            // Up to which seq the aggregates served with a message reflect
+            // the relations: the page's newest seq, or the message itself.
+            let mut horizon: HashMap<String, u64> = HashMap::new();
+            if served_aggregates {
+                for m in msgs {
+                    let h = horizon.entry(m.conv.to_string()).or_default();
+                    *h = (*h).max(m.seq);
+                }
+            }
+            let (mut added, mut confirmed) = (Vec::new(), Vec::new());
+            let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut pins: BTreeSet<String> = BTreeSet::new();
             for m in msgs {
                 let conv = m.conv.to_string();
                 if !touched.contains(&conv) {
@@ -509,6 +605,9 @@ impl Store {
                 if held.is_some() {
                     continue;
                 }
+                let relation = is_relation_kind(&m.kind);
+                let agg_seq = horizon.get(&conv).copied().unwrap_or(m.seq).max(m.seq) as i64;
+                let base_agg = if relation { None } else { Aggregates::served_json(m)? };
                 let own: Option<i64> = tx
                     .prepare_cached("SELECT id FROM messages WHERE sender = ?1 AND cid = ?2")?
                     .query_row(params![m.from, m.cid], |r| r.get(0))
@@ -518,13 +617,24 @@ impl Store {
                         "UPDATE messages SET seq = ?2, mid = ?3, ts = ?4, status = 'sent', error = NULL WHERE id = ?1",
                         params![id, m.seq as i64, m.mid, m.ts],
                     )?;
+                    if !relation {
+                        // As served: a v1.1 page shows it edited or recalled.
+                        tx.execute(
+                            "UPDATE messages SET base_body = ?2, base_agg = ?3, agg_seq = ?4 WHERE id = ?1",
+                            params![id, serde_json::to_string(&m.body)?, base_agg, agg_seq],
+                        )?;
+                        // Served aggregates, or relations already held.
+                        targets.insert((conv.clone(), m.mid.clone()));
+                        confirmed.push(id);
+                    }
                     tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
-                    applied.updated.push(message_by_id(tx, id)?);
                 } else {
                     let status = if m.from == me { "sent" } else { "received" };
+                    let body = serde_json::to_string(&m.body)?;
                     tx.prepare_cached(
-                        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created,
+                                               rel_target, base_body, base_agg, agg_seq, edited, reactions, recalled, pinned)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
                     )?
                     .execute(params![
                         conv,
@@ -534,19 +644,53 @@ impl Store {
                         m.from,
                         serde_json::to_string(&m.to)?,
                         m.kind,
-                        serde_json::to_string(&m.body)?,
+                        body,
                         m.ts,
                         m.reply_to,
                         status,
-                        now_ms()
+                        now_ms(),
+                        m.target(),
+                        (!relation).then_some(&body),
+                        base_agg,
+                        (!relation).then_some(agg_seq),
+                        if relation { None } else { m.edited },
+                        if relation { None } else { relations::reactions_json(&m.reactions)? },
+                        !relation && m.recalled,
+                        if relation { None } else { m.pinned },
                     ])?;
-                    applied.added.push(message_by_id(tx, tx.last_insert_rowid())?);
+                    let id = tx.last_insert_rowid();
+                    if !relation {
+                        if m.recalled || relations::has_relations(tx, &conv, &m.mid)? {
+                            targets.insert((conv.clone(), m.mid.clone()));
+                        }
+                        added.push(id);
+                    }
+                }
+                if relation {
+                    applied.relations += 1;
+                    if let Some(t) = m.target() {
+                        targets.insert((conv.clone(), t.to_owned()));
+                    }
+                    if m.kind == "pin" {
+                        pins.insert(conv.clone());
+                    }
                 }
                 bump_last(tx, &conv, m.seq, m.ts)?;
             }
             for conv in &touched {
                 advance_synced(tx, conv)?;
             }
+            let fresh: HashSet<i64> = added.iter().chain(&confirmed).copied().collect();
+            for (conv, mid) in &targets {
+                if let Some(Recomputed { id, changed: true }) = relations::recompute(tx, conv, mid, files)?
+                    && !fresh.contains(&id)
+                {
+                    applied.targets.push(message_by_id(tx, id)?);
+                }
+            }
+            applied.added = added.into_iter().map(|id| message_by_id(tx, id)).collect::<Result<_>>()?;
+            applied.updated = confirmed.into_iter().map(|id| message_by_id(tx, id)).collect::<Result<_>>()?;
+            applied.pins = pins.iter().filter_map(|c| Conv::parse(c)).collect();
             Ok(applied)
         })
     }
@@ -564,11 +708,13 @@ impl Store {
         })
     }
 
-    /// Records a conversation row of the `sync` ok.
+    /// Records a conversation row of the `sync` ok. With `v1_1` (the server
+    /// lists the feature) its `pins` become the conversation's pinned list
+    /// as of its `last_seq`.
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn apply_sync_conv(&self, me: &str, s: &SyncConv) -> Result<()> {
+    pub fn apply_sync_conv(&self, me: &str, s: &SyncConv, v1_1: bool) -> Result<()> {
         self.tx(|tx| {
             let conv = s.conv.to_string();
             ensure_conv(tx, &s.conv, me)?;
@@ -587,6 +733,12 @@ impl Store {
                     s.peer_recv_seq.unwrap_or(0) as i64
                 ],
             )?;
+            if v1_1 {
+                tx.execute(
+                    "UPDATE conversations SET pins = ?2, pins_seq = ?3 WHERE conv = ?1",
+                    params![conv, serde_json::to_string(&s.pins)?, s.last_seq as i64],
+                )?;
+            }
             Ok(())
         })
     }
@@ -627,14 +779,22 @@ impl Store {
 
     fn conversations_where(&self, me: &str, only: Option<&Conv>) -> Result<Vec<ConversationView>> {
         self.with(|c| {
-            let mut st = c.prepare_cached(
+            // Unread: content messages of others after the read cursor,
+            // not recalled; of those, the ones that mention this user.
+            let unread = format!(
+                "FROM messages m WHERE m.conv = c.conv AND m.seq > c.read_seq AND m.sender <> ?1
+                   AND m.recalled = 0 AND m.kind NOT IN {RELATION_KINDS_SQL}"
+            );
+            let mut st = c.prepare_cached(&format!(
                 "SELECT c.conv, c.kind, c.peer, c.channel, c.last_seq, c.last_ts, c.synced_seq, c.read_seq,
-                        (SELECT count(*) FROM messages m WHERE m.conv = c.conv AND m.seq > c.read_seq AND m.sender <> ?1),
-                        c.peer_read_seq, c.peer_recv_seq, d.text
+                        (SELECT count(*) {unread}),
+                        c.peer_read_seq, c.peer_recv_seq, d.text,
+                        (SELECT count(*) {unread}
+                           AND EXISTS (SELECT 1 FROM json_each(m.body, '$.mentions') j WHERE j.value = ?1))
                  FROM conversations c LEFT JOIN drafts d ON d.conv = c.conv
                  WHERE ?2 IS NULL OR c.conv = ?2
-                 ORDER BY c.last_ts DESC, c.conv",
-            )?;
+                 ORDER BY c.last_ts DESC, c.conv"
+            ))?;
             let rows = st.query_map(params![me, only.map(Conv::to_string)], |r| {
                 Ok((
                     r.get::<_, String>(0)?,
@@ -649,18 +809,34 @@ impl Store {
                     r.get::<_, i64>(9)?,
                     r.get::<_, i64>(10)?,
                     r.get(11)?,
+                    r.get::<_, i64>(12)?,
                 ))
             })?;
             let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut last = c.prepare_cached(
-                "SELECT id FROM messages WHERE conv = ?1
-                 ORDER BY seq IS NULL DESC, seq DESC, id DESC LIMIT 1",
-            )?;
+            let mut last = c.prepare_cached(&format!(
+                "SELECT id FROM messages WHERE conv = ?1 AND kind NOT IN {RELATION_KINDS_SQL}
+                 ORDER BY seq IS NULL DESC, seq DESC, id DESC LIMIT 1"
+            ))?;
             let mut out = Vec::new();
             for row in rows {
-                let (conv, kind, peer, channel, last_seq, last_ts, synced, read, unread, pr, pv, draft) = row;
+                let (
+                    conv,
+                    kind,
+                    peer,
+                    channel,
+                    last_seq,
+                    last_ts,
+                    synced,
+                    read,
+                    unread,
+                    pr,
+                    pv,
+                    draft,
+                    mentions,
+                ) = row;
                 let last_id: Option<i64> = last.query_row([&conv], |r| r.get(0)).optional()?;
                 let last_message = last_id.map(|id| message_by_id(c, id)).transpose()?;
+                let pins = relations::pins(c, &conv)?;
                 let Some(conv) = Conv::parse(&conv) else { continue };
                 out.push(ConversationView {
                     conv,
@@ -672,6 +848,8 @@ impl Store {
                     synced_seq: synced as u64,
                     read_seq: read as u64,
                     unread: unread as u64,
+                    mentions_unread: mentions as u64,
+                    pins,
                     peer_read_seq: pr as u64,
                     peer_recv_seq: pv as u64,
                     draft,
@@ -693,7 +871,8 @@ impl Store {
     /// A page of a conversation from the local store, ascending: the
     /// `limit` newest messages with seq below `before` (all when `None`),
     /// followed — on the newest page — by own messages not yet stored by the
-    /// server, in the order they were written.
+    /// server, in the order they were written. Content messages only:
+    /// relations (edits, recalls, reactions, pins) show on their targets.
     ///
     /// # Errors
     /// On SQLite failure.
@@ -701,7 +880,8 @@ impl Store {
         self.with(|c| {
             let sql = format!(
                 "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
-                 WHERE m.conv = ?1 AND m.seq IS NOT NULL AND m.seq < ?2 ORDER BY m.seq DESC LIMIT ?3"
+                 WHERE m.conv = ?1 AND m.seq IS NOT NULL AND m.seq < ?2 AND m.kind NOT IN {RELATION_KINDS_SQL}
+                 ORDER BY m.seq DESC LIMIT ?3"
             );
             let before_v = before.map(|b| b as i64).unwrap_or(i64::MAX);
             let mut st = c.prepare_cached(&sql)?;
@@ -712,7 +892,7 @@ impl Store {
             if before.is_none() {
                 let sql = format!(
                     "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
-                     WHERE m.conv = ?1 AND m.seq IS NULL ORDER BY m.id"
+                     WHERE m.conv = ?1 AND m.seq IS NULL AND m.kind NOT IN {RELATION_KINDS_SQL} ORDER BY m.id"
                 );
                 let mut st = c.prepare_cached(&sql)?;
                 for raw in st.query_map([conv.to_string()], msg_from_row)? {
@@ -748,8 +928,46 @@ impl Store {
         })
     }
 
+    /// A stored message of `conv` by its server id (content or relation).
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn message_by_mid(&self, conv: &Conv, mid: &str) -> Result<Option<MessageView>> {
+        self.with(|c| {
+            let id: Option<i64> = c
+                .prepare_cached("SELECT id FROM messages WHERE conv = ?1 AND mid = ?2")?
+                .query_row(params![conv.to_string(), mid], |r| r.get(0))
+                .optional()?;
+            id.map(|id| message_by_id(c, id)).transpose()
+        })
+    }
+
+    /// The pinned messages of a conversation that are stored locally,
+    /// oldest pin first.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn pinned(&self, conv: &Conv) -> Result<Vec<MessageView>> {
+        self.with(|c| {
+            let conv = conv.to_string();
+            let sql = format!(
+                "SELECT id FROM messages WHERE conv = ?1 AND mid = ?2 AND kind NOT IN {RELATION_KINDS_SQL}"
+            );
+            let mut st = c.prepare_cached(&sql)?;
+            let mut out = Vec::new();
+            for mid in relations::pins(c, &conv)? {
+                if let Some(id) = st.query_row(params![conv, mid], |r| r.get::<_, i64>(0)).optional()? {
+                    out.push(message_by_id(c, id)?);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     /// Full-text search over message text (and file names), newest first.
     /// Each word of `query` must appear; the last one may be a prefix.
+    /// Edited messages are found by their newest text; recalled ones and
+    /// relations never.
     ///
     /// # Errors
     /// On SQLite failure.
@@ -761,6 +979,7 @@ impl Store {
             let sql = format!(
                 "SELECT {MSG_COLS} FROM messages m JOIN conversations c ON c.conv = m.conv
                  WHERE m.id IN (SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 ORDER BY rowid DESC LIMIT ?2)
+                   AND m.kind NOT IN {RELATION_KINDS_SQL} AND m.recalled = 0
                  ORDER BY m.id DESC"
             );
             let mut st = c.prepare_cached(&sql)?;
@@ -1072,16 +1291,39 @@ impl Store {
     }
 }
 
-fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
+/// Runs the migrations after `from` in one transaction. Returns cached
+/// media files made obsolete (recalled messages found by the version 3
+/// fix-up), to delete once committed.
+fn migrate(conn: &mut Connection, from: u32) -> Result<Vec<PathBuf>> {
+    let mut obsolete = Vec::new();
     if from >= CURRENT_VERSION {
-        return Ok(());
+        return Ok(obsolete);
     }
     let tx = conn.transaction()?;
     for sql in &MIGRATIONS[from as usize..] {
         tx.execute_batch(sql)?;
     }
+    if from < 3 {
+        // A version-2 client may have stored relation messages from a v1.1
+        // server as plain messages: apply them to their targets.
+        relations::recompute_all(&tx, &mut obsolete)?;
+    }
     tx.pragma_update(None, "user_version", CURRENT_VERSION)?;
-    tx.commit()
+    tx.commit()?;
+    Ok(obsolete)
+}
+
+/// Deletes files a transaction made obsolete (cached media of recalled
+/// messages). A file already gone is fine; another failure is only logged:
+/// the store no longer refers to it.
+fn remove_files(paths: &[PathBuf]) {
+    for p in paths {
+        match std::fs::remove_file(p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot delete recalled media"),
+        }
+    }
 }
 
 /// Applies the first `version` migrations only: for the migration test,
@@ -1100,23 +1342,47 @@ pub fn create_at_version(path: &Path, version: u32) -> rusqlite::Result<Connecti
 
 fn enqueue_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<MessageView> {
     ensure_conv(tx, &m.conv, &m.from)?;
+    let relation = is_relation_kind(&m.kind);
+    let target = if relation { m.body.get("target").and_then(Value::as_str) } else { None };
+    let body = serde_json::to_string(&m.body)?;
     tx.execute(
-        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created)
-         VALUES (?1, NULL, NULL, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 'pending', ?8)",
+        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created,
+                               rel_target, base_body)
+         VALUES (?1, NULL, NULL, ?2, ?3, ?4, ?5, ?6, NULL, ?7, 'pending', ?8, ?9, ?10)",
         params![
             m.conv.to_string(),
             m.cid,
             m.from,
             serde_json::to_string(&m.to)?,
             m.kind,
-            serde_json::to_string(&m.body)?,
+            body,
             m.reply_to,
-            now_ms()
+            now_ms(),
+            target,
+            (!relation).then_some(&body),
         ],
     )?;
     let id = tx.last_insert_rowid();
     tx.execute("INSERT INTO outbox (message_id, conv) VALUES (?1, ?2)", params![id, m.conv.to_string()])?;
+    if let Some(mid) = target {
+        // Optimistic: shows at once (a pending recall is skipped).
+        relations::recompute(tx, &m.conv.to_string(), mid, &mut Vec::new())?;
+    }
     message_by_id(tx, id)
+}
+
+/// The content message a change of row `id` shows on: the row itself, or
+/// for a relation its target, recomputed (`None` while the target is not
+/// stored).
+fn affected(tx: &Connection, id: i64, files: &mut Vec<PathBuf>) -> Result<Option<MessageView>> {
+    let (conv, kind, target): (String, String, Option<String>) = tx
+        .prepare_cached("SELECT conv, kind, rel_target FROM messages WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if !is_relation_kind(&kind) {
+        return Ok(Some(message_by_id(tx, id)?));
+    }
+    let Some(mid) = target else { return Ok(None) };
+    relations::recompute(tx, &conv, &mid, files)?.map(|r| message_by_id(tx, r.id)).transpose()
 }
 
 fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::Result<()> {

@@ -118,8 +118,66 @@ BEGIN
 END;
 "#;
 
+/// Version 3 (protocol v1.1): relation messages (`edit`, `recall`,
+/// `reaction`, `pin`) name their target's mid in `rel_target` and never
+/// enter the search index. A content message keeps what it was sent or
+/// served with (`base_body`, and `base_agg`: the aggregates a v1.1 server
+/// serves in history, reflecting every relation up to `agg_seq`) next to
+/// what it shows once later relations are applied (`body`, `edited`,
+/// `reactions`, `recalled`, `pinned`). A conversation keeps the pinned list
+/// of the last v1.1 sync (`pins`, valid up to `pins_seq`).
+///
+/// Relation messages that a version-2 client stored as plain messages get
+/// their `rel_target` here; their effect on the targets is computed by the
+/// code right after this migration (`store::relations::recompute_all`).
+const V3: &str = r#"
+ALTER TABLE messages ADD COLUMN rel_target TEXT;
+ALTER TABLE messages ADD COLUMN base_body TEXT;
+ALTER TABLE messages ADD COLUMN base_agg TEXT;
+ALTER TABLE messages ADD COLUMN agg_seq INTEGER;
+ALTER TABLE messages ADD COLUMN edited INTEGER;
+ALTER TABLE messages ADD COLUMN reactions TEXT;
+ALTER TABLE messages ADD COLUMN recalled INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN pinned INTEGER;
+
+ALTER TABLE conversations ADD COLUMN pins TEXT;
+ALTER TABLE conversations ADD COLUMN pins_seq INTEGER NOT NULL DEFAULT 0;
+
+UPDATE messages SET rel_target = json_extract(body, '$.target')
+WHERE kind IN ('edit', 'recall', 'reaction', 'pin');
+UPDATE messages SET base_body = body, agg_seq = seq
+WHERE kind NOT IN ('edit', 'recall', 'reaction', 'pin');
+
+CREATE INDEX messages_by_mid ON messages (conv, mid);
+CREATE INDEX messages_by_target ON messages (conv, rel_target) WHERE rel_target IS NOT NULL;
+CREATE INDEX messages_relations ON messages (conv, kind, seq) WHERE rel_target IS NOT NULL;
+
+DROP TRIGGER messages_fts_insert;
+DROP TRIGGER messages_fts_update;
+
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN new.kind NOT IN ('edit', 'recall', 'reaction', 'pin')
+ AND coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL
+BEGIN
+    INSERT INTO messages_fts (rowid, text)
+    VALUES (new.id, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')));
+END;
+
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+BEGIN
+    DELETE FROM messages_fts WHERE rowid = old.id;
+    INSERT INTO messages_fts (rowid, text)
+    SELECT new.id, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name'))
+    WHERE new.kind NOT IN ('edit', 'recall', 'reaction', 'pin')
+      AND coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL;
+END;
+
+DELETE FROM messages_fts
+WHERE rowid IN (SELECT id FROM messages WHERE kind IN ('edit', 'recall', 'reaction', 'pin'));
+"#;
+
 /// Every migration, in order; `MIGRATIONS.len()` is the current version.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this code writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;

@@ -23,6 +23,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub heartbeat_ms: u64,
     pub send_per_sec: Option<u32>,
+    /// A smaller `history` page, to make gap filling take several pages.
+    pub history_page: Option<u32>,
     server: Option<courier_server::Server>,
 }
 
@@ -40,6 +42,7 @@ impl TestServer {
             addr: free_port(),
             heartbeat_ms: 15_000,
             send_per_sec: None,
+            history_page: None,
             server: None,
         }
     }
@@ -64,6 +67,9 @@ impl TestServer {
         if let Some(r) = self.send_per_sec {
             cfg.limits.send_per_sec = r;
             cfg.limits.send_burst = r;
+        }
+        if let Some(p) = self.history_page {
+            cfg.limits.history_page = p;
         }
         let mut last = None;
         for _ in 0..50 {

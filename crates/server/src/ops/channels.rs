@@ -1,14 +1,23 @@
-//! Channels: list, create, join, leave, add members, list members.
+//! Channels: list, create, join, leave, add and remove members, list
+//! members, set roles.
 //!
 //! A channel that does not exist and a private channel the caller is not in
-//! answer `forbidden` alike, so guessing names reveals nothing.
+//! answer `forbidden` alike, so guessing names reveals nothing. Server
+//! admins (configuration) act as owner of every channel, also one they are
+//! not in.
+//!
+//! Roles (v1.1): the creator owns a channel; the owner alone sets roles
+//! (`owner` transfers it); owner and admins remove members and add back
+//! removed users; when the owner leaves, storage promotes a successor in
+//! the same transaction. Every role change is announced to the channel's
+//! members as a `member` event with `role` (an extension).
 
 use super::{OpError, OpResult, SessionCtx};
 use crate::clock::now_ms;
 use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
-use crate::store::NewChannel;
-use courier_proto::{Conv, Event, MemberInfo};
+use crate::store::{Departure, JoinOutcome, NewChannel};
+use courier_proto::{Conv, Event, MemberInfo, Role};
 use serde_json::json;
 use std::sync::Arc;
 
@@ -19,7 +28,7 @@ pub async fn list(st: &Arc<AppState>) -> OpResult {
     Ok(json!({"channels": st.store.public_channels().await?}))
 }
 
-/// `create_channel`: the creator becomes the first member.
+/// `create_channel`: the creator becomes the first member and the owner.
 pub async fn create(
     st: &Arc<AppState>,
     ses: &SessionCtx,
@@ -40,7 +49,7 @@ pub async fn create(
         })
         .await?;
     if !created {
-        return Err(OpError::new(courier_proto::ErrorCode::Conflict, "a channel with this name exists"));
+        return Err(OpError::conflict("a channel with this name exists"));
     }
     let entry = st.channel_entry(&channel).await?.ok_or_else(|| OpError::not_found("channel vanished"))?;
     entry.insert(&ses.user);
@@ -48,15 +57,26 @@ pub async fn create(
     Ok(json!({"conv": Conv::channel(&channel), "members": entry.len()}))
 }
 
-/// Tells the channel's members (and `also`, e.g. someone who just left)
-/// about a membership change.
-fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, joined: bool) {
+/// The channel's cached entry, if `user` may see it: it exists and is
+/// public, or `user` is a member or a server admin.
+async fn visible(st: &AppState, channel: &str, user: &str) -> Result<Arc<ChannelCache>, OpError> {
+    match st.channel_entry(channel).await? {
+        Some(e) if !e.private || e.is_member(user) || st.config.is_server_admin(user) => Ok(e),
+        _ => Err(OpError::forbidden(HIDDEN)),
+    }
+}
+
+/// Tells the channel's members (and the user, who may just have left or
+/// been removed) about a membership change; other nodes drop their cached
+/// members first (the bus keeps this order).
+fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, joined: bool, removed: bool) {
     st.channel_changed(channel);
     let frame = event_frame(&Event::Member {
         channel: channel.to_owned(),
         user: user.to_owned(),
         joined,
-        removed: false,
+        removed,
+        role: None,
     });
     let mut members = entry.snapshot();
     if !joined {
@@ -65,61 +85,179 @@ fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, join
     st.send_to_users(members.iter().map(String::as_str), &frame, None);
 }
 
+/// Tells the channel's members that members' roles changed.
+fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &[(String, Role)]) {
+    if changes.is_empty() {
+        return;
+    }
+    let members = entry.snapshot();
+    for (user, role) in changes {
+        let frame = event_frame(&Event::Member {
+            channel: channel.to_owned(),
+            user: user.clone(),
+            joined: true,
+            removed: false,
+            role: Some(*role),
+        });
+        st.send_to_users(members.iter().map(String::as_str), &frame, None);
+    }
+}
+
+/// After a departure: the cache, the `member` event, and the successor's
+/// new role if the owner went.
+fn departed(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, removed: bool, d: Departure) {
+    entry.remove(user);
+    announce(st, entry, channel, user, false, removed);
+    if let Some(owner) = d.new_owner {
+        announce_roles(st, entry, channel, &[(owner, Role::Owner)]);
+    }
+}
+
 /// `join`: public channels only (a member of a private channel may "join"
-/// it again harmlessly).
+/// it again harmlessly). A user an owner or admin removed may not.
 pub async fn join(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResult {
     let user = &*ses.user;
     let entry = match st.channel_entry(channel).await? {
         Some(e) if !e.private || e.is_member(user) => e,
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
-    if st.store.add_member(channel, user, now_ms()).await? {
+    let joined = if st.config.is_server_admin(user) {
+        // Acting as owner, a server admin lifts their own removal.
+        st.store.add_member(channel, user, now_ms()).await?
+    } else {
+        match st.store.join_channel(channel, user, now_ms()).await? {
+            JoinOutcome::Joined => true,
+            JoinOutcome::AlreadyMember => false,
+            JoinOutcome::Blocked => {
+                return Err(OpError::forbidden(
+                    "you were removed from this channel; only an owner or admin can add you back",
+                ));
+            }
+        }
+    };
+    if joined {
         entry.insert(user);
-        announce(st, &entry, channel, user, true);
+        announce(st, &entry, channel, user, true, false);
     }
     let (last_seq, _) = st.store.conv_last(&Conv::channel(channel)).await?;
     Ok(json!({"conv": Conv::channel(channel), "last_seq": last_seq, "members": entry.len()}))
 }
 
-/// `leave`.
+/// `leave`. When the owner leaves, the longest-standing admin (else
+/// member) becomes owner.
 pub async fn leave(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResult {
     let user = &*ses.user;
     let entry = match st.channel_entry(channel).await? {
         Some(e) if !e.private || e.is_member(user) => e,
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
-    if st.store.remove_member(channel, user).await? {
-        entry.remove(user);
-        announce(st, &entry, channel, user, false);
+    if let Some(d) = st.store.remove_member(channel, user, false).await? {
+        departed(st, &entry, channel, user, false, d);
     }
     Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
 }
 
-/// `add_member`: any member may add a user.
+/// `add_member`: any member may add a user; only an owner or admin may add
+/// back a user an owner or admin removed (which lifts the removal).
 pub async fn add_member(st: &Arc<AppState>, ses: &SessionCtx, channel: &str, user: &str) -> OpResult {
+    let actor = &*ses.user;
     let entry = match st.channel_entry(channel).await? {
-        Some(e) if e.is_member(&ses.user) => e,
+        Some(e) if e.is_member(actor) || st.config.is_server_admin(actor) => e,
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
-    if st.store.add_member(channel, user, now_ms()).await? {
+    let moderator = st.channel_role(channel, actor).await?.is_some_and(Role::is_moderator);
+    let added = if moderator {
+        st.store.add_member(channel, user, now_ms()).await?
+    } else {
+        match st.store.join_channel(channel, user, now_ms()).await? {
+            JoinOutcome::Joined => true,
+            JoinOutcome::AlreadyMember => false,
+            JoinOutcome::Blocked => {
+                return Err(OpError::forbidden(
+                    "an owner or admin removed this user; only an owner or admin can add them back",
+                ));
+            }
+        }
+    };
+    if added {
         entry.insert(user);
-        announce(st, &entry, channel, user, true);
+        announce(st, &entry, channel, user, true, false);
     }
     Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
 }
 
-/// `members`: anyone for a public channel, members only for a private one.
-pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResult {
-    match st.channel_entry(channel).await? {
-        Some(e) if !e.private || e.is_member(&ses.user) => {}
-        _ => return Err(OpError::forbidden(HIDDEN)),
+/// `remove_member` (v1.1): the owner removes anyone else, an admin plain
+/// members. The user loses access at once and may not `join` again until
+/// an owner or admin adds them.
+pub async fn remove_member(st: &Arc<AppState>, ses: &SessionCtx, channel: &str, user: &str) -> OpResult {
+    let actor = &*ses.user;
+    let entry = visible(st, channel, actor).await?;
+    if user == actor {
+        return Err(OpError::bad_request("to remove yourself, leave the channel"));
     }
-    let users = st.store.members(channel).await?;
+    let mine = st.channel_role(channel, actor).await?;
+    if !mine.is_some_and(Role::is_moderator) {
+        return Err(OpError::forbidden("only an owner or admin of the channel may remove members"));
+    }
+    let theirs = st
+        .store
+        .role(channel, user)
+        .await?
+        .ok_or_else(|| OpError::not_found("not a member of this channel"))?;
+    if mine == Some(Role::Admin) && theirs != Role::Member {
+        return Err(OpError::forbidden("an admin may remove only plain members"));
+    }
+    match st.store.remove_member(channel, user, true).await? {
+        Some(d) => departed(st, &entry, channel, user, true, d),
+        None => return Err(OpError::not_found("not a member of this channel")),
+    }
+    Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
+}
+
+/// `set_role` (v1.1): the owner's alone. `owner` transfers ownership (the
+/// old owner becomes admin); the owner's own role changes only that way.
+pub async fn set_role(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    channel: &str,
+    user: &str,
+    role: Role,
+) -> OpResult {
+    let actor = &*ses.user;
+    let entry = visible(st, channel, actor).await?;
+    if st.channel_role(channel, actor).await? != Some(Role::Owner) {
+        return Err(OpError::forbidden("only the owner of the channel may set roles"));
+    }
+    let theirs = st
+        .store
+        .role(channel, user)
+        .await?
+        .ok_or_else(|| OpError::not_found("not a member of this channel"))?;
+    if theirs == Role::Owner && role != Role::Owner {
+        return Err(OpError::conflict(
+            "the owner's role changes only by transferring ownership: make another member owner",
+        ));
+    }
+    let changes = st
+        .store
+        .set_role(channel, user, role)
+        .await?
+        .ok_or_else(|| OpError::not_found("not a member of this channel"))?;
+    announce_roles(st, &entry, channel, &changes);
+    Ok(json!({"conv": Conv::channel(channel), "user": user, "role": role}))
+}
+
+/// `members`: anyone for a public channel, members (and server admins)
+/// only for a private one. Rows carry roles.
+pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResult {
+    visible(st, channel, &ses.user).await?;
+    let rows = st.store.member_roles(channel).await?;
+    let users: Vec<String> = rows.iter().map(|(u, _)| u.clone()).collect();
     let online = st.online(&users).await;
-    let members: Vec<MemberInfo> = users
+    let members: Vec<MemberInfo> = rows
         .into_iter()
         .zip(online)
-        .map(|(user, online)| MemberInfo { online, user, role: Default::default() })
+        .map(|((user, role), online)| MemberInfo { user, online, role })
         .collect();
     Ok(json!({"count": members.len(), "members": members}))
 }

@@ -57,7 +57,7 @@ fn final_error(inv: Invite) -> OpError {
     let mut body =
         ErrBody::new(ErrorCode::InviteFinal, format!("the invitation is already {}", inv.state.as_str()));
     body.invite = Some(inv);
-    OpError(body)
+    OpError(Box::new(body))
 }
 
 async fn transition(

@@ -1,12 +1,14 @@
 //! Messages and everything riding on conversations: `send` (and the push
 //! API's equivalent), `history`, `sync`, receipts, `typing` and `signal`.
 
-use super::{OpError, OpResult, SessionCtx};
+use super::{OpError, OpResult, SessionCtx, relations};
 use crate::clock::now_ms;
+use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
-use crate::store::{NewMessage, Page};
+use crate::store::{NewMessage, Page, Relation, RelationAppend};
 use courier_proto::{
-    Conv, ErrorCode, Event, HistoryOk, InviteState, SendOk, SendReq, SyncConv, SyncOk, Target,
+    Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
+    body_mentions, is_relation_kind,
 };
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -24,12 +26,30 @@ pub enum Sender<'a> {
 /// Validates, stores and delivers one message. Shared by `send` and push.
 ///
 /// # Errors
-/// `too_large`, `forbidden` (not a member), `not_found` (`reply_to` unknown),
+/// `too_large`, `forbidden` (not a member; a relation not the sender's to
+/// make), `not_found` (`reply_to` or a relation's target unknown),
+/// `conflict` (a relation to a recalled message, or past its window),
 /// `internal` (storage).
-pub async fn store_and_deliver(st: &AppState, sender: Sender<'_>, req: SendReq) -> Result<SendOk, OpError> {
+pub async fn store_and_deliver(
+    st: &AppState,
+    sender: Sender<'_>,
+    mut req: SendReq,
+) -> Result<SendOk, OpError> {
     let (from, except) = match &sender {
         Sender::Session(s) => (&*s.user, Some(s.handle.key)),
         Sender::Push(from) => (*from, None),
+    };
+    let relation = if is_relation_kind(&req.kind) {
+        let rel = Relation::parse(&req.kind, &req.body)
+            .ok_or_else(|| OpError::bad_request(format!("malformed {} body", req.kind)))?;
+        // A retry is answered before anything is checked again: a relation
+        // accepted just inside its window stays accepted.
+        if let Some(original) = st.store.message_by_cid(from, &req.cid).await? {
+            return Ok(send_ok(&original, true));
+        }
+        Some(rel)
+    } else {
+        None
     };
     if req.body_len() > st.config.limits.max_body_bytes {
         return Err(OpError::new(
@@ -38,39 +58,91 @@ pub async fn store_and_deliver(st: &AppState, sender: Sender<'_>, req: SendReq) 
         ));
     }
     let conv = req.to.conv(from).ok_or_else(|| OpError::bad_request("messages go to a user or a channel"))?;
-    if let Conv::Channel(name) = &conv {
-        match (st.channel_entry(name).await?, &sender) {
-            (Some(c), Sender::Session(_)) if c.is_member(from) => {}
-            (Some(_), Sender::Push(_)) => {}
-            (_, Sender::Session(_)) => return Err(OpError::forbidden("not a member of this channel")),
+    let channel = match &conv {
+        Conv::Channel(name) => match (st.channel_entry(name).await?, &sender) {
+            (Some(c), Sender::Session(_)) if c.is_member(from) => Some(c),
+            (Some(c), Sender::Push(_)) => Some(c),
+            (_, Sender::Session(_)) => {
+                // A retry of a message stored before the sender left (or was
+                // removed) is still answered as its duplicate: it was sent.
+                return match st.store.message_by_cid(from, &req.cid).await? {
+                    Some(original) => Ok(send_ok(&original, true)),
+                    None => Err(OpError::forbidden("not a member of this channel")),
+                };
+            }
             (None, Sender::Push(_)) => return Err(OpError::bad_request("no such channel")),
-        }
-    }
+        },
+        Conv::Dm(..) => None,
+    };
     if let Some(reply_to) = &req.reply_to
         && st.store.message(&conv, reply_to).await?.is_none()
     {
         return Err(OpError::not_found("reply_to is not a message of this conversation"));
     }
-    let appended = st
-        .store
-        .append(NewMessage {
-            conv,
-            from: from.to_owned(),
-            to: req.to,
-            cid: req.cid,
-            kind: req.kind,
-            body: req.body,
-            reply_to: req.reply_to,
-            ts: now_ms(),
-        })
-        .await?;
-    let m = &appended.msg;
-    let ok = SendOk { conv: m.conv.clone(), seq: m.seq, mid: m.mid.clone(), ts: m.ts, dup: appended.dup };
+    let mentions = match &relation {
+        None if req.kind == "text" => keep_member_mentions(&mut req.body, &conv, channel.as_deref()),
+        _ => Vec::new(),
+    };
+    let msg = NewMessage {
+        conv,
+        from: from.to_owned(),
+        to: req.to,
+        cid: req.cid,
+        kind: req.kind,
+        body: req.body,
+        reply_to: req.reply_to,
+        ts: now_ms(),
+        mentions,
+    };
+    let appended = match relation {
+        None => st.store.append(msg).await?,
+        Some(rel) => {
+            relations::authorize(st, from, &msg.conv, &rel).await?;
+            match st.store.append_relation(msg, rel).await? {
+                RelationAppend::Stored(a) => a,
+                RelationAppend::NoTarget => {
+                    return Err(OpError::not_found("body.target is not a message of this conversation"));
+                }
+                RelationAppend::Recalled => return Err(OpError::conflict("the message was recalled")),
+            }
+        }
+    };
+    let ok = send_ok(&appended.msg, appended.dup);
     if !appended.dup {
         st.metrics.messages_stored.inc();
         st.deliver_msg(appended.msg, except).await?;
     }
     Ok(ok)
+}
+
+fn send_ok(m: &Msg, dup: bool) -> SendOk {
+    SendOk { conv: m.conv.clone(), seq: m.seq, mid: m.mid.clone(), ts: m.ts, dup }
+}
+
+/// Keeps only the mentions of members of the conversation (both parties of
+/// a DM), rewriting `body.mentions` (dropped when none is left). Returns
+/// the users kept.
+fn keep_member_mentions(
+    body: &mut Map<String, Value>,
+    conv: &Conv,
+    channel: Option<&ChannelCache>,
+) -> Vec<String> {
+    if !body.contains_key("mentions") {
+        return Vec::new();
+    }
+    let kept: Vec<String> = body_mentions(body)
+        .into_iter()
+        .filter(|u| match channel {
+            Some(c) => c.is_member(u),
+            None => conv.is_dm_party(u),
+        })
+        .collect();
+    if kept.is_empty() {
+        body.remove("mentions");
+    } else {
+        body.insert("mentions".into(), json!(kept));
+    }
+    kept
 }
 
 /// `send`.
@@ -132,9 +204,9 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
                 peer_read_seq: c.peer_cursor.map(|p| p.read_seq),
                 peer_recv_seq: c.peer_cursor.map(|p| p.recv_seq),
                 conv: c.conv,
-                unread: 0,
-                mentions_unread: 0,
-                pins: Vec::new(),
+                unread: c.unread,
+                mentions_unread: c.mentions_unread,
+                pins: c.pins,
             }
         })
         .collect();

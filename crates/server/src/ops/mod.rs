@@ -6,6 +6,7 @@ pub mod channels;
 pub mod invites;
 pub mod messages;
 pub mod people;
+pub mod relations;
 
 use crate::hub::SessionHandle;
 use crate::state::AppState;
@@ -16,14 +17,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::time::Instant;
 
-/// An error reply.
+/// An error reply (boxed: results stay small on the success path).
 #[derive(Debug)]
-pub struct OpError(pub ErrBody);
+pub struct OpError(pub Box<ErrBody>);
 
 impl OpError {
     /// An error with a code and a human message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        OpError(ErrBody::new(code, message))
+        OpError(Box::new(ErrBody::new(code, message)))
     }
 
     /// `forbidden`.
@@ -39,6 +40,11 @@ impl OpError {
     /// `not_found`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::NotFound, message)
+    }
+
+    /// `conflict`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::Conflict, message)
     }
 }
 
@@ -93,9 +99,8 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
         Request::Leave { channel } => channels::leave(st, ses, &channel).await,
         Request::AddMember { channel, user } => channels::add_member(st, ses, &channel, &user).await,
         Request::Members { channel } => channels::members(st, ses, &channel).await,
-        Request::SetRole { .. } | Request::RemoveMember { .. } => {
-            Err(OpError::new(ErrorCode::Unsupported, "roles are not implemented yet"))
-        }
+        Request::SetRole { channel, user, role } => channels::set_role(st, ses, &channel, &user, role).await,
+        Request::RemoveMember { channel, user } => channels::remove_member(st, ses, &channel, &user).await,
         Request::Watch { users } => people::watch(st, ses, users).await,
         Request::Unwatch { users } => people::unwatch(st, ses, users),
         Request::SetProfile { name, avatar, status } => {

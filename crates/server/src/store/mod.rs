@@ -10,6 +10,11 @@
 //! - Read and receive cursors only move forward and never pass `last_seq`.
 //! - Invitation transitions are compare-and-set on `pending`: of any number of
 //!   concurrent transitions of one invitation, exactly one succeeds.
+//! - A v1.1 relation (edit, recall, reaction, pin) is stored in the same
+//!   transaction as the change it makes to its target's aggregates, and is
+//!   refused inside that transaction when the target was recalled meanwhile.
+//!   A recall scrubs the target's content (body, edits' texts, mentions,
+//!   reactions, pin, and its own media) for good.
 
 #[cfg(any(test, feature = "test-engines"))]
 pub mod pg_harness;
@@ -19,7 +24,7 @@ pub mod sqlite;
 pub mod suite;
 
 use async_trait::async_trait;
-use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Target};
+use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -68,6 +73,105 @@ pub struct NewMessage {
     pub reply_to: Option<String>,
     /// Server time to stamp on the message if it is new.
     pub ts: i64,
+    /// Users the message mentions, already filtered to members of the
+    /// conversation other than the sender (they count in `mentions_unread`).
+    pub mentions: Vec<String>,
+}
+
+/// What a v1.1 relation message does to its target, parsed from its kind
+/// and body (see [`Relation::parse`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relation {
+    /// Replaces the target's text.
+    Edit {
+        /// The target's mid.
+        target: String,
+        /// The new text.
+        text: String,
+    },
+    /// Hides the target's content for good.
+    Recall {
+        /// The target's mid.
+        target: String,
+    },
+    /// Turns the sender's reaction `key` on or off.
+    Reaction {
+        /// The target's mid.
+        target: String,
+        /// The reaction, 1–32 bytes.
+        key: String,
+        /// On or off.
+        on: bool,
+    },
+    /// Pins or unpins the target.
+    Pin {
+        /// The target's mid.
+        target: String,
+        /// Pinned or not.
+        on: bool,
+    },
+}
+
+impl Relation {
+    /// The relation a message of `kind` with `body` carries; `None` for
+    /// content kinds or a body that `validate_body` would refuse.
+    pub fn parse(kind: &str, body: &Map<String, Value>) -> Option<Relation> {
+        let target = body.get("target")?.as_str()?.to_owned();
+        let on = || body.get("on").and_then(Value::as_bool);
+        Some(match kind {
+            "edit" => Relation::Edit { target, text: body.get("text")?.as_str()?.to_owned() },
+            "recall" => Relation::Recall { target },
+            "reaction" => {
+                Relation::Reaction { target, key: body.get("key")?.as_str()?.to_owned(), on: on()? }
+            }
+            "pin" => Relation::Pin { target, on: on()? },
+            _ => return None,
+        })
+    }
+
+    /// The target's mid.
+    pub fn target(&self) -> &str {
+        match self {
+            Relation::Edit { target, .. }
+            | Relation::Recall { target }
+            | Relation::Reaction { target, .. }
+            | Relation::Pin { target, .. } => target,
+        }
+    }
+}
+
+/// The outcome of [`Store::append_relation`].
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // returned once per call, never kept in bulk
+pub enum RelationAppend {
+    /// Stored (with its effect on the target), or the original of a
+    /// repeated `(from, cid)` with `dup: true`.
+    Stored(Appended),
+    /// The target is not a content message of the conversation; nothing
+    /// was written.
+    NoTarget,
+    /// The target is recalled; nothing was written.
+    Recalled,
+}
+
+/// The outcome of [`Store::join_channel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The user is a member now.
+    Joined,
+    /// The user was a member already; nothing changed.
+    AlreadyMember,
+    /// An owner or admin removed the user; only [`Store::add_member`] lets
+    /// them back.
+    Blocked,
+}
+
+/// What a member leaving (or being removed) changed besides the membership.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Departure {
+    /// The member who became owner because the owner left: the
+    /// longest-standing admin, else the longest-standing member.
+    pub new_owner: Option<String>,
 }
 
 /// The outcome of [`Store::append`].
@@ -112,6 +216,13 @@ pub struct ConvSummary {
     pub cursor: Cursor,
     /// For a DM, the peer's cursors.
     pub peer_cursor: Option<Cursor>,
+    /// Content messages after the user's read cursor, not sent by the
+    /// user, not recalled.
+    pub unread: u64,
+    /// Of those, the ones that mention the user.
+    pub mentions_unread: u64,
+    /// Mids of the pinned messages, oldest pin first.
+    pub pins: Vec<String>,
 }
 
 /// A channel's stored description.
@@ -205,19 +316,33 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- messages ----
 
-    /// Stores a message durably and returns it with its seq, or returns the
-    /// original for a repeated `(from, cid)` with `dup: true`. For a DM the
-    /// conversation becomes listed for both parties.
+    /// Stores a content message durably and returns it with its seq, or
+    /// returns the original for a repeated `(from, cid)` with `dup: true`.
+    /// For a DM the conversation becomes listed for both parties.
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended>;
+    /// Stores a relation message like [`Store::append`] and, in the same
+    /// transaction, applies `rel` to its target's aggregates. A repeated
+    /// `(from, cid)` returns the original before anything is checked.
+    /// Refused (nothing written) when the target is not a content message
+    /// of `msg.conv` or is recalled. A recall also scrubs the target (see
+    /// the module docs) and deletes the media its body names when the
+    /// media was uploaded by the target's sender.
+    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend>;
     /// A page of messages in ascending seq, and whether more exist in the
-    /// paging direction. `limit` is at least 1.
+    /// paging direction. `limit` is at least 1. Content messages carry
+    /// their aggregates (edit, reactions, pin, recall).
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)>;
-    /// The message with this mid, if it belongs to `conv`.
+    /// The message with this mid, if it belongs to `conv`, with its
+    /// aggregates.
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>>;
+    /// The message `from` stored with `cid`, if any (as stored, without
+    /// reactions), so a retry is recognised before it is validated again.
+    async fn message_by_cid(&self, from: &str, cid: &str) -> StoreResult<Option<Msg>>;
     /// `(last_seq, last_ts)` of a conversation; `(0, 0)` when empty.
     async fn conv_last(&self, conv: &Conv) -> StoreResult<(u64, i64)>;
     /// Every conversation of `user`: DMs with at least one message and the
-    /// channels the user is a member of (also empty ones).
+    /// channels the user is a member of (also empty ones), with the user's
+    /// unread counters and each conversation's pins.
     async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>>;
 
     // ---- receipts ----
@@ -237,21 +362,47 @@ pub trait Store: Send + Sync + 'static {
 
     // ---- channels ----
 
-    /// Creates a channel with its creator as first member. Returns false
-    /// (and changes nothing) when the name exists.
+    /// Creates a channel with its creator as first member and owner.
+    /// Returns false (and changes nothing) when the name exists.
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool>;
     /// The channel, if it exists.
     async fn channel(&self, name: &str) -> StoreResult<Option<ChannelRow>>;
     /// Public channels with member counts, by name.
     async fn public_channels(&self) -> StoreResult<Vec<ChannelInfo>>;
-    /// Adds a member; false when already a member.
+    /// Adds a member (role `member`) on someone's behalf who may lift a
+    /// removal: any block from an earlier removal is lifted. False when
+    /// already a member.
     async fn add_member(&self, channel: &str, user: &str, now: i64) -> StoreResult<bool>;
-    /// Removes a member; false when not a member.
-    async fn remove_member(&self, channel: &str, user: &str) -> StoreResult<bool>;
+    /// Adds a member (role `member`) unless an owner or admin removed them.
+    async fn join_channel(&self, channel: &str, user: &str, now: i64) -> StoreResult<JoinOutcome>;
+    /// Removes a member; `block_rejoin` records the removal so that
+    /// [`Store::join_channel`] refuses them. When the owner goes, the
+    /// longest-standing admin (else member) becomes owner in the same
+    /// transaction. `None` when not a member.
+    async fn remove_member(
+        &self,
+        channel: &str,
+        user: &str,
+        block_rejoin: bool,
+    ) -> StoreResult<Option<Departure>>;
     /// Whether `user` is a member.
     async fn is_member(&self, channel: &str, user: &str) -> StoreResult<bool>;
     /// Members in joining order.
     async fn members(&self, channel: &str) -> StoreResult<Vec<String>>;
+    /// Members with their roles, in joining order.
+    async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>>;
+    /// A member's role; `None` when not a member.
+    async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>>;
+    /// Sets a member's role. `Owner` transfers ownership: every other owner
+    /// becomes admin, in the same transaction. Returns each member whose
+    /// role changed (the new owner first), or `None` when `user` is not a
+    /// member.
+    async fn set_role(
+        &self,
+        channel: &str,
+        user: &str,
+        role: Role,
+    ) -> StoreResult<Option<Vec<(String, Role)>>>;
 
     // ---- call invitations ----
 
@@ -296,5 +447,98 @@ pub trait Store: Send + Sync + 'static {
     /// embedded engine has nothing to reach, so the default answers at once.
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Shared by the engines: how stored aggregate state becomes a message
+
+/// Applies a content message's stored aggregates: a recalled message keeps
+/// nothing but `recalled`; otherwise the newest edit's `(text, ts)` replaces
+/// `body.text`, and a pin's ts shows while pinned.
+pub(crate) fn apply_aggregates(
+    msg: &mut Msg,
+    edited: Option<(String, i64)>,
+    recalled: bool,
+    pinned: Option<i64>,
+) {
+    if recalled {
+        msg.body = Map::new();
+        msg.recalled = true;
+        return;
+    }
+    if let Some((text, ts)) = edited {
+        msg.body.insert("text".into(), Value::String(text));
+        msg.edited = Some(ts);
+    }
+    msg.pinned = pinned;
+}
+
+/// Puts reactions onto the content messages of `page`: `rows` are
+/// `(target seq, key, user)` in reacting order.
+pub(crate) fn attach_reactions(page: &mut [Msg], rows: impl IntoIterator<Item = (u64, String, String)>) {
+    let at: HashMap<u64, usize> = page.iter().enumerate().map(|(i, m)| (m.seq, i)).collect();
+    for (seq, key, user) in rows {
+        if let Some(&i) = at.get(&seq) {
+            page[i].reactions.entry(key).or_default().push(user);
+        }
+    }
+}
+
+/// The seq range `(first, last)` of the content messages of a page, for
+/// fetching their reactions in one range read.
+pub(crate) fn content_span(page: &[Msg]) -> Option<(u64, u64)> {
+    let mut content = page.iter().filter(|m| !courier_proto::is_relation_kind(&m.kind) && !m.recalled);
+    let first = content.next()?.seq;
+    let last = content.next_back().map_or(first, |m| m.seq);
+    Some((first, last))
+}
+
+/// A stored role.
+///
+/// # Errors
+/// [`StoreError::Unusable`] for a spelling this build does not know.
+pub(crate) fn parse_role(s: &str) -> StoreResult<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Unusable(format!("stored channel role {s:?} is unknown")))
+}
+
+/// Counts as one engine reads them for the unread count of a user in a
+/// conversation.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct UnreadParts {
+    /// Highest seq.
+    pub last_seq: u64,
+    /// Relation messages in the conversation.
+    pub rel_total: u64,
+    /// The user's read cursor.
+    pub read_seq: u64,
+    /// Relation messages up to and including `read_seq`.
+    pub rel_at_read: u64,
+    /// The user's own content messages after `read_seq`.
+    pub own_after: u64,
+    /// Others' recalled content messages after `read_seq`.
+    pub recalled_after: u64,
+}
+
+/// Content messages after the read cursor, minus the user's own and the
+/// recalled ones, from counters that are each one index read.
+pub(crate) fn unread_count(p: UnreadParts) -> u64 {
+    let content_total = p.last_seq.saturating_sub(p.rel_total);
+    let content_read = p.read_seq.saturating_sub(p.rel_at_read);
+    content_total.saturating_sub(content_read).saturating_sub(p.own_after).saturating_sub(p.recalled_after)
+}
+
+/// The body an edit of a recalled message keeps: only its target.
+pub(crate) fn scrubbed_edit_body(target: &str) -> Map<String, Value> {
+    let mut body = Map::new();
+    body.insert("target".into(), Value::String(target.to_owned()));
+    body
+}
+
+/// The media a content message's body names (images and files).
+pub(crate) fn body_media<'a>(kind: &str, body: &'a Map<String, Value>) -> Option<&'a str> {
+    match kind {
+        "image" | "file" => body.get("media").and_then(Value::as_str),
+        _ => None,
     }
 }

@@ -42,12 +42,16 @@
 //! retryable `internal`. Nothing here panics on an engine error.
 
 use super::{
-    Appended, ChannelRow, ConvSummary, Cursor, MediaMeta, NewChannel, NewMessage, Page, Store, StoreError,
-    StoreResult, Transition,
+    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
+    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
+    apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
+    unread_count,
 };
 use async_trait::async_trait;
-use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Target};
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
+use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -195,6 +199,66 @@ pub const MIGRATIONS: &[&str] = &[
         bytes BYTEA NOT NULL
     );
     ALTER TABLE media_blobs ALTER COLUMN bytes SET STORAGE EXTERNAL;
+    "#,
+    // v2: protocol v1.1 (edits, recalls, reactions, pins, mentions, roles)
+    r#"
+    -- Relation messages (edit, recall, reaction, pin) name their target;
+    -- content messages carry what their relations did, so a history page
+    -- never scans relations. All of it is written in the relation's
+    -- transaction, which row-locks the target first. Constant defaults:
+    -- adding these columns rewrites no rows.
+    ALTER TABLE messages ADD COLUMN rel_target TEXT;       -- relations: the target's mid
+    -- Relation messages of the conversation up to and including this one
+    -- (content messages up to seq n = n - this), for unread counts.
+    ALTER TABLE messages ADD COLUMN rel_count BIGINT NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edited_text TEXT;      -- the newest edit's text
+    ALTER TABLE messages ADD COLUMN edited_ts BIGINT;      -- and that edit's ts
+    ALTER TABLE messages ADD COLUMN recalled BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE messages ADD COLUMN pinned BIGINT;         -- ts of the pin, while pinned
+    ALTER TABLE messages ADD COLUMN pin_seq BIGINT;        -- seq of that pin: pinned-list order
+    CREATE INDEX messages_edits ON messages (rel_target) WHERE kind = 'edit';
+    CREATE INDEX messages_own_content ON messages (conv, sender, seq) WHERE rel_target IS NULL;
+    CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled;
+    CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
+
+    -- Relation messages in the conversation.
+    ALTER TABLE conversations ADD COLUMN rel_count BIGINT NOT NULL DEFAULT 0;
+
+    -- Reactions that are on: one row per (target, key, user).
+    CREATE TABLE reactions (
+        conv       TEXT NOT NULL,
+        target_seq BIGINT NOT NULL,
+        key        TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        seq        BIGINT NOT NULL,   -- the reaction that turned it on: order of users
+        PRIMARY KEY (conv, target_seq, key, user_id)
+    );
+
+    -- Who a (not recalled) message mentions, for mentions_unread; never
+    -- the message's own sender.
+    CREATE TABLE mentions (
+        user_id TEXT NOT NULL,
+        conv    TEXT NOT NULL,
+        seq     BIGINT NOT NULL,
+        PRIMARY KEY (user_id, conv, seq)
+    );
+
+    -- Channel roles: the creator owns a channel (a v1 channel whose creator
+    -- left goes to its longest-standing member; default channels have none).
+    ALTER TABLE channel_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+    UPDATE channel_members SET role = 'owner' WHERE id IN (
+        SELECT coalesce(
+            (SELECT m.id FROM channel_members m WHERE m.channel = c.name AND m.user_id = c.created_by),
+            (SELECT min(m.id) FROM channel_members m WHERE m.channel = c.name))
+        FROM channels c WHERE c.created_by IS NOT NULL);
+
+    -- Users an owner or admin removed: they may not join again until an
+    -- owner or admin adds them.
+    CREATE TABLE channel_removals (
+        channel TEXT COLLATE "C" NOT NULL REFERENCES channels (name),
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (channel, user_id)
+    );
     "#,
 ];
 
@@ -409,34 +473,67 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Store
     r.try_get(i).map_err(pg)
 }
 
-/// The columns [`msg_from_row`] reads, in order.
+/// The columns [`msg_from_row`] reads, in order: the message, then its
+/// aggregate columns.
 macro_rules! msg_columns {
     () => {
-        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts"
+        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, edited_text, edited_ts, recalled, pinned"
     };
 }
 
+/// The columns of a conversation row (`c` its `conversations` row, `mine`
+/// the user's cursor) that [`unread_count`] needs, then `mentions_unread`.
+/// Each is one index read: see `UnreadParts`.
+macro_rules! unread_columns {
+    ($conv:literal, $user:literal) => {
+        concat!(
+            "c.rel_count, \
+             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.seq = mine.read_seq), 0), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.sender = ",
+            $user,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.recalled \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.sender <> ",
+            $user,
+            "), \
+             (SELECT count(*) FROM mentions x WHERE x.user_id = ",
+            $user,
+            " AND x.conv = ",
+            $conv,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0))"
+        )
+    };
+}
+
+/// A message with its aggregate columns applied (not its reactions).
 fn msg_from_row(r: &Row) -> StoreResult<Msg> {
     let mid: String = col(r, 2)?;
     let target: String = col(r, 5)?;
     let to: Target = serde_json::from_str(&target)
         .map_err(|e| StoreError::Unusable(format!("stored target of message {mid} is invalid: {e}")))?;
-    Ok(Msg {
-        conv: parse_conv(&col::<String>(r, 0)?)?,
-        seq: from_sql_int(col(r, 1)?),
-        cid: col(r, 3)?,
-        from: col(r, 4)?,
-        to,
-        kind: col(r, 6)?,
-        body: parse_object("message body", &col::<String>(r, 7)?)?,
-        reply_to: col(r, 8)?,
-        ts: col(r, 9)?,
+    let mut msg = Msg::new(
+        parse_conv(&col::<String>(r, 0)?)?,
+        from_sql_int(col(r, 1)?),
         mid,
-        edited: None,
-        reactions: Default::default(),
-        recalled: false,
-        pinned: None,
-    })
+        col(r, 3)?,
+        col(r, 4)?,
+        to,
+        col(r, 6)?,
+        parse_object("message body", &col::<String>(r, 7)?)?,
+        col(r, 9)?,
+        col(r, 8)?,
+    );
+    let edited = col::<Option<String>>(r, 10)?.zip(col::<Option<i64>>(r, 11)?);
+    apply_aggregates(&mut msg, edited, col(r, 12)?, col(r, 13)?);
+    Ok(msg)
 }
 
 fn msgs_from_rows(rows: &[Row]) -> StoreResult<Vec<Msg>> {
@@ -509,39 +606,55 @@ async fn read_cursor(c: &Object, conv: &str, user: &str) -> StoreResult<Cursor> 
     }
 }
 
-/// One transaction of [`Store::append`]: counter, message, DM listing.
-/// `None` when `(from, cid)` was committed by someone else meanwhile.
-async fn try_append(
-    c: &mut Object,
+/// Inside `tx`: the conversation's counters, the row, the DM listing and
+/// the mentions. `None` when `(from, cid)` was committed by someone else
+/// meanwhile (the caller rolls back, undoing the counter bump).
+async fn insert_message(
+    tx: &Transaction<'_>,
     m: &NewMessage,
     conv: &str,
+    rel_target: Option<&str>,
 ) -> Result<Option<Msg>, tokio_postgres::Error> {
-    let tx = c.transaction().await?;
     let bump = tx
         .prepare_cached(
-            "INSERT INTO conversations AS c (conv, last_seq, last_ts) VALUES ($1, 1, $2) \
-             ON CONFLICT (conv) DO UPDATE SET last_seq = c.last_seq + 1, last_ts = excluded.last_ts \
-             RETURNING last_seq",
+            "INSERT INTO conversations AS c (conv, last_seq, last_ts, rel_count) VALUES ($1, 1, $2, $3) \
+             ON CONFLICT (conv) DO UPDATE SET last_seq = c.last_seq + 1, last_ts = excluded.last_ts, \
+                 rel_count = c.rel_count + excluded.rel_count \
+             RETURNING last_seq, rel_count",
         )
         .await?;
     // Locks the counter row until this transaction ends.
-    let seq: i64 = tx.query_one(&bump, &[&conv, &m.ts]).await?.try_get(0)?;
+    let row = tx.query_one(&bump, &[&conv, &m.ts, &i64::from(rel_target.is_some())]).await?;
+    let (seq, rel_count): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     let mid = ulid::Ulid::new().to_string();
     let insert = tx
         .prepare_cached(
-            "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+            "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (sender, cid) DO NOTHING",
         )
         .await?;
     let (target, body) = (to_json(&m.to), to_json(&m.body));
     let inserted = tx
-        .execute(&insert, &[&conv, &seq, &mid, &m.cid, &m.from, &target, &m.kind, &body, &m.reply_to, &m.ts])
+        .execute(
+            &insert,
+            &[
+                &conv,
+                &seq,
+                &mid,
+                &m.cid,
+                &m.from,
+                &target,
+                &m.kind,
+                &body,
+                &m.reply_to,
+                &m.ts,
+                &rel_target,
+                &rel_count,
+            ],
+        )
         .await?;
     if inserted == 0 {
-        // Undo the counter bump; the original is committed (ON CONFLICT
-        // waited for it) and readable once this transaction is gone.
-        tx.rollback().await?;
         return Ok(None);
     }
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
@@ -554,23 +667,245 @@ async fn try_append(
             .await?;
         tx.execute(&list, &[a, &conv, b]).await?;
     }
-    tx.commit().await?;
-    Ok(Some(Msg {
-        conv: m.conv.clone(),
-        seq: from_sql_int(seq),
+    let mentioned: Vec<&str> = m.mentions.iter().map(String::as_str).filter(|u| *u != m.from).collect();
+    if !mentioned.is_empty() {
+        let mention = tx
+            .prepare_cached(
+                "INSERT INTO mentions (user_id, conv, seq) SELECT u, $2, $3 FROM unnest($1::text[]) AS u \
+                 ON CONFLICT DO NOTHING",
+            )
+            .await?;
+        tx.execute(&mention, &[&mentioned, &conv, &seq]).await?;
+    }
+    Ok(Some(Msg::new(
+        m.conv.clone(),
+        from_sql_int(seq),
         mid,
-        cid: m.cid.clone(),
-        from: m.from.clone(),
-        to: m.to.clone(),
-        kind: m.kind.clone(),
-        body: m.body.clone(),
-        ts: m.ts,
-        reply_to: m.reply_to.clone(),
-        edited: None,
-        reactions: Default::default(),
-        recalled: false,
-        pinned: None,
-    }))
+        m.cid.clone(),
+        m.from.clone(),
+        m.to.clone(),
+        m.kind.clone(),
+        m.body.clone(),
+        m.ts,
+        m.reply_to.clone(),
+    )))
+}
+
+/// One transaction of [`Store::append`]. `None` when `(from, cid)` was
+/// committed by someone else meanwhile.
+async fn try_append(
+    c: &mut Object,
+    m: &NewMessage,
+    conv: &str,
+) -> Result<Option<Msg>, tokio_postgres::Error> {
+    let tx = c.transaction().await?;
+    match insert_message(&tx, m, conv, None).await? {
+        Some(msg) => {
+            tx.commit().await?;
+            Ok(Some(msg))
+        }
+        None => {
+            // Undo the counter bump; the original is committed (ON CONFLICT
+            // waited for it) and readable once this transaction is gone.
+            tx.rollback().await?;
+            Ok(None)
+        }
+    }
+}
+
+/// What one transaction of [`Store::append_relation`] did.
+#[allow(clippy::large_enum_variant)] // returned once per call, never kept in bulk
+enum RelationTry {
+    Stored(Msg),
+    Dup,
+    NoTarget,
+    Recalled,
+}
+
+/// One transaction of [`Store::append_relation`]: locks the target row
+/// (so a concurrent recall and this relation take turns), checks it,
+/// stores the relation and applies it.
+async fn try_append_relation(
+    c: &mut Object,
+    m: &NewMessage,
+    conv: &str,
+    rel: &Relation,
+) -> Result<RelationTry, tokio_postgres::Error> {
+    let tx = c.transaction().await?;
+    let lock = tx
+        .prepare_cached(
+            "SELECT seq, sender, kind, body, recalled FROM messages \
+             WHERE mid = $1 AND conv = $2 AND rel_target IS NULL FOR UPDATE",
+        )
+        .await?;
+    let Some(target) = tx.query_opt(&lock, &[&rel.target(), &conv]).await? else {
+        tx.rollback().await?;
+        return Ok(RelationTry::NoTarget);
+    };
+    let target_seq: i64 = target.try_get(0)?;
+    if target.try_get::<_, bool>(4)? {
+        tx.rollback().await?;
+        return Ok(RelationTry::Recalled);
+    }
+    let Some(msg) = insert_message(&tx, m, conv, Some(rel.target())).await? else {
+        tx.rollback().await?;
+        return Ok(RelationTry::Dup);
+    };
+    let (seq, ts) = (to_sql_int(msg.seq), msg.ts);
+    match rel {
+        Relation::Edit { text, .. } => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE messages SET edited_text = $3, edited_ts = $4 WHERE conv = $1 AND seq = $2",
+                )
+                .await?;
+            tx.execute(&stmt, &[&conv, &target_seq, text, &ts]).await?;
+        }
+        Relation::Reaction { key, on: true, .. } => {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO reactions (conv, target_seq, key, user_id, seq) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .await?;
+            tx.execute(&stmt, &[&conv, &target_seq, key, &msg.from, &seq]).await?;
+        }
+        Relation::Reaction { key, on: false, .. } => {
+            let stmt = tx
+                .prepare_cached(
+                    "DELETE FROM reactions WHERE conv = $1 AND target_seq = $2 AND key = $3 AND user_id = $4",
+                )
+                .await?;
+            tx.execute(&stmt, &[&conv, &target_seq, key, &msg.from]).await?;
+        }
+        Relation::Pin { on: true, .. } => {
+            // Pinning a pinned message keeps the first pin (and its place).
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE messages SET pinned = coalesce(pinned, $3), pin_seq = coalesce(pin_seq, $4) \
+                     WHERE conv = $1 AND seq = $2",
+                )
+                .await?;
+            tx.execute(&stmt, &[&conv, &target_seq, &ts, &seq]).await?;
+        }
+        Relation::Pin { on: false, .. } => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE conv = $1 AND seq = $2",
+                )
+                .await?;
+            tx.execute(&stmt, &[&conv, &target_seq]).await?;
+        }
+        Relation::Recall { target: mid } => {
+            let sender: String = target.try_get(1)?;
+            let kind: String = target.try_get(2)?;
+            let body: String = target.try_get(3)?;
+            recall(&tx, conv, mid, target_seq, &sender, &kind, &body).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(RelationTry::Stored(msg))
+}
+
+/// Scrubs a recalled message inside the relation's transaction: its body,
+/// aggregates, reactions, mentions, its edits' texts and the media it
+/// names (when its sender uploaded it).
+async fn recall(
+    tx: &Transaction<'_>,
+    conv: &str,
+    mid: &str,
+    seq: i64,
+    sender: &str,
+    kind: &str,
+    body: &str,
+) -> Result<(), tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE messages SET body = '{}', recalled = true, edited_text = NULL, edited_ts = NULL, \
+                 pinned = NULL, pin_seq = NULL \
+             WHERE conv = $1 AND seq = $2",
+        )
+        .await?;
+    tx.execute(&stmt, &[&conv, &seq]).await?;
+    let stmt = tx
+        .prepare_cached("UPDATE messages SET body = $3 WHERE rel_target = $2 AND kind = 'edit' AND conv = $1")
+        .await?;
+    tx.execute(&stmt, &[&conv, &mid, &to_json(&scrubbed_edit_body(mid))]).await?;
+    let stmt = tx.prepare_cached("DELETE FROM reactions WHERE conv = $1 AND target_seq = $2").await?;
+    tx.execute(&stmt, &[&conv, &seq]).await?;
+    // The stored body is the server's own compact JSON of an object.
+    let body: Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
+    let mentioned = courier_proto::body_mentions(&body);
+    if !mentioned.is_empty() {
+        let stmt = tx
+            .prepare_cached("DELETE FROM mentions WHERE user_id = ANY($1) AND conv = $2 AND seq = $3")
+            .await?;
+        tx.execute(&stmt, &[&mentioned, &conv, &seq]).await?;
+    }
+    if let Some(media) = body_media(kind, &body) {
+        let owned = tx.prepare_cached("SELECT 1 FROM media WHERE id = $1 AND owner = $2").await?;
+        if tx.query_opt(&owned, &[&media, &sender]).await?.is_some() {
+            let blob = tx.prepare_cached("DELETE FROM media_blobs WHERE id = $1").await?;
+            tx.execute(&blob, &[&media]).await?;
+            let facts = tx.prepare_cached("DELETE FROM media WHERE id = $1").await?;
+            tx.execute(&facts, &[&media]).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the reactions of the content messages of `page` (one range read).
+async fn load_reactions(c: &Object, conv: &str, page: &mut [Msg]) -> StoreResult<()> {
+    let Some((first, last)) = content_span(page) else { return Ok(()) };
+    let stmt = c
+        .prepare_cached(
+            "SELECT target_seq, key, user_id FROM reactions \
+             WHERE conv = $1 AND target_seq BETWEEN $2 AND $3 ORDER BY target_seq, seq",
+        )
+        .await
+        .map_err(pg)?;
+    let rows = c.query(&stmt, &[&conv, &to_sql_int(first), &to_sql_int(last)]).await.map_err(pg)?;
+    let rows = rows
+        .iter()
+        .map(|r| Ok((from_sql_int(col(r, 0)?), col(r, 1)?, col(r, 2)?)))
+        .collect::<StoreResult<Vec<_>>>()?;
+    attach_reactions(page, rows);
+    Ok(())
+}
+
+/// Adds a member with role `member`; false when already one.
+async fn insert_member(tx: &Transaction<'_>, channel: &str, user: &str, now: i64) -> StoreResult<bool> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO channel_members (channel, user_id, joined) VALUES ($1, $2, $3) \
+             ON CONFLICT (channel, user_id) DO NOTHING",
+        )
+        .await
+        .map_err(pg)?;
+    Ok(tx.execute(&stmt, &[&channel, &user, &now]).await.map_err(pg)? == 1)
+}
+
+/// Locks a channel's row so that role changes and departures of one
+/// channel take turns (an owner leaving picks a successor who stays).
+async fn lock_channel(tx: &Transaction<'_>, channel: &str) -> Result<(), tokio_postgres::Error> {
+    let stmt = tx.prepare_cached("SELECT 1 FROM channels WHERE name = $1 FOR UPDATE").await?;
+    tx.query_opt(&stmt, &[&channel]).await?;
+    Ok(())
+}
+
+async fn read_role<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    channel: &str,
+    user: &str,
+) -> StoreResult<Option<Role>> {
+    let stmt = c
+        .prepare_cached("SELECT role FROM channel_members WHERE channel = $1 AND user_id = $2")
+        .await
+        .map_err(pg)?;
+    match c.query_opt(&stmt, &[&channel, &user]).await.map_err(pg)? {
+        Some(r) => Ok(Some(parse_role(&col::<String>(&r, 0)?)?)),
+        None => Ok(None),
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -695,6 +1030,37 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+        let mut c = self.client().await?;
+        // The common retry needs no transaction and no lock.
+        if let Some(original) = find_by_cid(&c, &msg.from, &msg.cid).await? {
+            return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
+        }
+        let conv = msg.conv.to_string();
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match try_append_relation(&mut c, &msg, &conv, &rel).await {
+                Ok(RelationTry::Stored(msg)) => {
+                    return Ok(RelationAppend::Stored(Appended { msg, dup: false }));
+                }
+                Ok(RelationTry::NoTarget) => return Ok(RelationAppend::NoTarget),
+                Ok(RelationTry::Recalled) => return Ok(RelationAppend::Recalled),
+                Ok(RelationTry::Dup) => {
+                    return match find_by_cid(&c, &msg.from, &msg.cid).await? {
+                        Some(original) => Ok(RelationAppend::Stored(Appended { msg: original, dup: true })),
+                        None => Err(StoreError::Postgres(format!(
+                            "({}, {}) conflicted with a message that is not there",
+                            msg.from, msg.cid
+                        ))),
+                    };
+                }
+                Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => continue,
+                Err(e) => return Err(pg(e)),
+            }
+        }
+    }
+
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {
         let c = self.client().await?;
         let conv = conv.to_string();
@@ -743,21 +1109,29 @@ impl Store for PostgresStore {
         if newest_first {
             msgs.reverse();
         }
+        // A relation committed between the two reads only makes the
+        // aggregates newer than the page, which they may be anyway.
+        load_reactions(&c, &conv, &mut msgs).await?;
         Ok((msgs, more))
     }
 
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
         let c = self.client().await?;
+        let conv = conv.to_string();
         let stmt = c
             .prepare_cached(concat!("SELECT ", msg_columns!(), " FROM messages WHERE mid = $1 AND conv = $2"))
             .await
             .map_err(pg)?;
-        c.query_opt(&stmt, &[&mid, &conv.to_string()])
-            .await
-            .map_err(pg)?
-            .as_ref()
-            .map(msg_from_row)
-            .transpose()
+        let Some(row) = c.query_opt(&stmt, &[&mid, &conv]).await.map_err(pg)? else { return Ok(None) };
+        let mut one = [msg_from_row(&row)?];
+        load_reactions(&c, &conv, &mut one).await?;
+        let [msg] = one;
+        Ok(Some(msg))
+    }
+
+    async fn message_by_cid(&self, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
+        let c = self.client().await?;
+        find_by_cid(&c, from, cid).await
     }
 
     async fn conv_last(&self, conv: &Conv) -> StoreResult<(u64, i64)> {
@@ -774,7 +1148,7 @@ impl Store for PostgresStore {
 
     async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>> {
         let mut c = self.client().await?;
-        // One snapshot for both lists.
+        // One snapshot for both lists and the pins.
         let tx = c
             .build_transaction()
             .isolation_level(IsolationLevel::RepeatableRead)
@@ -783,50 +1157,79 @@ impl Store for PostgresStore {
             .await
             .map_err(pg)?;
         let dms = tx
-            .prepare_cached(
-                "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, peer.recv_seq, peer.read_seq \
+            .prepare_cached(concat!(
+                "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("d.conv", "d.user_id"),
+                ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN conversations c ON c.conv = d.conv \
                  LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
                  LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
-                 WHERE d.user_id = $1",
-            )
+                 WHERE d.user_id = $1"
+            ))
             .await
             .map_err(pg)?;
         let channels = tx
-            .prepare_cached(
-                "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq \
-                 FROM channel_members m \
+            .prepare_cached(concat!(
+                "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("'ch:' || m.channel", "m.user_id"),
+                " FROM channel_members m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
                  LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
-                 WHERE m.user_id = $1",
-            )
+                 WHERE m.user_id = $1"
+            ))
             .await
             .map_err(pg)?;
         let dm_rows = tx.query(&dms, &[&user]).await.map_err(pg)?;
         let channel_rows = tx.query(&channels, &[&user]).await.map_err(pg)?;
-        tx.commit().await.map_err(pg)?;
 
+        // Columns 1-4 of each list, then `unread_columns!` from 5 on.
+        let summary = |r: &Row, conv: Conv, peer_cursor: Option<Cursor>| -> StoreResult<ConvSummary> {
+            let cursor = cursor_from(col(r, 3)?, col(r, 4)?);
+            let last_seq = from_sql_int(col::<Option<i64>>(r, 1)?.unwrap_or(0));
+            let parts = UnreadParts {
+                last_seq,
+                rel_total: from_sql_int(col::<Option<i64>>(r, 5)?.unwrap_or(0)),
+                read_seq: cursor.read_seq,
+                rel_at_read: from_sql_int(col(r, 6)?),
+                own_after: from_sql_int(col(r, 7)?),
+                recalled_after: from_sql_int(col(r, 8)?),
+            };
+            Ok(ConvSummary {
+                conv,
+                last_seq,
+                last_ts: col::<Option<i64>>(r, 2)?.unwrap_or(0),
+                cursor,
+                peer_cursor,
+                unread: unread_count(parts),
+                mentions_unread: from_sql_int(col(r, 9)?),
+                pins: Vec::new(),
+            })
+        };
         let mut out = Vec::with_capacity(dm_rows.len() + channel_rows.len());
         for r in &dm_rows {
-            out.push(ConvSummary {
-                conv: parse_conv(&col::<String>(r, 0)?)?,
-                last_seq: from_sql_int(col(r, 1)?),
-                last_ts: col(r, 2)?,
-                cursor: cursor_from(col(r, 3)?, col(r, 4)?),
-                peer_cursor: Some(cursor_from(col(r, 5)?, col(r, 6)?)),
-            });
+            let peer = cursor_from(col(r, 10)?, col(r, 11)?);
+            out.push(summary(r, parse_conv(&col::<String>(r, 0)?)?, Some(peer))?);
         }
         for r in &channel_rows {
-            out.push(ConvSummary {
-                conv: Conv::channel(&col::<String>(r, 0)?),
-                last_seq: from_sql_int(col::<Option<i64>>(r, 1)?.unwrap_or(0)),
-                last_ts: col::<Option<i64>>(r, 2)?.unwrap_or(0),
-                cursor: cursor_from(col(r, 3)?, col(r, 4)?),
-                peer_cursor: None,
-            });
+            out.push(summary(r, Conv::channel(&col::<String>(r, 0)?), None)?);
         }
         out.sort_by(|a, b| a.conv.cmp(&b.conv));
+        let convs: Vec<String> = out.iter().map(|s| s.conv.to_string()).collect();
+        let pins = tx
+            .prepare_cached(
+                "SELECT conv, mid FROM messages WHERE pin_seq IS NOT NULL AND conv = ANY($1) ORDER BY conv, pin_seq",
+            )
+            .await
+            .map_err(pg)?;
+        let pin_rows = tx.query(&pins, &[&convs]).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        for r in &pin_rows {
+            let conv = parse_conv(&col::<String>(r, 0)?)?;
+            if let Ok(i) = out.binary_search_by(|s| s.conv.cmp(&conv)) {
+                out[i].pins.push(col(r, 1)?);
+            }
+        }
         Ok(out)
     }
 
@@ -891,7 +1294,9 @@ impl Store for PostgresStore {
         }
         if let Some(creator) = &ch.creator {
             let member = tx
-                .prepare_cached("INSERT INTO channel_members (channel, user_id, joined) VALUES ($1, $2, $3)")
+                .prepare_cached(
+                    "INSERT INTO channel_members (channel, user_id, joined, role) VALUES ($1, $2, $3, 'owner')",
+                )
                 .await
                 .map_err(pg)?;
             tx.execute(&member, &[&ch.name, creator, &ch.now]).await.map_err(pg)?;
@@ -944,24 +1349,80 @@ impl Store for PostgresStore {
     }
 
     async fn add_member(&self, channel: &str, user: &str, now: i64) -> StoreResult<bool> {
-        let c = self.client().await?;
-        let stmt = c
-            .prepare_cached(
-                "INSERT INTO channel_members (channel, user_id, joined) VALUES ($1, $2, $3) \
-                 ON CONFLICT (channel, user_id) DO NOTHING",
-            )
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let unblock = tx
+            .prepare_cached("DELETE FROM channel_removals WHERE channel = $1 AND user_id = $2")
             .await
             .map_err(pg)?;
-        Ok(c.execute(&stmt, &[&channel, &user, &now]).await.map_err(pg)? == 1)
+        tx.execute(&unblock, &[&channel, &user]).await.map_err(pg)?;
+        let added = insert_member(&tx, channel, user, now).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(added)
     }
 
-    async fn remove_member(&self, channel: &str, user: &str) -> StoreResult<bool> {
-        let c = self.client().await?;
-        let stmt = c
-            .prepare_cached("DELETE FROM channel_members WHERE channel = $1 AND user_id = $2")
+    async fn join_channel(&self, channel: &str, user: &str, now: i64) -> StoreResult<JoinOutcome> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        let blocked = tx
+            .prepare_cached("SELECT 1 FROM channel_removals WHERE channel = $1 AND user_id = $2")
             .await
             .map_err(pg)?;
-        Ok(c.execute(&stmt, &[&channel, &user]).await.map_err(pg)? == 1)
+        if tx.query_opt(&blocked, &[&channel, &user]).await.map_err(pg)?.is_some() {
+            return Ok(JoinOutcome::Blocked);
+        }
+        let outcome = if insert_member(&tx, channel, user, now).await? {
+            JoinOutcome::Joined
+        } else {
+            JoinOutcome::AlreadyMember
+        };
+        tx.commit().await.map_err(pg)?;
+        Ok(outcome)
+    }
+
+    async fn remove_member(
+        &self,
+        channel: &str,
+        user: &str,
+        block_rejoin: bool,
+    ) -> StoreResult<Option<Departure>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        lock_channel(&tx, channel).await.map_err(pg)?;
+        let delete = tx
+            .prepare_cached("DELETE FROM channel_members WHERE channel = $1 AND user_id = $2 RETURNING role")
+            .await
+            .map_err(pg)?;
+        let Some(row) = tx.query_opt(&delete, &[&channel, &user]).await.map_err(pg)? else { return Ok(None) };
+        let role = parse_role(&col::<String>(&row, 0)?)?;
+        if block_rejoin {
+            let block = tx
+                .prepare_cached(
+                    "INSERT INTO channel_removals (channel, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .await
+                .map_err(pg)?;
+            tx.execute(&block, &[&channel, &user]).await.map_err(pg)?;
+        }
+        let mut departure = Departure::default();
+        if role == Role::Owner {
+            // The longest-standing admin, else the longest-standing member.
+            let succeed = tx
+                .prepare_cached(
+                    "UPDATE channel_members SET role = 'owner' WHERE id = ( \
+                         SELECT id FROM channel_members WHERE channel = $1 \
+                         ORDER BY role = 'admin' DESC, id LIMIT 1) \
+                     AND NOT EXISTS (SELECT 1 FROM channel_members WHERE channel = $1 AND role = 'owner') \
+                     RETURNING user_id",
+                )
+                .await
+                .map_err(pg)?;
+            if let Some(r) = tx.query_opt(&succeed, &[&channel]).await.map_err(pg)? {
+                departure.new_owner = Some(col(&r, 0)?);
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(departure))
     }
 
     async fn is_member(&self, channel: &str, user: &str) -> StoreResult<bool> {
@@ -981,6 +1442,56 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let rows = c.query(&stmt, &[&channel]).await.map_err(pg)?;
         rows.iter().map(|r| col(r, 0)).collect()
+    }
+
+    async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT user_id, role FROM channel_members WHERE channel = $1 ORDER BY id")
+            .await
+            .map_err(pg)?;
+        let rows = c.query(&stmt, &[&channel]).await.map_err(pg)?;
+        rows.iter().map(|r| Ok((col(r, 0)?, parse_role(&col::<String>(r, 1)?)?))).collect()
+    }
+
+    async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {
+        let c = self.client().await?;
+        read_role(&c, channel, user).await
+    }
+
+    async fn set_role(
+        &self,
+        channel: &str,
+        user: &str,
+        role: Role,
+    ) -> StoreResult<Option<Vec<(String, Role)>>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        lock_channel(&tx, channel).await.map_err(pg)?;
+        let Some(now) = read_role(&tx, channel, user).await? else { return Ok(None) };
+        let mut changed = Vec::new();
+        if now != role {
+            let stmt = tx
+                .prepare_cached("UPDATE channel_members SET role = $3 WHERE channel = $1 AND user_id = $2")
+                .await
+                .map_err(pg)?;
+            tx.execute(&stmt, &[&channel, &user, &role.as_str()]).await.map_err(pg)?;
+            changed.push((user.to_owned(), role));
+        }
+        if role == Role::Owner {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE channel_members SET role = 'admin' \
+                     WHERE channel = $1 AND role = 'owner' AND user_id <> $2 RETURNING user_id",
+                )
+                .await
+                .map_err(pg)?;
+            for r in tx.query(&stmt, &[&channel, &user]).await.map_err(pg)? {
+                changed.push((col(&r, 0)?, Role::Admin));
+            }
+        }
+        tx.commit().await.map_err(pg)?;
+        Ok(Some(changed))
     }
 
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
@@ -1470,10 +1981,33 @@ mod tests {
         INSERT INTO dm_members VALUES ('alice', 'dm:alice:bob', 'bob'), ('bob', 'dm:alice:bob', 'alice');
         INSERT INTO cursors VALUES ('dm:alice:bob', 'bob', 2, 1);
         INSERT INTO channels VALUES ('lobby', 'Lobby', '', false, NULL, 1);
+        INSERT INTO channels VALUES ('team', 'Team', '', true, 'alice', 2), ('gone', 'Gone', '', false, 'carol', 3);
         INSERT INTO channel_members (channel, user_id, joined) VALUES ('lobby', 'bob', 5), ('lobby', 'alice', 6);
+        INSERT INTO channel_members (channel, user_id, joined) VALUES
+            ('team', 'bob', 7), ('team', 'alice', 8), ('gone', 'dave', 9), ('gone', 'erin', 10);
         INSERT INTO invites VALUES ('i1', 'alice', 'bob', 'call-i1', '{"a":1}', 'pending', 100, 200, true, NULL, NULL);
         INSERT INTO media VALUES ('m_1', 'alice', 'text/plain', 2, 'ff', 9);
         INSERT INTO media_blobs VALUES ('m_1', '\x6869');
+        "#,
+        // v2
+        r#"
+        INSERT INTO conversations (conv, last_seq, last_ts, rel_count) VALUES ('dm:bob:carol', 5, 44, 3);
+        INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+                              rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq) VALUES
+            ('dm:bob:carol', 1, 'N1', 'n1', 'bob', '{"user":"carol"}', 'text',
+             '{"text":"hey @carol","mentions":["carol"]}', NULL, 40, NULL, 0, 'hi @carol', 42, false, 43, 4),
+            ('dm:bob:carol', 2, 'N2', 'n2', 'carol', '{"user":"bob"}', 'text', '{"text":"yo"}', NULL, 41,
+             NULL, 0, NULL, NULL, false, NULL, NULL),
+            ('dm:bob:carol', 3, 'N3', 'n3', 'bob', '{"user":"carol"}', 'edit', '{"target":"N1","text":"hi @carol"}',
+             NULL, 42, 'N1', 1, NULL, NULL, false, NULL, NULL),
+            ('dm:bob:carol', 4, 'N4', 'n4', 'carol', '{"user":"bob"}', 'pin', '{"target":"N1","on":true}', NULL, 43,
+             'N1', 2, NULL, NULL, false, NULL, NULL),
+            ('dm:bob:carol', 5, 'N5', 'n5', 'carol', '{"user":"bob"}', 'reaction',
+             '{"target":"N1","key":"👍","on":true}', NULL, 44, 'N1', 3, NULL, NULL, false, NULL, NULL);
+        INSERT INTO dm_members VALUES ('bob', 'dm:bob:carol', 'carol'), ('carol', 'dm:bob:carol', 'bob');
+        INSERT INTO reactions VALUES ('dm:bob:carol', 1, '👍', 'carol', 5);
+        INSERT INTO mentions VALUES ('carol', 'dm:bob:carol', 1);
+        INSERT INTO channel_removals VALUES ('team', 'zed');
         "#,
     ];
 

@@ -34,11 +34,13 @@
 //! never deletes or rewrites such a file.
 
 use super::{
-    Appended, ChannelRow, ConvSummary, Cursor, MediaMeta, NewChannel, NewMessage, Page, Store, StoreError,
-    StoreResult, Transition,
+    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
+    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
+    apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
+    unread_count,
 };
 use async_trait::async_trait;
-use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Target};
+use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -182,6 +184,65 @@ pub const MIGRATIONS: &[&str] = &[
         id    TEXT PRIMARY KEY REFERENCES media (id),
         bytes BLOB NOT NULL
     );
+    "#,
+    // v2: protocol v1.1 (edits, recalls, reactions, pins, mentions, roles)
+    r#"
+    -- Relation messages (edit, recall, reaction, pin) name their target;
+    -- content messages carry what their relations did, so a history page
+    -- never scans relations. All of it is written in the relation's
+    -- transaction.
+    ALTER TABLE messages ADD COLUMN rel_target TEXT;       -- relations: the target's mid
+    -- Relation messages of the conversation up to and including this one
+    -- (content messages up to seq n = n - this), for unread counts.
+    ALTER TABLE messages ADD COLUMN rel_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edited_text TEXT;      -- the newest edit's text
+    ALTER TABLE messages ADD COLUMN edited_ts INTEGER;     -- and that edit's ts
+    ALTER TABLE messages ADD COLUMN recalled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN pinned INTEGER;        -- ts of the pin, while pinned
+    ALTER TABLE messages ADD COLUMN pin_seq INTEGER;       -- seq of that pin: pinned-list order
+    CREATE INDEX messages_edits ON messages (rel_target) WHERE kind = 'edit';
+    CREATE INDEX messages_own_content ON messages (conv, sender, seq) WHERE rel_target IS NULL;
+    CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled = 1;
+    CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
+
+    -- Relation messages in the conversation.
+    ALTER TABLE conversations ADD COLUMN rel_count INTEGER NOT NULL DEFAULT 0;
+
+    -- Reactions that are on: one row per (target, key, user).
+    CREATE TABLE reactions (
+        conv       TEXT NOT NULL,
+        target_seq INTEGER NOT NULL,
+        key        TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        seq        INTEGER NOT NULL,   -- the reaction that turned it on: order of users
+        PRIMARY KEY (conv, target_seq, key, user_id)
+    ) WITHOUT ROWID;
+
+    -- Who a (not recalled) message mentions, for mentions_unread; never
+    -- the message's own sender.
+    CREATE TABLE mentions (
+        user_id TEXT NOT NULL,
+        conv    TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (user_id, conv, seq)
+    ) WITHOUT ROWID;
+
+    -- Channel roles: the creator owns a channel (a v1 channel whose creator
+    -- left goes to its longest-standing member; default channels have none).
+    ALTER TABLE channel_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+    UPDATE channel_members SET role = 'owner' WHERE id IN (
+        SELECT coalesce(
+            (SELECT m.id FROM channel_members m WHERE m.channel = c.name AND m.user_id = c.created_by),
+            (SELECT min(m.id) FROM channel_members m WHERE m.channel = c.name))
+        FROM channels c WHERE c.created_by IS NOT NULL);
+
+    -- Users an owner or admin removed: they may not join again until an
+    -- owner or admin adds them.
+    CREATE TABLE channel_removals (
+        channel TEXT NOT NULL REFERENCES channels (name),
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (channel, user_id)
+    ) WITHOUT ROWID;
     "#,
 ];
 
@@ -578,11 +639,11 @@ fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) {
     // Jobs whose effects are in the open transaction, waiting for COMMIT.
     let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
     for mut job in jobs.drain(..) {
-        if conn.is_autocommit() {
-            if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-                job.finish(Err(replicate(&e)));
-                continue;
-            }
+        if conn.is_autocommit()
+            && let Err(e) = exec(conn, "BEGIN IMMEDIATE")
+        {
+            job.finish(Err(replicate(&e)));
+            continue;
         }
         if let Err(e) = exec(conn, "SAVEPOINT job") {
             abandon(conn, &mut ran, &e);
@@ -701,10 +762,10 @@ impl Deref for Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         // After close() the connection is simply dropped (closed).
-        if let Some(conn) = self.conn.take() {
-            if !self.pool.permits.is_closed() {
-                self.pool.conns.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
-            }
+        if let Some(conn) = self.conn.take()
+            && !self.pool.permits.is_closed()
+        {
+            self.pool.conns.lock().unwrap_or_else(PoisonError::into_inner).push(conn);
         }
     }
 }
@@ -735,10 +796,43 @@ fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
         .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
 }
 
-/// The columns [`RawMsg::from_row`] reads, in order.
+/// The columns [`RawMsg::from_row`] reads, in order: the message, then its
+/// aggregate columns.
 macro_rules! msg_columns {
     () => {
-        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts"
+        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, edited_text, edited_ts, recalled, pinned"
+    };
+}
+
+/// The columns of a conversation row (`c` its `conversations` row, `mine`
+/// the user's cursor) that [`unread_count`] needs, then `mentions_unread`.
+/// Each is one index read: see `UnreadParts`.
+macro_rules! unread_columns {
+    ($conv:literal, $user:literal) => {
+        concat!(
+            "c.rel_count, \
+             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.seq = mine.read_seq), 0), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.sender = ",
+            $user,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.recalled = 1 \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.sender <> ",
+            $user,
+            "), \
+             (SELECT count(*) FROM mentions x WHERE x.user_id = ",
+            $user,
+            " AND x.conv = ",
+            $conv,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0))"
+        )
     };
 }
 
@@ -754,6 +848,10 @@ struct RawMsg {
     body: String,
     reply_to: Option<String>,
     ts: i64,
+    edited_text: Option<String>,
+    edited_ts: Option<i64>,
+    recalled: bool,
+    pinned: Option<i64>,
 }
 
 impl RawMsg {
@@ -769,29 +867,33 @@ impl RawMsg {
             body: r.get(7)?,
             reply_to: r.get(8)?,
             ts: r.get(9)?,
+            edited_text: r.get(10)?,
+            edited_ts: r.get(11)?,
+            recalled: r.get(12)?,
+            pinned: r.get(13)?,
         })
     }
 
+    /// The message with its aggregate columns applied (not its reactions).
     fn into_msg(self) -> StoreResult<Msg> {
         let to: Target = serde_json::from_str(&self.to).map_err(|e| {
             StoreError::Unusable(format!("stored target of message {} is invalid: {e}", self.mid))
         })?;
-        Ok(Msg {
-            conv: parse_conv(&self.conv)?,
-            seq: from_sql_int(self.seq),
-            body: parse_object("message body", &self.body)?,
-            mid: self.mid,
-            cid: self.cid,
-            from: self.from,
+        let mut msg = Msg::new(
+            parse_conv(&self.conv)?,
+            from_sql_int(self.seq),
+            self.mid,
+            self.cid,
+            self.from,
             to,
-            kind: self.kind,
-            ts: self.ts,
-            reply_to: self.reply_to,
-            edited: None,
-            reactions: Default::default(),
-            recalled: false,
-            pinned: None,
-        })
+            self.kind,
+            parse_object("message body", &self.body)?,
+            self.ts,
+            self.reply_to,
+        );
+        let edited = self.edited_text.zip(self.edited_ts);
+        apply_aggregates(&mut msg, edited, self.recalled, self.pinned);
+        Ok(msg)
     }
 }
 
@@ -864,26 +966,38 @@ fn collect_invites(rows: impl Iterator<Item = rusqlite::Result<RawInvite>>) -> S
 // ---------------------------------------------------------------------------
 // Writes (run on the writer thread)
 
+/// The message `from` stored with `cid`, as stored (no reactions).
+fn find_by_cid(c: &Connection, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
+    c.prepare_cached(concat!("SELECT ", msg_columns!(), " FROM messages WHERE sender = ?1 AND cid = ?2"))?
+        .query_row(params![from, cid], RawMsg::from_row)
+        .optional()?
+        .map(RawMsg::into_msg)
+        .transpose()
+}
+
 fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
-    let original = c
-        .prepare_cached(concat!("SELECT ", msg_columns!(), " FROM messages WHERE sender = ?1 AND cid = ?2"))?
-        .query_row(params![m.from, m.cid], RawMsg::from_row)
-        .optional()?;
-    if let Some(original) = original {
-        return Ok(Appended { msg: original.into_msg()?, dup: true });
+    if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
+        return Ok(Appended { msg: original, dup: true });
     }
+    insert_message(c, m, None)
+}
+
+/// Writes a new message: the conversation's counters, the row, the DM
+/// listing and the mentions. `rel_target` is the target of a relation.
+fn insert_message(c: &Connection, m: NewMessage, rel_target: Option<&str>) -> StoreResult<Appended> {
     let conv = m.conv.to_string();
-    let seq: i64 = c
+    let (seq, rel_count): (i64, i64) = c
         .prepare_cached(
-            "INSERT INTO conversations (conv, last_seq, last_ts) VALUES (?1, 1, ?2) \
-             ON CONFLICT (conv) DO UPDATE SET last_seq = last_seq + 1, last_ts = excluded.last_ts \
-             RETURNING last_seq",
+            "INSERT INTO conversations (conv, last_seq, last_ts, rel_count) VALUES (?1, 1, ?2, ?3) \
+             ON CONFLICT (conv) DO UPDATE SET last_seq = last_seq + 1, last_ts = excluded.last_ts, \
+                 rel_count = rel_count + excluded.rel_count \
+             RETURNING last_seq, rel_count",
         )?
-        .query_row(params![conv, m.ts], |r| r.get(0))?;
+        .query_row(params![conv, m.ts, i64::from(rel_target.is_some())], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let mid = ulid::Ulid::new().to_string();
     c.prepare_cached(
-        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?
     .execute(params![
         conv,
@@ -895,7 +1009,9 @@ fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
         m.kind,
         to_json(&m.body),
         m.reply_to,
-        m.ts
+        m.ts,
+        rel_target,
+        rel_count
     ])?;
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
         // The first message lists the DM for both parties (once for dm:a:a).
@@ -905,25 +1021,137 @@ fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
         list.execute(params![a, conv, b])?;
         list.execute(params![b, conv, a])?;
     }
+    let mut mention = c.prepare_cached(
+        "INSERT INTO mentions (user_id, conv, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for user in m.mentions.iter().filter(|u| **u != m.from) {
+        mention.execute(params![user, conv, seq])?;
+    }
     Ok(Appended {
-        msg: Msg {
-            conv: m.conv,
-            seq: from_sql_int(seq),
-            mid,
-            cid: m.cid,
-            from: m.from,
-            to: m.to,
-            kind: m.kind,
-            body: m.body,
-            ts: m.ts,
-            reply_to: m.reply_to,
-            edited: None,
-            reactions: Default::default(),
-            recalled: false,
-            pinned: None,
-        },
+        msg: Msg::new(m.conv, from_sql_int(seq), mid, m.cid, m.from, m.to, m.kind, m.body, m.ts, m.reply_to),
         dup: false,
     })
+}
+
+/// A relation's target as the relation's transaction sees it.
+struct TargetRow {
+    seq: i64,
+    sender: String,
+    kind: String,
+    body: String,
+    recalled: bool,
+}
+
+fn append_relation_message(c: &Connection, m: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+    if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
+        return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
+    }
+    let conv = m.conv.to_string();
+    let target = c
+        .prepare_cached(
+            "SELECT seq, sender, kind, body, recalled FROM messages \
+             WHERE mid = ?1 AND conv = ?2 AND rel_target IS NULL",
+        )?
+        .query_row(params![rel.target(), conv], |r| {
+            Ok(TargetRow {
+                seq: r.get(0)?,
+                sender: r.get(1)?,
+                kind: r.get(2)?,
+                body: r.get(3)?,
+                recalled: r.get(4)?,
+            })
+        })
+        .optional()?;
+    let Some(target) = target else { return Ok(RelationAppend::NoTarget) };
+    if target.recalled {
+        return Ok(RelationAppend::Recalled);
+    }
+    let appended = insert_message(c, m, Some(rel.target()))?;
+    let (seq, ts) = (to_sql_int(appended.msg.seq), appended.msg.ts);
+    match &rel {
+        Relation::Edit { text, .. } => {
+            c.prepare_cached(
+                "UPDATE messages SET edited_text = ?3, edited_ts = ?4 WHERE conv = ?1 AND seq = ?2",
+            )?
+            .execute(params![conv, target.seq, text, ts])?;
+        }
+        Relation::Reaction { key, on: true, .. } => {
+            c.prepare_cached(
+                "INSERT INTO reactions (conv, target_seq, key, user_id, seq) VALUES (?1, ?2, ?3, ?4, ?5) \
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![conv, target.seq, key, appended.msg.from, seq])?;
+        }
+        Relation::Reaction { key, on: false, .. } => {
+            c.prepare_cached(
+                "DELETE FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?3 AND user_id = ?4",
+            )?
+            .execute(params![conv, target.seq, key, appended.msg.from])?;
+        }
+        Relation::Pin { on: true, .. } => {
+            // Pinning a pinned message keeps the first pin (and its place).
+            c.prepare_cached(
+                "UPDATE messages SET pinned = coalesce(pinned, ?3), pin_seq = coalesce(pin_seq, ?4) \
+                 WHERE conv = ?1 AND seq = ?2",
+            )?
+            .execute(params![conv, target.seq, ts, seq])?;
+        }
+        Relation::Pin { on: false, .. } => {
+            c.prepare_cached(
+                "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE conv = ?1 AND seq = ?2",
+            )?
+            .execute(params![conv, target.seq])?;
+        }
+        Relation::Recall { target: mid } => recall(c, &conv, mid, &target)?,
+    }
+    Ok(RelationAppend::Stored(appended))
+}
+
+/// Scrubs a recalled message: its body, aggregates, reactions, mentions,
+/// its edits' texts and the media it names (when its sender uploaded it).
+fn recall(c: &Connection, conv: &str, mid: &str, target: &TargetRow) -> StoreResult<()> {
+    c.prepare_cached(
+        "UPDATE messages SET body = '{}', recalled = 1, edited_text = NULL, edited_ts = NULL, \
+             pinned = NULL, pin_seq = NULL \
+         WHERE conv = ?1 AND seq = ?2",
+    )?
+    .execute(params![conv, target.seq])?;
+    c.prepare_cached("UPDATE messages SET body = ?3 WHERE rel_target = ?2 AND kind = 'edit' AND conv = ?1")?
+        .execute(params![conv, mid, to_json(&scrubbed_edit_body(mid))])?;
+    c.prepare_cached("DELETE FROM reactions WHERE conv = ?1 AND target_seq = ?2")?
+        .execute(params![conv, target.seq])?;
+    let body = parse_object("message body", &target.body)?;
+    let mut unmention =
+        c.prepare_cached("DELETE FROM mentions WHERE user_id = ?1 AND conv = ?2 AND seq = ?3")?;
+    for user in courier_proto::body_mentions(&body) {
+        unmention.execute(params![user, conv, target.seq])?;
+    }
+    if let Some(media) = body_media(&target.kind, &body) {
+        let owned = c
+            .prepare_cached("SELECT 1 FROM media WHERE id = ?1 AND owner = ?2")?
+            .exists(params![media, target.sender])?;
+        if owned {
+            c.prepare_cached("DELETE FROM media_blobs WHERE id = ?1")?.execute([media])?;
+            c.prepare_cached("DELETE FROM media WHERE id = ?1")?.execute([media])?;
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the reactions of the content messages of `page` (one range read).
+fn load_reactions(c: &Connection, conv: &str, page: &mut [Msg]) -> StoreResult<()> {
+    let Some((first, last)) = content_span(page) else { return Ok(()) };
+    let mut stmt = c.prepare_cached(
+        "SELECT target_seq, key, user_id FROM reactions \
+         WHERE conv = ?1 AND target_seq BETWEEN ?2 AND ?3 ORDER BY target_seq, seq",
+    )?;
+    let rows = stmt
+        .query_map(params![conv, to_sql_int(first), to_sql_int(last)], |r| {
+            Ok((from_sql_int(r.get(0)?), r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    attach_reactions(page, rows);
+    Ok(())
 }
 
 fn read_cursor(c: &Connection, conv: &str, user: &str) -> StoreResult<Cursor> {
@@ -978,7 +1206,10 @@ fn insert_channel(c: &Connection, ch: NewChannel) -> StoreResult<bool> {
         return Ok(false);
     }
     if let Some(creator) = &ch.creator {
-        insert_member(c, &ch.name, creator, ch.now)?;
+        c.prepare_cached(
+            "INSERT INTO channel_members (channel, user_id, joined, role) VALUES (?1, ?2, ?3, 'owner')",
+        )?
+        .execute(params![ch.name, creator, ch.now])?;
     }
     Ok(true)
 }
@@ -991,6 +1222,80 @@ fn insert_member(c: &Connection, channel: &str, user: &str, now: i64) -> StoreRe
         )?
         .execute(params![channel, user, now])?;
     Ok(added == 1)
+}
+
+fn read_role(c: &Connection, channel: &str, user: &str) -> StoreResult<Option<Role>> {
+    c.prepare_cached("SELECT role FROM channel_members WHERE channel = ?1 AND user_id = ?2")?
+        .query_row(params![channel, user], |r| r.get::<_, String>(0))
+        .optional()?
+        .map(|r| parse_role(&r))
+        .transpose()
+}
+
+fn join(c: &Connection, channel: &str, user: &str, now: i64) -> StoreResult<JoinOutcome> {
+    let blocked = c
+        .prepare_cached("SELECT 1 FROM channel_removals WHERE channel = ?1 AND user_id = ?2")?
+        .exists(params![channel, user])?;
+    Ok(if blocked {
+        JoinOutcome::Blocked
+    } else if insert_member(c, channel, user, now)? {
+        JoinOutcome::Joined
+    } else {
+        JoinOutcome::AlreadyMember
+    })
+}
+
+fn depart(c: &Connection, channel: &str, user: &str, block_rejoin: bool) -> StoreResult<Option<Departure>> {
+    let Some(role) = read_role(c, channel, user)? else { return Ok(None) };
+    c.prepare_cached("DELETE FROM channel_members WHERE channel = ?1 AND user_id = ?2")?
+        .execute(params![channel, user])?;
+    if block_rejoin {
+        c.prepare_cached(
+            "INSERT INTO channel_removals (channel, user_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![channel, user])?;
+    }
+    let mut departure = Departure::default();
+    if role == Role::Owner {
+        // The longest-standing admin, else the longest-standing member.
+        departure.new_owner = c
+            .prepare_cached(
+                "UPDATE channel_members SET role = 'owner' WHERE id = ( \
+                     SELECT id FROM channel_members WHERE channel = ?1 \
+                     ORDER BY role = 'admin' DESC, id LIMIT 1) \
+                 AND NOT EXISTS (SELECT 1 FROM channel_members WHERE channel = ?1 AND role = 'owner') \
+                 RETURNING user_id",
+            )?
+            .query_row([channel], |r| r.get(0))
+            .optional()?;
+    }
+    Ok(Some(departure))
+}
+
+fn change_role(
+    c: &Connection,
+    channel: &str,
+    user: &str,
+    role: Role,
+) -> StoreResult<Option<Vec<(String, Role)>>> {
+    let Some(now) = read_role(c, channel, user)? else { return Ok(None) };
+    let mut changed = Vec::new();
+    if now != role {
+        c.prepare_cached("UPDATE channel_members SET role = ?3 WHERE channel = ?1 AND user_id = ?2")?
+            .execute(params![channel, user, role.as_str()])?;
+        changed.push((user.to_owned(), role));
+    }
+    if role == Role::Owner {
+        let mut stmt = c.prepare_cached(
+            "UPDATE channel_members SET role = 'admin' WHERE channel = ?1 AND role = 'owner' AND user_id <> ?2 \
+             RETURNING user_id",
+        )?;
+        let demoted = stmt.query_map(params![channel, user], |r| r.get::<_, String>(0))?;
+        for old in demoted {
+            changed.push((old?, Role::Admin));
+        }
+    }
+    Ok(Some(changed))
 }
 
 fn read_invite(c: &Connection, iid: &str) -> StoreResult<Option<Invite>> {
@@ -1112,6 +1417,8 @@ impl Store for SqliteStore {
         let fetch = i64::from(limit) + 1;
         let limit = limit as usize;
         self.read(move |c| {
+            // One snapshot for the page and its reactions.
+            let c = &c.unchecked_transaction()?;
             let (mut msgs, newest_first) = match page {
                 Page::Latest => {
                     let mut stmt = c.prepare_cached(concat!(
@@ -1145,25 +1452,40 @@ impl Store for SqliteStore {
             if newest_first {
                 msgs.reverse();
             }
+            load_reactions(c, &conv, &mut msgs)?;
             Ok((msgs, more))
         })
         .await
     }
 
+    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+        self.write(move |c| append_relation_message(c, msg, rel)).await
+    }
+
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
         let (conv, mid) = (conv.to_string(), mid.to_owned());
         self.read(move |c| {
-            c.prepare_cached(concat!(
-                "SELECT ",
-                msg_columns!(),
-                " FROM messages WHERE mid = ?1 AND conv = ?2"
-            ))?
-            .query_row(params![mid, conv], RawMsg::from_row)
-            .optional()?
-            .map(RawMsg::into_msg)
-            .transpose()
+            let c = &c.unchecked_transaction()?;
+            let found = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    msg_columns!(),
+                    " FROM messages WHERE mid = ?1 AND conv = ?2"
+                ))?
+                .query_row(params![mid, conv], RawMsg::from_row)
+                .optional()?;
+            let Some(raw) = found else { return Ok(None) };
+            let mut one = [raw.into_msg()?];
+            load_reactions(c, &conv, &mut one)?;
+            let [msg] = one;
+            Ok(Some(msg))
         })
         .await
+    }
+
+    async fn message_by_cid(&self, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
+        let (from, cid) = (from.to_owned(), cid.to_owned());
+        self.read(move |c| find_by_cid(c, &from, &cid)).await
     }
 
     async fn conv_last(&self, conv: &Conv) -> StoreResult<(u64, i64)> {
@@ -1179,60 +1501,78 @@ impl Store for SqliteStore {
                 recv_seq: from_sql_int(recv.unwrap_or(0)),
                 read_seq: from_sql_int(read.unwrap_or(0)),
             };
+            // Columns 1-4 of each list, then `unread_columns!` from 5 on.
+            let summary = |r: &Row<'_>| -> rusqlite::Result<ConvSummary> {
+                let mine = cursor(r.get(3)?, r.get(4)?);
+                let last_seq = from_sql_int(r.get::<_, Option<i64>>(1)?.unwrap_or(0));
+                let parts = UnreadParts {
+                    last_seq,
+                    rel_total: from_sql_int(r.get::<_, Option<i64>>(5)?.unwrap_or(0)),
+                    read_seq: mine.read_seq,
+                    rel_at_read: from_sql_int(r.get(6)?),
+                    own_after: from_sql_int(r.get(7)?),
+                    recalled_after: from_sql_int(r.get(8)?),
+                };
+                Ok(ConvSummary {
+                    // Set by the caller from column 0.
+                    conv: Conv::channel(""),
+                    last_seq,
+                    last_ts: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    cursor: mine,
+                    peer_cursor: None,
+                    unread: unread_count(parts),
+                    mentions_unread: from_sql_int(r.get(9)?),
+                    pins: Vec::new(),
+                })
+            };
             let mut out = Vec::new();
-            let mut dms = tx.prepare_cached(
-                "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, peer.recv_seq, peer.read_seq \
+            let mut dms = tx.prepare_cached(concat!(
+                "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("d.conv", "d.user_id"),
+                ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN conversations c ON c.conv = d.conv \
                  LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
                  LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
-                 WHERE d.user_id = ?1",
-            )?;
+                 WHERE d.user_id = ?1"
+            ))?;
             let rows = dms.query_map([&user], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    cursor(r.get(3)?, r.get(4)?),
-                    cursor(r.get(5)?, r.get(6)?),
-                ))
+                let peer = cursor(r.get(10)?, r.get(11)?);
+                Ok((r.get::<_, String>(0)?, ConvSummary { peer_cursor: Some(peer), ..summary(r)? }))
             })?;
             for row in rows {
-                let (conv, last_seq, last_ts, mine, peer) = row?;
-                out.push(ConvSummary {
-                    conv: parse_conv(&conv)?,
-                    last_seq: from_sql_int(last_seq),
-                    last_ts,
-                    cursor: mine,
-                    peer_cursor: Some(peer),
-                });
+                let (conv, s) = row?;
+                out.push(ConvSummary { conv: parse_conv(&conv)?, ..s });
             }
-            let mut channels = tx.prepare_cached(
-                "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq \
-                 FROM channel_members m \
+            let mut channels = tx.prepare_cached(concat!(
+                "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("'ch:' || m.channel", "m.user_id"),
+                " FROM channel_members m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
                  LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
-                 WHERE m.user_id = ?1",
-            )?;
+                 WHERE m.user_id = ?1"
+            ))?;
             let rows = channels.query_map([&user], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    cursor(r.get(3)?, r.get(4)?),
-                ))
+                Ok(ConvSummary { conv: Conv::channel(&r.get::<_, String>(0)?), ..summary(r)? })
             })?;
             for row in rows {
-                let (channel, last_seq, last_ts, mine) = row?;
-                out.push(ConvSummary {
-                    conv: Conv::channel(&channel),
-                    last_seq: from_sql_int(last_seq.unwrap_or(0)),
-                    last_ts: last_ts.unwrap_or(0),
-                    cursor: mine,
-                    peer_cursor: None,
-                });
+                out.push(row?);
             }
             out.sort_by(|a, b| a.conv.cmp(&b.conv));
+            let mut pins = tx.prepare_cached(
+                "SELECT conv, mid FROM messages WHERE pin_seq IS NOT NULL AND conv IN ( \
+                     SELECT conv FROM dm_members WHERE user_id = ?1 \
+                     UNION ALL SELECT 'ch:' || channel FROM channel_members WHERE user_id = ?1) \
+                 ORDER BY conv, pin_seq",
+            )?;
+            let rows = pins.query_map([&user], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (conv, mid) = row?;
+                let conv = parse_conv(&conv)?;
+                if let Ok(i) = out.binary_search_by(|s| s.conv.cmp(&conv)) {
+                    out[i].pins.push(mid);
+                }
+            }
             Ok(out)
         })
         .await
@@ -1302,18 +1642,27 @@ impl Store for SqliteStore {
 
     async fn add_member(&self, channel: &str, user: &str, now: i64) -> StoreResult<bool> {
         let (channel, user) = (channel.to_owned(), user.to_owned());
-        self.write(move |c| insert_member(c, &channel, &user, now)).await
-    }
-
-    async fn remove_member(&self, channel: &str, user: &str) -> StoreResult<bool> {
-        let (channel, user) = (channel.to_owned(), user.to_owned());
         self.write(move |c| {
-            let removed = c
-                .prepare_cached("DELETE FROM channel_members WHERE channel = ?1 AND user_id = ?2")?
+            c.prepare_cached("DELETE FROM channel_removals WHERE channel = ?1 AND user_id = ?2")?
                 .execute(params![channel, user])?;
-            Ok(removed == 1)
+            insert_member(c, &channel, &user, now)
         })
         .await
+    }
+
+    async fn join_channel(&self, channel: &str, user: &str, now: i64) -> StoreResult<JoinOutcome> {
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        self.write(move |c| join(c, &channel, &user, now)).await
+    }
+
+    async fn remove_member(
+        &self,
+        channel: &str,
+        user: &str,
+        block_rejoin: bool,
+    ) -> StoreResult<Option<Departure>> {
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        self.write(move |c| depart(c, &channel, &user, block_rejoin)).await
     }
 
     async fn is_member(&self, channel: &str, user: &str) -> StoreResult<bool> {
@@ -1334,6 +1683,36 @@ impl Store for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
+    }
+
+    async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>> {
+        let channel = channel.to_owned();
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT user_id, role FROM channel_members WHERE channel = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([channel], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            rows.map(|row| {
+                let (user, role) = row?;
+                Ok((user, parse_role(&role)?))
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        self.read(move |c| read_role(c, &channel, &user)).await
+    }
+
+    async fn set_role(
+        &self,
+        channel: &str,
+        user: &str,
+        role: Role,
+    ) -> StoreResult<Option<Vec<(String, Role)>>> {
+        let (channel, user) = (channel.to_owned(), user.to_owned());
+        self.write(move |c| change_role(c, &channel, &user, role)).await
     }
 
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
@@ -1979,10 +2358,33 @@ mod tests {
         INSERT INTO dm_members VALUES ('alice', 'dm:alice:bob', 'bob'), ('bob', 'dm:alice:bob', 'alice');
         INSERT INTO cursors VALUES ('dm:alice:bob', 'bob', 2, 1);
         INSERT INTO channels VALUES ('lobby', 'Lobby', '', 0, NULL, 1);
+        INSERT INTO channels VALUES ('team', 'Team', '', 1, 'alice', 2), ('gone', 'Gone', '', 0, 'carol', 3);
         INSERT INTO channel_members (channel, user_id, joined) VALUES ('lobby', 'bob', 5), ('lobby', 'alice', 6);
+        INSERT INTO channel_members (channel, user_id, joined) VALUES
+            ('team', 'bob', 7), ('team', 'alice', 8), ('gone', 'dave', 9), ('gone', 'erin', 10);
         INSERT INTO invites VALUES ('i1', 'alice', 'bob', 'call-i1', '{"a":1}', 'pending', 100, 200, 1, NULL, NULL);
         INSERT INTO media VALUES ('m_1', 'alice', 'text/plain', 2, 'ff', 9);
         INSERT INTO media_blobs VALUES ('m_1', x'6869');
+        "#,
+        // v2
+        r#"
+        INSERT INTO conversations (conv, last_seq, last_ts, rel_count) VALUES ('dm:bob:carol', 5, 44, 3);
+        INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+                              rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq) VALUES
+            ('dm:bob:carol', 1, 'N1', 'n1', 'bob', '{"user":"carol"}', 'text',
+             '{"text":"hey @carol","mentions":["carol"]}', NULL, 40, NULL, 0, 'hi @carol', 42, 0, 43, 4),
+            ('dm:bob:carol', 2, 'N2', 'n2', 'carol', '{"user":"bob"}', 'text', '{"text":"yo"}', NULL, 41,
+             NULL, 0, NULL, NULL, 0, NULL, NULL),
+            ('dm:bob:carol', 3, 'N3', 'n3', 'bob', '{"user":"carol"}', 'edit', '{"target":"N1","text":"hi @carol"}',
+             NULL, 42, 'N1', 1, NULL, NULL, 0, NULL, NULL),
+            ('dm:bob:carol', 4, 'N4', 'n4', 'carol', '{"user":"bob"}', 'pin', '{"target":"N1","on":true}', NULL, 43,
+             'N1', 2, NULL, NULL, 0, NULL, NULL),
+            ('dm:bob:carol', 5, 'N5', 'n5', 'carol', '{"user":"bob"}', 'reaction',
+             '{"target":"N1","key":"👍","on":true}', NULL, 44, 'N1', 3, NULL, NULL, 0, NULL, NULL);
+        INSERT INTO dm_members VALUES ('bob', 'dm:bob:carol', 'carol'), ('carol', 'dm:bob:carol', 'bob');
+        INSERT INTO reactions VALUES ('dm:bob:carol', 1, '👍', 'carol', 5);
+        INSERT INTO mentions VALUES ('carol', 'dm:bob:carol', 1);
+        INSERT INTO channel_removals VALUES ('team', 'zed');
         "#,
     ];
 

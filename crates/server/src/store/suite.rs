@@ -17,9 +17,10 @@
 //! in [`store_suite!`](crate::store_suite).
 
 use super::{
-    ChannelRow, ConvSummary, Cursor, MediaMeta, NewChannel, NewMessage, Page, Store, StoreError, Transition,
+    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
+    Page, Relation, RelationAppend, Store, StoreError, Transition,
 };
-use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Target};
+use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -54,6 +55,12 @@ macro_rules! store_suite {
             last_seen_round_trips,
             profiles_have_defaults_and_partial_updates,
             media_round_trips,
+            relations_update_their_targets_aggregates,
+            a_recall_scrubs_its_target_for_good,
+            relations_racing_a_recall_are_before_it_or_refused,
+            unread_counts_others_content_after_the_read_cursor,
+            roles_transfer_and_owner_succession,
+            removed_members_rejoin_only_when_added_back,
             message_count_counts_stored_messages,
             close_makes_later_calls_unavailable,
         );
@@ -85,6 +92,7 @@ pub fn text(from: &str, to: Target, cid: &str, text: &str, ts: i64) -> NewMessag
         body,
         reply_to: None,
         ts,
+        mentions: Vec::new(),
     }
 }
 
@@ -153,14 +161,16 @@ async fn fill_dm(store: &dyn Store, n: u64) -> Vec<Msg> {
     out
 }
 
+/// A sync row with `unread` content messages and no mentions or pins.
 fn summary(
     conv: Conv,
     last_seq: u64,
     last_ts: i64,
     cursor: Cursor,
     peer_cursor: Option<Cursor>,
+    unread: u64,
 ) -> ConvSummary {
-    ConvSummary { conv, last_seq, last_ts, cursor, peer_cursor }
+    ConvSummary { conv, last_seq, last_ts, cursor, peer_cursor, unread, mentions_unread: 0, pins: Vec::new() }
 }
 
 fn cursor(recv_seq: u64, read_seq: u64) -> Cursor {
@@ -326,6 +336,7 @@ pub async fn messages_round_trip_exactly(store: Arc<dyn Store>) {
         body: body.clone(),
         reply_to: None,
         ts: 1_764_180_000_123,
+        mentions: Vec::new(),
     };
     let stored = store.append(custom.clone()).await.unwrap().msg;
     assert_eq!(stored.conv, custom.conv);
@@ -524,21 +535,25 @@ pub async fn conversations_list_dms_for_both_parties_after_the_first_message(sto
     let zero = cursor(0, 0);
     assert_eq!(
         store.conversations("alice").await.unwrap(),
-        vec![summary(dm.clone(), 1, 10, zero, Some(zero))]
+        vec![summary(dm.clone(), 1, 10, zero, Some(zero), 0)],
+        "the sender's own message is not unread"
     );
-    assert_eq!(store.conversations("bob").await.unwrap(), vec![summary(dm.clone(), 1, 10, zero, Some(zero))]);
+    assert_eq!(
+        store.conversations("bob").await.unwrap(),
+        vec![summary(dm.clone(), 1, 10, zero, Some(zero), 1)]
+    );
     assert!(store.conversations("carol").await.unwrap().is_empty());
 
     store.append(text("bob", user("alice"), "c1", "hey", 20)).await.unwrap();
     store.advance_cursor(&dm, "bob", Some(2), Some(1)).await.unwrap();
     assert_eq!(
         store.conversations("alice").await.unwrap(),
-        vec![summary(dm.clone(), 2, 20, zero, Some(cursor(2, 1)))],
+        vec![summary(dm.clone(), 2, 20, zero, Some(cursor(2, 1)), 1)],
         "alice sees bob's cursors"
     );
     assert_eq!(
         store.conversations("bob").await.unwrap(),
-        vec![summary(dm.clone(), 2, 20, cursor(2, 1), Some(zero))],
+        vec![summary(dm.clone(), 2, 20, cursor(2, 1), Some(zero), 0)],
         "bob sees his own and alice's"
     );
 
@@ -548,14 +563,14 @@ pub async fn conversations_list_dms_for_both_parties_after_the_first_message(sto
     store.advance_cursor(&me, "alice", None, Some(1)).await.unwrap();
     let alice = store.conversations("alice").await.unwrap();
     let mine: Vec<&ConvSummary> = alice.iter().filter(|s| s.conv == me).collect();
-    assert_eq!(mine, vec![&summary(me.clone(), 1, 30, cursor(1, 1), Some(cursor(1, 1)))]);
+    assert_eq!(mine, vec![&summary(me.clone(), 1, 30, cursor(1, 1), Some(cursor(1, 1)), 0)]);
     assert_eq!(alice.len(), 2);
 
     // A user who never signed in still gets the DM listed.
     store.append(text("alice", user("ghost"), "g", "boo", 40)).await.unwrap();
     assert_eq!(
         store.conversations("ghost").await.unwrap(),
-        vec![summary(Conv::dm("alice", "ghost"), 1, 40, zero, Some(zero))]
+        vec![summary(Conv::dm("alice", "ghost"), 1, 40, zero, Some(zero), 1)]
     );
 }
 
@@ -565,7 +580,7 @@ pub async fn conversations_list_member_channels_even_empty(store: Arc<dyn Store>
     let team = Conv::channel("team");
     assert!(store.create_channel(channel("team", true, Some("alice"))).await.unwrap());
     let zero = cursor(0, 0);
-    assert_eq!(store.conversations("alice").await.unwrap(), vec![summary(team.clone(), 0, 0, zero, None)]);
+    assert_eq!(store.conversations("alice").await.unwrap(), vec![summary(team.clone(), 0, 0, zero, None, 0)]);
     assert!(store.conversations("bob").await.unwrap().is_empty());
 
     store.add_member("team", "bob", 80).await.unwrap();
@@ -574,9 +589,12 @@ pub async fn conversations_list_member_channels_even_empty(store: Arc<dyn Store>
     store.advance_cursor(&team, "bob", None, Some(1)).await.unwrap();
     assert_eq!(
         store.conversations("bob").await.unwrap(),
-        vec![summary(team.clone(), 2, 95, cursor(1, 1), None)]
+        vec![summary(team.clone(), 2, 95, cursor(1, 1), None, 0)]
     );
-    assert_eq!(store.conversations("alice").await.unwrap(), vec![summary(team.clone(), 2, 95, zero, None)]);
+    assert_eq!(
+        store.conversations("alice").await.unwrap(),
+        vec![summary(team.clone(), 2, 95, zero, None, 1)]
+    );
 
     // Messages in a channel do not list it for non-members.
     assert!(store.create_channel(channel("busy", false, None)).await.unwrap());
@@ -585,7 +603,7 @@ pub async fn conversations_list_member_channels_even_empty(store: Arc<dyn Store>
     store.add_member("busy", "carol", 101).await.unwrap();
     assert_eq!(
         store.conversations("carol").await.unwrap(),
-        vec![summary(Conv::channel("busy"), 1, 100, zero, None)]
+        vec![summary(Conv::channel("busy"), 1, 100, zero, None, 0)]
     );
 
     // DMs and channels together; leaving drops the channel.
@@ -595,7 +613,7 @@ pub async fn conversations_list_member_channels_even_empty(store: Arc<dyn Store>
     let mut expected = vec![team.clone(), Conv::dm("bob", "carol")];
     expected.sort();
     assert_eq!(bob, expected);
-    assert!(store.remove_member("team", "bob").await.unwrap());
+    assert!(store.remove_member("team", "bob", false).await.unwrap().is_some());
     let bob: Vec<Conv> = store.conversations("bob").await.unwrap().into_iter().map(|s| s.conv).collect();
     assert_eq!(bob, vec![Conv::dm("bob", "carol")]);
 }
@@ -635,9 +653,9 @@ pub async fn channels_create_conflict_and_membership(store: Arc<dyn Store>) {
         "joining order, not names"
     );
 
-    assert!(store.remove_member("team", "dave").await.unwrap());
-    assert!(!store.remove_member("team", "dave").await.unwrap(), "no longer a member");
-    assert!(!store.remove_member("team", "zed").await.unwrap(), "never a member");
+    assert!(store.remove_member("team", "dave", false).await.unwrap().is_some());
+    assert!(store.remove_member("team", "dave", false).await.unwrap().is_none(), "no longer a member");
+    assert!(store.remove_member("team", "zed", false).await.unwrap().is_none(), "never a member");
     assert!(!store.is_member("team", "dave").await.unwrap());
     assert!(store.is_member("team", "bob").await.unwrap());
     assert!(!store.is_member("other", "bob").await.unwrap());
@@ -663,7 +681,7 @@ pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn S
     store.add_member("mid", "carol", 1).await.unwrap();
     store.add_member("mid", "dave", 1).await.unwrap();
     store.add_member("secret", "bob", 1).await.unwrap();
-    store.remove_member("mid", "dave").await.unwrap();
+    store.remove_member("mid", "dave", false).await.unwrap();
     let info = |name: &str, members: u64| ChannelInfo {
         channel: name.into(),
         title: format!("Title of {name}"),
@@ -675,6 +693,425 @@ pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn S
         store.public_channels().await.unwrap(),
         vec![info("alpha", 0), info("mid", 2), info("zeta", 1)]
     );
+}
+
+// ---------------------------------------------------------------------------
+// v1.1: relations, unread counters, roles
+
+/// A relation message from `from` to `to` and the relation it carries.
+pub fn relation(
+    from: &str,
+    to: Target,
+    cid: &str,
+    kind: &str,
+    body: Value,
+    ts: i64,
+) -> (NewMessage, Relation) {
+    let body = object(body);
+    let rel = Relation::parse(kind, &body).expect("a well-formed relation body");
+    let msg = NewMessage {
+        conv: to.conv(from).expect("messages go to a user or a channel"),
+        from: from.into(),
+        to,
+        cid: cid.into(),
+        kind: kind.into(),
+        body,
+        reply_to: None,
+        ts,
+        mentions: Vec::new(),
+    };
+    (msg, rel)
+}
+
+/// Stores a relation that must be accepted; returns the stored message.
+async fn relate(
+    store: &dyn Store,
+    from: &str,
+    to: Target,
+    cid: &str,
+    kind: &str,
+    body: Value,
+    ts: i64,
+) -> Msg {
+    let (msg, rel) = relation(from, to, cid, kind, body, ts);
+    match store.append_relation(msg, rel).await.unwrap() {
+        RelationAppend::Stored(a) => {
+            assert!(!a.dup, "{cid} is new");
+            a.msg
+        }
+        other => panic!("{cid} ({kind}) refused: {other:?}"),
+    }
+}
+
+/// The message with `mid` in a page.
+fn find<'a>(page: &'a [Msg], mid: &str) -> &'a Msg {
+    page.iter().find(|m| m.mid == mid).unwrap_or_else(|| panic!("{mid} is in the page"))
+}
+
+/// Edits, reactions and pins change their target's aggregates in history
+/// (newest edit wins, a key with no users is gone, re-pinning keeps the
+/// first pin), get their own seqs, and are refused, writing nothing, when
+/// the target is unknown, a relation, or in another conversation.
+pub async fn relations_update_their_targets_aggregates(store: Arc<dyn Store>) {
+    let dm = Conv::dm("alice", "bob");
+    let m1 = store.append(text("alice", user("bob"), "m1", "draft", 10)).await.unwrap().msg;
+    let m2 = store.append(text("bob", user("alice"), "m2", "ok", 20)).await.unwrap().msg;
+    let (a, b) = (user("bob"), user("alice"));
+    let e1 =
+        relate(&*store, "alice", a.clone(), "e1", "edit", json!({"target": m1.mid, "text": "v2"}), 50).await;
+    relate(&*store, "alice", a.clone(), "e2", "edit", json!({"target": m1.mid, "text": "v3"}), 60).await;
+    let thumbs = |on: bool| json!({"target": m1.mid, "key": "👍", "on": on});
+    let party = |on: bool| json!({"target": m1.mid, "key": "🎉", "on": on});
+    relate(&*store, "bob", b.clone(), "r1", "reaction", thumbs(true), 70).await;
+    relate(&*store, "alice", a.clone(), "r2", "reaction", thumbs(true), 71).await;
+    relate(&*store, "alice", a.clone(), "r3", "reaction", party(true), 72).await;
+    relate(&*store, "bob", b.clone(), "r4", "reaction", thumbs(true), 73).await;
+    relate(&*store, "alice", a.clone(), "r5", "reaction", party(false), 74).await;
+    relate(&*store, "bob", b.clone(), "p1", "pin", json!({"target": m2.mid, "on": true}), 100).await;
+    relate(&*store, "alice", a.clone(), "p2", "pin", json!({"target": m1.mid, "on": true}), 110).await;
+    let last =
+        relate(&*store, "bob", b.clone(), "p3", "pin", json!({"target": m2.mid, "on": true}), 120).await;
+    assert_eq!(last.seq, 12, "every relation has its own seq");
+    assert_eq!(last.body["target"], json!(m2.mid), "a relation is stored as sent");
+    assert_eq!(store.conv_last(&dm).await.unwrap(), (12, 120));
+
+    let (page, more) = store.history(&dm, Page::Latest, 100).await.unwrap();
+    assert!(!more);
+    assert_eq!(seqs(&page), range(1, 12));
+    let got = find(&page, &m1.mid);
+    assert_eq!(got.body, object(json!({"text": "v3"})), "the newest edit's text");
+    assert_eq!(got.edited, Some(60), "the newest edit's ts");
+    let reactions: Vec<(&str, Vec<&str>)> =
+        got.reactions.iter().map(|(k, v)| (k.as_str(), v.iter().map(String::as_str).collect())).collect();
+    assert_eq!(reactions, vec![("👍", vec!["bob", "alice"])], "users in reacting order; 🎉 has nobody");
+    assert_eq!(got.pinned, Some(110));
+    assert!(!got.recalled);
+    let got2 = find(&page, &m2.mid);
+    assert_eq!(
+        (got2.pinned, got2.edited, got2.reactions.len()),
+        (Some(100), None, 0),
+        "re-pinning keeps the pin"
+    );
+    let edit = find(&page, &e1.mid);
+    assert_eq!(edit.body, object(json!({"target": m1.mid, "text": "v2"})), "an edit keeps its own text");
+    assert!(edit.edited.is_none() && edit.reactions.is_empty() && edit.pinned.is_none());
+    assert_eq!(store.message(&dm, &m1.mid).await.unwrap().as_ref(), Some(got), "message() has aggregates");
+    // Pages that start after the target still see nothing of it, and a
+    // page holding the target sees reactions sent later.
+    let (tail, _) = store.history(&dm, Page::After(1), 1).await.unwrap();
+    assert_eq!(find(&tail, &m2.mid).pinned, Some(100));
+    let (head, _) = store.history(&dm, Page::Before(2), 1).await.unwrap();
+    assert_eq!(head[0].reactions["👍"], ["bob", "alice"]);
+
+    let pins = |list: &[ConvSummary]| list.iter().find(|s| s.conv == dm).unwrap().pins.clone();
+    assert_eq!(pins(&store.conversations("alice").await.unwrap()), [m2.mid.clone(), m1.mid.clone()]);
+    relate(&*store, "alice", a.clone(), "p4", "pin", json!({"target": m2.mid, "on": false}), 130).await;
+    assert_eq!(pins(&store.conversations("bob").await.unwrap()), vec![m1.mid.clone()], "oldest pin first");
+    assert_eq!(store.message(&dm, &m2.mid).await.unwrap().unwrap().pinned, None);
+
+    // Refusals write nothing.
+    let before = store.conv_last(&dm).await.unwrap();
+    for (cid, body) in [
+        ("x1", json!({"target": "01NOSUCHMID", "key": "k", "on": true})),
+        ("x2", json!({"target": e1.mid, "key": "k", "on": true})),
+    ] {
+        let (msg, rel) = relation("alice", a.clone(), cid, "reaction", body, 200);
+        assert_eq!(store.append_relation(msg, rel).await.unwrap(), RelationAppend::NoTarget, "{cid}");
+    }
+    let elsewhere = store.append(text("alice", chan("lobby"), "l1", "hi", 5)).await.unwrap().msg;
+    let (msg, rel) = relation("alice", a.clone(), "x3", "recall", json!({"target": elsewhere.mid}), 200);
+    assert_eq!(
+        store.append_relation(msg, rel).await.unwrap(),
+        RelationAppend::NoTarget,
+        "another conversation"
+    );
+    assert_eq!(store.conv_last(&dm).await.unwrap(), before);
+    assert!(store.message_by_cid("alice", "x1").await.unwrap().is_none());
+    assert_eq!(store.message_by_cid("alice", "e1").await.unwrap(), Some(e1));
+}
+
+/// A recall scrubs its target for good: body, edits' texts, reactions,
+/// pin, mentions and the media its sender uploaded; any later relation to
+/// it is refused, but a retried relation still gets its original.
+pub async fn a_recall_scrubs_its_target_for_good(store: Arc<dyn Store>) {
+    let room = chan("room");
+    let conv = Conv::channel("room");
+    let media = |id: &str, owner: &str| MediaMeta {
+        id: id.into(),
+        owner: owner.into(),
+        mime: "image/png".into(),
+        size: 2,
+        sha256: "00".into(),
+        created: 1,
+    };
+    store.put_media(&media("m_alice", "alice"), vec![1, 2]).await.unwrap();
+    store.put_media(&media("m_bob", "bob"), vec![3, 4]).await.unwrap();
+    assert!(store.create_channel(channel("room", false, Some("alice"))).await.unwrap());
+    assert!(store.add_member("room", "bob", 2).await.unwrap());
+    let mut secret = text("alice", room.clone(), "t1", "secret", 10);
+    secret.body.insert("mentions".into(), json!(["bob"]));
+    secret.mentions = vec!["bob".into()];
+    let t1 = store.append(secret).await.unwrap().msg;
+    let e1 = relate(
+        &*store,
+        "alice",
+        room.clone(),
+        "e1",
+        "edit",
+        json!({"target": t1.mid, "text": "secret!"}),
+        11,
+    )
+    .await;
+    let r1 = relate(
+        &*store,
+        "bob",
+        room.clone(),
+        "r1",
+        "reaction",
+        json!({"target": t1.mid, "key": "k", "on": true}),
+        12,
+    )
+    .await;
+    relate(&*store, "bob", room.clone(), "p1", "pin", json!({"target": t1.mid, "on": true}), 13).await;
+    let image = |cid: &str, m: &str| NewMessage {
+        kind: "image".into(),
+        body: object(json!({"media": m, "mime": "image/png"})),
+        ..text("alice", room.clone(), cid, "-", 14)
+    };
+    let i1 = store.append(image("i1", "m_alice")).await.unwrap().msg;
+    let i2 = store.append(image("i2", "m_bob")).await.unwrap().msg;
+    let bob_row = |list: Vec<ConvSummary>| list.into_iter().find(|s| s.conv == conv).unwrap();
+    let before = bob_row(store.conversations("bob").await.unwrap());
+    assert_eq!((before.mentions_unread, before.pins.len()), (1, 1), "{before:?}");
+
+    let recall = relate(&*store, "alice", room.clone(), "c1", "recall", json!({"target": t1.mid}), 20).await;
+    let (page, _) = store.history(&conv, Page::Latest, 100).await.unwrap();
+    let gone = find(&page, &t1.mid);
+    assert!(gone.recalled);
+    assert_eq!(gone.body, Map::new(), "no content");
+    assert!(gone.edited.is_none() && gone.reactions.is_empty() && gone.pinned.is_none(), "{gone:?}");
+    assert_eq!(
+        find(&page, &e1.mid).body,
+        object(json!({"target": t1.mid})),
+        "its edits keep only the target"
+    );
+    assert_eq!(find(&page, &r1.mid).body["key"], "k", "reactions carry no content and stay as sent");
+    assert_eq!(find(&page, &recall.mid).body, object(json!({"target": t1.mid})));
+    assert_eq!(store.message(&conv, &t1.mid).await.unwrap().as_ref(), Some(gone));
+    let after = bob_row(store.conversations("bob").await.unwrap());
+    assert_eq!(
+        (after.unread, after.mentions_unread, after.pins.len()),
+        (before.unread - 1, 0, 0),
+        "{after:?}"
+    );
+    // The retry of a relation made before the recall still gets its original.
+    let (retry, rel) = relation(
+        "bob",
+        room.clone(),
+        "r1",
+        "reaction",
+        json!({"target": t1.mid, "key": "k", "on": true}),
+        30,
+    );
+    assert_eq!(
+        store.append_relation(retry, rel).await.unwrap(),
+        RelationAppend::Stored(Appended { msg: r1, dup: true })
+    );
+    // Anything new that points at it is refused and writes nothing.
+    let last = store.conv_last(&conv).await.unwrap();
+    for (cid, kind, body) in [
+        ("n1", "reaction", json!({"target": t1.mid, "key": "k", "on": false})),
+        ("n2", "pin", json!({"target": t1.mid, "on": true})),
+        ("n3", "recall", json!({"target": t1.mid})),
+        ("n4", "edit", json!({"target": t1.mid, "text": "back"})),
+    ] {
+        let (msg, rel) = relation("alice", room.clone(), cid, kind, body, 40);
+        assert_eq!(store.append_relation(msg, rel).await.unwrap(), RelationAppend::Recalled, "{kind}");
+    }
+    assert_eq!(store.conv_last(&conv).await.unwrap(), last);
+
+    // Media: the sender's own upload is gone, someone else's stays.
+    relate(&*store, "alice", room.clone(), "c2", "recall", json!({"target": i1.mid}), 50).await;
+    relate(&*store, "alice", room.clone(), "c3", "recall", json!({"target": i2.mid}), 51).await;
+    assert_eq!(store.media("m_alice").await.unwrap(), None);
+    assert_eq!(store.media("m_bob").await.unwrap().map(|(_, b)| b), Some(vec![3, 4]));
+}
+
+/// 20 rounds of 8 reactions racing a recall of their target: each reaction
+/// is stored before the recall or refused; afterwards the target carries
+/// no reaction and the conversation holds exactly what was accepted.
+pub async fn relations_racing_a_recall_are_before_it_or_refused(store: Arc<dyn Store>) {
+    let conv = Conv::channel("race");
+    for round in 0..20 {
+        let t = store.append(text("alice", chan("race"), &format!("t{round}"), "x", 1)).await.unwrap().msg;
+        let mut tasks = Vec::new();
+        for i in 0..9 {
+            let (store, mid) = (store.clone(), t.mid.clone());
+            tasks.push(tokio::spawn(async move {
+                let (msg, rel) = if i == 4 {
+                    relation("alice", chan("race"), &format!("c{round}"), "recall", json!({"target": mid}), 2)
+                } else {
+                    let body = json!({"target": mid, "key": "k", "on": true});
+                    relation(&format!("u{i}"), chan("race"), &format!("r{round}"), "reaction", body, 2)
+                };
+                store.append_relation(msg, rel).await.unwrap()
+            }));
+        }
+        let mut recall_seq = 0;
+        let mut reactions = Vec::new();
+        for (i, task) in tasks.into_iter().enumerate() {
+            match task.await.unwrap() {
+                RelationAppend::Stored(a) if i == 4 => recall_seq = a.msg.seq,
+                RelationAppend::Stored(a) => reactions.push(a.msg.seq),
+                RelationAppend::Recalled => assert_ne!(i, 4, "the recall itself is never refused"),
+                RelationAppend::NoTarget => panic!("the target exists"),
+            }
+        }
+        assert!(recall_seq > 0);
+        assert!(reactions.iter().all(|s| *s < recall_seq), "round {round}: a reaction after the recall");
+        let got = store.message(&conv, &t.mid).await.unwrap().unwrap();
+        assert!(got.recalled && got.reactions.is_empty(), "round {round}: {got:?}");
+        assert_eq!(store.conv_last(&conv).await.unwrap().0, recall_seq.max(t.seq), "round {round}");
+    }
+    let (all, _) = store.history(&conv, Page::After(0), 1000).await.unwrap();
+    assert_eq!(seqs(&all), range(1, all.len() as u64), "gapless");
+}
+
+/// `unread` counts others' content messages after the read cursor that are
+/// not recalled; `mentions_unread` those of them that mention the user.
+/// Relations and the user's own messages (and self-mentions) never count.
+pub async fn unread_counts_others_content_after_the_read_cursor(store: Arc<dyn Store>) {
+    let dm = Conv::dm("alice", "bob");
+    let mentioning = |cid: &str, t: &str, who: &[&str]| {
+        let mut m = text("alice", user("bob"), cid, t, 1);
+        m.body.insert("mentions".into(), json!(who));
+        m.mentions = who.iter().map(|u| u.to_string()).collect();
+        m
+    };
+    let a1 = store.append(mentioning("a1", "hi @bob", &["bob"])).await.unwrap().msg; // 1
+    let b1 = store.append(text("bob", user("alice"), "b1", "yo", 2)).await.unwrap().msg; // 2
+    relate(
+        &*store,
+        "alice",
+        user("bob"),
+        "r1",
+        "reaction",
+        json!({"target": b1.mid, "key": "k", "on": true}),
+        3,
+    )
+    .await; // 3
+    let a2 = store.append(mentioning("a2", "and @bob", &["bob"])).await.unwrap().msg; // 4
+    relate(&*store, "alice", user("bob"), "e1", "edit", json!({"target": a1.mid, "text": "hey"}), 5).await; // 5
+    store.append(mentioning("a3", "@bob @alice", &["bob", "alice"])).await.unwrap(); // 6
+    let counts = |who: &'static str| {
+        let store = store.clone();
+        let dm = dm.clone();
+        async move {
+            let row = store.conversations(who).await.unwrap().into_iter().find(|s| s.conv == dm).unwrap();
+            (row.unread, row.mentions_unread)
+        }
+    };
+    assert_eq!(counts("bob").await, (3, 3));
+    assert_eq!(counts("alice").await, (1, 0), "own messages and self-mentions never count");
+    store.advance_cursor(&dm, "bob", None, Some(3)).await.unwrap();
+    assert_eq!(counts("bob").await, (2, 2), "read up to a relation");
+    relate(&*store, "alice", user("bob"), "c1", "recall", json!({"target": a2.mid}), 7).await; // 7
+    assert_eq!(counts("bob").await, (1, 1), "a recalled message is not unread");
+    store.advance_cursor(&dm, "bob", None, Some(5)).await.unwrap();
+    assert_eq!(counts("bob").await, (1, 1));
+    store.advance_cursor(&dm, "bob", None, Some(7)).await.unwrap();
+    assert_eq!(counts("bob").await, (0, 0));
+    store.advance_cursor(&dm, "alice", None, Some(2)).await.unwrap();
+    assert_eq!(counts("alice").await, (0, 0));
+    // Channels count the same way, also with no cursor yet.
+    assert!(store.create_channel(channel("team", false, Some("carol"))).await.unwrap());
+    store.add_member("team", "dave", 1).await.unwrap();
+    let mut m = text("carol", chan("team"), "t1", "@dave", 1);
+    m.mentions = vec!["dave".into()];
+    store.append(m).await.unwrap();
+    store.append(text("dave", chan("team"), "t2", "here", 2)).await.unwrap();
+    let dave = store.conversations("dave").await.unwrap();
+    assert_eq!((dave[0].unread, dave[0].mentions_unread), (1, 1), "{dave:?}");
+}
+
+/// The creator owns a channel; `set_role` reports every change (an owner
+/// transfer demotes the old owner to admin); when the owner leaves, the
+/// longest-standing admin, else member, becomes owner.
+pub async fn roles_transfer_and_owner_succession(store: Arc<dyn Store>) {
+    assert!(store.create_channel(channel("team", true, Some("alice"))).await.unwrap());
+    for (i, u) in ["bob", "carol", "dave"].into_iter().enumerate() {
+        assert!(store.add_member("team", u, 100 + i as i64).await.unwrap());
+    }
+    let roles = |list: &[(&str, Role)]| list.iter().map(|(u, r)| (u.to_string(), *r)).collect::<Vec<_>>();
+    assert_eq!(
+        store.member_roles("team").await.unwrap(),
+        roles(&[
+            ("alice", Role::Owner),
+            ("bob", Role::Member),
+            ("carol", Role::Member),
+            ("dave", Role::Member)
+        ])
+    );
+    assert_eq!(store.role("team", "alice").await.unwrap(), Some(Role::Owner));
+    assert_eq!(store.role("team", "zed").await.unwrap(), None);
+    assert_eq!(store.set_role("team", "zed", Role::Admin).await.unwrap(), None, "not a member");
+    assert_eq!(
+        store.set_role("team", "dave", Role::Admin).await.unwrap(),
+        Some(roles(&[("dave", Role::Admin)]))
+    );
+    assert_eq!(store.set_role("team", "dave", Role::Admin).await.unwrap(), Some(vec![]), "no change");
+
+    let left = store.remove_member("team", "bob", false).await.unwrap();
+    assert_eq!(left, Some(Departure { new_owner: None }), "a member leaving changes no role");
+    let left = store.remove_member("team", "alice", false).await.unwrap();
+    assert_eq!(left.unwrap().new_owner.as_deref(), Some("dave"), "an admin before longer-standing members");
+    assert_eq!(
+        store.set_role("team", "carol", Role::Owner).await.unwrap(),
+        Some(roles(&[("carol", Role::Owner), ("dave", Role::Admin)])),
+        "a transfer: the old owner becomes admin"
+    );
+    assert!(store.add_member("team", "erin", 200).await.unwrap());
+    store.set_role("team", "dave", Role::Member).await.unwrap();
+    let left = store.remove_member("team", "carol", true).await.unwrap();
+    assert_eq!(left.unwrap().new_owner.as_deref(), Some("dave"), "no admin: the longest-standing member");
+    assert_eq!(
+        store.member_roles("team").await.unwrap(),
+        roles(&[("dave", Role::Owner), ("erin", Role::Member)])
+    );
+    store.remove_member("team", "dave", false).await.unwrap();
+    assert_eq!(store.role("team", "erin").await.unwrap(), Some(Role::Owner));
+    assert_eq!(store.remove_member("team", "erin", false).await.unwrap(), Some(Departure::default()));
+    assert!(store.member_roles("team").await.unwrap().is_empty());
+
+    // A default channel has no owner, and nobody inherits one.
+    assert!(store.create_channel(channel("lobby", false, None)).await.unwrap());
+    store.join_channel("lobby", "bob", 1).await.unwrap();
+    store.join_channel("lobby", "carol", 2).await.unwrap();
+    assert_eq!(store.role("lobby", "bob").await.unwrap(), Some(Role::Member));
+    assert_eq!(store.remove_member("lobby", "bob", false).await.unwrap(), Some(Departure::default()));
+    assert_eq!(store.role("lobby", "carol").await.unwrap(), Some(Role::Member));
+}
+
+/// A removed user may not join again until `add_member` lifts the removal;
+/// leaving blocks nothing; a removal blocks only that channel.
+pub async fn removed_members_rejoin_only_when_added_back(store: Arc<dyn Store>) {
+    assert!(store.create_channel(channel("lobby", false, None)).await.unwrap());
+    assert!(store.create_channel(channel("other", false, None)).await.unwrap());
+    assert_eq!(store.join_channel("lobby", "bob", 1).await.unwrap(), JoinOutcome::Joined);
+    assert_eq!(store.join_channel("lobby", "bob", 2).await.unwrap(), JoinOutcome::AlreadyMember);
+    assert!(store.remove_member("lobby", "bob", true).await.unwrap().is_some());
+    assert!(!store.is_member("lobby", "bob").await.unwrap());
+    assert_eq!(store.join_channel("lobby", "bob", 3).await.unwrap(), JoinOutcome::Blocked);
+    assert!(!store.is_member("lobby", "bob").await.unwrap(), "a blocked join adds nothing");
+    assert_eq!(store.join_channel("other", "bob", 3).await.unwrap(), JoinOutcome::Joined);
+    assert!(store.add_member("lobby", "bob", 4).await.unwrap(), "an owner or admin adds them back");
+    assert!(store.remove_member("lobby", "bob", false).await.unwrap().is_some(), "then they leave");
+    assert_eq!(
+        store.join_channel("lobby", "bob", 5).await.unwrap(),
+        JoinOutcome::Joined,
+        "leaving blocks nothing"
+    );
+    assert_eq!(store.members("lobby").await.unwrap(), ["bob"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -968,28 +1405,82 @@ pub async fn close_makes_later_calls_unavailable(store: Arc<dyn Store>) {
 /// as after migration. Every engine's migration test writes the same logical
 /// fixture rows in its own old schema, then checks them through the trait here.
 pub async fn check_migrated_fixtures(store: &dyn Store, version: usize) {
-    if version >= 1 {
-        let dm = Conv::dm("alice", "bob");
-        let (page, more) = store.history(&dm, Page::Latest, 10).await.unwrap();
-        assert!(!more);
-        assert_eq!(page.len(), 2);
-        assert_eq!(page[1].reply_to.as_deref(), Some("M1"));
-        assert_eq!(page[1].to, Target::User("alice".into()));
-        assert_eq!(page[0].body["text"], "one");
-        let ch = store.message(&Conv::channel("lobby"), "M3").await.unwrap().unwrap();
-        assert_eq!(ch.body["k"], serde_json::json!([1, 2]));
-        assert_eq!(store.profiles(&["alice".into()]).await.unwrap()[0].name, "Alice");
-        assert_eq!(store.last_seen(&["bob".into()]).await.unwrap()["bob"], 50);
-        assert_eq!(store.cursor(&dm, "bob").await.unwrap(), Cursor { recv_seq: 2, read_seq: 1 });
-        assert_eq!(store.members("lobby").await.unwrap(), ["bob", "alice"]);
-        assert!(store.invite("i1").await.unwrap().unwrap().received);
-        assert_eq!(store.media("m_1").await.unwrap().unwrap().1, b"hi");
-        assert_eq!(store.message_count().await.unwrap(), 3);
-        // The migrated database keeps working: counters and idempotency.
-        let dup = store.append(text("alice", Target::User("bob".into()), "c1", "x", 1)).await.unwrap();
-        assert!(dup.dup);
-        assert_eq!(dup.msg.mid, "M1");
-        let next = store.append(text("alice", Target::User("bob".into()), "c9", "x", 1)).await.unwrap();
-        assert_eq!(next.msg.seq, 3);
+    if version == 0 {
+        return;
     }
+    // v1
+    let dm = Conv::dm("alice", "bob");
+    let (page, more) = store.history(&dm, Page::Latest, 10).await.unwrap();
+    assert!(!more);
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[1].reply_to.as_deref(), Some("M1"));
+    assert_eq!(page[1].to, Target::User("alice".into()));
+    assert_eq!(page[0].body["text"], "one");
+    assert!(
+        page.iter()
+            .all(|m| m.edited.is_none() && m.reactions.is_empty() && !m.recalled && m.pinned.is_none())
+    );
+    let ch = store.message(&Conv::channel("lobby"), "M3").await.unwrap().unwrap();
+    assert_eq!(ch.body["k"], serde_json::json!([1, 2]));
+    assert_eq!(store.profiles(&["alice".into()]).await.unwrap()[0].name, "Alice");
+    assert_eq!(store.last_seen(&["bob".into()]).await.unwrap()["bob"], 50);
+    assert_eq!(store.cursor(&dm, "bob").await.unwrap(), Cursor { recv_seq: 2, read_seq: 1 });
+    assert_eq!(store.members("lobby").await.unwrap(), ["bob", "alice"]);
+    assert!(store.invite("i1").await.unwrap().unwrap().received);
+    assert_eq!(store.media("m_1").await.unwrap().unwrap().1, b"hi");
+    // v1 messages are all content: bob read 1 of alice's 1 and wrote the 2nd.
+    let bob = store.conversations("bob").await.unwrap();
+    let row = bob.iter().find(|s| s.conv == dm).unwrap();
+    assert_eq!((row.unread, row.mentions_unread), (0, 0), "{row:?}");
+    let alice = store.conversations("alice").await.unwrap();
+    assert_eq!(alice.iter().find(|s| s.conv == dm).unwrap().unread, 1);
+    // Roles: creators own their channels; one whose creator left goes to
+    // its longest-standing member; default channels have no owner.
+    let roles = |list: &[(&str, Role)]| list.iter().map(|(u, r)| (u.to_string(), *r)).collect::<Vec<_>>();
+    assert_eq!(
+        store.member_roles("team").await.unwrap(),
+        roles(&[("bob", Role::Member), ("alice", Role::Owner)])
+    );
+    assert_eq!(
+        store.member_roles("gone").await.unwrap(),
+        roles(&[("dave", Role::Owner), ("erin", Role::Member)])
+    );
+    assert_eq!(
+        store.member_roles("lobby").await.unwrap(),
+        roles(&[("bob", Role::Member), ("alice", Role::Member)])
+    );
+    let mut stored = 3;
+
+    if version >= 2 {
+        let conv = Conv::dm("bob", "carol");
+        let (page, _) = store.history(&conv, Page::Latest, 10).await.unwrap();
+        assert_eq!(seqs(&page), range(1, 5));
+        let n1 = &page[0];
+        assert_eq!(n1.body, object(json!({"text": "hi @carol", "mentions": ["carol"]})));
+        assert_eq!((n1.edited, n1.pinned), (Some(42), Some(43)));
+        assert_eq!(n1.reactions.get("👍").map(Vec::as_slice), Some(&["carol".to_string()][..]));
+        let carol = store.conversations("carol").await.unwrap();
+        let row = carol.iter().find(|s| s.conv == conv).unwrap();
+        assert_eq!((row.unread, row.mentions_unread, row.pins.clone()), (1, 1, vec!["N1".to_string()]));
+        assert_eq!(store.join_channel("team", "zed", 1).await.unwrap(), JoinOutcome::Blocked);
+        stored += 5;
+    }
+
+    assert_eq!(store.message_count().await.unwrap(), stored);
+    // The migrated database keeps working: counters and idempotency.
+    let dup = store.append(text("alice", Target::User("bob".into()), "c1", "x", 1)).await.unwrap();
+    assert!(dup.dup);
+    assert_eq!(dup.msg.mid, "M1");
+    let next = store.append(text("alice", Target::User("bob".into()), "c9", "x", 1)).await.unwrap();
+    assert_eq!(next.msg.seq, 3);
+    let (edit, rel) = relation(
+        "alice",
+        Target::User("bob".into()),
+        "c10",
+        "edit",
+        json!({"target": "M1", "text": "uno"}),
+        2,
+    );
+    assert!(matches!(store.append_relation(edit, rel).await.unwrap(), RelationAppend::Stored(_)));
+    assert_eq!(store.message(&dm, "M1").await.unwrap().unwrap().body["text"], "uno");
 }

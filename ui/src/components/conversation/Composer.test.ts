@@ -5,6 +5,9 @@ import type { MockTransport } from '../../services/mockTransport'
 import { useConversationsStore } from '../../stores/conversations'
 import { useMessagesStore } from '../../stores/messages'
 import { useDraftsStore } from '../../stores/drafts'
+import { useChannelsStore } from '../../stores/channels'
+import { useServerStore } from '../../stores/server'
+import { useProfilesStore } from '../../stores/profiles'
 import Composer from './Composer.vue'
 
 const DM = 'dm:alice:me'
@@ -70,5 +73,147 @@ describe('Composer', () => {
     const w = await mountComposer()
     await w.find('[data-testid="composer-input"]').trigger('input')
     expect(t.callsOf('typing')).toEqual([[DM]])
+  })
+
+  it('edits the last own message on ↑ in an empty composer, not while text is typed', async () => {
+    await useServerStore().load()
+    t.addMessage({ conv: DM, from: 'me', body: { text: 'first' } })
+    t.addMessage({ conv: DM, from: 'me', body: { text: 'second' } })
+    t.addMessage({ conv: DM, from: 'alice', body: { text: 'theirs' } })
+    const w = await mountComposer()
+    const input = w.find('[data-testid="composer-input"]')
+    await input.setValue('draft')
+    await input.trigger('keydown', { key: 'ArrowUp' })
+    expect(useMessagesStore().editing).toBeNull()
+    await input.setValue('')
+    await input.trigger('keydown', { key: 'ArrowUp' })
+    const editing = useMessagesStore().editing
+    expect(editing?.conv).toBe(DM)
+    expect(useMessagesStore().byConv.get(DM)!.items.find((m) => m.cid === editing!.cid)!.body.text).toBe('second')
+  })
+
+  it('does not edit on ↑ when the last own message is past the edit window', async () => {
+    await useServerStore().load()
+    t.addMessage({ conv: DM, from: 'me', ts: Date.now() - 3 * 24 * 3600_000, body: { text: 'old' } })
+    const w = await mountComposer()
+    await w.find('[data-testid="composer-input"]').trigger('keydown', { key: 'ArrowUp' })
+    expect(useMessagesStore().editing).toBeNull()
+  })
+})
+
+describe('Composer mention picker', () => {
+  const CH = 'ch:team'
+
+  beforeEach(async () => {
+    t = setup()
+    document.body.innerHTML = ''
+    t.addConversation({ conv: CH })
+    t.memberLists.set('team', [
+      { user: 'me', online: true, role: 'owner' },
+      { user: 'alice', online: true, role: 'member' },
+      { user: 'albert', online: false, role: 'member' },
+      { user: 'li.lei', online: true, role: 'admin' },
+    ])
+    t.profilesByUser.set('alice', { user: 'alice', name: 'Alice Martin', avatar: '', status: '' })
+    t.profilesByUser.set('albert', { user: 'albert', name: 'Albert Wu', avatar: '', status: '' })
+    t.profilesByUser.set('li.lei', { user: 'li.lei', name: '李雷', avatar: '', status: '' })
+    await useServerStore().load()
+    await useChannelsStore().loadMembers('team')
+  })
+
+  async function typeIn(w: Awaited<ReturnType<typeof mountComposer>>, value: string) {
+    const input = w.find('[data-testid="composer-input"]')
+    await input.setValue(value)
+    const el = input.element as HTMLTextAreaElement
+    el.setSelectionRange(value.length, value.length)
+    await input.trigger('input')
+    return input
+  }
+  const options = (w: Awaited<ReturnType<typeof mountComposer>>) => w.findAll('[data-testid="mention-option"]').map((o) => o.attributes('data-user'))
+
+  it('opens on @ with the channel members but not the user', async () => {
+    const w = await mountComposer(CH)
+    expect(w.find('[data-testid="mention-picker"]').exists()).toBe(false)
+    await typeIn(w, 'hi @')
+    expect(options(w).sort()).toEqual(['albert', 'alice', 'li.lei'])
+  })
+
+  it('does not open for an @ inside a word (an e-mail address)', async () => {
+    const w = await mountComposer(CH)
+    await typeIn(w, 'mail bob@a')
+    expect(w.find('[data-testid="mention-picker"]').exists()).toBe(false)
+  })
+
+  it('filters by id or display name as you type', async () => {
+    const w = await mountComposer(CH)
+    await typeIn(w, '@al')
+    expect(options(w)).toEqual(['albert', 'alice'])
+    await typeIn(w, '@ali')
+    expect(options(w)).toEqual(['alice'])
+    await typeIn(w, '@李')
+    expect(options(w)).toEqual(['li.lei'])
+    await typeIn(w, '@zzz')
+    expect(w.find('[data-testid="mention-picker"]').exists()).toBe(false)
+  })
+
+  it('selects with the arrow keys and Enter, inserts the mention and sends it in mentions', async () => {
+    const w = await mountComposer(CH)
+    const input = await typeIn(w, 'ping @al')
+    const selected = () => w.find('[aria-selected="true"]').attributes('data-user')
+    expect(selected()).toBe('albert')
+    await input.trigger('keydown', { key: 'ArrowDown' })
+    expect(selected()).toBe('alice')
+    await input.trigger('keydown', { key: 'Enter' })
+    await flushPromises()
+    // Enter picked the member; it did not send.
+    expect(t.callsOf('sendText')).toEqual([])
+    expect((input.element as HTMLTextAreaElement).value).toBe('ping @alice ')
+    expect(w.find('[data-testid="mention-picker"]').exists()).toBe(false)
+    await typeIn(w, 'ping @alice please review')
+    await input.trigger('keydown', { key: 'Enter' })
+    await flushPromises()
+    expect(t.callsOf('sendText')).toEqual([[{ channel: 'team' }, 'ping @alice please review', undefined, ['alice']]])
+    const sent = t.messages.get(CH)!.at(-1)!
+    expect(sent.body.mentions).toEqual(['alice'])
+  })
+
+  it('selects with Tab too, and ArrowUp wraps around', async () => {
+    const w = await mountComposer(CH)
+    const input = await typeIn(w, '@')
+    await input.trigger('keydown', { key: 'ArrowUp' })
+    const last = w.find('[aria-selected="true"]').attributes('data-user')
+    await input.trigger('keydown', { key: 'Tab' })
+    expect((input.element as HTMLTextAreaElement).value).toBe(`@${last} `)
+  })
+
+  it('closes on Esc without touching the text or closing anything else', async () => {
+    const w = await mountComposer(CH)
+    const input = await typeIn(w, 'hey @al')
+    const esc = new KeyboardEvent('keydown', { key: 'Escape', bubbles: true, cancelable: true })
+    let reachedWindow = false
+    const spy = () => (reachedWindow = true)
+    window.addEventListener('keydown', spy)
+    input.element.dispatchEvent(esc)
+    window.removeEventListener('keydown', spy)
+    await flushPromises()
+    expect(w.find('[data-testid="mention-picker"]').exists()).toBe(false)
+    expect(reachedWindow).toBe(false)
+    expect((input.element as HTMLTextAreaElement).value).toBe('hey @al')
+  })
+
+  it('sends only mentions still in the text, and none for plain text', async () => {
+    const w = await mountComposer(CH)
+    const input = await typeIn(w, 'no one here, mail bob@alice.com')
+    await input.trigger('keydown', { key: 'Enter' })
+    await flushPromises()
+    expect(t.callsOf('sendText')).toEqual([[{ channel: 'team' }, 'no one here, mail bob@alice.com', undefined]])
+  })
+
+  it('offers the peer in a DM', async () => {
+    t.addConversation({ conv: DM })
+    useProfilesStore().setProfile({ user: 'alice', name: 'Alice Martin', avatar: '', status: '' })
+    const w = await mountComposer(DM)
+    await typeIn(w, '@')
+    expect(options(w)).toEqual(['alice'])
   })
 })

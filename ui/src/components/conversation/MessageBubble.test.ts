@@ -1,6 +1,7 @@
 import { beforeEach, describe, expect, it } from 'vitest'
 import { msg, mountWith, setup } from '../../testing'
 import type { DeliveryStatus } from '../../types/model'
+import { useProfilesStore } from '../../stores/profiles'
 import MessageBubble from './MessageBubble.vue'
 
 const flags = { daySeparator: false, newDivider: false, runStart: true }
@@ -80,5 +81,62 @@ describe('MessageBubble', () => {
     })
     expect(file.find('[data-testid="file-attachment"]').text()).toContain('spec.pdf')
     expect(file.find('[data-testid="file-attachment"]').text()).toContain('1.4 MB')
+  })
+
+  it('marks an edited message "edited" with the edit time in a tooltip', () => {
+    const edited = NOW - 60_000
+    const w = mountWith(MessageBubble, { props: { message: msg({ seq: 5, body: { text: 'fixed' }, edited }), mine: false, flags, now: NOW } })
+    const mark = w.find('[data-testid="edited"]')
+    expect(mark.text()).toBe('edited')
+    expect(mark.attributes('title')).toMatch(/^Edited /)
+    expect(mark.attributes('title')).toContain(String(new Date(edited).getFullYear()))
+    expect(w.find('[data-testid="message-text"]').text()).toBe('fixed')
+    expect(bubble('read').find('[data-testid="edited"]').exists()).toBe(false)
+  })
+
+  it('shows a recalled message as a placeholder, without text, reactions or ticks', () => {
+    const theirs = mountWith(MessageBubble, { props: { message: msg({ seq: 5, recalled: true, body: {}, reactions: { '👍': ['me'] } }), mine: false, flags, now: NOW } })
+    expect(theirs.find('[data-testid="recalled"]').text()).toBe('This message was recalled')
+    expect(theirs.find('[data-testid="message-text"]').exists()).toBe(false)
+    expect(theirs.find('[data-testid="reactions"]').exists()).toBe(false)
+    const own = mountWith(MessageBubble, { props: { message: msg({ seq: 6, from: 'me', status: 'read', recalled: true, body: {} }), mine: true, flags, now: NOW } })
+    expect(own.find('[data-testid="recalled"]').text()).toBe('You recalled this message')
+    expect(own.find('[data-testid="ticks"]').exists()).toBe(false)
+  })
+
+  it('labels a forwarded message with its original author', () => {
+    useProfilesStore().setProfile({ user: 'carol', name: 'Carol King', avatar: '', status: '' })
+    const w = mountWith(MessageBubble, {
+      props: { message: msg({ seq: 5, body: { text: 'news', forwarded_from: { conv: 'dm:carol:me', mid: 'm1', from: 'carol' } } }), mine: false, flags, now: NOW },
+    })
+    expect(w.find('[data-testid="forwarded"]').text()).toBe('Forwarded from Carol King')
+  })
+
+  it('highlights mentions, a mention of the user more strongly, and marks that bubble', () => {
+    useProfilesStore().setProfile({ user: 'bob', name: 'Bob Stone', avatar: '', status: '' })
+    const w = mountWith(MessageBubble, {
+      props: { message: msg({ seq: 5, body: { text: '@me and @bob: lunch?', mentions: ['me', 'bob'] } }), mine: false, flags, now: NOW },
+    })
+    const [me, bob] = w.findAll('[data-testid="mention"]')
+    expect(bob.text()).toBe('@Bob Stone')
+    expect(me.attributes('data-me')).toBe('true')
+    expect(bob.attributes('data-me')).toBeUndefined()
+    expect(me.classes().join(' ')).toMatch(/amber/)
+    expect(bob.classes().join(' ')).not.toMatch(/amber/)
+    expect(w.find('[data-testid="bubble"]').attributes('data-mentions-me')).toBe('true')
+    // Not mentioned: no mark. Text "@bob" without mentions stays plain text.
+    const plain = mountWith(MessageBubble, { props: { message: msg({ seq: 6, body: { text: '@bob hi' } }), mine: false, flags, now: NOW } })
+    expect(plain.find('[data-testid="mention"]').exists()).toBe(false)
+    expect(plain.find('[data-testid="bubble"]').attributes('data-mentions-me')).toBeUndefined()
+  })
+
+  it('opens the actions menu on a right click and from the toolbar', async () => {
+    const w = bubble('sent', false)
+    await w.find('[data-testid="bubble"]').trigger('contextmenu', { clientX: 40, clientY: 50 })
+    expect(w.emitted('menu')?.[0][1]).toEqual({ x: 40, y: 50 })
+    await w.find('[data-testid="toolbar-more"]').trigger('click')
+    expect(w.emitted('menu')).toHaveLength(2)
+    await w.find('[data-testid="toolbar-reply"]').trigger('click')
+    expect(w.emitted('reply')).toHaveLength(1)
   })
 })

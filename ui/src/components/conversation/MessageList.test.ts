@@ -5,6 +5,9 @@ import { msg, mountWith, setup } from '../../testing'
 import type { MockTransport } from '../../services/mockTransport'
 import { useMessagesStore } from '../../stores/messages'
 import { useConversationsStore } from '../../stores/conversations'
+import { useServerStore } from '../../stores/server'
+import { useUiStore } from '../../stores/ui'
+import ConfirmDialog from '../dialogs/ConfirmDialog.vue'
 import MessageList from './MessageList.vue'
 
 const DM = 'dm:alice:me'
@@ -105,5 +108,81 @@ describe('MessageList', () => {
     expect(await s.loadOlder(DM)).toBe(50)
     expect(s.byConv.get(DM)!.hasOlder).toBe(false)
     expect(s.byConv.get(DM)!.items.map((m) => m.seq)).toEqual(Array.from({ length: 250 }, (_, i) => i + 1))
+  })
+
+  describe('message actions', () => {
+    async function rightClick(w: Awaited<ReturnType<typeof open>>, text: string) {
+      const b = w.findAll('[data-testid="bubble"]').find((x) => x.text().includes(text))!
+      await b.trigger('contextmenu', { clientX: 20, clientY: 20 })
+      await flushPromises()
+    }
+
+    it('edits inline from the menu: Enter saves, the bubble says edited', async () => {
+      await useServerStore().load()
+      t.addMessage({ conv: DM, from: 'me', body: { text: 'teh plan' } })
+      const w = await open()
+      await rightClick(w, 'teh plan')
+      await w.find('[data-action="edit"]').trigger('click')
+      await flushPromises()
+      const input = w.find('[data-testid="edit-input"]')
+      expect((input.element as HTMLTextAreaElement).value).toBe('teh plan')
+      await input.setValue('the plan')
+      await input.trigger('keydown', { key: 'Enter' })
+      await flushPromises()
+      expect(t.callsOf('editMessage').map((c) => c[2])).toEqual(['the plan'])
+      expect(w.find('[data-testid="edit-input"]').exists()).toBe(false)
+      expect(w.find('[data-testid="message-text"]').text()).toBe('the plan')
+      expect(w.find('[data-testid="edited"]').exists()).toBe(true)
+    })
+
+    it('cancels an edit on Esc without a request', async () => {
+      await useServerStore().load()
+      t.addMessage({ conv: DM, from: 'me', body: { text: 'keep me' } })
+      const w = await open()
+      await rightClick(w, 'keep me')
+      await w.find('[data-action="edit"]').trigger('click')
+      await flushPromises()
+      const input = w.find('[data-testid="edit-input"]')
+      await input.setValue('changed')
+      await input.trigger('keydown', { key: 'Escape' })
+      await flushPromises()
+      expect(w.find('[data-testid="edit-input"]').exists()).toBe(false)
+      expect(w.find('[data-testid="message-text"]').text()).toBe('keep me')
+      expect(t.callsOf('editMessage')).toEqual([])
+    })
+
+    it('recalls only after confirmation, then shows the placeholder', async () => {
+      await useServerStore().load()
+      t.addMessage({ conv: DM, from: 'me', body: { text: 'wrong chat' } })
+      const w = await open()
+      const dialog = mountWith(ConfirmDialog)
+      await rightClick(w, 'wrong chat')
+      await w.find('[data-action="recall"]').trigger('click')
+      await flushPromises()
+      expect(dialog.find('[data-testid="confirm-message"]').text()).toContain('removed for everyone')
+      await dialog.find('[data-testid="confirm-cancel"]').trigger('click')
+      await flushPromises()
+      expect(t.callsOf('recallMessage')).toEqual([])
+      await rightClick(w, 'wrong chat')
+      await w.find('[data-action="recall"]').trigger('click')
+      await flushPromises()
+      expect(useUiStore().confirming).not.toBeNull()
+      await dialog.find('[data-testid="confirm-ok"]').trigger('click')
+      await flushPromises()
+      expect(t.callsOf('recallMessage')).toHaveLength(1)
+      expect(w.find('[data-testid="recalled"]').text()).toBe('You recalled this message')
+    })
+
+    it('reacts from the quick row of the menu', async () => {
+      await useServerStore().load()
+      t.addMessage({ conv: DM, from: 'alice', body: { text: 'shipped!' } })
+      const w = await open()
+      await rightClick(w, 'shipped!')
+      await w.find('[data-reaction="🎉"]').trigger('click')
+      await flushPromises()
+      expect(t.callsOf('react').map((c) => [c[2], c[3]])).toEqual([['🎉', true]])
+      expect(w.find('[data-testid="message-menu"]').exists()).toBe(false)
+      expect(w.find('[data-testid="reaction-chip"]').attributes('data-key')).toBe('🎉')
+    })
   })
 })

@@ -23,7 +23,9 @@ export function placedAt(m: MessageView, now: number): number {
 export function rowFlags(m: MessageView, prev: MessageView | null, firstUnreadSeq: number | null, now: number): RowFlags {
   const at = placedAt(m, now)
   const daySeparator = !prev || !sameDay(placedAt(prev, now), at)
-  const newDivider = firstUnreadSeq !== null && m.seq === firstUnreadSeq
+  // The first loaded message at or after the first unread seq (relations take seqs too, so it may be later).
+  const newDivider =
+    firstUnreadSeq !== null && m.seq !== null && m.seq >= firstUnreadSeq && (!prev || prev.seq === null || prev.seq < firstUnreadSeq)
   const runStart =
     daySeparator || newDivider || !prev || prev.from !== m.from || at - placedAt(prev, now) > GROUP_WINDOW_MS || prev.kind === 'custom'
   return { daySeparator, newDivider, runStart }

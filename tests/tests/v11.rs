@@ -1,0 +1,809 @@
+//! §11 (protocol v1.1): edits, recalls, reactions, pins, mentions, channel
+//! roles, and what they add to `hello`, `history`, `sync` and media.
+//!
+//! Window tests start a server whose windows are a couple of seconds and
+//! wait past them (a rule test, not a timing measurement); server-admin
+//! tests configure an admin. Both skip against `COURIER_TEST_URL`.
+
+use courier_conformance::*;
+use courier_proto::{ErrorCode, MemberInfo, Reply, Role};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// Sends a message of `kind` with `body` to `to` under a fresh cid.
+async fn send_kind(c: &mut Client, to: &Value, kind: &str, body: Value) -> Reply {
+    c.request(json!({"op":"send","to":to,"cid":unique("v11"),"kind":kind,"body":body})).await
+}
+
+/// Like [`send_kind`], expecting an ok (returned).
+async fn relate(c: &mut Client, to: &Value, kind: &str, body: Value) -> Value {
+    let r = send_kind(c, to, kind, body.clone()).await;
+    match (&r.ok, &r.err) {
+        (Some(ok), None) => ok.clone(),
+        _ => panic!("{}: {kind} {body} expected ok, got {r:?}", c.user),
+    }
+}
+
+/// Like [`send_kind`], expecting the error `code`.
+async fn refused(c: &mut Client, to: &Value, kind: &str, body: Value, code: ErrorCode) {
+    let r = send_kind(c, to, kind, body.clone()).await;
+    match &r.err {
+        Some(e) => assert_eq!(e.code, code, "{}: {kind} {body}: {e:?}", c.user),
+        None => panic!("{}: {kind} {body} expected `{code}`, got ok {:?}", c.user, r.ok),
+    }
+}
+
+/// A text message to `to`; returns its mid.
+async fn text(c: &mut Client, to: &Value, t: &str) -> String {
+    mid(&c.send_msg(to.clone(), t).await)
+}
+
+fn mid(ok: &Value) -> String {
+    ok["mid"].as_str().unwrap_or_else(|| panic!("send ok has a mid: {ok}")).to_owned()
+}
+
+/// The message `mid` in the latest history page of `conv`, as `c` reads it.
+async fn in_history(c: &mut Client, conv: &str, mid: &str) -> Value {
+    let page = c.history(conv, json!({})).await;
+    page["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mid"] == mid)
+        .unwrap_or_else(|| panic!("{mid} in the history of {conv}: {page}"))
+        .clone()
+}
+
+fn to_user(u: &str) -> Value {
+    json!({"user": u})
+}
+
+fn to_channel(c: &str) -> Value {
+    json!({"channel": c})
+}
+
+fn is_member_ev<'a>(ch: &'a str, user: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| e["ev"] == "member" && e["channel"] == ch && e["user"] == user
+}
+
+fn is_role_ev<'a>(ch: &'a str, user: &'a str, role: &'a str) -> impl Fn(&Value) -> bool + 'a {
+    move |e| e["ev"] == "member" && e["channel"] == ch && e["user"] == user && e["role"] == role
+}
+
+fn is_msg_in(conv: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |e| e["ev"] == "msg" && e["conv"] == conv
+}
+
+/// A public channel created by `owner` and joined by `others` in order,
+/// each join seen by the owner before the next (so every member cache of a
+/// cluster has it).
+async fn channel(h: &Harness, owner: &mut Client, others: &mut [&mut Client]) -> String {
+    let ch = h.channel("v11");
+    owner.ok(json!({"op":"create_channel","channel":ch,"private":false})).await;
+    for c in others.iter_mut() {
+        c.ok(json!({"op":"join","channel":ch})).await;
+        owner.event_where("join", is_member_ev(&ch, &c.user)).await;
+    }
+    owner.clear_events();
+    ch
+}
+
+/// The `members` rows of a channel, by user.
+async fn roles(c: &mut Client, ch: &str) -> Vec<(String, Role)> {
+    let ok = c.ok(json!({"op":"members","channel":ch})).await;
+    let rows: Vec<MemberInfo> =
+        serde_json::from_value(ok["members"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
+    sorted(rows.into_iter().map(|m| (m.user, m.role)).collect())
+}
+
+/// Rows by user id (roles are not ordered).
+fn sorted(mut v: Vec<(String, Role)>) -> Vec<(String, Role)> {
+    v.sort_by(|x, y| x.0.cmp(&y.0));
+    v
+}
+
+async fn set_role(c: &mut Client, ch: &str, user: &str, role: &str) -> Reply {
+    c.request(json!({"op":"set_role","channel":ch,"user":user,"role":role})).await
+}
+
+async fn remove(c: &mut Client, ch: &str, user: &str) -> Reply {
+    c.request(json!({"op":"remove_member","channel":ch,"user":user})).await
+}
+
+/// Waits until the server clock is `ms` past `ts` (the server stamps
+/// messages; both run on this machine's clock).
+async fn wait_past(ts: i64, ms: i64) {
+    let left = ts + ms - now_ms();
+    if left > 0 {
+        tokio::time::sleep(Duration::from_millis(left as u64)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// hello
+
+#[tokio::test]
+async fn hello_announces_v1_1_and_its_windows() {
+    let h = Harness::new().await;
+    let c = h.login(&h.user("feat")).await;
+    let ok = &c.hello_ok;
+    assert!(ok["features"].as_array().is_some_and(|f| f.contains(&json!("v1.1"))), "{ok}");
+    let limits = &ok["limits"];
+    for w in ["edit_window_s", "recall_window_s"] {
+        assert!(limits[w].as_u64().is_some_and(|s| s >= 1), "{w} announced: {ok}");
+    }
+    if !h.external {
+        assert_eq!(
+            (limits["edit_window_s"].clone(), limits["recall_window_s"].clone()),
+            (json!(172800), json!(86400))
+        );
+    }
+}
+
+#[tokio::test]
+async fn configured_windows_are_announced() {
+    let Some(h) = Harness::with_config("configured_windows_are_announced", |c| {
+        c.limits.edit_window_s = Some(7);
+        c.limits.recall_window_s = Some(9);
+    })
+    .await
+    else {
+        return;
+    };
+    let c = h.login(&h.user("win")).await;
+    assert_eq!(c.hello_ok["limits"]["edit_window_s"], json!(7), "{}", c.hello_ok);
+    assert_eq!(c.hello_ok["limits"]["recall_window_s"], json!(9), "{}", c.hello_ok);
+}
+
+// ---------------------------------------------------------------------------
+// Relation errors
+
+#[tokio::test]
+async fn malformed_relation_bodies_are_bad_requests() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("mal-a"), h.user("mal-b"));
+    let mut ca = h.login(&a).await;
+    let to = to_user(&b);
+    let m = text(&mut ca, &to, "target").await;
+    let bad = [
+        ("edit", json!({"text": "x"})),
+        ("edit", json!({"target": m})),
+        ("edit", json!({"target": m, "text": ""})),
+        ("recall", json!({})),
+        ("recall", json!({"target": 42})),
+        ("reaction", json!({"target": m, "on": true})),
+        ("reaction", json!({"target": m, "key": "", "on": true})),
+        ("reaction", json!({"target": m, "key": "x".repeat(33), "on": true})),
+        ("reaction", json!({"target": m, "key": "👍", "on": "yes"})),
+        ("reaction", json!({"target": m, "key": "👍"})),
+        ("pin", json!({"target": m})),
+        ("pin", json!({"target": m, "on": 1})),
+        ("text", json!({"text": "hi", "mentions": "bob"})),
+        ("text", json!({"text": "hi", "mentions": [1, 2]})),
+    ];
+    for (kind, body) in bad {
+        refused(&mut ca, &to, kind, body, ErrorCode::BadRequest).await;
+    }
+    // 32 bytes is the longest key (8 four-byte characters).
+    relate(&mut ca, &to, "reaction", json!({"target": m, "key": "😀".repeat(8), "on": true})).await;
+    let row = ca.sync_row(&dm_conv(&a, &b)).await.unwrap();
+    assert_eq!(row["last_seq"], json!(2), "nothing malformed was stored: {row}");
+}
+
+#[tokio::test]
+async fn a_target_must_be_a_content_message_of_the_same_conversation() {
+    let h = Harness::new().await;
+    let (a, b, c) = (h.user("tg-a"), h.user("tg-b"), h.user("tg-c"));
+    let mut ca = h.login(&a).await;
+    let (ab, ac) = (to_user(&b), to_user(&c));
+    let here = text(&mut ca, &ab, "here").await;
+    let elsewhere = text(&mut ca, &ac, "elsewhere").await;
+    let reaction =
+        mid(&relate(&mut ca, &ab, "reaction", json!({"target": here, "key": "k", "on": true})).await);
+    for kind_body in [
+        ("edit", json!({"target": elsewhere, "text": "x"})),
+        ("recall", json!({"target": elsewhere})),
+        ("reaction", json!({"target": elsewhere, "key": "k", "on": true})),
+        ("pin", json!({"target": elsewhere, "on": true})),
+        ("reaction", json!({"target": unique("01NOSUCH"), "key": "k", "on": true})),
+    ] {
+        refused(&mut ca, &ab, kind_body.0, kind_body.1, ErrorCode::NotFound).await;
+    }
+    // A relation is not a content message: relations cannot point at it.
+    for kind_body in [
+        ("edit", json!({"target": reaction, "text": "x"})),
+        ("recall", json!({"target": reaction})),
+        ("reaction", json!({"target": reaction, "key": "k", "on": true})),
+        ("pin", json!({"target": reaction, "on": true})),
+    ] {
+        refused(&mut ca, &ab, kind_body.0, kind_body.1, ErrorCode::Forbidden).await;
+    }
+    let row = ca.sync_row(&dm_conv(&a, &b)).await.unwrap();
+    assert_eq!(row["last_seq"], json!(2), "refusals store nothing: {row}");
+}
+
+// ---------------------------------------------------------------------------
+// Edits
+
+#[tokio::test]
+async fn edits_are_the_senders_own_text_and_history_shows_the_newest() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("ed-a"), h.user("ed-b"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let (ab, ba) = (to_user(&b), to_user(&a));
+    let conv = dm_conv(&a, &b);
+    let m = text(&mut ca, &ab, "frist").await;
+    let custom =
+        mid(&ca.ok(json!({"op":"send","to":ab,"cid":unique("c"),"kind":"custom","body":{"x":1}})).await);
+    refused(&mut cb, &ba, "edit", json!({"target": m, "text": "mine now"}), ErrorCode::Forbidden).await;
+    refused(&mut ca, &ab, "edit", json!({"target": custom, "text": "x"}), ErrorCode::Forbidden).await;
+
+    let e1 = relate(&mut ca, &ab, "edit", json!({"target": m, "text": "first"})).await;
+    assert_eq!(e1["seq"], json!(3), "an edit gets its own seq: {e1}");
+    let ev = cb.event_where("the edit, live", |e| is_msg_in(&conv)(e) && e["kind"] == "edit").await;
+    assert_eq!(
+        (ev["kind"].clone(), ev["body"].clone()),
+        (json!("edit"), json!({"target": m, "text": "first"}))
+    );
+    let e2 = relate(&mut ca, &ab, "edit", json!({"target": m, "text": "first!"})).await;
+    let got = in_history(&mut cb, &conv, &m).await;
+    assert_eq!(got["body"], json!({"text": "first!"}), "the newest edit's text: {got}");
+    assert_eq!(got["edited"], e2["ts"], "the newest edit's ts: {got}");
+    let edit = in_history(&mut cb, &conv, &mid(&e1)).await;
+    assert_eq!(edit["body"], json!({"target": m, "text": "first"}), "an edit is served as sent");
+    assert!(edit.get("edited").is_none(), "{edit}");
+    let plain = in_history(&mut cb, &conv, &custom).await;
+    assert!(
+        plain.get("edited").is_none() && plain.get("reactions").is_none() && plain.get("pinned").is_none()
+    );
+    assert!(plain.get("recalled").is_none(), "no aggregate fields on an untouched message: {plain}");
+}
+
+#[tokio::test]
+async fn edit_and_recall_windows_run_from_the_target() {
+    let Some(h) = Harness::with_config("edit_and_recall_windows_run_from_the_target", |c| {
+        c.limits.edit_window_s = Some(2);
+        c.limits.recall_window_s = Some(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b, o) = (h.user("wi-a"), h.user("wi-b"), h.user("wi-owner"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let mut co = h.login(&o).await;
+    let ab = to_user(&b);
+    let m = ca.dm(&b, "typo").await;
+    let ts = m["ts"].as_i64().unwrap();
+    let m = mid(&m);
+    let fixed = unique("edit");
+    let edit = json!({"op":"send","to":ab,"cid":fixed,"kind":"edit","body":{"target":m,"text":"fixed"}});
+    let first = ca.ok(edit.clone()).await;
+    assert_eq!(first["dup"], json!(false));
+    let ch = channel(&h, &mut co, &mut [&mut ca]).await;
+    let to_ch = to_channel(&ch);
+    let in_ch = ca.say(&ch, "in the channel").await;
+    let latest = in_ch["ts"].as_i64().unwrap().max(ts);
+    let in_ch = mid(&in_ch);
+
+    wait_past(latest, 2300).await;
+    // The windows ran from the message's ts; the edit did not restart them.
+    refused(&mut ca, &ab, "edit", json!({"target": m, "text": "again"}), ErrorCode::Conflict).await;
+    refused(&mut ca, &ab, "recall", json!({"target": m}), ErrorCode::Conflict).await;
+    refused(&mut ca, &to_ch, "recall", json!({"target": in_ch}), ErrorCode::Conflict).await;
+    // A retry of the accepted edit is still its duplicate, not a conflict.
+    let again = ca.ok(edit).await;
+    assert_eq!(again["dup"], json!(true), "{again}");
+    assert_eq!((again["seq"].clone(), again["mid"].clone()), (first["seq"].clone(), first["mid"].clone()));
+    // Reactions and pins have no window; the channel owner recalls any time.
+    relate(&mut cb, &to_user(&a), "reaction", json!({"target": m, "key": "k", "on": true})).await;
+    relate(&mut cb, &to_user(&a), "pin", json!({"target": m, "on": true})).await;
+    relate(&mut co, &to_ch, "recall", json!({"target": in_ch})).await;
+    assert_eq!(in_history(&mut co, &format!("ch:{ch}"), &in_ch).await["recalled"], json!(true));
+}
+
+// ---------------------------------------------------------------------------
+// Recalls
+
+#[tokio::test]
+async fn recall_rules_in_dms_and_channels() {
+    let h = Harness::new().await;
+    let (o, adm, m1, m2) = (h.user("rc-own"), h.user("rc-adm"), h.user("rc-m1"), h.user("rc-m2"));
+    let mut co = h.login(&o).await;
+    let mut cadm = h.login(&adm).await;
+    let mut c1 = h.login(&m1).await;
+    let mut c2 = h.login(&m2).await;
+    // DM: only the sender.
+    let dm = text(&mut c1, &to_user(&m2), "dm").await;
+    refused(&mut c2, &to_user(&m1), "recall", json!({"target": dm}), ErrorCode::Forbidden).await;
+    relate(&mut c1, &to_user(&m2), "recall", json!({"target": dm})).await;
+    // Channel: the sender, or an owner or admin; not another member.
+    let ch = channel(&h, &mut co, &mut [&mut cadm, &mut c1, &mut c2]).await;
+    set_role(&mut co, &ch, &adm, "admin").await.expect_ok();
+    let to = to_channel(&ch);
+    let by1 = [text(&mut c1, &to, "a").await, text(&mut c1, &to, "b").await, text(&mut c1, &to, "c").await];
+    let by_owner = text(&mut co, &to, "owner's").await;
+    refused(&mut c2, &to, "recall", json!({"target": by1[0]}), ErrorCode::Forbidden).await;
+    refused(&mut c1, &to, "recall", json!({"target": by_owner}), ErrorCode::Forbidden).await;
+    relate(&mut c1, &to, "recall", json!({"target": by1[0]})).await;
+    relate(&mut cadm, &to, "recall", json!({"target": by1[1]})).await;
+    relate(&mut co, &to, "recall", json!({"target": by1[2]})).await;
+    relate(&mut cadm, &to, "recall", json!({"target": by_owner})).await;
+    let conv = format!("ch:{ch}");
+    for m in by1.iter().chain([&by_owner]) {
+        assert_eq!(in_history(&mut c2, &conv, m).await["recalled"], json!(true), "{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_recall_hides_content_edits_and_aggregates_for_good() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("hide-a"), h.user("hide-b"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let (ab, ba) = (to_user(&b), to_user(&a));
+    let conv = dm_conv(&a, &b);
+    let secret = ca
+        .ok(json!({"op":"send","to":ab,"cid":unique("s"),"kind":"text",
+                   "body":{"text":"the secret","mentions":[b]}}))
+        .await;
+    let secret = mid(&secret);
+    let edit = mid(&relate(&mut ca, &ab, "edit", json!({"target": secret, "text": "the secret, v2"})).await);
+    let reaction = unique("react");
+    let react = json!({"op":"send","to":ba,"cid":reaction,"kind":"reaction",
+                       "body":{"target":secret,"key":"👀","on":true}});
+    let reacted = cb.ok(react.clone()).await;
+    relate(&mut cb, &ba, "pin", json!({"target": secret, "on": true})).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["pins"].clone(), row["mentions_unread"].clone()), (json!([secret]), json!(1)), "{row}");
+
+    relate(&mut ca, &ab, "recall", json!({"target": secret})).await;
+    let gone = in_history(&mut cb, &conv, &secret).await;
+    assert_eq!(gone["recalled"], json!(true), "{gone}");
+    assert_eq!(gone["body"], json!({}), "{gone}");
+    for k in ["edited", "reactions", "pinned"] {
+        assert!(gone.get(k).is_none(), "a recalled message carries no {k}: {gone}");
+    }
+    assert_eq!(
+        in_history(&mut cb, &conv, &edit).await["body"],
+        json!({"target": secret}),
+        "edits keep only the target"
+    );
+    let page = cb.history(&conv, json!({"after": 0})).await.to_string();
+    assert!(!page.contains("the secret"), "the recalled text is never served again: {page}");
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["pins"].clone(), row["mentions_unread"].clone()), (json!([]), json!(0)), "{row}");
+    // Anything new pointing at it is a conflict, whoever sends it...
+    refused(&mut ca, &ab, "recall", json!({"target": secret}), ErrorCode::Conflict).await;
+    refused(&mut ca, &ab, "edit", json!({"target": secret, "text": "back"}), ErrorCode::Conflict).await;
+    refused(&mut cb, &ba, "reaction", json!({"target": secret, "key": "k", "on": true}), ErrorCode::Conflict)
+        .await;
+    refused(&mut cb, &ba, "pin", json!({"target": secret, "on": false}), ErrorCode::Conflict).await;
+    // ...but a retry of a relation sent before the recall is its duplicate.
+    let again = cb.ok(react).await;
+    assert_eq!(
+        (again["dup"].clone(), again["seq"].clone()),
+        (json!(true), reacted["seq"].clone()),
+        "{again}"
+    );
+}
+
+#[tokio::test]
+async fn recalled_media_answers_404() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("med-a"), h.user("med-b"));
+    let mut ca = h.login(&a).await;
+    let r = h.upload(&h.token(&a), "image/png", b"\x89PNG not really").await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let media = r.json()["media"].as_str().unwrap().to_owned();
+    let sent = ca
+        .ok(json!({"op":"send","to":{"user":b},"cid":unique("img"),"kind":"image",
+                   "body":{"media":media,"mime":"image/png","width":1,"height":1}}))
+        .await;
+    let path = format!("/v1/media/{media}");
+    let get = |user: &str| (format!("Bearer {}", h.token(user)), path.clone());
+    let (auth, p) = get(&b);
+    assert_eq!(h.http("GET", &p, &[("Authorization", &auth)], b"").await.status, 200);
+    relate(&mut ca, &to_user(&b), "recall", json!({"target": mid(&sent)})).await;
+    for user in [&b, &a] {
+        let (auth, p) = get(user);
+        let r = h.http("GET", &p, &[("Authorization", &auth)], b"").await;
+        assert_eq!(r.status, 404, "recalled media for {user}: {}", r.text());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reactions and pins
+
+#[tokio::test]
+async fn reactions_from_any_member_aggregate_per_key() {
+    let h = Harness::new().await;
+    let (o, b, c, d) = (h.user("re-o"), h.user("re-b"), h.user("re-c"), h.user("re-d"));
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    let mut cc = h.login(&c).await;
+    let mut cd = h.login(&d).await;
+    let ch = channel(&h, &mut co, &mut [&mut cb, &mut cc]).await;
+    let to = to_channel(&ch);
+    let conv = format!("ch:{ch}");
+    let m = text(&mut co, &to, "vote").await;
+    let key = |k: &str, on: bool| json!({"target": m, "key": k, "on": on});
+    relate(&mut cc, &to, "reaction", key("👍", true)).await;
+    relate(&mut cb, &to, "reaction", key("👍", true)).await;
+    relate(&mut co, &to, "reaction", key("🎉", true)).await;
+    relate(&mut cc, &to, "reaction", key("👍", true)).await; // already on: no change
+    relate(&mut co, &to, "reaction", key("🎉", false)).await;
+    relate(&mut cb, &to, "reaction", key("🤔", true)).await;
+    refused(&mut cd, &to, "reaction", key("👍", true), ErrorCode::Forbidden).await; // not a member
+    let got = in_history(&mut cb, &conv, &m).await;
+    assert_eq!(
+        got["reactions"],
+        json!({"👍": [c, b], "🤔": [b]}),
+        "users in reacting order, 🎉 omitted: {got}"
+    );
+    relate(&mut cb, &to, "reaction", key("🤔", false)).await;
+    relate(&mut cb, &to, "reaction", key("👍", false)).await;
+    relate(&mut cc, &to, "reaction", key("👍", false)).await;
+    let got = in_history(&mut co, &conv, &m).await;
+    assert!(got.get("reactions").is_none(), "no reactions left, no field: {got}");
+}
+
+#[tokio::test]
+async fn pins_by_dm_parties_and_channel_moderators_listed_oldest_first() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("pin-a"), h.user("pin-b"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let (ab, ba) = (to_user(&b), to_user(&a));
+    let conv = dm_conv(&a, &b);
+    let m1 = text(&mut ca, &ab, "one").await;
+    let m2 = text(&mut cb, &ba, "two").await;
+    let p = relate(&mut cb, &ba, "pin", json!({"target": m2, "on": true})).await;
+    relate(&mut ca, &ab, "pin", json!({"target": m1, "on": true})).await;
+    relate(&mut cb, &ba, "pin", json!({"target": m2, "on": true})).await; // again: keeps its place
+    assert_eq!(in_history(&mut ca, &conv, &m2).await["pinned"], p["ts"]);
+    assert_eq!(ca.sync_row(&conv).await.unwrap()["pins"], json!([m2, m1]), "oldest pin first");
+    relate(&mut ca, &ab, "pin", json!({"target": m2, "on": false})).await;
+    assert_eq!(cb.sync_row(&conv).await.unwrap()["pins"], json!([m1]));
+    assert!(in_history(&mut cb, &conv, &m2).await.get("pinned").is_none());
+
+    // Channels: owner and admins only.
+    let (o, adm) = (h.user("pin-o"), h.user("pin-adm"));
+    let mut co = h.login(&o).await;
+    let mut cadm = h.login(&adm).await;
+    let ch = channel(&h, &mut co, &mut [&mut cadm, &mut ca]).await;
+    set_role(&mut co, &ch, &adm, "admin").await.expect_ok();
+    let to = to_channel(&ch);
+    let m = text(&mut ca, &to, "pin me").await;
+    refused(&mut ca, &to, "pin", json!({"target": m, "on": true}), ErrorCode::Forbidden).await;
+    relate(&mut cadm, &to, "pin", json!({"target": m, "on": true})).await;
+    relate(&mut co, &to, "pin", json!({"target": m, "on": false})).await;
+    refused(&mut ca, &to, "pin", json!({"target": m, "on": false}), ErrorCode::Forbidden).await;
+    assert_eq!(ca.sync_row(&format!("ch:{ch}")).await.unwrap()["pins"], json!([]));
+}
+
+// ---------------------------------------------------------------------------
+// Sync counters and mentions
+
+#[tokio::test]
+async fn sync_counts_unread_and_mentions_unread() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("un-a"), h.user("un-b"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let (ab, ba) = (to_user(&b), to_user(&a));
+    let conv = dm_conv(&a, &b);
+    let mention = |t: &str| json!({"op":"send","to":ab,"cid":unique("m"),"kind":"text","body":{"text":t,"mentions":[b]}});
+    let m1 = mid(&ca.ok(mention("@b one")).await);
+    text(&mut cb, &ba, "mine").await;
+    let m2 = text(&mut ca, &ab, "two").await;
+    let m3 = mid(&ca.ok(mention("@b three")).await);
+    relate(&mut ca, &ab, "edit", json!({"target": m1, "text": "@b one!"})).await;
+    relate(&mut ca, &ab, "reaction", json!({"target": m2, "key": "k", "on": true})).await;
+    relate(&mut ca, &ab, "pin", json!({"target": m2, "on": true})).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["unread"].clone(), row["mentions_unread"].clone()), (json!(3), json!(2)), "{row}");
+    let row = ca.sync_row(&conv).await.unwrap();
+    assert_eq!((row["unread"].clone(), row["mentions_unread"].clone()), (json!(1), json!(0)), "{row}");
+    cb.ok(json!({"op":"read","conv":conv,"seq":2})).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["unread"].clone(), row["mentions_unread"].clone()), (json!(2), json!(1)), "{row}");
+    relate(&mut ca, &ab, "recall", json!({"target": m3})).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["unread"].clone(), row["mentions_unread"].clone()), (json!(1), json!(0)), "{row}");
+    let last = row["last_seq"].clone();
+    cb.ok(json!({"op":"read","conv":conv,"seq":last})).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["unread"].clone(), row["mentions_unread"].clone()), (json!(0), json!(0)), "{row}");
+}
+
+#[tokio::test]
+async fn mentions_are_kept_only_for_members() {
+    let h = Harness::new().await;
+    let (o, b, x) = (h.user("mn-o"), h.user("mn-b"), h.user("mn-out"));
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    let mut cx = h.login(&x).await;
+    let ch = channel(&h, &mut co, &mut [&mut cb]).await;
+    let conv = format!("ch:{ch}");
+    let body = json!({"text":"hi all","mentions":[b, x, "not a user id", b, o]});
+    let ok =
+        co.ok(json!({"op":"send","to":{"channel":ch},"cid":unique("m"),"kind":"text","body":body})).await;
+    let ev = cb.event_where("mentioning msg", is_msg_in(&conv)).await;
+    assert_eq!(ev["body"], json!({"text":"hi all","mentions":[b, o]}), "delivered with members only");
+    assert_eq!(
+        in_history(&mut cb, &conv, &mid(&ok)).await["body"]["mentions"],
+        json!([b, o]),
+        "stored the same"
+    );
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!(row["mentions_unread"], json!(1), "{row}");
+    let row = co.sync_row(&conv).await.unwrap();
+    assert_eq!(row["mentions_unread"], json!(0), "mentioning oneself does not count: {row}");
+    // Nobody left: the key goes.
+    let body = json!({"text":"psst","mentions":[x]});
+    let ok =
+        co.ok(json!({"op":"send","to":{"channel":ch},"cid":unique("m"),"kind":"text","body":body})).await;
+    assert_eq!(in_history(&mut cb, &conv, &mid(&ok)).await["body"], json!({"text":"psst"}));
+    // A DM's members are its two parties.
+    let body = json!({"text":"dm","mentions":[x, b]});
+    let ok = co.ok(json!({"op":"send","to":{"user":x},"cid":unique("m"),"kind":"text","body":body})).await;
+    assert_eq!(in_history(&mut cx, &dm_conv(&o, &x), &mid(&ok)).await["body"]["mentions"], json!([x]));
+}
+
+#[tokio::test]
+async fn relations_are_delivered_and_caught_up_like_any_message() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("cu-a"), h.user("cu-b"));
+    h.register(&b).await;
+    let mut ca = h.login(&a).await;
+    let mut ca2 = h.login(&a).await;
+    let ab = to_user(&b);
+    let conv = dm_conv(&a, &b);
+    let m = text(&mut ca, &ab, "hello").await;
+    let e = relate(&mut ca, &ab, "edit", json!({"target": m, "text": "hello!"})).await;
+    let r = relate(&mut ca, &ab, "reaction", json!({"target": m, "key": "👋", "on": true})).await;
+    // The sender's other device gets them live, in order.
+    for (want, kind) in [(&e, "edit"), (&r, "reaction")] {
+        let ev = ca2.event_where(kind, |ev| ev["ev"] == "msg" && ev["kind"] == kind).await;
+        assert_eq!((ev["seq"].clone(), ev["from"].clone()), (want["seq"].clone(), json!(a)));
+    }
+    // The offline peer catches up with sync and history.
+    let mut cb = h.login(&b).await;
+    let row = cb.sync_row(&conv).await.unwrap();
+    assert_eq!((row["last_seq"].clone(), row["unread"].clone()), (json!(3), json!(1)), "{row}");
+    let page = cb.history(&conv, json!({"after": 0})).await;
+    assert_eq!(seqs(&page), vec![1, 2, 3]);
+    let kinds: Vec<&str> =
+        page["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["text", "edit", "reaction"]);
+    let first = &page["messages"][0];
+    assert_eq!(
+        (first["body"]["text"].clone(), first["reactions"].clone()),
+        (json!("hello!"), json!({"👋": [a]}))
+    );
+}
+
+#[tokio::test]
+async fn a_retried_relation_is_a_dup_and_delivers_nothing_again() {
+    let h = Harness::new().await;
+    let (a, b) = (h.user("dup-a"), h.user("dup-b"));
+    let mut ca = h.login(&a).await;
+    let mut cb = h.login(&b).await;
+    let conv = dm_conv(&a, &b);
+    let m = text(&mut ca, &to_user(&b), "x").await;
+    let req = json!({"op":"send","to":{"user":b},"cid":unique("r"),"kind":"reaction",
+                     "body":{"target":m,"key":"k","on":true}});
+    let first = ca.ok(req.clone()).await;
+    cb.event_where("reaction", |e| e["ev"] == "msg" && e["kind"] == "reaction").await;
+    cb.clear_events();
+    let again = ca.ok(req).await;
+    assert_eq!(again["dup"], json!(true));
+    assert_eq!((again["seq"].clone(), again["mid"].clone()), (first["seq"].clone(), first["mid"].clone()));
+    cb.expect_no_event_where("a second delivery", is_msg_in(&conv)).await;
+    assert_eq!(cb.sync_row(&conv).await.unwrap()["last_seq"], json!(2));
+}
+
+// ---------------------------------------------------------------------------
+// Roles
+
+#[tokio::test]
+async fn the_creator_owns_a_channel_and_members_rows_carry_roles() {
+    let h = Harness::new().await;
+    let (o, b) = (h.user("own-o"), h.user("own-b"));
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    let ch = channel(&h, &mut co, &mut [&mut cb]).await;
+    assert_eq!(roles(&mut cb, &ch).await, sorted(vec![(o.clone(), Role::Owner), (b.clone(), Role::Member)]));
+    // A default channel has no owner.
+    cb.ok(json!({"op":"join","channel":"lobby"})).await;
+    let lobby = roles(&mut cb, "lobby").await;
+    assert!(lobby.iter().all(|(_, r)| *r != Role::Owner), "{lobby:?}");
+    assert!(lobby.contains(&(b.clone(), Role::Member)));
+    // Plain members may neither set roles nor remove anyone there.
+    let other = lobby.iter().find(|(u, _)| *u != b).map(|(u, _)| u.clone()).unwrap_or_else(|| o.clone());
+    set_role(&mut cb, "lobby", &b, "admin").await.expect_err(ErrorCode::Forbidden);
+    remove(&mut cb, "lobby", &other).await.expect_err(ErrorCode::Forbidden);
+}
+
+#[tokio::test]
+async fn only_the_owner_sets_roles_and_setting_owner_transfers() {
+    let h = Harness::new().await;
+    let (o, b, c) = (h.user("sr-o"), h.user("sr-b"), h.user("sr-c"));
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    let mut cc = h.login(&c).await;
+    let ch = channel(&h, &mut co, &mut [&mut cb, &mut cc]).await;
+    cc.clear_events();
+    set_role(&mut cb, &ch, &c, "admin").await.expect_err(ErrorCode::Forbidden);
+    let ok = set_role(&mut co, &ch, &b, "admin").await;
+    assert_eq!(ok.expect_ok()["role"], json!("admin"));
+    let ev = cc.event_where("b became admin", is_role_ev(&ch, &b, "admin")).await;
+    assert_eq!(ev, json!({"ev":"member","channel":ch,"user":b,"joined":true,"role":"admin"}));
+    // An admin is not the owner.
+    set_role(&mut cb, &ch, &c, "admin").await.expect_err(ErrorCode::Forbidden);
+    set_role(&mut co, &ch, &h.user("stranger"), "admin").await.expect_err(ErrorCode::NotFound);
+    set_role(&mut co, &ch, &o, "member").await.expect_err(ErrorCode::Conflict);
+    co.expect_err(json!({"op":"set_role","channel":ch,"user":b,"role":"king"}), ErrorCode::BadRequest).await;
+    set_role(&mut co, &ch, &b, "member").await.expect_ok();
+    cc.event_where("b is a member again", is_role_ev(&ch, &b, "member")).await;
+    assert_eq!(
+        roles(&mut cc, &ch).await,
+        sorted(vec![(o.clone(), Role::Owner), (b.clone(), Role::Member), (c.clone(), Role::Member)])
+    );
+    // Transfer: c owns it, o becomes admin.
+    set_role(&mut co, &ch, &c, "owner").await.expect_ok();
+    cb.event_where("c is owner", is_role_ev(&ch, &c, "owner")).await;
+    cb.event_where("o is admin", is_role_ev(&ch, &o, "admin")).await;
+    assert_eq!(
+        roles(&mut cb, &ch).await,
+        sorted(vec![(o.clone(), Role::Admin), (b.clone(), Role::Member), (c.clone(), Role::Owner)])
+    );
+    set_role(&mut co, &ch, &b, "admin").await.expect_err(ErrorCode::Forbidden);
+    set_role(&mut cc, &ch, &b, "admin").await.expect_ok();
+}
+
+#[tokio::test]
+async fn remove_member_follows_the_role_ladder() {
+    let h = Harness::new().await;
+    let (o, a1, a2, m1, m2) =
+        (h.user("rl-o"), h.user("rl-a1"), h.user("rl-a2"), h.user("rl-m1"), h.user("rl-m2"));
+    let mut co = h.login(&o).await;
+    let mut c1 = h.login(&a1).await;
+    let mut c2 = h.login(&a2).await;
+    let mut cm1 = h.login(&m1).await;
+    let mut cm2 = h.login(&m2).await;
+    let ch = channel(&h, &mut co, &mut [&mut c1, &mut c2, &mut cm1, &mut cm2]).await;
+    for a in [&a1, &a2] {
+        set_role(&mut co, &ch, a, "admin").await.expect_ok();
+    }
+    remove(&mut cm1, &ch, &m2).await.expect_err(ErrorCode::Forbidden);
+    remove(&mut c1, &ch, &a2).await.expect_err(ErrorCode::Forbidden);
+    remove(&mut c1, &ch, &o).await.expect_err(ErrorCode::Forbidden);
+    remove(&mut c1, &ch, &h.user("nobody")).await.expect_err(ErrorCode::NotFound);
+    remove(&mut co, &ch, &o).await.expect_err(ErrorCode::BadRequest);
+    remove(&mut c1, &ch, &m1).await.expect_ok();
+    remove(&mut co, &ch, &a2).await.expect_ok();
+    remove(&mut co, &ch, &m1).await.expect_err(ErrorCode::NotFound);
+    assert_eq!(
+        roles(&mut co, &ch).await,
+        sorted(vec![(o.clone(), Role::Owner), (a1, Role::Admin), (m2, Role::Member)])
+    );
+}
+
+#[tokio::test]
+async fn a_removed_member_loses_access_at_once_and_rejoins_only_when_added_back() {
+    let h = Harness::new().await;
+    let (o, b, c, adm) = (h.user("rm-o"), h.user("rm-b"), h.user("rm-c"), h.user("rm-adm"));
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    let mut cc = h.login(&c).await;
+    let mut cadm = h.login(&adm).await;
+    let ch = channel(&h, &mut co, &mut [&mut cadm, &mut cc, &mut cb]).await;
+    set_role(&mut co, &ch, &adm, "admin").await.expect_ok();
+    let conv = format!("ch:{ch}");
+    cc.say(&ch, "before").await;
+    cb.event_where("msg before", is_msg_in(&conv)).await;
+    let sent_before =
+        json!({"op":"send","to":{"channel":ch},"cid":unique("b"),"kind":"text","body":{"text":"mine"}});
+    let original = cb.ok(sent_before.clone()).await;
+
+    remove(&mut cadm, &ch, &b).await.expect_ok();
+    let removed = json!({"ev":"member","channel":ch,"user":b,"joined":false,"removed":true});
+    let left = |e: &Value| is_member_ev(&ch, &b)(e) && e["joined"] == false;
+    assert_eq!(cb.event_where("removed", left).await, removed);
+    cb.clear_events();
+    assert_eq!(cc.event_where("b removed", left).await, removed);
+    // Once c's node knows (the event says so), c's messages no longer reach b.
+    cc.say(&ch, "after").await;
+    cb.expect_no_event_where("msg after removal", is_msg_in(&conv)).await;
+    cb.expect_err(json!({"op":"history","conv":conv}), ErrorCode::Forbidden).await;
+    refused(&mut cb, &to_channel(&ch), "text", json!({"text":"let me in"}), ErrorCode::Forbidden).await;
+    // Its outbox retrying a message stored before the removal learns it was sent.
+    let again = cb.ok(sent_before).await;
+    assert_eq!(
+        (again["dup"].clone(), again["seq"].clone()),
+        (json!(true), original["seq"].clone()),
+        "{again}"
+    );
+    assert!(cb.sync_row(&conv).await.is_none(), "not in the removed user's sync");
+    cb.expect_err(json!({"op":"join","channel":ch}), ErrorCode::Forbidden).await;
+    // A plain member cannot bring them back; an owner or admin can.
+    cc.expect_err(json!({"op":"add_member","channel":ch,"user":b}), ErrorCode::Forbidden).await;
+    cb.expect_err(json!({"op":"join","channel":ch}), ErrorCode::Forbidden).await;
+    cadm.ok(json!({"op":"add_member","channel":ch,"user":b})).await;
+    cb.event_where("added back", |e| is_member_ev(&ch, &b)(e) && e["joined"] == true).await;
+    assert_eq!(seqs(&cb.history(&conv, json!({})).await), vec![1, 2, 3]);
+    cb.say(&ch, "back").await;
+    // Leaving blocks nothing.
+    cb.ok(json!({"op":"leave","channel":ch})).await;
+    cb.ok(json!({"op":"join","channel":ch})).await;
+}
+
+#[tokio::test]
+async fn the_owner_leaving_hands_over_to_an_admin_else_the_longest_standing_member() {
+    let h = Harness::new().await;
+    let (o, m1, m2, a) = (h.user("su-o"), h.user("su-m1"), h.user("su-m2"), h.user("su-a"));
+    let mut co = h.login(&o).await;
+    let mut c1 = h.login(&m1).await;
+    let mut c2 = h.login(&m2).await;
+    let mut ca = h.login(&a).await;
+    let ch = channel(&h, &mut co, &mut [&mut c1, &mut c2, &mut ca]).await;
+    set_role(&mut co, &ch, &a, "admin").await.expect_ok();
+    co.ok(json!({"op":"leave","channel":ch})).await;
+    c1.event_where("admin became owner", is_role_ev(&ch, &a, "owner")).await;
+    assert_eq!(
+        roles(&mut c1, &ch).await,
+        sorted(vec![(m1.clone(), Role::Member), (m2.clone(), Role::Member), (a.clone(), Role::Owner)])
+    );
+    ca.ok(json!({"op":"leave","channel":ch})).await;
+    c2.event_where("first member became owner", is_role_ev(&ch, &m1, "owner")).await;
+    assert_eq!(
+        roles(&mut c2, &ch).await,
+        sorted(vec![(m1.clone(), Role::Owner), (m2.clone(), Role::Member)])
+    );
+    set_role(&mut c1, &ch, &m2, "admin").await.expect_ok();
+}
+
+#[tokio::test]
+async fn server_admins_act_as_owner_of_every_channel() {
+    let root = unique("root");
+    let admins = vec![root.clone()];
+    let Some(h) =
+        Harness::with_config("server_admins_act_as_owner_of_every_channel", |c| c.admin_users = admins).await
+    else {
+        return;
+    };
+    let (o, b) = (h.user("sa-o"), h.user("sa-b"));
+    let mut cr = h.login(&root).await;
+    let mut co = h.login(&o).await;
+    let mut cb = h.login(&b).await;
+    // A private channel root is not in: visible to root, and root manages it.
+    let ch = h.channel("sa");
+    co.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    co.ok(json!({"op":"add_member","channel":ch,"user":b})).await;
+    assert_eq!(roles(&mut cr, &ch).await, sorted(vec![(o.clone(), Role::Owner), (b.clone(), Role::Member)]));
+    set_role(&mut cr, &ch, &b, "admin").await.expect_ok();
+    set_role(&mut cr, &ch, &b, "owner").await.expect_ok();
+    assert_eq!(roles(&mut co, &ch).await, sorted(vec![(o.clone(), Role::Admin), (b.clone(), Role::Owner)]));
+    remove(&mut cr, &ch, &o).await.expect_ok();
+    cr.ok(json!({"op":"add_member","channel":ch,"user":root})).await;
+    // A default channel (no owner): root sets roles, pins, recalls, removes.
+    for c in [&mut cb, &mut cr, &mut co] {
+        c.ok(json!({"op":"join","channel":"lobby"})).await;
+    }
+    set_role(&mut cr, "lobby", &b, "admin").await.expect_ok();
+    assert!(roles(&mut co, "lobby").await.contains(&(b.clone(), Role::Admin)));
+    let spam = text(&mut co, &to_channel("lobby"), "spam").await;
+    relate(&mut cr, &to_channel("lobby"), "pin", json!({"target": spam, "on": true})).await;
+    relate(&mut cr, &to_channel("lobby"), "recall", json!({"target": spam})).await;
+    remove(&mut cr, "lobby", &o).await.expect_ok();
+    co.expect_err(json!({"op":"join","channel":"lobby"}), ErrorCode::Forbidden).await;
+    // Other users have no such powers.
+    set_role(&mut co, "lobby", &root, "member").await.expect_err(ErrorCode::Forbidden);
+}
