@@ -245,9 +245,10 @@ async function openMenuOn(needle) {
   }, needle)
   if (!ok) throw new Error(`no message bubble containing ${needle}`)
   await waitFor(() => visible('message-menu'), 5000, 'the message menu')
+  await sleep(400) // let the pop-in transition finish before clicking into it
 }
 
-await scenario('v1.1: a reaction and an edit by the peer appear; a recall made in the app reaches the peer', async () => {
+await scenario('v1.1: a reaction and an edit by the peer appear; a pin and a recall made in the app reach the peer', async () => {
   const original = `typo mesage ${Date.now()}`
   await bob('send', '@alice', original)
   await openDm('bob')
@@ -262,6 +263,12 @@ await scenario('v1.1: a reaction and an edit by the peer appear; a recall made i
   await waitFor(() => visible('edited'), 5000, 'the "edited" marker')
   if (await hasMessage(original)) throw new Error('the old text is still shown after the edit')
   await shot('reactions-edit-light-en')
+  // Pin it from the message menu: the pinned bar appears and bob sees the pin.
+  await openMenuOn(fixed)
+  await shot('message-menu-light-en')
+  await (await browser.$('[data-testid="message-menu"] [data-action="pin"]')).click()
+  await waitFor(async () => (await text('[data-testid="pinned-bar-text"]')).includes(fixed), 10000, 'the pinned bar')
+  await waitFor(async () => (await bobHistory()).some((m) => m.mid === mine.mid && m.pinned), 20000, 'bob to see the pin')
 
   const oops = `sent to the wrong chat ${Date.now()}`
   await sendFromApp(oops)
@@ -269,8 +276,13 @@ await scenario('v1.1: a reaction and an edit by the peer appear; a recall made i
   await openMenuOn(oops)
   await (await browser.$('[data-testid="message-menu"] [data-action="recall"]')).click()
   await waitFor(() => visible('confirm-ok'), 5000, 'the recall confirmation')
+  await sleep(400) // the dialog's transition: a click during it can land on the backdrop (= cancel)
   await (await $t('confirm-ok')).click()
-  await waitFor(async () => !(await hasMessage(oops)), 15000, 'the text to leave the app')
+  await waitFor(async () => !(await hasMessage(oops)), 15000, 'the text to leave the app').catch(async (e) => {
+    const sent = (await bobHistory()).find((m) => m.body?.text === oops)
+    const direct = sent ? await invoke('recall_message', { conv: sent.conv, mid: sent.mid }) : 'not at bob'
+    throw new Error(`${e.message}; toasts: ${await text('[data-testid="toast"]')}; recall_message directly: ${JSON.stringify(direct)}`)
+  })
   await waitFor(() => visible('recalled'), 5000, 'the recalled placeholder')
   await waitFor(async () => {
     const h = await bobHistory()

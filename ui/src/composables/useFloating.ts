@@ -38,9 +38,14 @@ export function useFloating(el: Ref<HTMLElement | null>, anchor: () => Anchor, o
     const x = a.alignRight ? a.x - w : a.x
     const left = Math.max(MARGIN, Math.min(x, vw - w - MARGIN))
     const below = a.y + h + MARGIN <= vh
-    const top = below ? a.y : Math.max(MARGIN, (a.top ?? a.y) - h)
+    const wanted = below ? a.y : (a.top ?? a.y) - h
+    // Never past the bottom edge, never above the top one.
+    const top = Math.max(MARGIN, Math.min(wanted, vh - h - MARGIN))
     style.value = { left: `${left}px`, top: `${top}px` }
   }
+  // Content can grow after the first placement (permissions arriving, the
+  // emoji row): place again whenever the size changes.
+  const resized = typeof ResizeObserver === 'undefined' ? null : new ResizeObserver(() => place())
 
   function onPointerDown(ev: Event): void {
     if (!(ev.target instanceof Node) || !el.value || el.value.contains(ev.target)) return
@@ -55,10 +60,12 @@ export function useFloating(el: Ref<HTMLElement | null>, anchor: () => Anchor, o
     returnFocus = document.activeElement
     await nextTick()
     place()
+    if (el.value) resized?.observe(el.value)
     window.addEventListener('pointerdown', onPointerDown, true)
     window.addEventListener('resize', onResize)
   })
   onBeforeUnmount(() => {
+    resized?.disconnect()
     window.removeEventListener('pointerdown', onPointerDown, true)
     window.removeEventListener('resize', onResize)
     // Give focus back unless something else (an editor, a dialog) took it meanwhile.

@@ -16,6 +16,50 @@
 //!   A recall scrubs the target's content (body, edits' texts, mentions,
 //!   reactions, pin, and its own media) for good.
 
+/// The message columns both engines read, in order: the message, then its
+/// aggregate columns.
+macro_rules! msg_columns {
+    () => {
+        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, edited_text, edited_ts, recalled, pinned"
+    };
+}
+
+/// The columns of a conversation row (`c` its `conversations` row, `mine`
+/// the user's cursor) that the engines' unread counts need; `$recalled` is
+/// the engine's spelling of "x is recalled" (SQLite needs `= 1` to use its
+/// partial index), then `mentions_unread`.
+/// Each is one index read: see `UnreadParts`.
+macro_rules! unread_columns {
+    ($conv:literal, $user:literal, $recalled:literal) => {
+        concat!(
+            "c.rel_count, \
+             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.seq = mine.read_seq), 0), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.sender = ",
+            $user,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
+             (SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND ",
+            $recalled,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0) AND x.sender <> ",
+            $user,
+            "), \
+             (SELECT count(*) FROM mentions x WHERE x.user_id = ",
+            $user,
+            " AND x.conv = ",
+            $conv,
+            " \
+                 AND x.seq > coalesce(mine.read_seq, 0))"
+        )
+    };
+}
+
 #[cfg(any(test, feature = "test-engines"))]
 pub mod pg_harness;
 pub mod postgres;

@@ -473,46 +473,6 @@ fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Store
     r.try_get(i).map_err(pg)
 }
 
-/// The columns [`msg_from_row`] reads, in order: the message, then its
-/// aggregate columns.
-macro_rules! msg_columns {
-    () => {
-        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, edited_text, edited_ts, recalled, pinned"
-    };
-}
-
-/// The columns of a conversation row (`c` its `conversations` row, `mine`
-/// the user's cursor) that [`unread_count`] needs, then `mentions_unread`.
-/// Each is one index read: see `UnreadParts`.
-macro_rules! unread_columns {
-    ($conv:literal, $user:literal) => {
-        concat!(
-            "c.rel_count, \
-             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.seq = mine.read_seq), 0), \
-             (SELECT count(*) FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.sender = ",
-            $user,
-            " \
-                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
-             (SELECT count(*) FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.recalled \
-                 AND x.seq > coalesce(mine.read_seq, 0) AND x.sender <> ",
-            $user,
-            "), \
-             (SELECT count(*) FROM mentions x WHERE x.user_id = ",
-            $user,
-            " AND x.conv = ",
-            $conv,
-            " \
-                 AND x.seq > coalesce(mine.read_seq, 0))"
-        )
-    };
-}
-
 /// A message with its aggregate columns applied (not its reactions).
 fn msg_from_row(r: &Row) -> StoreResult<Msg> {
     let mid: String = col(r, 2)?;
@@ -1159,7 +1119,7 @@ impl Store for PostgresStore {
         let dms = tx
             .prepare_cached(concat!(
                 "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("d.conv", "d.user_id"),
+                unread_columns!("d.conv", "d.user_id", "x.recalled"),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN conversations c ON c.conv = d.conv \
@@ -1172,7 +1132,7 @@ impl Store for PostgresStore {
         let channels = tx
             .prepare_cached(concat!(
                 "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("'ch:' || m.channel", "m.user_id"),
+                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled"),
                 " FROM channel_members m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
                  LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \

@@ -796,46 +796,6 @@ fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
         .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
 }
 
-/// The columns [`RawMsg::from_row`] reads, in order: the message, then its
-/// aggregate columns.
-macro_rules! msg_columns {
-    () => {
-        "conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, edited_text, edited_ts, recalled, pinned"
-    };
-}
-
-/// The columns of a conversation row (`c` its `conversations` row, `mine`
-/// the user's cursor) that [`unread_count`] needs, then `mentions_unread`.
-/// Each is one index read: see `UnreadParts`.
-macro_rules! unread_columns {
-    ($conv:literal, $user:literal) => {
-        concat!(
-            "c.rel_count, \
-             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.seq = mine.read_seq), 0), \
-             (SELECT count(*) FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.sender = ",
-            $user,
-            " \
-                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
-             (SELECT count(*) FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.recalled = 1 \
-                 AND x.seq > coalesce(mine.read_seq, 0) AND x.sender <> ",
-            $user,
-            "), \
-             (SELECT count(*) FROM mentions x WHERE x.user_id = ",
-            $user,
-            " AND x.conv = ",
-            $conv,
-            " \
-                 AND x.seq > coalesce(mine.read_seq, 0))"
-        )
-    };
-}
-
 /// A message row as stored, before its JSON is parsed.
 struct RawMsg {
     conv: String,
@@ -1528,7 +1488,7 @@ impl Store for SqliteStore {
             let mut out = Vec::new();
             let mut dms = tx.prepare_cached(concat!(
                 "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("d.conv", "d.user_id"),
+                unread_columns!("d.conv", "d.user_id", "x.recalled = 1"),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN conversations c ON c.conv = d.conv \
@@ -1546,7 +1506,7 @@ impl Store for SqliteStore {
             }
             let mut channels = tx.prepare_cached(concat!(
                 "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("'ch:' || m.channel", "m.user_id"),
+                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled = 1"),
                 " FROM channel_members m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
                  LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
