@@ -66,6 +66,14 @@ const QUEUE_DEPTH: usize = 2 * MAX_BATCH;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the checkpointer lets commits accumulate before copying the WAL
+/// back into the database (one checkpoint per interval under load, none idle).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// The writer's page cache (negative: KiB). Index pages of hot conversations
+/// stay in memory instead of being read back for every insert.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+/// The WAL file is truncated back to this size after a checkpoint reset it.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 /// Marks a file as Courier's (`PRAGMA application_id`, "CRR1").
 const APPLICATION_ID: i64 = 0x4352_5231;
@@ -328,6 +336,19 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", true).map_err(unusable)?;
         migrate(&mut conn, &path)?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Checkpoints run on their own thread (below), not inside the
+        // writer's commits: the single writer is the throughput bottleneck.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
+        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        // Each write's savepoint journals the pages it touches: in memory,
+        // not in a temporary file.
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
+        let checkpoint_conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        checkpoint_conn.busy_timeout(BUSY_TIMEOUT)?;
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -346,7 +367,7 @@ impl SqliteStore {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("courier-sqlite-writer".into())
-                .spawn(move || writer_main(conn, queue, &stats))?
+                .spawn(move || writer_main(conn, checkpoint_conn, queue, &stats))?
         };
         Ok(SqliteStore {
             path,
@@ -583,7 +604,23 @@ where
     }
 }
 
-fn writer_main(conn: Connection, mut queue: mpsc::Receiver<Command>, stats: &Stats) {
+fn writer_main(
+    conn: Connection,
+    checkpoint_conn: Connection,
+    mut queue: mpsc::Receiver<Command>,
+    stats: &Stats,
+) {
+    // The checkpointer lives as long as this thread holds `committed`.
+    let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
+    let checkpointer = std::thread::Builder::new()
+        .name("courier-sqlite-checkpoint".into())
+        .spawn(move || checkpointer_main(&checkpoint_conn, &commits));
+    if let Err(e) = &checkpointer {
+        // Without it the WAL would only be checkpointed at close: grow, not lose.
+        tracing::error!(error = %e, "could not start the SQLite checkpointer thread");
+        let _ = conn.pragma_update(None, "wal_autocheckpoint", 1000);
+    }
+    let mut checkpointer = checkpointer.ok();
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = queue.blocking_recv() {
         let mut close = None;
@@ -602,8 +639,15 @@ fn writer_main(conn: Connection, mut queue: mpsc::Receiver<Command>, stats: &Sta
             stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             run_batch(&conn, &mut batch);
+            // Wake the checkpointer (a full slot means it is already due).
+            let _ = committed.try_send(());
         }
         if let Some(reply) = close {
+            // Stop the checkpointer first: the final checkpoint is ours.
+            drop(committed);
+            if let Some(t) = checkpointer.take() {
+                let _ = t.join();
+            }
             // Whatever was queued behind the close is refused, not run.
             queue.close();
             while let Ok(command) = queue.try_recv() {
@@ -620,6 +664,29 @@ fn writer_main(conn: Connection, mut queue: mpsc::Receiver<Command>, stats: &Sta
     }
     // Every handle was dropped without close(): dropping the connection
     // closes it (SQLite checkpoints when the last connection goes).
+}
+
+/// Copies committed WAL frames back into the database file, at most once per
+/// [`CHECKPOINT_EVERY`] while commits arrive, off the writer's thread (a
+/// passive checkpoint never blocks the writer). Ends when the writer drops
+/// its end of `commits`.
+fn checkpointer_main(conn: &Connection, commits: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while commits.recv().is_ok() {
+        // Let commits accumulate, but leave at once when the writer closes
+        // (its final checkpoint empties the WAL).
+        let due = std::time::Instant::now() + CHECKPOINT_EVERY;
+        loop {
+            match commits.recv_timeout(due.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background WAL checkpoint failed; will retry");
+        }
+    }
 }
 
 /// Checkpoints the WAL into the main file and closes the connection.
@@ -1929,6 +1996,34 @@ mod tests {
     }
 
     /// Writes something into every table through the trait.
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_a_close() {
+        // The writer never checkpoints (wal_autocheckpoint = 0); the
+        // background checkpointer must copy the WAL into the main file.
+        let dir = TempDir::new().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let db = dir.path().join(DB_FILE);
+        let before = std::fs::metadata(&db).unwrap().len();
+        for i in 0..300 {
+            let body = format!("message {i} {}", "x".repeat(400));
+            store
+                .append(text("alice", Target::User("bob".into()), &format!("c{i}"), &body, i))
+                .await
+                .unwrap();
+        }
+        let mut grown = false;
+        for _ in 0..200 {
+            if std::fs::metadata(&db).unwrap().len() > before + 100_000 {
+                grown = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(grown, "the database file never received the committed pages (no checkpoint ran)");
+        store.close().await.unwrap();
+        assert_eq!(std::fs::metadata(dir.path().join("courier.db-wal")).map(|m| m.len()).unwrap_or(0), 0);
+    }
+
     async fn populate(store: &dyn Store) -> Vec<Msg> {
         store.touch_user("alice", 10).await.unwrap();
         store.touch_user("bob", 11).await.unwrap();
