@@ -1,10 +1,22 @@
 // One line for a message in lists, quotes and the pinned bar, with the
-// "message recalled" wording of the user's language.
+// "message recalled" wording of the user's language and mentions shown by
+// display name (`@Bob Stone`, not the stored `@bob`).
 import { useI18n } from 'vue-i18n'
 import type { MessageView } from '../types/model'
+import { useProfilesStore } from '../stores/profiles'
+import { mentionsOf, splitMentions } from '../utils/mentions'
 import { previewOf } from '../utils/text'
 
 export function usePreview(): (m: MessageView) => string {
   const { t } = useI18n()
-  return (m) => (m.recalled ? t('msg.recalledPreview') : previewOf(m))
+  const profiles = useProfilesStore()
+  return (m) => {
+    if (m.recalled) return t('msg.recalledPreview')
+    const line = previewOf(m)
+    const mentions = m.kind === 'text' ? mentionsOf(m.body) : []
+    if (mentions.length === 0) return line
+    return splitMentions(line, mentions)
+      .map((p) => (p.kind === 'mention' ? `@${profiles.nameOf(p.user)}` : p.text))
+      .join('')
+  }
 }
