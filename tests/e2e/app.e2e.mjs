@@ -273,6 +273,19 @@ await scenario('v1.1: a reaction and an edit by the peer appear; a pin and a rec
   const oops = `sent to the wrong chat ${Date.now()}`
   await sendFromApp(oops)
   await waitFor(async () => (await bobHistory()).some((m) => m.body?.text === oops), 20000, 'bob to receive it')
+  // Diagnostics: log the shell calls the UI makes from here on.
+  await browser.execute(() => {
+    const internals = window.__TAURI_INTERNALS__
+    if (internals.__logged) return
+    const orig = internals.invoke.bind(internals)
+    window.__calls = []
+    internals.invoke = (cmd, args, opts) => {
+      const entry = { cmd, args: JSON.stringify(args ?? {}).slice(0, 200) }
+      window.__calls.push(entry)
+      return orig(cmd, args, opts).then((v) => { entry.ok = true; return v }, (e) => { entry.err = JSON.stringify(e); throw e })
+    }
+    internals.__logged = true
+  })
   await openMenuOn(oops)
   await (await browser.$('[data-testid="message-menu"] [data-action="recall"]')).click()
   await waitFor(() => visible('confirm-ok'), 5000, 'the recall confirmation')
@@ -281,7 +294,8 @@ await scenario('v1.1: a reaction and an edit by the peer appear; a pin and a rec
   await waitFor(async () => !(await hasMessage(oops)), 15000, 'the text to leave the app').catch(async (e) => {
     const sent = (await bobHistory()).find((m) => m.body?.text === oops)
     const direct = sent ? await invoke('recall_message', { conv: sent.conv, mid: sent.mid }) : 'not at bob'
-    throw new Error(`${e.message}; toasts: ${await text('[data-testid="toast"]')}; recall_message directly: ${JSON.stringify(direct)}`)
+    const calls = await browser.execute(() => (window.__calls ?? []).filter((c) => !['typing', 'set_draft', 'mark_read'].includes(c.cmd)))
+    throw new Error(`${e.message}; toasts: ${await text('[data-testid="toast"]')}; confirm still open: ${await visible('confirm-ok')}; UI calls: ${JSON.stringify(calls)}; recall_message directly: ${JSON.stringify(direct)}`)
   })
   await waitFor(() => visible('recalled'), 5000, 'the recalled placeholder')
   await waitFor(async () => {
@@ -409,6 +423,10 @@ await scenario('first run: sign-in screen, then chatting on the embedded server'
     await browser.refresh()
     await waitFor(shown, 10000, `the chosen nickname ${nick} in the sidebar after a reload`)
   }
+  // First run: the welcome panel offers the default channels and a "start a chat" field.
+  await waitFor(async () => (await text('[data-testid="welcome-channels"]')).includes('lobby'), 10000, 'the welcome panel with #lobby')
+  await sleep(300)
+  await shot('welcome-light-en')
   await clickItem('[data-testid="conv-item"]', 'lobby')
   await sendFromApp('hello from the embedded server')
   await waitFor(() => hasMessage('hello from the embedded server'), 5000, 'own message in #lobby')

@@ -167,6 +167,12 @@ export default {
     placeholder: 'Type a name or channel',
     none: 'No matching conversations',
   },
+  welcome: {
+    title: 'Welcome to Courier',
+    hint: 'Join a channel to meet people, or start a chat with someone by their user id.',
+    channels: 'Channels',
+    startChat: 'Start a chat',
+  },
   newChat: {
     title: 'New chat',
     userId: 'User id',

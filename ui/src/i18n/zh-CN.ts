@@ -167,6 +167,12 @@ export default {
     placeholder: '输入名字或频道',
     none: '没有匹配的会话',
   },
+  welcome: {
+    title: '欢迎使用 Courier',
+    hint: '加入一个频道认识大家，或输入对方的用户 ID 开始聊天。',
+    channels: '频道',
+    startChat: '开始聊天',
+  },
   newChat: {
     title: '新建聊天',
     userId: '用户 ID',
