@@ -416,13 +416,8 @@ await scenario('first run: sign-in screen, then chatting on the embedded server'
   const prof = await invoke('profiles', { users: [acc.user] })
   if (prof.ok?.[0]?.name !== nick) throw new Error(`server profile ${JSON.stringify(prof)} != ${nick}`)
   const shown = () => browser.execute(() => document.body.textContent ?? '').then((t) => t.includes(nick))
-  if (!(await waitFor(shown, 3000, 'nickname').catch(() => false))) {
-    // Known gap (UI/core): set_profile emits no `profile` event and
-    // session.signIn does not update the profiles store; a reload shows it.
-    log(`WARN: the sidebar shows ${nick} only after a reload`)
-    await browser.refresh()
-    await waitFor(shown, 10000, `the chosen nickname ${nick} in the sidebar after a reload`)
-  }
+  // set_profile emits the user's own `profile` event: no reload needed.
+  await waitFor(shown, 10000, `the chosen nickname ${nick} in the sidebar`)
   // First run: the welcome panel offers the default channels and a "start a chat" field.
   await waitFor(async () => (await text('[data-testid="welcome-channels"]')).includes('lobby'), 10000, 'the welcome panel with #lobby')
   await sleep(300)

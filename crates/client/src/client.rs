@@ -1223,12 +1223,16 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn set_profile(&self, name: &str, avatar: &str, status: &str) -> Result<()> {
         self.call(json!({"op": "set_profile", "name": name, "avatar": avatar, "status": status})).await?;
-        self.inner.store.upsert_profiles(&[Profile {
+        let profile = Profile {
             user: self.inner.me.clone(),
             name: name.into(),
             avatar: avatar.into(),
             status: status.into(),
-        }])?;
+        };
+        self.inner.store.upsert_profiles(std::slice::from_ref(&profile))?;
+        // The server tells watchers, not the user's own sessions: this one
+        // learns it here (the UI shows the new name without a reload).
+        self.inner.emit(ClientEvent::Profile { profile });
         Ok(())
     }
 

@@ -377,7 +377,15 @@ async fn typing_presence_and_profiles_reach_the_other_side() {
         |e| matches!(e, ClientEvent::Typing { user, .. } if user == "bob"),
     )
     .await;
+    let mut bobs_events = bob.subscribe();
     bob.set_profile("Bob B.", "avatar:3", "on call").await.unwrap();
+    // Bob's own app learns it too (the server only tells watchers).
+    support::event(
+        &mut bobs_events,
+        "bob's own profile",
+        |e| matches!(e, ClientEvent::Profile { profile } if profile.user == "bob" && profile.name == "Bob B."),
+    )
+    .await;
     support::event(
         &mut events,
         "bob's profile",
