@@ -447,8 +447,8 @@ impl Reply {
 /// Anything a server sends, as a client decodes it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ServerFrame {
-    /// A reply to a request.
-    Reply(Reply),
+    /// A reply to a request (boxed: an error can carry a whole invitation).
+    Reply(Box<Reply>),
     /// A pushed event.
     Event(Box<Event>),
     /// An event this client version does not know (forward compatibility).
@@ -473,7 +473,7 @@ impl ServerFrame {
                 Err(_) if !KNOWN_EVENTS.contains(&ev.as_str()) => Ok(ServerFrame::UnknownEvent(ev)),
                 Err(e) => Err(e),
             },
-            None => Ok(ServerFrame::Reply(serde_json::from_str(text)?)),
+            None => Ok(ServerFrame::Reply(Box::new(serde_json::from_str(text)?))),
         }
     }
 }
