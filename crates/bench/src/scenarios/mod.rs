@@ -61,7 +61,15 @@ pub async fn connect_all(
 
 /// How many sends are due by `elapsed` at `rate` per second.
 pub fn due(rate: f64, elapsed: Duration) -> u64 {
-    (rate * elapsed.as_secs_f64()).floor() as u64
+    due_phased(rate, elapsed, 0.0)
+}
+
+/// Like [`due`] for one of several senders sharing a rate: `phase` in
+/// `[0, 1)` shifts this sender's schedule by that fraction of its interval,
+/// so that n senders with phases k/n interleave evenly instead of all
+/// firing at the same instants (a burst the size of the sender count).
+pub fn due_phased(rate: f64, elapsed: Duration, phase: f64) -> u64 {
+    (rate * elapsed.as_secs_f64() + phase).floor() as u64
 }
 
 /// Pacing tick of the open-loop senders.

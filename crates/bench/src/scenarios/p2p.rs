@@ -7,7 +7,7 @@
 //! sessions and the ramp stops at the first step the server does not keep
 //! up with (acks in the window below 95 % of the target).
 
-use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost, summarize_ramp};
+use super::{TICK, connect_all, due_phased, generator_cpu_util, run_tag, server_cost, summarize_ramp};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent, ReqError};
@@ -178,12 +178,14 @@ async fn step(
             tokio::spawn(async move {
                 let inflight = Arc::new(AtomicU64::new(0));
                 let mut issued = 0u64;
+                let phase = k as f64 / stride as f64;
                 let mut tick = tokio::time::interval(TICK);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
                 loop {
                     tick.tick().await;
                     let elapsed = start.elapsed().min(window);
-                    while issued < due(per_sender, elapsed) {
+                    // Evenly interleaved with the other senders (phase k/n).
+                    while issued < due_phased(per_sender, elapsed, phase) {
                         issued += 1;
                         if inflight.load(Ordering::Relaxed) >= args.max_inflight {
                             sh.c.skipped.fetch_add(1, Ordering::Relaxed);
