@@ -380,9 +380,17 @@ try {
 async function cleanup() {
   try { await browser?.deleteSession() } catch { /* ignore */ }
   browser = null
-  for (const c of children.reverse()) { try { process.kill(-c.pid, 'SIGTERM') } catch { /* ignore */ } }
+  // Wait until each is really gone (a dying tauri-driver still holding its
+  // port once answered the second run's readiness probe, then dropped the
+  // session request); SIGKILL whatever outlives 5 s.
+  const gone = children.reverse().map((c) => new Promise((res) => {
+    if (c.exitCode !== null || c.signalCode !== null) return res()
+    c.once('exit', res)
+    try { process.kill(-c.pid, 'SIGTERM') } catch { res() }
+    setTimeout(() => { try { process.kill(-c.pid, 'SIGKILL') } catch { /* gone */ } res() }, 5000)
+  }))
+  await Promise.all(gone)
   children.length = 0
-  await sleep(500)
 }
 await cleanup()
 
@@ -393,13 +401,15 @@ const env2 = { ...appEnv, HOME: home2, XDG_DATA_HOME: join(home2, '.local/share'
   COURIER_DATA_ROOT: join(tmp, 'courier-root2'), COURIER_SERVER: '', COURIER_USER: '',
   // Its own profile: its own single-instance key, even if the first app is still exiting.
   COURIER_PROFILE: 'firstrun' }
-start('tauri-driver', ['--port', String(DRIVER_PORT), '--native-port', String(NATIVE_PORT)], env2, 'tauri-driver-2')
+// Fresh ports too, so nothing left of the first driver can answer for it.
+const DRIVER_PORT2 = await freePort()
+start('tauri-driver', ['--port', String(DRIVER_PORT2), '--native-port', String(await freePort())], env2, 'tauri-driver-2')
 await waitFor(() => new Promise((res) => {
-  const s = net.connect(DRIVER_PORT, '127.0.0.1', () => { s.destroy(); res(true) })
+  const s = net.connect(DRIVER_PORT2, '127.0.0.1', () => { s.destroy(); res(true) })
   s.on('error', () => res(false))
 }), 15000, 'tauri-driver (second run)')
 await scenario('first run: sign-in screen, then chatting on the embedded server', async () => {
-  browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT, logLevel: 'warn', connectionRetryTimeout: 60000,
+  browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT2, logLevel: 'warn', connectionRetryTimeout: 60000,
     connectionRetryCount: 0, capabilities: {
       browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
   globalThis.browser = browser
