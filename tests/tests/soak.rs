@@ -26,7 +26,7 @@ use courier_conformance::soak::{
     Expected, LocalView, ServerProc, check_invariants, env_u64, fast_client, fast_client_of, harness_at,
     locate_bin, open_store, settle,
 };
-use courier_conformance::{Harness, dm_conv, unique};
+use courier_conformance::{Config, Harness, dm_conv, unique};
 use courier_proto::Target;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -182,14 +182,17 @@ async fn finish(
     assert!(report.acked > 0, "{scenario}: nothing was acknowledged at all: {report}");
 }
 
+/// The server settings every soak scenario runs with: limits that never
+/// throttle the test's own traffic, and a short heartbeat so dead links are
+/// found within the run.
+fn soak_config(c: &mut Config) {
+    c.limits.send_per_sec = 1000;
+    c.limits.send_burst = 1000;
+    c.heartbeat_ms = 3000;
+}
+
 async fn link_scenario(scenario: &str, faults: Faults) {
-    let Some(h) = Harness::with_config(scenario, |c| {
-        c.limits.send_per_sec = 1000;
-        c.limits.send_burst = 1000;
-        c.heartbeat_ms = 3000;
-    })
-    .await
-    else {
+    let Some(h) = Harness::with_config(scenario, soak_config).await else {
         return;
     };
     let seed = seed();
@@ -410,13 +413,7 @@ async fn cli_processes_killed_at_random_points_and_restarted() {
 /// online members on other nodes only with the conversation's next message.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_node_kill_and_redis_restart_during_load() {
-    let Some(mut cluster) = Harness::cluster_with("cluster_node_kill", 3, |c| {
-        c.limits.send_per_sec = 1000;
-        c.limits.send_burst = 1000;
-        c.heartbeat_ms = 3000;
-    })
-    .await
-    else {
+    let Some(mut cluster) = Harness::cluster_with("cluster_node_kill", 3, soak_config).await else {
         return;
     };
     let seed = seed();

@@ -121,26 +121,45 @@ pub async fn join(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResu
         Some(e) if !e.private || e.is_member(user) => e,
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
-    let joined = if st.config.is_server_admin(user) {
-        // Acting as owner, a server admin lifts their own removal.
+    // Acting as owner, a server admin lifts their own removal.
+    admit(
+        st,
+        &entry,
+        channel,
+        user,
+        st.config.is_server_admin(user),
+        "you were removed from this channel; only an owner or admin can add you back",
+    )
+    .await?;
+    let (last_seq, _) = st.store.conv_last(&Conv::channel(channel)).await?;
+    Ok(json!({"conv": Conv::channel(channel), "last_seq": last_seq, "members": entry.len()}))
+}
+
+/// Makes `user` a member of `channel` and announces it; true when they were
+/// not one before. `lifts_removal` (an owner or admin acting) also admits a
+/// removed user; otherwise a removed user is refused with `blocked`.
+async fn admit(
+    st: &Arc<AppState>,
+    entry: &ChannelCache,
+    channel: &str,
+    user: &str,
+    lifts_removal: bool,
+    blocked: &str,
+) -> Result<bool, OpError> {
+    let admitted = if lifts_removal {
         st.store.add_member(channel, user, now_ms()).await?
     } else {
         match st.store.join_channel(channel, user, now_ms()).await? {
             JoinOutcome::Joined => true,
             JoinOutcome::AlreadyMember => false,
-            JoinOutcome::Blocked => {
-                return Err(OpError::forbidden(
-                    "you were removed from this channel; only an owner or admin can add you back",
-                ));
-            }
+            JoinOutcome::Blocked => return Err(OpError::forbidden(blocked)),
         }
     };
-    if joined {
+    if admitted {
         entry.insert(user);
-        announce(st, &entry, channel, user, true, false);
+        announce(st, entry, channel, user, true, false);
     }
-    let (last_seq, _) = st.store.conv_last(&Conv::channel(channel)).await?;
-    Ok(json!({"conv": Conv::channel(channel), "last_seq": last_seq, "members": entry.len()}))
+    Ok(admitted)
 }
 
 /// `leave`. When the owner leaves, the longest-standing admin (else
@@ -166,23 +185,15 @@ pub async fn add_member(st: &Arc<AppState>, ses: &SessionCtx, channel: &str, use
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
     let moderator = st.channel_role(channel, actor).await?.is_some_and(Role::is_moderator);
-    let added = if moderator {
-        st.store.add_member(channel, user, now_ms()).await?
-    } else {
-        match st.store.join_channel(channel, user, now_ms()).await? {
-            JoinOutcome::Joined => true,
-            JoinOutcome::AlreadyMember => false,
-            JoinOutcome::Blocked => {
-                return Err(OpError::forbidden(
-                    "an owner or admin removed this user; only an owner or admin can add them back",
-                ));
-            }
-        }
-    };
-    if added {
-        entry.insert(user);
-        announce(st, &entry, channel, user, true, false);
-    }
+    admit(
+        st,
+        &entry,
+        channel,
+        user,
+        moderator,
+        "an owner or admin removed this user; only an owner or admin can add them back",
+    )
+    .await?;
     Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
 }
 
