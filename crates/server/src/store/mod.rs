@@ -66,6 +66,7 @@ pub mod postgres;
 pub mod sqlite;
 #[cfg(any(test, feature = "store-suite"))]
 pub mod suite;
+mod walbuf;
 
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};

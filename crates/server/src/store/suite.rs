@@ -1466,6 +1466,14 @@ pub async fn check_migrated_fixtures(store: &dyn Store, version: usize) {
         stored += 5;
     }
 
+    if version >= 3 {
+        let team = Conv::channel("team");
+        let alice = store.conversations("alice").await.unwrap();
+        let row = alice.iter().find(|s| s.conv == team).unwrap();
+        assert_eq!((row.last_seq, row.last_ts, row.unread), (1, 60, 0), "{row:?}");
+        stored += 1;
+    }
+
     assert_eq!(store.message_count().await.unwrap(), stored);
     // The migrated database keeps working: counters and idempotency.
     let dup = store.append(text("alice", Target::User("bob".into()), "c1", "x", 1)).await.unwrap();
@@ -1483,4 +1491,18 @@ pub async fn check_migrated_fixtures(store: &dyn Store, version: usize) {
     );
     assert!(matches!(store.append_relation(edit, rel).await.unwrap(), RelationAppend::Stored(_)));
     assert_eq!(store.message(&dm, "M1").await.unwrap().unwrap().body["text"], "uno");
+    assert_eq!(store.conv_last(&dm).await.unwrap(), (4, 2));
+    if version >= 2 {
+        // The migrated counters go on: seqs, and relations that are not unread.
+        let conv = Conv::dm("bob", "carol");
+        let to_carol = || Target::User("carol".into());
+        let body = json!({"target": "N2", "key": "👍", "on": true});
+        let (react, rel) = relation("bob", to_carol(), "c11", "reaction", body, 70);
+        assert!(matches!(store.append_relation(react, rel).await.unwrap(), RelationAppend::Stored(_)));
+        let more = store.append(text("bob", to_carol(), "c12", "more", 71)).await.unwrap();
+        assert_eq!(more.msg.seq, 7);
+        let carol = store.conversations("carol").await.unwrap();
+        let row = carol.iter().find(|s| s.conv == conv).unwrap();
+        assert_eq!((row.last_seq, row.last_ts, row.unread), (7, 71, 2), "{row:?}");
+    }
 }
