@@ -34,7 +34,7 @@ if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
   MIXED=(mixed --users 200 --channels 20 --rate 500 --duration $D)
 else
   D=10
-  CONNECT=(connect --n 10000 --hold 5)
+  CONNECT=(connect --n 15000 --hold 5)
   P2P=(p2p --pairs 200 --rate 1000,2000,4000,6000,8000,10000,15000,20000,30000,40000 --duration $D)
   FANOUT=(fanout --members 1000 --rate 10,25,50,100,200,300,500 --duration $D)
   STORM=(reconnect-storm --n 5000)

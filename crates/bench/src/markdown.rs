@@ -239,7 +239,8 @@ const METHOD: &str = "
   does not.
 - `connect`: memory per session is (RSS with N idle sessions, after 2 s settling − RSS before) ÷ N.
   One server process may hold at most 20,000 open files on this machine, so single-node runs stop
-  near 15,000 sessions; 50,000 needs the cluster (a later issue).
+  at 15,000 sessions; 50,000 are held by a cluster of nodes: `npm run bench:cluster`
+  (`bench/cluster.sh`) writes [benchmarks-cluster.md](benchmarks-cluster.md).
 - `reconnect-storm`: the generator drops every socket at once; each client comes back with the
   Courier client's back-off (0.5 s doubling to 30 s, equal jitter), signs in and calls `sync`.
 - Socket.IO peer: rooms for channels, one room per user for DMs, acks for requests; it keeps no

@@ -44,9 +44,11 @@ pub struct Config {
     /// Frames queued for one session before it counts as a slow consumer
     /// and is closed with 1008.
     pub outbound_queue: usize,
-    /// WebSocket read buffer per connection. tungstenite's default (128 KiB)
-    /// would cost gigabytes at 50 k connections; frames larger than this
-    /// still work, the buffer grows for them.
+    /// WebSocket read buffer per connection, and the most read from the
+    /// socket at once. tungstenite's default (128 KiB) would cost gigabytes
+    /// at 50 k connections, and every idle connection keeps this much; 1 KiB
+    /// holds a typical request whole. Frames larger than this still work:
+    /// the buffer grows for them and they take more reads.
     pub ws_read_buffer: usize,
     /// Bytes buffered before a WebSocket write is pushed to the socket
     /// (the session flushes after every burst anyway).
@@ -85,7 +87,7 @@ impl Default for Config {
             max_media_bytes: 10 * 1024 * 1024,
             default_channels: vec!["lobby".into(), "random".into(), "tech".into()],
             outbound_queue: 1024,
-            ws_read_buffer: 2048,
+            ws_read_buffer: 1024,
             ws_write_buffer: 16 * 1024,
             typing_interval_ms: 2000,
             postgres: None,

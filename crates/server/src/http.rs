@@ -133,7 +133,12 @@ async fn ws_upgrade(
         .max_write_buffer_size(c.ws_write_buffer + MAX_REPLY_BYTES)
         .max_message_size(max)
         .max_frame_size(max)
-        .on_upgrade(move |socket| session::run(socket, st2))
+        // The session gets a task of its own: axum's upgrade task would
+        // keep its own state (about 130 bytes) beside every session's.
+        .on_upgrade(move |socket| {
+            tokio::spawn(session::run(socket, st2));
+            std::future::ready(())
+        })
 }
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {

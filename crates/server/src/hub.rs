@@ -3,64 +3,153 @@
 //!
 //! Each session owns a bounded outbound queue. Delivery never blocks: an
 //! event is serialised once and its `Arc<str>` handed to every recipient's
-//! queue with `try_send`; a session whose queue is full is a slow consumer
-//! and is asked to close with 1008 (it resyncs on reconnect), so one stuck
-//! client cannot grow the server's memory.
+//! queue; a session whose queue is full is a slow consumer and is asked to
+//! close with 1008 (it resyncs on reconnect), so one stuck client cannot
+//! grow the server's memory.
+//!
+//! The queue is a `VecDeque` beside the close request under one lock, with
+//! the session task's waker: an idle session holds no queue allocation at
+//! all (a tokio channel costs about 1 KiB per session before its first
+//! message).
 
 use courier_proto::CloseCode;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{Notify, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::task::{Context, Poll, Waker};
+
+/// Queue capacity (in frames) kept after a burst drains; a larger buffer is
+/// released so a burst does not stay resident for the session's lifetime.
+const KEEP_QUEUE_CAPACITY: usize = 16;
 
 /// One live, authenticated session as other tasks see it.
 pub struct SessionHandle {
     /// Process-unique key (cheap comparisons).
     pub key: u64,
     /// The session id announced to the client.
-    pub id: String,
+    pub id: Box<str>,
     /// The user.
     pub user: Arc<str>,
     /// The device id from `hello`.
-    pub device: String,
-    tx: mpsc::Sender<Arc<str>>,
-    close: Mutex<Option<(u16, &'static str)>>,
-    wake: Notify,
+    pub device: Box<str>,
+    /// Most frames queued before the session counts as a slow consumer.
+    capacity: usize,
+    outbox: Mutex<Outbox>,
+}
+
+/// What other tasks hand the session's task.
+#[derive(Default)]
+struct Outbox {
+    frames: VecDeque<Arc<str>>,
+    close: Option<(u16, &'static str)>,
+    /// The session's task has ended: nothing is queued any more.
+    ended: bool,
+    /// The session's task, while it waits for frames or a close request.
+    waker: Option<Waker>,
+}
+
+impl Outbox {
+    /// Remembers the waiting task; it is woken by the next push or close.
+    fn wait(&mut self, cx: &Context<'_>) {
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            self.waker = Some(cx.waker().clone());
+        }
+    }
 }
 
 impl SessionHandle {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().expect("outbox lock")
+    }
+
     /// Queues a frame. Returns false if it could not be queued; a full queue
     /// also asks the session to close as a slow consumer.
     pub fn push(&self, frame: &Arc<str>) -> bool {
-        match self.tx.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.request_close(CloseCode::POLICY, "slow consumer: outbound queue full");
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        let mut o = self.outbox();
+        if o.ended {
+            return false;
         }
+        if o.frames.len() >= self.capacity {
+            if o.close.is_none() {
+                o.close = Some((CloseCode::POLICY, "slow consumer: outbound queue full"));
+                wake(o);
+            }
+            return false;
+        }
+        o.frames.push_back(frame.clone());
+        wake(o);
+        true
     }
 
     /// Asks the session's task to close the socket with `code`. The first
     /// request wins.
     pub fn request_close(&self, code: u16, reason: &'static str) {
-        let mut c = self.close.lock().expect("close lock");
-        if c.is_none() {
-            *c = Some((code, reason));
+        let mut o = self.outbox();
+        if o.close.is_none() {
+            o.close = Some((code, reason));
         }
-        drop(c);
-        self.wake.notify_one();
+        wake(o);
     }
 
-    /// Waits until a close is requested, then returns it.
+    /// The close request, if one was made.
+    pub fn close_request(&self) -> Option<(u16, &'static str)> {
+        self.outbox().close
+    }
+
+    /// Waits until a close is requested, then returns it. Only the
+    /// session's own task waits on its handle (there is one waker slot).
     pub async fn close_requested(&self) -> (u16, &'static str) {
-        loop {
-            if let Some(c) = *self.close.lock().expect("close lock") {
-                return c;
+        std::future::poll_fn(|cx| {
+            let mut o = self.outbox();
+            match o.close {
+                Some(c) => Poll::Ready(c),
+                None => {
+                    o.wait(cx);
+                    Poll::Pending
+                }
             }
-            self.wake.notified().await;
+        })
+        .await
+    }
+
+    /// Ready while frames are queued or a close is requested (the session's
+    /// task only).
+    pub(crate) fn poll_work(&self, cx: &Context<'_>) -> Poll<()> {
+        let mut o = self.outbox();
+        if o.close.is_some() || !o.frames.is_empty() {
+            return Poll::Ready(());
         }
+        o.wait(cx);
+        Poll::Pending
+    }
+
+    /// Takes the oldest queued frame.
+    pub(crate) fn pop(&self) -> Option<Arc<str>> {
+        let mut o = self.outbox();
+        let frame = o.frames.pop_front();
+        if o.frames.is_empty() && o.frames.capacity() > KEEP_QUEUE_CAPACITY {
+            o.frames = VecDeque::new();
+        }
+        frame
+    }
+
+    /// The session's task has ended: drops what is queued and refuses more.
+    pub(crate) fn end(&self) {
+        let (frames, waker) = {
+            let mut o = self.outbox();
+            o.ended = true;
+            (std::mem::take(&mut o.frames), o.waker.take())
+        };
+        drop((frames, waker));
+    }
+}
+
+/// Wakes the session's task, if it waits, after releasing the lock.
+fn wake(mut o: MutexGuard<'_, Outbox>) {
+    let waker = o.waker.take();
+    drop(o);
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -129,31 +218,25 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Creates a session handle and its outbound queue (not yet registered).
-    pub fn new_session(
-        &self,
-        user: &str,
-        device: &str,
-        queue: usize,
-    ) -> (Arc<SessionHandle>, mpsc::Receiver<Arc<str>>) {
-        let (tx, rx) = mpsc::channel(queue);
-        let handle = SessionHandle {
+    /// Creates a session handle with an outbound queue of `queue` frames
+    /// (not yet registered).
+    pub fn new_session(&self, user: &str, device: &str, queue: usize) -> Arc<SessionHandle> {
+        Arc::new(SessionHandle {
             key: self.next_key.fetch_add(1, Ordering::Relaxed),
-            id: ulid::Ulid::new().to_string(),
+            id: ulid::Ulid::new().to_string().into(),
             user: Arc::from(user),
-            device: device.to_owned(),
-            tx,
-            close: Mutex::new(None),
-            wake: Notify::new(),
-        };
-        (Arc::new(handle), rx)
+            device: device.into(),
+            capacity: queue,
+            outbox: Mutex::default(),
+        })
     }
 
     /// Registers a session. An older session of the same user and device is
     /// asked to close with 4003 and dropped from the registry.
     pub fn register(&self, s: &Arc<SessionHandle>) -> PresenceChange {
         let mut users = self.users.write().expect("users lock");
-        let list = users.entry(s.user.clone()).or_default();
+        // Most users have one session: no room for more until a second.
+        let list = users.entry(s.user.clone()).or_insert_with(|| Vec::with_capacity(1));
         let was_empty = list.is_empty();
         list.retain(|old| {
             if old.device == s.device {
@@ -204,7 +287,7 @@ impl Hub {
     /// session of that device opened on another node).
     pub fn close_device(&self, user: &str, device: &str) {
         if let Some(list) = self.users.read().expect("users lock").get(user) {
-            for s in list.iter().filter(|s| s.device == device) {
+            for s in list.iter().filter(|s| &*s.device == device) {
                 s.request_close(CloseCode::REPLACED, "replaced by a newer session of this device");
             }
         }
@@ -304,9 +387,9 @@ mod tests {
     #[tokio::test]
     async fn same_device_replaces_and_presence_follows_sessions() {
         let hub = Hub::default();
-        let (a1, _r1) = hub.new_session("alice", "d1", 16);
-        let (a2, _r2) = hub.new_session("alice", "d2", 16);
-        let (a3, _r3) = hub.new_session("alice", "d1", 16);
+        let a1 = hub.new_session("alice", "d1", 16);
+        let a2 = hub.new_session("alice", "d2", 16);
+        let a3 = hub.new_session("alice", "d1", 16);
         assert_eq!(hub.register(&a1), PresenceChange::CameOnline);
         assert_eq!(hub.register(&a2), PresenceChange::Unchanged);
         assert_eq!(hub.register(&a3), PresenceChange::Unchanged);
@@ -321,7 +404,7 @@ mod tests {
     #[tokio::test]
     async fn full_queue_closes_slow_consumer() {
         let hub = Hub::default();
-        let (s, _rx) = hub.new_session("bob", "d", 2);
+        let s = hub.new_session("bob", "d", 2);
         hub.register(&s);
         let f: Arc<str> = Arc::from("{}");
         assert_eq!(hub.send_to_users(["bob"], &f, None), 1);
@@ -333,26 +416,65 @@ mod tests {
     #[tokio::test]
     async fn a_kick_from_another_node_closes_only_that_device() {
         let hub = Hub::default();
-        let (laptop, _r1) = hub.new_session("bob", "laptop", 4);
-        let (phone, _r2) = hub.new_session("bob", "phone", 4);
+        let laptop = hub.new_session("bob", "laptop", 4);
+        let phone = hub.new_session("bob", "phone", 4);
         hub.register(&laptop);
         hub.register(&phone);
         hub.close_device("bob", "laptop");
         assert_eq!(laptop.close_requested().await.0, CloseCode::REPLACED);
-        assert!(phone.close.lock().unwrap().is_none(), "the other device stays");
+        assert!(phone.close_request().is_none(), "the other device stays");
         assert_eq!(hub.online_users().len(), 1);
     }
 
     #[tokio::test]
     async fn sender_session_is_skipped() {
         let hub = Hub::default();
-        let (s1, mut r1) = hub.new_session("bob", "d1", 4);
-        let (s2, mut r2) = hub.new_session("bob", "d2", 4);
+        let s1 = hub.new_session("bob", "d1", 4);
+        let s2 = hub.new_session("bob", "d2", 4);
         hub.register(&s1);
         hub.register(&s2);
         let f: Arc<str> = Arc::from("x");
         assert_eq!(hub.send_to_users(["bob"], &f, Some(s1.key)), 1);
-        assert!(r1.try_recv().is_err());
-        assert_eq!(&*r2.try_recv().unwrap(), "x");
+        assert!(s1.pop().is_none());
+        assert_eq!(s2.pop().as_deref(), Some("x"));
+    }
+
+    #[tokio::test]
+    async fn queued_frames_wake_the_task_and_come_out_in_order() {
+        let hub = Hub::default();
+        let s = hub.new_session("carol", "d", 64);
+        hub.register(&s);
+        for f in ["a", "b", "c"] {
+            assert!(s.push(&Arc::from(f)));
+        }
+        std::future::poll_fn(|cx| s.poll_work(cx)).await;
+        let drained: Vec<_> = std::iter::from_fn(|| s.pop()).collect();
+        assert_eq!(drained.iter().map(|f| &**f).collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert!(s.close_request().is_none(), "a queue within capacity is no slow consumer");
+    }
+
+    #[tokio::test]
+    async fn a_drained_burst_releases_its_buffer() {
+        let hub = Hub::default();
+        let s = hub.new_session("dave", "d", 1024);
+        let f: Arc<str> = Arc::from("{}");
+        for _ in 0..500 {
+            assert!(s.push(&f));
+        }
+        while s.pop().is_some() {}
+        assert!(s.outbox().frames.capacity() <= KEEP_QUEUE_CAPACITY);
+    }
+
+    #[tokio::test]
+    async fn an_ended_session_takes_no_frames() {
+        let hub = Hub::default();
+        let s = hub.new_session("erin", "d", 16);
+        hub.register(&s);
+        let f: Arc<str> = Arc::from("{}");
+        assert!(s.push(&f));
+        s.end();
+        assert!(s.pop().is_none(), "what was queued is dropped");
+        assert_eq!(hub.send_to_users(["erin"], &f, None), 0);
+        assert!(s.close_request().is_none(), "refused frames do not make a slow consumer");
     }
 }

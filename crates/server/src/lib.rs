@@ -148,6 +148,14 @@ impl Server {
             store,
             config,
         });
+        // Shutdown (or dropping the `Server`) asks every session to close,
+        // from one task: a wait on the signal in every session's task would
+        // cost each idle connection its size.
+        let (closing, mut stopping) = (state.clone(), stop_rx.clone());
+        tokio::spawn(async move {
+            let _ = stopping.wait_for(|stopped| *stopped).await;
+            closing.close_all(courier_proto::CloseCode::GOING_AWAY, "server shutting down");
+        });
         for invite in state.store.pending_invites().await.context("loading pending invitations")? {
             state.schedule_expiry(&invite);
         }
@@ -228,4 +236,47 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    /// Sessions stop waiting on the shutdown signal themselves (one task
+    /// closes them all), so the drop path is checked here.
+    #[tokio::test]
+    async fn dropping_the_server_closes_sessions_with_1001() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let server = Server::start(config).await.unwrap();
+        let mut req = server.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let hello = r#"{"id":1,"op":"hello","token":"dev:alice","device":"d1"}"#;
+        ws.send(Message::text(hello)).await.unwrap();
+        let reply = ws.next().await.unwrap().unwrap();
+        assert!(reply.to_text().unwrap().contains("\"ok\""), "{reply:?}");
+        drop(server);
+        let closed = async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(_)) => continue,
+                    other => panic!("no close frame: {other:?}"),
+                }
+            }
+        };
+        // Without the close the session would live on (the client answers
+        // pings): a generous bound turns that hang into a failure.
+        let code =
+            tokio::time::timeout(Duration::from_secs(30), closed).await.expect("the session was not closed");
+        assert_eq!(code, Some(courier_proto::CloseCode::GOING_AWAY));
+    }
 }
