@@ -184,7 +184,7 @@ done
 python3 - "$OUT" <<PY
 import json, os, platform, subprocess, sys, time
 out = sys.argv[1]
-sessions, open_, alive, failed = $SESSIONS, $OPEN, $ALIVE, $FAILED
+sessions, open_, alive, failed = $(( PER_GEN * GENERATORS )), $OPEN, $ALIVE, $FAILED
 rss_before, rss_held, peak = $RSS_BEFORE, $RSS_HELD, $PEAK_RSS
 redis_before, redis_held = $REDIS_BEFORE, $REDIS_HELD
 per_node_rss = [int(x) for x in "${PER_NODE_RSS[*]}".split()]
