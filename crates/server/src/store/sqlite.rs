@@ -2267,6 +2267,24 @@ mod tests {
         assert_eq!(reopened.message_count().await.unwrap(), rows as u64);
     }
 
+    /// Parks the writer thread inside a job until `release` is sent. Once
+    /// it runs, its batch is sealed: whatever is queued next is the next
+    /// batch. The receiver answers when the job's batch committed.
+    async fn hold_writer(
+        store: &SqliteStore,
+    ) -> (std::sync::mpsc::Sender<()>, oneshot::Receiver<StoreResult<()>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel::<()>();
+        let (blocker, done) = Command::write(move |_| {
+            running.send(()).unwrap();
+            held.recv().unwrap();
+            Ok(())
+        });
+        store.commands.try_send(blocker).unwrap();
+        started.await.unwrap();
+        (release, done)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_writes_share_one_commit_and_a_failing_one_poisons_nothing() {
         let dir = TempDir::new().unwrap();
@@ -2275,16 +2293,7 @@ mod tests {
         let before = store.writer_stats();
 
         // Hold the writer inside a job so everything below queues up behind it.
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (running, started) = oneshot::channel::<()>();
-        let (blocker, blocker_done) = Command::write(move |_| {
-            running.send(()).unwrap();
-            held.recv().unwrap();
-            Ok(())
-        });
-        store.commands.try_send(blocker).unwrap();
-        // Once it runs, its batch is sealed: all that follows is the next one.
-        started.await.unwrap();
+        let (release, blocker_done) = hold_writer(&store).await;
 
         let mut appends = Vec::new();
         let mut failing = Vec::new();
@@ -2391,15 +2400,7 @@ mod tests {
     async fn a_write_without_savepoint_that_fails_takes_its_batch_with_it() {
         let dir = TempDir::new().unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (running, started) = oneshot::channel::<()>();
-        let (blocker, blocker_done) = Command::write(move |_| {
-            running.send(()).unwrap();
-            held.recv().unwrap();
-            Ok(())
-        });
-        store.commands.try_send(blocker).unwrap();
-        started.await.unwrap();
+        let (release, blocker_done) = hold_writer(&store).await;
 
         let append = |i: usize| {
             let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i as i64);
@@ -2449,15 +2450,7 @@ mod tests {
     async fn close_runs_the_writes_queued_before_it() {
         let dir = TempDir::new().unwrap();
         let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let (running, started) = oneshot::channel::<()>();
-        let (blocker, _) = Command::write(move |_| {
-            running.send(()).unwrap();
-            held.recv().unwrap();
-            Ok(())
-        });
-        store.commands.try_send(blocker).unwrap();
-        started.await.unwrap();
+        let (release, _) = hold_writer(&store).await;
         let mut queued = Vec::new();
         for i in 0..10 {
             let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);
