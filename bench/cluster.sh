@@ -16,7 +16,9 @@
 #   BENCH_NODES        courier-server processes           [4]
 #   BENCH_GENERATORS   courier-bench processes            [3]
 #   BENCH_CLUSTER_OUT  report to write                    [docs/benchmarks-cluster.md]
+#   BENCH_PROFILE      release, or debug for a smoke run  [release]
 #   CARGO_BUILD_JOBS                                      [2]
+# Exits non-zero when a generator failed or not every session was open at once.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -24,6 +26,7 @@ SESSIONS="${BENCH_SESSIONS:-50000}"
 NODES="${BENCH_NODES:-4}"
 GENERATORS="${BENCH_GENERATORS:-3}"
 OUT="${BENCH_CLUSTER_OUT:-docs/benchmarks-cluster.md}"
+PROFILE="${BENCH_PROFILE:-release}"
 PER_GEN=$(( (SESSIONS + GENERATORS - 1) / GENERATORS ))
 PER_NODE=$(( (SESSIONS + NODES - 1) / NODES ))
 if (( PER_GEN > 19000 || PER_NODE > 19000 )); then
@@ -37,10 +40,14 @@ if [[ -z "$PGBIN" || ! -x "$PGBIN/initdb" ]] || ! command -v redis-server >/dev/
   exit 2
 fi
 
-echo "== building release binaries (courier-server, courier-bench)"
-cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1
-SERVER=target/release/courier-server
-BENCH=target/release/courier-bench
+echo "== building $PROFILE binaries (courier-server, courier-bench)"
+case "$PROFILE" in
+  release) cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1 ;;
+  debug) cargo build -j"$JOBS" --locked -p courier-server -p courier-bench || exit 1 ;;
+  *) echo "BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
+SERVER=target/$PROFILE/courier-server
+BENCH=target/$PROFILE/courier-bench
 
 TMP=$(mktemp -d /tmp/courier-cluster-bench.XXXXXX)
 chmod 755 "$TMP"
@@ -133,7 +140,7 @@ REDIS_BEFORE=$(redis_used)
 
 # Hold long enough for every generator to finish connecting; the script
 # samples once all sessions are open.
-HOLD=$(( SESSIONS / 1000 + 30 ))
+HOLD=$(( SESSIONS / 1000 + 8 ))
 echo "== $GENERATORS generators × $PER_GEN sessions over $NODES nodes (hold ${HOLD}s)"
 GEN_PIDS=()
 T0=$(date +%s.%N)
@@ -173,6 +180,9 @@ for k in "${!GEN_PIDS[@]}"; do
     echo "generator $((k + 1)) failed:"; cat "$TMP/gen$((k + 1)).err"; status=1
   fi
 done
+if (( OPEN < PER_GEN * GENERATORS )); then
+  echo "only $OPEN of $(( PER_GEN * GENERATORS )) sessions were open at once"; status=1
+fi
 ALIVE=0
 FAILED=0
 for g in $(seq 1 "$GENERATORS"); do
