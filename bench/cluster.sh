@@ -46,14 +46,16 @@ case "$PROFILE" in
   debug) cargo build -j"$JOBS" --locked -p courier-server -p courier-bench || exit 1 ;;
   *) echo "BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
 esac
-SERVER=target/$PROFILE/courier-server
-BENCH=target/$PROFILE/courier-bench
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || exit 1
+SERVER=$TARGET_DIR/$PROFILE/courier-server
+BENCH=$TARGET_DIR/$PROFILE/courier-bench
 
 TMP=$(mktemp -d /tmp/courier-cluster-bench.XXXXXX)
 chmod 755 "$TMP"
 PIDS=()
-as_postgres() {
-  if [[ $(id -u) == 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+as_postgres() { # from /: postgres may not enter the current directory
+  if [[ $(id -u) == 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done

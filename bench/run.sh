@@ -18,7 +18,9 @@ TARGETS="${BENCH_TARGETS:-courier socketio}"
 
 echo "== building release binaries (courier-server, courier-bench)"
 cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1
-BENCH=target/release/courier-bench
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || exit 1
+BENCH=$TARGET_DIR/release/courier-bench
 
 if [[ " $TARGETS " == *" socketio "* && ! -d bench/peers/socketio/node_modules/socket.io ]]; then
   echo "== installing the Socket.IO peer (npm ci)"
