@@ -77,10 +77,13 @@ rss_kib() { # summed VmRSS of the given pids
   echo "$total"
 }
 redis_used() { redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
-sessions_now() { # summed courier_sessions gauge of every node
+node_sessions() { # one node's courier_sessions gauge
+  curl -s "http://127.0.0.1:$1/metrics" | awk '/^courier_sessions / {print $2+0}'
+}
+sessions_now() { # summed over every node
   local total=0 port v
   for port in "${PORTS[@]}"; do
-    v=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^courier_sessions / {print $2+0}')
+    v=$(node_sessions "$port")
     total=$(( total + ${v:-0} ))
   done
   echo "$total"
@@ -173,7 +176,7 @@ PER_NODE_RSS=()
 PER_NODE_OPEN=()
 for k in "${!NODE_PIDS[@]}"; do
   PER_NODE_RSS+=("$(rss_kib "${NODE_PIDS[$k]}")")
-  PER_NODE_OPEN+=("$(curl -s "http://127.0.0.1:${PORTS[$k]}/metrics" | awk '/^courier_sessions / {print $2+0}')")
+  PER_NODE_OPEN+=("$(node_sessions "${PORTS[$k]}")")
 done
 
 status=0
