@@ -29,11 +29,15 @@ pub enum ErrorCode {
     Unsupported,
     /// A server fault; retrying later may succeed.
     Internal,
+    /// v1.2: a cap other than the rate was reached; `err.limit` names it
+    /// (`reaction_keys`, `reactions_per_user`, `channels_created`,
+    /// `sessions`, `upload_bytes_day`).
+    LimitReached,
 }
 
 impl ErrorCode {
     /// Every code, for metrics and exhaustive tests.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadRequest,
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
@@ -44,6 +48,7 @@ impl ErrorCode {
         ErrorCode::InviteFinal,
         ErrorCode::Unsupported,
         ErrorCode::Internal,
+        ErrorCode::LimitReached,
     ];
 
     /// The wire spelling, e.g. `"bad_request"`.
@@ -59,6 +64,7 @@ impl ErrorCode {
             ErrorCode::InviteFinal => "invite_final",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Internal => "internal",
+            ErrorCode::LimitReached => "limit_reached",
         }
     }
 

@@ -109,7 +109,37 @@ pub struct Limits {
     /// v1.1: seconds after a message's `ts` during which its sender may recall it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recall_window_s: Option<u64>,
+    /// v1.2: most distinct reaction keys on one message (`limit_reached`,
+    /// `err.limit = "reaction_keys"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reaction_keys: Option<u32>,
+    /// v1.2: most reaction keys one user has on one message
+    /// (`reactions_per_user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reactions_per_user: Option<u32>,
+    /// v1.2: most channels one user creates per UTC day (`channels_created`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels_created: Option<u32>,
+    /// v1.2: most live sessions per user (`sessions`; the `hello` over it is
+    /// refused and closed 4029).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<u32>,
+    /// v1.2: most bytes one user uploads per UTC day (`upload_bytes_day`,
+    /// HTTP 429).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bytes_day: Option<u64>,
 }
+
+/// v1.2 reference default of [`Limits::reaction_keys`].
+pub const DEFAULT_REACTION_KEYS: u32 = 50;
+/// v1.2 reference default of [`Limits::reactions_per_user`].
+pub const DEFAULT_REACTIONS_PER_USER: u32 = 20;
+/// v1.2 reference default of [`Limits::channels_created`].
+pub const DEFAULT_CHANNELS_CREATED: u32 = 50;
+/// v1.2 reference default of [`Limits::sessions`].
+pub const DEFAULT_SESSIONS: u32 = 32;
+/// v1.2 reference default of [`Limits::upload_bytes_day`] (1 GiB).
+pub const DEFAULT_UPLOAD_BYTES_DAY: u64 = 1 << 30;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -121,6 +151,11 @@ impl Default for Limits {
             history_page: 200,
             edit_window_s: Some(172_800),
             recall_window_s: Some(86_400),
+            reaction_keys: Some(DEFAULT_REACTION_KEYS),
+            reactions_per_user: Some(DEFAULT_REACTIONS_PER_USER),
+            channels_created: Some(DEFAULT_CHANNELS_CREATED),
+            sessions: Some(DEFAULT_SESSIONS),
+            upload_bytes_day: Some(DEFAULT_UPLOAD_BYTES_DAY),
         }
     }
 }
@@ -400,12 +435,20 @@ pub struct ErrBody {
     /// With `invite_final`: the invitation's final state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invite: Option<Invite>,
+    /// v1.2, with `limit_reached`: which cap (see [`Limits`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl ErrBody {
     /// An error with just a code and a message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ErrBody { code, message: message.into(), retry_after_ms: None, invite: None }
+        ErrBody { code, message: message.into(), retry_after_ms: None, invite: None, limit: None }
+    }
+
+    /// v1.2: `limit_reached` naming the cap `limit`.
+    pub fn limit(limit: &str, message: impl Into<String>) -> Self {
+        ErrBody { limit: Some(limit.to_owned()), ..ErrBody::new(ErrorCode::LimitReached, message) }
     }
 }
 
