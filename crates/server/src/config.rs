@@ -158,6 +158,12 @@ impl Config {
         let reference = Limits::default();
         self.limits.edit_window_s = self.limits.edit_window_s.or(reference.edit_window_s);
         self.limits.recall_window_s = self.limits.recall_window_s.or(reference.recall_window_s);
+        // ... and one written before v1.2 has no caps.
+        self.limits.reaction_keys = self.limits.reaction_keys.or(reference.reaction_keys);
+        self.limits.reactions_per_user = self.limits.reactions_per_user.or(reference.reactions_per_user);
+        self.limits.channels_created = self.limits.channels_created.or(reference.channels_created);
+        self.limits.sessions = self.limits.sessions.or(reference.sessions);
+        self.limits.upload_bytes_day = self.limits.upload_bytes_day.or(reference.upload_bytes_day);
         let l = &self.limits;
         let checks = [
             (self.max_connections >= 1, "max_connections must be at least 1"),
@@ -175,6 +181,12 @@ impl Config {
             (
                 l.edit_window_s.is_some_and(|s| s >= 1) && l.recall_window_s.is_some_and(|s| s >= 1),
                 "limits.edit_window_s and limits.recall_window_s must be at least 1 (seconds)",
+            ),
+            (
+                [l.reaction_keys, l.reactions_per_user, l.channels_created, l.sessions]
+                    .iter()
+                    .all(|c| c.is_some_and(|n| n >= 1)),
+                "limits.reaction_keys, reactions_per_user, channels_created and sessions must be at least 1",
             ),
         ];
         for (ok, why) in checks {

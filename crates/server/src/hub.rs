@@ -12,6 +12,7 @@
 //! all (a tokio channel costs about 1 KiB per session before its first
 //! message).
 
+use crate::ratelimit::UserBuckets;
 use courier_proto::CloseCode;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -215,6 +216,9 @@ pub struct Hub {
     watchers: RwLock<HashMap<String, Vec<Arc<SessionHandle>>>>,
     channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
     next_key: AtomicU64,
+    /// Per-user rate buckets of a single node (a cluster keeps them in
+    /// Redis, and falls back to these while Redis is unreachable).
+    pub buckets: UserBuckets,
 }
 
 impl Hub {
@@ -234,7 +238,19 @@ impl Hub {
     /// Registers a session. An older session of the same user and device is
     /// asked to close with 4003 and dropped from the registry.
     pub fn register(&self, s: &Arc<SessionHandle>) -> PresenceChange {
+        self.register_within(s, usize::MAX).expect("no cap")
+    }
+
+    /// Registers a session unless the user already has `cap` live sessions
+    /// on other devices (`None`: refused, nothing changed). A session that
+    /// replaces one of the same device (4003) never counts against the cap.
+    pub fn register_within(&self, s: &Arc<SessionHandle>, cap: usize) -> Option<PresenceChange> {
         let mut users = self.users.write().expect("users lock");
+        if let Some(list) = users.get(&s.user)
+            && list.iter().filter(|old| old.device != s.device).count() >= cap
+        {
+            return None;
+        }
         // Most users have one session: no room for more until a second.
         let list = users.entry(s.user.clone()).or_insert_with(|| Vec::with_capacity(1));
         let was_empty = list.is_empty();
@@ -247,7 +263,7 @@ impl Hub {
             }
         });
         list.push(s.clone());
-        if was_empty { PresenceChange::CameOnline } else { PresenceChange::Unchanged }
+        Some(if was_empty { PresenceChange::CameOnline } else { PresenceChange::Unchanged })
     }
 
     /// Drops a session (if still registered) and its presence watches.
@@ -271,6 +287,11 @@ impl Hub {
     /// Whether `user` has a live session on this node.
     pub fn is_online(&self, user: &str) -> bool {
         self.users.read().expect("users lock").contains_key(user)
+    }
+
+    /// Number of `user`'s live sessions on this node.
+    pub fn user_sessions(&self, user: &str) -> usize {
+        self.users.read().expect("users lock").get(user).map_or(0, Vec::len)
     }
 
     /// Number of live sessions.
@@ -399,6 +420,22 @@ mod tests {
         assert_eq!(hub.unregister(&a2, &none), PresenceChange::Unchanged);
         assert_eq!(hub.unregister(&a3, &none), PresenceChange::WentOffline);
         assert!(!hub.is_online("alice"));
+    }
+
+    #[tokio::test]
+    async fn the_session_cap_counts_other_devices_only() {
+        let hub = Hub::default();
+        let a1 = hub.new_session("alice", "d1", 16);
+        let a2 = hub.new_session("alice", "d2", 16);
+        let a3 = hub.new_session("alice", "d3", 16);
+        let a1b = hub.new_session("alice", "d1", 16);
+        assert_eq!(hub.register_within(&a1, 2), Some(PresenceChange::CameOnline));
+        assert_eq!(hub.register_within(&a2, 2), Some(PresenceChange::Unchanged));
+        assert_eq!(hub.register_within(&a3, 2), None, "a third device is over the cap");
+        assert!(a1.close_request().is_none() && a2.close_request().is_none());
+        assert_eq!(hub.register_within(&a1b, 2), Some(PresenceChange::Unchanged), "a replacement");
+        assert_eq!(a1.close_requested().await.0, CloseCode::REPLACED);
+        assert_eq!(hub.user_sessions("alice"), 2);
     }
 
     #[tokio::test]

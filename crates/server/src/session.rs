@@ -15,7 +15,7 @@ use crate::auth::AuthError;
 use crate::clock::now_ms;
 use crate::hub::SessionHandle;
 use crate::ops::{self, OpError, SessionCtx};
-use crate::ratelimit::{TokenBucket, Verdict};
+use crate::ratelimit::{AbuseWindow, Verdict};
 use crate::state::{AppState, event_frame};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use courier_proto::{CloseCode, ErrBody, ErrorCode, Event, HelloOk, Reply, Request};
@@ -31,8 +31,23 @@ use tokio::time::{Instant, sleep_until, timeout};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most queued frames written before the socket is flushed.
 const WRITE_BATCH: usize = 64;
-/// Ops that take a token from the session's bucket.
-const METERED: [&str; 4] = ["send", "signal", "invite", "typing"];
+/// Ops that take a token from the user's bucket (protocol §8 v1.2), before
+/// anything else is checked. Everything else (acks, reads, answers to
+/// invitations, `renew`, `unwatch`) is free.
+const METERED: [&str; 12] = [
+    "send",
+    "signal",
+    "invite",
+    "typing",
+    "create_channel",
+    "join",
+    "leave",
+    "add_member",
+    "remove_member",
+    "set_role",
+    "set_profile",
+    "watch",
+];
 
 /// Decrements the connection gauge when the connection ends, however it ends.
 struct ConnGuard<'a>(&'a AppState);
@@ -68,6 +83,7 @@ pub fn run(mut ws: WebSocket, st: Arc<AppState>) -> impl Future<Output = ()> + S
 /// Unregisters an ended session, tells watchers, and closes the socket.
 async fn farewell(ws: &mut WebSocket, st: &AppState, ses: &SessionCtx, end: End) {
     let change = st.hub.unregister(&ses.handle, &ses.watched);
+    st.session_closed(&ses.handle).await;
     st.presence_changed(&ses.user, change).await;
     if let End::Close(code, reason) = end {
         close(ws, code, reason).await;
@@ -143,7 +159,16 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
         return None;
     }
     let handle = st.hub.new_session(&identity.user, &device, st.config.outbound_queue);
-    let change = st.hub.register(&handle);
+    let Some(change) = st.register_session(&handle).await else {
+        let cap = st.session_cap();
+        let body = ErrBody::limit(
+            "sessions",
+            format!("at most {cap} live sessions per user; close one (or reuse its device id) first"),
+        );
+        send_err(ws, st, Some(id), &body).await;
+        close(ws, CloseCode::RATE_ABUSE, "too many sessions").await;
+        return None;
+    };
     st.session_opened(&identity.user, &device, change).await;
     let ok = HelloOk {
         user: identity.user.clone(),
@@ -164,6 +189,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
     if !send_text(ws, st, Reply::ok_json(id, &ok)).await {
         ses.handle.end();
         st.hub.unregister(&ses.handle, &ses.watched);
+        st.session_closed(&ses.handle).await;
         return None;
     }
     st.presence_changed(&identity.user, change).await;
@@ -259,7 +285,7 @@ fn serve<'a>(
         let timer = sleep_until(due.next());
         tokio::pin!(timer);
         // Built on first use: most sessions never send a metered op.
-        let mut bucket: Option<Box<TokenBucket>> = None;
+        let mut bucket: Option<Box<AbuseWindow>> = None;
         let handle = EndQueue(ses.handle.clone());
         // Shutdown asks every registered session to close (see
         // `Server::start_with`); this catches one registered just after.
@@ -410,7 +436,7 @@ async fn on_text(
     ws: &mut WebSocket,
     st: &Arc<AppState>,
     ses: &mut SessionCtx,
-    bucket: &mut Option<Box<TokenBucket>>,
+    bucket: &mut Option<Box<AbuseWindow>>,
     text: Utf8Bytes,
 ) -> Option<End> {
     answer(ws, st, ses, bucket, text.as_str()).await.err()
@@ -422,14 +448,14 @@ async fn answer(
     ws: &mut WebSocket,
     st: &Arc<AppState>,
     ses: &mut SessionCtx,
-    bucket: &mut Option<Box<TokenBucket>>,
+    bucket: &mut Option<Box<AbuseWindow>>,
     text: &str,
 ) -> Result<(), End> {
     let gone = |ok: bool| if ok { Ok(()) } else { Err(End::Gone) };
     let (id, req) = match Request::decode(text) {
         Ok(x) => x,
         Err(e) => {
-            if e.op.as_deref().is_some_and(|op| METERED.contains(&op)) && !meter(ws, st, bucket, e.id).await?
+            if e.op.as_deref().is_some_and(|op| METERED.contains(&op)) && !meter(ws, st, &ses.user, bucket, e.id).await?
             {
                 return Ok(());
             }
@@ -437,7 +463,7 @@ async fn answer(
             return gone(send_err(ws, st, e.id, &body).await);
         }
     };
-    if METERED.contains(&req.op()) && !meter(ws, st, bucket, Some(id)).await? {
+    if METERED.contains(&req.op()) && !meter(ws, st, &ses.user, bucket, Some(id)).await? {
         return Ok(());
     }
     // Boxed: the handlers' futures are large, and only some requests
@@ -448,21 +474,26 @@ async fn answer(
     }
 }
 
-/// Takes a token. `Ok(true)`: go ahead; `Ok(false)`: refused with
-/// `rate_limited` (already answered); `Err`: end the session (4029 on abuse).
+/// Takes a token from the user's bucket and counts the attempt in this
+/// session's abuse window. `Ok(true)`: go ahead; `Ok(false)`: refused with
+/// `rate_limited` (already answered); `Err`: end the session (4029 on
+/// abuse: only this session, the user's others carry on).
 async fn meter(
     ws: &mut WebSocket,
     st: &AppState,
-    bucket: &mut Option<Box<TokenBucket>>,
+    user: &str,
+    bucket: &mut Option<Box<AbuseWindow>>,
     re: Option<u64>,
 ) -> Result<bool, End> {
     let limits = &st.config.limits;
-    let bucket =
-        bucket.get_or_insert_with(|| Box::new(TokenBucket::new(limits.send_per_sec, limits.send_burst)));
-    let (retry, abuse) = match bucket.take() {
+    let window =
+        bucket.get_or_insert_with(|| Box::new(AbuseWindow::new(limits.send_per_sec, limits.send_burst)));
+    let verdict = st.meter(user).await;
+    let abuse = window.record(verdict);
+    let retry = match verdict {
         Verdict::Allowed => return Ok(true),
-        Verdict::Limited(d) => (d, false),
-        Verdict::Abuse => (Duration::from_secs(1), true),
+        Verdict::Limited(_) if abuse => Duration::from_secs(1),
+        Verdict::Limited(d) => d,
     };
     let mut body = ErrBody::new(ErrorCode::RateLimited, "too many requests; slow down");
     body.retry_after_ms = Some(retry.as_millis().max(1) as u64);

@@ -6,7 +6,9 @@ use crate::clock::now_ms;
 use crate::cluster::Bus;
 use crate::config::Config;
 use crate::hub::{ChannelCache, Hub, PresenceChange};
+use crate::hub::SessionHandle;
 use crate::metrics::Metrics;
+use crate::ratelimit::Verdict;
 use crate::store::{Store, StoreResult, Transition};
 use courier_proto::{Conv, Event, Invite, InviteState, Msg, Presence, Role};
 use std::sync::Arc;
@@ -136,6 +138,53 @@ impl AppState {
         if let Some(bus) = &self.bus {
             bus.session_opened(user, change).await;
             bus.publish_kick(user, device);
+        }
+    }
+
+    /// Takes one token from `user`'s bucket (`send_per_sec`, `send_burst`),
+    /// shared by all of the user's sessions and, in a cluster, all nodes
+    /// (protocol §8 v1.2). Every metered op and every upload calls this
+    /// before validating anything. While Redis is unreachable a cluster
+    /// node meters with its own buckets.
+    pub async fn meter(&self, user: &str) -> Verdict {
+        let l = &self.config.limits;
+        if let Some(bus) = &self.bus {
+            match bus.take_token(user, l.send_per_sec, l.send_burst).await {
+                Ok(None) => return Verdict::Allowed,
+                Ok(Some(wait)) => return Verdict::Limited(wait),
+                Err(e) => tracing::debug!(%user, error = %e, "cluster rate bucket unavailable; metering locally"),
+            }
+        }
+        self.hub.buckets.take(user, l.send_per_sec, l.send_burst)
+    }
+
+    /// The most live sessions one user may have (`limits.sessions`).
+    pub fn session_cap(&self) -> u32 {
+        self.config.limits.sessions.unwrap_or(courier_proto::event::DEFAULT_SESSIONS)
+    }
+
+    /// Registers a session within the user's session cap (cluster-wide in
+    /// a cluster); `None` when the user has `sessions` live sessions on
+    /// other devices already. A replacement of the same device always fits.
+    pub async fn register_session(&self, handle: &Arc<SessionHandle>) -> Option<PresenceChange> {
+        let cap = self.session_cap();
+        if let Some(bus) = &self.bus {
+            match bus.claim_session(&handle.user, &handle.device, cap).await {
+                Ok(true) => return Some(self.hub.register(handle)),
+                Ok(false) => return None,
+                Err(e) => {
+                    tracing::warn!(user = %handle.user, error = %e, "cluster session count unavailable; capping on this node")
+                }
+            }
+        }
+        self.hub.register_within(handle, cap as usize)
+    }
+
+    /// A session registered by [`AppState::register_session`] ended: it
+    /// stops counting against its user's cap. (The hub unregisters it.)
+    pub async fn session_closed(&self, handle: &SessionHandle) {
+        if let Some(bus) = &self.bus {
+            bus.release_session(&handle.user, &handle.device).await;
         }
     }
 

@@ -6,8 +6,8 @@
 //! must be true cluster-wide goes through here: delivery to a user's
 //! sessions, presence (online while any node holds a session, and a dead
 //! node stops counting within a bounded time), device replacement (4003),
-//! presence/profile events to watchers, and channel member cache
-//! invalidation. Invitation state needs nothing extra: storage decides every
+//! presence/profile events to watchers, channel member cache
+//! invalidation, the per-user rate bucket and the per-user session cap. Invitation state needs nothing extra: storage decides every
 //! transition by compare-and-set, and only the winner broadcasts.
 //!
 //! Single-node mode has no bus at all (`AppState::bus` is `None`), so it pays
@@ -59,6 +59,24 @@ pub trait Bus: Send + Sync + 'static {
     /// Records a local presence change and returns the cluster-wide change
     /// (a user coming online here is `Unchanged` when another node has them).
     async fn presence(&self, user: &str, change: PresenceChange) -> PresenceChange;
+    /// Takes one token from `user`'s cluster-wide bucket (`rate` per
+    /// second, `burst`): `None` when allowed, else how long to wait.
+    ///
+    /// # Errors
+    /// When the engine cannot answer (the caller falls back to this node's
+    /// bucket).
+    async fn take_token(&self, user: &str, rate: u32, burst: u32) -> Result<Option<Duration>, BusError>;
+    /// Counts a new session of `user` on `device` against the user's
+    /// cluster-wide cap: false (and nothing counted) when the user already
+    /// has `cap` live sessions on other devices. Sessions on nodes whose
+    /// heartbeat lapsed do not count.
+    ///
+    /// # Errors
+    /// When the engine cannot answer (the caller falls back to this node's
+    /// count).
+    async fn claim_session(&self, user: &str, device: &str, cap: u32) -> Result<bool, BusError>;
+    /// A session counted by [`Bus::claim_session`] ended.
+    async fn release_session(&self, user: &str, device: &str);
     /// Whether each user is online on any live node.
     ///
     /// # Errors

@@ -7,6 +7,11 @@
 //! - `p:<user>`: the nodes holding a session of the user. Online means one
 //!   of them is alive.
 //! - `n:<id>`: the users node `<id>` holds (so a dead node can be reaped).
+//! - `rl:<user>`: the user's rate bucket (a hash of `tokens` and `ts`, the
+//!   Redis clock's ms), expiring once it would be full again.
+//! - `s:<user>`: the user's live sessions, a hash from `<node>|<device>` to
+//!   a count; entries of dead nodes do not count and are dropped lazily
+//!   (and when the node is reaped).
 //!
 //! Channels: `courier:u:<user>` carries frames and 4003 kicks for a user;
 //! a node subscribes while it holds a session of that user. `courier:all`
@@ -91,6 +96,10 @@ const REAP_LUA: &str = r"
 if redis.call('SREM', ARGV[1]..'nodes', ARGV[2]) == 0 then return {} end
 local gone = {}
 for _, u in ipairs(redis.call('SMEMBERS', ARGV[1]..'n:'..ARGV[2])) do
+  local sk = ARGV[1]..'s:'..u
+  for _, f in ipairs(redis.call('HKEYS', sk)) do
+    if string.sub(f, 1, #ARGV[2] + 1) == ARGV[2]..'|' then redis.call('HDEL', sk, f) end
+  end
   local k = ARGV[1]..'p:'..u
   redis.call('SREM', k, ARGV[2])
   local alive = 0
@@ -101,6 +110,64 @@ for _, u in ipairs(redis.call('SMEMBERS', ARGV[1]..'n:'..ARGV[2])) do
 end
 redis.call('DEL', ARGV[1]..'n:'..ARGV[2])
 return gone
+";
+
+/// Takes one token from a user's bucket, on the Redis clock (so nodes'
+/// clocks do not matter). Returns 0 when allowed, else the ms to wait.
+/// KEYS: the bucket. ARGV: rate per second, burst.
+const BUCKET_LUA: &str = r"
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(v[1])
+local ts = tonumber(v[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+else
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+end
+local wait = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+else
+  wait = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
+return wait
+";
+
+/// Counts a new session unless the user has `cap` on other devices of live
+/// nodes. Returns 1 when counted, 0 when over the cap.
+/// KEYS: `s:<user>`. ARGV: prefix, node, device, cap.
+const CLAIM_LUA: &str = r"
+local n = 0
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local f = flat[i]
+  local sep = string.find(f, '|', 1, true)
+  if sep == nil then
+    redis.call('HDEL', KEYS[1], f)
+  else
+    local node = string.sub(f, 1, sep - 1)
+    if node == ARGV[2] or redis.call('EXISTS', ARGV[1]..'node:'..node) == 1 then
+      if string.sub(f, sep + 1) ~= ARGV[3] then n = n + tonumber(flat[i + 1]) end
+    else
+      redis.call('HDEL', KEYS[1], f)
+    end
+  end
+end
+if n >= tonumber(ARGV[4]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[2]..'|'..ARGV[3], 1)
+return 1
+";
+
+/// Uncounts a session. KEYS: `s:<user>`. ARGV: `<node>|<device>`.
+const RELEASE_LUA: &str = r"
+if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
 ";
 
 /// A queued publish, or a marker the publisher answers once everything
@@ -135,6 +202,9 @@ struct Inner {
     presence: Script,
     online: Script,
     reap: Script,
+    bucket: Script,
+    claim: Script,
+    release: Script,
 }
 
 /// The Redis implementation of [`Bus`].
@@ -193,6 +263,9 @@ impl RedisBus {
             presence: Script::new(PRESENCE_LUA),
             online: Script::new(ONLINE_LUA),
             reap: Script::new(REAP_LUA),
+            bucket: Script::new(BUCKET_LUA),
+            claim: Script::new(CLAIM_LUA),
+            release: Script::new(RELEASE_LUA),
         });
         // A node restarted under the same id (after a crash, before anyone
         // reaped it) starts clean: its old sessions are gone.
@@ -602,6 +675,38 @@ impl Bus for RedisBus {
                     }
                 }
             }
+        }
+    }
+
+    async fn take_token(&self, user: &str, rate: u32, burst: u32) -> Result<Option<Duration>, BusError> {
+        let i = &self.inner;
+        let mut c = i.conn.clone();
+        // EVALSHA (EVAL once when Redis does not know the script yet).
+        let mut inv = i.bucket.key(format!("{PREFIX}rl:{user}"));
+        inv.arg(rate.max(1)).arg(burst.max(1));
+        let wait_ms: u64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    async fn claim_session(&self, user: &str, device: &str, cap: u32) -> Result<bool, BusError> {
+        let i = &self.inner;
+        let mut c = i.conn.clone();
+        let mut inv = i.claim.key(format!("{PREFIX}s:{user}"));
+        inv.arg(PREFIX).arg(&i.node).arg(device).arg(cap);
+        let counted: i64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
+        Ok(counted == 1)
+    }
+
+    async fn release_session(&self, user: &str, device: &str) {
+        let i = &self.inner;
+        if i.is_dead() {
+            return;
+        }
+        let mut c = i.conn.clone();
+        let mut inv = i.release.key(format!("{PREFIX}s:{user}"));
+        inv.arg(format!("{}|{device}", i.node));
+        if let Err(e) = timed::<i64>(&i.metrics, inv.invoke_async(&mut c)).await {
+            tracing::warn!(%user, error = %e, "could not uncount a session in redis");
         }
     }
 

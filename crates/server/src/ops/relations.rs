@@ -12,7 +12,8 @@ use super::OpError;
 use crate::clock::now_ms;
 use crate::state::AppState;
 use crate::store::Relation;
-use courier_proto::{Conv, Msg, is_relation_kind};
+use courier_proto::event::{DEFAULT_REACTION_KEYS, DEFAULT_REACTIONS_PER_USER};
+use courier_proto::{Conv, ErrBody, Msg, is_relation_kind};
 
 /// Checks that `actor` may apply `rel` in `conv` now. `actor` is already
 /// known to be allowed to write to `conv` (or is the push API's `from`).
@@ -20,7 +21,8 @@ use courier_proto::{Conv, Msg, is_relation_kind};
 /// # Errors
 /// `not_found` (no such content message in `conv`), `forbidden` (a relation
 /// as target, or not the actor's to do), `conflict` (recalled, or the
-/// window passed), `internal` (storage).
+/// window passed), `limit_reached` (a reaction over a v1.2 cap),
+/// `internal` (storage).
 pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) -> Result<Msg, OpError> {
     let target = st
         .store
@@ -78,5 +80,44 @@ pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) 
             )));
         }
     }
+    if let Relation::Reaction { key, on: true, .. } = rel {
+        check_reaction_caps(st, actor, conv, &target, key).await?;
+    }
     Ok(target)
+}
+
+/// The v1.2 reaction caps, for `actor` turning `key` on: at most
+/// `reaction_keys` distinct keys on one message and `reactions_per_user`
+/// keys of one user on it. A key the actor has on already is a no-op and
+/// passes; taking a reaction off never reaches here.
+///
+/// # Errors
+/// `limit_reached` with `err.limit` naming the cap, `internal` (storage).
+async fn check_reaction_caps(
+    st: &AppState,
+    actor: &str,
+    conv: &Conv,
+    target: &Msg,
+    key: &str,
+) -> Result<(), OpError> {
+    let limits = &st.config.limits;
+    let max_keys = u64::from(limits.reaction_keys.unwrap_or(DEFAULT_REACTION_KEYS));
+    let max_mine = u64::from(limits.reactions_per_user.unwrap_or(DEFAULT_REACTIONS_PER_USER));
+    let tally = st.store.reaction_tally(conv, target.seq, actor, key).await?;
+    if tally.user_has_key {
+        return Ok(());
+    }
+    if tally.user_keys >= max_mine {
+        return Err(OpError(Box::new(ErrBody::limit(
+            "reactions_per_user",
+            format!("you have {max_mine} reactions on this message already; take one off first"),
+        ))));
+    }
+    if !tally.key_present && tally.keys >= max_keys {
+        return Err(OpError(Box::new(ErrBody::limit(
+            "reaction_keys",
+            format!("this message has {max_keys} different reactions already; use one of them"),
+        ))));
+    }
+    Ok(())
 }

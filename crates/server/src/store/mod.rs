@@ -239,6 +239,19 @@ pub enum Page {
     Before(u64),
 }
 
+/// The reactions on one message, as the v1.2 reaction caps see them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReactionTally {
+    /// Distinct keys that some user has on (`reaction_keys`).
+    pub keys: u64,
+    /// Keys the user has on (`reactions_per_user`).
+    pub user_keys: u64,
+    /// Whether some user has the key on already (adding it adds no key).
+    pub key_present: bool,
+    /// Whether the user has the key on already (turning it on is a no-op).
+    pub user_has_key: bool,
+}
+
 /// A user's two cursors in a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Cursor {
@@ -404,6 +417,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Cursor>;
     /// The user's cursors (zeros when never set).
     async fn cursor(&self, conv: &Conv, user: &str) -> StoreResult<Cursor>;
+    /// The reactions on the content message `target_seq` of `conv` as the
+    /// v1.2 caps see them when `user` turns `key` on.
+    async fn reaction_tally(&self, conv: &Conv, target_seq: u64, user: &str, key: &str)
+    -> StoreResult<ReactionTally>;
 
     // ---- channels ----
 
@@ -438,6 +455,9 @@ pub trait Store: Send + Sync + 'static {
     async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>>;
     /// A member's role; `None` when not a member.
     async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>>;
+    /// How many channels `user` created at or after `since` (ms): the
+    /// `channels_created` cap counts those of the current UTC day.
+    async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64>;
     /// Sets a member's role. `Owner` transfers ownership: every other owner
     /// becomes admin, in the same transaction. Returns each member whose
     /// role changed (the new owner first), or `None` when `user` is not a

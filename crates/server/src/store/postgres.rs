@@ -41,6 +41,7 @@
 //! [`StoreError::Postgres`] with SQLSTATE and message. Both reach clients as
 //! retryable `internal`. Nothing here panics on an engine error.
 
+use super::ReactionTally;
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
     Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
@@ -1235,6 +1236,37 @@ impl Store for PostgresStore {
         read_cursor(&c, &conv.to_string(), user).await
     }
 
+    async fn reaction_tally(
+        &self,
+        conv: &Conv,
+        target_seq: u64,
+        user: &str,
+        key: &str,
+    ) -> StoreResult<ReactionTally> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT \
+                 (SELECT count(DISTINCT key) FROM reactions WHERE conv = $1 AND target_seq = $2), \
+                 (SELECT count(*) FROM reactions WHERE conv = $1 AND target_seq = $2 AND user_id = $3), \
+                 EXISTS (SELECT 1 FROM reactions WHERE conv = $1 AND target_seq = $2 AND key = $4), \
+                 EXISTS (SELECT 1 FROM reactions \
+                         WHERE conv = $1 AND target_seq = $2 AND key = $4 AND user_id = $3)",
+            )
+            .await
+            .map_err(pg)?;
+        let r = c
+            .query_one(&stmt, &[&conv.to_string(), &to_sql_int(target_seq), &user, &key])
+            .await
+            .map_err(pg)?;
+        Ok(ReactionTally {
+            keys: from_sql_int(col(&r, 0)?),
+            user_keys: from_sql_int(col(&r, 1)?),
+            key_present: col(&r, 2)?,
+            user_has_key: col(&r, 3)?,
+        })
+    }
+
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
@@ -1417,6 +1449,16 @@ impl Store for PostgresStore {
     async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {
         let c = self.client().await?;
         read_role(&c, channel, user).await
+    }
+
+    async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached("SELECT count(*) FROM channels WHERE created_by = $1 AND created >= $2")
+            .await
+            .map_err(pg)?;
+        let r = c.query_one(&stmt, &[&user, &since]).await.map_err(pg)?;
+        Ok(from_sql_int(col(&r, 0)?))
     }
 
     async fn set_role(

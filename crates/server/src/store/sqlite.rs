@@ -36,6 +36,7 @@
 //! by a newer build, or a file that is not a (Courier) SQLite database. It
 //! never deletes or rewrites such a file.
 
+use super::ReactionTally;
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
     Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
@@ -1138,6 +1139,14 @@ fn insert_message(c: &Connection, m: NewMessage, rel_target: Option<&str>) -> St
     })
 }
 
+/// The v1.2 reaction caps' view of one message: ?1 conv, ?2 target seq,
+/// ?3 user, ?4 key (all reads of the reactions primary key).
+const REACTION_TALLY: &str = "SELECT \
+    (SELECT count(DISTINCT key) FROM reactions WHERE conv = ?1 AND target_seq = ?2), \
+    (SELECT count(*) FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND user_id = ?3), \
+    EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4), \
+    EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4 AND user_id = ?3)";
+
 /// A relation's target as the relation's transaction sees it.
 struct TargetRow {
     seq: i64,
@@ -1712,6 +1721,30 @@ impl Store for SqliteStore {
         self.read(move |c| read_cursor(c, &conv, &user)).await
     }
 
+    async fn reaction_tally(
+        &self,
+        conv: &Conv,
+        target_seq: u64,
+        user: &str,
+        key: &str,
+    ) -> StoreResult<ReactionTally> {
+        let (conv, user, key) = (conv.to_string(), user.to_owned(), key.to_owned());
+        self.read(move |c| {
+            Ok(c.prepare_cached(REACTION_TALLY)?.query_row(
+                params![conv, to_sql_int(target_seq), user, key],
+                |r| {
+                    Ok(ReactionTally {
+                        keys: from_sql_int(r.get(0)?),
+                        user_keys: from_sql_int(r.get(1)?),
+                        key_present: r.get(2)?,
+                        user_has_key: r.get(3)?,
+                    })
+                },
+            )?)
+        })
+        .await
+    }
+
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         self.write(move |c| insert_channel(c, ch)).await
     }
@@ -1821,6 +1854,17 @@ impl Store for SqliteStore {
     async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {
         let (channel, user) = (channel.to_owned(), user.to_owned());
         self.read(move |c| read_role(c, &channel, &user)).await
+    }
+
+    async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64> {
+        let user = user.to_owned();
+        self.read(move |c| {
+            let n: i64 = c
+                .prepare_cached("SELECT count(*) FROM channels WHERE created_by = ?1 AND created >= ?2")?
+                .query_row(params![user, since], |r| r.get(0))?;
+            Ok(from_sql_int(n))
+        })
+        .await
     }
 
     async fn set_role(

@@ -61,6 +61,8 @@ macro_rules! store_suite {
             unread_counts_others_content_after_the_read_cursor,
             roles_transfer_and_owner_succession,
             removed_members_rejoin_only_when_added_back,
+            reaction_tally_counts_keys_and_one_users_keys_on_one_message,
+            channels_created_since_counts_one_creator_from_a_time,
             message_count_counts_stored_messages,
             close_makes_later_calls_unavailable,
         );
@@ -671,6 +673,26 @@ pub async fn channels_create_conflict_and_membership(store: Arc<dyn Store>) {
     assert!(!store.is_member("lobby", "alice").await.unwrap());
 }
 
+/// The v1.2 cap counter: channels one user created at or after a time
+/// (default channels have no creator and never count).
+pub async fn channels_created_since_counts_one_creator_from_a_time(store: Arc<dyn Store>) {
+    for (name, creator, now) in
+        [("a1", Some("alice"), 100), ("a2", Some("alice"), 200), ("b1", Some("bob"), 150), ("d", None, 300)]
+    {
+        let mut ch = channel(name, name == "a2", creator);
+        ch.now = now;
+        assert!(store.create_channel(ch).await.unwrap());
+    }
+    let mut clash = channel("a1", false, Some("alice"));
+    clash.now = 400;
+    assert!(!store.create_channel(clash).await.unwrap(), "a conflict creates nothing");
+    assert_eq!(store.channels_created_since("alice", 0).await.unwrap(), 2);
+    assert_eq!(store.channels_created_since("alice", 200).await.unwrap(), 1, "from `since`, inclusive");
+    assert_eq!(store.channels_created_since("alice", 201).await.unwrap(), 0);
+    assert_eq!(store.channels_created_since("bob", 0).await.unwrap(), 1);
+    assert_eq!(store.channels_created_since("carol", 0).await.unwrap(), 0);
+}
+
 /// Public channels with member counts, by name; private ones are invisible.
 pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn Store>) {
     assert!(store.public_channels().await.unwrap().is_empty());
@@ -828,6 +850,30 @@ pub async fn relations_update_their_targets_aggregates(store: Arc<dyn Store>) {
     assert_eq!(store.conv_last(&dm).await.unwrap(), before);
     assert!(store.message_by_cid("alice", "x1").await.unwrap().is_none());
     assert_eq!(store.message_by_cid("alice", "e1").await.unwrap(), Some(e1));
+}
+
+/// What the v1.2 reaction caps read: distinct keys on one message, the
+/// keys one user has on it, and whether the key (and the user's own) is on.
+pub async fn reaction_tally_counts_keys_and_one_users_keys_on_one_message(store: Arc<dyn Store>) {
+    let dm = Conv::dm("alice", "bob");
+    let m1 = store.append(text("alice", user("bob"), "m1", "one", 10)).await.unwrap().msg;
+    let m2 = store.append(text("alice", user("bob"), "m2", "two", 11)).await.unwrap().msg;
+    let (a, b) = (user("bob"), user("alice"));
+    let react = |mid: &str, key: &str, on: bool| json!({"target": mid, "key": key, "on": on});
+    relate(&*store, "alice", a.clone(), "r1", "reaction", react(&m1.mid, "k1", true), 20).await;
+    relate(&*store, "alice", a.clone(), "r2", "reaction", react(&m1.mid, "k2", true), 21).await;
+    relate(&*store, "bob", b.clone(), "r3", "reaction", react(&m1.mid, "k2", true), 22).await;
+    relate(&*store, "bob", b.clone(), "r4", "reaction", react(&m1.mid, "k3", true), 23).await;
+    relate(&*store, "bob", b.clone(), "r5", "reaction", react(&m1.mid, "k3", false), 24).await;
+    relate(&*store, "bob", b.clone(), "r6", "reaction", react(&m2.mid, "k9", true), 25).await;
+    let t = store.reaction_tally(&dm, m1.seq, "alice", "k2").await.unwrap();
+    assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (2, 2, true, true), "{t:?}");
+    let t = store.reaction_tally(&dm, m1.seq, "bob", "k1").await.unwrap();
+    assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (2, 1, true, false), "k3 is off: {t:?}");
+    let t = store.reaction_tally(&dm, m1.seq, "carol", "k3").await.unwrap();
+    assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (2, 0, false, false), "{t:?}");
+    let t = store.reaction_tally(&dm, m2.seq, "alice", "k1").await.unwrap();
+    assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (1, 0, false, false), "per message: {t:?}");
 }
 
 /// A recall scrubs its target for good: body, edits' texts, reactions,
