@@ -98,6 +98,9 @@ export default {
     messages: 'Messages',
   },
   msg: {
+    riskyTitle: 'Open a program?',
+    riskyBody: '“{name}” can run programs on your computer. Open it only if you trust the sender and expected this file.',
+    riskyOpen: 'Open anyway',
     pending: 'Sending…',
     sent: 'Sent',
     delivered: 'Delivered',
@@ -127,6 +130,12 @@ export default {
     uploading: 'Uploading {name}',
     uploadFailed: 'Couldn\'t upload {name}: {message}',
     hint: 'Enter to send, Shift+Enter for a new line',
+  },
+  deepLink: {
+    joinTitle: 'Join #{channel}?',
+    joinBody: '“{title}” · {members} members. {topic}',
+    joinUnlisted: 'A link asks you to join #{channel}. It is not a listed public channel; joining may fail.',
+    join: 'Join',
   },
   toast: {
     dismiss: 'Dismiss',

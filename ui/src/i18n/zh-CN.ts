@@ -98,6 +98,9 @@ export default {
     messages: '消息',
   },
   msg: {
+    riskyTitle: '要打开可执行文件吗？',
+    riskyBody: '“{name}”可以在你的电脑上运行程序。仅在你信任发送者且确实需要此文件时才打开。',
+    riskyOpen: '仍然打开',
     pending: '发送中…',
     sent: '已发送',
     delivered: '已送达',
@@ -127,6 +130,12 @@ export default {
     uploading: '正在上传 {name}',
     uploadFailed: '无法上传 {name}：{message}',
     hint: '按 Enter 发送，Shift+Enter 换行',
+  },
+  deepLink: {
+    joinTitle: '加入 #{channel}？',
+    joinBody: '“{title}” · {members} 名成员。{topic}',
+    joinUnlisted: '一个链接请你加入 #{channel}。它不是公开列出的频道，加入可能会失败。',
+    join: '加入',
   },
   toast: {
     dismiss: '关闭',

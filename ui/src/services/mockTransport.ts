@@ -331,8 +331,14 @@ export class MockTransport implements Transport {
     return this.mediaUrls.get(media) ?? ''
   }
 
-  async openMedia(media: string) {
-    this.record('openMedia', [media])
+  /** Names that the mock treats as programs (the shell decides for real). */
+  executables = /\.(exe|bat|cmd|scr|msi|sh|jar|js|vbs|ps1|desktop|appimage)$/i
+
+  async openMedia(media: string, name?: string, confirmed?: boolean) {
+    this.record('openMedia', [media, name, confirmed])
+    if (name && this.executables.test(name) && !confirmed) {
+      throw { code: 'confirm_required', message: 'this file can run programs' }
+    }
     const url = this.mediaUrls.get(media)
     if (url && this.demo && typeof window !== 'undefined') window.open(url, '_blank', 'noopener')
   }

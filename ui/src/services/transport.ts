@@ -53,7 +53,11 @@ export interface Transport {
   /** A URL the webview can show for a media id (downloaded once, cached). */
   mediaUrl(media: string): Promise<string>
   /** Opens a downloaded media file with the OS's default app. */
-  openMedia(media: string): Promise<void>
+  /**
+   * Opens a downloaded media file with the OS's default app. A file that could
+   * run code fails with `confirm_required` unless `confirmed` (the user agreed).
+   */
+  openMedia(media: string, name?: string, confirmed?: boolean): Promise<void>
   retry(cid: string): Promise<MessageView>
   deleteUnsent(cid: string): Promise<boolean>
   /** Ascending page of messages with seq < before (latest page when null; pending at its end). */
@@ -168,7 +172,9 @@ export class TauriTransport implements Transport {
     const path = await this.call<string>('download', { media })
     return convertFileSrc(path)
   }
-  openMedia(media: string) { return this.call<void>('open_media', { media }) }
+  openMedia(media: string, name?: string, confirmed?: boolean) {
+    return this.call<void>('open_media', { media, name: name ?? null, confirmed: confirmed ?? false })
+  }
   retry(cid: string) { return this.call<MessageView>('retry_message', { cid }) }
   deleteUnsent(cid: string) { return this.call<boolean>('delete_unsent', { cid }) }
   history(conv: Conv, before: number | null, limit: number) {

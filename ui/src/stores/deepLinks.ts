@@ -1,5 +1,6 @@
 // Deep links (`courier://chat/<user>`, `…/channel/<name>`, `…/call/<iid>`):
-// opens the DM, joins and opens the channel, or shows the call invitation.
+// opens the DM, shows a channel and asks before joining it (a link is
+// anyone's to send), or shows the call invitation.
 // Links that arrive before sign-in wait until the app has started.
 import { defineStore } from 'pinia'
 import { nextTick, ref } from 'vue'
@@ -66,6 +67,7 @@ export const useDeepLinksStore = defineStore('deepLinks', () => {
         if (!link.channel) return
         const conv = channelConv(link.channel)
         if (!conversations.byConv.has(conv)) {
+          if (!(await askToJoin(link.channel))) return
           try {
             await useChannelsStore().join(link.channel)
           } catch (e) {
@@ -112,6 +114,27 @@ export const useDeepLinksStore = defineStore('deepLinks', () => {
 
   return { pending, coldChecked, started, receive, onStarted, handle }
 })
+
+/**
+ * Shows what a channel link leads to (title, topic, members, when the
+ * channel is public and listed) and asks before joining it.
+ */
+async function askToJoin(channel: string): Promise<boolean> {
+  const channels = useChannelsStore()
+  if (!channels.publicChannels.some((c) => c.channel === channel)) await channels.loadPublic()
+  const info = channels.publicChannels.find((c) => c.channel === channel)
+  return useUiStore().confirm({
+    title: 'deepLink.joinTitle',
+    message: info ? 'deepLink.joinBody' : 'deepLink.joinUnlisted',
+    confirm: 'deepLink.join',
+    params: {
+      channel,
+      title: info?.title || channel,
+      topic: info?.topic || '',
+      members: String(info?.members ?? 0),
+    },
+  })
+}
 
 /** Moves keyboard focus into the shown call card. */
 function focusCallDialog(): void {

@@ -1,7 +1,8 @@
 // Displayable URLs of media ids (images, files), resolved once and cached.
 import { defineStore } from 'pinia'
 import { reactive } from 'vue'
-import { useTransport } from '../services/transport'
+import { toTransportError, useTransport } from '../services/transport'
+import { useUiStore } from './ui'
 
 export const useMediaStore = defineStore('media', () => {
   const urls = reactive(new Map<string, string>())
@@ -26,8 +27,24 @@ export const useMediaStore = defineStore('media', () => {
     }
   }
 
-  async function open(media: string): Promise<void> {
-    await useTransport().openMedia(media)
+  /**
+   * Opens a file with the OS. One that could run programs (the shell says
+   * `confirm_required`) opens only after the user confirms, naming the file.
+   */
+  async function open(media: string, name?: string): Promise<void> {
+    try {
+      await useTransport().openMedia(media, name)
+    } catch (e) {
+      if (toTransportError(e).code !== 'confirm_required') throw e
+      const ok = await useUiStore().confirm({
+        title: 'msg.riskyTitle',
+        message: 'msg.riskyBody',
+        confirm: 'msg.riskyOpen',
+        params: { name: name ?? media },
+        danger: true,
+      })
+      if (ok) await useTransport().openMedia(media, name, true)
+    }
   }
 
   return { urls, resolve, open }

@@ -9,6 +9,7 @@ import { useConversationsStore } from './conversations'
 import { useInvitationsStore } from './invitations'
 import { useToastsStore, TOAST_MS } from './toasts'
 import { useSettingsStore } from './settings'
+import { useUiStore } from './ui'
 import { useSessionStore } from './session'
 import { useProfilesStore } from './profiles'
 import { DEFAULT_SETTINGS } from '../types/app'
@@ -49,13 +50,30 @@ describe('deep links (U1)', () => {
     expect(c.byConv.get('dm:alice:me')?.unread).toBe(2)
   })
 
-  it('channel: joins when not a member, then opens ch:<name>', async () => {
+  it('channel: shows the channel and asks; joins and opens ch:<name> only on yes', async () => {
+    t.channelList.push({ channel: 'rust', title: 'Rust', topic: 'ownership', private: false, members: 3 })
+    await startApp()
+    t.emitDeepLink({ kind: 'channel', channel: 'rust' })
+    await flushPromises()
+    const ui = useUiStore()
+    expect(t.callsOf('join')).toEqual([])
+    expect(ui.confirming?.title).toBe('deepLink.joinTitle')
+    expect(ui.confirming?.params).toMatchObject({ channel: 'rust', title: 'Rust', topic: 'ownership', members: '3' })
+    ui.answerConfirm(true)
+    await flushPromises()
+    expect(t.callsOf('join')).toEqual([['rust']])
+    expect(useConversationsStore().activeConv).toBe('ch:rust')
+  })
+
+  it('channel: a declined link joins nothing', async () => {
     t.channelList.push({ channel: 'rust', title: 'Rust', topic: '', private: false, members: 3 })
     await startApp()
     t.emitDeepLink({ kind: 'channel', channel: 'rust' })
     await flushPromises()
-    expect(t.callsOf('join')).toEqual([['rust']])
-    expect(useConversationsStore().activeConv).toBe('ch:rust')
+    useUiStore().answerConfirm(false)
+    await flushPromises()
+    expect(t.callsOf('join')).toEqual([])
+    expect(useConversationsStore().activeConv).toBeNull()
   })
 
   it('channel: a member just opens it (no join)', async () => {
@@ -70,6 +88,9 @@ describe('deep links (U1)', () => {
   it('channel: a refused join shows an error toast and opens nothing', async () => {
     await startApp()
     t.emitDeepLink({ kind: 'channel', channel: 'secret' })
+    await flushPromises()
+    expect(useUiStore().confirming?.message).toBe('deepLink.joinUnlisted')
+    useUiStore().answerConfirm(true)
     await flushPromises()
     expect(useConversationsStore().activeConv).toBeNull()
     expect(useToastsStore().toasts.map((x) => x.level)).toEqual(['error'])

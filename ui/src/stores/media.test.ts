@@ -1,0 +1,45 @@
+// Opening a file a peer sent: programs open only after the user confirms.
+import { beforeEach, describe, expect, it } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import { setup } from '../testing'
+import type { MockTransport } from '../services/mockTransport'
+import { useMediaStore } from './media'
+import { useUiStore } from './ui'
+
+describe('opening media files', () => {
+  let t: MockTransport
+  beforeEach(() => {
+    t = setup()
+  })
+
+  it('opens an ordinary file at once', async () => {
+    await useMediaStore().open('m_1', 'report.pdf')
+    expect(t.callsOf('openMedia')).toEqual([['m_1', 'report.pdf', undefined]])
+    expect(useUiStore().confirming).toBeNull()
+  })
+
+  it('asks before opening a program, naming it, and opens only on yes', async () => {
+    const media = useMediaStore()
+    const ui = useUiStore()
+    const opening = media.open('m_2', 'invoice.pdf.exe')
+    await flushPromises()
+    expect(ui.confirming?.params?.name).toBe('invoice.pdf.exe')
+    expect(ui.confirming?.danger).toBe(true)
+    ui.answerConfirm(true)
+    await opening
+    expect(t.callsOf('openMedia')).toEqual([
+      ['m_2', 'invoice.pdf.exe', undefined],
+      ['m_2', 'invoice.pdf.exe', true],
+    ])
+  })
+
+  it('never opens a program the user declined', async () => {
+    const media = useMediaStore()
+    const ui = useUiStore()
+    const opening = media.open('m_3', 'run.sh')
+    await flushPromises()
+    ui.answerConfirm(false)
+    await opening
+    expect(t.callsOf('openMedia').filter((c) => c[2] === true)).toEqual([])
+  })
+})
