@@ -131,6 +131,15 @@ export default {
     uploadFailed: 'Couldn\'t upload {name}: {message}',
     hint: 'Enter to send, Shift+Enter for a new line',
   },
+  limits: {
+    rate: 'You\'re doing that too fast. Wait a moment and try again.',
+    reaction_keys: 'This message has as many different reactions as it can hold.',
+    reactions_per_user: 'You\'ve added as many reactions to this message as you can.',
+    channels_created: 'You\'ve created as many channels as you can today. Try again tomorrow.',
+    sessions: 'You\'re signed in on too many devices at once. Sign out somewhere else first.',
+    upload_bytes_day: 'You\'ve reached today\'s upload limit. Try again tomorrow.',
+    other: 'A server limit was reached: {message}',
+  },
   deepLink: {
     joinTitle: 'Join #{channel}?',
     joinBody: '“{title}” · {members} members. {topic}',

@@ -131,6 +131,15 @@ export default {
     uploadFailed: '无法上传 {name}：{message}',
     hint: '按 Enter 发送，Shift+Enter 换行',
   },
+  limits: {
+    rate: '操作太快了，请稍等片刻再试。',
+    reaction_keys: '这条消息的表情回应种类已达上限。',
+    reactions_per_user: '你在这条消息上添加的表情回应已达上限。',
+    channels_created: '你今天创建的频道已达上限，请明天再试。',
+    sessions: '你同时登录的设备过多，请先在其他设备上退出。',
+    upload_bytes_day: '你今天的上传量已达上限，请明天再试。',
+    other: '已达到服务器限制：{message}',
+  },
   deepLink: {
     joinTitle: '加入 #{channel}？',
     joinBody: '“{title}” · {members} 名成员。{topic}',

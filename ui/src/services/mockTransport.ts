@@ -111,8 +111,8 @@ export class MockTransport implements Transport {
   }
 
   /** Makes the next call of `method` reject with `{code, message}`. */
-  failNext(method: string, code = 'internal', message = `${method} failed`): void {
-    this.failures.set(method, { code, message })
+  failNext(method: string, code = 'internal', message = `${method} failed`, limit?: string): void {
+    this.failures.set(method, limit ? { code, message, limit } : { code, message })
   }
 
   callsOf(method: string): unknown[][] {

@@ -130,7 +130,10 @@ export interface Transport {
 /** Normalizes whatever a backend threw into `{code, message}`. */
 export function toTransportError(e: unknown): TransportError {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
-    return { code: String((e as TransportError).code), message: String((e as TransportError).message) }
+    const t = e as TransportError
+    const out: TransportError = { code: String(t.code), message: String(t.message) }
+    if (typeof t.limit === 'string') out.limit = t.limit
+    return out
   }
   if (e instanceof Error) return { code: 'internal', message: e.message }
   return { code: 'internal', message: String(e) }

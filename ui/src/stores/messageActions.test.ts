@@ -161,7 +161,18 @@ describe('messages store: v1.1 actions', () => {
       t.failNext('react', 'rate_limited', 'slow down')
       expect(await useMessagesStore().react(row(DM, m.cid), '🎉', true)).toBe(false)
       expect(row(DM, m.cid).reactions).toBeUndefined()
-      expect(useToastsStore().toasts[0]).toMatchObject({ key: 'actions.errOther', params: { message: 'slow down' } })
+      expect(useToastsStore().toasts[0]).toMatchObject({ key: 'limits.rate' })
+    })
+
+    it('says which cap refused a reaction (limit_reached, v1.2)', async () => {
+      const m = t.addMessage({ conv: DM, from: 'alice', body: { text: 'x' } })
+      await open(DM)
+      t.failNext('react', 'limit_reached', 'too many keys', 'reaction_keys')
+      expect(await useMessagesStore().react(row(DM, m.cid), '🎉', true)).toBe(false)
+      expect(useToastsStore().toasts[0]).toMatchObject({ key: 'limits.reaction_keys' })
+      t.failNext('react', 'limit_reached', 'a future cap', 'something_new')
+      await useMessagesStore().react(row(DM, m.cid), '🎈', true)
+      expect(useToastsStore().toasts.at(-1)).toMatchObject({ key: 'limits.other', params: { message: 'a future cap' } })
     })
 
     it('pins in a DM: the message, the conversation\'s pins and the pinned list follow', async () => {

@@ -13,6 +13,7 @@ import type { DeliveryStatus, MessageView } from '../types/model'
 import type { Conv } from '../types/protocol'
 import { targetOf } from '../types/ids'
 import { toTransportError, useTransport } from '../services/transport'
+import type { TransportError } from '../types/app'
 import { useSessionStore } from './session'
 import { useConversationsStore } from './conversations'
 import { useServerStore } from './server'
@@ -86,6 +87,16 @@ export function insertSorted(items: MessageView[], m: MessageView): MessageView[
 
 let uploadIds = 0
 
+/** Caps the server names in `err.limit` (protocol v1.2), each with its own words. */
+const KNOWN_LIMITS = ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day']
+
+/** The toast for `rate_limited` and `limit_reached` (which cap, when known). */
+export function limitToast(err: TransportError): { key: string; params: Record<string, string> } {
+  if (err.code === 'rate_limited') return { key: 'limits.rate', params: {} }
+  if (err.limit && KNOWN_LIMITS.includes(err.limit)) return { key: `limits.${err.limit}`, params: {} }
+  return { key: 'limits.other', params: { message: err.message } }
+}
+
 /** The toast (i18n key and parameters) for a refused action, by error code. */
 export function actionErrorToast(e: unknown): { key: string; params: Record<string, string> } {
   const err = toTransportError(e)
@@ -96,6 +107,9 @@ export function actionErrorToast(e: unknown): { key: string; params: Record<stri
       return { key: 'actions.errConflict', params: {} }
     case 'not_found':
       return { key: 'actions.errNotFound', params: {} }
+    case 'limit_reached':
+    case 'rate_limited':
+      return limitToast(err)
     default:
       return { key: 'actions.errOther', params: { message: err.message } }
   }

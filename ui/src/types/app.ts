@@ -45,6 +45,8 @@ export const DEFAULT_SETTINGS: Settings = {
 export interface TransportError {
   code: string
   message: string
+  /** With `limit_reached`: which cap the server applied (protocol v1.2). */
+  limit?: string
 }
 
 /**
