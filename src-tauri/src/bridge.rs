@@ -88,6 +88,8 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
             Context { me: &me, settings: &settings, attentive, active: active.as_ref(), now_ms: now_ms() };
         if let Some(note) = notify::decide(&ev, &cx) {
             show(&app, &client, note, &mut last_note);
+        } else if let Some(note) = notify::deferred(&ev, &cx) {
+            state.defer_note(note);
         }
     }
 }
@@ -130,6 +132,24 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
                 open_link(&app, DeepLink::Call { iid })
             });
         }
+        Note::MissedCall { iid, from } => {
+            if last.insert(format!("missed:{iid}"), Instant::now()).is_some() {
+                return;
+            }
+            let summary = format!("Missed call from {}", name(&from));
+            notify::show(summary, "Click to open the chat".into(), move || {
+                open_link(&app, DeepLink::Chat { user: from })
+            });
+        }
+    }
+}
+
+/// Shows what do-not-disturb held back, now that it ended.
+pub fn show_deferred(app: &AppHandle, notes: Vec<Note>) {
+    let Ok(client) = app.state::<AppState>().client() else { return };
+    let mut seen = HashMap::new();
+    for note in notes {
+        show(app, &client, note, &mut seen);
     }
 }
 

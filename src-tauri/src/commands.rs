@@ -165,10 +165,30 @@ pub async fn download(state: S<'_>, media: String) -> R<String> {
     Ok(state.client()?.download(&media).await?.to_string_lossy().into_owned())
 }
 
+/// Opens a downloaded file with the OS. A file that could run code (by
+/// the `name` the sender gave it, its type or its first bytes) is refused
+/// with `confirm_required` unless the user has confirmed (`confirmed`).
 #[tauri::command]
-pub async fn open_media(state: S<'_>, media: String) -> R<()> {
-    let path = state.client()?.download(&media).await?;
+pub async fn open_media(state: S<'_>, media: String, name: Option<String>, confirmed: Option<bool>) -> R<()> {
+    let client = state.client()?;
+    let path = client.download(&media).await?;
+    let mime = client.store().media_mime(&media).map_err(|e| CmdError::new("storage", e.to_string()))?;
+    let head = read_head(&path)?;
+    if crate::os::is_executable(name.as_deref(), mime.as_deref(), &head) && confirmed != Some(true) {
+        return Err(CmdError::new(
+            "confirm_required",
+            "this file can run programs on your computer; open it only if you trust the sender",
+        ));
+    }
     crate::os::open(path.as_os_str())
+}
+
+/// The first bytes of a file (for [`crate::os::is_executable`]).
+fn read_head(path: &std::path::Path) -> Result<Vec<u8>, CmdError> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(16);
+    std::fs::File::open(path)?.take(16).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 #[tauri::command]
@@ -367,8 +387,9 @@ pub async fn settings_get(state: S<'_>) -> R<Settings> {
 #[tauri::command]
 pub async fn settings_set(app: tauri::AppHandle, state: S<'_>, settings: Settings) -> R<()> {
     let dnd = settings.do_not_disturb;
-    state.set_settings(settings)?;
+    let held_back = state.change_settings(settings)?;
     crate::tray::set_dnd_checked(&app, dnd);
+    crate::bridge::show_deferred(&app, held_back);
     Ok(())
 }
 

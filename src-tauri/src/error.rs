@@ -11,12 +11,16 @@ pub struct CmdError {
     pub code: String,
     /// For humans.
     pub message: String,
+    /// With `limit_reached`: which cap (`reaction_keys`, `channels_created`,
+    /// `upload_bytes_day`, …), so the UI can say it in the user's language.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl CmdError {
     /// An error with this code and message.
     pub fn new(code: &str, message: impl Into<String>) -> CmdError {
-        CmdError { code: code.into(), message: message.into() }
+        CmdError { code: code.into(), message: message.into(), limit: None }
     }
 }
 
@@ -47,7 +51,19 @@ impl From<ClientError> for CmdError {
             ClientError::Server(b) => b.message.clone(),
             other => other.to_string(),
         };
-        CmdError { code, message }
+        let limit = match &e {
+            ClientError::Server(b) => b.limit.clone(),
+            _ => None,
+        };
+        // An upload refused with 429 carries the server's `err` body: keep
+        // its code (`rate_limited`, `limit_reached`) and cap.
+        if let ClientError::Media(courier_client::media::MediaError::Status { status: 429, body }) = &e
+            && let Ok(reply) = serde_json::from_str::<courier_proto::Reply>(body)
+            && let Some(err) = reply.err
+        {
+            return CmdError { code: err.code.to_string(), message: err.message, limit: err.limit };
+        }
+        CmdError { code, message, limit }
     }
 }
 
@@ -73,5 +89,16 @@ mod tests {
         assert_eq!((e.code.as_str(), e.message.as_str()), ("forbidden", "not a member"));
         let v = serde_json::to_value(e).unwrap();
         assert_eq!(v, serde_json::json!({"code": "forbidden", "message": "not a member"}));
+        let body = courier_proto::ErrBody::limit("reaction_keys", "too many reactions");
+        let v = serde_json::to_value(CmdError::from(ClientError::Server(Box::new(body)))).unwrap();
+        assert_eq!(v["code"], "limit_reached");
+        assert_eq!(v["limit"], "reaction_keys");
+        let quota = courier_client::media::MediaError::Status {
+            status: 429,
+            body: r#"{"re":null,"err":{"code":"limit_reached","message":"daily quota","limit":"upload_bytes_day"}}"#
+                .into(),
+        };
+        let e = CmdError::from(ClientError::Media(quota));
+        assert_eq!((e.code.as_str(), e.limit.as_deref()), ("limit_reached", Some("upload_bytes_day")));
     }
 }

@@ -7,10 +7,12 @@
 //!   and drives notifications and the tray's unread state;
 //! - [`state`]: profile, sign-in, the embedded server and its discovery;
 //! - [`deeplink`]: the pure `courier://` parser;
+//! - [`credentials`]: tokens in the OS keyring, else a 0600 file;
 //! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`].
 
 pub mod bridge;
 pub mod commands;
+pub mod credentials;
 pub mod deeplink;
 pub mod error;
 pub mod notify;
@@ -115,8 +117,15 @@ pub fn run() {
             let handle = app.handle().clone();
             bridge::spawn(handle.clone(), feed);
             let state = handle.state::<AppState>();
-            // Downloaded media is shown through the asset protocol.
-            let _ = app.asset_protocol_scope().allow_directory(&state.profile.dir, true);
+            // Downloaded media is shown through the asset protocol: each
+            // account's media cache, and nothing else of the profile (its
+            // settings, account file, databases, the server's secret).
+            let scope_app = handle.clone();
+            state.set_media_scope(Box::new(move |dir| {
+                if let Err(e) = scope_app.asset_protocol_scope().allow_directory(dir, true) {
+                    tracing::warn!("cannot open {} to the webview: {e}", dir.display());
+                }
+            }));
             setup_deep_links(app);
             if let Err(e) = tray::build(&handle) {
                 tracing::warn!("no tray icon: {e}");

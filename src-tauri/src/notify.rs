@@ -47,14 +47,24 @@ pub enum Note {
         /// The caller.
         from: String,
     },
+    /// An incoming call that ended unanswered (expired, or canceled by
+    /// the caller).
+    MissedCall {
+        /// The invitation.
+        iid: String,
+        /// The caller.
+        from: String,
+    },
 }
 
 /// Whether `ev` deserves a notification: a fresh message from someone else
 /// in a conversation not on screen (or while the window is hidden or
 /// unfocused), unless notifications are off, do-not-disturb is on or the
 /// conversation is muted — a message that mentions this user notifies in a
-/// muted conversation too; an incoming ringing invitation always. Edits,
-/// recalls, reactions and pins never notify.
+/// muted conversation too; an incoming ringing invitation unless
+/// notifications are off or do-not-disturb is on, and an incoming call
+/// that ended unanswered as a missed call (under do-not-disturb it waits:
+/// see [`deferred`]). Edits, recalls, reactions and pins never notify.
 pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
     match ev {
         ClientEvent::MessageAdded { message: m } => {
@@ -92,11 +102,54 @@ pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
                 mention,
             })
         }
+        ClientEvent::Invite { .. } if !cx.settings.notifications || cx.settings.do_not_disturb => None,
         ClientEvent::Invite { invite } if invite.ringing && invite.invite.state == InviteState::Pending => {
             Some(Note::Call { iid: invite.invite.iid.clone(), from: invite.invite.from.clone() })
         }
+        ev => missed_call(ev),
+    }
+}
+
+/// A notification held back by do-not-disturb, to show when it ends: a
+/// call missed meanwhile. (Messages are not replayed: the unread badges
+/// tell of them.)
+pub fn deferred(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
+    if cx.settings.notifications && cx.settings.do_not_disturb { missed_call(ev) } else { None }
+}
+
+fn missed_call(ev: &ClientEvent) -> Option<Note> {
+    match ev {
+        ClientEvent::Invite { invite }
+            if invite.incoming && matches!(invite.invite.state, InviteState::Expired | InviteState::Canceled) =>
+        {
+            Some(Note::MissedCall { iid: invite.invite.iid.clone(), from: invite.invite.from.clone() })
+        }
         _ => None,
     }
+}
+
+/// Notification text as plain text: freedesktop notification servers read
+/// a subset of HTML in the body, so a peer's `<a href=…>` or `<img>` would
+/// become a link or an image. Escapes `&`, `<` and `>` there, and drops
+/// control characters everywhere.
+pub fn plain_body(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&amp;"),
+            '<' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&lt;"),
+            '>' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&gt;"),
+            c if c.is_control() && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A notification's title: plain text by the specification, so only
+/// control characters go.
+pub fn plain_summary(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -114,7 +167,7 @@ fn truncate(s: &str, max: usize) -> String {
 pub fn show(summary: String, body: String, on_click: impl FnOnce() + Send + 'static) {
     std::thread::spawn(move || {
         let mut n = notify_rust::Notification::new();
-        n.appname("Courier").summary(&summary).body(&body);
+        n.appname("Courier").summary(&plain_summary(&summary)).body(&plain_body(&body));
         #[cfg(all(unix, not(target_os = "macos")))]
         n.action("default", "Open").hint(notify_rust::Hint::Category("im.received".into()));
         match n.show() {
@@ -263,8 +316,65 @@ mod tests {
         assert_eq!(decide(&ClientEvent::MessageUpdated { message }, &cx), None);
     }
 
+    #[cfg(all(unix, not(target_os = "macos")))]
     #[test]
-    fn calls_always_ring() {
+    fn notification_text_is_never_markup() {
+        assert_eq!(
+            plain_body("<b>hi</b> & <a href=\"https://evil\">x</a><img src=x>"),
+            "&lt;b&gt;hi&lt;/b&gt; &amp; &lt;a href=\"https://evil\"&gt;x&lt;/a&gt;&lt;img src=x&gt;"
+        );
+        assert_eq!(plain_body("a\u{1b}[31mb\u{0}c"), "a[31mbc");
+        assert_eq!(plain_summary("Bob\u{7}\u{1b} is calling"), "Bob is calling");
+    }
+
+    fn call(state: InviteState, me: &str) -> ClientEvent {
+        let inv = Invite {
+            iid: "i1".into(),
+            from: "bob".into(),
+            to: "alice".into(),
+            room: "call-i1".into(),
+            content: Default::default(),
+            state,
+            created: 0,
+            expires: i64::MAX,
+            received: true,
+            reason: None,
+            response: None,
+        };
+        ClientEvent::Invite { invite: InviteView::new(inv, me, 1) }
+    }
+
+    /// Do-not-disturb and the notification switch silence ringing; a call
+    /// missed under do-not-disturb is kept for later, one missed otherwise
+    /// notifies at once; answered calls and outgoing ones never do.
+    #[test]
+    fn calls_respect_do_not_disturb_and_missed_calls_notify_afterwards() {
+        let normal = Settings::default();
+        let dnd = Settings { do_not_disturb: true, ..Settings::default() };
+        let off = Settings { notifications: false, ..Settings::default() };
+        let cx = |s| Context { me: "alice", settings: s, attentive: false, active: None, now_ms: 1 };
+        let ring = call(InviteState::Pending, "alice");
+        assert_eq!(decide(&ring, &cx(&normal)), Some(Note::Call { iid: "i1".into(), from: "bob".into() }));
+        assert_eq!(decide(&ring, &cx(&dnd)), None, "do not disturb");
+        assert_eq!(decide(&ring, &cx(&off)), None, "notifications off");
+        assert_eq!(deferred(&ring, &cx(&dnd)), None, "a ringing call is not missed yet");
+        let missed = Note::MissedCall { iid: "i1".into(), from: "bob".into() };
+        for state in [InviteState::Expired, InviteState::Canceled] {
+            let ev = call(state, "alice");
+            assert_eq!(decide(&ev, &cx(&normal)), Some(missed.clone()));
+            assert_eq!(decide(&ev, &cx(&dnd)), None);
+            assert_eq!(deferred(&ev, &cx(&dnd)), Some(missed.clone()), "shown when DND ends");
+            assert_eq!(deferred(&ev, &cx(&off)), None, "notifications off: never");
+            assert_eq!(deferred(&ev, &cx(&normal)), None, "shown already");
+        }
+        for ev in [call(InviteState::Accepted, "alice"), call(InviteState::Refused, "alice"), call(InviteState::Expired, "bob")] {
+            assert_eq!(decide(&ev, &cx(&normal)), None, "{ev:?}");
+            assert_eq!(deferred(&ev, &cx(&dnd)), None, "{ev:?}");
+        }
+    }
+
+    #[test]
+    fn calls_ring_in_muted_and_open_conversations() {
         let inv = Invite {
             iid: "i1".into(),
             from: "bob".into(),
@@ -279,11 +389,7 @@ mod tests {
             response: None,
         };
         let ev = ClientEvent::Invite { invite: InviteView::new(inv.clone(), "alice", 1) };
-        let s = Settings {
-            do_not_disturb: true,
-            muted: vec![Conv::dm("alice", "bob").to_string()],
-            ..Settings::default()
-        };
+        let s = Settings { muted: vec![Conv::dm("alice", "bob").to_string()], ..Settings::default() };
         let dm = Conv::dm("alice", "bob");
         let cx = Context { me: "alice", settings: &s, attentive: true, active: Some(&dm), now_ms: 1 };
         assert_eq!(decide(&ev, &cx), Some(Note::Call { iid: "i1".into(), from: "bob".into() }));

@@ -20,6 +20,47 @@ pub fn check_external_url(url: &str) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// Extensions the OS may run rather than show (Windows, macOS, Linux
+/// desktops, and interpreters a double click may start).
+const EXECUTABLE_EXTENSIONS: &[&str] = &[
+    "exe", "com", "bat", "cmd", "scr", "pif", "msi", "msp", "msix", "appx", "cpl", "dll", "sys", "ps1", "psm1",
+    "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta", "lnk", "url", "reg", "inf", "jar", "jnlp", "sh", "bash",
+    "zsh", "csh", "ksh", "command", "tool", "app", "pkg", "dmg", "mpkg", "scpt", "workflow", "desktop",
+    "appimage", "run", "bin", "elf", "deb", "rpm", "snap", "flatpak", "py", "pyw", "pl", "rb", "php", "iso",
+    "img", "vhd", "vhdx", "xll", "docm", "xlsm", "pptm", "library-ms", "settingcontent-ms", "application",
+];
+
+/// MIME types of programs and scripts.
+const EXECUTABLE_MIME_HINTS: &[&str] = &[
+    "application/x-msdownload", "application/x-msdos-program", "application/x-executable",
+    "application/x-elf", "application/x-sharedlib", "application/x-sh", "application/x-shellscript",
+    "text/x-shellscript", "application/x-bat", "application/x-msi", "application/java-archive",
+    "application/x-java-archive", "application/vnd.microsoft.portable-executable", "application/x-apple-diskimage",
+    "application/x-debian-package", "application/x-rpm", "application/x-python", "text/x-python",
+    "application/javascript", "text/javascript", "application/hta", "application/x-ms-shortcut",
+    "application/x-desktop",
+];
+
+/// Whether a downloaded file could run code when handed to the OS: by the
+/// name a peer gave it, by its MIME type, or by its first bytes (a Windows
+/// PE `MZ`, ELF, Mach-O, a `#!` script, a Java archive). Such files are
+/// opened only after the user confirms.
+pub fn is_executable(name: Option<&str>, mime: Option<&str>, head: &[u8]) -> bool {
+    let ext_risky = name.is_some_and(|n| {
+        // Trailing dots and spaces are dropped by Windows: `a.exe.` runs.
+        let n = n.trim_end_matches(['.', ' ']).to_ascii_lowercase();
+        n.rsplit_once('.').is_some_and(|(_, ext)| EXECUTABLE_EXTENSIONS.contains(&ext))
+    });
+    let mime_risky = mime.is_some_and(|m| {
+        let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        EXECUTABLE_MIME_HINTS.contains(&m.as_str())
+    });
+    let magic: &[&[u8]] =
+        &[b"MZ", b"\x7fELF", b"#!", b"\xfe\xed\xfa", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe"];
+    let magic_risky = magic.iter().any(|m| head.starts_with(m));
+    ext_risky || mime_risky || magic_risky
+}
+
 /// Opens a URL or file with the OS's default handler.
 ///
 /// # Errors
@@ -48,6 +89,22 @@ pub fn open(target: &OsStr) -> Result<(), CmdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executables_are_recognised() {
+        for name in ["setup.exe", "RUN.BAT", "a.exe.", "x.tar.sh", "app.AppImage", "pay.pdf.scr", "x.jar", "k.desktop"] {
+            assert!(is_executable(Some(name), None, b""), "{name}");
+        }
+        for name in ["report.pdf", "cat.png", "notes.txt", "archive.zip", "noext", "exe"] {
+            assert!(!is_executable(Some(name), Some("application/pdf"), b"%PDF-1.7"), "{name}");
+        }
+        assert!(is_executable(Some("cat.png"), Some("application/x-msdownload"), b""));
+        assert!(is_executable(Some("cat.png"), Some("Application/X-SH; charset=utf-8"), b""));
+        assert!(is_executable(None, None, b"MZ\x90\x00"), "a PE file named like a picture");
+        assert!(is_executable(Some("cute.jpg"), Some("image/jpeg"), b"\x7fELF\x02"));
+        assert!(is_executable(Some("readme"), Some("text/plain"), b"#!/bin/sh\nrm -rf ~"));
+        assert!(!is_executable(None, Some("image/png"), b"\x89PNG\r\n"));
+    }
 
     #[test]
     fn external_urls() {

@@ -8,7 +8,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum ConnectConfig {
-    /// The server embedded in the app, on loopback, with dev tokens.
+    /// The server embedded in the app, on loopback. Its tokens are minted
+    /// by the app from the secret all profiles of this OS user share.
     Embedded,
     /// Any server, with a bearer token (a JWT, or `dev:<user>`).
     Remote {
@@ -26,7 +27,8 @@ pub enum ConnectConfig {
     },
 }
 
-/// The signed-in account (persisted as `account.json` in the profile dir).
+/// The signed-in account (persisted as `account.json` in the profile dir,
+/// without its token: see [`crate::credentials`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
     /// The user id.

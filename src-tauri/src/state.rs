@@ -2,6 +2,7 @@
 //! and the settings. Connecting (and the embedded server's discovery) lives
 //! here; commands only look the client up.
 
+use crate::credentials::{self, SecretStore};
 use crate::error::CmdError;
 use crate::profile::{self, EmbeddedRecord, Profile};
 use crate::settings::{Account, ConnectConfig, Settings};
@@ -27,6 +28,17 @@ pub struct AppState {
     client: Mutex<Option<Client>>,
     account: Mutex<Option<Account>>,
     embedded: tokio::sync::Mutex<Option<Server>>,
+    /// The task renewing the embedded account's token (ends with its client).
+    renewer: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Told each signed-in account's media cache directory, the only files
+    /// the webview may load through the asset protocol (set by the shell).
+    media_scope: Mutex<Option<MediaScopeHook>>,
+    /// Notifications held back by do-not-disturb (missed calls), shown
+    /// when it ends.
+    deferred_notes: Mutex<Vec<crate::notify::Note>>,
+    /// Where tokens are kept (the OS keyring, else a private file); found on
+    /// first use.
+    secrets: std::sync::OnceLock<Box<dyn SecretStore>>,
     settings: Mutex<Settings>,
     /// The conversation on screen (from `set_active_conversation` / `mark_read`).
     active: Mutex<Option<Conv>>,
@@ -38,6 +50,9 @@ pub struct AppState {
     feed: mpsc::UnboundedSender<Feed>,
     feed_rx: Mutex<Option<mpsc::UnboundedReceiver<Feed>>>,
 }
+
+/// Receives a media cache directory to open to the webview.
+pub type MediaScopeHook = Box<dyn Fn(&std::path::Path) + Send + Sync>;
 
 /// A client and its event stream, subscribed before it started.
 pub type Feed = (Client, broadcast::Receiver<ClientEvent>);
@@ -52,6 +67,10 @@ impl AppState {
             client: Mutex::new(None),
             account: Mutex::new(None),
             embedded: tokio::sync::Mutex::new(None),
+            renewer: Mutex::new(None),
+            media_scope: Mutex::new(None),
+            secrets: std::sync::OnceLock::new(),
+            deferred_notes: Mutex::new(Vec::new()),
             settings: Mutex::new(settings),
             active: Mutex::new(None),
             last_link: Mutex::new(None),
@@ -59,6 +78,15 @@ impl AppState {
             feed,
             feed_rx: Mutex::new(Some(feed_rx)),
         }
+    }
+
+    /// Sets what is told each account's media cache directory (existing
+    /// accounts' at once, then each new sign-in's).
+    pub fn set_media_scope(&self, hook: MediaScopeHook) {
+        for dir in self.profile.media_dirs() {
+            hook(&dir);
+        }
+        *lock(&self.media_scope) = Some(hook);
     }
 
     /// The signed-in client.
@@ -106,6 +134,37 @@ impl AppState {
         Ok(())
     }
 
+    /// Keeps a notification for when do-not-disturb ends (once per call;
+    /// at most 50 kept).
+    pub fn defer_note(&self, note: crate::notify::Note) {
+        let mut notes = lock(&self.deferred_notes);
+        if !notes.contains(&note) && notes.len() < 50 {
+            notes.push(note);
+        }
+    }
+
+    /// Replaces and persists the settings, and returns the notifications
+    /// held back by do-not-disturb when this change ends it.
+    ///
+    /// # Errors
+    /// When the file cannot be written.
+    pub fn change_settings(&self, s: Settings) -> Result<Vec<crate::notify::Note>, CmdError> {
+        let quiet = |s: &Settings| s.do_not_disturb || !s.notifications;
+        let was_quiet = quiet(&self.settings());
+        let now_quiet = quiet(&s);
+        let notifications = s.notifications;
+        self.set_settings(s)?;
+        let mut notes = lock(&self.deferred_notes);
+        Ok(match (was_quiet, now_quiet, notifications) {
+            (true, false, _) => std::mem::take(&mut *notes),
+            (_, _, false) => {
+                notes.clear();
+                Vec::new()
+            }
+            _ => Vec::new(),
+        })
+    }
+
     /// The conversation on screen.
     pub fn active(&self) -> Option<Conv> {
         lock(&self.active).clone()
@@ -141,8 +200,7 @@ impl AppState {
         if env("COURIER_EMBEDDED").is_some_and(|v| v == "1") {
             return (Some(ConnectConfig::Embedded), true);
         }
-        let saved: Option<Account> = profile::read_json(&self.profile.dir.join("account.json"));
-        (saved.map(|a| a.server), true)
+        (self.saved_account().map(|a| a.server), true)
     }
 
     /// Signs in: resolves the server (starting or discovering the embedded
@@ -171,7 +229,7 @@ impl AppState {
                         random_user_id()
                     }
                 };
-                (url, format!("dev:{user}"), user, "embedded".to_owned())
+                (url, self.embedded_token(&user)?, user, "embedded".to_owned())
             }
             ConnectConfig::Dev { url, user } => {
                 if !is_valid_user(user) {
@@ -189,7 +247,11 @@ impl AppState {
                 (url.clone(), token.clone(), user, url.clone())
             }
         };
-        let mut cfg = ClientConfig::new(vec![url], token, self.profile.account_dir(&user, &key));
+        let account_dir = self.profile.account_dir(&user, &key);
+        if let Some(hook) = lock(&self.media_scope).as_ref() {
+            hook(&Profile::media_dir(&account_dir));
+        }
+        let mut cfg = ClientConfig::new(vec![url], token, account_dir);
         cfg.device = format!("desktop-{}", self.profile.name);
         cfg.client_name = concat!("courier-desktop/", env!("CARGO_PKG_VERSION")).into();
         let client = Client::open(cfg)?;
@@ -213,21 +275,39 @@ impl AppState {
         if let Some(old) = lock(&self.client).take() {
             tokio::spawn(async move { old.stop().await });
         }
+        let embedded = matches!(config, ConnectConfig::Embedded);
         let account = Account { user, server: config };
         if persist {
-            profile::write_json(&self.profile.dir.join("account.json"), &account)?;
+            credentials::save_account(&self.profile, self.secrets(), &account)?;
         }
         *lock(&self.account) = Some(account.clone());
         *lock(&self.client) = Some(client.clone());
         let _ = self.feed.send((client.clone(), events));
+        let renewer = embedded.then(|| {
+            tokio::spawn(renew_embedded_tokens(client.clone(), self.profile.root.join("server"))).abort_handle()
+        });
+        if let Some(old) = std::mem::replace(&mut *lock(&self.renewer), renewer) {
+            old.abort();
+        }
         if fresh {
             tokio::spawn(welcome(client, auto_profile));
         }
         Ok(account)
     }
 
+    /// A fresh token for `user` on the embedded server, signed with the
+    /// secret every profile of this OS user shares (see
+    /// [`profile::embedded_secret`]).
+    fn embedded_token(&self, user: &str) -> Result<String, CmdError> {
+        mint_embedded_token(&self.profile.root.join("server"), user)
+    }
+
     fn saved_account(&self) -> Option<Account> {
-        profile::read_json(&self.profile.dir.join("account.json"))
+        credentials::load_account(&self.profile, self.secrets())
+    }
+
+    fn secrets(&self) -> &dyn SecretStore {
+        self.secrets.get_or_init(|| credentials::store_for(&self.profile)).as_ref()
     }
 
     /// The embedded server's URL: ours if running, else another profile's
@@ -248,7 +328,11 @@ impl AppState {
             return Ok(rec.url);
         }
         let data_dir = self.profile.root.join("server");
-        std::fs::create_dir_all(&data_dir)?;
+        // Real auth, never dev tokens: any local process or web page can
+        // reach a loopback port, and with `dev:` tokens it could be anyone.
+        let secret = profile::embedded_secret(&data_dir).map_err(|e| {
+            CmdError::new("embedded_server", format!("cannot read or create the local server's secret: {e}"))
+        })?;
         // 7700, else the next free port (another app may take one between
         // the probe and the bind: then try the next), else any port.
         let ports =
@@ -258,7 +342,8 @@ impl AppState {
             let cfg = Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], port)),
                 data_dir: data_dir.clone(),
-                dev_auth: true,
+                auth_secret: Some(secret.clone()),
+                dev_auth: false,
                 ..Config::default()
             };
             match Server::start(cfg).await {
@@ -295,6 +380,9 @@ impl AppState {
 
     /// Stops the client and the embedded server (removing its record).
     pub async fn shutdown(&self) {
+        if let Some(r) = lock(&self.renewer).take() {
+            r.abort();
+        }
         let client = lock(&self.client).take();
         if let Some(c) = client {
             c.stop().await;
@@ -350,6 +438,42 @@ pub fn random_profile(user: &str) -> (String, String) {
         format!("{} {animal}", ADJ[rng.random_range(0..ADJ.len())]),
         format!("avatar:{}", rng.random_range(0..12)),
     )
+}
+
+/// How long a token minted for the embedded server lives. Short: it is
+/// renewed automatically ([`renew_embedded_tokens`]).
+pub const EMBEDDED_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+/// Signs a token for `user` with the embedded server's secret in `dir`.
+fn mint_embedded_token(dir: &std::path::Path, user: &str) -> Result<String, CmdError> {
+    let secret = profile::embedded_secret(dir).map_err(|e| {
+        CmdError::new("embedded_server", format!("cannot read the local server's secret: {e}"))
+    })?;
+    courier_server::auth::mint_token(&secret, user, EMBEDDED_TOKEN_TTL, None)
+        .map_err(|e| CmdError::new("invalid", e))
+}
+
+/// Keeps an embedded-server client signed in: when the server warns that
+/// the token expires (`token_expiring`) or closed the session for it
+/// (4002), mints a fresh one and hands it over. Ends with the client.
+async fn renew_embedded_tokens(client: Client, secret_dir: std::path::PathBuf) {
+    let mut rx = client.subscribe();
+    loop {
+        match rx.recv().await {
+            Ok(ClientEvent::TokenExpiring { .. } | ClientEvent::TokenRequired) => {
+                match mint_embedded_token(&secret_dir, client.me()) {
+                    Ok(token) => {
+                        if let Err(e) = client.renew_token(&token).await {
+                            tracing::warn!("token renewal refused: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!("cannot renew the token: {}", e.message),
+                }
+            }
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
 }
 
 fn answers(port: u16) -> bool {
@@ -411,6 +535,63 @@ mod tests {
         a.shutdown().await;
     }
 
+    /// The embedded server checks tokens against the shared secret: one
+    /// minted with it signs in (also from a second profile), one signed
+    /// with anything else is refused.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn embedded_server_takes_only_tokens_signed_with_its_secret() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        a.connect(ConnectConfig::Embedded, true, false).await.unwrap();
+        let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
+        let secret = std::fs::read_to_string(root.path().join("server/secret")).unwrap();
+        let b = AppState::new(Profile::at(root.path().into(), "b".into()));
+        let good = courier_server::auth::mint_token(&secret, "bob-1", Duration::from_secs(60), None).unwrap();
+        b.connect(ConnectConfig::Remote { url: url.clone(), token: good }, false, false).await.unwrap();
+        let forged =
+            courier_server::auth::mint_token(&"x".repeat(64), "bob-1", Duration::from_secs(60), None).unwrap();
+        let bad = b.connect(ConnectConfig::Remote { url, token: forged }, false, false).await;
+        assert_eq!(bad.unwrap_err().code, "sign_in_refused");
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+
+    /// A session whose token runs out is kept alive by the renewal task:
+    /// the server warns at once about a 2 s token, the task hands over a
+    /// fresh one, and the session outlives the first token. Without the
+    /// renewal the server closes it with 4002 and the core asks for a token.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn embedded_tokens_are_renewed_before_they_expire() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        a.connect(ConnectConfig::Embedded, false, false).await.unwrap();
+        let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
+        let dir = root.path().join("server");
+        let secret = profile::embedded_secret(&dir).unwrap();
+        let short = courier_server::auth::mint_token(&secret, "carol-1", Duration::from_secs(2), None).unwrap();
+        let store = tempfile::tempdir().unwrap();
+        let client = Client::open(ClientConfig::new(vec![url], short, store.path())).unwrap();
+        let mut events = client.subscribe();
+        let renewer = tokio::spawn(renew_embedded_tokens(client.clone(), dir));
+        client.start();
+        tokio::time::timeout(Duration::from_secs(10), client.wait_state(|s| s == ConnState::Connected))
+            .await
+            .unwrap();
+        let watch = async {
+            loop {
+                if let Ok(ClientEvent::TokenRequired) = events.recv().await {
+                    return;
+                }
+            }
+        };
+        // Past the first token's expiry: no 4002 came.
+        assert!(tokio::time::timeout(Duration::from_secs(4), watch).await.is_err(), "the token lapsed");
+        assert_eq!(client.state(), ConnState::Connected);
+        renewer.abort();
+        client.stop().await;
+        a.shutdown().await;
+    }
+
     /// What the event forwarder gets: each sign-in hands over the client with
     /// an event stream subscribed before it started, and the events are the
     /// core's `ClientEvent`s whose JSON (`{"type": …}`) goes to the webview.
@@ -452,6 +633,13 @@ mod tests {
         let bad =
             a.connect(ConnectConfig::Remote { url: url.clone(), token: token.into() }, false, false).await;
         assert_eq!(bad.unwrap_err().code, "sign_in_refused");
+        // The embedded server takes no dev tokens: a local process or web
+        // page cannot be anyone with `dev:<user>`.
+        let me = a.client().unwrap().me().to_owned();
+        let bad = a
+            .connect(ConnectConfig::Remote { url: url.clone(), token: format!("dev:{me}") }, false, false)
+            .await;
+        assert_eq!(bad.unwrap_err().code, "sign_in_refused", "dev tokens are refused");
         let bad = a.connect(ConnectConfig::Remote { url, token: "dev:bad user".into() }, false, false).await;
         assert_eq!(bad.unwrap_err().code, "invalid");
         assert_eq!(a.client().unwrap().me(), client.me());

@@ -78,8 +78,9 @@ fn toggle_dnd(app: &AppHandle) {
     let state = app.state::<AppState>();
     let mut s = state.settings();
     s.do_not_disturb = !s.do_not_disturb;
-    if let Err(e) = state.set_settings(s.clone()) {
-        tracing::warn!("cannot save settings: {e}");
+    match state.change_settings(s.clone()) {
+        Ok(held_back) => crate::bridge::show_deferred(app, held_back),
+        Err(e) => tracing::warn!("cannot save settings: {e}"),
     }
     set_dnd_checked(app, s.do_not_disturb);
     let _ = app.emit(SETTINGS_EVENT, &s);

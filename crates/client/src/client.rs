@@ -147,7 +147,9 @@ pub fn token_user(token: &str) -> Option<String> {
     let bytes =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("sub")?.as_str().map(str::to_owned)
+    // The user id becomes part of a directory name: only valid ids pass
+    // (never `..`, `/` or anything else a forged token may carry).
+    claims.get("sub")?.as_str().filter(|u| courier_proto::ids::is_valid_user(u)).map(str::to_owned)
 }
 
 pub(crate) struct Inner {
@@ -507,7 +509,9 @@ impl Client {
     /// The server refusing the renewal.
     pub async fn renew_token(&self, token: &str) -> Result<()> {
         *lock(&self.inner.token) = token.to_owned();
-        self.inner.token_wake.notify_waiters();
+        // A permit, not a wake-up of current waiters only: the manager may
+        // not be waiting yet when a renewal answers its `TokenRequired`.
+        self.inner.token_wake.notify_one();
         if let Some(s) = self.inner.session() {
             s.call(json!({"op": "renew", "token": token})).await?;
         }
@@ -1080,13 +1084,28 @@ impl Client {
 
     // ---- channels ----------------------------------------------------
 
-    /// Public channels.
+    /// Public channels, every page (v1.2 servers page them by name; a v1
+    /// server answers everything at once without `more`).
     ///
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn channels(&self) -> Result<Vec<ChannelInfo>> {
-        let v = self.call(json!({"op": "channels"})).await?;
-        Ok(serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?)
+        let mut all: Vec<ChannelInfo> = Vec::new();
+        loop {
+            let mut req = json!({"op": "channels"});
+            if let Some(last) = all.last() {
+                req["after"] = json!(last.channel);
+            }
+            let v = self.call(req).await?;
+            let page: Vec<ChannelInfo> = serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?;
+            // A page that does not move forward ends the walk, whatever
+            // `more` says: a confused server cannot loop the client.
+            let advanced = page.last().is_some_and(|p| all.last().is_none_or(|l| p.channel > l.channel));
+            all.extend(page);
+            if !advanced || !more(&v) {
+                return Ok(all);
+            }
+        }
     }
 
     /// Joins a public channel and fetches its history.
@@ -1149,8 +1168,40 @@ impl Client {
     /// # Errors
     /// Offline, or the server's refusal.
     pub async fn members(&self, channel: &str) -> Result<Vec<MemberInfo>> {
-        let v = self.call(json!({"op": "members", "channel": channel})).await?;
-        Ok(serde_json::from_value(v.get("members").cloned().unwrap_or_default())?)
+        let mut all: Vec<MemberInfo> = Vec::new();
+        loop {
+            let after = all.last().map(|m| m.user.clone());
+            let (page, more) = self.members_page(channel, after.as_deref(), None).await?;
+            let advanced = page.last().is_some_and(|p| after.as_ref().is_none_or(|a| p.user > *a));
+            all.extend(page);
+            if !advanced || !more {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// One page of a channel's members (v1.2): user ids after `after`
+    /// (exclusive), at most `limit` (the server's default and cap: 200),
+    /// and whether more follow.
+    ///
+    /// # Errors
+    /// Offline, or the server's refusal.
+    pub async fn members_page(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<(Vec<MemberInfo>, bool)> {
+        let mut req = json!({"op": "members", "channel": channel});
+        if let Some(a) = after {
+            req["after"] = json!(a);
+        }
+        if let Some(l) = limit {
+            req["limit"] = json!(l);
+        }
+        let v = self.call(req).await?;
+        let page = serde_json::from_value(v.get("members").cloned().unwrap_or_default())?;
+        Ok((page, more(&v)))
     }
 
     /// Sets a member's role in a channel (v1.1; the owner's alone —
@@ -1325,6 +1376,9 @@ impl Client {
     /// # Errors
     /// Network failure or a refusal (e.g. 404).
     pub async fn download(&self, media_id: &str) -> Result<PathBuf> {
+        if !courier_proto::ids::is_valid_media_id(media_id) {
+            return Err(ClientError::Invalid(format!("not a valid media id: {media_id:?}")));
+        }
         if let Some(p) = self.inner.store.media_path(media_id)?
             && p.exists()
         {
@@ -1648,6 +1702,11 @@ async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
             return;
         }
     }
+}
+
+/// A paged ok's `more` (absent, as from a v1 server: no more).
+fn more(ok: &Value) -> bool {
+    ok.get("more").and_then(Value::as_bool).unwrap_or(false)
 }
 
 #[cfg(test)]

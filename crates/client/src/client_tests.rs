@@ -515,3 +515,20 @@ async fn local_checks_give_clear_errors_before_anything_is_queued() {
     assert!(client.outbox().unwrap().is_empty());
     client.stop().await;
 }
+
+/// A token's `sub` becomes a directory name: only valid user ids pass, so a
+/// forged `../../x` never walks out of the profile.
+#[test]
+fn token_user_accepts_only_valid_ids() {
+    use base64::Engine;
+    let jwt = |sub: &str| {
+        let enc = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+        format!("{}.{}.sig", enc(json!({"alg":"HS256"})), enc(json!({"sub": sub, "exp": 1})))
+    };
+    assert_eq!(token_user(&jwt("alice")).as_deref(), Some("alice"));
+    for bad in ["../../x", "a/b", "..", "", "a\\b", "x y"] {
+        assert_eq!(token_user(&jwt(bad)), None, "{bad:?}");
+    }
+    assert_eq!(token_user("dev:../x"), None);
+    assert_eq!(token_user("dev:bob").as_deref(), Some("bob"));
+}

@@ -27,6 +27,9 @@ pub enum MediaError {
     /// Writing the cache failed.
     #[error("media cache: {0}")]
     Io(#[from] std::io::Error),
+    /// Not a media id as servers mint them (`m_` + 26 Crockford base32).
+    #[error("not a valid media id: {0:?}")]
+    BadId(String),
 }
 
 /// `http://host:port` for a `ws://host:port/...` endpoint (`https` for
@@ -164,15 +167,33 @@ pub async fn exists(base: &str, tls: &TlsConfig, token: &str, media: &str) -> Re
     }
 }
 
+/// A media id is checked exactly before it becomes a URL or a file name
+/// (§9): a peer sends it, and `m_<id>#.bat` or `m_<id>\\..\\..` must never
+/// name a file.
 fn check_id(media: &str) -> Result<(), MediaError> {
-    if !courier_proto::ids::is_valid_cid(media) || media.contains('/') || media.starts_with('.') {
-        return Err(MediaError::Transport(format!("bad media id {media:?}")));
+    if !courier_proto::ids::is_valid_media_id(media) {
+        return Err(MediaError::BadId(media.chars().take(80).collect()));
     }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
+    /// Hostile ids are refused before any request or file is made.
+    #[tokio::test]
+    async fn hostile_media_ids_never_reach_the_network_or_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = crate::tls::default_config();
+        for bad in ["m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H#.bat", "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H\\..\\..", "m_x", "../m"] {
+            // Port 9 (discard) is never contacted: the id check comes first.
+            let err = super::download("http://127.0.0.1:9", &tls, "t", bad, dir.path()).await.unwrap_err();
+            assert!(matches!(err, super::MediaError::BadId(_)), "{bad}: {err}");
+            let err = super::exists("http://127.0.0.1:9", &tls, "t", bad).await.unwrap_err();
+            assert!(matches!(err, super::MediaError::BadId(_)), "{bad}: {err}");
+        }
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
     #[test]
     fn http_base_from_ws_url() {
         assert_eq!(super::http_base("ws://h:7700/v1/ws"), "http://h:7700");

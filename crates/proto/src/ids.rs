@@ -31,6 +31,54 @@ pub fn is_valid_cid(s: &str) -> bool {
     !s.is_empty() && s.len() <= MAX_CID_LEN && s.bytes().all(|b| (0x21..=0x7e).contains(&b))
 }
 
+/// Whether `s` is a media id as servers mint them: `m_` followed by 26
+/// Crockford base32 characters (`^m_[0-9A-HJKMNP-TV-Z]{26}$`, a ULID).
+/// Clients accept nothing else from a peer: a cache file name or URL is
+/// built from a media id only after this check.
+pub fn is_valid_media_id(s: &str) -> bool {
+    s.len() == 28
+        && s.starts_with("m_")
+        && s.bytes().skip(2).all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
+}
+
+/// Longest file name [`safe_file_name`] returns, in bytes.
+pub const MAX_FILE_NAME_BYTES: usize = 120;
+
+/// A file name a peer suggested (`body.name`), made safe to offer as a save
+/// dialog's default on every OS: path separators, control and bidi
+/// characters (which can disguise `exe.pdf` as `fdp.exe`) and characters
+/// Windows forbids become `_` or go; leading dots (hidden files) and
+/// trailing dots and spaces go; Windows device names (`CON`, `nul.txt`,
+/// `COM1`…) get a `_` prefix; the name is cut to
+/// [`MAX_FILE_NAME_BYTES`] keeping a short extension. Empty results become
+/// `fallback`.
+pub fn safe_file_name(name: &str, fallback: &str) -> String {
+    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}');
+    let mut out: String = name
+        .chars()
+        .filter(|c| !bidi(*c) && !c.is_control() && !matches!(*c, '\u{FEFF}' | '\u{200B}'..='\u{200D}'))
+        .map(|c| if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
+        .collect();
+    out = out.trim().trim_start_matches('.').trim_end_matches(['.', ' ']).trim().to_owned();
+    if out.len() > MAX_FILE_NAME_BYTES {
+        let ext = out.rfind('.').map(|i| out[i..].to_owned()).filter(|e| e.len() <= 16).unwrap_or_default();
+        let mut cut = MAX_FILE_NAME_BYTES - ext.len();
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out = format!("{}{ext}", out[..cut].trim_end_matches(['.', ' ']));
+    }
+    let stem = out.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
+    let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
+        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.len() == 4
+            && stem.as_bytes()[3].is_ascii_digit());
+    if reserved {
+        out.insert(0, '_');
+    }
+    if out.is_empty() { fallback.to_owned() } else { out }
+}
+
 /// A conversation: a direct-message pair or a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Conv {
@@ -153,6 +201,60 @@ impl Target {
 
 #[cfg(test)]
 mod tests {
+    use super::{is_valid_media_id, safe_file_name};
+
+    #[test]
+    fn media_ids_are_exactly_what_servers_mint() {
+        let minted = format!("m_{}", "01J9ZS1A7PQ8R2XKJT3V4W5Y6H");
+        assert!(is_valid_media_id(&minted));
+        for bad in [
+            "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H#.bat",
+            "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6#",
+            "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H\\..\\..",
+            "m_01j9zs1a7pq8r2xkjt3v4w5y6h",
+            "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6I",
+            "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6U",
+            "m_cat",
+            "x_01J9ZS1A7PQ8R2XKJT3V4W5Y6H",
+            "../01J9ZS1A7PQ8R2XKJT3V4W5Y6H",
+            "",
+        ] {
+            assert!(!is_valid_media_id(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn peer_file_names_are_made_safe() {
+        let long = format!("{}.pdf", "a".repeat(300));
+        let cases: &[(&str, &str)] = &[
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "_.._etc_passwd"),
+            ("..\\..\\win.ini", "_.._win.ini"),
+            (".bashrc", "bashrc"),
+            ("...", "file"),
+            ("", "file"),
+            ("photo\u{202E}gpj.exe", "photogpj.exe"),
+            ("a\u{2066}b\u{200F}c.txt", "abc.txt"),
+            ("tab\tand\nnewline.txt", "tabandnewline.txt"),
+            ("CON", "_CON"),
+            ("nul.txt", "_nul.txt"),
+            ("com1.log", "_com1.log"),
+            ("LPT9", "_LPT9"),
+            ("console.txt", "console.txt"),
+            ("trailing. . ", "trailing"),
+            ("what?:*.png", "what___.png"),
+            ("  spaced  .jpg", "spaced  .jpg"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(safe_file_name(input, "file"), *want, "{input:?}");
+        }
+        let cut = safe_file_name(&long, "file");
+        assert!(cut.len() <= super::MAX_FILE_NAME_BYTES && cut.ends_with(".pdf"), "{cut}");
+        let wide = "文".repeat(100);
+        let cut = safe_file_name(&wide, "file");
+        assert!(cut.len() <= super::MAX_FILE_NAME_BYTES && cut.chars().all(|c| c == '文'));
+    }
+
     use super::*;
 
     #[test]

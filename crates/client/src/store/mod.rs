@@ -178,6 +178,16 @@ fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
 }
 
 fn view(raw: RawMsg) -> Result<MessageView> {
+    let mut body: Map<String, Value> = serde_json::from_str(&raw.body)?;
+    // A file's name is the sender's word: what the app and the CLI show (and
+    // offer as a save name) has no path separators, control or bidi
+    // characters (which can make `exe.pdf` read as `fdp.exe`), leading dots
+    // or reserved Windows names.
+    if let Some(Value::String(name)) = body.get_mut("name")
+        && matches!(raw.kind.as_str(), "file" | "image")
+    {
+        *name = courier_proto::ids::safe_file_name(name, "file");
+    }
     Ok(MessageView {
         conv: Conv::parse(&raw.conv).ok_or_else(|| StoreError::Corrupt {
             path: PathBuf::new(),
@@ -189,7 +199,7 @@ fn view(raw: RawMsg) -> Result<MessageView> {
         from: raw.from,
         to: serde_json::from_str(&raw.to)?,
         kind: raw.kind,
-        body: serde_json::from_str(&raw.body)?,
+        body,
         ts: raw.ts,
         reply_to: raw.reply_to,
         status: DeliveryStatus::parse(&raw.status).unwrap_or(DeliveryStatus::Received),
@@ -1264,6 +1274,17 @@ impl Store {
             })
             .optional()?
             .map(PathBuf::from))
+        })
+    }
+
+    /// The MIME type a cached media file was served with.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn media_mime(&self, media: &str) -> Result<Option<String>> {
+        self.with(|c| {
+            Ok(c.query_row("SELECT mime FROM media_cache WHERE media = ?1", [media], |r| r.get::<_, String>(0))
+                .optional()?)
         })
     }
 
