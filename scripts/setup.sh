@@ -14,6 +14,8 @@ BUILD_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev libssl-dev
   # notifications and deep-link registration
   dbus-x11 libnotify-bin xdg-utils desktop-file-utils
+  # OS keyring (Secret Service over D-Bus) for stored tokens
+  libdbus-1-dev
 )
 TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
