@@ -9,9 +9,23 @@ fn is_member_ev<'a>(ch: &'a str, user: &'a str, joined: bool) -> impl Fn(&Value)
     move |e| e["ev"] == "member" && e["channel"] == ch && e["user"] == user && e["joined"] == joined
 }
 
+/// Every public channel, walking the pages (v1.2).
 async fn channel_list(c: &mut Client) -> Vec<ChannelInfo> {
-    let ok = c.ok(json!({"op":"channels"})).await;
-    serde_json::from_value(ok["channels"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"))
+    let mut all: Vec<ChannelInfo> = Vec::new();
+    loop {
+        let mut req = json!({"op":"channels"});
+        if let Some(last) = all.last() {
+            req["after"] = json!(last.channel);
+        }
+        let ok = c.ok(req).await;
+        let page: Vec<ChannelInfo> =
+            serde_json::from_value(ok["channels"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
+        let done = page.is_empty() || ok["more"] != json!(true);
+        all.extend(page);
+        if done {
+            return all;
+        }
+    }
 }
 
 #[tokio::test]

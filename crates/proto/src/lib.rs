@@ -24,7 +24,7 @@ pub use event::{
     Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
 };
 pub use ids::{Conv, Target};
-pub use request::{DecodeError, Request, Role, SendReq, body_mentions, is_relation_kind};
+pub use request::{DecodeError, LIST_PAGE, Request, Role, SendReq, body_mentions, is_relation_kind};
 
 /// The feature a v1.1 server lists in the `hello` ok.
 pub const FEATURE_V1_1: &str = "v1.1";

@@ -230,6 +230,10 @@ pub fn body_mentions(body: &Map<String, Value>) -> Vec<String> {
     out
 }
 
+/// The default and largest page of `channels` and `members` (v1.2); a
+/// larger `limit` is clamped to it, an absent one means this.
+pub const LIST_PAGE: u32 = 200;
+
 /// Every request a client may make. See `docs/protocol.md` for each op.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
@@ -251,8 +255,9 @@ pub enum Request {
     Typing { conv: Conv },
     /// An ephemeral custom message, not stored.
     Signal { to: Target, body: Map<String, Value> },
-    /// Lists public channels.
-    Channels,
+    /// Lists public channels, a page at a time (v1.2): names bytewise
+    /// after `after` (exclusive), at most `limit` (see [`LIST_PAGE`]).
+    Channels { after: Option<String>, limit: Option<u32> },
     /// Creates a channel.
     CreateChannel { channel: String, title: Option<String>, topic: Option<String>, private: bool },
     /// Joins a public channel.
@@ -261,8 +266,9 @@ pub enum Request {
     Leave { channel: String },
     /// Adds a user to a channel (any member of a private channel may).
     AddMember { channel: String, user: String },
-    /// Lists a channel's members.
-    Members { channel: String },
+    /// Lists a channel's members, a page at a time (v1.2): user ids
+    /// bytewise after `after` (exclusive), at most `limit`.
+    Members { channel: String, after: Option<String>, limit: Option<u32> },
     /// Subscribes to presence changes.
     Watch { users: Vec<String> },
     /// Unsubscribes from presence changes.
@@ -340,6 +346,14 @@ struct CreateChannelF {
 struct ChannelF {
     channel: String,
 }
+/// The paging fields of `channels` and `members` (v1.2).
+#[derive(Deserialize)]
+struct PageF {
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    limit: Option<u32>,
+}
 #[derive(Deserialize)]
 struct ChannelUserF {
     channel: String,
@@ -410,7 +424,7 @@ impl Request {
             Request::Read { .. } => "read",
             Request::Typing { .. } => "typing",
             Request::Signal { .. } => "signal",
-            Request::Channels => "channels",
+            Request::Channels { .. } => "channels",
             Request::CreateChannel { .. } => "create_channel",
             Request::Join { .. } => "join",
             Request::Leave { .. } => "leave",
@@ -494,7 +508,11 @@ impl Request {
                 check(id, f.to.is_valid(), "invalid signal target")?;
                 Request::Signal { to: f.to, body: f.body }
             }
-            "channels" => Request::Channels,
+            "channels" => {
+                let p: PageF = fields(text, id)?;
+                check(id, p.after.as_ref().is_none_or(|a| is_valid_channel(a)), "`after` must be a channel name")?;
+                Request::Channels { after: p.after, limit: p.limit }
+            }
             "create_channel" => {
                 let f: CreateChannelF = fields(text, id)?;
                 check(id, is_valid_channel(&f.channel), "invalid channel name")?;
@@ -513,7 +531,11 @@ impl Request {
                 match op {
                     "join" => Request::Join { channel: f.channel },
                     "leave" => Request::Leave { channel: f.channel },
-                    _ => Request::Members { channel: f.channel },
+                    _ => {
+                        let p: PageF = fields(text, id)?;
+                        check(id, p.after.as_ref().is_none_or(|a| is_valid_user(a)), "`after` must be a user id")?;
+                        Request::Members { channel: f.channel, after: p.after, limit: p.limit }
+                    }
                 }
             }
             "add_member" | "remove_member" => {
@@ -666,6 +688,24 @@ mod tests {
             r#"{"op":"invite","id":5,"to":"bob","ttl_s":301}"#,
             r#"{"op":"join","id":5,"channel":"no spaces"}"#,
             r#"{"op":"set_profile","id":5,"avatar":"http://evil"}"#,
+        ] {
+            let e = dec(f).unwrap_err();
+            assert_eq!((e.id, e.code), (Some(5), ErrorCode::BadRequest), "{f}");
+        }
+    }
+
+    #[test]
+    fn channels_and_members_page_fields_are_optional_and_checked() {
+        assert_eq!(dec(r#"{"op":"channels","id":1}"#).unwrap().1, Request::Channels { after: None, limit: None });
+        assert_eq!(
+            dec(r#"{"op":"members","id":1,"channel":"lobby","after":"bob","limit":5}"#).unwrap().1,
+            Request::Members { channel: "lobby".into(), after: Some("bob".into()), limit: Some(5) }
+        );
+        for f in [
+            r#"{"op":"channels","id":5,"after":"no spaces"}"#,
+            r#"{"op":"channels","id":5,"limit":-1}"#,
+            r#"{"op":"members","id":5,"channel":"lobby","after":""}"#,
+            r#"{"op":"members","id":5,"channel":"lobby","limit":"9"}"#,
         ] {
             let e = dec(f).unwrap_err();
             assert_eq!((e.id, e.code), (Some(5), ErrorCode::BadRequest), "{f}");

@@ -17,15 +17,23 @@ use crate::clock::now_ms;
 use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
 use crate::store::{Departure, JoinOutcome, NewChannel};
-use courier_proto::{Conv, Event, MemberInfo, Role};
+use courier_proto::{Conv, Event, LIST_PAGE, MemberInfo, Role};
 use serde_json::json;
 use std::sync::Arc;
 
 const HIDDEN: &str = "no such channel, or it is private";
 
-/// `channels`: the public channels.
-pub async fn list(st: &Arc<AppState>) -> OpResult {
-    Ok(json!({"channels": st.store.public_channels().await?}))
+/// The page size a `channels` or `members` request asks for: absent means
+/// the largest, larger is clamped to it (v1.2), 0 is raised to 1.
+fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(LIST_PAGE).clamp(1, LIST_PAGE)
+}
+
+/// `channels`: a page of the public channels, bytewise by name after
+/// `after` (v1.2; a v1 client sends neither field and gets the first page).
+pub async fn list(st: &Arc<AppState>, after: Option<&str>, limit: Option<u32>) -> OpResult {
+    let (channels, more) = st.store.public_channels_page(after, page_limit(limit)).await?;
+    Ok(json!({"channels": channels, "more": more}))
 }
 
 /// `create_channel`: the creator becomes the first member and the owner.
@@ -276,10 +284,20 @@ pub async fn set_role(
 }
 
 /// `members`: anyone for a public channel, members (and server admins)
-/// only for a private one. Rows carry roles.
-pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpResult {
-    visible(st, channel, &ses.user).await?;
-    let rows = st.store.member_roles(channel).await?;
+/// only for a private one. A page of rows with roles, bytewise by user id
+/// after `after` (v1.2); `count` is the channel's total. A row shows its
+/// user online only to a caller who shares a conversation with them
+/// (v1.2 presence privacy): every member does; a visitor of a public
+/// channel sees only the members it shares another conversation with.
+pub async fn members(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    channel: &str,
+    after: Option<&str>,
+    limit: Option<u32>,
+) -> OpResult {
+    let entry = visible(st, channel, &ses.user).await?;
+    let (rows, more) = st.store.member_roles_page(channel, after, page_limit(limit)).await?;
     let users: Vec<String> = rows.iter().map(|(u, _)| u.clone()).collect();
     let online = st.online(&users).await;
     let members: Vec<MemberInfo> = rows
@@ -287,5 +305,5 @@ pub async fn members(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpR
         .zip(online)
         .map(|((user, role), online)| MemberInfo { user, online, role })
         .collect();
-    Ok(json!({"count": members.len(), "members": members}))
+    Ok(json!({"count": entry.len(), "members": members, "more": more}))
 }

@@ -91,14 +91,16 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
         Request::Read { conv, seq } => messages::cursor(st, ses, conv, None, Some(seq)).await,
         Request::Typing { conv } => messages::typing(st, ses, conv).await,
         Request::Signal { to, body } => messages::signal(st, ses, to, body).await,
-        Request::Channels => channels::list(st).await,
+        Request::Channels { after, limit } => channels::list(st, after.as_deref(), limit).await,
         Request::CreateChannel { channel, title, topic, private } => {
             channels::create(st, ses, channel, title, topic, private).await
         }
         Request::Join { channel } => channels::join(st, ses, &channel).await,
         Request::Leave { channel } => channels::leave(st, ses, &channel).await,
         Request::AddMember { channel, user } => channels::add_member(st, ses, &channel, &user).await,
-        Request::Members { channel } => channels::members(st, ses, &channel).await,
+        Request::Members { channel, after, limit } => {
+            channels::members(st, ses, &channel, after.as_deref(), limit).await
+        }
         Request::SetRole { channel, user, role } => channels::set_role(st, ses, &channel, &user, role).await,
         Request::RemoveMember { channel, user } => channels::remove_member(st, ses, &channel, &user).await,
         Request::Watch { users } => people::watch(st, ses, users).await,

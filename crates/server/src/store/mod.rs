@@ -71,7 +71,7 @@ mod walbuf;
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Failures of the storage engine. All of them reach clients as `internal`
 /// (retryable): the engine, not the request, is at fault.
@@ -462,6 +462,23 @@ pub trait Store: Send + Sync + 'static {
     /// becomes admin, in the same transaction. Returns each member whose
     /// role changed (the new owner first), or `None` when `user` is not a
     /// member.
+    /// A page of public channels (v1.2): names bytewise after `after`
+    /// (exclusive), at most `limit`, and whether more follow.
+    async fn public_channels_page(&self, after: Option<&str>, limit: u32)
+    -> StoreResult<(Vec<ChannelInfo>, bool)>;
+    /// A page of a channel's members with roles (v1.2): user ids bytewise
+    /// after `after` (exclusive), at most `limit`, and whether more follow.
+    async fn member_roles_page(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, Role)>, bool)>;
+    /// Presence privacy (v1.2): which of `others` share a conversation with
+    /// `viewer`: a channel both are members of, or their DM when each of
+    /// them has sent a message in it. `viewer` always shares with
+    /// themself.
+    async fn shares_conversation(&self, viewer: &str, others: &[String]) -> StoreResult<HashSet<String>>;
     async fn set_role(
         &self,
         channel: &str,

@@ -54,7 +54,7 @@ use deadpool_postgres::{
     Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
 };
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -1444,6 +1444,88 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         let rows = c.query(&stmt, &[&channel]).await.map_err(pg)?;
         rows.iter().map(|r| Ok((col(r, 0)?, parse_role(&col::<String>(r, 1)?)?))).collect()
+    }
+
+    async fn public_channels_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<ChannelInfo>, bool)> {
+        let c = self.client().await?;
+        // One row more than asked says whether another page follows.
+        let stmt = c
+            .prepare_cached(
+                "SELECT ch.name, ch.title, ch.topic, ch.private, \
+                     (SELECT count(*) FROM channel_members m WHERE m.channel = ch.name) \
+                 FROM channels ch WHERE NOT ch.private AND ($1::text IS NULL OR ch.name > $1) \
+                 ORDER BY ch.name LIMIT $2",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = c.query(&stmt, &[&after, &(i64::from(limit) + 1)]).await.map_err(pg)?;
+        let mut page = rows
+            .iter()
+            .map(|r| {
+                Ok(ChannelInfo {
+                    channel: col(r, 0)?,
+                    title: col(r, 1)?,
+                    topic: col(r, 2)?,
+                    private: col(r, 3)?,
+                    members: from_sql_int(col(r, 4)?),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, more))
+    }
+
+    async fn member_roles_page(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, Role)>, bool)> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT user_id, role FROM channel_members \
+                 WHERE channel = $1 AND ($2::text IS NULL OR user_id COLLATE \"C\" > $2) \
+                 ORDER BY user_id COLLATE \"C\" LIMIT $3",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = c.query(&stmt, &[&channel, &after, &(i64::from(limit) + 1)]).await.map_err(pg)?;
+        let mut page = rows
+            .iter()
+            .map(|r| Ok((col(r, 0)?, parse_role(&col::<String>(r, 1)?)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let more = page.len() > limit as usize;
+        page.truncate(limit as usize);
+        Ok((page, more))
+    }
+
+    async fn shares_conversation(&self, viewer: &str, others: &[String]) -> StoreResult<HashSet<String>> {
+        let c = self.client().await?;
+        // One statement for the whole batch: each other user with the DM
+        // conversation id it would have with the viewer.
+        let convs: Vec<String> = others.iter().map(|o| Conv::dm(viewer, o).to_string()).collect();
+        let stmt = c
+            .prepare_cached(
+                "SELECT o.user_id FROM unnest($2::text[], $3::text[]) AS o (user_id, conv) \
+                 WHERE o.user_id = $1 \
+                    OR EXISTS (SELECT 1 FROM channel_members x \
+                               JOIN channel_members y ON y.channel = x.channel AND y.user_id = o.user_id \
+                               WHERE x.user_id = $1) \
+                    OR (EXISTS (SELECT 1 FROM messages m \
+                                WHERE m.conv = o.conv AND m.sender = $1 AND m.rel_target IS NULL) \
+                        AND EXISTS (SELECT 1 FROM messages m \
+                                WHERE m.conv = o.conv AND m.sender = o.user_id AND m.rel_target IS NULL))",
+            )
+            .await
+            .map_err(pg)?;
+        let rows = c.query(&stmt, &[&viewer, &others, &convs]).await.map_err(pg)?;
+        rows.iter().map(|r| col(r, 0)).collect()
     }
 
     async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>> {

@@ -47,7 +47,7 @@ use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::path::{Path, PathBuf};
@@ -90,6 +90,13 @@ const APPLICATION_ID: i64 = 0x4352_5231;
 /// Schema scripts; entry `i` takes a database from `user_version` `i` to
 /// `i + 1`. Append only: a released entry never changes, because databases
 /// in the field were built from it.
+/// Whether two users (?1, ?2) are members of one channel.
+const SHARED_CHANNEL: &str = "SELECT 1 FROM channel_members x \
+     JOIN channel_members y ON y.channel = x.channel AND y.user_id = ?2 WHERE x.user_id = ?1";
+/// Whether a user (?2) has sent a content message in a conversation (?1).
+const SENT_IN_CONV: &str =
+    "SELECT 1 FROM messages WHERE conv = ?1 AND sender = ?2 AND rel_target IS NULL";
+
 pub const MIGRATIONS: &[&str] = &[
     // v1
     r#"
@@ -1847,6 +1854,88 @@ impl Store for SqliteStore {
                 Ok((user, parse_role(&role)?))
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn public_channels_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<ChannelInfo>, bool)> {
+        let after = after.map(str::to_owned);
+        self.read(move |c| {
+            // One row more than asked says whether another page follows.
+            let mut stmt = c.prepare_cached(
+                "SELECT c.name, c.title, c.topic, c.private, \
+                     (SELECT count(*) FROM channel_members m WHERE m.channel = c.name) \
+                 FROM channels c WHERE c.private = 0 AND (?1 IS NULL OR c.name > ?1) \
+                 ORDER BY c.name LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, i64::from(limit) + 1], |r| {
+                Ok(ChannelInfo {
+                    channel: r.get(0)?,
+                    title: r.get(1)?,
+                    topic: r.get(2)?,
+                    private: r.get(3)?,
+                    members: from_sql_int(r.get(4)?),
+                })
+            })?;
+            let mut page: Vec<ChannelInfo> = rows.collect::<rusqlite::Result<_>>()?;
+            let more = page.len() > limit as usize;
+            page.truncate(limit as usize);
+            Ok((page, more))
+        })
+        .await
+    }
+
+    async fn member_roles_page(
+        &self,
+        channel: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, Role)>, bool)> {
+        let (channel, after) = (channel.to_owned(), after.map(str::to_owned));
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT user_id, role FROM channel_members \
+                 WHERE channel = ?1 AND (?2 IS NULL OR user_id > ?2) ORDER BY user_id LIMIT ?3",
+            )?;
+            let rows = stmt.query_map(params![channel, after, i64::from(limit) + 1], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut page = rows
+                .map(|row| {
+                    let (user, role) = row?;
+                    Ok((user, parse_role(&role)?))
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let more = page.len() > limit as usize;
+            page.truncate(limit as usize);
+            Ok((page, more))
+        })
+        .await
+    }
+
+    async fn shares_conversation(&self, viewer: &str, others: &[String]) -> StoreResult<HashSet<String>> {
+        let (viewer, others) = (viewer.to_owned(), others.to_vec());
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let mut channel = tx.prepare_cached(SHARED_CHANNEL)?;
+            let mut sent = tx.prepare_cached(SENT_IN_CONV)?;
+            let mut shared = HashSet::new();
+            for other in others {
+                let yes = other == viewer
+                    || channel.exists(params![viewer, other])?
+                    || {
+                        let conv = Conv::dm(&viewer, &other).to_string();
+                        sent.exists(params![conv, viewer])? && sent.exists(params![conv, other])?
+                    };
+                if yes {
+                    shared.insert(other);
+                }
+            }
+            Ok(shared)
         })
         .await
     }

@@ -46,6 +46,8 @@ macro_rules! store_suite {
             conversations_list_member_channels_even_empty,
             channels_create_conflict_and_membership,
             public_channels_sorted_with_counts_without_private,
+            channel_and_member_pages_are_bytewise_after_exclusive,
+            sharing_a_conversation_is_a_common_channel_or_a_two_sided_dm,
             invites_round_trip,
             invite_transitions_are_compare_and_set,
             invite_received_is_flipped_once_and_only_while_pending,
@@ -719,6 +721,65 @@ pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn S
 
 // ---------------------------------------------------------------------------
 // v1.1: relations, unread counters, roles
+/// v1.2 pagination: public channels by name and members by user id,
+/// bytewise (upper case before lower), `after` exclusive, `more` exact.
+pub async fn channel_and_member_pages_are_bytewise_after_exclusive(store: Arc<dyn Store>) {
+    for name in ["b", "a", "C", "c", "a-b", "Z"] {
+        store.create_channel(channel(name, false, None)).await.unwrap();
+    }
+    store.create_channel(channel("b2", true, Some("alice"))).await.unwrap();
+    let names = |p: &[ChannelInfo]| p.iter().map(|c| c.channel.clone()).collect::<Vec<_>>();
+    let (p1, more) = store.public_channels_page(None, 2).await.unwrap();
+    assert_eq!((names(&p1), more), (vec!["C".to_owned(), "Z".to_owned()], true));
+    let (p2, more) = store.public_channels_page(Some("Z"), 3).await.unwrap();
+    assert_eq!((names(&p2), more), (vec!["a".to_owned(), "a-b".to_owned(), "b".to_owned()], true));
+    let (p3, more) = store.public_channels_page(Some("b"), 3).await.unwrap();
+    assert_eq!((names(&p3), more), (vec!["c".to_owned()], false), "private b2 is not listed");
+    let (p4, more) = store.public_channels_page(Some("c"), 3).await.unwrap();
+    assert!(p4.is_empty() && !more);
+    let (rest, more) = store.public_channels_page(Some("D"), 6).await.unwrap();
+    assert_eq!((rest.len(), more), (5, false), "`after` need not be a channel");
+
+    store.create_channel(channel("team", false, Some("mallory"))).await.unwrap();
+    for u in ["bob", "Alice", "alice", "carol", "_x", "Bob"] {
+        store.add_member("team", u, 2).await.unwrap();
+    }
+    let users = |p: &[(String, Role)]| p.iter().map(|(u, _)| u.clone()).collect::<Vec<_>>();
+    let (m1, more) = store.member_roles_page("team", None, 3).await.unwrap();
+    assert_eq!((users(&m1), more), (vec!["Alice".to_owned(), "Bob".to_owned(), "_x".to_owned()], true));
+    let (m2, more) = store.member_roles_page("team", Some("_x"), 3).await.unwrap();
+    assert_eq!((users(&m2), more), (vec!["alice".to_owned(), "bob".to_owned(), "carol".to_owned()], true));
+    let (m3, more) = store.member_roles_page("team", Some("carol"), 3).await.unwrap();
+    assert_eq!(m3, vec![("mallory".to_owned(), Role::Owner)]);
+    assert!(!more);
+    let (none, more) = store.member_roles_page("nope", None, 3).await.unwrap();
+    assert!(none.is_empty() && !more);
+}
+
+/// v1.2 presence privacy: a common channel, or a DM both have written in.
+pub async fn sharing_a_conversation_is_a_common_channel_or_a_two_sided_dm(store: Arc<dyn Store>) {
+    let all: Vec<String> = ["alice", "bob", "carol", "dave", "erin"].iter().map(|s| s.to_string()).collect();
+    let shared = |v: HashSet<String>| {
+        let mut v: Vec<String> = v.into_iter().collect();
+        v.sort();
+        v
+    };
+    assert_eq!(shared(store.shares_conversation("alice", &all).await.unwrap()), ["alice"], "only herself");
+    store.create_channel(channel("team", true, Some("alice"))).await.unwrap();
+    store.add_member("team", "bob", 1).await.unwrap();
+    store.create_channel(channel("other", false, Some("carol"))).await.unwrap();
+    // A one-sided DM (alice wrote to dave, he never answered) is not shared.
+    store.append(text("alice", Target::User("dave".into()), "c1", "hi", 1)).await.unwrap();
+    store.append(text("erin", Target::User("alice".into()), "c2", "hi", 1)).await.unwrap();
+    store.append(text("alice", Target::User("erin".into()), "c3", "hello", 2)).await.unwrap();
+    assert_eq!(shared(store.shares_conversation("alice", &all).await.unwrap()), ["alice", "bob", "erin"]);
+    assert_eq!(shared(store.shares_conversation("dave", &all).await.unwrap()), ["dave"]);
+    assert_eq!(shared(store.shares_conversation("bob", &all).await.unwrap()), ["alice", "bob"]);
+    store.remove_member("team", "bob", false).await.unwrap();
+    assert_eq!(shared(store.shares_conversation("bob", &all).await.unwrap()), ["bob"], "left: no longer shared");
+    assert!(store.shares_conversation("bob", &[]).await.unwrap().is_empty());
+}
+
 
 /// A relation message from `from` to `to` and the relation it carries.
 pub fn relation(
