@@ -78,7 +78,7 @@ rss_kib() { # summed VmRSS of the given pids
 }
 redis_used() { redis-cli -p "$RPORT" info memory | awk -F: '/^used_memory:/ {print $2+0}'; }
 node_sessions() { # one node's courier_sessions gauge
-  curl -s "http://127.0.0.1:$1/metrics" | awk '/^courier_sessions / {print $2+0}'
+  curl -s -H "Authorization: Bearer $ADMIN_SECRET" "http://127.0.0.1:$1/metrics" | awk '/^courier_sessions / {print $2+0}'
 }
 sessions_now() { # summed over every node
   local total=0 port v
@@ -104,6 +104,8 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --daemon
 for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
 
 echo "== $NODES nodes"
+# /metrics needs the admin secret.
+ADMIN_SECRET=$("$SERVER" secret) || exit 1
 PORTS=()
 NODE_PIDS=()
 for i in $(seq 1 "$NODES"); do
@@ -113,7 +115,10 @@ for i in $(seq 1 "$NODES"); do
 listen = "127.0.0.1:$port"
 data_dir = "$TMP/node$i/data"
 dev_auth = true
+admin_secret = "$ADMIN_SECRET"
 max_connections = 19500
+# Generators open thousands of sockets per source address before hello.
+max_unauthenticated_per_ip = 1000000
 postgres = "postgresql://courier@127.0.0.1:$PGPORT/courier"
 redis = "redis://127.0.0.1:$RPORT/"
 node_id = "node$i"

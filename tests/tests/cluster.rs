@@ -21,7 +21,8 @@ fn invite_state<'a>(iid: &'a str, state: &'a str) -> impl Fn(&Value) -> bool + '
 }
 
 async fn healthz(h: &Harness) -> (u16, Value) {
-    let r = h.http("GET", "/healthz?detail=1", &[], b"").await;
+    let auth = format!("Bearer {}", h.admin_secret.clone().expect("in-process nodes have an admin secret"));
+    let r = h.http("GET", "/healthz?detail=1", &[("Authorization", &auth)], b"").await;
     (r.status, r.json())
 }
 
@@ -293,7 +294,8 @@ async fn metrics_show_engine_latency_and_pubsub_lag() {
     alice.dm(&b, "m").await;
     bob.event_where("msg", msg_with("m")).await;
     healthz(c.node(1)).await;
-    let text = c.node(1).http("GET", "/metrics", &[], b"").await.text();
+    let auth = format!("Bearer {}", c.node(1).admin_secret.clone().expect("in-process nodes have an admin secret"));
+    let text = c.node(1).http("GET", "/metrics", &[("Authorization", &auth)], b"").await.text();
     let lag_count = text
         .lines()
         .find_map(|l| l.strip_prefix("courier_pubsub_lag_seconds_count "))

@@ -24,10 +24,11 @@ async fn upload_returns_201_with_sha256() {
 }
 
 #[tokio::test]
-async fn download_with_header_or_query_token() {
+async fn download_with_the_header_never_a_url_token() {
     let h = Harness::new().await;
     let (a, b) = (h.user("dl-a"), h.user("dl-b"));
-    let data = bytes(70_000);
+    // Larger than a storage chunk: the download is streamed in pieces.
+    let data = bytes(700_000);
     let r = h.upload(&h.token(&a), "application/pdf", &data).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let media = r.json()["media"].as_str().unwrap().to_owned();
@@ -37,10 +38,65 @@ async fn download_with_header_or_query_token() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/pdf"));
     assert!(r.body == data, "downloaded bytes differ");
-    let r = h.http("GET", &format!("/v1/media/{media}?token={}", h.token(&a)), &[], b"").await;
-    assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.body == data);
-    assert_eq!(r.header("content-type"), Some("application/pdf"));
+    // v1.2: a token in the URL is refused, even a valid one, even beside the header.
+    let path = format!("/v1/media/{media}?token={}", h.token(&a));
+    let r = h.http("GET", &path, &[], b"").await;
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.body != data);
+    let r = h.http("GET", &path, &[("Authorization", &auth)], b"").await;
+    assert_eq!(r.status, 401, "a URL token is refused even with the header: {}", r.text());
+}
+
+/// v1.2 (§9): every media response forbids sniffing and scripts; only
+/// raster images are served inline, anything else as an attachment.
+#[tokio::test]
+async fn media_is_served_inert() {
+    let h = Harness::new().await;
+    let u = h.user("inert");
+    let tok = h.token(&u);
+    let auth = format!("Bearer {tok}");
+    let get = |media: String| {
+        let auth = auth.clone();
+        let h = &h;
+        async move { h.http("GET", &format!("/v1/media/{media}"), &[("Authorization", &auth)], b"").await }
+    };
+    let inert = |r: &HttpResponse, what: &str| {
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"), "{what}: {:?}", r.headers);
+        assert_eq!(
+            r.header("content-security-policy"),
+            Some("default-src 'none'; sandbox"),
+            "{what}: {:?}",
+            r.headers
+        );
+    };
+    let dangerous: [(&str, &[u8]); 5] = [
+        ("text/html", b"<script>alert(document.cookie)</script>"),
+        ("image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>"),
+        ("application/xhtml+xml", b"<html xmlns='http://www.w3.org/1999/xhtml'><script>1</script></html>"),
+        ("text/plain", b"hello"),
+        ("application/octet-stream", b"\x7fELF"),
+    ];
+    for (mime, body) in dangerous {
+        let up = h.upload(&tok, mime, body).await;
+        assert_eq!(up.status, 201, "{}", up.text());
+        inert(&up, "upload response");
+        let r = get(up.json()["media"].as_str().unwrap().to_owned()).await;
+        assert_eq!(r.status, 200, "{mime}: {}", r.text());
+        inert(&r, mime);
+        let cd = r.header("content-disposition").unwrap_or_default();
+        assert!(cd.starts_with("attachment"), "{mime} must be an attachment, got {cd:?}");
+    }
+    for mime in ["image/png", "image/jpeg", "image/gif", "image/webp"] {
+        let up = h.upload(&tok, mime, b"\x89PNG\r\n\x1a\n").await;
+        let r = get(up.json()["media"].as_str().unwrap().to_owned()).await;
+        assert_eq!(r.status, 200, "{mime}: {}", r.text());
+        inert(&r, mime);
+        let cd = r.header("content-disposition").unwrap_or("inline");
+        assert!(!cd.starts_with("attachment"), "{mime} is shown inline, got {cd:?}");
+    }
+    // Errors too.
+    inert(&get(unique("m_nosuch")).await, "404");
+    inert(&h.http("GET", "/v1/media/m_x", &[], b"").await, "401");
 }
 
 #[tokio::test]

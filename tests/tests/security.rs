@@ -477,7 +477,7 @@ async fn oversized_frames_and_uploads_hurt_only_the_sender() {
     let r = h.upload(&token, "application/octet-stream", &vec![7u8; 5000]).await;
     assert_eq!(r.status, 413);
     let auth = format!("Bearer {token}");
-    let mut raw = format!("POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
+    let mut raw = format!("POST /v1/media HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n").into_bytes();
     for _ in 0..3 {
         raw.extend_from_slice(format!("{:x}\r\n", 2048).as_bytes());
         raw.extend_from_slice(&[1u8; 2048]);
@@ -486,7 +486,7 @@ async fn oversized_frames_and_uploads_hurt_only_the_sender() {
     raw.extend_from_slice(b"0\r\n\r\n");
     assert_eq!(h.http_raw(&raw).await.status, 413);
     // A lying Content-Length bigger than the body: refused before reading.
-    let r = h.http_raw(format!("POST /v1/media HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\nContent-Length: 999999999\r\nConnection: close\r\n\r\nshort").as_bytes()).await;
+    let r = h.http_raw(format!("POST /v1/media HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {auth}\r\nContent-Length: 999999999\r\nConnection: close\r\n\r\nshort").as_bytes()).await;
     assert_eq!(r.status, 413);
     by.bob
         .expect_no_event_within("the oversized message", Duration::from_millis(300), |e| e["ev"] == "msg")

@@ -21,7 +21,12 @@ async fn metrics_is_prometheus_text() {
     let u = h.user("metrics");
     let mut c = h.login(&u).await;
     c.sync().await;
-    let r = h.http("GET", "/metrics", &[], b"").await;
+    // v1.2: /metrics needs the admin secret on the main port.
+    let Some(admin) = h.admin_secret.clone() else {
+        return skip("metrics_is_prometheus_text", "admin secret unknown (COURIER_TEST_ADMIN_SECRET)");
+    };
+    let auth = format!("Bearer {admin}");
+    let r = h.http("GET", "/metrics", &[("Authorization", &auth)], b"").await;
     assert_eq!(r.status, 200, "{}", r.text());
     let ct = r.header("content-type").unwrap_or_default();
     assert!(ct.starts_with("text/plain"), "Prometheus text has content-type text/plain, got {ct:?}");

@@ -292,6 +292,7 @@ fn default_server_bin() -> anyhow::Result<PathBuf> {
 pub fn courier_config(addr: SocketAddr, data: &Path, max_connections: usize) -> String {
     format!(
         "listen = \"{addr}\"\ndata_dir = \"{}\"\ndev_auth = true\nmax_connections = {max_connections}\n\
+         max_unauthenticated_per_ip = {max_connections}\n\
          [limits]\nmax_frame_bytes = 65536\nmax_body_bytes = 32768\nsend_per_sec = 1000000\n\
          send_burst = 1000000\nhistory_page = 200\n",
         data.display()

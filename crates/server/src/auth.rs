@@ -100,6 +100,12 @@ impl Authenticator {
     }
 }
 
+/// A fresh random 256-bit secret, hex encoded (64 characters), for
+/// `--auth-secret` or `--admin-secret`.
+pub fn new_secret() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// Signs a user token valid for `ttl`.
 ///
 /// # Errors
@@ -168,6 +174,14 @@ mod tests {
         assert_eq!(a.verify("dev:carol").unwrap().user, "carol");
         assert!(a.verify("dev:bad user").is_err());
         assert!(a.verify("dev:").is_err());
+    }
+
+    #[test]
+    fn fresh_secrets_are_long_and_distinct() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_eq!(a.len(), 64);
+        assert!(a.len() >= crate::config::MIN_SECRET_BYTES);
+        assert_ne!(a, b);
     }
 
     #[test]

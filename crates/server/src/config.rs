@@ -26,6 +26,24 @@ pub struct Config {
     pub dev_auth: bool,
     /// Most simultaneous TCP connections (HTTP and WebSocket together).
     pub max_connections: usize,
+    /// Most connections from one IP address that have not completed `hello`
+    /// (plain HTTP connections count until they close). Connections over
+    /// it get a quick 503 and take no slot of `max_connections`.
+    pub max_unauthenticated_per_ip: usize,
+    /// Time a new connection (or an idle keep-alive connection) has to send
+    /// a complete HTTP request head before it is closed.
+    pub header_read_timeout_ms: u64,
+    /// A plain HTTP connection on which nothing is read or written for this
+    /// long is closed (a stalled body or an unread response). WebSocket
+    /// sessions have their heartbeat instead.
+    pub http_idle_timeout_ms: u64,
+    /// Web origins (`scheme://host[:port]`) whose pages may open a WebSocket
+    /// or call the HTTP API. A request with an `Origin` header not listed
+    /// here gets 403; native clients send none.
+    pub allowed_origins: Vec<String>,
+    /// A second listener serving `/metrics` and `/healthz?detail` without
+    /// the admin secret. Put it on a private interface.
+    pub metrics_listen: Option<SocketAddr>,
     /// Server ping interval; a silent peer is dead after `2 × this + 5 s`.
     pub heartbeat_ms: u64,
     /// Time a new socket has to send `hello`.
@@ -80,6 +98,11 @@ impl Default for Config {
             admin_secret: None,
             dev_auth: false,
             max_connections: 10_000,
+            max_unauthenticated_per_ip: 64,
+            header_read_timeout_ms: 10_000,
+            http_idle_timeout_ms: 30_000,
+            allowed_origins: Vec::new(),
+            metrics_listen: None,
             heartbeat_ms: 15_000,
             hello_timeout_ms: 10_000,
             limits: Limits::default(),
@@ -99,6 +122,9 @@ impl Default for Config {
     }
 }
 
+/// Shortest auth or admin secret accepted (a 256-bit key).
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// A configuration the server refuses to start with.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -109,6 +135,24 @@ pub enum ConfigError {
          on 127.0.0.1."
     )]
     NoSecretOnPublicAddress(SocketAddr),
+    /// Dev tokens asked for on an address beyond loopback.
+    #[error(
+        "refusing --dev-auth on {0}: dev tokens let anyone sign in as anyone, so they are only \
+         allowed on a loopback address. Drop --dev-auth (sign users in with tokens from \
+         `courier-server token`), or listen on 127.0.0.1."
+    )]
+    DevAuthOnPublicAddress(SocketAddr),
+    /// A secret too short to resist guessing.
+    #[error(
+        "the {which} is {len} bytes long; at least {MIN_SECRET_BYTES} are required. \
+         Generate one with `courier-server secret`."
+    )]
+    ShortSecret {
+        /// `auth secret` or `admin secret`.
+        which: &'static str,
+        /// Its length in bytes.
+        len: usize,
+    },
     /// A value out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -150,6 +194,27 @@ impl Config {
         if self.auth_secret.is_none() && !loopback {
             return Err(ConfigError::NoSecretOnPublicAddress(self.listen));
         }
+        if self.dev_auth && !loopback {
+            return Err(ConfigError::DevAuthOnPublicAddress(self.listen));
+        }
+        for (which, secret) in [("auth secret", &self.auth_secret), ("admin secret", &self.admin_secret)] {
+            if let Some(s) = secret
+                && s.len() < MIN_SECRET_BYTES
+            {
+                return Err(ConfigError::ShortSecret { which, len: s.len() });
+            }
+        }
+        self.allowed_origins = self
+            .allowed_origins
+            .iter()
+            .map(|o| o.trim().trim_end_matches('/').to_ascii_lowercase())
+            .filter(|o| !o.is_empty())
+            .collect();
+        if let Some(bad) = self.allowed_origins.iter().find(|o| !is_origin(o)) {
+            return Err(ConfigError::Invalid(format!(
+                "allowed origin `{bad}` is not an origin: write scheme://host[:port], e.g. https://chat.example.com"
+            )));
+        }
         let implied_dev = self.auth_secret.is_none() && !self.dev_auth;
         if implied_dev {
             self.dev_auth = true;
@@ -169,6 +234,12 @@ impl Config {
             (self.max_connections >= 1, "max_connections must be at least 1"),
             (self.heartbeat_ms >= 100, "heartbeat_ms must be at least 100"),
             (self.hello_timeout_ms >= 100, "hello_timeout_ms must be at least 100"),
+            (self.max_unauthenticated_per_ip >= 1, "max_unauthenticated_per_ip must be at least 1"),
+            (
+                (100..=10_000).contains(&self.header_read_timeout_ms),
+                "header_read_timeout_ms must be between 100 and 10000",
+            ),
+            (self.http_idle_timeout_ms >= 100, "http_idle_timeout_ms must be at least 100"),
             (l.max_frame_bytes >= 1024, "limits.max_frame_bytes must be at least 1024"),
             (
                 l.max_body_bytes >= 16 && l.max_body_bytes < l.max_frame_bytes,
@@ -204,6 +275,13 @@ impl Config {
         }
         self.validate_cluster()?;
         Ok(implied_dev)
+    }
+
+    /// Whether a request's `Origin` header value may use this server: listed
+    /// in `allowed_origins` (compared without case).
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        let origin = origin.trim().trim_end_matches('/');
+        self.allowed_origins.iter().any(|o| o.eq_ignore_ascii_case(origin))
     }
 
     /// Whether `user` is a server admin (acts as owner of every channel).
@@ -259,6 +337,15 @@ impl Config {
     }
 }
 
+/// `scheme://host[:port]` with nothing after it.
+fn is_origin(s: &str) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else { return false };
+    !scheme.is_empty()
+        && scheme.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        && !rest.is_empty()
+        && !rest.contains(['/', '?', '#', '@', ' '])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,9 +362,55 @@ mod tests {
         let mut c = Config { listen: "0.0.0.0:7700".parse().unwrap(), ..Config::default() };
         let e = c.validate().unwrap_err();
         assert!(e.to_string().contains("--auth-secret"), "{e}");
-        c.auth_secret = Some("s".into());
+        c.auth_secret = Some("s".repeat(32));
         assert!(!c.validate().unwrap());
         assert!(!c.dev_auth);
+    }
+
+    #[test]
+    fn dev_auth_beyond_loopback_is_refused_even_with_a_secret() {
+        let secret = Some("k".repeat(32));
+        let mut c = Config { listen: "0.0.0.0:7700".parse().unwrap(), dev_auth: true, auth_secret: secret.clone(), ..Config::default() };
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::DevAuthOnPublicAddress(_)), "{e}");
+        assert!(e.to_string().contains("--dev-auth"), "{e}");
+        let mut c = Config { listen: "[::1]:7700".parse().unwrap(), dev_auth: true, auth_secret: secret, ..Config::default() };
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn short_secrets_are_refused() {
+        let mut c = Config { auth_secret: Some("change-me".into()), ..Config::default() };
+        let e = c.validate().unwrap_err();
+        assert!(matches!(e, ConfigError::ShortSecret { which: "auth secret", len: 9 }), "{e}");
+        assert!(e.to_string().contains("courier-server secret"), "{e}");
+        let mut c = Config { admin_secret: Some("x".repeat(31)), ..Config::default() };
+        assert!(matches!(c.validate().unwrap_err(), ConfigError::ShortSecret { which: "admin secret", .. }));
+        let mut c = Config { auth_secret: Some("x".repeat(32)), admin_secret: Some("y".repeat(32)), ..Config::default() };
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn origins_are_normalised_and_checked() {
+        let mut c = Config { allowed_origins: vec!["HTTPS://Chat.Example.com/".into()], ..Config::default() };
+        c.validate().unwrap();
+        assert!(c.origin_allowed("https://chat.example.com"));
+        assert!(!c.origin_allowed("https://chat.example.com.evil.net"));
+        assert!(!c.origin_allowed("null"));
+        for bad in ["chat.example.com", "https://x/path", "https://"] {
+            let mut c = Config { allowed_origins: vec![bad.into()], ..Config::default() };
+            assert!(c.validate().unwrap_err().to_string().contains("allowed origin"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn header_timeout_is_at_most_ten_seconds() {
+        let mut c = Config { header_read_timeout_ms: 10_001, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("header_read_timeout_ms"));
+        let mut c = Config::default();
+        c.validate().unwrap();
+        assert_eq!((c.header_read_timeout_ms, c.max_unauthenticated_per_ip), (10_000, 64));
+        assert_eq!(c.limits.upload_bytes_day, Some(courier_proto::event::DEFAULT_UPLOAD_BYTES_DAY));
     }
 
     #[test]

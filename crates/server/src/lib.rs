@@ -3,8 +3,11 @@
 //!
 //! Layout:
 //! - [`config`]: the configuration struct, file loading and validation.
-//! - [`listener`]: TCP accept loop with a connection cap.
-//! - [`http`]: routes: `/healthz`, `/metrics`, `/v1/ws`, `/v1/media`, `/v1/push`.
+//! - [`listener`]: TCP accept loop and HTTP/1 serving with the connection
+//!   cap, the per-IP cap on unauthenticated connections and the header-read
+//!   and idle timeouts.
+//! - [`http`]: routes: `/healthz`, `/metrics`, `/v1/ws`, `/v1/media`,
+//!   `/v1/push`, behind the `Host` and `Origin` checks.
 //! - [`session`]: one WebSocket connection from `hello` to close.
 //! - [`ops`]: request handlers, one module per family of ops.
 //! - [`hub`]: live sessions, presence watchers, channel member cache, fan-out.
@@ -48,6 +51,7 @@ use tokio::task::JoinHandle;
 /// dropping it stops accepting and closes sessions, but does not flush storage.
 pub struct Server {
     addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
     state: Arc<AppState>,
     stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
@@ -162,23 +166,38 @@ impl Server {
         if state.bus.is_some() {
             state.scan_expiries(Duration::from_millis(state.config.expiry_scan_ms));
         }
-        let listener = CappedListener::new(listener, state.config.max_connections, metrics);
+        let c = &state.config;
+        let timeouts = listener::Timeouts {
+            header_read: Duration::from_millis(c.header_read_timeout_ms),
+            idle: Duration::from_millis(c.http_idle_timeout_ms),
+        };
+        let cap = |l| CappedListener::new(l, c.max_connections, c.max_unauthenticated_per_ip, metrics.clone());
+        let metrics_addr = match c.metrics_listen {
+            Some(at) => {
+                let l = bind(at).with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?;
+                let bound = l.local_addr()?;
+                let app = http::metrics_router(state.clone());
+                tokio::spawn(listener::serve(cap(l), app, timeouts, stop_rx.clone()));
+                tracing::info!(addr = %bound, "metrics listening (no auth: keep this address private)");
+                Some(bound)
+            }
+            None => None,
+        };
+        let listener = cap(listener);
         let app = http::router(state.clone());
-        let mut wait_rx = stop_rx;
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = wait_rx.wait_for(|stopped| *stopped).await;
-                })
-                .await
-        });
+        let task = tokio::spawn(listener::serve(listener, app, timeouts, stop_rx));
         tracing::info!(%addr, "courier server listening");
-        Ok(Server { addr, state, stop, task })
+        Ok(Server { addr, metrics_addr, state, stop, task })
     }
 
     /// The bound address (useful after binding port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the `--metrics-listen` listener, if any.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The WebSocket URL of this server, e.g. `ws://127.0.0.1:7700/v1/ws`.

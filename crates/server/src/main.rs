@@ -12,7 +12,9 @@ use std::process::ExitCode;
 /// HTTP /healthz, /metrics, /v1/media, /v1/push on the same port).
 ///
 /// With no --auth-secret on a loopback address the server accepts dev tokens
-/// (`dev:<user>`); with none on any other address it refuses to start.
+/// (`dev:<user>`); with none on any other address it refuses to start, as it
+/// does for --dev-auth beyond loopback and for secrets under 32 bytes
+/// (`courier-server secret` prints a good one).
 #[derive(Parser, Debug)]
 #[command(name = "courier-server", version, about, long_about = None)]
 struct Cli {
@@ -32,8 +34,26 @@ struct Cli {
     #[arg(long)]
     dev_auth: bool,
     /// Most simultaneous connections [default: 10000]
-    #[arg(long, value_name = "N")]
+    #[arg(long, env = "COURIER_MAX_CONNECTIONS", value_name = "N")]
     max_connections: Option<usize>,
+    /// Most connections per IP address that have not signed in [default: 64]
+    #[arg(long, env = "COURIER_MAX_UNAUTHENTICATED_PER_IP", value_name = "N")]
+    max_unauthenticated_per_ip: Option<usize>,
+    /// Milliseconds a connection has to send a complete request head (at most 10000) [default: 10000]
+    #[arg(long, env = "COURIER_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a plain HTTP connection may stay without traffic [default: 30000]
+    #[arg(long, env = "COURIER_HTTP_IDLE_TIMEOUT_MS", value_name = "MS")]
+    http_idle_timeout_ms: Option<u64>,
+    /// A web origin (scheme://host[:port]) allowed to connect (repeatable; the
+    /// environment variable takes a comma-separated list). Requests from any
+    /// other origin get 403; native clients send no Origin.
+    #[arg(long = "allowed-origin", env = "COURIER_ALLOWED_ORIGINS", value_name = "ORIGIN", value_delimiter = ',')]
+    allowed_origins: Vec<String>,
+    /// Serve /metrics and /healthz?detail without the admin secret on this
+    /// extra address (put it on a private interface)
+    #[arg(long, env = "COURIER_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Cluster mode: PostgreSQL URL for storage (needs --redis too)
     #[arg(long, env = "COURIER_POSTGRES", value_name = "URL", hide_env_values = true)]
     postgres: Option<String>,
@@ -62,6 +82,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Print a fresh random 256-bit secret (for --auth-secret or --admin-secret)
+    Secret,
     /// Print a signed user token (HS256 JWT) for --user
     Token {
         /// The secret the server was started with (--auth-secret)
@@ -99,6 +121,21 @@ fn config_from(cli: Cli) -> anyhow::Result<Config> {
     config.dev_auth |= cli.dev_auth;
     if let Some(v) = cli.max_connections {
         config.max_connections = v;
+    }
+    if let Some(v) = cli.max_unauthenticated_per_ip {
+        config.max_unauthenticated_per_ip = v;
+    }
+    if let Some(v) = cli.header_read_timeout_ms {
+        config.header_read_timeout_ms = v;
+    }
+    if let Some(v) = cli.http_idle_timeout_ms {
+        config.http_idle_timeout_ms = v;
+    }
+    if !cli.allowed_origins.is_empty() {
+        config.allowed_origins = cli.allowed_origins;
+    }
+    if cli.metrics_listen.is_some() {
+        config.metrics_listen = cli.metrics_listen;
     }
     if cli.postgres.is_some() {
         config.postgres = cli.postgres;
@@ -145,6 +182,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Secret) = &cli.command {
+        println!("{}", courier_server::auth::new_secret());
+        return ExitCode::SUCCESS;
+    }
     if let Some(Command::Token { secret, user, ttl, name }) = &cli.command {
         return match courier_server::auth::mint_token(secret, user, *ttl, name.as_deref()) {
             Ok(t) => {

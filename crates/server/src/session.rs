@@ -68,11 +68,21 @@ enum End {
 
 /// Serves one upgraded connection to its end.
 #[expect(clippy::manual_async_fn, reason = "an async fn would keep the socket twice (module docs)")]
-pub fn run(mut ws: WebSocket, st: Arc<AppState>) -> impl Future<Output = ()> + Send + 'static {
+/// `pre_hello` is the connection's place in its IP's count of connections
+/// that have not signed in (see `listener`); it is given back right after a
+/// successful `hello`.
+pub fn run(
+    mut ws: WebSocket,
+    st: Arc<AppState>,
+    pre_hello: Option<crate::listener::PreHello>,
+) -> impl Future<Output = ()> + Send + 'static {
     async move {
         st.metrics.connections.inc();
         let _guard = ConnGuard(&st);
         let Some(mut ses) = Box::pin(handshake(&mut ws, &st)).await else { return };
+        if let Some(p) = pre_hello {
+            p.release();
+        }
         st.metrics.sessions.inc();
         let end = serve(&mut ws, &st, &mut ses).await;
         st.metrics.sessions.dec();
@@ -507,7 +517,7 @@ async fn meter(
 mod tests {
     use super::*;
 
-    fn future_size<F: Future>(_: fn(WebSocket, Arc<AppState>) -> F) -> usize {
+    fn future_size<F: Future>(_: fn(WebSocket, Arc<AppState>, Option<crate::listener::PreHello>) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 

@@ -328,6 +328,15 @@ pub enum Transition {
     NotFound,
 }
 
+/// Bytes per read of a media download (see [`Store::media_chunk`]).
+pub const MEDIA_CHUNK: usize = 256 * 1024;
+
+/// The smallest media id minted at or after `since` (ms): ids are `m_` +
+/// a ULID, whose first characters are its time, so ids sort by upload time.
+pub(crate) fn first_media_id_since(since: i64) -> String {
+    format!("m_{}", ulid::Ulid::from_parts(since.max(0) as u64, 0))
+}
+
 /// Stored facts about an uploaded media object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaMeta {
@@ -515,8 +524,31 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an uploaded object.
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()>;
-    /// The object's facts and bytes.
-    async fn media(&self, id: &str) -> StoreResult<Option<(MediaMeta, Vec<u8>)>>;
+    /// The object's facts, without its bytes.
+    async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>>;
+    /// Up to `len` bytes of the object from `offset` (fewer at the end,
+    /// none at or past it); `None` when there is no such object (any more).
+    /// Downloads read objects this way, a chunk at a time, so a large
+    /// object is never held whole in memory.
+    async fn media_chunk(&self, id: &str, offset: u64, len: usize) -> StoreResult<Option<Vec<u8>>>;
+    /// Total size of the objects `owner` uploaded at or after `since` (ms):
+    /// the daily upload quota. Server-minted ids are `m_` + the ULID of
+    /// their upload time, which lets an engine read only the recent part of
+    /// its id index.
+    async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64>;
+    /// The object's facts and all of its bytes (for tests and small
+    /// objects; downloads use [`Store::media_chunk`]).
+    async fn media(&self, id: &str) -> StoreResult<Option<(MediaMeta, Vec<u8>)>> {
+        let Some(meta) = self.media_meta(id).await? else { return Ok(None) };
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.size).unwrap_or(0).min(64 << 20));
+        loop {
+            match self.media_chunk(id, bytes.len() as u64, MEDIA_CHUNK).await? {
+                None => return Ok(None),
+                Some(chunk) if chunk.is_empty() => return Ok(Some((meta, bytes))),
+                Some(chunk) => bytes.extend_from_slice(&chunk),
+            }
+        }
+    }
 
     // ---- lifecycle ----
 

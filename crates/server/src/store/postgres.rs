@@ -1717,25 +1717,47 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)
     }
 
-    async fn media(&self, id: &str) -> StoreResult<Option<(MediaMeta, Vec<u8>)>> {
+    async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
         let c = self.client().await?;
         let stmt = c
-            .prepare_cached(
-                "SELECT m.id, m.owner, m.mime, m.size, m.sha256, m.created, b.bytes \
-                 FROM media m JOIN media_blobs b ON b.id = m.id WHERE m.id = $1",
-            )
+            .prepare_cached("SELECT id, owner, mime, size, sha256, created FROM media WHERE id = $1")
             .await
             .map_err(pg)?;
         let Some(r) = c.query_opt(&stmt, &[&id]).await.map_err(pg)? else { return Ok(None) };
-        let meta = MediaMeta {
+        Ok(Some(MediaMeta {
             id: col(&r, 0)?,
             owner: col(&r, 1)?,
             mime: col(&r, 2)?,
             size: from_sql_int(col(&r, 3)?),
             sha256: col(&r, 4)?,
             created: col(&r, 5)?,
-        };
-        Ok(Some((meta, col(&r, 6)?)))
+        }))
+    }
+
+    async fn media_chunk(&self, id: &str, offset: u64, len: usize) -> StoreResult<Option<Vec<u8>>> {
+        let c = self.client().await?;
+        // Blobs are stored uncompressed out of line (STORAGE EXTERNAL), so
+        // `substring` fetches only the TOAST chunks of this range.
+        let stmt = c
+            .prepare_cached("SELECT substring(bytes from $2 for $3) FROM media_blobs WHERE id = $1")
+            .await
+            .map_err(pg)?;
+        let from = i64::try_from(offset).unwrap_or(i64::MAX - 1).saturating_add(1);
+        let len = i64::try_from(len).unwrap_or(i64::MAX).min(i64::from(i32::MAX)) as i32;
+        let from = from.min(i64::from(i32::MAX)) as i32;
+        let Some(r) = c.query_opt(&stmt, &[&id, &from, &len]).await.map_err(pg)? else { return Ok(None) };
+        Ok(Some(col(&r, 0)?))
+    }
+
+    async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64> {
+        let c = self.client().await?;
+        let stmt = c
+            .prepare_cached(
+                "SELECT coalesce(sum(size), 0)::bigint FROM media WHERE owner = $1 AND created >= $2",
+            )
+            .await
+            .map_err(pg)?;
+        Ok(from_sql_int(col(&c.query_one(&stmt, &[&owner, &since]).await.map_err(pg)?, 0)?))
     }
 
     async fn message_count(&self) -> StoreResult<u64> {

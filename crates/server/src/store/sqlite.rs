@@ -2099,25 +2099,55 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn media(&self, id: &str) -> StoreResult<Option<(MediaMeta, Vec<u8>)>> {
+    async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
         let id = id.to_owned();
         self.read(move |c| {
-            Ok(c.prepare_cached(
-                "SELECT m.id, m.owner, m.mime, m.size, m.sha256, m.created, b.bytes \
-                 FROM media m JOIN media_blobs b ON b.id = m.id WHERE m.id = ?1",
-            )?
-            .query_row([id], |r| {
-                let meta = MediaMeta {
-                    id: r.get(0)?,
-                    owner: r.get(1)?,
-                    mime: r.get(2)?,
-                    size: from_sql_int(r.get(3)?),
-                    sha256: r.get(4)?,
-                    created: r.get(5)?,
-                };
-                Ok((meta, r.get(6)?))
-            })
-            .optional()?)
+            Ok(c.prepare_cached("SELECT id, owner, mime, size, sha256, created FROM media WHERE id = ?1")?
+                .query_row([id], |r| {
+                    Ok(MediaMeta {
+                        id: r.get(0)?,
+                        owner: r.get(1)?,
+                        mime: r.get(2)?,
+                        size: from_sql_int(r.get(3)?),
+                        sha256: r.get(4)?,
+                        created: r.get(5)?,
+                    })
+                })
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn media_chunk(&self, id: &str, offset: u64, len: usize) -> StoreResult<Option<Vec<u8>>> {
+        let id = id.to_owned();
+        self.read(move |c| {
+            let rowid: Option<i64> = c
+                .prepare_cached("SELECT rowid FROM media_blobs WHERE id = ?1")?
+                .query_row([id], |r| r.get(0))
+                .optional()?;
+            let Some(rowid) = rowid else { return Ok(None) };
+            // Incremental blob I/O reads only the pages of this range.
+            let blob = c.blob_open(rusqlite::MAIN_DB, "media_blobs", "bytes", rowid, true)?;
+            let size = blob.len() as u64;
+            let start = offset.min(size);
+            let take = (size - start).min(len as u64) as usize;
+            let mut buf = vec![0u8; take];
+            blob.read_at_exact(&mut buf, start as usize)?;
+            Ok(Some(buf))
+        })
+        .await
+    }
+
+    async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64> {
+        let (owner, first) = (owner.to_owned(), super::first_media_id_since(since));
+        self.read(move |c| {
+            // The id range reads only recent uploads; `created` decides.
+            let n: i64 = c
+                .prepare_cached(
+                    "SELECT coalesce(sum(size), 0) FROM media WHERE id >= ?1 AND owner = ?2 AND created >= ?3",
+                )?
+                .query_row(params![first, owner, since], |r| r.get(0))?;
+            Ok(from_sql_int(n))
         })
         .await
     }

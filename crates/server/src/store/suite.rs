@@ -57,6 +57,8 @@ macro_rules! store_suite {
             last_seen_round_trips,
             profiles_have_defaults_and_partial_updates,
             media_round_trips,
+            media_reads_in_chunks,
+            media_bytes_since_counts_one_owner_from_a_time,
             relations_update_their_targets_aggregates,
             a_recall_scrubs_its_target_for_good,
             relations_racing_a_recall_are_before_it_or_refused,
@@ -1473,6 +1475,68 @@ pub async fn media_round_trips(store: Arc<dyn Store>) {
     assert_eq!(store.media("m_big").await.unwrap(), Some((meta("m_big", big.len()), big)));
     assert_eq!(store.media("m_empty").await.unwrap(), Some((meta("m_empty", 0), Vec::new())));
     assert_eq!(store.media("m_none").await.unwrap(), None);
+}
+
+/// Downloads read an object a range at a time: ranges are exact, short at
+/// the end, empty past it, and `None` for an unknown object.
+pub async fn media_reads_in_chunks(store: Arc<dyn Store>) {
+    let bytes: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let meta = MediaMeta {
+        id: "m_chunky".into(),
+        owner: "alice".into(),
+        mime: "application/pdf".into(),
+        size: bytes.len() as u64,
+        sha256: "00".into(),
+        created: 1_764_180_000_000,
+    };
+    store.put_media(&meta, bytes.clone()).await.unwrap();
+    assert_eq!(store.media_meta("m_chunky").await.unwrap(), Some(meta));
+    assert_eq!(store.media_meta("m_none").await.unwrap(), None);
+    assert_eq!(store.media_chunk("m_none", 0, 10).await.unwrap(), None);
+    let chunk = |o: u64, n: usize| {
+        let store = store.clone();
+        async move { store.media_chunk("m_chunky", o, n).await.unwrap().expect("object exists") }
+    };
+    assert_eq!(chunk(0, 10).await, bytes[..10]);
+    assert_eq!(chunk(262_144, 300_000).await, bytes[262_144..562_144]);
+    assert_eq!(chunk(999_990, 100).await, bytes[999_990..], "short at the end");
+    assert!(chunk(1_000_000, 100).await.is_empty(), "empty at the end");
+    assert!(chunk(5_000_000, 100).await.is_empty(), "empty past the end");
+    let mut whole = Vec::new();
+    while whole.len() < bytes.len() {
+        whole.extend(chunk(whole.len() as u64, crate::store::MEDIA_CHUNK).await);
+    }
+    assert!(whole == bytes, "chunks add up to the object");
+}
+
+/// The daily upload quota's sum: one owner's uploads at or after a time.
+pub async fn media_bytes_since_counts_one_owner_from_a_time(store: Arc<dyn Store>) {
+    let day = 1_764_115_200_000; // a UTC midnight
+    let put = |owner: &'static str, size: usize, created: i64| {
+        let store = store.clone();
+        async move {
+            // Server-minted ids: `m_` + the ULID of the upload time.
+            let id = format!("m_{}", ulid::Ulid::from_parts(created as u64, rand::random()));
+            let meta = MediaMeta {
+                id,
+                owner: owner.into(),
+                mime: "image/png".into(),
+                size: size as u64,
+                sha256: "00".into(),
+                created,
+            };
+            store.put_media(&meta, vec![1; size]).await.unwrap();
+        }
+    };
+    assert_eq!(store.media_bytes_since("alice", day).await.unwrap(), 0);
+    put("alice", 100, day - 1).await;
+    put("alice", 10, day).await;
+    put("alice", 20, day + 3_600_000).await;
+    put("bob", 1000, day + 1).await;
+    assert_eq!(store.media_bytes_since("alice", day).await.unwrap(), 30);
+    assert_eq!(store.media_bytes_since("alice", day - 1).await.unwrap(), 130);
+    assert_eq!(store.media_bytes_since("bob", day).await.unwrap(), 1000);
+    assert_eq!(store.media_bytes_since("carol", 0).await.unwrap(), 0);
 }
 
 // ---------------------------------------------------------------------------
