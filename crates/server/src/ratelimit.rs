@@ -84,7 +84,9 @@ pub struct UserBuckets {
 impl Default for UserBuckets {
     fn default() -> Self {
         UserBuckets {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard { map: HashMap::new(), sweep_at: SWEEP_MIN })).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(Shard { map: HashMap::new(), sweep_at: SWEEP_MIN }))
+                .collect(),
             hasher: RandomState::new(),
         }
     }

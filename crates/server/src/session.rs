@@ -465,7 +465,8 @@ async fn answer(
     let (id, req) = match Request::decode(text) {
         Ok(x) => x,
         Err(e) => {
-            if e.op.as_deref().is_some_and(|op| METERED.contains(&op)) && !meter(ws, st, &ses.user, bucket, e.id).await?
+            if e.op.as_deref().is_some_and(|op| METERED.contains(&op))
+                && !meter(ws, st, &ses.user, bucket, e.id).await?
             {
                 return Ok(());
             }

@@ -5,8 +5,8 @@ use crate::auth::Authenticator;
 use crate::clock::now_ms;
 use crate::cluster::Bus;
 use crate::config::Config;
-use crate::hub::{ChannelCache, Hub, PresenceChange};
 use crate::hub::SessionHandle;
+use crate::hub::{ChannelCache, Hub, PresenceChange};
 use crate::metrics::Metrics;
 use crate::ratelimit::Verdict;
 use crate::store::{Store, StoreResult, Transition};
@@ -152,7 +152,9 @@ impl AppState {
             match bus.take_token(user, l.send_per_sec, l.send_burst).await {
                 Ok(None) => return Verdict::Allowed,
                 Ok(Some(wait)) => return Verdict::Limited(wait),
-                Err(e) => tracing::debug!(%user, error = %e, "cluster rate bucket unavailable; metering locally"),
+                Err(e) => {
+                    tracing::debug!(%user, error = %e, "cluster rate bucket unavailable; metering locally")
+                }
             }
         }
         self.hub.buckets.take(user, l.send_per_sec, l.send_burst)

@@ -428,8 +428,13 @@ pub trait Store: Send + Sync + 'static {
     async fn cursor(&self, conv: &Conv, user: &str) -> StoreResult<Cursor>;
     /// The reactions on the content message `target_seq` of `conv` as the
     /// v1.2 caps see them when `user` turns `key` on.
-    async fn reaction_tally(&self, conv: &Conv, target_seq: u64, user: &str, key: &str)
-    -> StoreResult<ReactionTally>;
+    async fn reaction_tally(
+        &self,
+        conv: &Conv,
+        target_seq: u64,
+        user: &str,
+        key: &str,
+    ) -> StoreResult<ReactionTally>;
 
     // ---- channels ----
 

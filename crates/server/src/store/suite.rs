@@ -936,7 +936,11 @@ pub async fn reaction_tally_counts_keys_and_one_users_keys_on_one_message(store:
     let t = store.reaction_tally(&dm, m1.seq, "carol", "k3").await.unwrap();
     assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (2, 0, false, false), "{t:?}");
     let t = store.reaction_tally(&dm, m2.seq, "alice", "k1").await.unwrap();
-    assert_eq!((t.keys, t.user_keys, t.key_present, t.user_has_key), (1, 0, false, false), "per message: {t:?}");
+    assert_eq!(
+        (t.keys, t.user_keys, t.key_present, t.user_has_key),
+        (1, 0, false, false),
+        "per message: {t:?}"
+    );
 }
 
 /// A recall scrubs its target for good: body, edits' texts, reactions,
