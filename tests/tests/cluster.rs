@@ -12,6 +12,14 @@ fn presence_of<'a>(user: &'a str, online: bool) -> impl Fn(&Value) -> bool + 'a 
     move |e| e["ev"] == "presence" && e["user"] == user && e["online"] == online
 }
 
+/// Puts `c`'s user and `other` in a private channel together: presence
+/// shows only between users who share a conversation (v1.2).
+async fn share(h: &Harness, c: &mut Client, other: &str) {
+    let ch = h.channel("share");
+    c.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    c.ok(json!({"op":"add_member","channel":ch,"user":other})).await;
+}
+
 fn msg_with<'a>(text: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |e| e["ev"] == "msg" && e["body"]["text"] == text
 }
@@ -70,6 +78,7 @@ async fn presence_follows_sessions_on_any_node() {
     let Some(c) = Harness::cluster("presence_follows_sessions_on_any_node", 3).await else { return };
     let (w, b) = (c.node(0).user("watcher"), c.node(1).user("bob"));
     let mut watcher = c.node(0).login(&w).await;
+    share(c.node(0), &mut watcher, &b).await;
     let ok = watcher.ok(json!({"op":"watch","users":[b]})).await;
     assert_eq!(ok["presence"][0]["online"], json!(false), "{ok}");
 
@@ -182,6 +191,7 @@ async fn killed_node_users_go_offline_within_bounded_time() {
     };
     let (w, b) = (c.node(0).user("watcher"), c.node(1).user("bob"));
     let mut watcher = c.node(0).login(&w).await;
+    share(c.node(0), &mut watcher, &b).await;
     watcher.ok(json!({"op":"watch","users":[b]})).await;
     let _bob = c.node(1).login(&b).await;
     watcher.event_where("online", presence_of(&b, true)).await;
@@ -273,6 +283,7 @@ async fn redis_restart_resubscribes_and_gaps_fill_from_history() {
 
     // Presence entries were re-asserted after the restart emptied Redis.
     let mut watcher = c.node(2).login(&c.node(2).user("w")).await;
+    share(c.node(2), &mut watcher, &b).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let ok = watcher.ok(json!({"op":"watch","users":[b]})).await;

@@ -8,11 +8,22 @@ fn presence_of<'a>(user: &'a str, online: bool) -> impl Fn(&Value) -> bool + 'a 
     move |e| e["ev"] == "presence" && e["user"] == user && e["online"] == online
 }
 
+/// Puts `c`'s user and `others` in a private channel together: presence
+/// shows only between users who share a conversation (v1.2).
+async fn share(h: &Harness, c: &mut Client, others: &[&str]) {
+    let ch = h.channel("share");
+    c.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    for u in others {
+        c.ok(json!({"op":"add_member","channel":ch,"user":u})).await;
+    }
+}
+
 #[tokio::test]
 async fn watch_reports_presence_and_changes() {
     let h = Harness::new().await;
     let (w, b, never) = (h.user("watcher"), h.user("watched"), h.user("never"));
     let mut cw = h.login(&w).await;
+    share(&h, &mut cw, &[&b, &never]).await;
     let ok = cw.ok(json!({"op":"watch","users":[b, never]})).await;
     let rows: Vec<Presence> =
         serde_json::from_value(ok["presence"].clone()).unwrap_or_else(|e| panic!("{e}: {ok}"));
@@ -38,6 +49,7 @@ async fn online_while_any_session_lives() {
     let h = Harness::new().await;
     let (w, b) = (h.user("w2"), h.user("multi"));
     let mut cw = h.login(&w).await;
+    share(&h, &mut cw, &[&b]).await;
     cw.ok(json!({"op":"watch","users":[b]})).await;
     let b1 = h.login(&b).await;
     cw.event_where("online", presence_of(&b, true)).await;
@@ -55,6 +67,7 @@ async fn unwatch_stops_presence_events() {
     let h = Harness::new().await;
     let (w, b) = (h.user("w3"), h.user("unw"));
     let mut cw = h.login(&w).await;
+    share(&h, &mut cw, &[&b]).await;
     cw.ok(json!({"op":"watch","users":[b]})).await;
     cw.ok(json!({"op":"unwatch","users":[b]})).await;
     let cb = h.login(&b).await;

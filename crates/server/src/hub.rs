@@ -209,12 +209,84 @@ pub enum PresenceChange {
     Unchanged,
 }
 
+/// One session watching one user's presence.
+struct Watch {
+    session: Arc<SessionHandle>,
+    /// Presence privacy (v1.2): whether the watcher shares a conversation
+    /// with the watched user, so sees their presence. Decided by storage
+    /// when the watch starts and again when a [`VIEWS_MARKER`] names either
+    /// of them; presence events are filtered on it without a query.
+    visible: bool,
+}
+
+/// The start of a presence event frame (events serialise `ev` first).
+const PRESENCE_PREFIX: &str = r#"{"ev":"presence","#;
+
+/// The start of an internal "views changed" frame, handed to watchers like
+/// a presence event (so it reaches every node of a cluster on the watcher
+/// path) but never delivered: `{"ev":"_views","users":[...]}` asks each
+/// node to decide again the watch entries of those users, as watchers or
+/// watched. See `ops::people::views_changed`.
+pub const VIEWS_MARKER: &str = r#"{"ev":"_views","#;
+
+/// Users whose watch verdicts need deciding again (a set, so a burst of
+/// changes costs one decision per user), and the node's refresher task.
+#[derive(Default)]
+pub struct ViewQueue {
+    pending: Mutex<HashSet<String>>,
+    /// Wakes the refresher.
+    pub notify: tokio::sync::Notify,
+    /// The refresher runs (started by the node's first `watch`; until then
+    /// no entry exists that could need deciding).
+    started: std::sync::atomic::AtomicBool,
+    /// DMs where both parties are known to have written (a verdict that
+    /// never turns back), so later messages cost nothing.
+    two_sided_dms: Mutex<HashSet<String>>,
+}
+
+impl ViewQueue {
+    /// True exactly once: the caller starts the refresher.
+    pub fn start(&self) -> bool {
+        !self.started.swap(true, Ordering::AcqRel)
+    }
+
+    /// Takes the users queued so far.
+    pub fn take(&self) -> HashSet<String> {
+        std::mem::take(&mut *self.pending.lock().expect("views lock"))
+    }
+
+    fn queue(&self, users: impl IntoIterator<Item = String>) {
+        if !self.started.load(Ordering::Acquire) {
+            return;
+        }
+        self.pending.lock().expect("views lock").extend(users);
+        self.notify.notify_one();
+    }
+
+    /// Whether the DM `conv` is known to be written in by both parties.
+    pub fn is_two_sided(&self, conv: &str) -> bool {
+        self.two_sided_dms.lock().expect("views lock").contains(conv)
+    }
+
+    /// Remembers that both parties wrote in the DM `conv` (a bounded
+    /// memo: forgotten wholesale when large, which only costs a query).
+    pub fn set_two_sided(&self, conv: &str) {
+        let mut set = self.two_sided_dms.lock().expect("views lock");
+        if set.len() >= 65_536 {
+            set.clear();
+        }
+        set.insert(conv.to_owned());
+    }
+}
+
 /// The node's registry of sessions, watchers and channel caches.
 #[derive(Default)]
 pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
-    watchers: RwLock<HashMap<String, Vec<Arc<SessionHandle>>>>,
+    watchers: RwLock<HashMap<String, Vec<Watch>>>,
     channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
+    /// Presence privacy (v1.2): watch entries whose verdict may be stale.
+    pub views: ViewQueue,
     next_key: AtomicU64,
     /// Per-user rate buckets of a single node (a cluster keeps them in
     /// Redis, and falls back to these while Redis is unreachable).
@@ -341,15 +413,53 @@ impl Hub {
         n
     }
 
-    /// Adds `s` as a watcher of `users`.
-    pub fn watch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = &'a str>) {
+    /// Adds `s` as a watcher of each user, with whether it may see that
+    /// user's presence (an existing watch takes the new verdict).
+    pub fn watch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = (&'a str, bool)>) {
         let mut w = self.watchers.write().expect("watchers lock");
-        for u in users {
+        for (u, visible) in users {
             let list = w.entry(u.to_owned()).or_default();
-            if !list.iter().any(|x| x.key == s.key) {
-                list.push(s.clone());
+            match list.iter_mut().find(|x| x.session.key == s.key) {
+                Some(x) => x.visible = visible,
+                None => list.push(Watch { session: s.clone(), visible }),
             }
         }
+    }
+
+    /// Sets the verdict of `s`'s watch of `user`; true when it changed.
+    pub fn set_visible(&self, s: &SessionHandle, user: &str, visible: bool) -> bool {
+        let mut w = self.watchers.write().expect("watchers lock");
+        match w.get_mut(user).and_then(|l| l.iter_mut().find(|x| x.session.key == s.key)) {
+            Some(x) if x.visible != visible => {
+                x.visible = visible;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The watch entries (session, watched user, verdict) in which one of
+    /// `users` is the watched user or the watching session's user.
+    pub fn watches_involving(&self, users: &HashSet<String>) -> Vec<(Arc<SessionHandle>, String, bool)> {
+        let w = self.watchers.read().expect("watchers lock");
+        let mut out = Vec::new();
+        for u in users {
+            if let Some(list) = w.get(u) {
+                out.extend(list.iter().map(|x| (x.session.clone(), u.clone(), x.visible)));
+            }
+        }
+        // Entries of the users' own sessions: only a node holding one of
+        // them has any, so most nodes skip the scan.
+        if users.iter().any(|u| self.is_online(u)) {
+            for (target, list) in w.iter().filter(|(t, _)| !users.contains(*t)) {
+                out.extend(
+                    list.iter()
+                        .filter(|x| users.contains(&*x.session.user))
+                        .map(|x| (x.session.clone(), target.clone(), x.visible)),
+                );
+            }
+        }
+        out
     }
 
     /// Removes `s` as a watcher of `users`.
@@ -357,7 +467,7 @@ impl Hub {
         let mut w = self.watchers.write().expect("watchers lock");
         for u in users {
             if let Some(list) = w.get_mut(u) {
-                list.retain(|x| x.key != s.key);
+                list.retain(|x| x.session.key != s.key);
                 if list.is_empty() {
                     w.remove(u);
                 }
@@ -365,11 +475,24 @@ impl Hub {
         }
     }
 
-    /// Queues `frame` to every session watching `user`.
+    /// Queues `frame` to every session watching `user`. A presence event
+    /// goes only to watchers that may see `user`'s presence (v1.2: they
+    /// share a conversation); a [`VIEWS_MARKER`] frame is not delivered but
+    /// queues its users' watches for a fresh verdict. This is where every
+    /// node of a cluster filters, for local and remote changes alike.
     pub fn send_to_watchers(&self, user: &str, frame: &Arc<str>) {
+        if frame.starts_with(VIEWS_MARKER) {
+            let users = serde_json::from_str::<serde_json::Value>(frame)
+                .ok()
+                .and_then(|v| serde_json::from_value::<Vec<String>>(v["users"].clone()).ok())
+                .unwrap_or_default();
+            self.views.queue(users);
+            return;
+        }
+        let presence = frame.starts_with(PRESENCE_PREFIX);
         if let Some(list) = self.watchers.read().expect("watchers lock").get(user) {
-            for s in list {
-                s.push(frame);
+            for x in list.iter().filter(|x| x.visible || !presence) {
+                x.session.push(frame);
             }
         }
     }
@@ -436,6 +559,39 @@ mod tests {
         assert_eq!(hub.register_within(&a1b, 2), Some(PresenceChange::Unchanged), "a replacement");
         assert_eq!(a1.close_requested().await.0, CloseCode::REPLACED);
         assert_eq!(hub.user_sessions("alice"), 2);
+    }
+
+    #[tokio::test]
+    async fn presence_reaches_only_watchers_who_may_see_it() {
+        let hub = Hub::default();
+        let (friend, stranger) = (hub.new_session("friend", "d", 8), hub.new_session("stranger", "d", 8));
+        hub.watch(&friend, [("bob", true)]);
+        hub.watch(&stranger, [("bob", false)]);
+        // The filter recognises presence frames by their start: events
+        // serialise their tag first.
+        let ev = courier_proto::Event::Presence(courier_proto::Presence {
+            user: "bob".into(),
+            online: true,
+            last_seen: None,
+        });
+        let frame: Arc<str> = Arc::from(serde_json::to_string(&ev).unwrap());
+        assert!(frame.starts_with(PRESENCE_PREFIX), "{frame}");
+        hub.send_to_watchers("bob", &frame);
+        assert!(friend.pop().is_some() && stranger.pop().is_none());
+        let profile: Arc<str> = Arc::from(r#"{"ev":"profile","user":"bob"}"#);
+        hub.send_to_watchers("bob", &profile);
+        assert!(friend.pop().is_some() && stranger.pop().is_some(), "profiles go to every watcher");
+        assert!(hub.set_visible(&stranger, "bob", true));
+        assert!(!hub.set_visible(&stranger, "bob", true), "no change");
+        hub.send_to_watchers("bob", &frame);
+        assert!(stranger.pop().is_some() && friend.pop().is_some());
+        // A views marker is never delivered.
+        hub.send_to_watchers("bob", &Arc::from(r#"{"ev":"_views","users":["bob"]}"#));
+        assert!(friend.pop().is_none());
+        let involved = hub.watches_involving(&["friend".to_owned()].into_iter().collect());
+        assert!(involved.is_empty(), "friend is not registered here, so its own watches are not scanned");
+        let involved = hub.watches_involving(&["bob".to_owned()].into_iter().collect());
+        assert_eq!(involved.len(), 2);
     }
 
     #[tokio::test]

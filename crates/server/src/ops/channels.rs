@@ -108,6 +108,8 @@ fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, join
         members.push(user.to_owned());
     }
     st.send_to_users(members.iter().map(String::as_str), &frame, None);
+    // Who may see whose presence follows shared channels (v1.2).
+    super::people::views_changed(st, &[user]);
 }
 
 /// Tells the channel's members that members' roles changed.
@@ -300,10 +302,18 @@ pub async fn members(
     let (rows, more) = st.store.member_roles_page(channel, after, page_limit(limit)).await?;
     let users: Vec<String> = rows.iter().map(|(u, _)| u.clone()).collect();
     let online = st.online(&users).await;
+    let shared = if entry.is_member(&ses.user) {
+        None
+    } else {
+        Some(st.store.shares_conversation(&ses.user, &users).await?)
+    };
     let members: Vec<MemberInfo> = rows
         .into_iter()
         .zip(online)
-        .map(|((user, role), online)| MemberInfo { user, online, role })
+        .map(|((user, role), online)| {
+            let online = online && shared.as_ref().is_none_or(|s| s.contains(&user));
+            MemberInfo { user, online, role }
+        })
         .collect();
     Ok(json!({"count": entry.len(), "members": members, "more": more}))
 }

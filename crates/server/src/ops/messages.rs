@@ -150,6 +150,9 @@ pub async fn send(st: &Arc<AppState>, ses: &SessionCtx, req: SendReq) -> OpResul
     let started = Instant::now();
     let ok = store_and_deliver(st, Sender::Session(ses), req).await?;
     st.metrics.send_latency.observe(started.elapsed().as_secs_f64());
+    if !ok.dup && matches!(ok.conv, Conv::Dm(..)) {
+        super::people::dm_written(st, &ok.conv, &ses.user);
+    }
     Ok(serde_json::to_value(ok).expect("serializes"))
 }
 
