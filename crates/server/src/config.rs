@@ -74,6 +74,12 @@ pub struct Config {
     /// Minimum interval between forwarded `typing` events per conversation
     /// and session.
     pub typing_interval_ms: u64,
+    /// Largest reply a session builds (protocol §8 v1.2: clients accept
+    /// 16 MiB): a `history` page that would be larger comes back shorter
+    /// with `more`, a `sync` drops its least recent conversations (see
+    /// `ops::messages`). At most 16 MiB; at least twice `max_frame_bytes`
+    /// and 16 KiB, so any one message fits.
+    pub max_reply_bytes: usize,
     /// Cluster mode: PostgreSQL connection URL (storage for every node).
     /// Set together with `redis`, or neither.
     pub postgres: Option<String>,
@@ -113,6 +119,7 @@ impl Default for Config {
             ws_read_buffer: 1024,
             ws_write_buffer: 16 * 1024,
             typing_interval_ms: 2000,
+            max_reply_bytes: MAX_REPLY_BYTES - (1 << 20),
             postgres: None,
             redis: None,
             node_id: None,
@@ -121,6 +128,10 @@ impl Default for Config {
         }
     }
 }
+
+/// The largest frame clients accept (protocol §8 v1.2), and so the most
+/// `max_reply_bytes` may be.
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
 
 /// Shortest auth or admin secret accepted (a 256-bit key).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -247,6 +258,11 @@ impl Config {
             ),
             (l.send_per_sec >= 1 && l.send_burst >= 1, "send_per_sec and send_burst must be at least 1"),
             (l.history_page >= 1, "limits.history_page must be at least 1"),
+            (
+                self.max_reply_bytes <= MAX_REPLY_BYTES
+                    && self.max_reply_bytes >= 2 * l.max_frame_bytes + (16 << 10),
+                "max_reply_bytes must be at most 16 MiB and at least 2 × limits.max_frame_bytes + 16 KiB",
+            ),
             (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
             (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
             (

@@ -10,6 +10,7 @@ use courier_proto::{
     Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
     body_mentions, is_relation_kind,
 };
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -181,8 +182,117 @@ pub async fn history(
         (None, Some(b)) => Page::Before(b),
         (None, None) => Page::Latest,
     };
-    let (messages, more) = st.store.history(&conv, page, limit).await?;
-    Ok(serde_json::to_value(HistoryOk { messages, more }).expect("serializes"))
+    let (mut messages, more) = st.store.history(&conv, page, limit).await?;
+    let newest_first = !matches!(page, Page::After(_));
+    let fit = fit_page(&mut messages, newest_first, reply_budget(st), &ses.user);
+    let mut ok = serde_json::to_value(HistoryOk { messages, more: more || fit.dropped }).expect("serializes");
+    if let Some(i) = fit.trimmed {
+        ok["messages"][i]["reactions_partial"] = json!(true);
+    }
+    Ok(ok)
+}
+
+/// Bytes a reply's payload may take: `max_reply_bytes` less room for the
+/// envelope (`{"re":<id>,"ok":...}`).
+fn reply_budget(st: &AppState) -> usize {
+    st.config.max_reply_bytes.saturating_sub(REPLY_ENVELOPE)
+}
+
+/// Room kept for a reply's envelope around its payload.
+const REPLY_ENVELOPE: usize = 1024;
+
+/// Bytes of `v` as compact JSON, counted without building the text.
+fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, v).expect("serializes");
+    n.0
+}
+
+/// What [`fit_page`] did to a page.
+struct Fit {
+    /// Messages were left out at the far end of the paging direction.
+    dropped: bool,
+    /// The index of a message whose reaction lists were shortened.
+    trimmed: Option<usize>,
+}
+
+/// Keeps as much of a `history` page as fits in `budget` bytes (protocol
+/// §8 v1.2: no reply past the cap). Messages are taken in the paging
+/// direction (oldest first for `after`, newest first otherwise) and the
+/// rest are left for the next page, so `more` is then true and paging
+/// still yields every message once, in ascending `seq`.
+///
+/// One message alone over the budget can only be so through its reaction
+/// aggregate (validation keeps `max_reply_bytes` above twice the largest
+/// frame, and a body fits in one frame): it is returned with its longest
+/// reactor lists shortened, `reader`'s own entries kept, and the reply
+/// marks it `reactions_partial: true`.
+fn fit_page(messages: &mut Vec<Msg>, newest_first: bool, budget: usize, reader: &str) -> Fit {
+    let n = messages.len();
+    let mut used = json_len(&HistoryOk { messages: Vec::new(), more: true });
+    let mut kept = 0;
+    let mut trimmed = None;
+    for k in 0..n {
+        let i = if newest_first { n - 1 - k } else { k };
+        let size = json_len(&messages[i]) + 1;
+        if used + size <= budget {
+            used += size;
+            kept += 1;
+            continue;
+        }
+        if kept == 0 {
+            trim_reactions(&mut messages[i], budget.saturating_sub(used + 1), reader);
+            trimmed = Some(i);
+            kept = 1;
+        }
+        break;
+    }
+    if newest_first {
+        messages.drain(..n - kept);
+        trimmed = trimmed.map(|_| 0);
+    } else {
+        messages.truncate(kept);
+    }
+    Fit { dropped: kept < n, trimmed }
+}
+
+/// Shortens `m`'s reactor lists, longest first, until it takes at most
+/// `room` bytes (or has no reactions left to shorten). `reader` keeps its
+/// own entries, so its toggles still show.
+fn trim_reactions(m: &mut Msg, room: usize, reader: &str) {
+    let mut size = json_len(m);
+    while size > room {
+        let Some(key) = m
+            .reactions
+            .iter()
+            .filter(|(_, users)| users.iter().any(|u| u != reader))
+            .max_by_key(|(_, users)| users.len())
+            .map(|(k, _)| k.clone())
+        else {
+            break;
+        };
+        let users = m.reactions.get_mut(&key).expect("key listed");
+        // Each id dropped saves its quotes and comma besides itself.
+        let mut saved = 0;
+        while saved < size - room {
+            let Some(pos) = users.iter().rposition(|u| u != reader) else { break };
+            saved += users.remove(pos).len() + 3;
+        }
+        if users.is_empty() {
+            m.reactions.remove(&key);
+        }
+        size = json_len(m);
+    }
 }
 
 /// `sync`: every conversation with cursors, and pending invitations (those
@@ -228,7 +338,48 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
         .into_iter()
         .filter(|i| i.state.is_final())
         .collect();
-    Ok(serde_json::to_value(SyncOk { conversations, invites, recent_invites }).expect("serializes"))
+    let mut ok = SyncOk { conversations, invites, recent_invites };
+    let truncated = fit_sync(&mut ok, reply_budget(st));
+    let mut ok = serde_json::to_value(ok).expect("serializes");
+    if truncated {
+        // An extension: the least recent conversations were left out.
+        ok["truncated"] = json!(true);
+    }
+    Ok(ok)
+}
+
+/// Keeps a `sync` ok within `budget` bytes (protocol §8 v1.2) by leaving
+/// out the conversations with the oldest activity (then, in the unlikely
+/// case that is not enough, the oldest invitations). Only a user in tens of
+/// thousands of conversations gets there; the order of what stays is kept.
+/// Returns whether anything was left out.
+fn fit_sync(ok: &mut SyncOk, budget: usize) -> bool {
+    let mut total = json_len(ok);
+    if total <= budget {
+        return false;
+    }
+    let mut order: Vec<usize> = (0..ok.conversations.len()).collect();
+    order.sort_by_key(|&i| ok.conversations[i].last_ts);
+    let mut drop = vec![false; ok.conversations.len()];
+    for i in order {
+        if total <= budget {
+            break;
+        }
+        total -= json_len(&ok.conversations[i]) + 1;
+        drop[i] = true;
+    }
+    let mut i = 0;
+    ok.conversations.retain(|_| {
+        i += 1;
+        !drop[i - 1]
+    });
+    while total > budget && !ok.recent_invites.is_empty() {
+        total -= json_len(&ok.recent_invites.remove(0)) + 1;
+    }
+    while total > budget && !ok.invites.is_empty() {
+        total -= json_len(&ok.invites.remove(0)) + 1;
+    }
+    true
 }
 
 /// `ack` (recv) and `read`: move this user's cursors forward and tell the
@@ -323,4 +474,86 @@ pub async fn signal(st: &Arc<AppState>, ses: &SessionCtx, to: Target, body: Map<
         }
     }
     Ok(json!({"ts": ts}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use courier_proto::SyncConv;
+
+    fn msg(seq: u64, text_len: usize) -> Msg {
+        let mut body = Map::new();
+        body.insert("text".into(), json!("t".repeat(text_len)));
+        Msg::new(
+            Conv::channel("c"),
+            seq,
+            format!("m{seq}"),
+            format!("c{seq}"),
+            "alice".into(),
+            Target::Channel("c".into()),
+            "text".into(),
+            body,
+            1,
+            None,
+        )
+    }
+
+    #[test]
+    fn a_page_keeps_what_fits_in_the_paging_direction() {
+        let page: Vec<Msg> = (1..=10).map(|s| msg(s, 1000)).collect();
+        let one = json_len(&page[0]) + 1;
+        // (Message 10 is a few bytes longer than message 1: slack for it.)
+        let budget = json_len(&HistoryOk { messages: Vec::new(), more: true }) + 3 * one + 8;
+        let mut fwd = page.clone();
+        let fit = fit_page(&mut fwd, false, budget, "alice");
+        assert_eq!(fwd.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3], "after: the oldest");
+        assert!(fit.dropped && fit.trimmed.is_none());
+        let mut back = page.clone();
+        fit_page(&mut back, true, budget, "alice");
+        assert_eq!(back.iter().map(|m| m.seq).collect::<Vec<_>>(), [8, 9, 10], "before/latest: the newest");
+        let mut all = page.clone();
+        assert!(!fit_page(&mut all, true, usize::MAX, "alice").dropped);
+        assert_eq!(all.len(), 10);
+    }
+
+    #[test]
+    fn one_message_over_the_budget_comes_with_shortened_reactions() {
+        let mut m = msg(1, 10);
+        m.reactions.insert("👍".into(), (0..500).map(|i| format!("user-{i:04}")).chain(["bob".into()]).collect());
+        m.reactions.insert("🎉".into(), vec!["carol".into()]);
+        let mut page = vec![m, msg(2, 10)];
+        let budget = 2000;
+        let fit = fit_page(&mut page, false, budget, "bob");
+        assert_eq!((page.len(), fit.dropped, fit.trimmed), (1, true, Some(0)));
+        let kept = &page[0];
+        assert!(json_len(&HistoryOk { messages: page.clone(), more: true }) <= budget);
+        assert!(kept.reactions["👍"].contains(&"bob".to_owned()), "the reader's own entry stays");
+        assert_eq!(kept.reactions["🎉"], ["carol"], "short lists are left alone");
+    }
+
+    #[test]
+    fn sync_leaves_out_the_least_recent_conversations() {
+        let conv = |i: i64| SyncConv {
+            conv: Conv::channel(&format!("ch{i}")),
+            kind: "channel".into(),
+            peer: None,
+            channel: Some(format!("ch{i}")),
+            last_seq: 1,
+            last_ts: i,
+            read_seq: 0,
+            peer_read_seq: None,
+            peer_recv_seq: None,
+            unread: 0,
+            mentions_unread: 0,
+            pins: Vec::new(),
+        };
+        let mut ok = SyncOk { conversations: (0..100).rev().map(conv).collect(), invites: Vec::new(), recent_invites: Vec::new() };
+        let budget = json_len(&ok) / 2;
+        assert!(fit_sync(&mut ok, budget));
+        assert!(json_len(&ok) <= budget);
+        let ts: Vec<i64> = ok.conversations.iter().map(|c| c.last_ts).collect();
+        assert!(ts.len() > 10 && ts.windows(2).all(|w| w[0] > w[1]), "order kept: {ts:?}");
+        assert_eq!(ts[0], 99, "the most recent stay");
+        assert!(!fit_sync(&mut ok, usize::MAX));
+    }
 }
