@@ -121,7 +121,9 @@ async fn a_loopback_server_answers_only_to_loopback_names() {
     // An absolute URI naming another host.
     let r = h.http_raw(format!("GET http://evil.example:{p}/v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n").as_bytes()).await;
     forbidden(&r, "absolute URI to another host");
-    for host in [format!("127.0.0.1:{p}"), format!("localhost:{p}"), format!("LocalHost:{p}"), "localhost".into()] {
+    for host in
+        [format!("127.0.0.1:{p}"), format!("localhost:{p}"), format!("LocalHost:{p}"), "localhost".into()]
+    {
         let r = h.http_raw(&upgrade(Some(&host), &[])).await;
         assert_eq!(r.status, 101, "Host {host}: {:?} {}", r.headers, r.text());
     }
@@ -154,14 +156,28 @@ async fn unsafe_configurations_refuse_to_start_and_say_why() {
             },
             "--dev-auth",
         ),
-        ("the README's old example secret", Config { auth_secret: Some("change-me".into()), ..config_in(&dir) }, "courier-server secret"),
-        ("a 31-byte auth secret", Config { auth_secret: Some("x".repeat(31)), ..config_in(&dir) }, "at least 32"),
-        ("a short admin secret", Config { admin_secret: Some("admin".into()), ..config_in(&dir) }, "admin secret"),
+        (
+            "the README's old example secret",
+            Config { auth_secret: Some("change-me".into()), ..config_in(&dir) },
+            "courier-server secret",
+        ),
+        (
+            "a 31-byte auth secret",
+            Config { auth_secret: Some("x".repeat(31)), ..config_in(&dir) },
+            "at least 32",
+        ),
+        (
+            "a short admin secret",
+            Config { admin_secret: Some("admin".into()), ..config_in(&dir) },
+            "admin secret",
+        ),
     ];
     for (what, config, says) in cases {
         match courier_server::Server::start(config).await {
             Ok(s) => panic!("{what}: the server started on {}", s.local_addr()),
-            Err(e) => assert!(format!("{e:#}").contains(says), "{what}: the refusal should say {says:?}: {e:#}"),
+            Err(e) => {
+                assert!(format!("{e:#}").contains(says), "{what}: the refusal should say {says:?}: {e:#}")
+            }
         }
     }
     let ok = Config { auth_secret: Some(long.clone()), admin_secret: Some(long), ..config_in(&dir) };
@@ -177,10 +193,15 @@ async fn metrics_and_detailed_health_need_the_admin_secret() {
         let r = h.http("GET", path, &[], b"").await;
         assert_eq!(r.status, 401, "{path} without the admin secret: {}", r.text());
         assert_eq!(r.json()["err"]["code"], json!("unauthenticated"));
-        let r = h.http("GET", path, &[("Authorization", "Bearer not-the-admin-secret-0123456789")], b"").await;
+        let r =
+            h.http("GET", path, &[("Authorization", "Bearer not-the-admin-secret-0123456789")], b"").await;
         assert_eq!(r.status, 401, "{path} with a wrong secret");
         let user = format!("Bearer {}", h.token(&h.user("nosy")));
-        assert_eq!(h.http("GET", path, &[("Authorization", &user)], b"").await.status, 401, "{path} as a user");
+        assert_eq!(
+            h.http("GET", path, &[("Authorization", &user)], b"").await.status,
+            401,
+            "{path} as a user"
+        );
     }
     let r = h.http("GET", "/healthz", &[], b"").await;
     assert_eq!((r.status, r.json()), (200, json!({"ok": true})), "plain health stays public");
@@ -422,7 +443,12 @@ async fn uploads_stop_at_the_daily_quota() {
         "x".repeat(5000)
     );
     let r = h.http_raw(raw.as_bytes()).await;
-    assert_eq!((r.status, r.json()["err"]["limit"].clone()), (429, json!("upload_bytes_day")), "{}", r.text());
+    assert_eq!(
+        (r.status, r.json()["err"]["limit"].clone()),
+        (429, json!("upload_bytes_day")),
+        "{}",
+        r.text()
+    );
     // What is left still fits; others have their own quota.
     assert_eq!(h.upload(&tok, "image/png", &[3; 4000]).await.status, 201);
     assert_eq!(h.upload(&tok, "image/png", &[4; 1]).await.status, 429);
@@ -453,8 +479,13 @@ async fn uploads_take_tokens_from_the_users_bucket() {
     let v = r.json();
     assert_eq!(v["err"]["code"], json!("rate_limited"), "{v}");
     assert!(v["err"]["retry_after_ms"].as_u64().is_some_and(|ms| ms >= 1), "{v}");
-    assert!(r.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1), "{:?}", r.headers);
+    assert!(
+        r.header("retry-after").and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s >= 1),
+        "{:?}",
+        r.headers
+    );
     // The bucket is the user's: a WebSocket send right after is limited too.
-    let e = c.err(json!({"op":"send","to":{"user":u},"cid":unique("c"),"kind":"text","body":{"text":"x"}})).await;
+    let e =
+        c.err(json!({"op":"send","to":{"user":u},"cid":unique("c"),"kind":"text","body":{"text":"x"}})).await;
     assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
 }

@@ -386,11 +386,21 @@ mod tests {
     #[test]
     fn dev_auth_beyond_loopback_is_refused_even_with_a_secret() {
         let secret = Some("k".repeat(32));
-        let mut c = Config { listen: "0.0.0.0:7700".parse().unwrap(), dev_auth: true, auth_secret: secret.clone(), ..Config::default() };
+        let mut c = Config {
+            listen: "0.0.0.0:7700".parse().unwrap(),
+            dev_auth: true,
+            auth_secret: secret.clone(),
+            ..Config::default()
+        };
         let e = c.validate().unwrap_err();
         assert!(matches!(e, ConfigError::DevAuthOnPublicAddress(_)), "{e}");
         assert!(e.to_string().contains("--dev-auth"), "{e}");
-        let mut c = Config { listen: "[::1]:7700".parse().unwrap(), dev_auth: true, auth_secret: secret, ..Config::default() };
+        let mut c = Config {
+            listen: "[::1]:7700".parse().unwrap(),
+            dev_auth: true,
+            auth_secret: secret,
+            ..Config::default()
+        };
         c.validate().unwrap();
     }
 
@@ -402,7 +412,11 @@ mod tests {
         assert!(e.to_string().contains("courier-server secret"), "{e}");
         let mut c = Config { admin_secret: Some("x".repeat(31)), ..Config::default() };
         assert!(matches!(c.validate().unwrap_err(), ConfigError::ShortSecret { which: "admin secret", .. }));
-        let mut c = Config { auth_secret: Some("x".repeat(32)), admin_secret: Some("y".repeat(32)), ..Config::default() };
+        let mut c = Config {
+            auth_secret: Some("x".repeat(32)),
+            admin_secret: Some("y".repeat(32)),
+            ..Config::default()
+        };
         c.validate().unwrap();
     }
 

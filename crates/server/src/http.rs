@@ -13,8 +13,8 @@
 use crate::auth::Authenticator;
 use crate::clock::now_ms;
 use crate::listener::ConnInfo;
-use crate::ratelimit::Verdict;
 use crate::ops::messages::{Sender, store_and_deliver};
+use crate::ratelimit::Verdict;
 use crate::session;
 use crate::state::AppState;
 use crate::store::MediaMeta;
@@ -360,7 +360,11 @@ async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Respons
                  this one is {size}"
             ),
         );
-        (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "application/json")], Reply::err_json(None, &err))
+        (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::CONTENT_TYPE, "application/json")],
+            Reply::err_json(None, &err),
+        )
             .into_response()
     };
     if let Some(n) = declared
@@ -449,7 +453,9 @@ async fn download_inner(
         }
         let item = match st.store.media_chunk(&id, offset, crate::store::MEDIA_CHUNK).await {
             Ok(Some(chunk)) if !chunk.is_empty() => chunk,
-            Ok(_) => return Some((Err(std::io::Error::other("media changed while streaming")), (st, id, size))),
+            Ok(_) => {
+                return Some((Err(std::io::Error::other("media changed while streaming")), (st, id, size)));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "media read failed while streaming");
                 return Some((Err(std::io::Error::other(e.to_string())), (st, id, size)));
@@ -466,8 +472,12 @@ async fn download_inner(
     );
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     if !is_inline_type(&meta.mime) {
-        let name: String =
-            meta.id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-').take(64).collect();
+        let name: String = meta
+            .id
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .take(64)
+            .collect();
         let name = if name.is_empty() { "media".to_owned() } else { name };
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
             h.insert(header::CONTENT_DISPOSITION, v);
@@ -537,12 +547,31 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        for ok in ["localhost", "LOCALHOST:7700", "127.0.0.1", "127.0.0.1:7700", "127.8.9.10:1", "[::1]", "[::1]:7700"] {
+        for ok in [
+            "localhost",
+            "LOCALHOST:7700",
+            "127.0.0.1",
+            "127.0.0.1:7700",
+            "127.8.9.10:1",
+            "[::1]",
+            "[::1]:7700",
+        ] {
             assert!(is_loopback_host(ok), "{ok}");
         }
         for bad in [
-            "evil.com", "evil.com:7700", "localhost.evil.com", "127.0.0.1.evil.com", "10.0.0.1", "[::2]:7700",
-            "localhost:", "localhost:x", "", "[::1", "127.0.0.1:7700:1", "0.0.0.0:7700", "[::ffff:127.0.0.1]",
+            "evil.com",
+            "evil.com:7700",
+            "localhost.evil.com",
+            "127.0.0.1.evil.com",
+            "10.0.0.1",
+            "[::2]:7700",
+            "localhost:",
+            "localhost:x",
+            "",
+            "[::1",
+            "127.0.0.1:7700:1",
+            "0.0.0.0:7700",
+            "[::ffff:127.0.0.1]",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
         }
@@ -553,7 +582,9 @@ mod tests {
         for t in ["image/png", "image/JPEG", "image/gif; x=1", "image/webp"] {
             assert!(is_inline_type(t), "{t}");
         }
-        for t in ["image/svg+xml", "text/html", "application/octet-stream", "image/png+evil", "", "text/plain"] {
+        for t in
+            ["image/svg+xml", "text/html", "application/octet-stream", "image/png+evil", "", "text/plain"]
+        {
             assert!(!is_inline_type(t), "{t}");
         }
     }

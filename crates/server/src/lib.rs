@@ -171,7 +171,8 @@ impl Server {
             header_read: Duration::from_millis(c.header_read_timeout_ms),
             idle: Duration::from_millis(c.http_idle_timeout_ms),
         };
-        let cap = |l| CappedListener::new(l, c.max_connections, c.max_unauthenticated_per_ip, metrics.clone());
+        let cap =
+            |l| CappedListener::new(l, c.max_connections, c.max_unauthenticated_per_ip, metrics.clone());
         let metrics_addr = match c.metrics_listen {
             Some(at) => {
                 let l = bind(at).with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?;

@@ -324,7 +324,8 @@ pub async fn serve(
         };
         let activity = stream.activity.clone();
         let info = ConnInfo { remote, local, pre_hello: stream.pre_hello.clone() };
-        let conn = builder.serve_connection(TokioIo::new(stream), ConnService { router: router.clone(), info });
+        let conn =
+            builder.serve_connection(TokioIo::new(stream), ConnService { router: router.clone(), info });
         let mut stop = stop.clone();
         let open = open_rx.clone();
         tokio::spawn(async move {

@@ -48,7 +48,12 @@ struct Cli {
     /// A web origin (scheme://host[:port]) allowed to connect (repeatable; the
     /// environment variable takes a comma-separated list). Requests from any
     /// other origin get 403; native clients send no Origin.
-    #[arg(long = "allowed-origin", env = "COURIER_ALLOWED_ORIGINS", value_name = "ORIGIN", value_delimiter = ',')]
+    #[arg(
+        long = "allowed-origin",
+        env = "COURIER_ALLOWED_ORIGINS",
+        value_name = "ORIGIN",
+        value_delimiter = ','
+    )]
     allowed_origins: Vec<String>,
     /// Serve /metrics and /healthz?detail without the admin secret on this
     /// extra address (put it on a private interface)

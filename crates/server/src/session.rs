@@ -518,7 +518,9 @@ async fn meter(
 mod tests {
     use super::*;
 
-    fn future_size<F: Future>(_: fn(WebSocket, Arc<AppState>, Option<crate::listener::PreHello>) -> F) -> usize {
+    fn future_size<F: Future>(
+        _: fn(WebSocket, Arc<AppState>, Option<crate::listener::PreHello>) -> F,
+    ) -> usize {
         std::mem::size_of::<F>()
     }
 
