@@ -123,17 +123,69 @@ impl SecretStore for FileStore {
     }
 }
 
+/// The OS keyring first, the private file where the keyring is missing or
+/// fails: a token is never lost for want of a keyring, and never written
+/// anywhere but these two.
+pub struct Layered {
+    keyring: Option<Box<dyn SecretStore>>,
+    file: FileStore,
+}
+
+impl Layered {
+    /// `keyring` (if any) in front of `file`.
+    pub fn new(keyring: Option<Box<dyn SecretStore>>, file: FileStore) -> Layered {
+        Layered { keyring, file }
+    }
+}
+
+impl SecretStore for Layered {
+    fn get(&self, key: &str) -> Result<Option<String>, String> {
+        if let Some(k) = &self.keyring {
+            match k.get(key) {
+                Ok(Some(v)) => return Ok(Some(v)),
+                Ok(None) => {}
+                Err(e) => tracing::warn!("keyring read failed ({e}); trying the private file"),
+            }
+        }
+        self.file.get(key)
+    }
+
+    fn set(&self, key: &str, value: &str) -> Result<(), String> {
+        if let Some(k) = &self.keyring {
+            match k.set(key, value) {
+                // In the keyring: no copy stays in the file.
+                Ok(()) => return self.file.delete(key),
+                Err(e) => tracing::warn!("keyring write failed ({e}); using the private file"),
+            }
+        }
+        self.file.set(key, value)
+    }
+
+    fn delete(&self, key: &str) -> Result<(), String> {
+        let from_keyring = self.keyring.as_ref().map_or(Ok(()), |k| k.delete(key));
+        self.file.delete(key)?;
+        from_keyring
+    }
+
+    fn kind(&self) -> &'static str {
+        match self.keyring {
+            Some(_) => "keyring",
+            None => "file",
+        }
+    }
+}
+
 /// The secret store for `profile`: the OS keyring when it answers (and
-/// `COURIER_NO_KEYRING` is unset), else its private file.
+/// `COURIER_NO_KEYRING` is unset), backed by the profile's private
+/// `credentials.json`.
 pub fn store_for(profile: &Profile) -> Box<dyn SecretStore> {
-    let file = || Box::new(FileStore::new(profile.dir.join("credentials.json")));
-    if std::env::var_os("COURIER_NO_KEYRING").is_some() {
-        return file();
-    }
-    match Keyring::probe("dev.courier.desktop") {
-        Some(k) => Box::new(k),
-        None => file(),
-    }
+    let file = FileStore::new(profile.dir.join("credentials.json"));
+    let keyring = if std::env::var_os("COURIER_NO_KEYRING").is_some() {
+        None
+    } else {
+        Keyring::probe("dev.courier.desktop").map(|k| Box::new(k) as Box<dyn SecretStore>)
+    };
+    Box::new(Layered::new(keyring, file))
 }
 
 /// The key of an account's token: profile, user and server.
@@ -148,9 +200,9 @@ fn token_key(profile: &Profile, user: &str, url: &str) -> String {
 pub fn save_account(profile: &Profile, secrets: &dyn SecretStore, account: &Account) -> std::io::Result<()> {
     let mut public = account.clone();
     if let ConnectConfig::Remote { url, token } = &mut public.server {
-        secrets
-            .set(&token_key(profile, &account.user, url), token)
-            .map_err(|e| std::io::Error::other(format!("cannot store the token ({}): {e}", secrets.kind())))?;
+        secrets.set(&token_key(profile, &account.user, url), token).map_err(|e| {
+            std::io::Error::other(format!("cannot store the token ({}): {e}", secrets.kind()))
+        })?;
         token.clear();
     }
     profile::write_json(&profile.dir.join("account.json"), &public)
@@ -218,7 +270,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = Profile::at(d.path().into(), "default".into());
         std::fs::create_dir_all(&p.dir).unwrap();
-        std::fs::write(p.dir.join("account.json"), serde_json::to_vec(&remote("old.tok.en")).unwrap()).unwrap();
+        std::fs::write(p.dir.join("account.json"), serde_json::to_vec(&remote("old.tok.en")).unwrap())
+            .unwrap();
         let secrets = FileStore::new(d.path().join("default/credentials.json"));
         assert_eq!(load_account(&p, &secrets), Some(remote("old.tok.en")));
         let text = std::fs::read_to_string(p.dir.join("account.json")).unwrap();
@@ -237,6 +290,65 @@ mod tests {
         // The mock keeps nothing between entries; exercise each call's mapping.
         assert_eq!(k.get("nothing").unwrap(), None);
         k.delete("nothing").unwrap();
+        k.set("nothing", "x").unwrap();
         assert_eq!(k.kind(), "keyring");
+    }
+
+    /// A keyring kept in memory, or one that fails every call.
+    #[derive(Default)]
+    struct MemKeyring {
+        broken: bool,
+        map: std::sync::Mutex<BTreeMap<String, String>>,
+    }
+
+    impl SecretStore for MemKeyring {
+        fn get(&self, key: &str) -> Result<Option<String>, String> {
+            if self.broken {
+                return Err("no secret service".into());
+            }
+            Ok(self.map.lock().unwrap().get(key).cloned())
+        }
+        fn set(&self, key: &str, value: &str) -> Result<(), String> {
+            if self.broken {
+                return Err("no secret service".into());
+            }
+            self.map.lock().unwrap().insert(key.into(), value.into());
+            Ok(())
+        }
+        fn delete(&self, key: &str) -> Result<(), String> {
+            self.map.lock().unwrap().remove(key);
+            Ok(())
+        }
+        fn kind(&self) -> &'static str {
+            "keyring"
+        }
+    }
+
+    /// With a keyring the token is there and in no file (a token migrated
+    /// from account.json leaves no copy behind); with a broken keyring it
+    /// goes to the 0600 file and still loads.
+    #[test]
+    fn tokens_go_to_the_keyring_when_there_is_one_else_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        let p = Profile::at(d.path().into(), "default".into());
+        std::fs::create_dir_all(&p.dir).unwrap();
+        std::fs::write(p.dir.join("account.json"), serde_json::to_vec(&remote("old.tok.en")).unwrap())
+            .unwrap();
+        let file = || FileStore::new(p.dir.join("credentials.json"));
+        let with_keyring = Layered::new(Some(Box::new(MemKeyring::default())), file());
+        assert_eq!(load_account(&p, &with_keyring), Some(remote("old.tok.en")));
+        save_account(&p, &with_keyring, &remote("new.tok.en")).unwrap();
+        assert_eq!(load_account(&p, &with_keyring), Some(remote("new.tok.en")));
+        for f in ["account.json", "credentials.json"] {
+            let text = std::fs::read_to_string(p.dir.join(f)).unwrap_or_default();
+            assert!(!text.contains("tok.en"), "{f}: {text}");
+        }
+        assert_eq!(with_keyring.kind(), "keyring");
+
+        let broken = Layered::new(Some(Box::new(MemKeyring { broken: true, ..Default::default() })), file());
+        save_account(&p, &broken, &remote("third.tok.en")).unwrap();
+        assert_eq!(load_account(&p, &broken), Some(remote("third.tok.en")));
+        assert!(std::fs::read_to_string(p.dir.join("credentials.json")).unwrap().contains("third.tok.en"));
+        assert!(!std::fs::read_to_string(p.dir.join("account.json")).unwrap().contains("tok.en"));
     }
 }

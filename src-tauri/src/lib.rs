@@ -46,6 +46,13 @@ pub fn run() {
             std::process::exit(2);
         }
     };
+    // The data root and the profile hold the embedded server's secret,
+    // account files and message stores: this OS user's alone (0700).
+    for dir in [&profile.root, &profile.dir] {
+        if let Err(e) = profile::private_dir(dir) {
+            tracing::warn!("cannot make {} private: {e}", dir.display());
+        }
+    }
     let mut ctx = tauri::generate_context!();
     // A separate single-instance key per profile.
     let id = profile.identifier(&ctx.config().identifier);

@@ -23,21 +23,98 @@ pub fn check_external_url(url: &str) -> Result<(), CmdError> {
 /// Extensions the OS may run rather than show (Windows, macOS, Linux
 /// desktops, and interpreters a double click may start).
 const EXECUTABLE_EXTENSIONS: &[&str] = &[
-    "exe", "com", "bat", "cmd", "scr", "pif", "msi", "msp", "msix", "appx", "cpl", "dll", "sys", "ps1", "psm1",
-    "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta", "lnk", "url", "reg", "inf", "jar", "jnlp", "sh", "bash",
-    "zsh", "csh", "ksh", "command", "tool", "app", "pkg", "dmg", "mpkg", "scpt", "workflow", "desktop",
-    "appimage", "run", "bin", "elf", "deb", "rpm", "snap", "flatpak", "py", "pyw", "pl", "rb", "php", "iso",
-    "img", "vhd", "vhdx", "xll", "docm", "xlsm", "pptm", "library-ms", "settingcontent-ms", "application",
+    "exe",
+    "com",
+    "bat",
+    "cmd",
+    "scr",
+    "pif",
+    "msi",
+    "msp",
+    "msix",
+    "appx",
+    "cpl",
+    "dll",
+    "sys",
+    "ps1",
+    "psm1",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "wsf",
+    "wsh",
+    "hta",
+    "lnk",
+    "url",
+    "reg",
+    "inf",
+    "jar",
+    "jnlp",
+    "sh",
+    "bash",
+    "zsh",
+    "csh",
+    "ksh",
+    "command",
+    "tool",
+    "app",
+    "pkg",
+    "dmg",
+    "mpkg",
+    "scpt",
+    "workflow",
+    "desktop",
+    "appimage",
+    "run",
+    "bin",
+    "elf",
+    "deb",
+    "rpm",
+    "snap",
+    "flatpak",
+    "py",
+    "pyw",
+    "pl",
+    "rb",
+    "php",
+    "iso",
+    "img",
+    "vhd",
+    "vhdx",
+    "xll",
+    "docm",
+    "xlsm",
+    "pptm",
+    "library-ms",
+    "settingcontent-ms",
+    "application",
 ];
 
 /// MIME types of programs and scripts.
 const EXECUTABLE_MIME_HINTS: &[&str] = &[
-    "application/x-msdownload", "application/x-msdos-program", "application/x-executable",
-    "application/x-elf", "application/x-sharedlib", "application/x-sh", "application/x-shellscript",
-    "text/x-shellscript", "application/x-bat", "application/x-msi", "application/java-archive",
-    "application/x-java-archive", "application/vnd.microsoft.portable-executable", "application/x-apple-diskimage",
-    "application/x-debian-package", "application/x-rpm", "application/x-python", "text/x-python",
-    "application/javascript", "text/javascript", "application/hta", "application/x-ms-shortcut",
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-executable",
+    "application/x-elf",
+    "application/x-sharedlib",
+    "application/x-sh",
+    "application/x-shellscript",
+    "text/x-shellscript",
+    "application/x-bat",
+    "application/x-msi",
+    "application/java-archive",
+    "application/x-java-archive",
+    "application/vnd.microsoft.portable-executable",
+    "application/x-apple-diskimage",
+    "application/x-debian-package",
+    "application/x-rpm",
+    "application/x-python",
+    "text/x-python",
+    "application/javascript",
+    "text/javascript",
+    "application/hta",
+    "application/x-ms-shortcut",
     "application/x-desktop",
 ];
 
@@ -55,8 +132,15 @@ pub fn is_executable(name: Option<&str>, mime: Option<&str>, head: &[u8]) -> boo
         let m = m.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         EXECUTABLE_MIME_HINTS.contains(&m.as_str())
     });
-    let magic: &[&[u8]] =
-        &[b"MZ", b"\x7fELF", b"#!", b"\xfe\xed\xfa", b"\xcf\xfa\xed\xfe", b"\xce\xfa\xed\xfe", b"\xca\xfe\xba\xbe"];
+    let magic: &[&[u8]] = &[
+        b"MZ",
+        b"\x7fELF",
+        b"#!",
+        b"\xfe\xed\xfa",
+        b"\xcf\xfa\xed\xfe",
+        b"\xce\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+    ];
     let magic_risky = magic.iter().any(|m| head.starts_with(m));
     ext_risky || mime_risky || magic_risky
 }
@@ -92,7 +176,16 @@ mod tests {
 
     #[test]
     fn executables_are_recognised() {
-        for name in ["setup.exe", "RUN.BAT", "a.exe.", "x.tar.sh", "app.AppImage", "pay.pdf.scr", "x.jar", "k.desktop"] {
+        for name in [
+            "setup.exe",
+            "RUN.BAT",
+            "a.exe.",
+            "x.tar.sh",
+            "app.AppImage",
+            "pay.pdf.scr",
+            "x.jar",
+            "k.desktop",
+        ] {
             assert!(is_executable(Some(name), None, b""), "{name}");
         }
         for name in ["report.pdf", "cat.png", "notes.txt", "archive.zip", "noext", "exe"] {

@@ -60,11 +60,19 @@ impl Profile {
         }
     }
 
-    /// The client store's directory for `user` on `server_key`.
-    pub fn account_dir(&self, user: &str, server_key: &str) -> PathBuf {
+    /// The client store's directory for `user` on `server_key`: always one
+    /// directory under `accounts/`.
+    ///
+    /// # Errors
+    /// A user id that is not a valid one (it may come from a token's
+    /// unverified `sub`: `../../x` must never become a path).
+    pub fn account_dir(&self, user: &str, server_key: &str) -> Result<PathBuf, String> {
+        if !courier_proto::ids::is_valid_user(user) || user.bytes().all(|b| b == b'.') {
+            return Err(format!("{user:?} is not a valid user id"));
+        }
         let key: String =
             server_key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' }).collect();
-        self.dir.join("accounts").join(format!("{user}@{key}"))
+        Ok(self.dir.join("accounts").join(format!("{user}@{key}")))
     }
 
     /// Where the client core caches an account's downloaded media (the
@@ -198,7 +206,14 @@ pub fn embedded_secret(dir: &Path) -> std::io::Result<String> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+            if mode != 0o600 {
+                tracing::warn!(
+                    "{} had mode {mode:o}; set to 600 (delete it while no Courier runs to make a new secret)",
+                    path.display()
+                );
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
         }
         let s = std::fs::read_to_string(path)?.trim().to_owned();
         if s.len() < MIN_SECRET_LEN {
@@ -264,9 +279,16 @@ mod tests {
         assert_eq!(q.identifier("dev.courier.desktop"), "dev.courier.desktop.p_bob_2");
         assert_eq!(q.dir, PathBuf::from("/tmp/r/bob.2"));
         assert_eq!(
-            q.account_dir("bob", "ws://127.0.0.1:7700"),
+            q.account_dir("bob", "ws://127.0.0.1:7700").unwrap(),
             PathBuf::from("/tmp/r/bob.2/accounts/bob@ws___127.0.0.1_7700")
         );
+        // A user id from a forged token never walks out of accounts/.
+        for bad in ["../../x", "..", ".", "a/b", "a\\b", "", "x y"] {
+            assert!(q.account_dir(bad, "embedded").is_err(), "{bad:?}");
+        }
+        assert_eq!(q.account_dir("..", "../..").unwrap_err(), "\"..\" is not a valid user id");
+        let odd = q.account_dir("a.b", "../../x").unwrap();
+        assert_eq!(odd.parent().unwrap(), q.dir.join("accounts"), "the server key is flattened");
     }
 
     #[cfg(unix)]

@@ -247,7 +247,7 @@ impl AppState {
                 (url.clone(), token.clone(), user, url.clone())
             }
         };
-        let account_dir = self.profile.account_dir(&user, &key);
+        let account_dir = self.profile.account_dir(&user, &key).map_err(|e| CmdError::new("invalid", e))?;
         if let Some(hook) = lock(&self.media_scope).as_ref() {
             hook(&Profile::media_dir(&account_dir));
         }
@@ -284,7 +284,8 @@ impl AppState {
         *lock(&self.client) = Some(client.clone());
         let _ = self.feed.send((client.clone(), events));
         let renewer = embedded.then(|| {
-            tokio::spawn(renew_embedded_tokens(client.clone(), self.profile.root.join("server"))).abort_handle()
+            tokio::spawn(renew_embedded_tokens(client.clone(), self.profile.root.join("server")))
+                .abort_handle()
         });
         if let Some(old) = std::mem::replace(&mut *lock(&self.renewer), renewer) {
             old.abort();
@@ -532,6 +533,81 @@ mod tests {
         assert_eq!(again.user, acc.user);
         let c = a.client().unwrap();
         c.wait_synced().await.unwrap();
+        // b signs in there with a token it minted from the shared secret,
+        // and chats with a.
+        let acc_b = b.connect(ConnectConfig::Embedded, true, false).await.unwrap();
+        assert_ne!(acc_b.user, acc.user);
+        let cb = b.client().unwrap();
+        assert_eq!(cb.state(), ConnState::Connected);
+        let to_a = courier_proto::Target::User(acc.user.clone());
+        cb.send_text(&to_a, "hi a, from profile b").unwrap();
+        let conv = c.conv_of(&courier_proto::Target::User(acc_b.user.clone())).unwrap();
+        let got =
+            async {
+                loop {
+                    if c.history(&conv, None, 10).unwrap().iter().any(|m| {
+                        serde_json::Value::Object(m.body.clone()).to_string().contains("from profile b")
+                    }) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            };
+        tokio::time::timeout(Duration::from_secs(10), got).await.expect("a gets b's message");
+        // Nothing secret in b's account file: its token is minted, not kept.
+        let text = std::fs::read_to_string(root.path().join("b/account.json")).unwrap();
+        assert!(!text.contains("eyJ"), "{text}");
+        b.shutdown().await;
+        a.shutdown().await;
+    }
+
+    /// The asset protocol is opened to each account's media cache only:
+    /// never the profile directory with settings.json, account.json, the
+    /// databases, or the data root with the server's secret.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_webview_sees_only_media_caches() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        let seen = std::sync::Arc::new(Mutex::new(Vec::<std::path::PathBuf>::new()));
+        let rec = seen.clone();
+        a.set_media_scope(Box::new(move |d| lock(&rec).push(d.to_owned())));
+        let acc = a.connect(ConnectConfig::Embedded, true, false).await.unwrap();
+        let a2 = AppState::new(Profile::at(root.path().into(), "a".into()));
+        let rec = seen.clone();
+        a2.set_media_scope(Box::new(move |d| lock(&rec).push(d.to_owned())));
+        let dirs = lock(&seen).clone();
+        let media = root.path().join(format!("a/accounts/{}@embedded/media", acc.user));
+        assert_eq!(dirs, vec![media.clone(), media], "at sign-in, then for the existing account at start-up");
+        for secret in ["a/account.json", "a/settings.json", "server/secret", "embedded-server.json"] {
+            let p = root.path().join(secret);
+            assert!(!dirs.iter().any(|d| p.starts_with(d)), "{secret} is reachable");
+        }
+        a.shutdown().await;
+    }
+
+    /// An account's token that ran out while the app was away (the first
+    /// `hello` gets 4002) is replaced at once by a freshly minted one.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_expired_embedded_token_is_replaced() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        a.connect(ConnectConfig::Embedded, false, false).await.unwrap();
+        let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
+        let dir = root.path().join("server");
+        let secret = profile::embedded_secret(&dir).unwrap();
+        let short =
+            courier_server::auth::mint_token(&secret, "dave-1", Duration::from_secs(1), None).unwrap();
+        // Let it lapse (whole seconds: `exp` has a one-second resolution).
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let store = tempfile::tempdir().unwrap();
+        let client = Client::open(ClientConfig::new(vec![url], short, store.path())).unwrap();
+        let renewer = tokio::spawn(renew_embedded_tokens(client.clone(), dir));
+        client.start();
+        tokio::time::timeout(Duration::from_secs(15), client.wait_state(|s| s == ConnState::Connected))
+            .await
+            .expect("signed in with a renewed token");
+        renewer.abort();
+        client.stop().await;
         a.shutdown().await;
     }
 
@@ -549,7 +625,8 @@ mod tests {
         let good = courier_server::auth::mint_token(&secret, "bob-1", Duration::from_secs(60), None).unwrap();
         b.connect(ConnectConfig::Remote { url: url.clone(), token: good }, false, false).await.unwrap();
         let forged =
-            courier_server::auth::mint_token(&"x".repeat(64), "bob-1", Duration::from_secs(60), None).unwrap();
+            courier_server::auth::mint_token(&"x".repeat(64), "bob-1", Duration::from_secs(60), None)
+                .unwrap();
         let bad = b.connect(ConnectConfig::Remote { url, token: forged }, false, false).await;
         assert_eq!(bad.unwrap_err().code, "sign_in_refused");
         b.shutdown().await;
@@ -568,7 +645,8 @@ mod tests {
         let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
         let dir = root.path().join("server");
         let secret = profile::embedded_secret(&dir).unwrap();
-        let short = courier_server::auth::mint_token(&secret, "carol-1", Duration::from_secs(2), None).unwrap();
+        let short =
+            courier_server::auth::mint_token(&secret, "carol-1", Duration::from_secs(2), None).unwrap();
         let store = tempfile::tempdir().unwrap();
         let client = Client::open(ClientConfig::new(vec![url], short, store.path())).unwrap();
         let mut events = client.subscribe();

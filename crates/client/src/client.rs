@@ -137,19 +137,21 @@ impl ClientConfig {
 }
 
 /// The user id a token is for, without verifying it: `dev:<user>`, or the
-/// `sub` claim of a JWT.
+/// `sub` claim of a JWT. Only ids that are safe as a path component pass:
+/// valid user ids (no `/`, `\`, spaces, ...) that are not `.` or `..`.
 pub fn token_user(token: &str) -> Option<String> {
     use base64::Engine;
+    // The user id becomes part of a directory name: never let a forged
+    // token carry `../../x` or a bare `..` there.
+    let safe = |u: &str| courier_proto::ids::is_valid_user(u) && !u.bytes().all(|b| b == b'.');
     if let Some(u) = token.strip_prefix("dev:") {
-        return courier_proto::ids::is_valid_user(u).then(|| u.to_owned());
+        return safe(u).then(|| u.to_owned());
     }
     let payload = token.split('.').nth(1)?;
     let bytes =
         base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
-    // The user id becomes part of a directory name: only valid ids pass
-    // (never `..`, `/` or anything else a forged token may carry).
-    claims.get("sub")?.as_str().filter(|u| courier_proto::ids::is_valid_user(u)).map(str::to_owned)
+    claims.get("sub")?.as_str().filter(|u| safe(u)).map(str::to_owned)
 }
 
 pub(crate) struct Inner {

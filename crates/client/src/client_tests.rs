@@ -526,9 +526,11 @@ fn token_user_accepts_only_valid_ids() {
         format!("{}.{}.sig", enc(json!({"alg":"HS256"})), enc(json!({"sub": sub, "exp": 1})))
     };
     assert_eq!(token_user(&jwt("alice")).as_deref(), Some("alice"));
-    for bad in ["../../x", "a/b", "..", "", "a\\b", "x y"] {
+    for bad in ["../../x", "a/b", "..", ".", "", "a\\b", "x y", "/etc", "x\u{0}"] {
         assert_eq!(token_user(&jwt(bad)), None, "{bad:?}");
     }
     assert_eq!(token_user("dev:../x"), None);
+    assert_eq!(token_user("dev:.."), None);
+    assert_eq!(token_user("not-a-token"), None);
     assert_eq!(token_user("dev:bob").as_deref(), Some("bob"));
 }
