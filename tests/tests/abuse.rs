@@ -218,6 +218,52 @@ async fn reaction_caps_refuse_with_limit_reached_and_taking_off_always_works() {
 }
 
 #[tokio::test]
+async fn reaction_caps_hold_against_concurrent_sessions() {
+    let Some(h) = Harness::with_config("reaction_caps_concurrent", |c| {
+        c.limits.reaction_keys = Some(50);
+        c.limits.reactions_per_user = Some(2);
+        c.limits.send_per_sec = 1000;
+        c.limits.send_burst = 1000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (h.user("rxc-a"), h.user("rxc-b"));
+    let mut cb = h.login(&b).await;
+    let mid = text(&mut cb, &a, "react to me").await;
+    let mut sessions = Vec::new();
+    for _ in 0..4 {
+        sessions.push(h.login(&a).await);
+    }
+    // Every session fires four reactions with distinct keys at once.
+    let mut pending = Vec::new();
+    for (s, c) in sessions.iter_mut().enumerate() {
+        let mut ids = Vec::new();
+        for k in 0..4 {
+            ids.push(c.send_request(reaction(&b, &mid, &format!("k{s}-{k}"), true)).await);
+        }
+        pending.push(ids);
+    }
+    let mut stored = 0;
+    for (c, ids) in sessions.iter_mut().zip(pending) {
+        for id in ids {
+            let r = decode_reply(&c.raw_reply(Some(id), WAIT).await.expect("reply"));
+            match r.err {
+                None => stored += 1,
+                Some(e) => {
+                    assert_eq!((e.code, limit_of(&e)), (ErrorCode::LimitReached, Some("reactions_per_user")))
+                }
+            }
+        }
+    }
+    assert_eq!(stored, 2, "exactly reactions_per_user reactions were stored");
+    let hist = cb.history(&dm_conv(&a, &b), json!({})).await;
+    let target = hist["messages"].as_array().unwrap().iter().find(|m| m["mid"] == json!(mid)).unwrap();
+    assert_eq!(target["reactions"].as_object().map_or(0, |r| r.len()), 2, "{target}");
+}
+
+#[tokio::test]
 async fn channels_created_per_user_per_day_are_capped() {
     let Some(h) = Harness::with_config("channels_created_cap", |c| c.limits.channels_created = Some(2)).await
     else {

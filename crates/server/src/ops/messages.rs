@@ -99,12 +99,13 @@ pub async fn store_and_deliver(
         None => st.store.append(msg).await?,
         Some(rel) => {
             relations::authorize(st, from, &msg.conv, &rel).await?;
-            match st.store.append_relation(msg, rel).await? {
+            match st.store.append_relation_capped(msg, rel, relations::reaction_caps(st)).await? {
                 RelationAppend::Stored(a) => a,
                 RelationAppend::NoTarget => {
                     return Err(OpError::not_found("body.target is not a message of this conversation"));
                 }
                 RelationAppend::Recalled => return Err(OpError::conflict("the message was recalled")),
+                RelationAppend::Capped(cap) => return Err(relations::reaction_capped(st, cap)),
             }
         }
     };

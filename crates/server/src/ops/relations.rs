@@ -11,7 +11,7 @@
 use super::OpError;
 use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::Relation;
+use crate::store::{ReactionCaps, Relation};
 use courier_proto::event::{DEFAULT_REACTION_KEYS, DEFAULT_REACTIONS_PER_USER};
 use courier_proto::{Conv, ErrBody, Msg, is_relation_kind};
 
@@ -21,8 +21,7 @@ use courier_proto::{Conv, ErrBody, Msg, is_relation_kind};
 /// # Errors
 /// `not_found` (no such content message in `conv`), `forbidden` (a relation
 /// as target, or not the actor's to do), `conflict` (recalled, or the
-/// window passed), `limit_reached` (a reaction over a v1.2 cap),
-/// `internal` (storage).
+/// window passed), `internal` (storage).
 pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) -> Result<Msg, OpError> {
     let target = st
         .store
@@ -80,44 +79,30 @@ pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) 
             )));
         }
     }
-    if let Relation::Reaction { key, on: true, .. } = rel {
-        check_reaction_caps(st, actor, conv, &target, key).await?;
-    }
     Ok(target)
 }
 
-/// The v1.2 reaction caps, for `actor` turning `key` on: at most
-/// `reaction_keys` distinct keys on one message and `reactions_per_user`
-/// keys of one user on it. A key the actor has on already is a no-op and
-/// passes; taking a reaction off never reaches here.
-///
-/// # Errors
-/// `limit_reached` with `err.limit` naming the cap, `internal` (storage).
-async fn check_reaction_caps(
-    st: &AppState,
-    actor: &str,
-    conv: &Conv,
-    target: &Msg,
-    key: &str,
-) -> Result<(), OpError> {
+/// The v1.2 reaction caps from the configuration. Storage checks them in
+/// the reaction's transaction ([`crate::store::Store::append_relation_capped`]):
+/// at most `reaction_keys` distinct keys on one message, and
+/// `reactions_per_user` keys of one user on it. A key the user has on
+/// already fits; taking a reaction off is never capped.
+pub fn reaction_caps(st: &AppState) -> ReactionCaps {
     let limits = &st.config.limits;
-    let max_keys = u64::from(limits.reaction_keys.unwrap_or(DEFAULT_REACTION_KEYS));
-    let max_mine = u64::from(limits.reactions_per_user.unwrap_or(DEFAULT_REACTIONS_PER_USER));
-    let tally = st.store.reaction_tally(conv, target.seq, actor, key).await?;
-    if tally.user_has_key {
-        return Ok(());
+    ReactionCaps {
+        keys: u64::from(limits.reaction_keys.unwrap_or(DEFAULT_REACTION_KEYS)),
+        per_user: u64::from(limits.reactions_per_user.unwrap_or(DEFAULT_REACTIONS_PER_USER)),
     }
-    if tally.user_keys >= max_mine {
-        return Err(OpError(Box::new(ErrBody::limit(
-            "reactions_per_user",
-            format!("you have {max_mine} reactions on this message already; take one off first"),
-        ))));
-    }
-    if !tally.key_present && tally.keys >= max_keys {
-        return Err(OpError(Box::new(ErrBody::limit(
-            "reaction_keys",
-            format!("this message has {max_keys} different reactions already; use one of them"),
-        ))));
-    }
-    Ok(())
+}
+
+/// The `limit_reached` error for a reaction over `cap` (a name from
+/// [`ReactionCaps::refuses`]).
+pub fn reaction_capped(st: &AppState, cap: &'static str) -> OpError {
+    let caps = reaction_caps(st);
+    let message = if cap == "reactions_per_user" {
+        format!("you have {} reactions on this message already; take one off first", caps.per_user)
+    } else {
+        format!("this message has {} different reactions already; use one of them", caps.keys)
+    };
+    OpError(Box::new(ErrBody::limit(cap, message)))
 }

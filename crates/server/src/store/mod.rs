@@ -197,6 +197,9 @@ pub enum RelationAppend {
     NoTarget,
     /// The target is recalled; nothing was written.
     Recalled,
+    /// v1.2: a reaction turning a key on would pass this cap
+    /// (`reaction_keys` or `reactions_per_user`); nothing was written.
+    Capped(&'static str),
 }
 
 /// The outcome of [`Store::join_channel`].
@@ -250,6 +253,31 @@ pub struct ReactionTally {
     pub key_present: bool,
     /// Whether the user has the key on already (turning it on is a no-op).
     pub user_has_key: bool,
+}
+
+/// The v1.2 reaction caps (`limits.reaction_keys`, `reactions_per_user`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReactionCaps {
+    /// Most distinct keys on one message.
+    pub keys: u64,
+    /// Most keys one user has on one message.
+    pub per_user: u64,
+}
+
+impl ReactionCaps {
+    /// The cap the user turning the key on would pass, given the tally
+    /// (`None`: it fits; a key the user has on already always fits).
+    pub fn refuses(&self, t: ReactionTally) -> Option<&'static str> {
+        if t.user_has_key {
+            None
+        } else if t.user_keys >= self.per_user {
+            Some("reactions_per_user")
+        } else if !t.key_present && t.keys >= self.keys {
+            Some("reaction_keys")
+        } else {
+            None
+        }
+    }
 }
 
 /// A user's two cursors in a conversation.
@@ -395,6 +423,17 @@ pub trait Store: Send + Sync + 'static {
     /// the module docs) and deletes the media its body names when the
     /// media was uploaded by the target's sender.
     async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend>;
+    /// [`Store::append_relation`] with the v1.2 reaction caps checked in
+    /// the relation's transaction, so concurrent reactions cannot pass
+    /// them: a reaction turning a key on over `caps` is
+    /// [`RelationAppend::Capped`] (a retry of a stored one is still its
+    /// duplicate).
+    async fn append_relation_capped(
+        &self,
+        msg: NewMessage,
+        rel: Relation,
+        caps: ReactionCaps,
+    ) -> StoreResult<RelationAppend>;
     /// A page of messages in ascending seq, and whether more exist in the
     /// paging direction. `limit` is at least 1. Content messages carry
     /// their aggregates (edit, reactions, pin, recall).
@@ -467,15 +506,6 @@ pub trait Store: Send + Sync + 'static {
     async fn members(&self, channel: &str) -> StoreResult<Vec<String>>;
     /// Members with their roles, in joining order.
     async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>>;
-    /// A member's role; `None` when not a member.
-    async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>>;
-    /// How many channels `user` created at or after `since` (ms): the
-    /// `channels_created` cap counts those of the current UTC day.
-    async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64>;
-    /// Sets a member's role. `Owner` transfers ownership: every other owner
-    /// becomes admin, in the same transaction. Returns each member whose
-    /// role changed (the new owner first), or `None` when `user` is not a
-    /// member.
     /// A page of public channels (v1.2): names bytewise after `after`
     /// (exclusive), at most `limit`, and whether more follow.
     async fn public_channels_page(&self, after: Option<&str>, limit: u32)
@@ -493,6 +523,15 @@ pub trait Store: Send + Sync + 'static {
     /// them has sent a message in it. `viewer` always shares with
     /// themself.
     async fn shares_conversation(&self, viewer: &str, others: &[String]) -> StoreResult<HashSet<String>>;
+    /// A member's role; `None` when not a member.
+    async fn role(&self, channel: &str, user: &str) -> StoreResult<Option<Role>>;
+    /// How many channels `user` created at or after `since` (ms): the
+    /// `channels_created` cap counts those of the current UTC day.
+    async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64>;
+    /// Sets a member's role. `Owner` transfers ownership: every other owner
+    /// becomes admin, in the same transaction. Returns each member whose
+    /// role changed (the new owner first), or `None` when `user` is not a
+    /// member.
     async fn set_role(
         &self,
         channel: &str,

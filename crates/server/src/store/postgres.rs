@@ -41,13 +41,13 @@
 //! [`StoreError::Postgres`] with SQLSTATE and message. Both reach clients as
 //! retryable `internal`. Nothing here panics on an engine error.
 
-use super::ReactionTally;
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
     Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
+use super::{ReactionCaps, ReactionTally};
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use deadpool_postgres::{
@@ -674,6 +674,72 @@ async fn try_append(
     }
 }
 
+/// The v1.2 reaction caps' view of one message (reads of the reactions
+/// primary key).
+async fn read_tally<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    conv: &str,
+    target_seq: i64,
+    user: &str,
+    key: &str,
+) -> Result<ReactionTally, tokio_postgres::Error> {
+    let stmt = c
+        .prepare_cached(
+            "SELECT \
+             (SELECT count(DISTINCT key) FROM reactions WHERE conv = $1 AND target_seq = $2), \
+             (SELECT count(*) FROM reactions WHERE conv = $1 AND target_seq = $2 AND user_id = $3), \
+             EXISTS (SELECT 1 FROM reactions WHERE conv = $1 AND target_seq = $2 AND key = $4), \
+             EXISTS (SELECT 1 FROM reactions \
+                     WHERE conv = $1 AND target_seq = $2 AND key = $4 AND user_id = $3)",
+        )
+        .await?;
+    let r = c.query_one(&stmt, &[&conv, &target_seq, &user, &key]).await?;
+    Ok(ReactionTally {
+        keys: from_sql_int(r.try_get(0)?),
+        user_keys: from_sql_int(r.try_get(1)?),
+        key_present: r.try_get(2)?,
+        user_has_key: r.try_get(3)?,
+    })
+}
+
+/// [`Store::append_relation`], with the reaction caps when given.
+async fn append_relation_with(
+    store: &PostgresStore,
+    msg: NewMessage,
+    rel: Relation,
+    caps: Option<ReactionCaps>,
+) -> StoreResult<RelationAppend> {
+    let mut c = store.client().await?;
+    // The common retry needs no transaction and no lock.
+    if let Some(original) = find_by_cid(&c, &msg.from, &msg.cid).await? {
+        return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
+    }
+    let conv = msg.conv.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_append_relation(&mut c, &msg, &conv, &rel, caps).await {
+            Ok(RelationTry::Stored(msg)) => {
+                return Ok(RelationAppend::Stored(Appended { msg, dup: false }));
+            }
+            Ok(RelationTry::NoTarget) => return Ok(RelationAppend::NoTarget),
+            Ok(RelationTry::Recalled) => return Ok(RelationAppend::Recalled),
+            Ok(RelationTry::Capped(cap)) => return Ok(RelationAppend::Capped(cap)),
+            Ok(RelationTry::Dup) => {
+                return match find_by_cid(&c, &msg.from, &msg.cid).await? {
+                    Some(original) => Ok(RelationAppend::Stored(Appended { msg: original, dup: true })),
+                    None => Err(StoreError::Postgres(format!(
+                        "({}, {}) conflicted with a message that is not there",
+                        msg.from, msg.cid
+                    ))),
+                };
+            }
+            Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => continue,
+            Err(e) => return Err(pg(e)),
+        }
+    }
+}
+
 /// What one transaction of [`Store::append_relation`] did.
 #[allow(clippy::large_enum_variant)] // returned once per call, never kept in bulk
 enum RelationTry {
@@ -681,6 +747,7 @@ enum RelationTry {
     Dup,
     NoTarget,
     Recalled,
+    Capped(&'static str),
 }
 
 /// One transaction of [`Store::append_relation`]: locks the target row
@@ -691,6 +758,7 @@ async fn try_append_relation(
     m: &NewMessage,
     conv: &str,
     rel: &Relation,
+    caps: Option<ReactionCaps>,
 ) -> Result<RelationTry, tokio_postgres::Error> {
     let tx = c.transaction().await?;
     let lock = tx
@@ -707,6 +775,15 @@ async fn try_append_relation(
     if target.try_get::<_, bool>(4)? {
         tx.rollback().await?;
         return Ok(RelationTry::Recalled);
+    }
+    // The target row is locked: relations to it take turns, so the caps
+    // hold under concurrency.
+    if let (Relation::Reaction { key, on: true, .. }, Some(caps)) = (rel, caps) {
+        let tally = read_tally(&tx, conv, target_seq, &m.from, key).await?;
+        if let Some(cap) = caps.refuses(tally) {
+            tx.rollback().await?;
+            return Ok(RelationTry::Capped(cap));
+        }
     }
     let Some(msg) = insert_message(&tx, m, conv, Some(rel.target())).await? else {
         tx.rollback().await?;
@@ -992,34 +1069,16 @@ impl Store for PostgresStore {
     }
 
     async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
-        let mut c = self.client().await?;
-        // The common retry needs no transaction and no lock.
-        if let Some(original) = find_by_cid(&c, &msg.from, &msg.cid).await? {
-            return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
-        }
-        let conv = msg.conv.to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match try_append_relation(&mut c, &msg, &conv, &rel).await {
-                Ok(RelationTry::Stored(msg)) => {
-                    return Ok(RelationAppend::Stored(Appended { msg, dup: false }));
-                }
-                Ok(RelationTry::NoTarget) => return Ok(RelationAppend::NoTarget),
-                Ok(RelationTry::Recalled) => return Ok(RelationAppend::Recalled),
-                Ok(RelationTry::Dup) => {
-                    return match find_by_cid(&c, &msg.from, &msg.cid).await? {
-                        Some(original) => Ok(RelationAppend::Stored(Appended { msg: original, dup: true })),
-                        None => Err(StoreError::Postgres(format!(
-                            "({}, {}) conflicted with a message that is not there",
-                            msg.from, msg.cid
-                        ))),
-                    };
-                }
-                Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => continue,
-                Err(e) => return Err(pg(e)),
-            }
-        }
+        append_relation_with(self, msg, rel, None).await
+    }
+
+    async fn append_relation_capped(
+        &self,
+        msg: NewMessage,
+        rel: Relation,
+        caps: ReactionCaps,
+    ) -> StoreResult<RelationAppend> {
+        append_relation_with(self, msg, rel, Some(caps)).await
     }
 
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {
@@ -1244,27 +1303,7 @@ impl Store for PostgresStore {
         key: &str,
     ) -> StoreResult<ReactionTally> {
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached(
-                "SELECT \
-                 (SELECT count(DISTINCT key) FROM reactions WHERE conv = $1 AND target_seq = $2), \
-                 (SELECT count(*) FROM reactions WHERE conv = $1 AND target_seq = $2 AND user_id = $3), \
-                 EXISTS (SELECT 1 FROM reactions WHERE conv = $1 AND target_seq = $2 AND key = $4), \
-                 EXISTS (SELECT 1 FROM reactions \
-                         WHERE conv = $1 AND target_seq = $2 AND key = $4 AND user_id = $3)",
-            )
-            .await
-            .map_err(pg)?;
-        let r = c
-            .query_one(&stmt, &[&conv.to_string(), &to_sql_int(target_seq), &user, &key])
-            .await
-            .map_err(pg)?;
-        Ok(ReactionTally {
-            keys: from_sql_int(col(&r, 0)?),
-            user_keys: from_sql_int(col(&r, 1)?),
-            key_present: col(&r, 2)?,
-            user_has_key: col(&r, 3)?,
-        })
+        read_tally(&c, &conv.to_string(), to_sql_int(target_seq), user, key).await.map_err(pg)
     }
 
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {

@@ -36,13 +36,13 @@
 //! by a newer build, or a file that is not a (Courier) SQLite database. It
 //! never deletes or rewrites such a file.
 
-use super::ReactionTally;
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
     Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
+use super::{ReactionCaps, ReactionTally};
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -1154,6 +1154,23 @@ const REACTION_TALLY: &str = "SELECT \
     EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4), \
     EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4 AND user_id = ?3)";
 
+fn read_tally(
+    c: &Connection,
+    conv: &str,
+    target_seq: i64,
+    user: &str,
+    key: &str,
+) -> StoreResult<ReactionTally> {
+    Ok(c.prepare_cached(REACTION_TALLY)?.query_row(params![conv, target_seq, user, key], |r| {
+        Ok(ReactionTally {
+            keys: from_sql_int(r.get(0)?),
+            user_keys: from_sql_int(r.get(1)?),
+            key_present: r.get(2)?,
+            user_has_key: r.get(3)?,
+        })
+    })?)
+}
+
 /// A relation's target as the relation's transaction sees it.
 struct TargetRow {
     seq: i64,
@@ -1163,7 +1180,12 @@ struct TargetRow {
     recalled: bool,
 }
 
-fn append_relation_message(c: &Connection, m: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+fn append_relation_message(
+    c: &Connection,
+    m: NewMessage,
+    rel: Relation,
+    caps: Option<ReactionCaps>,
+) -> StoreResult<RelationAppend> {
     if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
         return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
     }
@@ -1186,6 +1208,12 @@ fn append_relation_message(c: &Connection, m: NewMessage, rel: Relation) -> Stor
     let Some(target) = target else { return Ok(RelationAppend::NoTarget) };
     if target.recalled {
         return Ok(RelationAppend::Recalled);
+    }
+    if let (Relation::Reaction { key, on: true, .. }, Some(caps)) = (&rel, caps) {
+        let tally = read_tally(c, &conv, target.seq, &m.from, key)?;
+        if let Some(cap) = caps.refuses(tally) {
+            return Ok(RelationAppend::Capped(cap));
+        }
     }
     let appended = insert_message(c, m, Some(rel.target()))?;
     let (seq, ts) = (to_sql_int(appended.msg.seq), appended.msg.ts);
@@ -1592,7 +1620,16 @@ impl Store for SqliteStore {
     }
 
     async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
-        self.write(move |c| append_relation_message(c, msg, rel)).await
+        self.write(move |c| append_relation_message(c, msg, rel, None)).await
+    }
+
+    async fn append_relation_capped(
+        &self,
+        msg: NewMessage,
+        rel: Relation,
+        caps: ReactionCaps,
+    ) -> StoreResult<RelationAppend> {
+        self.write(move |c| append_relation_message(c, msg, rel, Some(caps))).await
     }
 
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
@@ -1736,20 +1773,7 @@ impl Store for SqliteStore {
         key: &str,
     ) -> StoreResult<ReactionTally> {
         let (conv, user, key) = (conv.to_string(), user.to_owned(), key.to_owned());
-        self.read(move |c| {
-            Ok(c.prepare_cached(REACTION_TALLY)?.query_row(
-                params![conv, to_sql_int(target_seq), user, key],
-                |r| {
-                    Ok(ReactionTally {
-                        keys: from_sql_int(r.get(0)?),
-                        user_keys: from_sql_int(r.get(1)?),
-                        key_present: r.get(2)?,
-                        user_has_key: r.get(3)?,
-                    })
-                },
-            )?)
-        })
-        .await
+        self.read(move |c| read_tally(c, &conv, to_sql_int(target_seq), &user, &key)).await
     }
 
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {

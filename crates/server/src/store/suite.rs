@@ -66,6 +66,7 @@ macro_rules! store_suite {
             roles_transfer_and_owner_succession,
             removed_members_rejoin_only_when_added_back,
             reaction_tally_counts_keys_and_one_users_keys_on_one_message,
+            reaction_caps_hold_under_concurrent_reactions,
             channels_created_since_counts_one_creator_from_a_time,
             message_count_counts_stored_messages,
             close_makes_later_calls_unavailable,
@@ -721,8 +722,6 @@ pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn S
     );
 }
 
-// ---------------------------------------------------------------------------
-// v1.1: relations, unread counters, roles
 /// v1.2 pagination: public channels by name and members by user id,
 /// bytewise (upper case before lower), `after` exclusive, `more` exact.
 pub async fn channel_and_member_pages_are_bytewise_after_exclusive(store: Arc<dyn Store>) {
@@ -782,6 +781,8 @@ pub async fn sharing_a_conversation_is_a_common_channel_or_a_two_sided_dm(store:
     assert!(store.shares_conversation("bob", &[]).await.unwrap().is_empty());
 }
 
+// ---------------------------------------------------------------------------
+// v1.1: relations, unread counters, roles
 
 /// A relation message from `from` to `to` and the relation it carries.
 pub fn relation(
@@ -943,6 +944,69 @@ pub async fn reaction_tally_counts_keys_and_one_users_keys_on_one_message(store:
     );
 }
 
+/// The v1.2 reaction caps are checked in the reaction's transaction: 16
+/// concurrent reactions with distinct keys by one user store exactly
+/// `per_user`, and other users together reach exactly `keys` distinct
+/// keys. Refusals write nothing; a key already on, taking one off, and a
+/// retry of a stored reaction always pass.
+pub async fn reaction_caps_hold_under_concurrent_reactions(store: Arc<dyn Store>) {
+    let dm = Conv::dm("alice", "bob");
+    let caps = super::ReactionCaps { keys: 5, per_user: 3 };
+    let target = store.append(text("alice", user("bob"), "t", "react", 10)).await.unwrap().msg;
+    let react = |from: &str, cid: String, key: String, on: bool| {
+        let to = if from == "alice" { user("bob") } else { user("alice") };
+        relation(from, to, &cid, "reaction", json!({"target": target.mid, "key": key, "on": on}), 20)
+    };
+    let race = |from: &'static str, prefix: &'static str| {
+        let tasks: Vec<_> = (0..16)
+            .map(|i| {
+                let store = store.clone();
+                let (msg, rel) = react(from, format!("{prefix}{i}"), format!("{prefix}{i}"), true);
+                tokio::spawn(async move { store.append_relation_capped(msg, rel, caps).await.unwrap() })
+            })
+            .collect();
+        async move {
+            let mut out = Vec::new();
+            for t in tasks {
+                out.push(t.await.unwrap());
+            }
+            out
+        }
+    };
+    let alice = race("alice", "a").await;
+    let stored = alice.iter().filter(|r| matches!(r, RelationAppend::Stored(_))).count();
+    assert_eq!(stored, 3, "per_user under concurrency: {alice:?}");
+    assert!(
+        alice
+            .iter()
+            .all(|r| matches!(r, RelationAppend::Stored(_) | RelationAppend::Capped("reactions_per_user")))
+    );
+    let bob = race("bob", "b").await;
+    let stored = bob.iter().filter(|r| matches!(r, RelationAppend::Stored(_))).count();
+    assert_eq!(stored, 2, "the rest of `keys` under concurrency: {bob:?}");
+    assert!(bob.contains(&RelationAppend::Capped("reaction_keys")), "{bob:?}");
+    let t = store.reaction_tally(&dm, target.seq, "carol", "x").await.unwrap();
+    assert_eq!((t.keys, t.user_keys), (5, 0));
+    assert_eq!(store.conv_last(&dm).await.unwrap().0, 1 + 3 + 2, "refusals write nothing");
+    // What always passes: a key already on, taking a key off, a retry.
+    let on_key = |r: &[RelationAppend]| match r.iter().find(|r| matches!(r, RelationAppend::Stored(_))) {
+        Some(RelationAppend::Stored(a)) => {
+            (a.msg.cid.clone(), a.msg.body["key"].as_str().unwrap().to_owned())
+        }
+        _ => unreachable!(),
+    };
+    let (acid, akey) = on_key(&alice);
+    let (msg, rel) = react("bob", "again".into(), akey.clone(), true);
+    assert!(matches!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Stored(_)));
+    let (msg, rel) = react("alice", acid.clone(), akey.clone(), true);
+    match store.append_relation_capped(msg, rel, caps).await.unwrap() {
+        RelationAppend::Stored(a) => assert!(a.dup, "a retry is its duplicate"),
+        other => panic!("retry: {other:?}"),
+    }
+    let (msg, rel) = react("alice", "off".into(), "never-on".into(), false);
+    assert!(matches!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Stored(_)));
+}
+
 /// A recall scrubs its target for good: body, edits' texts, reactions,
 /// pin, mentions and the media its sender uploaded; any later relation to
 /// it is refused, but a retried relation still gets its original.
@@ -1078,6 +1142,7 @@ pub async fn relations_racing_a_recall_are_before_it_or_refused(store: Arc<dyn S
                 RelationAppend::Stored(a) => reactions.push(a.msg.seq),
                 RelationAppend::Recalled => assert_ne!(i, 4, "the recall itself is never refused"),
                 RelationAppend::NoTarget => panic!("the target exists"),
+                RelationAppend::Capped(cap) => panic!("uncapped, yet {cap}"),
             }
         }
         assert!(recall_seq > 0);
