@@ -17,7 +17,7 @@ use crate::ops::messages::{Sender, store_and_deliver};
 use crate::ratelimit::Verdict;
 use crate::session;
 use crate::state::AppState;
-use crate::store::MediaMeta;
+use crate::store::{MediaMeta, UploadQuota};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ws::WebSocketUpgrade;
@@ -344,14 +344,16 @@ async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Respons
         return too_large();
     }
     let quota = st.config.limits.upload_bytes_day.unwrap_or(courier_proto::event::DEFAULT_UPLOAD_BYTES_DAY);
-    let used = match st.store.media_bytes_since(&user, utc_day_start(now_ms())).await {
+    // A first check before reading the body (when its size is declared).
+    let day = utc_day_start(now_ms());
+    let used = match st.store.media_bytes_since(&user, day).await {
         Ok(n) => n,
         Err(e) => {
             tracing::error!(error = %e, "reading the upload quota failed");
             return unavailable();
         }
     };
-    let over_quota = |size: u64| {
+    let over_quota = |used: u64, size: u64| {
         st.metrics.error(ErrorCode::LimitReached);
         let err = ErrBody::limit(
             "upload_bytes_day",
@@ -370,7 +372,7 @@ async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Respons
     if let Some(n) = declared
         && used.saturating_add(n) > quota
     {
-        return over_quota(n);
+        return over_quota(used, n);
     }
     let mime = headers
         .get(header::CONTENT_TYPE)
@@ -385,9 +387,6 @@ async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Respons
     if bytes.is_empty() {
         return json_err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "empty upload");
     }
-    if used.saturating_add(bytes.len() as u64) > quota {
-        return over_quota(bytes.len() as u64);
-    }
     let meta = MediaMeta {
         id: format!("m_{}", ulid::Ulid::new()),
         owner: user,
@@ -396,9 +395,15 @@ async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Respons
         sha256: hex::encode(Sha256::digest(&bytes)),
         created: now_ms(),
     };
-    if let Err(e) = st.store.put_media(&meta, bytes.to_vec()).await {
-        tracing::error!(error = %e, "media upload failed");
-        return unavailable();
+    // Checked again where it is stored, atomically: concurrent uploads
+    // cannot pass the quota together.
+    match st.store.put_media_within(&meta, bytes.to_vec(), UploadQuota { since: day, bytes: quota }).await {
+        Ok(None) => {}
+        Ok(Some(used)) => return over_quota(used, meta.size),
+        Err(e) => {
+            tracing::error!(error = %e, "media upload failed");
+            return unavailable();
+        }
     }
     json_ok(
         StatusCode::CREATED,

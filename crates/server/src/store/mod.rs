@@ -365,6 +365,15 @@ pub(crate) fn first_media_id_since(since: i64) -> String {
     format!("m_{}", ulid::Ulid::from_parts(since.max(0) as u64, 0))
 }
 
+/// A daily upload allowance (see [`Store::put_media_within`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadQuota {
+    /// Uploads at or after this time (ms) count: the start of the UTC day.
+    pub since: i64,
+    /// The most bytes they may add up to.
+    pub bytes: u64,
+}
+
 /// Stored facts about an uploaded media object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MediaMeta {
@@ -568,6 +577,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Stores an uploaded object.
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()>;
+    /// Stores an uploaded object if its owner's uploads at or after
+    /// `quota.since` plus this one stay within `quota.bytes`; else stores
+    /// nothing and returns what was used. Check and insert are one step
+    /// (concurrent uploads of one owner cannot both pass).
+    async fn put_media_within(
+        &self,
+        meta: &MediaMeta,
+        bytes: Vec<u8>,
+        quota: UploadQuota,
+    ) -> StoreResult<Option<u64>>;
     /// The object's facts, without its bytes.
     async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>>;
     /// Up to `len` bytes of the object from `offset` (fewer at the end,

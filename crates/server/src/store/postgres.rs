@@ -43,7 +43,7 @@
 
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
+    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
@@ -949,6 +949,38 @@ async fn read_role<C: deadpool_postgres::GenericClient>(
 // ---------------------------------------------------------------------------
 // The trait
 
+/// Inserts an object's facts and bytes (inside the caller's transaction).
+async fn insert_media(tx: &Transaction<'_>, meta: &MediaMeta, bytes: &[u8]) -> StoreResult<()> {
+    let facts = tx
+        .prepare_cached(
+            "INSERT INTO media (id, owner, mime, size, sha256, created) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .await
+        .map_err(pg)?;
+    tx.execute(
+        &facts,
+        &[&meta.id, &meta.owner, &meta.mime, &to_sql_int(meta.size), &meta.sha256, &meta.created],
+    )
+    .await
+    .map_err(pg)?;
+    let blob = tx.prepare_cached("INSERT INTO media_blobs (id, bytes) VALUES ($1, $2)").await.map_err(pg)?;
+    tx.execute(&blob, &[&meta.id, &bytes]).await.map_err(pg)?;
+    Ok(())
+}
+
+/// Bytes `owner` uploaded at or after `since`.
+async fn media_bytes_since<C: deadpool_postgres::GenericClient>(
+    c: &C,
+    owner: &str,
+    since: i64,
+) -> StoreResult<u64> {
+    let stmt = c
+        .prepare_cached("SELECT coalesce(sum(size), 0)::bigint FROM media WHERE owner = $1 AND created >= $2")
+        .await
+        .map_err(pg)?;
+    Ok(from_sql_int(col(&c.query_one(&stmt, &[&owner, &since]).await.map_err(pg)?, 0)?))
+}
+
 #[async_trait]
 impl Store for PostgresStore {
     async fn touch_user(&self, user: &str, now: i64) -> StoreResult<()> {
@@ -1738,22 +1770,32 @@ impl Store for PostgresStore {
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
-        let facts = tx
-            .prepare_cached(
-                "INSERT INTO media (id, owner, mime, size, sha256, created) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
+        insert_media(&tx, meta, &bytes).await?;
+        tx.commit().await.map_err(pg)
+    }
+
+    async fn put_media_within(
+        &self,
+        meta: &MediaMeta,
+        bytes: Vec<u8>,
+        quota: UploadQuota,
+    ) -> StoreResult<Option<u64>> {
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        // One owner's uploads queue here (on any node) until commit, so
+        // check and insert are one step.
+        let lock = tx
+            .prepare_cached("SELECT pg_advisory_xact_lock(hashtext('courier-media-quota:' || $1)::bigint)")
             .await
             .map_err(pg)?;
-        tx.execute(
-            &facts,
-            &[&meta.id, &meta.owner, &meta.mime, &to_sql_int(meta.size), &meta.sha256, &meta.created],
-        )
-        .await
-        .map_err(pg)?;
-        let blob =
-            tx.prepare_cached("INSERT INTO media_blobs (id, bytes) VALUES ($1, $2)").await.map_err(pg)?;
-        tx.execute(&blob, &[&meta.id, &bytes]).await.map_err(pg)?;
-        tx.commit().await.map_err(pg)
+        tx.execute(&lock, &[&meta.owner]).await.map_err(pg)?;
+        let used = media_bytes_since(&tx, &meta.owner, quota.since).await?;
+        if used.saturating_add(meta.size) > quota.bytes {
+            return Ok(Some(used));
+        }
+        insert_media(&tx, meta, &bytes).await?;
+        tx.commit().await.map_err(pg)?;
+        Ok(None)
     }
 
     async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
@@ -1790,13 +1832,7 @@ impl Store for PostgresStore {
 
     async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64> {
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached(
-                "SELECT coalesce(sum(size), 0)::bigint FROM media WHERE owner = $1 AND created >= $2",
-            )
-            .await
-            .map_err(pg)?;
-        Ok(from_sql_int(col(&c.query_one(&stmt, &[&owner, &since]).await.map_err(pg)?, 0)?))
+        media_bytes_since(&c, owner, since).await
     }
 
     async fn message_count(&self) -> StoreResult<u64> {

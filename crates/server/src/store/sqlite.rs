@@ -38,7 +38,7 @@
 
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts,
+    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
@@ -1468,6 +1468,36 @@ fn read_invite(c: &Connection, iid: &str) -> StoreResult<Option<Invite>> {
 // ---------------------------------------------------------------------------
 // The trait
 
+/// Inserts an object's facts and bytes.
+fn insert_media(c: &Connection, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()> {
+    c.prepare_cached(
+        "INSERT INTO media (id, owner, mime, size, sha256, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        meta.id,
+        meta.owner,
+        meta.mime,
+        to_sql_int(meta.size),
+        meta.sha256,
+        meta.created
+    ])?;
+    c.prepare_cached("INSERT INTO media_blobs (id, bytes) VALUES (?1, ?2)")?
+        .execute(params![meta.id, bytes])?;
+    Ok(())
+}
+
+/// Bytes `owner` uploaded at or after `since`. The id range reads only
+/// recent uploads (ids are `m_` + a ULID of the upload time); `created`
+/// decides.
+fn media_bytes_since(c: &Connection, owner: &str, since: i64) -> StoreResult<u64> {
+    let n: i64 = c
+        .prepare_cached(
+            "SELECT coalesce(sum(size), 0) FROM media WHERE id >= ?1 AND owner = ?2 AND created >= ?3",
+        )?
+        .query_row(params![super::first_media_id_since(since), owner, since], |r| r.get(0))?;
+    Ok(from_sql_int(n))
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn touch_user(&self, user: &str, now: i64) -> StoreResult<()> {
@@ -2104,23 +2134,31 @@ impl Store for SqliteStore {
 
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()> {
         let meta = meta.clone();
+        self.write(move |c| insert_media(c, &meta, bytes)).await
+    }
+
+    async fn put_media_within(
+        &self,
+        meta: &MediaMeta,
+        bytes: Vec<u8>,
+        quota: UploadQuota,
+    ) -> StoreResult<Option<u64>> {
+        let meta = meta.clone();
+        // The single writer serialises check and insert.
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO media (id, owner, mime, size, sha256, created) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                meta.id,
-                meta.owner,
-                meta.mime,
-                to_sql_int(meta.size),
-                meta.sha256,
-                meta.created
-            ])?;
-            c.prepare_cached("INSERT INTO media_blobs (id, bytes) VALUES (?1, ?2)")?
-                .execute(params![meta.id, bytes])?;
-            Ok(())
+            let used = media_bytes_since(c, &meta.owner, quota.since)?;
+            if used.saturating_add(meta.size) > quota.bytes {
+                return Ok(Some(used));
+            }
+            insert_media(c, &meta, bytes)?;
+            Ok(None)
         })
         .await
+    }
+
+    async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64> {
+        let owner = owner.to_owned();
+        self.read(move |c| media_bytes_since(c, &owner, since)).await
     }
 
     async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
@@ -2158,20 +2196,6 @@ impl Store for SqliteStore {
             let mut buf = vec![0u8; take];
             blob.read_at_exact(&mut buf, start as usize)?;
             Ok(Some(buf))
-        })
-        .await
-    }
-
-    async fn media_bytes_since(&self, owner: &str, since: i64) -> StoreResult<u64> {
-        let (owner, first) = (owner.to_owned(), super::first_media_id_since(since));
-        self.read(move |c| {
-            // The id range reads only recent uploads; `created` decides.
-            let n: i64 = c
-                .prepare_cached(
-                    "SELECT coalesce(sum(size), 0) FROM media WHERE id >= ?1 AND owner = ?2 AND created >= ?3",
-                )?
-                .query_row(params![first, owner, since], |r| r.get(0))?;
-            Ok(from_sql_int(n))
         })
         .await
     }

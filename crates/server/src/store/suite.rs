@@ -18,7 +18,7 @@
 
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, Store, StoreError, Transition,
+    Page, Relation, RelationAppend, Store, StoreError, Transition, UploadQuota,
 };
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use serde_json::{Map, Value, json};
@@ -59,6 +59,7 @@ macro_rules! store_suite {
             media_round_trips,
             media_reads_in_chunks,
             media_bytes_since_counts_one_owner_from_a_time,
+            concurrent_uploads_cannot_pass_the_quota_together,
             relations_update_their_targets_aggregates,
             a_recall_scrubs_its_target_for_good,
             relations_racing_a_recall_are_before_it_or_refused,
@@ -1576,6 +1577,47 @@ pub async fn media_reads_in_chunks(store: Arc<dyn Store>) {
         whole.extend(chunk(whole.len() as u64, crate::store::MEDIA_CHUNK).await);
     }
     assert!(whole == bytes, "chunks add up to the object");
+}
+
+/// The quota is checked where the object is stored, in one step with the
+/// insert: ten concurrent 100-byte uploads against 450 bytes store four.
+pub async fn concurrent_uploads_cannot_pass_the_quota_together(store: Arc<dyn Store>) {
+    let quota = UploadQuota { since: 1_764_115_200_000, bytes: 450 };
+    let mut tasks = Vec::new();
+    for i in 0..10u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let created = quota.since + i as i64;
+            let meta = MediaMeta {
+                id: format!("m_{}", ulid::Ulid::from_parts(created as u64, u128::from(i))),
+                owner: "alice".into(),
+                mime: "image/png".into(),
+                size: 100,
+                sha256: "00".into(),
+                created,
+            };
+            store.put_media_within(&meta, vec![7; 100], quota).await.unwrap()
+        }));
+    }
+    let mut stored = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            None => stored += 1,
+            Some(used) => assert!(used + 100 > 450, "refused with {used} used"),
+        }
+    }
+    assert_eq!(stored, 4);
+    assert_eq!(store.media_bytes_since("alice", quota.since).await.unwrap(), 400);
+    // Another owner has a quota of their own; earlier uploads do not count.
+    let meta = MediaMeta {
+        id: format!("m_{}", ulid::Ulid::from_parts(quota.since as u64, 99)),
+        owner: "bob".into(),
+        mime: "image/png".into(),
+        size: 450,
+        sha256: "00".into(),
+        created: quota.since,
+    };
+    assert_eq!(store.put_media_within(&meta, vec![1; 450], quota).await.unwrap(), None);
 }
 
 /// The daily upload quota's sum: one owner's uploads at or after a time.
