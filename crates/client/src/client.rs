@@ -968,6 +968,10 @@ impl Client {
         let Some(id) = body.get("media").and_then(Value::as_str).map(str::to_owned) else {
             return Err(ClientError::Invalid(format!("this {kind} has no media id")));
         };
+        // A peer's id is checked before it reaches a URL or the cache table.
+        if !courier_proto::ids::is_valid_media_id(&id) {
+            return Err(ClientError::Invalid(format!("this {kind} has an invalid media id")));
+        }
         let token = lock(&self.inner.token).clone();
         match media::exists(&self.http_base(), &self.inner.tls, &token, &id).await {
             Ok(true) => return Ok(()),

@@ -534,3 +534,38 @@ fn token_user_accepts_only_valid_ids() {
     assert_eq!(token_user("not-a-token"), None);
     assert_eq!(token_user("dev:bob").as_deref(), Some("bob"));
 }
+
+/// A peer's media id is checked exactly before it becomes a URL, a cache
+/// file name or a store key: `m_<id>#.bat` (an executable extension) and
+/// `m_<id>\\..\\..` (a walk out of the cache on Windows) are refused by the
+/// client, and no file appears; forwarding such a file is refused too.
+#[tokio::test(start_paused = true)]
+async fn hostile_media_ids_are_refused_before_any_use() {
+    let (d, client, mut ws, mut events) = v11_session().await;
+    let ulid = "01J9ZS1A7PQ8R2XKJT3V4W5Y6H";
+    for bad in [
+        format!("m_{ulid}#.bat"),
+        format!("m_{ulid}\\..\\.."),
+        format!("m_{ulid}/../../x"),
+        format!("m_{}", ulid.to_lowercase()),
+        "../../etc/passwd".to_owned(),
+        String::new(),
+    ] {
+        match client.download(&bad).await {
+            Err(ClientError::Invalid(m)) => assert!(m.contains("media id"), "{bad:?}: {m}"),
+            other => panic!("{bad:?}: expected a local refusal, got {other:?}"),
+        }
+    }
+    let cache = client.data_dir().join("media");
+    assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
+    ws.send(dm_event(2, "bob", "file", json!({"media": format!("m_{ulid}#.bat"), "name": "x.pdf", "size": 1})))
+        .await
+        .unwrap();
+    wait_for(&mut events, |e| matches!(e, ClientEvent::MessageAdded { .. })).await;
+    let to = Target::Channel("lobby".into());
+    match client.forward(&Conv::dm("alice", "bob"), "m2", &to).await {
+        Err(ClientError::Invalid(m)) => assert!(m.contains("invalid media id"), "{m}"),
+        other => panic!("expected a local refusal, got {other:?}"),
+    }
+    drop(d);
+}

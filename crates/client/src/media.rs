@@ -114,7 +114,11 @@ pub async fn upload(
     if status != 201 && status != 200 {
         return Err(MediaError::Status { status, body: String::from_utf8_lossy(&body).into_owned() });
     }
-    serde_json::from_slice(&body).map_err(|e| MediaError::Transport(format!("bad upload reply: {e}")))
+    let up: UploadedMedia =
+        serde_json::from_slice(&body).map_err(|e| MediaError::Transport(format!("bad upload reply: {e}")))?;
+    // The id goes into messages peers will fetch: only a well-formed one.
+    check_id(&up.media)?;
+    Ok(up)
 }
 
 /// Downloads a media object into `dir`; returns (path, mime, size).
