@@ -10,9 +10,12 @@
 // instance; the app survives a server restart (banner, recovery, the message
 // typed while the server was down arrives); v1.1: a reaction and an edit by
 // the peer appear in the app, a recall made in the app reaches the peer. Screenshots (light/dark, en/zh)
-// go to docs/screenshots/.
+// go to docs/screenshots/. Then a first run on the embedded server: it refuses
+// `dev:` tokens, keeps its secret 0600 in a 0700 directory, the webview loads
+// files from the media cache only, and a second profile of the same OS user
+// chats with the first through it.
 import { spawn, execFile } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import net from 'node:net'
@@ -437,6 +440,74 @@ await scenario('first run: sign-in screen, then chatting on the embedded server'
   await waitFor(() => hasMessage('hello from the embedded server'), 5000, 'own message in #lobby')
   await sleep(500)
   await shot('embedded-lobby-light-en')
+})
+
+// ---- the embedded server against a local attacker (issue 13)
+const root2 = env2.COURIER_DATA_ROOT
+await scenario('embedded server: dev tokens refused, its secret private', async () => {
+  const rec = JSON.parse(readFileSync(join(root2, 'embedded-server.json'), 'utf8'))
+  const acc = (await invoke('account')).ok
+  // A local process that knows (or guesses) a user id cannot be that user.
+  const intruder = await run(CLI, ['--server', rec.url, '--token', `dev:${acc.user}`, '--data', join(tmp, 'intruder'),
+    'send', '#lobby', 'I am not who I say'], { timeout: 30000 }).then(() => null, (e) => e)
+  if (!intruder) throw new Error('the embedded server took a dev token')
+  const mode = (p) => (statSync(p).mode & 0o777).toString(8)
+  const modes = { dir: mode(join(root2, 'server')), secret: mode(join(root2, 'server/secret')),
+    account: mode(join(root2, 'firstrun/account.json')) }
+  if (modes.dir !== '700' || modes.secret !== '600' || modes.account !== '600') throw new Error(`modes ${JSON.stringify(modes)}`)
+  const secret = readFileSync(join(root2, 'server/secret'), 'utf8').trim()
+  if (!/^[0-9a-f]{64}$/.test(secret)) throw new Error('the secret is not 256 bits of hex')
+  if (readFileSync(join(root2, 'firstrun/account.json'), 'utf8').includes('eyJ')) throw new Error('a token in account.json')
+})
+await scenario('the webview loads files from the media cache only', async () => {
+  const acc = (await invoke('account')).ok
+  // The asset protocol: a picture in the account's media cache loads, the
+  // same picture elsewhere in the profile does not.
+  const png = Buffer.from('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==', 'base64')
+  const media = join(root2, `firstrun/accounts/${acc.user}@embedded/media`)
+  mkdirSync(media, { recursive: true })
+  writeFileSync(join(media, 'probe.png'), png)
+  writeFileSync(join(root2, 'firstrun/probe.png'), png)
+  const load = (path) => browser.executeAsync((path, done) => {
+    const img = new Image()
+    img.onload = () => done('loaded')
+    img.onerror = () => done('refused')
+    img.src = window.__TAURI_INTERNALS__.convertFileSrc(path, 'asset')
+  }, path)
+  const inCache = await load(join(media, 'probe.png'))
+  const outside = await load(join(root2, 'firstrun/probe.png'))
+  if (inCache !== 'loaded' || outside !== 'refused') throw new Error(`media cache: ${inCache}, profile dir: ${outside}`)
+})
+
+// A second profile of the same OS user finds the running embedded server,
+// signs in there with a token minted from the shared secret, and chats.
+const env3 = { ...env2, COURIER_PROFILE: 'second', COURIER_EMBEDDED: '1' }
+const DRIVER_PORT3 = await freePort()
+start('tauri-driver', ['--port', String(DRIVER_PORT3), '--native-port', String(await freePort())], env3, 'tauri-driver-3')
+await scenario('a second profile chats with the first through the shared embedded server', async () => {
+  await waitFor(() => new Promise((res) => {
+    const s = net.connect(DRIVER_PORT3, '127.0.0.1', () => { s.destroy(); res(true) })
+    s.on('error', () => res(false))
+  }), 15000, 'tauri-driver (second profile)')
+  const first = browser
+  const second = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT3, logLevel: 'warn', connectionRetryTimeout: 60000,
+    connectionRetryCount: 0, capabilities: {
+      browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+  const msg = `hello from the second profile ${Date.now()}`
+  try {
+    browser = globalThis.browser = second
+    await waitFor(async () => (await text('[data-testid="conv-list"]')).includes('lobby'), 30000, '#lobby in the second profile')
+    const acc = (await invoke('account')).ok
+    if (acc?.server?.mode !== 'embedded') throw new Error(`second account ${JSON.stringify(acc)}`)
+    await clickItem('[data-testid="conv-item"]', 'lobby')
+    await sendFromApp(msg)
+    await waitFor(() => hasMessage(msg), 10000, 'own message in #lobby (second profile)')
+  } finally {
+    try { await second.deleteSession() } catch { /* ignore */ }
+    browser = globalThis.browser = first
+  }
+  await waitFor(() => hasMessage(msg), 15000, "the second profile's message in the first app")
+  await browser.saveScreenshot(join(tmp, 'two-profiles.png'))
 })
 await cleanup()
 
