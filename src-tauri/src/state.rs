@@ -561,6 +561,41 @@ mod tests {
         a.shutdown().await;
     }
 
+    /// A web page cannot drive the embedded server: an upgrade carrying any
+    /// `Origin`, or a `Host` that is not loopback (DNS rebinding), gets 403;
+    /// a native client (no `Origin`) gets through to the upgrade.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn embedded_server_refuses_web_pages() {
+        use std::io::{Read, Write};
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        a.connect(ConnectConfig::Embedded, false, false).await.unwrap();
+        let addr = a.embedded.lock().await.as_ref().unwrap().local_addr();
+        let status = move |host: String, origin: Option<&'static str>| {
+            tokio::task::spawn_blocking(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+                write!(
+                    s,
+                    "GET /v1/ws HTTP/1.1\r\nHost: {host}\r\n{origin}Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Protocol: courier.v1\r\n\
+                     Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+                )
+                .unwrap();
+                let mut buf = [0u8; 12];
+                s.read_exact(&mut buf).unwrap();
+                String::from_utf8_lossy(&buf[9..12]).into_owned()
+            })
+        };
+        let here = addr.to_string();
+        assert_eq!(status(here.clone(), None).await.unwrap(), "101", "a native client");
+        for origin in ["http://evil.example", "null", "http://127.0.0.1:1420", "tauri://localhost"] {
+            assert_eq!(status(here.clone(), Some(origin)).await.unwrap(), "403", "{origin}");
+        }
+        assert_eq!(status(format!("evil.example:{}", addr.port()), None).await.unwrap(), "403", "rebinding");
+        a.shutdown().await;
+    }
+
     /// The asset protocol is opened to each account's media cache only:
     /// never the profile directory with settings.json, account.json, the
     /// databases, or the data root with the server's secret.
