@@ -132,6 +132,7 @@ export default {
     hint: 'Enter to send, Shift+Enter for a new line',
   },
   limits: {
+    too_large: 'The file is larger than this server accepts.',
     rate: 'You\'re doing that too fast. Wait a moment and try again.',
     reaction_keys: 'This message has as many different reactions as it can hold.',
     reactions_per_user: 'You\'ve added as many reactions to this message as you can.',
@@ -142,7 +143,7 @@ export default {
   },
   deepLink: {
     joinTitle: 'Join #{channel}?',
-    joinBody: '“{title}” · {members} members. {topic}',
+    joinBody: 'A link asks you to join this channel. Join only if you expected it.',
     joinUnlisted: 'A link asks you to join #{channel}. It is not a listed public channel; joining may fail.',
     join: 'Join',
   },

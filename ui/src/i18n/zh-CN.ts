@@ -132,6 +132,7 @@ export default {
     hint: '按 Enter 发送，Shift+Enter 换行',
   },
   limits: {
+    too_large: '文件超过了服务器允许的大小。',
     rate: '操作太快了，请稍等片刻再试。',
     reaction_keys: '这条消息的表情回应种类已达上限。',
     reactions_per_user: '你在这条消息上添加的表情回应已达上限。',
@@ -142,7 +143,7 @@ export default {
   },
   deepLink: {
     joinTitle: '加入 #{channel}？',
-    joinBody: '“{title}” · {members} 名成员。{topic}',
+    joinBody: '一个链接请你加入这个频道。仅在你预期如此时才加入。',
     joinUnlisted: '一个链接请你加入 #{channel}。它不是公开列出的频道，加入可能会失败。',
     join: '加入',
   },

@@ -133,6 +133,12 @@ async function askToJoin(channel: string): Promise<boolean> {
       topic: info?.topic || '',
       members: String(info?.members ?? 0),
     },
+    channel: {
+      channel,
+      title: info?.title || channel,
+      topic: info?.topic || '',
+      members: info ? info.members : null,
+    },
   })
 }
 

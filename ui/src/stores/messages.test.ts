@@ -204,6 +204,18 @@ describe('messages store', () => {
     await s.sendFiles(DM, [new File([new Uint8Array(10)], 'big.bin')])
     expect(s.uploads).toHaveLength(1)
     expect(s.uploads[0].error).toBe('413 Payload Too Large')
+    expect(s.uploads[0].errorKey).toBe('limits.too_large')
+    expect(t.callsOf('sendFile')).toEqual([])
+  })
+
+  it('says in words why the server refused an upload (429: rate_limited, limit_reached upload_bytes_day)', async () => {
+    const s = useMessagesStore()
+    await s.openLatest(DM)
+    t.failNext('upload', 'limit_reached', 'daily upload quota reached', 'upload_bytes_day')
+    await s.sendFiles(DM, [new File([new Uint8Array(10)], 'a.bin')])
+    t.failNext('upload', 'rate_limited', 'too many requests; slow down')
+    await s.sendFiles(DM, [new File([new Uint8Array(10)], 'b.bin')])
+    expect(s.uploads.map((u) => u.errorKey)).toEqual(['limits.upload_bytes_day', 'limits.rate'])
     expect(t.callsOf('sendFile')).toEqual([])
   })
 })

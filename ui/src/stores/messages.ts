@@ -13,7 +13,7 @@ import type { DeliveryStatus, MessageView } from '../types/model'
 import type { Conv } from '../types/protocol'
 import { targetOf } from '../types/ids'
 import { toTransportError, useTransport } from '../services/transport'
-import type { TransportError } from '../types/app'
+import { isLimit, limitToast } from '../utils/errors'
 import { useSessionStore } from './session'
 import { useConversationsStore } from './conversations'
 import { useServerStore } from './server'
@@ -47,6 +47,8 @@ export interface Upload {
   size: number
   sent: number
   error: string | null
+  /** An i18n key saying why, in the user's language, when the server named a limit. */
+  errorKey?: string
 }
 
 const RANK: Record<DeliveryStatus, number> = { pending: 0, failed: 0, sent: 1, received: 1, delivered: 2, read: 3 }
@@ -87,15 +89,7 @@ export function insertSorted(items: MessageView[], m: MessageView): MessageView[
 
 let uploadIds = 0
 
-/** Caps the server names in `err.limit` (protocol v1.2), each with its own words. */
-const KNOWN_LIMITS = ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day']
-
-/** The toast for `rate_limited` and `limit_reached` (which cap, when known). */
-export function limitToast(err: TransportError): { key: string; params: Record<string, string> } {
-  if (err.code === 'rate_limited') return { key: 'limits.rate', params: {} }
-  if (err.limit && KNOWN_LIMITS.includes(err.limit)) return { key: `limits.${err.limit}`, params: {} }
-  return { key: 'limits.other', params: { message: err.message } }
-}
+export { limitToast }
 
 /** The toast (i18n key and parameters) for a refused action, by error code. */
 export function actionErrorToast(e: unknown): { key: string; params: Record<string, string> } {
@@ -358,7 +352,10 @@ export const useMessagesStore = defineStore('messages', () => {
         useConversationsStore().noteMessage(m)
         uploads.splice(uploads.findIndex((u) => u.id === up.id), 1)
       } catch (e) {
-        up.error = toTransportError(e).message
+        const err = toTransportError(e)
+        up.error = err.message
+        if (isLimit(err)) up.errorKey = limitToast(err).key
+        else if (err.code === 'too_large') up.errorKey = 'limits.too_large'
       }
     }
   }

@@ -17,6 +17,8 @@ export interface ConfirmRequest {
   confirm: string
   params?: Record<string, string>
   danger?: boolean
+  /** A channel to show above the question (a deep link's target). */
+  channel?: { channel: string; title: string; topic: string; members: number | null }
 }
 
 export const useUiStore = defineStore('ui', () => {
