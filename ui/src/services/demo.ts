@@ -8,6 +8,8 @@
 //   ?removed=<channel>  the user was removed from that channel (v1.1)
 //   ?call=incoming|outgoing|elsewhere   ?conn=reconnecting|offline|connecting
 //   ?dialog=settings|channels|switcher
+//   ?link=channel:<name>  a channel deep link (a channel this user is not in)
+//   ?risky=<file name>    opening a file a peer sent that is a program
 //   ?still           no transitions (exact screenshots)
 import { MockTransport } from './mockTransport'
 import { seedDemo } from './demoData'
@@ -55,6 +57,22 @@ export async function applyScene(params: URLSearchParams): Promise<void> {
   if (conn === 'reconnecting') t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 4200, reason: 'connection refused' })
   if (conn === 'connecting') t.emit({ type: 'connection', state: 'connecting', url: 'wss://chat.example.com/v1' })
   if (conn === 'offline') t.emit({ type: 'connection', state: 'disconnected' })
+  const link = params.get('link')
+  if (link?.startsWith('channel:')) {
+    const channel = link.slice('channel:'.length)
+    if (!t.channelList.some((c) => c.channel === channel)) {
+      t.channelList.push({
+        channel, title: 'Gardening club', topic: 'Seeds, soil and the odd tomato — swap tips and photos of what grows.',
+        private: false, members: 23,
+      })
+    }
+    t.emitDeepLink({ kind: 'channel', channel })
+  }
+  const risky = params.get('risky')
+  if (risky) {
+    const { useMediaStore } = await import('../stores/media')
+    void useMediaStore().open('m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H', risky)
+  }
   const call = params.get('call')
   const now = Date.now()
   if (call === 'incoming' || call === 'elsewhere') {
