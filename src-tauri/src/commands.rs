@@ -174,12 +174,7 @@ pub async fn open_media(state: S<'_>, media: String, name: Option<String>, confi
     let path = client.download(&media).await?;
     let mime = client.store().media_mime(&media).map_err(|e| CmdError::new("storage", e.to_string()))?;
     let head = read_head(&path)?;
-    if crate::os::is_executable(name.as_deref(), mime.as_deref(), &head) && confirmed != Some(true) {
-        return Err(CmdError::new(
-            "confirm_required",
-            "this file can run programs on your computer; open it only if you trust the sender",
-        ));
-    }
+    crate::os::check_open(name.as_deref(), mime.as_deref(), &head, confirmed)?;
     crate::os::open(path.as_os_str())
 }
 

@@ -63,6 +63,16 @@ impl From<ClientError> for CmdError {
         {
             return CmdError { code: err.code.to_string(), message: err.message, limit: err.limit };
         }
+        // A 429 or 413 without a readable body (a proxy's, say) still says
+        // what happened.
+        if let ClientError::Media(courier_client::media::MediaError::Status {
+            status: status @ (413 | 429),
+            ..
+        }) = &e
+        {
+            let code = if *status == 429 { "rate_limited" } else { "too_large" };
+            return CmdError { code: code.into(), message, limit: None };
+        }
         CmdError { code, message, limit }
     }
 }
@@ -100,5 +110,10 @@ mod tests {
         };
         let e = CmdError::from(ClientError::Media(quota));
         assert_eq!((e.code.as_str(), e.limit.as_deref()), ("limit_reached", Some("upload_bytes_day")));
+        let proxy =
+            courier_client::media::MediaError::Status { status: 429, body: "<html>slow down</html>".into() };
+        assert_eq!(CmdError::from(ClientError::Media(proxy)).code, "rate_limited");
+        let big = courier_client::media::MediaError::Status { status: 413, body: String::new() };
+        assert_eq!(CmdError::from(ClientError::Media(big)).code, "too_large");
     }
 }

@@ -120,7 +120,8 @@ pub fn deferred(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
 fn missed_call(ev: &ClientEvent) -> Option<Note> {
     match ev {
         ClientEvent::Invite { invite }
-            if invite.incoming && matches!(invite.invite.state, InviteState::Expired | InviteState::Canceled) =>
+            if invite.incoming
+                && matches!(invite.invite.state, InviteState::Expired | InviteState::Canceled) =>
         {
             Some(Note::MissedCall { iid: invite.invite.iid.clone(), from: invite.invite.from.clone() })
         }
@@ -146,10 +147,20 @@ pub fn plain_body(s: &str) -> String {
     out
 }
 
-/// A notification's title: plain text by the specification, so only
+/// A notification's title: plain text by the specification, but some
+/// servers (older KDE Plasma, custom dunst formats) render it as markup.
+/// Escaping would show `&lt;` where the server is faithful, so `<` and `>`
+/// become the look-alikes `‹` and `›` (no tag can form without them) and
 /// control characters go.
 pub fn plain_summary(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .map(|c| match c {
+            '<' => '‹',
+            '>' => '›',
+            c => c,
+        })
+        .collect()
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -325,6 +336,9 @@ mod tests {
         );
         assert_eq!(plain_body("a\u{1b}[31mb\u{0}c"), "a[31mbc");
         assert_eq!(plain_summary("Bob\u{7}\u{1b} is calling"), "Bob is calling");
+        let title = plain_summary("<img src=x onerror=1><b>Eve</b> & co");
+        assert!(!title.contains(['<', '>']), "{title}");
+        assert_eq!(title, "‹img src=x onerror=1›‹b›Eve‹/b› & co");
     }
 
     fn call(state: InviteState, me: &str) -> ClientEvent {
@@ -367,7 +381,11 @@ mod tests {
             assert_eq!(deferred(&ev, &cx(&off)), None, "notifications off: never");
             assert_eq!(deferred(&ev, &cx(&normal)), None, "shown already");
         }
-        for ev in [call(InviteState::Accepted, "alice"), call(InviteState::Refused, "alice"), call(InviteState::Expired, "bob")] {
+        for ev in [
+            call(InviteState::Accepted, "alice"),
+            call(InviteState::Refused, "alice"),
+            call(InviteState::Expired, "bob"),
+        ] {
             assert_eq!(decide(&ev, &cx(&normal)), None, "{ev:?}");
             assert_eq!(deferred(&ev, &cx(&dnd)), None, "{ev:?}");
         }

@@ -140,9 +140,31 @@ pub fn is_executable(name: Option<&str>, mime: Option<&str>, head: &[u8]) -> boo
         b"\xcf\xfa\xed\xfe",
         b"\xce\xfa\xed\xfe",
         b"\xca\xfe\xba\xbe",
+        b"[Desktop Entry]",
     ];
     let magic_risky = magic.iter().any(|m| head.starts_with(m));
     ext_risky || mime_risky || magic_risky
+}
+
+/// Whether a downloaded file may be handed to the OS: one that could run
+/// code ([`is_executable`]) only when the user confirmed it (`confirmed`
+/// exactly `true`; absent or `false` is a refusal).
+///
+/// # Errors
+/// `confirm_required` for an unconfirmed program or script.
+pub fn check_open(
+    name: Option<&str>,
+    mime: Option<&str>,
+    head: &[u8],
+    confirmed: Option<bool>,
+) -> Result<(), CmdError> {
+    if is_executable(name, mime, head) && confirmed != Some(true) {
+        return Err(CmdError::new(
+            "confirm_required",
+            "this file can run programs on your computer; open it only if you trust the sender",
+        ));
+    }
+    Ok(())
 }
 
 /// Opens a URL or file with the OS's default handler.
@@ -173,6 +195,27 @@ pub fn open(target: &OsStr) -> Result<(), CmdError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_open_only_when_confirmed() {
+        for (name, mime, head) in [
+            (Some("invoice.pdf.exe"), None, &b""[..]),
+            (Some("run.sh"), Some("text/plain"), b"echo"),
+            (Some("photo.jpg"), Some("image/jpeg"), b"MZ\x90\x00"),
+            (None, Some("application/x-msdownload"), b""),
+            (Some("notes"), None, b"[Desktop Entry]\nExec=sh"),
+        ] {
+            for confirmed in [None, Some(false)] {
+                let e = check_open(name, mime, head, confirmed).unwrap_err();
+                assert_eq!(e.code, "confirm_required", "{name:?} {confirmed:?}");
+            }
+            assert!(check_open(name, mime, head, Some(true)).is_ok(), "{name:?} confirmed");
+        }
+        for confirmed in [None, Some(false), Some(true)] {
+            assert!(check_open(Some("report.pdf"), Some("application/pdf"), b"%PDF-1.7", confirmed).is_ok());
+            assert!(check_open(Some("cat.png"), Some("image/png"), b"\x89PNG\r\n", confirmed).is_ok());
+        }
+    }
 
     #[test]
     fn executables_are_recognised() {

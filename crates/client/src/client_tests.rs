@@ -558,9 +558,14 @@ async fn hostile_media_ids_are_refused_before_any_use() {
     }
     let cache = client.data_dir().join("media");
     assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
-    ws.send(dm_event(2, "bob", "file", json!({"media": format!("m_{ulid}#.bat"), "name": "x.pdf", "size": 1})))
-        .await
-        .unwrap();
+    ws.send(dm_event(
+        2,
+        "bob",
+        "file",
+        json!({"media": format!("m_{ulid}#.bat"), "name": "x.pdf", "size": 1}),
+    ))
+    .await
+    .unwrap();
     wait_for(&mut events, |e| matches!(e, ClientEvent::MessageAdded { .. })).await;
     let to = Target::Channel("lobby".into());
     match client.forward(&Conv::dm("alice", "bob"), "m2", &to).await {

@@ -188,7 +188,9 @@ mod tests {
     async fn hostile_media_ids_never_reach_the_network_or_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let tls = crate::tls::default_config();
-        for bad in ["m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H#.bat", "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H\\..\\..", "m_x", "../m"] {
+        for bad in
+            ["m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H#.bat", "m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H\\..\\..", "m_x", "../m"]
+        {
             // Port 9 (discard) is never contacted: the id check comes first.
             let err = super::download("http://127.0.0.1:9", &tls, "t", bad, dir.path()).await.unwrap_err();
             assert!(matches!(err, super::MediaError::BadId(_)), "{bad}: {err}");
