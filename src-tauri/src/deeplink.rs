@@ -90,7 +90,18 @@ pub fn parse_deep_link(link: &str) -> Result<DeepLink, DeepLinkError> {
         return Err(DeepLinkError::Shape);
     }
     let id = percent_decode(id)?;
-    let bad = |what: &'static str, id: &str| DeepLinkError::BadId { what, id: id.chars().take(70).collect() };
+    // The id is echoed to the user: without control or bidi characters
+    // (a link must not make its own error message read backwards).
+    let bad = |what: &'static str, id: &str| {
+        DeepLinkError::BadId {
+        what,
+        id: id
+            .chars()
+            .filter(|c| !c.is_control() && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+            .take(70)
+            .collect(),
+    }
+    };
     match kind.to_ascii_lowercase().as_str() {
         "chat" if is_valid_user(&id) => Ok(DeepLink::Chat { user: id }),
         "chat" => Err(bad("user id", &id)),
@@ -204,6 +215,9 @@ mod tests {
         }
         let long = format!("courier://chat/{}", "a".repeat(65));
         assert!(matches!(parse_deep_link(&long), Err(DeepLinkError::BadId { .. })));
+        let e = parse_deep_link("courier://chat/%E2%80%AEexe.pdf%0A%1B[31m").unwrap_err().to_string();
+        assert!(!e.contains(['\u{202E}', '\n', '\u{1b}']), "{e:?}");
+        assert!(e.contains("exe.pdf"), "{e}");
         let huge = format!("courier://chat/{}", "a".repeat(10_000));
         assert_eq!(parse_deep_link(&huge), Err(DeepLinkError::TooLong));
     }
