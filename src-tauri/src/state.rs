@@ -256,6 +256,9 @@ impl AppState {
         cfg.client_name = concat!("courier-desktop/", env!("CARGO_PKG_VERSION")).into();
         let client = Client::open(cfg)?;
         let events = client.subscribe();
+        let embedded = matches!(config, ConnectConfig::Embedded);
+        let renewal =
+            embedded.then(|| renew_embedded_tokens(client.clone(), self.profile.root.join("server")));
         client.start();
         // Give the session a moment, so that what the UI does next (publish
         // the profile) goes out at once, and a refused sign-in is an error
@@ -275,7 +278,6 @@ impl AppState {
         if let Some(old) = lock(&self.client).take() {
             tokio::spawn(async move { old.stop().await });
         }
-        let embedded = matches!(config, ConnectConfig::Embedded);
         let account = Account { user, server: config };
         if persist {
             credentials::save_account(&self.profile, self.secrets(), &account)?;
@@ -283,10 +285,8 @@ impl AppState {
         *lock(&self.account) = Some(account.clone());
         *lock(&self.client) = Some(client.clone());
         let _ = self.feed.send((client.clone(), events));
-        let renewer = embedded.then(|| {
-            tokio::spawn(renew_embedded_tokens(client.clone(), self.profile.root.join("server")))
-                .abort_handle()
-        });
+        // Subscribed before the client started: no warning is missed.
+        let renewer = renewal.map(|r| tokio::spawn(r).abort_handle());
         if let Some(old) = std::mem::replace(&mut *lock(&self.renewer), renewer) {
             old.abort();
         }
@@ -456,23 +456,33 @@ fn mint_embedded_token(dir: &std::path::Path, user: &str) -> Result<String, CmdE
 
 /// Keeps an embedded-server client signed in: when the server warns that
 /// the token expires (`token_expiring`) or closed the session for it
-/// (4002), mints a fresh one and hands it over. Ends with the client.
-async fn renew_embedded_tokens(client: Client, secret_dir: std::path::PathBuf) {
+/// (4002), mints a fresh one and hands it over. Subscribes at once (call it
+/// before the client starts, so that no event is missed); the future runs
+/// until aborted.
+fn renew_embedded_tokens(
+    client: Client,
+    secret_dir: std::path::PathBuf,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
     let mut rx = client.subscribe();
-    loop {
-        match rx.recv().await {
-            Ok(ClientEvent::TokenExpiring { .. } | ClientEvent::TokenRequired) => {
-                match mint_embedded_token(&secret_dir, client.me()) {
-                    Ok(token) => {
-                        if let Err(e) = client.renew_token(&token).await {
-                            tracing::warn!("token renewal refused: {e}");
+    async move {
+        loop {
+            match rx.recv().await {
+                // After a lag the warning may be among the lost events:
+                // renewing once too often is harmless.
+                Ok(ClientEvent::TokenExpiring { .. } | ClientEvent::TokenRequired)
+                | Err(broadcast::error::RecvError::Lagged(_)) => {
+                    match mint_embedded_token(&secret_dir, client.me()) {
+                        Ok(token) => {
+                            if let Err(e) = client.renew_token(&token).await {
+                                tracing::warn!("token renewal refused: {e}");
+                            }
                         }
+                        Err(e) => tracing::error!("cannot renew the token: {}", e.message),
                     }
-                    Err(e) => tracing::error!("cannot renew the token: {}", e.message),
                 }
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
             }
-            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-            Err(broadcast::error::RecvError::Closed) => break,
         }
     }
 }
