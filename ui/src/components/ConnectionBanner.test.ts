@@ -26,6 +26,19 @@ describe('ConnectionBanner', () => {
     expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/^Couldn't reach chat\.example\.com — retrying in [34] s\. Your messages are saved and will be sent\.$/)
   })
 
+  it('says a session refused for a limit (4029, v1.2) is not a network fault', async () => {
+    const w = mountWith(ConnectionBanner)
+    t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 30000, close_code: 4029, reason: 'too many sessions' })
+    await flushPromises()
+    expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/^You're signed in on too many devices at once\. Sign out on one of them; retrying in (29|30) s\.$/)
+    t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 9000, reason: 'hello failed: limit_reached: at most 16 live sessions per user; close one first' })
+    await flushPromises()
+    expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/^You're signed in on too many devices/)
+    t.emit({ type: 'connection', state: 'reconnecting', url: 'wss://chat.example.com/v1', retry_in_ms: 5000, close_code: 4029, reason: 'rate abuse' })
+    await flushPromises()
+    expect(w.find('[data-testid="connection-banner"]').text()).toMatch(/slow down/)
+  })
+
   it('promises to send later when offline, and disappears when connected', async () => {
     const w = mountWith(ConnectionBanner)
     t.emit({ type: 'connection', state: 'disconnected' })

@@ -57,6 +57,8 @@ export default {
     mentioned: 'You were mentioned | You were mentioned {n} times',
   },
   conn: {
+    tooManySessions: 'You\'re signed in on too many devices at once. Sign out on one of them; retrying in {s} s.',
+    tooFast: 'The server asked this app to slow down; retrying in {s} s.',
     online: 'Connected',
     connecting: 'Connecting to {host}…',
     reconnecting: 'Couldn\'t reach {host} — retrying in {s} s. Your messages are saved and will be sent.',

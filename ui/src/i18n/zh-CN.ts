@@ -57,6 +57,8 @@ export default {
     mentioned: '有人提到了你 | 有 {n} 条消息提到了你',
   },
   conn: {
+    tooManySessions: '你同时登录的设备过多。请在其中一台设备上退出；{s} 秒后重试。',
+    tooFast: '服务器要求本应用放慢速度；{s} 秒后重试。',
     online: '已连接',
     connecting: '正在连接 {host}…',
     reconnecting: '无法连接 {host}，{s} 秒后重试。你的消息已保存，稍后会发送。',
