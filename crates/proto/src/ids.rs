@@ -70,9 +70,11 @@ pub fn safe_file_name(name: &str, fallback: &str) -> String {
     }
     let stem = out.split('.').next().unwrap_or("").trim_end().to_ascii_uppercase();
     let reserved = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
-        || ((stem.starts_with("COM") || stem.starts_with("LPT"))
-            && stem.len() == 4
-            && stem.as_bytes()[3].is_ascii_digit());
+        || (stem.strip_prefix("COM").or_else(|| stem.strip_prefix("LPT")))
+            // Windows also reserves the superscript digits: `COM¹`.
+            .is_some_and(|n| {
+                matches!(n, "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³")
+            });
     if reserved {
         out.insert(0, '_');
     }
@@ -240,6 +242,10 @@ mod tests {
             ("nul.txt", "_nul.txt"),
             ("com1.log", "_com1.log"),
             ("LPT9", "_LPT9"),
+            ("COM¹.txt", "_COM¹.txt"),
+            ("lpt³", "_lpt³"),
+            ("COM10", "COM10"),
+            ("aux.tar.gz", "_aux.tar.gz"),
             ("console.txt", "console.txt"),
             ("trailing. . ", "trailing"),
             ("what?:*.png", "what___.png"),
