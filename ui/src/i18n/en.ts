@@ -150,6 +150,7 @@ export default {
     join: 'Join',
   },
   toast: {
+    openFailed: 'Couldn\'t open {name}: {reason}',
     dismiss: 'Dismiss',
     callNotFound: 'That call invitation is no longer available.',
     joinFailed: 'Could not join #{channel}: {reason}',

@@ -150,6 +150,7 @@ export default {
     join: '加入',
   },
   toast: {
+    openFailed: '无法打开 {name}：{reason}',
     dismiss: '关闭',
     callNotFound: '该通话邀请已不可用。',
     joinFailed: '无法加入 #{channel}：{reason}',

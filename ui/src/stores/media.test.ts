@@ -5,6 +5,7 @@ import { setup } from '../testing'
 import type { MockTransport } from '../services/mockTransport'
 import { useMediaStore } from './media'
 import { useUiStore } from './ui'
+import { useToastsStore } from './toasts'
 
 describe('opening media files', () => {
   let t: MockTransport
@@ -41,5 +42,12 @@ describe('opening media files', () => {
     ui.answerConfirm(false)
     await opening
     expect(t.callsOf('openMedia').filter((c) => c[2] === true)).toEqual([])
+  })
+
+  it('a file the core refuses (a hostile media id) is a toast, not an unhandled rejection', async () => {
+    t.failNext('openMedia', 'invalid', 'not a valid media id: "m_x#.bat"')
+    await useMediaStore().open('m_x#.bat', 'x.pdf')
+    expect(useToastsStore().toasts.map((x) => [x.key, x.params?.name])).toEqual([['toast.openFailed', 'x.pdf']])
+    expect(useUiStore().confirming).toBeNull()
   })
 })

@@ -3,6 +3,7 @@ import { defineStore } from 'pinia'
 import { reactive } from 'vue'
 import { toTransportError, useTransport } from '../services/transport'
 import { useUiStore } from './ui'
+import { useToastsStore } from './toasts'
 
 export const useMediaStore = defineStore('media', () => {
   const urls = reactive(new Map<string, string>())
@@ -30,20 +31,26 @@ export const useMediaStore = defineStore('media', () => {
   /**
    * Opens a file with the OS. One that could run programs (the shell says
    * `confirm_required`) opens only after the user confirms, naming the file.
+   * Any other failure (a media id the core refuses, a download error) is a
+   * toast, never an unhandled rejection of a click.
    */
   async function open(media: string, name?: string): Promise<void> {
     try {
-      await useTransport().openMedia(media, name)
+      try {
+        await useTransport().openMedia(media, name)
+      } catch (e) {
+        if (toTransportError(e).code !== 'confirm_required') throw e
+        const ok = await useUiStore().confirm({
+          title: 'msg.riskyTitle',
+          message: 'msg.riskyBody',
+          confirm: 'msg.riskyOpen',
+          params: { name: name ?? media },
+          danger: true,
+        })
+        if (ok) await useTransport().openMedia(media, name, true)
+      }
     } catch (e) {
-      if (toTransportError(e).code !== 'confirm_required') throw e
-      const ok = await useUiStore().confirm({
-        title: 'msg.riskyTitle',
-        message: 'msg.riskyBody',
-        confirm: 'msg.riskyOpen',
-        params: { name: name ?? media },
-        danger: true,
-      })
-      if (ok) await useTransport().openMedia(media, name, true)
+      useToastsStore().push({ level: 'error', key: 'toast.openFailed', params: { name: name ?? '', reason: toTransportError(e).message } })
     }
   }
 
