@@ -280,7 +280,12 @@ impl AppState {
         }
         let account = Account { user, server: config };
         if persist {
-            credentials::save_account(&self.profile, self.secrets(), &account)?;
+            if matches!(account.server, ConnectConfig::Remote { .. }) {
+                credentials::save_account(&self.profile, self.secrets(), &account)?;
+            } else {
+                // Nothing secret: no need to wake the OS keyring.
+                profile::write_json(&self.profile.dir.join("account.json"), &account)?;
+            }
         }
         *lock(&self.account) = Some(account.clone());
         *lock(&self.client) = Some(client.clone());
@@ -304,7 +309,13 @@ impl AppState {
     }
 
     fn saved_account(&self) -> Option<Account> {
-        credentials::load_account(&self.profile, self.secrets())
+        let saved: Account = profile::read_json(&self.profile.dir.join("account.json"))?;
+        match saved.server {
+            // Only a remote account has a token (maybe still in the file, from
+            // an older version: `load_account` moves it out).
+            ConnectConfig::Remote { .. } => credentials::load_account(&self.profile, self.secrets()),
+            _ => Some(saved),
+        }
     }
 
     fn secrets(&self) -> &dyn SecretStore {
@@ -568,6 +579,32 @@ mod tests {
         let text = std::fs::read_to_string(root.path().join("b/account.json")).unwrap();
         assert!(!text.contains("eyJ"), "{text}");
         b.shutdown().await;
+        a.shutdown().await;
+    }
+
+    /// A remote account's token is saved outside account.json and comes
+    /// back at the next start; an embedded account saves no token at all.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn saved_accounts_keep_tokens_out_of_account_json() {
+        let root = tempfile::tempdir().unwrap();
+        let p = Profile::at(root.path().into(), "a".into());
+        let file = || Box::new(credentials::FileStore::new(p.dir.join("credentials.json")));
+        let a = AppState::new(p.clone());
+        let _ = a.secrets.set(file());
+        let acc = a.connect(ConnectConfig::Embedded, true, false).await.unwrap();
+        let url = format!("ws://{}", a.embedded.lock().await.as_ref().unwrap().local_addr());
+        let text = std::fs::read_to_string(p.dir.join("account.json")).unwrap();
+        assert!(text.contains(&acc.user) && !text.contains("token"), "{text}");
+        let secret = profile::embedded_secret(&root.path().join("server")).unwrap();
+        let token =
+            courier_server::auth::mint_token(&secret, "erin-1", Duration::from_secs(600), None).unwrap();
+        let remote = ConnectConfig::Remote { url, token: token.clone() };
+        a.connect(remote.clone(), true, false).await.unwrap();
+        let text = std::fs::read_to_string(p.dir.join("account.json")).unwrap();
+        assert!(!text.contains(&token), "{text}");
+        let again = AppState::new(p.clone());
+        let _ = again.secrets.set(file());
+        assert_eq!(again.startup_account().0, Some(remote));
         a.shutdown().await;
     }
 
