@@ -367,7 +367,22 @@ async fn typing_presence_and_profiles_reach_the_other_side() {
     let bob = client(&server.url(), "bob", "d", b.path());
     synced(&alice).await;
     synced(&bob).await;
+    // Presence shows only between users who share a conversation (v1.2):
+    // before the DM has a message from each, bob looks offline to alice.
+    let hidden = alice.watch(&["bob".into()]).await.unwrap();
+    assert!(hidden.iter().any(|p| p.user == "bob" && !p.online && p.last_seen.is_none()), "{hidden:?}");
     let mut events = alice.subscribe();
+    let hi = alice.send_text(&Target::User("bob".into()), "hi bob").unwrap();
+    alice.wait_settled(std::slice::from_ref(&hi.cid)).await.unwrap();
+    let back = bob.send_text(&Target::User("alice".into()), "hi alice").unwrap();
+    bob.wait_settled(std::slice::from_ref(&back.cid)).await.unwrap();
+    // Now they talk: alice is told at once, and a new watch shows it too.
+    support::event(
+        &mut events,
+        "bob online once they share the DM",
+        |e| matches!(e, ClientEvent::Presence { user, online: true, .. } if user == "bob"),
+    )
+    .await;
     let now = alice.watch(&["bob".into()]).await.unwrap();
     assert!(now.iter().any(|p| p.user == "bob" && p.online));
     bob.typing(&Conv::dm("alice", "bob")).await.unwrap();
