@@ -148,6 +148,21 @@ describe('messages store', () => {
     expect(s.byConv.get(DM)!.items.map((m) => m.seq)).toEqual([1, 2, 3, 4, 5])
   })
 
+  it('keeps an acknowledged message in its place when the send result arrives after the ack', async () => {
+    fill(DM, 1)
+    const s = useMessagesStore()
+    await s.openLatest(DM)
+    const pendingView = msg({ seq: null, mid: null, ts: null, from: 'me', status: 'pending', cid: 'late', body: { text: 'mine' } })
+    // The core's event with the seq comes first, then a peer's newer message...
+    routeEvent({ type: 'message_added', message: { ...pendingView, seq: 2, mid: 'm2', ts: 5, status: 'sent' } })
+    routeEvent({ type: 'message_added', message: msg({ seq: 3, from: 'alice', cid: 'theirs', body: { text: 'theirs' } }) })
+    // ...and only then the send command's (pending) result.
+    s.upsert(pendingView)
+    const items = s.byConv.get(DM)!.items
+    expect(items.map((m) => m.body.text)).toEqual(['m1', 'mine', 'theirs'])
+    expect(items[1]).toMatchObject({ seq: 2, mid: 'm2', status: 'sent' })
+  })
+
   it('does not add the same message twice', async () => {
     fill(DM, 2)
     const s = useMessagesStore()

@@ -277,6 +277,11 @@ export const useMessagesStore = defineStore('messages', () => {
         // Keep the further status but take the other fields (seq, ts, ...).
         m = { ...m, status: old.status, ...(old.error ? { error: old.error } : {}) }
       }
+      if (m.seq === null && old.seq !== null) {
+        // A stale view (the send command's result can arrive after the
+        // core's event with the seq): a stored message never loses its place.
+        m = { ...m, seq: old.seq, mid: old.mid, ts: old.ts }
+      }
       if (old.seq === m.seq) {
         const next = items.slice()
         next[i] = m
