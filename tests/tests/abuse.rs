@@ -335,3 +335,37 @@ async fn live_sessions_per_user_are_capped_and_replacements_never_count() {
     }
     drop(d1b);
 }
+
+/// The 4029 abuse close stays per SESSION: a session flooding at ~10× the
+/// rate is closed, while a quiet session of the same user that meets the
+/// same empty bucket is refused with `rate_limited` and lives on.
+#[tokio::test]
+async fn flooding_closes_only_the_flooding_session() {
+    let Some(h) = Harness::with_config("flooding_closes_only_the_flooding_session", |c| {
+        c.limits.send_per_sec = 2;
+        c.limits.send_burst = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (h.user("fl-a"), h.user("fl-b"));
+    let conv = dm_conv(&a, &b);
+    let mut quiet = h.login(&a).await;
+    let mut flood = h.login(&a).await;
+    let frame = json!({"op":"typing","id":1,"conv":conv}).to_string();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while flood.close_seen().is_none() && tokio::time::Instant::now() < deadline {
+        for _ in 0..5 {
+            let _ = flood.try_send_text(frame.clone()).await;
+        }
+        let _ = flood.next_event(Duration::from_millis(10)).await;
+    }
+    assert_eq!(flood.close_seen(), Some(Some(4029)), "flooding closes with 4029");
+    // Right after: the user's other session asks a few times at an honest
+    // pace, finds the bucket the flood emptied, and is not closed.
+    let asked = codes(&mut quiet, (0..3).map(|_| typing(&conv))).await;
+    assert!(limited(&asked) >= 1, "the flood did not drain the shared bucket: {asked:?}");
+    assert!(quiet.is_alive().await, "the quiet session was closed with the flooding one");
+    assert_eq!(quiet.close_seen(), None);
+}
