@@ -305,7 +305,8 @@ async fn metrics_show_engine_latency_and_pubsub_lag() {
     alice.dm(&b, "m").await;
     bob.event_where("msg", msg_with("m")).await;
     healthz(c.node(1)).await;
-    let auth = format!("Bearer {}", c.node(1).admin_secret.clone().expect("in-process nodes have an admin secret"));
+    let auth =
+        format!("Bearer {}", c.node(1).admin_secret.clone().expect("in-process nodes have an admin secret"));
     let text = c.node(1).http("GET", "/metrics", &[("Authorization", &auth)], b"").await.text();
     let lag_count = text
         .lines()

@@ -86,7 +86,8 @@ async fn channels_default_to_and_clamp_at_two_hundred_and_walk_to_the_end() {
     loop {
         let ok = c.ok(json!({"op":"channels","after":after,"limit":64})).await;
         let page = names(&ok, "channels", "channel");
-        let mine: Vec<String> = page.iter().filter(|n| n.starts_with(&format!("{prefix}-"))).cloned().collect();
+        let mine: Vec<String> =
+            page.iter().filter(|n| n.starts_with(&format!("{prefix}-"))).cloned().collect();
         let done = mine.len() < page.len() || !more(&ok);
         seen.extend(mine);
         if done {
@@ -164,7 +165,10 @@ async fn pipelined(c: &mut Client, reqs: Vec<Value>) {
 /// Sends `req` and returns the raw reply with its size on the wire.
 async fn sized(c: &mut Client, req: Value) -> (Value, usize) {
     let id = c.send_request(req).await;
-    let raw = c.raw_reply(Some(id), WAIT).await.unwrap_or_else(|| panic!("no reply (closed: {:?})", c.close_seen()));
+    let raw = c
+        .raw_reply(Some(id), WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no reply (closed: {:?})", c.close_seen()));
     let len = raw.to_string().len();
     (raw, len)
 }
@@ -208,7 +212,8 @@ async fn no_reply_can_be_built_past_the_reply_cap() {
     let mut cr = h.login(&reader).await;
     cr.ok(json!({"op":"join","channel":ch})).await;
     let sizes = [5900, 3000, 10, 5000, 800];
-    let texts: Vec<String> = (0..60).map(|i| format!("{i:02}{}", "m".repeat(sizes[i % sizes.len()]))).collect();
+    let texts: Vec<String> =
+        (0..60).map(|i| format!("{i:02}{}", "m".repeat(sizes[i % sizes.len()]))).collect();
     let sends = texts
         .iter()
         .map(|t| json!({"op":"send","to":{"channel":ch},"cid":unique("cap"),"kind":"text","body":{"text":t}}))
@@ -225,8 +230,10 @@ async fn no_reply_can_be_built_past_the_reply_cap() {
         let mut cu = h.login(&u).await;
         cu.ok(json!({"op":"join","channel":ch})).await;
         let mut reqs: Vec<Value> = (0..50)
-            .map(|k| json!({"op":"send","to":{"channel":ch},"cid":unique("rx"),"kind":"reaction",
-                "body":{"target":monster,"key":format!("key-{k:02}-{}", "k".repeat(20)),"on":true}}))
+            .map(|k| {
+                json!({"op":"send","to":{"channel":ch},"cid":unique("rx"),"kind":"reaction",
+                "body":{"target":monster,"key":format!("key-{k:02}-{}", "k".repeat(20)),"on":true}})
+            })
             .collect();
         if i == 0 {
             for seq in (1..=60).step_by(3).filter(|s| *s != 31) {
@@ -255,7 +262,11 @@ async fn no_reply_can_be_built_past_the_reply_cap() {
         for m in ok["messages"].as_array().unwrap() {
             if m["mid"] == monster.as_str() {
                 assert_eq!(m["reactions_partial"], json!(true), "{what}: the monster is marked");
-                assert_eq!(m["reactions"]["mine"], json!([reader]), "{what}: the reader's own reaction is kept");
+                assert_eq!(
+                    m["reactions"]["mine"],
+                    json!([reader]),
+                    "{what}: the reader's own reaction is kept"
+                );
             }
         }
         seqs
@@ -289,7 +300,8 @@ async fn no_reply_can_be_built_past_the_reply_cap() {
     let mut more = raw["ok"]["more"] == json!(true);
     while more {
         let before = seen[0];
-        let (raw, len) = sized(&mut cr, json!({"op":"history","conv":conv,"before":before,"limit":200})).await;
+        let (raw, len) =
+            sized(&mut cr, json!({"op":"history","conv":conv,"before":before,"limit":200})).await;
         let page = check(&raw, len, &format!("before {before}"));
         assert!(page.last().unwrap() < &before);
         more = raw["ok"]["more"] == json!(true);

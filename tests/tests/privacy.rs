@@ -99,8 +99,12 @@ async fn members_rows_show_presence_only_to_those_who_share_a_conversation() {
     let mut cb = h.login(&b).await;
     cb.ok(json!({"op":"join","channel":ch})).await;
     let online = |ok: &Value, u: &str| {
-        ok["members"].as_array().unwrap().iter().find(|m| m["user"] == u).unwrap_or_else(|| panic!("{u}: {ok}"))
-            ["online"]
+        ok["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["user"] == u)
+            .unwrap_or_else(|| panic!("{u}: {ok}"))["online"]
             .clone()
     };
     // A member sees the others' presence.

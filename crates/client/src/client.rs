@@ -1103,7 +1103,8 @@ impl Client {
                 req["after"] = json!(last.channel);
             }
             let v = self.call(req).await?;
-            let page: Vec<ChannelInfo> = serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?;
+            let page: Vec<ChannelInfo> =
+                serde_json::from_value(v.get("channels").cloned().unwrap_or_default())?;
             // A page that does not move forward ends the walk, whatever
             // `more` says: a confused server cannot loop the client.
             let advanced = page.last().is_some_and(|p| all.last().is_none_or(|l| p.channel > l.channel));

@@ -510,7 +510,11 @@ impl Request {
             }
             "channels" => {
                 let p: PageF = fields(text, id)?;
-                check(id, p.after.as_ref().is_none_or(|a| is_valid_channel(a)), "`after` must be a channel name")?;
+                check(
+                    id,
+                    p.after.as_ref().is_none_or(|a| is_valid_channel(a)),
+                    "`after` must be a channel name",
+                )?;
                 Request::Channels { after: p.after, limit: p.limit }
             }
             "create_channel" => {
@@ -533,7 +537,11 @@ impl Request {
                     "leave" => Request::Leave { channel: f.channel },
                     _ => {
                         let p: PageF = fields(text, id)?;
-                        check(id, p.after.as_ref().is_none_or(|a| is_valid_user(a)), "`after` must be a user id")?;
+                        check(
+                            id,
+                            p.after.as_ref().is_none_or(|a| is_valid_user(a)),
+                            "`after` must be a user id",
+                        )?;
                         Request::Members { channel: f.channel, after: p.after, limit: p.limit }
                     }
                 }
@@ -696,7 +704,10 @@ mod tests {
 
     #[test]
     fn channels_and_members_page_fields_are_optional_and_checked() {
-        assert_eq!(dec(r#"{"op":"channels","id":1}"#).unwrap().1, Request::Channels { after: None, limit: None });
+        assert_eq!(
+            dec(r#"{"op":"channels","id":1}"#).unwrap().1,
+            Request::Channels { after: None, limit: None }
+        );
         assert_eq!(
             dec(r#"{"op":"members","id":1,"channel":"lobby","after":"bob","limit":5}"#).unwrap().1,
             Request::Members { channel: "lobby".into(), after: Some("bob".into()), limit: Some(5) }

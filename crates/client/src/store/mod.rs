@@ -1283,8 +1283,10 @@ impl Store {
     /// On SQLite failure.
     pub fn media_mime(&self, media: &str) -> Result<Option<String>> {
         self.with(|c| {
-            Ok(c.query_row("SELECT mime FROM media_cache WHERE media = ?1", [media], |r| r.get::<_, String>(0))
-                .optional()?)
+            Ok(c.query_row("SELECT mime FROM media_cache WHERE media = ?1", [media], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?)
         })
     }
 

@@ -520,7 +520,8 @@ mod tests {
     #[test]
     fn one_message_over_the_budget_comes_with_shortened_reactions() {
         let mut m = msg(1, 10);
-        m.reactions.insert("👍".into(), (0..500).map(|i| format!("user-{i:04}")).chain(["bob".into()]).collect());
+        m.reactions
+            .insert("👍".into(), (0..500).map(|i| format!("user-{i:04}")).chain(["bob".into()]).collect());
         m.reactions.insert("🎉".into(), vec!["carol".into()]);
         let mut page = vec![m, msg(2, 10)];
         let budget = 2000;
@@ -548,7 +549,11 @@ mod tests {
             mentions_unread: 0,
             pins: Vec::new(),
         };
-        let mut ok = SyncOk { conversations: (0..100).rev().map(conv).collect(), invites: Vec::new(), recent_invites: Vec::new() };
+        let mut ok = SyncOk {
+            conversations: (0..100).rev().map(conv).collect(),
+            invites: Vec::new(),
+            recent_invites: Vec::new(),
+        };
         let budget = json_len(&ok) / 2;
         assert!(fit_sync(&mut ok, budget));
         assert!(json_len(&ok) <= budget);

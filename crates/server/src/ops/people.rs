@@ -149,8 +149,11 @@ async fn refresh(st: &AppState, users: &HashSet<String>) -> Result<(), crate::st
         }
         let presence = if now {
             let online = st.online(std::slice::from_ref(&target)).await[0];
-            let last_seen =
-                if online { None } else { st.store.last_seen(std::slice::from_ref(&target)).await?.get(&target).copied() };
+            let last_seen = if online {
+                None
+            } else {
+                st.store.last_seen(std::slice::from_ref(&target)).await?.get(&target).copied()
+            };
             Presence { user: target, online, last_seen }
         } else {
             hidden(target)

@@ -517,8 +517,11 @@ pub trait Store: Send + Sync + 'static {
     async fn member_roles(&self, channel: &str) -> StoreResult<Vec<(String, Role)>>;
     /// A page of public channels (v1.2): names bytewise after `after`
     /// (exclusive), at most `limit`, and whether more follow.
-    async fn public_channels_page(&self, after: Option<&str>, limit: u32)
-    -> StoreResult<(Vec<ChannelInfo>, bool)>;
+    async fn public_channels_page(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<(Vec<ChannelInfo>, bool)>;
     /// A page of a channel's members with roles (v1.2): user ids bytewise
     /// after `after` (exclusive), at most `limit`, and whether more follow.
     async fn member_roles_page(

@@ -94,8 +94,7 @@ const APPLICATION_ID: i64 = 0x4352_5231;
 const SHARED_CHANNEL: &str = "SELECT 1 FROM channel_members x \
      JOIN channel_members y ON y.channel = x.channel AND y.user_id = ?2 WHERE x.user_id = ?1";
 /// Whether a user (?2) has sent a content message in a conversation (?1).
-const SENT_IN_CONV: &str =
-    "SELECT 1 FROM messages WHERE conv = ?1 AND sender = ?2 AND rel_target IS NULL";
+const SENT_IN_CONV: &str = "SELECT 1 FROM messages WHERE conv = ?1 AND sender = ?2 AND rel_target IS NULL";
 
 pub const MIGRATIONS: &[&str] = &[
     // v1
@@ -1979,12 +1978,10 @@ impl Store for SqliteStore {
             let mut sent = tx.prepare_cached(SENT_IN_CONV)?;
             let mut shared = HashSet::new();
             for other in others {
-                let yes = other == viewer
-                    || channel.exists(params![viewer, other])?
-                    || {
-                        let conv = Conv::dm(&viewer, &other).to_string();
-                        sent.exists(params![conv, viewer])? && sent.exists(params![conv, other])?
-                    };
+                let yes = other == viewer || channel.exists(params![viewer, other])? || {
+                    let conv = Conv::dm(&viewer, &other).to_string();
+                    sent.exists(params![conv, viewer])? && sent.exists(params![conv, other])?
+                };
                 if yes {
                     shared.insert(other);
                 }

@@ -778,7 +778,11 @@ pub async fn sharing_a_conversation_is_a_common_channel_or_a_two_sided_dm(store:
     assert_eq!(shared(store.shares_conversation("dave", &all).await.unwrap()), ["dave"]);
     assert_eq!(shared(store.shares_conversation("bob", &all).await.unwrap()), ["alice", "bob"]);
     store.remove_member("team", "bob", false).await.unwrap();
-    assert_eq!(shared(store.shares_conversation("bob", &all).await.unwrap()), ["bob"], "left: no longer shared");
+    assert_eq!(
+        shared(store.shares_conversation("bob", &all).await.unwrap()),
+        ["bob"],
+        "left: no longer shared"
+    );
     assert!(store.shares_conversation("bob", &[]).await.unwrap().is_empty());
 }
 
