@@ -483,16 +483,31 @@ await scenario('the webview loads files from the media cache only', async () => 
 // signs in there with a token minted from the shared secret, and chats.
 const env3 = { ...env2, COURIER_PROFILE: 'second', COURIER_EMBEDDED: '1' }
 const DRIVER_PORT3 = await freePort()
-start('tauri-driver', ['--port', String(DRIVER_PORT3), '--native-port', String(await freePort())], env3, 'tauri-driver-3')
+const NATIVE_PORT3 = await freePort()
+const driver3 = start('tauri-driver', ['--port', String(DRIVER_PORT3), '--native-port', String(NATIVE_PORT3)], env3, 'tauri-driver-3')
 await scenario('a second profile chats with the first through the shared embedded server', async () => {
-  await waitFor(() => new Promise((res) => {
-    const s = net.connect(DRIVER_PORT3, '127.0.0.1', () => { s.destroy(); res(true) })
+  // Both the driver and the WebKitWebDriver it starts must answer: a session
+  // asked for before the second one listens fails with a closed socket.
+  const listening = (port) => () => new Promise((res) => {
+    const s = net.connect(port, '127.0.0.1', () => { s.destroy(); res(true) })
     s.on('error', () => res(false))
-  }), 15000, 'tauri-driver (second profile)')
+  })
+  await waitFor(listening(DRIVER_PORT3), 15000, 'tauri-driver (second profile)')
+  // (tauri-driver starts it at launch; should a version start it lazily, the retries below cover it.)
+  await waitFor(listening(NATIVE_PORT3), 10000, 'WebKitWebDriver (second profile)').catch(() => {})
   const first = browser
-  const second = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT3, logLevel: 'warn', connectionRetryTimeout: 60000,
-    connectionRetryCount: 0, capabilities: {
-      browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+  let second
+  for (let attempt = 1; !second; attempt++) {
+    try {
+      second = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT3, logLevel: 'warn', connectionRetryTimeout: 60000,
+        connectionRetryCount: 0, capabilities: {
+          browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+    } catch (e) {
+      if (attempt >= 3) throw new Error(`${e?.message ?? e}; tauri-driver said: ${(driver3.err ?? '').slice(-800)}`)
+      log(`second-profile session attempt ${attempt} failed (${e?.message ?? e}); retrying`)
+      await sleep(1500)
+    }
+  }
   const msg = `hello from the second profile ${Date.now()}`
   try {
     browser = globalThis.browser = second
