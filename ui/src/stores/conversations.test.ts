@@ -1,5 +1,5 @@
 import { beforeEach, describe, expect, it } from 'vitest'
-import { setup } from '../testing'
+import { msg, setup } from '../testing'
 import type { MockTransport } from '../services/mockTransport'
 import { routeEvent } from './events'
 import { TYPING_TTL_MS, useConversationsStore } from './conversations'
@@ -28,6 +28,16 @@ describe('conversations store', () => {
     expect(c.sorted.map((x) => x.conv)).toEqual(['dm:alice:me', 'ch:lobby', 'dm:bob:me'])
     expect(c.previews.get('dm:alice:me')?.body.text).toBe('are you there?')
     expect(c.previews.has('dm:bob:me')).toBe(false)
+  })
+
+  it('keeps the newest preview when an own send result arrives after its ack and a reply', async () => {
+    const c = useConversationsStore()
+    await c.load()
+    const mine = msg({ conv: 'ch:lobby', cid: 'own', mid: 'm9', seq: 9, ts: 5000, from: 'me', body: { text: 'mine' } })
+    c.noteMessage(mine)
+    c.noteMessage(msg({ conv: 'ch:lobby', cid: 'theirs', mid: 'm10', seq: 10, ts: 5001, from: 'carol', body: { text: 'reply' } }))
+    c.noteMessage({ ...mine, seq: null, mid: null, ts: null, status: 'pending' })
+    expect(c.previews.get('ch:lobby')?.body.text).toBe('reply')
   })
 
   it('puts pinned conversations first', async () => {

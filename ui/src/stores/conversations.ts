@@ -85,7 +85,17 @@ export const useConversationsStore = defineStore('conversations', () => {
   }
 
   /** Keeps the preview on the newest message of the conversation. */
+  /** Seqs of recent own sends, by cid: a send's result (still pending) can arrive after its ack. */
+  const ackedSeq = new Map<string, number>()
+
   function noteMessage(m: MessageView): void {
+    if (m.seq !== null) {
+      ackedSeq.set(m.cid, m.seq)
+      if (ackedSeq.size > 512) ackedSeq.delete(ackedSeq.keys().next().value as string)
+    } else {
+      const seq = ackedSeq.get(m.cid)
+      if (seq !== undefined) return // stale: the acknowledged version was noted already
+    }
     const cur = previews.get(m.conv)
     const newer =
       !cur || cur.cid === m.cid || m.seq === null || (cur.seq !== null && m.seq >= cur.seq)
