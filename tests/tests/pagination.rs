@@ -76,6 +76,7 @@ async fn channels_default_to_and_clamp_at_two_hundred_and_walk_to_the_end() {
     assert!(listed.windows(2).all(|w| w[0].as_bytes() < w[1].as_bytes()), "bytewise order");
     for (req, why) in [
         (json!({"op":"channels","after":prefix}), "default limit"),
+        (json!({"op":"channels","after":prefix,"limit":0}), "limit 0 means the default"),
         (json!({"op":"channels","after":prefix,"limit":100000}), "a larger limit is clamped"),
     ] {
         let ok = c.ok(req).await;

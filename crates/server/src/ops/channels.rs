@@ -24,9 +24,12 @@ use std::sync::Arc;
 const HIDDEN: &str = "no such channel, or it is private";
 
 /// The page size a `channels` or `members` request asks for: absent means
-/// the largest, larger is clamped to it (v1.2), 0 is raised to 1.
+/// the largest, as does 0; larger is clamped to it (v1.2).
 fn page_limit(limit: Option<u32>) -> u32 {
-    limit.unwrap_or(LIST_PAGE).clamp(1, LIST_PAGE)
+    match limit {
+        None | Some(0) => LIST_PAGE,
+        Some(n) => n.min(LIST_PAGE),
+    }
 }
 
 /// `channels`: a page of the public channels, bytewise by name after
