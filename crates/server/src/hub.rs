@@ -242,6 +242,11 @@ pub struct ViewQueue {
     /// DMs where both parties are known to have written (a verdict that
     /// never turns back), so later messages cost nothing.
     two_sided_dms: Mutex<HashSet<String>>,
+    /// `(DM, writer)` pairs already checked: a party writing again cannot
+    /// change anyone's view (only the other party's first message can), so
+    /// a one-sided DM (a bot, a notice sender) costs one query, not one per
+    /// message.
+    checked_writers: Mutex<HashSet<(String, String)>>,
 }
 
 impl ViewQueue {
@@ -266,6 +271,20 @@ impl ViewQueue {
     /// Whether the DM `conv` is known to be written in by both parties.
     pub fn is_two_sided(&self, conv: &str) -> bool {
         self.two_sided_dms.lock().expect("views lock").contains(conv)
+    }
+
+    /// Whether `writer`'s messages in the DM `conv` were checked already;
+    /// marks them checked (a bounded memo, like the two-sided one).
+    pub fn check_writer_once(&self, conv: &str, writer: &str) -> bool {
+        let mut set = self.checked_writers.lock().expect("views lock");
+        if set.contains(&(conv.to_owned(), writer.to_owned())) {
+            return true;
+        }
+        if set.len() >= 65_536 {
+            set.clear();
+        }
+        set.insert((conv.to_owned(), writer.to_owned()));
+        false
     }
 
     /// Remembers that both parties wrote in the DM `conv` (a bounded
@@ -526,6 +545,17 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    /// A party writing again in a one-sided DM is checked once, not per
+    /// message; the other party's first message is still checked.
+    #[test]
+    fn each_dm_writer_is_checked_once() {
+        let v = ViewQueue::default();
+        assert!(!v.check_writer_once("dm:a:b", "a"), "a's first message is checked");
+        assert!(v.check_writer_once("dm:a:b", "a"), "a's later messages are not");
+        assert!(!v.check_writer_once("dm:a:b", "b"), "b's first message is checked");
+        assert!(!v.check_writer_once("dm:a:c", "a"), "another DM is checked");
+    }
+
     use super::*;
 
     #[tokio::test]

@@ -79,12 +79,12 @@ pub fn views_changed(st: &AppState, users: &[&str]) {
 
 /// After a DM message from `from` is stored: the first time both parties
 /// have written, their views of each other change. Costs a query only
-/// until the DM is known to be two-sided (memoised per node), and runs
-/// off the sender's path.
+/// for each party's first message the node sees and until the DM is known
+/// to be two-sided (both memoised per node), and runs off the sender's path.
 pub fn dm_written(st: &Arc<AppState>, conv: &Conv, from: &str) {
     let Some(peer) = conv.peer_of(from).filter(|p| *p != from) else { return };
     let key = conv.to_string();
-    if st.hub.views.is_two_sided(&key) {
+    if st.hub.views.is_two_sided(&key) || st.hub.views.check_writer_once(&key, from) {
         return;
     }
     let (st, from, peer) = (st.clone(), from.to_owned(), peer.to_owned());
