@@ -10,7 +10,8 @@
 // instance; the app survives a server restart (banner, recovery, the message
 // typed while the server was down arrives); v1.1: a reaction and an edit by
 // the peer appear in the app, a recall made in the app reaches the peer. Screenshots (light/dark, en/zh)
-// go to docs/screenshots/. Then a first run on the embedded server: it refuses
+// go to the run's scratch folder (E2E_SHOTS=docs/screenshots refreshes the
+// README's pictures). Then a first run on the embedded server: it refuses
 // `dev:` tokens, keeps its secret 0600 in a 0700 directory, the webview loads
 // files from the media cache only, and a second profile of the same OS user
 // chats with the first through it.
@@ -27,10 +28,12 @@ const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug
 const APP = join(BIN, 'courier')
 const CLI = join(BIN, 'courier-cli')
 const SERVER = join(BIN, 'courier-server')
-const SHOTS = process.env.E2E_SHOTS ?? join(ROOT, 'docs/screenshots')
 const run = promisify(execFile)
 
 const tmp = mkdtempSync(join(tmpdir(), 'courier-e2e-'))
+// A test run leaves tracked files alone: screenshots go to scratch unless
+// E2E_SHOTS names a folder (`E2E_SHOTS=docs/screenshots` to refresh the README's).
+const SHOTS = process.env.E2E_SHOTS ? resolve(ROOT, process.env.E2E_SHOTS) : join(tmp, 'shots')
 const children = []
 const results = []
 const metrics = {}
