@@ -1,5 +1,6 @@
 use super::*;
-use courier_proto::{SendOk, SyncConv};
+use crate::model::{DeliveryStatus, MessageView};
+use courier_proto::{Conv, Msg, SendOk, SyncConv, Target};
 use serde_json::{Value, json};
 
 fn msg(conv: &Conv, seq: u64, from: &str, cid: &str, text: &str) -> Msg {

@@ -1,0 +1,192 @@
+//! Conversation rows: created on first use, updated from the `sync` ok,
+//! forgotten on leave, and listed with their unread and mention counts,
+//! draft, pins and newest message for the preview.
+
+use super::relations::{self, RELATION_KINDS_SQL};
+use super::rows::message_by_id;
+use super::{Result, Store};
+use crate::model::ConversationView;
+use courier_proto::{Conv, SyncConv};
+use rusqlite::{Connection, OptionalExtension, params};
+
+impl Store {
+    /// Records a conversation row of the `sync` ok. With `v1_1` (the server
+    /// lists the feature) its `pins` become the conversation's pinned list
+    /// as of its `last_seq`.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn apply_sync_conv(&self, me: &str, s: &SyncConv, v1_1: bool) -> Result<()> {
+        self.tx(|tx| {
+            let conv = s.conv.to_string();
+            ensure_conv(tx, &s.conv, me)?;
+            tx.execute(
+                "UPDATE conversations SET
+                    last_seq = max(last_seq, ?2), last_ts = max(last_ts, ?3),
+                    read_seq = max(read_seq, ?4), read_sent_seq = max(read_sent_seq, ?4),
+                    peer_read_seq = max(peer_read_seq, ?5), peer_recv_seq = max(peer_recv_seq, ?6)
+                 WHERE conv = ?1",
+                params![
+                    conv,
+                    s.last_seq as i64,
+                    s.last_ts,
+                    s.read_seq as i64,
+                    s.peer_read_seq.unwrap_or(0) as i64,
+                    s.peer_recv_seq.unwrap_or(0) as i64
+                ],
+            )?;
+            if v1_1 {
+                tx.execute(
+                    "UPDATE conversations SET pins = ?2, pins_seq = ?3 WHERE conv = ?1",
+                    params![conv, serde_json::to_string(&s.pins)?, s.last_seq as i64],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds a conversation the user just joined or created.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn ensure_conversation(&self, me: &str, conv: &Conv, last_seq: u64) -> Result<()> {
+        self.tx(|tx| {
+            ensure_conv(tx, conv, me)?;
+            tx.execute(
+                "UPDATE conversations SET last_seq = max(last_seq, ?2) WHERE conv = ?1",
+                params![conv.to_string(), last_seq as i64],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Forgets a conversation the user left (its messages stay searchable).
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn forget_conversation(&self, conv: &Conv) -> Result<()> {
+        self.with(|c| {
+            c.execute("DELETE FROM conversations WHERE conv = ?1", [conv.to_string()])?;
+            Ok(())
+        })
+    }
+
+    /// Every conversation with its unread count, most recent first.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn conversations(&self, me: &str) -> Result<Vec<ConversationView>> {
+        self.conversations_where(me, None)
+    }
+
+    fn conversations_where(&self, me: &str, only: Option<&Conv>) -> Result<Vec<ConversationView>> {
+        self.with(|c| {
+            // Unread: content messages of others after the read cursor,
+            // not recalled; of those, the ones that mention this user.
+            let unread = format!(
+                "FROM messages m WHERE m.conv = c.conv AND m.seq > c.read_seq AND m.sender <> ?1
+                   AND m.recalled = 0 AND m.kind NOT IN {RELATION_KINDS_SQL}"
+            );
+            let mut st = c.prepare_cached(&format!(
+                "SELECT c.conv, c.kind, c.peer, c.channel, c.last_seq, c.last_ts, c.synced_seq, c.read_seq,
+                        (SELECT count(*) {unread}),
+                        c.peer_read_seq, c.peer_recv_seq, d.text,
+                        (SELECT count(*) {unread}
+                           AND EXISTS (SELECT 1 FROM json_each(m.body, '$.mentions') j WHERE j.value = ?1))
+                 FROM conversations c LEFT JOIN drafts d ON d.conv = c.conv
+                 WHERE ?2 IS NULL OR c.conv = ?2
+                 ORDER BY c.last_ts DESC, c.conv"
+            ))?;
+            let rows = st.query_map(params![me, only.map(Conv::to_string)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, i64>(9)?,
+                    r.get::<_, i64>(10)?,
+                    r.get(11)?,
+                    r.get::<_, i64>(12)?,
+                ))
+            })?;
+            let rows = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut last = c.prepare_cached(&format!(
+                "SELECT id FROM messages WHERE conv = ?1 AND kind NOT IN {RELATION_KINDS_SQL}
+                 ORDER BY seq IS NULL DESC, seq DESC, id DESC LIMIT 1"
+            ))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (
+                    conv,
+                    kind,
+                    peer,
+                    channel,
+                    last_seq,
+                    last_ts,
+                    synced,
+                    read,
+                    unread,
+                    pr,
+                    pv,
+                    draft,
+                    mentions,
+                ) = row;
+                let last_id: Option<i64> = last.query_row([&conv], |r| r.get(0)).optional()?;
+                let last_message = last_id.map(|id| message_by_id(c, id)).transpose()?;
+                let pins = relations::pins(c, &conv)?;
+                let Some(conv) = Conv::parse(&conv) else { continue };
+                out.push(ConversationView {
+                    conv,
+                    kind,
+                    peer,
+                    channel,
+                    last_seq: last_seq as u64,
+                    last_ts,
+                    synced_seq: synced as u64,
+                    read_seq: read as u64,
+                    unread: unread as u64,
+                    mentions_unread: mentions as u64,
+                    pins,
+                    peer_read_seq: pr as u64,
+                    peer_recv_seq: pv as u64,
+                    draft,
+                    last_message,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// One conversation.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn conversation(&self, me: &str, conv: &Conv) -> Result<Option<ConversationView>> {
+        Ok(self.conversations_where(me, Some(conv))?.pop())
+    }
+}
+
+pub(super) fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::Result<()> {
+    let (kind, peer, channel) = match conv {
+        Conv::Dm(..) => ("dm", conv.peer_of(me).map(str::to_owned), None),
+        Conv::Channel(c) => ("channel", None, Some(c.clone())),
+    };
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO conversations (conv, kind, peer, channel) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![conv.to_string(), kind, peer, channel])?;
+    Ok(())
+}
+
+pub(super) fn bump_last(tx: &Connection, conv: &str, seq: u64, ts: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "UPDATE conversations SET last_seq = max(last_seq, ?2), last_ts = max(last_ts, ?3) WHERE conv = ?1",
+    )?
+    .execute(params![conv, seq as i64, ts])?;
+    Ok(())
+}

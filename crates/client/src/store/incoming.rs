@@ -1,0 +1,176 @@
+//! Messages from the server — live events and history pages — applied in
+//! one transaction: duplicates skipped, own pending sends confirmed, the rest
+//! inserted, relations applied to their targets, and the contiguous
+//! `synced_seq` advanced.
+
+use super::conversations::{bump_last, ensure_conv};
+use super::cursors::advance_synced;
+use super::relations::{self, Aggregates, Recomputed};
+use super::rows::message_by_id;
+use super::{Result, Store};
+use crate::model::{MessageView, now_ms};
+use courier_proto::{Conv, Msg, is_relation_kind};
+use rusqlite::{OptionalExtension, params};
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// What applying a batch of server messages changed.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Content messages that were not in the store before (relations are
+    /// never listed: they show only through their target).
+    pub added: Vec<MessageView>,
+    /// Own pending content messages that the batch confirmed.
+    pub updated: Vec<MessageView>,
+    /// Content messages held before whose edits, recall, reactions or pin
+    /// changed because of relations in the batch.
+    pub targets: Vec<MessageView>,
+    /// How many relation messages were stored.
+    pub relations: usize,
+    /// Conversations whose pinned list may have changed.
+    pub pins: Vec<Conv>,
+}
+
+impl Store {
+    /// Applies messages from the server (live events, or history pages of a
+    /// server without v1.1 aggregates) in one transaction: skips those
+    /// already held (by conv+seq), confirms own pending ones (by
+    /// sender+cid), inserts the rest, applies relations to their targets,
+    /// and advances each conversation's contiguous `synced_seq`.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn apply_messages(&self, me: &str, msgs: &[Msg]) -> Result<Applied> {
+        self.apply_batch(me, msgs, false)
+    }
+
+    /// Applies a `history` page of a v1.1 server: like
+    /// [`Store::apply_messages`], but the aggregates served with each content
+    /// message (edits, recall, reactions, pin) are taken as reflecting every
+    /// relation up to the newest seq of the page, so relation messages of
+    /// the page are not applied on top of them again.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn apply_page(&self, me: &str, msgs: &[Msg]) -> Result<Applied> {
+        self.apply_batch(me, msgs, true)
+    }
+
+    fn apply_batch(&self, me: &str, msgs: &[Msg], served_aggregates: bool) -> Result<Applied> {
+        self.tx_files(|tx, files| {
+            let mut applied = Applied::default();
+            let mut touched: Vec<String> = Vec::new();
+            // Up to which seq the aggregates served with a message reflect
+            // the relations: the page's newest seq, or the message itself.
+            let mut horizon: HashMap<String, u64> = HashMap::new();
+            if served_aggregates {
+                for m in msgs {
+                    let h = horizon.entry(m.conv.to_string()).or_default();
+                    *h = (*h).max(m.seq);
+                }
+            }
+            let (mut added, mut confirmed) = (Vec::new(), Vec::new());
+            let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+            let mut pins: BTreeSet<String> = BTreeSet::new();
+            for m in msgs {
+                let conv = m.conv.to_string();
+                if !touched.contains(&conv) {
+                    ensure_conv(tx, &m.conv, me)?;
+                    touched.push(conv.clone());
+                }
+                let held: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM messages WHERE conv = ?1 AND seq = ?2")?
+                    .query_row(params![conv, m.seq as i64], |r| r.get(0))
+                    .optional()?;
+                if held.is_some() {
+                    continue;
+                }
+                let relation = is_relation_kind(&m.kind);
+                let agg_seq = horizon.get(&conv).copied().unwrap_or(m.seq).max(m.seq) as i64;
+                let base_agg = if relation { None } else { Aggregates::served_json(m)? };
+                let own: Option<i64> = tx
+                    .prepare_cached("SELECT id FROM messages WHERE sender = ?1 AND cid = ?2")?
+                    .query_row(params![m.from, m.cid], |r| r.get(0))
+                    .optional()?;
+                if let Some(id) = own {
+                    tx.execute(
+                        "UPDATE messages SET seq = ?2, mid = ?3, ts = ?4, status = 'sent', error = NULL WHERE id = ?1",
+                        params![id, m.seq as i64, m.mid, m.ts],
+                    )?;
+                    if !relation {
+                        // As served: a v1.1 page shows it edited or recalled.
+                        tx.execute(
+                            "UPDATE messages SET base_body = ?2, base_agg = ?3, agg_seq = ?4 WHERE id = ?1",
+                            params![id, serde_json::to_string(&m.body)?, base_agg, agg_seq],
+                        )?;
+                        // Served aggregates, or relations already held.
+                        targets.insert((conv.clone(), m.mid.clone()));
+                        confirmed.push(id);
+                    }
+                    tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
+                } else {
+                    let status = if m.from == me { "sent" } else { "received" };
+                    let body = serde_json::to_string(&m.body)?;
+                    tx.prepare_cached(
+                        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, reply_to, status, created,
+                                               rel_target, base_body, base_agg, agg_seq, edited, reactions, recalled, pinned)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)",
+                    )?
+                    .execute(params![
+                        conv,
+                        m.seq as i64,
+                        m.mid,
+                        m.cid,
+                        m.from,
+                        serde_json::to_string(&m.to)?,
+                        m.kind,
+                        body,
+                        m.ts,
+                        m.reply_to,
+                        status,
+                        now_ms(),
+                        m.target(),
+                        (!relation).then_some(&body),
+                        base_agg,
+                        (!relation).then_some(agg_seq),
+                        if relation { None } else { m.edited },
+                        if relation { None } else { relations::reactions_json(&m.reactions)? },
+                        !relation && m.recalled,
+                        if relation { None } else { m.pinned },
+                    ])?;
+                    let id = tx.last_insert_rowid();
+                    if !relation {
+                        if m.recalled || relations::has_relations(tx, &conv, &m.mid)? {
+                            targets.insert((conv.clone(), m.mid.clone()));
+                        }
+                        added.push(id);
+                    }
+                }
+                if relation {
+                    applied.relations += 1;
+                    if let Some(t) = m.target() {
+                        targets.insert((conv.clone(), t.to_owned()));
+                    }
+                    if m.kind == "pin" {
+                        pins.insert(conv.clone());
+                    }
+                }
+                bump_last(tx, &conv, m.seq, m.ts)?;
+            }
+            for conv in &touched {
+                advance_synced(tx, conv)?;
+            }
+            let fresh: HashSet<i64> = added.iter().chain(&confirmed).copied().collect();
+            for (conv, mid) in &targets {
+                if let Some(Recomputed { id, changed: true }) = relations::recompute(tx, conv, mid, files)?
+                    && !fresh.contains(&id)
+                {
+                    applied.targets.push(message_by_id(tx, id)?);
+                }
+            }
+            applied.added = added.into_iter().map(|id| message_by_id(tx, id)).collect::<Result<_>>()?;
+            applied.updated = confirmed.into_iter().map(|id| message_by_id(tx, id)).collect::<Result<_>>()?;
+            applied.pins = pins.iter().filter_map(|c| Conv::parse(c)).collect();
+            Ok(applied)
+        })
+    }
+}
