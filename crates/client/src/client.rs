@@ -16,7 +16,7 @@ use crate::media;
 use crate::model::{ConversationView, InviteView, MessageView, UploadedMedia, now_ms};
 use crate::outbox::{DrainError, Sender};
 use crate::store::{NewMessage, Store, StoreError};
-use crate::sync;
+use crate::sync::{self, SyncContext};
 use crate::tls::TlsConfig;
 use courier_proto::ids::{is_valid_channel, is_valid_cid, is_valid_user};
 use courier_proto::request::{MAX_MENTIONS, MAX_REACTION_KEY};
@@ -238,6 +238,36 @@ impl Inner {
 
     fn session(&self) -> Option<Arc<Session>> {
         lock(&self.session).clone()
+    }
+}
+
+impl SyncContext for Inner {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn me(&self) -> &str {
+        &self.me
+    }
+
+    fn has_feature(&self, feature: &str) -> bool {
+        Inner::has_feature(self, feature)
+    }
+
+    fn history_page(&self) -> u32 {
+        self.hello_limits().history_page
+    }
+
+    fn emit(&self, ev: ClientEvent) {
+        Inner::emit(self, ev);
+    }
+
+    fn emit_conversation(&self, conv: &Conv) {
+        Inner::emit_conversation(self, conv);
+    }
+
+    fn cursors_moved(&self) {
+        self.ack_wake.notify_one();
     }
 }
 
@@ -1125,7 +1155,7 @@ impl Client {
         let last = v.get("last_seq").and_then(Value::as_u64).unwrap_or(0);
         self.inner.store.ensure_conversation(&self.inner.me, &conv, last)?;
         if let Some(s) = self.inner.session() {
-            sync::fill(&self.inner, &s, &conv, Some(last))
+            sync::fill(&*self.inner, &*s, &conv, Some(last))
                 .await
                 .map_err(|e| ClientError::Protocol(e.to_string()))?;
         }
@@ -1624,13 +1654,13 @@ async fn processor(
     synced: oneshot::Sender<()>,
 ) {
     let result = async {
-        let (conversations, fetched) = sync::full_sync(&inner, &session).await?;
-        sync::flush_cursors(&inner, &session).await?;
+        let (conversations, fetched) = sync::full_sync(&*inner, &*session).await?;
+        sync::flush_cursors(&*inner, &*session).await?;
         inner.synced.send_modify(|g| *g += 1);
         inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
         let _ = synced.send(());
         while let Some(ev) = events.recv().await {
-            sync::handle_event(&inner, &session, ev).await?;
+            sync::handle_event(&*inner, &*session, ev).await?;
         }
         Ok::<(), sync::SyncError>(())
     }
@@ -1702,7 +1732,7 @@ async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
         inner.ack_wake.notified().await;
         // Batch: one ack per conversation for a burst of messages.
         sleep(Duration::from_millis(50)).await;
-        if let Err(e) = sync::flush_cursors(&inner, &session).await {
+        if let Err(e) = sync::flush_cursors(&*inner, &*session).await {
             if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
                 session.close(1000, "cursor flush failed");
             }

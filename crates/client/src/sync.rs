@@ -7,20 +7,40 @@
 //! [`Store::apply_messages`](crate::store::Store::apply_messages), which
 //! dedupes by `conv+seq` and `sender+cid`, so overlapping fetches, live
 //! events and send oks converge on one copy of each message.
+//!
+//! Sync sees the client only through [`SyncContext`] (the store, who this
+//! user is, what the server offers, where events go) and the session only
+//! as a [`Transport`], so it depends on nothing above it.
 
-use crate::client::Inner;
-use crate::conn::{RequestError, Session};
+use crate::conn::{RequestError, Transport};
 use crate::events::ClientEvent;
 use crate::model::InviteView;
 use crate::model::now_ms;
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 use courier_proto::{Conv, Event, FEATURE_V1_1, HistoryOk, Msg, SyncOk};
 use serde_json::json;
-use std::sync::Arc;
 
 /// Pages with more new messages than this are announced as one
 /// [`ClientEvent::HistoryFilled`] instead of one event per message.
 const PER_MESSAGE_EVENTS_UP_TO: usize = 20;
+
+/// What sync needs from the client, and nothing more.
+pub(crate) trait SyncContext {
+    /// The local store.
+    fn store(&self) -> &Store;
+    /// The user this client acts for.
+    fn me(&self) -> &str;
+    /// Whether the server listed `feature` in the session's hello.
+    fn has_feature(&self, feature: &str) -> bool;
+    /// The `history` page size the server allows.
+    fn history_page(&self) -> u32;
+    /// Reports an event to the application.
+    fn emit(&self, ev: ClientEvent);
+    /// Reports a conversation as it is now in the store.
+    fn emit_conversation(&self, conv: &Conv);
+    /// Says that receive or read cursors may be waiting to be sent.
+    fn cursors_moved(&self);
+}
 
 /// Why syncing stopped.
 #[derive(Debug, thiserror::Error)]
@@ -37,31 +57,31 @@ pub enum SyncError {
 }
 
 /// Runs the initial sync of a session. Returns (conversations, fetched).
-pub(crate) async fn full_sync(inner: &Arc<Inner>, session: &Session) -> Result<(usize, usize), SyncError> {
-    let ok: SyncOk = serde_json::from_value(session.call(json!({"op": "sync"})).await?)?;
-    let me = inner.me.as_str();
-    let v1_1 = inner.has_feature(FEATURE_V1_1);
+pub(crate) async fn full_sync(cx: &impl SyncContext, session: &impl Transport) -> Result<(usize, usize), SyncError> {
+    let ok: SyncOk = serde_json::from_value(session.request(json!({"op": "sync"})).await?)?;
+    let me = cx.me();
+    let v1_1 = cx.has_feature(FEATURE_V1_1);
     for c in &ok.conversations {
-        inner.store.apply_sync_conv(me, c, v1_1)?;
+        cx.store().apply_sync_conv(me, c, v1_1)?;
     }
     for inv in &ok.invites {
-        inner.store.upsert_invite(inv)?;
-        inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
+        cx.store().upsert_invite(inv)?;
+        cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
     }
     // Invitations answered, canceled or expired while this device was away.
     for inv in &ok.recent_invites {
-        if inner.store.settle_invite(inv)? {
-            inner.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
+        if cx.store().settle_invite(inv)? {
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
         }
     }
     let mut fetched = 0;
     for c in &ok.conversations {
-        if inner.store.synced_seq(&c.conv)? < c.last_seq {
-            fetched += skip_refused(&c.conv, fill(inner, session, &c.conv, Some(c.last_seq)).await)?;
+        if cx.store().synced_seq(&c.conv)? < c.last_seq {
+            fetched += skip_refused(&c.conv, fill(cx, session, &c.conv, Some(c.last_seq)).await)?;
         }
     }
     for c in &ok.conversations {
-        inner.emit_conversation(&c.conv);
+        cx.emit_conversation(&c.conv);
     }
     Ok((ok.conversations.len(), fetched))
 }
@@ -69,32 +89,32 @@ pub(crate) async fn full_sync(inner: &Arc<Inner>, session: &Session) -> Result<(
 /// Pages `history after=synced_seq` until the store holds `until` (or the
 /// server says there is no more). Returns how many messages were added.
 pub(crate) async fn fill(
-    inner: &Arc<Inner>,
-    session: &Session,
+    cx: &impl SyncContext,
+    session: &impl Transport,
     conv: &Conv,
     until: Option<u64>,
 ) -> Result<usize, SyncError> {
-    let page = inner.hello_limits().history_page.max(1);
+    let page = cx.history_page().max(1);
     let mut added = 0;
     loop {
-        let after = inner.store.synced_seq(conv)?;
+        let after = cx.store().synced_seq(conv)?;
         if until.is_some_and(|u| after >= u) {
             break;
         }
         let reply =
-            session.call(json!({"op": "history", "conv": conv, "after": after, "limit": page})).await?;
+            session.request(json!({"op": "history", "conv": conv, "after": after, "limit": page})).await?;
         let h: HistoryOk = serde_json::from_value(reply)?;
-        let n = apply(inner, &h.messages, Source::Page)?;
+        let n = apply(cx, &h.messages, Source::Page)?;
         added += n;
-        let now = inner.store.synced_seq(conv)?;
+        let now = cx.store().synced_seq(conv)?;
         if !h.more || now == after {
             break;
         }
     }
     if added > PER_MESSAGE_EVENTS_UP_TO {
-        inner.emit(ClientEvent::HistoryFilled { conv: conv.clone(), added });
+        cx.emit(ClientEvent::HistoryFilled { conv: conv.clone(), added });
     }
-    inner.ack_wake.notify_one();
+    cx.cursors_moved();
     Ok(added)
 }
 
@@ -122,84 +142,84 @@ enum Source {
 /// Stores messages and reports them: content messages as added, relations
 /// only through the targets they changed. Returns how many rows were
 /// stored (content and relations).
-fn apply(inner: &Arc<Inner>, msgs: &[Msg], source: Source) -> Result<usize, SyncError> {
-    let applied = if source == Source::Page && inner.has_feature(FEATURE_V1_1) {
-        inner.store.apply_page(&inner.me, msgs)?
+fn apply(cx: &impl SyncContext, msgs: &[Msg], source: Source) -> Result<usize, SyncError> {
+    let applied = if source == Source::Page && cx.has_feature(FEATURE_V1_1) {
+        cx.store().apply_page(cx.me(), msgs)?
     } else {
-        inner.store.apply_messages(&inner.me, msgs)?
+        cx.store().apply_messages(cx.me(), msgs)?
     };
     let stored = applied.added.len() + applied.relations;
     if source == Source::Live || stored <= PER_MESSAGE_EVENTS_UP_TO {
         for m in applied.added {
-            inner.emit(ClientEvent::MessageAdded { message: m });
+            cx.emit(ClientEvent::MessageAdded { message: m });
         }
         for m in applied.targets {
-            inner.emit(ClientEvent::MessageUpdated { message: m });
+            cx.emit(ClientEvent::MessageUpdated { message: m });
         }
     }
     for m in applied.updated {
-        inner.emit(ClientEvent::MessageUpdated { message: m });
+        cx.emit(ClientEvent::MessageUpdated { message: m });
     }
     for conv in &applied.pins {
-        inner.emit_conversation(conv);
+        cx.emit_conversation(conv);
     }
     Ok(stored)
 }
 
 /// Handles one pushed event.
-pub(crate) async fn handle_event(inner: &Arc<Inner>, session: &Session, ev: Event) -> Result<(), SyncError> {
-    let me = inner.me.as_str();
+pub(crate) async fn handle_event(cx: &impl SyncContext, session: &impl Transport, ev: Event) -> Result<(), SyncError> {
+    let me = cx.me();
     match ev {
         Event::Msg(m) => {
             let (conv, seq) = (m.conv.clone(), m.seq);
-            apply(inner, std::slice::from_ref(&m), Source::Live)?;
-            if inner.store.synced_seq(&conv)? < seq {
+            apply(cx, std::slice::from_ref(&m), Source::Live)?;
+            if cx.store().synced_seq(&conv)? < seq {
                 tracing::debug!(%conv, seq, "gap detected; fetching");
-                skip_refused(&conv, fill(inner, session, &conv, Some(seq)).await)?;
+                skip_refused(&conv, fill(cx, session, &conv, Some(seq)).await)?;
             }
-            inner.ack_wake.notify_one();
-            inner.emit_conversation(&conv);
+            cx.cursors_moved();
+            cx.emit_conversation(&conv);
         }
         Event::Receipt { conv, user, recv_seq, read_seq } => {
-            for m in inner.store.apply_receipt(me, &conv, recv_seq, read_seq, 200)? {
-                inner.emit(ClientEvent::MessageUpdated { message: m });
+            for m in cx.store().apply_receipt(me, &conv, recv_seq, read_seq, 200)? {
+                cx.emit(ClientEvent::MessageUpdated { message: m });
             }
-            inner.emit(ClientEvent::Receipt { conv: conv.clone(), user, recv_seq, read_seq });
-            inner.emit_conversation(&conv);
+            cx.emit(ClientEvent::Receipt { conv: conv.clone(), user, recv_seq, read_seq });
+            cx.emit_conversation(&conv);
         }
         Event::Read { conv, seq } => {
-            inner.store.apply_read_elsewhere(&conv, seq)?;
-            inner.emit_conversation(&conv);
+            cx.store().apply_read_elsewhere(&conv, seq)?;
+            cx.emit_conversation(&conv);
         }
-        Event::Typing { conv, user } => inner.emit(ClientEvent::Typing { conv, user }),
-        Event::Signal { from, to, body, ts } => inner.emit(ClientEvent::Signal { from, to, body, ts }),
+        Event::Typing { conv, user } => cx.emit(ClientEvent::Typing { conv, user }),
+        Event::Signal { from, to, body, ts } => cx.emit(ClientEvent::Signal { from, to, body, ts }),
         Event::Member { channel, user, joined, removed, role } => {
             let conv = Conv::channel(&channel);
             // A role change comes as `joined` with a role: not a new member.
             if user == me && joined && role.is_none() {
-                inner.store.ensure_conversation(me, &conv, 0)?;
-                fill(inner, session, &conv, None).await?;
-                inner.emit_conversation(&conv);
+                cx.store().ensure_conversation(me, &conv, 0)?;
+                fill(cx, session, &conv, None).await?;
+                cx.emit_conversation(&conv);
             }
             // Removed by a moderator: the server no longer lets this user
             // in; the messages stay in the local store (like `leave`).
             if user == me && removed {
-                inner.store.forget_conversation(&conv)?;
+                cx.store().forget_conversation(&conv)?;
             }
-            inner.emit(ClientEvent::Member { channel, user, joined, removed, role });
+            cx.emit(ClientEvent::Member { channel, user, joined, removed, role });
         }
         Event::Presence(p) => {
-            inner.emit(ClientEvent::Presence { user: p.user, online: p.online, last_seen: p.last_seen })
+            cx.emit(ClientEvent::Presence { user: p.user, online: p.online, last_seen: p.last_seen })
         }
         Event::Profile(p) => {
-            inner.store.upsert_profiles(std::slice::from_ref(&p))?;
-            inner.emit(ClientEvent::Profile { profile: p });
+            cx.store().upsert_profiles(std::slice::from_ref(&p))?;
+            cx.emit(ClientEvent::Profile { profile: p });
         }
         Event::Invite { invite } | Event::InviteState { invite } => {
-            inner.store.upsert_invite(&invite)?;
-            inner.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, now_ms()) });
+            cx.store().upsert_invite(&invite)?;
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, now_ms()) });
         }
-        Event::TokenExpiring { exp } => inner.emit(ClientEvent::TokenExpiring { exp }),
+        Event::TokenExpiring { exp } => cx.emit(ClientEvent::TokenExpiring { exp }),
     }
     Ok(())
 }
@@ -207,14 +227,14 @@ pub(crate) async fn handle_event(inner: &Arc<Inner>, session: &Session, ev: Even
 /// Sends the receive and read cursors the server does not know yet. A
 /// cursor the server refuses (e.g. a channel left meanwhile) is dropped
 /// rather than retried forever.
-pub(crate) async fn flush_cursors(inner: &Arc<Inner>, session: &Session) -> Result<(), SyncError> {
-    for (conv, seq) in inner.store.reads_to_send()? {
-        tolerate(session.call(json!({"op": "read", "conv": conv, "seq": seq})).await)?;
-        inner.store.read_sent(&conv, seq)?;
+pub(crate) async fn flush_cursors(cx: &impl SyncContext, session: &impl Transport) -> Result<(), SyncError> {
+    for (conv, seq) in cx.store().reads_to_send()? {
+        tolerate(session.request(json!({"op": "read", "conv": conv, "seq": seq})).await)?;
+        cx.store().read_sent(&conv, seq)?;
     }
-    for (conv, seq) in inner.store.acks_to_send()? {
-        tolerate(session.call(json!({"op": "ack", "conv": conv, "seq": seq})).await)?;
-        inner.store.acked(&conv, seq)?;
+    for (conv, seq) in cx.store().acks_to_send()? {
+        tolerate(session.request(json!({"op": "ack", "conv": conv, "seq": seq})).await)?;
+        cx.store().acked(&conv, seq)?;
     }
     Ok(())
 }
