@@ -9,7 +9,7 @@ use crate::settings::{Account, ConnectConfig, Settings};
 use courier_client::{Client, ClientConfig, ClientEvent, ConnState, token_user};
 use courier_proto::Conv;
 use courier_proto::ids::is_valid_user;
-use courier_server::{Config, Server};
+use courier_server::{Config, Server, StartError};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -349,31 +349,14 @@ impl AppState {
         // the probe and the bind: then try the next), else any port.
         let ports =
             (EMBEDDED_PORT..EMBEDDED_PORT + 50).filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
-        let mut started = None;
-        for port in ports.chain([0]) {
-            let cfg = Config {
-                listen: SocketAddr::from(([127, 0, 0, 1], port)),
-                data_dir: data_dir.clone(),
-                auth_secret: Some(secret.clone()),
-                dev_auth: false,
-                ..Config::default()
-            };
-            match Server::start(cfg).await {
-                Ok(s) => {
-                    started = Some(s);
-                    break;
-                }
-                Err(e) if port != 0 && format!("{e:#}").contains("in use") => continue,
-                Err(e) => {
-                    return Err(CmdError::new(
-                        "embedded_server",
-                        format!("the local server did not start: {e:#}"),
-                    ));
-                }
-            }
-        }
-        let server =
-            started.ok_or_else(|| CmdError::new("embedded_server", "no free port for the local server"))?;
+        let server = start_on_first_free(ports.chain([0]), |port| Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: data_dir.clone(),
+            auth_secret: Some(secret.clone()),
+            dev_auth: false,
+            ..Config::default()
+        })
+        .await?;
         let addr = server.local_addr();
         let url = format!("ws://{addr}");
         let rec = EmbeddedRecord {
@@ -414,6 +397,24 @@ impl AppState {
         let (close_code, reason) = c.stop_reason().map(|(c, r)| (c, Some(r))).unwrap_or((None, None));
         Ok(ClientEvent::Connection { state: c.state(), url: None, retry_in_ms: None, reason, close_code })
     }
+}
+
+/// Starts a server with `config(port)` on the first of `ports` that is not
+/// in use (port 0, any free port, is never skipped).
+async fn start_on_first_free(
+    ports: impl IntoIterator<Item = u16>,
+    config: impl Fn(u16) -> Config,
+) -> Result<Server, CmdError> {
+    for port in ports {
+        match Server::start(config(port)).await {
+            Ok(s) => return Ok(s),
+            Err(StartError::AddrInUse { .. }) if port != 0 => continue,
+            Err(e) => {
+                return Err(CmdError::new("embedded_server", format!("the local server did not start: {e}")));
+            }
+        }
+    }
+    Err(CmdError::new("embedded_server", "no free port for the local server"))
 }
 
 /// A new account on the embedded server: join the default room (like the
@@ -530,6 +531,25 @@ mod tests {
             assert!(name.len() > 3 && name.chars().next().unwrap().is_uppercase(), "{name}");
             assert!(avatar.starts_with("avatar:"));
         }
+    }
+
+    /// A port taken between the probe and the bind is skipped for the
+    /// next one; when every port is taken the error says so.
+    #[tokio::test]
+    async fn the_embedded_server_moves_past_a_busy_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap().port();
+        let config = |port| Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let server = start_on_first_free([busy, 0], config).await.unwrap();
+        assert_ne!(server.local_addr().port(), busy);
+        server.shutdown().await.unwrap();
+        let e = start_on_first_free([busy], config).await.err().expect("no free port");
+        assert!(e.message.contains("no free port"), "{e:?}");
     }
 
     /// The embedded server starts, is recorded for other profiles, and a

@@ -16,6 +16,7 @@
 //! - [`cluster`]: cluster mode: the bus that carries the hub's cross-node
 //!   effects (Redis pub/sub and presence), absent on a single node.
 //! - [`auth`], [`ratelimit`], [`metrics`], [`clock`]: the small parts.
+//! - [`error`]: why a server did not start ([`StartError`]).
 //!
 //! Binaries stay thin: `main.rs` parses flags and calls [`Server::start`];
 //! tests, the desktop app's embedded server and benchmarks call the same.
@@ -24,6 +25,7 @@ pub mod auth;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod error;
 pub mod http;
 pub mod hub;
 pub mod listener;
@@ -35,14 +37,14 @@ pub mod state;
 pub mod store;
 
 pub use config::{Config, ConfigError};
+pub use error::StartError;
 
-use anyhow::Context as _;
 use listener::CappedListener;
 use state::AppState;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use store::{NewChannel, Store, postgres::PostgresStore, sqlite::SqliteStore};
+use store::{NewChannel, Store, StoreError, postgres::PostgresStore, sqlite::SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -63,10 +65,10 @@ impl Server {
     /// PostgreSQL and Redis), and starts serving.
     ///
     /// # Errors
-    /// An invalid configuration, an address that cannot be bound, or a data
-    /// directory whose database cannot be opened (each with a message that
-    /// says what to change).
-    pub async fn start(mut config: Config) -> anyhow::Result<Server> {
+    /// [`StartError`]: an invalid configuration, an address in use or that
+    /// cannot be bound, or a data directory whose database cannot be opened
+    /// (each with a message that says what to change).
+    pub async fn start(mut config: Config) -> Result<Server, StartError> {
         if config.validate()? {
             tracing::warn!(
                 listen = %config.listen,
@@ -78,14 +80,14 @@ impl Server {
             Some(url) if config.is_cluster() => Arc::new(
                 PostgresStore::connect(url)
                     .await
-                    .context("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)")?,
+                    .map_err(StartError::store("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)"))?,
             ),
-            _ => Arc::new(
-                SqliteStore::open(&config.data_dir)
-                    .with_context(|| format!("opening the database in {}", config.data_dir.display()))?,
-            ),
+            _ => Arc::new(SqliteStore::open(&config.data_dir).map_err(StartError::store(format!(
+                "opening the database in {}",
+                config.data_dir.display()
+            )))?),
         };
-        let listener = bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = bind(config.listen).map_err(|e| StartError::bind(config.listen, "", e))?;
         Self::start_with(listener, config, store).await
     }
 
@@ -94,14 +96,15 @@ impl Server {
     /// names Redis, the node joins that cluster.
     ///
     /// # Errors
-    /// When the default channels or pending invitations cannot be loaded,
-    /// or Redis cannot be reached.
+    /// [`StartError`] when the default channels or pending invitations
+    /// cannot be loaded, the metrics address cannot be bound, or Redis
+    /// cannot be reached.
     pub async fn start_with(
         listener: TcpListener,
         config: Config,
         store: Arc<dyn Store>,
-    ) -> anyhow::Result<Server> {
-        let addr = listener.local_addr()?;
+    ) -> Result<Server, StartError> {
+        let addr = listener.local_addr().map_err(StartError::Listener)?;
         let now = clock::now_ms();
         for name in &config.default_channels {
             let mut title = name.clone();
@@ -118,7 +121,7 @@ impl Server {
                     now,
                 })
                 .await
-                .context("creating default channels")?;
+                .map_err(StartError::store("creating default channels"))?;
         }
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::new());
@@ -137,7 +140,7 @@ impl Server {
                     metrics.clone(),
                 )
                 .await
-                .context("connecting to Redis (--redis / COURIER_REDIS)")?;
+                .map_err(StartError::Redis)?;
                 Some(Arc::new(bus))
             }
             None => None,
@@ -160,7 +163,9 @@ impl Server {
             let _ = stopping.wait_for(|stopped| *stopped).await;
             closing.close_all(courier_proto::CloseCode::GOING_AWAY, "server shutting down");
         });
-        for invite in state.store.pending_invites().await.context("loading pending invitations")? {
+        for invite in
+            state.store.pending_invites().await.map_err(StartError::store("loading pending invitations"))?
+        {
             state.schedule_expiry(&invite);
         }
         if state.bus.is_some() {
@@ -175,8 +180,8 @@ impl Server {
             |l| CappedListener::new(l, c.max_connections, c.max_unauthenticated_per_ip, metrics.clone());
         let metrics_addr = match c.metrics_listen {
             Some(at) => {
-                let l = bind(at).with_context(|| format!("cannot listen on {at} (--metrics-listen)"))?;
-                let bound = l.local_addr()?;
+                let l = bind(at).map_err(|e| StartError::bind(at, " (--metrics-listen)", e))?;
+                let bound = l.local_addr().map_err(StartError::Listener)?;
                 let app = http::metrics_router(state.clone());
                 tokio::spawn(listener::serve(cap(l), app, timeouts, stop_rx.clone()));
                 tracing::info!(addr = %bound, "metrics listening (no auth: keep this address private)");
@@ -211,7 +216,7 @@ impl Server {
     ///
     /// # Errors
     /// When storage cannot be flushed.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub async fn shutdown(self) -> Result<(), StoreError> {
         self.stop_serving(false).await
     }
 
@@ -222,11 +227,11 @@ impl Server {
     ///
     /// # Errors
     /// When storage cannot be flushed.
-    pub async fn kill(self) -> anyhow::Result<()> {
+    pub async fn kill(self) -> Result<(), StoreError> {
         self.stop_serving(true).await
     }
 
-    async fn stop_serving(self, crash: bool) -> anyhow::Result<()> {
+    async fn stop_serving(self, crash: bool) -> Result<(), StoreError> {
         if crash && let Some(bus) = &self.state.bus {
             bus.shutdown(true).await;
         }
@@ -241,7 +246,7 @@ impl Server {
         if let Some(bus) = &self.state.bus {
             bus.shutdown(false).await;
         }
-        self.state.store.close().await.context("flushing storage")?;
+        self.state.store.close().await?;
         tracing::info!("courier server stopped");
         Ok(())
     }
@@ -264,6 +269,52 @@ mod tests {
     use futures_util::{SinkExt, StreamExt};
     use tokio_tungstenite::tungstenite::Message;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    /// A port another socket listens on is `AddrInUse` (the desktop app
+    /// moves to the next port on it), with the address in the message.
+    #[tokio::test]
+    async fn a_busy_port_is_addr_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let busy = taken.local_addr().unwrap();
+        let config = Config { listen: busy, data_dir: dir.path().into(), ..Config::default() };
+        match Server::start(config).await {
+            Err(e @ StartError::AddrInUse { addr, flag: "" }) => {
+                assert_eq!(addr, busy);
+                assert!(e.to_string().contains(&busy.to_string()), "{e}");
+            }
+            Err(other) => panic!("expected AddrInUse, got {other:?}"),
+            Ok(s) => panic!("started on a busy port: {}", s.local_addr()),
+        }
+        let other_dir = tempfile::tempdir().unwrap();
+        let metrics = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: Some(busy),
+            data_dir: other_dir.path().into(),
+            ..Config::default()
+        };
+        match Server::start(metrics).await {
+            Err(StartError::AddrInUse { addr, flag }) => {
+                assert_eq!((addr, flag), (busy, " (--metrics-listen)"));
+            }
+            Err(other) => panic!("expected AddrInUse, got {other:?}"),
+            Ok(s) => panic!("started with a busy metrics port: {}", s.local_addr()),
+        }
+    }
+
+    /// A refused configuration is `Config`, not a bind or store failure.
+    #[tokio::test]
+    async fn a_refused_configuration_is_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().into(),
+            auth_secret: Some("short".into()),
+            ..Config::default()
+        };
+        let e = Server::start(config).await.err().expect("a short secret is refused");
+        assert!(matches!(e, StartError::Config(ConfigError::ShortSecret { .. })), "{e:?}");
+    }
 
     /// Sessions stop waiting on the shutdown signal themselves (one task
     /// closes them all), so the drop path is checked here.
