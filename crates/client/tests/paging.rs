@@ -4,7 +4,7 @@
 
 mod support;
 
-use courier_server::store::Store;
+use courier_server::store::{ChannelStore, StoreAdmin};
 use courier_server::store::sqlite::SqliteStore;
 use support::{client, free_port, synced};
 

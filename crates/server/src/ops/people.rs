@@ -32,7 +32,7 @@ pub fn renew(st: &Arc<AppState>, ses: &mut SessionCtx, token: &str) -> OpResult 
 /// again when a conversation the two could share changes (see
 /// [`views_changed`]), so presence events cost no query.
 ///
-/// [`Store::shares_conversation`]: crate::store::Store::shares_conversation
+/// [`Store::shares_conversation`]: crate::store::ChannelStore::shares_conversation
 pub async fn watch(st: &Arc<AppState>, ses: &mut SessionCtx, users: Vec<String>) -> OpResult {
     let new = users.iter().filter(|u| !ses.watched.contains(*u)).count();
     if ses.watched.len() + new > MAX_WATCHED {

@@ -83,7 +83,7 @@ pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) 
 }
 
 /// The v1.2 reaction caps from the configuration. Storage checks them in
-/// the reaction's transaction ([`crate::store::Store::append_relation_capped`]):
+/// the reaction's transaction ([`crate::store::RelationStore::append_relation_capped`]):
 /// at most `reaction_keys` distinct keys on one message, and
 /// `reactions_per_user` keys of one user on it. A key the user has on
 /// already fits; taking a reaction off is never capped.

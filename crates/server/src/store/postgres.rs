@@ -6,7 +6,7 @@
 //! the guarantees of [`Store`](super::Store) are carried by PostgreSQL's row
 //! locks and constraints, never by process-local state:
 //!
-//! - **Sequence numbers.** [`Store::append`] bumps the conversation's
+//! - **Sequence numbers.** [`MessageStore::append`] bumps the conversation's
 //!   counter with `INSERT … ON CONFLICT DO UPDATE SET last_seq = last_seq + 1
 //!   RETURNING last_seq` inside the message's transaction. The upsert keeps
 //!   the counter row locked until `COMMIT`, so writers of one conversation
@@ -43,11 +43,14 @@
 
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
+    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
-use super::{ReactionCaps, ReactionTally};
+use super::{
+    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore, StoreAdmin,
+    UserStore,
+};
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use deadpool_postgres::{
@@ -652,7 +655,7 @@ async fn insert_message(
     )))
 }
 
-/// One transaction of [`Store::append`]. `None` when `(from, cid)` was
+/// One transaction of [`MessageStore::append`]. `None` when `(from, cid)` was
 /// committed by someone else meanwhile.
 async fn try_append(
     c: &mut Object,
@@ -702,7 +705,7 @@ async fn read_tally<C: deadpool_postgres::GenericClient>(
     })
 }
 
-/// [`Store::append_relation`], with the reaction caps when given.
+/// [`RelationStore::append_relation`], with the reaction caps when given.
 async fn append_relation_with(
     store: &PostgresStore,
     msg: NewMessage,
@@ -740,7 +743,7 @@ async fn append_relation_with(
     }
 }
 
-/// What one transaction of [`Store::append_relation`] did.
+/// What one transaction of [`RelationStore::append_relation`] did.
 #[allow(clippy::large_enum_variant)] // returned once per call, never kept in bulk
 enum RelationTry {
     Stored(Msg),
@@ -750,7 +753,7 @@ enum RelationTry {
     Capped(&'static str),
 }
 
-/// One transaction of [`Store::append_relation`]: locks the target row
+/// One transaction of [`RelationStore::append_relation`]: locks the target row
 /// (so a concurrent recall and this relation take turns), checks it,
 /// stores the relation and applies it.
 async fn try_append_relation(
@@ -982,7 +985,7 @@ async fn media_bytes_since<C: deadpool_postgres::GenericClient>(
 }
 
 #[async_trait]
-impl Store for PostgresStore {
+impl UserStore for PostgresStore {
     async fn touch_user(&self, user: &str, now: i64) -> StoreResult<()> {
         let c = self.client().await?;
         let stmt = c
@@ -1070,7 +1073,10 @@ impl Store for PostgresStore {
             })
             .collect())
     }
+}
 
+#[async_trait]
+impl MessageStore for PostgresStore {
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended> {
         let mut c = self.client().await?;
         // The common retry needs no transaction and no lock.
@@ -1098,19 +1104,6 @@ impl Store for PostgresStore {
                 Err(e) => return Err(pg(e)),
             }
         }
-    }
-
-    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
-        append_relation_with(self, msg, rel, None).await
-    }
-
-    async fn append_relation_capped(
-        &self,
-        msg: NewMessage,
-        rel: Relation,
-        caps: ReactionCaps,
-    ) -> StoreResult<RelationAppend> {
-        append_relation_with(self, msg, rel, Some(caps)).await
     }
 
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {
@@ -1326,6 +1319,22 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         read_cursor(&c, &conv.to_string(), user).await
     }
+}
+
+#[async_trait]
+impl RelationStore for PostgresStore {
+    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+        append_relation_with(self, msg, rel, None).await
+    }
+
+    async fn append_relation_capped(
+        &self,
+        msg: NewMessage,
+        rel: Relation,
+        caps: ReactionCaps,
+    ) -> StoreResult<RelationAppend> {
+        append_relation_with(self, msg, rel, Some(caps)).await
+    }
 
     async fn reaction_tally(
         &self,
@@ -1337,7 +1346,10 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         read_tally(&c, &conv.to_string(), to_sql_int(target_seq), user, key).await.map_err(pg)
     }
+}
 
+#[async_trait]
+impl ChannelStore for PostgresStore {
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
@@ -1648,7 +1660,10 @@ impl Store for PostgresStore {
         tx.commit().await.map_err(pg)?;
         Ok(Some(changed))
     }
+}
 
+#[async_trait]
+impl InviteStore for PostgresStore {
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
         let c = self.client().await?;
         let stmt = c
@@ -1766,7 +1781,10 @@ impl Store for PostgresStore {
             .map_err(pg)?;
         invites_from_rows(&c.query(&stmt, &[]).await.map_err(pg)?)
     }
+}
 
+#[async_trait]
+impl MediaStore for PostgresStore {
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
@@ -1834,7 +1852,10 @@ impl Store for PostgresStore {
         let c = self.client().await?;
         media_bytes_since(&c, owner, since).await
     }
+}
 
+#[async_trait]
+impl StoreAdmin for PostgresStore {
     async fn message_count(&self) -> StoreResult<u64> {
         // Seqs are gapless and messages are never deleted, so the counters
         // add up to the row count without scanning every message.
@@ -1864,6 +1885,7 @@ impl Store for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::pg_harness;
     use crate::store::suite::{check_migrated_fixtures, invite as new_invite, text};
     use std::collections::HashSet;

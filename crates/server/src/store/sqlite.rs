@@ -38,11 +38,14 @@
 
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, Store, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
+    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
     apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
     unread_count,
 };
-use super::{ReactionCaps, ReactionTally};
+use super::{
+    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore, StoreAdmin,
+    UserStore,
+};
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
@@ -296,7 +299,7 @@ pub struct WriterStats {
 /// The SQLite implementation of [`Store`]. See the module docs for how
 /// writes and reads are arranged.
 ///
-/// Call [`Store::close`] before exit: it waits for queued writes and
+/// Call [`StoreAdmin::close`] before exit: it waits for queued writes and
 /// checkpoints the WAL. Merely dropping the store lets the writer thread
 /// finish the queued writes in the background (nothing acknowledged is lost
 /// either way: acknowledged means committed).
@@ -1498,7 +1501,7 @@ fn media_bytes_since(c: &Connection, owner: &str, since: i64) -> StoreResult<u64
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl UserStore for SqliteStore {
     async fn touch_user(&self, user: &str, now: i64) -> StoreResult<()> {
         let user = user.to_owned();
         self.write(move |c| {
@@ -1593,7 +1596,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl MessageStore for SqliteStore {
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended> {
         // Checks (idempotency) come before the first change, and the
         // inserts can only fail on an engine error: no savepoint needed.
@@ -1646,19 +1652,6 @@ impl Store for SqliteStore {
             Ok((msgs, more))
         })
         .await
-    }
-
-    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
-        self.write(move |c| append_relation_message(c, msg, rel, None)).await
-    }
-
-    async fn append_relation_capped(
-        &self,
-        msg: NewMessage,
-        rel: Relation,
-        caps: ReactionCaps,
-    ) -> StoreResult<RelationAppend> {
-        self.write(move |c| append_relation_message(c, msg, rel, Some(caps))).await
     }
 
     async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
@@ -1793,6 +1786,22 @@ impl Store for SqliteStore {
         let (conv, user) = (conv.to_string(), user.to_owned());
         self.read(move |c| read_cursor(c, &conv, &user)).await
     }
+}
+
+#[async_trait]
+impl RelationStore for SqliteStore {
+    async fn append_relation(&self, msg: NewMessage, rel: Relation) -> StoreResult<RelationAppend> {
+        self.write(move |c| append_relation_message(c, msg, rel, None)).await
+    }
+
+    async fn append_relation_capped(
+        &self,
+        msg: NewMessage,
+        rel: Relation,
+        caps: ReactionCaps,
+    ) -> StoreResult<RelationAppend> {
+        self.write(move |c| append_relation_message(c, msg, rel, Some(caps))).await
+    }
 
     async fn reaction_tally(
         &self,
@@ -1804,7 +1813,10 @@ impl Store for SqliteStore {
         let (conv, user, key) = (conv.to_string(), user.to_owned(), key.to_owned());
         self.read(move |c| read_tally(c, &conv, to_sql_int(target_seq), &user, &key)).await
     }
+}
 
+#[async_trait]
+impl ChannelStore for SqliteStore {
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         self.write(move |c| insert_channel(c, ch)).await
     }
@@ -2016,7 +2028,10 @@ impl Store for SqliteStore {
         let (channel, user) = (channel.to_owned(), user.to_owned());
         self.write(move |c| change_role(c, &channel, &user, role)).await
     }
+}
 
+#[async_trait]
+impl InviteStore for SqliteStore {
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
         let invite = invite.clone();
         self.write(move |c| {
@@ -2128,7 +2143,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl MediaStore for SqliteStore {
     async fn put_media(&self, meta: &MediaMeta, bytes: Vec<u8>) -> StoreResult<()> {
         let meta = meta.clone();
         self.write(move |c| insert_media(c, &meta, bytes)).await
@@ -2196,7 +2214,10 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl StoreAdmin for SqliteStore {
     async fn message_count(&self) -> StoreResult<u64> {
         // Messages are never deleted and rowids are assigned max + 1, so the
         // newest rowid is the row count, without scanning every message.
@@ -2233,6 +2254,7 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
     use crate::store::suite::{check_migrated_fixtures, invite as new_invite, text};
     use tempfile::TempDir;
 
