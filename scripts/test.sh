@@ -19,7 +19,7 @@ echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), 
 if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   COURIER_TEST_CLUSTER=1 cargo test --locked -j"$JOBS" -p courier-conformance \
     --test session --test messages --test channels --test presence_profiles \
-    --test invites --test limits --test media_push --test errors --test v11 --test abuse --test pagination --test privacy
+    --test invites --test limits --test media_push --test errors --test message_relations --test channel_roles --test abuse --test pagination --test privacy
   echo "== bench:cluster smoke: 300 sessions over 2 nodes from 2 generator processes (debug build)"
   BENCH_PROFILE=debug BENCH_SESSIONS=300 BENCH_NODES=2 BENCH_GENERATORS=2 \
     BENCH_CLUSTER_OUT="$(mktemp)" bash bench/cluster.sh >/tmp/courier-bench-cluster-smoke.log 2>&1 \

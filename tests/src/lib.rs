@@ -39,6 +39,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsClos
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
 pub mod faults;
+pub mod requests;
 pub mod soak;
 
 pub use courier_server::Config;
