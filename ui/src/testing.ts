@@ -1,4 +1,5 @@
-// Test helpers: a fresh Pinia with a MockTransport, and mounting with i18n.
+// Test helpers: a fresh Pinia with a MockTransport, mounting with i18n, and
+// building the views and events the client core would report.
 import { createPinia, setActivePinia } from 'pinia'
 import { mount } from '@vue/test-utils'
 import type { Component } from 'vue'
@@ -7,6 +8,7 @@ import { setTransport } from './services/transport'
 import { createAppI18n } from './i18n'
 import { useSessionStore } from './stores/session'
 import { routeEvent } from './stores/events'
+import type { ClientEvent } from './types/events'
 import type { MessageView } from './types/model'
 
 export function setup(me = 'me'): MockTransport {
@@ -41,4 +43,11 @@ export function msg(partial: Partial<MessageView> & { seq: number | null }): Mes
     status: 'received',
     ...partial,
   }
+}
+
+/** The core's `message_updated` for `m` with `patch` applied (an `undefined` field is gone). */
+export function updated(m: MessageView, patch: Partial<MessageView> = {}): ClientEvent {
+  const message = { ...m, ...patch }
+  for (const k of Object.keys(patch) as (keyof MessageView)[]) if (patch[k] === undefined) delete message[k]
+  return { type: 'message_updated', message }
 }

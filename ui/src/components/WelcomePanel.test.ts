@@ -14,7 +14,6 @@ describe('WelcomePanel (no conversation open)', () => {
     t.channelList = [
       { channel: 'lobby', title: 'Lobby', topic: 'Say hi', private: false, members: 12 },
       { channel: 'tech', title: 'Tech', topic: '', private: false, members: 3 },
-      { channel: 'secret', title: 'Secret', topic: '', private: true, members: 2 },
     ]
   })
 

@@ -1,5 +1,7 @@
 // The browser demo (`npm run ui:dev`, or the built ui/dist opened without
-// Tauri): a seeded MockTransport that behaves like a small server. URL
+// Tauri): the scriptable MockTransport with the fixtures of demoData.ts,
+// replaying demoScript.ts after the user's actions. It is not a server: it
+// checks and decides nothing (the real app talks to the client core). URL
 // parameters set up scenes for screenshots:
 //   ?signin          first-run screen
 //   ?theme=dark|light  ?lang=en|zh-CN
@@ -13,13 +15,15 @@
 //   ?still           no transitions (exact screenshots)
 import { MockTransport } from './mockTransport'
 import { seedDemo } from './demoData'
+import { scriptDemo } from './demoScript'
 import type { ThemeChoice, Language } from '../types/app'
 import type { InviteView } from '../types/model'
 
 let demo: MockTransport | null = null
 
 export function startDemo(params: URLSearchParams): MockTransport {
-  demo = seedDemo(new MockTransport({ me: 'me', demo: true, account: params.has('signin') ? null : undefined }))
+  demo = seedDemo(new MockTransport({ me: 'me', account: params.has('signin') ? null : undefined }))
+  scriptDemo(demo)
   if (params.has('still')) document.documentElement.classList.add('still')
   const theme = params.get('theme')
   if (theme === 'dark' || theme === 'light') demo.settings.theme = theme as ThemeChoice
@@ -46,7 +50,6 @@ export async function applyScene(params: URLSearchParams): Promise<void> {
   const removed = params.get('removed')
   if (removed) {
     t.memberLists.set(removed, (t.memberLists.get(removed) ?? []).filter((m) => m.user !== t.me))
-    t.removedFrom.set(removed, new Set([t.me]))
     t.emit({ type: 'member', channel: removed, user: t.me, joined: false, removed: true })
   }
   const q = params.get('q')
@@ -71,6 +74,8 @@ export async function applyScene(params: URLSearchParams): Promise<void> {
   const risky = params.get('risky')
   if (risky) {
     const { useMediaStore } = await import('../stores/media')
+    // The shell asks before opening a program; the scene shows that question.
+    t.when('openMedia').once().fail('confirm_required', 'this file can run programs')
     void useMediaStore().open('m_01J9ZS1A7PQ8R2XKJT3V4W5Y6H', risky)
   }
   const call = params.get('call')

@@ -1,12 +1,23 @@
-// An in-memory Transport: scriptable for tests (emit events, inspect calls,
-// make the next call fail) and, with `demo: true`, a small living backend so
-// the UI can be looked at in a plain browser (`npm run ui:dev`).
+// An in-memory Transport for tests and the browser demo: a scriptable
+// double of the client core's command and event contract.
 //
-// The v1.1 actions follow protocol §11 as the server applies them: edit and
-// recall windows from the target's ts, own-message checks, channel roles
-// (owner/admin pin, recall anything, remove members), no relation to a
-// recalled message (`conflict`). Each relation takes a seq in its
-// conversation like on the server, so the UI sees the same seq gaps.
+// It decides nothing. Queries answer from fixtures (conversations,
+// messages, channels, members, profiles, invitations, settings); commands
+// are recorded and answered as scripted:
+//
+//   t.when('react').emit(updated(m, { reactions: { '👍': ['me'] } }))
+//   t.when('pinMessage').once().fail('forbidden', 'only owners and admins may pin')
+//   t.when('invite').answer((to) => failedInvite(to))
+//   t.when('sendText').after((m) => later(300, () => t.ack(m.cid)))
+//
+// A script's events go out when the command is called, before it answers
+// (the core emits a pending relation's `message_updated` before the
+// server's verdict). Unscripted, a command does what the core does at
+// once and nothing the server would decide: a send is queued (`pending`,
+// `message_added`), a retry queues again, a join or a new channel shows
+// the conversation; edits, recalls, reactions, pins and role changes
+// change nothing until a script says what the core reports. Who may do
+// what is the server's rule and lives there only.
 import type { ClientEvent, ConnectionEvent } from '../types/events'
 import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
 import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role, Target } from '../types/protocol'
@@ -14,6 +25,67 @@ import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } fro
 import { DEFAULT_SETTINGS } from '../types/app'
 import { channelConv, channelOf, dmConv, peerOf } from '../types/ids'
 import type { DeepLink, DeepLinkHandler, EventHandler, Notice, NoticeHandler, ProgressHandler, SettingsHandler, Transport, Unsubscribe } from './transport'
+
+/** The Transport's commands (everything but the subscriptions). */
+export type Command = Exclude<keyof Transport, 'onEvent' | 'onDeepLink' | 'onNotice' | 'onSettings'>
+type Args<K extends Command> = Parameters<Transport[K]>
+type Result<K extends Command> = Awaited<ReturnType<Transport[K]>>
+type Answer<K extends Command> = (...args: Args<K>) => Result<K> | Promise<Result<K>>
+/** Events a script emits: fixed, or made from the command's arguments. */
+type Events<K extends Command> = ClientEvent | ClientEvent[] | ((...args: Args<K>) => ClientEvent | ClientEvent[])
+
+/** What one command does when called: events to emit, then an answer or a failure. */
+export class Script<K extends Command> {
+  private events: Events<K>[] = []
+  private answerWith?: Answer<K>
+  private failure?: TransportError
+  private afterwards: Array<(result: Result<K>, ...args: Args<K>) => void> = []
+  /** How many more calls this script handles (one-shot scripts go first). */
+  left = Infinity
+
+  /** Emits these events when the command is called, before it answers. */
+  emit(...events: Events<K>[]): this {
+    this.events.push(...events)
+    return this
+  }
+
+  /** Answers with this value (or what the function makes of the arguments). */
+  answer(value: Result<K> | Answer<K>): this {
+    this.answerWith = typeof value === 'function' ? (value as Answer<K>) : () => value
+    return this
+  }
+
+  /** Rejects with `{code, message}` (after emitting the events). */
+  fail(code: string, message = `${code}`, limit?: string): this {
+    this.failure = limit ? { code, message, limit } : { code, message }
+    return this
+  }
+
+  /** Then does this with the answer (the scripted one or the unscripted default), e.g. schedule what follows. */
+  after(fn: (result: Result<K>, ...args: Args<K>) => void): this {
+    this.afterwards.push(fn)
+    return this
+  }
+
+  /** Handles the next call only. */
+  once(): this {
+    this.left = 1
+    return this
+  }
+
+  /** @internal Plays the script for one call; `fallback` is the unscripted answer. */
+  async play(args: Args<K>, emit: (e: ClientEvent) => void, fallback: () => Result<K> | Promise<Result<K>>): Promise<Result<K>> {
+    this.left -= 1
+    for (const e of this.events) {
+      const out = typeof e === 'function' ? e(...args) : e
+      for (const one of Array.isArray(out) ? out : [out]) emit(one)
+    }
+    if (this.failure) throw { ...this.failure }
+    const result = await (this.answerWith ? this.answerWith(...args) : fallback())
+    for (const fn of this.afterwards) fn(result, ...args)
+    return result
+  }
+}
 
 /** A conversation whose messages are generated on demand (for 100k-message demos). */
 export interface GeneratedConv {
@@ -23,22 +95,12 @@ export interface GeneratedConv {
 
 export interface MockOptions {
   me?: string
-  /** Simulate the server: statuses advance, peers answer, invites ring. */
-  demo?: boolean
   account?: Account | null
 }
 
 export interface MockCall {
   method: string
   args: unknown[]
-}
-
-/** Kinds a relation (edit, recall, reaction, pin) may target. */
-const CONTENT_KINDS = ['text', 'image', 'file', 'custom']
-const MAX_REACTION_KEY_BYTES = 32
-
-function fail(code: string, message: string): never {
-  throw { code, message } satisfies TransportError
 }
 
 let cidCounter = 0
@@ -49,10 +111,10 @@ function newCid(): string {
 
 export class MockTransport implements Transport {
   me: string
-  demo: boolean
   accountValue: Account | null
   /** Every call made, in order (tests assert on it). */
   calls: MockCall[] = []
+  // ---- fixtures: what the queries answer
   messages = new Map<Conv, MessageView[]>()
   generated = new Map<Conv, GeneratedConv>()
   convs = new Map<Conv, ConversationView>()
@@ -64,29 +126,38 @@ export class MockTransport implements Transport {
   mediaUrls = new Map<string, string>()
   settings: Settings = structuredClone(DEFAULT_SETTINGS)
   connection: ConnectionEvent = { type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' }
+  /** URLs given to `openExternal`. */
   opened: string[] = []
   /** What `lastDeepLink()` returns (a cold start by a link); null by default. */
   pendingDeepLink: DeepLink | null = null
   /** What `serverInfo()` answers: a v1.1 server with the reference windows by default. */
   serverInfoValue: ServerInfo = { features: ['v1.1'], edit_window_s: 172_800, recall_window_s: 86_400 }
-  /** Server admins act as owner of every channel (§11). */
-  serverAdmins = new Set<string>()
-  /** channel → users removed by an owner/admin: they cannot `join` until added again. */
-  removedFrom = new Map<string, Set<string>>()
+  private scripts = new Map<Command, Script<Command>[]>()
   private handlers = new Set<EventHandler>()
   private deepLinkHandlers = new Set<DeepLinkHandler>()
   private noticeHandlers = new Set<NoticeHandler>()
   private settingsHandlers = new Set<SettingsHandler>()
-  private failures = new Map<string, TransportError>()
-  private timers = new Set<ReturnType<typeof setTimeout>>()
 
   constructor(opts: MockOptions = {}) {
     this.me = opts.me ?? 'me'
-    this.demo = opts.demo ?? false
     this.accountValue = opts.account === undefined ? { user: this.me, server: { mode: 'embedded' } } : opts.account
   }
 
   // ---- scripting -----------------------------------------------------------
+
+  /** Scripts what `method` does when called (see the file comment). The newest lasting script wins. */
+  when<K extends Command>(method: K): Script<K> {
+    const s = new Script<K>()
+    const list = this.scripts.get(method) ?? []
+    list.push(s as unknown as Script<Command>)
+    this.scripts.set(method, list)
+    return s
+  }
+
+  /** Makes the next call of `method` reject with `{code, message}`. */
+  failNext(method: Command, code = 'internal', message = `${method} failed`, limit?: string): void {
+    this.when(method).once().fail(code, message, limit)
+  }
 
   /** Delivers an event to every subscriber (as the shell would). */
   emit(event: ClientEvent): void {
@@ -110,42 +181,42 @@ export class MockTransport implements Transport {
     for (const h of [...this.settingsHandlers]) h(structuredClone(settings))
   }
 
-  /** Makes the next call of `method` reject with `{code, message}`. */
-  failNext(method: string, code = 'internal', message = `${method} failed`, limit?: string): void {
-    this.failures.set(method, limit ? { code, message, limit } : { code, message })
-  }
-
-  callsOf(method: string): unknown[][] {
+  callsOf(method: Command): unknown[][] {
     return this.calls.filter((c) => c.method === method).map((c) => c.args)
   }
 
-  /** Stops demo timers (tests, or unmount). */
-  dispose(): void {
-    for (const t of this.timers) clearTimeout(t)
-    this.timers.clear()
+  /** Records a call and plays its script, else `fallback`. `recorded` is what `calls` keeps. */
+  private async run<K extends Command>(
+    method: K, args: Args<K>, fallback: () => Result<K> | Promise<Result<K>>, recorded: unknown[] = args,
+  ): Promise<Result<K>> {
+    this.calls.push({ method, args: recorded })
+    const list = (this.scripts.get(method) ?? []) as unknown as Script<K>[]
+    const lasting = list.filter((s) => s.left === Infinity)
+    const script = list.find((s) => s.left !== Infinity && s.left > 0) ?? lasting[lasting.length - 1]
+    return script ? script.play(args, (e) => this.emit(e), fallback) : fallback()
   }
+
+  // ---- fixtures ------------------------------------------------------------
 
   addConversation(c: Partial<ConversationView> & { conv: Conv }): ConversationView {
     const ch = channelOf(c.conv)
     const view: ConversationView = {
       kind: ch ? 'channel' : 'dm',
       ...(ch ? { channel: ch } : { peer: peerOf(c.conv, this.me) ?? undefined }),
-      last_seq: 0,
-      last_ts: 0,
-      synced_seq: 0,
-      read_seq: 0,
-      unread: 0,
-      peer_read_seq: 0,
-      peer_recv_seq: 0,
-      mentions_unread: 0,
-      pins: [],
+      last_seq: 0, last_ts: 0, synced_seq: 0, read_seq: 0, unread: 0, peer_read_seq: 0, peer_recv_seq: 0,
+      mentions_unread: 0, pins: [],
       ...c,
     }
     this.convs.set(c.conv, view)
     return view
   }
 
-  /** Stores a message as if it arrived (no event). Updates the conversation's cursors. */
+  /**
+   * Stores a fixture message (no event). It takes the conversation's next
+   * seq unless given one, and the conversation's view follows it as if it
+   * had arrived: last seq and time, unread (others' messages after the read
+   * cursor), read (own messages), pins (a message with `pinned`).
+   */
   addMessage(m: Partial<MessageView> & { conv: Conv; from: string }): MessageView {
     const list = this.messages.get(m.conv) ?? []
     const conv = this.convs.get(m.conv) ?? this.addConversation({ conv: m.conv })
@@ -167,74 +238,69 @@ export class MockTransport implements Transport {
       conv.last_seq = Math.max(conv.last_seq, msg.seq)
       conv.synced_seq = conv.last_seq
       conv.last_ts = msg.ts ?? conv.last_ts
-      if (msg.from !== this.me && msg.seq > conv.read_seq && !msg.recalled) {
-        conv.unread += 1
-        if (mentionsOf(msg).includes(this.me)) conv.mentions_unread += 1
-      }
+      if (msg.from !== this.me && msg.seq > conv.read_seq && !msg.recalled) conv.unread += 1
       if (msg.from === this.me) conv.read_seq = Math.max(conv.read_seq, msg.seq)
       if (msg.pinned && msg.mid && !conv.pins.includes(msg.mid)) conv.pins = [...conv.pins, msg.mid]
     }
     return msg
   }
 
+  /** A fixture message by id; a generated one is stored on first use. */
+  message(conv: Conv, mid: string): MessageView | null {
+    const list = this.messages.get(conv) ?? []
+    const found = list.find((m) => m.mid === mid)
+    if (found) return found
+    const gen = this.generated.get(conv)
+    const seq = Number(mid.split(':').pop())
+    if (!gen || !Number.isInteger(seq) || seq < 1 || seq > gen.count) return null
+    const m = gen.make(seq)
+    if (m.mid !== mid) return null
+    const i = list.findIndex((x) => x.seq !== null && x.seq > seq)
+    list.splice(i < 0 ? list.length : i, 0, m)
+    this.messages.set(conv, list)
+    return m
+  }
+
+  /** Replaces fields of a fixture message and emits `message_updated`, as the core reports a change. */
+  update(m: MessageView, patch: Partial<MessageView>): MessageView {
+    const stored = this.findByCid(m.cid) ?? m
+    Object.assign(stored, patch)
+    for (const k of Object.keys(patch) as (keyof MessageView)[]) if (patch[k] === undefined) delete stored[k]
+    this.emit({ type: 'message_updated', message: { ...stored } })
+    return { ...stored }
+  }
+
+  /** Replaces fields of a fixture conversation and emits `conversation_updated`. */
+  changeConversation(conv: Conv, patch: Partial<ConversationView>): ConversationView {
+    const c = Object.assign(this.convs.get(conv) ?? this.addConversation({ conv }), patch)
+    this.emit({ type: 'conversation_updated', conversation: { ...c } })
+    return { ...c }
+  }
+
   /** A message arriving live from the server: stored and announced. */
   receive(m: Partial<MessageView> & { conv: Conv; from: string }): MessageView {
     const msg = this.addMessage(m)
-    this.emit({ type: 'message_added', message: msg })
+    this.emit({ type: 'message_added', message: { ...msg } })
     this.emit({ type: 'conversation_updated', conversation: { ...this.convs.get(m.conv)! } })
     return msg
   }
 
-  private record(method: string, args: unknown[]): void {
-    this.calls.push({ method, args })
-    const f = this.failures.get(method)
-    if (f) {
-      this.failures.delete(method)
-      throw f
-    }
+  /** The server acknowledged a queued message: it takes the next seq and shows `sent`. */
+  ack(cid: string, ts: number = Date.now()): MessageView {
+    const m = this.findByCid(cid)
+    if (!m) throw new Error(`no queued message ${cid}`)
+    const conv = this.convs.get(m.conv)!
+    conv.last_seq += 1
+    conv.synced_seq = conv.last_seq
+    conv.read_seq = conv.last_seq
+    conv.last_ts = ts
+    const acked = this.update(m, { seq: conv.last_seq, mid: `m${m.conv}:${conv.last_seq}`, ts, status: 'sent' })
+    this.emit({ type: 'conversation_updated', conversation: { ...conv } })
+    return acked
   }
 
-  private later(ms: number, fn: () => void): void {
-    if (!this.demo) return
-    const t = setTimeout(() => {
-      this.timers.delete(t)
-      fn()
-    }, ms)
-    this.timers.add(t)
-  }
-
-  // ---- account ---------------------------------------------------------------
-
-  async account() {
-    this.record('account', [])
-    return this.accountValue
-  }
-
-  async connect(config: ConnectConfig) {
-    this.record('connect', [config])
-    const user = config.mode === 'dev' ? config.user : config.mode === 'remote' ? 'you' : this.me
-    this.me = user
-    this.accountValue = { user, server: config }
-    this.emit({ type: 'connection', state: 'connecting', url: 'ws://127.0.0.1:7878/v1' })
-    this.later(400, () => this.emit({ type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' }))
-    if (!this.demo) this.emit({ type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' })
-    return this.accountValue
-  }
-
-  async connectionState() {
-    this.record('connectionState', [])
-    return this.connection
-  }
-
-  // ---- messages --------------------------------------------------------------
-
-  private convOfTarget(to: Target): Conv {
-    if ('channel' in to) return channelConv(to.channel)
-    if ('user' in to) return dmConv(this.me, to.user)
-    throw { code: 'bad_request', message: 'messages cannot go to a call' }
-  }
-
-  private queue(to: Target, kind: string, body: JsonObject, replyTo?: string): MessageView {
+  /** Queues an own message as the core does for every send: `pending`, stored, announced. */
+  enqueue(to: Target, kind: string, body: JsonObject, replyTo?: string): MessageView {
     const conv = this.convOfTarget(to)
     if (!this.convs.has(conv)) this.addConversation({ conv })
     const msg: MessageView = {
@@ -246,576 +312,334 @@ export class MockTransport implements Transport {
     this.messages.set(conv, list)
     this.emit({ type: 'message_added', message: { ...msg } })
     this.emit({ type: 'conversation_updated', conversation: { ...this.convs.get(conv)!, draft: undefined } })
-    this.later(250 + Math.random() * 300, () => this.settle(msg))
     return { ...msg }
   }
 
-  /** Demo: the server acknowledges (or refuses) a pending message. */
-  settle(msg: MessageView): void {
-    const conv = this.convs.get(msg.conv)!
-    const text = typeof msg.body.text === 'string' ? msg.body.text : ''
-    if (/\bfail\b/i.test(text)) {
-      msg.status = 'failed'
-      msg.error = 'too_large'
-      this.emit({ type: 'message_updated', message: { ...msg } })
-      return
-    }
-    conv.last_seq += 1
-    conv.synced_seq = conv.last_seq
-    conv.read_seq = conv.last_seq
-    msg.seq = conv.last_seq
-    msg.mid = `m${msg.conv}:${msg.seq}`
-    msg.ts = Date.now()
-    conv.last_ts = msg.ts
-    msg.status = 'sent'
-    this.emit({ type: 'message_updated', message: { ...msg } })
-    this.emit({ type: 'conversation_updated', conversation: { ...conv } })
-    const peer = conv.kind === 'dm' ? conv.peer : undefined
-    if (!peer) return
-    const seq = msg.seq
-    this.later(700, () => {
-      conv.peer_recv_seq = Math.max(conv.peer_recv_seq, seq)
-      msg.status = 'delivered'
-      this.emit({ type: 'receipt', conv: msg.conv, user: peer, recv_seq: conv.peer_recv_seq, read_seq: conv.peer_read_seq })
-    })
-    this.later(1600, () => {
-      conv.peer_read_seq = Math.max(conv.peer_read_seq, seq)
-      msg.status = 'read'
-      this.emit({ type: 'receipt', conv: msg.conv, user: peer, recv_seq: conv.peer_recv_seq, read_seq: conv.peer_read_seq })
-      this.emit({ type: 'typing', conv: msg.conv, user: peer })
-    })
-    if (/\bthanks?\b|thank you|谢谢/i.test(text)) this.later(2200, () => this.applyReaction(msg, peer, '❤️', true))
-    if (text && this.presence.get(peer)?.online) {
-      this.later(3800, () => {
-        this.receive({ conv: msg.conv, from: peer, body: { text: replyFor(text) } })
-      })
-    }
-  }
-
-  async sendText(to: Target, text: string, replyTo?: string, mentions?: string[]) {
-    this.record('sendText', mentions === undefined ? [to, text, replyTo] : [to, text, replyTo, mentions])
-    if (!text) throw { code: 'bad_request', message: 'a text message needs non-empty text' }
-    const conv = this.convOfTarget(to)
-    // The server keeps only mentions of members of the conversation.
-    const kept = [...new Set(mentions ?? [])].filter((u) => this.isMember(conv, u))
-    return this.queue(to, 'text', kept.length ? { text, mentions: kept } : { text }, replyTo)
-  }
-
-  async sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
-    this.record('sendImage', [to, media, name, width, height, replyTo])
-    return this.queue(to, 'image', { media: media.media, mime: media.mime, size: media.size, name, width, height }, replyTo)
-  }
-
-  async sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string) {
-    this.record('sendFile', [to, media, name, replyTo])
-    return this.queue(to, 'file', { media: media.media, mime: media.mime, size: media.size, name }, replyTo)
-  }
-
-  async upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler) {
-    this.record('upload', [bytes.length, mime])
-    const total = bytes.length
-    const steps = this.demo ? 8 : 1
-    for (let i = 1; i <= steps; i++) {
-      if (this.demo) await new Promise((r) => setTimeout(r, 120))
-      onProgress?.(Math.round((total * i) / steps), total)
-    }
-    const media = `m_${newCid()}`
-    if (typeof URL !== 'undefined' && typeof Blob !== 'undefined' && URL.createObjectURL) {
-      this.mediaUrls.set(media, URL.createObjectURL(new Blob([bytes as BlobPart], { type: mime })))
-    }
-    return { media, mime, size: total, sha256: '' }
-  }
-
-  async mediaUrl(media: string) {
-    this.record('mediaUrl', [media])
-    return this.mediaUrls.get(media) ?? ''
-  }
-
-  /** Names that the mock treats as programs (the shell decides for real). */
-  executables = /\.(exe|bat|cmd|scr|msi|sh|jar|js|vbs|ps1|desktop|appimage)$/i
-
-  async openMedia(media: string, name?: string, confirmed?: boolean) {
-    this.record('openMedia', [media, name, confirmed])
-    if (name && this.executables.test(name) && !confirmed) {
-      throw { code: 'confirm_required', message: 'this file can run programs' }
-    }
-    const url = this.mediaUrls.get(media)
-    if (url && this.demo && typeof window !== 'undefined') window.open(url, '_blank', 'noopener')
-  }
-
-  async retry(cid: string) {
-    this.record('retry', [cid])
+  private findByCid(cid: string): MessageView | null {
     for (const list of this.messages.values()) {
-      const m = list.find((x) => x.cid === cid && x.status === 'failed')
-      if (m) {
-        m.status = 'pending'
-        delete m.error
-        this.emit({ type: 'message_updated', message: { ...m } })
-        // In the demo a retried message goes through (the "fail" word is dropped).
-        this.later(500, () => {
-          if (typeof m.body.text === 'string') m.body = { ...m.body, text: m.body.text.replace(/\bfail\b/gi, '…') }
-          this.settle(m)
-        })
-        return { ...m }
-      }
+      const m = list.find((x) => x.cid === cid)
+      if (m) return m
     }
-    throw { code: 'invalid', message: `no failed message ${cid}` }
+    return null
   }
 
-  async deleteUnsent(cid: string) {
-    this.record('deleteUnsent', [cid])
-    for (const [conv, list] of this.messages) {
-      const i = list.findIndex((x) => x.cid === cid && x.seq === null)
-      if (i >= 0) {
-        list.splice(i, 1)
-        this.messages.set(conv, list)
-        return true
-      }
-    }
-    return false
+  private convOfTarget(to: Target): Conv {
+    if ('channel' in to) return channelConv(to.channel)
+    if ('user' in to) return dmConv(this.me, to.user)
+    throw { code: 'bad_request', message: 'messages cannot go to a call' }
   }
 
-  async history(conv: Conv, before: number | null, limit: number) {
-    this.record('history', [conv, before, limit])
-    const gen = this.generated.get(conv)
-    const stored = (this.messages.get(conv) ?? []).filter((m) => m.seq !== null)
-    const pending = (this.messages.get(conv) ?? []).filter((m) => m.seq === null)
-    const upper = before ?? Number.MAX_SAFE_INTEGER
-    let page: MessageView[]
-    if (gen) {
-      const storedBelow = stored.filter((m) => m.seq! < upper)
-      const top = Math.min(upper - 1, gen.count)
+  /** A fixture message a command names, or a rejection saying the test forgot to provide it. */
+  private fixture(conv: Conv, mid: string, method: Command): MessageView {
+    const m = this.message(conv, mid)
+    if (!m) throw { code: 'internal', message: `${method}: no fixture message ${mid} in ${conv}; add it or script the answer` }
+    return { ...m }
+  }
+
+  // ---- account ---------------------------------------------------------------
+
+  account() {
+    return this.run('account', [], () => this.accountValue)
+  }
+
+  connect(config: ConnectConfig) {
+    return this.run('connect', [config], () => {
+      const user = config.mode === 'dev' ? config.user : config.mode === 'remote' ? 'you' : this.me
+      this.me = user
+      this.accountValue = { user, server: config }
+      this.emit({ type: 'connection', state: 'connecting', url: 'ws://127.0.0.1:7878/v1' })
+      this.emit({ type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' })
+      return this.accountValue
+    })
+  }
+
+  connectionState() {
+    return this.run('connectionState', [], () => this.connection)
+  }
+
+  serverInfo() {
+    return this.run('serverInfo', [], () => structuredClone(this.serverInfoValue))
+  }
+
+  // ---- messages --------------------------------------------------------------
+
+  sendText(to: Target, text: string, replyTo?: string, mentions?: string[]) {
+    const recorded = mentions === undefined ? [to, text, replyTo] : [to, text, replyTo, mentions]
+    return this.run('sendText', [to, text, replyTo, mentions], () =>
+      this.enqueue(to, 'text', mentions?.length ? { text, mentions } : { text }, replyTo), recorded)
+  }
+
+  sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
+    return this.run('sendImage', [to, media, name, width, height, replyTo], () =>
+      this.enqueue(to, 'image', { media: media.media, mime: media.mime, size: media.size, name, width, height }, replyTo))
+  }
+
+  sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string) {
+    return this.run('sendFile', [to, media, name, replyTo], () =>
+      this.enqueue(to, 'file', { media: media.media, mime: media.mime, size: media.size, name }, replyTo))
+  }
+
+  upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler) {
+    return this.run('upload', [bytes, mime, onProgress], () => {
+      onProgress?.(bytes.length, bytes.length)
+      const media = `m_${newCid()}`
+      if (typeof URL !== 'undefined' && typeof Blob !== 'undefined' && URL.createObjectURL) {
+        this.mediaUrls.set(media, URL.createObjectURL(new Blob([bytes as BlobPart], { type: mime })))
+      }
+      return { media, mime, size: bytes.length, sha256: '' }
+    }, [bytes.length, mime])
+  }
+
+  mediaUrl(media: string) {
+    return this.run('mediaUrl', [media], () => this.mediaUrls.get(media) ?? '')
+  }
+
+  openMedia(media: string, name?: string, confirmed?: boolean) {
+    return this.run('openMedia', [media, name, confirmed], () => {})
+  }
+
+  /** Unscripted: the failed message is queued again (`pending`), as the core's retry does. */
+  retry(cid: string) {
+    return this.run('retry', [cid], () => {
+      const m = this.findByCid(cid)
+      if (!m) throw { code: 'invalid', message: `no failed message ${cid}` }
+      return this.update(m, { status: 'pending', error: undefined })
+    })
+  }
+
+  deleteUnsent(cid: string) {
+    return this.run('deleteUnsent', [cid], () => {
+      for (const list of this.messages.values()) {
+        const i = list.findIndex((x) => x.cid === cid && x.seq === null)
+        if (i >= 0) {
+          list.splice(i, 1)
+          return true
+        }
+      }
+      return false
+    })
+  }
+
+  /** The core's paging contract: ascending, seq < before, pending ones after the latest page. */
+  history(conv: Conv, before: number | null, limit: number) {
+    return this.run('history', [conv, before, limit], () => {
+      const gen = this.generated.get(conv)
+      const all = this.messages.get(conv) ?? []
+      const upper = before ?? Number.MAX_SAFE_INTEGER
+      const stored = all.filter((m) => m.seq !== null && m.seq < upper)
       const bySeq = new Map<number, MessageView>()
-      for (let s = Math.max(1, top - limit + 1); s <= top; s++) bySeq.set(s, gen.make(s))
-      // Stored copies (a generated message that was reacted to, edited…) win.
-      for (const m of storedBelow) bySeq.set(m.seq!, m)
-      page = [...bySeq.values()].sort((a, b) => a.seq! - b.seq!).slice(-limit)
-    } else {
-      page = stored.filter((m) => m.seq! < upper).slice(-limit)
-    }
-    const out = page.map((m) => ({ ...m }))
-    if (before === null) out.push(...pending.map((m) => ({ ...m })))
-    return out
-  }
-
-  async search(query: string, limit: number) {
-    this.record('search', [query, limit])
-    const q = query.trim().toLowerCase()
-    if (!q) return []
-    const hits: MessageView[] = []
-    for (const list of this.messages.values()) {
-      for (const m of list) {
-        const t = String(m.body.text ?? m.body.name ?? '').toLowerCase()
-        if (m.seq !== null && q.split(/\s+/).every((w) => t.includes(w))) hits.push({ ...m })
+      if (gen) {
+        const top = Math.min(upper - 1, gen.count)
+        for (let s = Math.max(1, top - limit + 1); s <= top; s++) bySeq.set(s, gen.make(s))
       }
-    }
-    return hits.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0)).slice(0, limit)
+      // Stored copies (a generated message that changed) win.
+      for (const m of stored) bySeq.set(m.seq!, m)
+      const page = [...bySeq.values()].sort((a, b) => a.seq! - b.seq!).slice(-limit).map((m) => ({ ...m }))
+      if (before === null) page.push(...all.filter((m) => m.seq === null).map((m) => ({ ...m })))
+      return page
+    })
   }
 
-  async conversations() {
-    this.record('conversations', [])
-    return [...this.convs.values()].map((c) => ({ ...c })).sort((a, b) => b.last_ts - a.last_ts)
+  /** Fixture messages holding every word of the query, newest first. */
+  search(query: string, limit: number) {
+    return this.run('search', [query, limit], () => {
+      const words = query.trim().toLowerCase().split(/\s+/).filter(Boolean)
+      if (!words.length) return []
+      const hits = [...this.messages.values()].flat().filter((m) => {
+        const text = String(m.body.text ?? m.body.name ?? '').toLowerCase()
+        return m.seq !== null && words.every((w) => text.includes(w))
+      })
+      return hits.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0)).slice(0, limit).map((m) => ({ ...m }))
+    })
   }
 
-  async markRead(conv: Conv, seq: number | null) {
-    this.record('markRead', [conv, seq])
-    const c = this.convs.get(conv)
-    if (!c) return
-    const to = seq ?? c.last_seq
-    if (to > c.read_seq || c.unread > 0) {
-      c.read_seq = Math.max(c.read_seq, to)
-      const unread = (this.messages.get(conv) ?? []).filter((m) => m.from !== this.me && m.seq !== null && m.seq > c.read_seq && !m.recalled)
-      c.unread = unread.length
-      c.mentions_unread = unread.filter((m) => mentionsOf(m).includes(this.me)).length
-      this.emit({ type: 'conversation_updated', conversation: { ...c } })
-    }
+  conversations() {
+    return this.run('conversations', [], () => [...this.convs.values()].map((c) => ({ ...c })).sort((a, b) => b.last_ts - a.last_ts))
   }
 
-  async setDraft(conv: Conv, text: string) {
-    this.record('setDraft', [conv, text])
-    const c = this.convs.get(conv)
-    if (c) c.draft = text || undefined
+  markRead(conv: Conv, seq: number | null) {
+    return this.run('markRead', [conv, seq], () => {})
   }
 
-  async typing(conv: Conv) {
-    this.record('typing', [conv])
+  setDraft(conv: Conv, text: string) {
+    return this.run('setDraft', [conv, text], () => {
+      const c = this.convs.get(conv)
+      if (c) c.draft = text || undefined
+    })
   }
 
-  async signal(to: Target, body: JsonObject) {
-    this.record('signal', [to, body])
+  typing(conv: Conv) {
+    return this.run('typing', [conv], () => {})
+  }
+
+  signal(to: Target, body: JsonObject) {
+    return this.run('signal', [to, body], () => {})
+  }
+
+  // ---- v1.1 message actions: unscripted, they change nothing ----------------
+
+  editMessage(conv: Conv, mid: string, text: string) {
+    return this.run('editMessage', [conv, mid, text], () => this.fixture(conv, mid, 'editMessage'))
+  }
+
+  recallMessage(conv: Conv, mid: string) {
+    return this.run('recallMessage', [conv, mid], () => {})
+  }
+
+  react(conv: Conv, mid: string, key: string, on: boolean) {
+    return this.run('react', [conv, mid, key, on], () => {})
+  }
+
+  pinMessage(conv: Conv, mid: string, on: boolean) {
+    return this.run('pinMessage', [conv, mid, on], () => {})
+  }
+
+  forwardMessage(conv: Conv, mid: string, to: Target) {
+    return this.run('forwardMessage', [conv, mid, to], (): MessageView => {
+      throw { code: 'internal', message: `forwardMessage ${mid}: script the forwarded message` }
+    })
+  }
+
+  /** The fixture conversation's pins, in its order. */
+  pinnedMessages(conv: Conv) {
+    return this.run('pinnedMessages', [conv], () =>
+      (this.convs.get(conv)?.pins ?? []).map((mid) => this.message(conv, mid)).filter((m): m is MessageView => !!m).map((m) => ({ ...m })))
   }
 
   // ---- channels --------------------------------------------------------------
 
-  async channels() {
-    this.record('channels', [])
-    return this.channelList.filter((c) => !c.private).map((c) => ({ ...c }))
+  channels() {
+    return this.run('channels', [], () => this.channelList.map((c) => ({ ...c })))
   }
 
-  async join(channel: string) {
-    this.record('join', [channel])
-    const info = this.channelList.find((c) => c.channel === channel)
-    if (!info || info.private) throw { code: 'forbidden', message: 'forbidden' }
-    if (this.removedFrom.get(channel)?.has(this.me)) fail('forbidden', 'you were removed from this channel')
+  /** Unscripted: the channel's conversation appears (the server's refusals are scripted). */
+  join(channel: string) {
+    return this.run('join', [channel], () => this.showChannel(channel))
+  }
+
+  leave(channel: string) {
+    return this.run('leave', [channel], () => {
+      this.convs.delete(channelConv(channel))
+    })
+  }
+
+  createChannel(channel: string, title: string, topic: string, isPrivate: boolean) {
+    return this.run('createChannel', [channel, title, topic, isPrivate], () => {
+      this.channelList.push({ channel, title, topic, private: isPrivate, members: 1 })
+      this.memberLists.set(channel, [{ user: this.me, online: true, role: 'owner' }])
+      return this.showChannel(channel)
+    })
+  }
+
+  private showChannel(channel: string): Conv {
     const conv = channelConv(channel)
-    if (!this.convs.has(conv)) this.addConversation({ conv, last_ts: Date.now() })
-    const list = this.memberLists.get(channel) ?? []
-    if (!list.some((m) => m.user === this.me)) {
-      info.members += 1
-      this.memberLists.set(channel, [...list, { user: this.me, online: true, role: 'member' }])
-    }
-    this.emit({ type: 'conversation_updated', conversation: { ...this.convs.get(conv)! } })
-    return conv
-  }
-
-  async leave(channel: string) {
-    this.record('leave', [channel])
-    this.convs.delete(channelConv(channel))
-    const list = (this.memberLists.get(channel) ?? []).filter((m) => m.user !== this.me)
-    // An owner who leaves hands over to the longest-standing admin, else member (list order = join order).
-    const wasOwner = (this.memberLists.get(channel) ?? []).some((m) => m.user === this.me && m.role === 'owner')
-    if (wasOwner && list.length) {
-      const heir = list.find((m) => m.role === 'admin') ?? list[0]
-      heir.role = 'owner'
-    }
-    this.memberLists.set(channel, list)
-    const info = this.channelList.find((c) => c.channel === channel)
-    if (info) info.members = list.length
-  }
-
-  async createChannel(channel: string, title: string, topic: string, isPrivate: boolean) {
-    this.record('createChannel', [channel, title, topic, isPrivate])
-    if (this.channelList.some((c) => c.channel === channel)) throw { code: 'conflict', message: 'the name exists' }
-    this.channelList.push({ channel, title, topic, private: isPrivate, members: 1 })
-    this.memberLists.set(channel, [{ user: this.me, online: true, role: 'owner' }])
-    const conv = channelConv(channel)
-    const view = this.addConversation({ conv, last_ts: Date.now() })
+    const view = this.convs.get(conv) ?? this.addConversation({ conv, last_ts: Date.now() })
     this.emit({ type: 'conversation_updated', conversation: { ...view } })
     return conv
   }
 
-  async addMember(channel: string, user: string) {
-    this.record('addMember', [channel, user])
-    const list = this.memberLists.get(channel) ?? []
-    if (!list.some((m) => m.user === this.me) && !this.serverAdmins.has(this.me)) fail('forbidden', 'forbidden')
-    if (!list.some((m) => m.user === user)) list.push({ user, online: this.presence.get(user)?.online ?? false, role: 'member' })
-    this.memberLists.set(channel, list)
-    this.removedFrom.get(channel)?.delete(user)
-    const info = this.channelList.find((c) => c.channel === channel)
-    if (info) info.members = list.length
-    this.emit({ type: 'member', channel, user, joined: true, removed: false })
+  addMember(channel: string, user: string) {
+    return this.run('addMember', [channel, user], () => {})
   }
 
-  async members(channel: string) {
-    this.record('members', [channel])
-    return (this.memberLists.get(channel) ?? []).map((m) => ({ ...m, online: this.presence.get(m.user)?.online ?? m.online }))
+  members(channel: string) {
+    return this.run('members', [channel], () =>
+      (this.memberLists.get(channel) ?? []).map((m) => ({ ...m, online: this.presence.get(m.user)?.online ?? m.online })))
   }
 
-  async setRole(channel: string, user: string, role: Role) {
-    this.record('setRole', [channel, user, role])
-    if (this.roleIn(channel, this.me) !== 'owner') fail('forbidden', 'only the channel owner may change roles')
-    const list = this.memberLists.get(channel) ?? []
-    const target = list.find((m) => m.user === user)
-    if (!target) fail('not_found', `${user} is not a member of #${channel}`)
-    if (user === this.me) fail('bad_request', 'the owner keeps their role; transfer ownership to someone else')
-    if (role === 'owner') {
-      // Transfer: the old owner becomes an admin.
-      const old = list.find((m) => m.role === 'owner')
-      if (old) {
-        old.role = 'admin'
-        this.emit({ type: 'member', channel, user: old.user, joined: true, removed: false, role: 'admin' })
-      }
-    }
-    target.role = role
-    this.emit({ type: 'member', channel, user, joined: true, removed: false, role })
+  setRole(channel: string, user: string, role: Role) {
+    return this.run('setRole', [channel, user, role], () => {})
   }
 
-  async removeMember(channel: string, user: string) {
-    this.record('removeMember', [channel, user])
-    const mine = this.roleIn(channel, this.me)
-    if (mine === null) fail('forbidden', 'forbidden')
-    if (user === this.me) fail('bad_request', 'leave the channel instead')
-    const list = this.memberLists.get(channel) ?? []
-    const target = list.find((m) => m.user === user)
-    if (!target) fail('not_found', `${user} is not a member of #${channel}`)
-    const allowed = mine === 'owner' || (mine === 'admin' && target.role === 'member')
-    if (!allowed) fail('forbidden', mine === 'admin' ? 'admins may remove plain members only' : 'only an owner or admin may remove members')
-    this.memberLists.set(channel, list.filter((m) => m.user !== user))
-    const banned = this.removedFrom.get(channel) ?? new Set<string>()
-    banned.add(user)
-    this.removedFrom.set(channel, banned)
-    const info = this.channelList.find((c) => c.channel === channel)
-    if (info) info.members = Math.max(0, info.members - 1)
-    this.emit({ type: 'member', channel, user, joined: false, removed: true })
-  }
-
-  /** The role of `user` in `channel` (server admins act as owner), or null for a non-member. */
-  roleIn(channel: string, user: string): Role | null {
-    if (this.serverAdmins.has(user)) return 'owner'
-    return this.memberLists.get(channel)?.find((m) => m.user === user)?.role ?? null
-  }
-
-  private isMember(conv: Conv, user: string): boolean {
-    const ch = channelOf(conv)
-    if (ch !== null) return (this.memberLists.get(ch) ?? []).some((m) => m.user === user)
-    return conv.slice(3).split(':').includes(user)
-  }
-
-  // ---- v1.1 message actions (§11) ---------------------------------------------
-
-  async serverInfo() {
-    this.record('serverInfo', [])
-    return structuredClone(this.serverInfoValue)
-  }
-
-  /** The content message `mid` of `conv` (a generated one is stored on first use), or not_found. */
-  private target(conv: Conv, mid: string): MessageView {
-    const list = this.messages.get(conv) ?? []
-    const found = list.find((m) => m.mid === mid)
-    if (found) {
-      if (!CONTENT_KINDS.includes(found.kind)) fail('forbidden', 'a relation cannot target a relation')
-      return found
-    }
-    const gen = this.generated.get(conv)
-    const seq = Number(mid.split(':').pop())
-    if (gen && Number.isInteger(seq) && seq >= 1 && seq <= gen.count) {
-      const m = gen.make(seq)
-      if (m.mid === mid) {
-        const i = list.findIndex((x) => x.seq !== null && x.seq > seq)
-        list.splice(i < 0 ? list.length : i, 0, m)
-        this.messages.set(conv, list)
-        return m
-      }
-    }
-    fail('not_found', 'no such message in this conversation')
-  }
-
-  /** Checks shared by every relation: the server is v1.1, the caller a member, the target not recalled. */
-  private relationTarget(conv: Conv, mid: string): MessageView {
-    if (!this.serverInfoValue.features.includes('v1.1')) fail('unsupported', 'this server does not support v1.1')
-    if (!this.isMember(conv, this.me) && !this.serverAdmins.has(this.me)) fail('forbidden', 'forbidden')
-    const m = this.target(conv, mid)
-    if (m.recalled) fail('conflict', 'the message was recalled')
-    return m
-  }
-
-  /** A relation is a message of its own on the server: it takes the next seq (never shown, never unread). */
-  private takeSeq(conv: Conv): void {
-    const c = this.convs.get(conv)
-    if (!c) return
-    c.last_seq += 1
-    c.synced_seq = c.last_seq
-  }
-
-  private withinWindow(m: MessageView, windowS: number | null): boolean {
-    return windowS === null || Date.now() - (m.ts ?? Date.now()) <= windowS * 1000
-  }
-
-  private updated(m: MessageView): void {
-    this.emit({ type: 'message_updated', message: { ...m } })
-  }
-
-  async editMessage(conv: Conv, mid: string, text: string) {
-    this.record('editMessage', [conv, mid, text])
-    if (!text) fail('bad_request', 'an edit needs non-empty text')
-    const m = this.relationTarget(conv, mid)
-    if (m.from !== this.me) fail('forbidden', 'only the sender may edit a message')
-    if (m.kind !== 'text') fail('forbidden', 'only text messages can be edited')
-    if (!this.withinWindow(m, this.serverInfoValue.edit_window_s)) fail('conflict', 'the edit window has passed')
-    this.takeSeq(conv)
-    m.body = { ...m.body, text }
-    m.edited = Date.now()
-    this.updated(m)
-    return { ...m }
-  }
-
-  async recallMessage(conv: Conv, mid: string) {
-    this.record('recallMessage', [conv, mid])
-    const m = this.relationTarget(conv, mid)
-    const ch = channelOf(conv)
-    const moderator = ch !== null && (this.roleIn(ch, this.me) === 'owner' || this.roleIn(ch, this.me) === 'admin')
-    if (!moderator) {
-      if (m.from !== this.me) fail('forbidden', 'only the sender or a channel owner/admin may recall a message')
-      if (!this.withinWindow(m, this.serverInfoValue.recall_window_s)) fail('conflict', 'the recall window has passed')
-    }
-    this.takeSeq(conv)
-    this.applyRecall(conv, m)
-  }
-
-  /** Drops text, media, edits and reactions; the pin goes too. */
-  applyRecall(conv: Conv, m: MessageView): void {
-    m.recalled = true
-    m.body = {}
-    delete m.edited
-    delete m.reactions
-    delete m.pinned
-    const c = this.convs.get(conv)
-    this.updated(m)
-    if (c && m.mid && c.pins.includes(m.mid)) {
-      c.pins = c.pins.filter((p) => p !== m.mid)
-      this.emit({ type: 'conversation_updated', conversation: { ...c } })
-    }
-  }
-
-  async react(conv: Conv, mid: string, key: string, on: boolean) {
-    this.record('react', [conv, mid, key, on])
-    const bytes = new TextEncoder().encode(key).length
-    if (bytes < 1 || bytes > MAX_REACTION_KEY_BYTES) fail('bad_request', 'a reaction key has 1-32 bytes')
-    const m = this.relationTarget(conv, mid)
-    this.takeSeq(conv)
-    this.applyReaction(m, this.me, key, on)
-  }
-
-  /** Sets `user`'s reaction `key` on `m` and announces it (also used by demo peers). */
-  applyReaction(m: MessageView, user: string, key: string, on: boolean): void {
-    const reactions = { ...(m.reactions ?? {}) }
-    const users = (reactions[key] ?? []).filter((u) => u !== user)
-    if (on) users.push(user)
-    if (users.length) reactions[key] = users
-    else delete reactions[key]
-    if (Object.keys(reactions).length) m.reactions = reactions
-    else delete m.reactions
-    this.updated(m)
-  }
-
-  async pinMessage(conv: Conv, mid: string, on: boolean) {
-    this.record('pinMessage', [conv, mid, on])
-    const m = this.relationTarget(conv, mid)
-    const ch = channelOf(conv)
-    if (ch !== null) {
-      const role = this.roleIn(ch, this.me)
-      if (role !== 'owner' && role !== 'admin') fail('forbidden', 'only a channel owner or admin may pin')
-    }
-    this.takeSeq(conv)
-    const c = this.convs.get(conv)
-    if (on) m.pinned = Date.now()
-    else delete m.pinned
-    this.updated(m)
-    if (c) {
-      const rest = c.pins.filter((p) => p !== mid)
-      c.pins = on ? [...rest, mid] : rest
-      this.emit({ type: 'conversation_updated', conversation: { ...c } })
-    }
-  }
-
-  async forwardMessage(conv: Conv, mid: string, to: Target) {
-    this.record('forwardMessage', [conv, mid, to])
-    if (!this.isMember(conv, this.me)) fail('forbidden', 'forbidden')
-    const m = this.target(conv, mid)
-    if (m.recalled) fail('conflict', 'the message was recalled')
-    const original = (m.body.forwarded_from as { conv: Conv; mid: string; from: string } | undefined) ?? { conv, mid, from: m.from }
-    const { mentions: _mentions, forwarded_from: _ff, ...content } = m.body
-    void _mentions
-    void _ff
-    return this.queue(to, m.kind, { ...content, forwarded_from: original })
-  }
-
-  async pinnedMessages(conv: Conv) {
-    this.record('pinnedMessages', [conv])
-    const c = this.convs.get(conv)
-    const list = this.messages.get(conv) ?? []
-    return (c?.pins ?? []).map((mid) => list.find((m) => m.mid === mid)).filter((m): m is MessageView => !!m).map((m) => ({ ...m }))
+  removeMember(channel: string, user: string) {
+    return this.run('removeMember', [channel, user], () => {})
   }
 
   // ---- presence and profiles ---------------------------------------------------
 
-  async watch(users: string[]) {
-    this.record('watch', [users])
-    return users.map((u) => this.presence.get(u) ?? { user: u, online: false })
+  watch(users: string[]) {
+    return this.run('watch', [users], () => users.map((u) => this.presence.get(u) ?? { user: u, online: false }))
   }
 
-  async unwatch(users: string[]) {
-    this.record('unwatch', [users])
+  unwatch(users: string[]) {
+    return this.run('unwatch', [users], () => {})
   }
 
-  async profiles(users: string[]) {
-    this.record('profiles', [users])
-    return users.map((u) => this.profilesByUser.get(u) ?? { user: u, name: '', avatar: '', status: '' })
+  profiles(users: string[]) {
+    return this.run('profiles', [users], () => users.map((u) => this.profilesByUser.get(u) ?? { user: u, name: '', avatar: '', status: '' }))
   }
 
-  async setProfile(name: string, avatar: string, status: string) {
-    this.record('setProfile', [name, avatar, status])
-    const p = { user: this.me, name, avatar, status }
-    this.profilesByUser.set(this.me, p)
-    this.emit({ type: 'profile', profile: { ...p } })
+  setProfile(name: string, avatar: string, status: string) {
+    return this.run('setProfile', [name, avatar, status], () => {
+      const p = { user: this.me, name, avatar, status }
+      this.profilesByUser.set(this.me, p)
+      this.emit({ type: 'profile', profile: { ...p } })
+    })
   }
 
   // ---- invitations -------------------------------------------------------------
 
-  private putInvite(v: InviteView): InviteView {
+  /** Stores an invitation's new state and emits it, as the core mirrors one. */
+  putInvite(v: InviteView): InviteView {
     this.inviteMap.set(v.iid, v)
-    const out = { ...v }
-    this.emit({ type: 'invite', invite: out })
+    this.emit({ type: 'invite', invite: { ...v } })
     return { ...v }
   }
 
-  async invite(to: string, content: JsonObject, ttlS: number) {
-    this.record('invite', [to, content, ttlS])
-    const now = Date.now()
-    const iid = `i${newCid()}`
-    const known = this.profilesByUser.has(to)
-    const v: InviteView = {
-      iid, from: this.me, to, room: `call-${iid}`, content, state: known ? 'pending' : 'failed',
-      created: now, expires: now + ttlS * 1000, received: false, incoming: false, ringing: false,
-      ...(known ? {} : { reason: 'unknown_user' }),
-    }
-    const out = this.putInvite(v)
-    if (known) {
-      this.later(900, () => this.putInvite({ ...this.inviteMap.get(iid)!, received: true }))
-      this.later(4500, () => {
-        const cur = this.inviteMap.get(iid)!
-        if (cur.state === 'pending') this.putInvite({ ...cur, state: 'accepted', response: {} })
+  /** Unscripted: a pending outgoing invitation. */
+  invite(to: string, content: JsonObject, ttlS: number) {
+    return this.run('invite', [to, content, ttlS], () => {
+      const now = Date.now()
+      const iid = `i${newCid()}`
+      return this.putInvite({
+        iid, from: this.me, to, room: `call-${iid}`, content, state: 'pending',
+        created: now, expires: now + ttlS * 1000, received: false, incoming: false, ringing: false,
       })
-    }
-    return out
+    })
   }
 
-  async answer(iid: string, accept: boolean, response: JsonObject) {
-    this.record('answer', [iid, accept, response])
-    const cur = this.inviteMap.get(iid)
-    if (!cur) throw { code: 'not_found', message: 'no such invitation' }
-    if (cur.state !== 'pending') throw { code: 'invite_final', message: 'already answered' }
-    return this.putInvite({ ...cur, state: accept ? 'accepted' : 'refused', ringing: false, response })
+  answer(iid: string, accept: boolean, response: JsonObject) {
+    return this.run('answer', [iid, accept, response], () => {
+      const cur = this.inviteMap.get(iid)
+      return cur ? this.putInvite({ ...cur, state: accept ? 'accepted' : 'refused', ringing: false, response }) : null
+    })
   }
 
-  async cancelInvite(iid: string) {
-    this.record('cancelInvite', [iid])
-    const cur = this.inviteMap.get(iid)
-    if (!cur) throw { code: 'not_found', message: 'no such invitation' }
-    if (cur.state !== 'pending') throw { code: 'invite_final', message: 'already answered' }
-    return this.putInvite({ ...cur, state: 'canceled' })
+  cancelInvite(iid: string) {
+    return this.run('cancelInvite', [iid], () => {
+      const cur = this.inviteMap.get(iid)
+      return cur ? this.putInvite({ ...cur, state: 'canceled' }) : null
+    })
   }
 
-  async invites() {
-    this.record('invites', [])
-    return [...this.inviteMap.values()].map((v) => ({ ...v }))
+  invites() {
+    return this.run('invites', [], () => [...this.inviteMap.values()].map((v) => ({ ...v })))
   }
 
   // ---- app ---------------------------------------------------------------------
 
-  async getSettings() {
-    this.record('getSettings', [])
-    return structuredClone(this.settings)
+  getSettings() {
+    return this.run('getSettings', [], () => structuredClone(this.settings))
   }
 
-  async setSettings(settings: Settings) {
-    this.record('setSettings', [settings])
-    this.settings = structuredClone(settings)
+  setSettings(settings: Settings) {
+    return this.run('setSettings', [settings], () => {
+      this.settings = structuredClone(settings)
+    })
   }
 
-  async openExternal(url: string) {
-    this.record('openExternal', [url])
-    this.opened.push(url)
-    if (this.demo && typeof window !== 'undefined') window.open(url, '_blank', 'noopener')
+  openExternal(url: string) {
+    return this.run('openExternal', [url], () => {
+      this.opened.push(url)
+    })
   }
 
-  async lastDeepLink() {
-    this.record('lastDeepLink', [])
-    return this.pendingDeepLink
+  lastDeepLink() {
+    return this.run('lastDeepLink', [], () => this.pendingDeepLink)
   }
 
-  async setActiveConversation(conv: Conv | null) {
-    this.record('setActiveConversation', [conv])
+  setActiveConversation(conv: Conv | null) {
+    return this.run('setActiveConversation', [conv], () => {})
   }
 
   async onEvent(handler: EventHandler): Promise<Unsubscribe> {
@@ -837,16 +661,4 @@ export class MockTransport implements Transport {
     this.settingsHandlers.add(handler)
     return () => this.settingsHandlers.delete(handler)
   }
-}
-
-function replyFor(text: string): string {
-  if (/[\u4e00-\u9fff]/.test(text)) return '收到 👍'
-  if (/\?\s*$/.test(text)) return 'Good question — let me check and get back to you.'
-  return 'Got it 👍'
-}
-
-/** The user ids a text message mentions. */
-function mentionsOf(m: MessageView): string[] {
-  const list = m.body.mentions
-  return Array.isArray(list) ? list.filter((u): u is string => typeof u === 'string') : []
 }

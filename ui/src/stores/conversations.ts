@@ -168,12 +168,6 @@ export const useConversationsStore = defineStore('conversations', () => {
     }
   }
 
-  /** Optimistically sets a conversation's pinned list (the core's conversation_updated confirms it). */
-  function setPins(conv: Conv, pins: string[]): void {
-    const c = byConv.get(conv)
-    if (c) byConv.set(conv, { ...c, pins })
-  }
-
   /** Unread mentions in conversations (muted ones too: a mention always counts). */
   const totalMentions = computed(() => [...byConv.values()].reduce((n, c) => n + (c.mentions_unread ?? 0), 0))
 
@@ -185,6 +179,6 @@ export const useConversationsStore = defineStore('conversations', () => {
 
   return {
     byConv, previews, typing, activeConv, active, loading, loaded, error, sorted, totalUnread, totalMentions,
-    load, upsert, markRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove, setPins,
+    load, upsert, markRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove,
   }
 })

@@ -87,6 +87,7 @@ describe('invitations store', () => {
 
   it('outgoing: an unknown callee fails at once', async () => {
     const s = useInvitationsStore()
+    t.when('invite').answer((to) => t.putInvite(inv({ iid: 'i7', from: 'me', to, incoming: false, ringing: false, state: 'failed', reason: 'unknown_user' })))
     await s.callUser('nobody')
     expect(s.outgoingState).toBe('failed')
     expect(s.outgoing?.reason).toBe('unknown_user')
@@ -138,7 +139,7 @@ describe('invitations store', () => {
 
   it('incoming: losing the race to another device (invite_final) shows answered elsewhere', async () => {
     const s = useInvitationsStore()
-    t.inviteMap.set('i1', inv({ state: 'accepted' }))
+    t.failNext('answer', 'invite_final', 'already answered')
     routeEvent({ type: 'invite', invite: inv() })
     await s.answer(true)
     expect(s.error).toBe('already answered')

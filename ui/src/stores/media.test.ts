@@ -20,6 +20,7 @@ describe('opening media files', () => {
   })
 
   it('asks before opening a program, naming it, and opens only on yes', async () => {
+    t.failNext('openMedia', 'confirm_required', 'this file can run programs') // the shell's answer
     const media = useMediaStore()
     const ui = useUiStore()
     const opening = media.open('m_2', 'invoice.pdf.exe')
@@ -35,10 +36,12 @@ describe('opening media files', () => {
   })
 
   it('never opens a program the user declined', async () => {
+    t.failNext('openMedia', 'confirm_required', 'this file can run programs')
     const media = useMediaStore()
     const ui = useUiStore()
     const opening = media.open('m_3', 'run.sh')
     await flushPromises()
+    expect(ui.confirming?.params?.name).toBe('run.sh')
     ui.answerConfirm(false)
     await opening
     expect(t.callsOf('openMedia').filter((c) => c[2] === true)).toEqual([])

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { flushPromises } from '@vue/test-utils'
 import { markRaw } from 'vue'
-import { msg, mountWith, setup } from '../../testing'
+import { msg, mountWith, setup, updated } from '../../testing'
 import type { MockTransport } from '../../services/mockTransport'
 import { useMessagesStore } from '../../stores/messages'
 import { useConversationsStore } from '../../stores/conversations'
@@ -119,7 +119,8 @@ describe('MessageList', () => {
 
     it('edits inline from the menu: Enter saves, the bubble says edited', async () => {
       await useServerStore().load()
-      t.addMessage({ conv: DM, from: 'me', body: { text: 'teh plan' } })
+      const m = t.addMessage({ conv: DM, from: 'me', body: { text: 'teh plan' } })
+      t.when('editMessage').emit((_conv, _mid, text) => updated(m, { body: { text }, edited: Date.now() }))
       const w = await open()
       await rightClick(w, 'teh plan')
       await w.find('[data-action="edit"]').trigger('click')
@@ -153,7 +154,8 @@ describe('MessageList', () => {
 
     it('recalls only after confirmation, then shows the placeholder', async () => {
       await useServerStore().load()
-      t.addMessage({ conv: DM, from: 'me', body: { text: 'wrong chat' } })
+      const m = t.addMessage({ conv: DM, from: 'me', body: { text: 'wrong chat' } })
+      t.when('recallMessage').emit(updated(m, { recalled: true, body: {} }))
       const w = await open()
       const dialog = mountWith(ConfirmDialog)
       await rightClick(w, 'wrong chat')
@@ -175,7 +177,8 @@ describe('MessageList', () => {
 
     it('reacts from the quick row of the menu', async () => {
       await useServerStore().load()
-      t.addMessage({ conv: DM, from: 'alice', body: { text: 'shipped!' } })
+      const m = t.addMessage({ conv: DM, from: 'alice', body: { text: 'shipped!' } })
+      t.when('react').emit(updated(m, { reactions: { '🎉': ['me'] } }))
       const w = await open()
       await rightClick(w, 'shipped!')
       await w.find('[data-reaction="🎉"]').trigger('click')

@@ -2,7 +2,7 @@
 // a click asks the list to show it and moves to the next older pin.
 import { beforeEach, describe, expect, it } from 'vitest'
 import { flushPromises } from '@vue/test-utils'
-import { mountWith, setup } from '../../testing'
+import { mountWith, setup, updated } from '../../testing'
 import type { MockTransport } from '../../services/mockTransport'
 import { useConversationsStore } from '../../stores/conversations'
 import { useMessagesStore } from '../../stores/messages'
@@ -51,12 +51,15 @@ describe('PinnedBar', () => {
     await useConversationsStore().load()
     const w = mountWith(PinnedBar, { props: { conv: DM } })
     await flushPromises()
-    await t.pinMessage(DM, m.mid!, true)
+    // Pinned on another device: the core reports the message and the conversation's pins.
+    t.emit(updated(m, { pinned: 5 }))
+    t.changeConversation(DM, { pins: [m.mid!] })
     await flushPromises()
     expect(w.find('[data-testid="pinned-bar-text"]').text()).toContain('pin me')
     await w.find('[data-testid="pinned-bar-list"]').trigger('click')
     expect(useUiStore().rightPanel).toBe('pins')
-    await t.pinMessage(DM, m.mid!, false)
+    t.emit(updated(m, { pinned: undefined }))
+    t.changeConversation(DM, { pins: [] })
     await flushPromises()
     expect(w.find('[data-testid="pinned-bar"]').exists()).toBe(false)
   })

@@ -1,10 +1,13 @@
+// The messages store's windows: paging through history, rendering what the
+// core reports about sends (pending → sent → delivered → read, failed,
+// retried), and uploads.
 import { beforeEach, describe, expect, it } from 'vitest'
-import { msg, setup } from '../testing'
-import type { MockTransport } from '../services/mockTransport'
-import type { DeliveryStatus } from '../types/model'
-import { routeEvent } from './events'
-import { PAGE, canTransition, insertSorted, useMessagesStore } from './messages'
-import { useConversationsStore } from './conversations'
+import { msg, setup } from '../../testing'
+import type { MockTransport } from '../../services/mockTransport'
+import type { DeliveryStatus } from '../../types/model'
+import { routeEvent } from '../events'
+import { PAGE, canTransition, insertSorted, useMessagesStore } from './index'
+import { useConversationsStore } from '../conversations'
 
 const DM = 'dm:alice:me'
 let t: MockTransport
@@ -92,7 +95,7 @@ describe('messages store', () => {
     expect(status()).toBe('pending')
     expect(s.byConv.get(DM)!.items.filter((m) => m.cid === sent!.cid)).toHaveLength(1) // event + return value: one row
 
-    t.settle(t.messages.get(DM)!.find((m) => m.cid === sent!.cid)!)
+    t.ack(sent!.cid) // the core reports the server's ack
     expect(status()).toBe('sent')
     const seq = s.byConv.get(DM)!.items.find((m) => m.cid === sent!.cid)!.seq!
     routeEvent({ type: 'receipt', conv: DM, user: 'alice', recv_seq: seq, read_seq: 0 })
