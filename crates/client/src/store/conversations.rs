@@ -190,3 +190,59 @@ pub(super) fn bump_last(tx: &Connection, conv: &str, seq: u64, ts: i64) -> rusql
     .execute(params![conv, seq as i64, ts])?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::DeliveryStatus;
+    use crate::store::test_support::{msg, new_msg, open, rel};
+    use courier_proto::{Conv, Msg};
+    use serde_json::{Value, json};
+
+    #[test]
+    fn conversations_carry_the_newest_message_for_the_preview() {
+        let (_d, s) = open();
+        let c = Conv::dm("alice", "bob");
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "first"), msg(&c, 2, "bob", "b2", "second")])
+            .unwrap();
+        let conv = s.conversation("alice", &c).unwrap().unwrap();
+        assert_eq!(conv.last_message.unwrap().text(), Some("second"));
+        assert_eq!(conv.peer.as_deref(), Some("bob"));
+        s.enqueue(&new_msg(&c, "c1", "typing away")).unwrap();
+        let conv = s.conversation("alice", &c).unwrap().unwrap();
+        assert_eq!(conv.last_message.unwrap().status, DeliveryStatus::Pending);
+        assert!(s.conversation("alice", &Conv::channel("nowhere")).unwrap().is_none());
+    }
+
+    #[test]
+    fn unread_and_mentions_count_content_messages_of_others_only() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let mention = |seq, from: &str, who: Value| Msg {
+            body: json!({"text": "hey", "mentions": who}).as_object().unwrap().clone(),
+            ..msg(&c, seq, from, &format!("x{seq}"), "")
+        };
+        s.apply_messages(
+            "alice",
+            &[
+                mention(1, "bob", json!(["alice"])),
+                mention(2, "bob", json!(["carol"])),
+                msg(&c, 3, "carol", "c3", "plain"),
+                rel(&c, 4, "bob", "reaction", json!({"target": "m3", "key": "👀", "on": true})),
+                rel(&c, 5, "bob", "edit", json!({"target": "m2", "text": "hey all"})),
+                mention(6, "carol", json!(["alice", "bob"])),
+                rel(&c, 7, "carol", "recall", json!({"target": "m6"})),
+                mention(8, "alice", json!(["alice"])),
+                rel(&c, 9, "dave", "pin", json!({"target": "m1", "on": true})),
+            ],
+        )
+        .unwrap();
+        let v = s.conversation("alice", &c).unwrap().unwrap();
+        assert_eq!((v.unread, v.mentions_unread), (3, 1), "m1, m2, m3 unread; m1 mentions alice");
+        s.set_read(&c, Some(1)).unwrap();
+        let v = s.conversation("alice", &c).unwrap().unwrap();
+        assert_eq!((v.unread, v.mentions_unread), (2, 0));
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["mentions_unread"], 0, "always serialized");
+        assert_eq!(json["pins"], json!(["m1"]));
+    }
+}

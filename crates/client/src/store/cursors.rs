@@ -190,3 +190,41 @@ pub(super) fn advance_synced(tx: &Connection, conv: &str) -> rusqlite::Result<u6
     }
     Ok(next as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::DeliveryStatus;
+    use crate::store::test_support::{msg, open};
+    use courier_proto::Conv;
+
+    #[test]
+    fn receipts_move_own_messages_to_delivered_and_read() {
+        let (_d, s) = open();
+        let c = Conv::dm("alice", "bob");
+        for i in 1..=3 {
+            s.apply_messages("alice", &[msg(&c, i, "alice", &format!("c{i}"), "x")]).unwrap();
+        }
+        let changed = s.apply_receipt("alice", &c, 3, 1, 100).unwrap();
+        assert_eq!(changed.len(), 3);
+        let st: Vec<_> = s.all_messages(&c).unwrap().iter().map(|m| m.status).collect();
+        assert_eq!(st, [DeliveryStatus::Read, DeliveryStatus::Delivered, DeliveryStatus::Delivered]);
+    }
+
+    #[test]
+    fn unread_counts_and_read_cursors() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages(
+            "alice",
+            &[msg(&c, 1, "bob", "b1", "a"), msg(&c, 2, "alice", "a2", "b"), msg(&c, 3, "bob", "b3", "c")],
+        )
+        .unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().unread, 2);
+        assert_eq!(s.set_read(&c, None).unwrap(), Some(3));
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().unread, 0);
+        assert_eq!(s.reads_to_send().unwrap(), [(c.clone(), 3)]);
+        s.read_sent(&c, 3).unwrap();
+        assert!(s.reads_to_send().unwrap().is_empty());
+        assert!(s.acks_to_send().unwrap().is_empty(), "read raises the receive cursor");
+    }
+}

@@ -174,3 +174,73 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::model::DeliveryStatus;
+    use crate::store::test_support::{by_mid, hits, msg, new_msg, open, rel, seqs};
+    use courier_proto::{Conv, SendOk};
+    use serde_json::json;
+
+    #[test]
+    fn messages_are_stored_once_in_seq_order_whatever_the_arrival_order() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages("alice", &[msg(&c, 3, "bob", "b3", "three")]).unwrap();
+        assert_eq!(s.synced_seq(&c).unwrap(), 0, "a hole before 3");
+        let a = s
+            .apply_messages(
+                "alice",
+                &[
+                    msg(&c, 1, "bob", "b1", "one"),
+                    msg(&c, 2, "bob", "b2", "two"),
+                    msg(&c, 3, "bob", "b3", "three"),
+                ],
+            )
+            .unwrap();
+        assert_eq!(a.added.len(), 2);
+        assert_eq!(s.synced_seq(&c).unwrap(), 3);
+        let again = s.apply_messages("alice", &[msg(&c, 2, "bob", "b2", "two")]).unwrap();
+        assert!(again.added.is_empty() && again.updated.is_empty());
+        assert_eq!(seqs(&s, &c), [Some(1), Some(2), Some(3)]);
+    }
+
+    #[test]
+    fn an_own_pending_message_is_confirmed_by_history_and_leaves_the_outbox() {
+        let (_d, s) = open();
+        s.claim_user("alice").unwrap();
+        let c = Conv::dm("alice", "bob");
+        let pending = s.enqueue(&new_msg(&c, "c1", "hello")).unwrap();
+        assert_eq!(pending.status, DeliveryStatus::Pending);
+        assert_eq!(s.outbox_cids().unwrap(), ["c1"]);
+        // The ok was lost, but history brings the stored copy back.
+        let a = s.apply_messages("alice", &[msg(&c, 1, "alice", "c1", "hello")]).unwrap();
+        assert_eq!(a.updated.len(), 1);
+        assert!(s.outbox_cids().unwrap().is_empty());
+        // The late ok changes nothing.
+        let ok = SendOk { conv: c.clone(), seq: 1, mid: "m1".into(), ts: 1001, dup: true };
+        s.mark_sent("alice", "c1", &ok).unwrap();
+        let all = s.all_messages(&c).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].status, DeliveryStatus::Sent);
+    }
+
+    #[test]
+    fn an_own_message_confirmed_by_a_v1_1_page_shows_what_the_server_serves() {
+        let (_d, s) = open();
+        s.claim_user("alice").unwrap();
+        let c = Conv::dm("alice", "bob");
+        s.enqueue(&new_msg(&c, "c1", "first words")).unwrap();
+        // The ok was lost; meanwhile another device of alice edited it.
+        let mut served = msg(&c, 1, "alice", "c1", "better words");
+        served.edited = Some(1002);
+        let page = [served, rel(&c, 2, "alice", "edit", json!({"target": "m1", "text": "better words"}))];
+        let a = s.apply_page("alice", &page).unwrap();
+        assert_eq!(a.updated.len(), 1);
+        let m = by_mid(&s, &c, "m1");
+        assert_eq!((m.text(), m.edited, m.status), (Some("better words"), Some(1002), DeliveryStatus::Sent));
+        assert_eq!(hits(&s, "better"), ["m1"]);
+        assert!(hits(&s, "first").is_empty());
+        assert!(s.outbox_cids().unwrap().is_empty());
+    }
+}

@@ -19,6 +19,8 @@
 //! - `conversations`: conversation rows and the list; `cursors`: synced,
 //!   read and receive cursors and receipts;
 //! - `invites`, `profiles`, `drafts`, `media` (the media cache), `settings`.
+//!
+//! Each file's unit tests sit at its end; `test_support` holds their fixtures.
 
 mod conversations;
 mod cursors;
@@ -278,4 +280,126 @@ pub fn create_at_version(path: &Path, version: u32) -> rusqlite::Result<Connecti
 }
 
 #[cfg(test)]
-mod tests;
+mod test_support;
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::{by_mid, fts_rows, hits, open, seqs};
+    use super::{CURRENT_VERSION, DB_FILE, Store, StoreError, create_at_version};
+    use courier_proto::Conv;
+    use rusqlite::Connection;
+
+    #[test]
+    fn the_database_is_in_wal_mode_with_fts5() {
+        let (_d, s) = open();
+        let mode: String = s.with(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(mode, "wal");
+        let v: u32 = s.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
+        assert_eq!(v, CURRENT_VERSION);
+    }
+
+    #[test]
+    fn a_newer_database_is_refused_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let s = Store::open(&path).unwrap();
+            s.set_setting("user", "alice").unwrap();
+            s.with(|c| Ok(c.pragma_update(None, "user_version", CURRENT_VERSION + 1)?)).unwrap();
+        }
+        match Store::open(&path) {
+            Err(StoreError::TooNew { found, .. }) => assert_eq!(found, CURRENT_VERSION + 1),
+            other => panic!("expected TooNew, got {:?}", other.map(|_| ())),
+        }
+        let c = Connection::open(&path).unwrap();
+        let user: String =
+            c.query_row("SELECT value FROM settings WHERE key='user'", [], |r| r.get(0)).unwrap();
+        assert_eq!(user, "alice");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_a_clear_error_and_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        let junk = b"this is not a sqlite database, just some bytes that happen to be here".repeat(100);
+        std::fs::write(&path, &junk).unwrap();
+        let err = Store::open(&path).err().expect("must fail");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("left untouched"));
+        assert_eq!(std::fs::read(&path).unwrap(), junk);
+    }
+
+    /// Every historical schema version, with data written the way that version
+    /// wrote it, opens and migrates to the current one without losing anything.
+    #[test]
+    fn every_historical_schema_version_migrates() {
+        for version in 1..=CURRENT_VERSION {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(DB_FILE);
+            {
+                let c = create_at_version(&path, version).unwrap();
+                c.execute("INSERT INTO settings (key, value) VALUES ('user', 'alice')", []).unwrap();
+                c.execute(
+                    "INSERT INTO conversations (conv, kind, channel, synced_seq, last_seq) VALUES ('ch:lobby', 'channel', 'lobby', 1, 1)",
+                    [],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, status, created)
+                     VALUES ('ch:lobby', 1, 'm1', 'b1', 'bob', '{\"channel\":\"lobby\"}', 'text', '{\"text\":\"migrated greetings\"}', 5, 'received', 5)",
+                    [],
+                )
+                .unwrap();
+                c.execute(
+                    "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, status, created)
+                     VALUES ('ch:lobby', NULL, NULL, 'a1', 'alice', '{\"channel\":\"lobby\"}', 'text', '{\"text\":\"queued before upgrade\"}', NULL, 'pending', 6)",
+                    [],
+                )
+                .unwrap();
+                c.execute("INSERT INTO outbox (message_id, conv) VALUES (2, 'ch:lobby')", []).unwrap();
+            }
+            let s = Store::open(&path).unwrap_or_else(|e| panic!("version {version}: {e}"));
+            let v: u32 = s.with(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?)).unwrap();
+            assert_eq!(v, CURRENT_VERSION, "from version {version}");
+            let c = Conv::channel("lobby");
+            assert_eq!(seqs(&s, &c), [Some(1), None], "from version {version}");
+            assert_eq!(s.outbox_cids().unwrap(), ["a1"], "from version {version}");
+            assert_eq!(s.search("greet", 5).unwrap().len(), 1, "search after migrating from {version}");
+            assert_eq!(s.setting("user").unwrap().as_deref(), Some("alice"));
+        }
+    }
+
+    /// A version-2 store of a client that talked to a v1.1 server holds
+    /// relation messages as plain messages; after migrating they apply to
+    /// their targets and leave the message list and the search index.
+    #[test]
+    fn a_version_2_store_with_relation_messages_migrates_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let c = create_at_version(&path, 2).unwrap();
+            c.execute_batch(
+                r#"
+                INSERT INTO settings (key, value) VALUES ('user', 'alice');
+                INSERT INTO conversations (conv, kind, channel, synced_seq, last_seq) VALUES ('ch:lobby', 'channel', 'lobby', 4, 4);
+                INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts, status, created) VALUES
+                  ('ch:lobby', 1, 'm1', 'b1', 'bob', '{"channel":"lobby"}', 'text', '{"text":"draft words"}', 5, 'received', 5),
+                  ('ch:lobby', 2, 'm2', 'b2', 'bob', '{"channel":"lobby"}', 'edit', '{"target":"m1","text":"polished words"}', 6, 'received', 6),
+                  ('ch:lobby', 3, 'm3', 'c3', 'carol', '{"channel":"lobby"}', 'reaction', '{"target":"m1","key":"👍","on":true}', 7, 'received', 7),
+                  ('ch:lobby', 4, 'm4', 'b4', 'bob', '{"channel":"lobby"}', 'text', '{"text":"bye"}', 8, 'received', 8);
+                "#,
+            )
+            .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let c = Conv::channel("lobby");
+        assert_eq!(seqs(&s, &c), [Some(1), Some(4)], "relations left the message list");
+        let m = by_mid(&s, &c, "m1");
+        assert_eq!((m.text(), m.edited), (Some("polished words"), Some(6)));
+        assert_eq!(m.reactions["👍"], ["carol"]);
+        assert_eq!(hits(&s, "polished"), ["m1"]);
+        assert!(hits(&s, "draft").is_empty());
+        assert_eq!(fts_rows(&s, "polished"), 1, "the edit itself is not indexed");
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().unread, 2);
+    }
+}

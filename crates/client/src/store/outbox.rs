@@ -292,3 +292,32 @@ fn affected(tx: &Connection, id: i64, files: &mut Vec<PathBuf>) -> Result<Option
     let Some(mid) = target else { return Ok(None) };
     relations::recompute(tx, &conv, &mid, files)?.map(|r| message_by_id(tx, r.id)).transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{msg, new_msg, open};
+    use courier_proto::{Conv, SendOk};
+
+    #[test]
+    fn enqueue_is_atomic_with_its_outbox_row() {
+        let (_d, s) = open();
+        let c = Conv::dm("alice", "bob");
+        s.enqueue(&new_msg(&c, "c1", "one")).unwrap();
+        // Same (sender, cid) again fails and leaves no orphan outbox row.
+        assert!(s.enqueue(&new_msg(&c, "c1", "dup")).is_err());
+        assert_eq!(s.outbox_cids().unwrap(), ["c1"]);
+        assert_eq!(s.all_messages(&c).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_send_ok_ahead_of_missing_messages_does_not_hide_the_gap() {
+        let (_d, s) = open();
+        let c = Conv::dm("alice", "bob");
+        s.enqueue(&new_msg(&c, "c1", "mine")).unwrap();
+        s.mark_sent("alice", "c1", &SendOk { conv: c.clone(), seq: 2, mid: "m2".into(), ts: 2, dup: false })
+            .unwrap();
+        assert_eq!(s.synced_seq(&c).unwrap(), 0);
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "theirs")]).unwrap();
+        assert_eq!(s.synced_seq(&c).unwrap(), 2);
+    }
+}

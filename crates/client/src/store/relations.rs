@@ -356,6 +356,12 @@ pub(crate) fn pins(c: &Connection, conv: &str) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::DeliveryStatus;
+    use crate::store::Store;
+    use crate::store::test_support::{by_mid, fts_rows, hits, msg, new_rel, open, rel};
+    use courier_proto::{Conv, Msg, SendOk, SyncConv};
+    use serde_json::json;
+
     #[test]
     fn the_sql_list_names_every_relation_kind() {
         let listed: Vec<&str> = super::RELATION_KINDS_SQL
@@ -364,5 +370,357 @@ mod tests {
             .map(|k| k.trim_matches('\''))
             .collect();
         assert_eq!(listed, courier_proto::request::RELATION_KINDS);
+    }
+
+    #[test]
+    fn relations_apply_to_their_target_and_never_show_as_messages() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let a = s
+            .apply_messages(
+                "alice",
+                &[
+                    msg(&c, 1, "bob", "b1", "first draft"),
+                    rel(&c, 2, "bob", "edit", json!({"target": "m1", "text": "final words"})),
+                    rel(&c, 3, "alice", "reaction", json!({"target": "m1", "key": "👍", "on": true})),
+                    rel(&c, 4, "carol", "pin", json!({"target": "m1", "on": true})),
+                ],
+            )
+            .unwrap();
+        assert_eq!(a.added.len(), 1, "relations are not added messages");
+        assert_eq!(a.relations, 3);
+        assert_eq!(a.pins, std::slice::from_ref(&c));
+        assert_eq!(a.added[0].text(), Some("final words"), "the added message already shows its relations");
+        assert_eq!(s.synced_seq(&c).unwrap(), 4, "relations fill seqs like any message");
+        let page = s.history(&c, None, 50).unwrap();
+        assert_eq!(page.len(), 1);
+        let m = &page[0];
+        assert_eq!(m.text(), Some("final words"));
+        assert_eq!(m.edited, Some(1002));
+        assert_eq!(m.reactions["👍"], ["alice"]);
+        assert_eq!(m.pinned, Some(1004));
+        assert!(!m.recalled);
+        let conv = s.conversation("alice", &c).unwrap().unwrap();
+        assert_eq!(conv.pins, ["m1"]);
+        assert_eq!(conv.unread, 1, "only the content message is unread");
+        assert_eq!(conv.last_message.unwrap().mid.as_deref(), Some("m1"));
+        assert_eq!(hits(&s, "final"), ["m1"], "search finds the newest text");
+        assert!(hits(&s, "draft").is_empty(), "and not the replaced one");
+        assert_eq!(s.pinned(&c).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_recall_removes_the_text_from_the_search_index_and_the_cached_media() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open_dir(dir.path()).unwrap();
+        let c = Conv::dm("alice", "bob");
+        let cached = dir.path().join("media").join("m_cat");
+        std::fs::create_dir_all(cached.parent().unwrap()).unwrap();
+        std::fs::write(&cached, b"meow").unwrap();
+        s.put_media("m_cat", &cached, "image/png", 4).unwrap();
+        let image = Msg {
+            kind: "image".into(),
+            body: json!({"media": "m_cat", "mime": "image/png", "name": "cat.png"})
+                .as_object()
+                .unwrap()
+                .clone(),
+            ..msg(&c, 2, "bob", "b2", "")
+        };
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "secret launch codes"),
+                image,
+                rel(&c, 3, "bob", "edit", json!({"target": "m1", "text": "secret launch codes v2"})),
+            ],
+        )
+        .unwrap();
+        assert_eq!(hits(&s, "secret"), ["m1"]);
+        assert_eq!(hits(&s, "cat"), ["m2"]);
+        let a = s
+            .apply_messages(
+                "alice",
+                &[
+                    rel(&c, 4, "bob", "recall", json!({"target": "m1"})),
+                    rel(&c, 5, "bob", "recall", json!({"target": "m2"})),
+                ],
+            )
+            .unwrap();
+        assert_eq!(a.targets.len(), 2, "both targets are reported changed");
+        assert!(a.added.is_empty());
+        for mid in ["m1", "m2"] {
+            let m = by_mid(&s, &c, mid);
+            assert!(m.recalled);
+            assert!(m.body.is_empty(), "{mid}: body dropped");
+            assert_eq!(m.edited, None);
+        }
+        assert!(hits(&s, "secret").is_empty() && hits(&s, "cat").is_empty());
+        assert_eq!(fts_rows(&s, "secret"), 0, "no index entry holds the text, not even the edit's");
+        assert_eq!(fts_rows(&s, "launch"), 0);
+        assert!(!cached.exists(), "the cached image is deleted");
+        assert_eq!(s.media_path("m_cat").unwrap(), None);
+        // Nothing of the text is left anywhere in the store.
+        let left: i64 = s
+            .with(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM messages WHERE body LIKE '%launch%' OR base_body LIKE '%launch%'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(left, 0);
+        assert_eq!(
+            s.conversation("alice", &c).unwrap().unwrap().unread,
+            0,
+            "recalled messages are not unread"
+        );
+    }
+
+    #[test]
+    fn reactions_aggregate_per_key_by_each_users_latest_reaction() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let r = |seq, from, key, on| {
+            rel(&c, seq, from, "reaction", json!({"target": "m1", "key": key, "on": on}))
+        };
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "lunch?"),
+                r(2, "alice", "👍", true),
+                r(3, "bob", "👍", true),
+                r(4, "carol", "🎉", true),
+                r(5, "alice", "👍", false),
+                r(6, "dave", "👍", true),
+                r(7, "carol", "🎉", false),
+            ],
+        )
+        .unwrap();
+        let m = by_mid(&s, &c, "m1");
+        assert_eq!(m.reactions.len(), 1, "a key nobody has on is omitted: {:?}", m.reactions);
+        assert_eq!(m.reactions["👍"], ["bob", "dave"]);
+        let v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["reactions"], json!({"👍": ["bob", "dave"]}));
+        s.apply_messages("alice", &[r(8, "bob", "👍", false), r(9, "dave", "👍", false)]).unwrap();
+        let v = serde_json::to_value(by_mid(&s, &c, "m1")).unwrap();
+        assert!(v.get("reactions").is_none(), "no reactions: the field is left out");
+    }
+
+    #[test]
+    fn applying_relations_is_idempotent_and_independent_of_arrival_order() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let all = vec![
+            msg(&c, 1, "bob", "b1", "hello"),
+            rel(&c, 2, "bob", "edit", json!({"target": "m1", "text": "hello there"})),
+            rel(&c, 3, "carol", "reaction", json!({"target": "m1", "key": "👋", "on": true})),
+            rel(&c, 4, "carol", "pin", json!({"target": "m1", "on": true})),
+            rel(&c, 5, "bob", "edit", json!({"target": "m1", "text": "hello there, all"})),
+        ];
+        // A live relation arrives first (the rest is a gap), then the gap page.
+        s.apply_messages("alice", &all[4..]).unwrap();
+        assert_eq!(s.message_by_mid(&c, "m1").unwrap(), None, "the target is not there yet");
+        s.apply_messages("alice", &all).unwrap();
+        let first = by_mid(&s, &c, "m1");
+        assert_eq!(
+            first.text(),
+            Some("hello there, all"),
+            "the newest edit by seq wins, not the last to arrive"
+        );
+        // Everything again, in another order: nothing changes, nothing is reported.
+        let mut again = all.clone();
+        again.reverse();
+        let a = s.apply_messages("alice", &again).unwrap();
+        assert!(a.added.is_empty() && a.targets.is_empty() && a.updated.is_empty() && a.relations == 0);
+        assert_eq!(by_mid(&s, &c, "m1"), first);
+        // The same page from a v1.1 server (aggregates served) changes nothing either.
+        let mut served = all.clone();
+        served[0].body = json!({"text": "hello there, all"}).as_object().unwrap().clone();
+        served[0].edited = Some(1005);
+        served[0].reactions.insert("👋".into(), vec!["carol".into()]);
+        served[0].pinned = Some(1004);
+        let a = s.apply_page("alice", &served).unwrap();
+        assert!(a.added.is_empty() && a.targets.is_empty());
+        assert_eq!(by_mid(&s, &c, "m1"), first);
+    }
+
+    #[test]
+    fn served_aggregates_are_not_applied_twice_and_later_relations_apply_on_top() {
+        let (_d, s) = open();
+        let c = Conv::dm("alice", "bob");
+        let r = |seq, on| rel(&c, seq, "bob", "reaction", json!({"target": "m1", "key": "👍", "on": on}));
+        // A v1.1 page: the message as served reflects its relations (bob
+        // toggled 👍 on, off, on), which are in the same page.
+        let mut first = msg(&c, 1, "alice", "a1", "ship it");
+        first.reactions.insert("👍".into(), vec!["bob".into()]);
+        first.edited = Some(1003);
+        first.body = json!({"text": "ship it!"}).as_object().unwrap().clone();
+        let page = vec![
+            first,
+            r(2, true),
+            rel(&c, 3, "alice", "edit", json!({"target": "m1", "text": "ship it!"})),
+            r(4, false),
+            r(5, true),
+        ];
+        let a = s.apply_page("alice", &page).unwrap();
+        assert_eq!(a.added.len(), 1);
+        let m = by_mid(&s, &c, "m1");
+        assert_eq!((m.text(), m.edited), (Some("ship it!"), Some(1003)));
+        assert_eq!(m.reactions["👍"], ["bob"]);
+        // A later live reaction applies on top of the served state.
+        let a = s.apply_messages("alice", &[r(6, false)]).unwrap();
+        assert_eq!(a.targets.len(), 1);
+        assert!(by_mid(&s, &c, "m1").reactions.is_empty());
+        // A page whose served aggregates already include a relation of the
+        // next page: applying that page again converges.
+        let c2 = Conv::channel("lobby");
+        let mut m = msg(&c2, 1, "bob", "b1", "poll");
+        m.reactions.insert("🍕".into(), vec!["carol".into()]);
+        s.apply_page("alice", &[m]).unwrap();
+        s.apply_page(
+            "alice",
+            &[rel(&c2, 2, "carol", "reaction", json!({"target": "m1", "key": "🍕", "on": true}))],
+        )
+        .unwrap();
+        assert_eq!(by_mid(&s, &c2, "m1").reactions["🍕"], ["carol"]);
+    }
+
+    #[test]
+    fn an_optimistic_reaction_shows_at_once_and_is_undone_when_refused() {
+        let (_d, s) = open();
+        s.claim_user("alice").unwrap();
+        let c = Conv::dm("alice", "bob");
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "cake?")]).unwrap();
+        let row = s
+            .enqueue(&new_rel(&c, "r1", "reaction", json!({"target": "m1", "key": "🍰", "on": true})))
+            .unwrap();
+        assert_eq!(row.status, DeliveryStatus::Pending);
+        assert_eq!(by_mid(&s, &c, "m1").reactions["🍰"], ["alice"], "pending, shown at once");
+        assert_eq!(s.history(&c, None, 10).unwrap().len(), 1, "the pending relation is not a message");
+        assert_eq!(
+            s.conversation("alice", &c).unwrap().unwrap().last_message.unwrap().mid.as_deref(),
+            Some("m1")
+        );
+        let reverted = s.mark_failed("alice", "r1", "conflict: recalled").unwrap().unwrap();
+        assert_eq!(reverted.mid.as_deref(), Some("m1"), "the target is returned, not the relation");
+        assert!(reverted.reactions.is_empty(), "undone");
+        let again = s.retry_failed("alice", "r1").unwrap().unwrap();
+        assert_eq!(again.reactions["🍰"], ["alice"]);
+        let ok = SendOk { conv: c.clone(), seq: 2, mid: "m2".into(), ts: 2002, dup: false };
+        let sent = s.mark_sent("alice", "r1", &ok).unwrap().unwrap();
+        assert_eq!(sent.reactions["🍰"], ["alice"]);
+        assert_eq!(s.synced_seq(&c).unwrap(), 2);
+        // An optimistic edit and pin, then the relation is deleted unsent.
+        let c2 = Conv::channel("lobby");
+        s.apply_messages("alice", &[msg(&c2, 1, "alice", "a1", "typo")]).unwrap();
+        s.enqueue(&new_rel(&c2, "e1", "edit", json!({"target": "m1", "text": "fixed"}))).unwrap();
+        s.enqueue(&new_rel(&c2, "p1", "pin", json!({"target": "m1", "on": true}))).unwrap();
+        let m = by_mid(&s, &c2, "m1");
+        assert_eq!(m.text(), Some("fixed"));
+        assert!(m.edited.is_some() && m.pinned.is_some());
+        assert_eq!(s.conversation("alice", &c2).unwrap().unwrap().pins, ["m1"]);
+        assert_eq!(hits(&s, "fixed"), ["m1"]);
+        s.mark_failed("alice", "e1", "conflict: too old").unwrap();
+        assert!(s.delete_unsent("alice", "p1").unwrap());
+        let m = by_mid(&s, &c2, "m1");
+        assert_eq!((m.text(), m.edited, m.pinned), (Some("typo"), None, None));
+        assert!(s.conversation("alice", &c2).unwrap().unwrap().pins.is_empty());
+        assert_eq!(hits(&s, "typo"), ["m1"], "the search index follows the revert");
+    }
+
+    #[test]
+    fn a_recall_applies_only_once_the_server_stored_it() {
+        let (_d, s) = open();
+        s.claim_user("alice").unwrap();
+        let c = Conv::dm("alice", "bob");
+        s.apply_messages("alice", &[msg(&c, 1, "alice", "a1", "oops wrong chat")]).unwrap();
+        s.enqueue(&new_rel(&c, "x1", "recall", json!({"target": "m1"}))).unwrap();
+        assert!(!by_mid(&s, &c, "m1").recalled, "pending: nothing destroyed yet");
+        assert_eq!(hits(&s, "oops"), ["m1"]);
+        let ok = SendOk { conv: c.clone(), seq: 2, mid: "m2".into(), ts: 2002, dup: false };
+        let m = s.mark_sent("alice", "x1", &ok).unwrap().unwrap();
+        assert!(m.recalled && m.body.is_empty());
+        assert!(hits(&s, "oops").is_empty());
+    }
+
+    #[test]
+    fn pins_follow_the_v1_1_sync_list_then_later_pin_messages() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "rules"),
+                msg(&c, 2, "bob", "b2", "faq"),
+                rel(&c, 3, "bob", "pin", json!({"target": "m1", "on": true})),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().pins, ["m1"]);
+        // The server's list as of seq 3 wins over what was derived before.
+        let row = SyncConv {
+            conv: c.clone(),
+            kind: "channel".into(),
+            peer: None,
+            channel: Some("lobby".into()),
+            last_seq: 3,
+            last_ts: 1003,
+            read_seq: 0,
+            peer_read_seq: None,
+            peer_recv_seq: None,
+            unread: 2,
+            mentions_unread: 0,
+            pins: vec!["m2".into(), "m1".into()],
+        };
+        s.apply_sync_conv("alice", &row, false).unwrap();
+        assert_eq!(
+            s.conversation("alice", &c).unwrap().unwrap().pins,
+            ["m1"],
+            "a v1 server's rows say nothing"
+        );
+        s.apply_sync_conv("alice", &row, true).unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().pins, ["m2", "m1"]);
+        s.apply_messages("alice", &[rel(&c, 4, "bob", "pin", json!({"target": "m2", "on": false}))]).unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().pins, ["m1"]);
+        assert_eq!(s.pinned(&c).unwrap().iter().map(|m| m.mid.clone().unwrap()).collect::<Vec<_>>(), ["m1"]);
+        // Pinning a pinned message keeps the first pin and its place.
+        s.apply_messages(
+            "alice",
+            &[
+                rel(&c, 5, "bob", "pin", json!({"target": "m2", "on": true})),
+                rel(&c, 6, "carol", "pin", json!({"target": "m1", "on": true})),
+            ],
+        )
+        .unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().pins, ["m1", "m2"]);
+        assert_eq!(by_mid(&s, &c, "m1").pinned, Some(1003));
+        // A recall unpins.
+        s.apply_messages("alice", &[rel(&c, 7, "bob", "recall", json!({"target": "m1"}))]).unwrap();
+        assert_eq!(s.conversation("alice", &c).unwrap().unwrap().pins, ["m2"]);
+        assert_eq!(by_mid(&s, &c, "m1").pinned, None);
+    }
+
+    #[test]
+    fn only_the_sender_can_edit_and_only_text() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let file = Msg {
+            kind: "file".into(),
+            body: json!({"media": "m_f", "name": "report.pdf"}).as_object().unwrap().clone(),
+            ..msg(&c, 2, "bob", "b2", "")
+        };
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "original"),
+                file,
+                rel(&c, 3, "mallory", "edit", json!({"target": "m1", "text": "forged"})),
+                rel(&c, 4, "bob", "edit", json!({"target": "m2", "text": "renamed"})),
+            ],
+        )
+        .unwrap();
+        assert_eq!(by_mid(&s, &c, "m1").text(), Some("original"));
+        assert_eq!(by_mid(&s, &c, "m2").text(), Some("report.pdf"));
     }
 }

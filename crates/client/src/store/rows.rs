@@ -96,3 +96,26 @@ pub(super) fn message_by_id(c: &Connection, id: i64) -> Result<MessageView> {
     let raw = c.prepare_cached(&sql)?.query_row([id], msg_from_row)?;
     view(raw)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{by_mid, msg, open};
+    use courier_proto::{Conv, Msg};
+    use serde_json::json;
+
+    /// A peer's file name is shown made safe: no bidi override that makes
+    /// `gpj.exe` read as `exe.jpg`, no path, no hidden-file dot.
+    #[test]
+    fn peer_file_names_are_shown_made_safe() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        let file = |seq: u64, name: &str| Msg {
+            kind: "file".into(),
+            body: json!({"media": "m_f", "name": name}).as_object().unwrap().clone(),
+            ..msg(&c, seq, "mallory", &format!("f{seq}"), "")
+        };
+        s.apply_messages("alice", &[file(1, "photo\u{202E}gpj.exe"), file(2, "../../.bashrc")]).unwrap();
+        assert_eq!(by_mid(&s, &c, "m1").body["name"], "photogpj.exe");
+        assert_eq!(by_mid(&s, &c, "m2").body["name"], "_.._.bashrc");
+    }
+}

@@ -44,3 +44,31 @@ fn fts_query(q: &str) -> Option<String> {
     s.push('*');
     Some(s)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::test_support::{msg, open};
+    use courier_proto::Conv;
+
+    #[test]
+    fn search_finds_words_and_prefixes_and_ignores_operators() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "the quick brown fox"),
+                msg(&c, 2, "bob", "b2", "lazy dogs sleep"),
+                msg(&c, 3, "bob", "b3", "Quick: \"NEAR\" AND OR"),
+            ],
+        )
+        .unwrap();
+        let hits = |q: &str| s.search(q, 10).unwrap().iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>();
+        assert_eq!(hits("quick"), [3, 1]);
+        assert_eq!(hits("quick bro"), [1]);
+        assert_eq!(hits("do"), [2]);
+        assert_eq!(hits("AND OR"), [3]);
+        assert_eq!(hits("\"unbalanced"), Vec::<u64>::new());
+        assert!(hits("   ").is_empty());
+    }
+}

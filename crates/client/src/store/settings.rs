@@ -42,3 +42,17 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::store::StoreError;
+    use crate::store::test_support::open;
+
+    #[test]
+    fn another_account_is_refused() {
+        let (_d, s) = open();
+        s.claim_user("alice").unwrap();
+        s.claim_user("alice").unwrap();
+        assert!(matches!(s.claim_user("bob"), Err(StoreError::AccountMismatch { .. })));
+    }
+}
