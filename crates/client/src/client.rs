@@ -1,38 +1,33 @@
-//! The application's handle: [`Client`], its configuration, and the
-//! connection manager that keeps a session up.
+//! The application's handle: [`Client`], its errors, and its life cycle —
+//! opening the account's store, starting and stopping the connection
+//! manager (see [`crate::manager`]), the connection state, and waiting for
+//! sync.
 //!
-//! Connection manager: `connecting → connected → reconnecting → …`, with
-//! exponential back-off (cap + jitter, reset after a successful sync),
-//! fail-over across the configured URLs, an immediate retry on
-//! [`Client::network_changed`], `stopped` on close 4001/4003 or an
-//! `unauthenticated` hello, and a pause for [`Client::renew_token`] on 4002.
-//! Each session runs three workers: the processor (sync, then pushed events
-//! and gap fills), the outbox sender, and the cursor flusher (acks, reads).
+//! What the client can do lives in [`crate::api`], one file per area.
 
-use crate::backoff::{Backoff, BackoffConfig, Jitter, TokenBucket, random_jitter};
-use crate::conn::{Connector, RequestError, Session, SessionEnd, TcpConnector, ws_url};
+use crate::backoff::{Jitter, random_jitter};
+pub use crate::config::ClientConfig;
+use crate::conn::{Connector, RequestError, TcpConnector, ws_url};
 use crate::events::{ClientEvent, ConnState};
+use crate::manager;
 use crate::media;
 use crate::model::{ConversationView, InviteView, MessageView, UploadedMedia, now_ms};
-use crate::outbox::{DrainError, Sender};
+use crate::state::{Inner, lock};
 use crate::store::{NewMessage, Store, StoreError};
-use crate::sync::{self, SyncContext};
+use crate::sync;
 use crate::tls::TlsConfig;
 use courier_proto::ids::{is_valid_channel, is_valid_cid, is_valid_user};
 use courier_proto::request::{MAX_MENTIONS, MAX_REACTION_KEY};
 use courier_proto::{
-    ChannelInfo, CloseCode, Conv, ErrBody, ErrorCode, FEATURE_V1_1, HelloOk, Invite, Limits, MemberInfo,
-    Presence, Profile, Role, Target, is_relation_kind,
+    ChannelInfo, Conv, ErrBody, ErrorCode, FEATURE_V1_1, Invite, Limits, MemberInfo, Presence, Profile, Role,
+    Target, is_relation_kind,
 };
 use serde_json::{Map, Value, json};
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::{sleep, timeout};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use tokio::sync::{broadcast, watch};
+use tokio::time::timeout;
 
 /// Errors of the client API.
 #[derive(Debug, thiserror::Error)]
@@ -93,49 +88,6 @@ impl From<serde_json::Error> for ClientError {
 
 type Result<T> = std::result::Result<T, ClientError>;
 
-/// How to reach the server and where to keep the account's data.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Server base URLs (`ws://host:7700`); tried in order, failing over.
-    pub servers: Vec<String>,
-    /// The bearer token (`dev:<user>` on a dev server, else a JWT).
-    pub token: String,
-    /// A stable id of this device; a second session with the same id
-    /// replaces the first (close 4003).
-    pub device: String,
-    /// The account's data directory (holds `courier.db` and `media/`).
-    pub data_dir: PathBuf,
-    /// Sent as `client` in `hello`.
-    pub client_name: String,
-    /// Reconnect back-off.
-    pub backoff: BackoffConfig,
-    /// Limit for dialing plus the WebSocket handshake.
-    pub connect_timeout: Duration,
-    /// Limit for one request's reply.
-    pub request_timeout: Duration,
-    /// A PEM file of extra trusted root certificates for `wss://` and
-    /// `https://` (a self-hosted server with a private CA), on top of the
-    /// built-in web roots.
-    pub ca_file: Option<PathBuf>,
-}
-
-impl ClientConfig {
-    /// A configuration with defaults for everything else.
-    pub fn new(servers: Vec<String>, token: impl Into<String>, data_dir: impl Into<PathBuf>) -> ClientConfig {
-        ClientConfig {
-            servers,
-            token: token.into(),
-            device: "default".into(),
-            data_dir: data_dir.into(),
-            client_name: concat!("courier-client/", env!("CARGO_PKG_VERSION")).into(),
-            backoff: BackoffConfig::default(),
-            connect_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(20),
-            ca_file: None,
-        }
-    }
-}
-
 /// The user id a token is for, without verifying it: `dev:<user>`, or the
 /// `sub` claim of a JWT. Only ids that are safe as a path component pass:
 /// valid user ids (no `/`, `\`, spaces, ...) that are not `.` or `..`.
@@ -153,130 +105,15 @@ pub fn token_user(token: &str) -> Option<String> {
     let claims: Value = serde_json::from_slice(&bytes).ok()?;
     claims.get("sub")?.as_str().filter(|u| safe(u)).map(str::to_owned)
 }
-
-pub(crate) struct Inner {
-    pub(crate) cfg: ClientConfig,
-    pub(crate) store: Arc<Store>,
-    pub(crate) me: String,
-    urls: Vec<String>,
-    events: broadcast::Sender<ClientEvent>,
-    state: watch::Sender<ConnState>,
-    stop_reason: Mutex<Option<(Option<u16>, String)>>,
-    last_error: Mutex<Option<String>>,
-    session: Mutex<Option<Arc<Session>>>,
-    hello: Mutex<Option<HelloOk>>,
-    /// Server clock minus local clock at the last hello (ms).
-    clock_offset: AtomicI64,
-    synced: watch::Sender<u64>,
-    pub(crate) outbox_wake: Notify,
-    pub(crate) ack_wake: Notify,
-    network_wake: Notify,
-    token: Mutex<String>,
-    token_wake: Notify,
-    shutdown: watch::Sender<bool>,
-    connector: Arc<dyn Connector>,
-    tls: TlsConfig,
-    jitter: Jitter,
-    manager: Mutex<Option<JoinHandle<()>>>,
-}
-
 fn tls_config(cfg: &ClientConfig) -> Result<TlsConfig> {
     crate::tls::client_config(cfg.ca_file.as_deref()).map_err(|e| ClientError::Config(e.to_string()))
 }
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Inner {
-    pub(crate) fn emit(&self, ev: ClientEvent) {
-        let _ = self.events.send(ev);
-    }
-
-    pub(crate) fn emit_conversation(&self, conv: &Conv) {
-        match self.store.conversation(&self.me, conv) {
-            Ok(Some(c)) => self.emit(ClientEvent::ConversationUpdated { conversation: c }),
-            Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "reading conversation"),
-        }
-    }
-
-    pub(crate) fn hello_limits(&self) -> Limits {
-        lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
-    }
-
-    /// Whether the server listed `feature` in the last hello.
-    pub(crate) fn has_feature(&self, feature: &str) -> bool {
-        lock(&self.hello).as_ref().is_some_and(|h| h.features.iter().any(|f| f == feature))
-    }
-
-    fn set_state(
-        &self,
-        state: ConnState,
-        url: Option<&str>,
-        retry_in: Option<Duration>,
-        reason: Option<String>,
-        code: Option<u16>,
-    ) {
-        self.state.send_replace(state);
-        {
-            let mut last = lock(&self.last_error);
-            if state == ConnState::Connected {
-                *last = None;
-            } else if let Some(r) = &reason {
-                *last = Some(r.clone());
-            }
-        }
-        self.emit(ClientEvent::Connection {
-            state,
-            url: url.map(str::to_owned),
-            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
-            reason,
-            close_code: code,
-        });
-    }
-
-    fn session(&self) -> Option<Arc<Session>> {
-        lock(&self.session).clone()
-    }
-}
-
-impl SyncContext for Inner {
-    fn store(&self) -> &Store {
-        &self.store
-    }
-
-    fn me(&self) -> &str {
-        &self.me
-    }
-
-    fn has_feature(&self, feature: &str) -> bool {
-        Inner::has_feature(self, feature)
-    }
-
-    fn history_page(&self) -> u32 {
-        self.hello_limits().history_page
-    }
-
-    fn emit(&self, ev: ClientEvent) {
-        Inner::emit(self, ev);
-    }
-
-    fn emit_conversation(&self, conv: &Conv) {
-        Inner::emit_conversation(self, conv);
-    }
-
-    fn cursors_moved(&self) {
-        self.ack_wake.notify_one();
-    }
-}
-
 /// The handle the application holds: cheap to clone, all clones share one
 /// connection, store and event stream. When the last clone is dropped the
 /// connection manager shuts down (prefer [`Client::stop`], which waits).
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
     _owner: Arc<StopOnDrop>,
 }
 
@@ -295,20 +132,6 @@ impl std::fmt::Debug for Client {
         f.debug_struct("Client").field("me", &self.inner.me).field("state", &self.state()).finish()
     }
 }
-
-enum Outcome {
-    /// Never got a session: dial or hello failed.
-    Failed(String),
-    /// A session ran and ended.
-    Ended(SessionEnd, bool),
-    /// Authentication refused: stop.
-    Refused(Option<u16>, String),
-    /// The token expired (4002).
-    TokenExpired,
-    /// The application stopped the client.
-    Shutdown,
-}
-
 impl Client {
     /// Opens the account's local store and prepares the client; call
     /// [`Client::start`] to connect. Works offline: everything local
@@ -358,31 +181,7 @@ impl Client {
                 )
             })?,
         };
-        let (events, _) = broadcast::channel(4096);
-        let inner = Arc::new(Inner {
-            token: Mutex::new(cfg.token.clone()),
-            cfg,
-            store,
-            me,
-            urls,
-            events,
-            state: watch::channel(ConnState::Disconnected).0,
-            stop_reason: Mutex::new(None),
-            last_error: Mutex::new(None),
-            session: Mutex::new(None),
-            hello: Mutex::new(None),
-            clock_offset: AtomicI64::new(0),
-            synced: watch::channel(0).0,
-            outbox_wake: Notify::new(),
-            ack_wake: Notify::new(),
-            network_wake: Notify::new(),
-            token_wake: Notify::new(),
-            shutdown: watch::channel(false).0,
-            connector,
-            tls,
-            jitter,
-            manager: Mutex::new(None),
-        });
+        let inner = Arc::new(Inner::new(cfg, store, me, urls, connector, jitter, tls));
         Ok(Client { _owner: Arc::new(StopOnDrop(inner.shutdown.clone())), inner })
     }
 
@@ -394,7 +193,7 @@ impl Client {
         }
         self.inner.shutdown.send_replace(false);
         *lock(&self.inner.stop_reason) = None;
-        *m = Some(tokio::spawn(run_manager(self.inner.clone())));
+        *m = Some(tokio::spawn(manager::run(self.inner.clone())));
     }
 
     /// Closes the session (code 1000) and stops reconnecting. The outbox
@@ -1469,275 +1268,6 @@ fn refusal(recorded: &str) -> ClientError {
     match serde_json::from_value::<ErrorCode>(json!(code)) {
         Ok(code) => ClientError::Server(Box::new(ErrBody::new(code, message))),
         Err(_) => ClientError::Protocol(format!("refused: {recorded}")),
-    }
-}
-
-// ---- connection manager ---------------------------------------------------
-
-async fn run_manager(inner: Arc<Inner>) {
-    let mut backoff = Backoff::new(inner.cfg.backoff, inner.jitter.clone());
-    let mut shutdown = inner.shutdown.subscribe();
-    let mut idx = 0usize;
-    let mut connected_once = false;
-    loop {
-        if *shutdown.borrow_and_update() {
-            break;
-        }
-        let url = inner.urls[idx % inner.urls.len()].clone();
-        let st = if connected_once || backoff.attempts() > 0 {
-            ConnState::Reconnecting
-        } else {
-            ConnState::Connecting
-        };
-        inner.set_state(st, Some(&url), None, None, None);
-        let delay = match run_session(&inner, &url, &mut backoff).await {
-            Outcome::Shutdown => break,
-            Outcome::Refused(code, reason) => {
-                *lock(&inner.stop_reason) = Some((code, reason.clone()));
-                inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), code);
-                return;
-            }
-            Outcome::TokenExpired => {
-                inner.emit(ClientEvent::TokenRequired);
-                inner.set_state(
-                    ConnState::Reconnecting,
-                    Some(&url),
-                    None,
-                    Some("token expired; waiting for a new token".into()),
-                    Some(CloseCode::TOKEN_EXPIRED),
-                );
-                tokio::select! {
-                    _ = inner.token_wake.notified() => continue,
-                    _ = shutdown.changed() => break,
-                }
-            }
-            Outcome::Failed(reason) => {
-                idx += 1;
-                let d = backoff.next_delay();
-                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
-                d
-            }
-            Outcome::Ended(end, _synced) => {
-                connected_once = true;
-                if let Some(code) = end.code.filter(|c| !CloseCode::should_reconnect(*c)) {
-                    let reason = if code == CloseCode::REPLACED {
-                        "replaced by a newer session of this device".to_owned()
-                    } else {
-                        format!("authentication failed: {}", end.reason)
-                    };
-                    *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
-                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
-                    return;
-                }
-                if end.code == Some(CloseCode::TOKEN_EXPIRED) {
-                    inner.emit(ClientEvent::TokenRequired);
-                    inner.set_state(
-                        ConnState::Reconnecting,
-                        Some(&url),
-                        None,
-                        Some("token expired; waiting for a new token".into()),
-                        end.code,
-                    );
-                    tokio::select! {
-                        _ = inner.token_wake.notified() => continue,
-                        _ = shutdown.changed() => break,
-                    }
-                }
-                let d = backoff.next_delay();
-                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
-                d
-            }
-        };
-        tokio::select! {
-            _ = sleep(delay) => {}
-            _ = inner.network_wake.notified() => {}
-            _ = shutdown.changed() => {}
-        }
-    }
-    inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
-}
-
-async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
-    let mut shutdown = inner.shutdown.subscribe();
-    let ws = tokio::select! {
-        r = timeout(inner.cfg.connect_timeout, inner.connector.connect(url)) => match r {
-            Ok(Ok(ws)) => ws,
-            Ok(Err(e)) => return Outcome::Failed(e.to_string()),
-            Err(_) => return Outcome::Failed(format!("connecting to {url} timed out")),
-        },
-        _ = shutdown.changed() => return Outcome::Shutdown,
-    };
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-    let (session, mut driver) = Session::start(ws, ev_tx, inner.cfg.request_timeout);
-    let token = lock(&inner.token).clone();
-    let hello = session.call(
-        json!({"op": "hello", "token": token, "device": inner.cfg.device, "client": inner.cfg.client_name}),
-    );
-    let hello = tokio::select! {
-        h = hello => h,
-        _ = shutdown.changed() => { session.close(1000, "client stopping"); return Outcome::Shutdown; }
-    };
-    let hello: HelloOk = match hello {
-        Ok(v) => match serde_json::from_value(v) {
-            Ok(h) => h,
-            Err(e) => {
-                session.close(1000, "bad hello");
-                return Outcome::Failed(format!("malformed hello ok: {e}"));
-            }
-        },
-        Err(RequestError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
-            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
-            let code = end.and_then(|e| e.code);
-            if code == Some(CloseCode::TOKEN_EXPIRED) {
-                return Outcome::TokenExpired;
-            }
-            return Outcome::Refused(
-                code.or(Some(CloseCode::AUTH_FAILED)),
-                format!("authentication refused: {}", e.message),
-            );
-        }
-        Err(e) => {
-            session.close(1000, "hello failed");
-            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
-            if let Some(end) = end.filter(|e| e.code.is_some()) {
-                return Outcome::Ended(end, false);
-            }
-            return Outcome::Failed(format!("hello failed: {e}"));
-        }
-    };
-    if hello.user != inner.me {
-        session.close(1000, "wrong account");
-        return Outcome::Refused(
-            None,
-            format!("the token is for {:?} but this client is for {:?}", hello.user, inner.me),
-        );
-    }
-    session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
-    let limits = hello.limits;
-    inner.clock_offset.store(hello.server_time - now_ms(), Ordering::Relaxed);
-    *lock(&inner.hello) = Some(hello);
-    *lock(&inner.session) = Some(session.clone());
-    inner.set_state(ConnState::Connected, Some(url), None, None, None);
-
-    let mut workers: JoinSet<()> = JoinSet::new();
-    let (synced_tx, synced_rx) = oneshot::channel::<()>();
-    workers.spawn(processor(inner.clone(), session.clone(), ev_rx, synced_tx));
-    workers.spawn(outbox_worker(inner.clone(), session.clone(), synced_rx, limits));
-    workers.spawn(cursor_worker(inner.clone(), session.clone()));
-
-    let synced_before = *inner.synced.borrow();
-    let end = tokio::select! {
-        end = &mut driver => end.unwrap_or_else(|e| SessionEnd { code: None, reason: format!("session task failed: {e}") }),
-        _ = shutdown.changed() => {
-            session.close(1000, "client stopping");
-            let _ = timeout(Duration::from_secs(3), &mut driver).await;
-            *lock(&inner.session) = None;
-            workers.shutdown().await;
-            return Outcome::Shutdown;
-        }
-    };
-    *lock(&inner.session) = None;
-    workers.shutdown().await;
-    let synced = *inner.synced.borrow() != synced_before;
-    if synced {
-        backoff.reset();
-    }
-    Outcome::Ended(end, synced)
-}
-
-/// Sync, then pushed events in order. Any failure closes the session so the
-/// manager reconnects and syncs again: the store never misses a message.
-async fn processor(
-    inner: Arc<Inner>,
-    session: Arc<Session>,
-    mut events: mpsc::UnboundedReceiver<courier_proto::Event>,
-    synced: oneshot::Sender<()>,
-) {
-    let result = async {
-        let (conversations, fetched) = sync::full_sync(&*inner, &*session).await?;
-        sync::flush_cursors(&*inner, &*session).await?;
-        inner.synced.send_modify(|g| *g += 1);
-        inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
-        let _ = synced.send(());
-        while let Some(ev) = events.recv().await {
-            sync::handle_event(&*inner, &*session, ev).await?;
-        }
-        Ok::<(), sync::SyncError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "processor stopped");
-        if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
-            session.close(1000, "resync needed");
-        }
-    }
-}
-
-async fn outbox_worker(
-    inner: Arc<Inner>,
-    session: Arc<Session>,
-    synced: oneshot::Receiver<()>,
-    limits: Limits,
-) {
-    if synced.await.is_err() {
-        return;
-    }
-    let emitter = inner.clone();
-    let sender = Arc::new(Sender {
-        store: inner.store.clone(),
-        me: inner.me.clone(),
-        bucket: Mutex::new(TokenBucket::new(limits.send_per_sec, (limits.send_burst / 2).max(1))),
-        backoff: BackoffConfig::default(),
-        jitter: inner.jitter.clone(),
-        emit: Box::new(move |e| emitter.emit(e)),
-    });
-    let mut active: HashSet<Conv> = HashSet::new();
-    let mut drains: JoinSet<(Conv, std::result::Result<(), DrainError>)> = JoinSet::new();
-    loop {
-        match inner.store.outbox_convs() {
-            Ok(convs) => {
-                for conv in convs {
-                    if active.insert(conv.clone()) {
-                        let (sender, session) = (sender.clone(), session.clone());
-                        drains.spawn(async move {
-                            let r = sender.drain(&session, &conv).await;
-                            (conv, r)
-                        });
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "reading the outbox"),
-        }
-        tokio::select! {
-            _ = inner.outbox_wake.notified() => {}
-            Some(done) = drains.join_next() => {
-                let Ok((conv, r)) = done else { continue };
-                active.remove(&conv);
-                match r {
-                    Ok(()) => {}
-                    Err(DrainError::Session(RequestError::Disconnected)) => return,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "outbox drain stopped");
-                        session.close(1000, "outbox stalled");
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
-async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
-    loop {
-        inner.ack_wake.notified().await;
-        // Batch: one ack per conversation for a burst of messages.
-        sleep(Duration::from_millis(50)).await;
-        if let Err(e) = sync::flush_cursors(&*inner, &*session).await {
-            if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
-                session.close(1000, "cursor flush failed");
-            }
-            return;
-        }
     }
 }
 

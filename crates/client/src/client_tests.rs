@@ -6,10 +6,14 @@
 //! optimistic reaction is undone, a recall waits for the ok, local checks).
 
 use super::*;
+use crate::backoff::BackoffConfig;
 use crate::conn::{ConnError, ConnectFuture, WsStream, dead_after};
 use futures_util::{SinkExt, StreamExt};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::io::DuplexStream;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;

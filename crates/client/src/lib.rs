@@ -2,8 +2,12 @@
 //! to talk to a Courier server reliably, with no UI and no Tauri.
 //!
 //! Layout:
-//! - [`client`]: the [`Client`] handle the application holds, and the
-//!   connection manager behind it (states, back-off, fail-over, tokens).
+//! - [`client`]: the [`Client`] handle the application holds: opening,
+//!   starting and stopping, the connection state, errors.
+//! - `config`: [`ClientConfig`], servers, token, data directory, timeouts.
+//! - `manager`: the connection manager behind the handle (states, back-off,
+//!   fail-over, tokens) and the workers of each session.
+//! - `state`: what the handles and the manager share.
 //! - [`conn`]: one WebSocket session — request/reply matching, events,
 //!   heartbeats both ways, half-open detection.
 //! - [`sync`]: `sync` after each connect, paged gap filling, pushed events.
@@ -27,11 +31,14 @@
 
 pub mod backoff;
 pub mod client;
+mod config;
 pub mod conn;
 pub mod events;
+mod manager;
 pub mod media;
 pub mod model;
 pub mod outbox;
+mod state;
 pub mod store;
 pub mod sync;
 pub mod tls;

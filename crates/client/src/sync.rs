@@ -57,7 +57,10 @@ pub enum SyncError {
 }
 
 /// Runs the initial sync of a session. Returns (conversations, fetched).
-pub(crate) async fn full_sync(cx: &impl SyncContext, session: &impl Transport) -> Result<(usize, usize), SyncError> {
+pub(crate) async fn full_sync(
+    cx: &impl SyncContext,
+    session: &impl Transport,
+) -> Result<(usize, usize), SyncError> {
     let ok: SyncOk = serde_json::from_value(session.request(json!({"op": "sync"})).await?)?;
     let me = cx.me();
     let v1_1 = cx.has_feature(FEATURE_V1_1);
@@ -167,7 +170,11 @@ fn apply(cx: &impl SyncContext, msgs: &[Msg], source: Source) -> Result<usize, S
 }
 
 /// Handles one pushed event.
-pub(crate) async fn handle_event(cx: &impl SyncContext, session: &impl Transport, ev: Event) -> Result<(), SyncError> {
+pub(crate) async fn handle_event(
+    cx: &impl SyncContext,
+    session: &impl Transport,
+    ev: Event,
+) -> Result<(), SyncError> {
     let me = cx.me();
     match ev {
         Event::Msg(m) => {

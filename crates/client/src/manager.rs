@@ -1,0 +1,310 @@
+//! The connection manager: one task per client that keeps a session up.
+//!
+//! States `connecting → connected → reconnecting → …`, with exponential
+//! back-off (cap + jitter, reset after a successful sync), fail-over across
+//! the configured URLs, an immediate retry on
+//! [`Client::network_changed`](crate::Client::network_changed), `stopped` on
+//! close 4001/4003 or an `unauthenticated` hello, and a pause for
+//! [`Client::renew_token`](crate::Client::renew_token) on 4002. Each session
+//! runs three workers: the processor (sync, then pushed events and gap
+//! fills), the outbox sender, and the cursor flusher (acks, reads).
+
+use crate::backoff::{Backoff, BackoffConfig, TokenBucket};
+use crate::conn::{RequestError, Session, SessionEnd};
+use crate::events::{ClientEvent, ConnState};
+use crate::model::now_ms;
+use crate::outbox::{DrainError, Sender};
+use crate::state::{Inner, lock};
+use crate::sync;
+use courier_proto::{CloseCode, Conv, ErrorCode, HelloOk, Limits};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tokio::time::{sleep, timeout};
+
+/// How one connection attempt ended.
+enum Outcome {
+    /// Never got a session: dial or hello failed.
+    Failed(String),
+    /// A session ran and ended.
+    Ended(SessionEnd, bool),
+    /// Authentication refused: stop.
+    Refused(Option<u16>, String),
+    /// The token expired (4002).
+    TokenExpired,
+    /// The application stopped the client.
+    Shutdown,
+}
+
+/// Runs the manager until the application stops the client or the server
+/// refuses it for good.
+pub(crate) async fn run(inner: Arc<Inner>) {
+    let mut backoff = Backoff::new(inner.cfg.backoff, inner.jitter.clone());
+    let mut shutdown = inner.shutdown.subscribe();
+    let mut idx = 0usize;
+    let mut connected_once = false;
+    loop {
+        if *shutdown.borrow_and_update() {
+            break;
+        }
+        let url = inner.urls[idx % inner.urls.len()].clone();
+        let st = if connected_once || backoff.attempts() > 0 {
+            ConnState::Reconnecting
+        } else {
+            ConnState::Connecting
+        };
+        inner.set_state(st, Some(&url), None, None, None);
+        let delay = match run_session(&inner, &url, &mut backoff).await {
+            Outcome::Shutdown => break,
+            Outcome::Refused(code, reason) => {
+                *lock(&inner.stop_reason) = Some((code, reason.clone()));
+                inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), code);
+                return;
+            }
+            Outcome::TokenExpired => {
+                inner.emit(ClientEvent::TokenRequired);
+                inner.set_state(
+                    ConnState::Reconnecting,
+                    Some(&url),
+                    None,
+                    Some("token expired; waiting for a new token".into()),
+                    Some(CloseCode::TOKEN_EXPIRED),
+                );
+                tokio::select! {
+                    _ = inner.token_wake.notified() => continue,
+                    _ = shutdown.changed() => break,
+                }
+            }
+            Outcome::Failed(reason) => {
+                idx += 1;
+                let d = backoff.next_delay();
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
+                d
+            }
+            Outcome::Ended(end, _synced) => {
+                connected_once = true;
+                if let Some(code) = end.code.filter(|c| !CloseCode::should_reconnect(*c)) {
+                    let reason = if code == CloseCode::REPLACED {
+                        "replaced by a newer session of this device".to_owned()
+                    } else {
+                        format!("authentication failed: {}", end.reason)
+                    };
+                    *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
+                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
+                    return;
+                }
+                if end.code == Some(CloseCode::TOKEN_EXPIRED) {
+                    inner.emit(ClientEvent::TokenRequired);
+                    inner.set_state(
+                        ConnState::Reconnecting,
+                        Some(&url),
+                        None,
+                        Some("token expired; waiting for a new token".into()),
+                        end.code,
+                    );
+                    tokio::select! {
+                        _ = inner.token_wake.notified() => continue,
+                        _ = shutdown.changed() => break,
+                    }
+                }
+                let d = backoff.next_delay();
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
+                d
+            }
+        };
+        tokio::select! {
+            _ = sleep(delay) => {}
+            _ = inner.network_wake.notified() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
+}
+
+async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
+    let mut shutdown = inner.shutdown.subscribe();
+    let ws = tokio::select! {
+        r = timeout(inner.cfg.connect_timeout, inner.connector.connect(url)) => match r {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return Outcome::Failed(e.to_string()),
+            Err(_) => return Outcome::Failed(format!("connecting to {url} timed out")),
+        },
+        _ = shutdown.changed() => return Outcome::Shutdown,
+    };
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (session, mut driver) = Session::start(ws, ev_tx, inner.cfg.request_timeout);
+    let token = lock(&inner.token).clone();
+    let hello = session.call(
+        json!({"op": "hello", "token": token, "device": inner.cfg.device, "client": inner.cfg.client_name}),
+    );
+    let hello = tokio::select! {
+        h = hello => h,
+        _ = shutdown.changed() => { session.close(1000, "client stopping"); return Outcome::Shutdown; }
+    };
+    let hello: HelloOk = match hello {
+        Ok(v) => match serde_json::from_value(v) {
+            Ok(h) => h,
+            Err(e) => {
+                session.close(1000, "bad hello");
+                return Outcome::Failed(format!("malformed hello ok: {e}"));
+            }
+        },
+        Err(RequestError::Server(e)) if e.code == ErrorCode::Unauthenticated => {
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            let code = end.and_then(|e| e.code);
+            if code == Some(CloseCode::TOKEN_EXPIRED) {
+                return Outcome::TokenExpired;
+            }
+            return Outcome::Refused(
+                code.or(Some(CloseCode::AUTH_FAILED)),
+                format!("authentication refused: {}", e.message),
+            );
+        }
+        Err(e) => {
+            session.close(1000, "hello failed");
+            let end = timeout(Duration::from_secs(2), &mut driver).await.ok().and_then(|r| r.ok());
+            if let Some(end) = end.filter(|e| e.code.is_some()) {
+                return Outcome::Ended(end, false);
+            }
+            return Outcome::Failed(format!("hello failed: {e}"));
+        }
+    };
+    if hello.user != inner.me {
+        session.close(1000, "wrong account");
+        return Outcome::Refused(
+            None,
+            format!("the token is for {:?} but this client is for {:?}", hello.user, inner.me),
+        );
+    }
+    session.set_heartbeat(Duration::from_millis(hello.heartbeat_ms));
+    let limits = hello.limits;
+    inner.clock_offset.store(hello.server_time - now_ms(), Ordering::Relaxed);
+    *lock(&inner.hello) = Some(hello);
+    *lock(&inner.session) = Some(session.clone());
+    inner.set_state(ConnState::Connected, Some(url), None, None, None);
+
+    let mut workers: JoinSet<()> = JoinSet::new();
+    let (synced_tx, synced_rx) = oneshot::channel::<()>();
+    workers.spawn(processor(inner.clone(), session.clone(), ev_rx, synced_tx));
+    workers.spawn(outbox_worker(inner.clone(), session.clone(), synced_rx, limits));
+    workers.spawn(cursor_worker(inner.clone(), session.clone()));
+
+    let synced_before = *inner.synced.borrow();
+    let end = tokio::select! {
+        end = &mut driver => end.unwrap_or_else(|e| SessionEnd { code: None, reason: format!("session task failed: {e}") }),
+        _ = shutdown.changed() => {
+            session.close(1000, "client stopping");
+            let _ = timeout(Duration::from_secs(3), &mut driver).await;
+            *lock(&inner.session) = None;
+            workers.shutdown().await;
+            return Outcome::Shutdown;
+        }
+    };
+    *lock(&inner.session) = None;
+    workers.shutdown().await;
+    let synced = *inner.synced.borrow() != synced_before;
+    if synced {
+        backoff.reset();
+    }
+    Outcome::Ended(end, synced)
+}
+
+/// Sync, then pushed events in order. Any failure closes the session so the
+/// manager reconnects and syncs again: the store never misses a message.
+async fn processor(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    mut events: mpsc::UnboundedReceiver<courier_proto::Event>,
+    synced: oneshot::Sender<()>,
+) {
+    let result = async {
+        let (conversations, fetched) = sync::full_sync(&*inner, &*session).await?;
+        sync::flush_cursors(&*inner, &*session).await?;
+        inner.synced.send_modify(|g| *g += 1);
+        inner.emit(ClientEvent::SyncCompleted { conversations, fetched });
+        let _ = synced.send(());
+        while let Some(ev) = events.recv().await {
+            sync::handle_event(&*inner, &*session, ev).await?;
+        }
+        Ok::<(), sync::SyncError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "processor stopped");
+        if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+            session.close(1000, "resync needed");
+        }
+    }
+}
+
+async fn outbox_worker(
+    inner: Arc<Inner>,
+    session: Arc<Session>,
+    synced: oneshot::Receiver<()>,
+    limits: Limits,
+) {
+    if synced.await.is_err() {
+        return;
+    }
+    let emitter = inner.clone();
+    let sender = Arc::new(Sender {
+        store: inner.store.clone(),
+        me: inner.me.clone(),
+        bucket: Mutex::new(TokenBucket::new(limits.send_per_sec, (limits.send_burst / 2).max(1))),
+        backoff: BackoffConfig::default(),
+        jitter: inner.jitter.clone(),
+        emit: Box::new(move |e| emitter.emit(e)),
+    });
+    let mut active: HashSet<Conv> = HashSet::new();
+    let mut drains: JoinSet<(Conv, std::result::Result<(), DrainError>)> = JoinSet::new();
+    loop {
+        match inner.store.outbox_convs() {
+            Ok(convs) => {
+                for conv in convs {
+                    if active.insert(conv.clone()) {
+                        let (sender, session) = (sender.clone(), session.clone());
+                        drains.spawn(async move {
+                            let r = sender.drain(&session, &conv).await;
+                            (conv, r)
+                        });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the outbox"),
+        }
+        tokio::select! {
+            _ = inner.outbox_wake.notified() => {}
+            Some(done) = drains.join_next() => {
+                let Ok((conv, r)) = done else { continue };
+                active.remove(&conv);
+                match r {
+                    Ok(()) => {}
+                    Err(DrainError::Session(RequestError::Disconnected)) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "outbox drain stopped");
+                        session.close(1000, "outbox stalled");
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
+    loop {
+        inner.ack_wake.notified().await;
+        // Batch: one ack per conversation for a burst of messages.
+        sleep(Duration::from_millis(50)).await;
+        if let Err(e) = sync::flush_cursors(&*inner, &*session).await {
+            if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+                session.close(1000, "cursor flush failed");
+            }
+            return;
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The state one client shares between its handles and its connection
+//! manager ([`Inner`]), and how it reports events and connection states.
+//! Sync sees it only through [`SyncContext`].
+
+use crate::backoff::Jitter;
+use crate::config::ClientConfig;
+use crate::conn::{Connector, Session};
+use crate::events::{ClientEvent, ConnState};
+use crate::store::Store;
+use crate::sync::SyncContext;
+use crate::tls::TlsConfig;
+use courier_proto::{Conv, HelloOk, Limits};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+
+/// The state one client shares between its [`Client`](crate::Client)
+/// handles and its connection manager.
+pub(crate) struct Inner {
+    pub(crate) cfg: ClientConfig,
+    pub(crate) store: Arc<Store>,
+    pub(crate) me: String,
+    /// The server URLs as WebSocket URLs, in fail-over order.
+    pub(crate) urls: Vec<String>,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+    pub(crate) state: watch::Sender<ConnState>,
+    pub(crate) stop_reason: Mutex<Option<(Option<u16>, String)>>,
+    pub(crate) last_error: Mutex<Option<String>>,
+    /// The live session, if any.
+    pub(crate) session: Mutex<Option<Arc<Session>>>,
+    /// The last session's hello (limits, features).
+    pub(crate) hello: Mutex<Option<HelloOk>>,
+    /// Server clock minus local clock at the last hello (ms).
+    pub(crate) clock_offset: AtomicI64,
+    /// Counts completed syncs.
+    pub(crate) synced: watch::Sender<u64>,
+    /// Woken when the outbox has something new.
+    pub(crate) outbox_wake: Notify,
+    /// Woken when receive or read cursors moved.
+    pub(crate) ack_wake: Notify,
+    /// Woken by [`Client::network_changed`](crate::Client::network_changed).
+    pub(crate) network_wake: Notify,
+    pub(crate) token: Mutex<String>,
+    /// Woken by [`Client::renew_token`](crate::Client::renew_token).
+    pub(crate) token_wake: Notify,
+    pub(crate) shutdown: watch::Sender<bool>,
+    pub(crate) connector: Arc<dyn Connector>,
+    pub(crate) tls: TlsConfig,
+    pub(crate) jitter: Jitter,
+    /// The connection manager's task while it runs.
+    pub(crate) manager: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Locks `m`, also after a panic elsewhere poisoned it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Inner {
+    /// The state of a client for `me`, not connected.
+    pub(crate) fn new(
+        cfg: ClientConfig,
+        store: Arc<Store>,
+        me: String,
+        urls: Vec<String>,
+        connector: Arc<dyn Connector>,
+        jitter: Jitter,
+        tls: TlsConfig,
+    ) -> Inner {
+        let (events, _) = broadcast::channel(4096);
+        Inner {
+            token: Mutex::new(cfg.token.clone()),
+            cfg,
+            store,
+            me,
+            urls,
+            events,
+            state: watch::channel(ConnState::Disconnected).0,
+            stop_reason: Mutex::new(None),
+            last_error: Mutex::new(None),
+            session: Mutex::new(None),
+            hello: Mutex::new(None),
+            clock_offset: AtomicI64::new(0),
+            synced: watch::channel(0).0,
+            outbox_wake: Notify::new(),
+            ack_wake: Notify::new(),
+            network_wake: Notify::new(),
+            token_wake: Notify::new(),
+            shutdown: watch::channel(false).0,
+            connector,
+            tls,
+            jitter,
+            manager: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn emit(&self, ev: ClientEvent) {
+        let _ = self.events.send(ev);
+    }
+
+    pub(crate) fn emit_conversation(&self, conv: &Conv) {
+        match self.store.conversation(&self.me, conv) {
+            Ok(Some(c)) => self.emit(ClientEvent::ConversationUpdated { conversation: c }),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "reading conversation"),
+        }
+    }
+
+    pub(crate) fn hello_limits(&self) -> Limits {
+        lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
+    }
+
+    /// Whether the server listed `feature` in the last hello.
+    pub(crate) fn has_feature(&self, feature: &str) -> bool {
+        lock(&self.hello).as_ref().is_some_and(|h| h.features.iter().any(|f| f == feature))
+    }
+
+    pub(crate) fn set_state(
+        &self,
+        state: ConnState,
+        url: Option<&str>,
+        retry_in: Option<Duration>,
+        reason: Option<String>,
+        code: Option<u16>,
+    ) {
+        self.state.send_replace(state);
+        {
+            let mut last = lock(&self.last_error);
+            if state == ConnState::Connected {
+                *last = None;
+            } else if let Some(r) = &reason {
+                *last = Some(r.clone());
+            }
+        }
+        self.emit(ClientEvent::Connection {
+            state,
+            url: url.map(str::to_owned),
+            retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+            reason,
+            close_code: code,
+        });
+    }
+
+    pub(crate) fn session(&self) -> Option<Arc<Session>> {
+        lock(&self.session).clone()
+    }
+}
+
+impl SyncContext for Inner {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn me(&self) -> &str {
+        &self.me
+    }
+
+    fn has_feature(&self, feature: &str) -> bool {
+        Inner::has_feature(self, feature)
+    }
+
+    fn history_page(&self) -> u32 {
+        self.hello_limits().history_page
+    }
+
+    fn emit(&self, ev: ClientEvent) {
+        Inner::emit(self, ev);
+    }
+
+    fn emit_conversation(&self, conv: &Conv) {
+        Inner::emit_conversation(self, conv);
+    }
+
+    fn cursors_moved(&self) {
+        self.ack_wake.notify_one();
+    }
+}
