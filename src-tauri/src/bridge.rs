@@ -1,24 +1,94 @@
-//! The one place that emits to the webview: every [`ClientEvent`] of the
-//! current client goes out as [`EVENT_NAME`] with its serde JSON, and the
-//! same loop drives notifications and the tray's unread state. Deep links
-//! go out as [`DEEP_LINK_EVENT`].
+//! The one place that emits to the webview. Everything it sends is one of
+//! the typed events below ([`ToUi`]), emitted by [`emit`] under the event's
+//! name, and listed in [`crate::bindings`] so the UI's generated bindings
+//! carry the same names and payload types:
+//!
+//! - [`CoreEvent`] (`courier://event`): every [`ClientEvent`] of the current
+//!   client; the same loop drives notifications and the tray's unread state;
+//! - [`DeepLink`] (`courier://deep-link`): a valid `courier://` link;
+//! - [`Notice`] (`courier://notice`): something for the user to see;
+//! - [`Settings`] (`courier://settings`): the settings, when the shell
+//!   changed them (the tray's do-not-disturb).
 
 use crate::deeplink::{DeepLink, parse_deep_link};
 use crate::notify::{self, Context, Note};
+use crate::settings::Settings;
 use crate::state::AppState;
 use crate::tray;
 use courier_client::{Client, ClientEvent};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tauri::{AppHandle, Emitter, Manager};
 use tokio::sync::broadcast::error::RecvError;
 
-/// The event every `ClientEvent` is emitted on (transport.ts `EVENT_NAME`).
+/// The event every `ClientEvent` is emitted on.
 pub const EVENT_NAME: &str = "courier://event";
 /// A valid `courier://` link: payload [`DeepLink`].
 pub const DEEP_LINK_EVENT: &str = "courier://deep-link";
-/// Something for the user to see: `{"level": "error", "message": ..}`.
+/// Something for the user to see: payload [`Notice`].
 pub const NOTICE_EVENT: &str = "courier://notice";
+/// The new [`Settings`], when the shell (the tray) changed them.
+pub const SETTINGS_EVENT: &str = "courier://settings";
+
+/// A client-core event, as the UI receives it (the `ClientEvent` itself).
+#[derive(Debug, Clone, Serialize, specta::Type)]
+#[serde(transparent)]
+pub struct CoreEvent(pub ClientEvent);
+
+/// How serious a [`Notice`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeLevel {
+    /// Something failed.
+    Error,
+    /// For information.
+    Info,
+}
+
+/// Something for the user to see (shown as a toast): a refused link, a
+/// failed start-up sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct Notice {
+    /// How serious.
+    pub level: NoticeLevel,
+    /// For humans.
+    pub message: String,
+}
+
+impl Notice {
+    /// An error notice.
+    pub fn error(message: impl Into<String>) -> Notice {
+        Notice { level: NoticeLevel::Error, message: message.into() }
+    }
+}
+
+/// A payload the shell sends to the webview: each has one event name, and
+/// [`crate::bindings`] registers each so the UI's bindings know it.
+pub trait ToUi: tauri_specta::Event + Serialize + Clone {}
+
+macro_rules! to_ui {
+    ($($ty:ty => $name:expr),* $(,)?) => {$(
+        impl tauri_specta::Event for $ty {
+            const NAME: &'static str = $name;
+        }
+        impl ToUi for $ty {}
+    )*};
+}
+
+to_ui! {
+    CoreEvent => EVENT_NAME,
+    DeepLink => DEEP_LINK_EVENT,
+    Notice => NOTICE_EVENT,
+    Settings => SETTINGS_EVENT,
+}
+
+/// Emits `event` to the webview under its name: the one emit of the shell.
+pub fn emit<E: ToUi>(app: &AppHandle, event: &E) {
+    if let Err(e) = app.emit(E::NAME, event) {
+        tracing::warn!("cannot emit {} to the webview: {e}", E::NAME);
+    }
+}
 
 /// At most one message notification per conversation in this window (a
 /// burst of messages shows its first one).
@@ -57,9 +127,9 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
             }
             Err(RecvError::Closed) => break,
         };
-        if let Err(e) = app.emit(EVENT_NAME, &ev) {
-            tracing::warn!("cannot emit to the webview: {e}");
-        }
+        let ev = CoreEvent(ev);
+        emit(&app, &ev);
+        let CoreEvent(ev) = ev;
         // Unread counts follow the core's rule (content messages of others,
         // not recalled); a channel this user was removed from drops out.
         let changed = match &ev {
@@ -163,7 +233,7 @@ pub fn handle_link(app: &AppHandle, raw: &str) {
             tracing::warn!("refused deep link {raw:?}: {e}");
             tray::show_main(app);
             let message = format!("Cannot open {}: {e}", raw.chars().take(100).collect::<String>());
-            let _ = app.emit(NOTICE_EVENT, serde_json::json!({"level": "error", "message": message}));
+            emit(app, &Notice::error(message.clone()));
             notify::show("Courier".into(), message, || {});
         }
     }
@@ -172,7 +242,7 @@ pub fn handle_link(app: &AppHandle, raw: &str) {
 fn open_link(app: &AppHandle, link: DeepLink) {
     tray::show_main(app);
     app.state::<AppState>().set_last_link(link.clone());
-    let _ = app.emit(DEEP_LINK_EVENT, &link);
+    emit(app, &link);
 }
 
 fn now_ms() -> i64 {

@@ -1,4 +1,5 @@
-//! The commands `ui/src/services/transport.ts` (TauriTransport) invokes.
+//! The commands `ui/src/services/transport.ts` (TauriTransport) invokes,
+//! listed in [`crate::bindings`].
 //! Each takes the state, calls one client-core function and maps the error
 //! (style §10). Argument names are camelCase on the wire (Tauri's default).
 
@@ -15,70 +16,22 @@ use tauri::ipc::Channel;
 type R<T> = Result<T, CmdError>;
 type S<'a> = State<'a, AppState>;
 
-/// Every command name, as registered in [`crate::run`] (checked against
-/// transport.ts by `tests/bridge.rs`).
-pub const COMMANDS: &[&str] = &[
-    "account",
-    "connect",
-    "connection_state",
-    "server_info",
-    "send_text",
-    "send_image",
-    "send_file",
-    "upload",
-    "download",
-    "open_media",
-    "retry_message",
-    "delete_unsent",
-    "history_page",
-    "search",
-    "conversations",
-    "mark_read",
-    "set_draft",
-    "typing",
-    "signal",
-    "edit_message",
-    "recall_message",
-    "react",
-    "pin_message",
-    "forward_message",
-    "pinned_messages",
-    "channels",
-    "join_channel",
-    "leave_channel",
-    "create_channel",
-    "add_member",
-    "members",
-    "set_role",
-    "remove_member",
-    "watch_presence",
-    "unwatch_presence",
-    "profiles",
-    "set_profile",
-    "invite",
-    "answer_invite",
-    "cancel_invite",
-    "invites",
-    "settings_get",
-    "settings_set",
-    "open_external",
-    "set_active_conversation",
-    "last_deep_link",
-];
-
 // ---- account and connection ------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn account(state: S<'_>) -> R<Option<Account>> {
     Ok(state.account().await)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn connect(state: S<'_>, config: ConnectConfig) -> R<Account> {
     state.connect(config, true, false).await
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn connection_state(state: S<'_>) -> R<ClientEvent> {
     state.connection_event()
 }
@@ -87,6 +40,7 @@ pub async fn connection_state(state: S<'_>) -> R<ClientEvent> {
 /// without `"v1.1"` and uses the windows to offer edit/recall only while
 /// they may succeed.
 #[tauri::command]
+#[specta::specta]
 pub async fn server_info(state: S<'_>) -> R<ServerInfo> {
     let client = state.client()?;
     let limits = client.limits();
@@ -100,6 +54,7 @@ pub async fn server_info(state: S<'_>) -> R<ServerInfo> {
 // ---- messages ----------------------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn send_text(
     state: S<'_>,
     to: Target,
@@ -112,6 +67,7 @@ pub async fn send_text(
 }
 
 #[tauri::command]
+#[specta::specta]
 #[allow(clippy::too_many_arguments)]
 pub async fn send_image(
     state: S<'_>,
@@ -126,6 +82,7 @@ pub async fn send_image(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn send_file(
     state: S<'_>,
     to: Target,
@@ -137,7 +94,7 @@ pub async fn send_file(
 }
 
 /// Upload progress for the UI's `Channel`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct Progress {
     /// Bytes sent so far.
     pub sent: u64,
@@ -146,6 +103,7 @@ pub struct Progress {
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn upload(
     state: S<'_>,
     bytes: Vec<u8>,
@@ -161,6 +119,7 @@ pub async fn upload(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn download(state: S<'_>, media: String) -> R<String> {
     Ok(state.client()?.download(&media).await?.to_string_lossy().into_owned())
 }
@@ -169,6 +128,7 @@ pub async fn download(state: S<'_>, media: String) -> R<String> {
 /// the `name` the sender gave it, its type or its first bytes) is refused
 /// with `confirm_required` unless the user has confirmed (`confirmed`).
 #[tauri::command]
+#[specta::specta]
 pub async fn open_media(state: S<'_>, media: String, name: Option<String>, confirmed: Option<bool>) -> R<()> {
     let client = state.client()?;
     let path = client.download(&media).await?;
@@ -187,26 +147,31 @@ fn read_head(path: &std::path::Path) -> Result<Vec<u8>, CmdError> {
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn retry_message(state: S<'_>, cid: String) -> R<MessageView> {
     Ok(state.client()?.retry(&cid)?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn delete_unsent(state: S<'_>, cid: String) -> R<bool> {
     Ok(state.client()?.delete_unsent(&cid)?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn history_page(state: S<'_>, conv: Conv, before: Option<u64>, limit: u32) -> R<Vec<MessageView>> {
     Ok(state.client()?.history(&conv, before, limit)?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn search(state: S<'_>, query: String, limit: u32) -> R<Vec<MessageView>> {
     Ok(state.client()?.search(&query, limit)?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn conversations(state: S<'_>) -> R<Vec<ConversationView>> {
     static FIRST: std::sync::Once = std::sync::Once::new();
     FIRST.call_once(|| {
@@ -217,6 +182,7 @@ pub async fn conversations(state: S<'_>) -> R<Vec<ConversationView>> {
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn mark_read(state: S<'_>, conv: Conv, seq: Option<u64>) -> R<()> {
     // Reading a conversation means it is on screen (for notifications).
     state.set_active(Some(conv.clone()));
@@ -224,16 +190,19 @@ pub async fn mark_read(state: S<'_>, conv: Conv, seq: Option<u64>) -> R<()> {
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn set_draft(state: S<'_>, conv: Conv, text: String) -> R<()> {
     Ok(state.client()?.set_draft(&conv, &text)?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn typing(state: S<'_>, conv: Conv) -> R<()> {
     Ok(state.client()?.typing(&conv).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn signal(state: S<'_>, to: Target, body: Map<String, Value>) -> R<()> {
     Ok(state.client()?.signal(&to, body).await?)
 }
@@ -242,23 +211,27 @@ pub async fn signal(state: S<'_>, to: Target, body: Map<String, Value>) -> R<()>
 
 /// Returns the edited message (the change also comes as `message_updated`).
 #[tauri::command]
+#[specta::specta]
 pub async fn edit_message(state: S<'_>, conv: Conv, mid: String, text: String) -> R<MessageView> {
     Ok(state.client()?.edit(&conv, &mid, &text).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn recall_message(state: S<'_>, conv: Conv, mid: String) -> R<()> {
     state.client()?.recall(&conv, &mid).await?;
     Ok(())
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn react(state: S<'_>, conv: Conv, mid: String, key: String, on: bool) -> R<()> {
     state.client()?.react(&conv, &mid, &key, on).await?;
     Ok(())
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn pin_message(state: S<'_>, conv: Conv, mid: String, on: bool) -> R<()> {
     state.client()?.pin(&conv, &mid, on).await?;
     Ok(())
@@ -266,11 +239,13 @@ pub async fn pin_message(state: S<'_>, conv: Conv, mid: String, on: bool) -> R<(
 
 /// Returns the new message in `to`.
 #[tauri::command]
+#[specta::specta]
 pub async fn forward_message(state: S<'_>, conv: Conv, mid: String, to: Target) -> R<MessageView> {
     Ok(state.client()?.forward(&conv, &mid, &to).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn pinned_messages(state: S<'_>, conv: Conv) -> R<Vec<MessageView>> {
     Ok(state.client()?.pinned(&conv)?)
 }
@@ -278,47 +253,57 @@ pub async fn pinned_messages(state: S<'_>, conv: Conv) -> R<Vec<MessageView>> {
 // ---- channels ------------------------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn channels(state: S<'_>) -> R<Vec<ChannelInfo>> {
     Ok(state.client()?.channels().await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn join_channel(state: S<'_>, channel: String) -> R<Conv> {
     Ok(state.client()?.join(&channel).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn leave_channel(state: S<'_>, channel: String) -> R<()> {
     Ok(state.client()?.leave(&channel).await?)
 }
 
+/// `is_private`, not `private`: the generated TypeScript function takes
+/// each argument by name, and `private` is reserved in strict mode.
 #[tauri::command]
+#[specta::specta]
 pub async fn create_channel(
     state: S<'_>,
     channel: String,
     title: String,
     topic: String,
-    private: bool,
+    is_private: bool,
 ) -> R<Conv> {
-    Ok(state.client()?.create_channel(&channel, &title, &topic, private).await?)
+    Ok(state.client()?.create_channel(&channel, &title, &topic, is_private).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn add_member(state: S<'_>, channel: String, user: String) -> R<()> {
     Ok(state.client()?.add_member(&channel, &user).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn members(state: S<'_>, channel: String) -> R<Vec<MemberInfo>> {
     Ok(state.client()?.members(&channel).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn set_role(state: S<'_>, channel: String, user: String, role: Role) -> R<()> {
     Ok(state.client()?.set_role(&channel, &user, role).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn remove_member(state: S<'_>, channel: String, user: String) -> R<()> {
     Ok(state.client()?.remove_member(&channel, &user).await?)
 }
@@ -326,21 +311,25 @@ pub async fn remove_member(state: S<'_>, channel: String, user: String) -> R<()>
 // ---- presence and profiles -----------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn watch_presence(state: S<'_>, users: Vec<String>) -> R<Vec<Presence>> {
     Ok(state.client()?.watch(&users).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn unwatch_presence(state: S<'_>, users: Vec<String>) -> R<()> {
     Ok(state.client()?.unwatch(&users).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn profiles(state: S<'_>, users: Vec<String>) -> R<Vec<Profile>> {
     Ok(state.client()?.profiles(&users).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn set_profile(state: S<'_>, name: String, avatar: String, status: String) -> R<()> {
     Ok(state.client()?.set_profile(&name, &avatar, &status).await?)
 }
@@ -348,11 +337,13 @@ pub async fn set_profile(state: S<'_>, name: String, avatar: String, status: Str
 // ---- call invitations ----------------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn invite(state: S<'_>, to: String, content: Map<String, Value>, ttl_s: u32) -> R<InviteView> {
     Ok(state.client()?.invite(&to, content, ttl_s).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn answer_invite(
     state: S<'_>,
     iid: String,
@@ -363,11 +354,13 @@ pub async fn answer_invite(
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn cancel_invite(state: S<'_>, iid: String) -> R<Option<InviteView>> {
     Ok(state.client()?.cancel_invite(&iid).await?)
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn invites(state: S<'_>) -> R<Vec<InviteView>> {
     Ok(state.client()?.invites()?)
 }
@@ -375,11 +368,13 @@ pub async fn invites(state: S<'_>) -> R<Vec<InviteView>> {
 // ---- app -------------------------------------------------------------------
 
 #[tauri::command]
+#[specta::specta]
 pub async fn settings_get(state: S<'_>) -> R<Settings> {
     Ok(state.settings())
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn settings_set(app: tauri::AppHandle, state: S<'_>, settings: Settings) -> R<()> {
     let dnd = settings.do_not_disturb;
     let held_back = state.change_settings(settings)?;
@@ -389,6 +384,7 @@ pub async fn settings_set(app: tauri::AppHandle, state: S<'_>, settings: Setting
 }
 
 #[tauri::command]
+#[specta::specta]
 pub async fn open_external(url: String) -> R<()> {
     crate::os::check_external_url(&url)?;
     crate::os::open(url.as_ref())
@@ -397,6 +393,7 @@ pub async fn open_external(url: String) -> R<()> {
 /// The conversation on screen (`null` when none), so a message there does
 /// not notify while the window has focus.
 #[tauri::command]
+#[specta::specta]
 pub async fn set_active_conversation(state: S<'_>, conv: Option<Conv>) -> R<()> {
     state.set_active(conv);
     Ok(())
@@ -405,6 +402,7 @@ pub async fn set_active_conversation(state: S<'_>, conv: Option<Conv>) -> R<()> 
 /// The last `courier://` link the app was opened with (for a UI that
 /// subscribes to `courier://deep-link` only after a cold start).
 #[tauri::command]
+#[specta::specta]
 pub async fn last_deep_link(state: S<'_>) -> R<Option<crate::deeplink::DeepLink>> {
     Ok(state.last_link())
 }

@@ -20,7 +20,7 @@ const MAX_LINK_LEN: usize = 512;
 /// What a link asks the app to open. Serialized for the UI as
 /// `{"kind":"chat","user":..}`, `{"kind":"channel","channel":..}`,
 /// `{"kind":"call","iid":..}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DeepLink {
     /// The DM with this user.

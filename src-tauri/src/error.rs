@@ -4,7 +4,7 @@ use courier_client::ClientError;
 use serde::Serialize;
 
 /// An error crossing the IPC boundary.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
 pub struct CmdError {
     /// Machine-readable: `offline`, `timeout`, `invalid`, `not_signed_in`,
     /// a server error code (`forbidden`, `not_found`, …), ….

@@ -3,13 +3,17 @@
 //! - [`commands`]: one `#[tauri::command]` per client-core call the UI makes
 //!   (`ui/src/services/transport.ts`), errors as `{code, message}`;
 //! - [`bridge`]: the one place that emits to the webview (`courier://event`
-//!   with each `ClientEvent`, `courier://deep-link`, `courier://notice`),
-//!   and drives notifications and the tray's unread state;
+//!   with each `ClientEvent`, `courier://deep-link`, `courier://notice`,
+//!   `courier://settings`), and drives notifications and the tray's unread
+//!   state;
+//! - [`bindings`]: the table of commands and events, registered with Tauri
+//!   and rendered to the UI's generated TypeScript bindings;
 //! - [`state`]: profile, sign-in, the embedded server and its discovery;
 //! - [`deeplink`]: the pure `courier://` parser;
 //! - [`credentials`]: tokens in the OS keyring, else a 0600 file;
 //! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`].
 
+pub mod bindings;
 pub mod bridge;
 pub mod commands;
 pub mod credentials;
@@ -23,7 +27,7 @@ pub mod state;
 pub mod tray;
 
 use state::AppState;
-use tauri::{Emitter, Manager, RunEvent, WindowEvent};
+use tauri::{Manager, RunEvent, WindowEvent};
 
 /// When the process started (for the start-up timing log).
 pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -72,54 +76,7 @@ pub fn run() {
         }))
         .plugin(tauri_plugin_deep_link::init())
         .manage(state)
-        .invoke_handler(tauri::generate_handler![
-            commands::account,
-            commands::connect,
-            commands::connection_state,
-            commands::server_info,
-            commands::send_text,
-            commands::send_image,
-            commands::send_file,
-            commands::upload,
-            commands::download,
-            commands::open_media,
-            commands::retry_message,
-            commands::delete_unsent,
-            commands::history_page,
-            commands::search,
-            commands::conversations,
-            commands::mark_read,
-            commands::set_draft,
-            commands::typing,
-            commands::signal,
-            commands::edit_message,
-            commands::recall_message,
-            commands::react,
-            commands::pin_message,
-            commands::forward_message,
-            commands::pinned_messages,
-            commands::channels,
-            commands::join_channel,
-            commands::leave_channel,
-            commands::create_channel,
-            commands::add_member,
-            commands::members,
-            commands::set_role,
-            commands::remove_member,
-            commands::watch_presence,
-            commands::unwatch_presence,
-            commands::profiles,
-            commands::set_profile,
-            commands::invite,
-            commands::answer_invite,
-            commands::cancel_invite,
-            commands::invites,
-            commands::settings_get,
-            commands::settings_set,
-            commands::open_external,
-            commands::set_active_conversation,
-            commands::last_deep_link,
-        ])
+        .invoke_handler(bindings::builder().invoke_handler())
         .setup(move |app| {
             let handle = app.handle().clone();
             bridge::spawn(handle.clone(), feed);
@@ -158,10 +115,7 @@ pub fn run() {
                     && let Err(e) = state.connect(config, persist, true).await
                 {
                     tracing::error!("start-up sign-in failed: {e}");
-                    let _ = handle.emit(
-                        bridge::NOTICE_EVENT,
-                        serde_json::json!({"level": "error", "message": e.message}),
-                    );
+                    bridge::emit(&handle, &bridge::Notice::error(e.message));
                 }
                 state.set_booted();
                 if let Some(link) = start_link {

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How to reach a server (the sign-in screen's choice).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum ConnectConfig {
     /// The server embedded in the app, on loopback. Its tokens are minted
@@ -29,7 +29,7 @@ pub enum ConnectConfig {
 
 /// The signed-in account (persisted as `account.json` in the profile dir,
 /// without its token: see [`crate::credentials`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 pub struct Account {
     /// The user id.
     pub user: String,
@@ -38,7 +38,7 @@ pub struct Account {
 }
 
 /// `light`, `dark` or follow the OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ThemeChoice {
     /// Follow the OS.
@@ -51,7 +51,7 @@ pub enum ThemeChoice {
 }
 
 /// The UI language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 pub enum Language {
     /// English.
     #[serde(rename = "en")]
@@ -62,7 +62,7 @@ pub enum Language {
 }
 
 /// App settings (persisted as `settings.json` in the profile dir).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(default)]
 pub struct Settings {
     /// OS notifications on/off.
@@ -96,7 +96,7 @@ impl Default for Settings {
 }
 
 /// What the server of the last `hello` offers (command `server_info`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 pub struct ServerInfo {
     /// Optional protocol features (`"v1.1"`: edits, recalls, reactions,
     /// pins, mentions, roles); empty before the first hello.

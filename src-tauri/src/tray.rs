@@ -6,11 +6,9 @@ use crate::state::AppState;
 use tauri::image::Image;
 use tauri::menu::{CheckMenuItem, Menu, MenuItem, PredefinedMenuItem};
 use tauri::tray::{MouseButton, MouseButtonState, TrayIconBuilder, TrayIconEvent};
-use tauri::{AppHandle, Emitter, Manager, Wry};
+use tauri::{AppHandle, Manager, Wry};
 
 const TRAY_ID: &str = "main";
-/// Emitted with the new [`crate::settings::Settings`] when the tray changes them.
-pub const SETTINGS_EVENT: &str = "courier://settings";
 
 struct DndItem(CheckMenuItem<Wry>);
 
@@ -83,7 +81,7 @@ fn toggle_dnd(app: &AppHandle) {
         Err(e) => tracing::warn!("cannot save settings: {e}"),
     }
     set_dnd_checked(app, s.do_not_disturb);
-    let _ = app.emit(SETTINGS_EVENT, &s);
+    crate::bridge::emit(app, &s);
 }
 
 /// Keeps the menu's check mark in step with the settings.

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 /// States of the connection manager.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ConnState {
     /// Not started, or stopped by the application.
     Disconnected,
@@ -31,6 +32,7 @@ pub enum ConnState {
 #[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum ClientEvent {
     /// The connection state changed.
     Connection {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 /// or end `failed` on a permanent error; messages of others are `received`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum DeliveryStatus {
     /// In the outbox, not yet acknowledged by the server.
     Pending,
@@ -56,6 +57,7 @@ impl DeliveryStatus {
 /// A message as stored locally: the protocol's `msg` fields (seq, mid and ts
 /// absent while pending) plus the delivery status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct MessageView {
     /// The conversation.
     pub conv: Conv,
@@ -112,6 +114,7 @@ impl MessageView {
 
 /// A conversation with its cursors and unread count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ConversationView {
     /// The conversation.
     pub conv: Conv,
@@ -154,6 +157,7 @@ pub struct ConversationView {
 /// except that a pending invitation past its expiry shows as `expired`
 /// even before the server says so.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct InviteView {
     /// The invitation as the server last described it.
     #[serde(flatten)]
@@ -178,6 +182,7 @@ impl InviteView {
 
 /// A media object uploaded to the server.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct UploadedMedia {
     /// Media id (`m_...`).
     pub media: String,

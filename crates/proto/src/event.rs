@@ -255,6 +255,7 @@ pub struct SyncOk {
 
 /// A public channel in the `channels` ok.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct ChannelInfo {
     /// Its name.
     pub channel: String,
@@ -270,6 +271,7 @@ pub struct ChannelInfo {
 
 /// A member in the `members` ok.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct MemberInfo {
     /// The member.
     pub user: String,
@@ -282,6 +284,7 @@ pub struct MemberInfo {
 
 /// A presence row (in the `watch` ok and the `presence` event).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Presence {
     /// The user.
     pub user: String,
@@ -294,6 +297,7 @@ pub struct Presence {
 
 /// A user's public profile.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Profile {
     /// The user.
     pub user: String,
@@ -308,6 +312,7 @@ pub struct Profile {
 /// States of a call invitation. Every state but `pending` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum InviteState {
     /// Ringing.
     Pending,
@@ -357,6 +362,7 @@ impl InviteState {
 
 /// A call invitation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub struct Invite {
     /// Invitation id.
     pub iid: String,

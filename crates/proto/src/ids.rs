@@ -83,6 +83,8 @@ pub fn safe_file_name(name: &str, fallback: &str) -> String {
 
 /// A conversation: a direct-message pair or a channel.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+// Serialized as its string form (`dm:a:b`, `ch:name`).
+#[cfg_attr(feature = "specta", derive(specta::Type), specta(type = String))]
 pub enum Conv {
     /// `dm:<a>:<b>` with `a <= b` bytewise.
     Dm(String, String),
@@ -171,6 +173,7 @@ impl<'de> Deserialize<'de> for Conv {
 /// signal inside an accepted call, `{"call":<iid>}`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Target {
     /// A direct message to this user.
     User(String),

@@ -49,6 +49,7 @@ pub fn is_relation_kind(kind: &str) -> bool {
 /// A channel member's role (v1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Role {
     /// The channel's owner (its creator, until ownership is transferred).
     Owner,

@@ -1,29 +1,17 @@
 // The one door to the backend. Components call stores, stores call this
-// interface; only this file knows about @tauri-apps/api. Each method maps to
-// one Tauri command of the shell, which calls one client-core method
-// (crates/client/src/client.rs). Command arguments are camelCase, as Tauri v2
-// expects by default for snake_case Rust parameters.
+// interface; only this file (and the generated bindings it loads) knows about
+// @tauri-apps/api. Each method maps to one Tauri command of the shell, which
+// calls one client-core method (crates/client/src/client.rs). The commands,
+// their arguments and the events are generated from the Rust side into
+// ../generated/bindings.ts (`npm run bindings`), so they cannot drift.
 import type { ClientEvent, ConnectionEvent } from '../types/events'
 import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
 import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role, Target } from '../types/protocol'
 import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } from '../types/app'
+import type { DeepLink, Notice } from '../generated/bindings'
 
-/** The name of the one Tauri event the shell emits every ClientEvent on. */
-export const EVENT_NAME = 'courier://event'
-/** Deep links (`courier://chat/<user>` …), parsed by the shell. */
-export const DEEP_LINK_EVENT = 'courier://deep-link'
-/** Shell notices (malformed link, refusals): shown as toasts. */
-export const NOTICE_EVENT = 'courier://notice'
-/** The full settings, when the shell changed them (tray: do not disturb). */
-export const SETTINGS_EVENT = 'courier://settings'
+export type { DeepLink, Notice } from '../generated/bindings'
 
-/** A deep link the shell received. */
-export type DeepLink = { kind: 'chat'; user: string } | { kind: 'channel'; channel: string } | { kind: 'call'; iid: string }
-/** A notice from the shell. */
-export interface Notice {
-  level: 'error' | 'info'
-  message: string
-}
 export type DeepLinkHandler = (link: DeepLink) => void
 export type NoticeHandler = (notice: Notice) => void
 export type SettingsHandler = (settings: Settings) => void
@@ -139,110 +127,127 @@ export function toTransportError(e: unknown): TransportError {
   return { code: 'internal', message: String(e) }
 }
 
-/** The real backend: Tauri commands and the `courier://event` event. */
+type Bindings = typeof import('../generated/bindings')
+type Commands = Bindings['commands']
+
+let bindings: Promise<Bindings> | null = null
+/** The generated bindings, loaded on first use (tests and the browser demo never load them). */
+function loadBindings(): Promise<Bindings> {
+  return (bindings ??= import('../generated/bindings'))
+}
+
+/** The real backend: the generated Tauri commands and events. */
 export class TauriTransport implements Transport {
-  private async call<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
-    const { invoke } = await import('@tauri-apps/api/core')
+  private async call<T>(run: (commands: Commands) => Promise<T>): Promise<T> {
+    const { commands } = await loadBindings()
     try {
-      return await invoke<T>(cmd, args)
+      return await run(commands)
     } catch (e) {
       throw toTransportError(e)
     }
   }
 
-  account() { return this.call<Account | null>('account') }
-  connect(config: ConnectConfig) { return this.call<Account>('connect', { config }) }
-  connectionState() { return this.call<ConnectionEvent>('connection_state') }
-  serverInfo() { return this.call<ServerInfo>('server_info') }
+  /** A command whose result is `()` in Rust. */
+  private async run(run: (commands: Commands) => Promise<null>): Promise<void> {
+    await this.call(run)
+  }
+
+  account() { return this.call((c) => c.account()) }
+  connect(config: ConnectConfig) { return this.call((c) => c.connect(config)) }
+  connectionState() { return this.call((c) => c.connectionState() as Promise<ConnectionEvent>) }
+  serverInfo() { return this.call((c) => c.serverInfo()) }
 
   sendText(to: Target, text: string, replyTo?: string, mentions?: string[]) {
-    return this.call<MessageView>('send_text', { to, text, replyTo: replyTo ?? null, mentions: mentions?.length ? mentions : null })
+    return this.call((c) => c.sendText(to, text, replyTo ?? null, mentions?.length ? mentions : null))
   }
   sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string) {
-    return this.call<MessageView>('send_image', { to, media, name, width, height, replyTo: replyTo ?? null })
+    return this.call((c) => c.sendImage(to, media, name, width, height, replyTo ?? null))
   }
   sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string) {
-    return this.call<MessageView>('send_file', { to, media, name, replyTo: replyTo ?? null })
+    return this.call((c) => c.sendFile(to, media, name, replyTo ?? null))
   }
   async upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler) {
     const { Channel } = await import('@tauri-apps/api/core')
     const progress = new Channel<{ sent: number; total: number }>()
     progress.onmessage = (p) => onProgress?.(p.sent, p.total)
-    return this.call<UploadedMedia>('upload', { bytes: Array.from(bytes), mime, progress })
+    return this.call((c) => c.upload(Array.from(bytes), mime, progress))
   }
   async mediaUrl(media: string) {
     const { convertFileSrc } = await import('@tauri-apps/api/core')
-    const path = await this.call<string>('download', { media })
+    const path = await this.call((c) => c.download(media))
     return convertFileSrc(path)
   }
   openMedia(media: string, name?: string, confirmed?: boolean) {
-    return this.call<void>('open_media', { media, name: name ?? null, confirmed: confirmed ?? false })
+    return this.run((c) => c.openMedia(media, name ?? null, confirmed ?? false))
   }
-  retry(cid: string) { return this.call<MessageView>('retry_message', { cid }) }
-  deleteUnsent(cid: string) { return this.call<boolean>('delete_unsent', { cid }) }
+  retry(cid: string) { return this.call((c) => c.retryMessage(cid)) }
+  deleteUnsent(cid: string) { return this.call((c) => c.deleteUnsent(cid)) }
   history(conv: Conv, before: number | null, limit: number) {
-    return this.call<MessageView[]>('history_page', { conv, before, limit })
+    return this.call((c) => c.historyPage(conv, before, limit))
   }
-  search(query: string, limit: number) { return this.call<MessageView[]>('search', { query, limit }) }
-  conversations() { return this.call<ConversationView[]>('conversations') }
-  markRead(conv: Conv, seq: number | null) { return this.call<void>('mark_read', { conv, seq }) }
-  setDraft(conv: Conv, text: string) { return this.call<void>('set_draft', { conv, text }) }
-  typing(conv: Conv) { return this.call<void>('typing', { conv }) }
-  signal(to: Target, body: JsonObject) { return this.call<void>('signal', { to, body }) }
+  search(query: string, limit: number) { return this.call((c) => c.search(query, limit)) }
+  conversations() { return this.call((c) => c.conversations()) }
+  markRead(conv: Conv, seq: number | null) { return this.run((c) => c.markRead(conv, seq)) }
+  setDraft(conv: Conv, text: string) { return this.run((c) => c.setDraft(conv, text)) }
+  typing(conv: Conv) { return this.run((c) => c.typing(conv)) }
+  signal(to: Target, body: JsonObject) { return this.run((c) => c.signal(to, body)) }
 
-  editMessage(conv: Conv, mid: string, text: string) { return this.call<MessageView>('edit_message', { conv, mid, text }) }
-  recallMessage(conv: Conv, mid: string) { return this.call<void>('recall_message', { conv, mid }) }
-  react(conv: Conv, mid: string, key: string, on: boolean) { return this.call<void>('react', { conv, mid, key, on }) }
-  pinMessage(conv: Conv, mid: string, on: boolean) { return this.call<void>('pin_message', { conv, mid, on }) }
-  forwardMessage(conv: Conv, mid: string, to: Target) { return this.call<MessageView>('forward_message', { conv, mid, to }) }
-  pinnedMessages(conv: Conv) { return this.call<MessageView[]>('pinned_messages', { conv }) }
+  editMessage(conv: Conv, mid: string, text: string) { return this.call((c) => c.editMessage(conv, mid, text)) }
+  recallMessage(conv: Conv, mid: string) { return this.run((c) => c.recallMessage(conv, mid)) }
+  react(conv: Conv, mid: string, key: string, on: boolean) { return this.run((c) => c.react(conv, mid, key, on)) }
+  pinMessage(conv: Conv, mid: string, on: boolean) { return this.run((c) => c.pinMessage(conv, mid, on)) }
+  forwardMessage(conv: Conv, mid: string, to: Target) { return this.call((c) => c.forwardMessage(conv, mid, to)) }
+  pinnedMessages(conv: Conv) { return this.call((c) => c.pinnedMessages(conv)) }
 
-  channels() { return this.call<ChannelInfo[]>('channels') }
-  join(channel: string) { return this.call<Conv>('join_channel', { channel }) }
-  leave(channel: string) { return this.call<void>('leave_channel', { channel }) }
+  channels() { return this.call((c) => c.channels()) }
+  join(channel: string) { return this.call((c) => c.joinChannel(channel)) }
+  leave(channel: string) { return this.run((c) => c.leaveChannel(channel)) }
   createChannel(channel: string, title: string, topic: string, isPrivate: boolean) {
-    return this.call<Conv>('create_channel', { channel, title, topic, private: isPrivate })
+    return this.call((c) => c.createChannel(channel, title, topic, isPrivate))
   }
-  addMember(channel: string, user: string) { return this.call<void>('add_member', { channel, user }) }
-  members(channel: string) { return this.call<MemberInfo[]>('members', { channel }) }
-  setRole(channel: string, user: string, role: Role) { return this.call<void>('set_role', { channel, user, role }) }
-  removeMember(channel: string, user: string) { return this.call<void>('remove_member', { channel, user }) }
+  addMember(channel: string, user: string) { return this.run((c) => c.addMember(channel, user)) }
+  members(channel: string) { return this.call((c) => c.members(channel)) }
+  setRole(channel: string, user: string, role: Role) { return this.run((c) => c.setRole(channel, user, role)) }
+  removeMember(channel: string, user: string) { return this.run((c) => c.removeMember(channel, user)) }
 
-  watch(users: string[]) { return this.call<Presence[]>('watch_presence', { users }) }
-  unwatch(users: string[]) { return this.call<void>('unwatch_presence', { users }) }
-  profiles(users: string[]) { return this.call<Profile[]>('profiles', { users }) }
+  watch(users: string[]) { return this.call((c) => c.watchPresence(users)) }
+  unwatch(users: string[]) { return this.run((c) => c.unwatchPresence(users)) }
+  profiles(users: string[]) { return this.call((c) => c.profiles(users)) }
   setProfile(name: string, avatar: string, status: string) {
-    return this.call<void>('set_profile', { name, avatar, status })
+    return this.run((c) => c.setProfile(name, avatar, status))
   }
 
   invite(to: string, content: JsonObject, ttlS: number) {
-    return this.call<InviteView>('invite', { to, content, ttlS })
+    return this.call((c) => c.invite(to, content, ttlS))
   }
   answer(iid: string, accept: boolean, response: JsonObject) {
-    return this.call<InviteView | null>('answer_invite', { iid, accept, response })
+    return this.call((c) => c.answerInvite(iid, accept, response))
   }
-  cancelInvite(iid: string) { return this.call<InviteView | null>('cancel_invite', { iid }) }
-  invites() { return this.call<InviteView[]>('invites') }
+  cancelInvite(iid: string) { return this.call((c) => c.cancelInvite(iid)) }
+  invites() { return this.call((c) => c.invites()) }
 
-  getSettings() { return this.call<Settings>('settings_get') }
-  setSettings(settings: Settings) { return this.call<void>('settings_set', { settings }) }
-  openExternal(url: string) { return this.call<void>('open_external', { url }) }
-  lastDeepLink() { return this.call<DeepLink | null>('last_deep_link') }
-  setActiveConversation(conv: Conv | null) { return this.call<void>('set_active_conversation', { conv }) }
+  getSettings() { return this.call((c) => c.settingsGet()) }
+  setSettings(settings: Settings) { return this.run((c) => c.settingsSet(settings)) }
+  openExternal(url: string) { return this.run((c) => c.openExternal(url)) }
+  lastDeepLink() { return this.call((c) => c.lastDeepLink()) }
+  setActiveConversation(conv: Conv | null) { return this.run((c) => c.setActiveConversation(conv)) }
 
-  async onEvent(handler: EventHandler): Promise<Unsubscribe> {
-    const { listen } = await import('@tauri-apps/api/event')
-    return listen<ClientEvent>(EVENT_NAME, (e) => handler(e.payload))
+  async onEvent(handler: EventHandler) {
+    const { events } = await loadBindings()
+    return events.courierEvent.listen((e) => handler(e.payload))
   }
-
-  private async listenTo<T>(name: string, handler: (payload: T) => void): Promise<Unsubscribe> {
-    const { listen } = await import('@tauri-apps/api/event')
-    return listen<T>(name, (e) => handler(e.payload))
+  async onDeepLink(handler: DeepLinkHandler) {
+    const { events } = await loadBindings()
+    return events.courierDeepLink.listen((e) => handler(e.payload))
   }
-
-  onDeepLink(handler: DeepLinkHandler) { return this.listenTo<DeepLink>(DEEP_LINK_EVENT, handler) }
-  onNotice(handler: NoticeHandler) { return this.listenTo<Notice>(NOTICE_EVENT, handler) }
-  onSettings(handler: SettingsHandler) { return this.listenTo<Settings>(SETTINGS_EVENT, handler) }
+  async onNotice(handler: NoticeHandler) {
+    const { events } = await loadBindings()
+    return events.courierNotice.listen((e) => handler(e.payload))
+  }
+  async onSettings(handler: SettingsHandler) {
+    const { events } = await loadBindings()
+    return events.courierSettings.listen((e) => handler(e.payload))
+  }
 }
 
 /** Whether the page runs inside the Tauri webview. */

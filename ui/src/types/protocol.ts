@@ -1,70 +1,33 @@
-// Mirrors of the protocol crate's types (crates/proto/src/{ids,event}.rs) as
-// serde serializes them. Keep field names identical to the Rust side.
+// The protocol crate's types (crates/proto) as the UI receives them. They are
+// generated from the Rust types into ../generated/bindings.ts (`npm run
+// bindings`); this module only picks the names the UI uses. A `_Serialize`
+// type is the shape Rust sends (optional fields absent, not null).
+import type { Target as GeneratedTarget, Value } from '../generated/bindings'
 
-/** `dm:<a>:<b>` (a <= b bytewise) or `ch:<channel>`; serialized as a string. */
-export type Conv = string
+export type {
+  ChannelInfo,
+  Conv,
+  InviteState,
+  Invite_Serialize as Invite,
+  MemberInfo_Serialize as MemberInfo,
+  Presence_Serialize as Presence,
+  Profile,
+  Role,
+} from '../generated/bindings'
 
-/** `{"user":..}`, `{"channel":..}` or `{"call":<iid>}` (externally tagged enum). */
+/** Any JSON value (serde_json::Value). */
+export type JsonValue = Value
+/** A free-form JSON object: message bodies, invitation content, signals. */
+export type JsonObject = { [key: string]: JsonValue }
+
+/**
+ * proto::Target: `{"user":..}`, `{"channel":..}` or `{"call":<iid>}`. The
+ * generated type spells each form with `?: never` for the other two, which
+ * stops `'channel' in t` from narrowing; this is the same type without them,
+ * and the check below fails to compile when the two stop matching.
+ */
 export type Target = { user: string } | { channel: string } | { call: string }
 
-/** proto::Profile */
-export interface Profile {
-  user: string
-  /** Display name (≤ 64 characters). */
-  name: string
-  /** Media id or `avatar:<n>` preset; empty for none. */
-  avatar: string
-  /** Status line (≤ 140 characters). */
-  status: string
-}
-
-/** proto::Presence (the `watch` ok rows). */
-export interface Presence {
-  user: string
-  online: boolean
-  last_seen?: number
-}
-
-/** proto::ChannelInfo */
-export interface ChannelInfo {
-  channel: string
-  title: string
-  topic: string
-  private: boolean
-  members: number
-}
-
-/** proto::Role (v1.1): a channel's creator is `owner`; owners and admins moderate. */
-export type Role = 'owner' | 'admin' | 'member'
-
-/** proto::MemberInfo */
-export interface MemberInfo {
-  user: string
-  online: boolean
-  /** v1.1: the member's role in the channel. */
-  role: Role
-}
-
-/** proto::InviteState — every state but `pending` is final. */
-export type InviteState = 'pending' | 'accepted' | 'refused' | 'canceled' | 'expired' | 'failed'
-
-export type JsonObject = Record<string, unknown>
-
-/** proto::Invite */
-export interface Invite {
-  iid: string
-  from: string
-  to: string
-  /** Where the call continues: `call-<iid>`. */
-  room: string
-  content: JsonObject
-  state: InviteState
-  /** Creation time (ms). */
-  created: number
-  /** Expiry time (ms). */
-  expires: number
-  /** Whether a callee session has received it. */
-  received: boolean
-  reason?: string
-  response?: JsonObject
-}
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false
+const targetMatchesRust: Same<Target, GeneratedTarget> = true
+void targetMatchesRust
