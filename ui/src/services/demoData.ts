@@ -1,5 +1,6 @@
-// Seeds a MockTransport with a few believable conversations, so the UI can
-// be looked at in a browser without Tauri. Not used by the real app.
+// The browser demo's fixtures: a few believable conversations seeded into a
+// MockTransport, so the UI can be looked at without Tauri (what follows the
+// user's actions is demoScript.ts). Not used by the real app.
 // v1.1 on show: reactions, an edited message, recalled ones, pins, a
 // mention of the user, a forwarded message, channel roles (the user owns
 // #design, is an admin of #tech and #core-team, a plain member of #lobby).
