@@ -26,6 +26,16 @@ async function start(query: string) {
 
 const texts = () => useMessagesStore().byConv.get(DM)!.items.map((m) => m.body.text)
 
+/** Starts the demo on fake timers and sends `text` to Alice; returns how that message shows now. */
+async function sendToAlice(text: string) {
+  vi.useFakeTimers()
+  await start('')
+  const s = useMessagesStore()
+  await s.openLatest(DM)
+  const sent = (await s.sendText(DM, text))!
+  return () => s.byConv.get(DM)!.items.find((m) => m.cid === sent.cid)!
+}
+
 describe('browser demo', () => {
   afterEach(() => vi.useRealTimers())
 
@@ -40,12 +50,7 @@ describe('browser demo', () => {
   })
 
   it('replays what follows a send: acknowledged, read, then an answer', async () => {
-    vi.useFakeTimers()
-    await start('')
-    const s = useMessagesStore()
-    await s.openLatest(DM)
-    const sent = (await s.sendText(DM, 'Are you there?'))!
-    const mine = () => s.byConv.get(DM)!.items.find((m) => m.cid === sent.cid)!
+    const mine = await sendToAlice('Are you there?')
     expect(mine().status).toBe('pending')
     await vi.advanceTimersByTimeAsync(600)
     expect(mine().status).toBe('sent')
@@ -56,12 +61,8 @@ describe('browser demo', () => {
   })
 
   it('shows the failed state for a message asking for it', async () => {
-    vi.useFakeTimers()
-    await start('')
-    const s = useMessagesStore()
-    await s.openLatest(DM)
-    const sent = (await s.sendText(DM, 'this will fail'))!
+    const mine = await sendToAlice('this will fail')
     await vi.advanceTimersByTimeAsync(600)
-    expect(s.byConv.get(DM)!.items.find((m) => m.cid === sent.cid)).toMatchObject({ status: 'failed', error: 'too_large' })
+    expect(mine()).toMatchObject({ status: 'failed', error: 'too_large' })
   })
 })
