@@ -37,7 +37,6 @@ pub mod suite;
 pub mod types;
 mod walbuf;
 
-pub(crate) use shared::*;
 pub use types::*;
 
 use async_trait::async_trait;
@@ -305,6 +304,13 @@ pub trait Store:
 }
 
 impl<T> Store for T where
-    T: UserStore + MessageStore + RelationStore + ChannelStore + InviteStore + MediaStore + StoreAdmin + ?Sized
+    T: UserStore
+        + MessageStore
+        + RelationStore
+        + ChannelStore
+        + InviteStore
+        + MediaStore
+        + StoreAdmin
+        + ?Sized
 {
 }

@@ -41,15 +41,17 @@
 //! [`StoreError::Postgres`] with SQLSTATE and message. Both reach clients as
 //! retryable `internal`. Nothing here panics on an engine error.
 
-use super::{
-    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
-    apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
-    unread_count,
+use super::shared::{
+    UnreadParts, apply_aggregates, attach_reactions, body_media, closed, content_span, from_sql_int,
+    parse_conv, parse_object, parse_role, scrubbed_edit_body, to_json, to_sql_int, unread_count,
 };
 use super::{
-    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore, StoreAdmin,
-    UserStore,
+    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
+    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UploadQuota,
+};
+use super::{
+    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore,
+    StoreAdmin, UserStore,
 };
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
@@ -349,10 +351,6 @@ impl PostgresStore {
     }
 }
 
-fn closed() -> StoreError {
-    StoreError::Unavailable("the store is closed".into())
-}
-
 /// Classifies an engine error: connection trouble is `Unavailable`, a
 /// statement PostgreSQL refused is `Postgres` (with its SQLSTATE).
 fn pg(e: tokio_postgres::Error) -> StoreError {
@@ -448,29 +446,6 @@ async fn migrate(client: &mut Object) -> StoreResult<()> {
 
 // ---------------------------------------------------------------------------
 // Row mapping
-
-/// Converts a u64 from the API to BIGINT, saturating.
-fn to_sql_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Converts a stored non-negative integer back.
-fn from_sql_int(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("JSON maps and targets always serialize")
-}
-
-fn parse_conv(s: &str) -> StoreResult<Conv> {
-    Conv::parse(s).ok_or_else(|| StoreError::Unusable(format!("stored conversation id {s:?} is invalid")))
-}
-
-fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(s)
-        .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
-}
 
 /// Reads column `i` without panicking on a type mismatch.
 fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> StoreResult<T> {

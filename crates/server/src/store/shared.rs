@@ -46,7 +46,7 @@ macro_rules! unread_columns {
 }
 
 use super::{StoreError, StoreResult};
-use courier_proto::{Msg, Role};
+use courier_proto::{Conv, Msg, Role};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -55,7 +55,6 @@ use std::collections::HashMap;
 pub(crate) fn first_media_id_since(since: i64) -> String {
     format!("m_{}", ulid::Ulid::from_parts(since.max(0) as u64, 0))
 }
-
 
 // ---------------------------------------------------------------------------
 // Shared by the engines: how stored aggregate state becomes a message
@@ -148,4 +147,45 @@ pub(crate) fn body_media<'a>(kind: &str, body: &'a Map<String, Value>) -> Option
         "image" | "file" => body.get("media").and_then(Value::as_str),
         _ => None,
     }
+}
+
+// ---------------------------------------------------------------------------
+// Column conversions both engines use
+
+/// Converts a u64 from the API to the engines' signed 64-bit integer,
+/// saturating.
+pub(crate) fn to_sql_int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// Converts a stored non-negative integer back.
+pub(crate) fn from_sql_int(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// JSON text of a value both engines store as text (bodies, targets).
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("JSON maps and targets always serialize")
+}
+
+/// A stored conversation id.
+///
+/// # Errors
+/// [`StoreError::Unusable`] when it does not parse.
+pub(crate) fn parse_conv(s: &str) -> StoreResult<Conv> {
+    Conv::parse(s).ok_or_else(|| StoreError::Unusable(format!("stored conversation id {s:?} is invalid")))
+}
+
+/// A stored JSON object (`what` names it in the error).
+///
+/// # Errors
+/// [`StoreError::Unusable`] when it is not a JSON object.
+pub(crate) fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
+}
+
+/// The error of a call on a store that was closed.
+pub(crate) fn closed() -> StoreError {
+    StoreError::Unavailable("the store is closed".into())
 }

@@ -36,15 +36,18 @@
 //! by a newer build, or a file that is not a (Courier) SQLite database. It
 //! never deletes or rewrites such a file.
 
-use super::{
-    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
-    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UnreadParts, UploadQuota,
-    apply_aggregates, attach_reactions, body_media, content_span, parse_role, scrubbed_edit_body,
+use super::shared::{
+    UnreadParts, apply_aggregates, attach_reactions, body_media, closed, content_span, first_media_id_since,
+    from_sql_int, parse_conv, parse_object, parse_role, scrubbed_edit_body, to_json, to_sql_int,
     unread_count,
 };
 use super::{
-    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore, StoreAdmin,
-    UserStore,
+    Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
+    Page, Relation, RelationAppend, StoreError, StoreResult, Transition, UploadQuota,
+};
+use super::{
+    ChannelStore, InviteStore, MediaStore, MessageStore, ReactionCaps, ReactionTally, RelationStore,
+    StoreAdmin, UserStore,
 };
 use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role, Target};
@@ -495,10 +498,6 @@ impl SqliteStore {
     }
 }
 
-fn closed() -> StoreError {
-    StoreError::Unavailable("the store is closed".into())
-}
-
 // ---------------------------------------------------------------------------
 // Opening and migrating
 
@@ -925,29 +924,6 @@ impl Drop for Lease {
 
 // ---------------------------------------------------------------------------
 // Row mapping
-
-/// Converts a u64 from the API to SQLite's i64, saturating.
-fn to_sql_int(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// Converts a stored non-negative integer back.
-fn from_sql_int(v: i64) -> u64 {
-    u64::try_from(v).unwrap_or(0)
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> String {
-    serde_json::to_string(value).expect("JSON maps and targets always serialize")
-}
-
-fn parse_conv(s: &str) -> StoreResult<Conv> {
-    Conv::parse(s).ok_or_else(|| StoreError::Unusable(format!("stored conversation id {s:?} is invalid")))
-}
-
-fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value>> {
-    serde_json::from_str(s)
-        .map_err(|e| StoreError::Unusable(format!("stored {what} is not a JSON object: {e}")))
-}
 
 /// A message row as stored, before its JSON is parsed.
 struct RawMsg {
@@ -1496,7 +1472,7 @@ fn media_bytes_since(c: &Connection, owner: &str, since: i64) -> StoreResult<u64
         .prepare_cached(
             "SELECT coalesce(sum(size), 0) FROM media WHERE id >= ?1 AND owner = ?2 AND created >= ?3",
         )?
-        .query_row(params![super::first_media_id_since(since), owner, since], |r| r.get(0))?;
+        .query_row(params![first_media_id_since(since), owner, since], |r| r.get(0))?;
     Ok(from_sql_int(n))
 }
 

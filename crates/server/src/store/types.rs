@@ -317,4 +317,3 @@ pub struct MediaMeta {
     /// Upload time (ms).
     pub created: i64,
 }
-
