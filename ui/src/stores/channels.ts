@@ -73,12 +73,10 @@ export const useChannelsStore = defineStore('channels', () => {
       : [...list, { user, online: false, role }])
   }
 
-  /** Owner only. `owner` transfers the channel: the old owner becomes an admin. */
+  /** Owner only. The server announces every role it changed (a transfer
+   *  demotes the old owner too) as `member` events, which `onMember` applies. */
   async function setRole(channel: string, user: string, role: Role): Promise<void> {
     await useTransport().setRole(channel, user, role)
-    const me = useSessionStore().me
-    if (role === 'owner' && roleOf(channel, me) === 'owner') putRole(channel, me, 'admin')
-    putRole(channel, user, role)
   }
 
   async function removeMember(channel: string, user: string): Promise<void> {

@@ -35,7 +35,11 @@ describe('channel roles', () => {
     expect(useChannelsStore().roleOf('team', 'alice')).toBeNull()
   })
 
-  it('transfers ownership: the old owner becomes an admin', async () => {
+  it('shows a transfer as the member events the server announces', async () => {
+    t.when('setRole').emit(
+      { type: 'member', channel: 'team', user: 'me', joined: true, removed: false, role: 'admin' },
+      { type: 'member', channel: 'team', user: 'bob', joined: true, removed: false, role: 'owner' },
+    )
     await useChannelsStore().setRole('team', 'bob', 'owner')
     expect(t.callsOf('setRole')).toEqual([['team', 'bob', 'owner']])
     const c = useChannelsStore()

@@ -73,8 +73,9 @@ describe('MembersPanel', () => {
     expect(await menuOf(w, 'me')).toEqual([])
   })
 
-  it('promotes at once and shows the new role', async () => {
+  it('promotes and shows the role the server announces', async () => {
     const w = await panel('owner')
+    t.when('setRole').emit({ type: 'member', channel: 'team', user: 'mia', joined: true, removed: false, role: 'admin' })
     await row(w, 'mia').find('[data-testid="member-actions"]').trigger('click')
     await w.find('[data-action="make-admin"]').trigger('click')
     await flushPromises()
