@@ -171,6 +171,7 @@ impl Store {
     }
 }
 
+/// Creates the row of `conv` (as seen by `me`) unless it exists.
 pub(super) fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::Result<()> {
     let (kind, peer, channel) = match conv {
         Conv::Dm(..) => ("dm", conv.peer_of(me).map(str::to_owned), None),
@@ -183,6 +184,7 @@ pub(super) fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::R
     Ok(())
 }
 
+/// Raises the conversation's newest seq and time to a stored message's.
 pub(super) fn bump_last(tx: &Connection, conv: &str, seq: u64, ts: i64) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "UPDATE conversations SET last_seq = max(last_seq, ?2), last_ts = max(last_ts, ?3) WHERE conv = ?1",

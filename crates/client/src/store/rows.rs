@@ -9,6 +9,9 @@ use rusqlite::{Connection, Row};
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 
+/// The columns of a message row, selected from `messages m` joined with its
+/// `conversations c` (whose DM peer cursors make `sent` read as `delivered`
+/// or `read`).
 pub(super) const MSG_COLS: &str = "m.conv, m.seq, m.mid, m.cid, m.sender, m.target, m.kind, m.body, m.ts, m.reply_to, \
      CASE WHEN m.status = 'sent' AND c.kind = 'dm' AND m.seq <= c.peer_read_seq THEN 'read' \
           WHEN m.status = 'sent' AND c.kind = 'dm' AND m.seq <= c.peer_recv_seq THEN 'delivered' \
@@ -34,6 +37,7 @@ pub(super) struct RawMsg {
     pinned: Option<i64>,
 }
 
+/// Reads a row selected by [`MSG_COLS`].
 pub(super) fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
     Ok(RawMsg {
         conv: r.get(0)?,
@@ -55,6 +59,7 @@ pub(super) fn msg_from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
     })
 }
 
+/// Parses a row's JSON columns into what the app shows.
 pub(super) fn view(raw: RawMsg) -> Result<MessageView> {
     let mut body: Map<String, Value> = serde_json::from_str(&raw.body)?;
     // A file's name is the sender's word: what the app and the CLI show (and
@@ -89,6 +94,7 @@ pub(super) fn view(raw: RawMsg) -> Result<MessageView> {
     })
 }
 
+/// The message of row `id` as the app shows it.
 pub(super) fn message_by_id(c: &Connection, id: i64) -> Result<MessageView> {
     let sql = format!(
         "SELECT {MSG_COLS} FROM messages m LEFT JOIN conversations c ON c.conv = m.conv WHERE m.id = ?1"
