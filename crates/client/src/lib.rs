@@ -4,6 +4,8 @@
 //! Layout:
 //! - [`client`]: the [`Client`] handle the application holds: opening,
 //!   starting and stopping, the connection state, errors.
+//! - `api`: what the handle can do, one file per area (messages,
+//!   relations, channels, people, invites, media).
 //! - `config`: [`ClientConfig`], servers, token, data directory, timeouts.
 //! - `manager`: the connection manager behind the handle (states, back-off,
 //!   fail-over, tokens) and the workers of each session.
@@ -29,11 +31,14 @@
 //! conversation in seq order exactly once. Relations travel the same way
 //! and show only through the message they point at.
 
+mod api;
 pub mod backoff;
 pub mod client;
 mod config;
 pub mod conn;
 pub mod events;
+#[cfg(test)]
+mod fake_server;
 mod manager;
 pub mod media;
 pub mod model;

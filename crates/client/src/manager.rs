@@ -308,3 +308,6 @@ async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
