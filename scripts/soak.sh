@@ -31,14 +31,17 @@ figures="${figures/run-/figures-}"
 
 echo "== building (the soak scenarios run the real courier-server and courier-cli binaries)"
 cargo build -j"$JOBS" --locked -p courier-server -p courier-client --bins
-cargo test -j"$JOBS" --locked -p courier-conformance -p courier-proto --no-run
+cargo test -j"$JOBS" --locked -p courier-soak -p courier-conformance -p courier-proto --no-run
 
 echo "== soak: clients=$SOAK_CLIENTS secs=$SOAK_SECS kills=$SOAK_KILLS cli_users=$SOAK_CLI_USERS proptest_cases=$PROPTEST_CASES"
 echo "   log: $log"
 status=0
 # One scenario at a time: each is sized to use the machine on its own.
 cargo test -j"$JOBS" --locked -p courier-proto --test fuzz -- --test-threads=1 2>&1 | tee -a "$log" || status=1
-for t in faults soak fuzz security; do
+for t in faults soak; do
+  cargo test -j"$JOBS" --locked -p courier-soak --test "$t" -- --test-threads=1 --nocapture 2>&1 | tee -a "$log" || status=1
+done
+for t in fuzz security; do
   cargo test -j"$JOBS" --locked -p courier-conformance --test "$t" -- --test-threads=1 --nocapture 2>&1 | tee -a "$log" || status=1
 done
 grep -ho '\(SOAK\|FUZZ\)-FIGURES .*' "$log" | sed 's/^[A-Z]*-FIGURES //' > "$figures" || true

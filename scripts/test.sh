@@ -12,7 +12,7 @@ npm run --silent test:ui
 echo "== UI: type-check and build (the desktop crate embeds ui/dist)"
 npm run --silent ui:build
 
-echo "== Rust: unit, storage, conformance, crash, client and CLI tests"
+echo "== Rust: unit, storage, conformance, client-core faults and soak, crash, client and CLI tests"
 cargo test --workspace --locked -j"$JOBS"
 
 echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), ends of each case on different nodes"

@@ -38,9 +38,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCloseCode;
 use tokio_tungstenite::tungstenite::{Bytes, Message};
 
-pub mod faults;
 pub mod requests;
-pub mod soak;
 
 pub use courier_server::Config;
 use courier_server::Server;
@@ -129,6 +127,24 @@ pub struct Harness {
 }
 
 impl Harness {
+    /// A harness for a server that is already running at `addr`
+    /// (`host:port`), signing in with `dev:<user>` tokens.
+    pub fn at(addr: &str) -> Harness {
+        Harness {
+            addr: addr.to_owned(),
+            ws_url: format!("ws://{addr}/v1/ws"),
+            auth_secret: None,
+            admin_secret: None,
+            external: true,
+            server: None,
+            _dir: None,
+            spread: Vec::new(),
+            others: Vec::new(),
+            next: AtomicU64::new(0),
+            _redis: None,
+        }
+    }
+
     /// The server under test: `COURIER_TEST_URL` or a fresh in-process one.
     pub async fn new() -> Harness {
         if let Ok(url) = std::env::var("COURIER_TEST_URL") {
@@ -420,6 +436,14 @@ impl Harness {
             .await
             .expect("HTTP response in time")
             .expect("HTTP exchange")
+    }
+
+    /// Like [`Harness::http_raw`], but `None` instead of panicking when the
+    /// server is not there (yet).
+    pub async fn http_raw_try(&self, raw: &[u8]) -> Option<HttpResponse> {
+        let mut s = TcpStream::connect(&self.addr).await.ok()?;
+        s.write_all(raw).await.ok()?;
+        read_http_response(&mut s).await.ok()
     }
 
     /// `POST /v1/media` with a bearer token.

@@ -223,8 +223,8 @@ async fn a_metrics_address_serves_metrics_without_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config { metrics_listen: Some("127.0.0.1:0".parse().unwrap()), ..config_in(&dir) };
     let server = courier_server::Server::start(config).await.unwrap();
-    let main = soak::harness_at(&server.local_addr().to_string());
-    let metrics = soak::harness_at(&server.metrics_addr().expect("a metrics address").to_string());
+    let main = Harness::at(&server.local_addr().to_string());
+    let metrics = Harness::at(&server.metrics_addr().expect("a metrics address").to_string());
     // No admin secret configured: the main port never serves metrics.
     assert_eq!(main.http("GET", "/metrics", &[], b"").await.status, 401);
     let r = metrics.http("GET", "/metrics", &[], b"").await;

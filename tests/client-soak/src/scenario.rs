@@ -19,15 +19,14 @@
 //! Scenario sizes come from environment variables (read by the same tests at
 //! CI size and at soak size, see `scripts/soak.sh`): [`env_u64`].
 
-use crate::Harness;
 use courier_client::Store;
+use courier_conformance::{Client as WireClient, Harness, skip, unique};
 use courier_proto::{Conv, InviteState};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// A number from the environment, or `default`.
@@ -35,27 +34,9 @@ pub fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
-/// A harness for a server that is already running at `addr` (`host:port`),
-/// signing in with `dev:<user>` tokens.
-pub fn harness_at(addr: &str) -> Harness {
-    Harness {
-        addr: addr.to_owned(),
-        ws_url: format!("ws://{addr}/v1/ws"),
-        auth_secret: None,
-        admin_secret: None,
-        external: true,
-        server: None,
-        _dir: None,
-        spread: Vec::new(),
-        others: Vec::new(),
-        next: AtomicU64::new(0),
-        _redis: None,
-    }
-}
-
 /// A binary of this workspace built beside the test binary
 /// (`target/<profile>/<name>`, the test being `target/<profile>/deps/…`).
-/// `cargo test --workspace` builds them; `cargo test -p courier-conformance`
+/// `cargo test --workspace` builds them; `cargo test -p courier-soak`
 /// alone does not, and the scenarios that need them then skip.
 pub fn locate_bin(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
@@ -87,7 +68,7 @@ impl ServerProc {
     /// note) when the binary has not been built.
     pub async fn start(test: &str, config_toml: &str) -> Option<ServerProc> {
         let Some(bin) = locate_bin("courier-server") else {
-            crate::skip(
+            skip(
                 test,
                 "target/<profile>/courier-server is not built (run `cargo build -p courier-server` or `cargo test --workspace`)",
             );
@@ -121,7 +102,7 @@ impl ServerProc {
             .spawn()
             .expect("courier-server starts");
         self.child = Some(child);
-        let h = harness_at(&self.addr());
+        let h = Harness::at(&self.addr());
         for _ in 0..600 {
             if let Some(c) = self.child.as_mut()
                 && let Ok(Some(status)) = c.try_wait()
@@ -191,17 +172,6 @@ impl Drop for ServerProc {
     }
 }
 
-impl Harness {
-    /// Like [`Harness::http_raw`], but `None` instead of panicking when the
-    /// server is not there (yet).
-    pub async fn http_raw_try(&self, raw: &[u8]) -> Option<crate::HttpResponse> {
-        use tokio::io::AsyncWriteExt;
-        let mut s = tokio::net::TcpStream::connect(&self.addr).await.ok()?;
-        s.write_all(raw).await.ok()?;
-        crate::read_http_response(&mut s).await.ok()
-    }
-}
-
 /// One message as the server's history holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerMsg {
@@ -217,13 +187,13 @@ pub struct ServerMsg {
 
 /// Signed-in wire sessions of the checker, one per user, reused.
 #[derive(Default)]
-pub struct Readers(HashMap<String, crate::Client>);
+pub struct Readers(HashMap<String, WireClient>);
 
 impl Readers {
     /// The checker's session as `user`.
-    pub async fn of(&mut self, h: &Harness, user: &str) -> &mut crate::Client {
+    pub async fn of(&mut self, h: &Harness, user: &str) -> &mut WireClient {
         if !self.0.contains_key(user) {
-            let c = h.login_device(user, &crate::unique("checker")).await;
+            let c = h.login_device(user, &unique("checker")).await;
             self.0.insert(user.to_owned(), c);
         }
         self.0.get_mut(user).unwrap()
@@ -610,7 +580,7 @@ pub async fn check_invariants(h: &Harness, exp: &Expected, views: &[LocalView]) 
 /// the caller's `invite_cancel` of a final invitation answers
 /// `invite_final` with it. `None` if it was still pending (then it is now
 /// canceled, and that is a violation).
-async fn invite_truth(c: &mut crate::Client, iid: &str) -> Option<InviteState> {
+async fn invite_truth(c: &mut WireClient, iid: &str) -> Option<InviteState> {
     let r = c.request(json!({"op":"invite_cancel","iid":iid})).await;
     match r.err {
         Some(e) => e.invite.map(|i| i.state),

@@ -19,21 +19,20 @@
 //!   lost or duplicated.
 //!
 //! The Redis-restart fault (resubscribe, gap filling) is
-//! `redis_restart_resubscribes_and_gaps_fill_from_history` in `cluster.rs`.
+//! `redis_restart_resubscribes_and_gaps_fill_from_history` in the conformance
+//! suite (`tests/tests/cluster.rs`).
 //!
 //! Needs, or prints "SKIPPED" and passes: `redis-server`, PostgreSQL
 //! (`/usr/lib/postgresql/*/bin`), and the server binary built beside the
 //! test binary (`target/<profile>/courier-server`). `cargo test -p
-//! courier-conformance` does **not** build that binary (a package's tests get
+//! courier-soak` does **not** build that binary (a package's tests get
 //! only its own binaries): run `cargo build -p courier-server` first, or
 //! `cargo test --workspace`.
 
 use courier_client::{ClientEvent, ConnState};
-use courier_conformance::soak::{
-    Expected, LocalView, ServerProc, check_invariants, harness_at, locate_bin, settle,
-};
 use courier_conformance::{Harness, TestRedis, dm_conv, skip, unique};
 use courier_proto::{ErrorCode, Target};
+use courier_soak::scenario::{Expected, LocalView, ServerProc, check_invariants, locate_bin, settle};
 use serde_json::json;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -190,7 +189,7 @@ async fn node_kill9_under_load_loses_and_duplicates_nothing_acknowledged() {
     }
 
     // Settle against a surviving node, then check every invariant.
-    let h = harness_at(&nodes[1].addr());
+    let h = Harness::at(&nodes[1].addr());
     let stores: Vec<(String, &courier_client::Store)> =
         users.iter().cloned().zip(clients.iter().map(|c| c.store())).collect();
     let settled = settle(&h, &exp, &stores, Duration::from_secs(60)).await;
@@ -262,7 +261,7 @@ impl DedicatedPg {
         if let Some((uid, gid)) = ids {
             std::os::unix::fs::chown(root.path(), Some(uid), Some(gid)).unwrap();
         }
-        let port = courier_conformance::soak::free_port();
+        let port = courier_soak::scenario::free_port();
         let mut pg = DedicatedPg { bin, root, port, ids, child: None };
         let out = pg
             .command("initdb")
@@ -492,7 +491,7 @@ async fn postgres_outage_fails_sends_retryably_and_loses_nothing() {
     let mut exp = Expected::default();
     let conv = dm_conv(&a, &b);
     exp.members.insert(conv.clone(), vec![a.clone(), b.clone()]);
-    let h = harness_at(&nodes[1].addr);
+    let h = Harness::at(&nodes[1].addr);
     let stores = [(a.clone(), alice.store()), (b.clone(), bob.store())];
     assert!(settle(&h, &exp, &stores, Duration::from_secs(60)).await, "outboxes drained and stores synced");
     let views: Vec<LocalView> =

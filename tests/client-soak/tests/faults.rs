@@ -8,10 +8,10 @@
 //! [`netem_path_where_the_kernel_has_it`]: it skips with a note here.
 
 use courier_client::ConnState;
-use courier_conformance::faults::{Faults, Proxy};
-use courier_conformance::soak::{Expected, LocalView, check_invariants, fast_client, settle};
 use courier_conformance::{Harness, dm_conv, unique};
 use courier_proto::Target;
+use courier_soak::proxy::{Faults, Proxy};
+use courier_soak::scenario::{Expected, LocalView, check_invariants, fast_client, settle};
 use serde_json::json;
 use std::sync::atomic::Ordering;
 use std::time::Duration;

@@ -21,13 +21,13 @@
 //! redis-server installed, and skips with a note otherwise.
 
 use courier_client::{Client, ClientEvent};
-use courier_conformance::faults::{Faults, Proxy};
-use courier_conformance::soak::{
-    Expected, LocalView, ServerProc, check_invariants, env_u64, fast_client, fast_client_of, harness_at,
-    locate_bin, open_store, settle,
-};
 use courier_conformance::{Config, Harness, dm_conv, unique};
 use courier_proto::Target;
+use courier_soak::proxy::{Faults, Proxy};
+use courier_soak::scenario::{
+    Expected, LocalView, ServerProc, check_invariants, env_u64, fast_client, fast_client_of, locate_bin,
+    open_store, settle,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{Map, json};
@@ -243,7 +243,7 @@ async fn server_kill_9_and_restart_during_load() {
     let n = env_u64("SOAK_CLIENTS", 6) as usize;
     let secs = env_u64("SOAK_SECS", 6);
     let kills = env_u64("SOAK_KILLS", 2);
-    let h = harness_at(&server.addr());
+    let h = Harness::at(&server.addr());
     let mut cast = cast(&h, n).await;
     let dirs: Vec<_> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
     let clients: Vec<Client> =
