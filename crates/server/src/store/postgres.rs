@@ -42,8 +42,9 @@
 //! retryable `internal`. Nothing here panics on an engine error.
 
 use super::shared::{
-    UnreadParts, apply_aggregates, attach_reactions, body_media, closed, content_span, from_sql_int,
-    parse_conv, parse_object, parse_role, scrubbed_edit_body, to_json, to_sql_int, unread_count,
+    MentionScrub, RecallEffect, RelationEffect, RelationTarget, UnreadParts, apply_aggregates,
+    attach_reactions, closed, content_span, from_sql_int, parse_conv, parse_object, parse_role, to_json,
+    to_sql_int, unread_count,
 };
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
@@ -749,15 +750,21 @@ async fn try_append_relation(
         tx.rollback().await?;
         return Ok(RelationTry::NoTarget);
     };
-    let target_seq: i64 = target.try_get(0)?;
-    if target.try_get::<_, bool>(4)? {
+    let target = RelationTarget {
+        seq: target.try_get(0)?,
+        sender: target.try_get(1)?,
+        kind: target.try_get(2)?,
+        body: target.try_get(3)?,
+        recalled: target.try_get(4)?,
+    };
+    if target.recalled {
         tx.rollback().await?;
         return Ok(RelationTry::Recalled);
     }
     // The target row is locked: relations to it take turns, so the caps
     // hold under concurrency.
     if let (Relation::Reaction { key, on: true, .. }, Some(caps)) = (rel, caps) {
-        let tally = read_tally(&tx, conv, target_seq, &m.from, key).await?;
+        let tally = read_tally(&tx, conv, target.seq, &m.from, key).await?;
         if let Some(cap) = caps.refuses(tally) {
             tx.rollback().await?;
             return Ok(RelationTry::Capped(cap));
@@ -767,73 +774,75 @@ async fn try_append_relation(
         tx.rollback().await?;
         return Ok(RelationTry::Dup);
     };
-    let (seq, ts) = (to_sql_int(msg.seq), msg.ts);
-    match rel {
-        Relation::Edit { text, .. } => {
+    apply_effect(&tx, conv, target.seq, RelationEffect::of(rel, &target, &msg)).await?;
+    tx.commit().await?;
+    Ok(RelationTry::Stored(msg))
+}
+
+/// Executes what a relation does to its target (`conv`, `seq`) inside the
+/// relation's transaction.
+async fn apply_effect(
+    tx: &Transaction<'_>,
+    conv: &str,
+    seq: i64,
+    effect: RelationEffect,
+) -> Result<(), tokio_postgres::Error> {
+    match effect {
+        RelationEffect::SetEdited { text, ts } => {
             let stmt = tx
                 .prepare_cached(
                     "UPDATE messages SET edited_text = $3, edited_ts = $4 WHERE conv = $1 AND seq = $2",
                 )
                 .await?;
-            tx.execute(&stmt, &[&conv, &target_seq, text, &ts]).await?;
+            tx.execute(&stmt, &[&conv, &seq, &text, &ts]).await?;
         }
-        Relation::Reaction { key, on: true, .. } => {
+        RelationEffect::AddReaction { key, user, seq: at } => {
             let stmt = tx
                 .prepare_cached(
                     "INSERT INTO reactions (conv, target_seq, key, user_id, seq) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT DO NOTHING",
                 )
                 .await?;
-            tx.execute(&stmt, &[&conv, &target_seq, key, &msg.from, &seq]).await?;
+            tx.execute(&stmt, &[&conv, &seq, &key, &user, &at]).await?;
         }
-        Relation::Reaction { key, on: false, .. } => {
+        RelationEffect::RemoveReaction { key, user } => {
             let stmt = tx
                 .prepare_cached(
                     "DELETE FROM reactions WHERE conv = $1 AND target_seq = $2 AND key = $3 AND user_id = $4",
                 )
                 .await?;
-            tx.execute(&stmt, &[&conv, &target_seq, key, &msg.from]).await?;
+            tx.execute(&stmt, &[&conv, &seq, &key, &user]).await?;
         }
-        Relation::Pin { on: true, .. } => {
-            // Pinning a pinned message keeps the first pin (and its place).
+        RelationEffect::Pin { ts, seq: at } => {
             let stmt = tx
                 .prepare_cached(
                     "UPDATE messages SET pinned = coalesce(pinned, $3), pin_seq = coalesce(pin_seq, $4) \
                      WHERE conv = $1 AND seq = $2",
                 )
                 .await?;
-            tx.execute(&stmt, &[&conv, &target_seq, &ts, &seq]).await?;
+            tx.execute(&stmt, &[&conv, &seq, &ts, &at]).await?;
         }
-        Relation::Pin { on: false, .. } => {
+        RelationEffect::Unpin => {
             let stmt = tx
                 .prepare_cached(
                     "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE conv = $1 AND seq = $2",
                 )
                 .await?;
-            tx.execute(&stmt, &[&conv, &target_seq]).await?;
+            tx.execute(&stmt, &[&conv, &seq]).await?;
         }
-        Relation::Recall { target: mid } => {
-            let sender: String = target.try_get(1)?;
-            let kind: String = target.try_get(2)?;
-            let body: String = target.try_get(3)?;
-            recall(&tx, conv, mid, target_seq, &sender, &kind, &body).await?;
-        }
+        RelationEffect::Recall(scrub) => recall(tx, conv, seq, &scrub).await?,
     }
-    tx.commit().await?;
-    Ok(RelationTry::Stored(msg))
+    Ok(())
 }
 
-/// Scrubs a recalled message inside the relation's transaction: its body,
-/// aggregates, reactions, mentions, its edits' texts and the media it
-/// names (when its sender uploaded it).
+/// Scrubs a recalled message (`conv`, `seq`) inside the relation's
+/// transaction: its body, aggregates, reactions, and what `scrub` names
+/// (its edits' texts, mentions, media).
 async fn recall(
     tx: &Transaction<'_>,
     conv: &str,
-    mid: &str,
     seq: i64,
-    sender: &str,
-    kind: &str,
-    body: &str,
+    scrub: &RecallEffect,
 ) -> Result<(), tokio_postgres::Error> {
     let stmt = tx
         .prepare_cached(
@@ -846,25 +855,29 @@ async fn recall(
     let stmt = tx
         .prepare_cached("UPDATE messages SET body = $3 WHERE rel_target = $2 AND kind = 'edit' AND conv = $1")
         .await?;
-    tx.execute(&stmt, &[&conv, &mid, &to_json(&scrubbed_edit_body(mid))]).await?;
+    tx.execute(&stmt, &[&conv, &scrub.target, &scrub.edit_body]).await?;
     let stmt = tx.prepare_cached("DELETE FROM reactions WHERE conv = $1 AND target_seq = $2").await?;
     tx.execute(&stmt, &[&conv, &seq]).await?;
-    // The stored body is the server's own compact JSON of an object.
-    let body: Map<String, Value> = serde_json::from_str(body).unwrap_or_default();
-    let mentioned = courier_proto::body_mentions(&body);
-    if !mentioned.is_empty() {
-        let stmt = tx
-            .prepare_cached("DELETE FROM mentions WHERE user_id = ANY($1) AND conv = $2 AND seq = $3")
-            .await?;
-        tx.execute(&stmt, &[&mentioned, &conv, &seq]).await?;
+    match &scrub.mentions {
+        MentionScrub::Users(users) if users.is_empty() => {}
+        MentionScrub::Users(users) => {
+            let stmt = tx
+                .prepare_cached("DELETE FROM mentions WHERE user_id = ANY($1) AND conv = $2 AND seq = $3")
+                .await?;
+            tx.execute(&stmt, &[users, &conv, &seq]).await?;
+        }
+        MentionScrub::All => {
+            let stmt = tx.prepare_cached("DELETE FROM mentions WHERE conv = $1 AND seq = $2").await?;
+            tx.execute(&stmt, &[&conv, &seq]).await?;
+        }
     }
-    if let Some(media) = body_media(kind, &body) {
+    if let Some(media) = &scrub.media {
         let owned = tx.prepare_cached("SELECT 1 FROM media WHERE id = $1 AND owner = $2").await?;
-        if tx.query_opt(&owned, &[&media, &sender]).await?.is_some() {
+        if tx.query_opt(&owned, &[&media.id, &media.owner]).await?.is_some() {
             let blob = tx.prepare_cached("DELETE FROM media_blobs WHERE id = $1").await?;
-            tx.execute(&blob, &[&media]).await?;
+            tx.execute(&blob, &[&media.id]).await?;
             let facts = tx.prepare_cached("DELETE FROM media WHERE id = $1").await?;
-            tx.execute(&facts, &[&media]).await?;
+            tx.execute(&facts, &[&media.id]).await?;
         }
     }
     Ok(())

@@ -1,5 +1,7 @@
-//! What both engines share: the SQL column lists they read, and how stored
-//! aggregate state becomes a message.
+//! What both engines share, written once: the SQL column lists they read,
+//! how stored aggregate state becomes a message, column conversions, and
+//! the decision of what a relation (edit, recall, reaction, pin) changes
+//! ([`RelationEffect`]): the engines only execute it.
 
 /// The message columns both engines read, in order: the message, then its
 /// aggregate columns.
@@ -45,7 +47,7 @@ macro_rules! unread_columns {
     };
 }
 
-use super::{StoreError, StoreResult};
+use super::{Relation, StoreError, StoreResult};
 use courier_proto::{Conv, Msg, Role};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -188,4 +190,146 @@ pub(crate) fn parse_object(what: &str, s: &str) -> StoreResult<Map<String, Value
 /// The error of a call on a store that was closed.
 pub(crate) fn closed() -> StoreError {
     StoreError::Unavailable("the store is closed".into())
+}
+
+// ---------------------------------------------------------------------------
+// What a relation changes: decided here, executed by the engines
+
+/// A relation's target as the relation's transaction reads it (its row,
+/// locked where the engine locks).
+#[derive(Debug, Clone)]
+pub(crate) struct RelationTarget {
+    /// Its seq.
+    pub seq: i64,
+    /// Its sender.
+    pub sender: String,
+    /// Its kind.
+    pub kind: String,
+    /// Its body as stored (JSON text).
+    pub body: String,
+    /// Whether it is recalled already.
+    pub recalled: bool,
+}
+
+/// What storing a relation does to its target, besides storing the
+/// relation message itself. Both engines execute it in the relation's
+/// transaction, against the target's row (`conv`, [`RelationTarget::seq`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RelationEffect {
+    /// Sets the target's edited text and its time (the newest edit wins).
+    SetEdited {
+        /// The new text.
+        text: String,
+        /// The edit's ts.
+        ts: i64,
+    },
+    /// Turns `user`'s reaction `key` on, listed at the relation's `seq`; a
+    /// key the user has on already keeps its place.
+    AddReaction {
+        /// The reaction.
+        key: String,
+        /// Who reacts (the relation's sender).
+        user: String,
+        /// The relation's seq (reactions list in reacting order).
+        seq: i64,
+    },
+    /// Turns `user`'s reaction `key` off (off already: no change).
+    RemoveReaction {
+        /// The reaction.
+        key: String,
+        /// Who reacts (the relation's sender).
+        user: String,
+    },
+    /// Pins the target at `ts`, listed at `seq`; a pinned target keeps its
+    /// first pin (and its place in the list).
+    Pin {
+        /// The pin's ts.
+        ts: i64,
+        /// The pin's seq (pins list in pinning order).
+        seq: i64,
+    },
+    /// Unpins the target.
+    Unpin,
+    /// Scrubs the target for good.
+    Recall(RecallEffect),
+}
+
+impl RelationEffect {
+    /// What `rel`, stored as `stored`, does to `target`.
+    pub(crate) fn of(rel: &Relation, target: &RelationTarget, stored: &Msg) -> RelationEffect {
+        let (seq, ts) = (to_sql_int(stored.seq), stored.ts);
+        match rel {
+            Relation::Edit { text, .. } => RelationEffect::SetEdited { text: text.clone(), ts },
+            Relation::Reaction { key, on: true, .. } => {
+                RelationEffect::AddReaction { key: key.clone(), user: stored.from.clone(), seq }
+            }
+            Relation::Reaction { key, on: false, .. } => {
+                RelationEffect::RemoveReaction { key: key.clone(), user: stored.from.clone() }
+            }
+            Relation::Pin { on: true, .. } => RelationEffect::Pin { ts, seq },
+            Relation::Pin { on: false, .. } => RelationEffect::Unpin,
+            Relation::Recall { target: mid } => RelationEffect::Recall(RecallEffect::of(mid, target)),
+        }
+    }
+}
+
+/// What a recall scrubs. Always: the target's body (to `{}`), its edited
+/// text, pin and reactions, and it becomes recalled. Besides, the parts
+/// named here, which depend on what the target's body says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RecallEffect {
+    /// The target's mid: its edits keep only `edit_body`.
+    pub target: String,
+    /// The body the target's edits keep (JSON text of `{"target": mid}`).
+    pub edit_body: String,
+    /// The target's mention rows to delete.
+    pub mentions: MentionScrub,
+    /// The media object the target's body names, deleted only if it is
+    /// still `owner`'s (the target's sender's) upload.
+    pub media: Option<OwnedMedia>,
+}
+
+/// Which mention rows of a recalled message go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum MentionScrub {
+    /// The rows of these users (the ones its body mentions): one
+    /// primary-key delete each.
+    Users(Vec<String>),
+    /// Every row of the message: its stored body does not parse, so whom
+    /// it mentioned is unknown (a scan of the mentions, for damaged rows
+    /// only).
+    All,
+}
+
+/// A media object and the uploader it must have to be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OwnedMedia {
+    /// The media id.
+    pub id: String,
+    /// The uploader it must have.
+    pub owner: String,
+}
+
+impl RecallEffect {
+    /// What recalling `target` (with mid `mid`) scrubs.
+    ///
+    /// A stored body that does not parse (a damaged row) does not stop the
+    /// recall: the protocol promises recalled content is never served again,
+    /// and the recall removes it. Its mentions all go; the media it may name
+    /// cannot be found and stays.
+    pub(crate) fn of(mid: &str, target: &RelationTarget) -> RecallEffect {
+        let edit_body = to_json(&scrubbed_edit_body(mid));
+        let (mentions, media) = match parse_object("message body", &target.body) {
+            Ok(body) => (
+                MentionScrub::Users(courier_proto::body_mentions(&body)),
+                body_media(&target.kind, &body)
+                    .map(|id| OwnedMedia { id: id.to_owned(), owner: target.sender.clone() }),
+            ),
+            Err(e) => {
+                tracing::warn!(mid, error = %e, "recalling a message whose stored body does not parse");
+                (MentionScrub::All, None)
+            }
+        };
+        RecallEffect { target: mid.to_owned(), edit_body, mentions, media }
+    }
 }

@@ -37,9 +37,9 @@
 //! never deletes or rewrites such a file.
 
 use super::shared::{
-    UnreadParts, apply_aggregates, attach_reactions, body_media, closed, content_span, first_media_id_since,
-    from_sql_int, parse_conv, parse_object, parse_role, scrubbed_edit_body, to_json, to_sql_int,
-    unread_count,
+    MentionScrub, RecallEffect, RelationEffect, RelationTarget, UnreadParts, apply_aggregates,
+    attach_reactions, closed, content_span, first_media_id_since, from_sql_int, parse_conv, parse_object,
+    parse_role, to_json, to_sql_int, unread_count,
 };
 use super::{
     Appended, ChannelRow, ConvSummary, Cursor, Departure, JoinOutcome, MediaMeta, NewChannel, NewMessage,
@@ -1149,15 +1149,6 @@ fn read_tally(
     })?)
 }
 
-/// A relation's target as the relation's transaction sees it.
-struct TargetRow {
-    seq: i64,
-    sender: String,
-    kind: String,
-    body: String,
-    recalled: bool,
-}
-
 fn append_relation_message(
     c: &Connection,
     m: NewMessage,
@@ -1174,7 +1165,7 @@ fn append_relation_message(
              WHERE mid = ?1 AND conv = ?2 AND rel_target IS NULL",
         )?
         .query_row(params![rel.target(), conv], |r| {
-            Ok(TargetRow {
+            Ok(RelationTarget {
                 seq: r.get(0)?,
                 sender: r.get(1)?,
                 kind: r.get(2)?,
@@ -1194,72 +1185,83 @@ fn append_relation_message(
         }
     }
     let appended = insert_message(c, m, Some(rel.target()))?;
-    let (seq, ts) = (to_sql_int(appended.msg.seq), appended.msg.ts);
-    match &rel {
-        Relation::Edit { text, .. } => {
+    apply_effect(c, &conv, target.seq, RelationEffect::of(&rel, &target, &appended.msg))?;
+    Ok(RelationAppend::Stored(appended))
+}
+
+/// Executes what a relation does to its target (`conv`, `seq`).
+fn apply_effect(c: &Connection, conv: &str, seq: i64, effect: RelationEffect) -> StoreResult<()> {
+    match effect {
+        RelationEffect::SetEdited { text, ts } => {
             c.prepare_cached(
                 "UPDATE messages SET edited_text = ?3, edited_ts = ?4 WHERE conv = ?1 AND seq = ?2",
             )?
-            .execute(params![conv, target.seq, text, ts])?;
+            .execute(params![conv, seq, text, ts])?;
         }
-        Relation::Reaction { key, on: true, .. } => {
+        RelationEffect::AddReaction { key, user, seq: at } => {
             c.prepare_cached(
                 "INSERT INTO reactions (conv, target_seq, key, user_id, seq) VALUES (?1, ?2, ?3, ?4, ?5) \
                  ON CONFLICT DO NOTHING",
             )?
-            .execute(params![conv, target.seq, key, appended.msg.from, seq])?;
+            .execute(params![conv, seq, key, user, at])?;
         }
-        Relation::Reaction { key, on: false, .. } => {
+        RelationEffect::RemoveReaction { key, user } => {
             c.prepare_cached(
                 "DELETE FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?3 AND user_id = ?4",
             )?
-            .execute(params![conv, target.seq, key, appended.msg.from])?;
+            .execute(params![conv, seq, key, user])?;
         }
-        Relation::Pin { on: true, .. } => {
-            // Pinning a pinned message keeps the first pin (and its place).
+        RelationEffect::Pin { ts, seq: at } => {
             c.prepare_cached(
                 "UPDATE messages SET pinned = coalesce(pinned, ?3), pin_seq = coalesce(pin_seq, ?4) \
                  WHERE conv = ?1 AND seq = ?2",
             )?
-            .execute(params![conv, target.seq, ts, seq])?;
+            .execute(params![conv, seq, ts, at])?;
         }
-        Relation::Pin { on: false, .. } => {
+        RelationEffect::Unpin => {
             c.prepare_cached(
                 "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE conv = ?1 AND seq = ?2",
             )?
-            .execute(params![conv, target.seq])?;
+            .execute(params![conv, seq])?;
         }
-        Relation::Recall { target: mid } => recall(c, &conv, mid, &target)?,
+        RelationEffect::Recall(scrub) => recall(c, conv, seq, &scrub)?,
     }
-    Ok(RelationAppend::Stored(appended))
+    Ok(())
 }
 
-/// Scrubs a recalled message: its body, aggregates, reactions, mentions,
-/// its edits' texts and the media it names (when its sender uploaded it).
-fn recall(c: &Connection, conv: &str, mid: &str, target: &TargetRow) -> StoreResult<()> {
+/// Scrubs a recalled message (`conv`, `seq`): its body, aggregates,
+/// reactions, and what `scrub` names (its edits' texts, mentions, media).
+fn recall(c: &Connection, conv: &str, seq: i64, scrub: &RecallEffect) -> StoreResult<()> {
     c.prepare_cached(
         "UPDATE messages SET body = '{}', recalled = 1, edited_text = NULL, edited_ts = NULL, \
              pinned = NULL, pin_seq = NULL \
          WHERE conv = ?1 AND seq = ?2",
     )?
-    .execute(params![conv, target.seq])?;
+    .execute(params![conv, seq])?;
     c.prepare_cached("UPDATE messages SET body = ?3 WHERE rel_target = ?2 AND kind = 'edit' AND conv = ?1")?
-        .execute(params![conv, mid, to_json(&scrubbed_edit_body(mid))])?;
+        .execute(params![conv, scrub.target, scrub.edit_body])?;
     c.prepare_cached("DELETE FROM reactions WHERE conv = ?1 AND target_seq = ?2")?
-        .execute(params![conv, target.seq])?;
-    let body = parse_object("message body", &target.body)?;
-    let mut unmention =
-        c.prepare_cached("DELETE FROM mentions WHERE user_id = ?1 AND conv = ?2 AND seq = ?3")?;
-    for user in courier_proto::body_mentions(&body) {
-        unmention.execute(params![user, conv, target.seq])?;
+        .execute(params![conv, seq])?;
+    match &scrub.mentions {
+        MentionScrub::Users(users) => {
+            let mut unmention =
+                c.prepare_cached("DELETE FROM mentions WHERE user_id = ?1 AND conv = ?2 AND seq = ?3")?;
+            for user in users {
+                unmention.execute(params![user, conv, seq])?;
+            }
+        }
+        MentionScrub::All => {
+            c.prepare_cached("DELETE FROM mentions WHERE conv = ?1 AND seq = ?2")?
+                .execute(params![conv, seq])?;
+        }
     }
-    if let Some(media) = body_media(&target.kind, &body) {
+    if let Some(media) = &scrub.media {
         let owned = c
             .prepare_cached("SELECT 1 FROM media WHERE id = ?1 AND owner = ?2")?
-            .exists(params![media, target.sender])?;
+            .exists(params![media.id, media.owner])?;
         if owned {
-            c.prepare_cached("DELETE FROM media_blobs WHERE id = ?1")?.execute([media])?;
-            c.prepare_cached("DELETE FROM media WHERE id = ?1")?.execute([media])?;
+            c.prepare_cached("DELETE FROM media_blobs WHERE id = ?1")?.execute([&media.id])?;
+            c.prepare_cached("DELETE FROM media WHERE id = ?1")?.execute([&media.id])?;
         }
     }
     Ok(())

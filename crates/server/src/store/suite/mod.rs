@@ -63,6 +63,7 @@ macro_rules! store_suite {
         $crate::store_suite!(@cases $fresh; relations:
             relations_update_their_targets_aggregates,
             a_recall_scrubs_its_target_for_good,
+            a_recall_of_an_unreadable_body_still_scrubs_it,
             relations_racing_a_recall_are_before_it_or_refused,
             reaction_tally_counts_keys_and_one_users_keys_on_one_message,
             reaction_caps_hold_under_concurrent_reactions,

@@ -293,6 +293,38 @@ pub async fn a_recall_scrubs_its_target_for_good(store: Arc<dyn Store>) {
     assert_eq!(store.media("m_bob").await.unwrap().map(|(_, b)| b), Some(vec![3, 4]));
 }
 
+/// A recall succeeds even when its target's stored body cannot be read
+/// back (a damaged row; here a body nested past the JSON parser's depth
+/// limit, the one way to store one through the API): the target is still
+/// scrubbed, and its mentions no longer count, though which users it named
+/// cannot be read. The protocol's promise is that recalled content is never
+/// served again, so the recall must not fail on the content it removes.
+pub async fn a_recall_of_an_unreadable_body_still_scrubs_it(store: Arc<dyn Store>) {
+    let room = chan("room");
+    let conv = Conv::channel("room");
+    assert!(store.create_channel(channel("room", false, Some("alice"))).await.unwrap());
+    assert!(store.add_member("room", "bob", 2).await.unwrap());
+    let mut deep = json!("bottom");
+    for _ in 0..200 {
+        deep = json!([deep]);
+    }
+    let mut damaged = text("alice", room.clone(), "t1", "secret", 10);
+    damaged.body.insert("mentions".into(), json!(["bob"]));
+    damaged.body.insert("deep".into(), deep);
+    damaged.mentions = vec!["bob".into()];
+    let t1 = store.append(damaged).await.unwrap().msg;
+    let bob_row = |list: Vec<ConvSummary>| list.into_iter().find(|s| s.conv == conv).unwrap();
+    let before = bob_row(store.conversations("bob").await.unwrap());
+    assert_eq!((before.unread, before.mentions_unread), (1, 1), "{before:?}");
+
+    relate(&*store, "alice", room.clone(), "c1", "recall", json!({"target": t1.mid}), 20).await;
+    let gone = store.message(&conv, &t1.mid).await.unwrap().expect("the target stays listed");
+    assert!(gone.recalled, "{gone:?}");
+    assert_eq!(gone.body, Map::new(), "no content");
+    let after = bob_row(store.conversations("bob").await.unwrap());
+    assert_eq!((after.unread, after.mentions_unread), (0, 0), "{after:?}");
+}
+
 /// 20 rounds of 8 reactions racing a recall of their target: each reaction
 /// is stored before the recall or refused; afterwards the target carries
 /// no reaction and the conversation holds exactly what was accepted.
