@@ -1,9 +1,10 @@
 //! The application's handle: [`Client`], its errors, and its life cycle —
 //! opening the account's store, starting and stopping the connection
-//! manager (see [`crate::manager`]), the connection state, and waiting for
+//! manager (see `manager`), the connection state, and waiting for
 //! sync.
 //!
-//! What the client can do lives in [`crate::api`], one file per area.
+//! What the client can do lives in `api`, one file per area.
+
 use crate::backoff::{Jitter, random_jitter};
 pub use crate::config::ClientConfig;
 use crate::conn::{Connector, RequestError, TcpConnector, ws_url};

@@ -22,7 +22,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout};
 
@@ -60,24 +60,12 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         inner.set_state(st, Some(&url), None, None, None);
         let delay = match run_session(&inner, &url, &mut backoff).await {
             Outcome::Shutdown => break,
-            Outcome::Refused(code, reason) => {
-                *lock(&inner.stop_reason) = Some((code, reason.clone()));
-                inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), code);
-                return;
-            }
+            Outcome::Refused(code, reason) => return stop(&inner, &url, code, reason),
             Outcome::TokenExpired => {
-                inner.emit(ClientEvent::TokenRequired);
-                inner.set_state(
-                    ConnState::Reconnecting,
-                    Some(&url),
-                    None,
-                    Some("token expired; waiting for a new token".into()),
-                    Some(CloseCode::TOKEN_EXPIRED),
-                );
-                tokio::select! {
-                    _ = inner.token_wake.notified() => continue,
-                    _ = shutdown.changed() => break,
+                if wait_for_token(&inner, &url, &mut shutdown).await {
+                    continue;
                 }
+                break;
             }
             Outcome::Failed(reason) => {
                 idx += 1;
@@ -93,23 +81,13 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                     } else {
                         format!("authentication failed: {}", end.reason)
                     };
-                    *lock(&inner.stop_reason) = Some((Some(code), reason.clone()));
-                    inner.set_state(ConnState::Stopped, Some(&url), None, Some(reason), Some(code));
-                    return;
+                    return stop(&inner, &url, Some(code), reason);
                 }
                 if end.code == Some(CloseCode::TOKEN_EXPIRED) {
-                    inner.emit(ClientEvent::TokenRequired);
-                    inner.set_state(
-                        ConnState::Reconnecting,
-                        Some(&url),
-                        None,
-                        Some("token expired; waiting for a new token".into()),
-                        end.code,
-                    );
-                    tokio::select! {
-                        _ = inner.token_wake.notified() => continue,
-                        _ = shutdown.changed() => break,
+                    if wait_for_token(&inner, &url, &mut shutdown).await {
+                        continue;
                     }
+                    break;
                 }
                 let d = backoff.next_delay();
                 inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(end.reason), end.code);
@@ -125,6 +103,31 @@ pub(crate) async fn run(inner: Arc<Inner>) {
     inner.set_state(ConnState::Disconnected, None, None, Some("stopped by the application".into()), None);
 }
 
+/// Gives up for good: records why and reports `stopped`.
+fn stop(inner: &Inner, url: &str, code: Option<u16>, reason: String) {
+    *lock(&inner.stop_reason) = Some((code, reason.clone()));
+    inner.set_state(ConnState::Stopped, Some(url), None, Some(reason), code);
+}
+
+/// After close 4002: asks the application for a new token and waits for
+/// [`Client::renew_token`](crate::Client::renew_token). False when the
+/// application stops the client first.
+async fn wait_for_token(inner: &Inner, url: &str, shutdown: &mut watch::Receiver<bool>) -> bool {
+    inner.emit(ClientEvent::TokenRequired);
+    inner.set_state(
+        ConnState::Reconnecting,
+        Some(url),
+        None,
+        Some("token expired; waiting for a new token".into()),
+        Some(CloseCode::TOKEN_EXPIRED),
+    );
+    tokio::select! {
+        _ = inner.token_wake.notified() => true,
+        _ = shutdown.changed() => false,
+    }
+}
+
+/// Dials `url`, says hello, and runs the session's workers until it ends.
 async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Outcome {
     let mut shutdown = inner.shutdown.subscribe();
     let ws = tokio::select! {
@@ -241,6 +244,8 @@ async fn processor(
     }
 }
 
+/// After the sync: drains the outbox, one drain per conversation at a time,
+/// paced under the server's send rate.
 async fn outbox_worker(
     inner: Arc<Inner>,
     session: Arc<Session>,
@@ -295,6 +300,7 @@ async fn outbox_worker(
     }
 }
 
+/// Sends receive and read cursors when they move, batched.
 async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
     loop {
         inner.ack_wake.notified().await;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
 impl Client {
+    /// The HTTP base of the first server, where media lives.
     fn http_base(&self) -> String {
         media::http_base(&self.inner.urls[0])
     }
