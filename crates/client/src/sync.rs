@@ -8,7 +8,7 @@
 //! dedupes by `conv+seq` and `sender+cid`, so overlapping fetches, live
 //! events and send oks converge on one copy of each message.
 //!
-//! Sync sees the client only through [`SyncContext`] (the store, who this
+//! Sync sees the client only through `SyncContext` (the store, who this
 //! user is, what the server offers, where events go) and the session only
 //! as a [`Transport`], so it depends on nothing above it.
 
@@ -254,5 +254,149 @@ fn tolerate(r: Result<serde_json::Value, RequestError>) -> Result<(), RequestErr
             Ok(())
         }
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Sync against a scripted server through a bare [`SyncContext`]: no
+    //! client, no session, no connection manager.
+
+    use super::*;
+    use courier_proto::{ErrBody, ErrorCode};
+    use serde_json::Value;
+    use std::future::Future;
+    use std::sync::Mutex;
+
+    /// A client as sync sees it: alice's store in a temporary directory.
+    struct Cx {
+        _dir: tempfile::TempDir,
+        store: Store,
+        events: Mutex<Vec<ClientEvent>>,
+    }
+
+    impl Cx {
+        fn new() -> Cx {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open_dir(dir.path()).unwrap();
+            Cx { _dir: dir, store, events: Mutex::default() }
+        }
+    }
+
+    impl SyncContext for Cx {
+        fn store(&self) -> &Store {
+            &self.store
+        }
+        fn me(&self) -> &str {
+            "alice"
+        }
+        fn has_feature(&self, _: &str) -> bool {
+            false
+        }
+        fn history_page(&self) -> u32 {
+            1
+        }
+        fn emit(&self, ev: ClientEvent) {
+            self.events.lock().unwrap().push(ev);
+        }
+        fn emit_conversation(&self, _: &Conv) {}
+        fn cursors_moved(&self) {}
+    }
+
+    /// A server that answers each request with `answer(request)` and keeps
+    /// the requests.
+    struct Server<F> {
+        answer: F,
+        requests: Mutex<Vec<Value>>,
+    }
+
+    impl<F: Fn(&Value) -> Result<Value, RequestError> + Send + Sync + 'static> Transport for Server<F> {
+        fn request(&self, op: Value) -> impl Future<Output = Result<Value, RequestError>> + Send {
+            let reply = (self.answer)(&op);
+            self.requests.lock().unwrap().push(op);
+            async move { reply }
+        }
+    }
+
+    fn server<F: Fn(&Value) -> Result<Value, RequestError>>(answer: F) -> Server<F> {
+        Server { answer, requests: Mutex::default() }
+    }
+
+    fn msg(channel: &str, seq: u64) -> Value {
+        json!({"conv": format!("ch:{channel}"), "seq": seq, "mid": format!("m{seq}"), "cid": format!("c{seq}"),
+               "from": "bob", "to": {"channel": channel}, "kind": "text", "body": {"text": format!("t{seq}")},
+               "ts": seq})
+    }
+
+    fn refused() -> RequestError {
+        RequestError::Server(Box::new(ErrBody::new(ErrorCode::Forbidden, "not a member")))
+    }
+
+    #[tokio::test]
+    async fn a_live_gap_is_filled_page_by_page() {
+        let cx = Cx::new();
+        let server = server(|req| {
+            assert_eq!(req["op"], "history");
+            let after = req["after"].as_u64().unwrap();
+            Ok(json!({"messages": [msg("lobby", after + 1)], "more": true}))
+        });
+        for seq in [1, 4] {
+            let ev = Event::Msg(serde_json::from_value(msg("lobby", seq)).unwrap());
+            handle_event(&cx, &server, ev).await.unwrap();
+        }
+        let afters: Vec<_> = server.requests.lock().unwrap().iter().map(|r| r["after"].clone()).collect();
+        assert_eq!(afters, [json!(1), json!(2)], "one page of one message per request, up to seq 4");
+        let conv = Conv::channel("lobby");
+        assert_eq!(cx.store.synced_seq(&conv).unwrap(), 4);
+        let seqs: Vec<_> =
+            cx.store.history(&conv, None, 10).unwrap().iter().map(|m| m.seq.unwrap()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        let added = cx
+            .events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e, ClientEvent::MessageAdded { .. }))
+            .count();
+        assert_eq!(added, 4);
+    }
+
+    #[tokio::test]
+    async fn a_conversation_whose_history_is_refused_is_skipped_not_retried() {
+        let cx = Cx::new();
+        let conv = |c: &str, last: u64| {
+            json!({"conv": format!("ch:{c}"), "kind": "channel", "channel": c, "last_seq": last, "last_ts": 0,
+                   "read_seq": 0})
+        };
+        let server = server(move |req| match (req["op"].as_str(), req["conv"].as_str()) {
+            (Some("sync"), _) => {
+                Ok(json!({"conversations": [conv("gone", 2), conv("lobby", 1)], "invites": []}))
+            }
+            (Some("history"), Some("ch:gone")) => Err(refused()),
+            (Some("history"), Some("ch:lobby")) => Ok(json!({"messages": [msg("lobby", 1)], "more": false})),
+            _ => panic!("unexpected request {req}"),
+        });
+        assert_eq!(full_sync(&cx, &server).await.unwrap(), (2, 1));
+        assert_eq!(cx.store.synced_seq(&Conv::channel("gone")).unwrap(), 0);
+        assert_eq!(cx.store.synced_seq(&Conv::channel("lobby")).unwrap(), 1);
+        assert_eq!(server.requests.lock().unwrap().len(), 3, "the refused history is asked once");
+    }
+
+    #[tokio::test]
+    async fn a_refused_cursor_is_dropped_not_sent_again() {
+        let cx = Cx::new();
+        let conv = Conv::channel("lobby");
+        let msgs: Vec<Msg> = (1..=2).map(|s| serde_json::from_value(msg("lobby", s)).unwrap()).collect();
+        cx.store.apply_messages("alice", &msgs).unwrap();
+        cx.store.set_read(&conv, None).unwrap();
+        let server = server(|req| {
+            assert_eq!(req["op"], "read", "a read covers the ack");
+            Err(refused())
+        });
+        flush_cursors(&cx, &server).await.unwrap();
+        flush_cursors(&cx, &server).await.unwrap();
+        assert_eq!(server.requests.lock().unwrap().len(), 1);
+        assert!(cx.store.reads_to_send().unwrap().is_empty());
+        assert!(cx.store.acks_to_send().unwrap().is_empty());
     }
 }

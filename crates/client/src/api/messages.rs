@@ -241,7 +241,7 @@ impl Client {
         Ok(self.inner.store.delete_unsent(&self.inner.me, cid)?)
     }
 
-    /// A page of history from the local store (see [`Store::history`]).
+    /// A page of history from the local store (see [`Store::history`](crate::Store::history)).
     ///
     /// # Errors
     /// On store failure.
