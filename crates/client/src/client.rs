@@ -312,12 +312,6 @@ impl Client {
         Ok(())
     }
 
-    /// Sends `op` over the live session and returns its reply.
-    pub(crate) async fn call(&self, op: Value) -> Result<Value> {
-        let s = self.inner.session().ok_or(ClientError::Offline)?;
-        Ok(s.call(op).await?)
-    }
-
     /// The data directory of this account.
     pub fn data_dir(&self) -> &Path {
         &self.inner.cfg.data_dir

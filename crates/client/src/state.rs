@@ -21,12 +21,17 @@ use tokio::task::JoinHandle;
 pub(crate) struct Inner {
     pub(crate) cfg: ClientConfig,
     pub(crate) store: Arc<Store>,
+    /// The user this client acts for (from the token, or the store's claim).
     pub(crate) me: String,
     /// The server URLs as WebSocket URLs, in fail-over order.
     pub(crate) urls: Vec<String>,
+    /// The event stream every handle subscribes to.
     pub(crate) events: broadcast::Sender<ClientEvent>,
+    /// The connection state now.
     pub(crate) state: watch::Sender<ConnState>,
+    /// Why the manager gave up (close code, reason), once it did.
     pub(crate) stop_reason: Mutex<Option<(Option<u16>, String)>>,
+    /// Why the last attempt failed or the last session ended.
     pub(crate) last_error: Mutex<Option<String>>,
     /// The live session, if any.
     pub(crate) session: Mutex<Option<Arc<Session>>>,
@@ -42,12 +47,16 @@ pub(crate) struct Inner {
     pub(crate) ack_wake: Notify,
     /// Woken by [`Client::network_changed`](crate::Client::network_changed).
     pub(crate) network_wake: Notify,
+    /// The bearer token for the next hello, renewals and media requests.
     pub(crate) token: Mutex<String>,
     /// Woken by [`Client::renew_token`](crate::Client::renew_token).
     pub(crate) token_wake: Notify,
+    /// Set when the application stops the client (or drops every handle).
     pub(crate) shutdown: watch::Sender<bool>,
+    /// Dials a URL (TCP/TLS, or an in-memory pipe in tests).
     pub(crate) connector: Arc<dyn Connector>,
     pub(crate) tls: TlsConfig,
+    /// The randomness of the back-offs (fixed in tests).
     pub(crate) jitter: Jitter,
     /// The connection manager's task while it runs.
     pub(crate) manager: Mutex<Option<JoinHandle<()>>>,

@@ -28,6 +28,12 @@ mod relations;
 mod tests;
 
 impl Client {
+    /// Sends `op` over the live session and returns its reply.
+    async fn call(&self, op: Value) -> Result<Value> {
+        let s = self.inner.session().ok_or(ClientError::Offline)?;
+        Ok(s.call(op).await?)
+    }
+
     /// Refuses what needs protocol v1.1 when the last hello lacked it.
     fn require_v1_1(&self, what: &str) -> Result<()> {
         // Before the first hello the server is unknown: queue, it decides.
