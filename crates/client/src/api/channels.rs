@@ -157,6 +157,7 @@ impl Client {
     }
 }
 
+/// Refuses a malformed channel name or user id before anything is sent.
 fn check_channel_user(channel: &str, user: &str) -> Result<()> {
     if !is_valid_channel(channel) {
         return Err(ClientError::Invalid(format!("{channel:?} is not a channel name")));

@@ -8,6 +8,7 @@ use courier_proto::Invite;
 use serde_json::{Map, Value, json};
 
 impl Client {
+    /// Mirrors the invitation an ok carries, and reports it.
     fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
         let Some(inv) = v.get("invite") else {
             return Ok(None);
@@ -19,6 +20,8 @@ impl Client {
         Ok(Some(view))
     }
 
+    /// Mirrors the final state a refusal carries (e.g. answered elsewhere),
+    /// and passes the error on.
     fn invite_error(&self, e: ClientError) -> ClientError {
         if let ClientError::Server(b) = &e
             && let Some(inv) = &b.invite
