@@ -4,7 +4,10 @@
 # already present are skipped, so a warm machine spends seconds here.
 #
 #   scripts/setup.sh          build + run (what `npm start` needs)
-#   scripts/setup.sh --test   also the test tools (what `npm test` / CI need)
+#   scripts/setup.sh --test   also the test tools (`npm test` runs this first)
+#
+# Node.js itself is not installed here: the versions Courier supports are
+# package.json's "engines" (checked by scripts/check-node.mjs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +19,8 @@ BUILD_PACKAGES=(
   dbus-x11 libnotify-bin xdg-utils desktop-file-utils
   # OS keyring (Secret Service over D-Bus) for stored tokens
   libdbus-1-dev
+  # colour emoji in messages and the picker (a fresh Debian shows empty boxes)
+  fonts-noto-color-emoji
 )
 TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
@@ -39,7 +44,11 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo >/dev/null || { echo "setup: Rust (cargo) is required: https://rustup.rs" >&2; exit 1; }
-command -v node >/dev/null || { echo "setup: Node.js 20+ is required" >&2; exit 1; }
+command -v node >/dev/null || {
+  echo "setup: Node.js is required ($(sed -n 's/.*"node": "\(.*\)".*/\1/p' package.json)): https://nodejs.org" >&2
+  exit 1
+}
+node scripts/check-node.mjs
 
 # npm packages: reinstall when the lockfile changed since the last install.
 if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Runs every test suite; exits non-zero when any fails.
+# Runs every test suite; exits non-zero when any fails. Installs what the
+# suites need first (scripts/setup.sh --test: seconds when nothing is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
-[ -d node_modules ] || npm ci --no-audit --no-fund
+bash scripts/setup.sh --test
 
 export NO_COLOR=1
+echo "== Node: every locked npm package accepts the Node versions package.json names"
+node scripts/check-node.mjs --deps
+
 echo "== UI: Vitest (stores, components, i18n)"
 npm run --silent test:ui
 
