@@ -19,11 +19,40 @@ npm run --silent ui:build
 echo "== Rust: unit, storage, conformance, client-core faults and soak, crash, client and CLI tests"
 cargo test --workspace --locked -j"$JOBS"
 
+# The test binaries of the conformance package named in "$@", as built by the
+# run above. Cargo is asked with that run's exact selection, so it finds them
+# fresh. A narrower selection changes feature unification and which
+# dependencies build scripts and proc-macros share, and gives about a hundred
+# dependencies other build hashes (112 with `-p courier-conformance`, 88 with
+# `--workspace --test …`): every CI run would compile them a second time.
+conformance_binaries() {
+  cargo test --workspace --locked -j"$JOBS" --no-run --message-format=json 2>/dev/null |
+    MANIFEST="$PWD/tests/Cargo.toml" node -e '
+      const want = new Set(process.argv.slice(1));
+      let out = "";
+      process.stdin.on("data", (d) => (out += d)).on("end", () => {
+        for (const line of out.split("\n")) {
+          if (!line.startsWith("{")) continue;
+          const m = JSON.parse(line);
+          if (m.reason === "compiler-artifact" && m.executable && m.manifest_path === process.env.MANIFEST
+              && m.target.kind.includes("test") && want.has(m.target.name)) console.log(m.executable);
+        }
+      });' "$@"
+}
+
 echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), ends of each case on different nodes"
 if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-  COURIER_TEST_CLUSTER=1 cargo test --locked -j"$JOBS" -p courier-conformance \
-    --test session --test messages --test channels --test presence_profiles \
-    --test invites --test limits --test media_push --test errors --test message_relations --test channel_roles --test abuse --test pagination --test privacy
+  CLUSTER_SUITES=(session messages channels presence_profiles invites limits media_push errors
+    message_relations channel_roles abuse pagination privacy)
+  mapfile -t suites < <(conformance_binaries "${CLUSTER_SUITES[@]}")
+  if [ "${#suites[@]}" -ne "${#CLUSTER_SUITES[@]}" ]; then
+    echo "cluster run: found ${#suites[@]} of the ${#CLUSTER_SUITES[@]} conformance test binaries" >&2
+    exit 1
+  fi
+  for bin in "${suites[@]}"; do
+    echo "-- $(basename "$bin")"
+    (cd tests && COURIER_TEST_CLUSTER=1 "$bin")
+  done
   echo "== bench:cluster smoke: 300 sessions over 2 nodes from 2 generator processes (debug build)"
   BENCH_PROFILE=debug BENCH_SESSIONS=300 BENCH_NODES=2 BENCH_GENERATORS=2 \
     BENCH_CLUSTER_OUT="$(mktemp)" bash bench/cluster.sh >/tmp/courier-bench-cluster-smoke.log 2>&1 \
