@@ -77,15 +77,14 @@ impl Server {
             );
         }
         let store: Arc<dyn Store> = match &config.postgres {
-            Some(url) if config.is_cluster() => Arc::new(
-                PostgresStore::connect(url)
-                    .await
-                    .map_err(StartError::store("connecting to PostgreSQL (--postgres / COURIER_POSTGRES)"))?,
-            ),
-            _ => Arc::new(SqliteStore::open(&config.data_dir).map_err(StartError::store(format!(
-                "opening the database in {}",
-                config.data_dir.display()
-            )))?),
+            Some(url) if config.is_cluster() => {
+                let step = "connecting to PostgreSQL (--postgres / COURIER_POSTGRES)";
+                Arc::new(PostgresStore::connect(url).await.map_err(StartError::store(step))?)
+            }
+            _ => {
+                let step = format!("opening the database in {}", config.data_dir.display());
+                Arc::new(SqliteStore::open(&config.data_dir).map_err(StartError::store(step))?)
+            }
         };
         let listener = bind(config.listen).map_err(|e| StartError::bind(config.listen, "", e))?;
         Self::start_with(listener, config, store).await
