@@ -89,7 +89,7 @@ pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
                 return None;
             }
             let preview = match m.kind.as_str() {
-                "text" => m.text().unwrap_or_default().to_owned(),
+                "text" => courier_client::markup::plain_text(m.text().unwrap_or_default()),
                 "image" => format!("🖼 {}", m.text().unwrap_or("image")),
                 "file" => format!("📎 {}", m.text().unwrap_or("file")),
                 _ => return None,
@@ -267,6 +267,19 @@ mod tests {
             let cx2 = Context { settings: &s2, ..away.clone() };
             assert_eq!(decide(&msg("bob", dm.clone(), 9_000), &cx2), None);
         }
+    }
+
+    #[test]
+    fn a_formatted_message_notifies_as_plain_text_with_spoilers_hidden() {
+        let s = Settings::default();
+        let dm = Conv::dm("alice", "bob");
+        let cx = Context { me: "alice", settings: &s, attentive: false, active: None, now_ms: 10_000 };
+        let ev = with(msg("bob", dm, 9_000), |m| {
+            m.body
+                .insert("text".into(), json!("**Ship it** on _Friday_: ||the code is 42||\n> `cargo test`"));
+        });
+        let Some(Note::Message { preview, .. }) = decide(&ev, &cx) else { panic!("no note") };
+        assert_eq!(preview, "Ship it on Friday: ▒▒▒ cargo test");
     }
 
     #[test]

@@ -21,6 +21,7 @@
 //! - [`backoff`]: back-off with jitter and the client-side token bucket.
 //! - [`events`]: [`ClientEvent`], the one typed event stream for the UI.
 //! - [`model`]: message, conversation and invitation views.
+//! - [`markup`]: message formatting as plain text (notifications, CLI, search).
 //! - [`media`]: media upload/download with a local cache.
 //! - [`tls`]: rustls settings for `wss://` and `https://` (extra CA roots).
 //!
@@ -40,6 +41,7 @@ pub mod events;
 #[cfg(test)]
 mod fake_server;
 mod manager;
+pub mod markup;
 pub mod media;
 pub mod model;
 pub mod outbox;

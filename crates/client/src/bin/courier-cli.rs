@@ -583,6 +583,7 @@ fn print_message(m: &MessageView) {
     let seq = m.seq.map(|s| s.to_string()).unwrap_or_else(|| "-".into());
     let text = match m.text() {
         _ if m.recalled => "(message recalled)".to_owned(),
+        Some(t) if m.kind == "text" => courier_client::markup::plain_text(t),
         Some(t) => t.to_owned(),
         None => format!("[{}] {}", m.kind, serde_json::Value::Object(m.body.clone())),
     };

@@ -153,6 +153,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        search::register_functions(&conn)?;
         let obsolete = migrate(&mut conn, version).map_err(|e| match e {
             StoreError::Sqlite(e) => corrupt(e),
             other => other,
@@ -270,6 +271,7 @@ fn remove_files(paths: &[PathBuf]) {
 #[doc(hidden)]
 pub fn create_at_version(path: &Path, version: u32) -> rusqlite::Result<Connection> {
     let mut conn = Connection::open(path)?;
+    search::register_functions(&conn)?;
     let tx = conn.transaction()?;
     for sql in &MIGRATIONS[..version as usize] {
         tx.execute_batch(sql)?;
@@ -367,6 +369,33 @@ mod tests {
             assert_eq!(s.search("greet", 5).unwrap().len(), 1, "search after migrating from {version}");
             assert_eq!(s.setting("user").unwrap().as_deref(), Some("alice"));
         }
+    }
+
+    /// A version-3 store indexed the raw text; version 4 rebuilds the index
+    /// from the words without markup.
+    #[test]
+    fn migrating_to_version_4_reindexes_without_markup() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(DB_FILE);
+        {
+            let c = create_at_version(&path, 3).unwrap();
+            let body = serde_json::json!({ "text": "```rust\nlet x\n```" }).to_string();
+            c.execute(
+                "INSERT INTO messages (conv, cid, sender, target, kind, body, status, created)
+                 VALUES ('ch:lobby', 'b1', 'bob', '{}', 'text', ?1, 'received', 5)",
+                [body],
+            )
+            .unwrap();
+            let indexed: i64 = c
+                .query_row("SELECT count(*) FROM messages_fts WHERE messages_fts MATCH 'rust'", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            assert_eq!(indexed, 1, "version 3 indexed the raw text");
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(fts_rows(&s, "rust"), 0);
+        assert_eq!(fts_rows(&s, "let"), 1);
     }
 
     /// A version-2 store of a client that talked to a v1.1 server holds

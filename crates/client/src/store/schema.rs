@@ -176,8 +176,42 @@ DELETE FROM messages_fts
 WHERE rowid IN (SELECT id FROM messages WHERE kind IN ('edit', 'recall', 'reaction', 'pin'));
 "#;
 
+/// Version 4 (message formatting): the search index holds a message's
+/// words without their Markdown markup (`courier_search_text`, registered on
+/// every connection by `store::search::register_functions`), so a search
+/// matches words, not markup or a code block's language; file names stay as
+/// they are. The index is rebuilt.
+const V4: &str = r#"
+DROP TRIGGER messages_fts_insert;
+DROP TRIGGER messages_fts_update;
+
+CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+WHEN new.kind NOT IN ('edit', 'recall', 'reaction', 'pin')
+ AND coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL
+BEGIN
+    INSERT INTO messages_fts (rowid, text)
+    VALUES (new.id, courier_search_text(new.kind, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name'))));
+END;
+
+CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+BEGIN
+    DELETE FROM messages_fts WHERE rowid = old.id;
+    INSERT INTO messages_fts (rowid, text)
+    SELECT new.id, courier_search_text(new.kind, coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')))
+    WHERE new.kind NOT IN ('edit', 'recall', 'reaction', 'pin')
+      AND coalesce(json_extract(new.body, '$.text'), json_extract(new.body, '$.name')) IS NOT NULL;
+END;
+
+DELETE FROM messages_fts;
+INSERT INTO messages_fts (rowid, text)
+    SELECT id, courier_search_text(kind, coalesce(json_extract(body, '$.text'), json_extract(body, '$.name')))
+    FROM messages
+    WHERE kind NOT IN ('edit', 'recall', 'reaction', 'pin')
+      AND coalesce(json_extract(body, '$.text'), json_extract(body, '$.name')) IS NOT NULL;
+"#;
+
 /// Every migration, in order; `MIGRATIONS.len()` is the current version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this code writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;

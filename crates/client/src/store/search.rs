@@ -1,10 +1,38 @@
-//! Full-text search over the FTS5 index of message text and file names.
+//! Full-text search over the FTS5 index of message text and file names,
+//! and the SQL function that gives the index a message's words without
+//! their markup.
 
 use super::relations::RELATION_KINDS_SQL;
 use super::rows::{MSG_COLS, msg_from_row, view};
 use super::{Result, Store};
+use crate::markup;
 use crate::model::MessageView;
-use rusqlite::params;
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value;
+use rusqlite::{Connection, params};
+
+/// Registers `courier_search_text(kind, text)`, which the index triggers
+/// call (schema version 4): for a text message its words without markup
+/// ([`markup::search_text`]), for anything else (file names) the value as
+/// it is. Every connection that writes messages needs it.
+///
+/// # Errors
+/// On SQLite failure.
+pub(super) fn register_functions(conn: &Connection) -> rusqlite::Result<()> {
+    conn.create_scalar_function(
+        "courier_search_text",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let kind: Value = ctx.get(0)?;
+            let text: Value = ctx.get(1)?;
+            Ok(match (kind, text) {
+                (Value::Text(k), Value::Text(t)) if k == "text" => Value::Text(markup::search_text(&t)),
+                (_, other) => other,
+            })
+        },
+    )
+}
 
 impl Store {
     /// Full-text search over message text (and file names), newest first.
@@ -70,5 +98,47 @@ mod tests {
         assert_eq!(hits("AND OR"), [3]);
         assert_eq!(hits("\"unbalanced"), Vec::<u64>::new());
         assert!(hits("   ").is_empty());
+    }
+
+    #[test]
+    fn search_matches_the_words_of_formatted_text_not_its_markup() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&c, 1, "bob", "b1", "**bold** move and ~~old~~ plan"),
+                msg(&c, 2, "bob", "b2", "```rust\nfn main() {}\n```"),
+                msg(&c, 3, "bob", "b3", "the end: ||she wins||"),
+                msg(&c, 4, "bob", "b4", "no formatting here"),
+            ],
+        )
+        .unwrap();
+        let hits = |q: &str| s.search(q, 10).unwrap().iter().map(|m| m.seq.unwrap()).collect::<Vec<_>>();
+        assert_eq!(hits("bold move"), [1]);
+        assert_eq!(hits("old plan"), [1]);
+        assert_eq!(hits("main"), [2]);
+        assert_eq!(hits("rust"), Vec::<u64>::new(), "a code block's language is not a word of the message");
+        assert_eq!(hits("wins"), [3], "a spoiler's words are found");
+        for markup in ["**", "~~", "||", "```"] {
+            assert_eq!(hits(markup), Vec::<u64>::new(), "{markup}");
+        }
+    }
+
+    #[test]
+    fn an_edit_is_indexed_without_its_markup() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "```python\nprint()\n```")]).unwrap();
+        s.with(|conn| {
+            conn.execute(
+                "UPDATE messages SET body = json_object('text', '```sql\nselect\n```') WHERE seq = 1",
+                [],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let hits = |q: &str| s.search(q, 10).unwrap().len();
+        assert_eq!((hits("python"), hits("sql"), hits("select")), (0, 0, 1));
     }
 }
