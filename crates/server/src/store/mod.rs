@@ -35,7 +35,6 @@ pub mod sqlite;
 #[cfg(any(test, feature = "store-suite"))]
 pub mod suite;
 pub mod types;
-mod walbuf;
 
 pub use types::*;
 

@@ -1,0 +1,346 @@
+//! Content messages: appends, history pages, the conversation list and the
+//! read and receive cursors.
+
+use super::SqliteStore;
+use super::rows::{RawMsg, collect_msgs};
+use crate::store::MessageStore;
+use crate::store::shared::{
+    UnreadParts, attach_reactions, content_span, from_sql_int, parse_conv, to_json, to_sql_int, unread_count,
+};
+use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, StoreResult};
+use async_trait::async_trait;
+use courier_proto::{Conv, Msg};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+// ---------------------------------------------------------------------------
+// Statements of the writer thread and the read pool
+
+/// The message `from` stored with `cid`, as stored (no reactions).
+pub(super) fn find_by_cid(c: &Connection, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
+    c.prepare_cached(concat!("SELECT ", msg_columns!(), " FROM messages WHERE sender = ?1 AND cid = ?2"))?
+        .query_row(params![from, cid], RawMsg::from_row)
+        .optional()?
+        .map(RawMsg::into_msg)
+        .transpose()
+}
+
+pub(super) fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
+    if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
+        return Ok(Appended { msg: original, dup: true });
+    }
+    insert_message(c, m, None)
+}
+
+/// Writes a new message: the conversation's counters, the row, the DM
+/// listing and the mentions. `rel_target` is the target of a relation.
+pub(super) fn insert_message(
+    c: &Connection,
+    m: NewMessage,
+    rel_target: Option<&str>,
+) -> StoreResult<Appended> {
+    let conv = m.conv.to_string();
+    // The conversation's counters are its newest row's: read through the
+    // (conv, seq) index, not kept in a second row that every message would
+    // rewrite (one more scattered page per commit).
+    let (last_seq, last_rel) = newest(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count));
+    if last_seq == 0 {
+        c.prepare_cached("INSERT INTO conversations (conv) VALUES (?1) ON CONFLICT DO NOTHING")?
+            .execute([&conv])?;
+    }
+    let seq = last_seq + 1;
+    let rel_count = last_rel + i64::from(rel_target.is_some());
+    let mid = ulid::Ulid::new().to_string();
+    c.prepare_cached(
+        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        conv,
+        seq,
+        mid,
+        m.cid,
+        m.from,
+        to_json(&m.to),
+        m.kind,
+        to_json(&m.body),
+        m.reply_to,
+        m.ts,
+        rel_target,
+        rel_count
+    ])?;
+    if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
+        // The first message lists the DM for both parties (once for dm:a:a).
+        let mut list = c.prepare_cached(
+            "INSERT INTO dm_members (user_id, conv, peer) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?;
+        list.execute(params![a, conv, b])?;
+        list.execute(params![b, conv, a])?;
+    }
+    let mut mention = c.prepare_cached(
+        "INSERT INTO mentions (user_id, conv, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+    )?;
+    for user in m.mentions.iter().filter(|u| **u != m.from) {
+        mention.execute(params![user, conv, seq])?;
+    }
+    Ok(Appended {
+        msg: Msg::new(m.conv, from_sql_int(seq), mid, m.cid, m.from, m.to, m.kind, m.body, m.ts, m.reply_to),
+        dup: false,
+    })
+}
+
+/// Attaches the reactions of the content messages of `page` (one range read).
+pub(super) fn load_reactions(c: &Connection, conv: &str, page: &mut [Msg]) -> StoreResult<()> {
+    let Some((first, last)) = content_span(page) else { return Ok(()) };
+    let mut stmt = c.prepare_cached(
+        "SELECT target_seq, key, user_id FROM reactions \
+         WHERE conv = ?1 AND target_seq BETWEEN ?2 AND ?3 ORDER BY target_seq, seq",
+    )?;
+    let rows = stmt
+        .query_map(params![conv, to_sql_int(first), to_sql_int(last)], |r| {
+            Ok((from_sql_int(r.get(0)?), r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    attach_reactions(page, rows);
+    Ok(())
+}
+
+pub(super) fn read_cursor(c: &Connection, conv: &str, user: &str) -> StoreResult<Cursor> {
+    let cursor = c
+        .prepare_cached("SELECT recv_seq, read_seq FROM cursors WHERE conv = ?1 AND user_id = ?2")?
+        .query_row(params![conv, user], |r| {
+            Ok(Cursor { recv_seq: from_sql_int(r.get(0)?), read_seq: from_sql_int(r.get(1)?) })
+        })
+        .optional()?;
+    Ok(cursor.unwrap_or_default())
+}
+
+/// A conversation's newest message: its counters are the conversation's.
+pub(super) struct Newest {
+    seq: i64,
+    ts: i64,
+    /// Relation messages up to and including it: all of the conversation's.
+    rel_count: i64,
+}
+
+pub(super) fn newest(c: &Connection, conv: &str) -> rusqlite::Result<Option<Newest>> {
+    c.prepare_cached("SELECT seq, ts, rel_count FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT 1")?
+        .query_row([conv], |r| Ok(Newest { seq: r.get(0)?, ts: r.get(1)?, rel_count: r.get(2)? }))
+        .optional()
+}
+
+pub(super) fn read_last(c: &Connection, conv: &str) -> StoreResult<(u64, i64)> {
+    Ok(newest(c, conv)?.map_or((0, 0), |n| (from_sql_int(n.seq), n.ts)))
+}
+
+pub(super) fn advance(
+    c: &Connection,
+    conv: &str,
+    user: &str,
+    recv: Option<u64>,
+    read: Option<u64>,
+) -> StoreResult<Cursor> {
+    let (last, _) = read_last(c, conv)?;
+    let now = read_cursor(c, conv, user)?;
+    let clamp = |v: Option<u64>| v.unwrap_or(0).min(last);
+    let read_seq = now.read_seq.max(clamp(read));
+    let recv_seq = now.recv_seq.max(clamp(recv)).max(read_seq);
+    let next = Cursor { recv_seq, read_seq };
+    if next != now {
+        c.prepare_cached(
+            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (conv, user_id) DO UPDATE SET recv_seq = excluded.recv_seq, read_seq = excluded.read_seq",
+        )?
+        .execute(params![conv, user, to_sql_int(recv_seq), to_sql_int(read_seq)])?;
+    }
+    Ok(next)
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    async fn append(&self, msg: NewMessage) -> StoreResult<Appended> {
+        // Checks (idempotency) come before the first change, and the
+        // inserts can only fail on an engine error: no savepoint needed.
+        self.write_unisolated(move |c| append_message(c, msg)).await
+    }
+
+    async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {
+        let conv = conv.to_string();
+        let limit = limit.max(1);
+        // One row beyond the page tells whether more exist in that direction.
+        let fetch = i64::from(limit) + 1;
+        let limit = limit as usize;
+        self.read(move |c| {
+            // One snapshot for the page and its reactions.
+            let c = &c.unchecked_transaction()?;
+            let (mut msgs, newest_first) = match page {
+                Page::Latest => {
+                    let mut stmt = c.prepare_cached(concat!(
+                        "SELECT ",
+                        msg_columns!(),
+                        " FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2"
+                    ))?;
+                    (collect_msgs(stmt.query_map(params![conv, fetch], RawMsg::from_row)?)?, true)
+                }
+                Page::After(after) => {
+                    let mut stmt = c.prepare_cached(concat!(
+                        "SELECT ",
+                        msg_columns!(),
+                        " FROM messages WHERE conv = ?1 AND seq > ?3 ORDER BY seq ASC LIMIT ?2"
+                    ))?;
+                    let rows = stmt.query_map(params![conv, fetch, to_sql_int(after)], RawMsg::from_row)?;
+                    (collect_msgs(rows)?, false)
+                }
+                Page::Before(before) => {
+                    let mut stmt = c.prepare_cached(concat!(
+                        "SELECT ",
+                        msg_columns!(),
+                        " FROM messages WHERE conv = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2"
+                    ))?;
+                    let rows = stmt.query_map(params![conv, fetch, to_sql_int(before)], RawMsg::from_row)?;
+                    (collect_msgs(rows)?, true)
+                }
+            };
+            let more = msgs.len() > limit;
+            msgs.truncate(limit);
+            if newest_first {
+                msgs.reverse();
+            }
+            load_reactions(c, &conv, &mut msgs)?;
+            Ok((msgs, more))
+        })
+        .await
+    }
+
+    async fn message(&self, conv: &Conv, mid: &str) -> StoreResult<Option<Msg>> {
+        let (conv, mid) = (conv.to_string(), mid.to_owned());
+        self.read(move |c| {
+            let c = &c.unchecked_transaction()?;
+            let found = c
+                .prepare_cached(concat!(
+                    "SELECT ",
+                    msg_columns!(),
+                    " FROM messages WHERE mid = ?1 AND conv = ?2"
+                ))?
+                .query_row(params![mid, conv], RawMsg::from_row)
+                .optional()?;
+            let Some(raw) = found else { return Ok(None) };
+            let mut one = [raw.into_msg()?];
+            load_reactions(c, &conv, &mut one)?;
+            let [msg] = one;
+            Ok(Some(msg))
+        })
+        .await
+    }
+
+    async fn message_by_cid(&self, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
+        let (from, cid) = (from.to_owned(), cid.to_owned());
+        self.read(move |c| find_by_cid(c, &from, &cid)).await
+    }
+
+    async fn conv_last(&self, conv: &Conv) -> StoreResult<(u64, i64)> {
+        let conv = conv.to_string();
+        self.read(move |c| read_last(c, &conv)).await
+    }
+
+    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>> {
+        let user = user.to_owned();
+        self.read(move |c| {
+            let tx = c.unchecked_transaction()?;
+            let cursor = |recv: Option<i64>, read: Option<i64>| Cursor {
+                recv_seq: from_sql_int(recv.unwrap_or(0)),
+                read_seq: from_sql_int(read.unwrap_or(0)),
+            };
+            // Columns 1-4 of each list, then `unread_columns!` from 5 on.
+            let summary = |r: &Row<'_>| -> rusqlite::Result<ConvSummary> {
+                let mine = cursor(r.get(3)?, r.get(4)?);
+                let last_seq = from_sql_int(r.get::<_, Option<i64>>(1)?.unwrap_or(0));
+                let parts = UnreadParts {
+                    last_seq,
+                    rel_total: from_sql_int(r.get::<_, Option<i64>>(5)?.unwrap_or(0)),
+                    read_seq: mine.read_seq,
+                    rel_at_read: from_sql_int(r.get(6)?),
+                    own_after: from_sql_int(r.get(7)?),
+                    recalled_after: from_sql_int(r.get(8)?),
+                };
+                Ok(ConvSummary {
+                    // Set by the caller from column 0.
+                    conv: Conv::channel(""),
+                    last_seq,
+                    last_ts: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                    cursor: mine,
+                    peer_cursor: None,
+                    unread: unread_count(parts),
+                    mentions_unread: from_sql_int(r.get(9)?),
+                    pins: Vec::new(),
+                })
+            };
+            let mut out = Vec::new();
+            let mut dms = tx.prepare_cached(concat!(
+                "SELECT d.conv, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("d.conv", "d.user_id", "x.recalled = 1"),
+                ", peer.recv_seq, peer.read_seq \
+                 FROM dm_members d \
+                 JOIN messages c ON c.id = (SELECT id FROM messages WHERE conv = d.conv ORDER BY seq DESC LIMIT 1) \
+                 LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
+                 LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
+                 WHERE d.user_id = ?1"
+            ))?;
+            let rows = dms.query_map([&user], |r| {
+                let peer = cursor(r.get(10)?, r.get(11)?);
+                Ok((r.get::<_, String>(0)?, ConvSummary { peer_cursor: Some(peer), ..summary(r)? }))
+            })?;
+            for row in rows {
+                let (conv, s) = row?;
+                out.push(ConvSummary { conv: parse_conv(&conv)?, ..s });
+            }
+            let mut channels = tx.prepare_cached(concat!(
+                "SELECT m.channel, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
+                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled = 1"),
+                " FROM channel_members m \
+                 LEFT JOIN messages c ON c.id = \
+                     (SELECT id FROM messages WHERE conv = 'ch:' || m.channel ORDER BY seq DESC LIMIT 1) \
+                 LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
+                 WHERE m.user_id = ?1"
+            ))?;
+            let rows = channels.query_map([&user], |r| {
+                Ok(ConvSummary { conv: Conv::channel(&r.get::<_, String>(0)?), ..summary(r)? })
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+            out.sort_by(|a, b| a.conv.cmp(&b.conv));
+            let mut pins = tx.prepare_cached(
+                "SELECT conv, mid FROM messages WHERE pin_seq IS NOT NULL AND conv IN ( \
+                     SELECT conv FROM dm_members WHERE user_id = ?1 \
+                     UNION ALL SELECT 'ch:' || channel FROM channel_members WHERE user_id = ?1) \
+                 ORDER BY conv, pin_seq",
+            )?;
+            let rows = pins.query_map([&user], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (conv, mid) = row?;
+                let conv = parse_conv(&conv)?;
+                if let Ok(i) = out.binary_search_by(|s| s.conv.cmp(&conv)) {
+                    out[i].pins.push(mid);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn advance_cursor(
+        &self,
+        conv: &Conv,
+        user: &str,
+        recv: Option<u64>,
+        read: Option<u64>,
+    ) -> StoreResult<Cursor> {
+        let (conv, user) = (conv.to_string(), user.to_owned());
+        self.write(move |c| advance(c, &conv, &user, recv, read)).await
+    }
+
+    async fn cursor(&self, conv: &Conv, user: &str) -> StoreResult<Cursor> {
+        let (conv, user) = (conv.to_string(), user.to_owned());
+        self.read(move |c| read_cursor(c, &conv, &user)).await
+    }
+}

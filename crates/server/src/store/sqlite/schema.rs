@@ -1,0 +1,284 @@
+//! The SQLite schema: one script per version, and opening checks. A file
+//! that is not SQLite, not Courier's, or from a newer build is refused and
+//! left untouched; the missing scripts run in one transaction.
+
+use crate::store::{StoreError, StoreResult};
+use rusqlite::{Connection, TransactionBehavior};
+use std::path::Path;
+
+/// Marks a file as Courier's (`PRAGMA application_id`, "CRR1").
+pub(super) const APPLICATION_ID: i64 = 0x4352_5231;
+
+/// Schema scripts; entry `i` takes a database from `user_version` `i` to
+/// `i + 1`. Append only: a released entry never changes, because databases
+/// in the field were built from it.
+pub const MIGRATIONS: &[&str] = &[
+    // v1
+    r#"
+    -- Everyone who ever signed in ("known" to call invitations).
+    CREATE TABLE users (
+        user_id    TEXT PRIMARY KEY,
+        created    INTEGER NOT NULL,
+        last_login INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Profile fields a user set; a NULL name shows as the user id.
+    CREATE TABLE profiles (
+        user_id TEXT PRIMARY KEY,
+        name    TEXT,
+        avatar  TEXT NOT NULL DEFAULT '',
+        status  TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+
+    -- When each user's last session ended.
+    CREATE TABLE last_seen (
+        user_id TEXT PRIMARY KEY,
+        ts      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- One row per conversation with at least one message: the seq counter.
+    CREATE TABLE conversations (
+        conv     TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        last_ts  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE messages (
+        id       INTEGER PRIMARY KEY,
+        conv     TEXT NOT NULL REFERENCES conversations (conv),
+        seq      INTEGER NOT NULL,
+        mid      TEXT NOT NULL UNIQUE,
+        cid      TEXT NOT NULL,
+        sender   TEXT NOT NULL,
+        target   TEXT NOT NULL,   -- the Target as JSON: {"user":..} / {"channel":..}
+        kind     TEXT NOT NULL,
+        body     TEXT NOT NULL,   -- compact JSON object
+        reply_to TEXT,
+        ts       INTEGER NOT NULL,
+        UNIQUE (conv, seq),
+        UNIQUE (sender, cid)      -- idempotency, forever
+    );
+
+    -- The DMs each party sees in sync, written with the first message.
+    CREATE TABLE dm_members (
+        user_id TEXT NOT NULL,
+        conv    TEXT NOT NULL REFERENCES conversations (conv),
+        peer    TEXT NOT NULL,
+        PRIMARY KEY (user_id, conv)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE cursors (
+        conv     TEXT NOT NULL,
+        user_id  TEXT NOT NULL,
+        recv_seq INTEGER NOT NULL,
+        read_seq INTEGER NOT NULL,
+        PRIMARY KEY (conv, user_id)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE channels (
+        name       TEXT PRIMARY KEY,
+        title      TEXT NOT NULL,
+        topic      TEXT NOT NULL,
+        private    INTEGER NOT NULL,
+        created_by TEXT,
+        created    INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE channel_members (
+        id      INTEGER PRIMARY KEY AUTOINCREMENT,   -- joining order
+        channel TEXT NOT NULL REFERENCES channels (name),
+        user_id TEXT NOT NULL,
+        joined  INTEGER NOT NULL,
+        UNIQUE (channel, user_id)
+    );
+    CREATE INDEX channel_members_by_user ON channel_members (user_id);
+
+    CREATE TABLE invites (
+        iid       TEXT PRIMARY KEY,
+        sender    TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        room      TEXT NOT NULL,
+        content   TEXT NOT NULL,  -- JSON object
+        state     TEXT NOT NULL,
+        created   INTEGER NOT NULL,
+        expires   INTEGER NOT NULL,
+        received  INTEGER NOT NULL,
+        reason    TEXT,
+        response  TEXT            -- JSON object
+    );
+    CREATE INDEX invites_pending_by_sender ON invites (sender) WHERE state = 'pending';
+    CREATE INDEX invites_pending_by_recipient ON invites (recipient) WHERE state = 'pending';
+
+    CREATE TABLE media (
+        id      TEXT PRIMARY KEY,
+        owner   TEXT NOT NULL,
+        mime    TEXT NOT NULL,
+        size    INTEGER NOT NULL,
+        sha256  TEXT NOT NULL,
+        created INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Bytes apart from the facts, so listing facts never pages blobs in.
+    CREATE TABLE media_blobs (
+        id    TEXT PRIMARY KEY REFERENCES media (id),
+        bytes BLOB NOT NULL
+    );
+    "#,
+    // v2: protocol v1.1 (edits, recalls, reactions, pins, mentions, roles)
+    r#"
+    -- Relation messages (edit, recall, reaction, pin) name their target;
+    -- content messages carry what their relations did, so a history page
+    -- never scans relations. All of it is written in the relation's
+    -- transaction.
+    ALTER TABLE messages ADD COLUMN rel_target TEXT;       -- relations: the target's mid
+    -- Relation messages of the conversation up to and including this one
+    -- (content messages up to seq n = n - this), for unread counts.
+    ALTER TABLE messages ADD COLUMN rel_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edited_text TEXT;      -- the newest edit's text
+    ALTER TABLE messages ADD COLUMN edited_ts INTEGER;     -- and that edit's ts
+    ALTER TABLE messages ADD COLUMN recalled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN pinned INTEGER;        -- ts of the pin, while pinned
+    ALTER TABLE messages ADD COLUMN pin_seq INTEGER;       -- seq of that pin: pinned-list order
+    CREATE INDEX messages_edits ON messages (rel_target) WHERE kind = 'edit';
+    CREATE INDEX messages_own_content ON messages (conv, sender, seq) WHERE rel_target IS NULL;
+    CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled = 1;
+    CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
+
+    -- Relation messages in the conversation.
+    ALTER TABLE conversations ADD COLUMN rel_count INTEGER NOT NULL DEFAULT 0;
+
+    -- Reactions that are on: one row per (target, key, user).
+    CREATE TABLE reactions (
+        conv       TEXT NOT NULL,
+        target_seq INTEGER NOT NULL,
+        key        TEXT NOT NULL,
+        user_id    TEXT NOT NULL,
+        seq        INTEGER NOT NULL,   -- the reaction that turned it on: order of users
+        PRIMARY KEY (conv, target_seq, key, user_id)
+    ) WITHOUT ROWID;
+
+    -- Who a (not recalled) message mentions, for mentions_unread; never
+    -- the message's own sender.
+    CREATE TABLE mentions (
+        user_id TEXT NOT NULL,
+        conv    TEXT NOT NULL,
+        seq     INTEGER NOT NULL,
+        PRIMARY KEY (user_id, conv, seq)
+    ) WITHOUT ROWID;
+
+    -- Channel roles: the creator owns a channel (a v1 channel whose creator
+    -- left goes to its longest-standing member; default channels have none).
+    ALTER TABLE channel_members ADD COLUMN role TEXT NOT NULL DEFAULT 'member';
+    UPDATE channel_members SET role = 'owner' WHERE id IN (
+        SELECT coalesce(
+            (SELECT m.id FROM channel_members m WHERE m.channel = c.name AND m.user_id = c.created_by),
+            (SELECT min(m.id) FROM channel_members m WHERE m.channel = c.name))
+        FROM channels c WHERE c.created_by IS NOT NULL);
+
+    -- Users an owner or admin removed: they may not join again until an
+    -- owner or admin adds them.
+    CREATE TABLE channel_removals (
+        channel TEXT NOT NULL REFERENCES channels (name),
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (channel, user_id)
+    ) WITHOUT ROWID;
+    "#,
+    // v3: a conversation's counters are read from its newest message
+    r#"
+    -- last_seq, last_ts and rel_count were rewritten with every message: one
+    -- more scattered page in every commit. The newest row of the
+    -- conversation holds the same values (seq, ts, rel_count; messages are
+    -- never deleted), read through the (conv, seq) index. The table stays
+    -- as the list of conversations the messages refer to.
+    ALTER TABLE conversations DROP COLUMN last_seq;
+    ALTER TABLE conversations DROP COLUMN last_ts;
+    ALTER TABLE conversations DROP COLUMN rel_count;
+    "#,
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+// ---------------------------------------------------------------------------
+// Opening and migrating
+
+/// Refuses files that are not SQLite, not Courier's, or from a newer build.
+/// Reads only.
+pub(super) fn check_identity(conn: &Connection, path: &Path) -> StoreResult<()> {
+    // Parsing the schema makes SQLite read and validate the header and page 1.
+    let objects: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let app: i64 = conn.pragma_query_value(None, "application_id", |r| r.get(0))?;
+    if app != 0 && app != APPLICATION_ID {
+        return Err(StoreError::Unusable(format!(
+            "{} belongs to another application (application_id {app:#x}); it was left untouched",
+            path.display()
+        )));
+    }
+    if version < 0 {
+        return Err(StoreError::Unusable(format!(
+            "{} has an invalid schema version {version}; it was left untouched",
+            path.display()
+        )));
+    }
+    if version == 0 && objects > 0 {
+        return Err(StoreError::Unusable(format!(
+            "{} is a SQLite database that Courier did not create (it has tables but no \
+             Courier schema version); it was left untouched",
+            path.display()
+        )));
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unusable(format!(
+            "{} has schema version {version}, but this build of courier-server only knows \
+             versions up to {SCHEMA_VERSION}; run a newer courier-server or restore a backup \
+             (the file was left untouched)",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Applies the migrations the database lacks, all in one transaction.
+pub(super) fn migrate(conn: &mut Connection, path: &Path) -> StoreResult<()> {
+    let unusable = |e: rusqlite::Error| unusable_if_damaged(path, e);
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(unusable)?;
+    // Read again under the write lock: another process may have migrated.
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(unusable)?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Unusable(format!(
+            "{} has schema version {version}, newer than this build's {SCHEMA_VERSION}",
+            path.display()
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    for (from, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(script).map_err(|e| {
+            StoreError::Unusable(format!(
+                "{}: migrating schema version {from} to {} failed: {e}",
+                path.display(),
+                from + 1
+            ))
+        })?;
+    }
+    tx.pragma_update(None, "application_id", APPLICATION_ID).map_err(unusable)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(unusable)?;
+    tx.commit().map_err(unusable)?;
+    Ok(())
+}
+
+/// Turns "not a database" and "corrupt" into [`StoreError::Unusable`] naming
+/// the file; other errors stay engine errors.
+pub(super) fn unusable_if_damaged(path: &Path, e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::{DatabaseCorrupt, NotADatabase};
+    match e.sqlite_error_code() {
+        Some(NotADatabase | DatabaseCorrupt) => StoreError::Unusable(format!(
+            "{} is not a SQLite database or is corrupt ({e}); it was left untouched: \
+             restore it from a backup or move it away",
+            path.display()
+        )),
+        _ => StoreError::Sqlite(e),
+    }
+}

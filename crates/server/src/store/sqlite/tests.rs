@@ -1,0 +1,686 @@
+//! Tests of the SQLite engine itself: opening, durability (close, drop,
+//! `kill -9`), group commit, and migrating every historical schema. The
+//! shared behaviour suite runs here too.
+
+use super::messages::append_message;
+use super::schema::APPLICATION_ID;
+use super::writer::{Command, QUEUE_DEPTH};
+use super::*;
+use crate::store::suite::{check_migrated_fixtures, invite as new_invite, text};
+use crate::store::{Cursor, InviteStore, MediaMeta, MessageStore, NewChannel, Page, Store, UserStore};
+use courier_proto::{Conv, InviteState, Msg, Target};
+use serde_json::{Map, Value};
+use tempfile::TempDir;
+
+/// A fresh store in its own temporary directory (removed with the store).
+async fn fresh() -> Arc<dyn Store> {
+    let dir = TempDir::new().expect("temp dir");
+    let mut store = SqliteStore::open(dir.path()).expect("open a fresh store");
+    store._temp_dir = Some(dir);
+    Arc::new(store)
+}
+
+mod suite {
+    crate::store_suite!(super::fresh());
+}
+
+fn raw(dir: &Path) -> Connection {
+    Connection::open(dir.join(DB_FILE)).expect("raw connection")
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+fn expect_unusable(result: StoreResult<SqliteStore>) -> String {
+    match result {
+        Err(StoreError::Unusable(msg)) => msg,
+        Err(other) => panic!("expected Unusable, got {other:?}"),
+        Ok(_) => panic!("expected Unusable, the store opened"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_creates_the_directory_and_sets_the_pragmas() {
+    let dir = TempDir::new().unwrap();
+    let nested = dir.path().join("a/b");
+    let store = SqliteStore::open(&nested).unwrap();
+    assert_eq!(store.path(), nested.join(DB_FILE));
+    let (journal, sync, fk): (String, i64, i64) = store
+        .write(|c| {
+            Ok((
+                c.pragma_query_value(None, "journal_mode", |r| r.get(0))?,
+                c.pragma_query_value(None, "synchronous", |r| r.get(0))?,
+                c.pragma_query_value(None, "foreign_keys", |r| r.get(0))?,
+            ))
+        })
+        .await
+        .unwrap();
+    assert_eq!(journal, "wal");
+    assert_eq!(sync, 2, "synchronous=FULL");
+    assert_eq!(fk, 1);
+    let version: i64 = raw(&nested).pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, SCHEMA_VERSION);
+    store.close().await.unwrap();
+}
+
+/// Writes something into every table through the trait.
+#[tokio::test]
+async fn commits_reach_the_database_file_without_a_close() {
+    // The writer never checkpoints (wal_autocheckpoint = 0); the
+    // background checkpointer must copy the WAL into the main file.
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let db = dir.path().join(DB_FILE);
+    let before = std::fs::metadata(&db).unwrap().len();
+    for i in 0..300 {
+        let body = format!("message {i} {}", "x".repeat(400));
+        store.append(text("alice", Target::User("bob".into()), &format!("c{i}"), &body, i)).await.unwrap();
+    }
+    let mut grown = false;
+    for _ in 0..200 {
+        if std::fs::metadata(&db).unwrap().len() > before + 100_000 {
+            grown = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(grown, "the database file never received the committed pages (no checkpoint ran)");
+    store.close().await.unwrap();
+    assert_eq!(std::fs::metadata(dir.path().join("courier.db-wal")).map(|m| m.len()).unwrap_or(0), 0);
+}
+
+async fn populate(store: &dyn Store) -> Vec<Msg> {
+    store.touch_user("alice", 10).await.unwrap();
+    store.touch_user("bob", 11).await.unwrap();
+    store.set_profile("alice", Some("Alice"), Some("avatar:2"), Some("here")).await.unwrap();
+    store.set_last_seen("bob", 99).await.unwrap();
+    let mut sent = Vec::new();
+    for i in 0..5 {
+        let m = text("alice", Target::User("bob".into()), &format!("c{i}"), &format!("hi {i}"), 100 + i);
+        sent.push(store.append(m).await.unwrap().msg);
+    }
+    let lobby = NewChannel {
+        name: "lobby".into(),
+        title: "Lobby".into(),
+        topic: "all".into(),
+        private: false,
+        creator: Some("alice".into()),
+        now: 5,
+    };
+    assert!(store.create_channel(lobby).await.unwrap());
+    assert!(store.add_member("lobby", "bob", 6).await.unwrap());
+    sent.push(store.append(text("bob", Target::Channel("lobby".into()), "c0", "yo", 200)).await.unwrap().msg);
+    store.advance_cursor(&Conv::dm("alice", "bob"), "bob", Some(5), Some(3)).await.unwrap();
+    store.create_invite(&new_invite("i1", "alice", "bob")).await.unwrap();
+    store.create_invite(&new_invite("i2", "bob", "alice")).await.unwrap();
+    store.mark_invite_received("i1").await.unwrap().unwrap();
+    let mut resp = Map::new();
+    resp.insert("sdp".into(), Value::String("x".into()));
+    store.transition_invite("i2", InviteState::Accepted, Some(resp)).await.unwrap();
+    let meta = MediaMeta {
+        id: "m_1".into(),
+        owner: "alice".into(),
+        mime: "image/png".into(),
+        size: 3,
+        sha256: "abc".into(),
+        created: 7,
+    };
+    store.put_media(&meta, vec![1, 2, 3]).await.unwrap();
+    sent
+}
+
+/// Checks that everything [`populate`] wrote is readable.
+async fn check_populated(store: &dyn Store, sent: &[Msg]) {
+    assert!(store.user_exists("alice").await.unwrap());
+    assert!(store.user_exists("bob").await.unwrap());
+    let profiles = store.profiles(&["alice".into()]).await.unwrap();
+    assert_eq!(profiles[0].name, "Alice");
+    assert_eq!(profiles[0].avatar, "avatar:2");
+    assert_eq!(store.last_seen(&["bob".into()]).await.unwrap()["bob"], 99);
+    let dm = Conv::dm("alice", "bob");
+    let (page, more) = store.history(&dm, Page::Latest, 100).await.unwrap();
+    assert!(!more);
+    assert_eq!(page, sent[..5]);
+    let (page, _) = store.history(&Conv::channel("lobby"), Page::Latest, 100).await.unwrap();
+    assert_eq!(page, sent[5..]);
+    assert_eq!(store.members("lobby").await.unwrap(), ["alice", "bob"]);
+    assert_eq!(store.cursor(&dm, "bob").await.unwrap(), Cursor { recv_seq: 5, read_seq: 3 });
+    let i1 = store.invite("i1").await.unwrap().unwrap();
+    assert!(i1.received);
+    assert_eq!(i1.state, InviteState::Pending);
+    let i2 = store.invite("i2").await.unwrap().unwrap();
+    assert_eq!(i2.state, InviteState::Accepted);
+    assert_eq!(i2.response.unwrap()["sdp"], "x");
+    assert_eq!(store.media("m_1").await.unwrap().unwrap().1, [1, 2, 3]);
+    assert_eq!(store.message_count().await.unwrap(), sent.len() as u64);
+    let bob = store.conversations("bob").await.unwrap();
+    assert_eq!(bob.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_close_and_reopen() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let sent = populate(&store).await;
+    store.close().await.unwrap();
+    drop(store);
+    // close() checkpointed: the WAL is empty (or gone).
+    let wal = dir.path().join(format!("{DB_FILE}-wal"));
+    assert!(!wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0);
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    check_populated(&store, &sent).await;
+    // Counters continue and idempotency holds across restarts.
+    let again = store.append(text("alice", Target::User("bob".into()), "c0", "again", 999)).await.unwrap();
+    assert!(again.dup);
+    assert_eq!(again.msg, sent[0]);
+    let next = store.append(text("alice", Target::User("bob".into()), "c-new", "n", 999)).await.unwrap();
+    assert_eq!(next.msg.seq, 6);
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_drop_without_close() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let sent = populate(&store).await;
+    drop(store);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    check_populated(&store, &sent).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_racing_a_close_are_all_stored_and_nothing_else() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let conv = Conv::channel("race");
+    let (progress, mut progressed) = mpsc::unbounded_channel();
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let (store, progress) = (store.clone(), progress.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            for i in 0.. {
+                let m = text(&format!("u{t}"), Target::Channel("race".into()), &format!("c{i}"), "x", i);
+                match store.append(m).await {
+                    Ok(a) => {
+                        acked.push(a.msg);
+                        let _ = progress.send(());
+                    }
+                    Err(StoreError::Unavailable(_)) => break,
+                    Err(e) => panic!("unexpected error {e:?}"),
+                }
+            }
+            acked
+        }));
+    }
+    drop(progress);
+    // Close while the appenders are mid-flight.
+    for _ in 0..200 {
+        progressed.recv().await.unwrap();
+    }
+    store.close().await.unwrap();
+    let mut acked: Vec<Msg> = Vec::new();
+    for t in tasks {
+        acked.extend(t.await.unwrap());
+    }
+    acked.sort_by_key(|m| m.seq);
+    assert!(acked.len() >= 200);
+
+    let reopened = SqliteStore::open(dir.path()).unwrap();
+    let (stored, more) = reopened.history(&conv, Page::After(0), 100_000).await.unwrap();
+    assert!(!more);
+    // Every acknowledged write is there, gapless, and nothing that was
+    // refused slipped in.
+    assert_eq!(stored, acked);
+    let seqs: Vec<u64> = stored.iter().map(|m| m.seq).collect();
+    assert_eq!(seqs, (1..=stored.len() as u64).collect::<Vec<_>>());
+    let rows: i64 = raw(dir.path()).query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
+    assert_eq!(reopened.message_count().await.unwrap(), rows as u64);
+}
+
+/// Parks the writer thread inside a job until `release` is sent. Once
+/// it runs, its batch is sealed: whatever is queued next is the next
+/// batch. The receiver answers when the job's batch committed.
+async fn hold_writer(
+    store: &SqliteStore,
+) -> (std::sync::mpsc::Sender<()>, oneshot::Receiver<StoreResult<()>>) {
+    let (release, held) = std::sync::mpsc::channel::<()>();
+    let (running, started) = oneshot::channel::<()>();
+    let (blocker, done) = Command::write(move |_| {
+        running.send(()).unwrap();
+        held.recv().unwrap();
+        Ok(())
+    });
+    store.commands.try_send(blocker).unwrap();
+    started.await.unwrap();
+    (release, done)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_writes_share_one_commit_and_a_failing_one_poisons_nothing() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.create_invite(&new_invite("taken", "alice", "bob")).await.unwrap();
+    let before = store.writer_stats();
+
+    // Hold the writer inside a job so everything below queues up behind it.
+    let (release, blocker_done) = hold_writer(&store).await;
+
+    let mut appends = Vec::new();
+    let mut failing = Vec::new();
+    for i in 0..20 {
+        let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);
+        let (cmd, rx) = Command::write(move |c| append_message(c, m));
+        store.commands.try_send(cmd).unwrap();
+        appends.push(rx);
+        if i == 10 {
+            // A write that changes something and then fails: its change
+            // must vanish, the others must commit.
+            let (cmd, rx) = Command::write(|c| {
+                c.execute("INSERT INTO users (user_id, created, last_login) VALUES ('ghost', 0, 0)", [])?;
+                c.execute("INSERT INTO invites (iid, sender, recipient, room, content, state, created, expires, received) VALUES ('taken', 'x', 'y', 'r', '{}', 'pending', 0, 0, 0)", [])?;
+                Ok(())
+            });
+            store.commands.try_send(cmd).unwrap();
+            failing.push(rx);
+            // And one that panics.
+            let (cmd, rx) = Command::write(|_| -> StoreResult<()> { panic!("boom (expected by the test)") });
+            store.commands.try_send(cmd).unwrap();
+            failing.push(rx);
+        }
+    }
+    release.send(()).unwrap();
+    blocker_done.await.unwrap().unwrap();
+
+    let mut seqs = Vec::new();
+    for rx in appends {
+        seqs.push(rx.await.unwrap().expect("appends commit").msg.seq);
+    }
+    let constraint = failing.remove(0).await.unwrap();
+    assert!(matches!(constraint, Err(StoreError::Sqlite(_))), "{constraint:?}");
+    let panicked = failing.remove(0).await.unwrap();
+    assert!(matches!(panicked, Err(StoreError::Unavailable(_))), "{panicked:?}");
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    assert!(!store.user_exists("ghost").await.unwrap(), "the failed write was rolled back");
+    assert_eq!(store.message_count().await.unwrap(), 20);
+    let after = store.writer_stats();
+    assert_eq!(after.batches - before.batches, 2, "the blocker's batch, then one for all 22 queued");
+    assert_eq!(after.writes - before.writes, 23);
+}
+
+/// Writer cost of durable appends: 200 DMs, 400 senders with one send
+/// in flight each (like courier-bench p2p). Prints; asserts nothing
+/// about speed. `cargo test --release -p courier-server --lib
+/// append_cost -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement; prints the writer's cost per append"]
+async fn append_cost() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let thread_cpu = || {
+        // utime + stime of the writer thread, in clock ticks (10 ms).
+        let mut total = 0_u64;
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            if stat.contains("(courier-sqlite-") {
+                let after = &stat[stat.rfind(')').unwrap() + 2..];
+                let f: Vec<&str> = after.split(' ').collect();
+                total += f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+            }
+        }
+        total
+    };
+    let run = |round: usize, per_sender: usize| {
+        let store = store.clone();
+        async move {
+            let mut tasks = Vec::new();
+            for s in 0..400 {
+                let store = store.clone();
+                tasks.push(tokio::spawn(async move {
+                    let (me, peer) = (format!("u{s}"), format!("u{}", s ^ 1));
+                    for i in 0..per_sender {
+                        let cid = format!("r{round}-{i}");
+                        let m = text(&me, Target::User(peer.clone()), &cid, &"x".repeat(100), i as i64);
+                        store.append(m).await.unwrap();
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        }
+    };
+    run(0, 50).await;
+    for round in 1..=3 {
+        let (cpu0, stats0, t0) = (thread_cpu(), store.writer_stats(), std::time::Instant::now());
+        run(round, 100).await;
+        let (cpu, stats, wall) = (thread_cpu() - cpu0, store.writer_stats(), t0.elapsed());
+        let n = (stats.writes - stats0.writes) as f64;
+        println!(
+            "round {round}: {n} appends in {wall:.2?} ({:.0}/s), SQLite threads {:.1} µs CPU per append, {:.1} appends per batch",
+            n / wall.as_secs_f64(),
+            cpu as f64 * 10_000.0 / n,
+            n / (stats.batches - stats0.batches) as f64,
+        );
+    }
+    store.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_without_savepoint_that_fails_takes_its_batch_with_it() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let (release, blocker_done) = hold_writer(&store).await;
+
+    let append = |i: usize| {
+        let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i as i64);
+        Command::write_unisolated(move |c| append_message(c, m))
+    };
+    let mut before = Vec::new();
+    for i in 0..3 {
+        let (cmd, rx) = append(i);
+        store.commands.try_send(cmd).unwrap();
+        before.push(rx);
+    }
+    // Changes something, then fails: nothing can undo just its part.
+    let (cmd, failing) = Command::write_unisolated(|c| -> StoreResult<()> {
+        c.execute("INSERT INTO users (user_id, created, last_login) VALUES ('ghost', 0, 0)", [])?;
+        Err(StoreError::Unavailable("failed half way (expected by the test)".into()))
+    });
+    store.commands.try_send(cmd).unwrap();
+    let mut after = Vec::new();
+    for i in 3..5 {
+        let (cmd, rx) = append(i);
+        store.commands.try_send(cmd).unwrap();
+        after.push(rx);
+    }
+    release.send(()).unwrap();
+    blocker_done.await.unwrap().unwrap();
+
+    let own = failing.await.unwrap().unwrap_err();
+    assert!(own.to_string().contains("half way"), "its own error: {own}");
+    for rx in before {
+        let e = rx.await.unwrap().unwrap_err();
+        assert!(e.to_string().contains("rolled back"), "{e}");
+    }
+    let seqs: Vec<u64> = futures_util::future::join_all(after)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap().msg.seq)
+        .collect();
+    assert_eq!(seqs, [1, 2], "the writes after it commit in a fresh transaction");
+    assert!(!store.user_exists("ghost").await.unwrap(), "its half was rolled back");
+    assert_eq!(store.message_count().await.unwrap(), 2);
+    // The rolled-back appends can be retried with the same cids.
+    let again = store.append(text("alice", Target::User("bob".into()), "c0", "x", 9)).await.unwrap();
+    assert_eq!((again.dup, again.msg.seq), (false, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_runs_the_writes_queued_before_it() {
+    let dir = TempDir::new().unwrap();
+    let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+    let (release, _) = hold_writer(&store).await;
+    let mut queued = Vec::new();
+    for i in 0..10 {
+        let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);
+        let (cmd, rx) = Command::write(move |c| append_message(c, m));
+        store.commands.try_send(cmd).unwrap();
+        queued.push(rx);
+    }
+    let closing = tokio::spawn({
+        let store = store.clone();
+        async move { store.close().await }
+    });
+    // Wait (without sleeping) until the close request sits behind them.
+    while store.commands.capacity() > QUEUE_DEPTH - queued.len() - 1 {
+        tokio::task::yield_now().await;
+    }
+    release.send(()).unwrap();
+    closing.await.unwrap().unwrap();
+    for (i, rx) in queued.into_iter().enumerate() {
+        assert_eq!(rx.await.unwrap().expect("queued before close").msg.seq, i as u64 + 1);
+    }
+    let reopened = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(reopened.message_count().await.unwrap(), 10);
+}
+
+const CRASH_CHILD: &str = "COURIER_SQLITE_CRASH_CHILD";
+
+/// The child half of the kill -9 test: appends forever from 4 tasks and
+/// prints each acknowledgement.
+async fn append_and_report_until_killed(dir: &Path) -> ! {
+    let store = Arc::new(SqliteStore::open(dir).unwrap());
+    for t in 0..4 {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0.. {
+                let to =
+                    if t % 2 == 0 { Target::User("bob".into()) } else { Target::Channel("lobby".into()) };
+                let a = store.append(text(&format!("u{t}"), to, &format!("c{i}"), "x", i)).await.unwrap();
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "ack {} {}", a.msg.conv, a.msg.mid).unwrap();
+                out.flush().unwrap();
+            }
+        });
+    }
+    std::future::pending().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_appends_survive_kill_9() {
+    if let Some(dir) = std::env::var_os(CRASH_CHILD) {
+        append_and_report_until_killed(Path::new(&dir)).await;
+    }
+    use tokio::io::AsyncBufReadExt;
+    let dir = TempDir::new().unwrap();
+    let module = module_path!().split_once("::").map_or(module_path!(), |(_, rest)| rest);
+    let mut child = tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", &format!("{module}::acknowledged_appends_survive_kill_9"), "--nocapture"])
+        .env(CRASH_CHILD, dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut acked = Vec::new();
+    while acked.len() < 400 {
+        let line = lines.next_line().await.unwrap().expect("the child stopped before it was killed");
+        if let Some(ack) = line.strip_prefix("ack ") {
+            let (conv, mid) = ack.split_once(' ').unwrap();
+            acked.push((Conv::parse(conv).unwrap(), mid.to_owned()));
+        }
+    }
+    child.kill().await.unwrap(); // SIGKILL while it is still appending
+
+    let store = SqliteStore::open(dir.path()).unwrap();
+    for (conv, mid) in &acked {
+        assert!(store.message(conv, mid).await.unwrap().is_some(), "acknowledged {mid} in {conv} was lost");
+    }
+    for conv in [Conv::channel("lobby"), Conv::dm("bob", "u0"), Conv::dm("bob", "u2")] {
+        let (msgs, _) = store.history(&conv, Page::After(0), u32::MAX).await.unwrap();
+        let seqs: Vec<u64> = msgs.iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, (1..=msgs.len() as u64).collect::<Vec<_>>(), "{conv} has gaps after the crash");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_is_not_a_database_is_unusable_and_left_alone() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join(DB_FILE);
+    let junk: Vec<u8> = b"this is not a database, it is a shopping list\n".repeat(200);
+    std::fs::write(&path, &junk).unwrap();
+    let msg = expect_unusable(SqliteStore::open(dir.path()));
+    assert!(msg.contains(&path.display().to_string()), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), junk);
+    assert_eq!(files_in(dir.path()), [DB_FILE]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_database_is_unusable_and_left_alone() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    populate(&store).await;
+    store.close().await.unwrap();
+    drop(store);
+    // Scribble over the schema table on page 1 (after the 100-byte header).
+    let path = dir.path().join(DB_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    for b in &mut bytes[100..1024] {
+        *b = 0xA5;
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let msg = expect_unusable(SqliteStore::open(dir.path()));
+    assert!(msg.contains("corrupt"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_from_a_newer_build_is_refused_and_left_alone() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    raw(dir.path()).pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
+    let path = dir.path().join(DB_FILE);
+    let bytes = std::fs::read(&path).unwrap();
+    let msg = expect_unusable(SqliteStore::open(dir.path()));
+    assert!(msg.contains(&format!("schema version {}", SCHEMA_VERSION + 1)), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_applications_database_is_refused() {
+    let dir = TempDir::new().unwrap();
+    raw(dir.path()).execute_batch("CREATE TABLE recipes (name TEXT);").unwrap();
+    let msg = expect_unusable(SqliteStore::open(dir.path()));
+    assert!(msg.contains("did not create"), "{msg}");
+    let tables: i64 =
+        raw(dir.path()).query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0)).unwrap();
+    assert_eq!(tables, 1, "nothing was added to the foreign database");
+}
+
+/// Rows written with each historical schema, by raw SQL as that version
+/// of the code would have stored them. Entry `i` is data for schema
+/// version `i + 1`; add one with every migration.
+const FIXTURES: &[&str] = &[
+    // v1
+    r#"
+    INSERT INTO users VALUES ('alice', 1, 2), ('bob', 1, 3);
+    INSERT INTO profiles VALUES ('alice', 'Alice', 'avatar:1', 'hi');
+    INSERT INTO last_seen VALUES ('bob', 50);
+    INSERT INTO conversations VALUES ('dm:alice:bob', 2, 20), ('ch:lobby', 1, 30);
+    INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts) VALUES
+        ('dm:alice:bob', 1, 'M1', 'c1', 'alice', '{"user":"bob"}', 'text', '{"text":"one"}', NULL, 10),
+        ('dm:alice:bob', 2, 'M2', 'c2', 'bob', '{"user":"alice"}', 'text', '{"text":"two"}', 'M1', 20),
+        ('ch:lobby', 1, 'M3', 'c1', 'bob', '{"channel":"lobby"}', 'custom', '{"k":[1,2]}', NULL, 30);
+    INSERT INTO dm_members VALUES ('alice', 'dm:alice:bob', 'bob'), ('bob', 'dm:alice:bob', 'alice');
+    INSERT INTO cursors VALUES ('dm:alice:bob', 'bob', 2, 1);
+    INSERT INTO channels VALUES ('lobby', 'Lobby', '', 0, NULL, 1);
+    INSERT INTO channels VALUES ('team', 'Team', '', 1, 'alice', 2), ('gone', 'Gone', '', 0, 'carol', 3);
+    INSERT INTO channel_members (channel, user_id, joined) VALUES ('lobby', 'bob', 5), ('lobby', 'alice', 6);
+    INSERT INTO channel_members (channel, user_id, joined) VALUES
+        ('team', 'bob', 7), ('team', 'alice', 8), ('gone', 'dave', 9), ('gone', 'erin', 10);
+    INSERT INTO invites VALUES ('i1', 'alice', 'bob', 'call-i1', '{"a":1}', 'pending', 100, 200, 1, NULL, NULL);
+    INSERT INTO media VALUES ('m_1', 'alice', 'text/plain', 2, 'ff', 9);
+    INSERT INTO media_blobs VALUES ('m_1', x'6869');
+    "#,
+    // v2
+    r#"
+    INSERT INTO conversations (conv, last_seq, last_ts, rel_count) VALUES ('dm:bob:carol', 5, 44, 3);
+    INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+                          rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq) VALUES
+        ('dm:bob:carol', 1, 'N1', 'n1', 'bob', '{"user":"carol"}', 'text',
+         '{"text":"hey @carol","mentions":["carol"]}', NULL, 40, NULL, 0, 'hi @carol', 42, 0, 43, 4),
+        ('dm:bob:carol', 2, 'N2', 'n2', 'carol', '{"user":"bob"}', 'text', '{"text":"yo"}', NULL, 41,
+         NULL, 0, NULL, NULL, 0, NULL, NULL),
+        ('dm:bob:carol', 3, 'N3', 'n3', 'bob', '{"user":"carol"}', 'edit', '{"target":"N1","text":"hi @carol"}',
+         NULL, 42, 'N1', 1, NULL, NULL, 0, NULL, NULL),
+        ('dm:bob:carol', 4, 'N4', 'n4', 'carol', '{"user":"bob"}', 'pin', '{"target":"N1","on":true}', NULL, 43,
+         'N1', 2, NULL, NULL, 0, NULL, NULL),
+        ('dm:bob:carol', 5, 'N5', 'n5', 'carol', '{"user":"bob"}', 'reaction',
+         '{"target":"N1","key":"👍","on":true}', NULL, 44, 'N1', 3, NULL, NULL, 0, NULL, NULL);
+    INSERT INTO dm_members VALUES ('bob', 'dm:bob:carol', 'carol'), ('carol', 'dm:bob:carol', 'bob');
+    INSERT INTO reactions VALUES ('dm:bob:carol', 1, '👍', 'carol', 5);
+    INSERT INTO mentions VALUES ('carol', 'dm:bob:carol', 1);
+    INSERT INTO channel_removals VALUES ('team', 'zed');
+    "#,
+    // v3
+    r#"
+    INSERT INTO conversations (conv) VALUES ('ch:team');
+    INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count)
+        VALUES ('ch:team', 1, 'T1', 't1', 'alice', '{"channel":"team"}', 'text', '{"text":"v3"}', NULL, 60, NULL, 0);
+    "#,
+];
+
+/// Builds a database at schema `version` holding the fixtures of every
+/// version up to it, as an older build would have left it.
+fn build_historical(dir: &Path, version: usize) {
+    let mut conn = raw(dir);
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    let tx = conn.transaction().unwrap();
+    for v in 0..version {
+        tx.execute_batch(MIGRATIONS[v]).unwrap();
+        tx.execute_batch(FIXTURES[v]).unwrap();
+    }
+    if version > 0 {
+        tx.pragma_update(None, "application_id", APPLICATION_ID).unwrap();
+    }
+    tx.pragma_update(None, "user_version", version as i64).unwrap();
+    tx.commit().unwrap();
+}
+
+fn schema_of(dir: &Path) -> Vec<(String, String, Option<String>)> {
+    let conn = raw(dir);
+    let mut stmt = conn
+        .prepare("SELECT type, name, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%' ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[test]
+fn every_migration_has_a_fixture() {
+    assert_eq!(FIXTURES.len(), MIGRATIONS.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_historical_schema_migrates_to_the_current_one() {
+    let fresh_dir = TempDir::new().unwrap();
+    SqliteStore::open(fresh_dir.path()).unwrap().close().await.unwrap();
+    let current = schema_of(fresh_dir.path());
+
+    for version in 0..=MIGRATIONS.len() {
+        let dir = TempDir::new().unwrap();
+        build_historical(dir.path(), version);
+        let store =
+            SqliteStore::open(dir.path()).unwrap_or_else(|e| panic!("opening a v{version} database: {e}"));
+        check_migrated_fixtures(&store, version).await;
+        store.close().await.unwrap();
+        drop(store);
+        let conn = raw(dir.path());
+        let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        assert_eq!(v, SCHEMA_VERSION, "from v{version}");
+        let fk: Vec<String> = conn
+            .prepare("PRAGMA foreign_key_check")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(fk.is_empty(), "from v{version}: foreign key violations in {fk:?}");
+        assert_eq!(
+            schema_of(dir.path()),
+            current,
+            "schema migrated from v{version} differs from a fresh one"
+        );
+    }
+}

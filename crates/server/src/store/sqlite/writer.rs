@@ -1,0 +1,365 @@
+//! The single writer thread and its group commit (see the engine docs in
+//! [`super`]): the command queue, batches of savepointed jobs in one
+//! transaction, the checkpointer, and how callers hand work to it.
+
+use super::{MAX_BATCH, SqliteStore};
+use crate::store::shared::closed;
+use crate::store::{StoreError, StoreResult};
+use rusqlite::Connection;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Commands that may wait for the writer before senders are slowed down.
+pub(super) const QUEUE_DEPTH: usize = 2 * MAX_BATCH;
+
+/// How long the checkpointer lets commits accumulate before copying the WAL
+/// back into the database (one checkpoint per interval under load, none idle).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Counters of the writer thread, for metrics (average batch size =
+/// `writes / batches`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriterStats {
+    /// Batches run, each one transaction and one fsync.
+    pub batches: u64,
+    /// Commands executed in them, failed ones included.
+    pub writes: u64,
+}
+
+impl SqliteStore {
+    /// Runs `work` on the writer thread inside the next batch and returns
+    /// its result once the batch is committed.
+    pub(super) async fn write<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Command::write(work)).await
+    }
+
+    /// [`write`](Self::write) without a savepoint of its own (see
+    /// [`Command::write_unisolated`]).
+    pub(super) async fn write_unisolated<T, F>(&self, work: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.submit(Command::write_unisolated(work)).await
+    }
+
+    pub(super) async fn submit<T>(
+        &self,
+        (command, reply): (Command, oneshot::Receiver<StoreResult<T>>),
+    ) -> StoreResult<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        self.commands.send(command).await.map_err(|_| self.gone())?;
+        reply.await.map_err(|_| self.gone())?
+    }
+
+    /// The error for a writer that no longer answers.
+    pub(super) fn gone(&self) -> StoreError {
+        if self.closed.load(Ordering::Acquire) {
+            closed()
+        } else {
+            StoreError::Unavailable("the SQLite writer thread stopped".into())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The writer thread
+
+#[derive(Default)]
+pub(super) struct Stats {
+    pub(super) batches: AtomicU64,
+    pub(super) writes: AtomicU64,
+}
+
+/// What the writer thread is asked to do.
+pub(super) enum Command {
+    /// Run one write in the next batch.
+    Write(Box<dyn Job>),
+    /// Finish what was queued before, checkpoint, close, and stop.
+    Close(oneshot::Sender<StoreResult<()>>),
+}
+
+impl Command {
+    /// A write in its own savepoint: when it fails, only it is undone.
+    pub(super) fn write<T, F>(work: F) -> (Command, oneshot::Receiver<StoreResult<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        Self::job(work, true)
+    }
+
+    /// A write without a savepoint, for the hot path (message appends): it
+    /// must change nothing before it can fail for a reason of its own, so
+    /// that only an engine error (disk full, I/O) can stop it half way. If
+    /// it fails anyway, the whole batch is rolled back and fails with it.
+    pub(super) fn write_unisolated<T, F>(work: F) -> (Command, oneshot::Receiver<StoreResult<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        Self::job(work, false)
+    }
+
+    fn job<T, F>(work: F, isolated: bool) -> (Command, oneshot::Receiver<StoreResult<T>>)
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply, rx) = oneshot::channel();
+        (Command::Write(Box::new(Pending { work: Some(work), result: None, reply, isolated })), rx)
+    }
+}
+
+/// A write with its reply channel, type-erased so one queue carries all.
+pub(super) trait Job: Send {
+    /// Executes the write (inside its savepoint when isolated); true on
+    /// success.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Runs in a savepoint of its own (see [`Command::write_unisolated`]).
+    fn isolated(&self) -> bool;
+    /// Answers the caller once the batch's fate is known: `batch` is `Ok`
+    /// when the transaction holding this write committed.
+    fn finish(self: Box<Self>, batch: StoreResult<()>);
+}
+
+pub(super) struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<StoreResult<T>>,
+    reply: oneshot::Sender<StoreResult<T>>,
+    isolated: bool,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let Some(work) = self.work.take() else { return false };
+        let result = catch_unwind(AssertUnwindSafe(|| work(conn))).unwrap_or_else(|_| {
+            Err(StoreError::Unavailable("the write panicked and was rolled back".into()))
+        });
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn isolated(&self) -> bool {
+        self.isolated
+    }
+
+    fn finish(self: Box<Self>, batch: StoreResult<()>) {
+        let Pending { result, reply, .. } = *self;
+        let result = match (result, batch) {
+            // Its own failure is the better explanation, whatever the batch did.
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(value)), Ok(())) => Ok(value),
+            (_, Err(e)) => Err(e),
+            (None, Ok(())) => Err(StoreError::Unavailable("the write was not executed".into())),
+        };
+        // The caller may have stopped waiting; the write stands regardless.
+        let _ = reply.send(result);
+    }
+}
+
+pub(super) fn writer_main(
+    conn: Connection,
+    checkpoint_conn: Connection,
+    mut queue: mpsc::Receiver<Command>,
+    stats: &Stats,
+) {
+    // The checkpointer lives as long as this thread holds `committed`.
+    let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
+    let checkpointer = std::thread::Builder::new()
+        .name("courier-sqlite-checkpoint".into())
+        .spawn(move || checkpointer_main(&checkpoint_conn, &commits));
+    if let Err(e) = &checkpointer {
+        // Without it the WAL would only be checkpointed at close: grow, not lose.
+        tracing::error!(error = %e, "could not start the SQLite checkpointer thread");
+        let _ = conn.pragma_update(None, "wal_autocheckpoint", 1000);
+    }
+    let mut checkpointer = checkpointer.ok();
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = queue.blocking_recv() {
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(command) = next {
+            match command {
+                Command::Write(job) => batch.push(job),
+                Command::Close(reply) => {
+                    close = Some(reply);
+                    break;
+                }
+            }
+            next = if batch.len() < MAX_BATCH { queue.try_recv().ok() } else { None };
+        }
+        if !batch.is_empty() {
+            stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            stats.batches.fetch_add(1, Ordering::Relaxed);
+            run_batch(&conn, &mut batch);
+            // Wake the checkpointer (a full slot means it is already due).
+            let _ = committed.try_send(());
+        }
+        if let Some(reply) = close {
+            // Stop the checkpointer first: the final checkpoint is ours.
+            drop(committed);
+            if let Some(t) = checkpointer.take() {
+                let _ = t.join();
+            }
+            // Whatever was queued behind the close is refused, not run.
+            queue.close();
+            while let Ok(command) = queue.try_recv() {
+                match command {
+                    Command::Write(job) => job.finish(Err(closed())),
+                    Command::Close(reply) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                }
+            }
+            let _ = reply.send(shut_down(conn));
+            return;
+        }
+    }
+    // Every handle was dropped without close(): dropping the connection
+    // closes it (SQLite checkpoints when the last connection goes).
+}
+
+/// Copies committed WAL frames back into the database file, at most once per
+/// [`CHECKPOINT_EVERY`] while commits arrive, off the writer's thread (a
+/// passive checkpoint never blocks the writer). Ends when the writer drops
+/// its end of `commits`.
+pub(super) fn checkpointer_main(conn: &Connection, commits: &std::sync::mpsc::Receiver<()>) {
+    use std::sync::mpsc::RecvTimeoutError;
+    while commits.recv().is_ok() {
+        // Let commits accumulate, but leave at once when the writer closes
+        // (its final checkpoint empties the WAL).
+        let due = std::time::Instant::now() + CHECKPOINT_EVERY;
+        loop {
+            match commits.recv_timeout(due.saturating_duration_since(std::time::Instant::now())) {
+                Ok(()) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!(error = %e, "background WAL checkpoint failed; will retry");
+        }
+    }
+}
+
+/// Checkpoints the WAL into the main file and closes the connection.
+pub(super) fn shut_down(conn: Connection) -> StoreResult<()> {
+    let (busy, _log, _done): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    if busy != 0 {
+        // Not a durability problem: the WAL is durable and is replayed on open.
+        tracing::warn!("WAL checkpoint at close was incomplete (a reader was still active)");
+    }
+    conn.close().map_err(|(_, e)| StoreError::Sqlite(e))
+}
+
+/// Executes `jobs` in one transaction, each in its own savepoint, commits,
+/// then answers every caller. Leaves `jobs` empty.
+pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) {
+    // Jobs whose effects are in the open transaction, waiting for COMMIT.
+    let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
+    for mut job in jobs.drain(..) {
+        if conn.is_autocommit()
+            && let Err(e) = exec(conn, "BEGIN IMMEDIATE")
+        {
+            job.finish(Err(replicate(&e)));
+            continue;
+        }
+        let isolated = job.isolated();
+        if isolated && let Err(e) = exec(conn, "SAVEPOINT job") {
+            abandon(conn, &mut ran, &e);
+            job.finish(Err(replicate(&e)));
+            continue;
+        }
+        let ok = job.run(conn);
+        // SQLite rolled the whole transaction back (I/O error, disk full…),
+        // or a write without a savepoint failed and may have left part of
+        // itself: nothing of this batch so far will be committed.
+        if conn.is_autocommit() || (!isolated && !ok) {
+            let lost = rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
+                Some("the write batch was rolled back by a failure of another write".into()),
+            );
+            abandon(conn, &mut ran, &lost);
+            job.finish(Err(replicate(&lost)));
+            continue;
+        }
+        if !isolated {
+            ran.push(job);
+            continue;
+        }
+        let settled = if ok {
+            exec(conn, "RELEASE job")
+        } else {
+            exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
+        };
+        match settled {
+            Ok(()) => ran.push(job),
+            Err(e) => {
+                abandon(conn, &mut ran, &e);
+                job.finish(Err(replicate(&e)));
+            }
+        }
+    }
+    if ran.is_empty() {
+        // Only failed writes (already rolled back to their savepoints).
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        return;
+    }
+    match exec(conn, "COMMIT") {
+        Ok(()) => {
+            for job in ran {
+                job.finish(Ok(()));
+            }
+        }
+        Err(e) => {
+            if !conn.is_autocommit() {
+                let _ = exec(conn, "ROLLBACK");
+            }
+            for job in ran {
+                job.finish(Err(replicate(&e)));
+            }
+        }
+    }
+}
+
+/// Gives up the open transaction: rolls it back (if SQLite has not already)
+/// and fails the writes it held. The next write opens a fresh one.
+pub(super) fn abandon(conn: &Connection, ran: &mut Vec<Box<dyn Job>>, e: &rusqlite::Error) {
+    if !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    for job in ran.drain(..) {
+        job.finish(Err(replicate(e)));
+    }
+}
+
+pub(super) fn exec(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
+}
+
+/// One engine error, handed to many callers.
+pub(super) fn replicate(e: &rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
+        }
+        other => StoreError::Unavailable(format!("write batch failed: {other}")),
+    }
+}
