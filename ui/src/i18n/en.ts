@@ -298,6 +298,21 @@ export default {
     travel: 'Travel and places',
     objects: 'Objects',
     symbols: 'Symbols',
+    flags: 'Flags',
+    results: 'Search results',
+    suggestions: 'Emoji',
+    loading: 'Loading emoji…',
+    loadFailed: "Couldn't load the emoji.",
+    tone: 'Skin tone',
+    toneLabel: 'Skin tone: {tone}',
+    tones: {
+      default: 'Default',
+      light: 'Light',
+      medium_light: 'Medium-light',
+      medium: 'Medium',
+      medium_dark: 'Medium-dark',
+      dark: 'Dark',
+    },
   },
   pins: {
     title: 'Pinned messages',
@@ -336,5 +351,9 @@ export default {
     closeLightbox: 'Close image',
     unreadBadge: '{n} unread messages',
     messageFrom: 'Message from {name}',
+  },
+  format: {
+    spoilerReveal: 'Spoiler: click to reveal',
+    hint: "{mod}+B bold, {mod}+I italic, {mod}+E code, {mod}+Shift+C code block, {'||'}text{'||'} spoiler",
   },
 }

@@ -298,6 +298,21 @@ export default {
     travel: '旅行与地点',
     objects: '物品',
     symbols: '符号',
+    flags: '旗帜',
+    results: '搜索结果',
+    suggestions: '表情',
+    loading: '正在加载表情…',
+    loadFailed: '表情加载失败。',
+    tone: '肤色',
+    toneLabel: '肤色：{tone}',
+    tones: {
+      default: '默认',
+      light: '浅色',
+      medium_light: '中浅色',
+      medium: '中等',
+      medium_dark: '中深色',
+      dark: '深色',
+    },
   },
   pins: {
     title: '置顶消息',
@@ -336,5 +351,9 @@ export default {
     closeLightbox: '关闭图片',
     unreadBadge: '{n} 条未读消息',
     messageFrom: '来自 {name} 的消息',
+  },
+  format: {
+    spoilerReveal: '剧透：点击查看',
+    hint: "{mod}+B 粗体，{mod}+I 斜体，{mod}+E 代码，{mod}+Shift+C 代码块，{'||'}文字{'||'} 剧透",
   },
 }

@@ -144,7 +144,22 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   const notes = t.messages.get(a)!.find((m) => String(m.body.text).startsWith('Nice. Release notes'))!
   t.addMessage({ conv: tech, from: me, ts: now - 50 * MIN, body: { text: notes.body.text, forwarded_from: { conv: a, mid: notes.mid, from: 'alice' } } })
   t.addMessage({ conv: tech, from: 'bruno', ts: now - 45 * MIN, body: { text: 'Reminder: the v1.1 relation kinds ride on the message stream, so sync carries them for free.' }, pinned: now - 44 * MIN, reactions: { '💡': [me, 'sam'] } })
-  Object.assign(t.convs.get(tech)!, { read_seq: 4, unread: 0 })
+  // Formatting: emphasis, a list, a highlighted code block, a quote, a spoiler.
+  t.addMessage({
+    conv: tech,
+    from: 'bruno',
+    ts: now - 20 * MIN,
+    body: {
+      text: '**Heads-up:** the reconnect fix is in. To try it:\n1. pull `main`\n2. run the _soak_ test\n3. ~~file a bug~~ enjoy\n\n```rust\nlet backoff = Backoff::new(Duration::from_secs(1));\nclient.connect(&url).await?; // retries with jitter\n```',
+    },
+  })
+  t.addMessage({
+    conv: tech,
+    from: me,
+    ts: now - 15 * MIN,
+    body: { text: "> ride on the message stream\n\nNice. Spoiler for Friday's demo: ||it starts in under a second|| 🚀\nNotes: https://example.com/courier/sync" },
+  })
+  Object.assign(t.convs.get(tech)!, { read_seq: 6, unread: 0 })
 
   // #design: this user is the owner (members panel shows role management).
   const dsg = channelConv('design')

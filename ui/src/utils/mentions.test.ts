@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { filterCandidates, findMentions, mentionQueryAt, splitMentions } from './mentions'
-import { segmentText } from './text'
+import { parseMessage } from './markdown'
 
 describe('mentions', () => {
   it('finds the @query being typed before the caret', () => {
@@ -39,7 +39,7 @@ describe('mentions', () => {
   })
 
   it('marks mentions in message text, but not inside code or links', () => {
-    const segs = segmentText('@bob see `@bob` at https://x.org/@bob', ['bob'])
-    expect(segs.map((s) => s.kind)).toEqual(['mention', 'text', 'code', 'text', 'link'])
+    const [p] = parseMessage('@bob see `@bob` at https://x.org/@bob', ['bob'])
+    expect(p.type === 'p' && p.children.map((s) => s.type)).toEqual(['mention', 'text', 'code', 'text', 'link'])
   })
 })

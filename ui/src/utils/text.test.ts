@@ -1,20 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { excerpt, highlight, isEmojiOnly, segmentText } from './text'
-
-describe('segmentText', () => {
-  it('splits text, links and code in order', () => {
-    expect(segmentText('a https://x.io/p, `c` b')).toEqual([
-      { kind: 'text', text: 'a ' },
-      { kind: 'link', text: 'https://x.io/p', href: 'https://x.io/p' },
-      { kind: 'text', text: ', ' },
-      { kind: 'code', text: 'c' },
-      { kind: 'text', text: ' b' },
-    ])
-  })
-  it('leaves an unclosed backtick as text', () => {
-    expect(segmentText('a `b')).toEqual([{ kind: 'text', text: 'a `b' }])
-  })
-})
+import { excerpt, highlight, isEmojiOnly, isSafeUrl, previewOf } from './text'
 
 describe('highlight', () => {
   it('marks every case-insensitive hit of every word', () => {
@@ -49,5 +34,22 @@ describe('excerpt / emoji', () => {
     expect(isEmojiOnly('👍 ok')).toBe(false)
     expect(isEmojiOnly('#1')).toBe(false)
     expect(isEmojiOnly('🎉🎉🎉🎉🎉🎉🎉')).toBe(false)
+  })
+})
+
+describe('previewOf', () => {
+  it('shows a text message as one line of words without markup, spoilers masked', () => {
+    const m = { kind: 'text', body: { text: '**Launch** is _Friday_\n\n> ~~maybe~~ `sure`\n- ||the code is 42||' } }
+    expect(previewOf(m)).toBe('Launch is Friday maybe sure ▒▒▒')
+  })
+  it('keeps raw HTML as the text it is', () => {
+    expect(previewOf({ kind: 'text', body: { text: '<b>hi</b>' } })).toBe('<b>hi</b>')
+  })
+})
+
+describe('isSafeUrl', () => {
+  it('allows http(s) and mailto only', () => {
+    expect(['https://a.io', 'http://a.io', 'mailto:a@b.co'].map(isSafeUrl)).toEqual([true, true, true])
+    expect(['javascript:alert(1)', 'data:text/html,x', 'file:///etc/passwd', 'mailto:'].map(isSafeUrl)).toEqual([false, false, false, false])
   })
 })

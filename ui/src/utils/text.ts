@@ -1,75 +1,16 @@
-// Turning message text into safe pieces for templates: links, `code`,
-// @mentions and search-hit highlights are found by splitting strings, never
-// by building HTML. Templates render each piece as a text node or an element.
-import { splitMentions } from './mentions'
+// Text helpers for templates: search-hit highlights, excerpts, emoji-only
+// detection, safe URLs and one-line previews. Formatting (links, code,
+// mentions, emphasis) is parsed in ./markdown.ts; nothing here builds HTML.
+import { plainText } from './markdown'
 
-export type Segment =
-  | { kind: 'text'; text: string }
-  | { kind: 'link'; text: string; href: string }
-  | { kind: 'code'; text: string }
-  | { kind: 'mention'; text: string; user: string }
-
-const CODE = /`([^`\n]+)`/g
-const URL_RE = /\bhttps?:\/\/[^\s<>"'`]+/gi
-const TRAILING = /[.,;:!?'")\]}>]+$/
-
-/** The URL without trailing punctuation that belongs to the sentence (keeps balanced parentheses). */
-function trimUrl(raw: string): string {
-  let url = raw
-  const m = url.match(TRAILING)
-  if (m) {
-    let tail = m[0]
-    // Keep a ")" that closes a "(" inside the URL, e.g. wiki links.
-    while (tail.startsWith(')') && (url.slice(0, url.length - tail.length).match(/\(/g)?.length ?? 0) > (url.slice(0, url.length - tail.length).match(/\)/g)?.length ?? 0)) {
-      tail = tail.slice(1)
-    }
-    url = url.slice(0, url.length - tail.length)
-  }
-  return url
-}
-
-/** Only http(s) links become clickable; anything else stays text. */
+/** Only http(s) and mailto links may be opened. */
 export function isSafeUrl(href: string): boolean {
   try {
     const u = new URL(href)
-    return u.protocol === 'http:' || u.protocol === 'https:'
+    return u.protocol === 'http:' || u.protocol === 'https:' || (u.protocol === 'mailto:' && u.pathname.length > 0)
   } catch {
     return false
   }
-}
-
-function plain(text: string, mentions: readonly string[], out: Segment[]): void {
-  for (const p of splitMentions(text, mentions)) out.push(p)
-}
-
-function linkify(text: string, mentions: readonly string[], out: Segment[]): void {
-  let last = 0
-  for (const m of text.matchAll(URL_RE)) {
-    const url = trimUrl(m[0])
-    const start = m.index ?? 0
-    if (!url || !isSafeUrl(url)) continue
-    if (start > last) plain(text.slice(last, start), mentions, out)
-    out.push({ kind: 'link', text: url, href: url })
-    last = start + url.length
-  }
-  if (last < text.length) plain(text.slice(last), mentions, out)
-}
-
-/**
- * Splits message text into text, link, inline-code and mention segments
- * (`@id` for the ids in `mentions`). Line breaks stay in the text.
- */
-export function segmentText(text: string, mentions: readonly string[] = []): Segment[] {
-  const out: Segment[] = []
-  let last = 0
-  for (const m of text.matchAll(CODE)) {
-    const start = m.index ?? 0
-    if (start > last) linkify(text.slice(last, start), mentions, out)
-    out.push({ kind: 'code', text: m[1] })
-    last = start + m[0].length
-  }
-  if (last < text.length) linkify(text.slice(last), mentions, out)
-  return out
 }
 
 export interface HighlightPart {
@@ -123,9 +64,12 @@ export function isEmojiOnly(text: string): boolean {
   return count <= 6
 }
 
-/** One line of preview text for a message (list rows, reply quotes, notifications). */
+/**
+ * One line of preview text for a message (list rows, reply quotes, search
+ * results): formatting removed, spoilers masked.
+ */
 export function previewOf(m: { kind: string; body: Record<string, unknown> }): string {
-  if (m.kind === 'text') return String(m.body.text ?? '').replace(/\s+/g, ' ').trim()
+  if (m.kind === 'text') return plainText(String(m.body.text ?? '')).replace(/\s+/g, ' ').trim()
   if (m.kind === 'image') return `🖼 ${String(m.body.name ?? '')}`.trim()
   if (m.kind === 'file') return `📎 ${String(m.body.name ?? '')}`.trim()
   return ''

@@ -217,3 +217,70 @@ describe('Composer mention picker', () => {
     expect(options(w)).toEqual(['alice'])
   })
 })
+
+describe('Composer formatting shortcuts', () => {
+  beforeEach(() => {
+    t = setup()
+    document.body.innerHTML = ''
+    t.addConversation({ conv: DM })
+  })
+
+  /** The composer holding `text` with `start..end` selected. */
+  async function composerWith(text: string, start: number, end = start) {
+    const w = await mountComposer()
+    const input = w.find('[data-testid="composer-input"]')
+    const el = input.element as HTMLTextAreaElement
+    await input.setValue(text)
+    el.setSelectionRange(start, end)
+    const press = async (key: string, mods: KeyboardEventInit = {}) => {
+      await input.trigger('keydown', { key, code: `Key${key.toUpperCase()}`, ...mods })
+      await flushPromises()
+    }
+    return { w, el, press }
+  }
+
+  it('wraps the selection in bold, italic or code with Ctrl/⌘ + B, I, E and keeps it selected', async () => {
+    const { el, press } = await composerWith('make this loud', 5, 9)
+    await press('b', { ctrlKey: true })
+    expect(el.value).toBe('make **this** loud')
+    expect([el.selectionStart, el.selectionEnd]).toEqual([7, 11])
+    await press('i', { metaKey: true })
+    expect(el.value).toBe('make **_this_** loud')
+    await press('i', { ctrlKey: true })
+    expect(el.value).toBe('make **this** loud')
+    el.setSelectionRange(0, 4)
+    await press('e', { ctrlKey: true })
+    expect(el.value).toBe('`make` **this** loud')
+    expect(t.callsOf('sendText')).toEqual([])
+  })
+
+  it('inserts the markers with the caret between them when nothing is selected', async () => {
+    const { el } = await composerWith('say ', 4)
+    const ev = new KeyboardEvent('keydown', { key: 'b', code: 'KeyB', ctrlKey: true, cancelable: true })
+    el.dispatchEvent(ev)
+    await flushPromises()
+    expect(ev.defaultPrevented).toBe(true)
+    expect(el.value).toBe('say ****')
+    expect([el.selectionStart, el.selectionEnd]).toEqual([6, 6])
+  })
+
+  it('puts a code block around the selection on its own lines with Ctrl+Shift+C', async () => {
+    const { el, press } = await composerWith('look: let x = 1', 6, 15)
+    await press('C', { ctrlKey: true, shiftKey: true })
+    expect(el.value).toBe('look: \n```\nlet x = 1\n```')
+  })
+
+  it('leaves Ctrl+C and keys without a modifier alone', async () => {
+    const { el, press } = await composerWith('abc', 0, 3)
+    await press('c', { ctrlKey: true })
+    await press('b')
+    expect(el.value).toBe('abc')
+  })
+
+  it('names the formatting shortcuts in the field\'s hint', async () => {
+    const { w } = await composerWith('', 0)
+    const title = w.find('[data-testid="composer-input"]').attributes('title')
+    expect(title).toContain('Ctrl+B bold')
+    expect(title).toContain('||text|| spoiler')
+  })
+})

@@ -3,6 +3,7 @@ import { flushPromises } from '@vue/test-utils'
 import { mountWith, setup } from '../../testing'
 import type { MockTransport } from '../../services/mockTransport'
 import MessageText from './MessageText.vue'
+import { loadHighlighter } from '../../utils/highlight'
 
 let t: MockTransport
 
@@ -20,9 +21,10 @@ describe('MessageText', () => {
     expect(w.find('script').exists()).toBe(false)
     expect(w.find('b').exists()).toBe(false)
     expect(document.querySelector('img, script')).toBeNull()
-    // The only node inside is one text node.
+    // The only element inside is the paragraph, holding one text node.
     const el = w.find('[data-testid="message-text"]').element
-    expect(el.children).toHaveLength(0)
+    expect([...el.querySelectorAll('*')].map((e) => e.tagName)).toEqual(['P'])
+    expect([...el.children[0].childNodes].map((n) => n.nodeType)).toEqual([Node.TEXT_NODE])
   })
 
   it('splits URLs into links that open in the OS browser', async () => {
@@ -59,5 +61,80 @@ describe('MessageText', () => {
     expect(mountWith(MessageText, { props: { text: '🎉🎉' } }).find('[data-testid="message-text"]').classes()).toContain('text-4xl')
     expect(mountWith(MessageText, { props: { text: 'ok 🎉' } }).find('[data-testid="message-text"]').classes()).not.toContain('text-4xl')
     expect(mountWith(MessageText, { props: { text: '123' } }).find('[data-testid="message-text"]').classes()).not.toContain('text-4xl')
+  })
+
+  it('renders bold, italic, strikethrough, code, quotes and lists as elements', () => {
+    const w = mountWith(MessageText, { props: { text: '**bold** _it_ ~~gone~~ `x`\n\n> quoted\n\n- one\n- two\n\n3. three' } })
+    expect(w.find('strong').text()).toBe('bold')
+    expect(w.find('em').text()).toBe('it')
+    expect(w.find('s').text()).toBe('gone')
+    expect(w.find('code').text()).toBe('x')
+    expect(w.find('blockquote').text()).toBe('quoted')
+    expect(w.findAll('ul > li').map((li) => li.text())).toEqual(['one', 'two'])
+    expect(w.find('ol').attributes('start')).toBe('3')
+    expect(w.text()).not.toContain('*')
+  })
+
+  it('nests constructs: bold inside a quote, a link inside bold', () => {
+    const w = mountWith(MessageText, { props: { text: '> **see https://x.io/a**' } })
+    expect(w.find('blockquote strong a').attributes('href')).toBe('https://x.io/a')
+  })
+
+  it('covers a spoiler until it is clicked, and a link inside only reveals', async () => {
+    const w = mountWith(MessageText, { props: { text: 'the end: ||she wins at https://x.io||' } })
+    const sp = w.find('[data-testid="spoiler"]')
+    expect(sp.attributes('role')).toBe('button')
+    expect(sp.attributes('aria-label')).toBe('Spoiler: click to reveal')
+    expect(sp.find('[aria-hidden="true"]').text()).toBe('she wins at https://x.io')
+    await sp.find('a').trigger('click')
+    await flushPromises()
+    expect(t.opened).toEqual([])
+    const shown = w.find('[data-testid="spoiler"]')
+    expect(shown.attributes('data-revealed')).toBe('true')
+    expect(shown.find('[aria-hidden]').exists()).toBe(false)
+    await shown.find('a').trigger('click')
+    await flushPromises()
+    expect(t.opened).toEqual(['https://x.io'])
+  })
+
+  it('reveals a spoiler from the keyboard', async () => {
+    const w = mountWith(MessageText, { props: { text: '||x||' } })
+    await w.find('[data-testid="spoiler"]').trigger('keydown', { key: 'Enter' })
+    expect(w.find('[data-testid="spoiler"]').attributes('data-revealed')).toBe('true')
+  })
+
+  it('links e-mail addresses through the same opener', async () => {
+    const w = mountWith(MessageText, { props: { text: 'write to a@b.co' } })
+    await w.find('a').trigger('click')
+    await flushPromises()
+    expect(t.opened).toEqual(['mailto:a@b.co'])
+  })
+
+  it('shows a code block as text, then coloured with spans (no HTML) once the highlighter loads', async () => {
+    const code = 'const a = "<b>x</b>" // hi'
+    const w = mountWith(MessageText, { props: { text: '```js\n' + code + '\n```' } })
+    const pre = w.find('[data-testid="code-block"]')
+    expect(pre.attributes('data-lang')).toBe('js')
+    await loadHighlighter()
+    await flushPromises()
+    expect(pre.text()).toBe(code)
+    const spans = pre.findAll('span')
+    expect(spans.find((s) => s.text() === 'const')?.classes()).toContain('hljs-keyword')
+    expect(spans.find((s) => s.text() === '"<b>x</b>"')?.classes()).toContain('hljs-string')
+    expect(pre.find('b').exists()).toBe(false)
+    expect(new Set([...pre.element.querySelectorAll('*')].map((e) => e.tagName))).toEqual(new Set(['CODE', 'SPAN']))
+  })
+
+  it('leaves code in an unknown language plain', async () => {
+    const w = mountWith(MessageText, { props: { text: '```nosuchlang\nx = 1\n```' } })
+    await loadHighlighter()
+    await flushPromises()
+    expect(w.find('[data-testid="code-block"]').findAll('span')).toHaveLength(0)
+    expect(w.find('[data-testid="code-block"]').text()).toBe('x = 1')
+  })
+
+  it('keeps mentions inside formatting', () => {
+    const w = mountWith(MessageText, { props: { text: '**hey @bob**', mentions: ['bob'] } })
+    expect(w.find('strong [data-testid="mention"]').attributes('data-mention')).toBe('bob')
   })
 })

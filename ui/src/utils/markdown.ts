@@ -1,0 +1,190 @@
+// Message formatting: markdown-it parses the text into tokens, which become a
+// small tree of typed nodes (MdNode) that templates render as elements and
+// text nodes. No HTML is ever produced or parsed: raw HTML in a message stays
+// text, only http(s) and mailto links become links, and `||spoilers||` are a
+// node of their own. The same tree gives the plain text of previews.
+import MarkdownIt from 'markdown-it'
+import type { StateInline, Token } from 'markdown-it'
+import { splitMentions } from './mentions'
+
+export type MdNode =
+  | { type: 'text'; text: string }
+  | { type: 'mention'; text: string; user: string }
+  | { type: 'code'; text: string }
+  | { type: 'pre'; lang: string; text: string }
+  | { type: 'br' }
+  | { type: 'link'; href: string; children: MdNode[] }
+  | { type: 'ol'; start: number; children: MdNode[] }
+  | { type: Wrapper; children: MdNode[] }
+
+/** Nodes that only wrap their children. */
+type Wrapper = 'p' | 'blockquote' | 'ul' | 'li' | 'strong' | 'em' | 's' | 'spoiler'
+type Parent = Extract<MdNode, { children: MdNode[] }>
+
+/** What replaces a spoiler's text in plain-text previews and notifications. */
+export const SPOILER_MASK = '▒▒▒'
+
+/** Link schemes that may be opened. */
+const SAFE_LINK = /^(https?:\/\/|mailto:)/i
+
+/** The `text` rule of markdown-it, also stopping at `|` so spoilers can start mid-text. */
+const TERMINATORS = new Set('\n!#$%&*+-:<=>@[\\]^_`{}~|'.split('').map((c) => c.charCodeAt(0)))
+function text(state: StateInline, silent: boolean): boolean {
+  let pos = state.pos
+  while (pos < state.posMax && !TERMINATORS.has(state.src.charCodeAt(pos))) pos++
+  if (pos === state.pos) return false
+  if (!silent) state.pending += state.src.slice(state.pos, pos)
+  state.pos = pos
+  return true
+}
+
+/** `||hidden||` (Discord's spoiler): its content is parsed as inline markup. */
+function spoiler(state: StateInline, silent: boolean): boolean {
+  const start = state.pos
+  const src = state.src
+  if (src.charCodeAt(start) !== 0x7c || src.charCodeAt(start + 1) !== 0x7c) return false
+  const end = src.indexOf('||', start + 2)
+  if (end < 0 || end + 2 > state.posMax || end === start + 2) return false
+  if (!silent) {
+    // Parsed on its own, so no rule (e.g. linkify) can run past the closing `||`.
+    state.push('spoiler_open', 'span', 1)
+    const inner: Token[] = []
+    state.md.inline.parse(src.slice(start + 2, end), state.md, state.env, inner)
+    state.tokens.push(...inner)
+    state.push('spoiler_close', 'span', -1)
+  }
+  state.pos = end + 2
+  return true
+}
+
+/**
+ * Chat-style Markdown: emphasis, strikethrough, code, fenced code blocks,
+ * quotes, lists, spoilers and auto-links. Headings, tables, images, rules,
+ * indented code, `[text](url)` links, entities and HTML stay literal text.
+ */
+const md = new MarkdownIt('zero', { linkify: true, breaks: true })
+md.enable(['fence', 'blockquote', 'list', 'newline', 'escape', 'backticks', 'emphasis', 'strikethrough', 'autolink', 'linkify'])
+md.inline.ruler.at('text', text)
+md.inline.ruler.after('text', 'spoiler', spoiler)
+md.validateLink = (url) => SAFE_LINK.test(url)
+md.linkify.set({ fuzzyLink: false, fuzzyIP: false })
+
+const OPEN = new Map<string, Wrapper>([
+  ['paragraph_open', 'p'],
+  ['blockquote_open', 'blockquote'],
+  ['bullet_list_open', 'ul'],
+  ['list_item_open', 'li'],
+  ['strong_open', 'strong'],
+  ['em_open', 'em'],
+  ['s_open', 's'],
+  ['spoiler_open', 'spoiler'],
+])
+
+function leaf(t: Token, mentions: readonly string[], out: MdNode[], inLink: boolean): void {
+  switch (t.type) {
+    case 'text':
+      if (inLink || !t.content) {
+        if (t.content) out.push({ type: 'text', text: t.content })
+        return
+      }
+      for (const p of splitMentions(t.content, mentions)) {
+        out.push(p.kind === 'mention' ? { type: 'mention', text: p.text, user: p.user } : { type: 'text', text: p.text })
+      }
+      return
+    case 'code_inline':
+      out.push({ type: 'code', text: t.content })
+      return
+    case 'fence':
+      out.push({ type: 'pre', lang: t.info.trim().split(/\s+/)[0] ?? '', text: t.content.replace(/\n$/, '') })
+      return
+    case 'softbreak':
+    case 'hardbreak':
+      out.push({ type: 'br' })
+      return
+    default:
+      // Anything else a rule may emit is shown as its source text.
+      if (t.content) out.push({ type: 'text', text: t.content })
+  }
+}
+
+function build(tokens: Token[], mentions: readonly string[]): MdNode[] {
+  const root: MdNode[] = []
+  const stack: { node: Parent | null; children: MdNode[] }[] = [{ node: null, children: root }]
+  const top = () => stack[stack.length - 1]
+  const walk = (list: Token[]) => {
+    for (const t of list) {
+      if (t.type === 'inline') {
+        walk(t.children ?? [])
+      } else if (t.nesting === 1) {
+        let node: Parent | null
+        if (t.type === 'paragraph_open' && t.hidden) node = null
+        else if (t.type === 'ordered_list_open') node = { type: 'ol', start: Number(t.attrGet('start') ?? 1), children: [] }
+        else if (t.type === 'link_open') node = { type: 'link', href: String(t.attrGet('href') ?? ''), children: [] }
+        else {
+          const type = OPEN.get(t.type)
+          node = type ? { type, children: [] } : null
+        }
+        if (node) top().children.push(node)
+        stack.push({ node, children: node ? node.children : top().children })
+      } else if (t.nesting === -1) {
+        stack.pop()
+      } else {
+        leaf(t, mentions, top().children, stack.some((s) => s.node?.type === 'link'))
+      }
+    }
+  }
+  walk(tokens)
+  return root
+}
+
+/** The formatting tree of a message's text; `mentions` are the ids shown as mentions. */
+export function parseMessage(text: string, mentions: readonly string[] = []): MdNode[] {
+  return build(md.parse(text, {}), mentions)
+}
+
+/** Whether a parsed link may be opened (http(s) or mailto). */
+export function isOpenableLink(href: string): boolean {
+  return SAFE_LINK.test(href)
+}
+
+function plainOf(nodes: MdNode[], out: string[]): void {
+  for (const n of nodes) {
+    switch (n.type) {
+      case 'text':
+      case 'mention':
+      case 'code':
+        out.push(n.text)
+        break
+      case 'pre':
+        out.push(n.text, '\n')
+        break
+      case 'br':
+        out.push('\n')
+        break
+      case 'spoiler':
+        out.push(SPOILER_MASK)
+        break
+      case 'p':
+      case 'blockquote':
+      case 'ul':
+      case 'ol':
+      case 'li':
+        plainOf(n.children, out)
+        if (out.length && !out[out.length - 1].endsWith('\n')) out.push('\n')
+        break
+      default:
+        plainOf(n.children, out)
+    }
+  }
+}
+
+/**
+ * The words of a message without its markup, one line per block; a
+ * spoiler's text is replaced by {@link SPOILER_MASK}. (The client core's
+ * `courier_client::markup::plain_text` follows the same rule.)
+ */
+export function plainText(text: string): string {
+  const out: string[] = []
+  plainOf(parseMessage(text), out)
+  return out.join('').replace(/\n+$/, '')
+}
