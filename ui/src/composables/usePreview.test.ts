@@ -1,0 +1,35 @@
+// One-line previews (chat list, reply quote, pinned bar): the words of a
+// formatted message, mentions by name, spoilers masked.
+import { beforeEach, describe, expect, it } from 'vitest'
+import { defineComponent, h } from 'vue'
+import { mountWith, msg, setup } from '../testing'
+import { useProfilesStore } from '../stores/profiles'
+import { usePreview } from './usePreview'
+import type { MessageView } from '../types/model'
+
+function previewText(m: MessageView): string {
+  const Probe = defineComponent({
+    setup() {
+      const preview = usePreview()
+      return () => h('p', preview(m))
+    },
+  })
+  return mountWith(Probe).text()
+}
+
+describe('usePreview', () => {
+  beforeEach(() => {
+    setup()
+    useProfilesStore().setProfile({ user: 'bob', name: 'Bob Stone', avatar: '', status: '' })
+  })
+
+  it('shows a formatted message as its words, mentions by name and spoilers masked', () => {
+    const m = msg({ seq: 1, body: { text: '**Ship it**, @bob!\n\n> _soon_\n||the code is 42||', mentions: ['bob'] } })
+    expect(previewText(m)).toBe('Ship it, @Bob Stone! soon ▒▒▒')
+  })
+
+  it('keeps raw HTML as text and does not touch file names', () => {
+    expect(previewText(msg({ seq: 1, body: { text: '<b>**x**</b>' } }))).toBe('<b>x</b>')
+    expect(previewText(msg({ seq: 2, kind: 'file', body: { name: '**notes**.txt' } }))).toBe('📎 **notes**.txt')
+  })
+})
