@@ -260,3 +260,24 @@ async fn a_relation_queued_while_unreachable_is_sent_by_a_later_command() {
     assert_eq!(line["status"], "sent");
     server.stop().await;
 }
+
+/// Formatted messages print as their words: markup dropped, spoilers masked
+/// (`courier_client::markup::plain_text`); search finds the words only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_prints_formatted_text_as_plain_text() {
+    let mut server = TestServer::started().await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let text = "**Ship it** on _Friday_: ||the code is 42||";
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["send", "@bob", text, "--wait", "30"]).await;
+    assert_eq!(code, 0);
+    let (code, out) = run(cli(&url, "dev:bob", b.path()), &["history", "@alice"]).await;
+    assert_eq!(code, 0);
+    assert!(out.contains("alice: Ship it on Friday: ▒▒▒"), "{out}");
+    assert!(!out.contains("code is"), "the spoiler stays hidden: {out}");
+    let (_, out) = run(cli(&url, "dev:bob", b.path()), &["search", "ship friday"]).await;
+    assert!(out.contains("Ship it"), "{out}");
+    let (_, out) = run(cli(&url, "dev:bob", b.path()), &["search", "**"]).await;
+    assert!(!out.contains("Ship it"), "{out}");
+    server.stop().await;
+}
