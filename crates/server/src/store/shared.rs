@@ -333,3 +333,36 @@ impl RecallEffect {
         RecallEffect { target: mid.to_owned(), edit_body, mentions, media }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(kind: &str, body: &str) -> RelationTarget {
+        RelationTarget {
+            seq: 7,
+            sender: "alice".into(),
+            kind: kind.into(),
+            body: body.into(),
+            recalled: false,
+        }
+    }
+
+    #[test]
+    fn a_recall_scrubs_the_mentions_and_the_senders_media_its_body_names() {
+        let image = target("image", r#"{"media":"m_1","mentions":["bob","carol","bob"]}"#);
+        let scrub = RecallEffect::of("mid1", &image);
+        assert_eq!(scrub.target, "mid1");
+        assert_eq!(scrub.edit_body, r#"{"target":"mid1"}"#);
+        assert_eq!(scrub.mentions, MentionScrub::Users(vec!["bob".into(), "carol".into()]));
+        assert_eq!(scrub.media, Some(OwnedMedia { id: "m_1".into(), owner: "alice".into() }));
+        // A text's "media" field names nothing to delete.
+        assert_eq!(RecallEffect::of("mid1", &target("text", r#"{"media":"m_1"}"#)).media, None);
+    }
+
+    #[test]
+    fn a_recall_of_an_unreadable_body_scrubs_every_mention_and_no_media() {
+        let scrub = RecallEffect::of("mid1", &target("image", "not json"));
+        assert_eq!((scrub.mentions, scrub.media), (MentionScrub::All, None));
+    }
+}
