@@ -1,7 +1,7 @@
-//! Durable state behind one small trait per domain, gathered in [`Store`], so
-//! the engine is chosen once at start-up
-//! (SQLite embedded by default; PostgreSQL for clusters) and every engine
-//! passes the same test suite ([`suite`]).
+//! Durable state behind one small trait per domain, gathered in [`Store`],
+//! so the engine is chosen once at start-up (SQLite embedded by default;
+//! PostgreSQL for clusters) and every engine passes the same test suite
+//! (`suite`).
 //!
 //! The contract every implementation keeps:
 //! - [`MessageStore::append`] returns only after the message is durable (it
