@@ -17,6 +17,7 @@
 
 pub mod redis;
 #[cfg(any(test, feature = "test-engines"))]
+#[cfg_attr(not(target_os = "linux"), path = "redis_harness_unsupported.rs")]
 pub mod redis_harness;
 
 use crate::hub::PresenceChange;

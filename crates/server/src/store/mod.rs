@@ -29,6 +29,7 @@
 #[macro_use]
 mod shared;
 #[cfg(any(test, feature = "test-engines"))]
+#[cfg_attr(not(target_os = "linux"), path = "pg_harness_unsupported.rs")]
 pub mod pg_harness;
 pub mod postgres;
 pub mod sqlite;
