@@ -61,6 +61,26 @@ pub enum Language {
     ZhCn,
 }
 
+/// The skin tone of emoji that have tones (the picker, `:shortcode:`
+/// completion and the quick reactions), as the Unicode modifiers name them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, specta::Type, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SkinTone {
+    /// No modifier: the default yellow.
+    #[default]
+    Default,
+    /// U+1F3FB.
+    Light,
+    /// U+1F3FC.
+    MediumLight,
+    /// U+1F3FD.
+    Medium,
+    /// U+1F3FE.
+    MediumDark,
+    /// U+1F3FF.
+    Dark,
+}
+
 /// App settings (persisted as `settings.json` in the profile dir).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 #[serde(default)]
@@ -79,6 +99,11 @@ pub struct Settings {
     pub theme: ThemeChoice,
     /// Closing the window hides it to the tray.
     pub close_to_tray: bool,
+    /// The emoji skin tone the user chose.
+    pub emoji_skin_tone: SkinTone,
+    /// Emoji the user picked lately, newest first, without skin tone (the
+    /// UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
+    pub recent_emoji: Vec<String>,
 }
 
 impl Default for Settings {
@@ -91,6 +116,8 @@ impl Default for Settings {
             language: None,
             theme: ThemeChoice::System,
             close_to_tray: true,
+            emoji_skin_tone: SkinTone::Default,
+            recent_emoji: Vec::new(),
         }
     }
 }
@@ -120,7 +147,8 @@ mod tests {
         assert_eq!(
             s,
             json!({"notifications": true, "do_not_disturb": false, "muted": [], "pinned": [],
-                   "language": null, "theme": "system", "close_to_tray": true})
+                   "language": null, "theme": "system", "close_to_tray": true,
+                   "emoji_skin_tone": "default", "recent_emoji": []})
         );
         let c: ConnectConfig =
             serde_json::from_value(json!({"mode": "dev", "url": "ws://h", "user": "a"})).unwrap();
@@ -129,5 +157,34 @@ mod tests {
         let l: Settings = serde_json::from_value(json!({"language": "zh-CN"})).unwrap();
         assert_eq!(l.language, Some(Language::ZhCn));
         assert!(l.close_to_tray, "missing fields take defaults");
+    }
+
+    #[test]
+    fn emoji_preferences_default_for_old_files_and_round_trip() {
+        // A settings.json written before the emoji fields existed.
+        let old: Settings = serde_json::from_value(json!({
+            "notifications": false, "do_not_disturb": false, "muted": [], "pinned": ["ch:lobby"],
+            "language": "en", "theme": "dark", "close_to_tray": false
+        }))
+        .unwrap();
+        assert_eq!(old.emoji_skin_tone, SkinTone::Default);
+        assert!(old.recent_emoji.is_empty());
+        assert_eq!(old.pinned, vec!["ch:lobby".to_string()], "the old fields still load");
+
+        let chosen = Settings {
+            emoji_skin_tone: SkinTone::MediumDark,
+            recent_emoji: vec!["👍".into(), "🎉".into()],
+            ..Settings::default()
+        };
+        let text = serde_json::to_string(&chosen).unwrap();
+        assert!(text.contains(r#""emoji_skin_tone":"medium_dark""#), "{text}");
+        let back: Settings = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, chosen);
+
+        // Through the profile's settings.json, as the shell persists them.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("settings.json");
+        crate::profile::write_json(&path, &chosen).unwrap();
+        assert_eq!(crate::profile::read_json::<Settings>(&path), Some(chosen));
     }
 }

@@ -891,6 +891,13 @@ export type Settings_Deserialize = {
 	theme?: ThemeChoice,
 	/**  Closing the window hides it to the tray. */
 	close_to_tray?: boolean,
+	/**  The emoji skin tone the user chose. */
+	emoji_skin_tone?: SkinTone,
+	/**
+	 *  Emoji the user picked lately, newest first, without skin tone (the
+	 *  UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
+	 */
+	recent_emoji?: string[],
 };
 
 /**  App settings (persisted as `settings.json` in the profile dir). */
@@ -909,7 +916,32 @@ export type Settings_Serialize = {
 	theme: ThemeChoice,
 	/**  Closing the window hides it to the tray. */
 	close_to_tray: boolean,
+	/**  The emoji skin tone the user chose. */
+	emoji_skin_tone: SkinTone,
+	/**
+	 *  Emoji the user picked lately, newest first, without skin tone (the
+	 *  UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
+	 */
+	recent_emoji: string[],
 };
+
+/**
+ *  The skin tone of emoji that have tones (the picker, `:shortcode:`
+ *  completion and the quick reactions), as the Unicode modifiers name them.
+ */
+export type SkinTone = 
+/**  No modifier: the default yellow. */
+"default" | 
+/**  U+1F3FB. */
+"light" | 
+/**  U+1F3FC. */
+"medium_light" | 
+/**  U+1F3FD. */
+"medium" | 
+/**  U+1F3FE. */
+"medium_dark" | 
+/**  U+1F3FF. */
+"dark";
 
 /**
  *  Where a message or signal goes: `{"user":..}`, `{"channel":..}`, or for a

@@ -10,6 +10,7 @@ export type {
   ConnectConfig,
   Language,
   ServerInfo_Serialize as ServerInfo,
+  SkinTone,
   ThemeChoice,
 } from '../generated/bindings'
 
@@ -24,4 +25,6 @@ export const DEFAULT_SETTINGS: Settings = {
   language: null,
   theme: 'system',
   close_to_tray: true,
+  emoji_skin_tone: 'default',
+  recent_emoji: [],
 }
