@@ -1,13 +1,15 @@
 // The message actions menu lists exactly what the user may do (protocol §11):
 // own vs others' messages, the edit / recall windows, the channel role, and
 // nothing of v1.1 on a server without it.
-import { beforeEach, describe, expect, it } from 'vitest'
+import { beforeEach, describe, expect, it, vi } from 'vitest'
 import { flushPromises } from '@vue/test-utils'
 import { msg, mountWith, setup } from '../../testing'
 import type { MessageView } from '../../types/model'
 import type { Role } from '../../types/protocol'
 import { useServerStore } from '../../stores/server'
 import { useChannelsStore } from '../../stores/channels'
+import { useSettingsStore } from '../../stores/settings'
+import { DEFAULT_SETTINGS } from '../../types/app'
 import MessageContextMenu from './MessageContextMenu.vue'
 
 const NOW = 1_700_000_000_000
@@ -103,6 +105,16 @@ describe('MessageContextMenu', () => {
     await w.find('[data-action="pin"]').trigger('click')
     expect(w.emitted('action')).toEqual([['pin']])
     expect(w.emitted('close')).toHaveLength(2)
+  })
+
+  it('offers the quick reactions in the user\'s skin tone', async () => {
+    useSettingsStore().apply({ ...DEFAULT_SETTINGS, emoji_skin_tone: 'medium' })
+    const w = menuFor(dm({ from: 'alice', reactions: { '👍🏽': ['me'] } }))
+    await vi.waitFor(() => expect(w.find('[data-reaction="👍🏽"]').exists()).toBe(true))
+    expect(w.find('[data-testid="quick-reactions"]').findAll('[data-reaction]').map((b) => b.text())).toEqual(['👍🏽', '❤️', '😂', '🎉', '😮', '🙏🏽'])
+    expect(w.find('[data-reaction="👍🏽"]').attributes('aria-pressed')).toBe('true')
+    await w.find('[data-reaction="🙏🏽"]').trigger('click')
+    expect(w.emitted('react')).toEqual([['🙏🏽']])
   })
 
   it('is a keyboard menu: arrows move between items, Esc closes', async () => {
