@@ -11,6 +11,13 @@ macro_rules! msg_columns {
     };
 }
 
+/// The invitation columns both engines read, in order (see [`RawInvite`]).
+macro_rules! invite_columns {
+    () => {
+        "iid, sender, recipient, room, content, state, created, expires, received, reason, response"
+    };
+}
+
 /// The columns of a conversation row (`c` its `conversations` row, `mine`
 /// the user's cursor) that the engines' unread counts need; `$recalled` is
 /// the engine's spelling of "x is recalled" (SQLite needs `= 1` to use its
@@ -48,7 +55,7 @@ macro_rules! unread_columns {
 }
 
 use super::{Relation, StoreError, StoreResult};
-use courier_proto::{Conv, Msg, Role};
+use courier_proto::{Conv, Invite, InviteState, Msg, Role, Target};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
@@ -80,6 +87,87 @@ pub(crate) fn apply_aggregates(
         msg.edited = Some(ts);
     }
     msg.pinned = pinned;
+}
+
+/// A message row as stored (the columns of `msg_columns!`, in order),
+/// before its JSON is parsed; each engine reads its rows into this.
+pub(crate) struct RawMsg {
+    pub(crate) conv: String,
+    pub(crate) seq: i64,
+    pub(crate) mid: String,
+    pub(crate) cid: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) kind: String,
+    pub(crate) body: String,
+    pub(crate) reply_to: Option<String>,
+    pub(crate) ts: i64,
+    pub(crate) edited_text: Option<String>,
+    pub(crate) edited_ts: Option<i64>,
+    pub(crate) recalled: bool,
+    pub(crate) pinned: Option<i64>,
+}
+
+impl RawMsg {
+    /// The message with its aggregate columns applied (not its reactions).
+    pub(crate) fn into_msg(self) -> StoreResult<Msg> {
+        let to: Target = serde_json::from_str(&self.to).map_err(|e| {
+            StoreError::Unusable(format!("stored target of message {} is invalid: {e}", self.mid))
+        })?;
+        let mut msg = Msg::new(
+            parse_conv(&self.conv)?,
+            from_sql_int(self.seq),
+            self.mid,
+            self.cid,
+            self.from,
+            to,
+            self.kind,
+            parse_object("message body", &self.body)?,
+            self.ts,
+            self.reply_to,
+        );
+        let edited = self.edited_text.zip(self.edited_ts);
+        apply_aggregates(&mut msg, edited, self.recalled, self.pinned);
+        Ok(msg)
+    }
+}
+
+/// An invitation row as stored (the columns of `invite_columns!`, in
+/// order), before its JSON is parsed.
+pub(crate) struct RawInvite {
+    pub(crate) iid: String,
+    pub(crate) from: String,
+    pub(crate) to: String,
+    pub(crate) room: String,
+    pub(crate) content: String,
+    pub(crate) state: String,
+    pub(crate) created: i64,
+    pub(crate) expires: i64,
+    pub(crate) received: bool,
+    pub(crate) reason: Option<String>,
+    pub(crate) response: Option<String>,
+}
+
+impl RawInvite {
+    /// The invitation, its state and JSON parsed.
+    pub(crate) fn into_invite(self) -> StoreResult<Invite> {
+        let state = InviteState::parse(&self.state).ok_or_else(|| {
+            StoreError::Unusable(format!("stored state {:?} of invite {} is unknown", self.state, self.iid))
+        })?;
+        Ok(Invite {
+            content: parse_object("invite content", &self.content)?,
+            response: self.response.as_deref().map(|r| parse_object("invite response", r)).transpose()?,
+            iid: self.iid,
+            from: self.from,
+            to: self.to,
+            room: self.room,
+            state,
+            created: self.created,
+            expires: self.expires,
+            received: self.received,
+            reason: self.reason,
+        })
+    }
 }
 
 /// Puts reactions onto the content messages of `page`: `rows` are

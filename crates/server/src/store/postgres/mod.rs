@@ -52,14 +52,13 @@
 //! [`StoreError::Unavailable`]: crate::store::StoreError::Unavailable
 //! [`StoreError::Postgres`]: crate::store::StoreError::Postgres
 
-#[macro_use]
-mod rows;
 mod channels;
 mod invites;
 mod media;
 mod messages;
 mod pool;
 mod relations;
+mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
