@@ -53,6 +53,9 @@ export default {
           '"Noto Sans CJK SC"',
           'sans-serif',
         ],
+        // Emoji glyphs alone (picker, reactions): the colour fonts first, so a
+        // text font with a few monochrome emoji (DejaVu Sans) does not win.
+        emoji: ['"Apple Color Emoji"', '"Segoe UI Emoji"', '"Noto Color Emoji"', '"Twemoji Mozilla"', 'sans-serif'],
         mono: ['ui-monospace', '"SFMono-Regular"', '"Cascadia Code"', '"Noto Sans Mono CJK SC"', 'monospace'],
       },
       borderRadius: {

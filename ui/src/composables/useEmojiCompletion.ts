@@ -7,7 +7,7 @@ import type { Ref } from 'vue'
 import { nextTick } from 'vue'
 import { useEmojiStore } from '../stores/emoji'
 import type { EmojiEntry } from '../utils/emojiData'
-import { closedShortcodeAt, emojiQueryAt, replaceShortcodes, searchEmoji } from '../utils/emoji'
+import { closedShortcodeAt, emojiQueryAt, replaceShortcodes, searchEmoji, shortcodeFor } from '../utils/emoji'
 import { useCompletion } from './useCompletion'
 
 /** How many suggestions the list shows. */
@@ -51,6 +51,11 @@ export function useEmojiCompletion(text: Ref<string>, input: Ref<HTMLTextAreaEle
 
   /** A suggestion as it will be inserted (in the user's tone). */
   const display = (e: EmojiEntry) => emoji.displayEntry(e)
+  /** A suggestion's name in the list: the shortcode being typed (`:thumbsup:` for `:thu`), else its English name. */
+  const label = (e: EmojiEntry) => {
+    const code = shortcodeFor(e, completion.query.value?.query)
+    return code ? `:${code}:` : e.name
+  }
 
-  return { ...completion, convertClosed, expand, display }
+  return { ...completion, convertClosed, expand, display, label }
 }

@@ -7,6 +7,7 @@ import {
   QUICK_REACTIONS,
   RECENT_MAX,
   closedShortcodeAt,
+  shortcodeFor,
   emojiQueryAt,
   fitsReaction,
   replaceShortcodes,
@@ -142,6 +143,12 @@ describe(':shortcode: text', () => {
     expect(replaceShortcodes('`:tada:` and :tada:', data, 'default')).toBe('`:tada:` and 🎉')
     expect(replaceShortcodes('```\n:tada:\n```\n:tada:', data, 'default')).toBe('```\n:tada:\n```\n🎉')
     expect(replaceShortcodes('at 10:30:45 or a:b:', data, 'default')).toBe('at 10:30:45 or a:b:')
+  })
+
+  it('shows the shortcode being typed, else the best known', () => {
+    expect(shortcodeFor(entry('👍'), 'thu')).toBe('thumbsup')
+    expect(shortcodeFor(entry('👍'), '')).toBe('+1')
+    expect(shortcodeFor(entry('👍'), 'zzz')).toBe('+1')
   })
 
   it('sees a shortcode just closed before the caret', () => {

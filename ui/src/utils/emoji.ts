@@ -33,15 +33,21 @@ export function toned(data: EmojiData | null, char: string, tone: SkinTone): str
   return entry ? withTone(entry, tone) : char
 }
 
-/** 0 exact name or shortcode, 1 a name starts with the query, 2 every word starts a word, 3 every word is inside one; -1 no match. */
+/**
+ * How well `e` matches, best 0: the exact name or shortcode; 1 every query
+ * word is a whole word of it (`hand` in "waving hand"); 2 a name starts
+ * with the query (`handbag`); 3 every query word starts a word; 4 every
+ * query word is inside one; -1 no match.
+ */
 function rank(e: EmojiEntry, whole: string, words: string[]): number {
   if (e.names.includes(whole)) return 0
-  if (e.names.some((n) => n.startsWith(whole))) return 1
-  let worst = 2
+  if (words.every((w) => e.words.includes(w))) return 1
+  if (e.names.some((n) => n.startsWith(whole))) return 2
+  let worst = 3
   for (const w of words) {
     if (e.words.some((x) => x.startsWith(w))) continue
     if (!e.words.some((x) => x.includes(w))) return -1
-    worst = 3
+    worst = 4
   }
   return worst
 }
@@ -55,9 +61,9 @@ function closeness(e: EmojiEntry, whole: string): number {
 
 /**
  * Emoji matching `query` by English or Chinese name, tag or shortcode
- * (whatever the UI language), best first: exact, then prefix (the closest
- * name first), then word prefix, then substring matches; the standard
- * order within each.
+ * (whatever the UI language), best first: exact, whole words, a name's
+ * prefix (the closest name first), word prefixes, then substrings; the
+ * standard order within each.
  */
 export function searchEmoji(data: EmojiData, query: string, limit = 120): EmojiEntry[] {
   const whole = query.trim().toLowerCase().replace(/^[:：]|[:：]$/g, '').replace(/\s+/g, ' ')
@@ -66,12 +72,18 @@ export function searchEmoji(data: EmojiData, query: string, limit = 120): EmojiE
   const hits: Array<{ e: EmojiEntry; r: number; len: number; i: number }> = []
   data.all.forEach((e, i) => {
     const r = rank(e, whole, words)
-    if (r >= 0) hits.push({ e, r, len: r === 1 ? closeness(e, whole) : 0, i })
+    if (r >= 0) hits.push({ e, r, len: r === 2 ? closeness(e, whole) : 0, i })
   })
   return hits
     .sort((a, b) => a.r - b.r || a.len - b.len || a.i - b.i)
     .slice(0, limit)
     .map((h) => h.e)
+}
+
+/** The shortcode to show for `entry` while `query` is typed: the first that starts with it, else its best known. */
+export function shortcodeFor(entry: EmojiEntry, query = ''): string | undefined {
+  const q = query.toLowerCase()
+  return (q && entry.shortcodes.find((c) => c.startsWith(q))) || entry.shortcodes[0]
 }
 
 /** The recently used list after using `char` (base form): first, once, at most `RECENT_MAX`. */

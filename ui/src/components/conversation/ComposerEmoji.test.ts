@@ -52,6 +52,9 @@ describe('Composer :emoji: completion', () => {
     expect(options(m)[0]).toBe('😄')
     expect(options(m).length).toBeLessThanOrEqual(8)
     expect(list(m).text()).toContain(':smile:')
+    await suggestFor(m, 'ok :thu')
+    expect(options(m)[0]).toBe('👍')
+    expect(list(m).find('[data-emoji="👍"]').text()).toContain(':thumbsup:') // the code being typed, not :+1:
     expect(m.input.attributes('aria-activedescendant')).toBe('emoji-list-0')
   })
 
