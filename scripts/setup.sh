@@ -25,6 +25,9 @@ BUILD_PACKAGES=(
 TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
   xvfb xauth imagemagick webkit2gtk-driver dunst
+  # the E2E's StatusNotifier host + notification daemon (tests/e2e/desktop_bus.py)
+  # and a dictionary for the composer's spell-check scenario
+  python3-dbus python3-gi hunspell-en-us
   # cluster tests start private instances of these
   postgresql redis-server haproxy
 )

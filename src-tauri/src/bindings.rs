@@ -72,6 +72,9 @@ pub fn builder() -> Builder<tauri::Wry> {
             commands::open_external,
             commands::set_active_conversation,
             commands::last_deep_link,
+            crate::autostart::start_at_login,
+            crate::autostart::set_start_at_login,
+            crate::logs::open_logs_folder,
         ])
         .events(collect_events![CoreEvent, DeepLink, Notice, Settings])
         // A command's error rejects the promise with the `CmdError`

@@ -11,18 +11,24 @@
 //! - [`state`]: profile, sign-in, the embedded server and its discovery;
 //! - [`deeplink`]: the pure `courier://` parser;
 //! - [`credentials`]: tokens in the OS keyring, else a 0600 file;
-//! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`].
+//! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`];
+//! - desktop conventions: [`logs`] (rotating files), [`autostart`] (start at
+//!   login), [`spellcheck`]; the window's size, position and maximized state
+//!   are remembered per profile by `tauri-plugin-window-state`.
 
+pub mod autostart;
 pub mod bindings;
 pub mod bridge;
 pub mod commands;
 pub mod credentials;
 pub mod deeplink;
 pub mod error;
+pub mod logs;
 pub mod notify;
 pub mod os;
 pub mod profile;
 pub mod settings;
+pub mod spellcheck;
 pub mod state;
 pub mod tray;
 
@@ -35,13 +41,6 @@ pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLoc
 /// Runs the app (the `courier` binary).
 pub fn run() {
     STARTED.get_or_init(std::time::Instant::now);
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,courier_client=info,courier_server=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
     let args: Vec<String> = std::env::args().collect();
     let profile = match profile::Profile::from_env(&args) {
         Ok(p) => p,
@@ -50,6 +49,7 @@ pub fn run() {
             std::process::exit(2);
         }
     };
+    logs::init(&profile.dir);
     // The data root and the profile hold the embedded server's secret,
     // account files and message stores: this OS user's alone (0700).
     for dir in [&profile.root, &profile.dir] {
@@ -61,6 +61,8 @@ pub fn run() {
     // A separate single-instance key per profile.
     let id = profile.identifier(&ctx.config().identifier);
     ctx.config_mut().identifier = id;
+    let window_state_file = profile.dir.join("window-state.json");
+    let autostart = autostart::plugin(&profile);
     let state = AppState::new(profile);
     let feed = state.take_feed().expect("fresh state has its feed");
     let start_link = deeplink::link_in_args(&args[1..]).map(str::to_owned);
@@ -75,6 +77,16 @@ pub fn run() {
             }
         }))
         .plugin(tauri_plugin_deep_link::init())
+        // Size, position and maximized state, in the profile's folder (an
+        // absolute name is used as is). Always shown at start, even when it
+        // was quit from the tray.
+        .plugin(
+            tauri_plugin_window_state::Builder::new()
+                .with_filename(window_state_file.to_string_lossy())
+                .with_state_flags(window_state_flags())
+                .build(),
+        )
+        .plugin(autostart)
         .manage(state)
         .invoke_handler(bindings::builder().invoke_handler())
         .setup(move |app| {
@@ -91,6 +103,7 @@ pub fn run() {
                 }
             }));
             setup_deep_links(app);
+            spellcheck::enable(&handle);
             if let Err(e) = tray::build(&handle) {
                 tracing::warn!("no tray icon: {e}");
             }
@@ -143,6 +156,12 @@ pub fn run() {
             tauri::async_runtime::block_on(state.shutdown());
         }
     });
+}
+
+/// What the window remembers between runs.
+fn window_state_flags() -> tauri_plugin_window_state::StateFlags {
+    use tauri_plugin_window_state::StateFlags;
+    StateFlags::SIZE | StateFlags::POSITION | StateFlags::MAXIMIZED | StateFlags::FULLSCREEN
 }
 
 fn setup_deep_links(app: &tauri::App) {

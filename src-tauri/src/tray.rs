@@ -1,6 +1,8 @@
 //! The tray icon: unread state (icon + tooltip with the count, and the
-//! window badge where the platform has one); menu open / do not disturb /
-//! quit. Without a tray host (a bare X server) building it fails quietly.
+//! window badge where the platform has one: the Dock on macOS, the Unity
+//! launcher count on Linux, an overlay icon on the Windows taskbar); menu
+//! open / do not disturb / quit. Without a tray host (a bare X server)
+//! building it fails quietly.
 
 use crate::state::AppState;
 use tauri::image::Image;
@@ -98,7 +100,12 @@ pub fn set_unread(app: &AppHandle, n: u64) {
         let _ = t.set_tooltip(Some(tooltip(n)));
     }
     if let Some(w) = app.get_webview_window("main") {
+        // macOS: the Dock badge; Linux: the Unity launcher count (GNOME's
+        // dock, KDE's task manager) when a launcher listens.
         let _ = w.set_badge_count((n > 0).then_some(n as i64));
+        // Windows has no count badge: the unread dot over the taskbar button.
+        #[cfg(windows)]
+        let _ = w.set_overlay_icon((n > 0).then(|| icon(true)));
     }
 }
 

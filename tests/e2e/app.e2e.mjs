@@ -15,13 +15,20 @@
 // `dev:` tokens, keeps its secret 0600 in a 0700 directory, the webview loads
 // files from the media cache only, and a second profile of the same OS user
 // chats with the first through it.
+// Desktop conventions (issue 16), against a StatusNotifier host and a
+// notification daemon this script starts (desktop-bus.mjs): the tray icon
+// registers, shows the unread state and its menu works; a notification click
+// opens its conversation; Settings turns start at login on and off (and says
+// why it could not) and opens the logs folder; the composer is spell-checked;
+// the window's size is saved per profile at exit and restored at start.
 import { spawn, execFile } from 'node:child_process'
-import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, statSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import net from 'node:net'
 import { promisify } from 'node:util'
 import { remote } from 'webdriverio'
+import { startDesktopBus } from './desktop-bus.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
@@ -108,7 +115,13 @@ const bob = (...args) => run(CLI, ['--server', url, '--token', 'dev:bob', '--dat
 const bobStart = (...args) => start(CLI, ['--server', url, '--token', 'dev:bob', '--data', join(tmp, 'bob'), ...args], {}, 'bob')
 
 const home = join(tmp, 'home')
+// An `xdg-open` that records what the app asks the OS to open.
+const fakeBin = join(tmp, 'bin')
+const OPENED = join(tmp, 'opened.txt')
+mkdirSync(fakeBin, { recursive: true })
+writeFileSync(join(fakeBin, 'xdg-open'), `#!/bin/sh\nprintf '%s\\n' "$*" >> '${OPENED}'\n`, { mode: 0o755 })
 const appEnv = {
+  PATH: `${fakeBin}:${process.env.PATH}`,
   HOME: home,
   XDG_DATA_HOME: join(home, '.local/share'),
   XDG_CONFIG_HOME: join(home, '.config'),
@@ -123,6 +136,10 @@ mkdirSync(appEnv.XDG_CONFIG_HOME, { recursive: true })
 // Bob exists and has a profile before alice looks.
 await bob('send', '@alice', 'hello alice, bob here')
 
+// The desktop: a StatusNotifier host for the tray, a notification daemon.
+const desk = startDesktopBus()
+children.push(desk.proc)
+await desk.ready
 // Watch the session bus for notifications (the app's notify-rust calls).
 const monitor = start('dbus-monitor', ['--session', "interface='org.freedesktop.Notifications',member='Notify'"], {}, 'dbus-monitor')
 
@@ -207,6 +224,40 @@ await scenario('app starts signed in and renders the conversation list', async (
   await waitFor(async () => (await text('[data-testid="conv-list"]')).toLowerCase().includes('bob'), 10000, "bob's DM in the list")
 })
 
+// ---- the tray, as a StatusNotifier host sees it
+const ICONS = join(ROOT, 'src-tauri/icons')
+async function trayItem() {
+  const items = await desk.tray()
+  if (!items.length) throw new Error('no tray icon registered with the StatusNotifier host')
+  return items[items.length - 1]
+}
+// The icon file the item shows (tray-icon writes each icon as a PNG file).
+const iconFile = (props) => (props.IconName.startsWith('/') ? props.IconName : join(props.IconThemePath, `${props.IconName}.png`))
+async function samePixels(a, b) {
+  // (the bundled icons are 16-bit PNGs, the tray's copies 8-bit: allow rounding)
+  try { await run('compare', ['-fuzz', '2%', '-metric', 'AE', a, b, 'null:']); return true } catch { return false }
+}
+async function trayShows(icon) { return samePixels(iconFile((await trayItem()).props), join(ICONS, icon)) }
+const menuEntry = async (label) => (await trayItem()).menu.find((m) => (m.label ?? '').replace('_', '') === label)
+
+await scenario('tray: the icon registers with the StatusNotifier host, shows unread messages, and its menu works', async () => {
+  const item = await waitFor(() => trayItem(), 15000, 'the tray item')
+  if (item.props.Status !== 'Active') throw new Error(`tray status ${item.props.Status}`)
+  const labels = item.menu.filter((m) => m.label).map((m) => m.label.replace('_', ''))
+  for (const l of ['Open Courier', 'Do not disturb', 'Quit Courier']) {
+    if (!labels.includes(l)) throw new Error(`tray menu ${JSON.stringify(labels)} lacks ${l}`)
+  }
+  // Bob's first message is unread: the unread icon, pixel for pixel.
+  await waitFor(() => trayShows('tray-unread.png'), 10000, `the unread tray icon (item: ${JSON.stringify(item.props)})`)
+  // The menu's do-not-disturb switches the setting, and its check mark follows.
+  const before = (await invoke('settings_get')).ok.do_not_disturb
+  await desk.menuClick('Do not disturb')
+  await waitFor(async () => (await invoke('settings_get')).ok.do_not_disturb === !before, 5000, 'do not disturb to switch')
+  await waitFor(async () => (await menuEntry('Do not disturb'))?.['toggle-state'] === (before ? 0 : 1), 5000, 'the check mark')
+  await desk.menuClick('Do not disturb')
+  await waitFor(async () => (await invoke('settings_get')).ok.do_not_disturb === before, 5000, 'do not disturb to switch back')
+})
+
 await scenario('a message from the peer appears in the app with its sender', async () => {
   const msg = `ping from bob ${Date.now()} <b>not bold</b>`
   await sleep(1200) // past the app's 1 s per-conversation notification coalescing
@@ -225,6 +276,24 @@ await scenario('OS notifications: a message not on screen, and an invitation', a
   // Alice's window is not focused under a bare X server, so bob's messages notify.
   await waitFor(() => monitor.out.includes('ping from bob'), 10000,
     `a Notify call with the message preview (monitor saw: ${monitor.out.length} bytes)`)
+})
+
+await scenario('tray: the icon turns read once the conversation is read', async () => {
+  await waitFor(() => trayShows('tray.png'), 10000, 'the read tray icon')
+})
+
+await scenario('a notification click opens its conversation', async () => {
+  await openDm('carol')
+  await sleep(1200) // past the per-conversation notification coalescing
+  const msg = `open me from the notification ${Date.now()}`
+  await bob('send', '@alice', msg)
+  const note = await waitFor(() => desk.notes.find((n) => n.body.includes('open me')), 10000,
+    `the notification at the daemon (got ${JSON.stringify(desk.notes.map((n) => n.summary))})`)
+  if (note.app_name !== 'Courier' || !note.actions.includes('default')) throw new Error(`notification ${JSON.stringify(note)}`)
+  await waitFor(() => trayShows('tray-unread.png'), 10000, 'the unread tray icon')
+  await desk.clickNotification(note.id)
+  await waitFor(async () => (await text('[data-testid="conv-title"]')).toLowerCase().includes('bob'), 8000, 'the chat with bob')
+  await waitFor(() => hasMessage(msg), 5000, 'the message')
 })
 
 await scenario('a message typed in the app arrives at the peer', async () => {
@@ -364,6 +433,90 @@ await scenario('the app survives the server restarting (banner, recovery, nothin
   await waitFor(() => hasMessage(back), 15000, 'a message after the restart')
 })
 
+async function openSettings() {
+  await browser.execute(() => document.querySelector('button[aria-label="Settings"]')?.click())
+  await waitFor(() => visible('start-at-login'), 5000, 'the Settings dialog')
+  await waitFor(async () => !(await (await $t('start-at-login')).getAttribute('disabled')), 5000, 'the start-at-login state')
+}
+const closeSettings = () => browser.keys('Escape')
+const checked = () => browser.execute(() => document.querySelector('[data-testid="start-at-login"]').checked)
+const autostartDir = join(home, '.config/autostart')
+const autostartFile = join(autostartDir, 'Courier.desktop')
+
+await scenario('Settings: start at login is off by default, turns on and off, and says why it failed', async () => {
+  await openSettings()
+  if (await checked()) throw new Error('start at login is on by default')
+  await (await $t('start-at-login')).click()
+  await waitFor(() => existsSync(autostartFile), 5000, 'the autostart entry')
+  const entry = readFileSync(autostartFile, 'utf8')
+  if (!entry.includes(`Exec=${APP}`)) throw new Error(`autostart entry: ${entry}`)
+  await waitFor(checked, 3000, 'the toggle to show on')
+  await sleep(300)
+  await shot('settings')
+  await (await $t('start-at-login')).click()
+  await waitFor(() => !existsSync(autostartFile), 5000, 'the autostart entry to go')
+  // An autostart folder that is a file: the toggle stays off and says why.
+  rmSync(autostartDir, { recursive: true, force: true })
+  writeFileSync(autostartDir, 'not a folder')
+  try {
+    await (await $t('start-at-login')).click()
+    const why = await waitFor(async () => text('[data-testid="start-at-login-error"]'), 5000, 'the error')
+    if (!/couldn't turn on start at login/i.test(why)) throw new Error(`error text: ${why}`)
+    if (await checked()) throw new Error('the toggle shows on after a failure')
+  } finally {
+    rmSync(autostartDir, { force: true })
+    await closeSettings()
+  }
+})
+
+await scenario('Settings: "Open logs folder" opens the profile\'s log folder, which holds the log', async () => {
+  await openSettings()
+  await (await $t('open-logs')).click()
+  const logs = join(appEnv.COURIER_DATA_ROOT, 'default/logs')
+  await waitFor(() => existsSync(OPENED) && readFileSync(OPENED, 'utf8').includes(logs), 5000, `xdg-open ${logs}`)
+  await closeSettings()
+  const files = readdirSync(logs).filter((f) => /^courier\..*\.log$/.test(f))
+  if (files.length !== 1) throw new Error(`log files: ${files}`)
+  const body = readFileSync(join(logs, files[0]), 'utf8')
+  if (!/INFO/.test(body) || body.includes('\u001b[')) throw new Error(`log file: ${body.slice(0, 300)}`)
+})
+
+await scenario('the composer is spell-checked (WebKitGTK with its checker enabled and a dictionary)', async () => {
+  await openDm('bob')
+  const input = await $t('composer-input')
+  const draw = async (spell, name) => {
+    await browser.execute((on) => {
+      const el = document.querySelector('[data-testid="composer-input"]')
+      el.setAttribute('spellcheck', on ? 'true' : 'false')
+      el.value = ''
+      el.dispatchEvent(new Event('input'))
+    }, spell)
+    await input.click()
+    await browser.keys('Thiss sentance is mispelled ')
+    await sleep(500)
+    await browser.execute(() => document.activeElement?.blur())
+    await sleep(300)
+    // (element screenshots come out black here: crop the window's)
+    const r = await browser.execute(() => {
+      const b = document.querySelector('[data-testid="composer-input"]').getBoundingClientRect()
+      return { x: Math.round(b.left), y: Math.round(b.top), w: Math.round(b.width), h: Math.round(b.height) }
+    })
+    const full = join(tmp, `${name}-window.png`)
+    const file = join(tmp, `${name}.png`)
+    await browser.saveScreenshot(full)
+    await run('convert', [full, '-crop', `${r.w}x${r.h}+${r.x}+${r.y}`, '+repage', file])
+    return file
+  }
+  const plain = await draw(false, 'composer-spellcheck-off')
+  const checked = await draw(true, 'composer-spellcheck-on')
+  if (await samePixels(plain, checked)) throw new Error('no misspelling marks were drawn')
+  await browser.execute(() => {
+    const el = document.querySelector('[data-testid="composer-input"]')
+    el.value = ''
+    el.dispatchEvent(new Event('input'))
+  })
+})
+
 await scenario('screenshots: light/dark, English/Chinese', async () => {
   const base = (await invoke('settings_get')).ok
   for (const [theme, language, name] of [['dark', 'en', 'conversation-dark-en'], ['light', 'zh-CN', 'conversation-light-zh'], ['dark', 'zh-CN', 'conversation-dark-zh']]) {
@@ -398,6 +551,15 @@ async function cleanup() {
   await Promise.all(gone)
   children.length = 0
 }
+// Quit from the tray menu: the app exits, saving its window's state in the profile's folder.
+await scenario('tray "Quit Courier" quits, and the window size and position are saved per profile', async () => {
+  const file = join(appEnv.COURIER_DATA_ROOT, 'default/window-state.json')
+  if (existsSync(file)) throw new Error('a window state before the first exit')
+  await desk.menuClick('Quit Courier')
+  await waitFor(() => existsSync(file), 10000, 'the saved window state')
+  const saved = JSON.parse(readFileSync(file, 'utf8')).main
+  if (!(saved?.width > 0 && saved?.height > 0) || saved.maximized !== false) throw new Error(`saved state ${JSON.stringify(saved)}`)
+})
 await cleanup()
 
 // ---- second app: a first run with nothing configured (embedded server)
@@ -408,6 +570,10 @@ const env2 = { ...appEnv, HOME: home2, XDG_DATA_HOME: join(home2, '.local/share'
   // Its own profile: its own single-instance key, even if the first app is still exiting.
   COURIER_PROFILE: 'firstrun' }
 // Fresh ports too, so nothing left of the first driver can answer for it.
+// Its profile remembers a window of 900×640 at (40, 30): the app opens so.
+const savedWindow = { width: 900, height: 640, x: 40, y: 30, prev_x: 40, prev_y: 30, maximized: false, visible: true, decorated: true, fullscreen: false }
+mkdirSync(join(env2.COURIER_DATA_ROOT, 'firstrun'), { recursive: true })
+writeFileSync(join(env2.COURIER_DATA_ROOT, 'firstrun/window-state.json'), JSON.stringify({ main: savedWindow }))
 const DRIVER_PORT2 = await freePort()
 start('tauri-driver', ['--port', String(DRIVER_PORT2), '--native-port', String(await freePort())], env2, 'tauri-driver-2')
 await waitFor(() => new Promise((res) => {
@@ -420,6 +586,8 @@ await scenario('first run: sign-in screen, then chatting on the embedded server'
       browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
   globalThis.browser = browser
   await waitFor(() => visible('signin'), 20000, 'the sign-in screen')
+  const rect = await browser.execute(() => ({ w: window.innerWidth, h: window.innerHeight, x: window.screenX, y: window.screenY }))
+  if (rect.w !== savedWindow.width || rect.h !== savedWindow.height) throw new Error(`window ${JSON.stringify(rect)}, saved ${savedWindow.width}×${savedWindow.height}`)
   // The screen suggests a random nickname; it must become the profile.
   const nick = await browser.execute(() => document.querySelector('[data-testid="nickname"]').value)
   if (!nick) throw new Error('no suggested nickname')

@@ -77,6 +77,22 @@ export const commands = {
 	 *  subscribes to `courier://deep-link` only after a cold start).
 	 */
 	lastDeepLink: () => __TAURI_INVOKE<DeepLink | null>("last_deep_link"),
+	/**
+	 *  Whether the app starts at login.
+	 * 
+	 *  # Errors
+	 *  `autostart_failed` when the OS entry cannot be read.
+	 */
+	startAtLogin: () => __TAURI_INVOKE<boolean>("start_at_login"),
+	/**
+	 *  Turns start at login on or off; returns the state the OS now has.
+	 * 
+	 *  # Errors
+	 *  `autostart_failed` with the reason (e.g. an unwritable autostart folder).
+	 */
+	setStartAtLogin: (on: boolean) => __TAURI_INVOKE<boolean>("set_start_at_login", { on }),
+	/**  Opens the profile's log folder in the OS file manager. */
+	openLogsFolder: () => __TAURI_INVOKE<null>("open_logs_folder"),
 };
 
 /** Events */

@@ -251,6 +251,10 @@ export default {
     languageSystem: 'System default',
     closeToTray: 'Keep running in the tray when the window is closed',
     window: 'Window',
+    startAtLogin: 'Start Courier when you log in',
+    troubleshooting: 'Troubleshooting',
+    openLogs: 'Open logs folder',
+    logsHint: 'Attach the newest file to a bug report.',
   },
   actions: {
     menu: 'Message actions',

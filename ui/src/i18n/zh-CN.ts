@@ -251,6 +251,10 @@ export default {
     languageSystem: '跟随系统',
     closeToTray: '关闭窗口时保留在系统托盘中运行',
     window: '窗口',
+    startAtLogin: '登录时启动 Courier',
+    troubleshooting: '故障排查',
+    openLogs: '打开日志文件夹',
+    logsHint: '报告问题时请附上最新的日志文件。',
   },
   actions: {
     menu: '消息操作',

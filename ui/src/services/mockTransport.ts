@@ -128,6 +128,10 @@ export class MockTransport implements Transport {
   connection: ConnectionEvent = { type: 'connection', state: 'connected', url: 'ws://127.0.0.1:7878/v1' }
   /** URLs given to `openExternal`. */
   opened: string[] = []
+  /** The OS's start-at-login entry. */
+  startsAtLogin = false
+  /** How often `openLogsFolder` was called. */
+  logsOpened = 0
   /** What `lastDeepLink()` returns (a cold start by a link); null by default. */
   pendingDeepLink: DeepLink | null = null
   /** What `serverInfo()` answers: a v1.1 server with the reference windows by default. */
@@ -636,6 +640,20 @@ export class MockTransport implements Transport {
 
   lastDeepLink() {
     return this.run('lastDeepLink', [], () => this.pendingDeepLink)
+  }
+
+  startAtLogin() {
+    return this.run('startAtLogin', [], () => this.startsAtLogin)
+  }
+
+  setStartAtLogin(on: boolean) {
+    return this.run('setStartAtLogin', [on], () => (this.startsAtLogin = on))
+  }
+
+  openLogsFolder() {
+    return this.run('openLogsFolder', [], () => {
+      this.logsOpened += 1
+    })
   }
 
   setActiveConversation(conv: Conv | null) {

@@ -100,6 +100,12 @@ export interface Transport {
   setSettings(settings: Settings): Promise<void>
   /** Opens a URL in the OS browser. */
   openExternal(url: string): Promise<void>
+  /** Whether the app starts at login (the OS entry is the setting). Command `start_at_login`. */
+  startAtLogin(): Promise<boolean>
+  /** Turns start at login on or off; resolves to the state the OS now has. Command `set_start_at_login`. */
+  setStartAtLogin(on: boolean): Promise<boolean>
+  /** Opens the profile's log folder in the OS file manager. Command `open_logs_folder`. */
+  openLogsFolder(): Promise<void>
   /** The deep link the app was started with (cold start), else null. Command `last_deep_link`. */
   lastDeepLink(): Promise<DeepLink | null>
   /** Tells the shell which conversation is open (no notifications for it). Command `set_active_conversation`. */
@@ -229,6 +235,9 @@ export class TauriTransport implements Transport {
   getSettings() { return this.call((c) => c.settingsGet()) }
   setSettings(settings: Settings) { return this.run((c) => c.settingsSet(settings)) }
   openExternal(url: string) { return this.run((c) => c.openExternal(url)) }
+  startAtLogin() { return this.call((c) => c.startAtLogin()) }
+  setStartAtLogin(on: boolean) { return this.call((c) => c.setStartAtLogin(on)) }
+  openLogsFolder() { return this.run((c) => c.openLogsFolder()) }
   lastDeepLink() { return this.call((c) => c.lastDeepLink()) }
   setActiveConversation(conv: Conv | null) { return this.run((c) => c.setActiveConversation(conv)) }
 

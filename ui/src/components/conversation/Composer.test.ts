@@ -37,6 +37,12 @@ describe('Composer', () => {
     expect((input.element as HTMLTextAreaElement).value).toBe('')
   })
 
+  it('asks the webview to spell-check in the UI language', async () => {
+    const input = (await mountComposer()).find('[data-testid="composer-input"]')
+    expect(input.attributes('spellcheck')).toBe('true')
+    expect(input.attributes('lang')).toBe('en')
+  })
+
   it('adds a line on Shift+Enter and never sends while an IME is composing', async () => {
     const w = await mountComposer()
     const input = w.find('[data-testid="composer-input"]')
