@@ -76,6 +76,27 @@ describe('emoji preferences', () => {
     expect(again.recent).toEqual(['🙏'])
   })
 
+  it('moves the recents an older version kept in localStorage into the settings, once', async () => {
+    localStorage.setItem('courier.recentEmoji', JSON.stringify(['🎉', '👍🏽', 7, '🎉']))
+    await useSettingsStore().load()
+    const emoji = useEmojiStore()
+    await emoji.load()
+    expect(emoji.recent).toEqual(['🎉', '👍'])
+    expect(saved().at(-1)?.recent_emoji).toEqual(['🎉', '👍'])
+    expect(localStorage.getItem('courier.recentEmoji')).toBeNull()
+  })
+
+  it('keeps the settings\' recents over old localStorage ones', async () => {
+    localStorage.setItem('courier.recentEmoji', JSON.stringify(['🎉']))
+    t.settings = { ...DEFAULT_SETTINGS, recent_emoji: ['🙏'] }
+    await useSettingsStore().load()
+    const emoji = useEmojiStore()
+    await emoji.load()
+    expect(emoji.recent).toEqual(['🙏'])
+    expect(t.callsOf('setSettings')).toEqual([])
+    expect(localStorage.getItem('courier.recentEmoji')).toBeNull()
+  })
+
   it('keeps the choice for the session when the shell cannot save it', async () => {
     await useSettingsStore().load()
     const emoji = useEmojiStore()

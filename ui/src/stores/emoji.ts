@@ -1,6 +1,7 @@
 // Emoji for the picker, the composer and the reactions: the data (loaded on
 // first use), and the user's skin tone and recently used emoji, which are
-// per-profile settings the shell persists (never localStorage).
+// per-profile settings the shell persists (never localStorage; the recents
+// older versions kept there move into the settings once).
 import { defineStore } from 'pinia'
 import { computed, ref, shallowRef } from 'vue'
 import type { SkinTone } from '../types/app'
@@ -8,6 +9,9 @@ import { loadEmojiData } from '../utils/emojiData'
 import type { EmojiData, EmojiEntry } from '../utils/emojiData'
 import { toned, withRecent, withTone } from '../utils/emoji'
 import { useSettingsStore } from './settings'
+
+/** Where versions before the settings field kept recents. */
+const LEGACY_RECENTS_KEY = 'courier.recentEmoji'
 
 export const useEmojiStore = defineStore('emoji', () => {
   const settings = useSettingsStore()
@@ -21,6 +25,7 @@ export const useEmojiStore = defineStore('emoji', () => {
     try {
       data.value = await loadEmojiData()
       failed.value = false
+      adoptLegacyRecents()
     } catch {
       failed.value = true
     }
@@ -55,6 +60,22 @@ export const useEmojiStore = defineStore('emoji', () => {
   function noteUsed(char: string): Promise<void> {
     const base = data.value?.byChar.get(char)?.char ?? char
     return save({ recent_emoji: withRecent(recent.value, base) })
+  }
+
+  /** Moves the recents an older version left in localStorage into the settings (when these have none), then forgets them. */
+  function adoptLegacyRecents() {
+    let old: unknown
+    try {
+      old = JSON.parse(localStorage.getItem(LEGACY_RECENTS_KEY) ?? 'null')
+      localStorage.removeItem(LEGACY_RECENTS_KEY)
+    } catch {
+      return // no storage, or unreadable: nothing to keep
+    }
+    if (!Array.isArray(old) || recent.value.length > 0) return
+    const chars = old.filter((c): c is string => typeof c === 'string')
+    if (chars.length === 0) return
+    const list = chars.reduceRight<string[]>((acc, c) => withRecent(acc, data.value?.byChar.get(c)?.char ?? c), [])
+    void save({ recent_emoji: list })
   }
 
   return { data, failed, load, tone, recent, display, displayEntry, setTone, noteUsed }
