@@ -451,8 +451,6 @@ await scenario('Settings: start at login is off by default, turns on and off, an
   const entry = readFileSync(autostartFile, 'utf8')
   if (!entry.includes(`Exec=${APP}`)) throw new Error(`autostart entry: ${entry}`)
   await waitFor(checked, 3000, 'the toggle to show on')
-  await sleep(300)
-  await shot('settings')
   await (await $t('start-at-login')).click()
   await waitFor(() => !existsSync(autostartFile), 5000, 'the autostart entry to go')
   // An autostart folder that is a file: the toggle stays off and says why.
@@ -471,6 +469,13 @@ await scenario('Settings: start at login is off by default, turns on and off, an
 
 await scenario('Settings: "Open logs folder" opens the profile\'s log folder, which holds the log', async () => {
   await openSettings()
+  await browser.execute(() => {
+    let el = document.querySelector('[data-testid="open-logs"]')
+    while (el && el.scrollHeight <= el.clientHeight) el = el.parentElement
+    if (el) el.scrollTop = el.scrollHeight
+  })
+  await sleep(800) // the dialog's transition
+  await shot('settings')
   await (await $t('open-logs')).click()
   const logs = join(appEnv.COURIER_DATA_ROOT, 'default/logs')
   await waitFor(() => existsSync(OPENED) && readFileSync(OPENED, 'utf8').includes(logs), 5000, `xdg-open ${logs}`)
