@@ -28,6 +28,8 @@ TEST_PACKAGES=(
   # the E2E's StatusNotifier host + notification daemon (tests/e2e/desktop_bus.py)
   # and a dictionary for the composer's spell-check scenario
   python3-dbus python3-gi hunspell-en-us
+  # libunity: the window's badge count reaches a Unity launcher (the E2E's stub)
+  libunity9
   # cluster tests start private instances of these
   postgresql redis-server haproxy
 )

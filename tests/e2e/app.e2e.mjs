@@ -20,7 +20,8 @@
 // registers, shows the unread state and its menu works; a notification click
 // opens its conversation; Settings turns start at login on and off (and says
 // why it could not) and opens the logs folder; the composer is spell-checked;
-// the window's size is saved per profile at exit and restored at start.
+// the unread count reaches a Unity launcher as the badge; the window's size is
+// saved per profile at exit and restored at start.
 import { spawn, execFile } from 'node:child_process'
 import { mkdtempSync, mkdirSync, writeFileSync, existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -280,6 +281,13 @@ await scenario('OS notifications: a message not on screen, and an invitation', a
 
 await scenario('tray: the icon turns read once the conversation is read', async () => {
   await waitFor(() => trayShows('tray.png'), 10000, 'the read tray icon')
+})
+
+await scenario('the unread count is the app badge (a Unity launcher entry on Linux)', async () => {
+  // Bob's first message made one unread; reading it cleared the badge.
+  const counts = () => desk.badges.filter((b) => b.app_uri.includes('Courier.desktop')).map((b) => (b.props['count-visible'] ? b.props.count : 0))
+  await waitFor(() => counts().includes(1), 5000, `a badge of 1 (launcher updates: ${JSON.stringify(desk.badges)})`)
+  await waitFor(() => counts().at(-1) === 0, 5000, `the badge cleared (launcher updates: ${JSON.stringify(desk.badges)})`)
 })
 
 await scenario('a notification click opens its conversation', async () => {

@@ -7,7 +7,7 @@ import { join } from 'node:path'
 export function startDesktopBus() {
   const proc = spawn('/usr/bin/python3', [join(import.meta.dirname, 'desktop_bus.py')], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
   const pending = new Map()
-  const bus = { proc, notes: [], items: [], err: '' }
+  const bus = { proc, notes: [], items: [], badges: [], err: '' }
   let nextId = 1
   let buf = ''
   let onReady
@@ -22,6 +22,7 @@ export function startDesktopBus() {
       if (msg.event === 'ready') onReady(msg)
       else if (msg.event === 'notify') bus.notes.push(msg)
       else if (msg.event === 'item') bus.items.push(msg)
+      else if (msg.event === 'badge') bus.badges.push(msg)
       else if (msg.reply !== undefined) {
         const p = pending.get(msg.reply)
         pending.delete(msg.reply)

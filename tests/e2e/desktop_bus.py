@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """The desktop a test needs on a private session bus: a StatusNotifier
-watcher + host (org.kde.StatusNotifierWatcher, where tray icons register)
-and a notification daemon (org.freedesktop.Notifications) that records
-every Notify call and can report a click (ActionInvoked) on one.
+watcher + host (org.kde.StatusNotifierWatcher, where tray icons register),
+a notification daemon (org.freedesktop.Notifications) that records
+every Notify call and can report a click (ActionInvoked) on one, and a
+Unity-style launcher (it owns com.canonical.Unity, so libunity reports
+badge counts, and records their com.canonical.Unity.LauncherEntry.Update).
 
 Driven by tests/e2e/desktop-bus.mjs through stdin/stdout, one JSON object a
 line. Out: {"event": "ready"}, {"event": "notify", "id", "summary", "body",
-"actions", "app_name"}, {"event": "item", "service", "path"} and
+"actions", "app_name"}, {"event": "item", "service", "path"}, {"event":
+"badge", "app_uri", "props"} and
 {"reply": n, "ok": ...} or {"reply": n, "err": "..."}. In: {"id": n, "cmd":
 "tray"} (each registered item's properties and its menu, read over D-Bus),
 {"id": n, "cmd": "menu_click", "label": "..."} and {"id": n, "cmd":
@@ -139,7 +142,12 @@ def main():
     bus = dbus.SessionBus()
     watcher = Watcher(bus)
     notes = Notifications(bus)
-    names = [dbus.service.BusName(n, bus, do_not_queue=True) for n in (WATCHER, NOTIFICATIONS)]
+    names = [dbus.service.BusName(n, bus, do_not_queue=True) for n in (WATCHER, NOTIFICATIONS, "com.canonical.Unity")]
+
+    def on_launcher_update(app_uri, props):
+        out({"event": "badge", "app_uri": str(app_uri), "props": plain(props)})
+
+    bus.add_signal_receiver(on_launcher_update, signal_name="Update", dbus_interface="com.canonical.Unity.LauncherEntry")
 
     def tray():
         found = []
