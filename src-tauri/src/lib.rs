@@ -14,7 +14,8 @@
 //! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`];
 //! - desktop conventions: [`logs`] (rotating files), [`autostart`] (start at
 //!   login), [`spellcheck`]; the window's size, position and maximized state
-//!   are remembered per profile by `tauri-plugin-window-state`.
+//!   are remembered per profile by `tauri-plugin-window-state`;
+//! - [`updater`]: signed in-app updates, off until an update URL is set.
 
 pub mod autostart;
 pub mod bindings;
@@ -31,6 +32,7 @@ pub mod settings;
 pub mod spellcheck;
 pub mod state;
 pub mod tray;
+pub mod updater;
 
 use state::AppState;
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -66,6 +68,8 @@ pub fn run() {
     let state = AppState::new(profile);
     let feed = state.take_feed().expect("fresh state has its feed");
     let start_link = deeplink::link_in_args(&args[1..]).map(str::to_owned);
+    let env_update_url = std::env::var(updater::URL_ENV).ok();
+    let updates = updater::endpoints(env_update_url.as_deref(), &updater::configured_endpoints(ctx.config()));
 
     let app = tauri::Builder::default()
         // First: a second launch of the same profile ends here, in the
@@ -103,6 +107,7 @@ pub fn run() {
                 }
             }));
             setup_deep_links(app);
+            updater::start(&handle, updates);
             spellcheck::enable(&handle);
             if let Err(e) = tray::build(&handle) {
                 tracing::warn!("no tray icon: {e}");
