@@ -19,8 +19,9 @@ BUILD_PACKAGES=(
   dbus-x11 libnotify-bin xdg-utils desktop-file-utils
   # OS keyring (Secret Service over D-Bus) for stored tokens
   libdbus-1-dev
-  # colour emoji in messages and the picker (a fresh Debian shows empty boxes)
-  fonts-noto-color-emoji
+  # colour emoji in messages and the picker, and Chinese for the 简体中文 UI and
+  # messages (a fresh Debian shows empty boxes for both)
+  fonts-noto-color-emoji fonts-noto-cjk
 )
 TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
