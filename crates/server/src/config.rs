@@ -93,6 +93,12 @@ pub struct Config {
     /// How often each cluster node looks for overdue invitations to expire
     /// (covering invitations whose node died).
     pub expiry_scan_ms: u64,
+    /// Read-only SQLite connections: the most store reads running at once.
+    /// Each has its own page cache and prepared statements.
+    pub store_readers: usize,
+    /// The SQLite writer's page cache in KiB (each reader's is at most
+    /// SQLite's default, 2000 KiB, and never more than this).
+    pub store_cache_kib: u32,
 }
 
 impl Default for Config {
@@ -125,6 +131,26 @@ impl Default for Config {
             node_id: None,
             node_ttl_ms: 10_000,
             expiry_scan_ms: 1000,
+            store_readers: crate::store::sqlite::READERS,
+            store_cache_kib: crate::store::sqlite::WRITER_CACHE_KIB,
+        }
+    }
+}
+
+impl Config {
+    /// A server sized for one person's desktop (the app's embedded server):
+    /// one store reader and a 1 MiB page cache instead of four readers and
+    /// 8 MiB, room for a few local connections, and shorter per-session
+    /// queues. Limits, timeouts and everything else as [`Config::default`];
+    /// the caller sets the address, data directory and secret.
+    pub fn desktop() -> Config {
+        Config {
+            max_connections: 64,
+            max_unauthenticated_per_ip: 16,
+            outbound_queue: 256,
+            store_readers: 1,
+            store_cache_kib: 1024,
+            ..Config::default()
         }
     }
 }
@@ -265,6 +291,8 @@ impl Config {
             ),
             (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
             (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
+            (self.store_readers >= 1, "store_readers must be at least 1"),
+            (self.store_cache_kib >= 64, "store_cache_kib must be at least 64"),
             (
                 l.edit_window_s.is_some_and(|s| s >= 1) && l.recall_window_s.is_some_and(|s| s >= 1),
                 "limits.edit_window_s and limits.recall_window_s must be at least 1 (seconds)",
@@ -467,6 +495,21 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("recall_window_s"));
         let mut c = Config { admin_users: vec!["no spaces".into()], ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("admin user"));
+    }
+
+    #[test]
+    fn the_desktop_preset_is_small_and_valid() {
+        let mut c = Config::desktop();
+        c.validate().unwrap();
+        assert_eq!((c.store_readers, c.store_cache_kib), (1, 1024));
+        assert_eq!((c.max_connections, c.max_unauthenticated_per_ip, c.outbound_queue), (64, 16, 256));
+        let d = Config::default();
+        assert_eq!((d.store_readers, d.store_cache_kib), (4, 8 * 1024), "the server's defaults stay");
+        assert_eq!((d.max_connections, d.outbound_queue), (10_000, 1024));
+        assert_eq!(c.limits, d.limits, "a desktop server enforces the same limits");
+        assert_eq!(c.default_channels, d.default_channels);
+        c.store_readers = 0;
+        assert!(c.validate().unwrap_err().to_string().contains("store_readers"));
     }
 
     #[test]

@@ -83,7 +83,10 @@ impl Server {
             }
             _ => {
                 let step = format!("opening the database in {}", config.data_dir.display());
-                Arc::new(SqliteStore::open(&config.data_dir).map_err(StartError::store(step))?)
+                Arc::new(
+                    SqliteStore::open_sized(&config.data_dir, config.store_readers, config.store_cache_kib)
+                        .map_err(StartError::store(step))?,
+                )
             }
         };
         let listener = bind(config.listen).map_err(|e| StartError::bind(config.listen, "", e))?;

@@ -94,7 +94,9 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// transaction truncates the cache back), so the cost of every such commit
 /// grows with the cache. 32 MiB kept up with 12-13.5k msg/s in the p2p
 /// benchmark, 8 MiB with 14k at less CPU per message.
-const WRITER_CACHE_KIB: i64 = 8 * 1024;
+pub const WRITER_CACHE_KIB: u32 = 8 * 1024;
+/// SQLite's default page cache (KiB), the most a reader gets.
+const READER_CACHE_KIB: u32 = 2000;
 /// The WAL file is truncated back to this size after a checkpoint reset it.
 const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
@@ -135,6 +137,18 @@ impl SqliteStore {
     /// - [`StoreError::Sqlite`] for other engine failures (permissions,
     ///   locks held elsewhere past the busy timeout).
     pub fn open(dir: &Path) -> StoreResult<SqliteStore> {
+        Self::open_sized(dir, READERS, WRITER_CACHE_KIB)
+    }
+
+    /// [`open`](Self::open) with `readers` read connections and a writer
+    /// page cache of `cache_kib` KiB (readers get at most SQLite's default
+    /// 2000 KiB, and no more than `cache_kib`): `Config::store_readers` and
+    /// `Config::store_cache_kib`.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub fn open_sized(dir: &Path, readers: usize, cache_kib: u32) -> StoreResult<SqliteStore> {
+        let n_readers = readers.max(1);
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let unusable = |e: rusqlite::Error| unusable_if_damaged(&path, e);
@@ -177,7 +191,7 @@ impl SqliteStore {
         // writer's commits: the single writer is the throughput bottleneck.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
-        conn.pragma_update(None, "cache_size", -WRITER_CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
         // Each write's savepoint journals the pages it touches: in memory,
         // not in a temporary file.
         conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -187,14 +201,17 @@ impl SqliteStore {
         )?;
         checkpoint_conn.busy_timeout(BUSY_TIMEOUT)?;
 
-        let mut readers = Vec::with_capacity(READERS);
-        for _ in 0..READERS {
+        let mut readers = Vec::with_capacity(n_readers);
+        for _ in 0..n_readers {
             let r = Connection::open_with_flags(
                 &path,
                 OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             r.busy_timeout(BUSY_TIMEOUT)?;
             r.set_prepared_statement_cache_capacity(64);
+            if cache_kib < READER_CACHE_KIB {
+                r.pragma_update(None, "cache_size", -i64::from(cache_kib))?;
+            }
             readers.push(r);
         }
 
@@ -211,7 +228,7 @@ impl SqliteStore {
             commands,
             readers: Arc::new(ReadPool {
                 conns: Mutex::new(readers),
-                permits: Arc::new(Semaphore::new(READERS)),
+                permits: Arc::new(Semaphore::new(n_readers)),
             }),
             closed: AtomicBool::new(false),
             writer: Mutex::new(Some(writer)),
