@@ -15,7 +15,9 @@
 //! - desktop conventions: [`logs`] (rotating files), [`autostart`] (start at
 //!   login), [`spellcheck`]; the window's size, position and maximized state
 //!   are remembered per profile by `tauri-plugin-window-state`;
-//! - [`updater`]: signed in-app updates, off until an update URL is set.
+//! - [`updater`]: signed in-app updates, off until an update URL is set;
+//! - [`webview`]: WebKitGTK tuned for an app (no page cache, small caches,
+//!   no GPU compositing, the inspector in debug builds only).
 
 pub mod autostart;
 pub mod bindings;
@@ -33,6 +35,7 @@ pub mod spellcheck;
 pub mod state;
 pub mod tray;
 pub mod updater;
+pub mod webview;
 
 use state::AppState;
 use tauri::{Manager, RunEvent, WindowEvent};
@@ -108,6 +111,7 @@ pub fn run() {
             }));
             setup_deep_links(app);
             updater::start(&handle, updates);
+            webview::apply(&handle);
             spellcheck::enable(&handle);
             if let Err(e) = tray::build(&handle) {
                 tracing::warn!("no tray icon: {e}");

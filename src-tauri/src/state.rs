@@ -349,14 +349,8 @@ impl AppState {
         // the probe and the bind: then try the next), else any port.
         let ports =
             (EMBEDDED_PORT..EMBEDDED_PORT + 50).filter(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
-        let server = start_on_first_free(ports.chain([0]), |port| Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], port)),
-            data_dir: data_dir.clone(),
-            auth_secret: Some(secret.clone()),
-            dev_auth: false,
-            ..Config::default()
-        })
-        .await?;
+        let server =
+            start_on_first_free(ports.chain([0]), |port| embedded_config(port, &data_dir, &secret)).await?;
         let addr = server.local_addr();
         let url = format!("ws://{addr}");
         let rec = EmbeddedRecord {
@@ -396,6 +390,19 @@ impl AppState {
         let c = self.client()?;
         let (close_code, reason) = c.stop_reason().map(|(c, r)| (c, Some(r))).unwrap_or((None, None));
         Ok(ClientEvent::Connection { state: c.state(), url: None, retry_in_ms: None, reason, close_code })
+    }
+}
+
+/// The embedded server's configuration: the desktop sizing
+/// ([`Config::desktop`]: one store reader, a small page cache, short
+/// queues) on loopback `port`, with real auth by `secret`.
+fn embedded_config(port: u16, data_dir: &std::path::Path, secret: &str) -> Config {
+    Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        data_dir: data_dir.to_path_buf(),
+        auth_secret: Some(secret.to_owned()),
+        dev_auth: false,
+        ..Config::desktop()
     }
 }
 
@@ -521,6 +528,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_embedded_server_is_sized_for_a_desktop() {
+        let dir = std::path::Path::new("/tmp/x");
+        let secret = "s".repeat(32);
+        let mut c = embedded_config(7701, dir, &secret);
+        let d = Config::desktop();
+        assert_eq!((c.store_readers, c.store_cache_kib), (d.store_readers, d.store_cache_kib));
+        assert_eq!((c.max_connections, c.outbound_queue), (d.max_connections, d.outbound_queue));
+        assert!(c.store_readers < Config::default().store_readers);
+        assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 7701)));
+        assert_eq!((c.data_dir.as_path(), c.auth_secret.as_deref(), c.dev_auth), (dir, Some(secret.as_str()), false));
+        assert!(!c.validate().unwrap(), "real auth, no dev tokens");
+    }
 
     #[test]
     fn random_ids_are_valid() {
