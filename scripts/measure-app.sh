@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Measures the desktop app's memory and start-up (docs/benchmarks.md, "Desktop
+# app memory and start-up"): the release build on its embedded server, under
+# Xvfb in a private D-Bus session, with a throw-away data root and HOME.
+#
+#   scripts/measure-app.sh [BINARY] [RUNS]
+#
+# BINARY defaults to the release build ($CARGO_TARGET_DIR/release/courier),
+# RUNS to 5. One first run creates the profile (account, server database);
+# then each of RUNS runs starts the app, takes the time from launch to the
+# first conversation list (the `first conversation list requested` log line,
+# logged when the UI asks for the list it renders), waits IDLE seconds
+# (default 30) and sums `Pss:` / `Rss:` (and USS: Private_Clean +
+# Private_Dirty) of /proc/PID/smaps_rollup for the courier process and all
+# its descendants (the WebKit web and network processes). PSS shares a
+# library's pages among every process mapping it, so it drops while another
+# WebKit app runs on the machine; RSS and USS do not. Prints one line per run
+# and the medians. Builds nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN="${1:-${CARGO_TARGET_DIR:-/root/.cache/courier-target}/release/courier}"
+RUNS="${2:-5}"
+IDLE="${IDLE:-30}"
+[ -x "$BIN" ] || { echo "no app binary at $BIN (build: npx tauri build --no-bundle)" >&2; exit 1; }
+
+if [ -z "${MEASURE_INNER:-}" ]; then
+  export MEASURE_INNER=1
+  exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- "$0" "$BIN" "$RUNS"
+fi
+
+WORK="$(mktemp -d /tmp/courier-measure.XXXXXX)"
+trap 'rm -rf "$WORK"' EXIT
+export HOME="$WORK/home" XDG_CACHE_HOME="$WORK/cache" XDG_DATA_HOME="$WORK/data" XDG_CONFIG_HOME="$WORK/config"
+export COURIER_DATA_ROOT="$WORK/root" COURIER_EMBEDDED=1 COURIER_NO_SCHEME_REGISTER=1
+export RUST_LOG="${RUST_LOG:-info,courier_server=warn}"
+mkdir -p "$HOME" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME"
+
+# The pid and all its descendants.
+tree() {
+  local p="$1"
+  echo "$p"
+  for c in $(cat /proc/"$p"/task/*/children 2>/dev/null); do tree "$c"; done
+}
+# Sum of a smaps_rollup field (kB) over the given pids.
+sum_field() {
+  local field="$1"; shift
+  local total=0 v
+  for p in "$@"; do
+    v=$(awk -v f="$field:" '$1 == f { print $2 }' /proc/"$p"/smaps_rollup 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# One run: starts the app, prints "start_ms tree_pss_kb tree_rss_kb courier_pss_kb courier_rss_kb nprocs tree_uss_kb".
+run_once() {
+  local log="$WORK/run.log" t0 pid line ts t1 pids
+  : >"$log"
+  t0=$(date +%s%N)
+  "$BIN" 2>"$log" >/dev/null &
+  pid=$!
+  for _ in $(seq 1 600); do
+    line=$(grep -m1 'first conversation list requested' "$log" || true)
+    [ -n "$line" ] && break
+    sleep 0.05
+  done
+  [ -n "$line" ] || { echo "the app did not show its conversation list; log:" >&2; cat "$log" >&2; kill "$pid"; exit 1; }
+  # The log line's own timestamp (RFC 3339, UTC), not when we noticed it.
+  ts=$(echo "$line" | sed 's/\x1b\[[0-9;]*m//g' | awk '{ print $1 }')
+  t1=$(date -d "$ts" +%s%N)
+  sleep "$IDLE"
+  pids=$(tree "$pid")
+  # shellcheck disable=SC2086
+  echo "$(((t1 - t0) / 1000000)) $(sum_field Pss $pids) $(sum_field Rss $pids) $(sum_field Pss "$pid") $(sum_field Rss "$pid") $(echo $pids | wc -w) $(($(sum_field Private_Clean $pids) + $(sum_field Private_Dirty $pids)))"
+  kill -TERM "$pid"
+  wait "$pid" 2>/dev/null || true
+}
+
+echo "binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1)); idle ${IDLE}s; runs: $RUNS"
+IDLE=2 run_once >/dev/null # creates the profile, the account and the server database
+printf '%-4s %9s %14s %14s %16s %16s %6s %14s\n' run start_ms tree_pss_MiB tree_rss_MiB courier_pss_MiB courier_rss_MiB procs tree_uss_MiB
+: >"$WORK/results"
+for i in $(seq 1 "$RUNS"); do
+  r=$(run_once)
+  echo "$r" >>"$WORK/results"
+  read -r ms tp tr cp cr n tu <<<"$r"
+  printf '%-4s %9s %14s %14s %16s %16s %6s %14s\n' "$i" "$ms" "$(mib "$tp")" "$(mib "$tr")" "$(mib "$cp")" "$(mib "$cr")" "$n" "$(mib "$tu")"
+done
+col() { awk -v c="$1" '{ print $c }' "$WORK/results" | median; }
+printf '%-4s %9s %14s %14s %16s %16s %6s %14s\n' median "$(col 1)" "$(mib "$(col 2)")" "$(mib "$(col 3)")" "$(mib "$(col 4)")" "$(mib "$(col 5)")" "" "$(mib "$(col 7)")"
