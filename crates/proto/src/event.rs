@@ -176,6 +176,48 @@ pub struct HelloOk {
     /// Optional protocol features beyond v1.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
+    /// v1.2: STUN/TURN servers for calls (empty when none are configured).
+    #[serde(default)]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// v1.2: one entry of `ice_servers` (a WebRTC `RTCIceServer`). STUN entries
+/// have no credentials; TURN entries carry time-limited REST credentials,
+/// which clients treat as opaque.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs (always an array on the wire;
+    /// a single string is accepted too).
+    #[serde(deserialize_with = "one_or_many")]
+    pub urls: Vec<String>,
+    /// TURN only: `<expiry in Unix seconds>:<user>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN only: base64(HMAC-SHA1(secret, username)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// v1.2: the ok of `ice`: fresh `ice_servers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceOk {
+    /// As in the `hello` ok.
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// `urls` as an array, or a single string (protocol §12: clients accept both).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 /// The ok of `send` (and of `POST /v1/push`).

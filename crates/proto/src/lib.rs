@@ -20,8 +20,8 @@ pub mod request;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use event::{
-    ChannelInfo, ErrBody, Event, HelloOk, HistoryOk, Invite, InviteState, Limits, MemberInfo, Msg, Presence,
-    Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
+    ChannelInfo, ErrBody, Event, HelloOk, HistoryOk, IceOk, IceServer, Invite, InviteState, Limits,
+    MemberInfo, Msg, Presence, Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
 };
 pub use ids::{Conv, Target};
 pub use request::{DecodeError, LIST_PAGE, Request, Role, SendReq, body_mentions, is_relation_kind};

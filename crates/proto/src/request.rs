@@ -288,6 +288,8 @@ pub enum Request {
     InviteAnswer { iid: String, accept: bool, response: Option<Map<String, Value>> },
     /// Cancels an invitation (caller only).
     InviteCancel { iid: String },
+    /// v1.2: fresh ICE servers (TURN credentials) for a call.
+    Ice,
 }
 
 #[derive(Deserialize)]
@@ -440,6 +442,7 @@ impl Request {
             Request::Invite { .. } => "invite",
             Request::InviteAnswer { .. } => "invite_answer",
             Request::InviteCancel { .. } => "invite_cancel",
+            Request::Ice => "ice",
         }
     }
 
@@ -495,6 +498,7 @@ impl Request {
                 Request::History { conv: f.conv, after: f.after, before: f.before, limit: f.limit }
             }
             "sync" => Request::Sync,
+            "ice" => Request::Ice,
             "ack" | "read" => {
                 let f: CursorF = fields(text, id)?;
                 if op == "ack" {

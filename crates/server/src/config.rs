@@ -99,6 +99,14 @@ pub struct Config {
     /// The SQLite writer's page cache in KiB (each reader's is at most
     /// SQLite's default, 2000 KiB, and never more than this).
     pub store_cache_kib: u32,
+    /// v1.2: STUN/TURN servers announced in `ice_servers` (`stun:`, `turn:`
+    /// or `turns:` URLs). TURN URLs need `turn_secret`.
+    pub ice_urls: Vec<String>,
+    /// v1.2: the coturn `use-auth-secret` shared secret (`static-auth-secret`
+    /// in turnserver.conf) that signs TURN REST credentials.
+    pub turn_secret: Option<String>,
+    /// v1.2: how long TURN credentials are valid, in seconds (at least 12 h).
+    pub turn_ttl_s: u64,
 }
 
 impl Default for Config {
@@ -133,6 +141,9 @@ impl Default for Config {
             expiry_scan_ms: 1000,
             store_readers: crate::store::sqlite::READERS,
             store_cache_kib: crate::store::sqlite::WRITER_CACHE_KIB,
+            ice_urls: Vec::new(),
+            turn_secret: None,
+            turn_ttl_s: crate::ice::DEFAULT_TURN_TTL_S,
         }
     }
 }
@@ -185,7 +196,7 @@ pub enum ConfigError {
          Generate one with `courier-server secret`."
     )]
     ShortSecret {
-        /// `auth secret` or `admin secret`.
+        /// `auth secret`, `admin secret` or `TURN secret`.
         which: &'static str,
         /// Its length in bytes.
         len: usize,
@@ -318,6 +329,7 @@ impl Config {
             )));
         }
         self.validate_cluster()?;
+        crate::ice::validate(self)?;
         Ok(implied_dev)
     }
 

@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod ice;
 pub mod hub;
 pub mod listener;
 pub mod metrics;

@@ -78,6 +78,18 @@ struct Cli {
     /// environment variable takes a comma-separated list)
     #[arg(long = "admin-user", env = "COURIER_ADMIN_USERS", value_name = "USER", value_delimiter = ',')]
     admin_users: Vec<String>,
+    /// A STUN or TURN server for calls (stun:, turn: or turns: URL; repeatable;
+    /// the environment variable takes a comma-separated list). TURN URLs need
+    /// --turn-secret.
+    #[arg(long = "ice-url", env = "COURIER_ICE_URLS", value_name = "URL", value_delimiter = ',')]
+    ice_urls: Vec<String>,
+    /// The TURN server's shared secret (coturn `use-auth-secret` /
+    /// `static-auth-secret`) that signs TURN credentials
+    #[arg(long, env = "COURIER_TURN_SECRET", value_name = "S", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// How long TURN credentials are valid (at least 12h) [default: 24h]
+    #[arg(long, env = "COURIER_TURN_TTL", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    turn_ttl: Option<std::time::Duration>,
     /// TOML configuration file; flags and environment variables override it
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
@@ -156,6 +168,15 @@ fn config_from(cli: Cli) -> anyhow::Result<Config> {
     }
     if cli.recall_window_s.is_some() {
         config.limits.recall_window_s = cli.recall_window_s;
+    }
+    if !cli.ice_urls.is_empty() {
+        config.ice_urls = cli.ice_urls;
+    }
+    if cli.turn_secret.is_some() {
+        config.turn_secret = cli.turn_secret;
+    }
+    if let Some(ttl) = cli.turn_ttl {
+        config.turn_ttl_s = ttl.as_secs();
     }
     if !cli.admin_users.is_empty() {
         config.admin_users = cli.admin_users.into_iter().map(|u| u.trim().to_owned()).collect();

@@ -34,7 +34,7 @@ const WRITE_BATCH: usize = 64;
 /// Ops that take a token from the user's bucket (protocol §8 v1.2), before
 /// anything else is checked. Everything else (acks, reads, answers to
 /// invitations, `renew`, `unwatch`) is free.
-const METERED: [&str; 12] = [
+const METERED: [&str; 13] = [
     "send",
     "signal",
     "invite",
@@ -47,6 +47,7 @@ const METERED: [&str; 12] = [
     "set_role",
     "set_profile",
     "watch",
+    "ice",
 ];
 
 /// Decrements the connection gauge when the connection ends, however it ends.
@@ -187,6 +188,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
         heartbeat_ms: st.config.heartbeat_ms,
         limits: st.config.limits,
         features: vec![courier_proto::FEATURE_V1_1.to_owned()],
+        ice_servers: crate::ice::servers_now(&st.config, &identity.user),
     };
     let ses = SessionCtx {
         user: handle.user.clone(),

@@ -114,5 +114,9 @@ pub async fn dispatch(st: &Arc<AppState>, ses: &mut SessionCtx, req: Request) ->
             invites::answer(st, ses, &iid, accept, response).await
         }
         Request::InviteCancel { iid } => invites::cancel(st, ses, &iid).await,
+        Request::Ice => Ok(serde_json::to_value(courier_proto::IceOk {
+            ice_servers: crate::ice::servers_now(&st.config, &ses.user),
+        })
+        .expect("plain struct")),
     }
 }
