@@ -31,8 +31,13 @@ pub const INVITE_TTL_MAX: u32 = 300;
 /// See [`INVITE_TTL_MIN`].
 pub const INVITE_TTL_DEFAULT: u32 = 60;
 
-/// Message kinds of protocol v1: content messages.
-pub const CONTENT_KINDS: &[&str] = &["text", "image", "file", "custom"];
+/// Message kinds that carry content: those of protocol v1, and v1.2's
+/// `call` (a call record).
+pub const CONTENT_KINDS: &[&str] = &["text", "image", "file", "custom", "call"];
+/// The `outcome` of a v1.2 call record.
+pub const CALL_OUTCOMES: &[&str] = &["completed", "failed", "missed", "declined", "canceled"];
+/// Longest `duration_s` of a call record: a week.
+pub const MAX_CALL_DURATION_S: u64 = 7 * 24 * 3600;
 /// Message kinds of protocol v1.1 that point at a content message
 /// (`body.target`): edits, recalls, reactions and pins.
 pub const RELATION_KINDS: &[&str] = &["edit", "recall", "reaction", "pin"];
@@ -145,7 +150,11 @@ impl SendReq {
         {
             return Err("invalid reply_to".into());
         }
-        validate_body(&self.kind, &self.body)
+        validate_body(&self.kind, &self.body)?;
+        match call_record_iid(&self.kind, &self.body) {
+            Some(iid) if self.cid != format!("call-{iid}") => Err("a call record's cid is call-<iid>".into()),
+            _ => Ok(()),
+        }
     }
 
     /// The UTF-8 length of `body` as compact JSON, which `max_body_bytes` limits.
@@ -169,6 +178,7 @@ pub fn validate_body(kind: &str, body: &Map<String, Value>) -> Result<(), String
             _ => Err(format!("an {kind} message needs body.media from an upload")),
         },
         "custom" => Ok(()),
+        "call" => validate_call(body),
         "edit" => {
             relation_target(body)?;
             match body.get("text") {
@@ -200,6 +210,30 @@ pub fn validate_body(kind: &str, body: &Map<String, Value>) -> Result<(), String
         }
     }
     Ok(())
+}
+
+/// The v1.2 call record body:
+/// `{"iid":…,"video":bool,"outcome":…,"duration_s":n}`.
+fn validate_call(body: &Map<String, Value>) -> Result<(), String> {
+    match body.get("iid") {
+        Some(Value::String(i)) if !i.is_empty() && is_valid_cid(&format!("call-{i}")) => {}
+        _ => return Err("a call record needs body.iid, an invitation id".into()),
+    }
+    if !body.get("video").is_some_and(Value::is_boolean) {
+        return Err("a call record needs body.video, a boolean".into());
+    }
+    if !body.get("outcome").and_then(Value::as_str).is_some_and(|o| CALL_OUTCOMES.contains(&o)) {
+        return Err(format!("a call record's body.outcome is one of {}", CALL_OUTCOMES.join(", ")));
+    }
+    match body.get("duration_s").and_then(Value::as_u64) {
+        Some(d) if d <= MAX_CALL_DURATION_S => Ok(()),
+        _ => Err(format!("a call record needs body.duration_s, 0-{MAX_CALL_DURATION_S} seconds")),
+    }
+}
+
+/// The invitation a `call` message records (`body.iid`); `None` for other kinds.
+pub fn call_record_iid<'a>(kind: &str, body: &'a Map<String, Value>) -> Option<&'a str> {
+    if kind == "call" { body.get("iid").and_then(Value::as_str) } else { None }
 }
 
 /// `body.target` of a relation kind: the `mid` it points at.
@@ -667,6 +701,30 @@ mod tests {
         let Request::Send(s) = req else { panic!() };
         assert_eq!(s.to, Target::User("bob".into()));
         assert_eq!(s.body_len(), r#"{"text":"hi"}"#.len());
+    }
+
+    #[test]
+    fn a_call_record_needs_a_valid_body_and_the_cid_of_its_invitation() {
+        let send = |cid: &str, body: &str| {
+            dec(&format!(
+                r#"{{"op":"send","id":5,"to":{{"user":"bob"}},"cid":"{cid}","kind":"call","body":{body}}}"#
+            ))
+        };
+        let good = r#"{"iid":"I1","video":true,"outcome":"completed","duration_s":192}"#;
+        assert!(send("call-I1", good).is_ok());
+        for (cid, body) in [
+            ("call-I2", good),
+            ("c1", good),
+            ("call-I1", r#"{"iid":"I1","video":1,"outcome":"completed","duration_s":1}"#),
+            ("call-I1", r#"{"iid":"I1","video":false,"outcome":"hung","duration_s":1}"#),
+            ("call-I1", r#"{"iid":"I1","video":false,"outcome":"missed","duration_s":-1}"#),
+            ("call-I1", r#"{"iid":"I1","video":false,"outcome":"missed","duration_s":1.5}"#),
+            ("call-I1", r#"{"iid":"I1","video":false,"outcome":"missed","duration_s":604801}"#),
+            ("call-", r#"{"iid":"","video":false,"outcome":"missed","duration_s":0}"#),
+        ] {
+            let e = send(cid, body).unwrap_err();
+            assert_eq!((e.id, e.code), (Some(5), ErrorCode::BadRequest), "{cid} {body}");
+        }
     }
 
     #[test]

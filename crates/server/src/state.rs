@@ -257,7 +257,7 @@ impl AppState {
             tokio::time::sleep(wait).await;
             let Some(st) = st.upgrade() else { return };
             match st.store.transition_invite(&iid, InviteState::Expired, None).await {
-                Ok(Transition::Done(inv)) => st.broadcast_invite_state(&inv),
+                Ok(Transition::Done(inv)) => crate::ops::invites::ended(&st, &inv).await,
                 Ok(_) => {}
                 Err(e) => tracing::error!(%iid, error = %e, "could not expire invitation"),
             }
@@ -285,7 +285,7 @@ impl AppState {
                 let now = now_ms();
                 for inv in pending.into_iter().filter(|i| i.expires <= now) {
                     match st.store.transition_invite(&inv.iid, InviteState::Expired, None).await {
-                        Ok(Transition::Done(inv)) => st.broadcast_invite_state(&inv),
+                        Ok(Transition::Done(inv)) => crate::ops::invites::ended(&st, &inv).await,
                         Ok(_) => {}
                         Err(e) => tracing::warn!(iid = %inv.iid, error = %e, "could not expire invitation"),
                     }

@@ -1,12 +1,15 @@
 //! Call invitations: a state machine held by the server whose every
 //! transition is a compare-and-set on `pending` in storage, so the first
-//! answer wins and a final state never changes.
+//! answer wins and a final state never changes. Also the v1.2 call records:
+//! who may write one, and the one the server writes for an invitation that
+//! ends unanswered.
 
+use super::messages::{self, Sender};
 use super::{OpError, OpResult, SessionCtx};
 use crate::clock::now_ms;
 use crate::state::{AppState, event_frame};
 use crate::store::Transition;
-use courier_proto::{ErrBody, ErrorCode, Event, Invite, InviteState};
+use courier_proto::{Conv, ErrBody, ErrorCode, Event, Invite, InviteState, SendReq, Target};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -86,12 +89,12 @@ async fn transition(
         // now so a late answer can never win.
         if let Transition::Done(expired) = st.store.transition_invite(iid, InviteState::Expired, None).await?
         {
-            st.broadcast_invite_state(&expired);
+            ended(st, &expired).await;
         }
     }
     match st.store.transition_invite(iid, to, response).await? {
         Transition::Done(inv) => {
-            st.broadcast_invite_state(&inv);
+            ended(st, &inv).await;
             Ok(json!({"invite": inv}))
         }
         Transition::AlreadyFinal(inv) => Err(final_error(inv)),
@@ -114,4 +117,52 @@ pub async fn answer(
 /// `invite_cancel` (caller only).
 pub async fn cancel(st: &Arc<AppState>, ses: &SessionCtx, iid: &str) -> OpResult {
     transition(st, ses, iid, InviteState::Canceled, None).await
+}
+
+/// After a transition this node made (a compare-and-set, so exactly one
+/// node gets here for each): tells both parties, and for an invitation that
+/// ended unanswered writes its call record as the caller.
+pub async fn ended(st: &AppState, inv: &Invite) {
+    st.broadcast_invite_state(inv);
+    let outcome = match inv.state {
+        InviteState::Expired => "missed",
+        InviteState::Refused => "declined",
+        InviteState::Canceled => "canceled",
+        _ => return,
+    };
+    let video = inv.content.get("video").and_then(Value::as_bool).unwrap_or(false);
+    let body = json!({"iid": inv.iid, "video": video, "outcome": outcome, "duration_s": 0});
+    let req = SendReq {
+        to: Target::User(inv.to.clone()),
+        cid: format!("call-{}", inv.iid),
+        kind: "call".into(),
+        body: body.as_object().expect("an object").clone(),
+        reply_to: None,
+    };
+    // Written once: the (caller, cid) pair is unique, so a second write
+    // (another node, a retry) is answered as a duplicate.
+    if let Err(e) = messages::store_and_deliver(st, Sender::Push(&inv.from), req).await {
+        tracing::warn!(iid = %inv.iid, error = %e.0.message, "could not write the call record");
+    }
+}
+
+/// The v1.2 call record rule: a `call` message about invitation `iid` is
+/// written by its caller, in the DM of the two parties. (Its body and its
+/// cid, `call-<iid>`, are checked with the request.)
+///
+/// # Errors
+/// `not_found` (no such invitation of `from`'s), `forbidden` (not the
+/// caller, or not that DM), `internal` (storage).
+pub async fn authorize_record(st: &AppState, from: &str, conv: &Conv, iid: &str) -> Result<(), OpError> {
+    let inv = st.store.invite(iid).await?;
+    let Some(inv) = inv.filter(|i| i.from == from || i.to == from) else {
+        return Err(OpError::not_found("body.iid is not an invitation of yours"));
+    };
+    if inv.from != from {
+        return Err(OpError::forbidden("only the caller writes a call record"));
+    }
+    if *conv != Conv::dm(&inv.from, &inv.to) {
+        return Err(OpError::forbidden("a call record goes in the DM of the two parties"));
+    }
+    Ok(())
 }

@@ -1,7 +1,7 @@
 //! Messages and everything riding on conversations: `send` (and the push
 //! API's equivalent), `history`, `sync`, receipts, `typing` and `signal`.
 
-use super::{OpError, OpResult, SessionCtx, relations};
+use super::{OpError, OpResult, SessionCtx, invites, relations};
 use crate::clock::now_ms;
 use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
@@ -28,7 +28,8 @@ pub enum Sender<'a> {
 ///
 /// # Errors
 /// `too_large`, `forbidden` (not a member; a relation not the sender's to
-/// make), `not_found` (`reply_to` or a relation's target unknown),
+/// make; a call record not the sender's to write), `not_found` (`reply_to`,
+/// a relation's target or a call record's invitation unknown),
 /// `conflict` (a relation to a recalled message, or past its window),
 /// `internal` (storage).
 pub async fn store_and_deliver(
@@ -59,6 +60,9 @@ pub async fn store_and_deliver(
         ));
     }
     let conv = req.to.conv(from).ok_or_else(|| OpError::bad_request("messages go to a user or a channel"))?;
+    if let Some(iid) = courier_proto::request::call_record_iid(&req.kind, &req.body) {
+        invites::authorize_record(st, from, &conv, iid).await?;
+    }
     let channel = match &conv {
         Conv::Channel(name) => match (st.channel_entry(name).await?, &sender) {
             (Some(c), Sender::Session(_)) if c.is_member(from) => Some(c),
