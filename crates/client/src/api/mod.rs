@@ -8,6 +8,7 @@
 //! - `channels`: listing, joining, leaving, creating, members and roles;
 //! - `people`: presence (watch) and profiles;
 //! - `invites`: call invitations;
+//! - `ice`: STUN/TURN servers for calls (v1.2);
 //! - `media`: upload, download into the cache, re-upload on forward.
 //!
 //! Lifecycle (open, start, stop, connection state) lives with the handle in
@@ -19,6 +20,7 @@ use courier_proto::FEATURE_V1_1;
 use serde_json::{Map, Value};
 
 mod channels;
+mod ice;
 mod invites;
 mod media;
 mod messages;
