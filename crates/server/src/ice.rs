@@ -161,5 +161,15 @@ mod tests {
         assert!(servers(&Config::default(), "alice", 1_000).is_empty());
     }
 
+    #[test]
+    fn the_config_file_names_ice_urls_turn_secret_and_turn_ttl_s() {
+        let c: Config = toml::from_str(&format!(
+            "ice_urls = [\"stun:s.example\", \"turn:t.example\"]\nturn_secret = \"{SECRET}\"\nturn_ttl_s = 50000\n"
+        ))
+        .unwrap();
+        assert_eq!((c.ice_urls.len(), c.turn_secret.as_deref(), c.turn_ttl_s), (2, Some(SECRET), 50_000));
+        assert_eq!(Config::default().turn_ttl_s, DEFAULT_TURN_TTL_S);
+    }
+
     const KNOWN_CREDENTIAL: &str = "IX6xy5tMKtlS7jOYjSC2+6o2NiQ=";
 }
