@@ -139,7 +139,7 @@ async fn only_the_caller_writes_a_record_in_the_dm_under_its_cid() {
 }
 
 #[tokio::test]
-async fn a_record_takes_reactions_and_pins_but_no_edit() {
+async fn a_record_takes_reactions_pins_and_the_callers_recall_but_no_edit() {
     let h = Harness::new().await;
     let (mut caller, mut callee) = pair(&h, "cre").await;
     let (a, b) = (caller.user.clone(), callee.user.clone());
@@ -153,4 +153,6 @@ async fn a_record_takes_reactions_and_pins_but_no_edit() {
     relate(&mut callee, &to_user(&a), "pin", json!({"target": m, "on": true})).await;
     let row = caller.sync_row(&dm_conv(&a, &b)).await.expect("the DM is in sync");
     assert_eq!(row["pins"], json!([m]), "{row}");
+    refused(&mut callee, &to_user(&a), "recall", json!({"target": m}), ErrorCode::Forbidden).await;
+    relate(&mut caller, &to_user(&b), "recall", json!({"target": m})).await;
 }
