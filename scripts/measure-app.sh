@@ -30,6 +30,7 @@ fi
 
 WORK="$(mktemp -d /tmp/courier-measure.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
 export HOME="$WORK/home" XDG_CACHE_HOME="$WORK/cache" XDG_DATA_HOME="$WORK/data" XDG_CONFIG_HOME="$WORK/config"
 export COURIER_DATA_ROOT="$WORK/root" COURIER_EMBEDDED=1 COURIER_NO_SCHEME_REGISTER=1
 export RUST_LOG="${RUST_LOG:-info,courier_server=warn}"
