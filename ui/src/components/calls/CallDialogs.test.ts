@@ -100,6 +100,21 @@ describe('incoming call dialog', () => {
     expect(call.find('[data-testid="in-call"]').exists()).toBe(false)
   })
 
+  it('the call timer starts when the call does, however long the view was mounted', async () => {
+    // Only Date is faked: the shared one-second clock (useNow) keeps ticking and reads it.
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const start = Date.now()
+    const call = mountWith(InCallView)
+    vi.setSystemTime(start + 95_000)
+    ring()
+    const w = mountWith(IncomingCallDialog)
+    await flushPromises()
+    await w.find('[data-testid="accept"]').trigger('click')
+    await flushPromises()
+    vi.setSystemTime(start + 95_000 + 61_000)
+    await vi.waitFor(() => expect(call.find('[data-testid="in-call"]').text()).toContain('1:01'), { timeout: 5000 })
+  })
+
   it('Decline refuses, shows Declined, then closes', async () => {
     ring()
     const w = mountWith(IncomingCallDialog)
