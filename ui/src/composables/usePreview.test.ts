@@ -32,4 +32,15 @@ describe('usePreview', () => {
     expect(previewText(msg({ seq: 1, body: { text: '<b>**x**</b>' } }))).toBe('<b>x</b>')
     expect(previewText(msg({ seq: 2, kind: 'file', body: { name: '**notes**.txt' } }))).toBe('📎 **notes**.txt')
   })
+
+  it.each([
+    ['missed', 'alice', false, 'Missed call'],
+    ['missed', 'me', false, 'Call · No answer'],
+    ['completed', 'me', true, 'Outgoing video call · 3:12'],
+    ['declined', 'me', false, 'Declined'],
+    ['canceled', 'alice', false, 'Call canceled'],
+  ] as const)('shows a %s call record from %s as plain words', (outcome, from, video, text) => {
+    const m = msg({ seq: 2, from, kind: 'call', cid: 'call-i1', body: { iid: 'i1', video, outcome, duration_s: 192 } })
+    expect(previewText(m)).toBe(text)
+  })
 })

@@ -360,4 +360,28 @@ export default {
     spoilerReveal: 'Spoiler: click to reveal',
     hint: "{mod}+B bold, {mod}+I italic, {mod}+E code, {mod}+Shift+C code block, {'||'}text{'||'} spoiler",
   },
+  callRecord: {
+    audio: {
+      outgoing: 'Outgoing call · {duration}',
+      incoming: 'Incoming call · {duration}',
+      missed: 'Missed call',
+      noAnswer: 'Call · No answer',
+      declined: 'Declined',
+      youDeclined: 'Declined by you',
+      canceled: 'Call canceled',
+      failed: 'Call failed',
+    },
+    video: {
+      outgoing: 'Outgoing video call · {duration}',
+      incoming: 'Incoming video call · {duration}',
+      missed: 'Missed video call',
+      noAnswer: 'Video call · No answer',
+      declined: 'Video call declined',
+      youDeclined: 'Video call declined by you',
+      canceled: 'Video call canceled',
+      failed: 'Video call failed',
+    },
+    callBack: 'Call back',
+    callBackTo: 'Call {name} back',
+  },
 }

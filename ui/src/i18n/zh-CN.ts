@@ -360,4 +360,28 @@ export default {
     spoilerReveal: '剧透：点击查看',
     hint: "{mod}+B 粗体，{mod}+I 斜体，{mod}+E 代码，{mod}+Shift+C 代码块，{'||'}文字{'||'} 剧透",
   },
+  callRecord: {
+    audio: {
+      outgoing: '呼出通话 · {duration}',
+      incoming: '呼入通话 · {duration}',
+      missed: '未接来电',
+      noAnswer: '语音通话 · 无人接听',
+      declined: '对方已拒绝',
+      youDeclined: '你已拒绝',
+      canceled: '通话已取消',
+      failed: '通话失败',
+    },
+    video: {
+      outgoing: '呼出视频通话 · {duration}',
+      incoming: '呼入视频通话 · {duration}',
+      missed: '未接视频通话',
+      noAnswer: '视频通话 · 无人接听',
+      declined: '对方已拒绝视频通话',
+      youDeclined: '你已拒绝视频通话',
+      canceled: '视频通话已取消',
+      failed: '视频通话失败',
+    },
+    callBack: '回拨',
+    callBackTo: '回拨给 {name}',
+  },
 }

@@ -4,6 +4,7 @@
 // v1.1 on show: reactions, an edited message, recalled ones, pins, a
 // mention of the user, a forwarded message, channel roles (the user owns
 // #design, is an admin of #tech and #core-team, a plain member of #lobby).
+// v1.2 on show: call records in the DM with Bruno.
 import { channelConv, dmConv } from '../types/ids'
 import type { MessageView } from '../types/model'
 import type { Role } from '../types/protocol'
@@ -109,7 +110,18 @@ export function seedDemo(t: MockTransport, now = Date.now()): MockTransport {
   t.addConversation({ conv: b })
   t.addMessage({ conv: b, from: 'bruno', ts: now - 2 * DAY, body: { text: 'Are the staging certs renewed?' } })
   t.addMessage({ conv: b, from: me, ts: now - 2 * DAY + 10 * MIN, body: { text: 'Renewed this morning ✅' }, status: 'read' })
-  Object.assign(t.convs.get(b)!, { read_seq: 2, unread: 0, peer_read_seq: 2, peer_recv_seq: 2 })
+  // v1.2 call records (§14): from the caller, cid `call-<iid>`; the last one missed and unread.
+  const calls: Array<[string, number, string, boolean, number]> = [
+    [me, -DAY - HOUR, 'completed', false, 192],
+    ['bruno', -5 * HOUR, 'completed', true, 767],
+    [me, -3 * HOUR, 'declined', false, 0],
+    ['bruno', -70 * MIN, 'missed', false, 0],
+  ]
+  for (const [i, [from, dt, outcome, video, duration_s]] of calls.entries()) {
+    const iid = `01JDEMOCALL${i}`
+    t.addMessage({ conv: b, from, ts: now + dt, cid: `call-${iid}`, kind: 'call', body: { iid, video, outcome, duration_s }, status: from === me ? 'read' : 'received' })
+  }
+  Object.assign(t.convs.get(b)!, { read_seq: 5, unread: 1, peer_read_seq: 5, peer_recv_seq: 5 })
   t.addMessage({ conv: b, from: me, seq: null, mid: null, ts: null, status: 'failed', error: 'too_large', body: { text: 'Here is the full log dump (too big to send)' } })
 
   // DM with Priya: a draft.

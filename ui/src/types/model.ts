@@ -47,3 +47,14 @@ export interface FileBody {
   size: number
   name: string
 }
+
+/** How a call ended (protocol §14). */
+export type CallOutcome = 'completed' | 'failed' | 'missed' | 'declined' | 'canceled'
+
+/** Body of a `call` record (protocol §14): written by the caller's device or the server. */
+export interface CallBody {
+  iid: string
+  video: boolean
+  outcome: CallOutcome
+  duration_s: number
+}

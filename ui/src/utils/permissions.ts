@@ -30,7 +30,8 @@ export interface MessagePermissions {
 
 export const NO_PERMISSIONS: MessagePermissions = { reply: false, copy: false, edit: false, recall: false, react: false, pin: false, forward: false }
 
-const CONTENT_KINDS = new Set(['text', 'image', 'file', 'custom'])
+// v1.2: `call` records (§14) take relations too, but are never edited or forwarded.
+const CONTENT_KINDS = new Set(['text', 'image', 'file', 'custom', 'call'])
 
 function within(ts: number | null, windowS: number | null, now: number): boolean {
   if (windowS === null) return true
@@ -58,6 +59,6 @@ export function messagePermissions(m: MessageView, c: PermissionContext): Messag
     recall: c.v11 && (moderator || (mine && within(m.ts, c.recallWindowS, c.now))),
     react: c.v11,
     pin: c.v11 && (!c.isChannel || moderator),
-    forward: c.v11 && m.kind !== 'custom',
+    forward: c.v11 && m.kind !== 'custom' && m.kind !== 'call',
   }
 }
