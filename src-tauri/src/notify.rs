@@ -77,6 +77,11 @@ pub fn decide(ev: &ClientEvent, cx: &Context<'_>) -> Option<Note> {
             if !cx.settings.notifications || cx.settings.do_not_disturb {
                 return None;
             }
+            if m.kind == "call" {
+                // Call records (§14): only a fresh `missed` one notifies,
+                // as the missed call it records.
+                return if m.ts.is_some_and(|ts| cx.now_ms - ts > FRESH_MS) { None } else { missed_call(ev) };
+            }
             let conv = m.conv.to_string();
             let mention = m.mentions(cx.me);
             if cx.settings.muted.contains(&conv) && !mention {
@@ -124,6 +129,15 @@ fn missed_call(ev: &ClientEvent) -> Option<Note> {
                 && matches!(invite.invite.state, InviteState::Expired | InviteState::Canceled) =>
         {
             Some(Note::MissedCall { iid: invite.invite.iid.clone(), from: invite.invite.from.clone() })
+        }
+        ClientEvent::MessageAdded { message: m }
+            if m.kind == "call"
+                && m.status == DeliveryStatus::Received
+                && !m.recalled
+                && m.body.get("outcome").and_then(|o| o.as_str()) == Some("missed") =>
+        {
+            let iid = m.body.get("iid").and_then(|i| i.as_str())?;
+            Some(Note::MissedCall { iid: iid.to_owned(), from: m.from.clone() })
         }
         _ => None,
     }
@@ -402,6 +416,45 @@ mod tests {
             assert_eq!(decide(&ev, &cx(&normal)), None, "{ev:?}");
             assert_eq!(deferred(&ev, &cx(&dnd)), None, "{ev:?}");
         }
+    }
+
+    /// A `call` record notifies only when its outcome is `missed`, as the
+    /// missed call (one note per invitation with the invite's own), never
+    /// under do-not-disturb or with notifications off, never when stale.
+    #[test]
+    fn call_records_notify_only_missed() {
+        let normal = Settings::default();
+        let dnd = Settings { do_not_disturb: true, ..Settings::default() };
+        let off = Settings { notifications: false, ..Settings::default() };
+        let cx = |s| Context { me: "alice", settings: s, attentive: false, active: None, now_ms: 10_000 };
+        let record = |outcome: &str| {
+            with(msg("bob", Conv::dm("alice", "bob"), 9_000), |m| {
+                m.kind = "call".into();
+                m.cid = "call-i1".into();
+                m.body = json!({"iid": "i1", "video": false, "outcome": outcome, "duration_s": 0})
+                    .as_object()
+                    .unwrap()
+                    .clone();
+            })
+        };
+        let missed = Note::MissedCall { iid: "i1".into(), from: "bob".into() };
+        assert_eq!(decide(&record("missed"), &cx(&normal)), Some(missed.clone()));
+        assert_eq!(decide(&record("missed"), &cx(&dnd)), None, "do not disturb");
+        assert_eq!(deferred(&record("missed"), &cx(&dnd)), Some(missed), "shown when DND ends");
+        assert_eq!(decide(&record("missed"), &cx(&off)), None, "notifications off");
+        for outcome in ["completed", "failed", "declined", "canceled"] {
+            assert_eq!(decide(&record(outcome), &cx(&normal)), None, "{outcome}");
+            assert_eq!(deferred(&record(outcome), &cx(&dnd)), None, "{outcome}");
+        }
+        let stale = Context { now_ms: 9_000 + FRESH_MS + 1, ..cx(&normal) };
+        assert_eq!(decide(&record("missed"), &stale), None, "history, not news");
+        let mine = with(record("missed"), |m| {
+            m.from = "alice".into();
+            m.status = DeliveryStatus::Sent;
+        });
+        assert_eq!(decide(&mine, &cx(&normal)), None, "the caller's own record");
+        let recalled = with(record("missed"), |m| m.recalled = true);
+        assert_eq!(decide(&recalled, &cx(&normal)), None, "recalled");
     }
 
     #[test]
