@@ -7,23 +7,13 @@ mod support;
 
 use courier_client::{Client, ClientError, ClientEvent, DeliveryStatus, MessageView};
 use courier_proto::{Conv, ErrorCode, Role, Target};
-use support::{TestServer, client, synced, until};
+use support::{TestServer, client, settled, synced, until};
 
 /// Sends `text` and waits until the server stored it; returns its mid.
 async fn sent(c: &Client, to: &Target, text: &str, mentions: &[&str]) -> String {
     let mentions: Vec<String> = mentions.iter().map(|m| m.to_string()).collect();
     let m = c.send_text_with(to, text, None, &mentions).unwrap();
     settled(c, &m.cid).await.mid.unwrap()
-}
-
-async fn settled(c: &Client, cid: &str) -> MessageView {
-    let m = tokio::time::timeout(support::PATIENCE, c.wait_settled(&[cid.to_owned()]))
-        .await
-        .expect("never settled")
-        .unwrap()
-        .remove(0);
-    assert_eq!(m.status, DeliveryStatus::Sent, "{m:?}");
-    m
 }
 
 fn shown(c: &Client, conv: &Conv, mid: &str) -> Option<MessageView> {

@@ -1,13 +1,61 @@
-//! Call invitations: inviting, answering, canceling, and the local mirror
-//! (also updated from a refusal that carries the invitation's final state).
+//! Call invitations: inviting, answering, canceling, the local mirror
+//! (also updated from a refusal that carries the invitation's final state),
+//! and the caller's call record (protocol §14).
 
 use crate::client::{Client, ClientError, Result};
 use crate::events::ClientEvent;
-use crate::model::{InviteView, now_ms};
-use courier_proto::Invite;
+use crate::model::{InviteView, MessageView, now_ms};
+use courier_proto::{Conv, Invite, Target};
 use serde_json::{Map, Value, json};
 
+/// The outcomes a call record may carry (§14).
+pub const CALL_OUTCOMES: [&str; 5] = ["completed", "failed", "missed", "declined", "canceled"];
+
+/// The longest `duration_s` a call record may carry: a week.
+pub const MAX_CALL_DURATION_S: u32 = 604_800;
+
 impl Client {
+    /// Queues the call record of invitation `iid`, which this user placed:
+    /// a `call` message with cid `call-<iid>` in the DM with the callee,
+    /// through the outbox like any send (so it survives going offline). The
+    /// record is written once: a second call returns the first.
+    ///
+    /// # Errors
+    /// An unknown outcome or a duration over a week, an invitation not in
+    /// the local mirror or not this user's own, or store failure.
+    pub fn send_call_record(
+        &self,
+        iid: &str,
+        video: bool,
+        outcome: &str,
+        duration_s: u32,
+    ) -> Result<MessageView> {
+        if !CALL_OUTCOMES.contains(&outcome) {
+            return Err(ClientError::Invalid(format!("unknown call outcome {outcome:?}")));
+        }
+        if duration_s > MAX_CALL_DURATION_S {
+            return Err(ClientError::Invalid(format!("a call of {duration_s} s is over a week")));
+        }
+        let me = &self.inner.me;
+        let inv = self
+            .invites()?
+            .into_iter()
+            .find(|v| v.invite.iid == iid)
+            .ok_or_else(|| ClientError::Invalid(format!("no invitation {iid:?}")))?
+            .invite;
+        if &inv.from != me {
+            return Err(ClientError::Invalid("only the caller writes a call record".into()));
+        }
+        let cid = format!("call-{iid}");
+        if let Some(m) = self.inner.store.message_by_cid(me, &cid)? {
+            return Ok(m);
+        }
+        let body = json!({"iid": iid, "video": video, "outcome": outcome, "duration_s": duration_s});
+        let Value::Object(body) = body else { unreachable!("a json object") };
+        let to = Target::User(inv.to.clone());
+        self.enqueue_as(Conv::dm(me, &inv.to), &to, cid, "call", body, None)
+    }
+
     /// Mirrors the invitation an ok carries, and reports it.
     fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
         let Some(inv) = v.get("invite") else {

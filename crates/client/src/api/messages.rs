@@ -85,9 +85,22 @@ impl Client {
         if let Some(r) = reply_to.as_deref().filter(|r| !is_valid_cid(r)) {
             return Err(ClientError::Invalid(format!("reply_to {r:?} is not a message id")));
         }
+        self.enqueue_as(conv, to, ulid::Ulid::new().to_string(), kind, body, reply_to)
+    }
+
+    /// Queues a checked message under `cid` and wakes the sender.
+    pub(crate) fn enqueue_as(
+        &self,
+        conv: Conv,
+        to: &Target,
+        cid: String,
+        kind: &str,
+        body: Map<String, Value>,
+        reply_to: Option<String>,
+    ) -> Result<MessageView> {
         let m = self.inner.store.enqueue(&NewMessage {
             conv: conv.clone(),
-            cid: ulid::Ulid::new().to_string(),
+            cid,
             from: self.inner.me.clone(),
             to: to.clone(),
             kind: kind.to_owned(),

@@ -158,6 +158,27 @@ pub async fn synced(c: &Client) {
     tokio::time::timeout(PATIENCE, c.wait_synced()).await.expect("never synced").expect("sync failed");
 }
 
+/// Waits until the message `cid` settled, and checks the server stored it.
+pub async fn settled(c: &Client, cid: &str) -> courier_client::MessageView {
+    let m = tokio::time::timeout(PATIENCE, c.wait_settled(&[cid.to_owned()]))
+        .await
+        .expect("never settled")
+        .unwrap()
+        .remove(0);
+    assert_eq!(m.status, courier_client::DeliveryStatus::Sent, "{m:?}");
+    m
+}
+
+/// Alice and Bob (device `d`), each with a data dir and synced on `server`.
+pub async fn alice_and_bob(server: &TestServer) -> (Client, Client, [tempfile::TempDir; 2]) {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alice = client(&server.url(), "alice", "d", dirs[0].path());
+    let bob = client(&server.url(), "bob", "d", dirs[1].path());
+    synced(&alice).await;
+    synced(&bob).await;
+    (alice, bob, dirs)
+}
+
 /// (seq, cid, from, text) of every stored message of a conversation.
 pub fn transcript(c: &Client, conv: &courier_proto::Conv) -> Vec<(Option<u64>, String, String, String)> {
     c.history(conv, None, u32::MAX)
