@@ -206,10 +206,12 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
             if last.insert(format!("missed:{iid}"), Instant::now()).is_some() {
                 return;
             }
-            let summary = format!("Missed call from {}", name(&from));
-            notify::show(summary, "Click to open the chat".into(), move || {
-                open_link(&app, DeepLink::Chat { user: from })
-            });
+            let zh = notify::speaks_chinese(
+                app.state::<AppState>().settings().language,
+                notify::os_locale().as_deref(),
+            );
+            let (summary, body) = notify::missed_call_text(&name(&from), zh);
+            notify::show(summary, body, move || open_link(&app, DeepLink::Chat { user: from }));
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `notify-rust`. With no notification service (no D-Bus session on Linux)
 //! showing fails quietly: no notification, never a crash.
 
-use crate::settings::Settings;
+use crate::settings::{Language, Settings};
 use courier_client::{ClientEvent, DeliveryStatus};
 use courier_proto::{Conv, InviteState, is_relation_kind};
 
@@ -140,6 +140,29 @@ fn missed_call(ev: &ClientEvent) -> Option<Note> {
             Some(Note::MissedCall { iid: iid.to_owned(), from: m.from.clone() })
         }
         _ => None,
+    }
+}
+
+/// Whether notifications speak Chinese: the language the user picked, else
+/// the OS locale (`LC_ALL`, `LC_MESSAGES` or `LANG`, e.g. `zh_CN.UTF-8`).
+pub fn speaks_chinese(picked: Option<Language>, os_locale: Option<&str>) -> bool {
+    match picked {
+        Some(l) => l == Language::ZhCn,
+        None => os_locale.is_some_and(|l| l.to_ascii_lowercase().starts_with("zh")),
+    }
+}
+
+/// The OS locale, as [`speaks_chinese`] reads it.
+pub fn os_locale() -> Option<String> {
+    ["LC_ALL", "LC_MESSAGES", "LANG"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+}
+
+/// Summary and body of a missed-call notification from `name`.
+pub fn missed_call_text(name: &str, chinese: bool) -> (String, String) {
+    if chinese {
+        (format!("{name} 的未接来电"), "点击打开聊天".into())
+    } else {
+        (format!("Missed call from {name}"), "Click to open the chat".into())
     }
 }
 
@@ -455,6 +478,17 @@ mod tests {
         assert_eq!(decide(&mine, &cx(&normal)), None, "the caller's own record");
         let recalled = with(record("missed"), |m| m.recalled = true);
         assert_eq!(decide(&recalled, &cx(&normal)), None, "recalled");
+    }
+
+    #[test]
+    fn missed_calls_notify_in_the_users_language() {
+        assert!(speaks_chinese(Some(Language::ZhCn), Some("en_US.UTF-8")));
+        assert!(!speaks_chinese(Some(Language::En), Some("zh_CN.UTF-8")));
+        assert!(speaks_chinese(None, Some("zh_CN.UTF-8")));
+        assert!(!speaks_chinese(None, Some("en_GB.UTF-8")));
+        assert!(!speaks_chinese(None, None));
+        assert_eq!(missed_call_text("Bob", false).0, "Missed call from Bob");
+        assert_eq!(missed_call_text("鲍勃", true).0, "鲍勃 的未接来电");
     }
 
     #[test]
