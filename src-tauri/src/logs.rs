@@ -41,7 +41,10 @@ pub fn appender(dir: &Path) -> Result<RollingFileAppender, tracing_appender::rol
 
 /// The subscriber: `filter` applied, lines to stderr and (when given) to
 /// `file`, without colour codes.
-pub fn subscriber(filter: EnvFilter, file: Option<RollingFileAppender>) -> impl tracing::Subscriber + Send + Sync {
+pub fn subscriber(
+    filter: EnvFilter,
+    file: Option<RollingFileAppender>,
+) -> impl tracing::Subscriber + Send + Sync {
     let to_file = file.map(|f| fmt::layer().with_ansi(false).with_writer(f));
     Registry::default().with(filter).with(fmt::layer().with_writer(std::io::stderr)).with(to_file)
 }

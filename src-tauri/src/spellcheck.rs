@@ -29,7 +29,9 @@ pub fn enable(app: &tauri::AppHandle) {
         use tauri::Manager;
         use webkit2gtk::{WebContextExt, WebViewExt};
         let Some(window) = app.get_webview_window("main") else { return };
-        let locale = ["LC_ALL", "LC_MESSAGES", "LANG"].iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+        let locale = ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
         let langs = languages(locale.as_deref());
         let r = window.with_webview(move |wv| {
             if let Some(cx) = wv.inner().context() {

@@ -539,7 +539,10 @@ mod tests {
         assert_eq!((c.max_connections, c.outbound_queue), (d.max_connections, d.outbound_queue));
         assert!(c.store_readers < Config::default().store_readers);
         assert_eq!(c.listen, SocketAddr::from(([127, 0, 0, 1], 7701)));
-        assert_eq!((c.data_dir.as_path(), c.auth_secret.as_deref(), c.dev_auth), (dir, Some(secret.as_str()), false));
+        assert_eq!(
+            (c.data_dir.as_path(), c.auth_secret.as_deref(), c.dev_auth),
+            (dir, Some(secret.as_str()), false)
+        );
         assert!(!c.validate().unwrap(), "real auth, no dev tokens");
     }
 

@@ -26,7 +26,12 @@ pub struct Tuning {
 
 /// The app's tuning: `debug` says whether this is a debug build.
 pub const fn tuning(debug: bool) -> Tuning {
-    Tuning { page_cache: false, developer_extras: debug, hardware_acceleration: true, document_viewer_cache: true }
+    Tuning {
+        page_cache: false,
+        developer_extras: debug,
+        hardware_acceleration: true,
+        document_viewer_cache: true,
+    }
 }
 
 /// Applies [`tuning`] to the main window's webview and its web context.

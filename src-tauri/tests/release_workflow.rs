@@ -39,7 +39,11 @@ fn bash_array(script: &str, name: &str) -> Vec<String> {
     let start = script.find(&format!("{name}=(")).unwrap_or_else(|| panic!("{name} in the script"));
     let body = &script[start + name.len() + 2..];
     let body = &body[..body.find(')').expect("closing parenthesis")];
-    body.lines().map(|l| l.split('#').next().unwrap()).flat_map(str::split_whitespace).map(str::to_owned).collect()
+    body.lines()
+        .map(|l| l.split('#').next().unwrap())
+        .flat_map(str::split_whitespace)
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Everything wrong with the release workflow, as sentences.
@@ -114,7 +118,10 @@ fn release_problems(release: &Yaml, setup_sh: &str) -> Vec<String> {
         ("the UI build", runs("npm run ui:build")),
         ("Swatinem/rust-cache", uses("Swatinem/rust-cache@").is_some()),
         ("the AppImage option", runs("appimage")),
-        ("TAURI_SIGNING_PRIVATE_KEY", steps.iter().any(|st| !st["env"]["TAURI_SIGNING_PRIVATE_KEY"].is_badvalue())),
+        (
+            "TAURI_SIGNING_PRIVATE_KEY",
+            steps.iter().any(|st| !st["env"]["TAURI_SIGNING_PRIVATE_KEY"].is_badvalue()),
+        ),
     ] {
         if !present {
             out.push(format!("release.yml: no step for {what}"));
@@ -211,7 +218,8 @@ fn a_removed_job_or_trigger_is_reported() {
 fn the_bundle_config_covers_every_system_with_its_icons() {
     let config: serde_json::Value = serde_json::from_str(&read("src-tauri/tauri.conf.json")).unwrap();
     let bundle = &config["bundle"];
-    let targets: Vec<&str> = bundle["targets"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    let targets: Vec<&str> =
+        bundle["targets"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
     for t in ["deb", "rpm", "nsis", "msi", "app", "dmg"] {
         assert!(targets.contains(&t), "bundle.targets lacks {t}: {targets:?}");
     }

@@ -4,8 +4,8 @@
 
 mod support;
 
-use courier_server::store::{ChannelStore, StoreAdmin};
 use courier_server::store::sqlite::SqliteStore;
+use courier_server::store::{ChannelStore, StoreAdmin};
 use support::{client, free_port, synced};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
