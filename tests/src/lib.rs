@@ -130,11 +130,21 @@ impl Harness {
     /// A harness for a server that is already running at `addr`
     /// (`host:port`), signing in with `dev:<user>` tokens.
     pub fn at(addr: &str) -> Harness {
+        Self::external(addr.to_owned(), format!("ws://{addr}/v1/ws"), None, None)
+    }
+
+    /// A harness for a server this process did not start.
+    fn external(
+        addr: String,
+        ws_url: String,
+        auth_secret: Option<String>,
+        admin_secret: Option<String>,
+    ) -> Harness {
         Harness {
-            addr: addr.to_owned(),
-            ws_url: format!("ws://{addr}/v1/ws"),
-            auth_secret: None,
-            admin_secret: None,
+            addr,
+            ws_url,
+            auth_secret,
+            admin_secret,
             external: true,
             server: None,
             _dir: None,
@@ -157,19 +167,12 @@ impl Harness {
                 .unwrap()
                 .to_owned();
             let secret = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
-            return Harness {
-                ws_url: format!("{base}/v1/ws"),
+            return Self::external(
                 addr,
-                auth_secret: secret("COURIER_TEST_AUTH_SECRET"),
-                admin_secret: secret("COURIER_TEST_ADMIN_SECRET"),
-                external: true,
-                server: None,
-                _dir: None,
-                spread: Vec::new(),
-                others: Vec::new(),
-                next: AtomicU64::new(0),
-                _redis: None,
-            };
+                format!("{base}/v1/ws"),
+                secret("COURIER_TEST_AUTH_SECRET"),
+                secret("COURIER_TEST_ADMIN_SECRET"),
+            );
         }
         Self::start(|_| {}).await
     }
