@@ -3,7 +3,7 @@
 
 use super::PostgresStore;
 use super::pool::pg;
-use super::rows::col;
+use super::rows::{channel_info, col};
 use crate::store::ChannelStore;
 use crate::store::shared::{from_sql_int, parse_role};
 use crate::store::{ChannelRow, Departure, JoinOutcome, NewChannel, StoreResult};
@@ -109,17 +109,7 @@ impl ChannelStore for PostgresStore {
             .await
             .map_err(pg)?;
         let rows = c.query(&stmt, &[]).await.map_err(pg)?;
-        rows.iter()
-            .map(|r| {
-                Ok(ChannelInfo {
-                    channel: col(r, 0)?,
-                    title: col(r, 1)?,
-                    topic: col(r, 2)?,
-                    private: col(r, 3)?,
-                    members: from_sql_int(col(r, 4)?),
-                })
-            })
-            .collect()
+        rows.iter().map(channel_info).collect()
     }
 
     async fn add_member(&self, channel: &str, user: &str, now: i64) -> StoreResult<bool> {
@@ -245,18 +235,7 @@ impl ChannelStore for PostgresStore {
             .await
             .map_err(pg)?;
         let rows = c.query(&stmt, &[&after, &(i64::from(limit) + 1)]).await.map_err(pg)?;
-        let mut page = rows
-            .iter()
-            .map(|r| {
-                Ok(ChannelInfo {
-                    channel: col(r, 0)?,
-                    title: col(r, 1)?,
-                    topic: col(r, 2)?,
-                    private: col(r, 3)?,
-                    members: from_sql_int(col(r, 4)?),
-                })
-            })
-            .collect::<StoreResult<Vec<_>>>()?;
+        let mut page = rows.iter().map(channel_info).collect::<StoreResult<Vec<_>>>()?;
         let more = page.len() > limit as usize;
         page.truncate(limit as usize);
         Ok((page, more))

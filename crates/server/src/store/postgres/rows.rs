@@ -5,7 +5,7 @@
 use super::pool::pg;
 use crate::store::shared::{RawInvite, RawMsg, from_sql_int};
 use crate::store::{Cursor, StoreResult};
-use courier_proto::{Invite, Msg};
+use courier_proto::{ChannelInfo, Invite, Msg};
 use tokio_postgres::Row;
 
 /// Reads column `i` without panicking on a type mismatch.
@@ -61,4 +61,15 @@ pub(super) fn invites_from_rows(rows: &[Row]) -> StoreResult<Vec<Invite>> {
 
 pub(super) fn cursor_from(recv: Option<i64>, read: Option<i64>) -> Cursor {
     Cursor { recv_seq: from_sql_int(recv.unwrap_or(0)), read_seq: from_sql_int(read.unwrap_or(0)) }
+}
+
+/// A channel-list row: name, title, topic, private, member count.
+pub(super) fn channel_info(r: &Row) -> StoreResult<ChannelInfo> {
+    Ok(ChannelInfo {
+        channel: col(r, 0)?,
+        title: col(r, 1)?,
+        topic: col(r, 2)?,
+        private: col(r, 3)?,
+        members: from_sql_int(col(r, 4)?),
+    })
 }

@@ -1,6 +1,7 @@
 //! Channels, members and roles, and who shares a conversation with whom.
 
 use super::SqliteStore;
+use super::rows::channel_info;
 use crate::store::ChannelStore;
 use crate::store::shared::{from_sql_int, parse_role};
 use crate::store::{ChannelRow, Departure, JoinOutcome, NewChannel, StoreResult};
@@ -158,15 +159,7 @@ impl ChannelStore for SqliteStore {
                      (SELECT count(*) FROM channel_members m WHERE m.channel = c.name) \
                  FROM channels c WHERE c.private = 0 ORDER BY c.name",
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(ChannelInfo {
-                    channel: r.get(0)?,
-                    title: r.get(1)?,
-                    topic: r.get(2)?,
-                    private: r.get(3)?,
-                    members: from_sql_int(r.get(4)?),
-                })
-            })?;
+            let rows = stmt.query_map([], channel_info)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
         .await
@@ -246,15 +239,7 @@ impl ChannelStore for SqliteStore {
                  FROM channels c WHERE c.private = 0 AND (?1 IS NULL OR c.name > ?1) \
                  ORDER BY c.name LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![after, i64::from(limit) + 1], |r| {
-                Ok(ChannelInfo {
-                    channel: r.get(0)?,
-                    title: r.get(1)?,
-                    topic: r.get(2)?,
-                    private: r.get(3)?,
-                    members: from_sql_int(r.get(4)?),
-                })
-            })?;
+            let rows = stmt.query_map(params![after, i64::from(limit) + 1], channel_info)?;
             let mut page: Vec<ChannelInfo> = rows.collect::<rusqlite::Result<_>>()?;
             let more = page.len() > limit as usize;
             page.truncate(limit as usize);

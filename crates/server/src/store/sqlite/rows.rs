@@ -53,3 +53,14 @@ pub(super) fn collect_invites(
 ) -> StoreResult<Vec<Invite>> {
     rows.map(|raw| raw?.into_invite()).collect()
 }
+
+/// A channel-list row: name, title, topic, private, member count.
+pub(super) fn channel_info(r: &Row<'_>) -> rusqlite::Result<courier_proto::ChannelInfo> {
+    Ok(courier_proto::ChannelInfo {
+        channel: r.get(0)?,
+        title: r.get(1)?,
+        topic: r.get(2)?,
+        private: r.get(3)?,
+        members: crate::store::shared::from_sql_int(r.get(4)?),
+    })
+}
