@@ -122,6 +122,23 @@ impl Default for Settings {
     }
 }
 
+/// The most recent emoji kept, and the longest one (bytes; the reaction
+/// key's limit, which every emoji the picker offers fits).
+pub const RECENT_EMOJI_MAX: usize = 24;
+const EMOJI_MAX_BYTES: usize = 32;
+
+impl Settings {
+    /// The settings as stored: whatever the webview sends, the recent-emoji
+    /// list stays a short list of short strings (no duplicates, newest first).
+    #[must_use]
+    pub fn bounded(mut self) -> Settings {
+        let mut seen = std::collections::HashSet::new();
+        self.recent_emoji.retain(|e| !e.is_empty() && e.len() <= EMOJI_MAX_BYTES && seen.insert(e.clone()));
+        self.recent_emoji.truncate(RECENT_EMOJI_MAX);
+        self
+    }
+}
+
 /// What the server of the last `hello` offers (command `server_info`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
 pub struct ServerInfo {
@@ -138,6 +155,16 @@ pub struct ServerInfo {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn recent_emoji_stay_a_short_list_of_short_strings() {
+        let long = "x".repeat(33);
+        let mut sent = vec!["👍".to_owned(), long, String::new(), "👍".to_owned(), "🎉".to_owned()];
+        sent.extend((0..100).map(|i| format!("e{i}")));
+        let kept = Settings { recent_emoji: sent, ..Settings::default() }.bounded().recent_emoji;
+        assert_eq!(kept.len(), RECENT_EMOJI_MAX);
+        assert_eq!(&kept[..3], ["👍", "🎉", "e0"]);
+    }
+
     use super::*;
     use serde_json::json;
 

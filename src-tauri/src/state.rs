@@ -129,6 +129,7 @@ impl AppState {
     /// # Errors
     /// When the file cannot be written.
     pub fn set_settings(&self, s: Settings) -> Result<(), CmdError> {
+        let s = s.bounded();
         profile::write_json(&self.profile.dir.join("settings.json"), &s)?;
         *lock(&self.settings) = s;
         Ok(())
@@ -574,6 +575,20 @@ mod tests {
         server.shutdown().await.unwrap();
         let e = start_on_first_free([busy], config).await.err().expect("no free port");
         assert!(e.message.contains("no free port"), "{e:?}");
+    }
+
+    /// Whatever the webview sends, the settings stored (in memory and on
+    /// disk) keep a short recent-emoji list.
+    #[test]
+    fn stored_settings_are_bounded() {
+        let root = tempfile::tempdir().unwrap();
+        let a = AppState::new(Profile::at(root.path().into(), "a".into()));
+        let flood =
+            Settings { recent_emoji: (0..10_000).map(|i| format!("e{i}")).collect(), ..Settings::default() };
+        a.set_settings(flood).unwrap();
+        assert_eq!(a.settings().recent_emoji.len(), crate::settings::RECENT_EMOJI_MAX);
+        let again = AppState::new(Profile::at(root.path().into(), "a".into()));
+        assert_eq!(again.settings().recent_emoji.len(), crate::settings::RECENT_EMOJI_MAX);
     }
 
     /// The embedded server starts, is recorded for other profiles, and a
