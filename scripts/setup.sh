@@ -22,6 +22,10 @@ BUILD_PACKAGES=(
   # colour emoji in messages and the picker, and Chinese for the 简体中文 UI and
   # messages (a fresh Debian shows empty boxes for both)
   fonts-noto-color-emoji fonts-noto-cjk
+  # calls: the media engine (GStreamer webrtcbin + libnice, Opus, VP8, webrtcdsp)
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-nice
+  gstreamer1.0-alsa gstreamer1.0-pulseaudio
 )
 TEST_PACKAGES=(
   # headless desktop: virtual display, screenshots, WebDriver, a notification daemon
@@ -33,6 +37,8 @@ TEST_PACKAGES=(
   libunity9
   # cluster tests start private instances of these
   postgresql redis-server haproxy
+  # calls: TURN relay for the relay-only call test; network namespaces (ip netns, veth)
+  coturn iproute2
 )
 
 packages=("${BUILD_PACKAGES[@]}")

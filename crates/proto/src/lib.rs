@@ -8,11 +8,13 @@
 //! drift apart.
 //!
 //! Layout:
+//! - [`call`]: the v1.2 call signal bodies.
 //! - [`ids`]: validation of user ids, channel names, conversation ids, cids.
 //! - [`codes`]: error codes and WebSocket close codes.
 //! - [`request`]: client requests, decoded and validated in one step.
 //! - [`event`]: server events, replies and the payloads they carry.
 
+pub mod call;
 pub mod codes;
 pub mod event;
 pub mod ids;
@@ -28,6 +30,9 @@ pub use request::{DecodeError, LIST_PAGE, Request, Role, SendReq, body_mentions,
 
 /// The feature a v1.1 server lists in the `hello` ok.
 pub const FEATURE_V1_1: &str = "v1.1";
+/// The feature a v1.2 server (call devices, call signals, ICE servers, call
+/// records) lists in the `hello` ok.
+pub const FEATURE_V1_2: &str = "v1.2";
 /// The WebSocket subprotocol a client must offer.
 pub const SUBPROTOCOL: &str = "courier.v1";
 /// The path of the WebSocket endpoint.
