@@ -76,6 +76,26 @@ describe('MessageList', () => {
     expect(divider.element.closest('[data-seq]')?.getAttribute('data-seq')).toBe('2')
   })
 
+  it('marks a conversation read when its unread messages fit on screen without scrolling', async () => {
+    vi.spyOn(HTMLElement.prototype, 'scrollHeight', 'get').mockReturnValue(600)
+    t.addMessage({ conv: DM, from: 'me', ts: Date.now() - 60_000, body: { text: 'question' } })
+    t.addMessage({ conv: DM, from: 'alice', ts: Date.now() - 30_000, body: { text: 'answer' } })
+    await open()
+    await flushPromises()
+    expect(t.callsOf('markRead').length).toBe(1)
+    expect(useConversationsStore().byConv.get(DM)?.unread).toBe(0)
+  })
+
+  it('leaves it unread while the unread messages run below the fold', async () => {
+    vi.spyOn(HTMLElement.prototype, 'scrollHeight', 'get').mockReturnValue(6000)
+    t.addMessage({ conv: DM, from: 'me', ts: Date.now() - 60_000, body: { text: 'question' } })
+    for (let i = 0; i < 3; i++) t.addMessage({ conv: DM, from: 'alice', ts: Date.now() - 30_000 + i, body: { text: `a${i}` } })
+    await open()
+    await flushPromises()
+    expect(t.callsOf('markRead').length).toBe(0)
+    expect(useConversationsStore().byConv.get(DM)?.unread).toBe(3)
+  })
+
   it('shows a failed own message with Retry, which requeues it', async () => {
     t.addMessage({ conv: DM, from: 'me', seq: null, mid: null, ts: null, status: 'failed', error: 'forbidden', body: { text: 'blocked' }, cid: 'f1' })
     const w = await open()
