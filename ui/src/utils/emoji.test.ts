@@ -7,6 +7,7 @@ import {
   QUICK_REACTIONS,
   RECENT_MAX,
   closedShortcodeAt,
+  emojiRuns,
   shortcodeFor,
   emojiQueryAt,
   fitsReaction,
@@ -156,5 +157,23 @@ describe(':shortcode: text', () => {
     expect(closedShortcodeAt('so :smile: x', 12, data)).toBeNull()
     expect(closedShortcodeAt('so :nosuchcode:', 15, data)).toBeNull()
     expect(closedShortcodeAt('`:smile:', 8, data)).toBeNull()
+  })
+})
+
+describe('emoji runs in message text', () => {
+  it('marks emoji (with tones, ZWJ sequences, flags, VS16) and leaves text, digits and © alone', () => {
+    expect(emojiRuns('hi ☺️ and ✌🏽 ok')).toEqual([
+      { text: 'hi ', emoji: false },
+      { text: '☺️', emoji: true },
+      { text: ' and ', emoji: false },
+      { text: '✌🏽', emoji: true },
+      { text: ' ok', emoji: false },
+    ])
+    expect(emojiRuns('👩‍👩‍👧🇨🇳!')).toEqual([
+      { text: '👩‍👩‍👧🇨🇳', emoji: true },
+      { text: '!', emoji: false },
+    ])
+    expect(emojiRuns('© 2026 #1 ☺')).toEqual([{ text: '© 2026 #1 ☺', emoji: false }])
+    expect(emojiRuns('')).toEqual([])
   })
 })

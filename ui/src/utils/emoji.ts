@@ -154,3 +154,31 @@ export function closedShortcodeAt(text: string, caret: number, data: EmojiData):
   const start = caret - m[0].length
   return entry && !inCode(text, start) ? { start, entry } : null
 }
+
+/**
+ * An emoji as a colour glyph: one with emoji presentation by default, or any
+ * pictograph asked for as emoji (U+FE0F) or given a skin tone, then its tone and ZWJ parts; or a
+ * flag (two regional indicators). Keycaps and bare ©/™ stay text.
+ */
+const EMOJI_RUN =
+  /(?:\p{Emoji_Presentation}|\p{Extended_Pictographic}(?:\uFE0F|\p{Emoji_Modifier}))(?:\p{Emoji_Modifier}|\uFE0F|\u20E3|\u200D(?:\p{Extended_Pictographic}\uFE0F?\p{Emoji_Modifier}?))*|\p{Regional_Indicator}{2}/gu
+
+/**
+ * Splits text into text and emoji runs, so the emoji can be drawn with the
+ * colour emoji fonts: in the text font stack a font such as DejaVu Sans has
+ * black-and-white glyphs for some of them (☺️, ✌️) and would win.
+ */
+export function emojiRuns(text: string): { text: string; emoji: boolean }[] {
+  const out: { text: string; emoji: boolean }[] = []
+  let at = 0
+  for (const m of text.matchAll(EMOJI_RUN)) {
+    const i = m.index ?? 0
+    if (i > at) out.push({ text: text.slice(at, i), emoji: false })
+    const last = out[out.length - 1]
+    if (last?.emoji && i === at) last.text += m[0]
+    else out.push({ text: m[0], emoji: true })
+    at = i + m[0].length
+  }
+  if (at < text.length) out.push({ text: text.slice(at), emoji: false })
+  return out
+}

@@ -63,6 +63,15 @@ describe('MessageText', () => {
     expect(mountWith(MessageText, { props: { text: '123' } }).find('[data-testid="message-text"]').classes()).not.toContain('text-4xl')
   })
 
+  it('draws emoji inside text with the colour emoji fonts, and the text around them as text', () => {
+    const w = mountWith(MessageText, { props: { text: 'peace ✌️ **and ☺️**' } })
+    expect(w.findAll('[data-emoji]').map((n) => [n.text(), n.classes()])).toEqual([
+      ['✌️', ['font-emoji']],
+      ['☺️', ['font-emoji']],
+    ])
+    expect(w.find('[data-testid="message-text"]').text()).toBe('peace ✌️ and ☺️')
+  })
+
   it('renders bold, italic, strikethrough, code, quotes and lists as elements', () => {
     const w = mountWith(MessageText, { props: { text: '**bold** _it_ ~~gone~~ `x`\n\n> quoted\n\n- one\n- two\n\n3. three' } })
     expect(w.find('strong').text()).toBe('bold')

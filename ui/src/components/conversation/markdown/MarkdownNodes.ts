@@ -7,6 +7,7 @@ import type { PropType, VNodeChild } from 'vue'
 import type { MdNode } from '../../../utils/markdown'
 import { isOpenableLink } from '../../../utils/markdown'
 import { useUiStore } from '../../../stores/ui'
+import { emojiRuns } from '../../../utils/emoji'
 import { useProfilesStore } from '../../../stores/profiles'
 import { useSessionStore } from '../../../stores/session'
 import CodeBlock from './CodeBlock.vue'
@@ -17,6 +18,13 @@ const MENTION_ME = 'bg-amber-200 text-amber-950 dark:bg-amber-400/35 dark:text-a
 const MENTION_OTHER = 'bg-brand-500/12 text-brand-700 dark:bg-brand-400/15 dark:text-brand-200'
 const LINK = 'focus-ring rounded-sm underline decoration-1 underline-offset-2 opacity-95 hover:opacity-100'
 const BLOCK = 'my-1 first:mt-0 last:mb-0'
+
+/** Text, with its emoji runs in the colour emoji fonts (see emojiRuns). */
+function textWithEmoji(text: string): VNodeChild {
+  const runs = emojiRuns(text)
+  if (!runs.some((r) => r.emoji)) return text
+  return runs.map((r) => (r.emoji ? h('span', { class: 'font-emoji', 'data-emoji': '' }, r.text) : r.text))
+}
 
 export default defineComponent({
   name: 'MarkdownNodes',
@@ -35,7 +43,7 @@ export default defineComponent({
     const one = (n: MdNode): VNodeChild => {
       switch (n.type) {
         case 'text':
-          return n.text
+          return textWithEmoji(n.text)
         case 'br':
           return '\n'
         case 'mention': {
