@@ -1,0 +1,95 @@
+//! What a running call reports: its state, levels, stats, frames and
+//! device warnings; and the devices a machine has.
+
+use bytes::Bytes;
+use courier_proto::call::EndReason;
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallState {
+    /// Negotiating, ICE not connected yet.
+    Connecting,
+    /// ICE (and DTLS) connected: media flows.
+    Connected,
+    /// ICE was lost; an ICE restart is under way.
+    Reconnecting,
+    /// Over. `by_peer`: the other side (or the server's `gone`) ended it.
+    Ended { reason: EndReason, by_peer: bool },
+}
+
+/// A snapshot of the call's transport and media counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStats {
+    /// "new" | "checking" | "connected" | "completed" | "failed" | "disconnected" | "closed".
+    pub ice_state: String,
+    /// Local candidate type of the selected pair: host | srflx | prflx | relay.
+    pub candidate_type: Option<String>,
+    pub rtt_ms: Option<f64>,
+    /// RTP packets and payload bytes, audio and video together.
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    /// As the receiver reports it (may be negative with duplicates).
+    pub packets_lost: i64,
+    pub loss_pct: f64,
+    /// Level of what we hear (remote), recent RMS in dBFS.
+    pub audio_level_dbfs: Option<f64>,
+    pub video_frames_decoded: u64,
+    pub video_frames_sent: u64,
+    /// Milliseconds since ICE first connected.
+    pub connected_ms: Option<u64>,
+}
+
+/// Everything a call tells its owner, in order, on the channel
+/// [`Call::start`](crate::Call::start) returns.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallEvent {
+    State(CallState),
+    /// The peer's mute/camera state (from its `media` signal).
+    RemoteMedia {
+        audio: bool,
+        video: bool,
+    },
+    /// Levels in dBFS (about 10/s): what we send (mic) and what we hear.
+    /// Silence is −100.
+    Levels {
+        local: f64,
+        remote: f64,
+    },
+    /// About every second while the call runs.
+    Stats(CallStats),
+    /// A decoded frame (only with `MediaConfig.frames`): RGBA, width*height*4 bytes.
+    /// `remote: false` is the self-view.
+    Frame {
+        remote: bool,
+        width: u32,
+        height: u32,
+        rgba: Bytes,
+    },
+    /// A device problem that does not end the call. Codes: `no_camera`
+    /// ("no camera: audio only"), `no_microphone` ("no microphone: listen
+    /// only"), `no_speaker`, `device` (any other device error).
+    Warning {
+        code: String,
+        message: String,
+    },
+}
+
+/// What a device is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeviceKind {
+    Mic,
+    Camera,
+    Speaker,
+}
+
+/// One capture or playback device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Stable within a session: pass it back in `AudioSource::Device` etc.
+    pub id: String,
+    /// For people.
+    pub name: String,
+    pub kind: DeviceKind,
+}

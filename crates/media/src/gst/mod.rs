@@ -1,0 +1,4 @@
+//! The media engine over GStreamer `webrtcbin`: the only module that knows
+//! GStreamer.
+
+pub mod devices;

@@ -1,0 +1,1 @@
+//! The call negotiation machine (protocol §12), sans IO.
