@@ -1,27 +1,59 @@
-//! The [`Call`] handle and its driver task.
+//! The [`Call`] handle and its driver task: one tokio task per call owns the
+//! negotiation [`Machine`] and the media [`Session`], and is the only place
+//! either is touched. GStreamer callbacks reach it as engine events over a
+//! channel; the handle's methods reach it as commands; a 100 ms tick drives
+//! the machine's timers, the level meters and (every second) the stats and
+//! bandwidth adaptation. Outgoing signals go through one sender task, so they
+//! leave in the order the machine produced them.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{CallEvent, CallOptions, CallSignal, CallStats, EndReason, MediaError};
+use crate::gst::session::{EngineEvent, Session};
+use crate::gst::stats::Report;
+use crate::machine::{Action, Ice, Input, Machine};
+use crate::{CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, MediaError};
 
 /// How call signals leave this device. The CLI and the app implement it with
 /// `courier_client::Client::call_signal(iid, signal)` (a `signal` to
-/// `{"call":iid}`). Signals are sent in the order `send` is called; the call
-/// does not wait for one to finish before starting the next send.
+/// `{"call":iid}`). Signals are sent one after another, in order.
 pub trait Signaler: Send + Sync + 'static {
     /// Sends one signal. An error is logged; the call goes on (the 30 s
     /// failure timer ends a call whose peer never hears it).
     fn send(&self, signal: CallSignal) -> BoxFuture<'static, Result<(), String>>;
 }
 
+enum Cmd {
+    Signal(CallSignal),
+    Hangup,
+    Mute(bool),
+    Camera(bool),
+    Devices,
+    RestartIce,
+    Stats(oneshot::Sender<CallStats>),
+}
+
+type Outcome = (EndReason, bool, CallStats);
+
+struct Handle {
+    cmd: mpsc::UnboundedSender<Cmd>,
+    done: watch::Receiver<Option<Outcome>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        let _ = self.cmd.send(Cmd::Hangup);
+    }
+}
+
 /// One running call. Cheap to clone (an `Arc` inside). Dropping the last
 /// clone hangs up.
 #[derive(Clone)]
 pub struct Call {
-    _inner: Arc<()>,
+    inner: Arc<Handle>,
 }
 
 impl Call {
@@ -31,40 +63,300 @@ impl Call {
     ///
     /// # Errors
     /// [`MediaError::Unavailable`] when GStreamer or a needed element is
-    /// missing. A missing device is not an error: it is a
-    /// [`CallEvent::Warning`] and the call goes on without it.
+    /// missing, or when called outside a tokio runtime. A missing device is
+    /// not an error: it is a [`CallEvent::Warning`] and the call goes on
+    /// without it.
     pub fn start(
-        _opts: CallOptions,
-        _signaler: Arc<dyn Signaler>,
+        opts: CallOptions,
+        signaler: Arc<dyn Signaler>,
     ) -> Result<(Call, mpsc::UnboundedReceiver<CallEvent>), MediaError> {
-        Err(MediaError::Unavailable("not built yet".into()))
+        let rt = tokio::runtime::Handle::try_current()
+            .map_err(|_| MediaError::Unavailable("Call::start needs a tokio runtime".into()))?;
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (engine_tx, engine_rx) = mpsc::unbounded_channel();
+        let session = Session::start(&opts.media, engine_tx.clone(), events.clone())?;
+        let (cmd, cmd_rx) = mpsc::unbounded_channel();
+        let (done_tx, done) = watch::channel(None);
+        let (out_tx, mut out_rx) = mpsc::unbounded_channel::<CallSignal>();
+        let iid = opts.iid.clone();
+        rt.spawn(async move {
+            while let Some(s) = out_rx.recv().await {
+                if let Err(e) = signaler.send(s).await {
+                    tracing::warn!(iid, error = %e, "call signal not sent");
+                }
+            }
+        });
+        let driver = Driver {
+            machine: Machine::new(opts.role),
+            session,
+            engine_tx,
+            events,
+            out: out_tx,
+            epoch: Instant::now(),
+            ice: "new".into(),
+            connected_at: None,
+            muted: false,
+            last_report: Report::default(),
+        };
+        rt.spawn(driver.run(cmd_rx, engine_rx, done_tx));
+        Ok((Call { inner: Arc::new(Handle { cmd, done }) }, events_rx))
+    }
+
+    fn send(&self, c: Cmd) {
+        let _ = self.inner.cmd.send(c);
     }
 
     /// Feeds a call signal that arrived for this call (from the other call
     /// device, or the server's `gone`).
-    pub fn on_signal(&self, _signal: CallSignal) {}
+    pub fn on_signal(&self, signal: CallSignal) {
+        self.send(Cmd::Signal(signal));
+    }
 
     /// Sends `end{hangup}` and closes the media.
-    pub fn hangup(&self) {}
+    pub fn hangup(&self) {
+        self.send(Cmd::Hangup);
+    }
 
     /// Mutes or unmutes the microphone; sends `media{…}`.
-    pub fn set_muted(&self, _muted: bool) {}
+    pub fn set_muted(&self, muted: bool) {
+        self.send(Cmd::Mute(muted));
+    }
 
     /// Turns the camera on or off: a direction change by `renegotiate`
-    /// (never a new m-line); sends `media{…}`.
-    pub fn set_camera(&self, _on: bool) {}
+    /// (never a new m-line); sends `media{…}`. Without a camera, turning it
+    /// on is a `no_camera` warning.
+    pub fn set_camera(&self, on: bool) {
+        self.send(Cmd::Camera(on));
+    }
 
-    /// Switches devices mid-call; `None` leaves that one as it is.
-    pub fn set_devices(&self, _mic: Option<String>, _camera: Option<String>, _speaker: Option<String>) {}
+    /// Device choice mid-call. The running call keeps its devices (a
+    /// `device` warning says so); the choice applies to the next call and to
+    /// [`MicTest`](crate::MicTest).
+    pub fn set_devices(&self, mic: Option<String>, camera: Option<String>, speaker: Option<String>) {
+        if mic.is_some() || camera.is_some() || speaker.is_some() {
+            self.send(Cmd::Devices);
+        }
+    }
 
-    /// The current counters.
+    /// Restarts ICE now (new credentials by `renegotiate`), as after a
+    /// network change.
+    pub fn restart_ice(&self) {
+        self.send(Cmd::RestartIce);
+    }
+
+    /// The current counters (the final ones once the call is over).
     pub async fn stats(&self) -> CallStats {
-        CallStats::default()
+        let (tx, rx) = oneshot::channel();
+        self.send(Cmd::Stats(tx));
+        match rx.await {
+            Ok(s) => s,
+            Err(_) => self.inner.done.borrow().as_ref().map(|o| o.2.clone()).unwrap_or_default(),
+        }
     }
 
     /// Waits for the end; returns the reason, whether the peer ended it, and
     /// the final stats.
     pub async fn ended(&self) -> (EndReason, bool, CallStats) {
-        (EndReason::Failed, false, CallStats::default())
+        let mut done = self.inner.done.clone();
+        match done.wait_for(Option::is_some).await {
+            Ok(v) => v.clone().expect("waited for Some"),
+            // The driver is gone without an outcome: only if the runtime shut down.
+            Err(_) => (EndReason::Failed, false, CallStats::default()),
+        }
+    }
+}
+
+struct Driver {
+    machine: Machine,
+    session: Session,
+    engine_tx: mpsc::UnboundedSender<EngineEvent>,
+    events: mpsc::UnboundedSender<CallEvent>,
+    out: mpsc::UnboundedSender<CallSignal>,
+    epoch: Instant,
+    ice: String,
+    connected_at: Option<Instant>,
+    muted: bool,
+    last_report: Report,
+}
+
+impl Driver {
+    fn now(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    async fn run(
+        mut self,
+        mut cmds: mpsc::UnboundedReceiver<Cmd>,
+        mut engine: mpsc::UnboundedReceiver<EngineEvent>,
+        done: watch::Sender<Option<Outcome>>,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks = 0u64;
+        let mut end = self.step(Input::Start).await;
+        if end.is_none() {
+            let video = self.session.camera_on();
+            end = self.step(Input::MediaState { audio: true, video }).await;
+        }
+        while end.is_none() {
+            let input = tokio::select! {
+                c = cmds.recv() => match c {
+                    Some(c) => self.command(c).await,
+                    None => Some(Input::Hangup),
+                },
+                Some(e) = engine.recv() => self.engine_event(e),
+                _ = tick.tick() => {
+                    ticks += 1;
+                    self.meter(ticks.is_multiple_of(10)).await;
+                    Some(Input::Tick)
+                }
+            };
+            if let Some(input) = input {
+                end = self.step(input).await;
+            }
+        }
+        let (reason, by_peer) = end.expect("loop ends with an outcome");
+        let stats = self.stats().await;
+        self.session.close();
+        let _ = done.send(Some((reason, by_peer, stats)));
+    }
+
+    async fn command(&mut self, c: Cmd) -> Option<Input> {
+        match c {
+            Cmd::Signal(s) => Some(Input::Signal(s)),
+            Cmd::Hangup => Some(Input::Hangup),
+            Cmd::RestartIce => Some(Input::RestartIce),
+            Cmd::Mute(m) => {
+                self.muted = m;
+                self.session.set_muted(m);
+                Some(Input::MediaState { audio: !m, video: self.session.camera_on() })
+            }
+            Cmd::Camera(on) => {
+                if on && !self.session.has_camera() {
+                    self.warn("no_camera", "no camera: audio only");
+                    return None;
+                }
+                if on == self.session.camera_on() {
+                    return None;
+                }
+                self.session.set_camera(on);
+                let _ = self.step(Input::CameraChanged).await;
+                Some(Input::MediaState { audio: !self.muted, video: on })
+            }
+            Cmd::Devices => {
+                self.warn("device", "the new devices apply from the next call");
+                None
+            }
+            Cmd::Stats(tx) => {
+                let _ = tx.send(self.stats().await);
+                None
+            }
+        }
+    }
+
+    fn warn(&self, code: &str, message: &str) {
+        let _ = self.events.send(CallEvent::Warning { code: code.into(), message: message.into() });
+    }
+
+    fn engine_event(&mut self, e: EngineEvent) -> Option<Input> {
+        match e {
+            EngineEvent::Description { offer, sdp } => Some(Input::LocalDescription { offer, sdp }),
+            EngineEvent::Candidate { candidate, mid, mline } => {
+                Some(Input::LocalCandidate { candidate, mid, mline })
+            }
+            EngineEvent::Ice(s) => {
+                self.ice = s.clone();
+                Some(Input::Ice(Ice::parse(&s)))
+            }
+            EngineEvent::Warning { code, message } => {
+                self.warn(&code, &message);
+                None
+            }
+            EngineEvent::Error(message) => {
+                tracing::warn!(%message, "media error");
+                self.warn("media", &message);
+                None
+            }
+        }
+    }
+
+    /// Runs one input through the machine and carries out its actions;
+    /// returns the outcome once the call has ended.
+    async fn step(&mut self, input: Input) -> Option<(EndReason, bool)> {
+        let actions = self.machine.handle(self.now(), input);
+        let mut end = None;
+        for a in actions {
+            match a {
+                Action::Send(s) => {
+                    let _ = self.out.send(s);
+                }
+                Action::CreateOffer { ice_restart } => {
+                    self.session.create_offer(&self.engine_tx, ice_restart)
+                }
+                Action::SetLocal { offer, sdp } => {
+                    if let Err(e) = self.session.set_local(offer, &sdp) {
+                        self.warn("media", &e.to_string());
+                    }
+                }
+                Action::ApplyOffer(sdp) => self.session.apply_offer(&self.engine_tx, &sdp),
+                Action::ApplyAnswer(sdp) => self.session.apply_answer(&self.engine_tx, &sdp),
+                Action::Rollback => self.session.rollback(),
+                Action::AddCandidate { candidate, mid, mline } => {
+                    self.session.add_candidate(&candidate, mid.as_deref(), mline)
+                }
+                Action::State(s) => {
+                    if s == CallState::Connected && self.connected_at.is_none() {
+                        self.connected_at = Some(Instant::now());
+                    }
+                    if let CallState::Ended { reason, by_peer } = s {
+                        end = Some((reason, by_peer));
+                    }
+                    let _ = self.events.send(CallEvent::State(s));
+                }
+                Action::RemoteMedia { audio, video } => {
+                    let _ = self.events.send(CallEvent::RemoteMedia { audio, video });
+                }
+                Action::Close => {}
+            }
+        }
+        end
+    }
+
+    /// Levels every tick; stats and bandwidth adaptation when `full`.
+    async fn meter(&mut self, full: bool) {
+        let (local, remote) = self.session.levels();
+        if local.is_some() || remote.is_some() {
+            let _ = self
+                .events
+                .send(CallEvent::Levels { local: local.unwrap_or(-100.0), remote: remote.unwrap_or(-100.0) });
+        }
+        if full {
+            let s = self.stats().await;
+            self.session.adapt(&self.last_report);
+            let _ = self.events.send(CallEvent::Stats(s));
+        }
+    }
+
+    async fn stats(&mut self) -> CallStats {
+        let r = self.session.report().await;
+        let (_, remote) = self.session.levels();
+        let total = r.packets_received as f64 + r.packets_lost.max(0) as f64;
+        let s = CallStats {
+            ice_state: self.ice.clone(),
+            candidate_type: r.candidate_type.clone(),
+            rtt_ms: r.rtt_ms,
+            packets_sent: r.packets_sent,
+            packets_received: r.packets_received,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            packets_lost: r.packets_lost,
+            loss_pct: if total > 0.0 { r.packets_lost.max(0) as f64 * 100.0 / total } else { 0.0 },
+            audio_level_dbfs: remote,
+            video_frames_decoded: r.frames_decoded,
+            video_frames_sent: r.frames_sent,
+            connected_ms: self.connected_at.map(|t| t.elapsed().as_millis() as u64),
+        };
+        self.last_report = r;
+        s
     }
 }

@@ -1,0 +1,294 @@
+//! Unit tests of the negotiation machine: every rule of protocol §12 it holds.
+
+use super::*;
+
+fn cand(n: u32) -> CallSignal {
+    CallSignal::Candidate {
+        candidate: format!("candidate:{n} 1 UDP 2122252543 10.0.0.1 4000{n} typ host"),
+        mid: Some("audio0".into()),
+        mline: Some(0),
+        ufrag: None,
+    }
+}
+
+fn local(n: u32) -> Input {
+    Input::LocalCandidate {
+        candidate: format!("candidate:{n} 1 UDP 1 10.0.0.2 5000{n} typ host"),
+        mid: Some("audio0".into()),
+        mline: 0,
+    }
+}
+
+fn sent(actions: &[Action]) -> Vec<&CallSignal> {
+    actions.iter().filter_map(|a| if let Action::Send(s) = a { Some(s) } else { None }).collect()
+}
+
+fn offer(sdp: &str) -> Input {
+    Input::LocalDescription { offer: true, sdp: sdp.into() }
+}
+
+fn answer(sdp: &str) -> Input {
+    Input::LocalDescription { offer: false, sdp: sdp.into() }
+}
+
+/// A caller whose first offer is out.
+fn caller_offered() -> Machine {
+    let mut m = Machine::new(Role::Caller);
+    assert_eq!(
+        m.handle(0, Input::Start),
+        vec![Action::State(CallState::Connecting), Action::CreateOffer { ice_restart: false }]
+    );
+    let a = m.handle(10, offer("o1"));
+    assert_eq!(a[0], Action::SetLocal { offer: true, sdp: "o1".into() });
+    assert_eq!(sent(&a), vec![&CallSignal::Offer { sdp: "o1".into() }]);
+    m
+}
+
+/// A callee that has answered the first offer.
+fn callee_answered() -> Machine {
+    let mut m = Machine::new(Role::Callee);
+    m.handle(0, Input::Start);
+    assert_eq!(
+        m.handle(5, Input::Signal(CallSignal::Offer { sdp: "o1".into() })),
+        vec![Action::ApplyOffer("o1".into())]
+    );
+    let a = m.handle(6, answer("a1"));
+    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a1".into() }]);
+    m
+}
+
+fn connected(m: &mut Machine, now: u64) {
+    let a = m.handle(now, Input::Ice(Ice::Connected));
+    assert_eq!(a, vec![Action::State(CallState::Connected)]);
+}
+
+#[test]
+fn the_caller_sends_one_offer_first_then_its_candidates() {
+    let mut m = Machine::new(Role::Caller);
+    m.handle(0, Input::Start);
+    // A candidate before the offer is out waits behind it.
+    assert!(m.handle(1, local(1)).is_empty());
+    let a = m.handle(2, offer("o1"));
+    let s = sent(&a);
+    assert!(matches!(s[0], CallSignal::Offer { .. }));
+    assert!(matches!(s[1], CallSignal::Candidate { .. }));
+    assert_eq!(s.len(), 2);
+    // A callee's offer never comes from the caller side again: later offers are renegotiate.
+    m.handle(3, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(4, Input::CameraChanged);
+    let a = m.handle(5, offer("o2"));
+    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "o2".into() }]);
+}
+
+#[test]
+fn the_callee_sends_nothing_but_end_before_the_offer() {
+    let mut m = Machine::new(Role::Callee);
+    assert_eq!(m.handle(0, Input::Start), vec![Action::State(CallState::Connecting)]);
+    assert!(m.handle(1, local(1)).is_empty());
+    assert!(m.handle(2, Input::CameraChanged).is_empty(), "no renegotiate before the offer");
+    assert!(
+        m.handle(2, Input::MediaState { audio: false, video: true }).is_empty(),
+        "no media before the offer"
+    );
+    assert!(m.handle(3, Input::Signal(CallSignal::Renegotiate { sdp: "x".into() })).is_empty());
+    // The offer: answer, then the held candidate, then the held camera change.
+    m.handle(4, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    let a = m.handle(5, answer("a1"));
+    let s = sent(&a);
+    assert!(matches!(s[0], CallSignal::Answer { .. }));
+    assert!(matches!(s[1], CallSignal::Candidate { .. }));
+    assert_eq!(s[2], &CallSignal::Media { audio: false, video: true });
+    assert_eq!(a.last(), Some(&Action::CreateOffer { ice_restart: false }));
+    // A second offer is not an offer the callee takes.
+    assert!(m.handle(6, Input::Signal(CallSignal::Offer { sdp: "o9".into() })).is_empty());
+    // Ending is allowed any time.
+    let mut early = Machine::new(Role::Callee);
+    early.handle(0, Input::Start);
+    assert_eq!(sent(&early.handle(1, Input::Hangup)), vec![&CallSignal::End { reason: EndReason::Hangup }]);
+}
+
+#[test]
+fn late_and_early_candidates_are_buffered_in_order_until_the_remote_description() {
+    let mut m = caller_offered();
+    assert!(m.handle(20, Input::Signal(cand(1))).is_empty());
+    let empty = CallSignal::Candidate { candidate: String::new(), mid: None, mline: Some(0), ufrag: None };
+    assert!(m.handle(21, Input::Signal(empty.clone())).is_empty());
+    assert!(m.handle(22, Input::Signal(cand(2))).is_empty());
+    let a = m.handle(23, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    let adds: Vec<String> = a
+        .iter()
+        .filter_map(|x| {
+            if let Action::AddCandidate { candidate, .. } = x { Some(candidate.clone()) } else { None }
+        })
+        .collect();
+    assert_eq!(a[0], Action::ApplyAnswer("a1".into()));
+    assert_eq!(adds.len(), 2);
+    assert!(adds[0].starts_with("candidate:1 ") && adds[1].starts_with("candidate:2 "));
+    // After the description, a candidate goes straight in; mid is kept for the engine.
+    let a = m.handle(24, Input::Signal(cand(3)));
+    assert!(matches!(&a[..], [Action::AddCandidate { mid: Some(m), .. }] if m == "audio0"));
+    assert!(m.handle(25, Input::Signal(empty)).is_empty());
+}
+
+#[test]
+fn the_callee_buffers_candidates_that_overtake_the_offer() {
+    let mut m = Machine::new(Role::Callee);
+    m.handle(0, Input::Start);
+    assert!(m.handle(1, Input::Signal(cand(7))).is_empty());
+    let a = m.handle(2, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    assert_eq!(a[0], Action::ApplyOffer("o1".into()));
+    assert!(matches!(&a[1], Action::AddCandidate { candidate, .. } if candidate.starts_with("candidate:7 ")));
+}
+
+#[test]
+fn glare_the_callee_rolls_back_and_answers_then_redoes_its_change() {
+    let mut m = callee_answered();
+    m.handle(10, Input::CameraChanged);
+    m.handle(11, offer("callee-o2"));
+    // The caller's renegotiate crosses ours.
+    let a = m.handle(12, Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into() }));
+    assert_eq!(a, vec![Action::Rollback, Action::ApplyOffer("caller-o2".into())]);
+    let a = m.handle(13, answer("a2"));
+    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a2".into() }]);
+    assert_eq!(
+        a.last(),
+        Some(&Action::CreateOffer { ice_restart: false }),
+        "its camera change is made again"
+    );
+    // An answer to the rolled-back offer is not applied.
+    assert!(m.handle(14, Input::Signal(CallSignal::Answer { sdp: "stale".into() })).is_empty());
+}
+
+#[test]
+fn glare_while_the_callee_is_still_making_its_offer_drops_that_offer() {
+    let mut m = callee_answered();
+    m.handle(10, Input::RestartIce);
+    let a = m.handle(11, Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into() }));
+    assert_eq!(a, vec![Action::ApplyOffer("caller-o2".into())]);
+    assert!(m.handle(12, offer("late")).is_empty(), "the offer made before glare is dropped");
+    let a = m.handle(13, answer("a2"));
+    assert_eq!(a.last(), Some(&Action::CreateOffer { ice_restart: true }));
+}
+
+#[test]
+fn glare_the_caller_ignores_the_callees_crossing_offer() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(21, Input::CameraChanged);
+    m.handle(22, offer("caller-o2"));
+    assert!(m.handle(23, Input::Signal(CallSignal::Renegotiate { sdp: "callee-o2".into() })).is_empty());
+    assert_eq!(
+        m.handle(24, Input::Signal(CallSignal::Answer { sdp: "a2".into() })),
+        vec![Action::ApplyAnswer("a2".into())]
+    );
+}
+
+#[test]
+fn end_before_the_answer_closes_and_nothing_more_is_sent() {
+    let mut m = caller_offered();
+    let a = m.handle(20, Input::Signal(CallSignal::End { reason: EndReason::Hangup }));
+    assert_eq!(
+        a,
+        vec![Action::State(CallState::Ended { reason: EndReason::Hangup, by_peer: true }), Action::Close]
+    );
+    assert!(m.handle(21, local(1)).is_empty());
+    assert!(m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into() })).is_empty());
+    assert!(m.handle(23, Input::Hangup).is_empty());
+    assert!(m.handle(60_000, Input::Tick).is_empty());
+    // `gone` from the server ends it the same way.
+    let mut g = caller_offered();
+    let a = g.handle(20, Input::Signal(CallSignal::End { reason: EndReason::Gone }));
+    assert!(sent(&a).is_empty());
+    assert_eq!(g.state(), CallState::Ended { reason: EndReason::Gone, by_peer: true });
+}
+
+#[test]
+fn hangup_before_the_answer_sends_end_once() {
+    let mut m = caller_offered();
+    let a = m.handle(20, Input::Hangup);
+    assert_eq!(sent(&a), vec![&CallSignal::End { reason: EndReason::Hangup }]);
+    assert!(a.contains(&Action::Close));
+    assert!(m.handle(21, Input::Hangup).is_empty());
+}
+
+#[test]
+fn no_connection_30_s_after_the_offer_ends_failed() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    assert!(m.handle(ICE_TIMEOUT_MS - 1, Input::Tick).is_empty());
+    let a = m.handle(ICE_TIMEOUT_MS, Input::Tick);
+    assert_eq!(sent(&a), vec![&CallSignal::End { reason: EndReason::Failed }]);
+    assert_eq!(m.state(), CallState::Ended { reason: EndReason::Failed, by_peer: false });
+    // Connected in time: the timer is off.
+    let mut ok = caller_offered();
+    connected(&mut ok, 500);
+    assert!(ok.handle(ICE_TIMEOUT_MS * 3, Input::Tick).is_empty());
+}
+
+#[test]
+fn the_callees_timer_runs_from_the_offer() {
+    let mut m = Machine::new(Role::Callee);
+    m.handle(0, Input::Start);
+    m.handle(10_000, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    assert!(m.handle(ICE_TIMEOUT_MS + 5_000, Input::Tick).is_empty());
+    assert!(!m.handle(ICE_TIMEOUT_MS + 10_000, Input::Tick).is_empty());
+}
+
+#[test]
+fn ice_lost_makes_the_caller_restart_and_a_new_connection_resumes() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    connected(&mut m, 100);
+    let a = m.handle(5_000, Input::Ice(Ice::Failed));
+    assert_eq!(a, vec![Action::State(CallState::Reconnecting), Action::CreateOffer { ice_restart: true }]);
+    let a = m.handle(5_010, offer("restart"));
+    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "restart".into() }]);
+    m.handle(5_020, Input::Signal(CallSignal::Answer { sdp: "a2".into() }));
+    assert_eq!(m.handle(5_030, Input::Signal(cand(4))).len(), 1, "new-generation candidates go in");
+    connected(&mut m, 6_000);
+    assert!(m.handle(5_000 + ICE_TIMEOUT_MS, Input::Tick).is_empty());
+}
+
+#[test]
+fn a_restart_that_never_connects_ends_failed() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    connected(&mut m, 100);
+    m.handle(5_000, Input::Ice(Ice::Disconnected));
+    assert!(m.handle(5_000 + ICE_TIMEOUT_MS - 1, Input::Tick).is_empty());
+    let a = m.handle(5_000 + ICE_TIMEOUT_MS, Input::Tick);
+    assert_eq!(sent(&a), vec![&CallSignal::End { reason: EndReason::Failed }]);
+}
+
+#[test]
+fn the_callee_restarts_only_if_the_caller_has_not() {
+    let mut m = callee_answered();
+    connected(&mut m, 100);
+    assert_eq!(m.handle(1_000, Input::Ice(Ice::Failed)), vec![Action::State(CallState::Reconnecting)]);
+    assert!(m.handle(1_000 + CALLEE_RESTART_GRACE_MS - 1, Input::Tick).is_empty());
+    let a = m.handle(1_000 + CALLEE_RESTART_GRACE_MS, Input::Tick);
+    assert_eq!(a, vec![Action::CreateOffer { ice_restart: true }]);
+    // The caller's restart came first: the callee answers it and makes none.
+    let mut n = callee_answered();
+    connected(&mut n, 100);
+    n.handle(1_000, Input::Ice(Ice::Failed));
+    n.handle(1_500, Input::Signal(CallSignal::Renegotiate { sdp: "restart".into() }));
+    n.handle(1_510, answer("a2"));
+    assert!(n.handle(1_000 + CALLEE_RESTART_GRACE_MS, Input::Tick).is_empty());
+}
+
+#[test]
+fn changes_asked_mid_negotiation_wait_for_stable() {
+    let mut m = caller_offered();
+    assert!(m.handle(20, Input::CameraChanged).is_empty(), "the first answer is still out");
+    assert!(m.handle(21, Input::RestartIce).is_empty());
+    let a = m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    assert_eq!(a.last(), Some(&Action::CreateOffer { ice_restart: true }), "merged into one renegotiation");
+}
+
+#[test]
+fn remote_media_state_is_passed_on() {
+    let mut m = callee_answered();
+    let a = m.handle(10, Input::Signal(CallSignal::Media { audio: false, video: true }));
+    assert_eq!(a, vec![Action::RemoteMedia { audio: false, video: true }]);
+}
