@@ -221,7 +221,11 @@ async fn scenario() {
     assert!(stats_b.packets_received > got + 50, "media flows after the restart");
     bw.until("B still hears A after the restart", |w| w.remote_db > -40.0).await;
     assert_eq!(bw.state, Some(CallState::Connected));
-    print_stats("A", &a.stats().await);
+    let stats_a = a.stats().await;
+    print_stats("A", &stats_a);
+    assert_eq!(stats_a.candidate_type.as_deref(), Some("host"));
+    assert!(stats_a.rtt_ms.is_some() && stats_a.bytes_sent > 0 && stats_a.bytes_received > 0);
+    assert!(stats_a.connected_ms.is_some() && stats_a.ice_state != "new");
     print_stats("B", &stats_b);
 
     // Hang-up on A ends both.

@@ -298,9 +298,21 @@ pub fn frame_tap(
     let queue = make("queue")?;
     queue.set_property("max-size-buffers", 2u32);
     queue.set_property_from_str("leaky", "downstream");
-    let rate = make("videorate")?;
-    rate.set_property("drop-only", true);
-    rate.set_property("max-rate", opts.fps.max(1) as i32);
+    // At most `fps` frames a second, dropped before conversion (a probe,
+    // not videorate: decoded WebRTC frames carry no durations).
+    let every = std::time::Duration::from_secs(1) / opts.fps.max(1);
+    let last: Mutex<Option<std::time::Instant>> = Mutex::new(None);
+    if let Some(pad) = queue.static_pad("src") {
+        pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+            let now = std::time::Instant::now();
+            let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < every) {
+                return gst::PadProbeReturn::Drop;
+            }
+            *last = Some(now);
+            gst::PadProbeReturn::Ok
+        });
+    }
     let caps = format!(
         "video/x-raw,format=RGBA,width=[1,{}],height=[1,{}],pixel-aspect-ratio=1/1",
         opts.max_width.max(1),
@@ -335,10 +347,7 @@ pub fn frame_tap(
             .build(),
     );
     let sink: gst::Element = sink.upcast();
-    add_linked(
-        bin,
-        &[&queue, &rate, &make("videoconvert")?, &make("videoscale")?, &capsfilter(&caps)?, &sink],
-    )?;
+    add_linked(bin, &[&queue, &make("videoconvert")?, &make("videoscale")?, &capsfilter(&caps)?, &sink])?;
     Ok(queue)
 }
 

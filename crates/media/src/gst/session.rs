@@ -40,6 +40,12 @@ pub enum EngineEvent {
     Error(String),
 }
 
+/// `COURIER_ICE_RELAY_ONLY=1`: use TURN relay candidates only (tests of
+/// the relay path, and people who must not reveal their addresses).
+pub fn relay_only() -> bool {
+    std::env::var("COURIER_ICE_RELAY_ONLY").is_ok_and(|v| v == "1")
+}
+
 /// A running media session.
 pub struct Session {
     pipeline: gst::Pipeline,
@@ -152,6 +158,17 @@ impl Session {
             .build()
             .map_err(|_| MediaError::Unavailable("webrtcbin".into()))?;
         webrtc.set_property("latency", 100u32);
+        // No UPnP port mapping (multicast discovery on the LAN; browsers don't).
+        let ice = webrtc.property::<gst::glib::Object>("ice-agent");
+        if ice.find_property("agent").is_some() {
+            let agent = ice.property::<gst::glib::Object>("agent");
+            if agent.find_property("upnp").is_some() {
+                agent.set_property("upnp", false);
+            }
+        }
+        if relay_only() {
+            webrtc.set_property("ice-transport-policy", gst_webrtc::WebRTCICETransportPolicy::Relay);
+        }
         for server in &cfg.ice_servers {
             for url in &server.urls {
                 let uri = gst_ice_uri(url, server.username.as_deref(), server.credential.as_deref());

@@ -28,57 +28,133 @@ fn i(s: &gst::StructureRef, f: &str) -> i64 {
     s.get::<i64>(f).ok().or_else(|| s.get::<i32>(f).ok().map(i64::from)).unwrap_or(0)
 }
 
+/// Whether an RTP stats entry is video. webrtcbin 1.22 labels every
+/// bundled stream `kind=audio`, so the clock rate of its own RTP source
+/// statistics decides (90 kHz is video).
 fn is_video(s: &gst::StructureRef) -> bool {
-    s.get::<&str>("kind").map(|k| k == "video").unwrap_or(false)
+    s.get::<gst::Structure>("gst-rtpsource-stats")
+        .ok()
+        .and_then(|r| r.get::<i32>("clock-rate").ok())
+        .map(|rate| rate == 90_000)
+        .unwrap_or_else(|| s.get::<&str>("kind").map(|k| k == "video").unwrap_or(false))
 }
 
 /// Sums the RTP counters and picks the selected pair's local candidate type.
+///
+/// webrtcbin 1.22 reports one candidate pair (the selected one) and swaps
+/// the `type` of local and remote candidate entries, so the pair's
+/// `local-candidate-id` is looked up among both.
 pub fn parse(report: &gst::StructureRef) -> Report {
     let mut r = Report::default();
-    let mut local_candidates = Vec::new();
+    let mut candidates = Vec::new();
     let mut pair_local = None;
+    let mut video_out = Vec::new();
+    let mut remote_in = Vec::new();
     let mut rtts = Vec::new();
     for (_, value) in report.iter() {
         let Ok(s) = value.get::<gst::Structure>() else { continue };
         let Ok(kind) = s.get::<T>("type") else { continue };
+        let id = s.get::<String>("id").unwrap_or_default();
         match kind {
             T::OutboundRtp => {
                 r.packets_sent += u(&s, "packets-sent");
                 r.bytes_sent += u(&s, "bytes-sent");
                 if is_video(&s) {
                     r.video_packets_sent += u(&s, "packets-sent");
+                    video_out.push(id);
                 }
             }
             T::InboundRtp => {
                 r.packets_received += u(&s, "packets-received");
                 r.bytes_received += u(&s, "bytes-received");
-                r.packets_lost += i(&s, "packets-lost");
+                r.packets_lost += i(&s, "packets-lost").max(0);
             }
             T::RemoteInboundRtp => {
                 if let Ok(rtt) = s.get::<f64>("round-trip-time") {
                     rtts.push(rtt * 1000.0);
                 }
-                if is_video(&s) {
-                    r.video_lost += i(&s, "packets-lost");
-                }
+                remote_in
+                    .push((s.get::<String>("local-id").unwrap_or_default(), i(&s, "packets-lost").max(0)));
             }
-            T::CandidatePair => {
-                if let Ok(id) = s.get::<String>("local-candidate-id") {
-                    pair_local = Some(id);
-                }
-            }
-            T::LocalCandidate => {
-                let id = s.get::<String>("id").unwrap_or_default();
-                let ty = s.get::<String>("candidate-type").ok();
-                local_candidates.push((id, ty));
+            T::CandidatePair => pair_local = s.get::<String>("local-candidate-id").ok(),
+            T::LocalCandidate | T::RemoteCandidate => {
+                candidates.push((id, s.get::<String>("candidate-type").ok()))
             }
             _ => {}
         }
     }
-    r.candidate_type = match pair_local {
-        Some(id) => local_candidates.iter().find(|(i, _)| *i == id).and_then(|(_, t)| t.clone()),
-        None => None,
-    };
+    r.video_lost =
+        remote_in.iter().filter(|(local, _)| video_out.contains(local)).map(|(_, lost)| lost).sum();
+    r.candidate_type =
+        pair_local.and_then(|id| candidates.into_iter().find(|(i, _)| *i == id).and_then(|(_, t)| t));
     r.rtt_ms = rtts.into_iter().filter(|v| v.is_finite() && *v > 0.0).reduce(f64::min);
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(kind: T, id: &str, clock: i32, f: &[(&str, u64)]) -> gst::Structure {
+        let mut b = gst::Structure::builder("x").field("type", kind).field("id", id).field(
+            "gst-rtpsource-stats",
+            gst::Structure::builder("application/x-rtp-source-stats").field("clock-rate", clock).build(),
+        );
+        for (k, v) in f {
+            b = b.field(*k, *v);
+        }
+        b.build()
+    }
+
+    #[test]
+    fn a_webrtcbin_1_22_report_reads_right_despite_its_labels() {
+        gst::init().unwrap();
+        let report = gst::Structure::builder("application/x-webrtc-stats")
+            .field("a", rtp(T::OutboundRtp, "out-a", 48_000, &[("packets-sent", 100), ("bytes-sent", 8000)]))
+            .field("v", rtp(T::OutboundRtp, "out-v", 90_000, &[("packets-sent", 50), ("bytes-sent", 50_000)]))
+            .field(
+                "in",
+                rtp(T::InboundRtp, "in-a", 48_000, &[("packets-received", 90), ("bytes-received", 7000)]),
+            )
+            .field(
+                "rv",
+                gst::Structure::builder("x")
+                    .field("type", T::RemoteInboundRtp)
+                    .field("local-id", "out-v")
+                    .field("packets-lost", 7i64)
+                    .field("round-trip-time", 0.012f64)
+                    .build(),
+            )
+            .field(
+                "pair",
+                gst::Structure::builder("x")
+                    .field("type", T::CandidatePair)
+                    .field("local-candidate-id", "ice-candidate-local_1")
+                    .build(),
+            )
+            // 1.22 labels our own candidate `remote-candidate`.
+            .field(
+                "l",
+                gst::Structure::builder("x")
+                    .field("type", T::RemoteCandidate)
+                    .field("id", "ice-candidate-local_1")
+                    .field("candidate-type", "relay")
+                    .build(),
+            )
+            .field(
+                "r",
+                gst::Structure::builder("x")
+                    .field("type", T::LocalCandidate)
+                    .field("id", "ice-candidate-remote_1")
+                    .field("candidate-type", "host")
+                    .build(),
+            )
+            .build();
+        let r = parse(&report);
+        assert_eq!((r.packets_sent, r.bytes_sent), (150, 58_000));
+        assert_eq!((r.packets_received, r.bytes_received), (90, 7000));
+        assert_eq!((r.video_packets_sent, r.video_lost), (50, 7));
+        assert_eq!(r.candidate_type.as_deref(), Some("relay"));
+        assert_eq!(r.rtt_ms, Some(12.0));
+    }
 }

@@ -1,0 +1,164 @@
+//! Sources and sinks around a call: missing devices are warnings (never a
+//! crash), a WAV file is played looped, and decoded frames reach the owner
+//! as RGBA.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use courier_media::{
+    AudioSink, AudioSource, Call, CallEvent, CallOptions, CallSignal, CallState, DeviceKind, FrameOptions,
+    MediaConfig, Role, VideoSource,
+};
+use tokio::time::timeout;
+
+use support::{deliver, dominant, in_namespace, pipe, wav_samples};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+#[test]
+fn missing_devices_are_warnings_and_the_call_still_offers() {
+    rt().block_on(async {
+        let have = courier_media::devices();
+        let has = |k: DeviceKind| have.iter().any(|d| d.kind == k);
+        let (signals, _rx) = pipe();
+        let opts = CallOptions {
+            iid: "i1".into(),
+            role: Role::Caller,
+            media: MediaConfig { video: true, ..MediaConfig::default() },
+        };
+        let (call, mut events) = Call::start(opts, signals.clone()).expect("a call starts without devices");
+        let mut codes = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while signals.log.lock().unwrap().is_empty() && Instant::now() < deadline {
+            if let Ok(Some(CallEvent::Warning { code, .. })) =
+                timeout(Duration::from_millis(100), events.recv()).await
+            {
+                codes.push(code);
+            }
+        }
+        while let Ok(e) = events.try_recv() {
+            if let CallEvent::Warning { code, .. } = e {
+                codes.push(code);
+            }
+        }
+        for (kind, code) in [
+            (DeviceKind::Mic, "no_microphone"),
+            (DeviceKind::Camera, "no_camera"),
+            (DeviceKind::Speaker, "no_speaker"),
+        ] {
+            if !has(kind) {
+                assert!(codes.iter().any(|c| c == code), "no {code} warning in {codes:?}");
+            }
+        }
+        let offer = signals.log.lock().unwrap().first().cloned();
+        let Some(CallSignal::Offer { sdp }) = offer else { panic!("no offer: {offer:?}") };
+        let video = sdp.split("m=video").nth(1).expect("a video m-line");
+        if !has(DeviceKind::Camera) {
+            assert!(video.contains("a=recvonly"), "without a camera the video m-line is recvonly");
+            call.set_camera(true);
+            let w = timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Some(CallEvent::Warning { code, .. }) = events.recv().await {
+                        break code;
+                    }
+                }
+            });
+            assert_eq!(w.await.expect("a warning"), "no_camera");
+        }
+        call.hangup();
+        let (reason, by_peer, _) = call.ended().await;
+        assert_eq!((reason, by_peer), (courier_media::EndReason::Hangup, false));
+    });
+}
+
+/// Writes a 16-bit mono WAV of a sine.
+fn tone_wav(path: &std::path::Path, hz: f64, rate: u32, secs: f64) {
+    let n = (f64::from(rate) * secs) as usize;
+    let data: Vec<u8> = (0..n)
+        .flat_map(|i| {
+            let v = 0.4 * (2.0 * std::f64::consts::PI * hz * i as f64 / f64::from(rate)).sin();
+            ((v * 32767.0) as i16).to_le_bytes()
+        })
+        .collect();
+    let mut f = Vec::new();
+    f.extend_from_slice(b"RIFF");
+    f.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    f.extend_from_slice(b"WAVEfmt \x10\0\0\0\x01\0\x01\0");
+    f.extend_from_slice(&rate.to_le_bytes());
+    f.extend_from_slice(&(rate * 2).to_le_bytes());
+    f.extend_from_slice(b"\x02\0\x10\0data");
+    f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    f.extend_from_slice(&data);
+    std::fs::write(path, f).unwrap();
+}
+
+#[test]
+fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
+    if !in_namespace("a_wav_file_is_played_looped_and_frames_arrive_as_rgba") {
+        return;
+    }
+    rt().block_on(async {
+        let dir = std::env::temp_dir().join(format!("courier-media-sources-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (play, heard) = (dir.join("play.wav"), dir.join("heard.wav"));
+        // A 16 kHz file of 0.3 s: resampled, and looped many times over the call.
+        tone_wav(&play, 550.0, 16_000, 0.3);
+        let frames = FrameOptions { max_width: 320, max_height: 240, fps: 15 };
+        let media = |audio_in, audio_out, frames| MediaConfig {
+            ice_servers: Vec::new(),
+            audio_in,
+            audio_out,
+            video_in: VideoSource::Test,
+            video: true,
+            frames,
+        };
+        let (a_pipe, a_out) = pipe();
+        let (b_pipe, b_out) = pipe();
+        let (b, mut b_rx) = Call::start(
+            CallOptions {
+                iid: "i2".into(),
+                role: Role::Callee,
+                media: media(AudioSource::Silence, AudioSink::Record(heard.clone()), Some(frames)),
+            },
+            b_pipe,
+        )
+        .unwrap();
+        let (a, _a_rx) = Call::start(
+            CallOptions {
+                iid: "i2".into(),
+                role: Role::Caller,
+                media: media(AudioSource::File(play.clone()), AudioSink::Discard, None),
+            },
+            a_pipe,
+        )
+        .unwrap();
+        deliver(a_out, b.clone());
+        deliver(b_out, a.clone());
+        let (mut remote, mut local, mut connected) = (0, 0, false);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while (remote < 30 || local < 30 || !connected) && Instant::now() < deadline {
+            match timeout(Duration::from_secs(1), b_rx.recv()).await {
+                Ok(Some(CallEvent::Frame { remote: r, width, height, rgba })) => {
+                    assert!(width <= 320 && height <= 240 && width > 0 && height > 0, "{width}x{height}");
+                    assert_eq!(rgba.len(), (width * height * 4) as usize);
+                    if r { remote += 1 } else { local += 1 }
+                }
+                Ok(Some(CallEvent::State(CallState::Connected))) => connected = true,
+                _ => {}
+            }
+        }
+        assert!(
+            connected && remote >= 30 && local >= 30,
+            "connected {connected}, frames remote {remote}, self-view {local}"
+        );
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        a.hangup();
+        b.ended().await;
+        let (hz, db) = dominant(&wav_samples(&heard), 48_000.0);
+        assert!((hz - 550.0).abs() <= 10.0 && db > -30.0, "heard {hz} Hz at {db:.1} dBFS");
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
