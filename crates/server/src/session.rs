@@ -2,6 +2,17 @@
 //! requests, writes replies and queued events, pings, watches the token's
 //! expiry, and closes with the right code when anything ends the session.
 //!
+//! Pipelining: a `send` does not hold the session while its commit is
+//! fsynced. Once checked and queued for storage it waits in the session's
+//! in-flight list (at most [`PIPELINE`]) and the loop reads the next
+//! request, so one connection's rate is not bounded by commit latency and
+//! a slow disk makes batches larger instead of stalling the sender. The
+//! list is answered from its front only: sends are stored in the order
+//! they arrived (their seqs follow it), delivered in it, and every reply,
+//! of any request, goes out in request order. Any other request first
+//! waits for the list to empty. Replies ready together are written with
+//! the events queued for the session in one flush.
+//!
 //! Memory: a session's task is what every idle connection costs, so it is
 //! kept small. Its future holds only the socket, the session context and
 //! one timer while it waits; the handshake, the farewell, and each request,
@@ -14,12 +25,15 @@
 use crate::auth::AuthError;
 use crate::clock::now_ms;
 use crate::hub::SessionHandle;
+use crate::ops::messages::{QueuedSend, Storing, queue_send, sent};
 use crate::ops::{self, OpError, SessionCtx};
 use crate::ratelimit::{AbuseWindow, Verdict};
 use crate::state::{AppState, event_frame};
+use crate::store::{Appended, StoreResult};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use courier_proto::{CloseCode, ErrBody, ErrorCode, Event, HelloOk, Reply, Request};
 use futures_util::StreamExt;
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -31,6 +45,10 @@ use tokio::time::{Instant, sleep_until, timeout};
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most queued frames written before the socket is flushed.
 const WRITE_BATCH: usize = 64;
+/// Most requests of one session taken up and not yet answered (sends
+/// waiting for their commit, and replies queued behind them). Past it the
+/// session reads no more requests until the oldest is answered.
+pub const PIPELINE: usize = 256;
 /// Ops that take a token from the user's bucket (protocol §8 v1.2), before
 /// anything else is checked. Everything else (acks, reads, answers to
 /// invitations, `renew`, `unwatch`) is free.
@@ -85,9 +103,24 @@ pub fn run(
             p.release();
         }
         st.metrics.sessions.inc();
-        let end = serve(&mut ws, &st, &mut ses).await;
+        let mut inflight = VecDeque::new();
+        let end = serve(&mut ws, &st, &mut ses, &mut inflight).await;
+        // What was queued for storage is stored whatever became of the
+        // socket; it is delivered as if the session were still there.
+        Box::pin(settle(&st, &ses, inflight)).await;
         st.metrics.sessions.dec();
         Box::pin(farewell(&mut ws, &st, &ses, end)).await;
+    }
+}
+
+/// Finishes the sends an ended session had in flight: each is delivered
+/// once stored (the answers have nowhere to go).
+async fn settle(st: &Arc<AppState>, ses: &SessionCtx, inflight: VecDeque<InFlight>) {
+    for item in inflight {
+        if let InFlight::Send { storing, .. } = item {
+            let stored = storing.stored.await;
+            let _ = sent(st, ses, stored, storing.started).await;
+        }
     }
 }
 
@@ -187,7 +220,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
         server_time: now_ms(),
         heartbeat_ms: st.config.heartbeat_ms,
         limits: st.config.limits,
-        features: vec![courier_proto::FEATURE_V1_1.to_owned()],
+        features: vec![courier_proto::FEATURE_V1_1.to_owned(), courier_proto::FEATURE_V1_2.to_owned()],
         ice_servers: crate::ice::servers_now(&st.config, &identity.user),
     };
     let ses = SessionCtx {
@@ -263,8 +296,56 @@ fn dead_after(st: &AppState) -> Duration {
 /// What woke the loop.
 enum Wake {
     Timer,
-    Outbox,
+    /// The oldest request in flight can be answered, or events are queued.
+    Write,
     Frame(Option<Result<Message, axum::Error>>),
+}
+
+/// A request taken up and not yet answered, in the session's in-flight
+/// list (see the module docs).
+enum InFlight {
+    /// A reply, waiting for the requests before it.
+    Reply(String),
+    /// A `send` queued for storage.
+    Send {
+        /// The request id.
+        id: u64,
+        storing: Storing,
+        /// The storage outcome, once known (boxed: a stored message is large).
+        outcome: Option<Box<StoreResult<Appended>>>,
+    },
+}
+
+impl InFlight {
+    /// Ready when it can be answered (a send: once its commit is known).
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        match self {
+            InFlight::Reply(_) | InFlight::Send { outcome: Some(_), .. } => Poll::Ready(()),
+            InFlight::Send { storing, outcome, .. } => storing.stored.as_mut().poll(cx).map(|stored| {
+                *outcome = Some(Box::new(stored));
+            }),
+        }
+    }
+
+    /// Its reply; a stored send is delivered first.
+    async fn answer(self, st: &Arc<AppState>, ses: &SessionCtx) -> String {
+        match self {
+            InFlight::Reply(text) => text,
+            InFlight::Send { id, storing, outcome } => {
+                let stored = match outcome {
+                    Some(stored) => *stored,
+                    None => storing.stored.await,
+                };
+                match sent(st, ses, stored, storing.started).await {
+                    Ok(ok) => Reply::ok_json(id, &ok),
+                    Err(OpError(body)) => {
+                        st.metrics.error(body.code);
+                        Reply::err_json(Some(id), &body)
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A step that writes to the socket; `Some` ends the session.
@@ -285,6 +366,7 @@ fn serve<'a>(
     ws: &'a mut WebSocket,
     st: &'a Arc<AppState>,
     ses: &'a mut SessionCtx,
+    inflight: &'a mut VecDeque<InFlight>,
 ) -> impl Future<Output = End> + Send + 'a {
     async move {
         let now = Instant::now();
@@ -305,16 +387,22 @@ fn serve<'a>(
             return End::Close(CloseCode::GOING_AWAY, "server shutting down");
         }
         loop {
-            // Timers first (a busy queue must not starve them), then queued
-            // events before new requests: a client that never stops sending
-            // must still receive what it is sent. (A hand-written poll: a
-            // `select!` keeps more state in every idle task.)
+            // Timers first (a busy queue must not starve them), then answers
+            // and queued events before new requests: a client that never
+            // stops sending must still receive what it is sent. New
+            // requests only while the in-flight list has room. (A
+            // hand-written poll: a `select!` keeps more state in every idle
+            // task.)
             let wake = poll_fn(|cx| {
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
                 }
-                if handle.0.poll_work(cx).is_ready() {
-                    return Poll::Ready(Wake::Outbox);
+                let answerable = inflight.front_mut().is_some_and(|f| f.poll_ready(cx).is_ready());
+                if answerable || handle.0.poll_work(cx).is_ready() {
+                    return Poll::Ready(Wake::Write);
+                }
+                if inflight.len() >= PIPELINE {
+                    return Poll::Pending;
                 }
                 ws.poll_next_unpin(cx).map(Wake::Frame)
             });
@@ -348,11 +436,11 @@ fn serve<'a>(
                     }
                     Box::pin(send_ping(ws))
                 }
-                Wake::Outbox => {
+                Wake::Write => {
                     if let Some(end) = requested_close(st, &handle.0) {
                         return end;
                     }
-                    Box::pin(write_queued(ws, st, &handle.0))
+                    Box::pin(write_out(ws, st, ses, inflight, false))
                 }
                 Wake::Frame(msg) => {
                     due.dead = Instant::now() + dead_after(st);
@@ -360,10 +448,10 @@ fn serve<'a>(
                         None | Some(Ok(Message::Close(_))) => return End::Gone,
                         Some(Err(e)) => return read_error(&e),
                         Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-                        Some(Ok(Message::Binary(_))) => Box::pin(refuse_binary(ws, st)),
+                        Some(Ok(Message::Binary(_))) => Box::pin(refuse_binary(ws, st, inflight)),
                         Some(Ok(Message::Text(t))) => {
                             st.metrics.frames_in.inc();
-                            Box::pin(on_text(ws, st, ses, &mut bucket, t))
+                            Box::pin(on_text(ws, st, ses, inflight, &mut bucket, t))
                         }
                     }
                 }
@@ -396,9 +484,32 @@ async fn send_ping(ws: &mut WebSocket) -> Option<End> {
     }
 }
 
-async fn refuse_binary(ws: &mut WebSocket, st: &AppState) -> Option<End> {
+async fn refuse_binary(ws: &mut WebSocket, st: &AppState, inflight: &mut VecDeque<InFlight>) -> Option<End> {
     let err = ErrBody::new(ErrorCode::BadRequest, "binary frames are not part of the protocol");
-    if send_err(ws, st, None, &err).await { None } else { Some(End::Gone) }
+    if reply_err(ws, st, inflight, None, &err).await { None } else { Some(End::Gone) }
+}
+
+/// Sends a reply now, or queues it behind the requests still in flight, so
+/// that replies keep request order. False when the socket is gone.
+async fn reply(ws: &mut WebSocket, st: &AppState, inflight: &mut VecDeque<InFlight>, text: String) -> bool {
+    if inflight.is_empty() {
+        send_text(ws, st, text).await
+    } else {
+        inflight.push_back(InFlight::Reply(text));
+        true
+    }
+}
+
+/// [`reply`] with an error.
+async fn reply_err(
+    ws: &mut WebSocket,
+    st: &AppState,
+    inflight: &mut VecDeque<InFlight>,
+    re: Option<u64>,
+    err: &ErrBody,
+) -> bool {
+    st.metrics.error(err.code);
+    reply(ws, st, inflight, Reply::err_json(re, err)).await
 }
 
 /// A read error: an oversized frame gets 1009, anything else means the
@@ -419,14 +530,33 @@ fn read_error(e: &axum::Error) -> End {
     }
 }
 
-/// Writes what is queued (up to a batch), then flushes once. A peer that
-/// stopped reading blocks the write; a close request (slow consumer,
-/// replacement) still ends it.
-async fn write_queued(ws: &mut WebSocket, st: &AppState, handle: &SessionHandle) -> Option<End> {
+/// Writes the answers at the front of the in-flight list that are ready
+/// (`all`: every one, waiting for each) and what is queued for the session
+/// (up to a batch), then flushes once. A peer that stopped reading blocks
+/// the write; a close request (slow consumer, replacement) still ends it.
+async fn write_out(
+    ws: &mut WebSocket,
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    inflight: &mut VecDeque<InFlight>,
+    all: bool,
+) -> Option<End> {
     use futures_util::SinkExt;
+    let mut answers = Vec::new();
+    while let Some(front) = inflight.front_mut() {
+        if !all && poll_fn(|cx| Poll::Ready(front.poll_ready(cx).is_pending())).await {
+            break;
+        }
+        let item = inflight.pop_front().expect("a front");
+        answers.push(item.answer(st, ses).await);
+    }
+    let handle = &ses.handle;
     let work = async {
-        let mut n = 0;
-        while n < WRITE_BATCH {
+        let mut n = answers.len();
+        for text in answers {
+            ws.feed(Message::Text(text.into())).await?;
+        }
+        for _ in 0..WRITE_BATCH {
             let Some(frame) = handle.pop() else { break };
             ws.feed(Message::Text(Utf8Bytes::from(&*frame))).await?;
             n += 1;
@@ -448,18 +578,21 @@ async fn on_text(
     ws: &mut WebSocket,
     st: &Arc<AppState>,
     ses: &mut SessionCtx,
+    inflight: &mut VecDeque<InFlight>,
     bucket: &mut Option<Box<AbuseWindow>>,
     text: Utf8Bytes,
 ) -> Option<End> {
-    answer(ws, st, ses, bucket, text.as_str()).await.err()
+    answer(ws, st, ses, inflight, bucket, text.as_str()).await.err()
 }
 
-/// Decodes, meters, dispatches and answers one request. `Err` ends the
+/// Decodes, meters, dispatches and answers one request (a `send` is
+/// queued for storage and answered later, in order). `Err` ends the
 /// session.
 async fn answer(
     ws: &mut WebSocket,
     st: &Arc<AppState>,
     ses: &mut SessionCtx,
+    inflight: &mut VecDeque<InFlight>,
     bucket: &mut Option<Box<AbuseWindow>>,
     text: &str,
 ) -> Result<(), End> {
@@ -468,16 +601,35 @@ async fn answer(
         Ok(x) => x,
         Err(e) => {
             if e.op.as_deref().is_some_and(|op| METERED.contains(&op))
-                && !meter(ws, st, &ses.user, bucket, e.id).await?
+                && !meter(ws, st, ses, inflight, bucket, e.id).await?
             {
                 return Ok(());
             }
             let body = ErrBody::new(e.code, e.message);
-            return gone(send_err(ws, st, e.id, &body).await);
+            return gone(reply_err(ws, st, inflight, e.id, &body).await);
         }
     };
-    if METERED.contains(&req.op()) && !meter(ws, st, &ses.user, bucket, Some(id)).await? {
+    if METERED.contains(&req.op()) && !meter(ws, st, ses, inflight, bucket, Some(id)).await? {
         return Ok(());
+    }
+    let req = match req {
+        Request::Send(send) => {
+            return match Box::pin(queue_send(st, ses, send)).await {
+                Ok(QueuedSend::Storing(storing)) => {
+                    inflight.push_back(InFlight::Send { id, storing, outcome: None });
+                    Ok(())
+                }
+                Ok(QueuedSend::Answered(ok)) => gone(reply(ws, st, inflight, Reply::ok_json(id, &ok)).await),
+                Err(OpError(body)) => gone(reply_err(ws, st, inflight, Some(id), &body).await),
+            };
+        }
+        other => other,
+    };
+    // Anything else runs once every earlier request is answered.
+    if !inflight.is_empty()
+        && let Some(end) = Box::pin(write_out(ws, st, ses, inflight, true)).await
+    {
+        return Err(end);
     }
     // Boxed: the handlers' futures are large, and only some requests
     // need them.
@@ -493,15 +645,16 @@ async fn answer(
 /// abuse: only this session, the user's others carry on).
 async fn meter(
     ws: &mut WebSocket,
-    st: &AppState,
-    user: &str,
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    inflight: &mut VecDeque<InFlight>,
     bucket: &mut Option<Box<AbuseWindow>>,
     re: Option<u64>,
 ) -> Result<bool, End> {
     let limits = &st.config.limits;
     let window =
         bucket.get_or_insert_with(|| Box::new(AbuseWindow::new(limits.send_per_sec, limits.send_burst)));
-    let verdict = st.meter(user).await;
+    let verdict = st.meter(&ses.user).await;
     let abuse = window.record(verdict);
     let retry = match verdict {
         Verdict::Allowed => return Ok(true),
@@ -510,10 +663,17 @@ async fn meter(
     };
     let mut body = ErrBody::new(ErrorCode::RateLimited, "too many requests; slow down");
     body.retry_after_ms = Some(retry.as_millis().max(1) as u64);
-    if !send_err(ws, st, re, &body).await {
+    if !reply_err(ws, st, inflight, re, &body).await {
         return Err(End::Gone);
     }
-    if abuse { Err(End::Close(CloseCode::RATE_ABUSE, "rate limit abuse")) } else { Ok(false) }
+    if !abuse {
+        return Ok(false);
+    }
+    // The refusal goes out, after the answers before it, before the close.
+    if let Some(end) = Box::pin(write_out(ws, st, ses, inflight, true)).await {
+        return Err(end);
+    }
+    Err(End::Close(CloseCode::RATE_ABUSE, "rate limit abuse"))
 }
 
 #[cfg(test)]
@@ -532,5 +692,118 @@ mod tests {
     fn an_idle_session_task_stays_small() {
         let size = future_size(run);
         assert!(size <= 1024, "the session future grew to {size} bytes; box the large awaits");
+    }
+
+    use crate::store::sqlite::SqliteStore;
+    use futures_util::SinkExt;
+    use serde_json::{Value, json};
+    use tokio_tungstenite::tungstenite::Message as WsMessage;
+
+    type Socket =
+        tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+    /// A server on a SQLite store the test can hold still.
+    async fn server() -> (crate::Server, Arc<SqliteStore>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = crate::config::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().to_path_buf(),
+            dev_auth: true,
+            ..Default::default()
+        };
+        config.validate().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = crate::Server::start_with(listener, config, store.clone()).await.unwrap();
+        (server, store, dir)
+    }
+
+    async fn login(server: &crate::Server, user: &str) -> Socket {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = server.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("sec-websocket-protocol", "courier.v1".parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let hello = json!({"id":1,"op":"hello","token":format!("dev:{user}"),"device":"d"});
+        ws.send(WsMessage::text(hello.to_string())).await.unwrap();
+        let ok = next_frame(&mut ws, |f| f.get("re").is_some()).await;
+        assert!(ok.get("ok").is_some(), "{ok}");
+        ws
+    }
+
+    /// The next frame that `wanted` accepts (others are skipped).
+    async fn next_frame(ws: &mut Socket, wanted: impl Fn(&Value) -> bool) -> Value {
+        loop {
+            let msg = timeout(Duration::from_secs(10), ws.next()).await.expect("a frame in time");
+            let Some(Ok(WsMessage::Text(t))) = msg else { panic!("the socket ended: {msg:?}") };
+            let frame: Value = serde_json::from_str(&t).unwrap();
+            if wanted(&frame) {
+                return frame;
+            }
+        }
+    }
+
+    fn send_to(id: u64, to: Value, cid: &str) -> WsMessage {
+        let req = json!({"id":id,"op":"send","to":to,"cid":cid,"kind":"text","body":{"text":cid}});
+        WsMessage::text(req.to_string())
+    }
+
+    /// Waits (at most 10 s: a failure, not a measurement) until `done`.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < give_up, "never happened: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_wait_for_their_commit_together_and_are_answered_in_request_order() {
+        let (server, store, _dir) = server().await;
+        let mut ws = login(&server, "alice").await;
+        let (release, _) = store.hold_writer().await;
+        let bob = json!({"user":"bob"});
+        for frame in [
+            send_to(10, bob.clone(), "a"),
+            send_to(11, json!({"channel":"nowhere"}), "x"),
+            send_to(12, bob.clone(), "b"),
+            send_to(13, bob.clone(), "c"),
+            WsMessage::text(json!({"id":14,"op":"history","conv":"dm:alice:bob"}).to_string()),
+        ] {
+            ws.send(frame).await.unwrap();
+        }
+        // All three were taken up while the first still waits for its
+        // commit (a session serving one request at a time queues one).
+        until("three appends queued behind the held writer", || store.queued() == 3).await;
+        release.send(()).unwrap();
+        let mut replies = Vec::new();
+        for _ in 0..5 {
+            replies.push(next_frame(&mut ws, |f| f.get("re").is_some()).await);
+        }
+        let ids: Vec<u64> = replies.iter().map(|r| r["re"].as_u64().unwrap()).collect();
+        assert_eq!(ids, [10, 11, 12, 13, 14], "replies in request order: {replies:?}");
+        let seqs: Vec<&Value> = [0, 2, 3].iter().map(|&i| &replies[i]["ok"]["seq"]).collect();
+        assert_eq!(seqs, [1, 2, 3], "seqs in send order: {replies:?}");
+        assert_eq!(replies[1]["err"]["code"], "forbidden");
+        let texts: Vec<&Value> =
+            replies[4]["ok"]["messages"].as_array().unwrap().iter().map(|m| &m["body"]["text"]).collect();
+        assert_eq!(texts, ["a", "b", "c"], "a later read sees every earlier send");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sends_in_flight_when_the_socket_ends_are_still_delivered() {
+        let (server, store, _dir) = server().await;
+        let mut bob = login(&server, "bob").await;
+        let mut alice = login(&server, "alice").await;
+        let (release, _) = store.hold_writer().await;
+        for (id, cid) in [(10, "a"), (11, "b")] {
+            alice.send(send_to(id, json!({"user":"bob"}), cid)).await.unwrap();
+        }
+        until("both appends queued", || store.queued() == 2).await;
+        drop(alice);
+        release.send(()).unwrap();
+        for want in ["a", "b"] {
+            let ev = next_frame(&mut bob, |f| f["ev"] == "msg").await;
+            assert_eq!(ev["body"]["text"], want, "{ev}");
+        }
     }
 }

@@ -5,7 +5,7 @@ use super::{OpError, OpResult, SessionCtx, invites, relations};
 use crate::clock::now_ms;
 use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
-use crate::store::{NewMessage, Page, Relation, RelationAppend};
+use crate::store::{Appended, NewMessage, Page, QueuedAppend, Relation, RelationAppend, StoreResult};
 use courier_proto::{
     Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
     body_mentions, is_relation_kind,
@@ -32,14 +32,35 @@ pub enum Sender<'a> {
 /// a relation's target or a call record's invitation unknown),
 /// `conflict` (a relation to a recalled message, or past its window),
 /// `internal` (storage).
-pub async fn store_and_deliver(
-    st: &AppState,
-    sender: Sender<'_>,
-    mut req: SendReq,
-) -> Result<SendOk, OpError> {
-    let (from, except) = match &sender {
-        Sender::Session(s) => (&*s.user, Some(s.handle.key)),
-        Sender::Push(from) => (*from, None),
+pub async fn store_and_deliver(st: &AppState, sender: Sender<'_>, req: SendReq) -> Result<SendOk, OpError> {
+    let except = match &sender {
+        Sender::Session(s) => Some(s.handle.key),
+        Sender::Push(_) => None,
+    };
+    let appended = match check(st, &sender, req).await? {
+        Checked::Answered(ok) => return Ok(ok),
+        Checked::Content(msg) => st.store.append(msg).await?,
+        Checked::Relation(msg, rel) => store_relation(st, msg, rel).await?,
+    };
+    delivered(st, appended, except).await
+}
+
+/// A send after its checks.
+enum Checked {
+    /// Answered without storing anything: a retry of a stored message.
+    Answered(SendOk),
+    /// A content message to store.
+    Content(NewMessage),
+    /// A relation message to store (authorised when stored).
+    Relation(NewMessage, Relation),
+}
+
+/// Everything a send is checked for before it is stored (see
+/// [`store_and_deliver`] for the errors).
+async fn check(st: &AppState, sender: &Sender<'_>, mut req: SendReq) -> Result<Checked, OpError> {
+    let from = match sender {
+        Sender::Session(s) => &*s.user,
+        Sender::Push(from) => *from,
     };
     let relation = if is_relation_kind(&req.kind) {
         let rel = Relation::parse(&req.kind, &req.body)
@@ -47,7 +68,7 @@ pub async fn store_and_deliver(
         // A retry is answered before anything is checked again: a relation
         // accepted just inside its window stays accepted.
         if let Some(original) = st.store.message_by_cid(from, &req.cid).await? {
-            return Ok(send_ok(&original, true));
+            return Ok(Checked::Answered(send_ok(&original, true)));
         }
         Some(rel)
     } else {
@@ -64,14 +85,14 @@ pub async fn store_and_deliver(
         invites::authorize_record(st, from, &conv, iid).await?;
     }
     let channel = match &conv {
-        Conv::Channel(name) => match (st.channel_entry(name).await?, &sender) {
+        Conv::Channel(name) => match (st.channel_entry(name).await?, sender) {
             (Some(c), Sender::Session(_)) if c.is_member(from) => Some(c),
             (Some(c), Sender::Push(_)) => Some(c),
             (_, Sender::Session(_)) => {
                 // A retry of a message stored before the sender left (or was
                 // removed) is still answered as its duplicate: it was sent.
                 return match st.store.message_by_cid(from, &req.cid).await? {
-                    Some(original) => Ok(send_ok(&original, true)),
+                    Some(original) => Ok(Checked::Answered(send_ok(&original, true))),
                     None => Err(OpError::forbidden("not a member of this channel")),
                 };
             }
@@ -99,20 +120,28 @@ pub async fn store_and_deliver(
         ts: now_ms(),
         mentions,
     };
-    let appended = match relation {
-        None => st.store.append(msg).await?,
-        Some(rel) => {
-            relations::authorize(st, from, &msg.conv, &rel).await?;
-            match st.store.append_relation_capped(msg, rel, relations::reaction_caps(st)).await? {
-                RelationAppend::Stored(a) => a,
-                RelationAppend::NoTarget => {
-                    return Err(OpError::not_found("body.target is not a message of this conversation"));
-                }
-                RelationAppend::Recalled => return Err(OpError::conflict("the message was recalled")),
-                RelationAppend::Capped(cap) => return Err(relations::reaction_capped(st, cap)),
-            }
+    Ok(match relation {
+        None => Checked::Content(msg),
+        Some(rel) => Checked::Relation(msg, rel),
+    })
+}
+
+/// Authorises and stores a relation message.
+async fn store_relation(st: &AppState, msg: NewMessage, rel: Relation) -> Result<Appended, OpError> {
+    relations::authorize(st, &msg.from, &msg.conv, &rel).await?;
+    match st.store.append_relation_capped(msg, rel, relations::reaction_caps(st)).await? {
+        RelationAppend::Stored(a) => Ok(a),
+        RelationAppend::NoTarget => {
+            Err(OpError::not_found("body.target is not a message of this conversation"))
         }
-    };
+        RelationAppend::Recalled => Err(OpError::conflict("the message was recalled")),
+        RelationAppend::Capped(cap) => Err(relations::reaction_capped(st, cap)),
+    }
+}
+
+/// The answer to a stored send; a message stored now (not a retry) is
+/// delivered to its conversation first.
+async fn delivered(st: &AppState, appended: Appended, except: Option<u64>) -> Result<SendOk, OpError> {
     let ok = send_ok(&appended.msg, appended.dup);
     if !appended.dup {
         st.metrics.messages_stored.inc();
@@ -153,13 +182,67 @@ fn keep_member_mentions(
 
 /// `send`.
 pub async fn send(st: &Arc<AppState>, ses: &SessionCtx, req: SendReq) -> OpResult {
+    let ok = match queue_send(st, ses, req).await? {
+        QueuedSend::Answered(ok) => ok,
+        QueuedSend::Storing(storing) => sent(st, ses, storing.stored.await, storing.started).await?,
+    };
+    Ok(serde_json::to_value(ok).expect("serializes"))
+}
+
+/// A session's `send` whose checks passed.
+pub enum QueuedSend {
+    /// Answered at once (a retry of a stored message).
+    Answered(SendOk),
+    /// Waiting for its commit; finish it with [`sent`].
+    Storing(Storing),
+}
+
+/// A send on its way to disk.
+pub struct Storing {
+    /// Completes when the message is durable.
+    pub stored: QueuedAppend,
+    /// When the send was taken up (for the send latency metric).
+    pub started: Instant,
+}
+
+/// The first half of a session's `send`, for a session that pipelines its
+/// requests: checks it and queues the message for storage. Sends queued
+/// one after another by a session are stored in that order (their seqs
+/// follow it), and [`sent`], called in the same order, delivers them in
+/// it. A relation is stored before this returns.
+///
+/// # Errors
+/// As [`store_and_deliver`].
+pub async fn queue_send(st: &AppState, ses: &SessionCtx, req: SendReq) -> Result<QueuedSend, OpError> {
     let started = Instant::now();
-    let ok = store_and_deliver(st, Sender::Session(ses), req).await?;
+    let stored = match check(st, &Sender::Session(ses), req).await? {
+        Checked::Answered(ok) => return Ok(QueuedSend::Answered(ok)),
+        Checked::Content(msg) => st.store.queue_append(msg).await,
+        Checked::Relation(msg, rel) => {
+            let appended = store_relation(st, msg, rel).await?;
+            Box::pin(std::future::ready(Ok(appended))) as QueuedAppend
+        }
+    };
+    Ok(QueuedSend::Storing(Storing { stored, started }))
+}
+
+/// The second half of a session's `send`: once stored, delivers the
+/// message and returns the answer.
+///
+/// # Errors
+/// `internal` when the message could not be stored.
+pub async fn sent(
+    st: &Arc<AppState>,
+    ses: &SessionCtx,
+    stored: StoreResult<Appended>,
+    started: Instant,
+) -> Result<SendOk, OpError> {
+    let ok = delivered(st, stored?, Some(ses.handle.key)).await?;
     st.metrics.send_latency.observe(started.elapsed().as_secs_f64());
     if !ok.dup && matches!(ok.conv, Conv::Dm(..)) {
         super::people::dm_written(st, &ok.conv, &ses.user);
     }
-    Ok(serde_json::to_value(ok).expect("serializes"))
+    Ok(ok)
 }
 
 async fn require_member(st: &AppState, ses: &SessionCtx, conv: &Conv) -> Result<(), OpError> {

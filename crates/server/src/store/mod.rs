@@ -44,6 +44,9 @@ use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
 
+/// The durable half of [`MessageStore::queue_append`].
+pub type QueuedAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Appended>> + Send>>;
+
 /// Users: sign-ins, last-seen times and profiles.
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
@@ -77,6 +80,16 @@ pub trait MessageStore: Send + Sync + 'static {
     /// returns the original for a repeated `(from, cid)` with `dup: true`.
     /// For a DM the conversation becomes listed for both parties.
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended>;
+    /// [`append`](Self::append) in two steps, for a session that pipelines
+    /// its sends: this future completes once the append has its place in
+    /// the engine's order (an append queued later, by anyone, gets a later
+    /// seq in the same conversation), and the one it returns completes
+    /// when the append is durable. An engine without a write queue stores
+    /// the message in the first step.
+    async fn queue_append(&self, msg: NewMessage) -> QueuedAppend {
+        let stored = self.append(msg).await;
+        Box::pin(std::future::ready(stored))
+    }
     /// A page of messages in ascending seq, and whether more exist in the
     /// paging direction. `limit` is at least 1. Content messages carry
     /// their aggregates (edit, reactions, pin, recall).

@@ -3,11 +3,12 @@
 
 use super::SqliteStore;
 use super::rows::{RawMsg, collect_msgs};
+use super::writer::Command;
 use crate::store::MessageStore;
 use crate::store::shared::{
     UnreadParts, attach_reactions, content_span, from_sql_int, parse_conv, to_json, to_sql_int, unread_count,
 };
-use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, StoreResult};
+use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreResult};
 use async_trait::async_trait;
 use courier_proto::{Conv, Msg};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -161,6 +162,12 @@ impl MessageStore for SqliteStore {
         // Checks (idempotency) come before the first change, and the
         // inserts can only fail on an engine error: no savepoint needed.
         self.write_unisolated(move |c| append_message(c, msg)).await
+    }
+
+    async fn queue_append(&self, msg: NewMessage) -> QueuedAppend {
+        // The writer runs its queue in order, so a seq is taken in the
+        // order the appends were queued.
+        Box::pin(self.enqueue(Command::write_unisolated(move |c| append_message(c, msg))).await)
     }
 
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {

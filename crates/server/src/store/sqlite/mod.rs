@@ -111,7 +111,8 @@ pub struct SqliteStore {
     path: PathBuf,
     commands: mpsc::Sender<Command>,
     readers: Arc<ReadPool>,
-    closed: AtomicBool,
+    /// Set by `close`; shared with the waits of queued writes.
+    closed: Arc<AtomicBool>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     stats: Arc<Stats>,
     /// Test stores live in a temporary directory removed with the store.
@@ -230,7 +231,7 @@ impl SqliteStore {
                 conns: Mutex::new(readers),
                 permits: Arc::new(Semaphore::new(n_readers)),
             }),
-            closed: AtomicBool::new(false),
+            closed: Arc::new(AtomicBool::new(false)),
             writer: Mutex::new(Some(writer)),
             stats,
             #[cfg(test)]

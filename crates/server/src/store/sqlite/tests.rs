@@ -245,24 +245,6 @@ async fn acknowledged_appends_racing_a_close_are_all_stored_and_nothing_else() {
     assert_eq!(reopened.message_count().await.unwrap(), rows as u64);
 }
 
-/// Parks the writer thread inside a job until `release` is sent. Once
-/// it runs, its batch is sealed: whatever is queued next is the next
-/// batch. The receiver answers when the job's batch committed.
-async fn hold_writer(
-    store: &SqliteStore,
-) -> (std::sync::mpsc::Sender<()>, oneshot::Receiver<StoreResult<()>>) {
-    let (release, held) = std::sync::mpsc::channel::<()>();
-    let (running, started) = oneshot::channel::<()>();
-    let (blocker, done) = Command::write(move |_| {
-        running.send(()).unwrap();
-        held.recv().unwrap();
-        Ok(())
-    });
-    store.commands.try_send(blocker).unwrap();
-    started.await.unwrap();
-    (release, done)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_writes_share_one_commit_and_a_failing_one_poisons_nothing() {
     let dir = TempDir::new().unwrap();
@@ -271,7 +253,7 @@ async fn queued_writes_share_one_commit_and_a_failing_one_poisons_nothing() {
     let before = store.writer_stats();
 
     // Hold the writer inside a job so everything below queues up behind it.
-    let (release, blocker_done) = hold_writer(&store).await;
+    let (release, blocker_done) = store.hold_writer().await;
 
     let mut appends = Vec::new();
     let mut failing = Vec::new();
@@ -374,10 +356,31 @@ async fn append_cost() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_appends_take_seqs_in_queue_order_without_waiting_for_a_commit() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let (release, _) = store.hold_writer().await;
+    let mut stored = Vec::new();
+    for i in 0..5 {
+        let m = text("alice", Target::User("bob".into()), &format!("q{i}"), "x", i);
+        // Completes while the writer is held: queued, not committed.
+        stored.push(store.queue_append(m).await);
+    }
+    assert_eq!(store.queued(), 5);
+    release.send(()).unwrap();
+    // Waited for newest first: the order is the queue's, not the waiters'.
+    let mut seqs = Vec::new();
+    for s in stored.into_iter().rev() {
+        seqs.push(s.await.unwrap().msg.seq);
+    }
+    assert_eq!(seqs, [5, 4, 3, 2, 1]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_without_savepoint_that_fails_takes_its_batch_with_it() {
     let dir = TempDir::new().unwrap();
     let store = SqliteStore::open(dir.path()).unwrap();
-    let (release, blocker_done) = hold_writer(&store).await;
+    let (release, blocker_done) = store.hold_writer().await;
 
     let append = |i: usize| {
         let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i as i64);
@@ -427,7 +430,7 @@ async fn a_write_without_savepoint_that_fails_takes_its_batch_with_it() {
 async fn close_runs_the_writes_queued_before_it() {
     let dir = TempDir::new().unwrap();
     let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
-    let (release, _) = hold_writer(&store).await;
+    let (release, _) = store.hold_writer().await;
     let mut queued = Vec::new();
     for i in 0..10 {
         let m = text("alice", Target::User("bob".into()), &format!("c{i}"), "x", i);

@@ -7,7 +7,7 @@ use crate::store::shared::closed;
 use crate::store::{StoreError, StoreResult};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -49,24 +49,71 @@ impl SqliteStore {
         self.submit(Command::write_unisolated(work)).await
     }
 
-    pub(super) async fn submit<T>(
+    pub(super) async fn submit<T: Send + 'static>(
+        &self,
+        command: (Command, oneshot::Receiver<StoreResult<T>>),
+    ) -> StoreResult<T> {
+        self.enqueue(command).await.await
+    }
+
+    /// Queues a command behind every command queued before (waiting while
+    /// the queue is full) and returns the wait for its answer: commands
+    /// run, and are answered, in the order their `enqueue` completed.
+    pub(super) async fn enqueue<T: Send + 'static>(
         &self,
         (command, reply): (Command, oneshot::Receiver<StoreResult<T>>),
-    ) -> StoreResult<T> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static {
+        let queued = if self.closed.load(Ordering::Acquire) {
+            Err(closed())
+        } else {
+            self.commands.send(command).await.map_err(|_| gone(&self.closed))
+        };
+        let closed = self.closed.clone();
+        async move {
+            queued?;
+            reply.await.map_err(|_| gone(&closed))?
         }
-        self.commands.send(command).await.map_err(|_| self.gone())?;
-        reply.await.map_err(|_| self.gone())?
     }
 
     /// The error for a writer that no longer answers.
     pub(super) fn gone(&self) -> StoreError {
-        if self.closed.load(Ordering::Acquire) {
-            closed()
-        } else {
-            StoreError::Unavailable("the SQLite writer thread stopped".into())
-        }
+        gone(&self.closed)
+    }
+}
+
+/// The error for a writer that no longer answers: closed, or stopped.
+fn gone(closed_flag: &AtomicBool) -> StoreError {
+    if closed_flag.load(Ordering::Acquire) {
+        closed()
+    } else {
+        StoreError::Unavailable("the SQLite writer thread stopped".into())
+    }
+}
+
+#[cfg(test)]
+impl SqliteStore {
+    /// Parks the writer thread inside a job until `release` is sent (tests).
+    /// Once it runs, its batch is sealed: whatever is queued next is the
+    /// next batch. The receiver answers when the job's batch committed.
+    pub(crate) async fn hold_writer(
+        &self,
+    ) -> (std::sync::mpsc::Sender<()>, oneshot::Receiver<StoreResult<()>>) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (running, started) = oneshot::channel::<()>();
+        let (blocker, done) = Command::write(move |_| {
+            running.send(()).expect("the test waits");
+            // A dropped sender releases it too.
+            let _ = held.recv();
+            Ok(())
+        });
+        self.commands.try_send(blocker).expect("room in the queue");
+        started.await.expect("the writer runs");
+        (release, done)
+    }
+
+    /// Commands waiting for the writer (tests).
+    pub(crate) fn queued(&self) -> usize {
+        QUEUE_DEPTH - self.commands.capacity()
     }
 }
 
