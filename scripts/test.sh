@@ -43,7 +43,7 @@ conformance_binaries() {
 echo "== Conformance suite again, on a three-node cluster (PostgreSQL + Redis), ends of each case on different nodes"
 if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   CLUSTER_SUITES=(session messages channels presence_profiles invites limits media_push errors
-    message_relations channel_roles abuse pagination privacy ice call_records)
+    message_relations channel_roles abuse pagination privacy ice call_records calls)
   mapfile -t suites < <(conformance_binaries "${CLUSTER_SUITES[@]}")
   if [ "${#suites[@]}" -ne "${#CLUSTER_SUITES[@]}" ]; then
     echo "cluster run: found ${#suites[@]} of the ${#CLUSTER_SUITES[@]} conformance test binaries" >&2

@@ -107,6 +107,10 @@ pub struct Config {
     pub turn_secret: Option<String>,
     /// v1.2: how long TURN credentials are valid, in seconds (at least 12 h).
     pub turn_ttl_s: u64,
+    /// v1.2: how long a call device may be away before its calls end with
+    /// `gone` (a new session of the same device within it takes over).
+    /// Protocol §12 says 30 s; tests shorten it.
+    pub call_grace_ms: u64,
 }
 
 impl Default for Config {
@@ -144,6 +148,7 @@ impl Default for Config {
             ice_urls: Vec::new(),
             turn_secret: None,
             turn_ttl_s: crate::ice::DEFAULT_TURN_TTL_S,
+            call_grace_ms: 30_000,
         }
     }
 }

@@ -405,6 +405,20 @@ impl Hub {
         }
     }
 
+    /// Whether `user` has a live session of `device` on this node.
+    pub fn device_online(&self, user: &str, device: &str) -> bool {
+        let users = self.users.read().expect("users lock");
+        users.get(user).is_some_and(|list| list.iter().any(|s| &*s.device == device))
+    }
+
+    /// Queues `frame` to `user`'s sessions of `device` (v1.2 call signals
+    /// reach one device only). Returns the number of sessions reached.
+    pub fn send_to_device(&self, user: &str, device: &str, frame: &Arc<str>) -> usize {
+        let users = self.users.read().expect("users lock");
+        let Some(list) = users.get(user) else { return 0 };
+        list.iter().filter(|s| &*s.device == device && s.push(frame)).count()
+    }
+
     /// Every registered session (for shutdown).
     pub fn all_sessions(&self) -> Vec<Arc<SessionHandle>> {
         self.users.read().expect("users lock").values().flatten().cloned().collect()

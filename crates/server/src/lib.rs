@@ -11,6 +11,7 @@
 //! - [`session`]: one WebSocket connection from `hello` to close.
 //! - [`ops`]: request handlers, one module per family of ops.
 //! - [`hub`]: live sessions, presence watchers, channel member cache, fan-out.
+//! - [`calls`]: v1.2 call devices and the relay of call signals between them.
 //! - [`state`]: what all connections share.
 //! - [`store`]: the storage trait and its SQLite and PostgreSQL implementations.
 //! - [`cluster`]: cluster mode: the bus that carries the hub's cross-node
@@ -22,6 +23,7 @@
 //! tests, the desktop app's embedded server and benchmarks call the same.
 
 pub mod auth;
+pub mod calls;
 pub mod clock;
 pub mod cluster;
 pub mod config;
@@ -129,7 +131,7 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::new());
         let hub = Arc::new(hub::Hub::default());
-        let bus: Option<Arc<dyn cluster::Bus>> = match &config.redis {
+        let redis: Option<Arc<cluster::redis::RedisBus>> = match &config.redis {
             Some(url) => {
                 let node = config.node_id.clone().unwrap_or_else(|| format!("node-{}", ulid::Ulid::new()));
                 let ttl = Duration::from_millis(config.node_ttl_ms);
@@ -148,7 +150,13 @@ impl Server {
             }
             None => None,
         };
-        let state = Arc::new(AppState {
+        let book: Arc<dyn calls::CallBook> = match &redis {
+            Some(r) => r.clone(),
+            None => Arc::new(calls::local::LocalBook::new(hub.clone())),
+        };
+        let bus = redis.map(|r| r as Arc<dyn cluster::Bus>);
+        let state = Arc::new_cyclic(|me| AppState {
+            calls: calls::Calls::new(book, me.clone()),
             auth: auth::Authenticator::new(config.auth_secret.as_deref(), config.dev_auth),
             hub,
             bus,

@@ -47,12 +47,19 @@ impl Bucket {
 
     /// Takes one token if there is one.
     pub fn take(&mut self, now: Instant, rate: u32, burst: u32) -> Verdict {
+        self.take_n(now, 1, rate, burst)
+    }
+
+    /// Takes `n` tokens at once if there are that many (a request that
+    /// costs more than one: rates finer than one a second).
+    pub fn take_n(&mut self, now: Instant, n: u32, rate: u32, burst: u32) -> Verdict {
         self.refill(now, rate, burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        let n = f64::from(n);
+        if self.tokens >= n {
+            self.tokens -= n;
             return Verdict::Allowed;
         }
-        let wait = (1.0 - self.tokens) / f64::from(rate.max(1));
+        let wait = (n - self.tokens) / f64::from(rate.max(1));
         Verdict::Limited(Duration::from_secs_f64(wait).max(Duration::from_millis(1)))
     }
 

@@ -609,7 +609,10 @@ async fn answer(
             return gone(reply_err(ws, st, inflight, e.id, &body).await);
         }
     };
-    if METERED.contains(&req.op()) && !meter(ws, st, ses, inflight, bucket, Some(id)).await? {
+    if METERED.contains(&req.op())
+        && !crate::calls::within_allowance(st, ses, &req).await
+        && !meter(ws, st, ses, inflight, bucket, Some(id)).await?
+    {
         return Ok(());
     }
     let req = match req {

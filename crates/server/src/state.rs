@@ -32,8 +32,10 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Flips to true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
-    /// Background timers (invitation expiry), ended at shutdown.
+    /// Background timers (invitation expiry, call grace), ended at shutdown.
     pub timers: std::sync::Mutex<JoinSet<()>>,
+    /// v1.2 call devices and their signal relay.
+    pub calls: crate::calls::Calls,
 }
 
 /// Serialises an event once, for handing to many sessions.
@@ -183,11 +185,13 @@ impl AppState {
     }
 
     /// A session registered by [`AppState::register_session`] ended: it
-    /// stops counting against its user's cap. (The hub unregisters it.)
+    /// stops counting against its user's cap, and a call device starts its
+    /// grace. (The hub unregisters it.)
     pub async fn session_closed(&self, handle: &SessionHandle) {
         if let Some(bus) = &self.bus {
             bus.release_session(&handle.user, &handle.device).await;
         }
+        crate::calls::session_ended(self, &handle.user, &handle.device).await;
     }
 
     /// A channel's members changed: other nodes drop their cached copy.

@@ -7,7 +7,9 @@
 //! sessions, presence (online while any node holds a session, and a dead
 //! node stops counting within a bounded time), device replacement (4003),
 //! presence/profile events to watchers, channel member cache
-//! invalidation, the per-user rate bucket and the per-user session cap. Invitation state needs nothing extra: storage decides every
+//! invalidation, the per-user rate bucket and the per-user session cap, and
+//! (v1.2) call signals to one device and the call records behind them
+//! (`redis::calls`). Invitation state needs nothing extra: storage decides every
 //! transition by compare-and-set, and only the winner broadcasts.
 //!
 //! Single-node mode has no bus at all (`AppState::bus` is `None`), so it pays
@@ -47,6 +49,9 @@ pub trait Bus: Send + Sync + 'static {
     /// Hands `frame` to the sessions of `users` on the other nodes (this node
     /// has delivered it to its own sessions already).
     fn publish_to_users(&self, users: &[&str], frame: &Arc<str>);
+    /// Hands `frame` to `user`'s sessions of `device` on the other nodes
+    /// (v1.2 call signals), in publishing order.
+    fn publish_to_device(&self, user: &str, device: &str, frame: &Arc<str>);
     /// Hands `frame` to the sessions on other nodes that watch `user`.
     fn publish_to_watchers(&self, user: &str, frame: &Arc<str>);
     /// Tells other nodes to close `user`'s sessions of `device` with 4003.
@@ -104,6 +109,9 @@ pub enum Kind {
     Watchers,
     /// Drop the cached members of a channel.
     Channel,
+    /// Deliver the frame to one device of the user (the body is the
+    /// device, a newline, and the frame: device ids are printable ASCII).
+    Device,
 }
 
 impl Kind {
@@ -113,6 +121,7 @@ impl Kind {
             Kind::Kick => 'K',
             Kind::Watchers => 'W',
             Kind::Channel => 'M',
+            Kind::Device => 'D',
         }
     }
 }
@@ -158,6 +167,7 @@ impl Envelope<'_> {
             "K" => Kind::Kick,
             "W" => Kind::Watchers,
             "M" => Kind::Channel,
+            "D" => Kind::Device,
             _ => return None,
         };
         let origin = parts.next()?;

@@ -12,6 +12,7 @@
 //! - `s:<user>`: the user's live sessions, a hash from `<node>|<device>` to
 //!   a count; entries of dead nodes do not count and are dropped lazily
 //!   (and when the node is reaped).
+//! - `call:<iid>`, `cd:…`, `cl:…`, `ca:…`: v1.2 call records, see `calls`.
 //!
 //! Channels: `courier:u:<user>` carries frames and 4003 kicks for a user;
 //! a node subscribes while it holds a session of that user. `courier:all`
@@ -112,32 +113,45 @@ redis.call('DEL', ARGV[1]..'n:'..ARGV[2])
 return gone
 ";
 
-/// Takes one token from a user's bucket, on the Redis clock (so nodes'
-/// clocks do not matter). Returns 0 when allowed, else the ms to wait.
-/// KEYS: the bucket. ARGV: rate per second, burst.
-const BUCKET_LUA: &str = r"
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
-local tokens = tonumber(v[1])
-local ts = tonumber(v[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-else
-  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+/// Lua: `take(key, rate, burst)` takes one token from the bucket at `key`
+/// (`rate` per second, at most `burst`), on the Redis clock (so nodes'
+/// clocks do not matter), and returns 0 when allowed, else the ms to wait.
+/// The bucket expires once it would be full again. (A macro: scripts are
+/// literals put together with `concat!`.)
+macro_rules! take_lua {
+    () => {
+        r"
+local function take(key, rate, burst)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+  local v = redis.call('HMGET', key, 'tokens', 'ts')
+  local tokens = tonumber(v[1])
+  local ts = tonumber(v[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+  else
+    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  end
+  local wait = 0
+  if tokens >= 1 then
+    tokens = tokens - 1
+  else
+    wait = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
+  end
+  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)
+  return wait
 end
-local wait = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-else
-  wait = math.max(1, math.ceil((1 - tokens) * 1000 / rate))
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
-redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)
-return wait
-";
+"
+    };
+}
+
+/// Takes one token from a user's bucket. Returns 0 when allowed, else the
+/// ms to wait. KEYS: the bucket. ARGV: rate per second, burst.
+const BUCKET_LUA: &str = concat!(take_lua!(), "return take(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))");
+
+// After `take_lua!`, which its scripts use too.
+mod calls;
 
 /// Counts a new session unless the user has `cap` on other devices of live
 /// nodes. Returns 1 when counted, 0 when over the cap.
@@ -515,6 +529,11 @@ impl Inner {
             (Kind::Kick, Some(user)) => self.hub.close_device(user, env.arg),
             (Kind::Watchers, _) => self.hub.send_to_watchers(env.arg, &Arc::from(env.body)),
             (Kind::Channel, _) => self.hub.forget_channel(env.arg),
+            (Kind::Device, Some(user)) => {
+                if let Some((device, frame)) = env.body.split_once('\n') {
+                    self.hub.send_to_device(user, device, &Arc::from(frame));
+                }
+            }
             _ => {}
         }
     }
@@ -614,6 +633,13 @@ impl Bus for RedisBus {
         for u in users {
             i.enqueue(format!("{USER_CHANNEL}{u}"), payload.clone());
         }
+    }
+
+    fn publish_to_device(&self, user: &str, device: &str, frame: &Arc<str>) {
+        let i = &self.inner;
+        let body = format!("{device}\n{frame}");
+        let payload = Envelope::encode(Kind::Device, &i.node, now_ms(), "", &body);
+        i.enqueue(format!("{USER_CHANNEL}{user}"), Arc::from(payload));
     }
 
     fn publish_to_watchers(&self, user: &str, frame: &Arc<str>) {

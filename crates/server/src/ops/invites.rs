@@ -1,11 +1,14 @@
 //! Call invitations: a state machine held by the server whose every
 //! transition is a compare-and-set on `pending` in storage, so the first
-//! answer wins and a final state never changes. Also the v1.2 call records:
+//! answer wins and a final state never changes. v1.2: the inviting and the
+//! accepting session's devices become the call devices (`crate::calls`),
+//! and an invitation to oneself is answered from another device. Also the v1.2 call records:
 //! who may write one, and the one the server writes for an invitation that
 //! ends unanswered.
 
 use super::messages::{self, Sender};
 use super::{OpError, OpResult, SessionCtx};
+use crate::calls::{self, Party};
 use crate::clock::now_ms;
 use crate::state::{AppState, event_frame};
 use crate::store::Transition;
@@ -40,6 +43,9 @@ pub async fn invite(
     };
     st.store.create_invite(&inv).await?;
     if known {
+        // The sending device is the caller's call device, recorded before
+        // anyone can answer.
+        calls::invited(st, &inv.iid, Party::of(ses)).await;
         st.schedule_expiry(&inv);
         let frame = event_frame(&Event::Invite { invite: inv.clone() });
         let reached = st.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
@@ -53,7 +59,7 @@ pub async fn invite(
             st.invite_received(&inv.iid).await;
         }
     }
-    Ok(json!({"invite": inv}))
+    if known { Ok(json!({"invite": inv, "call_device": true})) } else { Ok(json!({"invite": inv})) }
 }
 
 fn final_error(inv: Invite) -> OpError {
@@ -84,6 +90,10 @@ async fn transition(
         let who = if to == InviteState::Canceled { "caller" } else { "callee" };
         return Err(OpError::forbidden(format!("only the {who} may do this")));
     }
+    let by = Party::of(ses);
+    if to == InviteState::Accepted && calls::self_answer(st, &inv, &by).await? {
+        return Err(OpError::forbidden("a call to yourself is answered from another device"));
+    }
     if inv.state == InviteState::Pending && now_ms() >= inv.expires {
         // The expiry timer has not fired yet, but the time is up: expire it
         // now so a late answer can never win.
@@ -93,6 +103,13 @@ async fn transition(
         }
     }
     match st.store.transition_invite(iid, to, response).await? {
+        Transition::Done(inv) if inv.state == InviteState::Accepted => {
+            // The callee's call device is known before anyone hears of the
+            // answer, so the caller's first signal finds it.
+            calls::accepted(st, iid, by).await;
+            ended(st, &inv).await;
+            Ok(json!({"invite": inv, "call_device": true}))
+        }
         Transition::Done(inv) => {
             ended(st, &inv).await;
             Ok(json!({"invite": inv}))
@@ -121,7 +138,8 @@ pub async fn cancel(st: &Arc<AppState>, ses: &SessionCtx, iid: &str) -> OpResult
 
 /// After a transition this node made (a compare-and-set, so exactly one
 /// node gets here for each): tells both parties, and for an invitation that
-/// ended unanswered writes its call record as the caller.
+/// ended unanswered forgets its call devices and writes its call record as
+/// the caller.
 pub async fn ended(st: &AppState, inv: &Invite) {
     st.broadcast_invite_state(inv);
     let outcome = match inv.state {
@@ -130,6 +148,7 @@ pub async fn ended(st: &AppState, inv: &Invite) {
         InviteState::Canceled => "canceled",
         _ => return,
     };
+    calls::forget(st, &inv.iid).await;
     let video = inv.content.get("video").and_then(Value::as_bool).unwrap_or(false);
     let body = json!({"iid": inv.iid, "video": video, "outcome": outcome, "duration_s": 0});
     let req = SendReq {

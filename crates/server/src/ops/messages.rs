@@ -7,8 +7,8 @@ use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
 use crate::store::{Appended, NewMessage, Page, QueuedAppend, Relation, RelationAppend, StoreResult};
 use courier_proto::{
-    Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
-    body_mentions, is_relation_kind,
+    Conv, ErrorCode, Event, HistoryOk, Msg, SendOk, SendReq, SyncConv, SyncOk, Target, body_mentions,
+    is_relation_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -532,35 +532,18 @@ pub async fn typing(st: &Arc<AppState>, ses: &mut SessionCtx, conv: Conv) -> OpR
     Ok(json!({"forwarded": true}))
 }
 
-/// `signal`: an ephemeral event to a user, a channel, or the other party of
-/// an accepted call.
+/// `signal`: an ephemeral event to a user or a channel; a call's signals
+/// go to its other call device (`calls::relay`).
 pub async fn signal(st: &Arc<AppState>, ses: &SessionCtx, to: Target, body: Map<String, Value>) -> OpResult {
+    if let Target::Call(iid) = &to {
+        return crate::calls::relay(st, ses, iid, body).await;
+    }
     let user = &*ses.user;
     let ts = now_ms();
-    let except = Some(ses.handle.key);
-    let frame = event_frame(&Event::Signal { from: user.to_owned(), to: to.clone(), body, ts });
-    match &to {
-        Target::User(_) | Target::Channel(_) => {
-            let conv = to.conv(user).expect("user and channel targets have a conversation");
-            require_member(st, ses, &conv).await?;
-            st.send_to_conv(&conv, &frame, except).await?;
-        }
-        Target::Call(iid) => {
-            let inv = st.store.invite(iid).await?;
-            match inv {
-                Some(inv) if inv.state == InviteState::Accepted && (inv.from == user || inv.to == user) => {
-                    let parties = [inv.from.as_str(), inv.to.as_str()];
-                    let n = if inv.from == inv.to { 1 } else { 2 };
-                    st.send_to_users(parties[..n].iter().copied(), &frame, except);
-                }
-                _ => {
-                    return Err(OpError::forbidden(
-                        "signals to a call need an accepted invitation you are part of",
-                    ));
-                }
-            }
-        }
-    }
+    let conv = to.conv(user).expect("user and channel targets have a conversation");
+    require_member(st, ses, &conv).await?;
+    let frame = event_frame(&Event::Signal { from: user.to_owned(), to, body, ts });
+    st.send_to_conv(&conv, &frame, Some(ses.handle.key)).await?;
     Ok(json!({"ts": ts}))
 }
 

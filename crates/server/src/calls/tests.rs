@@ -1,0 +1,102 @@
+use super::local::LocalBook;
+use super::*;
+use crate::hub::Hub;
+
+fn party(user: &str, device: &str) -> Party {
+    Party { user: user.into(), device: device.into() }
+}
+
+fn accepted_call() -> CallRecord {
+    CallRecord { callee: Some(party("bob", "desk")), ..CallRecord::new(party("alice", "phone")) }
+}
+
+#[test]
+fn party_keys_split_at_the_first_bar() {
+    let p = party("alice", "dev|with|bars");
+    assert_eq!(Party::from_key(&p.key()), Some(p));
+    assert_eq!(Party::from_key("no-bar"), None);
+}
+
+#[test]
+fn only_the_two_call_devices_signal_once_accepted() {
+    let (alice, bob) = (party("alice", "phone"), party("bob", "desk"));
+    let pending = CallRecord::new(alice.clone());
+    assert!(judge(&pending, &alice, Some("offer")).is_err(), "not before accepted");
+    let rec = accepted_call();
+    assert!(judge(&rec, &party("alice", "laptop"), Some("candidate")).is_err(), "the caller's other device");
+    assert!(judge(&rec, &party("bob", "phone"), Some("end")).is_err(), "the callee's other device");
+    assert!(judge(&rec, &party("eve", "x"), Some("end")).is_err());
+    assert_eq!(judge(&rec, &alice, Some("candidate")).unwrap(), Relay { to: bob.clone(), next: None });
+}
+
+#[test]
+fn the_caller_offers_once_and_the_callee_waits_for_it() {
+    let (alice, bob) = (party("alice", "phone"), party("bob", "desk"));
+    let rec = accepted_call();
+    assert!(judge(&rec, &bob, Some("offer")).is_err(), "only the caller offers");
+    assert!(judge(&rec, &bob, Some("candidate")).is_err(), "the callee waits for the offer");
+    assert!(judge(&rec, &bob, None).is_err(), "also with a body without t");
+    let end = judge(&rec, &bob, Some("end")).unwrap();
+    assert!(end.next.is_some_and(|n| n.ended), "but may end");
+    let offered = judge(&rec, &alice, Some("offer")).unwrap().next.expect("the offer changes the record");
+    assert!(offered.offered);
+    assert!(judge(&offered, &alice, Some("offer")).is_err(), "once");
+    assert_eq!(judge(&offered, &bob, Some("answer")).unwrap().to, alice);
+}
+
+#[test]
+fn nothing_passes_after_an_end() {
+    let rec = CallRecord { ended: true, offered: true, ..accepted_call() };
+    for who in [party("alice", "phone"), party("bob", "desk")] {
+        assert!(judge(&rec, &who, Some("end")).is_err());
+        assert!(judge(&rec, &who, Some("candidate")).is_err());
+    }
+}
+
+#[tokio::test]
+async fn the_local_book_swaps_by_version_and_forgets() {
+    let book = LocalBook::new(Arc::new(Hub::default()));
+    let alice = party("alice", "phone");
+    book.put("i1", &CallRecord::new(alice.clone())).await.unwrap();
+    let (rec, v) = book.get("i1").await.unwrap().unwrap();
+    let next = CallRecord { callee: Some(party("bob", "desk")), ..rec };
+    assert!(book.swap("i1", v, &next).await.unwrap());
+    assert!(!book.swap("i1", v, &next).await.unwrap(), "a stale version loses");
+    assert!(book.allowance("i1", &party("bob", "desk")).await.unwrap());
+    assert!(!book.allowance("i1", &party("bob", "other")).await.unwrap(), "not a call device");
+    book.forget("i1").await.unwrap();
+    assert!(book.get("i1").await.unwrap().is_none());
+    assert!(!book.left(&alice, "t", Duration::from_secs(1)).await.unwrap(), "no call left to end");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_allowance_is_two_hundred_a_minute() {
+    let book = LocalBook::new(Arc::new(Hub::default()));
+    let alice = party("alice", "phone");
+    book.put("i1", &CallRecord::new(alice.clone())).await.unwrap();
+    for n in 0..SIGNALS_PER_MIN {
+        assert!(book.allowance("i1", &alice).await.unwrap(), "signal {n}");
+    }
+    assert!(!book.allowance("i1", &alice).await.unwrap(), "spent");
+    tokio::time::advance(Duration::from_millis(60_000 / u64::from(SIGNALS_PER_MIN) + 5)).await;
+    assert!(book.allowance("i1", &alice).await.unwrap(), "one back after 300 ms");
+    assert!(!book.allowance("i1", &alice).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_departure_counts_only_while_it_is_the_latest_and_the_device_is_away() {
+    let hub = Arc::new(Hub::default());
+    let book = LocalBook::new(hub.clone());
+    let alice = party("alice", "phone");
+    book.put("i1", &CallRecord::new(alice.clone())).await.unwrap();
+    assert!(book.left(&alice, "t1", Duration::from_secs(1)).await.unwrap());
+    assert!(book.left(&alice, "t2", Duration::from_secs(1)).await.unwrap());
+    assert!(book.departed(&alice, "t1").await.unwrap().is_empty(), "superseded by t2");
+    // Back within the grace: the new session inherits the role.
+    let s = hub.new_session("alice", "phone", 8);
+    hub.register(&s);
+    assert!(book.departed(&alice, "t2").await.unwrap().is_empty(), "the device is live again");
+    hub.unregister(&s, &Default::default());
+    assert!(book.left(&alice, "t3", Duration::from_secs(1)).await.unwrap());
+    assert_eq!(book.departed(&alice, "t3").await.unwrap(), ["i1"]);
+}
