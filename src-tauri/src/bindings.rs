@@ -6,6 +6,7 @@
 //! `tests/bindings.rs` fails when regenerating would change it.
 
 use crate::bridge::CoreEvent;
+use crate::calls::CallUpdate;
 use crate::commands;
 use crate::deeplink::DeepLink;
 use crate::{bridge::Notice, settings::Settings};
@@ -75,8 +76,16 @@ pub fn builder() -> Builder<tauri::Wry> {
             crate::autostart::start_at_login,
             crate::autostart::set_start_at_login,
             crate::logs::open_logs_folder,
+            crate::calls_commands::call_hangup,
+            crate::calls_commands::call_set_muted,
+            crate::calls_commands::call_set_camera,
+            crate::calls_commands::call_devices,
+            crate::calls_commands::call_set_devices,
+            crate::calls_commands::call_frame,
+            crate::calls_commands::mic_test_start,
+            crate::calls_commands::mic_test_stop,
         ])
-        .events(collect_events![CoreEvent, DeepLink, Notice, Settings])
+        .events(collect_events![CoreEvent, DeepLink, Notice, Settings, CallUpdate])
         // A command's error rejects the promise with the `CmdError`
         // (transport.ts turns it into a `TransportError`).
         .error_handling(ErrorHandlingMode::Throw)

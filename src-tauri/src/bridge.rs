@@ -8,7 +8,8 @@
 //! - [`DeepLink`] (`courier://deep-link`): a valid `courier://` link;
 //! - [`Notice`] (`courier://notice`): something for the user to see;
 //! - [`Settings`] (`courier://settings`): the settings, when the shell
-//!   changed them (the tray's do-not-disturb).
+//!   changed them (the tray's do-not-disturb);
+//! - [`crate::calls::CallUpdate`] (`courier://call`): the running call.
 
 use crate::deeplink::{DeepLink, parse_deep_link};
 use crate::notify::{self, Context, Note};
@@ -81,6 +82,7 @@ to_ui! {
     DeepLink => DEEP_LINK_EVENT,
     Notice => NOTICE_EVENT,
     Settings => SETTINGS_EVENT,
+    crate::calls::CallUpdate => crate::calls::CALL_EVENT,
 }
 
 /// Emits `event` to the webview under its name: the one emit of the shell.
@@ -130,6 +132,7 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
         let ev = CoreEvent(ev);
         emit(&app, &ev);
         let CoreEvent(ev) = ev;
+        app.state::<crate::calls::Calls>().on_event(&app, &client, &ev);
         // Unread counts follow the core's rule (content messages of others,
         // not recalled); a channel this user was removed from drops out.
         let changed = match &ev {
@@ -197,9 +200,18 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
             notify::show(summary, preview, move || open_link(&app, link));
         }
         Note::Call { iid, from } => {
-            let summary = format!("{} is calling", name(&from));
-            notify::show(summary, "Incoming call — click to answer".into(), move || {
-                open_link(&app, DeepLink::Call { iid })
+            let invite = client.invites().ok().and_then(|vs| vs.into_iter().find(|v| v.invite.iid == iid));
+            let video = invite.as_ref().is_some_and(crate::calls::wants_video);
+            let ring_ms =
+                invite.map_or(45_000, |v| (v.invite.expires - now_ms()).clamp(1_000, 300_000) as u32);
+            let zh = notify::speaks_chinese(
+                app.state::<AppState>().settings().language,
+                notify::os_locale().as_deref(),
+            );
+            let text = notify::incoming_call_text(&name(&from), video, zh);
+            let client = client.clone();
+            notify::show_call(text, ring_ms, move |choice| {
+                crate::calls::on_notification(&app, &client, &iid, choice)
             });
         }
         Note::MissedCall { iid, from } => {

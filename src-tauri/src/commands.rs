@@ -338,8 +338,16 @@ pub async fn set_profile(state: S<'_>, name: String, avatar: String, status: Str
 
 #[tauri::command]
 #[specta::specta]
-pub async fn invite(state: S<'_>, to: String, content: Map<String, Value>, ttl_s: u32) -> R<InviteView> {
-    Ok(state.client()?.invite(&to, content, ttl_s).await?)
+pub async fn invite(
+    state: S<'_>,
+    calls: State<'_, crate::calls::Calls>,
+    to: String,
+    content: Map<String, Value>,
+    ttl_s: u32,
+) -> R<InviteView> {
+    let v = state.client()?.invite(&to, content, ttl_s).await?;
+    calls.invited(&v);
+    Ok(v)
 }
 
 #[tauri::command]
@@ -349,8 +357,15 @@ pub async fn answer_invite(
     iid: String,
     accept: bool,
     response: Map<String, Value>,
+    app: tauri::AppHandle,
+    calls: State<'_, crate::calls::Calls>,
 ) -> R<Option<InviteView>> {
-    Ok(state.client()?.answer(&iid, accept, response).await?)
+    let client = state.client()?;
+    let v = client.answer(&iid, accept, response).await?;
+    if let Some(v) = &v {
+        calls.answered(&app, &client, v);
+    }
+    Ok(v)
 }
 
 #[tauri::command]

@@ -9,6 +9,8 @@
 //! - [`bindings`]: the table of commands and events, registered with Tauri
 //!   and rendered to the UI's generated TypeScript bindings;
 //! - [`state`]: profile, sign-in, the embedded server and its discovery;
+//! - [`calls`]: the running call's media (GStreamer, in this process), with
+//!   its commands ([`calls_commands`]) and video frames ([`calls_frames`]);
 //! - [`deeplink`]: the pure `courier://` parser;
 //! - [`credentials`]: tokens in the OS keyring, else a 0600 file;
 //! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`];
@@ -22,6 +24,9 @@
 pub mod autostart;
 pub mod bindings;
 pub mod bridge;
+pub mod calls;
+pub mod calls_commands;
+pub mod calls_frames;
 pub mod commands;
 pub mod credentials;
 pub mod deeplink;
@@ -95,6 +100,7 @@ pub fn run() {
         )
         .plugin(autostart)
         .manage(state)
+        .manage(calls::Calls::default())
         .invoke_handler(bindings::builder().invoke_handler())
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -166,6 +166,72 @@ pub fn missed_call_text(name: &str, chinese: bool) -> (String, String) {
     }
 }
 
+/// What an incoming-call notification says: summary, body, and the labels
+/// of its Accept and Decline actions.
+pub fn incoming_call_text(name: &str, video: bool, chinese: bool) -> [String; 4] {
+    let [s, b, a, d] = match (chinese, video) {
+        (true, true) => ["{} 邀请你视频通话", "视频来电", "接听", "拒绝"],
+        (true, false) => ["{} 来电", "语音来电", "接听", "拒绝"],
+        (false, true) => ["{} is video calling", "Incoming video call", "Accept", "Decline"],
+        (false, false) => ["{} is calling", "Incoming call", "Accept", "Decline"],
+    };
+    [s.replace("{}", name), b.into(), a.into(), d.into()]
+}
+
+/// What the person chose on an incoming-call notification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallChoice {
+    /// Clicked the notification: show the ringing call.
+    Open,
+    /// The Accept action.
+    Accept,
+    /// The Decline action.
+    Decline,
+}
+
+impl CallChoice {
+    /// The choice an action key names (`None`: closed without a choice).
+    pub fn of_action(action: &str) -> Option<CallChoice> {
+        match action {
+            "default" => Some(CallChoice::Open),
+            "accept" => Some(CallChoice::Accept),
+            "decline" => Some(CallChoice::Decline),
+            _ => None,
+        }
+    }
+}
+
+/// Shows an incoming call (`text` from [`incoming_call_text`]) with Accept
+/// and Decline actions where the notification server offers actions
+/// (freedesktop; elsewhere a click opens the ringing call), for as long as
+/// it rings.
+pub fn show_call(text: [String; 4], ring_ms: u32, on_choice: impl FnOnce(CallChoice) + Send + 'static) {
+    let [summary, body, accept, decline] = text;
+    std::thread::spawn(move || {
+        let mut n = notify_rust::Notification::new();
+        n.appname("Courier").summary(&plain_summary(&summary)).body(&plain_body(&body));
+        n.timeout(notify_rust::Timeout::Milliseconds(ring_ms));
+        #[cfg(all(unix, not(target_os = "macos")))]
+        n.action("default", "Open")
+            .action("accept", &accept)
+            .action("decline", &decline)
+            .hint(notify_rust::Hint::Category("im".into()))
+            .urgency(notify_rust::Urgency::Critical);
+        let _ = (&accept, &decline);
+        match n.show() {
+            #[cfg(all(unix, not(target_os = "macos")))]
+            Ok(handle) => handle.wait_for_action(|action| {
+                if let Some(choice) = CallChoice::of_action(action) {
+                    on_choice(choice);
+                }
+            }),
+            #[cfg(not(all(unix, not(target_os = "macos"))))]
+            Ok(_) => drop(on_choice),
+            Err(e) => tracing::debug!("no notification ({e})"),
+        }
+    });
+}
+
 /// Notification text as plain text: freedesktop notification servers read
 /// a subset of HTML in the body, so a peer's `<a href=…>` or `<img>` would
 /// become a link or an image. Escapes `&`, `<` and `>` there, and drops
@@ -267,6 +333,22 @@ mod tests {
         let ClientEvent::MessageAdded { mut message } = ev else { unreachable!() };
         f(&mut message);
         ClientEvent::MessageAdded { message }
+    }
+
+    #[test]
+    fn incoming_calls_offer_accept_and_decline_in_the_users_language() {
+        assert_eq!(
+            incoming_call_text("Bob", true, false),
+            ["Bob is video calling", "Incoming video call", "Accept", "Decline"].map(String::from)
+        );
+        assert_eq!(
+            incoming_call_text("鲍勃", false, true),
+            ["鲍勃 来电", "语音来电", "接听", "拒绝"].map(String::from)
+        );
+        assert_eq!(CallChoice::of_action("accept"), Some(CallChoice::Accept));
+        assert_eq!(CallChoice::of_action("decline"), Some(CallChoice::Decline));
+        assert_eq!(CallChoice::of_action("default"), Some(CallChoice::Open));
+        assert_eq!(CallChoice::of_action("__closed"), None);
     }
 
     #[test]

@@ -104,6 +104,9 @@ pub struct Settings {
     /// Emoji the user picked lately, newest first, without skin tone (the
     /// UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
     pub recent_emoji: Vec<String>,
+    /// The microphone, camera and speaker calls use (the system default
+    /// when unset).
+    pub call_devices: crate::calls::DeviceChoice,
 }
 
 impl Default for Settings {
@@ -118,6 +121,7 @@ impl Default for Settings {
             close_to_tray: true,
             emoji_skin_tone: SkinTone::Default,
             recent_emoji: Vec::new(),
+            call_devices: crate::calls::DeviceChoice::default(),
         }
     }
 }
@@ -135,6 +139,7 @@ impl Settings {
         let mut seen = std::collections::HashSet::new();
         self.recent_emoji.retain(|e| !e.is_empty() && e.len() <= EMOJI_MAX_BYTES && seen.insert(e.clone()));
         self.recent_emoji.truncate(RECENT_EMOJI_MAX);
+        self.call_devices = self.call_devices.bounded();
         self
     }
 }
@@ -175,7 +180,8 @@ mod tests {
             s,
             json!({"notifications": true, "do_not_disturb": false, "muted": [], "pinned": [],
                    "language": null, "theme": "system", "close_to_tray": true,
-                   "emoji_skin_tone": "default", "recent_emoji": []})
+                   "emoji_skin_tone": "default", "recent_emoji": [],
+                   "call_devices": {"mic": null, "camera": null, "speaker": null}})
         );
         let c: ConnectConfig =
             serde_json::from_value(json!({"mode": "dev", "url": "ws://h", "user": "a"})).unwrap();

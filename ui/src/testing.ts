@@ -8,6 +8,7 @@ import { setTransport } from './services/transport'
 import { createAppI18n } from './i18n'
 import { useSessionStore } from './stores/session'
 import { routeEvent } from './stores/events'
+import { useCallsStore } from './stores/calls'
 import type { ClientEvent } from './types/events'
 import type { MessageView } from './types/model'
 
@@ -19,6 +20,7 @@ export function setup(me = 'me'): MockTransport {
   useSessionStore().account = { user: me, server: { mode: 'embedded' } }
   // Events take the app's real path: transport → router → stores.
   void t.onEvent(routeEvent)
+  void t.onCall((u) => useCallsStore().apply(u))
   return t
 }
 

@@ -93,10 +93,37 @@ export const commands = {
 	setStartAtLogin: (on: boolean) => __TAURI_INVOKE<boolean>("set_start_at_login", { on }),
 	/**  Opens the profile's log folder in the OS file manager. */
 	openLogsFolder: () => __TAURI_INVOKE<null>("open_logs_folder"),
+	/**  Hangs up the running call. */
+	callHangup: () => __TAURI_INVOKE<null>("call_hangup"),
+	/**  Mutes or unmutes the microphone of the running call. */
+	callSetMuted: (muted: boolean) => __TAURI_INVOKE<null>("call_set_muted", { muted }),
+	/**  Turns the camera of the running call on or off. */
+	callSetCamera: (on: boolean) => __TAURI_INVOKE<null>("call_set_camera", { on }),
+	/**  The microphones, cameras and speakers the OS offers (empty headless). */
+	callDevices: () => __TAURI_INVOKE<DeviceInfo[]>("call_devices"),
+	/**
+	 *  Chooses the devices (kept in the profile's settings) and switches the
+	 *  running call to them.
+	 */
+	callSetDevices: (choice: DeviceChoice_Deserialize) => __TAURI_INVOKE<null>("call_set_devices", { choice }),
+	/**
+	 *  The next picture of the running call newer than `after` (the remote
+	 *  one, or the self-view), scaled to fit the view: raw bytes, see
+	 *  [`crate::calls_frames`]. Empty when none came within half a second.
+	 */
+	callFrame: (remote: boolean, after: number, maxWidth: number, maxHeight: number) => __TAURI_INVOKE<FrameBytes>("call_frame", { remote, after, maxWidth, maxHeight }),
+	/**
+	 *  Starts the Settings mic test on `mic` (the default when null): levels
+	 *  in dBFS arrive on `levels` until [`mic_test_stop`].
+	 */
+	micTestStart: (mic: string | null, levels: Channel<number | null>) => __TAURI_INVOKE<null>("mic_test_start", { mic, levels }),
+	/**  Stops the mic test. */
+	micTestStop: () => __TAURI_INVOKE<null>("mic_test_stop"),
 };
 
 /** Events */
 export const events = {
+	courierCall: makeEvent<CallUpdate_Serialize, CallUpdate_Deserialize>("courier://call"),
 	courierDeepLink: makeEvent<DeepLink, DeepLink>("courier://deep-link"),
 	courierEvent: makeEvent<CoreEvent_Serialize, CoreEvent_Deserialize>("courier://event"),
 	courierNotice: makeEvent<Notice, Notice>("courier://notice"),
@@ -113,6 +140,137 @@ export type Account = {
 	user: string,
 	/**  How it connects. */
 	server: ConnectConfig,
+};
+
+/**  Where a call is, as the in-call view says it. */
+export type CallPhase = 
+/**  Negotiating, ICE checking. */
+"connecting" | 
+/**  Media flows. */
+"connected" | 
+/**  ICE restart under way. */
+"reconnecting" | 
+/**  Over. */
+"ended";
+
+/**  One thing the in-call view should know about the running call. */
+export type CallUiEvent = CallUiEvent_Serialize | CallUiEvent_Deserialize;
+
+/**  One thing the in-call view should know about the running call. */
+export type CallUiEvent_Deserialize = 
+/**  This device runs the media of the call. */
+{ type: "started"; 
+/**  The other party. */
+peer: string; 
+/**  Whether this device sends video from the start. */
+video: boolean; 
+/**  Whether this device placed the call. */
+caller: boolean } | 
+/**  The call's phase; `reason` and `by_peer` once it ended. */
+{ type: "state"; 
+/**  The phase. */
+phase: CallPhase; 
+/**  Why it ended. */
+reason?: EndReason | null; 
+/**  Whether the other side (or the server for it) ended it. */
+by_peer: boolean } | 
+/**  The peer's microphone and camera. */
+{ type: "remote_media"; 
+/**  Its microphone is on. */
+audio: boolean; 
+/**  Its camera is on. */
+video: boolean } | 
+/**  Levels in dBFS, about ten a second. */
+{ type: "levels"; 
+/**  What this device sends. */
+local: number | null; 
+/**  What it hears. */
+remote: number | null } | 
+/**  The connection's quality, about once a second. */
+{ type: "stats"; 
+/**  Round-trip time. */
+rtt_ms?: number | null; 
+/**  Packets lost, in percent of those expected. */
+loss_pct: number | null; 
+/**  The local candidate type of the selected pair. */
+candidate_type?: string | null; 
+/**  ICE state. */
+ice_state: string; 
+/**  Remote video frames decoded so far. */
+video_frames_decoded: number } | 
+/**  A device problem that does not end the call (`no_camera`, `no_mic`…). */
+{ type: "warning"; 
+/**  Stable code. */
+code: string; 
+/**  English text for logs; the UI words it from `code`. */
+message: string };
+
+/**  One thing the in-call view should know about the running call. */
+export type CallUiEvent_Serialize = 
+/**  This device runs the media of the call. */
+{ type: "started"; 
+/**  The other party. */
+peer: string; 
+/**  Whether this device sends video from the start. */
+video: boolean; 
+/**  Whether this device placed the call. */
+caller: boolean } | 
+/**  The call's phase; `reason` and `by_peer` once it ended. */
+{ type: "state"; 
+/**  The phase. */
+phase: CallPhase; 
+/**  Why it ended. */
+reason: EndReason | null; 
+/**  Whether the other side (or the server for it) ended it. */
+by_peer: boolean } | 
+/**  The peer's microphone and camera. */
+{ type: "remote_media"; 
+/**  Its microphone is on. */
+audio: boolean; 
+/**  Its camera is on. */
+video: boolean } | 
+/**  Levels in dBFS, about ten a second. */
+{ type: "levels"; 
+/**  What this device sends. */
+local: number | null; 
+/**  What it hears. */
+remote: number | null } | 
+/**  The connection's quality, about once a second. */
+{ type: "stats"; 
+/**  Round-trip time. */
+rtt_ms: number | null; 
+/**  Packets lost, in percent of those expected. */
+loss_pct: number | null; 
+/**  The local candidate type of the selected pair. */
+candidate_type: string | null; 
+/**  ICE state. */
+ice_state: string; 
+/**  Remote video frames decoded so far. */
+video_frames_decoded: number } | 
+/**  A device problem that does not end the call (`no_camera`, `no_mic`…). */
+{ type: "warning"; 
+/**  Stable code. */
+code: string; 
+/**  English text for logs; the UI words it from `code`. */
+message: string };
+
+/**  A [`CallUiEvent`] of the call of invitation `iid`. */
+export type CallUpdate = CallUpdate_Serialize | CallUpdate_Deserialize;
+
+/**  A [`CallUiEvent`] of the call of invitation `iid`. */
+export type CallUpdate_Deserialize = {
+	/**  The invitation. */
+	iid: string,
+	/**  What happened. */
+	event: CallUiEvent_Deserialize,
+};
+
+/**  A [`CallUiEvent`] of the call of invitation `iid`. */
+export type CallUpdate_Serialize = {
+	/**  The invitation. */
+	iid: string,
+	/**  What happened. */
+	event: CallUiEvent_Serialize,
 };
 
 /**  A public channel in the `channels` ok. */
@@ -556,6 +714,65 @@ export type DeliveryStatus =
 /**  A message from someone else (or from this user's other device). */
 "received";
 
+/**
+ *  The devices chosen in Settings (`None`: the system default); persisted
+ *  in the profile's settings.
+ */
+export type DeviceChoice = DeviceChoice_Serialize | DeviceChoice_Deserialize;
+
+/**
+ *  The devices chosen in Settings (`None`: the system default); persisted
+ *  in the profile's settings.
+ */
+export type DeviceChoice_Deserialize = {
+	/**  Microphone id. */
+	mic?: string | null,
+	/**  Camera id. */
+	camera?: string | null,
+	/**  Speaker id. */
+	speaker?: string | null,
+};
+
+/**
+ *  The devices chosen in Settings (`None`: the system default); persisted
+ *  in the profile's settings.
+ */
+export type DeviceChoice_Serialize = {
+	/**  Microphone id. */
+	mic: string | null,
+	/**  Camera id. */
+	camera: string | null,
+	/**  Speaker id. */
+	speaker: string | null,
+};
+
+/**  A microphone, camera or speaker the OS offers. */
+export type DeviceInfo = {
+	/**  Opaque id to pass back. */
+	id: string,
+	/**  For humans. */
+	name: string,
+	/**  `mic`, `camera` or `speaker`. */
+	kind: string,
+};
+
+/**  Why a call ended (`{"t":"end","reason":…}`). */
+export type EndReason = 
+/**  A person hung up. */
+"hangup" | 
+/**  ICE never connected within 30 s of the offer, or could not restart. */
+"failed" | 
+/**  The other call device went away (sent by the server). */
+"gone" | 
+/**  The device is already in another call. */
+"busy";
+
+/**
+ *  A picture as raw IPC bytes (an `ArrayBuffer` in the page; specta
+ *  types it as the byte list it is).
+ */
+export type FrameBytes = number[];
+
 /**  A call invitation. */
 export type Invite = Invite_Serialize | Invite_Deserialize;
 
@@ -914,6 +1131,11 @@ export type Settings_Deserialize = {
 	 *  UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
 	 */
 	recent_emoji?: string[],
+	/**
+	 *  The microphone, camera and speaker calls use (the system default
+	 *  when unset).
+	 */
+	call_devices?: DeviceChoice_Deserialize,
 };
 
 /**  App settings (persisted as `settings.json` in the profile dir). */
@@ -939,6 +1161,11 @@ export type Settings_Serialize = {
 	 *  UI shows them in [`Settings::emoji_skin_tone`] and keeps at most 24).
 	 */
 	recent_emoji: string[],
+	/**
+	 *  The microphone, camera and speaker calls use (the system default
+	 *  when unset).
+	 */
+	call_devices: DeviceChoice_Serialize,
 };
 
 /**

@@ -24,10 +24,13 @@ import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role
 import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } from '../types/app'
 import { DEFAULT_SETTINGS } from '../types/app'
 import { channelConv, channelOf, dmConv, peerOf } from '../types/ids'
-import type { DeepLink, DeepLinkHandler, EventHandler, Notice, NoticeHandler, ProgressHandler, SettingsHandler, Transport, Unsubscribe } from './transport'
+import type {
+  CallHandler, CallUpdate, DeepLink, DeepLinkHandler, DeviceChoice, DeviceInfo, EventHandler, LevelHandler, Notice, NoticeHandler,
+  ProgressHandler, SettingsHandler, Transport, Unsubscribe,
+} from './transport'
 
 /** The Transport's commands (everything but the subscriptions). */
-export type Command = Exclude<keyof Transport, 'onEvent' | 'onDeepLink' | 'onNotice' | 'onSettings'>
+export type Command = Exclude<keyof Transport, 'onEvent' | 'onDeepLink' | 'onNotice' | 'onSettings' | 'onCall'>
 type Args<K extends Command> = Parameters<Transport[K]>
 type Result<K extends Command> = Awaited<ReturnType<Transport[K]>>
 type Answer<K extends Command> = (...args: Args<K>) => Result<K> | Promise<Result<K>>
@@ -141,6 +144,11 @@ export class MockTransport implements Transport {
   private deepLinkHandlers = new Set<DeepLinkHandler>()
   private noticeHandlers = new Set<NoticeHandler>()
   private settingsHandlers = new Set<SettingsHandler>()
+  private callHandlers = new Set<CallHandler>()
+  /** The devices `callDevices()` lists. */
+  deviceList: DeviceInfo[] = []
+  /** Where the mic test's levels go while it runs (tests push levels through it). */
+  micLevels: LevelHandler | null = null
 
   constructor(opts: MockOptions = {}) {
     this.me = opts.me ?? 'me'
@@ -183,6 +191,11 @@ export class MockTransport implements Transport {
   emitSettings(settings: Settings): void {
     this.settings = structuredClone(settings)
     for (const h of [...this.settingsHandlers]) h(structuredClone(settings))
+  }
+
+  /** Delivers an update of the running call (`courier://call`). */
+  emitCall(update: CallUpdate): void {
+    for (const h of [...this.callHandlers]) h(structuredClone(update))
   }
 
   callsOf(method: Command): unknown[][] {
@@ -620,6 +633,33 @@ export class MockTransport implements Transport {
     return this.run('invites', [], () => [...this.inviteMap.values()].map((v) => ({ ...v })))
   }
 
+  // ---- the running call: recorded; what the media engine reports comes from
+  // a test through emitCall (the mock runs no call).
+
+  callHangup() { return this.run('callHangup', [], () => {}) }
+  callSetMuted(muted: boolean) { return this.run('callSetMuted', [muted], () => {}) }
+  callSetCamera(on: boolean) { return this.run('callSetCamera', [on], () => {}) }
+  callDevices() { return this.run('callDevices', [], () => this.deviceList.map((d) => ({ ...d }))) }
+  callSetDevices(choice: DeviceChoice) {
+    return this.run('callSetDevices', [choice], () => {
+      this.settings = { ...this.settings, call_devices: { ...choice } }
+    })
+  }
+  /** Unscripted: no picture (an empty answer, as when none comes in time). */
+  callFrame(remote: boolean, after: number, maxWidth: number, maxHeight: number) {
+    return this.run('callFrame', [remote, after, maxWidth, maxHeight], () => new ArrayBuffer(0))
+  }
+  micTestStart(mic: string | null, onLevel: LevelHandler) {
+    return this.run('micTestStart', [mic, onLevel], () => {
+      this.micLevels = onLevel
+    }, [mic])
+  }
+  micTestStop() {
+    return this.run('micTestStop', [], () => {
+      this.micLevels = null
+    })
+  }
+
   // ---- app ---------------------------------------------------------------------
 
   getSettings() {
@@ -678,5 +718,10 @@ export class MockTransport implements Transport {
   async onSettings(handler: SettingsHandler): Promise<Unsubscribe> {
     this.settingsHandlers.add(handler)
     return () => this.settingsHandlers.delete(handler)
+  }
+
+  async onCall(handler: CallHandler): Promise<Unsubscribe> {
+    this.callHandlers.add(handler)
+    return () => this.callHandlers.delete(handler)
   }
 }

@@ -8,13 +8,16 @@ import type { ClientEvent, ConnectionEvent } from '../types/events'
 import type { ConversationView, InviteView, MessageView, UploadedMedia } from '../types/model'
 import type { ChannelInfo, Conv, JsonObject, MemberInfo, Presence, Profile, Role, Target } from '../types/protocol'
 import type { Account, ConnectConfig, ServerInfo, Settings, TransportError } from '../types/app'
-import type { DeepLink, Notice } from '../generated/bindings'
+import type { CallUpdate_Serialize as CallUpdate, DeepLink, DeviceChoice_Serialize as DeviceChoice, DeviceInfo, Notice } from '../generated/bindings'
 
-export type { DeepLink, Notice } from '../generated/bindings'
+export type { CallUpdate_Serialize as CallUpdate, DeepLink, DeviceChoice_Serialize as DeviceChoice, DeviceInfo, Notice } from '../generated/bindings'
 
 export type DeepLinkHandler = (link: DeepLink) => void
 export type NoticeHandler = (notice: Notice) => void
 export type SettingsHandler = (settings: Settings) => void
+export type CallHandler = (update: CallUpdate) => void
+/** A mic-test level in dBFS. */
+export type LevelHandler = (dbfs: number) => void
 
 export type EventHandler = (event: ClientEvent) => void
 export type Unsubscribe = () => void
@@ -95,6 +98,29 @@ export interface Transport {
   cancelInvite(iid: string): Promise<InviteView | null>
   invites(): Promise<InviteView[]>
 
+  // ---- the running call (placed and answered with the invitation commands;
+  // `content.video` asks for video). Each acts on this profile's one call.
+  /** Command `call_hangup`. */
+  callHangup(): Promise<void>
+  /** Command `call_set_muted`. */
+  callSetMuted(muted: boolean): Promise<void>
+  /** Command `call_set_camera`. */
+  callSetCamera(on: boolean): Promise<void>
+  /** Microphones, cameras and speakers. Command `call_devices`. */
+  callDevices(): Promise<DeviceInfo[]>
+  /** Chooses devices (persisted in the settings). Command `call_set_devices`. */
+  callSetDevices(choice: DeviceChoice): Promise<void>
+  /**
+   * The next picture newer than `after` (remote or self-view), fitted to
+   * `maxWidth`×`maxHeight`: RGBA rows then a 20-byte trailer (see
+   * src-tauri/src/calls_frames.rs); empty when none came in time. Command `call_frame`.
+   */
+  callFrame(remote: boolean, after: number, maxWidth: number, maxHeight: number): Promise<ArrayBuffer>
+  /** Starts the mic test on `mic` (null: default). Command `mic_test_start`. */
+  micTestStart(mic: string | null, onLevel: LevelHandler): Promise<void>
+  /** Command `mic_test_stop`. */
+  micTestStop(): Promise<void>
+
   // ---- app
   getSettings(): Promise<Settings>
   setSettings(settings: Settings): Promise<void>
@@ -119,6 +145,8 @@ export interface Transport {
   onNotice(handler: NoticeHandler): Promise<Unsubscribe>
   /** Subscribes to settings changed by the shell (`courier://settings`). */
   onSettings(handler: SettingsHandler): Promise<Unsubscribe>
+  /** Subscribes to the running call's updates (`courier://call`). */
+  onCall(handler: CallHandler): Promise<Unsubscribe>
 }
 
 /** Normalizes whatever a backend threw into `{code, message}`. */
@@ -232,6 +260,24 @@ export class TauriTransport implements Transport {
   cancelInvite(iid: string) { return this.call((c) => c.cancelInvite(iid)) }
   invites() { return this.call((c) => c.invites()) }
 
+  callHangup() { return this.run((c) => c.callHangup()) }
+  callSetMuted(muted: boolean) { return this.run((c) => c.callSetMuted(muted)) }
+  callSetCamera(on: boolean) { return this.run((c) => c.callSetCamera(on)) }
+  callDevices() { return this.call((c) => c.callDevices()) }
+  callSetDevices(choice: DeviceChoice) { return this.run((c) => c.callSetDevices(choice)) }
+  callFrame(remote: boolean, after: number, maxWidth: number, maxHeight: number) {
+    // A raw IPC answer arrives as an ArrayBuffer (specta types it as bytes).
+    return this.call((c) => c.callFrame(remote, after, maxWidth, maxHeight) as unknown as Promise<ArrayBuffer>)
+  }
+  async micTestStart(mic: string | null, onLevel: LevelHandler) {
+    const { Channel } = await import('@tauri-apps/api/core')
+    // JSON has no -Infinity: silence may come as null.
+    const levels = new Channel<number | null>()
+    levels.onmessage = (db) => onLevel(db ?? -100)
+    return this.run((c) => c.micTestStart(mic, levels))
+  }
+  micTestStop() { return this.run((c) => c.micTestStop()) }
+
   getSettings() { return this.call((c) => c.settingsGet()) }
   setSettings(settings: Settings) { return this.run((c) => c.settingsSet(settings)) }
   openExternal(url: string) { return this.run((c) => c.openExternal(url)) }
@@ -256,6 +302,10 @@ export class TauriTransport implements Transport {
   async onSettings(handler: SettingsHandler) {
     const { events } = await loadBindings()
     return events.courierSettings.listen((e) => handler(e.payload))
+  }
+  async onCall(handler: CallHandler) {
+    const { events } = await loadBindings()
+    return events.courierCall.listen((e) => handler(e.payload))
   }
 }
 

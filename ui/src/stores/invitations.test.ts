@@ -159,21 +159,46 @@ describe('invitations store', () => {
     expect(s.incomingState).toBe('missed')
   })
 
-  it('hang-up signals the other side; their hang-up ends ours', async () => {
+  it('hang-up ends a running call through the media engine; a call without media just closes', async () => {
     const s = useInvitationsStore()
     await s.callUser('bob')
     const iid = s.outgoing!.iid
     routeEvent({ type: 'invite', invite: { ...s.outgoing!, state: 'accepted' } })
+    t.emitCall({ iid, event: { type: 'started', peer: 'bob', video: false, caller: true } })
     await s.hangUp()
-    expect(t.callsOf('signal')).toEqual([[{ call: iid }, { type: 'hangup' }]])
-    expect(s.call).toBeNull()
+    expect(t.callsOf('callHangup')).toHaveLength(1)
+    expect(s.call?.iid).toBe(iid)
+    expect(t.callsOf('signal')).toEqual([])
 
     routeEvent({ type: 'invite', invite: inv({ iid: 'i9', state: 'pending' }) })
     await (t.inviteMap.set('i9', inv({ iid: 'i9' })), s.answer(true))
     expect(s.call?.iid).toBe('i9')
+    await s.hangUp()
+    expect(s.call).toBeNull()
+    expect(t.callsOf('callHangup')).toHaveLength(1)
+  })
+
+  it('a peer without a media engine ends the view with its hangup signal; a running call ignores it', async () => {
+    const s = useInvitationsStore()
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i9', state: 'pending' }) })
+    await (t.inviteMap.set('i9', inv({ iid: 'i9' })), s.answer(true))
     routeEvent({ type: 'signal', from: 'alice', to: { call: 'other' }, body: { type: 'hangup' }, ts: 1 })
     expect(s.call?.iid).toBe('i9')
+    t.emitCall({ iid: 'i9', event: { type: 'started', peer: 'alice', video: false, caller: false } })
     routeEvent({ type: 'signal', from: 'alice', to: { call: 'i9' }, body: { type: 'hangup' }, ts: 2 })
+    expect(s.call?.iid).toBe('i9')
+    t.emitCall({ iid: 'i9', event: { type: 'state', phase: 'ended', reason: 'hangup', by_peer: true } })
+    routeEvent({ type: 'signal', from: 'alice', to: { call: 'i9' }, body: { type: 'hangup' }, ts: 3 })
     expect(s.call).toBeNull()
+  })
+
+  it('a video call asks for video in the invitation', async () => {
+    const s = useInvitationsStore()
+    await s.callUser('bob', true)
+    await s.callUser('carol')
+    expect(t.callsOf('invite').map((a) => a[1])).toEqual([
+      { kind: 'call', media: 'video', video: true },
+      { kind: 'call', media: 'audio', video: false },
+    ])
   })
 })

@@ -5,6 +5,7 @@ import { computed, reactive, ref } from 'vue'
 import type { InviteView } from '../types/model'
 import type { JsonObject, Target } from '../types/protocol'
 import { toTransportError, useTransport } from '../services/transport'
+import { useCallsStore } from './calls'
 
 /** Ringing time asked for outgoing invitations (proto: 5–300 s). */
 export const INVITE_TTL_S = 45
@@ -31,6 +32,11 @@ export function outgoingPhase(v: InviteView): OutgoingPhase {
     case 'failed':
       return 'failed'
   }
+}
+
+/** Whether an invitation asks for video (`content.video`, protocol §12). */
+export function isVideo(v: Pick<InviteView, 'content'>): boolean {
+  return v.content.video === true
 }
 
 /** `answeredHere`: whether this device sent the answer (else another device did). */
@@ -126,6 +132,17 @@ export const useInvitationsStore = defineStore('invitations', () => {
     callSignals.splice(0)
   }
 
+  /**
+   * The media of `iid` started on this device (also when it was accepted
+   * from the OS notification): the cards close and the in-call view opens.
+   */
+  function showCall(iid: string): void {
+    if (byIid.get(iid)?.incoming) answeredHere.set(iid, 'accept')
+    if (incomingIid.value === iid) incomingIid.value = null
+    if (outgoingIid.value === iid) outgoingIid.value = null
+    if (callIid.value !== iid) startCall(iid)
+  }
+
   async function load(): Promise<void> {
     for (const v of await useTransport().invites()) {
       if (v.state === 'pending') apply(v)
@@ -133,12 +150,15 @@ export const useInvitationsStore = defineStore('invitations', () => {
     }
   }
 
-  /** Calls `user`: shows the outgoing card at once, then the server's state. */
-  async function callUser(user: string): Promise<void> {
+  /**
+   * Calls `user` (with video when `video`: the invitation's `content.video`,
+   * protocol §12): shows the outgoing card at once, then the server's state.
+   */
+  async function callUser(user: string, video = false): Promise<void> {
     error.value = null
     busy.value = true
     try {
-      const v = await useTransport().invite(user, { kind: 'call', media: 'audio' }, INVITE_TTL_S)
+      const v = await useTransport().invite(user, { kind: 'call', media: video ? 'video' : 'audio', video }, INVITE_TTL_S)
       outgoingIid.value = v.iid
       apply(v)
       if (v.state === 'failed') closeLater(v.iid, 'out')
@@ -175,23 +195,27 @@ export const useInvitationsStore = defineStore('invitations', () => {
     }
   }
 
-  /** Ends the in-call view and tells the other side. */
+  /**
+   * Hangs up: the media engine ends the call for both sides and the view
+   * closes when its end arrives. A call whose media never started (a server
+   * without v1.2, no media engine) just closes.
+   */
   async function hangUp(): Promise<void> {
     const v = call.value
-    callIid.value = null
     if (!v) return
-    try {
-      await useTransport().signal({ call: v.iid }, { type: 'hangup' })
-    } catch {
-      // The other side notices when signals stop; nothing more to do.
+    const calls = useCallsStore()
+    if (calls.iid === v.iid && calls.active) {
+      await calls.hangUp()
+      return
     }
+    callIid.value = null
   }
 
-  /** A `signal` event: in-call events for the open call. */
+  /** A `signal` event to the open call from a peer without a media engine (before v1.2): its `hangup` ends the view. */
   function onSignal(from: string, to: Target, body: JsonObject, ts: number): void {
     if (!('call' in to) || to.call !== callIid.value) return
     callSignals.push({ from, body, ts })
-    if (body.type === 'hangup') callIid.value = null
+    if (body.type === 'hangup' && !useCallsStore().active) callIid.value = null
   }
 
   /** Closes a card now (Esc / close button on a final state). */
@@ -203,6 +227,6 @@ export const useInvitationsStore = defineStore('invitations', () => {
   return {
     byIid, answeredHere, outgoingIid, incomingIid, callIid, callSignals, error, busy,
     outgoing, incoming, call, outgoingState, incomingState,
-    apply, load, callUser, cancel, answer, hangUp, onSignal, dismiss,
+    apply, showCall, load, callUser, cancel, answer, hangUp, onSignal, dismiss,
   }
 })

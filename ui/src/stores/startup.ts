@@ -1,4 +1,4 @@
-// Start-up: subscribe to events, load settings and the account, then the
+// Start-up: subscribe to events (the running call's too), load settings and the account, then the
 // conversation list, profiles, presence and pending invitations.
 import { useTransport } from '../services/transport'
 import { subscribeEvents } from './events'
@@ -12,6 +12,7 @@ import { useChannelsStore } from './channels'
 import { useDeepLinksStore } from './deepLinks'
 import { useToastsStore } from './toasts'
 import { useServerStore } from './server'
+import { useCallsStore } from './calls'
 
 let unsubscribe: (() => void) | null = null
 let unsubscribeShell: (() => void) | null = null
@@ -26,6 +27,7 @@ export async function subscribeShell(): Promise<() => void> {
     t.onDeepLink((link) => void deepLinks.receive(link)),
     t.onNotice((n) => void toasts.push({ level: n.level === 'error' ? 'error' : 'info', message: n.message })),
     t.onSettings((s) => settings.apply(s)),
+    t.onCall((u) => useCallsStore().apply(u)),
   ])
   return () => offs.forEach((off) => off())
 }

@@ -27,4 +27,5 @@ export const DEFAULT_SETTINGS: Settings = {
   close_to_tray: true,
   emoji_skin_tone: 'default',
   recent_emoji: [],
+  call_devices: { mic: null, camera: null, speaker: null },
 }

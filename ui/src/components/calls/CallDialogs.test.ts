@@ -8,6 +8,7 @@ import { useProfilesStore } from '../../stores/profiles'
 import OutgoingCallDialog from './OutgoingCallDialog.vue'
 import IncomingCallDialog from './IncomingCallDialog.vue'
 import InCallView from './InCallView.vue'
+import { ENDED_SHOWN_MS } from '../../stores/calls'
 
 let t: MockTransport
 const now = Date.now()
@@ -84,7 +85,7 @@ describe('incoming call dialog', () => {
     expect(w.find('[data-testid="decline"]').exists()).toBe(true)
   })
 
-  it('Accept answers and opens the in-call view for the room; hang-up ends it', async () => {
+  it('Accept answers and opens the in-call view; hang-up ends the call, and the view closes at its end', async () => {
     ring()
     const w = mountWith(IncomingCallDialog)
     const call = mountWith(InCallView)
@@ -93,14 +94,23 @@ describe('incoming call dialog', () => {
     await flushPromises()
     expect(t.callsOf('answer')).toEqual([['i1', true, {}]])
     expect(w.find('[data-testid="incoming-call"]').exists()).toBe(false)
-    expect(call.find('[data-testid="in-call"]').text()).toContain('call-i1')
+    expect(call.find('[data-testid="call-peer"]').text()).toBe('Alice Martin')
+    t.emitCall({ iid: 'i1', event: { type: 'started', peer: 'alice', video: false, caller: false } })
+    t.emitCall({ iid: 'i1', event: { type: 'state', phase: 'connected', reason: null, by_peer: false } })
+    await flushPromises()
+    expect(call.find('[data-testid="call-status"]').text()).toBe('Connected')
     await call.find('[data-testid="hang-up"]').trigger('click')
     await flushPromises()
-    expect(t.callsOf('signal')).toEqual([[{ call: 'i1' }, { type: 'hangup' }]])
+    expect(t.callsOf('callHangup')).toHaveLength(1)
+    t.emitCall({ iid: 'i1', event: { type: 'state', phase: 'ended', reason: 'hangup', by_peer: false } })
+    await flushPromises()
+    expect(call.find('[data-testid="call-status"]').text()).toBe('Call ended')
+    vi.advanceTimersByTime(ENDED_SHOWN_MS)
+    await flushPromises()
     expect(call.find('[data-testid="in-call"]').exists()).toBe(false)
   })
 
-  it('the call timer starts when the call does, however long the view was mounted', async () => {
+  it('the call timer counts from when media connected, however long the view was mounted', async () => {
     // Only Date is faked: the shared one-second clock (useNow) keeps ticking and reads it.
     vi.useFakeTimers({ toFake: ['Date'] })
     const start = Date.now()
@@ -110,9 +120,13 @@ describe('incoming call dialog', () => {
     const w = mountWith(IncomingCallDialog)
     await flushPromises()
     await w.find('[data-testid="accept"]').trigger('click')
+    t.emitCall({ iid: 'i1', event: { type: 'started', peer: 'alice', video: false, caller: false } })
     await flushPromises()
-    vi.setSystemTime(start + 95_000 + 61_000)
-    await vi.waitFor(() => expect(call.find('[data-testid="in-call"]').text()).toContain('1:01'), { timeout: 5000 })
+    expect(call.find('[data-testid="call-timer"]').exists()).toBe(false)
+    vi.setSystemTime(start + 100_000)
+    t.emitCall({ iid: 'i1', event: { type: 'state', phase: 'connected', reason: null, by_peer: false } })
+    vi.setSystemTime(start + 100_000 + 61_000)
+    await vi.waitFor(() => expect(call.find('[data-testid="call-timer"]').text()).toBe('1:01'), { timeout: 5000 })
   })
 
   it('Decline refuses, shows Declined, then closes', async () => {

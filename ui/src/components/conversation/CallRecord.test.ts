@@ -82,6 +82,16 @@ describe('CallRecord', () => {
     expect(t.callsOf('invite')[0][0]).toBe(peer)
   })
 
+  it.each([
+    [true, true],
+    [false, false],
+  ])('Call back on a video record (%s) calls back with video (%s)', async (video, asked) => {
+    const w = record('completed', true, video, 42)
+    await w.find('[data-testid="call-back"]').trigger('click')
+    await flushPromises()
+    expect(t.callsOf('invite')[0][1]).toMatchObject({ kind: 'call', video: asked })
+  })
+
   it('a malformed body falls back to the placeholder', () => {
     const message = msg({ seq: 8, kind: 'call', body: { iid: 'i1', outcome: 'exploded' } })
     const w = mountWith(MessageBubble, { props: { message, mine: false, flags, now: NOW } })

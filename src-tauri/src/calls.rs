@@ -1,0 +1,582 @@
+//! Real calls in the Rust process (protocol §12): this module owns the one
+//! running [`courier_media::Call`] of the profile.
+//!
+//! - A call starts when this device is the call device of an accepted
+//!   invitation: as caller when the core reports `accepted` for an
+//!   invitation this device sent ([`Calls::invited`] remembered it), as
+//!   callee right after this device's accept ([`Calls::answered`]).
+//! - Call signals the core receives go to [`courier_media::Call::on_signal`]
+//!   (those that arrive before the call starts wait, in order); the call's
+//!   own signals leave through [`courier_client::Client::call_signal`].
+//! - Every [`CallEvent`] but frames reaches the webview as a [`CallUpdate`]
+//!   (`courier://call`); frames wait in [`crate::calls_frames`] for the page
+//!   to fetch them as raw bytes.
+//! - When a call ends, the caller's device writes the call record.
+//!
+//! The webview controls only this profile's current call: the commands
+//! ([`crate::calls_commands`]) name no call and take no paths.
+
+use crate::bridge;
+use crate::calls_frames::FrameStore;
+use courier_client::{Client, ClientEvent, InviteView};
+use courier_media::{
+    AudioSink, AudioSource, Call, CallEvent, CallOptions, CallSignal, CallState, EndReason, FrameOptions,
+    MediaConfig, Role, Signaler, VideoSource,
+};
+use courier_proto::{FEATURE_V1_2, InviteState, Target};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tauri::{AppHandle, Manager};
+
+/// The event a call's updates are emitted on: payload [`CallUpdate`].
+pub const CALL_EVENT: &str = "courier://call";
+
+/// Signals kept for a call that has not started yet (an offer and its
+/// candidates that overtook the accept); beyond this they are dropped.
+const EARLY_SIGNALS_MAX: usize = 64;
+/// Invitations remembered as "ours to start" at once.
+const PENDING_MAX: usize = 16;
+/// The largest remote picture delivered to the page (it scales it down
+/// further to its view, see [`crate::calls_frames`]).
+const FRAME_MAX: (u32, u32) = (1280, 720);
+const FRAME_FPS: u32 = 30;
+
+/// Where a call is, as the in-call view says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPhase {
+    /// Negotiating, ICE checking.
+    Connecting,
+    /// Media flows.
+    Connected,
+    /// ICE restart under way.
+    Reconnecting,
+    /// Over.
+    Ended,
+}
+
+/// One thing the in-call view should know about the running call.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallUiEvent {
+    /// This device runs the media of the call.
+    Started {
+        /// The other party.
+        peer: String,
+        /// Whether this device sends video from the start.
+        video: bool,
+        /// Whether this device placed the call.
+        caller: bool,
+    },
+    /// The call's phase; `reason` and `by_peer` once it ended.
+    State {
+        /// The phase.
+        phase: CallPhase,
+        /// Why it ended.
+        reason: Option<EndReason>,
+        /// Whether the other side (or the server for it) ended it.
+        by_peer: bool,
+    },
+    /// The peer's microphone and camera.
+    RemoteMedia {
+        /// Its microphone is on.
+        audio: bool,
+        /// Its camera is on.
+        video: bool,
+    },
+    /// Levels in dBFS, about ten a second.
+    Levels {
+        /// What this device sends.
+        local: f64,
+        /// What it hears.
+        remote: f64,
+    },
+    /// The connection's quality, about once a second.
+    Stats {
+        /// Round-trip time.
+        rtt_ms: Option<f64>,
+        /// Packets lost, in percent of those expected.
+        loss_pct: f64,
+        /// The local candidate type of the selected pair.
+        candidate_type: Option<String>,
+        /// ICE state.
+        ice_state: String,
+        /// Remote video frames decoded so far.
+        video_frames_decoded: u64,
+    },
+    /// A device problem that does not end the call (`no_camera`, `no_mic`…).
+    Warning {
+        /// Stable code.
+        code: String,
+        /// English text for logs; the UI words it from `code`.
+        message: String,
+    },
+}
+
+/// A [`CallUiEvent`] of the call of invitation `iid`.
+#[derive(Debug, Clone, PartialEq, Serialize, specta::Type)]
+pub struct CallUpdate {
+    /// The invitation.
+    pub iid: String,
+    /// What happened.
+    pub event: CallUiEvent,
+}
+
+/// A microphone, camera or speaker the OS offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, specta::Type)]
+pub struct DeviceInfo {
+    /// Opaque id to pass back.
+    pub id: String,
+    /// For humans.
+    pub name: String,
+    /// `mic`, `camera` or `speaker`.
+    pub kind: String,
+}
+
+/// The devices chosen in Settings (`None`: the system default); persisted
+/// in the profile's settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+#[serde(default)]
+pub struct DeviceChoice {
+    /// Microphone id.
+    pub mic: Option<String>,
+    /// Camera id.
+    pub camera: Option<String>,
+    /// Speaker id.
+    pub speaker: Option<String>,
+}
+
+/// Longest device id kept from the page (GStreamer ids are short paths).
+pub const DEVICE_ID_MAX: usize = 256;
+
+impl DeviceChoice {
+    /// The choice as stored: ids longer than [`DEVICE_ID_MAX`] or empty are
+    /// the default device.
+    #[must_use]
+    pub fn bounded(self) -> DeviceChoice {
+        DeviceChoice {
+            mic: device_id(self.mic),
+            camera: device_id(self.camera),
+            speaker: device_id(self.speaker),
+        }
+    }
+}
+
+/// A device id from the page as used: empty or longer than
+/// [`DEVICE_ID_MAX`] means the default device.
+pub fn device_id(id: Option<String>) -> Option<String> {
+    id.filter(|s| !s.is_empty() && s.len() <= DEVICE_ID_MAX)
+}
+
+/// What the page hears of a media event (frames travel apart).
+pub fn ui_event(ev: &CallEvent) -> Option<CallUiEvent> {
+    Some(match ev {
+        CallEvent::State(s) => {
+            let (phase, reason, by_peer) = match s {
+                CallState::Connecting => (CallPhase::Connecting, None, false),
+                CallState::Connected => (CallPhase::Connected, None, false),
+                CallState::Reconnecting => (CallPhase::Reconnecting, None, false),
+                CallState::Ended { reason, by_peer } => (CallPhase::Ended, Some(*reason), *by_peer),
+            };
+            CallUiEvent::State { phase, reason, by_peer }
+        }
+        CallEvent::RemoteMedia { audio, video } => CallUiEvent::RemoteMedia { audio: *audio, video: *video },
+        CallEvent::Levels { local, remote } => CallUiEvent::Levels { local: db(*local), remote: db(*remote) },
+        CallEvent::Stats(s) => CallUiEvent::Stats {
+            rtt_ms: s.rtt_ms,
+            loss_pct: s.loss_pct,
+            candidate_type: s.candidate_type.clone(),
+            ice_state: s.ice_state.clone(),
+            video_frames_decoded: s.video_frames_decoded,
+        },
+        CallEvent::Warning { code, message } => {
+            CallUiEvent::Warning { code: code.clone(), message: message.clone() }
+        }
+        CallEvent::Frame { .. } => return None,
+    })
+}
+
+/// The quietest level the page is told of: JSON has no −∞ (silence).
+pub const SILENCE_DB: f64 = -100.0;
+
+/// A level the page can read: finite, silence at most [`SILENCE_DB`].
+pub fn db(level: f64) -> f64 {
+    if level.is_nan() { SILENCE_DB } else { level.clamp(SILENCE_DB, 0.0) }
+}
+
+/// Who this device is in an invitation it may run the media of.
+#[derive(Debug, Clone)]
+struct Pending {
+    caller: bool,
+    video: bool,
+    peer: String,
+}
+
+/// The running call.
+struct Active {
+    iid: String,
+    call: Call,
+}
+
+#[derive(Default)]
+struct Inner {
+    pending: HashMap<String, Pending>,
+    early: HashMap<String, Vec<CallSignal>>,
+    active: Option<Active>,
+    mic_test: Option<courier_media::MicTest>,
+    muted: bool,
+}
+
+/// The calls of this profile (managed Tauri state).
+#[derive(Default)]
+pub struct Calls {
+    inner: Mutex<Inner>,
+    /// The latest frames of the running call, for the page to fetch.
+    pub frames: Arc<FrameStore>,
+}
+
+fn lock(m: &Mutex<Inner>) -> std::sync::MutexGuard<'_, Inner> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether an invitation's content asks for video (`invite.content.video`).
+pub fn wants_video(v: &InviteView) -> bool {
+    v.invite.content.get("video").and_then(serde_json::Value::as_bool).unwrap_or(false)
+}
+
+impl Calls {
+    /// The result of this device's `invite`: when it is the call device,
+    /// the call starts once the invitation is accepted.
+    pub fn invited(&self, v: &InviteView) {
+        // The session that sent the invite is the caller's call device (§12).
+        if v.invite.state != InviteState::Pending {
+            return;
+        }
+        let mut inner = lock(&self.inner);
+        if inner.pending.len() >= PENDING_MAX {
+            inner.pending.clear();
+        }
+        let p = Pending { caller: true, video: wants_video(v), peer: v.invite.to.clone() };
+        inner.pending.insert(v.invite.iid.clone(), p);
+    }
+
+    /// The result of this device's answer: an accept that made this device
+    /// the callee's call device starts the call now.
+    pub fn answered(&self, app: &AppHandle, client: &Client, v: &InviteView) {
+        // The session whose answer accepted is the callee's call device (§12).
+        if v.invite.state == InviteState::Accepted {
+            let p = Pending { caller: false, video: wants_video(v), peer: v.invite.from.clone() };
+            self.start(app, client, &v.invite.iid, p);
+        }
+    }
+
+    /// A core event: the accept of a call this device placed, and the
+    /// signals of calls this device runs.
+    pub fn on_event(&self, app: &AppHandle, client: &Client, ev: &ClientEvent) {
+        match ev {
+            ClientEvent::Invite { invite } if !invite.incoming => {
+                let p = {
+                    let mut inner = lock(&self.inner);
+                    match invite.invite.state {
+                        InviteState::Pending => None,
+                        InviteState::Accepted => inner.pending.remove(&invite.invite.iid),
+                        _ => {
+                            inner.pending.remove(&invite.invite.iid);
+                            None
+                        }
+                    }
+                };
+                if let Some(p) = p {
+                    self.start(app, client, &invite.invite.iid, p);
+                }
+            }
+            ClientEvent::Signal { to: Target::Call(iid), body, .. } => {
+                // Anything that is not a call signal (an extension, a peer
+                // before v1.2) is not the engine's business.
+                if let Some(signal) = CallSignal::from_body(body) {
+                    self.on_signal(iid, signal);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Hands a signal to the running call, or keeps it for a call that is
+    /// about to start.
+    fn on_signal(&self, iid: &str, signal: CallSignal) {
+        let mut inner = lock(&self.inner);
+        if let Some(a) = inner.active.as_ref().filter(|a| a.iid == iid) {
+            a.call.on_signal(signal);
+            return;
+        }
+        let early = inner.early.entry(iid.to_owned()).or_default();
+        if early.len() < EARLY_SIGNALS_MAX {
+            early.push(signal);
+        }
+        if inner.early.len() > PENDING_MAX {
+            let keep = iid.to_owned();
+            inner.early.retain(|k, _| *k == keep);
+        }
+    }
+
+    fn start(&self, app: &AppHandle, client: &Client, iid: &str, p: Pending) {
+        // Before v1.2 a server has no call devices and relays no call signals.
+        if !client.features().iter().any(|f| f == FEATURE_V1_2) {
+            return;
+        }
+        let settings = app.state::<crate::state::AppState>().settings();
+        let media = media_config(client, &settings.call_devices, p.video);
+        let signaler = Arc::new(ClientSignaler { client: client.clone(), iid: iid.to_owned() });
+        let role = if p.caller { Role::Caller } else { Role::Callee };
+        let opts = CallOptions { iid: iid.to_owned(), role, media };
+        let (call, events) = match Call::start(opts, signaler) {
+            Ok(started) => started,
+            Err(e) => {
+                tracing::error!("call {iid}: media did not start: {e}");
+                emit(
+                    app,
+                    iid,
+                    CallUiEvent::Warning { code: "media_unavailable".into(), message: e.to_string() },
+                );
+                let ended = CallUiEvent::State {
+                    phase: CallPhase::Ended,
+                    reason: Some(EndReason::Failed),
+                    by_peer: false,
+                };
+                emit(app, iid, ended);
+                fail_unstarted(client, iid, &p);
+                return;
+            }
+        };
+        let early = {
+            let mut inner = lock(&self.inner);
+            if let Some(old) = inner.active.take() {
+                old.call.hangup();
+            }
+            inner.muted = false;
+            inner.active = Some(Active { iid: iid.to_owned(), call: call.clone() });
+            inner.early.remove(iid).unwrap_or_default()
+        };
+        self.frames.reset();
+        emit(app, iid, CallUiEvent::Started { peer: p.peer.clone(), video: p.video, caller: p.caller });
+        for s in early {
+            call.on_signal(s);
+        }
+        let run = Running { app: app.clone(), client: client.clone(), iid: iid.to_owned(), p, call };
+        tauri::async_runtime::spawn(run.pump(events));
+    }
+
+    /// The running call, if any.
+    pub fn current(&self) -> Option<Call> {
+        lock(&self.inner).active.as_ref().map(|a| a.call.clone())
+    }
+
+    /// Hangs up the running call (the end arrives as its last update).
+    pub fn hangup(&self) -> bool {
+        lock(&self.inner).active.as_ref().map(|a| a.call.hangup()).is_some()
+    }
+
+    /// Mutes or unmutes this device's microphone in the running call.
+    pub fn set_muted(&self, muted: bool) -> bool {
+        let mut inner = lock(&self.inner);
+        inner.muted = muted;
+        inner.active.as_ref().map(|a| a.call.set_muted(muted)).is_some()
+    }
+
+    fn finished(&self, iid: &str) {
+        let mut inner = lock(&self.inner);
+        if inner.active.as_ref().is_some_and(|a| a.iid == iid) {
+            inner.active = None;
+        }
+        inner.early.remove(iid);
+    }
+
+    /// Starts the Settings mic test (replacing one that runs); its levels
+    /// go to `levels` until [`Calls::stop_mic_test`].
+    pub fn start_mic_test(
+        &self,
+        mic: Option<String>,
+        levels: tauri::ipc::Channel<f64>,
+    ) -> Result<(), String> {
+        let (test, mut rx) = courier_media::MicTest::start(mic).map_err(|e| e.to_string())?;
+        lock(&self.inner).mic_test = Some(test);
+        tauri::async_runtime::spawn(async move {
+            while let Some(level) = rx.recv().await {
+                if levels.send(db(level)).is_err() {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Stops the mic test (its level stream ends with it).
+    pub fn stop_mic_test(&self) {
+        lock(&self.inner).mic_test = None;
+    }
+}
+
+/// The person's choice on an incoming-call notification: Accept answers
+/// from here (this device becomes the call device and the window comes up
+/// on the call), Decline refuses, a click shows the ringing call.
+pub fn on_notification(app: &AppHandle, client: &Client, iid: &str, choice: crate::notify::CallChoice) {
+    use crate::notify::CallChoice;
+    if choice != CallChoice::Decline {
+        crate::tray::show_main(app);
+    }
+    if choice == CallChoice::Open {
+        bridge::handle_link(app, &format!("courier://call/{iid}"));
+        return;
+    }
+    let (app, client, iid) = (app.clone(), client.clone(), iid.to_owned());
+    tauri::async_runtime::spawn(async move {
+        let accept = choice == CallChoice::Accept;
+        match client.answer(&iid, accept, serde_json::Map::new()).await {
+            Ok(Some(v)) if accept => app.state::<Calls>().answered(&app, &client, &v),
+            Ok(_) => {}
+            Err(e) => tracing::info!("call {iid}: the notification's answer failed: {e}"),
+        }
+    });
+}
+
+/// What a call sends and plays: the chosen devices, or the test tone and
+/// pattern under `COURIER_TEST_MEDIA=1` (Xvfb has no devices).
+fn media_config(client: &Client, devices: &DeviceChoice, video: bool) -> MediaConfig {
+    let frames = Some(FrameOptions { max_width: FRAME_MAX.0, max_height: FRAME_MAX.1, fps: FRAME_FPS });
+    let ice_servers = client.ice_servers();
+    match courier_media::test_media_from_env() {
+        Some(test) => MediaConfig { ice_servers, video, frames, ..test },
+        None => MediaConfig {
+            ice_servers,
+            audio_in: AudioSource::Device(devices.mic.clone()),
+            audio_out: AudioSink::Device(devices.speaker.clone()),
+            video_in: VideoSource::Device(devices.camera.clone()),
+            video,
+            frames,
+        },
+    }
+}
+
+/// A running call's event pump: updates to the page, frames to the
+/// store, the call record at the end.
+struct Running {
+    app: AppHandle,
+    client: Client,
+    iid: String,
+    p: Pending,
+    call: Call,
+}
+
+impl Running {
+    async fn pump(self, mut events: tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
+        let calls = self.app.state::<Calls>();
+        while let Some(ev) = events.recv().await {
+            if let CallEvent::Frame { remote, width, height, rgba } = ev {
+                calls.frames.put(remote, width, height, rgba);
+                continue;
+            }
+            let ended = matches!(ev, CallEvent::State(CallState::Ended { .. }));
+            if let Some(ui) = ui_event(&ev) {
+                emit(&self.app, &self.iid, ui);
+            }
+            if ended {
+                break;
+            }
+        }
+        let (reason, _by_peer, stats) = self.call.ended().await;
+        calls.finished(&self.iid);
+        calls.frames.reset();
+        if self.p.caller {
+            let (outcome, duration_s) = record_of(reason, stats.connected_ms);
+            if let Err(e) = self.client.send_call_record(&self.iid, self.p.video, outcome, duration_s) {
+                tracing::warn!("call {}: no call record: {e}", self.iid);
+            }
+        }
+    }
+}
+
+/// The caller's call record of an accepted call: `completed` with the time
+/// from ICE connected to the end, `failed` (0 s) when media never connected.
+pub fn record_of(_reason: EndReason, connected_ms: Option<u64>) -> (&'static str, u32) {
+    match connected_ms {
+        Some(ms) => ("completed", u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
+        None => ("failed", 0),
+    }
+}
+
+/// A call whose media could not start: the peer hears `end failed`, and
+/// the caller writes the `failed` record.
+fn fail_unstarted(client: &Client, iid: &str, p: &Pending) {
+    let (client, iid, p) = (client.clone(), iid.to_owned(), p.clone());
+    tauri::async_runtime::spawn(async move {
+        let end = CallSignal::End { reason: EndReason::Failed }.to_body();
+        let _ = client.signal(&Target::Call(iid.clone()), end).await;
+        if p.caller
+            && let Err(e) = client.send_call_record(&iid, p.video, "failed", 0)
+        {
+            tracing::warn!("call {iid}: no call record: {e}");
+        }
+    });
+}
+
+fn emit(app: &AppHandle, iid: &str, event: CallUiEvent) {
+    bridge::emit(app, &CallUpdate { iid: iid.to_owned(), event });
+}
+
+/// The call's signals leave through the client core (`signal` to
+/// `{"call":iid}`, in the order the engine sends them).
+struct ClientSignaler {
+    client: Client,
+    iid: String,
+}
+
+impl Signaler for ClientSignaler {
+    fn send(&self, signal: CallSignal) -> courier_media::BoxFuture<'static, Result<(), String>> {
+        let client = self.client.clone();
+        let iid = self.iid.clone();
+        Box::pin(async move {
+            client.signal(&Target::Call(iid), signal.to_body()).await.map_err(|e| e.to_string())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_record_counts_from_ice_connected_and_fails_without_it() {
+        assert_eq!(record_of(EndReason::Hangup, Some(192_100)), ("completed", 193));
+        assert_eq!(record_of(EndReason::Gone, Some(0)), ("completed", 0));
+        assert_eq!(record_of(EndReason::Failed, None), ("failed", 0));
+        assert_eq!(record_of(EndReason::Hangup, None), ("failed", 0));
+    }
+
+    #[test]
+    fn device_ids_from_the_page_are_bounded() {
+        let long = "x".repeat(DEVICE_ID_MAX + 1);
+        let ok = "alsa_input.pci-0000_00_1f.3".to_owned();
+        let c = DeviceChoice { mic: Some(long), camera: Some(String::new()), speaker: Some(ok.clone()) }
+            .bounded();
+        assert_eq!(c, DeviceChoice { mic: None, camera: None, speaker: Some(ok) });
+    }
+
+    #[test]
+    fn ui_events_carry_the_wire_spelling() {
+        let ended = CallEvent::State(CallState::Ended { reason: EndReason::Gone, by_peer: true });
+        let ui = ui_event(&ended).unwrap();
+        let v = serde_json::to_value(CallUpdate { iid: "i1".into(), event: ui }).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"iid":"i1","event":{"type":"state","phase":"ended","reason":"gone","by_peer":true}})
+        );
+        let silent = ui_event(&CallEvent::Levels { local: f64::NEG_INFINITY, remote: f64::NAN }).unwrap();
+        assert_eq!(
+            serde_json::to_value(&silent).unwrap(),
+            serde_json::json!({"type":"levels","local":-100.0,"remote":-100.0})
+        );
+        let frame = CallEvent::Frame { remote: true, width: 2, height: 1, rgba: vec![0u8; 8].into() };
+        assert_eq!(ui_event(&frame), None, "frames never go as JSON");
+    }
+}
