@@ -154,6 +154,16 @@ fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
             connected && remote >= 30 && local >= 30,
             "connected {connected}, frames remote {remote}, self-view {local}"
         );
+        // An owner that stops reading holds at most 3 frames per stream: the
+        // rest are skipped, not queued.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut queued = 0;
+        while let Ok(e) = b_rx.try_recv() {
+            if matches!(e, CallEvent::Frame { .. }) {
+                queued += 1;
+            }
+        }
+        assert!((1..=6).contains(&queued), "{queued} frames queued for an owner that stopped reading");
         tokio::time::sleep(Duration::from_secs(2)).await;
         a.hangup();
         b.ended().await;

@@ -287,6 +287,35 @@ fn link_from_tee(tee: &gst::Element, first: &gst::Element) -> Result<(), MediaEr
     src.link(&sink).map(|_| ()).map_err(|e| MediaError::Negotiation(format!("tee link: {e}")))
 }
 
+/// Frames handed to the owner and not yet dropped by it; past this, new
+/// frames are skipped so a slow UI never piles frames up in memory.
+const MAX_FRAMES_IN_FLIGHT: usize = 3;
+
+/// Frame memory that counts itself in flight until its last `Bytes` drops.
+struct Tracked<T> {
+    data: T,
+    count: Arc<AtomicUsize>,
+}
+
+impl<T> Tracked<T> {
+    fn new(data: T, count: &Arc<AtomicUsize>) -> Tracked<T> {
+        count.fetch_add(1, Ordering::AcqRel);
+        Tracked { data, count: count.clone() }
+    }
+}
+
+impl<T: AsRef<[u8]>> AsRef<[u8]> for Tracked<T> {
+    fn as_ref(&self) -> &[u8] {
+        self.data.as_ref()
+    }
+}
+
+impl<T> Drop for Tracked<T> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A branch that delivers RGBA frames as [`CallEvent::Frame`]; returns its
 /// first element (a queue, so it never stalls the branch it hangs from).
 pub fn frame_tap(
@@ -306,7 +335,8 @@ pub fn frame_tap(
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
             let now = std::time::Instant::now();
             let mut last = last.lock().unwrap_or_else(|p| p.into_inner());
-            if last.is_some_and(|t| now.duration_since(t) < every) {
+            // 20 % slack so jitter does not halve a rate equal to the source's.
+            if last.is_some_and(|t| now.duration_since(t) < every.mul_f64(0.8)) {
                 return gst::PadProbeReturn::Drop;
             }
             *last = Some(now);
@@ -319,28 +349,34 @@ pub fn frame_tap(
         opts.max_height.max(1)
     );
     let sink = gst_app::AppSink::builder().sync(false).max_buffers(1).drop(true).build();
+    let in_flight = Arc::new(AtomicUsize::new(0));
     sink.set_callbacks(
         gst_app::AppSinkCallbacks::builder()
             .new_sample(move |s| {
                 let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                if in_flight.load(Ordering::Acquire) >= MAX_FRAMES_IN_FLIGHT {
+                    return Ok(gst::FlowSuccess::Ok); // the owner is behind: skip this frame
+                }
                 let info = sample.caps().and_then(|c| gst_video::VideoInfo::from_caps(c).ok());
-                if let (Some(info), Some(buf)) = (info, sample.buffer()) {
+                let (Some(info), Some(buf)) = (info, sample.buffer_owned()) else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let (w, h) = (info.width(), info.height());
+                let (stride, row) = (info.stride()[0] as usize, w as usize * 4);
+                let rgba = if stride == row && buf.size() == row * h as usize {
+                    // Zero copy: the frame's own memory, returned to GStreamer when dropped.
+                    let mapped = buf.into_mapped_buffer_readable().map_err(|_| gst::FlowError::Error)?;
+                    Bytes::from_owner(Tracked::new(mapped, &in_flight))
+                } else {
                     let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let (w, h) = (info.width(), info.height());
-                    let stride = info.stride()[0] as usize;
-                    let row = w as usize * 4;
-                    let rgba = if stride == row {
-                        Bytes::copy_from_slice(&map[..row * h as usize])
-                    } else {
-                        let mut v = Vec::with_capacity(row * h as usize);
-                        for y in 0..h as usize {
-                            v.extend_from_slice(&map[y * stride..y * stride + row]);
-                        }
-                        Bytes::from(v)
-                    };
-                    if tx.send(CallEvent::Frame { remote, width: w, height: h, rgba }).is_err() {
-                        return Err(gst::FlowError::Eos);
+                    let mut v = Vec::with_capacity(row * h as usize);
+                    for y in 0..h as usize {
+                        v.extend_from_slice(&map[y * stride..y * stride + row]);
                     }
+                    Bytes::from_owner(Tracked::new(v, &in_flight))
+                };
+                if tx.send(CallEvent::Frame { remote, width: w, height: h, rgba }).is_err() {
+                    return Err(gst::FlowError::Eos);
                 }
                 Ok(gst::FlowSuccess::Ok)
             })

@@ -37,7 +37,7 @@ pub fn in_namespace(test: &str) -> bool {
     let script = "ip link set lo up && ip link add v0 type veth peer name v1 && \
                   ip addr add 10.77.0.1/24 dev v0 && ip addr add 10.77.0.2/24 dev v1 && \
                   ip link set v0 up && ip link set v1 up && \
-                  exec \"$0\" --exact \"$1\" --nocapture --test-threads=1";
+                  exec \"$0\" --exact \"$1\" --include-ignored --nocapture --test-threads=1";
     let status = Command::new("unshare")
         .args(["-n", "--", "sh", "-c", script])
         .arg(&exe)
