@@ -157,3 +157,18 @@ pub enum ClientEvent {
     /// [`crate::Client::renew_token`] before reconnecting.
     TokenRequired,
 }
+
+/// A v1.2 call signal, as [`ClientEvent::call_signal`] reads it from a
+/// [`ClientEvent::Signal`] to `{"call":iid}` (the event stays a `Signal`, so
+/// a UI that forwards signals sees no new kind).
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncomingCallSignal {
+    /// The invitation.
+    pub iid: String,
+    /// The other call device's user.
+    pub from: String,
+    /// The decoded body.
+    pub signal: courier_proto::call::CallSignal,
+    /// Server time.
+    pub ts: i64,
+}

@@ -51,6 +51,6 @@ pub mod sync;
 pub mod tls;
 
 pub use client::{Client, ClientConfig, ClientError, token_user};
-pub use events::{ClientEvent, ConnState};
+pub use events::{ClientEvent, ConnState, IncomingCallSignal};
 pub use model::{ConversationView, DeliveryStatus, InviteView, MessageView, UploadedMedia};
 pub use store::{Store, StoreError};

@@ -10,6 +10,7 @@ use crate::store::Store;
 use crate::sync::SyncContext;
 use crate::tls::TlsConfig;
 use courier_proto::{Conv, HelloOk, Limits};
+use std::collections::HashSet;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -60,6 +61,9 @@ pub(crate) struct Inner {
     pub(crate) jitter: Jitter,
     /// The connection manager's task while it runs.
     pub(crate) manager: Mutex<Option<JoinHandle<()>>>,
+    /// v1.2: invitations this device placed or accepted as a call device
+    /// (from the `call_device` of their oks), for this process's life.
+    pub(crate) call_devices: Mutex<HashSet<String>>,
 }
 
 /// Locks `m`, also after a panic elsewhere poisoned it.
@@ -102,6 +106,7 @@ impl Inner {
             tls,
             jitter,
             manager: Mutex::new(None),
+            call_devices: Mutex::default(),
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::client::{Client, ClientError, Result};
 use crate::events::ClientEvent;
 use crate::model::{InviteView, MessageView, now_ms};
+use crate::state::lock;
 use courier_proto::{Conv, Invite, Target};
 use serde_json::{Map, Value, json};
 
@@ -56,12 +57,16 @@ impl Client {
         self.enqueue_as(Conv::dm(me, &inv.to), &to, cid, "call", body, None)
     }
 
-    /// Mirrors the invitation an ok carries, and reports it.
+    /// Mirrors the invitation an ok carries, and reports it; v1.2: notes
+    /// when the ok names this device a call device of it.
     fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
         let Some(inv) = v.get("invite") else {
             return Ok(None);
         };
         let inv: Invite = serde_json::from_value(inv.clone())?;
+        if v.get("call_device") == Some(&Value::Bool(true)) {
+            lock(&self.inner.call_devices).insert(inv.iid.clone());
+        }
         self.inner.store.upsert_invite(&inv)?;
         let view = InviteView::new(inv, &self.inner.me, now_ms());
         self.inner.emit(ClientEvent::Invite { invite: view.clone() });

@@ -9,6 +9,7 @@
 //! - `people`: presence (watch) and profiles;
 //! - `invites`: call invitations;
 //! - `ice`: STUN/TURN servers for calls (v1.2);
+//! - `calls`: v1.2 call signals between the two call devices;
 //! - `media`: upload, download into the cache, re-upload on forward.
 //!
 //! Lifecycle (open, start, stop, connection state) lives with the handle in
@@ -19,6 +20,7 @@ use crate::state::lock;
 use courier_proto::FEATURE_V1_1;
 use serde_json::{Map, Value};
 
+mod calls;
 mod channels;
 mod ice;
 mod invites;
@@ -38,11 +40,17 @@ impl Client {
 
     /// Refuses what needs protocol v1.1 when the last hello lacked it.
     fn require_v1_1(&self, what: &str) -> Result<()> {
+        self.require_feature(FEATURE_V1_1, what)
+    }
+
+    /// Refuses what needs `feature` (`"v1.1"`, `"v1.2"`) when the last
+    /// hello lacked it.
+    fn require_feature(&self, feature: &str, what: &str) -> Result<()> {
         // Before the first hello the server is unknown: queue, it decides.
         match lock(&self.inner.hello).as_ref() {
-            Some(h) if !h.features.iter().any(|f| f == FEATURE_V1_1) => Err(ClientError::Unsupported(
-                format!("{what} needs protocol v1.1, which this server does not offer"),
-            )),
+            Some(h) if !h.features.iter().any(|f| f == feature) => Err(ClientError::Unsupported(format!(
+                "{what} needs protocol {feature}, which this server does not offer"
+            ))),
             _ => Ok(()),
         }
     }
