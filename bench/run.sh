@@ -1,39 +1,84 @@
 #!/usr/bin/env bash
 # The standard benchmark set (`npm run bench`): builds release binaries, runs
 # every scenario against Courier and against the Socket.IO peer with the same
-# load generator on this machine, and writes docs/benchmarks.md.
+# load generator on this machine, then the issue-17 set (the floors, both
+# Socket.IO peers, every target of issue 17), and writes docs/benchmarks.md.
+#
+#   npm run bench                 both sets (about 15 minutes after the build)
+#   npm run bench -- --issue17    the issue-17 set only (about 8 minutes); the
+#                                 rest of docs/benchmarks.md is kept
+#   npm run bench -- --standard   the standard set only; the issue-17 section is kept
+#   npm run bench -- --quick      short runs at small sizes, to check the harness
 #
 # Environment:
-#   BENCH_OUT      report to write            [docs/benchmarks.md]
-#   BENCH_RESULTS  JSON results, one per line [target/bench/results.jsonl]
-#   BENCH_QUICK=1  a short run (small sizes, 3 s steps) to check the harness
-#   BENCH_TARGETS  targets to run             ["courier socketio"]
-#   CARGO_BUILD_JOBS                          [2]
+#   BENCH_OUT        report to write               [docs/benchmarks.md]
+#   BENCH_RESULTS    JSON results, one per line    [target/bench/results.jsonl]
+#   BENCH_RESULTS17  the issue-17 set's results    [target/bench/issue17.jsonl]
+#   BENCH_QUICK=1    the same as --quick
+#   BENCH_TARGETS    targets of the standard set   ["courier socketio"]
+#   BENCH_PROFILE    release, or debug for a smoke run [release]
+#   CARGO_BUILD_JOBS                               [2]
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 RESULTS="${BENCH_RESULTS:-target/bench/results.jsonl}"
+RESULTS17="${BENCH_RESULTS17:-target/bench/issue17.jsonl}"
 TARGETS="${BENCH_TARGETS:-courier socketio}"
+PROFILE="${BENCH_PROFILE:-release}"
+QUICK="${BENCH_QUICK:-0}"
+STANDARD=1
+ISSUE17=1
+for arg in "$@"; do
+  case "$arg" in
+    --issue17) STANDARD=0 ;;
+    --standard) ISSUE17=0 ;;
+    --quick) QUICK=1 ;;
+    *) echo "usage: bench/run.sh [--issue17 | --standard] [--quick]" >&2; exit 2 ;;
+  esac
+done
 
-echo "== building release binaries (courier-server, courier-bench)"
-cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1
+echo "== building $PROFILE binaries (courier-server, courier-bench)"
+case "$PROFILE" in
+  release) cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1 ;;
+  debug) cargo build -j"$JOBS" --locked -p courier-server -p courier-bench || exit 1 ;;
+  *) echo "BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || exit 1
-BENCH=$TARGET_DIR/release/courier-bench
+BENCH=$TARGET_DIR/$PROFILE/courier-bench
 
-if [[ " $TARGETS " == *" socketio "* && ! -d bench/peers/socketio/node_modules/socket.io ]]; then
+if [[ ! -d bench/peers/socketio/node_modules/socket.io || ! -d bench/peers/socketio/node_modules/better-sqlite3 ]]; then
   echo "== installing the Socket.IO peer (npm ci)"
   (cd bench/peers/socketio && npm ci --no-audit --no-fund) || exit 1
 fi
 
-if [[ "${BENCH_QUICK:-0}" == 1 ]]; then
+status=0
+# run FILE LABEL TARGET ARGS...: one scenario, its JSON line appended to FILE.
+run() {
+  local file=$1 label=$2 target=$3
+  shift 3
+  echo "== $label: $target: $*"
+  local against=(--target "$target")
+  if [[ "$target" == sqlite ]]; then against=(); fi
+  if line=$("$BENCH" "${against[@]}" --label "$label" --json "$@"); then
+    echo "$line" >> "$file"
+    "$BENCH" report --input <(echo "$line") --output /dev/stdout | sed -n '/^### /,/^## Method/p' | sed '$d'
+  else
+    echo "   failed (see above); continuing"
+    status=1
+  fi
+  sleep 2
+}
+
+if [[ "$QUICK" == 1 ]]; then
   D=3
   CONNECT=(connect --n 1000 --hold 2)
   P2P=(p2p --pairs 50 --rate 1000,5000 --duration $D)
   FANOUT=(fanout --members 200 --rate 50,200 --duration $D)
   STORM=(reconnect-storm --n 500)
   MIXED=(mixed --users 200 --channels 20 --rate 500 --duration $D)
+  D17=1; PAIRS=(20 10); RATES=400,500; MEMBERS=50; FAN_RATE=20; BUSY_MIB=64; PIPE_RATES=200,400
 else
   D=10
   CONNECT=(connect --n 15000 --hold 5)
@@ -41,30 +86,68 @@ else
   FANOUT=(fanout --members 1000 --rate 10,25,50,100,200,300,500 --duration $D)
   STORM=(reconnect-storm --n 5000)
   MIXED=(mixed --users 1000 --channels 50 --rate 1000 --duration $D)
+  D17=10; PAIRS=(200 100); RATES=8000,10000; MEMBERS=1000; FAN_RATE=100; BUSY_MIB=3072; PIPE_RATES=1000,2000,4000
+fi
+HI=${RATES##*,}
+
+mkdir -p "$(dirname "$RESULTS")" "$(dirname "$RESULTS17")"
+if [[ "$STANDARD" == 1 ]]; then
+  : > "$RESULTS"
+  for target in $TARGETS; do
+    for scenario in CONNECT P2P FANOUT STORM MIXED; do
+      declare -n args="$scenario"
+      run "$RESULTS" standard "$target" "${args[@]}"
+      unset -n args
+    done
+  done
 fi
 
-mkdir -p "$(dirname "$RESULTS")"
-: > "$RESULTS"
-status=0
-for target in $TARGETS; do
-  for scenario in CONNECT P2P FANOUT STORM MIXED; do
-    declare -n args="$scenario"
-    echo "== $target: ${args[*]}"
-    if line=$("$BENCH" --target "$target" --json "${args[@]}"); then
-      echo "$line" >> "$RESULTS"
-      "$BENCH" report --input <(echo "$line") --output /dev/stdout | sed -n '/^### /,/^## Method/p' | sed '$d'
-    else
-      echo "   failed (see above); continuing"
-      status=1
-    fi
-    unset -n args
-    sleep 2
+# The issue-17 set: every target under the same load, then the runs that
+# need one target at a time. The disk-heavy runs come last.
+if [[ "$ISSUE17" == 1 ]]; then
+  : > "$RESULTS17"
+  for target in courier socketio socketio-durable relay; do
+    run "$RESULTS17" p2p-200 "$target" p2p --pairs "${PAIRS[0]}" --rate "$RATES" --duration $D17 --no-stop
+    run "$RESULTS17" p2p-100 "$target" p2p --pairs "${PAIRS[1]}" --rate "$RATES" --duration $D17 --no-stop
+    run "$RESULTS17" fanout "$target" fanout --members $MEMBERS --rate $FAN_RATE --duration $D17 --no-stop
   done
-done
+  for i in 1 2 3; do
+    run "$RESULTS17" "latency-$i" courier p2p --pairs "${PAIRS[0]}" --rate "$HI" --duration $D17
+  done
+  for target in courier socketio-durable; do
+    run "$RESULTS17" pipeline "$target" pipeline --rate $PIPE_RATES --duration $D17
+  done
+  run "$RESULTS17" append-floor sqlite append-floor --rate "$RATES,0" --duration $D17
+  for target in courier socketio-durable; do
+    run "$RESULTS17" slow-disk "$target" p2p --pairs "${PAIRS[0]}" --rate "$HI" --duration $D17 \
+      --busy-disk-mib $BUSY_MIB --no-stop
+  done
+fi
 
-# The desktop app's section (scripts/measure-app.sh), last in the file, is kept.
-DESKTOP="$(sed -n '/^## Desktop app memory and start-up/,$p' "$OUT" 2>/dev/null || true)"
-"$BENCH" report --input "$RESULTS" --output "$OUT" || exit 1
-if [ -n "$DESKTOP" ]; then printf '\n%s\n' "$DESKTOP" >>"$OUT"; fi
-echo "== wrote $OUT (results in $RESULTS)"
+# The file is: the standard report, the issue-17 section, then the desktop
+# app's section (scripts/measure-app.sh). A part not run this time is kept
+# from the file as it was.
+HEADING17='^## Issue 17: '
+DESKTOP='^## Desktop app memory and start-up'
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+if [[ "$STANDARD" == 1 ]]; then
+  "$BENCH" report --input "$RESULTS" --output "$TMP/main.md" || exit 1
+else
+  awk -v a="$HEADING17" -v b="$DESKTOP" '$0 ~ a || $0 ~ b {exit} {print}' "$OUT" > "$TMP/main.md" 2>/dev/null
+fi
+if [[ "$ISSUE17" == 1 ]]; then
+  "$BENCH" floors --input "$RESULTS17" --output "$TMP/issue17.md" || exit 1
+else
+  awk -v a="$HEADING17" -v b="$DESKTOP" '$0 ~ b {exit} $0 ~ a {on=1} on {print}' "$OUT" > "$TMP/issue17.md" 2>/dev/null
+fi
+sed -n "/$DESKTOP/,\$p" "$OUT" > "$TMP/desktop.md" 2>/dev/null
+{
+  cat "$TMP/main.md"
+  if [ -s "$TMP/issue17.md" ]; then printf '\n'; cat "$TMP/issue17.md"; fi
+  if [ -s "$TMP/desktop.md" ]; then printf '\n'; cat "$TMP/desktop.md"; fi
+} > "$TMP/out.md"
+mkdir -p "$(dirname "$OUT")"
+cp "$TMP/out.md" "$OUT"
+echo "== wrote $OUT (results in $RESULTS and $RESULTS17)"
 exit $status

@@ -68,8 +68,8 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   npm ci --no-audit --no-fund
 fi
 
-# The benchmark's Socket.IO peer (its smoke test runs in `npm test`).
-if [[ "${1:-}" == "--test" ]] && [ ! -d bench/peers/socketio/node_modules ]; then
+# The benchmark's Socket.IO peers, without and with better-sqlite3 (their smoke tests run in `npm test`).
+if [[ "${1:-}" == "--test" ]] && [ ! -d bench/peers/socketio/node_modules/better-sqlite3 ]; then
   echo "setup: npm ci (bench/peers/socketio)"
   npm ci --prefix bench/peers/socketio --no-audit --no-fund
 fi

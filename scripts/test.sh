@@ -19,6 +19,9 @@ npm run --silent ui:build
 echo "== Rust: unit, storage, conformance, client-core faults and soak, crash, client and CLI tests"
 cargo test --workspace --locked -j"$JOBS"
 
+echo "== bench: the issue-17 pieces as npm run bench runs them (raw relay process, append floor, their section)"
+bash bench/smoke17.sh
+
 # The test binaries of the conformance package named in "$@", as built by the
 # run above. Cargo is asked with that run's exact selection, so it finds them
 # fresh. A narrower selection changes feature unification and which

@@ -5,8 +5,11 @@
 //     channel (`ch:<name>`), one per watched user (`watch:<id>`) for presence;
 //   - requests are events with an ack callback answering {ok: {...}} or
 //     {err: {code, message}}; pushed events carry Courier's shapes.
-// It keeps NO history and writes nothing to disk: messages are numbered in
-// memory and forwarded, nothing else. See README.md.
+// Without DATA_DIR it keeps NO history and writes nothing to disk: messages
+// are numbered in memory and forwarded, nothing else. With DATA_DIR (the
+// durable peer) each message is first stored in SQLite (store.js: WAL,
+// synchronous=FULL, one commit per event-loop turn), then delivered and
+// acked. See README.md.
 "use strict";
 
 const http = require("node:http");
@@ -14,6 +17,7 @@ const { Server } = require("socket.io");
 
 const PORT = Number(process.env.PORT || 7800);
 const HOST = process.env.HOST || "127.0.0.1";
+const store = process.env.DATA_DIR ? require("./store").openStore(process.env.DATA_DIR) : null;
 const USER_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TYPING_INTERVAL_MS = 2000;
 
@@ -79,8 +83,12 @@ io.on("connection", (socket) => {
     const seq = (lastSeq.get(conv) || 0) + 1;
     lastSeq.set(conv, seq);
     const msg = { conv, seq, mid: `m${nextMid++}`, cid, from: me, to, kind, body, ts: Date.now() };
-    socket.to(room).emit("msg", msg);
-    ack({ ok: { conv, seq, mid: msg.mid, ts: msg.ts, dup: false } });
+    const deliver = () => {
+      socket.to(room).emit("msg", msg);
+      ack({ ok: { conv, seq, mid: msg.mid, ts: msg.ts, dup: false } });
+    };
+    if (!store) return deliver();
+    store.append(msg, (e) => (e ? ack(err("internal", "not stored")) : deliver()));
   });
 
   socket.on("create_channel", (req, ack) => {
@@ -161,4 +169,11 @@ io.on("connection", (socket) => {
 httpServer.listen(PORT, HOST, () => {
   console.log(`socket.io peer listening on ${HOST}:${PORT}`);
 });
-for (const sig of ["SIGTERM", "SIGINT"]) process.on(sig, () => io.close(() => process.exit(0)));
+for (const sig of ["SIGTERM", "SIGINT"]) {
+  process.on(sig, () =>
+    io.close(() => {
+      if (store) store.close();
+      process.exit(0);
+    }),
+  );
+}

@@ -4,19 +4,30 @@
 //! latency quantiles, and the server's CPU time and memory per unit of work.
 //!
 //! Layout:
-//! - [`wire`]: one client connection (Courier or Socket.IO) behind one
-//!   interface; [`socketio`]: the Engine.IO / Socket.IO packets it needs.
+//! - [`wire`]: one client connection (Courier, Socket.IO or the raw relay)
+//!   behind one interface; [`frames`]: its hot path (send frames written
+//!   directly, replies and messages scanned, not parsed); [`socketio`]: the
+//!   Engine.IO / Socket.IO packets it needs.
 //! - [`target`]: starting or attaching to the server under test and
 //!   sampling its `/proc` counters.
 //! - [`stats`]: latency histograms, message timestamps, the report format.
-//! - [`scenarios`]: `connect`, `p2p`, `fanout`, `reconnect-storm`, `mixed`.
-//! - [`markdown`]: turns a file of JSON results into `docs/benchmarks.md`.
+//! - [`scenarios`]: `connect`, `p2p`, `fanout`, `reconnect-storm`, `mixed`,
+//!   `pipeline`.
+//! - The floors this machine sets: [`relay`] (a WebSocket relay that parses
+//!   and stores nothing) and [`append`] (rows appended to SQLite with one
+//!   fsync per batch).
+//! - [`markdown`]: turns a file of JSON results into `docs/benchmarks.md`;
+//!   [`floors`]: its section on the floors and the issue-17 targets.
 //!
 //! The server runs as a separate process so that its CPU time and memory
 //! are measured alone; the generator shares the machine with it, so every
 //! report also gives the generator's own CPU use.
 
+pub mod append;
+pub mod floors;
+pub mod frames;
 pub mod markdown;
+pub mod relay;
 pub mod scenarios;
 pub mod socketio;
 pub mod stats;
@@ -35,6 +46,21 @@ pub struct Cli {
     /// Print one JSON object instead of the table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Threads of the generator's runtime (1: every connection on one
+    /// thread, no cross-thread wake-ups; the relay always uses one per core).
+    #[arg(long, global = true, default_value_t = 1)]
+    pub gen_threads: usize,
+    /// Microseconds the generator's thread sleeps between turns of its
+    /// event loop (one thread only): frames that arrive meanwhile are read
+    /// in one turn, instead of one wake-up of the thread each. Latencies
+    /// include up to this much of the generator's own delay. 0: wake up
+    /// for every frame.
+    #[arg(long, global = true, default_value_t = 500)]
+    pub nap_us: u64,
+    /// A label put in the JSON result (`bench/run.sh` tags each run of the
+    /// issue-17 set with it).
+    #[arg(long, global = true)]
+    pub label: Option<String>,
     #[command(flatten)]
     pub target: TargetOpts,
     #[command(subcommand)]
@@ -54,8 +80,16 @@ pub enum Command {
     ReconnectStorm(scenarios::storm::Args),
     /// A chat-like mix at a target rate: did it hold?
     Mixed(scenarios::mixed::Args),
+    /// One session pipelining its sends: rate reached, oks and seqs in send order.
+    Pipeline(scenarios::pipeline::Args),
+    /// The append floor: message-sized rows into SQLite, one fsync per batch.
+    AppendFloor(append::Args),
+    /// Runs the raw relay (the relay floor) until killed.
+    Relay(relay::Args),
     /// Writes the Markdown report from a file of `--json` results (one per line).
     Report(markdown::Args),
+    /// Writes the floors-and-targets section (issue 17) from a file of `--json` results.
+    Floors(markdown::Args),
 }
 
 /// Runs one scenario against the target.
@@ -69,8 +103,21 @@ pub async fn run_scenario(opts: &TargetOpts, command: &Command) -> anyhow::Resul
         Command::Fanout(a) => scenarios::fanout::run(opts, a).await?,
         Command::ReconnectStorm(a) => scenarios::storm::run(opts, a).await?,
         Command::Mixed(a) => scenarios::mixed::run(opts, a).await?,
+        Command::Pipeline(a) => scenarios::pipeline::run(opts, a).await?,
+        Command::AppendFloor(a) => {
+            let a = a.clone();
+            tokio::task::spawn_blocking(move || append::run(&a)).await??
+        }
+        Command::Relay(a) => {
+            relay::run(a).await?;
+            return Ok(None);
+        }
         Command::Report(a) => {
             markdown::write(a)?;
+            return Ok(None);
+        }
+        Command::Floors(a) => {
+            floors::write(a)?;
             return Ok(None);
         }
     }))

@@ -39,7 +39,7 @@ const HEADLINE: &[(&str, &str, &str, &str, bool)] = &[
     ("mixed", "server_cpu_us_per_op", "mixed: server CPU per op", "µs", false),
 ];
 
-fn fmt(v: Option<&Value>) -> String {
+pub(crate) fn fmt(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "–".into(),
         Some(Value::Number(n)) => match n.as_f64() {

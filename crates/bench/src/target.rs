@@ -1,7 +1,8 @@
 //! The server under test: started by the harness as a separate process
-//! (`courier-server`, or `node` running the Socket.IO peer) or given as an
-//! address plus an optional pid, and measured from `/proc/<pid>` alone —
-//! resident memory (`VmRSS`, peak `VmHWM`) and CPU time (`utime + stime`).
+//! (`courier-server`; `node` running the Socket.IO peer, with or without
+//! its SQLite store; this binary's raw relay) or given as an address plus
+//! an optional pid, and measured from `/proc/<pid>` alone — resident memory
+//! (`VmRSS`, peak `VmHWM`) and CPU time (`utime + stime`).
 
 use crate::wire::{Endpoint, Proto};
 use anyhow::{Context as _, anyhow, bail};
@@ -11,12 +12,49 @@ use std::process::Stdio;
 use std::time::Duration;
 use tokio::process::{Child, Command};
 
+/// The servers the generator can drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Target {
+    /// courier-server: every message stored durably (fsync) before its ok.
+    Courier,
+    /// The Socket.IO peer, keeping nothing (`bench/peers/socketio`).
+    Socketio,
+    /// The same peer storing each message in SQLite (better-sqlite3, WAL,
+    /// synchronous=FULL) before its ack.
+    SocketioDurable,
+    /// The raw relay ([`crate::relay`]): forwards frames, parses and
+    /// stores nothing. The floor of a WebSocket relay on this machine.
+    Relay,
+}
+
+impl Target {
+    /// The wire protocol it speaks.
+    pub fn proto(self) -> Proto {
+        match self {
+            Target::Courier => Proto::Courier,
+            Target::Socketio | Target::SocketioDurable => Proto::Socketio,
+            Target::Relay => Proto::Relay,
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Courier => "courier",
+            Target::Socketio => "socketio",
+            Target::SocketioDurable => "socketio-durable",
+            Target::Relay => "relay",
+        }
+    }
+}
+
 /// How to reach (or start) the server.
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetOpts {
     /// Which server to drive.
     #[arg(long, value_enum, default_value = "courier", global = true)]
-    pub target: Proto,
+    pub target: Target,
     /// An already running server (`ws://127.0.0.1:7700` or `127.0.0.1:7700`);
     /// without it the harness starts one for the run. Repeat it (or give a
     /// comma list) for the nodes of a cluster: clients are spread over
@@ -43,9 +81,9 @@ pub struct TargetOpts {
 
 impl TargetOpts {
     /// Options for a harness-started server of this kind.
-    pub fn spawn(proto: Proto) -> TargetOpts {
+    pub fn spawn(target: Target) -> TargetOpts {
         TargetOpts {
-            target: proto,
+            target,
             url: Vec::new(),
             server_pid: Vec::new(),
             server_bin: None,
@@ -128,6 +166,8 @@ pub fn raise_fd_limit() -> u64 {
 
 /// A server to load: its endpoint, and its pid when it can be measured.
 pub struct Server {
+    /// Which server it is (its name in reports).
+    pub target: Target,
     /// Where clients connect (the first node, with several `--url`s).
     pub endpoint: Endpoint,
     /// Every node's endpoint (just `endpoint` for one server).
@@ -156,9 +196,10 @@ impl Server {
                 let hostport = url.trim_start_matches("ws://").split('/').next().unwrap_or_default();
                 let addr: SocketAddr =
                     hostport.parse().with_context(|| format!("--url {url}: want ws://IP:PORT"))?;
-                endpoints.push(Endpoint { proto: opts.target, addr });
+                endpoints.push(Endpoint { proto: opts.target.proto(), addr });
             }
             return Ok(Server {
+                target: opts.target,
                 endpoint: endpoints[0].clone(),
                 endpoints,
                 pid: opts.server_pid.first().copied(),
@@ -173,7 +214,7 @@ impl Server {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let mut cmd = match opts.target {
-            Proto::Courier => {
+            Target::Courier => {
                 let bin = match &opts.server_bin {
                     Some(b) => b.clone(),
                     None => default_server_bin()?,
@@ -184,22 +225,33 @@ impl Server {
                 c.arg("--config").arg(&config).env("RUST_LOG", "warn");
                 c
             }
-            Proto::Socketio => {
+            Target::Socketio | Target::SocketioDurable => {
                 let peer = opts.peer_dir.clone().unwrap_or_else(default_peer_dir);
-                if !peer.join("node_modules/socket.io").exists() {
+                let module = if opts.target == Target::Socketio { "socket.io" } else { "better-sqlite3" };
+                if !peer.join("node_modules").join(module).exists() {
                     bail!("the Socket.IO peer is not installed: run `npm ci` in {}", peer.display());
                 }
                 let mut c = Command::new(&opts.node);
                 c.arg(peer.join("server.js")).env("PORT", port.to_string()).env("HOST", "127.0.0.1");
+                if opts.target == Target::SocketioDurable {
+                    c.env("DATA_DIR", dir.path().join("data"));
+                }
+                c
+            }
+            Target::Relay => {
+                let mut c = Command::new(std::env::current_exe()?);
+                c.arg("relay").arg("--listen").arg(addr.to_string());
                 c
             }
         };
         cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).kill_on_drop(true);
         let child = cmd.spawn().context("starting the server process")?;
         let pid = child.id();
+        let endpoint = Endpoint { proto: opts.target.proto(), addr };
         let mut server = Server {
-            endpoint: Endpoint { proto: opts.target, addr },
-            endpoints: vec![Endpoint { proto: opts.target, addr }],
+            target: opts.target,
+            endpoint: endpoint.clone(),
+            endpoints: vec![endpoint],
             pid,
             pids: pid.into_iter().collect(),
             src_ips: opts.src_ips,
@@ -224,6 +276,12 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// The directory of a started server's data (the filesystem its disk
+    /// writes go to); `None` for an external server.
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.path().to_path_buf())
     }
 
     /// The started server's log (empty for an external server).

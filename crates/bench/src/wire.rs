@@ -1,6 +1,6 @@
-//! One simulated client connection, speaking either Courier protocol v1 or
-//! Socket.IO, behind one interface so every scenario drives both targets
-//! with the same load.
+//! One simulated client connection, speaking Courier protocol v1,
+//! Socket.IO, or the raw relay's bare minimum, behind one interface so
+//! every scenario drives every target with the same load.
 //!
 //! A [`Client`] owns two tasks: a writer that batches queued frames into one
 //! flush, and a reader that matches replies to pending requests by id and
@@ -8,6 +8,8 @@
 //! the client aborts both tasks, which closes the TCP socket without a
 //! WebSocket close frame (as a lost network would).
 
+use crate::frames;
+pub use crate::frames::Dest;
 use crate::socketio::{self, Packet};
 use anyhow::{Context as _, anyhow, bail};
 use courier_proto::{Event, Reply};
@@ -27,23 +29,16 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Which protocol a target speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Proto {
     /// Courier protocol v1 (`/v1/ws`, subprotocol `courier.v1`).
     Courier,
     /// Socket.IO v5 over Engine.IO v4 WebSocket transport.
     Socketio,
-}
-
-impl Proto {
-    /// The name used in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Proto::Courier => "courier",
-            Proto::Socketio => "socketio",
-        }
-    }
+    /// The raw relay ([`crate::relay`]): Courier's `hello`, then every frame
+    /// forwarded to the connection's group and echoed back as its ack.
+    Relay,
 }
 
 /// Where and how to connect.
@@ -55,21 +50,10 @@ pub struct Endpoint {
     pub addr: SocketAddr,
 }
 
-/// Where a message goes.
-#[derive(Debug, Clone, Copy)]
-pub enum Dest<'a> {
-    /// A direct message to a user.
-    User(&'a str),
-    /// A channel message.
-    Channel(&'a str),
-}
-
-impl Dest<'_> {
-    fn json(self) -> Value {
-        match self {
-            Dest::User(u) => json!({ "user": u }),
-            Dest::Channel(c) => json!({ "channel": c }),
-        }
+fn send_frame(proto: Proto, id: u64, to: Dest<'_>, cid: &str, text: &str) -> String {
+    match proto {
+        Proto::Courier | Proto::Relay => frames::courier_send(id, to, cid, text),
+        Proto::Socketio => frames::socketio_send(id, to, cid, text),
     }
 }
 
@@ -85,10 +69,19 @@ pub enum Incoming<'a> {
 /// Called by a connection's reader task for every pushed frame.
 pub type OnEvent = Arc<dyn Fn(Incoming<'_>) + Send + Sync>;
 
+/// Called by a connection's reader task with the reply to one request:
+/// the reply frame's text (for the raw relay, the echoed request), or why
+/// there is none.
+pub type OnReply = Box<dyn FnOnce(Result<&str, ReqError>) + Send>;
+
 /// A callback that ignores everything.
 pub fn ignore_events() -> OnEvent {
     Arc::new(|_| {})
 }
+
+/// Frames the generator had to parse in full because the scan did not
+/// recognise them (the hot path should keep this at zero).
+pub static SLOW_PARSES: AtomicU64 = AtomicU64::new(0);
 
 /// Why a request failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +101,25 @@ impl std::fmt::Display for ReqError {
     }
 }
 
-type Pending = Mutex<HashMap<u64, oneshot::Sender<Result<Value, ReqError>>>>;
+/// Who waits for a reply: a future ([`PendingReply`]) or a callback run by
+/// the reader task (no task, no wake-up per request).
+enum Waiter {
+    Future(oneshot::Sender<Result<Value, ReqError>>),
+    Callback(OnReply),
+}
+
+impl Waiter {
+    fn fail(self, e: ReqError) {
+        match self {
+            Waiter::Future(tx) => {
+                let _ = tx.send(Err(e));
+            }
+            Waiter::Callback(cb) => cb(Err(e)),
+        }
+    }
+}
+
+type Pending = Mutex<HashMap<u64, Waiter>>;
 
 struct Shared {
     proto: Proto,
@@ -121,8 +132,31 @@ struct Shared {
 impl Shared {
     fn fail_all(&self) {
         self.closed.store(true, Ordering::Release);
-        // Dropping the senders wakes every waiter with `Closed`.
-        self.pending.lock().expect("pending lock").clear();
+        let waiters: Vec<Waiter> =
+            self.pending.lock().expect("pending lock").drain().map(|(_, w)| w).collect();
+        for w in waiters {
+            w.fail(ReqError::Closed);
+        }
+    }
+
+    /// Registers `waiter` under a fresh id and queues the frame `encode`
+    /// makes for that id. On a closed connection the waiter fails at once.
+    fn submit(&self, waiter: Waiter, encode: impl FnOnce(u64) -> String) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let text = encode(id);
+        if self.closed.load(Ordering::Acquire) {
+            return waiter.fail(ReqError::Closed);
+        }
+        self.pending.lock().expect("pending lock").insert(id, waiter);
+        if self.out.send(Message::text(text)).is_err()
+            && let Some(w) = self.pending.lock().expect("pending lock").remove(&id)
+        {
+            w.fail(ReqError::Closed);
+        }
+    }
+
+    fn take(&self, id: u64) -> Option<Waiter> {
+        self.pending.lock().expect("pending lock").remove(&id)
     }
 }
 
@@ -143,7 +177,12 @@ impl Drop for Client {
 }
 
 /// The answer to a request, once it comes (a future).
-pub struct PendingReply(Option<oneshot::Receiver<Result<Value, ReqError>>>);
+pub enum PendingReply {
+    /// Waiting for the reader task.
+    Waiting(oneshot::Receiver<Result<Value, ReqError>>),
+    /// Known already (the relay answers its set-up requests itself).
+    Ready(Option<Result<Value, ReqError>>),
+}
 
 impl Future for PendingReply {
     type Output = Result<Value, ReqError>;
@@ -152,9 +191,11 @@ impl Future for PendingReply {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        match &mut self.0 {
-            None => std::task::Poll::Ready(Err(ReqError::Closed)),
-            Some(rx) => std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ReqError::Closed))),
+        match &mut *self {
+            PendingReply::Ready(r) => std::task::Poll::Ready(r.take().unwrap_or(Err(ReqError::Closed))),
+            PendingReply::Waiting(rx) => {
+                std::pin::Pin::new(rx).poll(cx).map(|r| r.unwrap_or(Err(ReqError::Closed)))
+            }
         }
     }
 }
@@ -162,8 +203,9 @@ impl Future for PendingReply {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// Read buffer per client socket: tungstenite's 128 KiB default would cost
-/// the generator gigabytes at 10 k connections.
-const READ_BUFFER: usize = 8 * 1024;
+/// the generator gigabytes at 10 k connections, and every read clears the
+/// free part of it; frames here are a few hundred bytes.
+const READ_BUFFER: usize = 2 * 1024;
 /// Longest the handshake (TCP + upgrade + hello) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -180,7 +222,22 @@ impl Client {
         src: Ipv4Addr,
         on_event: OnEvent,
     ) -> anyhow::Result<Client> {
-        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::connect_inner(ep, user, src, on_event))
+        Self::connect_in(ep, user, user, src, on_event).await
+    }
+
+    /// Like [`Client::connect`], naming the raw relay's `group` (the
+    /// connections a frame is forwarded to); other targets ignore it.
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub async fn connect_in(
+        ep: &Endpoint,
+        user: &str,
+        group: &str,
+        src: Ipv4Addr,
+        on_event: OnEvent,
+    ) -> anyhow::Result<Client> {
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::connect_inner(ep, user, group, src, on_event))
             .await
             .map_err(|_| anyhow!("handshake timed out"))?
     }
@@ -188,6 +245,7 @@ impl Client {
     async fn connect_inner(
         ep: &Endpoint,
         user: &str,
+        group: &str,
         src: Ipv4Addr,
         on_event: OnEvent,
     ) -> anyhow::Result<Client> {
@@ -198,6 +256,7 @@ impl Client {
         let path = match ep.proto {
             Proto::Courier => courier_proto::WS_PATH,
             Proto::Socketio => socketio::WS_PATH,
+            Proto::Relay => crate::relay::WS_PATH,
         };
         let mut req = format!("ws://{}{}", ep.addr, path).into_client_request()?;
         if ep.proto == Proto::Courier {
@@ -209,7 +268,8 @@ impl Client {
                 .await?;
         let token = format!("dev:{user}");
         match ep.proto {
-            Proto::Courier => courier_hello(&mut ws, &token).await?,
+            Proto::Courier => courier_hello(&mut ws, &token, None).await?,
+            Proto::Relay => courier_hello(&mut ws, &token, Some(group)).await?,
             Proto::Socketio => socketio_hello(&mut ws, &token).await?,
         }
         let (sink, stream) = ws.split();
@@ -233,15 +293,19 @@ impl Client {
 
     /// Sends one request (`op` with the fields of `args`) and waits for its
     /// answer. The frame is queued at once, so several requests may be in
-    /// flight on one connection.
+    /// flight on one connection. The raw relay has no ops but `send`: it
+    /// answers the others here, at once, without a frame.
     ///
     /// # Errors
     /// The server's error code, or [`ReqError::Closed`].
     pub fn request(&self, op: &str, args: Value) -> PendingReply {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if self.shared.proto == Proto::Relay && op != "send" {
+            return PendingReply::Ready(Some(Ok(Value::Null)));
+        }
         let (tx, rx) = oneshot::channel();
-        let text = match self.shared.proto {
-            Proto::Courier => {
+        let proto = self.shared.proto;
+        self.shared.submit(Waiter::Future(tx), |id| match proto {
+            Proto::Courier | Proto::Relay => {
                 let mut m = match args {
                     Value::Object(m) => m,
                     _ => Map::new(),
@@ -251,17 +315,22 @@ impl Client {
                 Value::Object(m).to_string()
             }
             Proto::Socketio => socketio::event_with_ack(id, op, &args),
-        };
-        let queued = !self.is_closed() && {
-            self.shared.pending.lock().expect("pending lock").insert(id, tx);
-            self.shared.out.send(Message::text(text)).is_ok()
-        };
-        PendingReply(queued.then_some(rx))
+        });
+        PendingReply::Waiting(rx)
     }
 
     /// A text message; `text` carries the generator's timestamp.
     pub fn send_text(&self, to: Dest<'_>, cid: &str, text: &str) -> PendingReply {
-        self.request("send", json!({"to": to.json(), "cid": cid, "kind": "text", "body": {"text": text}}))
+        let (tx, rx) = oneshot::channel();
+        self.shared.submit(Waiter::Future(tx), |id| send_frame(self.shared.proto, id, to, cid, text));
+        PendingReply::Waiting(rx)
+    }
+
+    /// A text message whose reply goes to `on_reply`, run by the reader
+    /// task: the generator's hot path (the frame is written without a
+    /// JSON value, the reply is not parsed, no task waits for it).
+    pub fn send_text_then(&self, to: Dest<'_>, cid: &str, text: &str, on_reply: OnReply) {
+        self.shared.submit(Waiter::Callback(on_reply), |id| send_frame(self.shared.proto, id, to, cid, text));
     }
 
     /// Creates a public channel (the caller becomes its first member).
@@ -307,9 +376,12 @@ async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
     }
 }
 
-async fn courier_hello(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
-    let hello =
+async fn courier_hello(ws: &mut Ws, token: &str, group: Option<&str>) -> anyhow::Result<()> {
+    let mut hello =
         json!({"op": "hello", "id": 1, "token": token, "device": "bench", "client": "courier-bench/0.1"});
+    if let Some(g) = group {
+        hello["group"] = g.into();
+    }
     ws.send(Message::text(hello.to_string())).await?;
     loop {
         let text = next_text(ws).await?;
@@ -376,21 +448,50 @@ async fn read_loop(
         match shared.proto {
             Proto::Courier => courier_frame(text.as_str(), &shared, &on_event),
             Proto::Socketio => socketio_frame(text.as_str(), &shared, &on_event),
+            Proto::Relay => relay_frame(text.as_str(), &shared, &on_event),
         }
     }
     shared.fail_all();
 }
 
-fn complete(shared: &Shared, id: u64, result: Result<Value, ReqError>) {
-    if let Some(tx) = shared.pending.lock().expect("pending lock").remove(&id) {
-        let _ = tx.send(result);
+/// Hands a reply to its waiter: a callback gets the frame as it is, a
+/// future the parsed value (`parse` runs only then).
+fn complete(
+    shared: &Shared,
+    id: u64,
+    frame: &str,
+    result: Result<(), ReqError>,
+    parse: impl FnOnce() -> Value,
+) {
+    match (shared.take(id), result) {
+        (None, _) => {}
+        (Some(Waiter::Callback(cb)), Ok(())) => cb(Ok(frame)),
+        (Some(Waiter::Future(tx)), Ok(())) => {
+            let _ = tx.send(Ok(parse()));
+        }
+        (Some(w), Err(e)) => w.fail(e),
     }
 }
 
-/// Decodes a Courier frame with the protocol crate's types: events as
-/// [`Event`], replies as [`Reply`] (one parse each).
+/// A Courier frame: scanned ([`frames`]); a frame in another shape is
+/// decoded with the protocol crate's types, [`Event`] or [`Reply`].
 fn courier_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
-    if text.starts_with("{\"ev\"") {
+    if let Some((id, outcome)) = frames::scan_reply(text) {
+        let result = match outcome {
+            frames::Outcome::Ok => Ok(()),
+            frames::Outcome::Err => Err(courier_err(text)),
+        };
+        let ok_value = || serde_json::from_str::<Reply>(text).ok().and_then(|r| r.ok).unwrap_or(Value::Null);
+        return complete(shared, id, text, result, ok_value);
+    }
+    if let Some(m) = frames::scan_msg(text) {
+        return on_event(Incoming::Msg { conv: m.conv, seq: m.seq, text: m.text });
+    }
+    if text.starts_with("{\"ev\"") && !text.starts_with("{\"ev\":\"msg\"") {
+        return on_event(Incoming::Other);
+    }
+    SLOW_PARSES.fetch_add(1, Ordering::Relaxed);
+    if text.contains("\"ev\"") {
         match serde_json::from_str::<Event>(text) {
             Ok(Event::Msg(m)) => {
                 let body_text = m.body.get("text").and_then(Value::as_str).unwrap_or_default();
@@ -403,28 +504,80 @@ fn courier_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
     }
     let Ok(reply) = serde_json::from_str::<Reply>(text) else { return };
     let Some(id) = reply.re else { return };
-    let result = match reply.err {
+    let result = match &reply.err {
         Some(e) => Err(ReqError::Server(e.code.as_str().to_owned())),
-        None => Ok(reply.ok.unwrap_or(Value::Null)),
+        None => Ok(()),
     };
-    complete(shared, id, result);
+    complete(shared, id, text, result, || reply.ok.unwrap_or(Value::Null));
+}
+
+fn courier_err(text: &str) -> ReqError {
+    let code = serde_json::from_str::<Reply>(text)
+        .ok()
+        .and_then(|r| r.err)
+        .map_or_else(|| "unknown".to_owned(), |e| e.code.as_str().to_owned());
+    ReqError::Server(code)
+}
+
+/// A frame from the raw relay: the echo of a request this connection sent
+/// (its ack), else a frame another member of the group sent (a delivery).
+fn relay_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
+    let parsed;
+    let (id, body_text) = match frames::scan_relayed_send(text) {
+        Some(found) => found,
+        None => {
+            SLOW_PARSES.fetch_add(1, Ordering::Relaxed);
+            parsed = serde_json::from_str::<Value>(text).unwrap_or_default();
+            let Some(id) = parsed["id"].as_u64() else { return on_event(Incoming::Other) };
+            (id, parsed.pointer("/body/text").and_then(Value::as_str).unwrap_or_default())
+        }
+    };
+    match shared.take(id) {
+        Some(Waiter::Callback(cb)) => cb(Ok(text)),
+        Some(Waiter::Future(tx)) => {
+            let _ = tx.send(Ok(Value::Null));
+        }
+        None => on_event(Incoming::Msg { conv: "", seq: 0, text: body_text }),
+    }
 }
 
 fn socketio_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
+    if let Some((id, outcome)) = frames::scan_socketio_ack(text) {
+        let decoded = || socketio::decode(text).ok();
+        let result = match outcome {
+            frames::Outcome::Ok => Ok(()),
+            frames::Outcome::Err => Err(match decoded() {
+                Some(Packet::Ack(_, arg)) => ReqError::Server(
+                    arg.pointer("/err/code").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
+                ),
+                _ => ReqError::Server("unknown".into()),
+            }),
+        };
+        let ok_value = || match decoded() {
+            Some(Packet::Ack(_, arg)) => arg.get("ok").cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        };
+        return complete(shared, id, text, result, ok_value);
+    }
+    if let Some(m) = frames::scan_msg(text) {
+        return on_event(Incoming::Msg { conv: m.conv, seq: m.seq, text: m.text });
+    }
     match socketio::decode(text) {
         Ok(Packet::Ping) => {
             let _ = shared.out.send(Message::text(socketio::PONG));
         }
         Ok(Packet::Ack(id, arg)) => {
+            SLOW_PARSES.fetch_add(1, Ordering::Relaxed);
             let result = match arg.get("err") {
                 Some(e) => Err(ReqError::Server(
                     e.get("code").and_then(Value::as_str).unwrap_or("unknown").to_owned(),
                 )),
-                None => Ok(arg.get("ok").cloned().unwrap_or(Value::Null)),
+                None => Ok(()),
             };
-            complete(shared, id, result);
+            complete(shared, id, text, result, || arg.get("ok").cloned().unwrap_or(Value::Null));
         }
         Ok(Packet::Event(name, arg)) if name == "msg" => {
+            SLOW_PARSES.fetch_add(1, Ordering::Relaxed);
             let conv = arg.get("conv").and_then(Value::as_str).unwrap_or_default();
             let seq = arg.get("seq").and_then(Value::as_u64).unwrap_or_default();
             let text = arg.pointer("/body/text").and_then(Value::as_str).unwrap_or_default();

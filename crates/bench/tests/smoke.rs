@@ -4,13 +4,15 @@
 //!
 //! The Socket.IO comparison runs too when the peer's `node_modules` is
 //! installed (`npm ci` in `bench/peers/socketio`); otherwise it is skipped
-//! with a printed note.
+//! with a printed note. So does the peer with its SQLite store, and the
+//! raw relay (in process) for the scenarios it can carry.
 
-use courier_bench::scenarios::{connect, fanout, mixed, p2p, storm};
+use courier_bench::scenarios::{connect, fanout, mixed, p2p, pipeline, storm};
 use courier_bench::stats::Report;
-use courier_bench::target::{TargetOpts, default_peer_dir};
-use courier_bench::wire::Proto;
+use courier_bench::target::{Target, TargetOpts, default_peer_dir};
+use courier_bench::wire::SLOW_PARSES;
 use serde_json::Value;
+use std::sync::atomic::Ordering;
 
 async fn start_courier() -> (courier_server::Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -32,7 +34,7 @@ fn attach(server: &courier_server::Server) -> TargetOpts {
         // In-process: the "server" figures include the generator, which is
         // fine for a smoke test.
         server_pid: vec![std::process::id()],
-        ..TargetOpts::spawn(Proto::Courier)
+        ..TargetOpts::spawn(Target::Courier)
     }
 }
 
@@ -54,11 +56,10 @@ fn assert_positive(r: &Report, keys: &[&str]) {
     assert!(j["summary"].is_object());
 }
 
-async fn all_scenarios(opts: &TargetOpts) {
-    let r = connect::run(opts, &connect::Args { n: 20, hold: 0.2 }).await.unwrap();
-    assert_eq!(num(&r, "sessions"), 20.0, "{}", r.to_table());
-    assert_positive(&r, &["connect_rate", "connect_p50_ms", "connect_p99_ms"]);
-
+/// The scenarios every target carries, the raw relay included: p2p,
+/// fan-out, one session pipelining. The generator's scanner must
+/// recognise every reply and message (no frame parsed in full).
+async fn message_scenarios(opts: &TargetOpts) {
     let args = p2p::Args {
         pairs: 3,
         rate: vec![60.0],
@@ -66,18 +67,43 @@ async fn all_scenarios(opts: &TargetOpts) {
         body_bytes: 64,
         max_inflight: 1000,
         no_stop: false,
+        busy_disk_mib: 0,
     };
     let r = p2p::run(opts, &args).await.unwrap();
     assert_positive(
         &r,
-        &["acked", "delivered", "acked_per_s", "ack_p99_ms", "deliver_p50_ms", "deliver_p99_ms"],
+        &[
+            "acked",
+            "delivered",
+            "acked_per_s",
+            "ack_p99_ms",
+            "deliver_p50_ms",
+            "deliver_p99_ms",
+            "generator_cpu_us_per_msg",
+        ],
     );
     assert_eq!(num(&r, "errors"), 0.0);
+    assert_eq!(num(&r, "delivered"), num(&r, "acked"), "{}", r.to_table());
 
     let args = fanout::Args { members: 5, rate: vec![20.0], duration: 1.0, body_bytes: 64, no_stop: false };
     let r = fanout::run(opts, &args).await.unwrap();
     assert_positive(&r, &["delivered", "deliveries_per_s", "deliver_p99_ms", "last_member_p99_ms"]);
     assert_eq!(num(&r, "delivered"), num(&r, "expected"), "{}", r.to_table());
+
+    let args = pipeline::Args { rate: vec![100.0], duration: 1.0, body_bytes: 64, no_stop: false };
+    let r = pipeline::run(opts, &args).await.unwrap();
+    assert_positive(&r, &["acked", "acked_per_s", "ack_p99_ms"]);
+    assert_eq!(r.summary.get("in_order"), Some(&Value::Bool(true)), "{}", r.to_table());
+    assert_eq!(num(&r, "seqs_out_of_order"), 0.0, "{}", r.to_table());
+    assert_eq!(SLOW_PARSES.load(Ordering::Relaxed), 0, "frames the scanner missed");
+}
+
+async fn all_scenarios(opts: &TargetOpts) {
+    let r = connect::run(opts, &connect::Args { n: 20, hold: 0.2 }).await.unwrap();
+    assert_eq!(num(&r, "sessions"), 20.0, "{}", r.to_table());
+    assert_positive(&r, &["connect_rate", "connect_p50_ms", "connect_p99_ms"]);
+
+    message_scenarios(opts).await;
 
     let r = storm::run(opts, &storm::Args { n: 10, timeout: 20.0 }).await.unwrap();
     assert_eq!(num(&r, "resynced"), 10.0, "{}", r.to_table());
@@ -96,16 +122,42 @@ async fn every_scenario_runs_against_courier() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_scenario_runs_against_the_socketio_peer() {
+fn peer_installed(module: &str) -> bool {
     let peer = default_peer_dir();
     let node_ok = std::process::Command::new("node").arg("-v").output().is_ok_and(|o| o.status.success());
-    if !peer.join("node_modules/socket.io").exists() || !node_ok {
+    if !peer.join("node_modules").join(module).exists() || !node_ok {
         println!(
             "note: Socket.IO smoke skipped: run `npm ci` in {} (and have node) to include it",
             peer.display()
         );
-        return;
+        return false;
     }
-    all_scenarios(&TargetOpts::spawn(Proto::Socketio)).await;
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_runs_against_the_socketio_peer() {
+    if peer_installed("socket.io") {
+        all_scenarios(&TargetOpts::spawn(Target::Socketio)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_scenarios_run_against_the_durable_socketio_peer() {
+    if peer_installed("better-sqlite3") {
+        message_scenarios(&TargetOpts::spawn(Target::SocketioDurable)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_scenarios_run_against_the_raw_relay() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    tokio::spawn(courier_bench::relay::serve(listener));
+    let opts = TargetOpts {
+        url: vec![url],
+        server_pid: vec![std::process::id()],
+        ..TargetOpts::spawn(Target::Relay)
+    };
+    message_scenarios(&opts).await;
 }

@@ -94,7 +94,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     drop(clients);
     Ok(Report {
         scenario: "connect",
-        target: server.endpoint.proto.name(),
+        target: server.target.name(),
         params: json!(args),
         summary: m,
         steps: Vec::new(),

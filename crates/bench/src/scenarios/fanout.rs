@@ -3,7 +3,7 @@
 //! deliveries per second, the latency to each member and to the last
 //! member of each message, and server CPU per delivery.
 
-use super::{TICK, connect_all, due, generator_cpu_util, run_tag, server_cost, summarize_ramp};
+use super::{TICK, connect_all_in, due, generator_cost, run_tag, server_cost, summarize_ramp};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
 use crate::wire::{Client, Dest, Incoming, OnEvent, ignore_events};
@@ -87,13 +87,18 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
         each: Latency::default(),
         last: Latency::default(),
     });
-    let sender =
-        Client::connect(&server.endpoint, &format!("f{tag}-sender"), server.src_ip(0), ignore_events())
-            .await
-            .context("sender")?;
+    let sender = Client::connect_in(
+        &server.endpoint,
+        &format!("f{tag}-sender"),
+        &channel,
+        server.src_ip(0),
+        ignore_events(),
+    )
+    .await
+    .context("sender")?;
     sender.create_channel(&channel).await.map_err(|e| anyhow!("create_channel: {e}"))?;
     let users: Vec<String> = (0..args.members).map(|i| format!("f{tag}-{i}")).collect();
-    let (clients, _, err) = connect_all(server, &users, |_| on_delivery(&sh)).await;
+    let (clients, _, err) = connect_all_in(server, &users, |_| channel.clone(), |_| on_delivery(&sh)).await;
     let members: Vec<Client> = clients.into_iter().flatten().collect();
     if members.len() < args.members {
         return Err(anyhow!(
@@ -136,7 +141,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     summarize_ramp(&mut summary, &steps);
     Ok(Report {
         scenario: "fanout",
-        target: server.endpoint.proto.name(),
+        target: server.target.name(),
         params: json!(args),
         summary,
         steps,
@@ -178,21 +183,19 @@ async fn step(
             if no as usize >= sh.per_msg.len() {
                 continue;
             }
-            let fut =
-                sender.send_text(Dest::Channel(channel), &format!("m{no}"), &stamp_text(no, args.body_bytes));
             let (ack, acked, errors) = (ack.clone(), acked.clone(), errors.clone());
-            let t0 = Instant::now();
-            tokio::spawn(async move {
-                match fut.await {
-                    Ok(_) => {
-                        ack.record(t0.elapsed());
-                        acked.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(_) => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+            let t0 = now_ns();
+            let on_reply = Box::new(move |r: Result<&str, _>| match r {
+                Ok(_) => {
+                    ack.record_ns(now_ns().saturating_sub(t0));
+                    acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
             });
+            let text = stamp_text(no, args.body_bytes);
+            sender.send_text_then(Dest::Channel(channel), &format!("m{no}"), &text, on_reply);
         }
         if elapsed >= window {
             break;
@@ -209,7 +212,6 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
-    let gen_util = generator_cpu_util(gen_before, wall);
     let secs = window.as_secs_f64();
     let delivered = sh.delivered.load(Ordering::Relaxed);
     let in_window = sh.delivered_in_window.load(Ordering::Relaxed);
@@ -227,6 +229,7 @@ async fn step(
         .latency("deliver", &sh.each.summary())
         .latency("last_member", &sh.last.summary());
     server_cost(&mut m, before, after, wall, delivered, "server_cpu_us_per_delivery");
-    m.num("generator_cpu_util", gen_util, "cores").num("machine_load_1m", super::loadavg(), "");
+    generator_cost(&mut m, gen_before, wall, delivered, "generator_cpu_us_per_delivery");
+    m.num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)
 }

@@ -210,7 +210,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "mixed",
-        target: server.endpoint.proto.name(),
+        target: server.target.name(),
         params: json!(args),
         summary: m,
         steps: Vec::new(),

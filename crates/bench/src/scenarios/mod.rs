@@ -6,6 +6,7 @@ pub mod connect;
 pub mod fanout;
 pub mod mixed;
 pub mod p2p;
+pub mod pipeline;
 pub mod storm;
 
 use crate::stats::{Latency, Metrics};
@@ -26,15 +27,26 @@ pub async fn connect_all(
     users: &[String],
     on_event: impl Fn(usize) -> OnEvent,
 ) -> (Vec<Option<Client>>, Arc<Latency>, Option<String>) {
+    connect_all_in(server, users, |i| users[i].clone(), on_event).await
+}
+
+/// Like [`connect_all`], with user `i` in the raw relay's group `group(i)`
+/// (the connections its frames are forwarded to).
+pub async fn connect_all_in(
+    server: &Server,
+    users: &[String],
+    group: impl Fn(usize) -> String,
+    on_event: impl Fn(usize) -> OnEvent,
+) -> (Vec<Option<Client>>, Arc<Latency>, Option<String>) {
     let lat = Arc::new(Latency::default());
     let mut results: Vec<(usize, anyhow::Result<Client>)> =
         futures_util::stream::iter(users.iter().enumerate())
             .map(|(i, u)| {
-                let (ep, lat, ev, src) =
-                    (server.endpoint_for(i).clone(), lat.clone(), on_event(i), server.src_ip(i));
+                let (ep, lat, ev, src, group) =
+                    (server.endpoint_for(i).clone(), lat.clone(), on_event(i), server.src_ip(i), group(i));
                 async move {
                     let t0 = Instant::now();
-                    let r = Client::connect(&ep, u, src, ev).await;
+                    let r = Client::connect_in(&ep, u, &group, src, ev).await;
                     if r.is_ok() {
                         lat.record(t0.elapsed());
                     }
@@ -119,6 +131,19 @@ pub fn generator_cpu_util(before: Option<ProcSample>, wall: Duration) -> f64 {
     }
 }
 
+/// The generator's own CPU time since `before`, in µs per `per` unit of
+/// work, under `per_key` (e.g. `generator_cpu_us_per_msg`); also
+/// `generator_cpu_util` over `wall` and the frames it had to parse in full.
+pub fn generator_cost(m: &mut Metrics, before: Option<ProcSample>, wall: Duration, per: u64, per_key: &str) {
+    let cpu = match (before, crate::target::sample_pid(std::process::id())) {
+        (Some(b), Some(a)) => a.cpu_ns.saturating_sub(b.cpu_ns) as f64,
+        _ => f64::NAN,
+    };
+    m.num("generator_cpu_util", cpu / wall.as_nanos().max(1) as f64, "cores");
+    m.num(per_key, if per > 0 { cpu / 1e3 / per as f64 } else { f64::NAN }, "µs");
+    m.put("generator_slow_parses", crate::wire::SLOW_PARSES.load(std::sync::atomic::Ordering::Relaxed), "");
+}
+
 /// A fresh name suffix so repeated runs against one server do not collide.
 pub fn run_tag() -> String {
     format!("{:06x}", rand::random::<u32>() & 0xff_ffff)
@@ -132,5 +157,57 @@ pub fn summarize_ramp(summary: &mut Metrics, steps: &[(String, Metrics)]) {
         summary.0.extend(last_ok.0.iter().filter(|x| x.key != "kept_up").cloned());
     } else if let Some((_, last)) = steps.last() {
         summary.0.extend(last.0.iter().cloned());
+    }
+}
+
+/// Another process writing heavily to the server's disk while a window is
+/// measured: `dd if=/dev/zero of=<file> bs=1M count=<mib> conv=fsync` on
+/// the filesystem of the server's data (or this machine's temp folder for
+/// a server the harness did not start).
+pub struct BusyDisk {
+    child: Option<tokio::process::Child>,
+    file: std::path::PathBuf,
+    started: Instant,
+}
+
+impl BusyDisk {
+    /// Starts the writer.
+    pub fn start(server: &Server, mib: u64) -> BusyDisk {
+        let dir = server.data_dir().unwrap_or_else(std::env::temp_dir);
+        let file = dir.join(format!("busy-disk-{}.bin", run_tag()));
+        let child = tokio::process::Command::new("dd")
+            .arg("if=/dev/zero")
+            .arg(format!("of={}", file.display()))
+            .arg("bs=1M")
+            .arg(format!("count={mib}"))
+            .arg("conv=fsync")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .ok();
+        BusyDisk { child, file, started: Instant::now() }
+    }
+
+    /// Stops the writer (if it is still going) and removes its file;
+    /// records how much it wrote and whether it finished (its fsync
+    /// returned) within the window.
+    pub async fn finish(mut self, m: &mut Metrics) {
+        let finished_s = match self.child.as_mut() {
+            Some(c) => match c.try_wait() {
+                Ok(Some(_)) => Some(self.started.elapsed().as_secs_f64()),
+                _ => {
+                    let _ = c.kill().await;
+                    None
+                }
+            },
+            None => None,
+        };
+        let written = std::fs::metadata(&self.file).map_or(0, |md| md.len() >> 20);
+        let _ = std::fs::remove_file(&self.file);
+        m.put("busy_disk_started", self.child.is_some(), "")
+            .put("busy_disk_written_mib", written, "MiB")
+            .put("busy_disk_finished", finished_s.is_some(), "");
     }
 }

@@ -6,11 +6,17 @@
 //! Rates may be a ramp (`--rate 5000,10000,20000`): the steps reuse the same
 //! sessions and the ramp stops at the first step the server does not keep
 //! up with (acks in the window below 95 % of the target).
+//!
+//! One pacing task issues every sender's messages (a wake-up per tick, not
+//! per sender), and acks are counted by a callback in the connection's
+//! reader: the generator's own cost per message stays small next to the
+//! server's. `--busy-disk-mib` runs `dd … conv=fsync` on the server's
+//! filesystem during each window (the slow-disk case).
 
-use super::{TICK, connect_all, due_phased, generator_cpu_util, run_tag, server_cost, summarize_ramp};
+use super::{TICK, connect_all_in, due_phased, generator_cost, run_tag, server_cost, summarize_ramp};
 use crate::stats::{Latency, Metrics, Report, now_ns, parse_text, stamp_text};
 use crate::target::{Server, TargetOpts};
-use crate::wire::{Client, Dest, Incoming, OnEvent, ReqError};
+use crate::wire::{Client, Dest, Incoming, OnEvent};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +44,10 @@ pub struct Args {
     /// Run every step even after one falls short.
     #[arg(long)]
     pub no_stop: bool,
+    /// MiB another process (`dd if=/dev/zero … conv=fsync`) writes to the
+    /// server's filesystem during each window; 0 for a quiet disk.
+    #[arg(long, default_value_t = 0)]
+    pub busy_disk_mib: u64,
 }
 
 #[derive(Default)]
@@ -93,7 +103,8 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     // Users 2i send to 2i+1.
     let users: Vec<String> =
         (0..args.pairs * 2).map(|i| format!("p{tag}-{}{}", i / 2, ["a", "b"][i % 2])).collect();
-    let (clients, _, err) = connect_all(server, &users, |_| on_delivery(&sh)).await;
+    let (clients, _, err) =
+        connect_all_in(server, &users, |i| format!("p{tag}-{}", i / 2), |_| on_delivery(&sh)).await;
     let mut senders = Vec::new();
     for (pair, c) in clients.chunks(2).enumerate() {
         if let [Some(_), Some(_)] = c {
@@ -134,16 +145,10 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     summary.put("pairs", senders.len() as u64, "");
     summary.num("max_sustained_acked_per_s", best_acked, "msg/s");
     summarize_ramp(&mut summary, &steps);
-    Ok(Report {
-        scenario: "p2p",
-        target: server.endpoint.proto.name(),
-        params: json!(args),
-        summary,
-        steps,
-        notes,
-    })
+    Ok(Report { scenario: "p2p", target: server.target.name(), params: json!(args), summary, steps, notes })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn step(
     server: &Server,
     args: &Args,
@@ -162,72 +167,59 @@ async fn step(
     sh.ack.reset();
     sh.deliver.reset();
     let window = Duration::from_secs_f64(args.duration);
-    let per_sender = rate / senders.len() as f64;
+    let n = senders.len();
+    let per_sender = rate / n as f64;
+    let inflight: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
+    let mut issued = vec![0u64; n];
+    let writer = (args.busy_disk_mib > 0).then(|| super::BusyDisk::start(server, args.busy_disk_mib));
     let before = server.sample();
     let gen_before = crate::target::sample_pid(std::process::id());
     let start = Instant::now();
     c.window_end.store(now_ns() + window.as_nanos() as u64, Ordering::Relaxed);
     let base_no = *msg_no;
-    let tasks: Vec<_> = senders
-        .iter()
-        .enumerate()
-        .map(|(k, (pair, to))| {
-            let client = clients[pair * 2].clone().expect("connected");
-            let (sh, to, args) = (sh.clone(), to.clone(), args.clone());
-            let stride = senders.len() as u64;
-            tokio::spawn(async move {
-                let inflight = Arc::new(AtomicU64::new(0));
-                let mut issued = 0u64;
-                let phase = k as f64 / stride as f64;
-                let mut tick = tokio::time::interval(TICK);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-                loop {
-                    tick.tick().await;
-                    let elapsed = start.elapsed().min(window);
-                    // Evenly interleaved with the other senders (phase k/n).
-                    while issued < due_phased(per_sender, elapsed, phase) {
-                        issued += 1;
-                        if inflight.load(Ordering::Relaxed) >= args.max_inflight {
-                            sh.c.skipped.fetch_add(1, Ordering::Relaxed);
-                            continue;
-                        }
-                        let no = base_no + issued * stride + k as u64;
-                        let text = stamp_text(no, args.body_bytes);
-                        let fut = client.send_text(Dest::User(&to), &format!("m{no}-{k}"), &text);
-                        sh.c.sent.fetch_add(1, Ordering::Relaxed);
-                        inflight.fetch_add(1, Ordering::Relaxed);
-                        let (sh, inflight) = (sh.clone(), inflight.clone());
-                        let t0 = Instant::now();
-                        tokio::spawn(async move {
-                            let r = fut.await;
-                            inflight.fetch_sub(1, Ordering::Relaxed);
-                            match r {
-                                Ok(_) => {
-                                    sh.ack.record(t0.elapsed());
-                                    sh.c.acked.fetch_add(1, Ordering::Relaxed);
-                                    if now_ns() <= sh.c.window_end.load(Ordering::Relaxed) {
-                                        sh.c.acked_in_window.fetch_add(1, Ordering::Relaxed);
-                                    }
-                                }
-                                Err(ReqError::Server(_) | ReqError::Closed) => {
-                                    sh.c.errors.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
-                        });
-                    }
-                    if elapsed >= window {
-                        break;
-                    }
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let elapsed = start.elapsed().min(window);
+        for (k, (pair, to)) in senders.iter().enumerate() {
+            // Evenly interleaved with the other senders (phase k/n).
+            let due = due_phased(per_sender, elapsed, k as f64 / n as f64);
+            let client = clients[pair * 2].as_ref().expect("connected");
+            while issued[k] < due {
+                issued[k] += 1;
+                if inflight[k].load(Ordering::Relaxed) >= args.max_inflight {
+                    c.skipped.fetch_add(1, Ordering::Relaxed);
+                    continue;
                 }
-                issued
-            })
-        })
-        .collect();
-    let mut issued_total = 0;
-    for t in tasks {
-        issued_total += t.await.unwrap_or(0);
+                let no = base_no + issued[k] * n as u64 + k as u64;
+                let text = stamp_text(no, args.body_bytes);
+                c.sent.fetch_add(1, Ordering::Relaxed);
+                inflight[k].fetch_add(1, Ordering::Relaxed);
+                let (sh, inflight) = (sh.clone(), inflight[k].clone());
+                let t0 = now_ns();
+                let on_reply = Box::new(move |r: Result<&str, _>| {
+                    inflight.fetch_sub(1, Ordering::Relaxed);
+                    if r.is_err() {
+                        sh.c.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    let now = now_ns();
+                    sh.ack.record_ns(now.saturating_sub(t0));
+                    sh.c.acked.fetch_add(1, Ordering::Relaxed);
+                    if now <= sh.c.window_end.load(Ordering::Relaxed) {
+                        sh.c.acked_in_window.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                client.send_text_then(Dest::User(to), &format!("m{no}-{k}"), &text, on_reply);
+            }
+        }
+        if elapsed >= window {
+            break;
+        }
     }
-    *msg_no = base_no + (issued_total + 1) * senders.len() as u64 + senders.len() as u64;
+    let issued_total: u64 = issued.iter().sum();
+    *msg_no = base_no + (issued_total + 1) * n as u64 + n as u64;
     // Drain: wait for outstanding acks and deliveries (at most 10 s).
     let drain_deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < drain_deadline {
@@ -240,13 +232,13 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
-    let gen_util = generator_cpu_util(gen_before, wall);
     let secs = window.as_secs_f64();
     let acked_in_window = c.acked_in_window.load(Ordering::Relaxed);
     let acked = c.acked.load(Ordering::Relaxed);
     let kept_up = acked_in_window as f64 >= 0.95 * rate * secs && c.skipped.load(Ordering::Relaxed) == 0;
     let mut m = Metrics::default();
     m.num("target_per_s", rate, "msg/s")
+        .put("senders", n as u64, "")
         .num("sent_per_s", c.sent.load(Ordering::Relaxed) as f64 / secs, "msg/s")
         .num("acked_per_s", acked_in_window as f64 / secs, "msg/s")
         .num("delivered_per_s", c.delivered_in_window.load(Ordering::Relaxed) as f64 / secs, "msg/s")
@@ -258,6 +250,10 @@ async fn step(
         .latency("ack", &sh.ack.summary())
         .latency("deliver", &sh.deliver.summary());
     server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
-    m.num("generator_cpu_util", gen_util, "cores").num("machine_load_1m", super::loadavg(), "");
+    generator_cost(&mut m, gen_before, wall, acked, "generator_cpu_us_per_msg");
+    if let Some(w) = writer {
+        w.finish(&mut m).await;
+    }
+    m.num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)
 }

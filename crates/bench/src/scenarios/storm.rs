@@ -148,7 +148,7 @@ async fn measure(server: &Server, args: &Args) -> anyhow::Result<Report> {
     }
     Ok(Report {
         scenario: "reconnect-storm",
-        target: server.endpoint.proto.name(),
+        target: server.target.name(),
         params: json!(args),
         summary: m,
         steps: Vec::new(),

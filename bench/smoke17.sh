@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# A few seconds' check of the issue-17 pieces as `npm run bench` runs them
+# (`npm test` runs it; the scenarios themselves are covered by
+# `cargo test -p courier-bench`): the raw relay started as its own process
+# and driven by the generator, the append floor, and the issue-17 section
+# written from their results. Uses the debug binary `cargo test --workspace`
+# built (building it with another selection would rebuild dependencies).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \
+  | python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+BENCH=$TARGET_DIR/debug/courier-bench
+[ -x "$BENCH" ] || cargo build -j"${CARGO_BUILD_JOBS:-2}" --locked -p courier-bench
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+"$BENCH" --target relay --label p2p-200 --json p2p --pairs 3 --rate 300,400 --duration 1 --no-stop >>"$TMP/r.jsonl"
+"$BENCH" --target relay --label fanout --json fanout --members 5 --rate 20 --duration 1 >>"$TMP/r.jsonl"
+"$BENCH" --label append-floor --json append-floor --rate 300,400,0 --duration 0.5 >>"$TMP/r.jsonl"
+"$BENCH" floors --input "$TMP/r.jsonl" --output "$TMP/issue17.md"
+# Every floor has a figure: relay CPU per message and per delivery, append CPU per row.
+python3 - "$TMP/r.jsonl" <<'PY'
+import json, sys
+runs = [json.loads(l) for l in open(sys.argv[1])]
+by = {r["label"]: r for r in runs}
+p2p = by["p2p-200"]["steps"]
+assert [s["step"] for s in p2p] == ["300", "400"], p2p
+assert all(s["delivered"] > 0 and s["errors"] == 0 and s["generator_slow_parses"] == 0 for s in p2p), p2p
+assert all(s["server_cpu_us_per_msg"] is not None for s in p2p), p2p
+assert by["fanout"]["steps"][0]["delivered"] == by["fanout"]["steps"][0]["expected"], by["fanout"]
+rows = by["append-floor"]["steps"]
+assert [s["step"] for s in rows] == ["300", "400", "max"] and all(s["rows"] > 0 for s in rows), rows
+PY
+grep -q "^## Issue 17: " "$TMP/issue17.md"
+grep -E "^\| \(a\) \+ \(b\)" "$TMP/issue17.md"
