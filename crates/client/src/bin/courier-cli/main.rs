@@ -1,5 +1,8 @@
 //! `courier-cli`: a command-line Courier client on the same core as the
-//! desktop app. One account per `--data` directory.
+//! desktop app. One account per `--data` directory. The call commands
+//! (`call`, `answer-calls`) live in [`calls`].
+
+mod calls;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -22,7 +25,10 @@ Exit codes:
   2  usage error
   3  not delivered in time (messages stay queued; any later command that connects delivers them)
   4  authentication refused (or session replaced by the same device)
-  5  server unreachable";
+  5  server unreachable (no server)
+  6  call declined (or the callee was busy)
+  7  call not answered (the invitation expired or was canceled; answer-calls: no call came)
+  8  call accepted but media never connected (ICE failed)";
 
 /// Command-line Courier client.
 #[derive(Parser, Debug)]
@@ -166,6 +172,12 @@ enum Cmd {
         #[arg(long, default_value_t = 30.0)]
         wait: f64,
     },
+    /// Call @user: invite, and once accepted send a tone/file, record what is
+    /// heard, print the call's figures (exit 0 once media connected).
+    Call(calls::CallArgs),
+    /// Answer incoming calls one at a time: accept (or decline), send a
+    /// tone/file, record what is heard, print each call's figures.
+    AnswerCalls(calls::AnswerArgs),
     /// Answer an invitation.
     Answer {
         /// Invitation id.
@@ -238,6 +250,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Cmd::Call(calls::CallArgs { media, .. }) | Cmd::AnswerCalls(calls::AnswerArgs { media, .. }) =
+        &cli.cmd
+        && media.ice_policy == calls::IcePolicy::Relay
+    {
+        // SAFETY: no other thread exists yet (the runtime starts below).
+        // courier-media reads this switch when it builds the ICE agent.
+        unsafe { std::env::set_var("COURIER_ICE_RELAY_ONLY", "1") };
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -501,6 +521,8 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 Err(e) => Err(e.into()),
             }
         }
+        Cmd::Call(args) => calls::call(client, args).await,
+        Cmd::AnswerCalls(args) => calls::answer_calls(client, args).await,
         Cmd::Search { query, limit } => {
             for m in client.search(query, *limit)? {
                 print_message(&m);
