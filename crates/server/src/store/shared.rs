@@ -21,21 +21,19 @@ macro_rules! invite_columns {
 /// The columns of a conversation row (`c` its `conversations` row, `mine`
 /// the user's cursor) that the engines' unread counts need; `$recalled` is
 /// the engine's spelling of "x is recalled" (SQLite needs `= 1` to use its
-/// partial index), then `mentions_unread`.
+/// partial index), `$own` its count of the user's own content messages
+/// after the read cursor (`own_content_after!`, or a counter kept in the
+/// cursor row), then `mentions_unread`.
 /// Each is one index read: see `UnreadParts`.
 macro_rules! unread_columns {
-    ($conv:literal, $user:literal, $recalled:literal) => {
+    ($conv:literal, $user:literal, $recalled:literal, $own:expr) => {
         concat!(
             "c.rel_count, \
              coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
             $conv,
-            " AND x.seq = mine.read_seq), 0), \
-             (SELECT count(*) FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.sender = ",
-            $user,
-            " \
-                 AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL), \
+            " AND x.seq = mine.read_seq), 0), ",
+            $own,
+            ", \
              (SELECT count(*) FROM messages x WHERE x.conv = ",
             $conv,
             " AND ",
@@ -50,6 +48,20 @@ macro_rules! unread_columns {
             $conv,
             " \
                  AND x.seq > coalesce(mine.read_seq, 0))"
+        )
+    };
+}
+
+/// The user's own content messages after the read cursor, counted through
+/// an index on `(conv, sender, seq)` of content messages.
+macro_rules! own_content_after {
+    ($conv:literal, $user:literal) => {
+        concat!(
+            "(SELECT count(*) FROM messages x WHERE x.conv = ",
+            $conv,
+            " AND x.sender = ",
+            $user,
+            " AND x.seq > coalesce(mine.read_seq, 0) AND x.rel_target IS NULL)"
         )
     };
 }

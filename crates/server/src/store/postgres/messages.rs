@@ -289,7 +289,12 @@ impl MessageStore for PostgresStore {
         let dms = tx
             .prepare_cached(concat!(
                 "SELECT d.conv, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("d.conv", "d.user_id", "x.recalled"),
+                unread_columns!(
+                    "d.conv",
+                    "d.user_id",
+                    "x.recalled",
+                    own_content_after!("d.conv", "d.user_id")
+                ),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN conversations c ON c.conv = d.conv \
@@ -302,7 +307,12 @@ impl MessageStore for PostgresStore {
         let channels = tx
             .prepare_cached(concat!(
                 "SELECT m.channel, c.last_seq, c.last_ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled"),
+                unread_columns!(
+                    "'ch:' || m.channel",
+                    "m.user_id",
+                    "x.recalled",
+                    own_content_after!("'ch:' || m.channel", "m.user_id")
+                ),
                 " FROM channel_members m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
                  LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \

@@ -77,6 +77,14 @@ pub(super) fn insert_message(
         list.execute(params![a, conv, b])?;
         list.execute(params![b, conv, a])?;
     }
+    if rel_target.is_none() {
+        // The sender's own content after their read cursor (schema v4).
+        c.prepare_cached(
+            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) VALUES (?1, ?2, 0, 0, 1) \
+             ON CONFLICT (conv, user_id) DO UPDATE SET own_after = own_after + 1",
+        )?
+        .execute(params![conv, m.from])?;
+    }
     let mut mention = c.prepare_cached(
         "INSERT INTO mentions (user_id, conv, seq) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
     )?;
@@ -147,11 +155,26 @@ pub(super) fn advance(
     let recv_seq = now.recv_seq.max(clamp(recv)).max(read_seq);
     let next = Cursor { recv_seq, read_seq };
     if next != now {
+        // A moved read cursor counts the user's own content after it again
+        // (a range of the conversation's newest messages).
+        let own_after: Option<i64> = if read_seq == now.read_seq {
+            None
+        } else {
+            Some(
+                c.prepare_cached(
+                    "SELECT count(*) FROM messages WHERE conv = ?1 AND seq > ?2 AND sender = ?3 \
+                     AND rel_target IS NULL",
+                )?
+                .query_row(params![conv, to_sql_int(read_seq), user], |r| r.get(0))?,
+            )
+        };
         c.prepare_cached(
-            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (conv, user_id) DO UPDATE SET recv_seq = excluded.recv_seq, read_seq = excluded.read_seq",
+            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) \
+             VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0)) \
+             ON CONFLICT (conv, user_id) DO UPDATE SET recv_seq = excluded.recv_seq, \
+             read_seq = excluded.read_seq, own_after = coalesce(?5, own_after)",
         )?
-        .execute(params![conv, user, to_sql_int(recv_seq), to_sql_int(read_seq)])?;
+        .execute(params![conv, user, to_sql_int(recv_seq), to_sql_int(read_seq), own_after])?;
     }
     Ok(next)
 }
@@ -284,7 +307,7 @@ impl MessageStore for SqliteStore {
             let mut out = Vec::new();
             let mut dms = tx.prepare_cached(concat!(
                 "SELECT d.conv, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("d.conv", "d.user_id", "x.recalled = 1"),
+                unread_columns!("d.conv", "d.user_id", "x.recalled = 1", "coalesce(mine.own_after, 0)"),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN messages c ON c.id = (SELECT id FROM messages WHERE conv = d.conv ORDER BY seq DESC LIMIT 1) \
@@ -302,7 +325,7 @@ impl MessageStore for SqliteStore {
             }
             let mut channels = tx.prepare_cached(concat!(
                 "SELECT m.channel, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled = 1"),
+                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled = 1", "coalesce(mine.own_after, 0)"),
                 " FROM channel_members m \
                  LEFT JOIN messages c ON c.id = \
                      (SELECT id FROM messages WHERE conv = 'ch:' || m.channel ORDER BY seq DESC LIMIT 1) \

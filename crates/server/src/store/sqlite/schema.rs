@@ -194,6 +194,23 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE conversations DROP COLUMN last_ts;
     ALTER TABLE conversations DROP COLUMN rel_count;
     "#,
+    // v4: the user's own content messages after the read cursor are
+    // counted in the cursor row
+    r#"
+    -- messages_own_content put one more entry at a scattered place of a
+    -- large index with every message, for one count in the conversation
+    -- list. A counter in the sender's cursor row (a small, hot table) does
+    -- the same: raised by each content message of the user, set again when
+    -- the read cursor moves.
+    ALTER TABLE cursors ADD COLUMN own_after INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after)
+        SELECT m.conv, m.sender, 0, 0, count(*) FROM messages m
+        WHERE m.rel_target IS NULL AND m.seq > coalesce(
+            (SELECT c.read_seq FROM cursors c WHERE c.conv = m.conv AND c.user_id = m.sender), 0)
+        GROUP BY m.conv, m.sender
+        ON CONFLICT (conv, user_id) DO UPDATE SET own_after = excluded.own_after;
+    DROP INDEX messages_own_content;
+    "#,
 ];
 
 /// The schema version this build writes.

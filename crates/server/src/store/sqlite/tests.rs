@@ -623,6 +623,12 @@ const FIXTURES: &[&str] = &[
     INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count)
         VALUES ('ch:team', 1, 'T1', 't1', 'alice', '{"channel":"team"}', 'text', '{"text":"v3"}', NULL, 60, NULL, 0);
     "#,
+    // v4
+    r#"
+    INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count)
+        VALUES ('ch:lobby', 2, 'L2', 'l2', 'alice', '{"channel":"lobby"}', 'text', '{"text":"v4"}', NULL, 61, NULL, 0);
+    INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) VALUES ('ch:lobby', 'alice', 0, 0, 1);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every

@@ -114,6 +114,17 @@ pub async fn check_migrated_fixtures(store: &dyn Store, version: usize) {
         stored += 1;
     }
 
+    if version >= 4 {
+        // Each has the other's message unread, never their own.
+        let lobby = Conv::channel("lobby");
+        for user in ["alice", "bob"] {
+            let list = store.conversations(user).await.unwrap();
+            let row = list.iter().find(|s| s.conv == lobby).unwrap();
+            assert_eq!((row.last_seq, row.unread), (2, 1), "{user}: {row:?}");
+        }
+        stored += 1;
+    }
+
     assert_eq!(store.message_count().await.unwrap(), stored);
     // The migrated database keeps working: counters and idempotency.
     let dup = store.append(text("alice", Target::User("bob".into()), "c1", "x", 1)).await.unwrap();
