@@ -486,6 +486,12 @@ impl Running {
         }
         let (reason, _by_peer, stats) = self.call.ended().await;
         calls.finished(&self.iid);
+        let (cost_us, sent) = calls.frames.mean_cost_us();
+        tracing::info!(
+            "call {}: ended ({reason:?}); {sent} pictures to the page so far, {cost_us:.0} µs each to prepare; {} decoded",
+            self.iid,
+            stats.video_frames_decoded
+        );
         calls.frames.reset();
         if self.p.caller {
             let (outcome, duration_s) = record_of(reason, stats.connected_ms);

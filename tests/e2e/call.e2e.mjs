@@ -1,0 +1,177 @@
+// End-to-end calls (issue 15): the desktop app, driven through tauri-driver,
+// calls a courier-cli peer ("bob", `answer-calls --accept`) through a real
+// courier-server. The app runs with COURIER_TEST_MEDIA=1 (a test tone and a
+// test picture: Xvfb has no devices). Run it through tests/e2e/call.sh,
+// which makes the network namespace, Xvfb and the D-Bus session.
+//
+// A video call: the in-call view reaches "connected", the received-audio
+// meter moves, the remote video surface draws pictures that are not blank
+// (screenshot call-video.png), the app hangs up and bob's call ends too.
+// An audio call: bob hangs up after a few seconds and the app's call ends.
+// Both call records reach both histories. Frame cost and latency as the
+// page measured them are printed (docs/calls.md).
+import { spawn, execFile } from 'node:child_process'
+import { mkdtempSync, mkdirSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import net from 'node:net'
+import { promisify } from 'node:util'
+import { remote } from 'webdriverio'
+
+const ROOT = resolve(import.meta.dirname, '../..')
+const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
+// The server listens on loopback (dev tokens are refused elsewhere); media
+// takes the veth addresses (libnice skips loopback).
+const HOST = '127.0.0.1'
+const tmp = mkdtempSync(join(tmpdir(), 'courier-call-e2e-'))
+const SHOTS = process.env.E2E_SHOTS ? resolve(ROOT, process.env.E2E_SHOTS) : join(tmp, 'shots')
+const procs = []
+const failures = []
+const say = (...a) => console.log(`[call-e2e ${new Date().toISOString().slice(11, 23)}]`, ...a)
+const pause = (ms) => new Promise((r) => setTimeout(r, ms))
+
+function launch(name, cmd, args, env = {}) {
+  const p = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  p.log = ''
+  p.stdout.on('data', (d) => { p.log += d })
+  p.stderr.on('data', (d) => { p.log += d; if (process.env.E2E_VERBOSE) process.stderr.write(`[${name}] ${d}`) })
+  p.done = new Promise((res) => p.on('exit', (code) => res(code)))
+  procs.push(p)
+  return p
+}
+process.on('exit', () => procs.forEach((p) => { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }))
+
+/** Polls `check` until it returns something truthy. */
+async function until(what, ms, check) {
+  const end = Date.now() + ms
+  let why = ''
+  for (;;) {
+    try { const v = await check(); if (v) return v } catch (e) { why = ` (${e.message})` }
+    if (Date.now() > end) throw new Error(`no ${what} within ${ms} ms${why}`)
+    await pause(200)
+  }
+}
+const listening = (port, host) => new Promise((res) => {
+  const s = net.connect(port, host, () => { s.destroy(); res(true) })
+  s.on('error', () => res(false))
+})
+async function port() {
+  const s = net.createServer()
+  await new Promise((r) => s.listen(0, '127.0.0.1', r))
+  const p = s.address().port
+  await new Promise((r) => s.close(r))
+  return p
+}
+
+// ---- server, bob, the app
+const serverPort = await port()
+const url = `ws://${HOST}:${serverPort}`
+launch('server', join(BIN, 'courier-server'), ['--listen', `${HOST}:${serverPort}`, '--data', join(tmp, 'server'), '--dev-auth'], { RUST_LOG: 'warn' })
+await until('server', 15000, () => listening(serverPort, HOST))
+const cliArgs = ['--server', url, '--token', 'dev:bob', '--data', join(tmp, 'bob')]
+const cli = (...a) => promisify(execFile)(join(BIN, 'courier-cli'), [...cliArgs, ...a], { timeout: 60000 })
+const answerCalls = (...a) => launch('bob', join(BIN, 'courier-cli'), [...cliArgs, 'answer-calls', '--accept', ...a])
+await cli('send', '@alice', 'call me')
+
+const driverPort = await port()
+const home = join(tmp, 'home')
+mkdirSync(home, { recursive: true })
+launch('tauri-driver', 'tauri-driver', ['--port', String(driverPort), '--native-port', String(await port())], {
+  HOME: home, COURIER_DATA_ROOT: join(tmp, 'courier-root'), COURIER_NO_SCHEME_REGISTER: '1',
+  COURIER_SERVER: url, COURIER_USER: 'alice', COURIER_TEST_MEDIA: '1', RUST_LOG: process.env.RUST_LOG ?? 'info',
+})
+await until('tauri-driver', 15000, () => listening(driverPort, '127.0.0.1'))
+const browser = await remote({
+  hostname: '127.0.0.1', port: driverPort, logLevel: 'warn', connectionRetryTimeout: 60000, connectionRetryCount: 0,
+  capabilities: { browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: join(BIN, 'courier') } },
+})
+
+/** Reads the page: `fn` runs in the webview. */
+const page = (fn, ...args) => browser.execute(fn, ...args)
+const attr = (id, name) => page((id, name) => document.querySelector(`[data-testid="${id}"]`)?.getAttribute(name) ?? null, id, name)
+const click = async (id) => {
+  if (!(await page((id) => { const el = document.querySelector(`[data-testid="${id}"]`); el?.click(); return !!el }, id))) throw new Error(`no ${id}`)
+}
+const records = () => page(() => [...document.querySelectorAll('[data-testid="call-record"]')].map((e) => e.getAttribute('data-outcome')))
+async function bobRecords() {
+  const { stdout } = await cli('history', '@alice', '--json', '--limit', '50')
+  return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.kind === 'call')
+}
+
+async function step(name, fn) {
+  const t0 = Date.now()
+  try {
+    await fn()
+    say(`PASS ${name} (${Date.now() - t0} ms)`)
+  } catch (e) {
+    failures.push(name)
+    say(`FAIL ${name}: ${e?.message ?? e}`)
+    try { await browser.saveScreenshot(join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
+  }
+}
+
+await step('the chat with bob opens', async () => {
+  await until('the conversation with bob', 30000, () => page(() => {
+    const item = [...document.querySelectorAll('[data-testid="conv-item"]')].find((e) => e.textContent.includes('bob'))
+    item?.click()
+    return !!item
+  }))
+  await until('the call buttons', 10000, () => attr('video-call-button', 'aria-label'))
+})
+
+await step('a video call connects; the meter moves and the remote picture is drawn; the app hangs up and bob ends', async () => {
+  const bob = answerCalls('--tone', '880', '--for', '60', '--json')
+  await pause(1000)
+  const clicked = Date.now()
+  await click('video-call-button')
+  await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  say(`click to connected: ${Date.now() - clicked} ms`)
+  await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
+  const measured = () => page(() => {
+    const c = document.querySelector('[data-testid="remote-video"]')
+    return c && { frames: Number(c.dataset.frames), drawMs: c.dataset.drawMs, latencyMs: c.dataset.latencyMs, size: `${c.width}x${c.height}` }
+  })
+  const first = await until('remote pictures', 15000, async () => { const m = await measured(); return m?.frames > 0 && m })
+  await pause(5000)
+  const later = await measured()
+  say('remote video as drawn:', JSON.stringify(later), `${((later.frames - first.frames) / 5).toFixed(1)} pictures/s`)
+  if (later.frames - first.frames < 10) throw new Error(`too few pictures drawn: ${JSON.stringify([first, later])}`)
+  // Not blank: the test pattern lights part of the picture (a moving ball on black).
+  const lit = await page(() => {
+    const c = document.querySelector('[data-testid="remote-video"]')
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data
+    let on = 0
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 120) on++
+    return { lit: on, of: d.length / 4 }
+  })
+  if (lit.lit < 50) throw new Error(`the remote picture is blank (${JSON.stringify(lit)})`)
+  mkdirSync(SHOTS, { recursive: true })
+  await pause(1500)
+  await browser.saveScreenshot(join(SHOTS, 'call-video.png'))
+  await click('hang-up')
+  const code = await Promise.race([bob.done, pause(20000).then(() => 'still running')])
+  if (code !== 0) throw new Error(`bob's answer-calls: ${code}\n${bob.log.slice(-1500)}`)
+  await until('the in-call view to close', 10000, async () => (await attr('in-call', 'data-phase')) === null)
+})
+
+await step('an audio call: bob hangs up and the app ends too', async () => {
+  const bob = answerCalls('--tone', '440', '--for', '4', '--json')
+  await pause(1000)
+  await click('call-button')
+  await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
+  await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
+  await browser.saveScreenshot(join(tmp, 'call-audio.png'))
+  await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
+  const code = await bob.done
+  if (code !== 0) throw new Error(`bob's answer-calls: ${code}\n${bob.log.slice(-1500)}`)
+})
+
+await step('both call records reach both histories', async () => {
+  await until('two records in the app', 15000, async () => (await records()).filter((o) => o === 'completed').length === 2)
+  await until('two records for bob', 15000, async () => (await bobRecords()).filter((m) => m.body?.outcome === 'completed').length === 2)
+})
+
+try { await browser.deleteSession() } catch { /* ignore */ }
+say(failures.length ? `FAILED: ${failures.join('; ')}` : 'all call scenarios passed')
+process.exit(failures.length ? 1 : 0)
