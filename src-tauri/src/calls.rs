@@ -23,7 +23,7 @@ use courier_media::{
     AudioSink, AudioSource, Call, CallEvent, CallOptions, CallSignal, CallState, EndReason, FrameOptions,
     MediaConfig, Role, Signaler, VideoSource,
 };
-use courier_proto::{FEATURE_V1_2, InviteState, Target};
+use courier_proto::InviteState;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -248,9 +248,9 @@ pub fn wants_video(v: &InviteView) -> bool {
 impl Calls {
     /// The result of this device's `invite`: when it is the call device,
     /// the call starts once the invitation is accepted.
-    pub fn invited(&self, v: &InviteView) {
+    pub fn invited(&self, client: &Client, v: &InviteView) {
         // The session that sent the invite is the caller's call device (§12).
-        if v.invite.state != InviteState::Pending {
+        if v.invite.state != InviteState::Pending || !client.is_call_device(&v.invite.iid) {
             return;
         }
         let mut inner = lock(&self.inner);
@@ -265,7 +265,7 @@ impl Calls {
     /// the callee's call device starts the call now.
     pub fn answered(&self, app: &AppHandle, client: &Client, v: &InviteView) {
         // The session whose answer accepted is the callee's call device (§12).
-        if v.invite.state == InviteState::Accepted {
+        if v.invite.state == InviteState::Accepted && client.is_call_device(&v.invite.iid) {
             let p = Pending { caller: false, video: wants_video(v), peer: v.invite.from.clone() };
             self.start(app, client, &v.invite.iid, p);
         }
@@ -291,11 +291,11 @@ impl Calls {
                     self.start(app, client, &invite.invite.iid, p);
                 }
             }
-            ClientEvent::Signal { to: Target::Call(iid), body, .. } => {
-                // Anything that is not a call signal (an extension, a peer
-                // before v1.2) is not the engine's business.
-                if let Some(signal) = CallSignal::from_body(body) {
-                    self.on_signal(iid, signal);
+            // Anything that is not a call signal (an extension, a peer
+            // before v1.2) is not the engine's business.
+            ClientEvent::Signal { .. } => {
+                if let Some(s) = ev.call_signal() {
+                    self.on_signal(&s.iid, s.signal);
                 }
             }
             _ => {}
@@ -321,10 +321,6 @@ impl Calls {
     }
 
     fn start(&self, app: &AppHandle, client: &Client, iid: &str, p: Pending) {
-        // Before v1.2 a server has no call devices and relays no call signals.
-        if !client.features().iter().any(|f| f == FEATURE_V1_2) {
-            return;
-        }
         let settings = app.state::<crate::state::AppState>().settings();
         let media = media_config(client, &settings.call_devices, p.video);
         let signaler = Arc::new(ClientSignaler { client: client.clone(), iid: iid.to_owned() });
@@ -516,8 +512,7 @@ pub fn record_of(_reason: EndReason, connected_ms: Option<u64>) -> (&'static str
 fn fail_unstarted(client: &Client, iid: &str, p: &Pending) {
     let (client, iid, p) = (client.clone(), iid.to_owned(), p.clone());
     tauri::async_runtime::spawn(async move {
-        let end = CallSignal::End { reason: EndReason::Failed }.to_body();
-        let _ = client.signal(&Target::Call(iid.clone()), end).await;
+        let _ = client.call_signal(&iid, &CallSignal::End { reason: EndReason::Failed }).await;
         if p.caller
             && let Err(e) = client.send_call_record(&iid, p.video, "failed", 0)
         {
@@ -541,9 +536,7 @@ impl Signaler for ClientSignaler {
     fn send(&self, signal: CallSignal) -> courier_media::BoxFuture<'static, Result<(), String>> {
         let client = self.client.clone();
         let iid = self.iid.clone();
-        Box::pin(async move {
-            client.signal(&Target::Call(iid), signal.to_body()).await.map_err(|e| e.to_string())
-        })
+        Box::pin(async move { client.call_signal(&iid, &signal).await.map_err(|e| e.to_string()) })
     }
 }
 

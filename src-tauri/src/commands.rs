@@ -345,8 +345,9 @@ pub async fn invite(
     content: Map<String, Value>,
     ttl_s: u32,
 ) -> R<InviteView> {
-    let v = state.client()?.invite(&to, content, ttl_s).await?;
-    calls.invited(&v);
+    let client = state.client()?;
+    let v = client.invite(&to, content, ttl_s).await?;
+    calls.invited(&client, &v);
     Ok(v)
 }
 
