@@ -7,6 +7,9 @@
 //! message is there exactly once with its acknowledged `seq`/`mid`/`ts`, that
 //! each conversation's seqs are still 1..=n with no gap, and that re-sending
 //! an acknowledged cid answers `dup: true` with the original values.
+//! Half the clients pipeline their sends (a window of them unanswered), so
+//! the kill also lands while a session has many sends waiting for one
+//! commit; their oks must come in send order.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -25,6 +28,8 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const CLIENTS: usize = 4;
 const TARGET_ACKS: usize = 4 * 250;
 const MAX_PER_CLIENT: usize = 600;
+/// Sends a pipelining client keeps unanswered.
+const WINDOW: usize = 32;
 
 /// The server process; killed (SIGKILL) when dropped.
 struct Proc(Child);
@@ -87,7 +92,8 @@ async fn wait_healthy(port: u16, proc: &mut Proc, log: &Path) {
 
 type Ws = tokio_tungstenite::WebSocketStream<TcpStream>;
 
-/// A signed-in session with sequential request/reply (events are skipped).
+/// A signed-in session; replies are read in request order (events are
+/// skipped).
 struct Session {
     ws: Ws,
     next_id: u64,
@@ -110,16 +116,29 @@ impl Session {
     }
 
     /// The reply to `req`, or `None` when the connection broke first.
-    async fn request(&mut self, mut req: Value) -> Option<Value> {
+    async fn request(&mut self, req: Value) -> Option<Value> {
+        let id = self.send(req).await?;
+        self.reply(id).await
+    }
+
+    /// Sends `req` without waiting; its id, or `None` when the connection broke.
+    async fn send(&mut self, mut req: Value) -> Option<u64> {
         let id = self.next_id;
         self.next_id += 1;
         req["id"] = json!(id);
         self.ws.send(Message::text(req.to_string())).await.ok()?;
+        Some(id)
+    }
+
+    /// The next reply, which must answer `id` (the oldest unanswered
+    /// request); `None` when the connection broke first.
+    async fn reply(&mut self, id: u64) -> Option<Value> {
         loop {
             let msg = tokio::time::timeout(Duration::from_secs(20), self.ws.next()).await.ok()??.ok()?;
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(t.as_str()).expect("server sends JSON");
-                if v.get("re") == Some(&json!(id)) {
+                if let Some(re) = v.get("re") {
+                    assert_eq!(re, &json!(id), "replies in request order: {v}");
                     return Some(v);
                 }
             }
@@ -199,15 +218,24 @@ async fn acknowledged_messages_survive_kill_9() {
     let mut tasks = Vec::new();
     for (i, mut s) in sessions.into_iter().enumerate() {
         let (user, channel, peer, acked) = (users[i].clone(), channel.clone(), peer.clone(), acked.clone());
+        let window = if i % 2 == 1 { WINDOW } else { 1 };
         tasks.push(tokio::spawn(async move {
             let mut acks: BTreeMap<String, Ack> = BTreeMap::new();
-            for j in 0..MAX_PER_CLIENT {
-                let cid = format!("{user}-{j}");
-                // Alternate: the shared channel, and a DM to a peer who never signs in.
-                let to = if j % 2 == 0 { json!({"channel":channel}) } else { json!({"user":peer}) };
-                let req =
-                    json!({"op":"send","to":to,"cid":cid,"kind":"text","body":{"text":format!("{i}/{j}")}});
-                let Some(r) = s.request(req).await else { break };
+            let mut unanswered = std::collections::VecDeque::new();
+            let mut j = 0;
+            loop {
+                while unanswered.len() < window && j < MAX_PER_CLIENT {
+                    let cid = format!("{user}-{j}");
+                    // Alternate: the shared channel, and a DM to a peer who never signs in.
+                    let to = if j % 2 == 0 { json!({"channel":channel}) } else { json!({"user":peer}) };
+                    let req =
+                        json!({"op":"send","to":to,"cid":cid,"kind":"text","body":{"text":format!("{i}/{j}")}});
+                    j += 1;
+                    let Some(id) = s.send(req).await else { break };
+                    unanswered.push_back((id, cid, to));
+                }
+                let Some((id, cid, to)) = unanswered.pop_front() else { break };
+                let Some(r) = s.reply(id).await else { break };
                 let Some(ok) = r.get("ok") else {
                     // Errors are possible while the server dies; they are not acks.
                     continue;
