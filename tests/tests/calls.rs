@@ -341,3 +341,28 @@ async fn call_devices_on_different_nodes_signal_and_inherit_across_nodes() {
     assert_eq!(ev["body"], json!({"t":"end","reason":"gone"}), "{ev}");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn another_node_ends_the_call_when_the_node_timing_the_grace_dies() {
+    let test = "another_node_ends_the_call_when_the_node_timing_the_grace_dies";
+    let Some(mut c) = Harness::cluster_with(test, 2, |cfg| cfg.call_grace_ms = 3000).await else { return };
+    let (a_user, b_user) = (c.node(0).user("die-a"), c.node(1).user("die-b"));
+    let mut a = c.node(0).login_device(&a_user, "a-phone").await;
+    let mut b = c.node(1).login_device(&b_user, "b-desk").await;
+    // Presence shows between users who share a conversation; node 1 tells
+    // watchers a session went offline only after it marked its device
+    // departed.
+    let ch = c.node(0).channel("die");
+    a.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    a.ok(json!({"op":"add_member","channel":ch,"user":b_user})).await;
+    a.ok(json!({"op":"watch","users":[b_user]})).await;
+    let iid = call(&mut a, &mut b).await;
+    b.close().await;
+    a.event_where("b offline", |e| e["ev"] == "presence" && e["user"] == b_user && e["online"] == false)
+        .await;
+    // Node 1 dies with the grace timer; node 0 finds the departure overdue.
+    c.nodes[1].kill_server().await;
+    let ev = a.event_where_within("gone from node 0's scan", GONE_WAIT, call_signal(&iid)).await;
+    assert_eq!(ev["body"], json!({"t":"end","reason":"gone"}), "{ev}");
+    c.shutdown().await;
+}

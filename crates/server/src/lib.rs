@@ -181,6 +181,7 @@ impl Server {
         }
         if state.bus.is_some() {
             state.scan_expiries(Duration::from_millis(state.config.expiry_scan_ms));
+            calls::scan_departures(&state, Duration::from_millis(state.config.expiry_scan_ms));
         }
         let c = &state.config;
         let timeouts = listener::Timeouts {

@@ -18,7 +18,8 @@
 //! mark is simply ignored once the device is live again, on any node);
 //! otherwise, when the grace runs out, the other call device gets
 //! `end`/`gone` and a still-pending invitation from the departed caller
-//! device is canceled.
+//! device is canceled. The node where the session ended times the grace; in
+//! a cluster every node also scans for departures whose node died meanwhile.
 
 pub mod local;
 
@@ -153,6 +154,12 @@ pub trait CallBook: Send + Sync + 'static {
     /// live session again (anywhere) or departed again since, clears the
     /// mark and returns the calls it belongs to.
     async fn departed(&self, device: &Party, token: &str) -> Result<Vec<String>, BusError>;
+    /// Departures whose grace has run out and that nobody has looked at:
+    /// in a cluster, those whose node died while the grace ran. A single
+    /// node has none (its own timers see to every departure).
+    async fn overdue(&self) -> Result<Vec<(Party, String)>, BusError> {
+        Ok(Vec::new())
+    }
 }
 
 /// The call state of one server: the book, and what the grace timers need.
@@ -288,14 +295,41 @@ pub async fn session_ended(st: &AppState, user: &str, device: &str) {
     st.timers.lock().expect("timers lock").spawn(async move {
         tokio::time::sleep(grace).await;
         let Some(st) = me.upgrade() else { return };
-        match st.calls.book.departed(&party, &token).await {
-            Ok(iids) => {
-                for iid in iids {
-                    gone(&st, &iid, &party).await;
-                }
+        grace_over(&st, &party, &token).await;
+    });
+}
+
+/// The grace of departure `token` ran out: ends the device's calls unless
+/// it came back (or departed again since). Only one caller gets the calls
+/// of a departure, however many look.
+async fn grace_over(st: &Arc<AppState>, party: &Party, token: &str) {
+    match st.calls.book.departed(party, token).await {
+        Ok(iids) => {
+            for iid in iids {
+                gone(st, &iid, party).await;
             }
-            Err(e) => {
-                tracing::warn!(user = %party.user, error = %e, "could not end a departed device's calls")
+        }
+        Err(e) => tracing::warn!(user = %party.user, error = %e, "could not end a departed device's calls"),
+    }
+}
+
+/// In a cluster, looks every `every` for departures whose grace ran out
+/// while the node that was timing them died, and ends them here.
+pub fn scan_departures(st: &Arc<AppState>, every: Duration) {
+    let me = Arc::downgrade(st);
+    st.timers.lock().expect("timers lock").spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(st) = me.upgrade() else { return };
+            match st.calls.book.overdue().await {
+                Ok(due) => {
+                    for (party, token) in due {
+                        grace_over(&st, &party, &token).await;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not scan call devices' departures"),
             }
         }
     });

@@ -11,6 +11,8 @@
 //!   grace runs.
 //! - `ca:<iid>|<party>`: the device's signal allowance in that call, a
 //!   bucket of `SIGNALS_PER_MIN` on the Redis clock.
+//! - `calls:due`: departures (`<token>|<party>`) by the time their grace
+//!   runs out, so another node ends them when the timing node died.
 //!
 //! Whether a departed device is live again is read from `s:<user>`, the
 //! session counts every node keeps (see the parent module).
@@ -94,23 +96,40 @@ return 0
     ))
 });
 
-/// KEYS: cd:<party>, cl:<party>. ARGV: token, ttl ms. 1 when the device
-/// belongs to a call (and is now marked departed).
+/// KEYS: cd:<party>, cl:<party>, the due set. ARGV: token, ttl ms, grace
+/// ms, party. 1 when the device belongs to a call (and is now marked
+/// departed, due when the grace runs out).
 static LEFT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('SCARD', KEYS[1]) == 0 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+local t = redis.call('TIME')
+local due = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[3], due, ARGV[1]..'|'..ARGV[4])
 return 1
 ",
     )
 });
 
-/// KEYS: cl:<party>, s:<user>, cd:<party>. ARGV: token, prefix, device.
-/// The device's calls, unless it departed again or is live on a live node.
+/// KEYS: the due set. The departures (`<token>|<party>`) due by now.
+static OVERDUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 100)
+",
+    )
+});
+
+/// KEYS: cl:<party>, s:<user>, cd:<party>, the due set. ARGV: token,
+/// prefix, device, party. The device's calls, unless it departed again or
+/// is live on a live node.
 static DEPARTED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+redis.call('ZREM', KEYS[4], ARGV[1]..'|'..ARGV[4])
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {} end
 redis.call('DEL', KEYS[1])
 local flat = redis.call('HGETALL', KEYS[2])
@@ -126,6 +145,9 @@ return redis.call('SMEMBERS', KEYS[3])
 ",
     )
 });
+
+/// The departures whose grace runs, scored by when it runs out (ms).
+const DUE_KEY: &str = "courier:calls:due";
 
 fn call_key(iid: &str) -> String {
     format!("{PREFIX}call:{iid}")
@@ -208,7 +230,12 @@ impl CallBook for RedisBus {
         let me = device.key();
         let mut inv = LEFT.key(format!("{PREFIX}cd:{me}"));
         let ttl = grace + Duration::from_secs(60);
-        inv.key(format!("{PREFIX}cl:{me}")).arg(token).arg(ttl.as_millis() as u64);
+        inv.key(format!("{PREFIX}cl:{me}"))
+            .key(DUE_KEY)
+            .arg(token)
+            .arg(ttl.as_millis() as u64)
+            .arg(grace.as_millis() as u64)
+            .arg(&me);
         Ok(timed::<i64>(&i.metrics, inv.invoke_async(&mut c)).await? == 1)
     }
 
@@ -219,9 +246,24 @@ impl CallBook for RedisBus {
         let mut inv = DEPARTED.key(format!("{PREFIX}cl:{me}"));
         inv.key(format!("{PREFIX}s:{}", device.user))
             .key(format!("{PREFIX}cd:{me}"))
+            .key(DUE_KEY)
             .arg(token)
             .arg(PREFIX)
-            .arg(&device.device);
+            .arg(&device.device)
+            .arg(&me);
         timed(&i.metrics, inv.invoke_async(&mut c)).await
+    }
+
+    async fn overdue(&self) -> Result<Vec<(Party, String)>, BusError> {
+        let i = &self.inner;
+        let mut c = i.conn.clone();
+        let due: Vec<String> = timed(&i.metrics, OVERDUE.key(DUE_KEY).invoke_async(&mut c)).await?;
+        Ok(due
+            .iter()
+            .filter_map(|m| {
+                let (token, party) = m.split_once('|')?;
+                Some((Party::from_key(party)?, token.to_owned()))
+            })
+            .collect())
     }
 }
