@@ -31,7 +31,7 @@ enum Cmd {
     Hangup,
     Mute(bool),
     Camera(bool),
-    Devices,
+    Devices(Option<String>, Option<String>, Option<String>),
     RestartIce,
     Stats(oneshot::Sender<CallStats>),
 }
@@ -129,13 +129,12 @@ impl Call {
         self.send(Cmd::Camera(on));
     }
 
-    /// Device choice mid-call. The running call keeps its devices (a
-    /// `device` warning says so); the choice applies to the next call and to
-    /// [`MicTest`](crate::MicTest).
+    /// Switches devices mid-call (ids from [`devices`](crate::devices));
+    /// `None` keeps that one. What cannot be switched (an unknown id, a call
+    /// that sends a tone or file, a call that started without a camera) is a
+    /// `device` warning; the call goes on.
     pub fn set_devices(&self, mic: Option<String>, camera: Option<String>, speaker: Option<String>) {
-        if mic.is_some() || camera.is_some() || speaker.is_some() {
-            self.send(Cmd::Devices);
-        }
+        self.send(Cmd::Devices(mic, camera, speaker));
     }
 
     /// Restarts ICE now (new credentials by `renegotiate`), as after a
@@ -243,8 +242,12 @@ impl Driver {
                 let _ = self.step(Input::CameraChanged).await;
                 Some(Input::MediaState { audio: !self.muted, video: on })
             }
-            Cmd::Devices => {
-                self.warn("device", "the new devices apply from the next call");
+            Cmd::Devices(mic, camera, speaker) => {
+                for (code, message) in
+                    self.session.set_devices(mic.as_deref(), camera.as_deref(), speaker.as_deref())
+                {
+                    self.warn(&code, &message);
+                }
                 None
             }
             Cmd::Stats(tx) => {

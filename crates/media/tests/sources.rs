@@ -68,6 +68,18 @@ fn missing_devices_are_warnings_and_the_call_still_offers() {
             });
             assert_eq!(w.await.expect("a warning"), "no_camera");
         }
+        // Switching to a device that is not there is a warning, not an end.
+        call.set_devices(Some("no-such-mic".into()), None, None);
+        let w = timeout(Duration::from_secs(5), async {
+            loop {
+                if let Some(CallEvent::Warning { code, message }) = events.recv().await {
+                    break (code, message);
+                }
+            }
+        });
+        let (code, message) = w.await.expect("a warning");
+        assert_eq!(code, "device");
+        assert!(message.contains("no-such-mic"), "{message}");
         call.hangup();
         let (reason, by_peer, _) = call.ended().await;
         assert_eq!((reason, by_peer), (courier_media::EndReason::Hangup, false));

@@ -88,6 +88,8 @@ pub fn device_element(kind: DeviceKind, id: Option<&str>) -> Option<gst::Element
 pub struct AudioSend {
     pub last: gst::Element,
     pub volume: gst::Element,
+    /// With a device source: the source and the element after it (to switch mics).
+    pub source: Option<(gst::Element, gst::Element)>,
 }
 
 static PROBES: AtomicUsize = AtomicUsize::new(0);
@@ -156,7 +158,8 @@ pub fn audio_send(
     chain.extend([volume.clone(), level, make("audioconvert")?, opus, pay, capsfilter(OPUS_RTP)?]);
     let refs: Vec<&gst::Element> = chain.iter().collect();
     add_linked(bin, &refs)?;
-    Ok(AudioSend { last: chain.last().cloned().expect("non-empty"), volume })
+    let source = matches!(src, AudioSource::Device(_)).then(|| (chain[0].clone(), chain[1].clone()));
+    Ok(AudioSend { last: chain.last().cloned().expect("non-empty"), volume, source })
 }
 
 fn silence() -> Result<gst::Element, MediaError> {
@@ -217,6 +220,8 @@ pub struct VideoSend {
     pub last: gst::Element,
     pub valve: gst::Element,
     pub encoder: gst::Element,
+    /// With a camera: the source and the element after it (to switch cameras).
+    pub source: Option<(gst::Element, gst::Element)>,
 }
 
 pub fn video_send(
@@ -254,7 +259,7 @@ pub fn video_send(
     let valve = make("valve")?;
     let encoder = make("vp8enc")?;
     encoder.set_property("deadline", 1i64);
-    encoder.set_property("cpu-used", 8i32);
+    encoder.set_property("cpu-used", 12i32);
     encoder.set_property("target-bitrate", VIDEO_START_BPS as i32);
     encoder.set_property_from_str("end-usage", "cbr");
     encoder.set_property("keyframe-max-dist", 60i32);
@@ -278,7 +283,8 @@ pub fn video_send(
         let tap = frame_tap(bin, false, opts, tx)?;
         link_from_tee(&tee, &tap)?;
     }
-    Ok(Some(VideoSend { last: chain.last().cloned().expect("non-empty"), valve, encoder }))
+    let source = matches!(src, VideoSource::Device(_)).then(|| (chain[0].clone(), chain[1].clone()));
+    Ok(Some(VideoSend { last: chain.last().cloned().expect("non-empty"), valve, encoder, source }))
 }
 
 fn link_from_tee(tee: &gst::Element, first: &gst::Element) -> Result<(), MediaError> {
@@ -389,13 +395,19 @@ pub fn frame_tap(
 
 /// The receive audio path, built before any remote stream exists (the echo
 /// probe must exist when webrtcdsp starts): convert → meter → probe → sink.
-/// Returns the element decoded audio is linked to.
+/// Returns the element decoded audio is linked to and, with a speaker, the
+/// speaker and the element before it (to switch speakers).
+pub struct AudioOut {
+    pub first: gst::Element,
+    pub speaker: Option<(gst::Element, gst::Element)>,
+}
+
 pub fn audio_out(
     bin: &gst::Bin,
     sink: &AudioSink,
     probe: Option<&str>,
     warns: &mut Vec<Warn>,
-) -> Result<gst::Element, MediaError> {
+) -> Result<AudioOut, MediaError> {
     let first = make("audioconvert")?;
     let level = make("level")?;
     level.set_property("name", "level-remote");
@@ -420,7 +432,9 @@ pub fn audio_out(
     chain.push(out);
     let refs: Vec<&gst::Element> = chain.iter().collect();
     add_linked(bin, &refs)?;
-    Ok(first)
+    let n = chain.len();
+    let speaker = matches!(sink, AudioSink::Device(_)).then(|| (chain[n - 2].clone(), chain[n - 1].clone()));
+    Ok(AudioOut { first, speaker })
 }
 
 pub fn fakesink() -> Result<gst::Element, MediaError> {

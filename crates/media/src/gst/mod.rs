@@ -7,11 +7,13 @@
 //!   fallback, echo cancellation, encoders, decoders, sinks, frame taps).
 //! - `stats`: reading webrtcbin's `get-stats` report.
 //! - `devices`: `gst::DeviceMonitor` listing and the mic test.
+//! - `swap`: switching a source or sink in a playing pipeline.
 
 pub mod chains;
 pub mod devices;
 pub mod session;
 pub mod stats;
+pub mod swap;
 
 use gst::prelude::*;
 

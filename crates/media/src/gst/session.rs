@@ -14,7 +14,8 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::chains::{self, Meters, VIDEO_MAX_BPS, VIDEO_MIN_BPS, VIDEO_START_BPS};
 use super::stats::{self, Report};
-use crate::{AudioSink, AudioSource, CallEvent, MediaConfig, MediaError};
+use super::swap;
+use crate::{AudioSink, AudioSource, CallEvent, DeviceKind, MediaConfig, MediaError};
 
 /// What the engine tells the driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +63,10 @@ pub struct Session {
     last_lost: AtomicU64,
     last_sent: AtomicU64,
     camera_on: AtomicBool,
+    /// Switchable devices: (source, next) for mic and camera, (prev, sink) for the speaker.
+    mic: Mutex<Option<(gst::Element, gst::Element)>>,
+    camera: Mutex<Option<(gst::Element, gst::Element)>>,
+    speaker: Mutex<Option<(gst::Element, gst::Element)>>,
 }
 
 fn sdp_text(desc: &gst_webrtc::WebRTCSessionDescription) -> String {
@@ -249,7 +254,7 @@ impl Session {
             };
             let _ = tx.send(EngineEvent::Ice(name.into()));
         });
-        let audio_slot = Arc::new(Mutex::new(Some(audio_out)));
+        let audio_slot = Arc::new(Mutex::new(Some(audio_out.first.clone())));
         let bin_weak = pipeline.downgrade();
         let m = meters.clone();
         let tx = events.clone();
@@ -306,6 +311,7 @@ impl Session {
             .set_state(gst::State::Playing)
             .map_err(|_| MediaError::Unavailable("the media pipeline would not start".into()))?;
         let camera_on = cfg.video && video.is_some();
+        let camera = video.as_ref().and_then(|v| v.source.clone());
         let s = Session {
             pipeline,
             webrtc,
@@ -319,6 +325,9 @@ impl Session {
             last_lost: AtomicU64::new(0),
             last_sent: AtomicU64::new(0),
             camera_on: AtomicBool::new(false),
+            mic: Mutex::new(audio.source),
+            camera: Mutex::new(camera),
+            speaker: Mutex::new(audio_out.speaker),
         };
         s.set_camera(camera_on);
         Ok(s)
@@ -352,6 +361,47 @@ impl Session {
 
     pub fn camera_on(&self) -> bool {
         self.camera_on.load(Ordering::Relaxed)
+    }
+
+    /// Switches devices mid-call (`None`: keep that one). Only a device can
+    /// replace a device: a call that sends a tone or a file keeps it. Returns
+    /// warnings for what could not be switched.
+    pub fn set_devices(
+        &self,
+        mic: Option<&str>,
+        camera: Option<&str>,
+        speaker: Option<&str>,
+    ) -> Vec<(String, String)> {
+        let mut warns = Vec::new();
+        let bin: &gst::Bin = self.pipeline.upcast_ref();
+        let mut switch = |slot: &Mutex<Option<(gst::Element, gst::Element)>>,
+                          id: Option<&str>,
+                          kind: DeviceKind,
+                          what: &str| {
+            let Some(id) = id else { return };
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let Some((a, b)) = slot.clone() else {
+                warns.push(("device".into(), format!("this call has no {what} to switch")));
+                return;
+            };
+            let Some(new) = chains::device_element(kind, Some(id)) else {
+                warns.push(("device".into(), format!("{what} {id} is not available")));
+                return;
+            };
+            let done = if kind == DeviceKind::Speaker {
+                swap::sink(bin, &a, &b, &new).map(|_| (a, new))
+            } else {
+                swap::source(bin, &a, &new, &b).map(|_| (new, b))
+            };
+            match done {
+                Ok(pair) => *slot = Some(pair),
+                Err(e) => warns.push(("device".into(), format!("could not switch the {what}: {e}"))),
+            }
+        };
+        switch(&self.mic, mic, DeviceKind::Mic, "microphone");
+        switch(&self.camera, camera, DeviceKind::Camera, "camera");
+        switch(&self.speaker, speaker, DeviceKind::Speaker, "speaker");
+        warns
     }
 
     pub fn set_muted(&self, muted: bool) {
