@@ -8,7 +8,9 @@
 // meter moves, the remote video surface draws pictures that are not blank
 // (screenshot call-video.png), the app hangs up and bob's call ends too.
 // An audio call: bob hangs up after a few seconds and the app's call ends.
-// Both call records reach both histories. Frame cost and latency as the
+// Bob calls: the OS notification offers Accept and Decline; Accept there
+// connects the call, Decline refuses it (bob exits "declined").
+// The call records reach both histories. Frame cost and latency as the
 // page measured them are printed (docs/calls.md).
 import { spawn, execFile } from 'node:child_process'
 import { mkdtempSync, mkdirSync } from 'node:fs'
@@ -17,6 +19,7 @@ import { join, resolve } from 'node:path'
 import net from 'node:net'
 import { promisify } from 'node:util'
 import { remote } from 'webdriverio'
+import { startDesktopBus } from './desktop-bus.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
@@ -73,6 +76,12 @@ const cli = (...a) => promisify(execFile)(join(BIN, 'courier-cli'), [...cliArgs,
 const answerCalls = (...a) => launch('bob', join(BIN, 'courier-cli'), [...cliArgs, 'answer-calls', '--accept', ...a])
 await cli('send', '@alice', 'call me')
 
+// A notification daemon on the session bus that records Notify calls and
+// can invoke their actions (tests/e2e/desktop_bus.py).
+const desk = startDesktopBus()
+procs.push(desk.proc)
+await desk.ready
+
 const driverPort = await port()
 const home = join(tmp, 'home')
 mkdirSync(home, { recursive: true })
@@ -111,11 +120,12 @@ async function step(name, fn) {
 }
 
 await step('the chat with bob opens', async () => {
-  await until('the conversation with bob', 30000, () => page(() => {
-    const item = [...document.querySelectorAll('[data-testid="conv-item"]')].find((e) => e.textContent.includes('bob'))
-    item?.click()
-    return !!item
-  }))
+  await until('the app signed in', 30000, () => attr('new-chat', 'aria-label'))
+  await click('new-chat')
+  const input = await browser.$('[data-testid="new-chat-user"]')
+  await input.waitForDisplayed({ timeout: 5000 })
+  await input.setValue('bob')
+  await browser.keys('Enter')
   await until('the call buttons', 10000, () => attr('video-call-button', 'aria-label'))
 })
 
@@ -167,9 +177,42 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   if (code !== 0) throw new Error(`bob's answer-calls: ${code}\n${bob.log.slice(-1500)}`)
 })
 
-await step('both call records reach both histories', async () => {
-  await until('two records in the app', 15000, async () => (await records()).filter((o) => o === 'completed').length === 2)
-  await until('two records for bob', 15000, async () => (await bobRecords()).filter((m) => m.body?.outcome === 'completed').length === 2)
+/** The newest incoming-call notification after `seen` of them, with its actions. */
+const callNote = (seen) => until('an incoming-call notification', 20000, () =>
+  desk.notes.slice(seen).find((n) => n.summary.includes('bob') && n.actions.includes('accept') && n.actions.includes('decline')))
+
+await step('bob calls; Accept on the notification connects the call; bob hangs up and the app ends', async () => {
+  const seen = desk.notes.length
+  const bob = launch('bob-call', join(BIN, 'courier-cli'), [...cliArgs, 'call', '@alice', '--video', '--tone', '660', '--for', '4', '--json'])
+  const note = await callNote(seen)
+  if (!note.summary.includes('video')) throw new Error(`the notification does not say video: ${note.summary}`)
+  await desk.clickNotification(note.id, 'accept')
+  await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
+  const code = await bob.done
+  if (code !== 0) throw new Error(`bob's call: ${code}\n${bob.log.slice(-1500)}`)
+})
+
+await step('bob calls; Decline on the notification refuses it', async () => {
+  const seen = desk.notes.length
+  const bob = launch('bob-call', join(BIN, 'courier-cli'), [...cliArgs, 'call', '@alice', '--ring', '20'])
+  const note = await callNote(seen)
+  await desk.clickNotification(note.id, 'decline')
+  const code = await Promise.race([bob.done, pause(25000).then(() => 'still running')])
+  if (code !== 6) throw new Error(`bob's call ended with ${code}, not 6 (declined)\n${bob.log.slice(-800)}`)
+})
+
+await step('the call records reach both histories', async () => {
+  await until('three completed records in the app', 15000, async () => {
+    const r = await records()
+    if (r.filter((o) => o === 'completed').length === 3) return true
+    throw new Error(`the app shows ${JSON.stringify(r)}; bob has ${JSON.stringify((await bobRecords()).map((m) => [m.from, m.body?.outcome]))}`)
+  })
+  await until('the declined record in the app', 15000, async () => (await records()).includes('declined'))
+  await until('the same records for bob', 15000, async () => {
+    const outcomes = (await bobRecords()).map((m) => m.body?.outcome)
+    return outcomes.filter((o) => o === 'completed').length === 3 && outcomes.includes('declined')
+  })
 })
 
 try { await browser.deleteSession() } catch { /* ignore */ }
