@@ -206,6 +206,18 @@ pub struct IceOk {
     pub ice_servers: Vec<IceServer>,
 }
 
+/// The ok of `invite`, `invite_answer` and `invite_cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InviteOk {
+    /// The invitation after the op.
+    pub invite: Invite,
+    /// v1.2: the session that sent the op is a call device of the
+    /// invitation (the ok of an `invite` that rings, and of an answer that
+    /// accepts). Absent otherwise.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub call_device: bool,
+}
+
 /// `urls` as an array, or a single string (protocol §12: clients accept both).
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -607,6 +619,20 @@ mod tests {
             r#"{"ev":"msg","conv":"dm:alice:bob","seq":42,"mid":"m1","cid":"c1","from":"alice","to":{"user":"bob"},"kind":"text","body":{"text":"hi"},"ts":5}"#
         );
         assert_eq!(ServerFrame::decode(&s).unwrap(), ServerFrame::Event(Box::new(Event::Msg(m))));
+    }
+
+    #[test]
+    fn invite_ok_names_a_call_device_only_when_it_is_one() {
+        let inv: Invite = serde_json::from_value(serde_json::json!({"iid":"i1","from":"a","to":"b",
+            "room":"call-i1","content":{},"state":"pending","created":1,"expires":2,"received":false}))
+        .unwrap();
+        let ok = InviteOk { invite: inv.clone(), call_device: true };
+        let v = serde_json::to_value(&ok).unwrap();
+        assert_eq!(v["call_device"], true);
+        assert_eq!(serde_json::from_value::<InviteOk>(v).unwrap(), ok);
+        let plain = serde_json::to_value(InviteOk { invite: inv, call_device: false }).unwrap();
+        assert!(plain.get("call_device").is_none(), "absent when false: {plain}");
+        assert!(!serde_json::from_value::<InviteOk>(plain).unwrap().call_device);
     }
 
     #[test]

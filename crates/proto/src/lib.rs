@@ -22,7 +22,7 @@ pub mod request;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use event::{
-    ChannelInfo, ErrBody, Event, HelloOk, HistoryOk, IceOk, IceServer, Invite, InviteState, Limits,
+    ChannelInfo, ErrBody, Event, HelloOk, HistoryOk, IceOk, IceServer, Invite, InviteOk, InviteState, Limits,
     MemberInfo, Msg, Presence, Profile, Reply, SendOk, ServerFrame, SyncConv, SyncOk,
 };
 pub use ids::{Conv, Target};

@@ -6,7 +6,7 @@ use crate::client::{Client, ClientError, Result};
 use crate::events::ClientEvent;
 use crate::model::{InviteView, MessageView, now_ms};
 use crate::state::lock;
-use courier_proto::{Conv, Invite, Target};
+use courier_proto::{Conv, InviteOk, Target};
 use serde_json::{Map, Value, json};
 
 /// The outcomes a call record may carry (§14).
@@ -60,11 +60,11 @@ impl Client {
     /// Mirrors the invitation an ok carries, and reports it; v1.2: notes
     /// when the ok names this device a call device of it.
     fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
-        let Some(inv) = v.get("invite") else {
+        if v.get("invite").is_none() {
             return Ok(None);
-        };
-        let inv: Invite = serde_json::from_value(inv.clone())?;
-        if v.get("call_device") == Some(&Value::Bool(true)) {
+        }
+        let InviteOk { invite: inv, call_device } = serde_json::from_value(v.clone())?;
+        if call_device {
             lock(&self.inner.call_devices).insert(inv.iid.clone());
         }
         self.inner.store.upsert_invite(&inv)?;

@@ -12,7 +12,7 @@ use crate::calls::{self, Party};
 use crate::clock::now_ms;
 use crate::state::{AppState, event_frame};
 use crate::store::Transition;
-use courier_proto::{Conv, ErrBody, ErrorCode, Event, Invite, InviteState, SendReq, Target};
+use courier_proto::{Conv, ErrBody, ErrorCode, Event, Invite, InviteOk, InviteState, SendReq, Target};
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
@@ -59,7 +59,11 @@ pub async fn invite(
             st.invite_received(&inv.iid).await;
         }
     }
-    if known { Ok(json!({"invite": inv, "call_device": true})) } else { Ok(json!({"invite": inv})) }
+    Ok(invite_ok(inv, known))
+}
+
+fn invite_ok(invite: Invite, call_device: bool) -> Value {
+    serde_json::to_value(InviteOk { invite, call_device }).expect("plain struct")
 }
 
 fn final_error(inv: Invite) -> OpError {
@@ -108,11 +112,11 @@ async fn transition(
             // answer, so the caller's first signal finds it.
             calls::accepted(st, iid, by).await;
             ended(st, &inv).await;
-            Ok(json!({"invite": inv, "call_device": true}))
+            Ok(invite_ok(inv, true))
         }
         Transition::Done(inv) => {
             ended(st, &inv).await;
-            Ok(json!({"invite": inv}))
+            Ok(invite_ok(inv, false))
         }
         Transition::AlreadyFinal(inv) => Err(final_error(inv)),
         Transition::NotFound => Err(OpError::not_found("no such invitation")),
