@@ -92,6 +92,7 @@ pub struct AnswerArgs {
 
 impl AnswerArgs {
     /// How many calls to handle before exiting; `None` is no limit.
+    #[cfg_attr(not(feature = "calls"), allow(dead_code))]
     pub fn call_limit(&self) -> Option<u32> {
         self.calls.or(self.media.for_secs.map(|_| 1))
     }

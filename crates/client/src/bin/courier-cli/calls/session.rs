@@ -10,7 +10,6 @@ use courier_media::{
     AudioSink, AudioSource, BoxFuture, Call, CallEvent, CallOptions, CallSignal, CallState, CallStats,
     MediaConfig, Role, Signaler, VideoSource,
 };
-use courier_proto::Target;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -40,10 +39,10 @@ impl Signaler for ClientSignaler {
         let Some(signal) = relay::filter(self.policy, signal) else {
             return Box::pin(async { Ok(()) });
         };
-        let (client, to) = (self.client.clone(), Target::Call(self.iid.clone()));
+        let (client, iid) = (self.client.clone(), self.iid.clone());
         // The frame is queued when the future is first polled; the call polls
         // its sends in order, so signals leave in the order they were made.
-        Box::pin(async move { client.signal(&to, signal.to_body()).await.map_err(|e| e.to_string()) })
+        Box::pin(async move { client.call_signal(&iid, &signal).await.map_err(|e| e.to_string()) })
     }
 }
 
@@ -93,7 +92,7 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
         Err(e) => {
             // The other side must not wait 30 s for an offer or answer.
             let end = CallSignal::End { reason: courier_media::EndReason::Failed };
-            let _ = client.signal(&Target::Call(iid.clone()), end.to_body()).await;
+            let _ = client.call_signal(&iid, &end).await;
             report.set_outcome(Outcome::Failed, Some(format!("cannot start call media: {e}")));
             return report;
         }
@@ -133,8 +132,9 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
                 Some(_) => {}
             },
             ev = events.recv() => match ev {
-                Ok(ClientEvent::Signal { from, to: Target::Call(to), body, .. }) if to == iid && from == peer => {
-                    if let Some(signal) = CallSignal::from_body(&body).and_then(|s| relay::filter(media.ice_policy, s)) {
+                Ok(ev @ ClientEvent::Signal { .. }) => {
+                    let signal = ev.call_signal().filter(|s| s.iid == iid && s.from == peer);
+                    if let Some(signal) = signal.and_then(|s| relay::filter(media.ice_policy, s.signal)) {
                         call.on_signal(signal);
                     }
                 }
