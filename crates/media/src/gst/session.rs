@@ -580,6 +580,12 @@ mod tests {
             Some("turn://1700000000%3Aalice:a%2Bb%2Fc%3D@10.0.0.1:3478?transport=udp")
         );
         assert_eq!(gst_ice_uri("turn:10.0.0.1", None, None), None);
+        // webrtcbin takes the REST form (`:` in the username) once encoded.
+        crate::gst::init().unwrap();
+        let w = gst::ElementFactory::make("webrtcbin").build().unwrap();
+        let uri = gst_ice_uri("turn:10.0.0.1:3478", Some("1700000000:alice"), Some("a+b/c=")).unwrap();
+        assert!(w.emit_by_name::<bool>("add-turn-server", &[&uri]));
+        assert!(!w.emit_by_name::<bool>("add-turn-server", &[&"turn://10.0.0.1:3478"]), "no credentials");
         assert_eq!(gst_ice_uri("http://x", None, None), None);
     }
 
