@@ -105,7 +105,7 @@ fn video_calls_decode_at_least_15_frames_a_second_each_way() {
         let node = Node::start(|_| {}).await;
         let dir = tempfile::tempdir().unwrap();
         let url = node.url();
-        let (ra, rb) = tone_call((&url, &url), dir.path(), "6", &["--video"], &[]).await;
+        let (ra, rb) = tone_call((&url, &url), dir.path(), "8", &["--video"], &[]).await;
         for (who, r) in [("alice", &ra), ("bob", &rb)] {
             assert_eq!(r["video"], true, "{r}");
             let fps = r["video_fps_decoded"].as_f64().unwrap();

@@ -101,6 +101,9 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
     let mut connected_at: Option<Instant> = None;
     let mut hung_up = false;
     let mut last = CallStats::default();
+    // (when, frames decoded) at the first stats that showed decoded video,
+    // and at the latest: the decode rate once video flows.
+    let mut video_window: Option<((Instant, u64), (Instant, u64))> = None;
     let mut lost_server = None;
     loop {
         let hang_at = match (connected_at, media.for_secs) {
@@ -127,7 +130,13 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
                         report.accept_to_first_audio_ms = Some(accepted_at.elapsed().as_millis() as u64);
                     }
                 }
-                Some(CallEvent::Stats(s)) => last = s,
+                Some(CallEvent::Stats(s)) => {
+                    let now = (Instant::now(), s.video_frames_decoded);
+                    if s.video_frames_decoded > 0 {
+                        video_window = Some((video_window.map_or(now, |(first, _)| first), now));
+                    }
+                    last = s;
+                }
                 Some(CallEvent::Warning { code, message }) => eprintln!("courier-cli: {code}: {message}"),
                 Some(_) => {}
             },
@@ -189,7 +198,7 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
         });
         report.set_outcome(Outcome::Failed, Some(why));
     }
-    report.derive_rates();
+    report.derive_rates(video_window.map(|((t0, f0), (t1, f1))| (f1 - f0, (t1 - t0).as_secs_f64())));
     report
 }
 
