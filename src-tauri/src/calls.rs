@@ -394,8 +394,8 @@ impl Calls {
         &self,
         mic: Option<String>,
         levels: tauri::ipc::Channel<f64>,
-    ) -> Result<(), String> {
-        let (test, mut rx) = courier_media::MicTest::start(mic).map_err(|e| e.to_string())?;
+    ) -> Result<(), courier_media::MediaError> {
+        let (test, mut rx) = courier_media::MicTest::start(mic)?;
         lock(&self.inner).mic_test = Some(test);
         tauri::async_runtime::spawn(async move {
             while let Some(level) = rx.recv().await {

@@ -96,10 +96,17 @@ pub async fn call_frame(
 
 /// Starts the Settings mic test on `mic` (the default when null): levels
 /// in dBFS arrive on `levels` until [`mic_test_stop`].
+///
+/// # Errors
+/// `no_device` when there is no such microphone, `unavailable` when the
+/// media engine is missing.
 #[tauri::command]
 #[specta::specta]
 pub async fn mic_test_start(calls: State<'_, Calls>, mic: Option<String>, levels: Channel<f64>) -> R<()> {
-    calls.start_mic_test(crate::calls::device_id(mic), levels).map_err(|e| CmdError::new("unavailable", e))
+    calls.start_mic_test(crate::calls::device_id(mic), levels).map_err(|e| match e {
+        courier_media::MediaError::Device(_) => CmdError::new("no_device", e.to_string()),
+        _ => CmdError::new("unavailable", e.to_string()),
+    })
 }
 
 /// Stops the mic test.

@@ -10,7 +10,8 @@
 // An audio call: bob hangs up after a few seconds and the app's call ends.
 // Bob calls: the OS notification offers Accept and Decline; Accept there
 // connects the call, Decline refuses it (bob exits "declined").
-// The call records reach both histories. Frame cost and latency as the
+// The call records reach both histories. Settings → devices says there is
+// no microphone (Xvfb). Frame cost and latency as the
 // page measured them are printed (docs/calls.md).
 import { spawn, execFile } from 'node:child_process'
 import { mkdtempSync, mkdirSync } from 'node:fs'
@@ -213,6 +214,16 @@ await step('the call records reach both histories', async () => {
     const outcomes = (await bobRecords()).map((m) => m.body?.outcome)
     return outcomes.filter((o) => o === 'completed').length === 3 && outcomes.includes('declined')
   })
+})
+
+await step('Settings → devices: the missing microphone is said, not a crash', async () => {
+  await page(() => document.querySelector('button[aria-label="Settings"]').click())
+  await until('the devices section', 5000, () => attr('call-devices', 'data-testid'))
+  await click('mic-test')
+  const said = await until('the mic test to say why', 10000, () => page(() => document.querySelector('[data-testid="mic-test-error"]')?.textContent))
+  if (!said.includes('No microphone')) throw new Error(`the mic test said: ${said}`)
+  await page(() => document.querySelector('[data-testid="call-devices"]').scrollIntoView())
+  await browser.saveScreenshot(join(tmp, 'settings-devices.png'))
 })
 
 try { await browser.deleteSession() } catch { /* ignore */ }

@@ -296,6 +296,8 @@ export default {
     micTestStop: 'Stop test',
     micTestHint: 'Speak: the bar moves when Courier hears you.',
     micLevel: 'Microphone level',
+    micTestNoMic: 'No microphone found. Connect one, or pick another above.',
+    micTestUnavailable: 'The microphone test is not available on this computer.',
   },
   actions: {
     menu: 'Message actions',

@@ -296,6 +296,8 @@ export default {
     micTestStop: '停止测试',
     micTestHint: '请说话：Courier 听到你时音量条会跳动。',
     micLevel: '麦克风音量',
+    micTestNoMic: '未找到麦克风。请连接一个，或在上方选择其他设备。',
+    micTestUnavailable: '此电脑无法进行麦克风测试。',
   },
   actions: {
     menu: '消息操作',

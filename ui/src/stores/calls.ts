@@ -192,10 +192,18 @@ export const useCallsStore = defineStore('calls', () => {
     await act(() => useTransport().callSetDevices(next))
   }
 
+  /** Why the mic test could not start: `no_device`, `unavailable`, or another code. */
+  const micTestError = ref<string | null>(null)
+
   async function startMicTest(): Promise<void> {
     micLevel.value = SILENCE_DB
-    const ok = await act(() => useTransport().micTestStart(choice.value.mic, (db) => (micLevel.value = db)))
-    if (!ok) micLevel.value = null
+    micTestError.value = null
+    try {
+      await useTransport().micTestStart(choice.value.mic, (db) => (micLevel.value = db))
+    } catch (e) {
+      micLevel.value = null
+      micTestError.value = toTransportError(e).code
+    }
   }
 
   async function stopMicTest(): Promise<void> {
@@ -206,7 +214,7 @@ export const useCallsStore = defineStore('calls', () => {
 
   return {
     iid, peer, caller, phase, endReason, endedByPeer, muted, camera, remoteAudio, remoteVideo, levels, stats,
-    warnings, connectedAt, error, devices, micLevel, active, quality, choice,
+    warnings, connectedAt, error, devices, micLevel, micTestError, active, quality, choice,
     apply, hangUp, toggleMute, toggleCamera, loadDevices, choose, startMicTest, stopMicTest,
   }
 })

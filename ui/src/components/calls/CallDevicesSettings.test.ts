@@ -44,13 +44,16 @@ describe('call devices settings', () => {
     expect(t.callsOf('micTestStop')).toHaveLength(1)
   })
 
-  it('says why when the mic test cannot start', async () => {
-    t.failNext('micTestStart', 'unavailable', 'no microphone')
+  it.each([
+    ['no_device', 'No microphone found. Connect one, or pick another above.'],
+    ['unavailable', 'The microphone test is not available on this computer.'],
+  ])('says why when the mic test cannot start (%s)', async (code, words) => {
+    t.failNext('micTestStart', code, 'device: no microphone')
     const w = mountWith(CallDevicesSettings)
     await flushPromises()
     await w.find('[data-testid="mic-test"]').trigger('click')
     await flushPromises()
-    expect(w.find('[data-testid="call-devices-error"]').text()).toBe('no microphone')
+    expect(w.find('[data-testid="mic-test-error"]').text()).toBe(words)
     expect(w.find('[data-testid="mic-test"]').text()).toBe('Test microphone')
   })
 })
