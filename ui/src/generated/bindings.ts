@@ -115,6 +115,10 @@ export const commands = {
 	/**
 	 *  Starts the Settings mic test on `mic` (the default when null): levels
 	 *  in dBFS arrive on `levels` until [`mic_test_stop`].
+	 * 
+	 *  # Errors
+	 *  `no_device` when there is no such microphone, `unavailable` when the
+	 *  media engine is missing.
 	 */
 	micTestStart: (mic: string | null, levels: Channel<number | null>) => __TAURI_INVOKE<null>("mic_test_start", { mic, levels }),
 	/**  Stops the mic test. */
