@@ -27,9 +27,10 @@ const ICE_RENEW_AFTER: Duration = Duration::from_secs(3600);
 
 /// `courier-cli call @user`.
 pub async fn call(client: &Client, user: &str, args: &CallArgs) -> Result<(), Exit> {
-    let mut stop = Stop::listen();
     crate::connect(client, Instant::now() + CONNECT_WAIT).await?;
     require_calls(client)?;
+    // From here Ctrl-C / SIGTERM cancel or hang up instead of killing.
+    let mut stop = Stop::listen();
     let mut events = client.subscribe();
     let mut content = Map::new();
     content.insert("video".into(), json!(args.video));
@@ -138,9 +139,10 @@ async fn write_call_record(client: &Client, iid: &str, video: bool, outcome: &st
 
 /// `courier-cli answer-calls`.
 pub async fn answer_calls(client: &Client, args: &AnswerArgs) -> Result<(), Exit> {
-    let mut stop = Stop::listen();
     crate::connect(client, Instant::now() + CONNECT_WAIT).await?;
     require_calls(client)?;
+    // From here Ctrl-C / SIGTERM cancel or hang up instead of killing.
+    let mut stop = Stop::listen();
     let mut events = client.subscribe();
     let limit = args.call_limit();
     let mut seen = HashSet::new();
