@@ -366,3 +366,20 @@ async fn another_node_ends_the_call_when_the_node_timing_the_grace_dies() {
     assert_eq!(ev["body"], json!({"t":"end","reason":"gone"}), "{ev}");
     c.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_call_device_whose_node_dies_is_gone_once_the_node_is_reaped() {
+    let test = "a_call_device_whose_node_dies_is_gone_once_the_node_is_reaped";
+    let Some(mut c) = Harness::cluster_with(test, 2, |cfg| cfg.call_grace_ms = 1000).await else { return };
+    let (a_user, b_user) = (c.node(0).user("crash-a"), c.node(1).user("crash-b"));
+    let mut a = c.node(0).login_device(&a_user, "a-phone").await;
+    let mut b = c.node(1).login_device(&b_user, "b-desk").await;
+    let iid = call(&mut a, &mut b).await;
+    // Node 1 dies with the callee's session on it and writes nothing more;
+    // node 0 reaps it when its heartbeat lapses, then the grace runs.
+    c.nodes[1].kill_server().await;
+    let ev = a.event_where_within("gone after the reap", GONE_WAIT, call_signal(&iid)).await;
+    assert_eq!(ev["from"], json!(b_user), "{ev}");
+    assert_eq!(ev["body"], json!({"t":"end","reason":"gone"}), "{ev}");
+    c.shutdown().await;
+}

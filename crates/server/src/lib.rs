@@ -140,6 +140,7 @@ impl Server {
                     url,
                     node,
                     ttl,
+                    Duration::from_millis(config.call_grace_ms),
                     hub.clone(),
                     store.clone(),
                     metrics.clone(),

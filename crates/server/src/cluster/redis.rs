@@ -91,15 +91,28 @@ return out
 ";
 
 /// Reaps a node whose heartbeat lapsed: drops its presence entries and
-/// returns the users now held by no live node. Only the caller that removes
-/// it from `nodes` does the work. ARGV: prefix, node.
+/// returns the users now held by no live node. Its sessions' devices that
+/// are call devices are marked departed, as a session that ended there
+/// would have done (see `calls`). Only the caller that removes it from
+/// `nodes` does the work. ARGV: prefix, node, call grace ms.
 const REAP_LUA: &str = r"
 if redis.call('SREM', ARGV[1]..'nodes', ARGV[2]) == 0 then return {} end
 local gone = {}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local grace = tonumber(ARGV[3])
 for _, u in ipairs(redis.call('SMEMBERS', ARGV[1]..'n:'..ARGV[2])) do
   local sk = ARGV[1]..'s:'..u
   for _, f in ipairs(redis.call('HKEYS', sk)) do
-    if string.sub(f, 1, #ARGV[2] + 1) == ARGV[2]..'|' then redis.call('HDEL', sk, f) end
+    if string.sub(f, 1, #ARGV[2] + 1) == ARGV[2]..'|' then
+      redis.call('HDEL', sk, f)
+      local party = u..'|'..string.sub(f, #ARGV[2] + 2)
+      if redis.call('SCARD', ARGV[1]..'cd:'..party) > 0 then
+        local token = 'reap-'..now
+        redis.call('SET', ARGV[1]..'cl:'..party, token, 'PX', grace + 60000)
+        redis.call('ZADD', ARGV[1]..'calls:due', now + grace, token..'|'..party)
+      end
+    end
   end
   local k = ARGV[1]..'p:'..u
   redis.call('SREM', k, ARGV[2])
@@ -205,6 +218,8 @@ enum SubCmd {
 struct Inner {
     node: String,
     ttl: Duration,
+    /// How long a departed call device may come back (`call_grace_ms`).
+    call_grace: Duration,
     client: redis::Client,
     conn: ConnectionManager,
     hub: Arc<Hub>,
@@ -239,7 +254,8 @@ async fn timed<T>(
 
 impl RedisBus {
     /// Connects to Redis at `url`, announces node `node` (heartbeat TTL
-    /// `ttl`) and starts the bus tasks.
+    /// `ttl`) and starts the bus tasks. `call_grace` is how long a call
+    /// device of a dead node's session may take to come back.
     ///
     /// # Errors
     /// An invalid URL, or Redis unreachable at start (later outages are
@@ -248,6 +264,7 @@ impl RedisBus {
         url: &str,
         node: String,
         ttl: Duration,
+        call_grace: Duration,
         hub: Arc<Hub>,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
@@ -266,6 +283,7 @@ impl RedisBus {
         let inner = Arc::new(Inner {
             node,
             ttl,
+            call_grace,
             client,
             conn,
             hub,
@@ -587,7 +605,7 @@ impl Inner {
     async fn reap_node(&self, node: &str) -> Result<(), BusError> {
         let mut c = self.conn.clone();
         let mut inv = self.reap.prepare_invoke();
-        inv.arg(PREFIX).arg(node);
+        inv.arg(PREFIX).arg(node).arg(self.call_grace.as_millis() as u64);
         let gone: Vec<String> = timed(&self.metrics, inv.invoke_async(&mut c)).await?;
         if !gone.is_empty() {
             tracing::info!(%node, users = gone.len(), "node left the cluster; its users went offline");

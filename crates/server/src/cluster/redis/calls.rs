@@ -15,7 +15,9 @@
 //!   runs out, so another node ends them when the timing node died.
 //!
 //! Whether a departed device is live again is read from `s:<user>`, the
-//! session counts every node keeps (see the parent module).
+//! session counts every node keeps (see the parent module). A node that
+//! dies marks nothing; the node that reaps it marks the call devices of its
+//! sessions departed (`REAP_LUA`).
 
 use super::{PREFIX, RedisBus, timed};
 use crate::calls::{CallBook, CallRecord, Party, SIGNALS_PER_MIN};
@@ -226,6 +228,11 @@ impl CallBook for RedisBus {
 
     async fn left(&self, device: &Party, token: &str, grace: Duration) -> Result<bool, BusError> {
         let i = &self.inner;
+        if i.is_dead() {
+            // A killed node writes nothing; the node that reaps it marks
+            // its call devices departed.
+            return Ok(false);
+        }
         let mut c = i.conn.clone();
         let me = device.key();
         let mut inv = LEFT.key(format!("{PREFIX}cd:{me}"));
