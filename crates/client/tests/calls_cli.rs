@@ -155,6 +155,38 @@ fn a_call_crosses_two_cluster_nodes() {
 }
 
 #[test]
+fn stopping_answer_calls_mid_call_hangs_up_cleanly() {
+    isolated("stopping_answer_calls_mid_call_hangs_up_cleanly", || async {
+        let node = Node::start(|_| {}).await;
+        let dir = tempfile::tempdir().unwrap();
+        let url = node.url();
+        let heard = dir.path().join("bob-heard.wav");
+        // No --for on either side: the call runs until bob's bot is stopped.
+        let bob_args = ["answer-calls", "--tone", "660", "--record", heard.to_str().unwrap(), "--json"];
+        let bob = spawn("bob", cli(&url, "bob", &dir.path().join("bob")), &bob_args, Some(READY)).await;
+        let alice_args = ["call", "@bob", "--tone", "440", "--json"];
+        let alice =
+            spawn("alice", cli(&url, "alice", &dir.path().join("alice")), &alice_args, Some("connected"))
+                .await;
+        // Let bob record a few seconds (the analysis takes the middle second).
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        bob.terminate();
+        let (bob, alice) = (bob.done().await, alice.done().await);
+        assert_eq!(bob.code, 0, "the bot's last call connected: {bob:?}");
+        assert_eq!(alice.code, 0, "{alice:?}");
+        let (rb, ra) = (bob.report(), alice.report());
+        assert_eq!(
+            (rb["end_reason"].as_str(), rb["ended_by_peer"].as_bool()),
+            (Some("hangup"), Some(false)),
+            "{rb}"
+        );
+        assert_eq!(ra["ended_by_peer"], true, "the caller heard the hang-up: {ra}");
+        assert_hears(&heard, 440.0, "bob (stopped mid-call)");
+        node.server.shutdown().await.unwrap();
+    });
+}
+
+#[test]
 fn declined_unanswered_and_serverless_calls_have_their_own_exit_codes() {
     isolated("declined_unanswered_and_serverless_calls_have_their_own_exit_codes", || async {
         let node = Node::start(|_| {}).await;

@@ -202,6 +202,13 @@ pub async fn spawn(name: &str, mut cmd: Command, args: &[&str], ready: Option<&s
 }
 
 impl Running {
+    /// Sends the process SIGTERM (as a service manager stops it).
+    pub fn terminate(&self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let ok = std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success(), "kill -TERM {pid}");
+    }
+
     /// Waits for the process to exit.
     pub async fn done(mut self) -> Done {
         let status = tokio::time::timeout(PATIENCE, self.child.wait())
