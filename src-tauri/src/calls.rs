@@ -247,8 +247,9 @@ pub fn wants_video(v: &InviteView) -> bool {
 
 impl Calls {
     /// The result of this device's `invite`: when it is the call device,
-    /// the call starts once the invitation is accepted.
-    pub fn invited(&self, client: &Client, v: &InviteView) {
+    /// the call starts once the invitation is accepted (at once when the
+    /// `accepted` event overtook this result).
+    pub fn invited(&self, app: &AppHandle, client: &Client, v: &InviteView) {
         // The session that sent the invite is the caller's call device (§12).
         if v.invite.state != InviteState::Pending || !client.is_call_device(&v.invite.iid) {
             return;
@@ -259,6 +260,11 @@ impl Calls {
         }
         let p = Pending { caller: true, video: wants_video(v), peer: v.invite.to.clone() };
         inner.pending.insert(v.invite.iid.clone(), p);
+        drop(inner);
+        let now = client.invites().ok().and_then(|vs| vs.into_iter().find(|x| x.invite.iid == v.invite.iid));
+        if let Some(now) = now.filter(|x| x.invite.state != InviteState::Pending) {
+            self.on_event(app, client, &ClientEvent::Invite { invite: now });
+        }
     }
 
     /// The result of this device's answer: an accept that made this device

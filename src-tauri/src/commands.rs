@@ -339,6 +339,7 @@ pub async fn set_profile(state: S<'_>, name: String, avatar: String, status: Str
 #[tauri::command]
 #[specta::specta]
 pub async fn invite(
+    app: tauri::AppHandle,
     state: S<'_>,
     calls: State<'_, crate::calls::Calls>,
     to: String,
@@ -347,7 +348,7 @@ pub async fn invite(
 ) -> R<InviteView> {
     let client = state.client()?;
     let v = client.invite(&to, content, ttl_s).await?;
-    calls.invited(&client, &v);
+    calls.invited(&app, &client, &v);
     Ok(v)
 }
 
