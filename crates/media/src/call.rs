@@ -303,7 +303,6 @@ impl Driver {
                 }
                 Action::ApplyOffer(sdp) => self.session.apply_offer(&self.engine_tx, &sdp),
                 Action::ApplyAnswer(sdp) => self.session.apply_answer(&self.engine_tx, &sdp),
-                Action::Rollback => self.session.rollback(),
                 Action::AddCandidate { candidate, mid, mline } => {
                     self.session.add_candidate(&candidate, mid.as_deref(), mline)
                 }

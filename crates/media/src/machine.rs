@@ -11,8 +11,10 @@
 //!   but `end` before that offer arrives (its candidates wait for its answer);
 //! - later offers are `renegotiate` (camera on/off, ICE restart), one at a
 //!   time; a change asked for mid-negotiation waits until the state is stable;
-//! - glare: the callee is polite (rolls its own offer back and answers), the
-//!   caller ignores the callee's crossing offer;
+//! - glare: the callee is polite (drops its own offer and answers), the
+//!   caller ignores the callee's crossing offer. The callee applies its own
+//!   offer only together with the answer, so there is nothing to roll back
+//!   (webrtcbin 1.22 refuses rollback descriptions);
 //! - remote candidates before the remote description are buffered in order;
 //!   `"candidate":""` is ignored;
 //! - no ICE connection 30 s after the offer → `end{failed}`; ICE lost → an
@@ -106,8 +108,6 @@ pub enum Action {
     /// Apply the peer's offer and create an answer (back as `LocalDescription`).
     ApplyOffer(String),
     ApplyAnswer(String),
-    /// Drop our own pending offer (glare, polite side).
-    Rollback,
     AddCandidate {
         candidate: String,
         mid: Option<String>,
@@ -132,6 +132,8 @@ enum Sig {
         restart: bool,
     },
     /// Our offer is out; waiting for the answer.
+    /// The polite side's offer is applied locally only with the answer, so
+    /// losing glare leaves nothing to roll back (webrtcbin 1.22 cannot).
     HaveLocalOffer {
         restart: bool,
     },
@@ -150,6 +152,8 @@ pub struct Machine {
     described: bool,
     remote_cands: Vec<(String, Option<String>, Option<u32>)>,
     local_cands: Vec<CallSignal>,
+    /// The polite side's offer, sent but applied only with its answer.
+    unapplied_offer: Option<String>,
     /// Our latest `media` state while we may not send yet.
     media: Option<CallSignal>,
     /// A renegotiation waiting for a stable state (`true`: with ICE restart).
@@ -165,12 +169,14 @@ impl Machine {
             role,
             sig: if role == Role::Caller { Sig::Stable } else { Sig::AwaitingOffer },
             state: CallState::Connecting,
-            offer_sent: false,
+            // Only the caller's first offer is an `offer`; every callee offer is a `renegotiate`.
+            offer_sent: role == Role::Callee,
             remote_desc: false,
             described: false,
             remote_cands: Vec::new(),
             local_cands: Vec::new(),
             media: None,
+            unapplied_offer: None,
             wanted: None,
             connected_once: false,
             fail_at: None,
@@ -207,7 +213,11 @@ impl Machine {
                     return out; // rolled back while it was being made
                 };
                 self.sig = Sig::HaveLocalOffer { restart };
-                out.push(Action::SetLocal { offer: true, sdp: sdp.clone() });
+                if self.role == Role::Caller {
+                    out.push(Action::SetLocal { offer: true, sdp: sdp.clone() });
+                } else {
+                    self.unapplied_offer = Some(sdp.clone());
+                }
                 out.push(Action::Send(if self.offer_sent {
                     CallSignal::Renegotiate { sdp }
                 } else {
@@ -278,10 +288,10 @@ impl Machine {
                     self.apply_offer(sdp, out);
                 }
                 Sig::HaveLocalOffer { restart } => {
-                    // The polite peer: take ours back (its change is redone later).
+                    // The polite peer: drop ours (never applied) and redo its change later.
                     self.keep_wanted(restart);
                     self.restart_at = None;
-                    out.push(Action::Rollback);
+                    self.unapplied_offer = None;
                     self.apply_offer(sdp, out);
                 }
                 Sig::Stable => {
@@ -292,6 +302,9 @@ impl Machine {
             CallSignal::Answer { sdp } => {
                 if let Sig::HaveLocalOffer { .. } = self.sig {
                     self.sig = Sig::Stable;
+                    if let Some(sdp) = self.unapplied_offer.take() {
+                        out.push(Action::SetLocal { offer: true, sdp });
+                    }
                     out.push(Action::ApplyAnswer(sdp));
                     self.remote_described(out);
                     self.start_wanted(out);

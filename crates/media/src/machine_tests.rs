@@ -99,6 +99,18 @@ fn the_callee_sends_nothing_but_end_before_the_offer() {
     assert!(matches!(s[1], CallSignal::Candidate { .. }));
     assert_eq!(s[2], &CallSignal::Media { audio: false, video: true });
     assert_eq!(a.last(), Some(&Action::CreateOffer { ice_restart: false }));
+    let a = m.handle(5, offer("callee-o2"));
+    assert_eq!(
+        a,
+        vec![Action::Send(CallSignal::Renegotiate { sdp: "callee-o2".into() })],
+        "a callee never sends `offer`"
+    );
+    // The polite side applies its offer together with the answer.
+    let a = m.handle(5, Input::Signal(CallSignal::Answer { sdp: "a2".into() }));
+    assert_eq!(
+        a,
+        vec![Action::SetLocal { offer: true, sdp: "callee-o2".into() }, Action::ApplyAnswer("a2".into())]
+    );
     // A second offer is not an offer the callee takes.
     assert!(m.handle(6, Input::Signal(CallSignal::Offer { sdp: "o9".into() })).is_empty());
     // Ending is allowed any time.
@@ -141,13 +153,17 @@ fn the_callee_buffers_candidates_that_overtake_the_offer() {
 }
 
 #[test]
-fn glare_the_callee_rolls_back_and_answers_then_redoes_its_change() {
+fn glare_the_callee_drops_its_offer_and_answers_then_redoes_its_change() {
     let mut m = callee_answered();
     m.handle(10, Input::CameraChanged);
     m.handle(11, offer("callee-o2"));
     // The caller's renegotiate crosses ours.
     let a = m.handle(12, Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into() }));
-    assert_eq!(a, vec![Action::Rollback, Action::ApplyOffer("caller-o2".into())]);
+    assert_eq!(
+        a,
+        vec![Action::ApplyOffer("caller-o2".into())],
+        "its own offer was never applied: nothing to roll back"
+    );
     let a = m.handle(13, answer("a2"));
     assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a2".into() }]);
     assert_eq!(

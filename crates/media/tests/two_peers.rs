@@ -277,3 +277,75 @@ fn print_stats(who: &str, s: &CallStats) {
         s.connected_ms
     );
 }
+
+fn renegotiations(log: &std::sync::Mutex<Vec<CallSignal>>) -> usize {
+    log.lock().unwrap().iter().filter(|s| matches!(s, CallSignal::Renegotiate { .. })).count()
+}
+
+async fn until_count(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn crossing_renegotiations_the_callee_yields_and_both_changes_land() {
+    if !in_namespace("crossing_renegotiations_the_callee_yields_and_both_changes_land") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("courier-media-glare-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a_pipe, a_out) = pipe();
+        let (b_pipe, b_out) = pipe();
+        let (b, b_rx) = Call::start(
+            CallOptions { iid: "g".into(), role: Role::Callee, media: media(660.0, dir.join("b.wav")) },
+            b_pipe.clone(),
+        )
+        .unwrap();
+        let (a, a_rx) = Call::start(
+            CallOptions { iid: "g".into(), role: Role::Caller, media: media(440.0, dir.join("a.wav")) },
+            a_pipe.clone(),
+        )
+        .unwrap();
+        deliver(a_out, b.clone());
+        deliver(b_out, a.clone());
+        let (mut aw, mut bw) = (Watch::new(a_rx), Watch::new(b_rx));
+        aw.until("A connected", |w| w.state == Some(CallState::Connected)).await;
+        bw.until("B connected", |w| w.state == Some(CallState::Connected)).await;
+
+        // Both turn their cameras off while neither hears the other: the offers cross.
+        a_pipe.hold();
+        b_pipe.hold();
+        a.set_camera(false);
+        b.set_camera(false);
+        until_count("both renegotiate", || {
+            renegotiations(&a_pipe.log) == 1 && renegotiations(&b_pipe.log) == 1
+        })
+        .await;
+        a_pipe.release();
+        b_pipe.release();
+        // The caller ignored B's offer; B dropped its own, answered A, then offered again.
+        until_count("B offers again after answering", || renegotiations(&b_pipe.log) == 2).await;
+        let answers = |log: &std::sync::Mutex<Vec<CallSignal>>| {
+            log.lock().unwrap().iter().filter(|s| matches!(s, CallSignal::Answer { .. })).count()
+        };
+        until_count("A answers B's second offer", || answers(&a_pipe.log) == 1).await;
+        assert_eq!(answers(&b_pipe.log), 2, "B answered the first offer and A's crossing one");
+        aw.until("A told B's camera is off", |w| w.remote_media.is_some_and(|(_, v)| !v)).await;
+        bw.until("B told A's camera is off", |w| w.remote_media.is_some_and(|(_, v)| !v)).await;
+        // Neither side decodes video now, and the call goes on.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (fa, fb) = (fps(&a, Duration::from_secs(2)).await, fps(&b, Duration::from_secs(2)).await);
+        assert!(fa < 3.0 && fb < 3.0, "video still decoded with both cameras off: A {fa:.1}, B {fb:.1}");
+        bw.until("B still hears A", |w| w.remote_db > -40.0).await;
+        aw.until("A still hears B", |w| w.remote_db > -40.0).await;
+        b.hangup();
+        let (reason, by_peer, _) = timeout(WAIT, a.ended()).await.expect("A ends");
+        assert_eq!((reason, by_peer), (EndReason::Hangup, true));
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}

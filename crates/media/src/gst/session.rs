@@ -476,13 +476,6 @@ impl Session {
         Ok(())
     }
 
-    /// Drops our pending local offer (the polite side of glare).
-    pub fn rollback(&self) {
-        let msg = gst_sdp::SDPMessage::new();
-        let desc = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Rollback, msg);
-        self.webrtc.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
-    }
-
     /// Adds a remote candidate; `mid` wins over `mline`.
     pub fn add_candidate(&self, candidate: &str, mid: Option<&str>, mline: Option<u32>) {
         let by_mid = mid.and_then(|m| {

@@ -54,12 +54,34 @@ pub fn in_namespace(test: &str) -> bool {
 pub struct Pipe {
     tx: mpsc::UnboundedSender<CallSignal>,
     pub log: Arc<Mutex<Vec<CallSignal>>>,
+    /// While `Some`, signals wait here (to make two offers cross).
+    held: Mutex<Option<Vec<CallSignal>>>,
+}
+
+impl Pipe {
+    /// Holds back what is sent from now on.
+    pub fn hold(&self) {
+        *self.held.lock().unwrap() = Some(Vec::new());
+    }
+
+    /// Lets the held signals go, in order.
+    pub fn release(&self) {
+        for s in self.held.lock().unwrap().take().unwrap_or_default() {
+            let _ = self.tx.send(s);
+        }
+    }
 }
 
 impl Signaler for Pipe {
     fn send(&self, signal: CallSignal) -> BoxFuture<'static, Result<(), String>> {
         self.log.lock().unwrap().push(signal.clone());
-        let r = self.tx.send(signal).map_err(|e| e.to_string());
+        let r = match self.held.lock().unwrap().as_mut() {
+            Some(held) => {
+                held.push(signal);
+                Ok(())
+            }
+            None => self.tx.send(signal).map_err(|e| e.to_string()),
+        };
         Box::pin(async move { r })
     }
 }
@@ -67,7 +89,7 @@ impl Signaler for Pipe {
 /// A pipe and the receiving end to wire to the other call with [`deliver`].
 pub fn pipe() -> (Arc<Pipe>, mpsc::UnboundedReceiver<CallSignal>) {
     let (tx, rx) = mpsc::unbounded_channel();
-    (Arc::new(Pipe { tx, log: Arc::default() }), rx)
+    (Arc::new(Pipe { tx, log: Arc::default(), held: Mutex::new(None) }), rx)
 }
 
 /// Feeds everything from `rx` to `call` (as the server would relay it).
