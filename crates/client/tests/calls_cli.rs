@@ -214,8 +214,9 @@ fn declined_unanswered_and_serverless_calls_have_their_own_exit_codes() {
 
         let gone = format!("ws://{}", node.server.local_addr());
         node.server.shutdown().await.unwrap();
-        let alice = run("alice", cli(&gone, "alice", &a), &["call", "@bob"]).await;
+        let alice = run("alice", cli(&gone, "alice", &a), &["call", "@bob", "--json"]).await;
         assert_eq!(alice.code, 5, "no server: {alice:?}");
+        assert_eq!(alice.report()["outcome"], "no_server");
 
         let alice = run("alice", cli(&gone, "alice", &a), &["call", "@bob", "--tone", "5"]).await;
         assert_eq!(alice.code, 2, "usage: {alice:?}");

@@ -140,24 +140,52 @@ impl MediaArgs {
 
 /// Places a call (see the crate README).
 pub async fn call(client: &Client, args: &CallArgs) -> Result<(), Exit> {
-    args.media.check()?;
-    let user = args.user.strip_prefix('@').unwrap_or(&args.user);
-    if user.is_empty() || args.user.starts_with('#') {
-        return Err(Exit(2, format!("call whom? give @user, not {:?}", args.user)));
-    }
-    #[cfg(feature = "calls")]
-    return flows::call(client, user, args).await;
-    #[cfg(not(feature = "calls"))]
-    return Err(unsupported(client));
+    let placed = async {
+        args.media.check()?;
+        let user = args.user.strip_prefix('@').unwrap_or(&args.user);
+        if user.is_empty() || args.user.starts_with('#') {
+            return Err(Exit(2, format!("call whom? give @user, not {:?}", args.user)));
+        }
+        #[cfg(feature = "calls")]
+        return flows::call(client, user, args).await;
+        #[cfg(not(feature = "calls"))]
+        return Err(unsupported(client));
+    };
+    report_early_failure(placed.await, args.media.json)
 }
 
 /// Answers calls one at a time (see the crate README).
 pub async fn answer_calls(client: &Client, args: &AnswerArgs) -> Result<(), Exit> {
-    args.media.check()?;
-    #[cfg(feature = "calls")]
-    return flows::answer_calls(client, args).await;
-    #[cfg(not(feature = "calls"))]
-    return Err(unsupported(client));
+    let answered = async {
+        args.media.check()?;
+        #[cfg(feature = "calls")]
+        return flows::answer_calls(client, args).await;
+        #[cfg(not(feature = "calls"))]
+        return Err(unsupported(client));
+    };
+    report_early_failure(answered.await, args.media.json)
+}
+
+/// With `--json`, a failure before any call (no report printed: codes
+/// other than a call's 6, 7 and 8) still prints one JSON object.
+fn report_early_failure(result: Result<(), Exit>, json: bool) -> Result<(), Exit> {
+    if let (Err(Exit(code, msg)), true) = (&result, json)
+        && let Some(outcome) = early_outcome(*code)
+    {
+        println!("{}", serde_json::json!({"outcome": outcome, "exit_code": code, "error": msg}));
+    }
+    result
+}
+
+/// The `outcome` of the JSON printed for a failure before any call.
+fn early_outcome(code: u8) -> Option<&'static str> {
+    match code {
+        1 => Some("error"),
+        2 => Some("usage"),
+        4 => Some("refused"),
+        5 => Some("no_server"),
+        _ => None,
+    }
 }
 
 #[cfg(not(feature = "calls"))]
@@ -268,6 +296,15 @@ mod tests {
         }
         let T::Call(c) = parse(&["call", "@bob", "--ice-policy", "relay"]).unwrap() else { panic!() };
         assert_eq!(c.media.ice_policy, IcePolicy::Relay);
+    }
+
+    #[test]
+    fn failures_before_a_call_have_a_json_outcome_and_call_outcomes_keep_theirs() {
+        assert_eq!(early_outcome(5), Some("no_server"));
+        assert_eq!(early_outcome(4), Some("refused"));
+        for code in [0, 6, 7, 8] {
+            assert_eq!(early_outcome(code), None, "{code} is a call's own report");
+        }
     }
 
     #[test]
