@@ -19,6 +19,8 @@ export const useServerStore = defineStore('server', () => {
 
   /** Edits, recalls, reactions, pins, mentions and forwarding are available. */
   const v11 = computed(() => info.value?.features.includes('v1.1') ?? false)
+  /** Calls carry media (call devices and call signals, protocol §12). */
+  const v12 = computed(() => info.value?.features.includes('v1.2') ?? false)
 
   /** Whether a message sent at `ts` is still inside a window of `windowS` seconds (null: no window). */
   function within(ts: number | null, windowS: number | null | undefined, now: number): boolean {
@@ -30,5 +32,5 @@ export const useServerStore = defineStore('server', () => {
   const canEditAt = (ts: number | null, now: number) => within(ts, info.value?.edit_window_s, now)
   const canRecallAt = (ts: number | null, now: number) => within(ts, info.value?.recall_window_s, now)
 
-  return { info, v11, load, canEditAt, canRecallAt }
+  return { info, v11, v12, load, canEditAt, canRecallAt }
 })

@@ -9,6 +9,7 @@ import OutgoingCallDialog from './OutgoingCallDialog.vue'
 import IncomingCallDialog from './IncomingCallDialog.vue'
 import InCallView from './InCallView.vue'
 import { ENDED_SHOWN_MS } from '../../stores/calls'
+import { useServerStore } from '../../stores/server'
 
 let t: MockTransport
 const now = Date.now()
@@ -95,6 +96,10 @@ describe('incoming call dialog', () => {
     expect(t.callsOf('answer')).toEqual([['i1', true, {}]])
     expect(w.find('[data-testid="incoming-call"]').exists()).toBe(false)
     expect(call.find('[data-testid="call-peer"]').text()).toBe('Alice Martin')
+    expect(call.find('[data-testid="call-status"]').text()).toBe('In call')
+    useServerStore().info = { features: ['v1.1', 'v1.2'], edit_window_s: null, recall_window_s: null }
+    await flushPromises()
+    expect(call.find('[data-testid="call-status"]').text()).toBe('Connecting…')
     t.emitCall({ iid: 'i1', event: { type: 'started', peer: 'alice', video: false, caller: false } })
     t.emitCall({ iid: 'i1', event: { type: 'state', phase: 'connected', reason: null, by_peer: false } })
     await flushPromises()
