@@ -5,7 +5,7 @@
 # Socket.IO peers, every target of issue 17), and writes docs/benchmarks.md.
 #
 #   npm run bench                 both sets (about 15 minutes after the build)
-#   npm run bench -- --issue17    the issue-17 set only (about 8 minutes); the
+#   npm run bench -- --issue17    the issue-17 set only (about 10 minutes); the
 #                                 rest of docs/benchmarks.md is kept
 #   npm run bench -- --standard   the standard set only; the issue-17 section is kept
 #   npm run bench -- --quick      short runs at small sizes, to check the harness
