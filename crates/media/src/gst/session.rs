@@ -63,6 +63,8 @@ pub struct Session {
     last_lost: AtomicU64,
     last_sent: AtomicU64,
     camera_on: AtomicBool,
+    /// The last offer created: (as sent, as webrtcbin made it).
+    created_offer: Arc<Mutex<Option<(String, String)>>>,
     /// Switchable devices: (source, next) for mic and camera, (prev, sink) for the speaker.
     mic: Mutex<Option<(gst::Element, gst::Element)>>,
     camera: Mutex<Option<(gst::Element, gst::Element)>>,
@@ -118,6 +120,43 @@ fn description(
     let msg = gst_sdp::SDPMessage::parse_buffer(sdp.as_bytes())
         .map_err(|_| MediaError::Negotiation("unparsable SDP".into()))?;
     Ok(gst_webrtc::WebRTCSessionDescription::new(kind, msg))
+}
+
+/// Offers as every WebRTC stack reads them: webrtcbin's max-bundle offers
+/// give bundled m-lines port 0 with `a=bundle-only` (RFC 8843), which
+/// several stacks take as a rejected m-line; browsers offer port 9 on every
+/// m-line in the BUNDLE group instead, and so do we.
+pub fn without_bundle_only(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let mut section: Vec<&str> = Vec::new();
+    let flush = |section: &mut Vec<&str>, out: &mut String| {
+        let bundle_only = section.iter().any(|l| l.trim_end() == "a=bundle-only");
+        for (i, l) in section.drain(..).enumerate() {
+            if l.trim_end() == "a=bundle-only" {
+                continue;
+            }
+            match (i, bundle_only, l.split_once(' ')) {
+                (0, true, Some((media, rest))) if rest.starts_with("0 ") => {
+                    out.push_str(media);
+                    out.push_str(" 9");
+                    out.push_str(&rest[1..]);
+                }
+                _ => out.push_str(l),
+            }
+        }
+    };
+    for l in sdp.split_inclusive('\n') {
+        if l.starts_with("m=") {
+            flush(&mut section, &mut out);
+        }
+        if l.starts_with("m=") || !section.is_empty() {
+            section.push(l);
+        } else {
+            out.push_str(l);
+        }
+    }
+    flush(&mut section, &mut out);
+    out
 }
 
 /// `stun:host:port` → `stun://host:port`; `turn:host:port?transport=udp` with
@@ -325,6 +364,7 @@ impl Session {
             last_lost: AtomicU64::new(0),
             last_sent: AtomicU64::new(0),
             camera_on: AtomicBool::new(false),
+            created_offer: Arc::default(),
             mic: Mutex::new(audio.source),
             camera: Mutex::new(camera),
             speaker: Mutex::new(audio_out.speaker),
@@ -433,6 +473,7 @@ impl Session {
     /// [`EngineEvent::Description`] (with new ICE credentials on a restart).
     fn describe(&self, events: &UnboundedSender<EngineEvent>, offer: bool, new_credentials: bool) {
         let (tx, field) = (events.clone(), if offer { "offer" } else { "answer" });
+        let created = self.created_offer.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
             let desc = reply.ok().flatten().and_then(|r| {
                 r.value(field).ok().and_then(|v| v.get::<gst_webrtc::WebRTCSessionDescription>().ok())
@@ -445,6 +486,12 @@ impl Session {
             if new_credentials {
                 sdp = with_new_credentials(&sdp);
             }
+            if offer {
+                // webrtcbin applies its own form; the peer gets the portable one.
+                let wire = without_bundle_only(&sdp);
+                *created.lock().unwrap_or_else(|p| p.into_inner()) = Some((wire.clone(), sdp));
+                sdp = wire;
+            }
             let _ = tx.send(EngineEvent::Description { offer, sdp });
         });
         let signal = if offer { "create-offer" } else { "create-answer" };
@@ -455,6 +502,12 @@ impl Session {
     /// whether it still applies: a polite peer drops an offer that lost glare).
     pub fn set_local(&self, offer: bool, sdp: &str) -> Result<(), MediaError> {
         let kind = if offer { gst_webrtc::WebRTCSDPType::Offer } else { gst_webrtc::WebRTCSDPType::Answer };
+        let created = self.created_offer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let sdp = match created {
+            Some((wire, own)) if offer && wire == sdp => own,
+            _ => sdp.to_string(),
+        };
+        let sdp = sdp.as_str();
         let desc = description(kind, sdp)?;
         *self.local_mids.lock().unwrap_or_else(|p| p.into_inner()) = mids(sdp);
         self.webrtc.emit_by_name::<()>("set-local-description", &[&desc, &None::<gst::Promise>]);
@@ -592,6 +645,17 @@ mod tests {
         assert_eq!(mids(&new), vec!["audio0", "video1"]);
         let ufrags: Vec<_> = new.lines().filter(|l| l.starts_with("a=ice-ufrag:")).collect();
         assert_eq!(ufrags[0], ufrags[1]);
+    }
+
+    #[test]
+    fn offers_carry_port_9_on_bundled_m_lines() {
+        let sdp = "v=0\r\na=group:BUNDLE audio0 video1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio0\r\nm=video 0 UDP/TLS/RTP/SAVPF 96\r\na=bundle-only\r\na=mid:video1\r\nm=video 0 UDP/TLS/RTP/SAVPF 97\r\na=mid:x\r\n";
+        let out = without_bundle_only(sdp);
+        assert_eq!(
+            out,
+            "v=0\r\na=group:BUNDLE audio0 video1\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:audio0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:video1\r\nm=video 0 UDP/TLS/RTP/SAVPF 97\r\na=mid:x\r\n",
+            "a rejected m-line (port 0 without bundle-only) stays rejected"
+        );
     }
 
     #[test]
