@@ -489,8 +489,10 @@ impl Running {
         let (reason, _by_peer, stats) = self.call.ended().await;
         calls.finished(&self.iid);
         let (cost_us, sent) = calls.frames.mean_cost_us();
+        let (local, remote) = calls.frames.delivered();
         tracing::info!(
-            "call {}: ended ({reason:?}); {sent} pictures to the page so far, {cost_us:.0} µs each to prepare; {} decoded",
+            "call {}: ended ({reason:?}); {} decoded; pictures so far: {remote} remote and {local} local from the engine, \
+             {sent} to the page, {cost_us:.0} µs each to prepare",
             self.iid,
             stats.video_frames_decoded
         );

@@ -110,6 +110,12 @@ impl FrameStore {
         }
     }
 
+    /// How many pictures the engine delivered (local, remote) since the
+    /// store was made.
+    pub fn delivered(&self) -> (u32, u32) {
+        (*guard(&self.local.seq), *guard(&self.remote.seq))
+    }
+
     /// Mean time spent preparing one answer (µs) and how many were sent.
     pub fn mean_cost_us(&self) -> (f64, u64) {
         let (total, n) = *guard(&self.cost);
