@@ -6,7 +6,8 @@
 //
 // A video call: the in-call view reaches "connected", the received-audio
 // meter moves, the remote video surface draws pictures that are not blank
-// (screenshot call-video.png), the app hangs up and bob's call ends too.
+// (screenshot call-video.png), Ctrl+Shift+M mutes, Ctrl+Shift+H hangs up and
+// bob's call ends too.
 // An audio call: bob hangs up after a few seconds and the app's call ends.
 // Bob calls: the OS notification offers Accept and Decline; Accept there
 // connects the call, Decline refuses it (bob exits "declined").
@@ -130,7 +131,7 @@ await step('the chat with bob opens', async () => {
   await until('the call buttons', 10000, () => attr('video-call-button', 'aria-label'))
 })
 
-await step('a video call connects; the meter moves and the remote picture is drawn; the app hangs up and bob ends', async () => {
+await step('a video call connects; the meter moves and the remote picture is drawn; the keyboard mutes and hangs up, and bob ends', async () => {
   const bob = answerCalls('--tone', '880', '--for', '60', '--json')
   await pause(1000)
   const clicked = Date.now()
@@ -159,7 +160,10 @@ await step('a video call connects; the meter moves and the remote picture is dra
   mkdirSync(SHOTS, { recursive: true })
   await pause(1500)
   await browser.saveScreenshot(join(SHOTS, 'call-video.png'))
-  await click('hang-up')
+  // The keyboard: Ctrl+Shift+M mutes (the engine is told), Ctrl+Shift+H hangs up.
+  await browser.keys(['Control', 'Shift', 'm'])
+  await until('the microphone muted', 5000, async () => (await attr('call-mute', 'aria-pressed')) === 'true')
+  await browser.keys(['Control', 'Shift', 'h'])
   const code = await Promise.race([bob.done, pause(20000).then(() => 'still running')])
   if (code !== 0) throw new Error(`bob's answer-calls: ${code}\n${bob.log.slice(-1500)}`)
   await until('the in-call view to close', 10000, async () => (await attr('in-call', 'data-phase')) === null)
@@ -173,7 +177,11 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
   await browser.saveScreenshot(join(tmp, 'call-audio.png'))
-  await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
+  try {
+    await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
+  } catch (e) {
+    throw new Error(`${e.message}; bob (exit ${bob.exitCode}) said: ${bob.log.slice(-1500)}`)
+  }
   const code = await bob.done
   if (code !== 0) throw new Error(`bob's answer-calls: ${code}\n${bob.log.slice(-1500)}`)
 })
