@@ -2,7 +2,8 @@
 # End-to-end test of the desktop app: installs tauri-driver if missing,
 # builds the app (bundled UI, debug), the server and the CLI peer, then runs
 # tests/e2e/app.e2e.mjs under Xvfb inside a private D-Bus session (so
-# single-instance and notifications work, and everything started ends with it).
+# single-instance and notifications work, and everything started ends with it),
+# then the call E2E (tests/e2e/call.sh: the app calls a courier-cli peer).
 # Needs: webkit2gtk-driver (WebKitWebDriver), xvfb, xauth, dbus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,9 @@ if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 echo "== running the E2E under Xvfb + dbus-run-session"
-exec xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/e2e/app.e2e.mjs "$@"
+xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/e2e/app.e2e.mjs "$@"
+
+# Real calls: the app calls a courier-cli peer inside a network namespace
+# (root: unshare -n; the media stack ignores loopback).
+echo "== running the call E2E (app <-> courier-cli, network namespace)"
+bash tests/e2e/call.sh
