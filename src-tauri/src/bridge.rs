@@ -129,10 +129,16 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
             }
             Err(RecvError::Closed) => break,
         };
+        let calls = app.state::<crate::calls::Calls>();
+        if let Some(iid) = crate::calls::busy_refusal(&ev, calls.in_call()) {
+            // Busy (§12): refused without ringing over the running call.
+            crate::calls::refuse_busy(&client, iid);
+            continue;
+        }
         let ev = CoreEvent(ev);
         emit(&app, &ev);
         let CoreEvent(ev) = ev;
-        app.state::<crate::calls::Calls>().on_event(&app, &client, &ev);
+        calls.on_event(&app, &client, &ev);
         // Unread counts follow the core's rule (content messages of others,
         // not recalled); a channel this user was removed from drops out.
         let changed = match &ev {

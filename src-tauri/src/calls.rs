@@ -245,6 +245,29 @@ pub fn wants_video(v: &InviteView) -> bool {
     v.invite.content.get("video").and_then(serde_json::Value::as_bool).unwrap_or(false)
 }
 
+/// The invitation this device refuses as busy (§12: a device already in a
+/// call may answer a new one `response:{"busy":true}`), instead of ringing
+/// over the running call: a new incoming invitation while `in_call`.
+pub fn busy_refusal(ev: &ClientEvent, in_call: bool) -> Option<String> {
+    match ev {
+        ClientEvent::Invite { invite } if in_call && invite.ringing => Some(invite.invite.iid.clone()),
+        _ => None,
+    }
+}
+
+/// Refuses `iid` as busy, in the background (a failure only means it rings
+/// out on the caller's side).
+pub fn refuse_busy(client: &Client, iid: String) {
+    let client = client.clone();
+    tauri::async_runtime::spawn(async move {
+        let mut busy = serde_json::Map::new();
+        busy.insert("busy".into(), serde_json::Value::Bool(true));
+        if let Err(e) = client.answer(&iid, false, busy).await {
+            tracing::warn!("call {iid}: could not refuse as busy: {e}");
+        }
+    });
+}
+
 impl Calls {
     /// The result of this device's `invite`: when it is the call device,
     /// the call starts once the invitation is accepted (at once when the
@@ -367,6 +390,11 @@ impl Calls {
         }
         let run = Running { app: app.clone(), client: client.clone(), iid: iid.to_owned(), p, call };
         tauri::async_runtime::spawn(run.pump(events));
+    }
+
+    /// Whether a call is running on this device.
+    pub fn in_call(&self) -> bool {
+        lock(&self.inner).active.is_some()
     }
 
     /// The running call, if any.
@@ -551,6 +579,31 @@ impl Signaler for ClientSignaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_invitation_during_a_call_is_refused_as_busy_and_does_not_ring() {
+        let now = 1_000_000;
+        let invite = courier_proto::Invite {
+            iid: "i2".into(),
+            room: "call-i2".into(),
+            from: "carol".into(),
+            to: "me".into(),
+            content: serde_json::Map::new(),
+            state: InviteState::Pending,
+            created: now,
+            expires: now + 30_000,
+            received: true,
+            reason: None,
+            response: None,
+        };
+        let ev = ClientEvent::Invite { invite: InviteView::new(invite.clone(), "me", now) };
+        assert_eq!(busy_refusal(&ev, true).as_deref(), Some("i2"));
+        assert_eq!(busy_refusal(&ev, false), None, "no call: it rings");
+        let mine = ClientEvent::Invite { invite: InviteView::new(invite.clone(), "carol", now) };
+        assert_eq!(busy_refusal(&mine, true), None, "an outgoing invitation is not refused");
+        let over = courier_proto::Invite { state: InviteState::Canceled, ..invite };
+        assert_eq!(busy_refusal(&ClientEvent::Invite { invite: InviteView::new(over, "me", now) }, true), None);
+    }
 
     #[test]
     fn the_record_counts_from_ice_connected_and_fails_without_it() {
