@@ -1,15 +1,17 @@
 // Measures the desktop app against a server whose alice<->bob DM holds 100,000
-// messages (seeded beforehand; see the report). Env: M_PORT (server port, server
-// already running), M_TMP (work dir). Run under:
+// messages (seeded beforehand by tests/e2e/seed-100k.mjs). Env: M_PORT (server port, server
+// already running), M_TMP (work dir; reuse it and the app's store is already
+// synced), M_APP (the app binary; default the debug build), M_REPS (opens).
+// Run under:
 //   xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- node tests/e2e/measure-100k.mjs
 import { spawn, execFileSync } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import net from 'node:net'
 import { remote } from 'webdriverio'
 
 const ROOT = resolve(import.meta.dirname, '../..')
-const APP = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug/courier')
+const APP = process.env.M_APP ?? join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug/courier')
 const TMP = process.env.M_TMP
 const port = Number(process.env.M_PORT)
 const N = Number(process.env.M_N ?? 100000)
@@ -79,7 +81,7 @@ const openAndTime = (needle, want) => browser.executeAsync((needle, want, done) 
 }, needle, want)
 
 function rssTree() {
-  const sh = `pid=$(pgrep -n -x courier); all="$pid"; todo="$pid"; while [ -n "$todo" ]; do nxt=""; for p in $todo; do c=$(pgrep -P $p | tr '\\n' ' '); nxt="$nxt $c"; all="$all $c"; done; todo=$(echo $nxt); done; for p in $all; do n=$(cat /proc/$p/comm 2>/dev/null); r=$(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null); echo "$p $n $r"; done`
+  const sh = `pid=$(pgrep -n -x ${basename(APP).slice(0, 15)}); all="$pid"; todo="$pid"; while [ -n "$todo" ]; do nxt=""; for p in $todo; do c=$(pgrep -P $p | tr '\\n' ' '); nxt="$nxt $c"; all="$all $c"; done; todo=$(echo $nxt); done; for p in $all; do n=$(cat /proc/$p/comm 2>/dev/null); r=$(awk '/VmRSS/{print $2}' /proc/$p/status 2>/dev/null); echo "$p $n $r"; done`
   const lines = execFileSync('bash', ['-c', sh]).toString().trim().split('\n').map((l) => l.split(' '))
   return { total_kib: lines.reduce((s, l) => s + Number(l[2] || 0), 0), procs: lines.map((l) => `${l[1]}(${l[0]})=${l[2]}kB`) }
 }
@@ -105,6 +107,11 @@ try {
   }, 600000, 'sync', 250)
   out.sync = { session_start_to_conv_known_ms: seenList, session_start_to_synced_all_ms: seenAll, unread_at_end: first.unread, synced_seq: first.synced_seq }
   log('SYNC', JSON.stringify(out.sync))
+  // The list shows both conversations (a reused, already synced store gets here before the first draw).
+  await waitFor(() => browser.execute(() => {
+    const t = [...document.querySelectorAll('[data-testid="conv-item"]')].map((e) => (e.textContent ?? '').toLowerCase())
+    return t.some((x) => x.includes('bob')) && t.some((x) => x.includes('carol'))
+  }), 60000, 'conversation list')
   // UI badge text once synced
   out.sync.badge = await browser.execute(() => [...document.querySelectorAll('[data-testid="conv-item"]')].map((e) => e.textContent.replace(/\s+/g, ' ').trim()))
   log('items', JSON.stringify(out.sync.badge))

@@ -9,6 +9,7 @@ import { useServerStore } from '../../stores/server'
 import { useUiStore } from '../../stores/ui'
 import ConfirmDialog from '../dialogs/ConfirmDialog.vue'
 import MessageList from './MessageList.vue'
+import MessageBubble from './MessageBubble.vue'
 
 const DM = 'dm:alice:me'
 let t: MockTransport
@@ -117,6 +118,33 @@ describe('MessageList', () => {
     const rendered = w.findAll('[data-testid="bubble"]').length
     expect(rendered).toBeGreaterThan(0)
     expect(rendered).toBeLessThan(100)
+  })
+
+  it('draws a loaded window from its bottom: the first rows on mount are the latest', async () => {
+    for (let i = 0; i < 100; i++) t.addMessage({ conv: DM, from: 'alice', ts: 1_700_000_000_000 + i * 1000, body: { text: `#${i + 1}` } })
+    await open()
+    document.body.innerHTML = ''
+    // Mounted again (the conversation re-opened): before any scroll or tick.
+    const w = mountWith(MessageList, { props: { conv: DM, isChannel: false } })
+    const texts = w.findAll('[data-testid="message-text"]').map((e) => e.text())
+    expect(texts).toContain('#100')
+    expect(texts).not.toContain('#1')
+  })
+
+  it('re-opening an unchanged conversation keeps every row as it was (same message and flags)', async () => {
+    for (let i = 0; i < 30; i++) t.addMessage({ conv: DM, from: i % 3 ? 'alice' : 'me', ts: 1_700_000_000_000 + i * 1000, body: { text: `#${i + 1}` } })
+    const w = await open()
+    const props = () => w.findAllComponents(MessageBubble).map((b) => [b.props('message'), b.props('flags')])
+    const before = props()
+    expect(before.length).toBeGreaterThan(0)
+    await useMessagesStore().openLatest(DM)
+    await flushPromises()
+    const after = props()
+    expect(after.length).toBe(before.length)
+    after.forEach(([m, f], i) => {
+      expect(m).toBe(before[i][0])
+      expect(f).toBe(before[i][1])
+    })
   })
 
   it('loads older pages in front of what is shown', async () => {

@@ -58,6 +58,23 @@ describe('messages store', () => {
     expect(st.hasOlder).toBe(true)
   })
 
+  it('re-opening keeps the loaded objects of unchanged messages (their rows do not re-render)', async () => {
+    fill(DM, 5)
+    const s = useMessagesStore()
+    await s.openLatest(DM)
+    const st = s.byConv.get(DM)!
+    const first = st.items
+    await s.openLatest(DM)
+    expect(st.items).toBe(first)
+    // One message changed and one arrived: only those are new objects.
+    t.messages.get(DM)![1].body = { text: 'edited' }
+    fill(DM, 1)
+    await s.openLatest(DM)
+    expect(st.items).not.toBe(first)
+    expect(st.items.map((m) => m.body.text)).toEqual(['m1', 'edited', 'm3', 'm4', 'm5', 'm1'])
+    expect(st.items.map((m, i) => m === first[i])).toEqual([true, false, true, true, true, false])
+  })
+
   it('loads older pages in front, without duplicates, until the beginning', async () => {
     fill(DM, PAGE + 30)
     const s = useMessagesStore()

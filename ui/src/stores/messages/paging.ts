@@ -4,7 +4,7 @@
 import type { Conv } from '../../types/protocol'
 import { toTransportError, useTransport } from '../../services/transport'
 import { useConversationsStore } from '../conversations'
-import { PAGE, insertSorted, setItems, stateOf, type MessagesState } from './window'
+import { PAGE, insertSorted, reuseLoaded, setItems, stateOf, type MessagesState } from './window'
 
 export function paging(st: MessagesState) {
   /** Loads the latest page; remembers the first unread for the divider. */
@@ -17,7 +17,8 @@ export function paging(st: MessagesState) {
     s.error = null
     try {
       const page = await useTransport().history(conv, null, PAGE)
-      setItems(s, page)
+      // Re-opened: the messages already shown stay the same objects.
+      setItems(s, reuseLoaded(s.items, page))
       s.hasOlder = page.filter((m) => m.seq !== null).length >= PAGE
       s.hasNewer = false
       s.generation++

@@ -63,6 +63,39 @@ export function setItems(s: ConvMessages, items: MessageView[]): void {
   s.items = markRaw(items)
 }
 
+/** Whether two values read from the core are the same data (plain JSON: objects, arrays, scalars). */
+function sameData(a: unknown, b: unknown): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  if (Array.isArray(a) !== Array.isArray(b)) return false
+  const ka = Object.keys(a)
+  if (ka.length !== Object.keys(b).length) return false
+  const ra = a as Record<string, unknown>
+  const rb = b as Record<string, unknown>
+  return ka.every((k) => k in rb && sameData(ra[k], rb[k]))
+}
+
+/**
+ * `page` with every message that is unchanged from the loaded window taken
+ * as the loaded object, and the loaded array itself when nothing changed:
+ * re-opening a conversation then re-renders no row whose message is the same.
+ */
+export function reuseLoaded(loaded: MessageView[], page: MessageView[]): MessageView[] {
+  if (loaded.length === 0) return page
+  const byCid = new Map(loaded.map((m) => [m.cid, m]))
+  let same = loaded.length === page.length
+  const out = page.map((m, i) => {
+    const old = byCid.get(m.cid)
+    if (!old || !sameData(old, m)) {
+      same = false
+      return m
+    }
+    if (loaded[i] !== old) same = false
+    return old
+  })
+  return same ? loaded : out
+}
+
 /** How far a status has got: a receipt or an event may only raise it. */
 export const RANK: Record<DeliveryStatus, number> = { pending: 0, failed: 0, sent: 1, received: 1, delivered: 2, read: 3 }
 
