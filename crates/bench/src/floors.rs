@@ -487,12 +487,13 @@ const METHOD: &str = "
   sends. Since issue 17 it writes its send frames straight into a string, finds the few fields it reads by
   scanning instead of parsing JSON (`crates/bench/src/frames.rs`; `generator_slow_parses` counts frames it had
   to parse in full), counts acks in a callback of the connection's reader instead of a task per request,
-  paces every sender from one task, and runs on one thread (no cross-thread wake-ups) that naps 500 µs between
-  turns of its event loop (`--nap-us`), so the frames that arrive meanwhile are read in one wake-up; measured at
-  8k msg/s on a busy machine that took 15.0 → 13.0 µs per message and added ≈ 0.7 ms to the p50 it reports.
+  paces every sender from one task, and runs on one thread (no cross-thread wake-ups). Tried and dropped: a
+  500 µs nap between turns of its event loop, to read many sockets per wake-up (against the raw relay at 10k
+  msg/s: 14.4–15.6 µs per message instead of 11.0–13.2, and 1.4 ms p50 instead of 0.3); one task per connection
+  instead of a reader and a writer (15.4 against 15.5 µs: no difference).
 - **What the generator's cost is made of** (perf, 2 cores shared with builds): per p2p message about 30 % is the
   `send` call (on loopback the kernel runs the server socket's receive path in the sender's context), 20 %
-  context switches (its naps, and preemption by the other load), 10 % reads, 6 % `epoll_wait`, the rest tokio,
+  context switches (waking for frames, and preemption by the other load), 10 % reads, 6 % `epoll_wait`, the rest tokio,
   tungstenite and the histograms. Per fan-out delivery about half is the `recv` call, and half of that is the
   ACK the kernel sends on every read of a loopback socket; with `epoll_wait` that is ≈ 2 µs of kernel time per
   delivery before any user code runs, so one TCP connection per simulated member cannot get the generator to

@@ -50,13 +50,6 @@ pub struct Cli {
     /// thread, no cross-thread wake-ups; the relay always uses one per core).
     #[arg(long, global = true, default_value_t = 1)]
     pub gen_threads: usize,
-    /// Microseconds the generator's thread sleeps between turns of its
-    /// event loop (one thread only): frames that arrive meanwhile are read
-    /// in one turn, instead of one wake-up of the thread each. Latencies
-    /// include up to this much of the generator's own delay. 0: wake up
-    /// for every frame.
-    #[arg(long, global = true, default_value_t = 500)]
-    pub nap_us: u64,
     /// A label put in the JSON result (`bench/run.sh` tags each run of the
     /// issue-17 set with it).
     #[arg(long, global = true)]

@@ -26,18 +26,6 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let napping = cli.nap_us > 0 && cli.gen_threads <= 1 && !matches!(cli.command, Command::Relay(_));
-    if napping {
-        let nap = std::time::Duration::from_micros(cli.nap_us);
-        rt.spawn(async move {
-            loop {
-                // Blocks the one thread on purpose; the yield lets the
-                // runtime read every socket that became ready meanwhile.
-                std::thread::sleep(nap);
-                tokio::task::yield_now().await;
-            }
-        });
-    }
     match rt.block_on(run_scenario(&cli.target, &cli.command)) {
         Ok(Some(report)) => {
             if cli.json {
