@@ -184,3 +184,53 @@ fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// Self-view frames that arrive within `wait`.
+async fn self_view_frames(
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
+    wait: Duration,
+) -> usize {
+    let (mut n, end) = (0, Instant::now() + wait);
+    while let Some(left) = end.checked_duration_since(Instant::now()) {
+        match timeout(left, events.recv()).await {
+            Ok(Some(CallEvent::Frame { remote: false, .. })) => n += 1,
+            Ok(Some(_)) => {}
+            _ => break,
+        }
+    }
+    n
+}
+
+#[test]
+fn an_audio_call_keeps_the_camera_closed_until_it_is_turned_on() {
+    rt().block_on(async {
+        let (signals, _rx) = pipe();
+        let opts = CallOptions {
+            iid: "i3".into(),
+            role: Role::Caller,
+            media: MediaConfig {
+                video_in: VideoSource::Test,
+                video: false,
+                frames: Some(FrameOptions { max_width: 160, max_height: 120, fps: 15 }),
+                ..MediaConfig::default()
+            },
+        };
+        let (call, mut events) = Call::start(opts, signals).expect("a call starts");
+        assert_eq!(
+            self_view_frames(&mut events, Duration::from_secs(3)).await,
+            0,
+            "no picture while the camera is off"
+        );
+        call.set_camera(true);
+        let mut on = 0;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while on < 5 && Instant::now() < deadline {
+            on += self_view_frames(&mut events, Duration::from_millis(500)).await;
+        }
+        assert!(on >= 5, "the camera turned on gives a self-view ({on} frames)");
+        call.set_camera(false);
+        let _ = self_view_frames(&mut events, Duration::from_secs(1)).await;
+        assert_eq!(self_view_frames(&mut events, Duration::from_secs(2)).await, 0, "off again: no picture");
+        call.hangup();
+    });
+}

@@ -222,6 +222,22 @@ pub struct VideoSend {
     pub encoder: gst::Element,
     /// With a camera: the source and the element after it (to switch cameras).
     pub source: Option<(gst::Element, gst::Element)>,
+    /// The source it started with (a camera or the test pattern).
+    pub src: gst::Element,
+}
+
+/// Starts or stops a video source inside a running pipeline: stopped, it is
+/// held in NULL (a camera is closed, its light off) while the rest plays.
+pub fn run_source(src: &gst::Element, on: bool) {
+    if on {
+        src.set_locked_state(false);
+        if src.sync_state_with_parent().is_err() {
+            tracing::warn!("the video source would not start again");
+        }
+    } else {
+        src.set_locked_state(true);
+        let _ = src.set_state(gst::State::Null);
+    }
 }
 
 pub fn video_send(
@@ -248,15 +264,19 @@ pub fn video_send(
         },
     };
     let mut chain = source;
+    let src_elem = chain[0].clone();
     let tee = make("tee")?;
+    // The valve sits before the tee: with the camera off neither the
+    // encoder nor the self-view gets a frame (and the source is stopped).
+    let valve = make("valve")?;
     chain.extend([
+        valve.clone(),
         make("videoconvert")?,
         make("videoscale")?,
         // Up to 720p, 30 fps; a bigger camera is scaled down.
         capsfilter("video/x-raw,width=[16,1280],height=[16,720],framerate=[0/1,30/1]")?,
         tee.clone(),
     ]);
-    let valve = make("valve")?;
     let encoder = make("vp8enc")?;
     encoder.set_property("deadline", 1i64);
     encoder.set_property("cpu-used", 12i32);
@@ -269,7 +289,7 @@ pub fn video_send(
     pay.set_property("pt", 96u32);
     pay.set_property_from_str("picture-id-mode", "15-bit");
     let queue = make("queue")?;
-    chain.extend([valve.clone(), queue, make("videoconvert")?, encoder.clone(), pay, capsfilter(VP8_RTP)?]);
+    chain.extend([queue, make("videoconvert")?, encoder.clone(), pay, capsfilter(VP8_RTP)?]);
     let refs: Vec<&gst::Element> = chain.iter().collect();
     add_linked(bin, &refs)?;
     let m = meters.clone();
@@ -284,7 +304,13 @@ pub fn video_send(
         link_from_tee(&tee, &tap)?;
     }
     let source = matches!(src, VideoSource::Device(_)).then(|| (chain[0].clone(), chain[1].clone()));
-    Ok(Some(VideoSend { last: chain.last().cloned().expect("non-empty"), valve, encoder, source }))
+    Ok(Some(VideoSend {
+        last: chain.last().cloned().expect("non-empty"),
+        valve,
+        encoder,
+        source,
+        src: src_elem,
+    }))
 }
 
 fn link_from_tee(tee: &gst::Element, first: &gst::Element) -> Result<(), MediaError> {

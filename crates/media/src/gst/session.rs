@@ -346,10 +346,14 @@ impl Session {
         for (code, message) in warns {
             let _ = events.send(EngineEvent::Warning { code, message });
         }
+        let camera_on = cfg.video && video.is_some();
+        if let Some(v) = video.as_ref().filter(|_| !camera_on) {
+            // An audio call never opens the camera.
+            chains::run_source(&v.src, false);
+        }
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|_| MediaError::Unavailable("the media pipeline would not start".into()))?;
-        let camera_on = cfg.video && video.is_some();
         let camera = video.as_ref().and_then(|v| v.source.clone());
         let s = Session {
             pipeline,
@@ -392,6 +396,9 @@ impl Session {
         }
         if let Some(v) = &self.video {
             v.valve.set_property("drop", !on);
+            let current =
+                self.camera.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|(src, _)| src.clone());
+            chains::run_source(current.as_ref().unwrap_or(&v.src), on);
             if on && let Some(pad) = v.encoder.static_pad("src") {
                 let ev = gst_video::UpstreamForceKeyUnitEvent::builder().all_headers(true).build();
                 pad.send_event(ev);
@@ -441,6 +448,12 @@ impl Session {
         switch(&self.mic, mic, DeviceKind::Mic, "microphone");
         switch(&self.camera, camera, DeviceKind::Camera, "camera");
         switch(&self.speaker, speaker, DeviceKind::Speaker, "speaker");
+        if camera.is_some() && !self.camera_on() {
+            // A camera picked while the camera is off stays closed.
+            if let Some((src, _)) = self.camera.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                chains::run_source(src, false);
+            }
+        }
         warns
     }
 
