@@ -8,9 +8,11 @@
 //! - `stats`: reading webrtcbin's `get-stats` report.
 //! - `devices`: `gst::DeviceMonitor` listing and the mic test.
 //! - `swap`: switching a source or sink in a playing pipeline.
+//! - `dtls`: the session's DTLS certificate (ECDSA, as every stack takes).
 
 pub mod chains;
 pub mod devices;
+pub mod dtls;
 pub mod session;
 pub mod stats;
 pub mod swap;

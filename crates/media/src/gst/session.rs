@@ -65,6 +65,8 @@ pub struct Session {
     camera_on: AtomicBool,
     /// The last offer created: (as sent, as webrtcbin made it).
     created_offer: Arc<Mutex<Option<(String, String)>>>,
+    /// The DTLS certificate (descriptions carry its fingerprint).
+    dtls: super::dtls::Certificate,
     /// Switchable devices: (source, next) for mic and camera, (prev, sink) for the speaker.
     mic: Mutex<Option<(gst::Element, gst::Element)>>,
     camera: Mutex<Option<(gst::Element, gst::Element)>>,
@@ -202,6 +204,8 @@ impl Session {
             .build()
             .map_err(|_| MediaError::Unavailable("webrtcbin".into()))?;
         webrtc.set_property("latency", 100u32);
+        let cert = super::dtls::ecdsa()?;
+        super::dtls::use_certificate(&webrtc, &cert);
         // No UPnP port mapping (multicast discovery on the LAN; browsers don't).
         let ice = webrtc.property::<gst::glib::Object>("ice-agent");
         if ice.find_property("agent").is_some() {
@@ -369,6 +373,7 @@ impl Session {
             last_sent: AtomicU64::new(0),
             camera_on: AtomicBool::new(false),
             created_offer: Arc::default(),
+            dtls: cert,
             mic: Mutex::new(audio.source),
             camera: Mutex::new(camera),
             speaker: Mutex::new(audio_out.speaker),
@@ -487,6 +492,7 @@ impl Session {
     fn describe(&self, events: &UnboundedSender<EngineEvent>, offer: bool, new_credentials: bool) {
         let (tx, field) = (events.clone(), if offer { "offer" } else { "answer" });
         let created = self.created_offer.clone();
+        let cert = self.dtls.clone();
         let promise = gst::Promise::with_change_func(move |reply| {
             let desc = reply.ok().flatten().and_then(|r| {
                 r.value(field).ok().and_then(|v| v.get::<gst_webrtc::WebRTCSessionDescription>().ok())
@@ -495,7 +501,7 @@ impl Session {
                 let _ = tx.send(EngineEvent::Error(format!("could not create an {field}")));
                 return;
             };
-            let mut sdp = sdp_text(&desc);
+            let mut sdp = super::dtls::with_fingerprint(&sdp_text(&desc), &cert);
             if new_credentials {
                 sdp = with_new_credentials(&sdp);
             }
