@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { flushPromises } from '@vue/test-utils'
-import { markRaw } from 'vue'
+import { markRaw, nextTick } from 'vue'
 import { msg, mountWith, setup, updated } from '../../testing'
 import type { MockTransport } from '../../services/mockTransport'
 import { useMessagesStore } from '../../stores/messages'
@@ -131,8 +131,21 @@ describe('MessageList', () => {
     expect(texts).not.toContain('#1')
   })
 
+  it('draws the first window of a conversation from its bottom as it arrives', async () => {
+    await useConversationsStore().load()
+    const w = mountWith(MessageList, { props: { conv: DM, isChannel: false } })
+    const s = useMessagesStore().stateOf(DM)
+    s.items = markRaw(Array.from({ length: 100 }, (_, i) => msg({ conv: DM, seq: i + 1, cid: `g${i + 1}`, body: { text: `#${i + 1}` } })))
+    s.generation++
+    await nextTick() // the render, before the list is placed
+    const texts = w.findAll('[data-testid="message-text"]').map((e) => e.text())
+    expect(texts).toContain('#100')
+    expect(texts).not.toContain('#1')
+  })
+
   it('re-opening an unchanged conversation keeps every row as it was (same message and flags)', async () => {
-    for (let i = 0; i < 30; i++) t.addMessage({ conv: DM, from: i % 3 ? 'alice' : 'me', ts: 1_700_000_000_000 + i * 1000, body: { text: `#${i + 1}` } })
+    // Own messages only: nothing unread, so no divider comes or goes between the two opens.
+    for (let i = 0; i < 30; i++) t.addMessage({ conv: DM, from: 'me', ts: 1_700_000_000_000 + i * 400_000, body: { text: `#${i + 1}` } })
     const w = await open()
     const props = () => w.findAllComponents(MessageBubble).map((b) => [b.props('message'), b.props('flags')])
     const before = props()
