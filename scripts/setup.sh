@@ -39,6 +39,8 @@ TEST_PACKAGES=(
   postgresql redis-server haproxy
   # calls: TURN relay for the relay-only call test; network namespaces (ip netns, veth)
   coturn iproute2
+  # calls: the interop test's independent WebRTC peer (aiortc, in a venv below)
+  python3-venv
 )
 
 packages=("${BUILD_PACKAGES[@]}")
@@ -72,4 +74,14 @@ fi
 if [[ "${1:-}" == "--test" ]] && [ ! -d bench/peers/socketio/node_modules/better-sqlite3 ]; then
   echo "setup: npm ci (bench/peers/socketio)"
   npm ci --prefix bench/peers/socketio --no-audit --no-fund
+fi
+
+# The call interop test's aiortc peer (tests/interop): a venv outside the checkout,
+# reinstalled only when tests/interop/requirements.txt changed.
+VENV="${COURIER_VENV:-$HOME/.cache/courier-venv}"
+if [[ "${1:-}" == "--test" ]] && [ ! "$VENV/.installed" -nt tests/interop/requirements.txt ]; then
+  echo "setup: aiortc venv ($VENV)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  touch "$VENV/.installed"
 fi
