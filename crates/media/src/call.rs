@@ -41,7 +41,13 @@ type Outcome = (EndReason, bool, CallStats);
 struct Handle {
     cmd: mpsc::UnboundedSender<Cmd>,
     done: watch::Receiver<Option<Outcome>>,
+    /// True once every signal the call made (its `end` last) was handed to
+    /// the signaler and its send finished.
+    flushed: watch::Receiver<bool>,
 }
+
+/// How long [`Call::ended`] waits for the last signals to leave.
+const FLUSH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for Handle {
     fn drop(&mut self) {
@@ -79,12 +85,15 @@ impl Call {
         let (done_tx, done) = watch::channel(None);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<CallSignal>();
         let iid = opts.iid.clone();
+        let (flushed_tx, flushed) = watch::channel(false);
         rt.spawn(async move {
             while let Some(s) = out_rx.recv().await {
                 if let Err(e) = signaler.send(s).await {
                     tracing::warn!(iid, error = %e, "call signal not sent");
                 }
             }
+            // The driver is gone (the call ended) and everything it queued was sent.
+            let _ = flushed_tx.send(true);
         });
         let driver = Driver {
             machine: Machine::new(opts.role),
@@ -99,7 +108,7 @@ impl Call {
             last_report: Report::default(),
         };
         rt.spawn(driver.run(cmd_rx, engine_rx, done_tx));
-        Ok((Call { inner: Arc::new(Handle { cmd, done }) }, events_rx))
+        Ok((Call { inner: Arc::new(Handle { cmd, done, flushed }) }, events_rx))
     }
 
     fn send(&self, c: Cmd) {
@@ -153,15 +162,21 @@ impl Call {
         }
     }
 
-    /// Waits for the end; returns the reason, whether the peer ended it, and
-    /// the final stats.
+    /// Waits for the end, and for the call's last signals (its `end`) to be
+    /// sent (at most 5 s more); returns the reason, whether the peer ended
+    /// it, and the final stats.
     pub async fn ended(&self) -> (EndReason, bool, CallStats) {
         let mut done = self.inner.done.clone();
-        match done.wait_for(Option::is_some).await {
+        let outcome = match done.wait_for(Option::is_some).await {
             Ok(v) => v.clone().expect("waited for Some"),
             // The driver is gone without an outcome: only if the runtime shut down.
             Err(_) => (EndReason::Failed, false, CallStats::default()),
-        }
+        };
+        // A process that exits right after this must not lose its `end`:
+        // wait (bounded) until the last signals have been sent.
+        let mut flushed = self.inner.flushed.clone();
+        let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed.wait_for(|f| *f)).await;
+        outcome
     }
 }
 

@@ -234,3 +234,34 @@ fn an_audio_call_keeps_the_camera_closed_until_it_is_turned_on() {
         call.hangup();
     });
 }
+
+/// A signaler whose sends take a while (a slow link to the server).
+struct SlowSignaler(std::sync::Arc<std::sync::Mutex<Vec<CallSignal>>>);
+
+impl courier_media::Signaler for SlowSignaler {
+    fn send(&self, signal: CallSignal) -> courier_media::BoxFuture<'static, Result<(), String>> {
+        let log = self.0.clone();
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            log.lock().unwrap().push(signal);
+            Ok(())
+        })
+    }
+}
+
+#[test]
+fn ended_returns_once_the_end_has_been_sent() {
+    rt().block_on(async {
+        let sent = std::sync::Arc::default();
+        let signaler = std::sync::Arc::new(SlowSignaler(std::sync::Arc::clone(&sent)));
+        let opts = CallOptions { iid: "i4".into(), role: Role::Caller, media: MediaConfig::default() };
+        let (call, _events) = Call::start(opts, signaler).expect("a call starts");
+        call.hangup();
+        call.ended().await;
+        let sent = sent.lock().unwrap();
+        assert!(
+            matches!(sent.last(), Some(CallSignal::End { .. })),
+            "a process may exit right after ended(): the end must be out ({sent:?})"
+        );
+    });
+}
