@@ -132,7 +132,7 @@ pub fn render(results: &[Value]) -> String {
     }
     md.push_str(
         "| client: opening a 100,000-message conversation, median | – | ≤ 100 ms | not measured by \
-         `npm run bench` (the desktop app's own measurement) |\n",
+         `npm run bench`: see *Opening a 100,000-message conversation* below |\n",
     );
     runs_table(&r, &mut md);
     md.push_str(METHOD);
