@@ -71,6 +71,18 @@ async fn fps(call: &Call, over: Duration) -> f64 {
     (b - a) as f64 / t.elapsed().as_secs_f64()
 }
 
+/// The lowest decode rate over 2 s windows within [`WAIT`], stopping at the
+/// first under 1/s: once a camera is off decoding stops, though a loaded
+/// machine may take a while to work off what it had queued.
+async fn lowest_fps(call: &Call) -> f64 {
+    let deadline = Instant::now() + WAIT;
+    let mut low = f64::MAX;
+    while low >= 1.0 && Instant::now() < deadline {
+        low = low.min(fps(call, Duration::from_secs(2)).await);
+    }
+    low
+}
+
 /// The best rate over 3 s windows within [`WAIT`]: the rate video reaches,
 /// not a timing bound (the machine's 2 cores are shared with other work).
 async fn best_fps(call: &Call, want: f64) -> f64 {
@@ -207,9 +219,8 @@ async fn scenario() {
     let secs = media_sections(&sdp_lines(&r));
     assert_eq!(secs.len(), 2, "never adds an m-line");
     assert_eq!(direction(&secs[1]), "a=recvonly");
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let still = fps(&b, Duration::from_secs(2)).await;
-    assert!(still < 3.0, "B still decodes {still:.1} frames/s with A's camera off");
+    let still = lowest_fps(&b).await;
+    assert!(still < 1.0, "B still decodes {still:.1} frames/s with A's camera off");
     let before = a_pipe.log.lock().unwrap().len();
     a.set_camera(true);
     bw.until("B told A's camera is on", |w| w.remote_media.is_some_and(|(_, video)| video)).await;
@@ -337,9 +348,8 @@ fn crossing_renegotiations_the_callee_yields_and_both_changes_land() {
         aw.until("A told B's camera is off", |w| w.remote_media.is_some_and(|(_, v)| !v)).await;
         bw.until("B told A's camera is off", |w| w.remote_media.is_some_and(|(_, v)| !v)).await;
         // Neither side decodes video now, and the call goes on.
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let (fa, fb) = (fps(&a, Duration::from_secs(2)).await, fps(&b, Duration::from_secs(2)).await);
-        assert!(fa < 3.0 && fb < 3.0, "video still decoded with both cameras off: A {fa:.1}, B {fb:.1}");
+        let (fa, fb) = (lowest_fps(&a).await, lowest_fps(&b).await);
+        assert!(fa < 1.0 && fb < 1.0, "video still decoded with both cameras off: A {fa:.1}, B {fb:.1}");
         bw.until("B still hears A", |w| w.remote_db > -40.0).await;
         aw.until("A still hears B", |w| w.remote_db > -40.0).await;
         b.hangup();
