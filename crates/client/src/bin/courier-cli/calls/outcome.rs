@@ -117,6 +117,13 @@ pub struct Report {
     pub error: Option<String>,
 }
 
+/// Whether a call connected: ICE connected AND media arrived. ICE alone can
+/// succeed while DTLS or the codec negotiation fails, and both sides then
+/// talk into silence; that is a failed call, not a connected one.
+pub fn media_connected(ice_connected: bool, packets_received: u64) -> bool {
+    ice_connected && packets_received > 0
+}
+
 impl Report {
     /// Sets the outcome and its exit code.
     pub fn set_outcome(&mut self, outcome: Outcome, error: Option<String>) {
@@ -215,6 +222,13 @@ pub fn process_cpu_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ice_without_media_is_not_a_connected_call() {
+        assert!(media_connected(true, 250));
+        assert!(!media_connected(true, 0), "ICE up, DTLS failed: nothing arrived");
+        assert!(!media_connected(false, 0));
+    }
 
     #[test]
     fn every_outcome_has_its_own_exit_code_and_only_connected_is_zero() {

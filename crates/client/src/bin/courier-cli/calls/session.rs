@@ -2,7 +2,7 @@
 //! through the client, the other call device's come in from the client's
 //! events, `--for` hangs up, and the figures become a [`Report`].
 
-use super::outcome::{Outcome, Report, process_cpu_ms};
+use super::outcome::{Outcome, Report, media_connected, process_cpu_ms};
 use super::relay::{self, IcePolicy};
 use super::{MediaArgs, Stop};
 use courier_client::{Client, ClientEvent, ConnState};
@@ -190,11 +190,12 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
     };
     fill_stats(&mut report, &stats);
     report.cpu_ms = process_cpu_ms().saturating_sub(cpu_at_start);
-    if connected_at.is_some() {
+    if media_connected(connected_at.is_some(), stats.packets_received) {
         report.set_outcome(Outcome::Connected, lost_server);
     } else {
-        let why = lost_server.unwrap_or_else(|| {
-            format!("media never connected (ICE {}, ended: {})", stats.ice_state, reason.as_str())
+        let why = lost_server.unwrap_or_else(|| match connected_at {
+            Some(_) => "ICE connected but no media arrived (DTLS or codec negotiation failed)".to_owned(),
+            None => format!("media never connected (ICE {}, ended: {})", stats.ice_state, reason.as_str()),
         });
         report.set_outcome(Outcome::Failed, Some(why));
     }
