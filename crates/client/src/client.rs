@@ -239,8 +239,9 @@ impl Client {
     }
 
     /// The optional protocol features the server listed in the last
-    /// `hello` (`["v1.1"]` for edits, recalls, reactions, pins, mentions
-    /// and roles); empty before the first hello.
+    /// `hello` (`"v1.1"` for edits, recalls, reactions, pins, mentions
+    /// and roles; `"v1.2"` for call devices, call signals and call
+    /// records); empty before the first hello.
     pub fn features(&self) -> Vec<String> {
         lock(&self.inner.hello).as_ref().map(|h| h.features.clone()).unwrap_or_default()
     }

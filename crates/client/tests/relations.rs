@@ -28,7 +28,7 @@ async fn edits_reactions_pins_and_recalls_reach_the_other_side() {
     let bob = client(&server.url(), "bob", "d", b.path());
     synced(&alice).await;
     synced(&bob).await;
-    assert_eq!(alice.features(), ["v1.1"]);
+    assert_eq!(alice.features(), ["v1.1", "v1.2"]);
     let conv = Conv::dm("alice", "bob");
     let mid = sent(&alice, &Target::User("bob".into()), "meet at noon", &[]).await;
     until(&bob, "bob has the message", || shown(&bob, &conv, &mid).is_some()).await;
