@@ -395,9 +395,11 @@ await scenario('an invitation from the peer rings, is accepted by clicking, the 
   await waitFor(() => monitor.out.includes('is calling'), 5000, 'a Notify call for the invitation')
   await (await $t('accept')).click()
   await waitFor(() => /accepted/.test(inv.out), 15000, `bob to see accepted (got: ${inv.out.trim()})`)
-  await waitFor(() => visible('in-call'), 5000, 'the in-call view').catch(() => {})
-  const hang = await $t('hang-up')
-  if (await hang.isExisting()) await hang.click().catch(() => {})
+  // The peer answered with the plain `answer`, so there is no media: hang
+  // up, and the in-call view must go away rather than cover what follows.
+  await waitFor(() => visible('in-call'), 15000, 'the in-call view')
+  await waitFor(async () => { await (await $t('hang-up')).click(); return true }, 10000, 'the hang-up button')
+  await waitFor(async () => !(await visible('in-call')), 15000, 'the in-call view to close after hang-up')
 })
 
 await scenario('a courier://chat deep link opens the chat in the running instance', async () => {
