@@ -88,14 +88,11 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
     });
 }
 
-/// Known not to interoperate yet: webrtcbin 1.22 matches an offer to our
-/// transceivers by caps *including the payload type*; aiortc offers Opus as
-/// 96 and VP8 as 97 (we send 111 and 96), so `answer-calls` answers audio
-/// `recvonly` and video `inactive` on new transceivers: it hears aiortc but
-/// sends nothing. Run with `--ignored` once the answerer follows the offer's
-/// payload types.
+/// aiortc offers Opus as 96 and VP8 as 97 (we offer 111 and 96); webrtcbin
+/// 1.22 matches an offer by caps *including the payload type*, so the
+/// answerer takes the offer's numbers first (`gst::pt`), or it would answer
+/// audio `recvonly` and video `inactive` and send nothing.
 #[test]
-#[ignore = "courier-cli answering an offer with other payload types sends no audio (see the comment)"]
 fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
     let py = python();
     isolated("an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone", || async move {

@@ -154,7 +154,7 @@ pub fn audio_send(
     opus.set_property("bitrate", 32_000i32);
     opus.set_property("inband-fec", true);
     let pay = make("rtpopuspay")?;
-    pay.set_property("pt", 111u32);
+    pay.set_property("pt", super::pt::OPUS_PT);
     chain.extend([volume.clone(), level, make("audioconvert")?, opus, pay, capsfilter(OPUS_RTP)?]);
     let refs: Vec<&gst::Element> = chain.iter().collect();
     add_linked(bin, &refs)?;
@@ -286,7 +286,7 @@ pub fn video_send(
     encoder.set_property_from_str("error-resilient", "default");
     encoder.set_property("threads", 2i32);
     let pay = make("rtpvp8pay")?;
-    pay.set_property("pt", 96u32);
+    pay.set_property("pt", super::pt::VP8_PT);
     pay.set_property_from_str("picture-id-mode", "15-bit");
     let queue = make("queue")?;
     chain.extend([queue, make("videoconvert")?, encoder.clone(), pay, capsfilter(VP8_RTP)?]);

@@ -9,10 +9,12 @@
 //! - `devices`: `gst::DeviceMonitor` listing and the mic test.
 //! - `swap`: switching a source or sink in a playing pipeline.
 //! - `dtls`: the session's DTLS certificate (ECDSA, as every stack takes).
+//! - `pt`: following an offer's payload type numbers when answering.
 
 pub mod chains;
 pub mod devices;
 pub mod dtls;
+pub mod pt;
 pub mod session;
 pub mod stats;
 pub mod swap;

@@ -480,6 +480,8 @@ impl Session {
             *last = new;
             restart
         };
+        // Another stack's numbers for Opus/VP8 (aiortc: 96/97) before webrtcbin matches the offer.
+        super::pt::follow_offer(&self.webrtc, sdp);
         if let Err(e) = self.set_remote(gst_webrtc::WebRTCSDPType::Offer, sdp) {
             let _ = events.send(EngineEvent::Error(e.to_string()));
             return;
