@@ -602,7 +602,10 @@ mod tests {
         let mine = ClientEvent::Invite { invite: InviteView::new(invite.clone(), "carol", now) };
         assert_eq!(busy_refusal(&mine, true), None, "an outgoing invitation is not refused");
         let over = courier_proto::Invite { state: InviteState::Canceled, ..invite };
-        assert_eq!(busy_refusal(&ClientEvent::Invite { invite: InviteView::new(over, "me", now) }, true), None);
+        assert_eq!(
+            busy_refusal(&ClientEvent::Invite { invite: InviteView::new(over, "me", now) }, true),
+            None
+        );
     }
 
     #[test]
