@@ -603,9 +603,20 @@ await waitFor(() => new Promise((res) => {
   s.on('error', () => res(false))
 }), 15000, 'tauri-driver (second run)')
 await scenario('first run: sign-in screen, then chatting on the embedded server', async () => {
-  browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT2, logLevel: 'warn', connectionRetryTimeout: 60000,
-    connectionRetryCount: 0, capabilities: {
-      browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+  // A session asked for before tauri-driver's WebKitWebDriver listens fails
+  // with a closed socket (UND_ERR_SOCKET): retry, as for the second profile.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      browser = await remote({ hostname: '127.0.0.1', port: DRIVER_PORT2, logLevel: 'warn', connectionRetryTimeout: 60000,
+        connectionRetryCount: 0, capabilities: {
+          browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } } })
+      break
+    } catch (e) {
+      if (attempt >= 3) throw e
+      log(`first-run session attempt ${attempt} failed (${e?.message ?? e}); retrying`)
+      await sleep(2000)
+    }
+  }
   globalThis.browser = browser
   await waitFor(() => visible('signin'), 20000, 'the sign-in screen')
   const rect = await browser.execute(() => ({ w: window.innerWidth, h: window.innerHeight, x: window.screenX, y: window.screenY }))
