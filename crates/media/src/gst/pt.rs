@@ -21,7 +21,9 @@ pub fn offered(sdp: &str) -> (Option<u32>, Option<u32>) {
         }
         let Some(map) = line.strip_prefix("a=rtpmap:") else { continue };
         let Some((pt, codec)) = map.split_once(' ') else { continue };
-        let Ok(pt) = pt.parse::<u32>() else { continue };
+        // Only the dynamic range (RFC 3551): a peer's offer names no other
+        // number for Opus or VP8, and a payloader takes nothing above 127.
+        let Some(pt) = pt.parse::<u32>().ok().filter(|pt| (96..=127).contains(pt)) else { continue };
         let codec = codec.to_ascii_lowercase();
         match kind {
             "audio" if audio.is_none() && codec == "opus/48000/2" => audio = Some(pt),
@@ -99,6 +101,13 @@ mod tests {
         assert_eq!(offered(ours), (Some(111), Some(96)));
         // VP8 named in the audio section is not the video number.
         assert_eq!(offered("m=audio 9 x 5\r\na=rtpmap:5 VP8/90000\r\n"), (None, None));
+    }
+
+    #[test]
+    fn numbers_outside_the_dynamic_range_are_ignored() {
+        let hostile = "m=audio 9 UDP/TLS/RTP/SAVPF 4000000\r\na=rtpmap:4000000 opus/48000/2\r\n\
+                       m=video 9 UDP/TLS/RTP/SAVPF 8\r\na=rtpmap:8 VP8/90000\r\n";
+        assert_eq!(offered(hostile), (None, None));
     }
 
     #[test]
