@@ -6,6 +6,7 @@
 //! bandwidth adaptation. Outgoing signals go through one sender task, so they
 //! leave in the order the machine produced them.
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +16,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::gst::session::{EngineEvent, Session};
 use crate::gst::stats::Report;
 use crate::machine::{Action, Ice, Input, Machine};
-use crate::{CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, MediaError};
+use crate::{
+    AudioSink, AudioSource, CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, MediaConfig,
+    MediaError, VideoSource,
+};
 
 /// How call signals leave this device. The CLI and the app implement it with
 /// `courier_client::Client::call_signal(iid, signal)` (a `signal` to
@@ -44,6 +48,24 @@ struct Handle {
     /// True once every signal the call made (its `end` last) was handed to
     /// the signaler and its send finished.
     flushed: watch::Receiver<bool>,
+}
+
+/// Connected, but nothing received for this long: the path is gone (ICE in
+/// webrtcbin 1.22 has no consent freshness and never says so itself).
+const SILENT_PATH_MS: u128 = 4_000;
+
+/// The machine's non-loopback IP addresses. One of them going away is a
+/// network change the call must restart its transport for.
+fn local_addresses() -> Vec<std::net::IpAddr> {
+    let mut v: Vec<_> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .collect();
+    v.sort();
+    v.dedup();
+    v
 }
 
 /// How long [`Call::ended`] waits for the last signals to leave.
@@ -80,7 +102,7 @@ impl Call {
             .map_err(|_| MediaError::Unavailable("Call::start needs a tokio runtime".into()))?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let (engine_tx, engine_rx) = mpsc::unbounded_channel();
-        let session = Session::start(&opts.media, engine_tx.clone(), events.clone())?;
+        let session = Session::start(&opts.media, false, engine_tx.clone(), events.clone())?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(None);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<CallSignal>();
@@ -106,6 +128,13 @@ impl Call {
             connected_at: None,
             muted: false,
             last_report: Report::default(),
+            media: opts.media,
+            earlier: Report::default(),
+            new_engine: None,
+            warned: HashSet::new(),
+            addresses: local_addresses(),
+            received: (0, Instant::now()),
+            noticed: VecDeque::new(),
         };
         rt.spawn(driver.run(cmd_rx, engine_rx, done_tx));
         Ok((Call { inner: Arc::new(Handle { cmd, done, flushed }) }, events_rx))
@@ -190,7 +219,22 @@ struct Driver {
     ice: String,
     connected_at: Option<Instant>,
     muted: bool,
+    /// The current session's last report (its own counters).
     last_report: Report,
+    /// What a new session is started with (devices switched mid-call included).
+    media: MediaConfig,
+    /// The counters of the sessions transport restarts replaced.
+    earlier: Report,
+    /// A new session's engine channel, for the run loop to listen to instead.
+    new_engine: Option<mpsc::UnboundedReceiver<EngineEvent>>,
+    /// Engine warnings already passed on: a new session repeats its device warnings.
+    warned: HashSet<(String, String)>,
+    /// The local addresses at the last look (every second).
+    addresses: Vec<std::net::IpAddr>,
+    /// Packets received at the last look, and when that count last grew.
+    received: (u64, Instant),
+    /// What the once-a-second look noticed, for the machine.
+    noticed: VecDeque<Input>,
 }
 
 impl Driver {
@@ -213,6 +257,10 @@ impl Driver {
             end = self.step(Input::MediaState { audio: true, video }).await;
         }
         while end.is_none() {
+            if let Some(rx) = self.new_engine.take() {
+                // What the replaced session still reports is dropped with its channel.
+                engine = rx;
+            }
             let input = tokio::select! {
                 c = cmds.recv() => match c {
                     Some(c) => self.command(c).await,
@@ -226,6 +274,11 @@ impl Driver {
                 }
             };
             if let Some(input) = input {
+                end = self.step(input).await;
+            }
+            while end.is_none()
+                && let Some(input) = self.noticed.pop_front()
+            {
                 end = self.step(input).await;
             }
         }
@@ -263,6 +316,17 @@ impl Driver {
                 {
                     self.warn(&code, &message);
                 }
+                // A later session (transport restart) opens the devices chosen last.
+                let m = &mut self.media;
+                if let (Some(id), AudioSource::Device(_)) = (mic, &m.audio_in) {
+                    m.audio_in = AudioSource::Device(Some(id));
+                }
+                if let (Some(id), VideoSource::Device(_)) = (camera, &m.video_in) {
+                    m.video_in = VideoSource::Device(Some(id));
+                }
+                if let (Some(id), AudioSink::Device(_)) = (speaker, &m.audio_out) {
+                    m.audio_out = AudioSink::Device(Some(id));
+                }
                 None
             }
             Cmd::Stats(tx) => {
@@ -287,7 +351,9 @@ impl Driver {
                 Some(Input::Ice(Ice::parse(&s)))
             }
             EngineEvent::Warning { code, message } => {
-                self.warn(&code, &message);
+                if self.warned.insert((code.clone(), message.clone())) {
+                    self.warn(&code, &message);
+                }
                 None
             }
             EngineEvent::Error(message) => {
@@ -301,10 +367,18 @@ impl Driver {
     /// Runs one input through the machine and carries out its actions;
     /// returns the outcome once the call has ended.
     async fn step(&mut self, input: Input) -> Option<(EndReason, bool)> {
-        let actions = self.machine.handle(self.now(), input);
+        let mut actions: VecDeque<Action> = self.machine.handle(self.now(), input).into();
         let mut end = None;
-        for a in actions {
+        while let Some(a) = actions.pop_front() {
             match a {
+                Action::NewTransport => {
+                    if let Err(e) = self.new_transport().await {
+                        tracing::warn!(error = %e, "no new media session for a transport restart");
+                        self.warn("media", &e.to_string());
+                        // Nothing that was meant for the new session can happen.
+                        actions = self.machine.handle(self.now(), Input::MediaFailed).into();
+                    }
+                }
                 Action::Send(s) => {
                     let _ = self.out.send(s);
                 }
@@ -351,11 +425,61 @@ impl Driver {
             let s = self.stats().await;
             self.session.adapt(&self.last_report);
             let _ = self.events.send(CallEvent::Stats(s));
+            self.watch_path();
         }
     }
 
+    /// Notices a network change: an address of ours gone (restart at once,
+    /// whichever side we are), or a connected path on which nothing has
+    /// arrived for [`SILENT_PATH_MS`] (the peer's network changed, or a
+    /// middlebox dropped the flow: the ICE-lost path of the machine).
+    fn watch_path(&mut self) {
+        let live = matches!(self.machine.state(), CallState::Connected | CallState::Reconnecting);
+        let now = local_addresses();
+        let lost = self.addresses.iter().any(|a| !now.contains(a));
+        if lost && live {
+            tracing::info!(before = ?self.addresses, now = ?now, "a local address went away: restarting the transport");
+            if self.machine.state() == CallState::Connected {
+                self.noticed.push_back(Input::Ice(Ice::Disconnected));
+            }
+            self.noticed.push_back(Input::RestartIce);
+        }
+        self.addresses = now;
+        let got = self.last_report.packets_received;
+        if got != self.received.0 {
+            self.received = (got, Instant::now());
+        } else if self.machine.state() == CallState::Connected
+            && self.received.1.elapsed().as_millis() >= SILENT_PATH_MS
+        {
+            tracing::info!("nothing received for {SILENT_PATH_MS} ms: the path is gone");
+            self.noticed.push_back(Input::Ice(Ice::Disconnected));
+            self.received.1 = Instant::now();
+        }
+    }
+
+    /// Replaces the session by a new one (a transport restart): same
+    /// devices, camera and mute state; a recording goes on.
+    async fn new_transport(&mut self) -> Result<(), MediaError> {
+        let last = self.session.report().await;
+        self.earlier = last.after(&self.earlier);
+        self.session.close();
+        let media = MediaConfig { video: self.session.camera_on(), ..self.media.clone() };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let session = Session::start(&media, true, tx.clone(), self.events.clone())?;
+        session.set_muted(self.muted);
+        self.session = session;
+        self.engine_tx = tx;
+        self.new_engine = Some(rx);
+        self.last_report = Report::default();
+        self.received = (0, Instant::now());
+        self.ice = "new".into();
+        tracing::info!("media transport restarted: a new ICE agent and DTLS association");
+        Ok(())
+    }
+
     async fn stats(&mut self) -> CallStats {
-        let r = self.session.report().await;
+        let raw = self.session.report().await;
+        let r = raw.after(&self.earlier);
         let (_, remote) = self.session.levels();
         let total = r.packets_received as f64 + r.packets_lost.max(0) as f64;
         let s = CallStats {
@@ -373,7 +497,7 @@ impl Driver {
             video_frames_sent: r.frames_sent,
             connected_ms: self.connected_at.map(|t| t.elapsed().as_millis() as u64),
         };
-        self.last_report = r;
+        self.last_report = raw;
         s
     }
 }

@@ -21,6 +21,11 @@
 //!   ICE restart (the caller at once, the callee after a grace period if the
 //!   caller has not restarted first); no connection 30 s after the loss →
 //!   `end{failed}`;
+//! - a restart with a peer that said `transport_restart` is a transport
+//!   restart: a new engine session (a new ICE agent, which gathers on the
+//!   interfaces there are now, and a new DTLS association) and its offer; a
+//!   `renegotiate` whose DTLS fingerprint changed is answered from a new
+//!   session too. With other peers a restart is new ICE credentials only;
 //! - after `end` (sent or received) nothing more is sent.
 
 use crate::{CallSignal, CallState, EndReason, Role};
@@ -107,6 +112,9 @@ pub enum Action {
     },
     /// Apply the peer's offer and create an answer (back as `LocalDescription`).
     ApplyOffer(String),
+    /// Replace the engine session with a new one (new ICE agent, new DTLS
+    /// association; same devices, mute and camera state) before what follows.
+    NewTransport,
     ApplyAnswer(String),
     AddCandidate {
         candidate: String,
@@ -161,6 +169,15 @@ pub struct Machine {
     connected_once: bool,
     fail_at: Option<u64>,
     restart_at: Option<u64>,
+    /// The peer said `transport_restart` in an offer or answer.
+    peer_transport_restart: bool,
+    /// The DTLS fingerprint of the peer's last applied description.
+    remote_fingerprint: Option<String>,
+}
+
+/// The first `a=fingerprint:` of an SDP, as written.
+pub fn fingerprint(sdp: &str) -> Option<String> {
+    sdp.lines().find_map(|l| l.strip_prefix("a=fingerprint:")).map(|f| f.trim().to_ascii_uppercase())
 }
 
 impl Machine {
@@ -181,6 +198,8 @@ impl Machine {
             connected_once: false,
             fail_at: None,
             restart_at: None,
+            peer_transport_restart: false,
+            remote_fingerprint: None,
         }
     }
 
@@ -219,9 +238,9 @@ impl Machine {
                     self.unapplied_offer = Some(sdp.clone());
                 }
                 out.push(Action::Send(if self.offer_sent {
-                    CallSignal::Renegotiate { sdp }
+                    CallSignal::Renegotiate { sdp, transport_restart: true }
                 } else {
-                    CallSignal::Offer { sdp }
+                    CallSignal::Offer { sdp, transport_restart: true }
                 }));
                 self.offer_sent = true;
                 self.described(&mut out);
@@ -232,7 +251,7 @@ impl Machine {
                 }
                 self.sig = Sig::Stable;
                 out.push(Action::SetLocal { offer: false, sdp: sdp.clone() });
-                out.push(Action::Send(CallSignal::Answer { sdp }));
+                out.push(Action::Send(CallSignal::Answer { sdp, transport_restart: true }));
                 self.described(&mut out);
                 self.start_wanted(&mut out);
             }
@@ -254,7 +273,11 @@ impl Machine {
                     self.media = Some(m);
                 }
             }
-            Input::RestartIce => self.want(true, &mut out),
+            Input::RestartIce => {
+                // Restarting now: no second one when the callee's grace ends.
+                self.restart_at = None;
+                self.want(true, &mut out);
+            }
             Input::Hangup => self.end(EndReason::Hangup, false, &mut out),
             Input::MediaFailed => self.end(EndReason::Failed, false, &mut out),
             Input::Tick => {
@@ -272,19 +295,21 @@ impl Machine {
 
     fn on_signal(&mut self, now_ms: u64, s: CallSignal, out: &mut Vec<Action>) {
         match s {
-            CallSignal::Offer { sdp } => {
+            CallSignal::Offer { sdp, transport_restart } => {
                 // Only the caller offers, once.
                 if self.role == Role::Callee && self.sig == Sig::AwaitingOffer {
+                    self.peer_transport_restart |= transport_restart;
                     self.fail_at = Some(now_ms + ICE_TIMEOUT_MS);
                     self.apply_offer(sdp, out);
                 }
             }
-            CallSignal::Renegotiate { sdp } => match self.sig {
+            CallSignal::Renegotiate { sdp, transport_restart } => match self.sig {
                 Sig::AwaitingOffer | Sig::Answering => {}
                 Sig::MakingOffer { .. } | Sig::HaveLocalOffer { .. } if self.role == Role::Caller => {}
                 Sig::MakingOffer { restart } => {
                     self.keep_wanted(restart);
                     self.restart_at = None;
+                    self.peer_transport_restart |= transport_restart;
                     self.apply_offer(sdp, out);
                 }
                 Sig::HaveLocalOffer { restart } => {
@@ -292,16 +317,20 @@ impl Machine {
                     self.keep_wanted(restart);
                     self.restart_at = None;
                     self.unapplied_offer = None;
+                    self.peer_transport_restart |= transport_restart;
                     self.apply_offer(sdp, out);
                 }
                 Sig::Stable => {
                     self.restart_at = None;
+                    self.peer_transport_restart |= transport_restart;
                     self.apply_offer(sdp, out);
                 }
             },
-            CallSignal::Answer { sdp } => {
+            CallSignal::Answer { sdp, transport_restart } => {
                 if let Sig::HaveLocalOffer { .. } = self.sig {
                     self.sig = Sig::Stable;
+                    self.peer_transport_restart |= transport_restart;
+                    self.remote_fingerprint = fingerprint(&sdp);
                     if let Some(sdp) = self.unapplied_offer.take() {
                         out.push(Action::SetLocal { offer: true, sdp });
                     }
@@ -333,8 +362,21 @@ impl Machine {
 
     fn apply_offer(&mut self, sdp: String, out: &mut Vec<Action>) {
         self.sig = Sig::Answering;
+        let fp = fingerprint(&sdp);
+        let known = self.remote_fingerprint.replace(fp.clone().unwrap_or_default());
+        if self.peer_transport_restart && known.is_some_and(|k| fp.is_some_and(|f| f != k)) {
+            // The peer restarted its transport: answer from a new one.
+            self.new_transport(out);
+        }
         out.push(Action::ApplyOffer(sdp));
         self.remote_described(out);
+    }
+
+    /// A new engine session: what the peer's old one sent no longer applies.
+    fn new_transport(&mut self, out: &mut Vec<Action>) {
+        out.push(Action::NewTransport);
+        self.remote_desc = false;
+        self.remote_cands.clear();
     }
 
     fn remote_described(&mut self, out: &mut Vec<Action>) {
@@ -361,7 +403,13 @@ impl Machine {
         }
         if let Some(restart) = self.wanted.take() {
             self.sig = Sig::MakingOffer { restart };
-            out.push(Action::CreateOffer { ice_restart: restart });
+            if restart && self.peer_transport_restart {
+                // A new session has new credentials and gathers afresh.
+                self.new_transport(out);
+                out.push(Action::CreateOffer { ice_restart: false });
+            } else {
+                out.push(Action::CreateOffer { ice_restart: restart });
+            }
         }
     }
 

@@ -40,7 +40,7 @@ fn caller_offered() -> Machine {
     );
     let a = m.handle(10, offer("o1"));
     assert_eq!(a[0], Action::SetLocal { offer: true, sdp: "o1".into() });
-    assert_eq!(sent(&a), vec![&CallSignal::Offer { sdp: "o1".into() }]);
+    assert_eq!(sent(&a), vec![&CallSignal::Offer { sdp: "o1".into(), transport_restart: true }]);
     m
 }
 
@@ -49,11 +49,11 @@ fn callee_answered() -> Machine {
     let mut m = Machine::new(Role::Callee);
     m.handle(0, Input::Start);
     assert_eq!(
-        m.handle(5, Input::Signal(CallSignal::Offer { sdp: "o1".into() })),
+        m.handle(5, Input::Signal(CallSignal::Offer { sdp: "o1".into(), transport_restart: false })),
         vec![Action::ApplyOffer("o1".into())]
     );
     let a = m.handle(6, answer("a1"));
-    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a1".into() }]);
+    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a1".into(), transport_restart: true }]);
     m
 }
 
@@ -74,10 +74,10 @@ fn the_caller_sends_one_offer_first_then_its_candidates() {
     assert!(matches!(s[1], CallSignal::Candidate { .. }));
     assert_eq!(s.len(), 2);
     // A callee's offer never comes from the caller side again: later offers are renegotiate.
-    m.handle(3, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(3, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     m.handle(4, Input::CameraChanged);
     let a = m.handle(5, offer("o2"));
-    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "o2".into() }]);
+    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "o2".into(), transport_restart: true }]);
 }
 
 #[test]
@@ -90,9 +90,12 @@ fn the_callee_sends_nothing_but_end_before_the_offer() {
         m.handle(2, Input::MediaState { audio: false, video: true }).is_empty(),
         "no media before the offer"
     );
-    assert!(m.handle(3, Input::Signal(CallSignal::Renegotiate { sdp: "x".into() })).is_empty());
+    assert!(
+        m.handle(3, Input::Signal(CallSignal::Renegotiate { sdp: "x".into(), transport_restart: false }))
+            .is_empty()
+    );
     // The offer: answer, then the held candidate, then the held camera change.
-    m.handle(4, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    m.handle(4, Input::Signal(CallSignal::Offer { sdp: "o1".into(), transport_restart: false }));
     let a = m.handle(5, answer("a1"));
     let s = sent(&a);
     assert!(matches!(s[0], CallSignal::Answer { .. }));
@@ -102,17 +105,20 @@ fn the_callee_sends_nothing_but_end_before_the_offer() {
     let a = m.handle(5, offer("callee-o2"));
     assert_eq!(
         a,
-        vec![Action::Send(CallSignal::Renegotiate { sdp: "callee-o2".into() })],
+        vec![Action::Send(CallSignal::Renegotiate { sdp: "callee-o2".into(), transport_restart: true })],
         "a callee never sends `offer`"
     );
     // The polite side applies its offer together with the answer.
-    let a = m.handle(5, Input::Signal(CallSignal::Answer { sdp: "a2".into() }));
+    let a = m.handle(5, Input::Signal(CallSignal::Answer { sdp: "a2".into(), transport_restart: false }));
     assert_eq!(
         a,
         vec![Action::SetLocal { offer: true, sdp: "callee-o2".into() }, Action::ApplyAnswer("a2".into())]
     );
     // A second offer is not an offer the callee takes.
-    assert!(m.handle(6, Input::Signal(CallSignal::Offer { sdp: "o9".into() })).is_empty());
+    assert!(
+        m.handle(6, Input::Signal(CallSignal::Offer { sdp: "o9".into(), transport_restart: false }))
+            .is_empty()
+    );
     // Ending is allowed any time.
     let mut early = Machine::new(Role::Callee);
     early.handle(0, Input::Start);
@@ -126,7 +132,7 @@ fn late_and_early_candidates_are_buffered_in_order_until_the_remote_description(
     let empty = CallSignal::Candidate { candidate: String::new(), mid: None, mline: Some(0), ufrag: None };
     assert!(m.handle(21, Input::Signal(empty.clone())).is_empty());
     assert!(m.handle(22, Input::Signal(cand(2))).is_empty());
-    let a = m.handle(23, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    let a = m.handle(23, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     let adds: Vec<String> = a
         .iter()
         .filter_map(|x| {
@@ -147,7 +153,7 @@ fn the_callee_buffers_candidates_that_overtake_the_offer() {
     let mut m = Machine::new(Role::Callee);
     m.handle(0, Input::Start);
     assert!(m.handle(1, Input::Signal(cand(7))).is_empty());
-    let a = m.handle(2, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    let a = m.handle(2, Input::Signal(CallSignal::Offer { sdp: "o1".into(), transport_restart: false }));
     assert_eq!(a[0], Action::ApplyOffer("o1".into()));
     assert!(matches!(&a[1], Action::AddCandidate { candidate, .. } if candidate.starts_with("candidate:7 ")));
 }
@@ -158,28 +164,37 @@ fn glare_the_callee_drops_its_offer_and_answers_then_redoes_its_change() {
     m.handle(10, Input::CameraChanged);
     m.handle(11, offer("callee-o2"));
     // The caller's renegotiate crosses ours.
-    let a = m.handle(12, Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into() }));
+    let a = m.handle(
+        12,
+        Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into(), transport_restart: false }),
+    );
     assert_eq!(
         a,
         vec![Action::ApplyOffer("caller-o2".into())],
         "its own offer was never applied: nothing to roll back"
     );
     let a = m.handle(13, answer("a2"));
-    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a2".into() }]);
+    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a2".into(), transport_restart: true }]);
     assert_eq!(
         a.last(),
         Some(&Action::CreateOffer { ice_restart: false }),
         "its camera change is made again"
     );
     // An answer to the rolled-back offer is not applied.
-    assert!(m.handle(14, Input::Signal(CallSignal::Answer { sdp: "stale".into() })).is_empty());
+    assert!(
+        m.handle(14, Input::Signal(CallSignal::Answer { sdp: "stale".into(), transport_restart: false }))
+            .is_empty()
+    );
 }
 
 #[test]
 fn glare_while_the_callee_is_still_making_its_offer_drops_that_offer() {
     let mut m = callee_answered();
     m.handle(10, Input::RestartIce);
-    let a = m.handle(11, Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into() }));
+    let a = m.handle(
+        11,
+        Input::Signal(CallSignal::Renegotiate { sdp: "caller-o2".into(), transport_restart: false }),
+    );
     assert_eq!(a, vec![Action::ApplyOffer("caller-o2".into())]);
     assert!(m.handle(12, offer("late")).is_empty(), "the offer made before glare is dropped");
     let a = m.handle(13, answer("a2"));
@@ -189,12 +204,18 @@ fn glare_while_the_callee_is_still_making_its_offer_drops_that_offer() {
 #[test]
 fn glare_the_caller_ignores_the_callees_crossing_offer() {
     let mut m = caller_offered();
-    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     m.handle(21, Input::CameraChanged);
     m.handle(22, offer("caller-o2"));
-    assert!(m.handle(23, Input::Signal(CallSignal::Renegotiate { sdp: "callee-o2".into() })).is_empty());
+    assert!(
+        m.handle(
+            23,
+            Input::Signal(CallSignal::Renegotiate { sdp: "callee-o2".into(), transport_restart: false })
+        )
+        .is_empty()
+    );
     assert_eq!(
-        m.handle(24, Input::Signal(CallSignal::Answer { sdp: "a2".into() })),
+        m.handle(24, Input::Signal(CallSignal::Answer { sdp: "a2".into(), transport_restart: false })),
         vec![Action::ApplyAnswer("a2".into())]
     );
 }
@@ -208,7 +229,10 @@ fn end_before_the_answer_closes_and_nothing_more_is_sent() {
         vec![Action::State(CallState::Ended { reason: EndReason::Hangup, by_peer: true }), Action::Close]
     );
     assert!(m.handle(21, local(1)).is_empty());
-    assert!(m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into() })).is_empty());
+    assert!(
+        m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }))
+            .is_empty()
+    );
     assert!(m.handle(23, Input::Hangup).is_empty());
     assert!(m.handle(60_000, Input::Tick).is_empty());
     // `gone` from the server ends it the same way.
@@ -230,7 +254,7 @@ fn hangup_before_the_answer_sends_end_once() {
 #[test]
 fn no_connection_30_s_after_the_offer_ends_failed() {
     let mut m = caller_offered();
-    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     assert!(m.handle(ICE_TIMEOUT_MS - 1, Input::Tick).is_empty());
     let a = m.handle(ICE_TIMEOUT_MS, Input::Tick);
     assert_eq!(sent(&a), vec![&CallSignal::End { reason: EndReason::Failed }]);
@@ -245,7 +269,7 @@ fn no_connection_30_s_after_the_offer_ends_failed() {
 fn the_callees_timer_runs_from_the_offer() {
     let mut m = Machine::new(Role::Callee);
     m.handle(0, Input::Start);
-    m.handle(10_000, Input::Signal(CallSignal::Offer { sdp: "o1".into() }));
+    m.handle(10_000, Input::Signal(CallSignal::Offer { sdp: "o1".into(), transport_restart: false }));
     assert!(m.handle(ICE_TIMEOUT_MS + 5_000, Input::Tick).is_empty());
     assert!(!m.handle(ICE_TIMEOUT_MS + 10_000, Input::Tick).is_empty());
 }
@@ -253,13 +277,13 @@ fn the_callees_timer_runs_from_the_offer() {
 #[test]
 fn ice_lost_makes_the_caller_restart_and_a_new_connection_resumes() {
     let mut m = caller_offered();
-    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     connected(&mut m, 100);
     let a = m.handle(5_000, Input::Ice(Ice::Failed));
     assert_eq!(a, vec![Action::State(CallState::Reconnecting), Action::CreateOffer { ice_restart: true }]);
     let a = m.handle(5_010, offer("restart"));
-    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "restart".into() }]);
-    m.handle(5_020, Input::Signal(CallSignal::Answer { sdp: "a2".into() }));
+    assert_eq!(sent(&a), vec![&CallSignal::Renegotiate { sdp: "restart".into(), transport_restart: true }]);
+    m.handle(5_020, Input::Signal(CallSignal::Answer { sdp: "a2".into(), transport_restart: false }));
     assert_eq!(m.handle(5_030, Input::Signal(cand(4))).len(), 1, "new-generation candidates go in");
     connected(&mut m, 6_000);
     assert!(m.handle(5_000 + ICE_TIMEOUT_MS, Input::Tick).is_empty());
@@ -268,7 +292,7 @@ fn ice_lost_makes_the_caller_restart_and_a_new_connection_resumes() {
 #[test]
 fn a_restart_that_never_connects_ends_failed() {
     let mut m = caller_offered();
-    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     connected(&mut m, 100);
     m.handle(5_000, Input::Ice(Ice::Disconnected));
     assert!(m.handle(5_000 + ICE_TIMEOUT_MS - 1, Input::Tick).is_empty());
@@ -288,7 +312,10 @@ fn the_callee_restarts_only_if_the_caller_has_not() {
     let mut n = callee_answered();
     connected(&mut n, 100);
     n.handle(1_000, Input::Ice(Ice::Failed));
-    n.handle(1_500, Input::Signal(CallSignal::Renegotiate { sdp: "restart".into() }));
+    n.handle(
+        1_500,
+        Input::Signal(CallSignal::Renegotiate { sdp: "restart".into(), transport_restart: false }),
+    );
     n.handle(1_510, answer("a2"));
     assert!(n.handle(1_000 + CALLEE_RESTART_GRACE_MS, Input::Tick).is_empty());
 }
@@ -298,7 +325,7 @@ fn changes_asked_mid_negotiation_wait_for_stable() {
     let mut m = caller_offered();
     assert!(m.handle(20, Input::CameraChanged).is_empty(), "the first answer is still out");
     assert!(m.handle(21, Input::RestartIce).is_empty());
-    let a = m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into() }));
+    let a = m.handle(22, Input::Signal(CallSignal::Answer { sdp: "a1".into(), transport_restart: false }));
     assert_eq!(a.last(), Some(&Action::CreateOffer { ice_restart: true }), "merged into one renegotiation");
 }
 
@@ -307,4 +334,80 @@ fn remote_media_state_is_passed_on() {
     let mut m = callee_answered();
     let a = m.handle(10, Input::Signal(CallSignal::Media { audio: false, video: true }));
     assert_eq!(a, vec![Action::RemoteMedia { audio: false, video: true }]);
+}
+
+fn sdp_with(fp: &str) -> String {
+    format!("v=0\r\na=fingerprint:sha-256 {fp}\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\n")
+}
+
+#[test]
+fn with_a_peer_that_can_a_restart_is_a_new_transport() {
+    let mut m = caller_offered();
+    let answer_a1 = CallSignal::Answer { sdp: sdp_with("AA:01"), transport_restart: true };
+    m.handle(20, Input::Signal(answer_a1));
+    connected(&mut m, 100);
+    let a = m.handle(5_000, Input::Ice(Ice::Failed));
+    assert_eq!(
+        a,
+        vec![
+            Action::State(CallState::Reconnecting),
+            Action::NewTransport,
+            Action::CreateOffer { ice_restart: false }
+        ],
+        "a new session gathers afresh and has new credentials of its own"
+    );
+    // A candidate of the peer's old session, before the new answer: held, not
+    // given to a session without a remote description.
+    assert!(m.handle(5_005, Input::Signal(cand(1))).is_empty());
+    let a = m.handle(5_010, offer("new-session-offer"));
+    assert_eq!(
+        sent(&a),
+        vec![&CallSignal::Renegotiate { sdp: "new-session-offer".into(), transport_restart: true }]
+    );
+    let a = m
+        .handle(5_020, Input::Signal(CallSignal::Answer { sdp: sdp_with("AA:02"), transport_restart: true }));
+    assert!(a.contains(&Action::ApplyAnswer(sdp_with("AA:02"))));
+    connected(&mut m, 6_000);
+    assert!(m.handle(5_000 + ICE_TIMEOUT_MS, Input::Tick).is_empty(), "the call goes on");
+}
+
+#[test]
+fn a_peer_that_did_not_say_so_gets_an_ice_restart_only() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: sdp_with("AA:01"), transport_restart: false }));
+    connected(&mut m, 100);
+    let a = m.handle(5_000, Input::RestartIce);
+    assert_eq!(a, vec![Action::CreateOffer { ice_restart: true }]);
+}
+
+#[test]
+fn a_renegotiate_with_a_new_fingerprint_is_answered_from_a_new_transport() {
+    let callee = |flag: bool| {
+        let mut m = Machine::new(Role::Callee);
+        m.handle(0, Input::Start);
+        m.handle(5, Input::Signal(CallSignal::Offer { sdp: sdp_with("AA:01"), transport_restart: flag }));
+        m.handle(6, answer("a1"));
+        connected(&mut m, 100);
+        m
+    };
+    let reneg =
+        |fp: &str| Input::Signal(CallSignal::Renegotiate { sdp: sdp_with(fp), transport_restart: true });
+    // Same fingerprint (camera on/off, ICE restart): the same session answers.
+    let mut m = callee(true);
+    assert_eq!(m.handle(1_000, reneg("AA:01")), vec![Action::ApplyOffer(sdp_with("AA:01"))]);
+    m.handle(1_010, answer("a2"));
+    // A new one: the peer's transport is new, so ours must be.
+    let a = m.handle(2_000, reneg("BB:02"));
+    assert_eq!(a, vec![Action::NewTransport, Action::ApplyOffer(sdp_with("BB:02"))]);
+    let a = m.handle(2_010, answer("a3"));
+    assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a3".into(), transport_restart: true }]);
+    // Fingerprints compare as hex, whatever the case.
+    assert_eq!(m.handle(3_000, reneg("bb:02")), vec![Action::ApplyOffer(sdp_with("bb:02"))]);
+    // With a peer that never said it can, a new fingerprint is only applied.
+    let mut old = callee(false);
+    let a = old.handle(
+        1_000,
+        Input::Signal(CallSignal::Renegotiate { sdp: sdp_with("CC:03"), transport_restart: false }),
+    );
+    assert_eq!(a, vec![Action::ApplyOffer(sdp_with("CC:03"))]);
 }

@@ -92,6 +92,24 @@ impl Writer {
         Ok(Writer { file, data_bytes: 0 })
     }
 
+    /// Goes on writing a file this writer made (after a transport restart:
+    /// one recording per call), or creates it when there is none.
+    ///
+    /// # Errors
+    /// The file cannot be opened or created, or is not one of ours for
+    /// `rate`/`channels`.
+    pub fn resume(path: &Path, rate: u32, channels: u16) -> io::Result<Writer> {
+        let Ok(bytes) = std::fs::read(path) else {
+            return Writer::create(path, rate, channels);
+        };
+        let pcm = parse(&bytes)?;
+        if pcm.rate != rate || pcm.channels != channels || bytes.len() != 44 + pcm.samples.len() * 2 {
+            return Err(bad("not a recording this writer can continue"));
+        }
+        let file = std::fs::OpenOptions::new().read(true).write(true).open(path)?;
+        Ok(Writer { file, data_bytes: (pcm.samples.len() * 2) as u32 })
+    }
+
     /// Appends little-endian 16-bit samples and fixes the header's sizes.
     ///
     /// # Errors
@@ -123,6 +141,22 @@ mod tests {
         w.append(&bytes[4..]).unwrap();
         let pcm = read(&path).unwrap();
         assert_eq!(pcm, Pcm { rate: 48000, channels: 1, samples });
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_resumed_recording_goes_on_after_what_was_written() {
+        let dir = std::env::temp_dir().join(format!("courier-media-wav-resume-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.wav");
+        let bytes = |s: &[i16]| -> Vec<u8> { s.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        Writer::create(&path, 48000, 1).unwrap().append(&bytes(&[1, 2])).unwrap();
+        Writer::resume(&path, 48000, 1).unwrap().append(&bytes(&[3])).unwrap();
+        assert_eq!(read(&path).unwrap().samples, vec![1, 2, 3]);
+        assert!(Writer::resume(&path, 44100, 1).is_err(), "another format is not continued");
+        let fresh = dir.join("new.wav");
+        Writer::resume(&fresh, 48000, 1).unwrap().append(&bytes(&[7])).unwrap();
+        assert_eq!(read(&fresh).unwrap().samples, vec![7]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -54,7 +54,7 @@ fn missing_devices_are_warnings_and_the_call_still_offers() {
             }
         }
         let offer = signals.log.lock().unwrap().first().cloned();
-        let Some(CallSignal::Offer { sdp }) = offer else { panic!("no offer: {offer:?}") };
+        let Some(CallSignal::Offer { sdp, .. }) = offer else { panic!("no offer: {offer:?}") };
         let video = sdp.split("m=video").nth(1).expect("a video m-line");
         if !has(DeviceKind::Camera) {
             assert!(video.contains("a=recvonly"), "without a camera the video m-line is recvonly");

@@ -43,9 +43,19 @@ impl EndReason {
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum CallSignal {
     /// The caller's first offer (sent once, after `accepted`).
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+        /// Extension: the sender can take part in a transport restart
+        /// (see [`CallSignal::Renegotiate`]).
+        #[serde(default, skip_serializing_if = "is_false")]
+        transport_restart: bool,
+    },
     /// The reply to `offer` or `renegotiate`.
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        transport_restart: bool,
+    },
     /// A trickled ICE candidate. `candidate` keeps its `candidate:` prefix;
     /// the empty string marks the end of gathering. `mid` wins over `mline`.
     Candidate {
@@ -58,11 +68,27 @@ pub enum CallSignal {
         ufrag: Option<String>,
     },
     /// A later offer: camera on/off, ICE restart.
-    Renegotiate { sdp: String },
+    ///
+    /// Extension (`transport_restart`): between two peers that both said
+    /// `"transport_restart":true` in an offer or answer, an offer whose DTLS
+    /// fingerprint differs from the last one is a transport restart: the
+    /// sender has a new ICE agent (which gathers candidates on today's
+    /// interfaces) and a new DTLS association, and the receiver answers from
+    /// a new one too. An ICE restart alone keeps the old agent's local
+    /// candidates, which a network change has made useless.
+    Renegotiate {
+        sdp: String,
+        #[serde(default, skip_serializing_if = "is_false")]
+        transport_restart: bool,
+    },
     /// The sender's microphone / camera state, for the UI.
     Media { audio: bool, video: bool },
     /// The call is over.
     End { reason: EndReason },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl CallSignal {
@@ -115,9 +141,25 @@ mod tests {
     }
 
     #[test]
+    fn the_transport_restart_flag_is_written_only_when_set() {
+        let plain = CallSignal::Answer { sdp: "v=0".into(), transport_restart: false }.to_body();
+        assert_eq!(Value::Object(plain), json!({"t":"answer","sdp":"v=0"}));
+        let flagged = CallSignal::Renegotiate { sdp: "v=0".into(), transport_restart: true };
+        let body = flagged.to_body();
+        assert_eq!(
+            Value::Object(body.clone()),
+            json!({"t":"renegotiate","sdp":"v=0","transport_restart":true})
+        );
+        assert_eq!(CallSignal::from_body(&body), Some(flagged));
+    }
+
+    #[test]
     fn extensions_and_unknown_kinds_are_tolerated() {
         let offer = obj(json!({"t":"offer","sdp":"v=0\r\n","x-ext":1}));
-        assert_eq!(CallSignal::from_body(&offer), Some(CallSignal::Offer { sdp: "v=0\r\n".into() }));
+        assert_eq!(
+            CallSignal::from_body(&offer),
+            Some(CallSignal::Offer { sdp: "v=0\r\n".into(), transport_restart: false })
+        );
         assert_eq!(CallSignal::from_body(&obj(json!({"t":"hologram"}))), None);
         assert_eq!(CallSignal::from_body(&obj(json!({"t":"end","reason":"bored"}))), None);
         assert_eq!(CallSignal::kind_of(&obj(json!({"t":5}))), None);

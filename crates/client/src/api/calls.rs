@@ -102,15 +102,15 @@ mod tests {
 
     #[test]
     fn a_signal_event_to_a_call_decodes_as_a_call_signal() {
-        let body = CallSignal::Offer { sdp: "v=0".into() }.to_body();
+        let body = CallSignal::Offer { sdp: "v=0".into(), transport_restart: false }.to_body();
         let ev = ClientEvent::Signal { from: "bob".into(), to: Target::Call("i1".into()), body, ts: 7 };
         let got = ev.call_signal().expect("a call signal");
         assert_eq!((got.iid.as_str(), got.from.as_str(), got.ts), ("i1", "bob", 7));
-        assert_eq!(got.signal, CallSignal::Offer { sdp: "v=0".into() });
+        assert_eq!(got.signal, CallSignal::Offer { sdp: "v=0".into(), transport_restart: false });
         let user = ClientEvent::Signal {
             from: "bob".into(),
             to: Target::User("alice".into()),
-            body: CallSignal::Offer { sdp: "v=0".into() }.to_body(),
+            body: CallSignal::Offer { sdp: "v=0".into(), transport_restart: false }.to_body(),
             ts: 7,
         };
         assert!(user.call_signal().is_none(), "only signals to a call");

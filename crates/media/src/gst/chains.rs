@@ -430,10 +430,12 @@ pub struct AudioOut {
     pub speaker: Option<(gst::Element, gst::Element)>,
 }
 
+/// `resume`: a recording goes on after what an earlier session of the call wrote.
 pub fn audio_out(
     bin: &gst::Bin,
     sink: &AudioSink,
     probe: Option<&str>,
+    resume: bool,
     warns: &mut Vec<Warn>,
 ) -> Result<AudioOut, MediaError> {
     let first = make("audioconvert")?;
@@ -454,7 +456,7 @@ pub fn audio_out(
                 fakesink()?
             }
         },
-        AudioSink::Record(path) => recorder(path, warns)?,
+        AudioSink::Record(path) => recorder(path, resume, warns)?,
         AudioSink::Discard => fakesink()?,
     };
     chain.push(out);
@@ -473,8 +475,11 @@ pub fn fakesink() -> Result<gst::Element, MediaError> {
 }
 
 /// An appsink that appends what it gets to a 16-bit PCM WAV file.
-fn recorder(path: &Path, warns: &mut Vec<Warn>) -> Result<gst::Element, MediaError> {
-    let writer = match wav::Writer::create(path, 48_000, 1) {
+/// With `resume`, it goes on after what an earlier session of the call wrote.
+fn recorder(path: &Path, resume: bool, warns: &mut Vec<Warn>) -> Result<gst::Element, MediaError> {
+    let opened =
+        if resume { wav::Writer::resume(path, 48_000, 1) } else { wav::Writer::create(path, 48_000, 1) };
+    let writer = match opened {
         Ok(w) => Mutex::new(w),
         Err(e) => {
             warns.push(warn("device", &format!("cannot record to {}: {e}", path.display())));

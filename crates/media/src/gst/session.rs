@@ -190,8 +190,11 @@ pub fn gst_ice_uri(url: &str, username: Option<&str>, credential: Option<&str>) 
 impl Session {
     /// Builds and starts the pipeline. Device problems become
     /// [`EngineEvent::Warning`]s; the call goes on without that device.
+    /// `resume`: this session replaces an earlier one of the same call (a
+    /// transport restart), so a recording goes on instead of starting over.
     pub fn start(
         cfg: &MediaConfig,
+        resume: bool,
         events: UnboundedSender<EngineEvent>,
         call_events: UnboundedSender<CallEvent>,
     ) -> Result<Session, MediaError> {
@@ -239,7 +242,7 @@ impl Session {
             && matches!(cfg.audio_out, AudioSink::Device(_))
             && gst::ElementFactory::find("webrtcechoprobe").is_some())
         .then(chains::probe_name);
-        let audio_out = chains::audio_out(bin, &cfg.audio_out, probe.as_deref(), &mut warns)?;
+        let audio_out = chains::audio_out(bin, &cfg.audio_out, probe.as_deref(), resume, &mut warns)?;
         let audio = chains::audio_send(bin, &cfg.audio_in, probe.as_deref(), &mut warns)?;
         let frames = cfg.frames.map(|f| (f, call_events.clone()));
         let video = chains::video_send(bin, &cfg.video_in, &meters, frames.clone(), &mut warns)?;

@@ -20,6 +20,25 @@ pub struct Report {
     pub frames_sent: u64,
 }
 
+impl Report {
+    /// The counters of an earlier session of the call (before a transport
+    /// restart) added to this one's; the rest is this session's.
+    pub fn after(&self, earlier: &Report) -> Report {
+        Report {
+            packets_sent: earlier.packets_sent + self.packets_sent,
+            packets_received: earlier.packets_received + self.packets_received,
+            bytes_sent: earlier.bytes_sent + self.bytes_sent,
+            bytes_received: earlier.bytes_received + self.bytes_received,
+            packets_lost: earlier.packets_lost + self.packets_lost,
+            video_packets_sent: earlier.video_packets_sent + self.video_packets_sent,
+            video_lost: earlier.video_lost + self.video_lost,
+            frames_decoded: earlier.frames_decoded + self.frames_decoded,
+            frames_sent: earlier.frames_sent + self.frames_sent,
+            ..self.clone()
+        }
+    }
+}
+
 fn u(s: &gst::StructureRef, f: &str) -> u64 {
     s.get::<u64>(f).ok().or_else(|| s.get::<u32>(f).ok().map(u64::from)).unwrap_or(0)
 }
@@ -94,6 +113,32 @@ pub fn parse(report: &gst::StructureRef) -> Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counters_carry_over_a_transport_restart_and_the_rest_is_the_new_session() {
+        let old = Report {
+            candidate_type: Some("host".into()),
+            rtt_ms: Some(9.0),
+            packets_sent: 100,
+            bytes_received: 5000,
+            packets_lost: 3,
+            frames_decoded: 40,
+            ..Report::default()
+        };
+        let new = Report {
+            candidate_type: Some("relay".into()),
+            packets_sent: 7,
+            frames_decoded: 2,
+            ..Report::default()
+        };
+        let both = new.after(&old);
+        assert_eq!(
+            (both.packets_sent, both.bytes_received, both.packets_lost, both.frames_decoded),
+            (107, 5000, 3, 42)
+        );
+        assert_eq!(both.candidate_type.as_deref(), Some("relay"));
+        assert_eq!(both.rtt_ms, None, "the RTT is the new path's");
+    }
 
     fn rtp(kind: T, id: &str, clock: i32, f: &[(&str, u64)]) -> gst::Structure {
         let mut b = gst::Structure::builder("x").field("type", kind).field("id", id).field(

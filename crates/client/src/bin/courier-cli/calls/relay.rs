@@ -55,9 +55,15 @@ pub fn filter_sdp(policy: IcePolicy, sdp: &str) -> String {
 pub fn filter(policy: IcePolicy, signal: CallSignal) -> Option<CallSignal> {
     match signal {
         CallSignal::Candidate { ref candidate, .. } if !keeps(policy, candidate) => None,
-        CallSignal::Offer { sdp } => Some(CallSignal::Offer { sdp: filter_sdp(policy, &sdp) }),
-        CallSignal::Answer { sdp } => Some(CallSignal::Answer { sdp: filter_sdp(policy, &sdp) }),
-        CallSignal::Renegotiate { sdp } => Some(CallSignal::Renegotiate { sdp: filter_sdp(policy, &sdp) }),
+        CallSignal::Offer { sdp, transport_restart } => {
+            Some(CallSignal::Offer { sdp: filter_sdp(policy, &sdp), transport_restart })
+        }
+        CallSignal::Answer { sdp, transport_restart } => {
+            Some(CallSignal::Answer { sdp: filter_sdp(policy, &sdp), transport_restart })
+        }
+        CallSignal::Renegotiate { sdp, transport_restart } => {
+            Some(CallSignal::Renegotiate { sdp: filter_sdp(policy, &sdp), transport_restart })
+        }
         other => Some(other),
     }
 }
@@ -88,8 +94,8 @@ mod tests {
     #[test]
     fn relay_policy_strips_non_relay_candidates_from_sdp() {
         let sdp = format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 96\r\na={HOST}\r\na={RELAY}\r\na=mid:0\r\n");
-        let Some(CallSignal::Offer { sdp: got }) =
-            filter(IcePolicy::Relay, CallSignal::Offer { sdp: sdp.clone() })
+        let Some(CallSignal::Offer { sdp: got, .. }) =
+            filter(IcePolicy::Relay, CallSignal::Offer { sdp: sdp.clone(), transport_restart: true })
         else {
             panic!("an offer stays an offer");
         };
