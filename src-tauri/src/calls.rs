@@ -226,6 +226,35 @@ struct Inner {
     active: Option<Active>,
     mic_test: Option<courier_media::MicTest>,
     muted: bool,
+    /// Accepts this device has sent and not yet heard back about, and
+    /// whether a hang-up came for them meanwhile (the page shows the call
+    /// from the click on; its hang-up must not be lost).
+    accepting: HashMap<String, bool>,
+}
+
+impl Inner {
+    fn accepting(&mut self, iid: &str) {
+        if self.accepting.len() >= PENDING_MAX {
+            self.accepting.clear();
+        }
+        self.accepting.insert(iid.to_owned(), false);
+    }
+
+    /// A hang-up: the running call's, else the accepts in flight are to be
+    /// hung up as they start. `false`: there is nothing to hang up.
+    fn hangup(&mut self) -> bool {
+        if let Some(a) = self.active.as_ref() {
+            a.call.hangup();
+            return true;
+        }
+        self.accepting.values_mut().for_each(|h| *h = true);
+        !self.accepting.is_empty()
+    }
+
+    /// The accept of `iid` got its answer; whether its call is to be hung up.
+    fn accepted(&mut self, iid: &str) -> bool {
+        self.accepting.remove(iid).unwrap_or(false)
+    }
 }
 
 /// The calls of this profile (managed Tauri state).
@@ -297,6 +326,8 @@ impl Calls {
         if v.invite.state == InviteState::Accepted && client.is_call_device(&v.invite.iid) {
             let p = Pending { caller: false, video: wants_video(v), peer: v.invite.from.clone() };
             self.start(app, client, &v.invite.iid, p);
+        } else {
+            self.accept_done(&v.invite.iid);
         }
     }
 
@@ -374,22 +405,38 @@ impl Calls {
                 return;
             }
         };
-        let early = {
+        let (early, hang_up) = {
             let mut inner = lock(&self.inner);
             if let Some(old) = inner.active.take() {
                 old.call.hangup();
             }
             inner.muted = false;
             inner.active = Some(Active { iid: iid.to_owned(), call: call.clone() });
-            inner.early.remove(iid).unwrap_or_default()
+            let hang_up = inner.accepted(iid);
+            (inner.early.remove(iid).unwrap_or_default(), hang_up)
         };
         self.frames.reset();
         emit(app, iid, CallUiEvent::Started { peer: p.peer.clone(), video: p.video, caller: p.caller });
         for s in early {
             call.on_signal(s);
         }
+        if hang_up {
+            // Hung up while the accept was on its way: the call ends as it
+            // starts (`end{hangup}`, the callee's only signal before the offer).
+            call.hangup();
+        }
         let run = Running { app: app.clone(), client: client.clone(), iid: iid.to_owned(), p, call };
         tauri::async_runtime::spawn(run.pump(events));
+    }
+
+    /// This device is about to accept `iid` (before the answer is sent).
+    pub fn accepting(&self, iid: &str) {
+        lock(&self.inner).accepting(iid);
+    }
+
+    /// The accept of `iid` failed, or made another device the call device.
+    pub fn accept_done(&self, iid: &str) {
+        lock(&self.inner).accepted(iid);
     }
 
     /// Whether a call is running on this device.
@@ -402,9 +449,10 @@ impl Calls {
         lock(&self.inner).active.as_ref().map(|a| a.call.clone())
     }
 
-    /// Hangs up the running call (the end arrives as its last update).
+    /// Hangs up the running call (the end arrives as its last update), or
+    /// the call an accept in flight is about to start.
     pub fn hangup(&self) -> bool {
-        lock(&self.inner).active.as_ref().map(|a| a.call.hangup()).is_some()
+        lock(&self.inner).hangup()
     }
 
     /// Mutes or unmutes this device's microphone in the running call.
@@ -462,10 +510,17 @@ pub fn on_notification(app: &AppHandle, client: &Client, iid: &str, choice: crat
     let (app, client, iid) = (app.clone(), client.clone(), iid.to_owned());
     tauri::async_runtime::spawn(async move {
         let accept = choice == CallChoice::Accept;
+        let calls = app.state::<Calls>();
+        if accept {
+            calls.accepting(&iid);
+        }
         match client.answer(&iid, accept, serde_json::Map::new()).await {
-            Ok(Some(v)) if accept => app.state::<Calls>().answered(&app, &client, &v),
-            Ok(_) => {}
-            Err(e) => tracing::info!("call {iid}: the notification's answer failed: {e}"),
+            Ok(Some(v)) if accept => calls.answered(&app, &client, &v),
+            Ok(_) => calls.accept_done(&iid),
+            Err(e) => {
+                calls.accept_done(&iid);
+                tracing::info!("call {iid}: the notification's answer failed: {e}");
+            }
         }
     });
 }
@@ -606,6 +661,18 @@ mod tests {
             busy_refusal(&ClientEvent::Invite { invite: InviteView::new(over, "me", now) }, true),
             None
         );
+    }
+
+    #[test]
+    fn a_hang_up_while_the_accept_is_on_its_way_ends_the_call_as_it_starts() {
+        let mut inner = Inner::default();
+        assert!(!inner.hangup(), "nothing to hang up");
+        inner.accepting("i1");
+        assert!(inner.hangup(), "the page's hang-up is taken, not refused");
+        assert!(inner.accepted("i1"), "the call is hung up as it starts");
+        assert!(!inner.hangup(), "and only once");
+        inner.accepting("i2");
+        assert!(!inner.accepted("i2"), "no hang-up: the call goes on");
     }
 
     #[test]

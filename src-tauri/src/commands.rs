@@ -363,9 +363,13 @@ pub async fn answer_invite(
     calls: State<'_, crate::calls::Calls>,
 ) -> R<Option<InviteView>> {
     let client = state.client()?;
-    let v = client.answer(&iid, accept, response).await?;
-    if let Some(v) = &v {
-        calls.answered(&app, &client, v);
+    if accept {
+        calls.accepting(&iid);
+    }
+    let v = client.answer(&iid, accept, response).await.inspect_err(|_| calls.accept_done(&iid))?;
+    match &v {
+        Some(v) => calls.answered(&app, &client, v),
+        None => calls.accept_done(&iid),
     }
     Ok(v)
 }

@@ -18,7 +18,7 @@ use crate::gst::stats::Report;
 use crate::machine::{Action, Ice, Input, Machine};
 use crate::{
     AudioSink, AudioSource, CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, MediaConfig,
-    MediaError, VideoSource,
+    MediaError, VideoSource, warning,
 };
 
 /// How call signals leave this device. The CLI and the app implement it with
@@ -300,7 +300,7 @@ impl Driver {
             }
             Cmd::Camera(on) => {
                 if on && !self.session.has_camera() {
-                    self.warn("no_camera", "no camera: audio only");
+                    self.warn(warning::NO_CAMERA, "no camera: audio only");
                     return None;
                 }
                 if on == self.session.camera_on() {
@@ -358,7 +358,7 @@ impl Driver {
             }
             EngineEvent::Error(message) => {
                 tracing::warn!(%message, "media error");
-                self.warn("media", &message);
+                self.warn(warning::MEDIA, &message);
                 None
             }
         }
@@ -374,7 +374,7 @@ impl Driver {
                 Action::NewTransport => {
                     if let Err(e) = self.new_transport().await {
                         tracing::warn!(error = %e, "no new media session for a transport restart");
-                        self.warn("media", &e.to_string());
+                        self.warn(warning::MEDIA, &e.to_string());
                         // Nothing that was meant for the new session can happen.
                         actions = self.machine.handle(self.now(), Input::MediaFailed).into();
                     }
@@ -387,7 +387,7 @@ impl Driver {
                 }
                 Action::SetLocal { offer, sdp } => {
                     if let Err(e) = self.session.set_local(offer, &sdp) {
-                        self.warn("media", &e.to_string());
+                        self.warn(warning::MEDIA, &e.to_string());
                     }
                 }
                 Action::ApplyOffer(sdp) => self.session.apply_offer(&self.engine_tx, &sdp),

@@ -67,13 +67,27 @@ pub enum CallEvent {
         height: u32,
         rgba: Bytes,
     },
-    /// A device problem that does not end the call. Codes: `no_camera`
-    /// ("no camera: audio only"), `no_microphone` ("no microphone: listen
-    /// only"), `no_speaker`, `device` (any other device error).
+    /// A problem that does not end the call; `code` is one of [`warning`].
     Warning {
         code: String,
         message: String,
     },
+}
+
+/// The codes of [`CallEvent::Warning`] (a UI words the first three itself
+/// and shows the message of the others).
+pub mod warning {
+    /// No camera: the call is audio only.
+    pub const NO_CAMERA: &str = "no_camera";
+    /// No microphone: the call is listen only.
+    pub const NO_MICROPHONE: &str = "no_microphone";
+    /// No speaker: received audio is not played.
+    pub const NO_SPEAKER: &str = "no_speaker";
+    /// Any other device problem (a file that cannot be played or recorded,
+    /// a device that cannot be switched to).
+    pub const DEVICE: &str = "device";
+    /// The media engine reported an error (the call may still recover).
+    pub const MEDIA: &str = "media";
 }
 
 /// What a device is for.

@@ -28,7 +28,7 @@ pub use config::{
     AudioSink, AudioSource, CallOptions, FrameOptions, MediaConfig, Role, VideoSource, test_media_from_env,
 };
 pub use courier_proto::call::{CallSignal, EndReason};
-pub use event::{CallEvent, CallState, CallStats, Device, DeviceKind};
+pub use event::{CallEvent, CallState, CallStats, Device, DeviceKind, warning};
 pub use futures_util::future::BoxFuture;
 pub use gst::devices::{MicTest, devices};
 

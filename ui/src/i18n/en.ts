@@ -202,7 +202,8 @@ export default {
     shortcuts: '{mod}+Shift+M mute · {mod}+Shift+O camera · {mod}+Shift+H hang up',
     warnings: {
       no_camera: 'No camera found: audio only',
-      no_mic: 'No microphone found: you can listen only',
+      no_microphone: 'No microphone found: you can listen only',
+      no_speaker: 'No speaker found: you cannot hear the other side',
       media_unavailable: 'Calls are not available on this computer (media engine missing)',
       other: 'Device problem: {message}',
     },

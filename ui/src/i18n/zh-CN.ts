@@ -202,7 +202,8 @@ export default {
     shortcuts: '{mod}+Shift+M 静音 · {mod}+Shift+O 摄像头 · {mod}+Shift+H 挂断',
     warnings: {
       no_camera: '未找到摄像头：仅语音',
-      no_mic: '未找到麦克风：你只能收听',
+      no_microphone: '未找到麦克风：你只能收听',
+      no_speaker: '未找到扬声器：你听不到对方的声音',
       media_unavailable: '此电脑无法进行通话（缺少媒体组件）',
       other: '设备问题：{message}',
     },

@@ -20,6 +20,19 @@ export const SILENCE_DB = -100
 /** How long "Call ended" stays before the in-call view closes. */
 export const ENDED_SHOWN_MS = 2000
 
+/**
+ * The media engine's warning codes that have their own sentence (the
+ * engine's `courier_media::warning` codes, and the shell's
+ * `media_unavailable`); any other code is shown with its message.
+ */
+export const KNOWN_WARNINGS = ['no_camera', 'no_microphone', 'no_speaker', 'media_unavailable']
+
+/** A device problem of the running call that does not end it. */
+export interface CallWarning {
+  code: string
+  message: string
+}
+
 /** The quality words for a round-trip time and loss (thresholds of common VoIP practice). */
 export function qualityOf(rttMs: number | null, lossPct: number): Quality {
   if (rttMs === null) return 'unknown'
@@ -55,8 +68,9 @@ export const useCallsStore = defineStore('calls', () => {
   const remoteVideo = ref(false)
   const levels = reactive({ local: SILENCE_DB, remote: SILENCE_DB })
   const stats = ref<CallStatsView | null>(null)
-  /** Warning codes of the running call (`no_camera`, `no_mic`, …), first seen first. */
-  const warnings = ref<string[]>([])
+  /** Warnings of the running call, first seen first: one per known code, one per message of the others. */
+  const warnings = ref<CallWarning[]>([])
+  const hasWarning = (code: string) => warnings.value.some((w) => w.code === code)
   /** When media first connected (ms, this clock): the timer counts from it. */
   const connectedAt = ref<number | null>(null)
   const error = ref<string | null>(null)
@@ -121,9 +135,11 @@ export const useCallsStore = defineStore('calls', () => {
         }
         break
       case 'warning':
-        if (!warnings.value.includes(e.code)) warnings.value.push(e.code)
+        if (KNOWN_WARNINGS.includes(e.code) ? !hasWarning(e.code) : !warnings.value.some((w) => w.code === e.code && w.message === e.message)) {
+          warnings.value.push({ code: e.code, message: e.message })
+        }
         if (e.code === 'no_camera') camera.value = false
-        if (e.code === 'no_mic') muted.value = true
+        if (e.code === 'no_microphone') muted.value = true
         break
     }
   }
@@ -157,14 +173,14 @@ export const useCallsStore = defineStore('calls', () => {
   }
 
   async function toggleMute(): Promise<void> {
-    if (!active.value || warnings.value.includes('no_mic')) return
+    if (!active.value || hasWarning('no_microphone')) return
     const next = !muted.value
     muted.value = next
     if (!(await act(() => useTransport().callSetMuted(next)))) muted.value = !next
   }
 
   async function toggleCamera(): Promise<void> {
-    if (!active.value || warnings.value.includes('no_camera')) return
+    if (!active.value || hasWarning('no_camera')) return
     const next = !camera.value
     camera.value = next
     if (!(await act(() => useTransport().callSetCamera(next)))) camera.value = !next
@@ -214,7 +230,7 @@ export const useCallsStore = defineStore('calls', () => {
 
   return {
     iid, peer, caller, phase, endReason, endedByPeer, muted, camera, remoteAudio, remoteVideo, levels, stats,
-    warnings, connectedAt, error, devices, micLevel, micTestError, active, quality, choice,
+    warnings, hasWarning, connectedAt, error, devices, micLevel, micTestError, active, quality, choice,
     apply, hangUp, toggleMute, toggleCamera, loadDevices, choose, startMicTest, stopMicTest,
   }
 })

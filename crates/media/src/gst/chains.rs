@@ -12,7 +12,9 @@ use gst::prelude::*;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::{add_linked, capsfilter, make};
-use crate::{AudioSink, AudioSource, CallEvent, DeviceKind, FrameOptions, MediaError, VideoSource, wav};
+use crate::{
+    AudioSink, AudioSource, CallEvent, DeviceKind, FrameOptions, MediaError, VideoSource, warning, wav,
+};
 
 /// The RTP caps webrtcbin is fed with (and offers): Opus/48000/2 and VP8.
 pub const OPUS_RTP: &str = "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000,\
@@ -117,7 +119,7 @@ pub fn audio_send(
                 chain.push(e);
             }
             None => {
-                warns.push(warn("no_microphone", "no microphone: listen only"));
+                warns.push(warn(warning::NO_MICROPHONE, "no microphone: listen only"));
                 chain.push(silence()?);
             }
         },
@@ -174,7 +176,7 @@ fn file_source(path: &Path, warns: &mut Vec<Warn>) -> Result<Vec<gst::Element>, 
     let pcm = match wav::read(path) {
         Ok(p) if !p.samples.is_empty() => p,
         Ok(_) | Err(_) => {
-            warns.push(warn("device", &format!("cannot play {}: sending silence", path.display())));
+            warns.push(warn(warning::DEVICE, &format!("cannot play {}: sending silence", path.display())));
             return Ok(vec![silence()?]);
         }
     };
@@ -258,7 +260,7 @@ pub fn video_send(
         VideoSource::Device(id) => match device_element(DeviceKind::Camera, id.as_deref()) {
             Some(e) => vec![e],
             None => {
-                warns.push(warn("no_camera", "no camera: audio only"));
+                warns.push(warn(warning::NO_CAMERA, "no camera: audio only"));
                 return Ok(None);
             }
         },
@@ -452,7 +454,7 @@ pub fn audio_out(
         AudioSink::Device(id) => match device_element(DeviceKind::Speaker, id.as_deref()) {
             Some(e) => e,
             None => {
-                warns.push(warn("no_speaker", "no speaker: received audio is not played"));
+                warns.push(warn(warning::NO_SPEAKER, "no speaker: received audio is not played"));
                 fakesink()?
             }
         },
@@ -482,7 +484,7 @@ fn recorder(path: &Path, resume: bool, warns: &mut Vec<Warn>) -> Result<gst::Ele
     let writer = match opened {
         Ok(w) => Mutex::new(w),
         Err(e) => {
-            warns.push(warn("device", &format!("cannot record to {}: {e}", path.display())));
+            warns.push(warn(warning::DEVICE, &format!("cannot record to {}: {e}", path.display())));
             return fakesink();
         }
     };

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 use super::chains::{self, Meters, VIDEO_MAX_BPS, VIDEO_MIN_BPS, VIDEO_START_BPS};
 use super::stats::{self, Report};
 use super::swap;
-use crate::{AudioSink, AudioSource, CallEvent, DeviceKind, MediaConfig, MediaError};
+use crate::{AudioSink, AudioSource, CallEvent, DeviceKind, MediaConfig, MediaError, warning};
 
 /// What the engine tells the driver.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +314,8 @@ impl Session {
             let (slot, m, frames, tx2) = (audio_slot.clone(), m.clone(), frames.clone(), tx.clone());
             decode.connect_pad_added(move |_, dpad| {
                 if let Err(e) = chains::link_decoded(&bin, dpad, &slot, &m, frames.clone()) {
-                    let _ = tx2.send(EngineEvent::Warning { code: "device".into(), message: e.to_string() });
+                    let _ = tx2
+                        .send(EngineEvent::Warning { code: warning::DEVICE.into(), message: e.to_string() });
                 }
             });
             if pipeline.add(&decode).is_ok() {
@@ -436,11 +437,11 @@ impl Session {
             let Some(id) = id else { return };
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             let Some((a, b)) = slot.clone() else {
-                warns.push(("device".into(), format!("this call has no {what} to switch")));
+                warns.push((warning::DEVICE.into(), format!("this call has no {what} to switch")));
                 return;
             };
             let Some(new) = chains::device_element(kind, Some(id)) else {
-                warns.push(("device".into(), format!("{what} {id} is not available")));
+                warns.push((warning::DEVICE.into(), format!("{what} {id} is not available")));
                 return;
             };
             let done = if kind == DeviceKind::Speaker {
@@ -450,7 +451,7 @@ impl Session {
             };
             match done {
                 Ok(pair) => *slot = Some(pair),
-                Err(e) => warns.push(("device".into(), format!("could not switch the {what}: {e}"))),
+                Err(e) => warns.push((warning::DEVICE.into(), format!("could not switch the {what}: {e}"))),
             }
         };
         switch(&self.mic, mic, DeviceKind::Mic, "microphone");

@@ -82,6 +82,15 @@ describe('in-call view', () => {
     expect(w.find('[data-testid="call-reconnecting"]').text()).toBe('Reconnecting…')
     expect(w.find('[data-testid="call-status"]').text()).toBe('Reconnecting…')
     expect(w.find('[data-testid="call-warnings"]').text()).toBe('No camera found: audio only')
+    ev({ type: 'warning', code: 'no_speaker', message: 'no speaker: received audio is not played' })
+    ev({ type: 'warning', code: 'device', message: 'could not switch the camera: busy' })
+    await flushPromises()
+    const lines = w.findAll('[data-testid="call-warnings"] li').map((l) => l.text())
+    expect(lines).toEqual([
+      'No camera found: audio only',
+      'No speaker found: you cannot hear the other side',
+      'Device problem: could not switch the camera: busy',
+    ])
     expect(w.find('[data-testid="call-camera"]').attributes('disabled')).toBeDefined()
     expect(w.find('[data-testid="peer-muted"]').text()).toBe('Bob Stone is muted')
     const q = w.find('[data-testid="call-quality"]')
@@ -92,6 +101,10 @@ describe('in-call view', () => {
   it('speaks Chinese too', async () => {
     openCall(false)
     const w = mountView('zh-CN')
+    ev({ type: 'warning', code: 'no_microphone', message: 'no microphone: listen only' })
+    await flushPromises()
+    expect(w.find('[data-testid="call-warnings"]').text()).toBe('未找到麦克风：你只能收听')
+    expect(w.find('[data-testid="call-mute"]').attributes('disabled')).toBeDefined()
     ev({ type: 'state', phase: 'ended', reason: 'failed', by_peer: false })
     await flushPromises()
     expect(w.find('[data-testid="call-status"]').text()).toBe('通话失败：无法建立连接')
