@@ -112,6 +112,33 @@ class Recorder:
             self.wav.close()
 
 
+class FrameCounter:
+    """Decodes a received video track and counts its frames."""
+
+    def __init__(self):
+        self.frames, self.size, self.task = 0, None, None
+
+    def start(self, track):
+        self.task = asyncio.ensure_future(self.run(track))
+
+    async def run(self, track):
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            self.frames += 1
+            self.size = [frame.width, frame.height]
+
+    async def stop(self):
+        if self.task:
+            self.task.cancel()
+            try:
+                await self.task
+            except asyncio.CancelledError:
+                pass
+
+
 class Peer:
     def __init__(self, args):
         self.args = args
@@ -129,6 +156,7 @@ class Peer:
         self.report = {"outcome": "no_call", "ice": None, "end_reason": None, "ended_by_peer": False}
         self.tone = Tone(args.tone)
         self.recorder = Recorder(args.record) if args.record else None
+        self.video = FrameCounter()
 
     # -- the Courier protocol ------------------------------------------------
 
@@ -173,6 +201,8 @@ class Peer:
             log("remote track", track.kind)
             if track.kind == "audio" and self.recorder and self.recorder.task is None:
                 self.recorder.start(track)
+            if track.kind == "video" and self.video.task is None:
+                self.video.start(track)
 
         @pc.on("iceconnectionstatechange")
         def on_ice():
@@ -265,7 +295,7 @@ class Peer:
                 return inv["iid"]
 
     async def place_call(self):
-        ok = await self.request("invite", to=self.args.call, content={"video": False}, ttl_s=60)
+        ok = await self.request("invite", to=self.args.call, content={"video": self.args.video}, ttl_s=60)
         iid = ok["invite"]["iid"]
         log("calling", self.args.call, iid)
         while True:
@@ -324,10 +354,13 @@ class Peer:
     async def finish(self):
         if self.recorder:
             await self.recorder.stop()
+        await self.video.stop()
         if self.pc:
             await self.pc.close()
         self.report["frames_sent"] = self.tone.sent
         self.report["frames_received"] = self.recorder.frames if self.recorder else None
+        self.report["video_frames_received"] = self.video.frames
+        self.report["video_size"] = self.video.size
         print(json.dumps(self.report), flush=True)
 
 
@@ -338,6 +371,7 @@ def main():
     p.add_argument("--token", help="default dev:<user> (a server in dev mode)")
     p.add_argument("--call", metavar="USER", help="place a call instead of answering one")
     p.add_argument("--tone", type=float, default=660.0)
+    p.add_argument("--video", action="store_true", help="ask for video (content.video) and decode what arrives")
     p.add_argument("--record", metavar="OUT.wav")
     p.add_argument("--for", dest="for_s", type=float, default=60.0, help="hang up this long after ICE connects")
     p.add_argument("--dump-sdp", action="store_true", help="print both descriptions on stderr")

@@ -91,7 +91,9 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
 /// aiortc offers Opus as 96 and VP8 as 97 (we offer 111 and 96); webrtcbin
 /// 1.22 matches an offer by caps *including the payload type*, so the
 /// answerer takes the offer's numbers first (`gst::pt`), or it would answer
-/// audio `recvonly` and video `inactive` and send nothing.
+/// audio `recvonly` and video `inactive` and send nothing. The call asks for
+/// video, so courier-cli's VP8 goes out under aiortc's number too, and aiortc
+/// decodes it.
 #[test]
 fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
     let py = python();
@@ -105,7 +107,8 @@ fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
             ["answer-calls", "--accept", "--tone", "660", "--record", b_wav_s, "--for", "60", "--json"];
         let bob = spawn("bob", cli(&url, "bob", &dir.path().join("bob")), &bob_args, Some(READY)).await;
         let a_wav_s = a_wav.to_str().unwrap();
-        let alice_args = ["--call", "bob", "--tone", "440", "--record", a_wav_s, "--for", "5", "--dump-sdp"];
+        let alice_args =
+            ["--call", "bob", "--video", "--tone", "440", "--record", a_wav_s, "--for", "5", "--dump-sdp"];
         let alice = run("aiortc alice", aiortc(&py, &url, "alice", &alice_args), &[]).await;
         let bob = bob.done().await;
         assert_eq!(alice.code, 0, "the aiortc caller connected: {alice:?}");
@@ -119,7 +122,12 @@ fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
         assert_eq!(rb["ended_by_peer"], true, "aiortc hung up after --for: {rb}");
         let heard_by_alice = assert_hears(&a_wav, 660.0, "aiortc (from courier-cli)");
         let heard_by_bob = assert_hears(&b_wav, 440.0, "courier-cli (from aiortc)");
-        eprintln!("measured: aiortc heard {heard_by_alice:?}; courier-cli heard {heard_by_bob:?}");
+        let frames = ra["video_frames_received"].as_u64().unwrap_or(0);
+        assert!(frames >= 25, "aiortc decoded {frames} of courier-cli's video frames in a 5 s call: {ra}");
+        assert_eq!(ra["video_size"], serde_json::json!([640, 480]), "{ra}");
+        eprintln!(
+            "measured: aiortc heard {heard_by_alice:?}; courier-cli heard {heard_by_bob:?}; aiortc decoded {frames} video frames"
+        );
         node.server.shutdown().await.unwrap();
     });
 }
