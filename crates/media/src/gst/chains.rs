@@ -138,15 +138,7 @@ pub fn audio_send(
     chain.push(make("audioresample")?);
     chain.push(capsfilter(PCM)?);
     if device && gst::ElementFactory::find("webrtcdsp").is_some() {
-        // Echo cancellation needs the probe on the playback path; noise
-        // suppression and gain control run either way.
-        let dsp = make("webrtcdsp")?;
-        dsp.set_property("echo-cancel", probe.is_some());
-        if let Some(p) = probe {
-            dsp.set_property("probe", p);
-        }
-        dsp.set_property("noise-suppression", true);
-        chain.push(dsp);
+        chain.push(voice_processing(probe)?);
     }
     let volume = make("volume")?;
     let level = make("level")?;
@@ -162,6 +154,30 @@ pub fn audio_send(
     add_linked(bin, &refs)?;
     let source = matches!(src, AudioSource::Device(_)).then(|| (chain[0].clone(), chain[1].clone()));
     Ok(AudioSend { last: chain.last().cloned().expect("non-empty"), volume, source })
+}
+
+/// The microphone's voice processing (`webrtcdsp`): echo cancellation
+/// against what the echo probe named `probe` saw played (echo is possible
+/// only when received audio plays on a device), noise suppression, gain
+/// control and the high-pass filter either way. Delay-agnostic: the delay
+/// between a speaker and a microphone is not known in advance.
+pub fn voice_processing(probe: Option<&str>) -> Result<gst::Element, MediaError> {
+    let dsp = make("webrtcdsp")?;
+    dsp.set_property("echo-cancel", probe.is_some());
+    if let Some(p) = probe {
+        dsp.set_property("probe", p);
+        dsp.set_property("delay-agnostic", true);
+        dsp.set_property("extended-filter", true);
+    }
+    dsp.set_property("noise-suppression", true);
+    Ok(dsp)
+}
+
+/// The echo probe on the playback path, for [`voice_processing`].
+pub fn echo_probe(name: &str) -> Result<gst::Element, MediaError> {
+    let e = make("webrtcechoprobe")?;
+    e.set_property("name", name);
+    Ok(e)
 }
 
 fn silence() -> Result<gst::Element, MediaError> {
@@ -446,9 +462,7 @@ pub fn audio_out(
     level.set_property("interval", 100_000_000u64);
     let mut chain = vec![first.clone(), make("audioresample")?, capsfilter(PCM)?, level];
     if let Some(p) = probe {
-        let e = make("webrtcechoprobe")?;
-        e.set_property("name", p);
-        chain.push(e);
+        chain.push(echo_probe(p)?);
     }
     let out = match sink {
         AudioSink::Device(id) => match device_element(DeviceKind::Speaker, id.as_deref()) {
@@ -546,3 +560,7 @@ pub fn link_decoded(
     let sink = target.static_pad("sink").ok_or_else(|| MediaError::Negotiation("no sink pad".into()))?;
     pad.link(&sink).map(|_| ()).map_err(|e| MediaError::Negotiation(format!("link decoded: {e}")))
 }
+
+#[cfg(test)]
+#[path = "echo_tests.rs"]
+mod echo_tests;
