@@ -96,9 +96,9 @@ async fn best_fps(call: &Call, want: f64) -> f64 {
 
 fn sdp_lines(signal: &CallSignal) -> Vec<String> {
     match signal {
-        CallSignal::Offer { sdp, .. } | CallSignal::Answer { sdp, .. } | CallSignal::Renegotiate { sdp, .. } => {
-            sdp.lines().map(str::to_string).collect()
-        }
+        CallSignal::Offer { sdp, .. }
+        | CallSignal::Answer { sdp, .. }
+        | CallSignal::Renegotiate { sdp, .. } => sdp.lines().map(str::to_string).collect(),
         _ => Vec::new(),
     }
 }
