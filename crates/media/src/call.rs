@@ -68,6 +68,27 @@ fn local_addresses() -> Vec<std::net::IpAddr> {
     v
 }
 
+/// Whether the addresses that went away (from `before` to `now`) take the
+/// call's path with them. With a host candidate selected, only its own
+/// address matters (an IPv6 temporary address expiring elsewhere does not);
+/// with a server-reflexive or relay candidate the interface under it is not
+/// in the stats, so any loss counts.
+pub fn path_lost(
+    before: &[std::net::IpAddr],
+    now: &[std::net::IpAddr],
+    candidate_type: Option<&str>,
+    local_address: Option<&str>,
+) -> bool {
+    let mut gone = before.iter().filter(|a| !now.contains(a));
+    let host = local_address
+        .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+        .filter(|_| candidate_type == Some("host"));
+    match host {
+        Some(used) => gone.any(|a| *a == used),
+        None => gone.next().is_some(),
+    }
+}
+
 /// How long [`Call::ended`] waits for the last signals to leave.
 const FLUSH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -436,7 +457,8 @@ impl Driver {
     fn watch_path(&mut self) {
         let live = matches!(self.machine.state(), CallState::Connected | CallState::Reconnecting);
         let now = local_addresses();
-        let lost = self.addresses.iter().any(|a| !now.contains(a));
+        let r = &self.last_report;
+        let lost = path_lost(&self.addresses, &now, r.candidate_type.as_deref(), r.local_address.as_deref());
         if lost && live {
             tracing::info!(before = ?self.addresses, now = ?now, "a local address went away: restarting the transport");
             if self.machine.state() == CallState::Connected {
@@ -499,5 +521,25 @@ impl Driver {
         };
         self.last_report = raw;
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_lost;
+
+    #[test]
+    fn only_the_loss_of_the_address_in_use_restarts_a_host_path() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let before = [ip("10.0.0.5"), ip("2001:db8::1"), ip("2001:db8::2")];
+        let v6_expired = [ip("10.0.0.5"), ip("2001:db8::1")];
+        let moved = [ip("10.0.1.9"), ip("2001:db8::1"), ip("2001:db8::2")];
+        assert!(!path_lost(&before, &v6_expired, Some("host"), Some("10.0.0.5")), "another address went");
+        assert!(path_lost(&before, &moved, Some("host"), Some("10.0.0.5")), "the one in use went");
+        assert!(!path_lost(&before, &before, Some("host"), Some("10.0.0.5")));
+        // Relayed or reflexive: the interface underneath is unknown.
+        assert!(path_lost(&before, &v6_expired, Some("relay"), Some("198.51.100.4")));
+        assert!(path_lost(&before, &v6_expired, None, None));
+        assert!(!path_lost(&before, &before, None, None));
     }
 }

@@ -6,6 +6,9 @@ use gst_webrtc::WebRTCStatsType as T;
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Report {
     pub candidate_type: Option<String>,
+    /// The selected pair's local candidate address (for a host candidate,
+    /// the interface address the call's media uses).
+    pub local_address: Option<String>,
     pub rtt_ms: Option<f64>,
     pub packets_sent: u64,
     pub packets_received: u64,
@@ -97,15 +100,17 @@ pub fn parse(report: &gst::StructureRef) -> Report {
             }
             T::CandidatePair => pair_local = s.get::<String>("local-candidate-id").ok(),
             T::LocalCandidate | T::RemoteCandidate => {
-                candidates.push((id, s.get::<String>("candidate-type").ok()))
+                candidates.push((id, s.get::<String>("candidate-type").ok(), s.get::<String>("address").ok()))
             }
             _ => {}
         }
     }
     r.video_lost =
         remote_in.iter().filter(|(local, _)| video_out.contains(local)).map(|(_, lost)| lost).sum();
-    r.candidate_type =
-        pair_local.and_then(|id| candidates.into_iter().find(|(i, _)| *i == id).and_then(|(_, t)| t));
+    if let Some((_, t, a)) = pair_local.and_then(|id| candidates.into_iter().find(|(i, _, _)| *i == id)) {
+        r.candidate_type = t;
+        r.local_address = a;
+    }
     r.rtt_ms = rtts.into_iter().filter(|v| v.is_finite() && *v > 0.0).reduce(f64::min);
     r
 }
@@ -184,6 +189,7 @@ mod tests {
                     .field("type", T::RemoteCandidate)
                     .field("id", "ice-candidate-local_1")
                     .field("candidate-type", "relay")
+                    .field("address", "192.0.2.7")
                     .build(),
             )
             .field(
@@ -200,6 +206,7 @@ mod tests {
         assert_eq!((r.packets_received, r.bytes_received), (90, 7000));
         assert_eq!((r.video_packets_sent, r.video_lost), (50, 7));
         assert_eq!(r.candidate_type.as_deref(), Some("relay"));
+        assert_eq!(r.local_address.as_deref(), Some("192.0.2.7"));
         assert_eq!(r.rtt_ms, Some(12.0));
     }
 }
