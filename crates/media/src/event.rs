@@ -19,6 +19,7 @@ pub enum CallState {
 
 /// A snapshot of the call's transport and media counters.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CallStats {
     /// "new" | "checking" | "connected" | "completed" | "failed" | "disconnected" | "closed".
     pub ice_state: String,

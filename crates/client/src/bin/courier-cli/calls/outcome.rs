@@ -2,6 +2,7 @@
 //! `answer-calls` print (human text, or one JSON object with `--json`).
 //! Pure: no client, no media, so the mapping is unit-tested.
 
+use courier_media::CallStats;
 use serde::Serialize;
 
 /// How one call ended, from this device's point of view.
@@ -81,30 +82,11 @@ pub struct Report {
     /// Milliseconds from the accepted invitation to the first audible
     /// remote audio (a level above −50 dBFS).
     pub accept_to_first_audio_ms: Option<u64>,
-    /// Last ICE connection state.
-    pub ice_state: String,
-    /// Local candidate type of the selected pair: host, srflx, prflx, relay.
-    pub candidate_type: Option<String>,
-    /// Round-trip time in milliseconds.
-    pub rtt_ms: Option<f64>,
-    /// RTP packets sent / received, all media.
-    pub packets_sent: u64,
-    /// See `packets_sent`.
-    pub packets_received: u64,
-    /// Bytes sent / received, all media.
-    pub bytes_sent: u64,
-    /// See `bytes_sent`.
-    pub bytes_received: u64,
-    /// Packets lost (as the receiver counts them) and the loss percentage.
-    pub packets_lost: i64,
-    /// See `packets_lost`.
-    pub loss_pct: f64,
-    /// Recent RMS level of the remote audio, dBFS.
-    pub audio_level_dbfs: Option<f64>,
-    /// Video frames decoded from the peer.
-    pub video_frames_decoded: u64,
-    /// Video frames sent.
-    pub video_frames_sent: u64,
+    /// The media counters at the end: ICE state, candidate type, RTT,
+    /// packets and bytes each way, loss, audio level, video frames (the
+    /// engine's own names; see the crate README).
+    #[serde(flatten)]
+    pub stats: CallStats,
     /// Decoded video frames per second over the connected time.
     pub video_fps_decoded: f64,
     /// Received bytes per second over the connected time.
@@ -139,8 +121,8 @@ impl Report {
     /// connected time.
     pub fn derive_rates(&mut self, video_window: Option<(u64, f64)>) {
         if self.duration_s > 0.0 {
-            self.video_fps_decoded = round2(self.video_frames_decoded as f64 / self.duration_s);
-            self.bytes_received_per_s = round2(self.bytes_received as f64 / self.duration_s);
+            self.video_fps_decoded = round2(self.stats.video_frames_decoded as f64 / self.duration_s);
+            self.bytes_received_per_s = round2(self.stats.bytes_received as f64 / self.duration_s);
         }
         if let Some((frames, secs)) = video_window
             && secs >= 2.0
@@ -174,24 +156,27 @@ impl Report {
             lines.push(format!("ended: {r} by {by} after {:.1} s", self.duration_s));
         }
         lines.extend([
-            format!("ice state: {}", if self.ice_state.is_empty() { "-" } else { &self.ice_state }),
-            format!("candidate type: {}", opt(&self.candidate_type)),
-            format!("rtt: {}", num(self.rtt_ms, "ms")),
+            format!(
+                "ice state: {}",
+                if self.stats.ice_state.is_empty() { "-" } else { &self.stats.ice_state }
+            ),
+            format!("candidate type: {}", opt(&self.stats.candidate_type)),
+            format!("rtt: {}", num(self.stats.rtt_ms, "ms")),
             format!("accept to connected: {}", ms(self.accept_to_connected_ms)),
             format!("accept to first audio: {}", ms(self.accept_to_first_audio_ms)),
-            format!("sent: {} packets, {} bytes", self.packets_sent, self.bytes_sent),
+            format!("sent: {} packets, {} bytes", self.stats.packets_sent, self.stats.bytes_sent),
             format!(
                 "received: {} packets, {} bytes ({:.0} B/s), {} lost ({:.1} %)",
-                self.packets_received,
-                self.bytes_received,
+                self.stats.packets_received,
+                self.stats.bytes_received,
                 self.bytes_received_per_s,
-                self.packets_lost,
-                self.loss_pct
+                self.stats.packets_lost,
+                self.stats.loss_pct
             ),
-            format!("audio level: {}", num(self.audio_level_dbfs, "dBFS")),
+            format!("audio level: {}", num(self.stats.audio_level_dbfs, "dBFS")),
             format!(
                 "video frames: {} decoded ({:.1}/s), {} sent",
-                self.video_frames_decoded, self.video_fps_decoded, self.video_frames_sent
+                self.stats.video_frames_decoded, self.video_fps_decoded, self.stats.video_frames_sent
             ),
             format!("cpu: {} ms", self.cpu_ms),
         ]);
@@ -255,9 +240,12 @@ mod tests {
             role: "caller",
             peer: "bob".into(),
             duration_s: 4.0,
-            video_frames_decoded: 100,
-            bytes_received: 40_000,
-            candidate_type: Some("relay".into()),
+            stats: CallStats {
+                video_frames_decoded: 100,
+                bytes_received: 40_000,
+                candidate_type: Some("relay".into()),
+                ..CallStats::default()
+            },
             ..Report::default()
         };
         r.set_outcome(Outcome::Connected, None);
@@ -280,14 +268,18 @@ mod tests {
 
     #[test]
     fn rates_stay_zero_for_a_call_that_never_connected() {
-        let mut r = Report { video_frames_decoded: 3, ..Report::default() };
+        let mut r = Report {
+            stats: CallStats { video_frames_decoded: 3, ..CallStats::default() },
+            ..Report::default()
+        };
         r.derive_rates(None);
         assert_eq!(r.video_fps_decoded, 0.0);
     }
 
     #[test]
     fn the_video_rate_is_the_steady_one_once_frames_flow() {
-        let mut r = Report { duration_s: 6.0, video_frames_decoded: 120, ..Report::default() };
+        let stats = CallStats { video_frames_decoded: 120, ..CallStats::default() };
+        let mut r = Report { duration_s: 6.0, stats, ..Report::default() };
         r.derive_rates(Some((100, 4.0)));
         assert_eq!(r.video_fps_decoded, 25.0, "over the window, not the 6 s");
         r.derive_rates(Some((10, 1.0)));

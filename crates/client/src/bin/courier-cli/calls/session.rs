@@ -188,7 +188,7 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
         (None, Some(at)) => at.elapsed().as_secs_f64(),
         (None, None) => 0.0,
     };
-    fill_stats(&mut report, &stats);
+    report.stats = stats.clone();
     report.cpu_ms = process_cpu_ms().saturating_sub(cpu_at_start);
     if media_connected(connected_at.is_some(), stats.packets_received) {
         report.set_outcome(Outcome::Connected, lost_server);
@@ -201,21 +201,6 @@ pub async fn run(setup: Setup<'_>, stop: &mut Stop) -> Report {
     }
     report.derive_rates(video_window.map(|((t0, f0), (t1, f1))| (f1 - f0, (t1 - t0).as_secs_f64())));
     report
-}
-
-fn fill_stats(r: &mut Report, s: &CallStats) {
-    r.ice_state = s.ice_state.clone();
-    r.candidate_type = s.candidate_type.clone();
-    r.rtt_ms = s.rtt_ms;
-    r.packets_sent = s.packets_sent;
-    r.packets_received = s.packets_received;
-    r.bytes_sent = s.bytes_sent;
-    r.bytes_received = s.bytes_received;
-    r.packets_lost = s.packets_lost;
-    r.loss_pct = s.loss_pct;
-    r.audio_level_dbfs = s.audio_level_dbfs;
-    r.video_frames_decoded = s.video_frames_decoded;
-    r.video_frames_sent = s.video_frames_sent;
 }
 
 async fn sleep_until_some(at: Option<Instant>) {
