@@ -37,8 +37,9 @@ TEST_PACKAGES=(
   libunity9
   # cluster tests start private instances of these
   postgresql redis-server haproxy
-  # calls: TURN relay for the relay-only call test; network namespaces (ip netns, veth)
-  coturn iproute2
+  # calls: TURN relay for the relay-only call test; network namespaces (ip netns, veth);
+  # packet loss inside a test's namespace (the bandwidth adaptation test)
+  coturn iproute2 nftables
   # calls: the interop test's independent WebRTC peer (aiortc, in a venv below)
   python3-venv
 )

@@ -518,6 +518,7 @@ impl Driver {
             video_frames_decoded: r.frames_decoded,
             video_frames_sent: r.frames_sent,
             connected_ms: self.connected_at.map(|t| t.elapsed().as_millis() as u64),
+            video_target_kbps: self.session.video_target_bps().map(|b| b / 1000),
         };
         self.last_report = raw;
         s

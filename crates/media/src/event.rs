@@ -40,6 +40,9 @@ pub struct CallStats {
     pub video_frames_sent: u64,
     /// Milliseconds since ICE first connected.
     pub connected_ms: Option<u64>,
+    /// The VP8 encoder's target bitrate (kbit/s) while the camera sends:
+    /// what the loss-based rate control has settled on.
+    pub video_target_kbps: Option<u32>,
 }
 
 /// Everything a call tells its owner, in order, on the channel

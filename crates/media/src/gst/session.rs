@@ -415,6 +415,11 @@ impl Session {
         }
     }
 
+    /// The VP8 target bitrate while the camera sends.
+    pub fn video_target_bps(&self) -> Option<u32> {
+        self.camera_on().then(|| self.bitrate.load(Ordering::Relaxed))
+    }
+
     pub fn camera_on(&self) -> bool {
         self.camera_on.load(Ordering::Relaxed)
     }
