@@ -8,7 +8,7 @@ use crate::store::MessageStore;
 use crate::store::shared::{
     UnreadParts, attach_reactions, content_span, from_sql_int, parse_conv, to_json, to_sql_int, unread_count,
 };
-use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreResult};
+use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreError, StoreResult};
 use async_trait::async_trait;
 use courier_proto::{Conv, Msg};
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -26,49 +26,78 @@ pub(super) fn find_by_cid(c: &Connection, from: &str, cid: &str) -> StoreResult<
 }
 
 pub(super) fn append_message(c: &Connection, m: NewMessage) -> StoreResult<Appended> {
-    if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
-        return Ok(Appended { msg: original, dup: true });
+    match insert_message(c, m, None)? {
+        Inserted::New(appended) => Ok(appended),
+        Inserted::Duplicate(m) => original(c, &m),
     }
-    insert_message(c, m, None)
+}
+
+/// The answer to a resend: the message stored with its `(sender, cid)`.
+pub(super) fn original(c: &Connection, m: &NewMessage) -> StoreResult<Appended> {
+    match find_by_cid(c, &m.from, &m.cid)? {
+        Some(msg) => Ok(Appended { msg, dup: true }),
+        None => Err(StoreError::Unavailable(format!("no message stored with cid {} of {}", m.cid, m.from))),
+    }
+}
+
+/// What [`insert_message`] did.
+pub(super) enum Inserted {
+    New(Appended),
+    /// `(sender, cid)` is already stored: nothing was written, and the
+    /// message is handed back.
+    Duplicate(NewMessage),
 }
 
 /// Writes a new message: the conversation's counters, the row, the DM
-/// listing and the mentions. `rel_target` is the target of a relation.
+/// listing and the mentions, unless `(sender, cid)` is already stored, in
+/// which case nothing is written. `rel_target` is the target of a relation.
 pub(super) fn insert_message(
     c: &Connection,
     m: NewMessage,
     rel_target: Option<&str>,
-) -> StoreResult<Appended> {
+) -> StoreResult<Inserted> {
     let conv = m.conv.to_string();
     // The conversation's counters are its newest row's: read through the
     // (conv, seq) index, not kept in a second row that every message would
     // rewrite (one more scattered page per commit).
     let (last_seq, last_rel) = newest(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count));
     if last_seq == 0 {
+        // Listing a new conversation is a change: a resend (of a message
+        // stored elsewhere) is recognised before it.
+        if find_by_cid(c, &m.from, &m.cid)?.is_some() {
+            return Ok(Inserted::Duplicate(m));
+        }
         c.prepare_cached("INSERT INTO conversations (conv) VALUES (?1) ON CONFLICT DO NOTHING")?
             .execute([&conv])?;
     }
     let seq = last_seq + 1;
     let rel_count = last_rel + i64::from(rel_target.is_some());
     let mid = ulid::Ulid::new().to_string();
-    c.prepare_cached(
-        "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        conv,
-        seq,
-        mid,
-        m.cid,
-        m.from,
-        to_json(&m.to),
-        m.kind,
-        to_json(&m.body),
-        m.reply_to,
-        m.ts,
-        rel_target,
-        rel_count
-    ])?;
+    // The (cid, sender) index finds a resend while inserting: no lookup
+    // before every append.
+    let inserted = c
+        .prepare_cached(
+            "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, \
+             rel_count) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+             ON CONFLICT (cid, sender) DO NOTHING",
+        )?
+        .execute(params![
+            conv,
+            seq,
+            mid,
+            m.cid,
+            m.from,
+            to_json(&m.to),
+            m.kind,
+            to_json(&m.body),
+            m.reply_to,
+            m.ts,
+            rel_target,
+            rel_count
+        ])?;
+    if inserted == 0 {
+        return Ok(Inserted::Duplicate(m));
+    }
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
         // The first message lists the DM for both parties (once for dm:a:a).
         let mut list = c.prepare_cached(
@@ -91,10 +120,10 @@ pub(super) fn insert_message(
     for user in m.mentions.iter().filter(|u| **u != m.from) {
         mention.execute(params![user, conv, seq])?;
     }
-    Ok(Appended {
+    Ok(Inserted::New(Appended {
         msg: Msg::new(m.conv, from_sql_int(seq), mid, m.cid, m.from, m.to, m.kind, m.body, m.ts, m.reply_to),
         dup: false,
-    })
+    }))
 }
 
 /// Attaches the reactions of the content messages of `page` (one range read).
@@ -182,8 +211,9 @@ pub(super) fn advance(
 #[async_trait]
 impl MessageStore for SqliteStore {
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended> {
-        // Checks (idempotency) come before the first change, and the
-        // inserts can only fail on an engine error: no savepoint needed.
+        // A resend is found before the first change (or by the insert,
+        // which then changes nothing), and the inserts can only fail on an
+        // engine error: no savepoint needed.
         self.write_unisolated(move |c| append_message(c, msg)).await
     }
 
@@ -325,7 +355,12 @@ impl MessageStore for SqliteStore {
             }
             let mut channels = tx.prepare_cached(concat!(
                 "SELECT m.channel, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("'ch:' || m.channel", "m.user_id", "x.recalled = 1", "coalesce(mine.own_after, 0)"),
+                unread_columns!(
+                    "'ch:' || m.channel",
+                    "m.user_id",
+                    "x.recalled = 1",
+                    "coalesce(mine.own_after, 0)"
+                ),
                 " FROM channel_members m \
                  LEFT JOIN messages c ON c.id = \
                      (SELECT id FROM messages WHERE conv = 'ch:' || m.channel ORDER BY seq DESC LIMIT 1) \

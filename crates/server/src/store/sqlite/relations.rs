@@ -3,7 +3,7 @@
 //! reaction caps.
 
 use super::SqliteStore;
-use super::messages::{find_by_cid, insert_message};
+use super::messages::{Inserted, find_by_cid, insert_message, original};
 use crate::store::shared::{
     MentionScrub, RecallEffect, RelationEffect, RelationTarget, from_sql_int, to_sql_int,
 };
@@ -44,8 +44,8 @@ pub(super) fn append_relation_message(
     rel: Relation,
     caps: Option<ReactionCaps>,
 ) -> StoreResult<RelationAppend> {
-    if let Some(original) = find_by_cid(c, &m.from, &m.cid)? {
-        return Ok(RelationAppend::Stored(Appended { msg: original, dup: true }));
+    if let Some(stored) = find_by_cid(c, &m.from, &m.cid)? {
+        return Ok(RelationAppend::Stored(Appended { msg: stored, dup: true }));
     }
     let conv = m.conv.to_string();
     let target = c
@@ -73,7 +73,11 @@ pub(super) fn append_relation_message(
             return Ok(RelationAppend::Capped(cap));
         }
     }
-    let appended = insert_message(c, m, Some(rel.target()))?;
+    // The resend check above already ran in this transaction.
+    let appended = match insert_message(c, m, Some(rel.target()))? {
+        Inserted::New(appended) => appended,
+        Inserted::Duplicate(m) => return Ok(RelationAppend::Stored(original(c, &m)?)),
+    };
     apply_effect(c, &conv, target.seq, RelationEffect::of(&rel, &target, &appended.msg))?;
     Ok(RelationAppend::Stored(appended))
 }

@@ -211,6 +211,48 @@ pub const MIGRATIONS: &[&str] = &[
         ON CONFLICT (conv, user_id) DO UPDATE SET own_after = excluded.own_after;
     DROP INDEX messages_own_content;
     "#,
+    // v5: the idempotency key is indexed cid first
+    r#"
+    -- UNIQUE (sender, cid) put each message's key at its sender's place in
+    -- a large index: one more scattered page in every commit per sender.
+    -- Ordered (cid, sender), the keys of time-ordered cids (ULIDs, as the
+    -- reference client sends) arrive at the end of the index, on the same
+    -- few pages for every sender of a commit; random cids cost what they
+    -- did. The same constraint, so the table is rebuilt around it, with its
+    -- rowids (the message count), columns and other indexes unchanged.
+    CREATE TABLE messages_v5 (
+        id          INTEGER PRIMARY KEY,
+        conv        TEXT NOT NULL REFERENCES conversations (conv),
+        seq         INTEGER NOT NULL,
+        mid         TEXT NOT NULL UNIQUE,
+        cid         TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        target      TEXT NOT NULL,   -- the Target as JSON: {"user":..} / {"channel":..}
+        kind        TEXT NOT NULL,
+        body        TEXT NOT NULL,   -- compact JSON object
+        reply_to    TEXT,
+        ts          INTEGER NOT NULL,
+        rel_target  TEXT,            -- relations: the target's mid
+        rel_count   INTEGER NOT NULL DEFAULT 0,
+        edited_text TEXT,
+        edited_ts   INTEGER,
+        recalled    INTEGER NOT NULL DEFAULT 0,
+        pinned      INTEGER,
+        pin_seq     INTEGER,
+        UNIQUE (conv, seq),
+        UNIQUE (cid, sender)         -- idempotency, forever
+    );
+    INSERT INTO messages_v5 (id, conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+                             rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq)
+        SELECT id, conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+               rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq
+        FROM messages ORDER BY id;
+    DROP TABLE messages;
+    ALTER TABLE messages_v5 RENAME TO messages;
+    CREATE INDEX messages_edits ON messages (rel_target) WHERE kind = 'edit';
+    CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled = 1;
+    CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -629,6 +629,11 @@ const FIXTURES: &[&str] = &[
         VALUES ('ch:lobby', 2, 'L2', 'l2', 'alice', '{"channel":"lobby"}', 'text', '{"text":"v4"}', NULL, 61, NULL, 0);
     INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) VALUES ('ch:lobby', 'alice', 0, 0, 1);
     "#,
+    // v5 (the messages table changed an index, not its rows: see
+    // `the_v5_migration_keeps_every_message_row`)
+    r#"
+    INSERT INTO last_seen VALUES ('alice', 70);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -692,4 +697,56 @@ async fn every_historical_schema_migrates_to_the_current_one() {
             "schema migrated from v{version} differs from a fresh one"
         );
     }
+}
+
+/// Every column of every message, rowid included, in rowid order.
+fn message_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT id, conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count, \
+             edited_text, edited_ts, recalled, pinned, pin_seq FROM messages ORDER BY id",
+        )
+        .unwrap();
+    stmt.query_map([], |r| (0..18).map(|i| r.get(i)).collect()).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v5_migration_keeps_every_message_row() {
+    let dir = TempDir::new().unwrap();
+    build_historical(dir.path(), 4);
+    let before = message_rows(&raw(dir.path()));
+    assert_eq!(before.len(), 10);
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let conn = raw(dir.path());
+    assert_eq!(message_rows(&conn), before, "every row, every column");
+    // The idempotency key is indexed cid first, and finds a sender's cid.
+    let plan: String = conn
+        .query_row(
+            "EXPLAIN QUERY PLAN SELECT mid FROM messages WHERE sender = 'alice' AND cid = 'c1'",
+            [],
+            |r| r.get(3),
+        )
+        .unwrap();
+    assert!(plan.contains("(cid=? AND sender=?)"), "{plan}");
+    // The constraints came along: (conv, seq), mid and (sender, cid) are unique.
+    let copy = |conv: &str, seq: i64, mid: &str, cid: &str| {
+        conn.execute(
+            "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts) \
+             VALUES (?1, ?2, ?3, ?4, 'alice', '{}', 'text', '{}', 1)",
+            rusqlite::params![conv, seq, mid, cid],
+        )
+    };
+    for (conv, seq, mid, cid) in
+        [("ch:lobby", 1, "X1", "x1"), ("ch:lobby", 9, "M1", "x2"), ("ch:lobby", 9, "X3", "c1")]
+    {
+        let e = copy(conv, seq, mid, cid).unwrap_err();
+        assert_eq!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::ConstraintViolation),
+            "{conv} {seq} {mid} {cid}"
+        );
+    }
+    assert_eq!(copy("ch:lobby", 9, "X4", "x4").unwrap(), 1);
 }
