@@ -68,6 +68,13 @@ fn local_addresses() -> Vec<std::net::IpAddr> {
     v
 }
 
+/// Whether a path that carried media has gone quiet for [`SILENT_PATH_MS`]
+/// while connected. A peer that never sent anything on this session (a
+/// receive-only peer of another stack) is not taken for a dead path.
+pub fn path_went_silent(state: CallState, packets_received: u64, quiet_ms: u128) -> bool {
+    state == CallState::Connected && packets_received > 0 && quiet_ms >= SILENT_PATH_MS
+}
+
 /// Whether the addresses that went away (from `before` to `now`) take the
 /// call's path with them. With a host candidate selected, only its own
 /// address matters (an IPv6 temporary address expiring elsewhere does not);
@@ -470,9 +477,7 @@ impl Driver {
         let got = self.last_report.packets_received;
         if got != self.received.0 {
             self.received = (got, Instant::now());
-        } else if self.machine.state() == CallState::Connected
-            && self.received.1.elapsed().as_millis() >= SILENT_PATH_MS
-        {
+        } else if path_went_silent(self.machine.state(), got, self.received.1.elapsed().as_millis()) {
             tracing::info!("nothing received for {SILENT_PATH_MS} ms: the path is gone");
             self.noticed.push_back(Input::Ice(Ice::Disconnected));
             self.received.1 = Instant::now();
@@ -527,7 +532,18 @@ impl Driver {
 
 #[cfg(test)]
 mod tests {
-    use super::path_lost;
+    use super::{CallState, SILENT_PATH_MS, path_lost, path_went_silent};
+
+    #[test]
+    fn only_a_path_that_carried_media_and_went_quiet_is_dead() {
+        assert!(path_went_silent(CallState::Connected, 500, SILENT_PATH_MS));
+        assert!(!path_went_silent(CallState::Connected, 500, SILENT_PATH_MS - 1));
+        assert!(
+            !path_went_silent(CallState::Connected, 0, 60_000),
+            "a peer that never sends is not a dead path"
+        );
+        assert!(!path_went_silent(CallState::Reconnecting, 500, 60_000), "already restarting");
+    }
 
     #[test]
     fn only_the_loss_of_the_address_in_use_restarts_a_host_path() {

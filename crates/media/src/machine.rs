@@ -32,6 +32,11 @@ use crate::{CallSignal, CallState, EndReason, Role};
 
 /// How long ICE may take to connect, or to come back.
 pub const ICE_TIMEOUT_MS: u64 = 30_000;
+/// At most this many transport restarts the peer asks for in a minute are
+/// answered from a new session (each opens the devices again); past that a
+/// new fingerprint is applied like any renegotiation.
+pub const PEER_TRANSPORT_RESTARTS_PER_MIN: usize = 6;
+
 /// How long the callee waits for the caller to restart ICE before it does.
 pub const CALLEE_RESTART_GRACE_MS: u64 = 3_000;
 
@@ -173,6 +178,8 @@ pub struct Machine {
     peer_transport_restart: bool,
     /// The DTLS fingerprint of the peer's last applied description.
     remote_fingerprint: Option<String>,
+    /// When the peer's recent transport restarts were answered (ms).
+    peer_restarts: std::collections::VecDeque<u64>,
 }
 
 /// The first `a=fingerprint:` of an SDP, as written.
@@ -200,6 +207,7 @@ impl Machine {
             restart_at: None,
             peer_transport_restart: false,
             remote_fingerprint: None,
+            peer_restarts: std::collections::VecDeque::new(),
         }
     }
 
@@ -300,7 +308,7 @@ impl Machine {
                 if self.role == Role::Callee && self.sig == Sig::AwaitingOffer {
                     self.peer_transport_restart |= transport_restart;
                     self.fail_at = Some(now_ms + ICE_TIMEOUT_MS);
-                    self.apply_offer(sdp, out);
+                    self.apply_offer(now_ms, sdp, out);
                 }
             }
             CallSignal::Renegotiate { sdp, transport_restart } => match self.sig {
@@ -310,7 +318,7 @@ impl Machine {
                     self.keep_wanted(restart);
                     self.restart_at = None;
                     self.peer_transport_restart |= transport_restart;
-                    self.apply_offer(sdp, out);
+                    self.apply_offer(now_ms, sdp, out);
                 }
                 Sig::HaveLocalOffer { restart } => {
                     // The polite peer: drop ours (never applied) and redo its change later.
@@ -318,12 +326,12 @@ impl Machine {
                     self.restart_at = None;
                     self.unapplied_offer = None;
                     self.peer_transport_restart |= transport_restart;
-                    self.apply_offer(sdp, out);
+                    self.apply_offer(now_ms, sdp, out);
                 }
                 Sig::Stable => {
                     self.restart_at = None;
                     self.peer_transport_restart |= transport_restart;
-                    self.apply_offer(sdp, out);
+                    self.apply_offer(now_ms, sdp, out);
                 }
             },
             CallSignal::Answer { sdp, transport_restart } => {
@@ -360,13 +368,22 @@ impl Machine {
         self.wanted = Some(self.wanted.unwrap_or(false) || restart);
     }
 
-    fn apply_offer(&mut self, sdp: String, out: &mut Vec<Action>) {
+    fn apply_offer(&mut self, now_ms: u64, sdp: String, out: &mut Vec<Action>) {
         self.sig = Sig::Answering;
         let fp = fingerprint(&sdp);
         let known = self.remote_fingerprint.replace(fp.clone().unwrap_or_default());
         if self.peer_transport_restart && known.is_some_and(|k| fp.is_some_and(|f| f != k)) {
-            // The peer restarted its transport: answer from a new one.
-            self.new_transport(out);
+            // The peer restarted its transport: answer from a new one, as
+            // often as a network can change, not as often as a peer can ask.
+            while self.peer_restarts.front().is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000) {
+                self.peer_restarts.pop_front();
+            }
+            if self.peer_restarts.len() < PEER_TRANSPORT_RESTARTS_PER_MIN {
+                self.peer_restarts.push_back(now_ms);
+                self.new_transport(out);
+            } else {
+                tracing::warn!("the peer restarts its transport too often: applied as a renegotiation");
+            }
         }
         out.push(Action::ApplyOffer(sdp));
         self.remote_described(out);

@@ -411,3 +411,35 @@ fn a_renegotiate_with_a_new_fingerprint_is_answered_from_a_new_transport() {
     );
     assert_eq!(a, vec![Action::ApplyOffer(sdp_with("CC:03"))]);
 }
+
+#[test]
+fn a_peer_cannot_make_us_rebuild_the_transport_more_than_six_times_a_minute() {
+    let mut m = Machine::new(Role::Callee);
+    m.handle(0, Input::Start);
+    m.handle(5, Input::Signal(CallSignal::Offer { sdp: sdp_with("00"), transport_restart: true }));
+    m.handle(6, answer("a0"));
+    let mut rebuilt = 0;
+    for i in 1..=10u64 {
+        let at = 1_000 * i;
+        let a = m.handle(
+            at,
+            Input::Signal(CallSignal::Renegotiate {
+                sdp: sdp_with(&format!("{i:02}")),
+                transport_restart: true,
+            }),
+        );
+        assert!(
+            a.contains(&Action::ApplyOffer(sdp_with(&format!("{i:02}")))),
+            "every offer is still answered"
+        );
+        rebuilt += usize::from(a.contains(&Action::NewTransport));
+        m.handle(at + 1, answer("a"));
+    }
+    assert_eq!(rebuilt, PEER_TRANSPORT_RESTARTS_PER_MIN);
+    // A minute after the first ones, a new network change is honoured again.
+    let a = m.handle(
+        62_000,
+        Input::Signal(CallSignal::Renegotiate { sdp: sdp_with("99"), transport_restart: true }),
+    );
+    assert_eq!(a.first(), Some(&Action::NewTransport));
+}
