@@ -9,7 +9,9 @@
 //! only then answers each caller through its oneshot. With
 //! `synchronous=FULL` that is one fsync for the whole batch: under load the
 //! cost of durability is shared by everyone who was waiting, and an
-//! acknowledged write is on disk before the caller hears about it.
+//! acknowledged write is on disk before the caller hears about it. Under
+//! load a batch also waits until a short interval has passed since the
+//! previous one began, so that commits grow instead of multiplying.
 //!
 //! Each command runs inside its own `SAVEPOINT`: a command that fails (or
 //! panics) is rolled back to its savepoint and gets its own error, while the
