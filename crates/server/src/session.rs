@@ -134,9 +134,27 @@ async fn farewell(ws: &mut WebSocket, st: &AppState, ses: &SessionCtx, end: End)
     }
 }
 
+/// How long a closing session waits for the peer's close after its own.
+const CLOSE_HANDSHAKE: Duration = Duration::from_secs(2);
+
+/// Sends the close frame, then completes the closing handshake: what the
+/// peer still sends (a flood, for an abuser) is read and dropped until its
+/// close or [`CLOSE_HANDSHAKE`]. Dropping a socket with unread input makes
+/// the kernel reset the connection, and a reset can destroy the close frame
+/// (and its code) before the peer reads it.
 async fn close(ws: &mut WebSocket, code: u16, reason: &'static str) {
     let frame = CloseFrame { code, reason: Utf8Bytes::from_static(reason) };
-    let _ = timeout(Duration::from_secs(2), ws.send(Message::Close(Some(frame)))).await;
+    if !matches!(timeout(CLOSE_HANDSHAKE, ws.send(Message::Close(Some(frame)))).await, Ok(Ok(()))) {
+        return;
+    }
+    let _ = timeout(CLOSE_HANDSHAKE, async {
+        while let Some(Ok(m)) = ws.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn send_text(ws: &mut WebSocket, st: &AppState, text: String) -> bool {
