@@ -750,3 +750,26 @@ async fn the_v5_migration_keeps_every_message_row() {
     }
     assert_eq!(copy("ch:lobby", 9, "X4", "x4").unwrap(), 1);
 }
+
+/// A resend addressed to a conversation without messages is recognised
+/// before that conversation is listed: nothing at all is written for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_to_a_new_conversation_writes_nothing() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let first = store.append(text("alice", Target::User("bob".into()), "k1", "x", 1)).await.unwrap();
+    let again = store.append(text("alice", Target::Channel("lobby".into()), "k1", "y", 2)).await.unwrap();
+    assert!(again.dup);
+    assert_eq!(again.msg, first.msg);
+    store.close().await.unwrap();
+    drop(store);
+    let conn = raw(dir.path());
+    let convs: Vec<String> = conn
+        .prepare("SELECT conv FROM conversations")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(convs, [Conv::dm("alice", "bob").to_string()]);
+}
