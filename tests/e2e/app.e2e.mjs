@@ -30,6 +30,7 @@ import net from 'node:net'
 import { promisify } from 'node:util'
 import { remote } from 'webdriverio'
 import { startDesktopBus } from './desktop-bus.mjs'
+import { saveScreenshot } from './screenshot.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
@@ -87,7 +88,7 @@ async function scenario(name, fn) {
   } catch (e) {
     results.push({ name, ok: false, ms: Date.now() - t0, error: String(e?.stack ?? e) })
     log(`FAIL ${name}: ${e?.message ?? e}`)
-    try { await browser?.saveScreenshot(join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
+    try { await saveScreenshot(browser, join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
   }
 }
 
@@ -215,7 +216,7 @@ async function bobHas(msg) {
 }
 async function shot(name) {
   mkdirSync(SHOTS, { recursive: true })
-  await browser.saveScreenshot(join(SHOTS, `${name}.png`))
+  await saveScreenshot(browser, join(SHOTS, `${name}.png`))
   log(`screenshot ${name}.png`)
 }
 
@@ -525,7 +526,7 @@ await scenario('the composer is spell-checked (WebKitGTK with its checker enable
     })
     const full = join(tmp, `${name}-window.png`)
     const file = join(tmp, `${name}.png`)
-    await browser.saveScreenshot(full)
+    await saveScreenshot(browser, full)
     await run('convert', [full, '-crop', `${r.w}x${r.h}+${r.x}+${r.y}`, '+repage', file])
     return file
   }
@@ -726,7 +727,7 @@ await scenario('a second profile chats with the first through the shared embedde
     browser = globalThis.browser = first
   }
   await waitFor(() => hasMessage(msg), 15000, "the second profile's message in the first app")
-  await browser.saveScreenshot(join(tmp, 'two-profiles.png'))
+  await saveScreenshot(browser, join(tmp, 'two-profiles.png'))
 })
 await cleanup()
 

@@ -22,6 +22,7 @@ import net from 'node:net'
 import { promisify } from 'node:util'
 import { remote } from 'webdriverio'
 import { startDesktopBus } from './desktop-bus.mjs'
+import { saveScreenshot } from './screenshot.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
@@ -117,7 +118,7 @@ async function step(name, fn) {
   } catch (e) {
     failures.push(name)
     say(`FAIL ${name}: ${e?.message ?? e}`)
-    try { await browser.saveScreenshot(join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
+    try { await saveScreenshot(browser, join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
   }
 }
 
@@ -159,7 +160,7 @@ await step('a video call connects; the meter moves and the remote picture is dra
   if (lit.lit < 50) throw new Error(`the remote picture is blank (${JSON.stringify(lit)})`)
   mkdirSync(SHOTS, { recursive: true })
   await pause(1500)
-  await browser.saveScreenshot(join(SHOTS, 'call-video.png'))
+  await saveScreenshot(browser, join(SHOTS, 'call-video.png'))
   // The keyboard: Ctrl+Shift+M mutes (the engine is told), Ctrl+Shift+H hangs up.
   await browser.keys(['Control', 'Shift', 'm'])
   await until('the microphone muted', 5000, async () => (await attr('call-mute', 'aria-pressed')) === 'true')
@@ -176,7 +177,7 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
   if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
-  await browser.saveScreenshot(join(tmp, 'call-audio.png'))
+  await saveScreenshot(browser, join(tmp, 'call-audio.png'))
   try {
     await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
   } catch (e) {
@@ -231,7 +232,7 @@ await step('Settings → devices: the missing microphone is said, not a crash', 
   const said = await until('the mic test to say why', 10000, () => page(() => document.querySelector('[data-testid="mic-test-error"]')?.textContent))
   if (!said.includes('No microphone')) throw new Error(`the mic test said: ${said}`)
   await page(() => document.querySelector('[data-testid="call-devices"]').scrollIntoView())
-  await browser.saveScreenshot(join(tmp, 'settings-devices.png'))
+  await saveScreenshot(browser, join(tmp, 'settings-devices.png'))
 })
 
 try { await browser.deleteSession() } catch { /* ignore */ }
