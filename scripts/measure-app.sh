@@ -15,7 +15,9 @@
 # its descendants (the WebKit web and network processes). PSS shares a
 # library's pages among every process mapping it, so it drops while another
 # WebKit app runs on the machine; RSS and USS do not. Prints one line per run
-# and the medians. Builds nothing.
+# and the medians, and the size of the binary's code (.text). With SMAPS=N,
+# the last run also lists each process's N largest mappings by PSS (where the
+# memory is). Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-${CARGO_TARGET_DIR:-/root/.cache/courier-target}/release/courier}"
@@ -52,6 +54,12 @@ sum_field() {
   done
   echo "$total"
 }
+# A process's largest mappings by PSS (MiB), anonymous ones summed.
+top_mappings() {
+  echo "-- $1 $(cat /proc/"$1"/comm 2>/dev/null): largest mappings, PSS MiB"
+  awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anonymous]" : $6) } /^Pss:/ { pss[name] += $2 }
+       END { for (n in pss) printf "%8.1f %s\n", pss[n] / 1024, n }' /proc/"$1"/smaps 2>/dev/null | sort -rn | head -"$SMAPS"
+}
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -74,17 +82,21 @@ run_once() {
   sleep "$IDLE"
   pids=$(tree "$pid")
   # shellcheck disable=SC2086
+  if [ "${SMAPS:-0}" -gt 0 ] && [ -n "${LAST:-}" ]; then
+    for p in $pids; do top_mappings "$p" >&2; done
+  fi
   echo "$(((t1 - t0) / 1000000)) $(sum_field Pss $pids) $(sum_field Rss $pids) $(sum_field Pss "$pid") $(sum_field Rss "$pid") $(echo $pids | wc -w) $(($(sum_field Private_Clean $pids) + $(sum_field Private_Dirty $pids)))"
   kill -TERM "$pid"
   wait "$pid" 2>/dev/null || true
 }
 
-echo "binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1)); idle ${IDLE}s; runs: $RUNS"
+text=$(size -A "$BIN" | awk '$1 == ".text" { print $2 }')
+echo "binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1); .text $(mib "$((text / 1024))") MiB); idle ${IDLE}s; runs: $RUNS"
 IDLE=2 run_once >/dev/null # creates the profile, the account and the server database
 printf '%-4s %9s %14s %14s %16s %16s %6s %14s\n' run start_ms tree_pss_MiB tree_rss_MiB courier_pss_MiB courier_rss_MiB procs tree_uss_MiB
 : >"$WORK/results"
 for i in $(seq 1 "$RUNS"); do
-  r=$(run_once)
+  LAST=$([ "$i" = "$RUNS" ] && echo 1 || true) r=$(run_once)
   echo "$r" >>"$WORK/results"
   read -r ms tp tr cp cr n tu <<<"$r"
   printf '%-4s %9s %14s %14s %16s %16s %6s %14s\n' "$i" "$ms" "$(mib "$tp")" "$(mib "$tr")" "$(mib "$cp")" "$(mib "$cr")" "$n" "$(mib "$tu")"
