@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use support::{deliver, in_namespace, pipe};
 
-const WAIT: Duration = Duration::from_secs(40);
+const WAIT: Duration = Duration::from_secs(60);
 
 fn media(hz: f64) -> MediaConfig {
     MediaConfig {

@@ -211,10 +211,20 @@ impl Running {
 
     /// Waits for the process to exit.
     pub async fn done(mut self) -> Done {
-        let status = tokio::time::timeout(PATIENCE, self.child.wait())
-            .await
-            .unwrap_or_else(|_| panic!("{} hung", self.name))
-            .unwrap();
+        let status = match tokio::time::timeout(PATIENCE, self.child.wait()).await {
+            Ok(status) => status.unwrap(),
+            Err(_) => {
+                // Where it is stuck, for the log: every thread's stack (gdb, if there is one).
+                let pid = self.child.id().map(|p| p.to_string()).unwrap_or_default();
+                let stacks = std::process::Command::new("gdb")
+                    .args(["-p", &pid, "-batch", "-ex", "thread apply all bt 25"])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_else(|e| format!("(no gdb: {e})"));
+                let _ = self.child.start_kill();
+                panic!("{} hung; its threads:\n{stacks}", self.name)
+            }
+        };
         let done = Done {
             code: status.code().unwrap_or(-1),
             stdout: self.stdout.await.unwrap(),

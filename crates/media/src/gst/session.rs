@@ -192,9 +192,16 @@ impl Session {
     /// [`EngineEvent::Warning`]s; the call goes on without that device.
     /// `resume`: this session replaces an earlier one of the same call (a
     /// transport restart), so a recording goes on instead of starting over.
+    /// `hold`: the pipeline waits in PAUSED (no media flows) until the first
+    /// offer is created or applied. An answerer must: webrtcbin holds the
+    /// first buffers at its inputs until negotiation, holding those inputs'
+    /// stream locks, and taking the offer's payload numbers (`pt`) sends a
+    /// caps event through the same inputs — it would wait for negotiation,
+    /// and negotiation for it.
     pub fn start(
         cfg: &MediaConfig,
         resume: bool,
+        hold: bool,
         events: UnboundedSender<EngineEvent>,
         call_events: UnboundedSender<CallEvent>,
     ) -> Result<Session, MediaError> {
@@ -360,7 +367,7 @@ impl Session {
             chains::run_source(&v.src, false);
         }
         pipeline
-            .set_state(gst::State::Playing)
+            .set_state(if hold { gst::State::Paused } else { gst::State::Playing })
             .map_err(|_| MediaError::Unavailable("the media pipeline would not start".into()))?;
         let camera = video.as_ref().and_then(|v| v.source.clone());
         let s = Session {
@@ -477,7 +484,17 @@ impl Session {
 
     /// Creates an offer (new ICE credentials with `ice_restart`) and reports it.
     pub fn create_offer(&self, events: &UnboundedSender<EngineEvent>, ice_restart: bool) {
+        self.play(events);
         self.describe(events, true, ice_restart);
+    }
+
+    /// Lets media flow (a held session, once its first offer is known).
+    fn play(&self, events: &UnboundedSender<EngineEvent>) {
+        if self.pipeline.current_state() != gst::State::Playing
+            && self.pipeline.set_state(gst::State::Playing).is_err()
+        {
+            let _ = events.send(EngineEvent::Error("the media pipeline would not start".into()));
+        }
     }
 
     /// Applies the peer's offer and answers it.
@@ -495,6 +512,7 @@ impl Session {
             let _ = events.send(EngineEvent::Error(e.to_string()));
             return;
         }
+        self.play(events);
         self.describe(events, false, restart);
     }
 
@@ -600,8 +618,8 @@ impl Session {
     /// Returns the new target.
     pub fn adapt(&self, r: &Report) -> u32 {
         let Some(v) = &self.video else { return 0 };
-        let lost = r.video_lost.max(0) as u64;
-        let sent = r.video_packets_sent;
+        let lost = r.reported_lost.max(0) as u64;
+        let sent = r.reported_sent;
         let d_lost = lost.saturating_sub(self.last_lost.swap(lost, Ordering::Relaxed));
         let d_sent = sent.saturating_sub(self.last_sent.swap(sent, Ordering::Relaxed));
         let cur = self.bitrate.load(Ordering::Relaxed);

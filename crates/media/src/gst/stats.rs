@@ -16,9 +16,11 @@ pub struct Report {
     pub bytes_received: u64,
     /// Lost as we receive (inbound-rtp `packets-lost`).
     pub packets_lost: i64,
-    /// Video packets we sent, and of them the receiver reports lost.
-    pub video_packets_sent: u64,
-    pub video_lost: i64,
+    /// Packets we sent on the streams the receiver reports on (its RTCP
+    /// receiver reports: video's when there is one, else whichever it
+    /// reports; one path carries both), and of them the receiver reports lost.
+    pub reported_sent: u64,
+    pub reported_lost: i64,
     pub frames_decoded: u64,
     pub frames_sent: u64,
 }
@@ -33,8 +35,8 @@ impl Report {
             bytes_sent: earlier.bytes_sent + self.bytes_sent,
             bytes_received: earlier.bytes_received + self.bytes_received,
             packets_lost: earlier.packets_lost + self.packets_lost,
-            video_packets_sent: earlier.video_packets_sent + self.video_packets_sent,
-            video_lost: earlier.video_lost + self.video_lost,
+            reported_sent: earlier.reported_sent + self.reported_sent,
+            reported_lost: earlier.reported_lost + self.reported_lost,
             frames_decoded: earlier.frames_decoded + self.frames_decoded,
             frames_sent: earlier.frames_sent + self.frames_sent,
             ..self.clone()
@@ -70,7 +72,8 @@ pub fn parse(report: &gst::StructureRef) -> Report {
     let mut r = Report::default();
     let mut candidates = Vec::new();
     let mut pair_local = None;
-    let mut video_out = Vec::new();
+    // (id, packets sent, is video) of each outbound stream.
+    let mut outbound = Vec::new();
     let mut remote_in = Vec::new();
     let mut rtts = Vec::new();
     for (_, value) in report.iter() {
@@ -81,10 +84,7 @@ pub fn parse(report: &gst::StructureRef) -> Report {
             T::OutboundRtp => {
                 r.packets_sent += u(&s, "packets-sent");
                 r.bytes_sent += u(&s, "bytes-sent");
-                if is_video(&s) {
-                    r.video_packets_sent += u(&s, "packets-sent");
-                    video_out.push(id);
-                }
+                outbound.push((id, u(&s, "packets-sent"), is_video(&s)));
             }
             T::InboundRtp => {
                 r.packets_received += u(&s, "packets-received");
@@ -105,8 +105,19 @@ pub fn parse(report: &gst::StructureRef) -> Report {
             _ => {}
         }
     }
-    r.video_lost =
-        remote_in.iter().filter(|(local, _)| video_out.contains(local)).map(|(_, lost)| lost).sum();
+    // webrtcbin 1.22 sometimes has a remote-inbound entry for only one of
+    // the bundled streams: the audio's loss then stands for the path's.
+    let reported: Vec<(u64, i64, bool)> = remote_in
+        .iter()
+        .filter_map(|(local, lost)| {
+            outbound.iter().find(|(id, _, _)| id == local).map(|(_, sent, video)| (*sent, *lost, *video))
+        })
+        .collect();
+    let any_video = reported.iter().any(|(_, _, v)| *v);
+    for (sent, lost, _) in reported.iter().filter(|(_, _, v)| *v || !any_video) {
+        r.reported_sent += sent;
+        r.reported_lost += lost;
+    }
     if let Some((_, t, a)) = pair_local.and_then(|id| candidates.into_iter().find(|(i, _, _)| *i == id)) {
         r.candidate_type = t;
         r.local_address = a;
@@ -157,6 +168,25 @@ mod tests {
     }
 
     #[test]
+    fn without_a_report_on_video_the_audio_streams_loss_stands_for_the_path() {
+        gst::init().unwrap();
+        let report = gst::Structure::builder("application/x-webrtc-stats")
+            .field("a", rtp(T::OutboundRtp, "out-a", 48_000, &[("packets-sent", 100)]))
+            .field("v", rtp(T::OutboundRtp, "out-v", 90_000, &[("packets-sent", 300)]))
+            .field(
+                "ra",
+                gst::Structure::builder("x")
+                    .field("type", T::RemoteInboundRtp)
+                    .field("local-id", "out-a")
+                    .field("packets-lost", 30i64)
+                    .build(),
+            )
+            .build();
+        let r = parse(&report);
+        assert_eq!((r.reported_sent, r.reported_lost), (100, 30), "30 % loss, not 30 of 300");
+    }
+
+    #[test]
     fn a_webrtcbin_1_22_report_reads_right_despite_its_labels() {
         gst::init().unwrap();
         let report = gst::Structure::builder("application/x-webrtc-stats")
@@ -204,7 +234,7 @@ mod tests {
         let r = parse(&report);
         assert_eq!((r.packets_sent, r.bytes_sent), (150, 58_000));
         assert_eq!((r.packets_received, r.bytes_received), (90, 7000));
-        assert_eq!((r.video_packets_sent, r.video_lost), (50, 7));
+        assert_eq!((r.reported_sent, r.reported_lost), (50, 7), "the video stream's report");
         assert_eq!(r.candidate_type.as_deref(), Some("relay"));
         assert_eq!(r.local_address.as_deref(), Some("192.0.2.7"));
         assert_eq!(r.rtt_ms, Some(12.0));
