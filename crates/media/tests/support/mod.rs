@@ -12,6 +12,8 @@ use tokio::sync::mpsc;
 
 const NS_ENV: &str = "COURIER_MEDIA_NETNS";
 
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 /// Runs the named test again inside a new network namespace with a veth
 /// pair (10.77.0.1 / 10.77.0.2) and `lo` up, and returns `false`; returns
 /// `true` when already inside it. libnice ignores loopback, so ICE needs
@@ -23,6 +25,9 @@ pub fn in_namespace(test: &str) -> bool {
     if std::env::var(NS_ENV).is_ok() {
         return true;
     }
+    // One call test at a time: each runs real pipelines (VP8 at 30 fps) and
+    // the suite's tests would otherwise share 2 cores five ways.
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let uid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
         s.lines()
             .find(|l| l.starts_with("Uid:"))
