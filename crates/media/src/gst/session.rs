@@ -507,12 +507,15 @@ impl Session {
             restart
         };
         // Another stack's numbers for Opus/VP8 (aiortc: 96/97) before webrtcbin matches the offer.
+        // While held (nothing flows), so the caps it sends cannot wait on
+        // buffers blocked inside webrtcbin; negotiation itself then runs
+        // in PLAYING, as for a session that was never held.
         super::pt::follow_offer(&self.webrtc, sdp);
+        self.play(events);
         if let Err(e) = self.set_remote(gst_webrtc::WebRTCSDPType::Offer, sdp) {
             let _ = events.send(EngineEvent::Error(e.to_string()));
             return;
         }
-        self.play(events);
         self.describe(events, false, restart);
     }
 
