@@ -130,9 +130,9 @@ impl Call {
             .map_err(|_| MediaError::Unavailable("Call::start needs a tokio runtime".into()))?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let (engine_tx, engine_rx) = mpsc::unbounded_channel();
-        // The callee answers first: its media waits for the offer.
-        let hold = opts.role == crate::Role::Callee;
-        let session = Session::start(&opts.media, false, hold, engine_tx.clone(), events.clone())?;
+        // Not held (see `Session::start`): a held first session made the
+        // app, as callee, fail DTLS in two of two fresh-clone E2E runs.
+        let session = Session::start(&opts.media, false, false, engine_tx.clone(), events.clone())?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(None);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<CallSignal>();
