@@ -9,33 +9,18 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use courier_media::{
-    AudioSink, AudioSource, Call, CallEvent, CallOptions, CallSignal, CallState, EndReason, MediaConfig,
-    Role, VideoSource,
-};
+use courier_media::{Call, CallEvent, CallOptions, CallSignal, CallState, EndReason, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
-use support::{deliver, dominant, in_namespace, pipe, wav_samples};
+use support::{deliver, dominant, in_namespace, pipe, tone_call_media as media, wav_samples};
 
 /// Long enough for ICE to notice the loss and for the restart (which must
 /// itself finish inside the engine's 30 s reconnect window).
 const WAIT: Duration = Duration::from_secs(60);
-
-fn media(hz: f64, record: PathBuf) -> MediaConfig {
-    MediaConfig {
-        ice_servers: Vec::new(),
-        audio_in: AudioSource::Tone(hz),
-        audio_out: AudioSink::Record(record),
-        video_in: VideoSource::Test,
-        video: true,
-        frames: None,
-    }
-}
 
 struct Watch {
     rx: UnboundedReceiver<CallEvent>,

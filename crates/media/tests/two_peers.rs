@@ -4,30 +4,15 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use courier_media::{
-    AudioSink, AudioSource, Call, CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason,
-    MediaConfig, Role, VideoSource,
-};
+use courier_media::{Call, CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, Role};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
-use support::{deliver, dominant, in_namespace, pipe, wav_samples};
+use support::{deliver, dominant, in_namespace, pipe, tone_call_media as media, wav_samples};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn media(hz: f64, record: PathBuf) -> MediaConfig {
-    MediaConfig {
-        ice_servers: Vec::new(),
-        audio_in: AudioSource::Tone(hz),
-        audio_out: AudioSink::Record(record),
-        video_in: VideoSource::Test,
-        video: true,
-        frames: None,
-    }
-}
 
 /// Events of one call, remembered as they pass.
 struct Watch {

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use courier_media::{BoxFuture, Call, CallSignal, Signaler};
+use courier_media::{
+    AudioSink, AudioSource, BoxFuture, Call, CallSignal, MediaConfig, Signaler, VideoSource,
+};
 use tokio::sync::mpsc;
 
 const NS_ENV: &str = "COURIER_MEDIA_NETNS";
@@ -149,4 +151,16 @@ fn goertzel_finds_a_tone_and_its_level() {
     let (hz, db) = dominant(&x, rate);
     assert_eq!(hz, 660.0);
     assert!((db - (-9.03)).abs() < 0.1, "{db}");
+}
+
+/// A call that sends a `hz` tone and the test pattern, and records what it hears.
+pub fn tone_call_media(hz: f64, record: std::path::PathBuf) -> MediaConfig {
+    MediaConfig {
+        ice_servers: Vec::new(),
+        audio_in: AudioSource::Tone(hz),
+        audio_out: AudioSink::Record(record),
+        video_in: VideoSource::Test,
+        video: true,
+        frames: None,
+    }
 }
