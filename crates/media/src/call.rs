@@ -130,9 +130,7 @@ impl Call {
             .map_err(|_| MediaError::Unavailable("Call::start needs a tokio runtime".into()))?;
         let (events, events_rx) = mpsc::unbounded_channel();
         let (engine_tx, engine_rx) = mpsc::unbounded_channel();
-        // Not held (see `Session::start`): a held first session made the
-        // app, as callee, fail DTLS in two of two fresh-clone E2E runs.
-        let session = Session::start(&opts.media, false, false, engine_tx.clone(), events.clone())?;
+        let session = Session::start(&opts.media, false, engine_tx.clone(), events.clone())?;
         let (cmd, cmd_rx) = mpsc::unbounded_channel();
         let (done_tx, done) = watch::channel(None);
         let (out_tx, mut out_rx) = mpsc::unbounded_channel::<CallSignal>();
@@ -494,8 +492,7 @@ impl Driver {
         self.session.close();
         let media = MediaConfig { video: self.session.camera_on(), ..self.media.clone() };
         let (tx, rx) = mpsc::unbounded_channel();
-        // Held until the offer it makes or answers (see `Session::start`).
-        let session = Session::start(&media, true, true, tx.clone(), self.events.clone())?;
+        let session = Session::start(&media, true, tx.clone(), self.events.clone())?;
         session.set_muted(self.muted);
         self.session = session;
         self.engine_tx = tx;

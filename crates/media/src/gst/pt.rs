@@ -57,6 +57,11 @@ pub fn retarget(webrtc: &gst::Element, index: u32, pt: u32) {
     let filter =
         webrtc.static_pad(&format!("sink_{index}")).and_then(|p| p.peer()).and_then(|p| p.parent_element());
     let Some(filter) = filter else { return };
+    if sends(&filter) == Some(pt) {
+        // Already taken (a later offer from the same peer): no event, which
+        // could wait on a buffer webrtcbin holds while it renegotiates.
+        return;
+    }
     let pay = filter.static_pad("sink").and_then(|p| p.peer()).and_then(|p| p.parent_element());
     filter.set_property("caps", &caps);
     if let Some(pay) = pay {
@@ -67,11 +72,18 @@ pub fn retarget(webrtc: &gst::Element, index: u32, pt: u32) {
     }
     // webrtcbin matches the offer against the caps its pad last received;
     // the payloader renegotiates only with its next buffer (never, with the
-    // camera off), so the new caps go to webrtcbin now. Nothing is sent
-    // before the offer is applied, so no packet carries a stale number.
+    // camera off), so the new caps go to webrtcbin now. The session's gate
+    // lets no buffer in before the first offer is applied, so this event
+    // waits on nothing and no packet carries a stale number.
     if let Some(src) = filter.static_pad("src") {
         src.push_event(gst::event::Caps::new(&caps));
     }
+}
+
+/// The payload number a send chain's last capsfilter lets through.
+fn sends(filter: &gst::Element) -> Option<u32> {
+    let caps = filter.property::<Option<gst::Caps>>("caps")?;
+    caps.structure(0)?.get::<i32>("payload").ok().map(|p| p as u32)
 }
 
 /// Applies the offer's numbers where they differ from ours.

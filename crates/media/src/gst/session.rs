@@ -71,6 +71,38 @@ pub struct Session {
     mic: Mutex<Option<(gst::Element, gst::Element)>>,
     camera: Mutex<Option<(gst::Element, gst::Element)>>,
     speaker: Mutex<Option<(gst::Element, gst::Element)>>,
+    /// Our media's way into webrtcbin, shut until the first offer.
+    gate: Gate,
+}
+
+/// Drops our media buffers just before webrtcbin until it opens.
+///
+/// webrtcbin holds the first buffer at each input until that input is
+/// negotiated, and holds the input's stream lock meanwhile. An answerer
+/// taking the offer's payload numbers (`pt`) sends a caps event through
+/// the same input, which needs that lock: it would wait for negotiation,
+/// and negotiation for it. With no buffer let in before the offer is
+/// known, the lock is free. (Events pass: webrtcbin still sees our caps
+/// early, which it needs to match the offer against.)
+#[derive(Default)]
+struct Gate(Mutex<Vec<(gst::Pad, gst::PadProbeId)>>);
+
+impl Gate {
+    fn close(&self, pad: &gst::Pad) {
+        let id = pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, |_, _| {
+            gst::PadProbeReturn::Drop
+        });
+        if let Some(id) = id {
+            self.0.lock().unwrap_or_else(|p| p.into_inner()).push((pad.clone(), id));
+        }
+    }
+
+    /// Lets media through from now on (once; later calls do nothing).
+    fn open(&self) {
+        for (pad, id) in self.0.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            pad.remove_probe(id);
+        }
+    }
 }
 
 fn sdp_text(desc: &gst_webrtc::WebRTCSessionDescription) -> String {
@@ -192,16 +224,13 @@ impl Session {
     /// [`EngineEvent::Warning`]s; the call goes on without that device.
     /// `resume`: this session replaces an earlier one of the same call (a
     /// transport restart), so a recording goes on instead of starting over.
-    /// `hold`: the pipeline waits in PAUSED (no media flows) until the first
-    /// offer is created or applied. An answerer must: webrtcbin holds the
-    /// first buffers at its inputs until negotiation, holding those inputs'
-    /// stream locks, and taking the offer's payload numbers (`pt`) sends a
-    /// caps event through the same inputs — it would wait for negotiation,
-    /// and negotiation for it.
+    ///
+    /// The pipeline plays at once (ICE and DTLS run as soon as they are
+    /// asked), but our media is dropped at webrtcbin's inputs until the
+    /// first offer is created or applied ([`Gate`]).
     pub fn start(
         cfg: &MediaConfig,
         resume: bool,
-        hold: bool,
         events: UnboundedSender<EngineEvent>,
         call_events: UnboundedSender<CallEvent>,
     ) -> Result<Session, MediaError> {
@@ -255,11 +284,13 @@ impl Session {
         let video = chains::video_send(bin, &cfg.video_in, &meters, frames.clone(), &mut warns)?;
 
         // m-line 0: audio; m-line 1: video (sendrecv with a camera, else recvonly).
+        let gate = Gate::default();
         let link = |src: &gst::Element| -> Result<(), MediaError> {
             let sink = webrtc
                 .request_pad_simple("sink_%u")
                 .ok_or_else(|| MediaError::Negotiation("webrtcbin pad".into()))?;
             let pad = src.static_pad("src").ok_or_else(|| MediaError::Negotiation("src pad".into()))?;
+            gate.close(&pad);
             pad.link(&sink)
                 .map(|_| ())
                 .map_err(|e| MediaError::Negotiation(format!("link to webrtcbin: {e}")))
@@ -367,7 +398,7 @@ impl Session {
             chains::run_source(&v.src, false);
         }
         pipeline
-            .set_state(if hold { gst::State::Paused } else { gst::State::Playing })
+            .set_state(gst::State::Playing)
             .map_err(|_| MediaError::Unavailable("the media pipeline would not start".into()))?;
         let camera = video.as_ref().and_then(|v| v.source.clone());
         let s = Session {
@@ -388,6 +419,7 @@ impl Session {
             mic: Mutex::new(audio.source),
             camera: Mutex::new(camera),
             speaker: Mutex::new(audio_out.speaker),
+            gate,
         };
         s.set_camera(camera_on);
         Ok(s)
@@ -484,17 +516,8 @@ impl Session {
 
     /// Creates an offer (new ICE credentials with `ice_restart`) and reports it.
     pub fn create_offer(&self, events: &UnboundedSender<EngineEvent>, ice_restart: bool) {
-        self.play(events);
+        self.gate.open();
         self.describe(events, true, ice_restart);
-    }
-
-    /// Lets media flow (a held session, once its first offer is known).
-    fn play(&self, events: &UnboundedSender<EngineEvent>) {
-        if self.pipeline.current_state() != gst::State::Playing
-            && self.pipeline.set_state(gst::State::Playing).is_err()
-        {
-            let _ = events.send(EngineEvent::Error("the media pipeline would not start".into()));
-        }
     }
 
     /// Applies the peer's offer and answers it.
@@ -506,12 +529,10 @@ impl Session {
             *last = new;
             restart
         };
-        // Another stack's numbers for Opus/VP8 (aiortc: 96/97) before webrtcbin matches the offer.
-        // While held (nothing flows), so the caps it sends cannot wait on
-        // buffers blocked inside webrtcbin; negotiation itself then runs
-        // in PLAYING, as for a session that was never held.
+        // Another stack's numbers for Opus/VP8 (aiortc: 96/97) before
+        // webrtcbin matches the offer; before the gate opens (see [`Gate`]).
         super::pt::follow_offer(&self.webrtc, sdp);
-        self.play(events);
+        self.gate.open();
         if let Err(e) = self.set_remote(gst_webrtc::WebRTCSDPType::Offer, sdp) {
             let _ = events.send(EngineEvent::Error(e.to_string()));
             return;
@@ -718,3 +739,7 @@ mod tests {
         assert_eq!(next_bitrate(VIDEO_MIN_BPS, 0.9), VIDEO_MIN_BPS);
     }
 }
+
+#[cfg(test)]
+#[path = "gate_tests.rs"]
+mod gate_tests;
