@@ -16,8 +16,8 @@
 # library's pages among every process mapping it, so it drops while another
 # WebKit app runs on the machine; RSS and USS do not. Prints one line per run
 # and the medians, and the size of the binary's code (.text). With SMAPS=N,
-# the last run also lists each process's N largest mappings by PSS (where the
-# memory is). Builds nothing.
+# the last run also lists each process's N largest mappings by PSS and its PSS
+# by kind of mapping (where the memory is). Builds nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN="${1:-${CARGO_TARGET_DIR:-/root/.cache/courier-target}/release/courier}"
@@ -60,6 +60,42 @@ top_mappings() {
   awk '/^[0-9a-f]+-[0-9a-f]+ / { name = ($6 == "" ? "[anonymous]" : $6) } /^Pss:/ { pss[name] += $2 }
        END { for (n in pss) printf "%8.1f %s\n", pss[n] / 1024, n }' /proc/"$1"/smaps 2>/dev/null | sort -rn | head -"$SMAPS"
 }
+# A process's PSS by kind of mapping (MiB): the binary's and the libraries'
+# file pages (code, read-only data: shared with every process mapping them)
+# apart from the pages they wrote (relocations, data: private), [heap], glibc
+# malloc arenas (an anonymous rw-p part followed by its ---p reserve), thread
+# stacks (after a 4 KiB ---p guard), other anonymous memory, shared memory,
+# data files.
+mapping_classes() {
+  echo "-- $1 $(cat /proc/"$1"/comm 2>/dev/null): PSS by kind of mapping, MiB"
+  awk -v bin="$(readlink -f "$BIN")" '
+function flush() {
+  if (name == "") return
+  if (path == bin && bin != "") { pss["binary: written (relocations, data)"] += curdirty; curpss -= curdirty; cls = "binary: file pages (code, read-only data)" }
+  else if (path ~ /\.so/) { pss["libraries: written (relocations, data)"] += curdirty; curpss -= curdirty; cls = "libraries: file pages (code, read-only data)" }
+  else if (path == "[heap]") cls = "[heap]"
+  else if (path == "[stack]") cls = "thread stacks"
+  else if (path ~ /^\/SYSV|^\/memfd|^\/dev\/shm/) cls = "shared memory"
+  else if (path ~ /^\//) cls = "data files (fonts, caches)"
+  else if (path == "" && prevperms == "---p" && prevsize == 4 && prevanon) cls = "thread stacks"
+  else if (path == "" && pendingarena) cls = "malloc arenas"
+  else if (path == "") cls = "other anonymous"
+  else cls = "other " path
+  pss[cls] += curpss
+}
+/^[0-9a-f]+-[0-9a-f]+ / {
+  # An arena is known by the mapping after it (its ---p reserve).
+  if (name != "" && path == "" && perms == "rw-p" && $2 == "---p" && $6 == "") pendingarena = 1; else pendingarena = 0
+  flush()
+  prevperms = perms; prevsize = cursize; prevanon = (path == "")
+  name = $1; perms = $2; path = $6; curpss = 0; cursize = 0; curdirty = 0; next
+}
+/^Size:/ { cursize = $2 }
+/^Pss:/ { curpss = $2 }
+/^Private_Dirty:/ { curdirty = $2 }
+END { pendingarena = 0; flush(); for (c in pss) if (pss[c] >= 51) printf "%8.1f %s\n", pss[c] / 1024, c }
+' /proc/"$1"/smaps 2>/dev/null | sort -rn
+}
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 median() { sort -n | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -83,7 +119,7 @@ run_once() {
   pids=$(tree "$pid")
   # shellcheck disable=SC2086
   if [ "${SMAPS:-0}" -gt 0 ] && [ -n "${LAST:-}" ]; then
-    for p in $pids; do top_mappings "$p" >&2; done
+    for p in $pids; do top_mappings "$p" >&2; mapping_classes "$p" >&2; done
   fi
   echo "$(((t1 - t0) / 1000000)) $(sum_field Pss $pids) $(sum_field Rss $pids) $(sum_field Pss "$pid") $(sum_field Rss "$pid") $(echo $pids | wc -w) $(($(sum_field Private_Clean $pids) + $(sum_field Private_Dirty $pids)))"
   kill -TERM "$pid"
