@@ -173,9 +173,29 @@ describe('invitations store', () => {
     routeEvent({ type: 'invite', invite: inv({ iid: 'i9', state: 'pending' }) })
     await (t.inviteMap.set('i9', inv({ iid: 'i9' })), s.answer(true))
     expect(s.call?.iid).toBe('i9')
+    t.failNext('callHangup', 'no_call', 'no call')
+    await s.hangUp()
+    expect(s.call).toBeNull()
+    expect(s.error).toBeNull()
+    expect(t.callsOf('callHangup')).toHaveLength(2)
+  })
+
+  it('a hang-up before the shell started the accepted call reaches the shell, and the start does not reopen the view', async () => {
+    const s = useInvitationsStore()
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i7', state: 'pending' }) })
+    await (t.inviteMap.set('i7', inv({ iid: 'i7' })), s.answer(true))
+    expect(s.call?.iid).toBe('i7')
     await s.hangUp()
     expect(s.call).toBeNull()
     expect(t.callsOf('callHangup')).toHaveLength(1)
+    // The shell starts the call (and ends it at once): the view stays closed.
+    t.emitCall({ iid: 'i7', event: { type: 'started', peer: 'alice', video: false, caller: false } })
+    expect(s.call).toBeNull()
+    // A later call is shown as usual.
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i8', state: 'pending' }) })
+    await (t.inviteMap.set('i8', inv({ iid: 'i8' })), s.answer(true))
+    t.emitCall({ iid: 'i8', event: { type: 'started', peer: 'alice', video: false, caller: false } })
+    expect(s.call?.iid).toBe('i8')
   })
 
   it('a peer without a media engine ends the view with its hangup signal; a running call ignores it', async () => {

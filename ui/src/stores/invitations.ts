@@ -11,6 +11,8 @@ import { useCallsStore } from './calls'
 export const INVITE_TTL_S = 45
 /** How long a final state stays on screen before the card closes. */
 export const FINAL_STATE_MS = 2000
+/** How many calls hung up before their start are remembered (their start stays unseen). */
+const HUNG_UP_EARLY_KEPT = 16
 
 /** What the outgoing card says. */
 export type OutgoingPhase = 'calling' | 'ringing' | 'ringing_seen' | 'accepted' | 'declined' | 'cancelled' | 'no_answer' | 'failed'
@@ -66,6 +68,8 @@ export const useInvitationsStore = defineStore('invitations', () => {
   const byIid = reactive(new Map<string, InviteView>())
   /** iid → what this device answered. */
   const answeredHere = reactive(new Map<string, 'accept' | 'refuse'>())
+  /** Calls hung up on this device before the shell started them. */
+  const hungUpEarly: string[] = []
   /** The outgoing invitation whose card is shown. */
   const outgoingIid = ref<string | null>(null)
   /** The incoming invitation whose card is shown. */
@@ -137,6 +141,8 @@ export const useInvitationsStore = defineStore('invitations', () => {
    * from the OS notification): the cards close and the in-call view opens.
    */
   function showCall(iid: string): void {
+    // Hung up here before the shell started it: it ends as it starts, unseen.
+    if (hungUpEarly.includes(iid)) return
     if (byIid.get(iid)?.incoming) answeredHere.set(iid, 'accept')
     if (incomingIid.value === iid) incomingIid.value = null
     if (outgoingIid.value === iid) outgoingIid.value = null
@@ -208,7 +214,17 @@ export const useInvitationsStore = defineStore('invitations', () => {
       await calls.hangUp()
       return
     }
+    // Not started yet (the accept is on its way) or never will be (no media
+    // engine): the view closes now, and the shell hangs up the call it is
+    // about to start; `no_call` means nothing was starting.
+    hungUpEarly.push(v.iid)
+    if (hungUpEarly.length > HUNG_UP_EARLY_KEPT) hungUpEarly.shift()
     callIid.value = null
+    try {
+      await useTransport().callHangup()
+    } catch {
+      // Nothing to hang up: a call without media.
+    }
   }
 
   /** A `signal` event to the open call from a peer without a media engine (before v1.2): its `hangup` ends the view. */
