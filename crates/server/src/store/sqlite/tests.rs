@@ -773,3 +773,38 @@ async fn a_resend_to_a_new_conversation_writes_nothing() {
         .unwrap();
     assert_eq!(convs, [Conv::dm("alice", "bob").to_string()]);
 }
+
+/// Under steady commits a passive checkpoint never catches up with the
+/// writer, so the WAL would only grow; a large one is restarted. The
+/// sequence below is that race made deterministic: a reader pins the
+/// first commit while a second lands, so the passive checkpoint copies
+/// back only the first, and a third commit lands before the next step.
+#[test]
+fn a_large_wal_is_restarted_when_a_passive_checkpoint_cannot_catch_up() {
+    use super::writer::{passive_checkpoint, restart_if_large};
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().join("wal.db");
+    let writer = Connection::open(&path).unwrap();
+    writer.pragma_update(None, "journal_mode", "WAL").unwrap();
+    writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
+    writer.execute("CREATE TABLE t (b BLOB)", []).unwrap();
+    let write = |pages: usize| {
+        writer.execute("INSERT INTO t VALUES (zeroblob(?1))", [pages * 4096]).unwrap();
+    };
+    let checkpointer = Connection::open(&path).unwrap();
+    checkpointer.busy_timeout(super::writer::RESTART_WAIT).unwrap();
+    let reader = Connection::open(&path).unwrap();
+    write(1200);
+    reader.execute_batch("BEGIN; SELECT count(*) FROM t;").unwrap();
+    write(1);
+    let frames = passive_checkpoint(&checkpointer).unwrap();
+    assert!(frames > 1200, "{frames}");
+    // While the reader stays, the restart gives up without an error.
+    restart_if_large(&checkpointer, frames).unwrap();
+    reader.execute_batch("COMMIT").unwrap();
+    write(1);
+    restart_if_large(&checkpointer, frames).unwrap();
+    write(1);
+    let after = passive_checkpoint(&checkpointer).unwrap();
+    assert!(after < 10, "the last commit was appended to a WAL of {after} frames instead of restarting it");
+}
