@@ -99,6 +99,12 @@ pub struct Config {
     /// The SQLite writer's page cache in KiB (each reader's is at most
     /// SQLite's default, 2000 KiB, and never more than this).
     pub store_cache_kib: u32,
+    /// Threads running sessions and requests (the async runtime's workers).
+    /// 0: one per CPU, less one with the embedded SQLite engine, whose
+    /// writer thread keeps a CPU busy under load (at least one). More
+    /// workers than free CPUs cost CPU per message in wake-ups and task
+    /// stealing between them (docs/benchmarks.md, issue 17).
+    pub worker_threads: usize,
     /// v1.2: STUN/TURN servers announced in `ice_servers` (`stun:`, `turn:`
     /// or `turns:` URLs). TURN URLs need `turn_secret`.
     pub ice_urls: Vec<String>,
@@ -145,6 +151,7 @@ impl Default for Config {
             expiry_scan_ms: 1000,
             store_readers: crate::store::sqlite::READERS,
             store_cache_kib: crate::store::sqlite::WRITER_CACHE_KIB,
+            worker_threads: 0,
             ice_urls: Vec::new(),
             turn_secret: None,
             turn_ttl_s: crate::ice::DEFAULT_TURN_TTL_S,
@@ -167,6 +174,17 @@ impl Config {
             store_readers: 1,
             store_cache_kib: 1024,
             ..Config::default()
+        }
+    }
+
+    /// The runtime's worker threads: `worker_threads`, or when 0 one per
+    /// CPU (`cpus`), less one for the SQLite writer when no PostgreSQL is
+    /// configured, and at least one.
+    pub fn runtime_workers(&self, cpus: usize) -> usize {
+        match self.worker_threads {
+            0 if self.postgres.is_none() => cpus.saturating_sub(1).max(1),
+            0 => cpus.max(1),
+            n => n,
         }
     }
 }
@@ -512,6 +530,16 @@ mod tests {
         assert!(c.validate().unwrap_err().to_string().contains("recall_window_s"));
         let mut c = Config { admin_users: vec!["no spaces".into()], ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("admin user"));
+    }
+
+    #[test]
+    fn the_sqlite_writer_gets_a_cpu_of_its_own_unless_told_otherwise() {
+        let mut c = Config::default();
+        assert_eq!([1, 2, 8].map(|cpus| c.runtime_workers(cpus)), [1, 1, 7]);
+        c.postgres = Some("postgres://db".into());
+        assert_eq!([1, 2, 8].map(|cpus| c.runtime_workers(cpus)), [1, 2, 8]);
+        c.worker_threads = 3;
+        assert_eq!(c.runtime_workers(8), 3);
     }
 
     #[test]

@@ -232,7 +232,12 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = config_from(cli).and_then(|config| {
-        tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(config))
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(config.runtime_workers(cpus))
+            .enable_all()
+            .build()?
+            .block_on(serve(config))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
