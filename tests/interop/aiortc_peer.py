@@ -256,8 +256,12 @@ class Peer:
             log("offer:\n" + sdp + "\nanswer:\n" + self.pc.localDescription.sdp)
 
     async def send_offer(self):
-        self.pc.addTrack(self.tone)
-        self.pc.addTransceiver("video", direction="recvonly")
+        if self.args.video_first:
+            self.pc.addTransceiver("video", direction="recvonly")
+            self.pc.addTrack(self.tone)
+        else:
+            self.pc.addTrack(self.tone)
+            self.pc.addTransceiver("video", direction="recvonly")
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         # Candidates ride inside the SDP (aiortc gathers before it returns).
@@ -372,6 +376,8 @@ def main():
     p.add_argument("--call", metavar="USER", help="place a call instead of answering one")
     p.add_argument("--tone", type=float, default=660.0)
     p.add_argument("--video", action="store_true", help="ask for video (content.video) and decode what arrives")
+    p.add_argument("--video-first", action="store_true",
+                   help="offer the video m-line before the audio one (as an app that adds its camera first)")
     p.add_argument("--record", metavar="OUT.wav")
     p.add_argument("--for", dest="for_s", type=float, default=60.0, help="hang up this long after ICE connects")
     p.add_argument("--dump-sdp", action="store_true", help="print both descriptions on stderr")

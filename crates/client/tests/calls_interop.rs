@@ -93,7 +93,8 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
 /// answerer takes the offer's numbers first (`gst::pt`), or it would answer
 /// audio `recvonly` and video `inactive` and send nothing. The call asks for
 /// video, so courier-cli's VP8 goes out under aiortc's number too, and aiortc
-/// decodes it.
+/// decodes it. aiortc puts its video m-line first (`--video-first`, as an
+/// app that adds its camera before its microphone), the reverse of ours.
 #[test]
 fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
     let py = python();
@@ -107,8 +108,19 @@ fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
             ["answer-calls", "--accept", "--tone", "660", "--record", b_wav_s, "--for", "60", "--json"];
         let bob = spawn("bob", cli(&url, "bob", &dir.path().join("bob")), &bob_args, Some(READY)).await;
         let a_wav_s = a_wav.to_str().unwrap();
-        let alice_args =
-            ["--call", "bob", "--video", "--tone", "440", "--record", a_wav_s, "--for", "5", "--dump-sdp"];
+        let alice_args = [
+            "--call",
+            "bob",
+            "--video",
+            "--video-first",
+            "--tone",
+            "440",
+            "--record",
+            a_wav_s,
+            "--for",
+            "5",
+            "--dump-sdp",
+        ];
         let alice = run("aiortc alice", aiortc(&py, &url, "alice", &alice_args), &[]).await;
         let bob = bob.done().await;
         assert_eq!(alice.code, 0, "the aiortc caller connected: {alice:?}");

@@ -75,7 +75,10 @@ pub fn retarget(webrtc: &gst::Element, index: u32, pt: u32) {
     // camera off), so the new caps go to webrtcbin now. The session's gate
     // lets no buffer in before the first offer is applied, so this event
     // waits on nothing and no packet carries a stale number.
-    if let Some(src) = filter.static_pad("src") {
+    // A chain that has sent no caps yet (its stream has not started) is
+    // asked for them by webrtcbin, and the capsfilter already answers with
+    // the new number; an event now would overtake its stream-start.
+    if let Some(src) = filter.static_pad("src").filter(|p| p.current_caps().is_some()) {
         src.push_event(gst::event::Caps::new(&caps));
     }
 }
