@@ -65,10 +65,20 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
         let dir = tempfile::tempdir().unwrap();
         let url = node.url();
         let (a_wav, b_wav) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
-        let bob_args = ["--tone", "660", "--record", b_wav.to_str().unwrap(), "--for", "60"];
+        let bob_args = ["--video", "--tone", "660", "--record", b_wav.to_str().unwrap(), "--for", "60"];
         let bob = spawn("aiortc bob", aiortc(&py, &url, "bob", &bob_args), &[], Some(READY)).await;
-        let alice_args =
-            ["call", "@bob", "--tone", "440", "--record", a_wav.to_str().unwrap(), "--for", "5", "--json"];
+        let alice_args = [
+            "call",
+            "@bob",
+            "--video",
+            "--tone",
+            "440",
+            "--record",
+            a_wav.to_str().unwrap(),
+            "--for",
+            "5",
+            "--json",
+        ];
         let alice = run("alice", cli(&url, "alice", &dir.path().join("alice")), &alice_args).await;
         let bob = bob.done().await;
         assert_eq!(alice.code, 0, "courier-cli's call to aiortc connected: {alice:?}");
@@ -81,6 +91,10 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
         assert_eq!(rb["iid"], ra["iid"]);
         assert_eq!(rb["ended_by_peer"], true, "courier-cli hung up after --for: {rb}");
         assert!(ra["packets_received"].as_u64() > Some(0), "{ra}");
+        // A video call: aiortc, answering, decodes courier-cli's VP8.
+        let frames = rb["video_frames_received"].as_u64().unwrap_or(0);
+        assert!(frames >= 25, "aiortc decoded {frames} of courier-cli's video frames in a 5 s call: {rb}");
+        assert_eq!(rb["video_size"], serde_json::json!([640, 480]), "{rb}");
         let heard_by_alice = assert_hears(&a_wav, 660.0, "courier-cli (from aiortc)");
         let heard_by_bob = assert_hears(&b_wav, 440.0, "aiortc (from courier-cli)");
         eprintln!("measured: courier-cli heard {heard_by_alice:?}; aiortc heard {heard_by_bob:?}");
