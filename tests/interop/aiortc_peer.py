@@ -33,7 +33,7 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack, VideoStreamTrack
 from aiortc.sdp import candidate_from_sdp
 
 RATE = 48_000
@@ -155,6 +155,8 @@ class Peer:
         self.ended = asyncio.Event()
         self.report = {"outcome": "no_call", "ice": None, "end_reason": None, "ended_by_peer": False}
         self.tone = Tone(args.tone)
+        # aiortc's own test source: 640×480 frames at 30 fps, VP8-encoded by aiortc.
+        self.camera = VideoStreamTrack() if args.send_video else None
         self.recorder = Recorder(args.record) if args.record else None
         self.video = FrameCounter()
 
@@ -248,6 +250,8 @@ class Peer:
         await self.set_remote("offer", sdp)
         if not any(s.track is self.tone for s in self.pc.getSenders()):
             self.pc.addTrack(self.tone)
+        if self.camera and not any(s.track is self.camera for s in self.pc.getSenders()):
+            self.pc.addTrack(self.camera)
         answer = await self.pc.createAnswer()
         await self.pc.setLocalDescription(answer)
         # aiortc does not trickle: its candidates are in the SDP.
@@ -256,12 +260,18 @@ class Peer:
             log("offer:\n" + sdp + "\nanswer:\n" + self.pc.localDescription.sdp)
 
     async def send_offer(self):
+        def video():
+            if self.camera:
+                self.pc.addTrack(self.camera)
+            else:
+                self.pc.addTransceiver("video", direction="recvonly")
+
         if self.args.video_first:
-            self.pc.addTransceiver("video", direction="recvonly")
+            video()
             self.pc.addTrack(self.tone)
         else:
             self.pc.addTrack(self.tone)
-            self.pc.addTransceiver("video", direction="recvonly")
+            video()
         offer = await self.pc.createOffer()
         await self.pc.setLocalDescription(offer)
         # Candidates ride inside the SDP (aiortc gathers before it returns).
@@ -376,6 +386,7 @@ def main():
     p.add_argument("--call", metavar="USER", help="place a call instead of answering one")
     p.add_argument("--tone", type=float, default=660.0)
     p.add_argument("--video", action="store_true", help="ask for video (content.video) and decode what arrives")
+    p.add_argument("--send-video", action="store_true", help="send aiortc's test video (640×480, 30 fps)")
     p.add_argument("--video-first", action="store_true",
                    help="offer the video m-line before the audio one (as an app that adds its camera first)")
     p.add_argument("--record", metavar="OUT.wav")

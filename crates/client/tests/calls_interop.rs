@@ -65,7 +65,8 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
         let dir = tempfile::tempdir().unwrap();
         let url = node.url();
         let (a_wav, b_wav) = (dir.path().join("alice-heard.wav"), dir.path().join("bob-heard.wav"));
-        let bob_args = ["--video", "--tone", "660", "--record", b_wav.to_str().unwrap(), "--for", "60"];
+        let bob_args =
+            ["--video", "--send-video", "--tone", "660", "--record", b_wav.to_str().unwrap(), "--for", "60"];
         let bob = spawn("aiortc bob", aiortc(&py, &url, "bob", &bob_args), &[], Some(READY)).await;
         let alice_args = [
             "call",
@@ -95,9 +96,14 @@ fn courier_cli_calls_an_aiortc_peer_and_each_hears_the_others_tone() {
         let frames = rb["video_frames_received"].as_u64().unwrap_or(0);
         assert!(frames >= 25, "aiortc decoded {frames} of courier-cli's video frames in a 5 s call: {rb}");
         assert_eq!(rb["video_size"], serde_json::json!([640, 480]), "{rb}");
+        // …and courier-cli decodes aiortc's (its own encoder, its own numbers).
+        let decoded = ra["video_frames_decoded"].as_u64().unwrap_or(0);
+        assert!(decoded >= 25, "courier-cli decoded {decoded} of aiortc's video frames: {ra}");
         let heard_by_alice = assert_hears(&a_wav, 660.0, "courier-cli (from aiortc)");
         let heard_by_bob = assert_hears(&b_wav, 440.0, "aiortc (from courier-cli)");
-        eprintln!("measured: courier-cli heard {heard_by_alice:?}; aiortc heard {heard_by_bob:?}");
+        eprintln!(
+            "measured: courier-cli heard {heard_by_alice:?}; aiortc heard {heard_by_bob:?}; video frames decoded: aiortc {frames}, courier-cli {decoded}"
+        );
         node.server.shutdown().await.unwrap();
     });
 }
@@ -126,6 +132,7 @@ fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
             "--call",
             "bob",
             "--video",
+            "--send-video",
             "--video-first",
             "--tone",
             "440",
@@ -151,8 +158,10 @@ fn an_aiortc_peer_calls_courier_cli_and_each_hears_the_others_tone() {
         let frames = ra["video_frames_received"].as_u64().unwrap_or(0);
         assert!(frames >= 25, "aiortc decoded {frames} of courier-cli's video frames in a 5 s call: {ra}");
         assert_eq!(ra["video_size"], serde_json::json!([640, 480]), "{ra}");
+        let decoded = rb["video_frames_decoded"].as_u64().unwrap_or(0);
+        assert!(decoded >= 25, "courier-cli decoded {decoded} of aiortc's video frames: {rb}");
         eprintln!(
-            "measured: aiortc heard {heard_by_alice:?}; courier-cli heard {heard_by_bob:?}; aiortc decoded {frames} video frames"
+            "measured: aiortc heard {heard_by_alice:?}; courier-cli heard {heard_by_bob:?}; aiortc decoded {frames} video frames, courier-cli {decoded}"
         );
         node.server.shutdown().await.unwrap();
     });
