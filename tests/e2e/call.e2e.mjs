@@ -15,8 +15,8 @@
 // no microphone (Xvfb). Frame cost and latency as the
 // page measured them are printed (docs/calls.md).
 import { spawn, execFile } from 'node:child_process'
-import { mkdtempSync, mkdirSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import net from 'node:net'
 import { promisify } from 'node:util'
@@ -26,6 +26,8 @@ import { saveScreenshot } from './screenshot.mjs'
 
 const ROOT = resolve(import.meta.dirname, '../..')
 const BIN = join(resolve(ROOT, process.env.CARGO_TARGET_DIR ?? 'target'), 'debug')
+// COURIER_E2E_APP: another build of the app (e.g. the release binary, for its CPU figures).
+const APP = process.env.COURIER_E2E_APP ? resolve(process.env.COURIER_E2E_APP) : join(BIN, 'courier')
 // The server listens on loopback (dev tokens are refused elsewhere); media
 // takes the veth addresses (libnice skips loopback).
 const HOST = '127.0.0.1'
@@ -46,6 +48,44 @@ function launch(name, cmd, args, env = {}) {
   return p
 }
 process.on('exit', () => procs.forEach((p) => { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }))
+
+/** CPU time (user + system, in clock ticks) of each process: pid → ticks, parent pid, name. */
+function processes() {
+  const all = new Map()
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      all.set(Number(pid), { ppid: Number(f[1]), name, ticks: Number(f[11]) + Number(f[12]) })
+    } catch { /* gone */ }
+  }
+  return all
+}
+
+/**
+ * Measures, over `ms`, the CPU of the app (the process running APP), its
+ * WebKit processes and `peer`, as % of one core (100 ticks a second).
+ */
+async function cpuOver(ms, peer) {
+  const app = () => [...processes().keys()].find((pid) => { try { return readlinkSync(`/proc/${pid}/exe`) === APP } catch { return false } })
+  const pid = app()
+  if (!pid) return null
+  const group = (all) => {
+    const of = { app: 0, web: 0, peer: 0 }
+    for (const [p, v] of all) {
+      if (p === pid) of.app += v.ticks
+      else if (v.ppid === pid && v.name.startsWith('WebKit')) of.web += v.ticks
+      else if (p === peer) of.peer += v.ticks
+    }
+    return of
+  }
+  const a = group(processes())
+  await pause(ms)
+  const b = group(processes())
+  const pct = (k) => Math.round(((b[k] - a[k]) / (ms / 1000)) * 10) / 10
+  return { app: pct('app'), web: pct('web'), peer: pct('peer') }
+}
 
 /** Polls `check` until it returns something truthy. */
 async function until(what, ms, check) {
@@ -95,7 +135,7 @@ launch('tauri-driver', 'tauri-driver', ['--port', String(driverPort), '--native-
 await until('tauri-driver', 15000, () => listening(driverPort, '127.0.0.1'))
 const browser = await remote({
   hostname: '127.0.0.1', port: driverPort, logLevel: 'warn', connectionRetryTimeout: 60000, connectionRetryCount: 0,
-  capabilities: { browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: join(BIN, 'courier') } },
+  capabilities: { browserName: 'wry', 'wdio:enforceWebDriverClassic': true, 'tauri:options': { application: APP } },
 })
 
 /** Reads the page: `fn` runs in the webview. */
@@ -145,9 +185,10 @@ await step('a video call connects; the meter moves and the remote picture is dra
     return c && { frames: Number(c.dataset.frames), drawMs: c.dataset.drawMs, latencyMs: c.dataset.latencyMs, size: `${c.width}x${c.height}` }
   })
   const first = await until('remote pictures', 15000, async () => { const m = await measured(); return m?.frames > 0 && m })
-  await pause(5000)
+  const cpu = await cpuOver(5000, bob.pid)
   const later = await measured()
   say('remote video as drawn:', JSON.stringify(later), `${((later.frames - first.frames) / 5).toFixed(1)} pictures/s`)
+  say('CPU during the video call, % of one core:', JSON.stringify(cpu), `(load ${loadavg()[0].toFixed(1)})`)
   if (later.frames - first.frames < 10) throw new Error(`too few pictures drawn: ${JSON.stringify([first, later])}`)
   // Not blank: the test pattern lights part of the picture (a moving ball on black).
   const lit = await page(() => {
@@ -178,6 +219,7 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
   await saveScreenshot(browser, join(tmp, 'call-audio.png'))
+  say('CPU during the audio call, % of one core:', JSON.stringify(await cpuOver(2000, bob.pid)), `(load ${loadavg()[0].toFixed(1)})`)
   try {
     await until('the end of the call', 30000, async () => (await attr('in-call', 'data-phase')) === null)
   } catch (e) {
