@@ -177,6 +177,7 @@ pub async fn conversations(state: S<'_>) -> R<Vec<ConversationView>> {
     FIRST.call_once(|| {
         let ms = crate::STARTED.get().map_or(0, |t| t.elapsed().as_millis());
         tracing::info!(target: "courier_desktop::timing", "first conversation list requested {ms} ms after start");
+        crate::memory::trim_later();
     });
     Ok(state.client()?.conversations()?)
 }

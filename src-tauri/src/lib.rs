@@ -19,7 +19,9 @@
 //!   are remembered per profile by `tauri-plugin-window-state`;
 //! - [`updater`]: signed in-app updates, off until an update URL is set;
 //! - [`webview`]: WebKitGTK tuned for an app (no page cache, small caches,
-//!   no GPU compositing, the inspector in debug builds only).
+//!   no GPU compositing, no media or WebGL, the inspector in debug builds only);
+//! - [`memory`]: the process's own memory sized for a desktop (two async
+//!   workers, two malloc arenas, the heap trimmed after start-up).
 
 pub mod autostart;
 pub mod bindings;
@@ -32,6 +34,7 @@ pub mod credentials;
 pub mod deeplink;
 pub mod error;
 pub mod logs;
+pub mod memory;
 pub mod notify;
 pub mod os;
 pub mod profile;
@@ -51,6 +54,8 @@ pub static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLoc
 /// Runs the app (the `courier` binary).
 pub fn run() {
     STARTED.get_or_init(std::time::Instant::now);
+    memory::tune_allocator();
+    memory::runtime();
     let args: Vec<String> = std::env::args().collect();
     let profile = match profile::Profile::from_env(&args) {
         Ok(p) => p,

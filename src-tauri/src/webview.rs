@@ -13,6 +13,10 @@
 //!   WebDriver screenshot waits for the page's next drawn frame, which an idle
 //!   page never draws; the E2E scripts make the page draw while they take one
 //!   (tests/e2e/screenshot.mjs);
+//! - no media in the page: `<audio>`/`<video>`, Media Source, encrypted
+//!   media, WebAudio, WebGL, WebRTC and camera/microphone capture are off
+//!   (calls run in the Rust process, GStreamer, and draw their video to a 2D
+//!   canvas), which also keeps those engines out of reach of page script;
 //! - developer extras (the inspector) in debug builds only.
 
 /// The settings applied, as data (tested; applied by [`apply`]).
@@ -26,6 +30,8 @@ pub struct Tuning {
     pub hardware_acceleration: bool,
     /// The smallest memory caches (`CacheModel::DocumentViewer`).
     pub document_viewer_cache: bool,
+    /// Media elements, WebAudio, WebGL, WebRTC and media capture.
+    pub media: bool,
 }
 
 /// The app's tuning: `debug` says whether this is a debug build.
@@ -35,6 +41,7 @@ pub const fn tuning(debug: bool) -> Tuning {
         developer_extras: debug,
         hardware_acceleration: false,
         document_viewer_cache: true,
+        media: false,
     }
 }
 
@@ -53,6 +60,15 @@ pub fn apply(app: &tauri::AppHandle) {
                 s.set_enable_developer_extras(t.developer_extras);
                 if !t.hardware_acceleration {
                     s.set_hardware_acceleration_policy(HardwareAccelerationPolicy::Never);
+                }
+                if !t.media {
+                    s.set_enable_media(false);
+                    s.set_enable_mediasource(false);
+                    s.set_enable_encrypted_media(false);
+                    s.set_enable_webaudio(false);
+                    s.set_enable_webgl(false);
+                    s.set_enable_webrtc(false);
+                    s.set_enable_media_stream(false);
                 }
             }
             if t.document_viewer_cache
@@ -79,6 +95,7 @@ mod tests {
         assert!(!release.page_cache && release.document_viewer_cache);
         assert!(!release.hardware_acceleration && !tuning(true).hardware_acceleration, "no GL layers");
         assert!(!release.developer_extras, "no inspector in release builds");
+        assert!(!release.media && !tuning(true).media, "no media engines in the page");
         assert!(tuning(true).developer_extras, "the inspector in debug builds");
     }
 }
