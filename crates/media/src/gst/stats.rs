@@ -167,20 +167,21 @@ mod tests {
         b.build()
     }
 
+    /// The peer's receiver report on our stream `local_id`.
+    fn remote_inbound(local_id: &str, lost: i64) -> gst::structure::Builder {
+        gst::Structure::builder("x")
+            .field("type", T::RemoteInboundRtp)
+            .field("local-id", local_id)
+            .field("packets-lost", lost)
+    }
+
     #[test]
     fn without_a_report_on_video_the_audio_streams_loss_stands_for_the_path() {
         gst::init().unwrap();
         let report = gst::Structure::builder("application/x-webrtc-stats")
             .field("a", rtp(T::OutboundRtp, "out-a", 48_000, &[("packets-sent", 100)]))
             .field("v", rtp(T::OutboundRtp, "out-v", 90_000, &[("packets-sent", 300)]))
-            .field(
-                "ra",
-                gst::Structure::builder("x")
-                    .field("type", T::RemoteInboundRtp)
-                    .field("local-id", "out-a")
-                    .field("packets-lost", 30i64)
-                    .build(),
-            )
+            .field("ra", remote_inbound("out-a", 30).build())
             .build();
         let r = parse(&report);
         assert_eq!((r.reported_sent, r.reported_lost), (100, 30), "30 % loss, not 30 of 300");
@@ -196,15 +197,7 @@ mod tests {
                 "in",
                 rtp(T::InboundRtp, "in-a", 48_000, &[("packets-received", 90), ("bytes-received", 7000)]),
             )
-            .field(
-                "rv",
-                gst::Structure::builder("x")
-                    .field("type", T::RemoteInboundRtp)
-                    .field("local-id", "out-v")
-                    .field("packets-lost", 7i64)
-                    .field("round-trip-time", 0.012f64)
-                    .build(),
-            )
+            .field("rv", remote_inbound("out-v", 7).field("round-trip-time", 0.012f64).build())
             .field(
                 "pair",
                 gst::Structure::builder("x")
