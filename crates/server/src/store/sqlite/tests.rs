@@ -28,6 +28,11 @@ fn raw(dir: &Path) -> Connection {
     Connection::open(dir.join(DB_FILE)).expect("raw connection")
 }
 
+/// The first column of every row `sql` returns, as text.
+fn strings(conn: &Connection, sql: &str) -> Vec<String> {
+    conn.prepare(sql).unwrap().query_map([], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
 fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
@@ -683,13 +688,7 @@ async fn every_historical_schema_migrates_to_the_current_one() {
         let conn = raw(dir.path());
         let v: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
         assert_eq!(v, SCHEMA_VERSION, "from v{version}");
-        let fk: Vec<String> = conn
-            .prepare("PRAGMA foreign_key_check")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let fk = strings(&conn, "PRAGMA foreign_key_check");
         assert!(fk.is_empty(), "from v{version}: foreign key violations in {fk:?}");
         assert_eq!(
             schema_of(dir.path()),
@@ -764,13 +763,7 @@ async fn a_resend_to_a_new_conversation_writes_nothing() {
     store.close().await.unwrap();
     drop(store);
     let conn = raw(dir.path());
-    let convs: Vec<String> = conn
-        .prepare("SELECT conv FROM conversations")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
+    let convs = strings(&conn, "SELECT conv FROM conversations");
     assert_eq!(convs, [Conv::dm("alice", "bob").to_string()]);
 }
 
