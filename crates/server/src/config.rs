@@ -193,6 +193,10 @@ impl Config {
 /// `max_reply_bytes` may be.
 pub const MAX_REPLY_BYTES: usize = 16 << 20;
 
+/// The most async workers `worker_threads` may ask for (a typo such as
+/// 100000 would otherwise fail at start with the OS's thread limit).
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 /// Shortest auth or admin secret accepted (a 256-bit key).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -326,6 +330,10 @@ impl Config {
             (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
             (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
             (self.store_readers >= 1, "store_readers must be at least 1"),
+            (
+                self.worker_threads <= MAX_WORKER_THREADS,
+                "worker_threads must be at most 1024 (0: one per CPU)",
+            ),
             (self.store_cache_kib >= 64, "store_cache_kib must be at least 64"),
             (
                 l.edit_window_s.is_some_and(|s| s >= 1) && l.recall_window_s.is_some_and(|s| s >= 1),
@@ -540,6 +548,11 @@ mod tests {
         assert_eq!([1, 2, 8].map(|cpus| c.runtime_workers(cpus)), [1, 2, 8]);
         c.worker_threads = 3;
         assert_eq!(c.runtime_workers(8), 3);
+        let mut c = Config { worker_threads: MAX_WORKER_THREADS, ..Config::default() };
+        c.validate().unwrap();
+        c.worker_threads = 100_000;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("worker_threads must be at most 1024"), "{e}");
     }
 
     #[test]
