@@ -4,6 +4,7 @@
 # Xvfb in a private D-Bus session, with a throw-away data root and HOME.
 #
 #   scripts/measure-app.sh [BINARY] [RUNS]
+#   scripts/measure-app.sh --floor [RUNS]
 #
 # BINARY defaults to the release build ($CARGO_TARGET_DIR/release/courier),
 # RUNS to 5. One first run creates the profile (account, server database);
@@ -17,9 +18,19 @@
 # WebKit app runs on the machine; RSS and USS do not. Prints one line per run
 # and the medians, and the size of the binary's code (.text). With SMAPS=N,
 # the last run also lists each process's N largest mappings by PSS and its PSS
-# by kind of mapping (where the memory is). Builds nothing.
+# by kind of mapping (where the memory is). Builds nothing, except with
+# --floor: then it compiles bench/webkit-floor/floor.c (a bare WebKitGTK
+# window showing one line of static text: the engine's own floor, what every
+# WebKitGTK app costs at least) and measures that instead, the same way.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--floor" ]; then
+  FLOOR_BIN="${TMPDIR:-/tmp}/courier-webkit-floor"
+  # shellcheck disable=SC2046 # pkg-config prints several flags
+  cc -O2 -o "$FLOOR_BIN" bench/webkit-floor/floor.c $(pkg-config --cflags --libs webkit2gtk-4.1 gtk+-3.0) ||
+    { echo "cannot build the WebKitGTK floor (needs cc and libwebkit2gtk-4.1-dev: scripts/setup.sh)" >&2; exit 1; }
+  set -- "$FLOOR_BIN" "${2:-5}"
+fi
 BIN="${1:-${CARGO_TARGET_DIR:-/root/.cache/courier-target}/release/courier}"
 RUNS="${2:-5}"
 IDLE="${IDLE:-30}"
