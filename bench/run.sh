@@ -118,6 +118,9 @@ if [[ "$ISSUE17" == 1 ]]; then
     run "$RESULTS17" pipeline "$target" pipeline --rate $PIPE_RATES --duration $D17
   done
   run "$RESULTS17" append-floor sqlite append-floor --rate "$RATES,0" --duration $D17
+  # The disk's own floor under the same writer: the slow-disk runs are
+  # judged against it.
+  run "$RESULTS17" slow-disk-floor sqlite append-floor --rate "$HI" --duration $D17 --busy-disk-mib $BUSY_MIB
   for target in courier socketio-durable; do
     run "$RESULTS17" slow-disk "$target" p2p --pairs "${PAIRS[0]}" --rate "$HI" --duration $D17 \
       --busy-disk-mib $BUSY_MIB --no-stop

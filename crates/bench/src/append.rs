@@ -11,8 +11,13 @@
 //! the batches are the size a server would see) or, at rate 0, as fast as
 //! the writer takes them (the most rows per second this disk allows). The
 //! cost is the writer thread's own CPU time (`CLOCK_THREAD_CPUTIME_ID`,
-//! fsync and checkpoints included) per row.
+//! fsync and checkpoints included) per row; the latency is each row's, from
+//! when it was offered to when its commit returned (the floor of a server's
+//! send → ok). With `--busy-disk-mib` another process writes to the same
+//! disk meanwhile (`dd … conv=fsync`, as `p2p --busy-disk-mib` does beside a
+//! server): the disk's own floor when it is busy.
 
+use crate::scenarios::BusyDisk;
 use crate::stats::{Latency, Metrics, Report, stamp_text};
 use anyhow::Context as _;
 use rusqlite::Connection;
@@ -41,6 +46,10 @@ pub struct Args {
     /// filesystem where the harness puts a server's data].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+    /// MiB that `dd … conv=fsync` writes beside the database while the
+    /// steps run (0: none).
+    #[arg(long, default_value_t = 0)]
+    pub busy_disk_mib: u64,
 }
 
 /// One row, as Courier stores a text message.
@@ -53,6 +62,8 @@ struct Row {
     target: String,
     body: String,
     ts: i64,
+    /// When the row was offered to the writer.
+    offered: Instant,
 }
 
 const SCHEMA: &str = "CREATE TABLE messages (
@@ -88,6 +99,7 @@ fn row(n: u64, body_bytes: usize) -> Row {
         sender: a,
         body: format!("{{\"text\":\"{}\"}}", stamp_text(n, body_bytes)),
         ts: 1_764_180_000_000 + n as i64,
+        offered: Instant::now(),
     }
 }
 
@@ -105,6 +117,8 @@ struct Written {
     cpu_ns: u64,
     wall: Duration,
     commit: Latency,
+    /// Each row: offered → its commit returned.
+    row: Latency,
 }
 
 /// The writer: blocks for a first row, takes what else has queued (up to
@@ -117,7 +131,8 @@ fn write_rows(
 ) -> rusqlite::Result<Written> {
     let cpu0 = thread_cpu_ns();
     let t0 = Instant::now();
-    let commit = Latency::default();
+    let (commit, row) = (Latency::default(), Latency::default());
+    let mut offered = Vec::with_capacity(max_batch);
     let (mut rows, mut commits) = (0u64, 0u64);
     let mut batch = Vec::with_capacity(max_batch);
     while let Ok(first) = rx.recv() {
@@ -132,6 +147,7 @@ fn write_rows(
         {
             let mut stmt = tx.prepare_cached(INSERT)?;
             for r in batch.drain(..) {
+                offered.push(r.offered);
                 stmt.execute(rusqlite::params![
                     r.conv, r.seq, r.mid, r.cid, r.sender, r.target, r.body, r.ts
                 ])?;
@@ -140,9 +156,12 @@ fn write_rows(
         }
         tx.commit()?;
         commit.record(c0.elapsed());
+        for t in offered.drain(..) {
+            row.record(t.elapsed());
+        }
         commits += 1;
     }
-    Ok(Written { rows, commits, cpu_ns: thread_cpu_ns() - cpu0, wall: t0.elapsed(), commit })
+    Ok(Written { rows, commits, cpu_ns: thread_cpu_ns() - cpu0, wall: t0.elapsed(), commit, row })
 }
 
 /// Offers rows for `window` at `rate` per second (0: as fast as taken).
@@ -178,6 +197,7 @@ fn step(conn: &mut Connection, args: &Args, rate: f64, first: u64) -> anyhow::Re
         .put("commits", w.commits, "")
         .num("rows_per_commit", w.rows as f64 / w.commits.max(1) as f64, "")
         .latency("commit", &w.commit.summary())
+        .latency("row", &w.row.summary())
         .num("writer_cpu_us_per_row", w.cpu_ns as f64 / 1e3 / w.rows.max(1) as f64, "µs")
         .num("writer_cpu_util", w.cpu_ns as f64 / w.wall.as_nanos().max(1) as f64, "cores")
         .put("kept_up", rate == 0.0 || rows_per_s >= 0.95 * rate, "")
@@ -203,7 +223,11 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let mut steps = Vec::new();
     let mut first = 0u64;
     for &rate in &args.rate {
-        let (m, rows) = step(&mut conn, args, rate, first)?;
+        let busy = (args.busy_disk_mib > 0).then(|| BusyDisk::start_in(&dir, args.busy_disk_mib));
+        let (mut m, rows) = step(&mut conn, args, rate, first)?;
+        if let Some(busy) = busy {
+            busy.stop(&mut m);
+        }
         first += rows;
         steps.push((if rate > 0.0 { format!("{rate}") } else { "max".into() }, m));
     }
@@ -244,6 +268,7 @@ mod tests {
             body_bytes: 100,
             max_batch: 50,
             dir: Some(dir.path().to_path_buf()),
+            busy_disk_mib: 0,
         };
         let mut conn = open(&dir.path().join("t.db")).unwrap();
         let (m, rows) = step(&mut conn, &args, 2000.0, 0).unwrap();
@@ -258,5 +283,30 @@ mod tests {
         let r = run(&args).unwrap();
         assert_eq!(r.steps.len(), 2);
         assert!(r.summary.get("max_rows_per_s").and_then(|v| v.as_f64()).unwrap() > 0.0);
+        // Every row's own latency (offered → committed) is measured.
+        let (_, step) = &r.steps[0];
+        assert!(step.get("row_p99_ms").and_then(|v| v.as_f64()).is_some(), "{step:?}");
+        assert!(step.get("busy_disk_started").is_none(), "no writer was asked for");
+    }
+
+    #[test]
+    fn a_busy_disk_run_writes_beside_the_database_and_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = Args {
+            rate: vec![500.0],
+            duration: 0.5,
+            body_bytes: 100,
+            max_batch: 50,
+            dir: Some(dir.path().to_path_buf()),
+            busy_disk_mib: 4,
+        };
+        let r = run(&args).unwrap();
+        let (_, step) = &r.steps[0];
+        assert_eq!(step.get("busy_disk_started").and_then(|v| v.as_bool()), Some(true), "{step:?}");
+        assert!(step.get("busy_disk_written_mib").and_then(|v| v.as_u64()).is_some(), "{step:?}");
+        assert!(step.get("rows").and_then(|v| v.as_u64()).unwrap() > 0);
+        // Neither dd's file nor the database is left behind.
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "left behind: {left:?}");
     }
 }

@@ -163,19 +163,25 @@ pub fn summarize_ramp(summary: &mut Metrics, steps: &[(String, Metrics)]) {
 /// Another process writing heavily to the server's disk while a window is
 /// measured: `dd if=/dev/zero of=<file> bs=1M count=<mib> conv=fsync` on
 /// the filesystem of the server's data (or this machine's temp folder for
-/// a server the harness did not start).
+/// a server the harness did not start). The append floor runs the same
+/// writer beside its own database (`append-floor --busy-disk-mib`), so a
+/// server's latency on a busy disk can be read against the disk's own.
 pub struct BusyDisk {
-    child: Option<tokio::process::Child>,
+    child: Option<std::process::Child>,
     file: std::path::PathBuf,
     started: Instant,
 }
 
 impl BusyDisk {
-    /// Starts the writer.
+    /// Starts the writer on the server's disk.
     pub fn start(server: &Server, mib: u64) -> BusyDisk {
-        let dir = server.data_dir().unwrap_or_else(std::env::temp_dir);
+        BusyDisk::start_in(&server.data_dir().unwrap_or_else(std::env::temp_dir), mib)
+    }
+
+    /// Starts the writer in `dir`.
+    pub fn start_in(dir: &std::path::Path, mib: u64) -> BusyDisk {
         let file = dir.join(format!("busy-disk-{}.bin", run_tag()));
-        let child = tokio::process::Command::new("dd")
+        let child = std::process::Command::new("dd")
             .arg("if=/dev/zero")
             .arg(format!("of={}", file.display()))
             .arg("bs=1M")
@@ -184,7 +190,6 @@ impl BusyDisk {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .ok();
         BusyDisk { child, file, started: Instant::now() }
@@ -193,21 +198,45 @@ impl BusyDisk {
     /// Stops the writer (if it is still going) and removes its file;
     /// records how much it wrote and whether it finished (its fsync
     /// returned) within the window.
-    pub async fn finish(mut self, m: &mut Metrics) {
+    pub async fn finish(self, m: &mut Metrics) {
+        self.stop(m);
+    }
+
+    /// [`BusyDisk::finish`] for a caller outside the async runtime.
+    pub fn stop(mut self, m: &mut Metrics) {
         let finished_s = match self.child.as_mut() {
             Some(c) => match c.try_wait() {
                 Ok(Some(_)) => Some(self.started.elapsed().as_secs_f64()),
-                _ => {
-                    let _ = c.kill().await;
-                    None
-                }
+                _ => None,
             },
             None => None,
         };
+        let started = self.child.is_some();
+        self.end();
         let written = std::fs::metadata(&self.file).map_or(0, |md| md.len() >> 20);
         let _ = std::fs::remove_file(&self.file);
-        m.put("busy_disk_started", self.child.is_some(), "")
-            .put("busy_disk_written_mib", written, "MiB")
-            .put("busy_disk_finished", finished_s.is_some(), "");
+        m.put("busy_disk_started", started, "").put("busy_disk_written_mib", written, "MiB").put(
+            "busy_disk_finished",
+            finished_s.is_some(),
+            "",
+        );
+    }
+
+    /// Kills the writer if it still runs and reaps it.
+    fn end(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for BusyDisk {
+    /// A measurement that fails half-way must not leave `dd` filling the disk.
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.end();
+            let _ = std::fs::remove_file(&self.file);
+        }
     }
 }
