@@ -5,7 +5,9 @@
 //!
 //! Layout:
 //! - [`wire`]: one client connection (Courier, Socket.IO or the raw relay)
-//!   behind one interface; [`frames`]: its hot path (send frames written
+//!   behind one interface; [`conn`]: its socket (frames written by the
+//!   sender, every frame of a read handled in place) over [`ws`], the
+//!   client side of WebSocket; [`frames`]: its hot path (send frames written
 //!   directly, replies and messages scanned, not parsed); [`socketio`]: the
 //!   Engine.IO / Socket.IO packets it needs.
 //! - [`target`]: starting or attaching to the server under test and
@@ -24,6 +26,7 @@
 //! report also gives the generator's own CPU use.
 
 pub mod append;
+pub mod conn;
 pub mod floors;
 pub mod frames;
 pub mod markdown;
@@ -33,6 +36,7 @@ pub mod socketio;
 pub mod stats;
 pub mod target;
 pub mod wire;
+pub mod ws;
 
 use clap::{Parser, Subcommand};
 use stats::Report;

@@ -2,31 +2,32 @@
 //! Socket.IO, or the raw relay's bare minimum, behind one interface so
 //! every scenario drives every target with the same load.
 //!
-//! A [`Client`] owns two tasks: a writer that batches queued frames into one
-//! flush, and a reader that matches replies to pending requests by id and
-//! hands pushed messages to the scenario's [`OnEvent`] callback. Dropping
-//! the client aborts both tasks, which closes the TCP socket without a
-//! WebSocket close frame (as a lost network would).
+//! A [`Client`] is one TCP connection and one reader task. A request's
+//! frame is written to the socket by the caller, at once (a separate
+//! WebSocket frame per request, as a real client sends it); only when the
+//! socket is full does a flush task take over the rest. The reader takes
+//! everything the socket has per wake-up into the connection's buffer and
+//! handles every frame in it in place ([`crate::ws`]): replies are matched
+//! to pending requests by id, pushed messages go to the scenario's
+//! [`OnEvent`] callback. Dropping the client aborts the reader, which
+//! closes the TCP socket without a WebSocket close frame (as a lost
+//! network would).
 
+use crate::conn::{Handshake, Writer};
 use crate::frames;
 pub use crate::frames::Dest;
 use crate::socketio::{self, Packet};
 use anyhow::{Context as _, anyhow, bail};
 use courier_proto::{Event, Reply};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::net::{TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpSocket;
+use tokio::sync::oneshot;
 use tokio::task::AbortHandle;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// Which protocol a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -123,7 +124,7 @@ type Pending = Mutex<HashMap<u64, Waiter>>;
 
 struct Shared {
     proto: Proto,
-    out: mpsc::UnboundedSender<Message>,
+    out: Arc<Writer>,
     next_id: AtomicU64,
     pending: Pending,
     closed: AtomicBool,
@@ -139,7 +140,7 @@ impl Shared {
         }
     }
 
-    /// Registers `waiter` under a fresh id and queues the frame `encode`
+    /// Registers `waiter` under a fresh id and sends the frame `encode`
     /// makes for that id. On a closed connection the waiter fails at once.
     fn submit(&self, waiter: Waiter, encode: impl FnOnce(u64) -> String) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -148,7 +149,7 @@ impl Shared {
             return waiter.fail(ReqError::Closed);
         }
         self.pending.lock().expect("pending lock").insert(id, waiter);
-        if self.out.send(Message::text(text)).is_err()
+        if !self.out.send(crate::ws::OP_TEXT, text.as_bytes())
             && let Some(w) = self.pending.lock().expect("pending lock").remove(&id)
         {
             w.fail(ReqError::Closed);
@@ -163,16 +164,14 @@ impl Shared {
 /// One live connection with an authenticated session.
 pub struct Client {
     shared: Arc<Shared>,
-    tasks: [AbortHandle; 2],
+    reader: AbortHandle,
     /// The user this session signed in as.
     pub user: String,
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.reader.abort();
     }
 }
 
@@ -200,12 +199,6 @@ impl Future for PendingReply {
     }
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// Read buffer per client socket: tungstenite's 128 KiB default would cost
-/// the generator gigabytes at 10 k connections, and every read clears the
-/// free part of it; frames here are a few hundred bytes.
-const READ_BUFFER: usize = 2 * 1024;
 /// Longest the handshake (TCP + upgrade + hello) may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -258,22 +251,15 @@ impl Client {
             Proto::Socketio => socketio::WS_PATH,
             Proto::Relay => crate::relay::WS_PATH,
         };
-        let mut req = format!("ws://{}{}", ep.addr, path).into_client_request()?;
-        if ep.proto == Proto::Courier {
-            req.headers_mut().insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse()?);
-        }
-        let cfg = WebSocketConfig::default().read_buffer_size(READ_BUFFER).write_buffer_size(0);
-        let (mut ws, _) =
-            tokio_tungstenite::client_async_with_config(req, MaybeTlsStream::Plain(stream), Some(cfg))
-                .await?;
+        let protocol = (ep.proto == Proto::Courier).then_some(courier_proto::SUBPROTOCOL);
+        let mut ws = Handshake::upgrade(stream, ep.addr, path, protocol).await?;
         let token = format!("dev:{user}");
         match ep.proto {
             Proto::Courier => courier_hello(&mut ws, &token, None).await?,
             Proto::Relay => courier_hello(&mut ws, &token, Some(group)).await?,
             Proto::Socketio => socketio_hello(&mut ws, &token).await?,
         }
-        let (sink, stream) = ws.split();
-        let (out, rx) = mpsc::unbounded_channel();
+        let (rx, buf, out) = ws.into_parts();
         let shared = Arc::new(Shared {
             proto: ep.proto,
             out,
@@ -281,14 +267,13 @@ impl Client {
             pending: Mutex::new(HashMap::new()),
             closed: AtomicBool::new(false),
         });
-        let writer = tokio::spawn(write_loop(sink, rx, shared.clone()));
-        let reader = tokio::spawn(read_loop(stream, shared.clone(), on_event));
-        Ok(Client { shared, tasks: [writer.abort_handle(), reader.abort_handle()], user: user.to_owned() })
+        let reader = tokio::spawn(read_loop(rx, buf, shared.clone(), on_event));
+        Ok(Client { shared, reader: reader.abort_handle(), user: user.to_owned() })
     }
 
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.closed.load(Ordering::Acquire) || self.shared.out.is_dead()
     }
 
     /// Sends one request (`op` with the fields of `args`) and waits for its
@@ -364,27 +349,15 @@ impl Client {
     }
 }
 
-async fn next_text(ws: &mut Ws) -> anyhow::Result<String> {
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => return Ok(t.as_str().to_owned()),
-            Some(Ok(Message::Close(c))) => bail!("closed during handshake: {c:?}"),
-            Some(Ok(_)) => continue,
-            Some(Err(e)) => return Err(e.into()),
-            None => bail!("closed during handshake"),
-        }
-    }
-}
-
-async fn courier_hello(ws: &mut Ws, token: &str, group: Option<&str>) -> anyhow::Result<()> {
+async fn courier_hello(ws: &mut Handshake, token: &str, group: Option<&str>) -> anyhow::Result<()> {
     let mut hello =
         json!({"op": "hello", "id": 1, "token": token, "device": "bench", "client": "courier-bench/0.1"});
     if let Some(g) = group {
         hello["group"] = g.into();
     }
-    ws.send(Message::text(hello.to_string())).await?;
+    ws.send_text(&hello.to_string()).await?;
     loop {
-        let text = next_text(ws).await?;
+        let text = ws.next_text().await?;
         if text.starts_with("{\"ev\"") {
             continue;
         }
@@ -399,13 +372,13 @@ async fn courier_hello(ws: &mut Ws, token: &str, group: Option<&str>) -> anyhow:
     }
 }
 
-async fn socketio_hello(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
+async fn socketio_hello(ws: &mut Handshake, token: &str) -> anyhow::Result<()> {
     loop {
-        match socketio::decode(&next_text(ws).await?)? {
+        match socketio::decode(&ws.next_text().await?)? {
             Packet::Open => {
-                ws.send(Message::text(socketio::connect(&json!({ "token": token })))).await?;
+                ws.send_text(&socketio::connect(&json!({ "token": token }))).await?;
             }
-            Packet::Ping => ws.send(Message::text(socketio::PONG)).await?,
+            Packet::Ping => ws.send_text(socketio::PONG).await?,
             Packet::Connected => return Ok(()),
             Packet::ConnectError(e) => bail!("socket.io connect refused: {e}"),
             _ => {}
@@ -413,44 +386,14 @@ async fn socketio_hello(ws: &mut Ws, token: &str) -> anyhow::Result<()> {
     }
 }
 
-async fn write_loop(
-    mut sink: futures_util::stream::SplitSink<Ws, Message>,
-    mut rx: mpsc::UnboundedReceiver<Message>,
-    shared: Arc<Shared>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut ok = sink.feed(first).await.is_ok();
-        while ok {
-            match rx.try_recv() {
-                Ok(m) => ok = sink.feed(m).await.is_ok(),
-                Err(_) => break,
-            }
-        }
-        if !ok || sink.flush().await.is_err() {
-            break;
-        }
-    }
-    shared.fail_all();
-}
-
-async fn read_loop(
-    mut stream: futures_util::stream::SplitStream<Ws>,
-    shared: Arc<Shared>,
-    on_event: OnEvent,
-) {
-    while let Some(Ok(msg)) = stream.next().await {
-        let Message::Text(text) = msg else {
-            if matches!(msg, Message::Close(_)) {
-                break;
-            }
-            continue;
-        };
-        match shared.proto {
-            Proto::Courier => courier_frame(text.as_str(), &shared, &on_event),
-            Proto::Socketio => socketio_frame(text.as_str(), &shared, &on_event),
-            Proto::Relay => relay_frame(text.as_str(), &shared, &on_event),
-        }
-    }
+async fn read_loop(rx: tokio::net::tcp::OwnedReadHalf, buf: Vec<u8>, shared: Arc<Shared>, on_event: OnEvent) {
+    let proto = shared.proto;
+    crate::conn::read_loop(rx, buf, &shared.out.clone(), |text| match proto {
+        Proto::Courier => courier_frame(text, &shared, &on_event),
+        Proto::Socketio => socketio_frame(text, &shared, &on_event),
+        Proto::Relay => relay_frame(text, &shared, &on_event),
+    })
+    .await;
     shared.fail_all();
 }
 
@@ -564,7 +507,7 @@ fn socketio_frame(text: &str, shared: &Shared, on_event: &OnEvent) {
     }
     match socketio::decode(text) {
         Ok(Packet::Ping) => {
-            let _ = shared.out.send(Message::text(socketio::PONG));
+            shared.out.send(crate::ws::OP_TEXT, socketio::PONG.as_bytes());
         }
         Ok(Packet::Ack(id, arg)) => {
             SLOW_PARSES.fetch_add(1, Ordering::Relaxed);
