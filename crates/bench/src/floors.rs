@@ -513,17 +513,29 @@ const METHOD: &str = "
   sends. Since issue 17 it writes its send frames straight into a string, finds the few fields it reads by
   scanning instead of parsing JSON (`crates/bench/src/frames.rs`; `generator_slow_parses` counts frames it had
   to parse in full), counts acks in a callback of the connection's reader instead of a task per request,
-  paces every sender from one task, and runs on one thread (no cross-thread wake-ups). Tried and dropped: a
-  500 µs nap between turns of its event loop, to read many sockets per wake-up (against the raw relay at 10k
-  msg/s: 14.4–15.6 µs per message instead of 11.0–13.2, and 1.4 ms p50 instead of 0.3); one task per connection
-  instead of a reader and a writer (15.4 against 15.5 µs: no difference).
-- **What the generator's cost is made of** (perf, 2 cores shared with builds): per p2p message about 30 % is the
-  `send` call (on loopback the kernel runs the server socket's receive path in the sender's context), 20 %
-  context switches (waking for frames, and preemption by the other load), 10 % reads, 6 % `epoll_wait`, the rest tokio,
-  tungstenite and the histograms. Per fan-out delivery about half is the `recv` call, and half of that is the
-  ACK the kernel sends on every read of a loopback socket; with `epoll_wait` that is ≈ 2 µs of kernel time per
-  delivery before any user code runs, so one TCP connection per simulated member cannot get the generator to
-  2 µs per delivery on this machine; several deliveries per read (fewer, busier connections) would.
+  paces every sender from one task, and runs on one thread (no cross-thread wake-ups). Its connections are its
+  own WebSocket client (`crates/bench/src/conn.rs`, `ws.rs`): the sender writes each frame to the socket itself
+  (no writer task, channel or lock per message; a flush task only while a socket is full), and one reader per
+  connection handles every frame of a read in place (no allocation per frame); the frames, one per request on
+  one connection per user, are those tungstenite wrote. With it (against one copy of the server, alternated
+  with the previous generator, medians of 5 runs each, load 0.7–1.2): 18.3 → 16.9 µs per p2p message (200 pairs,
+  10k msg/s) and 5.8 → 5.3 µs per fan-out delivery (1,000 members, 100 msg/s). Tried and dropped: a 500 µs
+  nap between turns of its event loop, to read many sockets per wake-up (against the raw relay at 10k msg/s: 14.4–15.6 µs per message instead of 11.0–13.2,
+  and 1.4 ms p50 instead of 0.3); one task per connection instead of a reader and a writer (15.4 against 15.5
+  µs: no difference); reading the sockets once per pacing tick (the thread asleep through each 2 ms tick,
+  latencies taken from the kernel's receive timestamps): 14.2 µs per message and 3.0 per delivery, but the
+  server's TCP then gets its ACKs up to a tick late and fan-out slowed on the server's side (ack p50 1 → 11 ms,
+  delivery p50 4 → 15 ms), so it changes what is measured; `TCP_QUICKACK` off after every read, to batch the
+  ACKs (5.6 against 5.4 µs per delivery: no gain).
+- **What the generator's cost is made of** (perf, 2 cores shared with builds, its own WebSocket client): per
+  p2p message 1 `send`, 2 `recv`, 0.6 `epoll_wait` and 0.2 context switches; about 30 % is the `send` call (on
+  loopback the kernel runs the server socket's receive path, and wakes the server, in the sender's context),
+  25 % being woken (each wake-up of this virtual machine's idle core is dear), 10 % reads, 25–30 % user code
+  (histograms, the pacer, reply matching). Per fan-out delivery 1 `recv`, 0.5 `epoll_wait` and 0.04 context
+  switches: about 40 % is the `recv` call, most of it the ACK the kernel sends on every read of a loopback socket, 30 % `epoll_wait`
+  (half of it being woken), 25 % user code; that is ≈ 4 µs of kernel time per delivery before any user code
+  runs, so one TCP connection per simulated member, read as its data comes, cannot get the generator to 2 µs
+  per delivery on this machine; several deliveries per read (fewer, busier connections) would.
 - **p2p** at 8k and 10k msg/s: 200 pairs (200 senders at 40–50 msg/s each) and 100 pairs (100 senders at 80–100
   msg/s each), 10 s per step, every step run. **Latency**: three more Courier runs at 10k over 200 pairs, one
   after the other, each with a fresh server. **Slow disk**: the same load while
