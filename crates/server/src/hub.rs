@@ -2,8 +2,8 @@
 //! watch whose presence, and the channel member cache used for fan-out.
 //!
 //! Each session owns a bounded outbound queue. Delivery never blocks: an
-//! event is serialised once and its `Arc<str>` handed to every recipient's
-//! queue; a session whose queue is full is a slow consumer and is asked to
+//! event is serialised once and the same bytes (a [`Frame`]) handed to every
+//! recipient's queue and written from there, not copied per recipient; a session whose queue is full is a slow consumer and is asked to
 //! close with 1008 (it resyncs on reconnect), so one stuck client cannot
 //! grow the server's memory.
 //!
@@ -13,11 +13,15 @@
 //! message).
 
 use crate::ratelimit::UserBuckets;
+use axum::extract::ws::Utf8Bytes;
 use courier_proto::CloseCode;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::task::{Context, Poll, Waker};
+
+/// A queued event: shared bytes, written to each socket as they are.
+pub type Frame = Utf8Bytes;
 
 /// Queue capacity (in frames) kept after a burst drains; a larger buffer is
 /// released so a burst does not stay resident for the session's lifetime.
@@ -41,7 +45,7 @@ pub struct SessionHandle {
 /// What other tasks hand the session's task.
 #[derive(Default)]
 struct Outbox {
-    frames: VecDeque<Arc<str>>,
+    frames: VecDeque<Frame>,
     close: Option<(u16, &'static str)>,
     /// The session's task has ended: nothing is queued any more.
     ended: bool,
@@ -66,6 +70,12 @@ impl SessionHandle {
     /// Queues a frame. Returns false if it could not be queued; a full queue
     /// also asks the session to close as a slow consumer.
     pub fn push(&self, frame: &Arc<str>) -> bool {
+        self.push_frame(&Frame::from(&**frame))
+    }
+
+    /// [`push`](Self::push) of bytes already made a frame (fan-out makes
+    /// them once for every recipient).
+    pub fn push_frame(&self, frame: &Frame) -> bool {
         let mut o = self.outbox();
         if o.ended {
             return false;
@@ -125,7 +135,7 @@ impl SessionHandle {
     }
 
     /// Takes the oldest queued frame.
-    pub(crate) fn pop(&self) -> Option<Arc<str>> {
+    pub(crate) fn pop(&self) -> Option<Frame> {
         let mut o = self.outbox();
         let frame = o.frames.pop_front();
         if o.frames.is_empty() && o.frames.capacity() > KEEP_QUEUE_CAPACITY {
@@ -434,10 +444,14 @@ impl Hub {
     ) -> usize {
         let map = self.users.read().expect("users lock");
         let mut n = 0;
+        let mut bytes = None;
         for u in users {
             if let Some(list) = map.get(u) {
                 for s in list {
-                    if Some(s.key) != except && s.push(frame) {
+                    if Some(s.key) == except {
+                        continue;
+                    }
+                    if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
                         n += 1;
                     }
                 }
@@ -524,8 +538,9 @@ impl Hub {
         }
         let presence = frame.starts_with(PRESENCE_PREFIX);
         if let Some(list) = self.watchers.read().expect("watchers lock").get(user) {
+            let bytes = Frame::from(&**frame);
             for x in list.iter().filter(|x| x.visible || !presence) {
-                x.session.push(frame);
+                x.session.push_frame(&bytes);
             }
         }
     }
@@ -674,6 +689,20 @@ mod tests {
         assert_eq!(hub.send_to_users(["bob"], &f, Some(s1.key)), 1);
         assert!(s1.pop().is_none());
         assert_eq!(s2.pop().as_deref(), Some("x"));
+    }
+
+    /// A fan-out hands every recipient the same bytes, not a copy each.
+    #[tokio::test]
+    async fn a_fan_out_shares_one_copy_of_the_event() {
+        let hub = Hub::default();
+        let (a, b) = (hub.new_session("amy", "d", 4), hub.new_session("ben", "d", 4));
+        hub.register(&a);
+        hub.register(&b);
+        let f: Arc<str> = Arc::from("{\"ev\":\"msg\"}");
+        assert_eq!(hub.send_to_users(["amy", "ben"], &f, None), 2);
+        let (fa, fb) = (a.pop().unwrap(), b.pop().unwrap());
+        assert_eq!(fa.as_str(), &*f);
+        assert_eq!(fa.as_str().as_ptr(), fb.as_str().as_ptr(), "one buffer for both");
     }
 
     #[tokio::test]

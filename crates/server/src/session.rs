@@ -589,7 +589,7 @@ async fn write_out(
         }
         for _ in 0..WRITE_BATCH {
             let Some(frame) = handle.pop() else { break };
-            ws.feed(Message::Text(Utf8Bytes::from(&*frame))).await?;
+            ws.feed(Message::Text(frame)).await?;
             n += 1;
         }
         st.metrics.frames_out.inc_by(n as u64);

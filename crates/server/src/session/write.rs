@@ -9,7 +9,7 @@
 use super::WRITE_BATCH;
 use crate::hub::SessionHandle;
 use crate::state::AppState;
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -53,7 +53,7 @@ pub(super) fn write_now(
                 Poll::Pending => Now::Blocked,
             };
         };
-        if ws.as_mut().start_send(Message::Text(Utf8Bytes::from(&*frame))).is_err() {
+        if ws.as_mut().start_send(Message::Text(frame)).is_err() {
             break Now::Gone;
         }
         n += 1;
