@@ -198,11 +198,6 @@ impl BusyDisk {
     /// Stops the writer (if it is still going) and removes its file;
     /// records how much it wrote and whether it finished (its fsync
     /// returned) within the window.
-    pub async fn finish(self, m: &mut Metrics) {
-        self.stop(m);
-    }
-
-    /// [`BusyDisk::finish`] for a caller outside the async runtime.
     pub fn stop(mut self, m: &mut Metrics) {
         let finished_s = match self.child.as_mut() {
             Some(c) => match c.try_wait() {

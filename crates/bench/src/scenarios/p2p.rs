@@ -252,7 +252,7 @@ async fn step(
     server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
     generator_cost(&mut m, gen_before, wall, acked, "generator_cpu_us_per_msg");
     if let Some(w) = writer {
-        w.finish(&mut m).await;
+        w.stop(&mut m);
     }
     m.num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)
