@@ -27,8 +27,11 @@ export const useDesktopStore = defineStore('desktop', () => {
       startAtLogin.value = await useTransport().setStartAtLogin(on)
       startAtLoginError.value = null
     } catch (e) {
+      // What the OS has now, then the reason, together: the error never
+      // shows beside a toggle that still reads the state asked for.
+      const now = await useTransport().startAtLogin().catch(() => startAtLogin.value)
+      startAtLogin.value = now
       startAtLoginError.value = toTransportError(e).message
-      await useTransport().startAtLogin().then((v) => (startAtLogin.value = v), () => {})
     } finally {
       busy.value = false
     }

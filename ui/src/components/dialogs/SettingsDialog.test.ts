@@ -35,6 +35,23 @@ describe('SettingsDialog: desktop settings', () => {
     expect(w.find('[data-testid="start-at-login-error"]').text()).toContain('Permission denied')
   })
 
+  it('shows the error only once the toggle is back to what the OS has', async () => {
+    const w = mountWith(SettingsDialog)
+    await flushPromises()
+    t.failNext('setStartAtLogin', 'autostart_failed', "Courier couldn't turn on start at login: Permission denied")
+    let reread: (on: boolean) => void = () => {}
+    t.when('startAtLogin').once().answer(() => new Promise<boolean>((r) => (reread = r)))
+    box(w).checked = true
+    await w.find('[data-testid="start-at-login"]').trigger('change')
+    await flushPromises()
+    // The OS is still being asked: no error beside a box that reads on.
+    expect(w.find('[data-testid="start-at-login-error"]').exists()).toBe(false)
+    reread(false)
+    await flushPromises()
+    expect(w.find('[data-testid="start-at-login-error"]').text()).toContain('Permission denied')
+    expect(box(w).checked).toBe(false)
+  })
+
   it('opens the logs folder', async () => {
     const w = mountWith(SettingsDialog)
     await w.find('[data-testid="open-logs"]').trigger('click')
