@@ -557,8 +557,8 @@ impl Running {
     async fn pump(self, mut events: tokio::sync::mpsc::UnboundedReceiver<CallEvent>) {
         let calls = self.app.state::<Calls>();
         while let Some(ev) = events.recv().await {
-            if let CallEvent::Frame { remote, width, height, rgba } = ev {
-                calls.frames.put(remote, width, height, rgba);
+            if let CallEvent::Frame { remote, width, height, i420 } = ev {
+                calls.frames.put(remote, width, height, i420);
                 continue;
             }
             let ended = matches!(ev, CallEvent::State(CallState::Ended { .. }));
@@ -706,7 +706,7 @@ mod tests {
             serde_json::to_value(&silent).unwrap(),
             serde_json::json!({"type":"levels","local":-100.0,"remote":-100.0})
         );
-        let frame = CallEvent::Frame { remote: true, width: 2, height: 1, rgba: vec![0u8; 8].into() };
+        let frame = CallEvent::Frame { remote: true, width: 2, height: 1, i420: vec![0u8; 4].into() };
         assert_eq!(ui_event(&frame), None, "frames never go as JSON");
     }
 }

@@ -1,19 +1,23 @@
 //! Video frames from the Rust process to the webview, without JSON.
 //!
-//! The media engine hands decoded RGBA pictures (the peer's, and this
-//! device's self-view) to a [`FrameStore`], which keeps only the latest of
-//! each. The page pulls: `call_frame(remote, after, max_width, max_height)`
-//! waits until a picture newer than `after` exists, then answers it as raw
-//! IPC bytes ([`FrameBytes`], no base64, no JSON), scaled down to the size
-//! the page draws it at. A page that draws slowly skips pictures instead of
-//! queueing them; nothing is sent while nobody asks.
+//! The media engine hands decoded pictures (the peer's, and this device's
+//! self-view) as packed I420 ([`courier_media::picture`]) to a
+//! [`FrameStore`], which keeps only the latest of each. The page pulls:
+//! `call_frame(remote, after, max_width, max_height)` waits until a picture
+//! newer than `after` exists, then answers it as raw IPC bytes
+//! ([`FrameBytes`], no base64, no JSON), scaled down to the size the page
+//! draws it at. A page that draws slowly skips pictures instead of queueing
+//! them; nothing is sent while nobody asks. The page turns the planes into
+//! RGBA itself (ui/src/utils/callFrames.ts): a picture crosses to the web
+//! process as 1.5 bytes a pixel, not 4 (that crossing was the cost).
 //!
-//! The answer is the RGBA rows followed by a [`TRAILER_LEN`]-byte trailer,
-//! little-endian: `seq u32, width u32, height u32, at_ms f64` (when the
-//! engine delivered it, Unix ms: the page measures latency with it). An
-//! empty answer means no picture came in time.
+//! The answer is the I420 planes followed by a [`TRAILER_LEN`]-byte
+//! trailer, little-endian: `seq u32, width u32, height u32, at_ms f64`
+//! (when the engine delivered it, Unix ms: the page measures latency with
+//! it). An empty answer means no picture came in time.
 
 use bytes::Bytes;
+use courier_media::picture::{i420_len, scale_i420};
 use std::sync::Mutex;
 use std::time::Duration;
 use tauri::ipc::{InvokeResponseBody, IpcResponse};
@@ -31,7 +35,7 @@ struct Frame {
     seq: u32,
     width: u32,
     height: u32,
-    rgba: Bytes,
+    i420: Bytes,
     at_ms: f64,
 }
 
@@ -62,9 +66,9 @@ impl FrameStore {
 
     /// Keeps a picture as the latest of its side (a picture whose size
     /// does not match its dimensions is dropped).
-    pub fn put(&self, remote: bool, width: u32, height: u32, rgba: Bytes) {
-        if u64::from(width) * u64::from(height) * 4 != rgba.len() as u64 || width == 0 || height == 0 {
-            tracing::debug!("dropped a {width}x{height} frame of {} bytes", rgba.len());
+    pub fn put(&self, remote: bool, width: u32, height: u32, i420: Bytes) {
+        if width == 0 || height == 0 || i420_len(width, height) != i420.len() {
+            tracing::debug!("dropped a {width}x{height} frame of {} bytes", i420.len());
             return;
         }
         let slot = self.slot(remote);
@@ -73,7 +77,7 @@ impl FrameStore {
             *s = s.wrapping_add(1).max(1);
             *s
         };
-        *guard(&slot.latest) = Some(Frame { seq, width, height, rgba, at_ms: now_ms() });
+        *guard(&slot.latest) = Some(Frame { seq, width, height, i420, at_ms: now_ms() });
         slot.changed.notify_waiters();
     }
 
@@ -141,22 +145,15 @@ pub fn fit(w: u32, h: u32, max_w: u32, max_h: u32) -> (u32, u32) {
     (nw.max(1), nh.max(1))
 }
 
-/// The pixels at the fitted size (nearest neighbour: cheap, and the page
+/// The planes at the fitted size (nearest neighbour: cheap, and the page
 /// smooths when it draws), then the trailer.
 fn encode(f: &Frame, max_w: u32, max_h: u32) -> Vec<u8> {
     let (w, h) = fit(f.width, f.height, max_w, max_h);
-    let mut out = Vec::with_capacity(w as usize * h as usize * 4 + TRAILER_LEN);
+    let mut out = Vec::with_capacity(i420_len(w, h) + TRAILER_LEN);
     if (w, h) == (f.width, f.height) {
-        out.extend_from_slice(&f.rgba);
+        out.extend_from_slice(&f.i420);
     } else {
-        let src_stride = f.width as usize * 4;
-        let xs: Vec<usize> = (0..w).map(|x| (x as usize * f.width as usize / w as usize) * 4).collect();
-        for y in 0..h as usize {
-            let row = &f.rgba[(y * f.height as usize / h as usize) * src_stride..][..src_stride];
-            for &sx in &xs {
-                out.extend_from_slice(&row[sx..sx + 4]);
-            }
-        }
+        scale_i420(&f.i420, f.width, f.height, w, h, &mut out);
     }
     out.extend_from_slice(&f.seq.to_le_bytes());
     out.extend_from_slice(&w.to_le_bytes());
@@ -188,11 +185,15 @@ mod tests {
     use super::*;
 
     fn picture(w: u32, h: u32) -> Bytes {
-        // Each pixel holds its own coordinates, so scaling can be checked.
+        // Each sample holds its own coordinates, so scaling can be checked:
+        // Y = x + 10·y, U = 100 + x + 10·y, V = 200 + x + 10·y.
         let mut v = Vec::new();
-        for y in 0..h {
-            for x in 0..w {
-                v.extend_from_slice(&[x as u8, y as u8, 0, 255]);
+        for base in [0u8, 100, 200] {
+            let (pw, ph) = if base == 0 { (w, h) } else { (w.div_ceil(2), h.div_ceil(2)) };
+            for y in 0..ph {
+                for x in 0..pw {
+                    v.push(base + x as u8 + 10 * y as u8);
+                }
             }
         }
         v.into()
@@ -220,8 +221,8 @@ mod tests {
         store.put(true, 4, 2, picture(4, 2));
         let FrameBytes(b) = store.next(true, 0, 2, 2, WAIT).await;
         assert_eq!(trailer(&b), (2, 2, 1), "the second picture, at half size");
-        assert_eq!(b.len(), 2 * 4 + TRAILER_LEN);
-        assert_eq!(&b[..8], &[0, 0, 0, 255, 2, 0, 0, 255], "nearest pixels of row 0");
+        assert_eq!(b.len(), i420_len(2, 1) + TRAILER_LEN);
+        assert_eq!(&b[..4], &[0, 2, 100, 200], "the nearest samples of row 0: Y, then one U and one V");
         // The local side is apart.
         let FrameBytes(none) = store.next(false, 0, 0, 0, Duration::ZERO).await;
         assert!(none.is_empty());

@@ -63,13 +63,14 @@ pub enum CallEvent {
     },
     /// About every second while the call runs.
     Stats(CallStats),
-    /// A decoded frame (only with `MediaConfig.frames`): RGBA, width*height*4 bytes.
+    /// A decoded frame (only with `MediaConfig.frames`): packed I420,
+    /// [`crate::picture::i420_len`]`(width, height)` bytes.
     /// `remote: false` is the self-view.
     Frame {
         remote: bool,
         width: u32,
         height: u32,
-        rgba: Bytes,
+        i420: Bytes,
     },
     /// A problem that does not end the call; `code` is one of [`warning`].
     Warning {

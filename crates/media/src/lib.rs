@@ -11,6 +11,8 @@
 //!   signals, commands and engine events, and carries out its actions.
 //! - `gst`: the media engine over GStreamer `webrtcbin` (the only module that
 //!   knows GStreamer), device listing and the mic test.
+//! - [`picture`]: the decoded pictures a UI gets (packed I420) and their
+//!   scaling.
 //! - `wav`: the 16-bit PCM WAV reader and writer for file sources and
 //!   recordings.
 //!
@@ -21,6 +23,7 @@ pub mod config;
 pub mod event;
 mod gst;
 pub mod machine;
+pub mod picture;
 mod wav;
 
 pub use call::{Call, Signaler};

@@ -131,39 +131,15 @@ fn measure() {
         let (a, b, mut rx, _) = pair(cfg(440.0, true, None), cfg(660.0, true, Some(full))).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let with = window(
-            "audio + 640x480 video + RGBA frames to B's owner (remote + self-view)",
+            "audio + 640x480 video + I420 frames to B's owner (remote + self-view)",
             &a,
             &b,
             &mut rx,
             15,
         )
         .await;
-        println!("RGBA delivery: {:.1} % of one core more for the process", (with - without) * 100.0);
+        println!("frame delivery: {:.1} % of one core more for the process", (with - without) * 100.0);
         a.hangup();
         b.ended().await;
     });
-    rgba_cost();
-}
-
-/// CPU per 640×480 frame of the RGBA path (I420 → RGBA conversion into an
-/// appsink-like sink), against the same pipeline without the conversion.
-fn rgba_cost() {
-    use gst::prelude::*;
-    gst::init().unwrap();
-    const N: u32 = 600;
-    let run = |convert: &str| {
-        let desc = format!(
-            "videotestsrc num-buffers={N} pattern=ball ! video/x-raw,format=I420,width=640,height=480,framerate=30/1 ! {convert} fakesink sync=false"
-        );
-        let p = gst::parse::launch(&desc).unwrap().downcast::<gst::Pipeline>().unwrap();
-        let c0 = cpu_s();
-        p.set_state(gst::State::Playing).unwrap();
-        let bus = p.bus().unwrap();
-        bus.timed_pop_filtered(gst::ClockTime::NONE, &[gst::MessageType::Eos, gst::MessageType::Error]);
-        p.set_state(gst::State::Null).unwrap();
-        cpu_s() - c0
-    };
-    let base = run("");
-    let conv = run("videoconvert ! video/x-raw,format=RGBA !");
-    println!("RGBA conversion of a 640x480 frame: {:.2} ms CPU", (conv - base) / f64::from(N) * 1000.0);
 }

@@ -1,6 +1,6 @@
 //! Sources and sinks around a call: missing devices are warnings (never a
 //! crash), a WAV file is played looped, and decoded frames reach the owner
-//! as RGBA.
+//! as packed I420.
 
 mod support;
 
@@ -108,7 +108,7 @@ fn tone_wav(path: &std::path::Path, hz: f64, rate: u32, secs: f64) {
 }
 
 #[test]
-fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
+fn a_wav_file_is_played_looped_and_frames_arrive_as_i420() {
     if !in_namespace("a_wav_file_is_played_looped_and_frames_arrive_as_rgba") {
         return;
     }
@@ -153,9 +153,9 @@ fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
         let deadline = Instant::now() + Duration::from_secs(30);
         while (remote < 30 || local < 30 || !connected) && Instant::now() < deadline {
             match timeout(Duration::from_secs(1), b_rx.recv()).await {
-                Ok(Some(CallEvent::Frame { remote: r, width, height, rgba })) => {
+                Ok(Some(CallEvent::Frame { remote: r, width, height, i420 })) => {
                     assert!(width <= 320 && height <= 240 && width > 0 && height > 0, "{width}x{height}");
-                    assert_eq!(rgba.len(), (width * height * 4) as usize);
+                    assert_eq!(i420.len(), courier_media::picture::i420_len(width, height));
                     if r { remote += 1 } else { local += 1 }
                 }
                 Ok(Some(CallEvent::State(CallState::Connected))) => connected = true,
@@ -185,6 +185,21 @@ fn a_wav_file_is_played_looped_and_frames_arrive_as_rgba() {
     });
 }
 
+/// A caller whose camera is the test pattern (on from the start or not),
+/// with frames for its owner.
+fn test_camera_call(iid: &str, video: bool, frames: FrameOptions) -> CallOptions {
+    CallOptions {
+        iid: iid.into(),
+        role: Role::Caller,
+        media: MediaConfig {
+            video_in: VideoSource::Test,
+            video,
+            frames: Some(frames),
+            ..MediaConfig::default()
+        },
+    }
+}
+
 /// Self-view frames that arrive within `wait`.
 async fn self_view_frames(
     events: &mut tokio::sync::mpsc::UnboundedReceiver<CallEvent>,
@@ -205,16 +220,7 @@ async fn self_view_frames(
 fn an_audio_call_keeps_the_camera_closed_until_it_is_turned_on() {
     rt().block_on(async {
         let (signals, _rx) = pipe();
-        let opts = CallOptions {
-            iid: "i3".into(),
-            role: Role::Caller,
-            media: MediaConfig {
-                video_in: VideoSource::Test,
-                video: false,
-                frames: Some(FrameOptions { max_width: 160, max_height: 120, fps: 15 }),
-                ..MediaConfig::default()
-            },
-        };
+        let opts = test_camera_call("i3", false, FrameOptions { max_width: 160, max_height: 120, fps: 15 });
         let (call, mut events) = Call::start(opts, signals).expect("a call starts");
         assert_eq!(
             self_view_frames(&mut events, Duration::from_secs(3)).await,
@@ -231,6 +237,39 @@ fn an_audio_call_keeps_the_camera_closed_until_it_is_turned_on() {
         call.set_camera(false);
         let _ = self_view_frames(&mut events, Duration::from_secs(1)).await;
         assert_eq!(self_view_frames(&mut events, Duration::from_secs(2)).await, 0, "off again: no picture");
+        call.hangup();
+    });
+}
+
+/// A box GStreamer fills with a picture whose rows it pads (chroma 50 wide,
+/// stride 52): the tap packs the planes, each sample where it belongs. The
+/// test pattern is a white ball on black, so every chroma sample is
+/// neutral and the luma stays in video range: a plane read at a wrong
+/// offset or stride shows up as luma among the chroma.
+#[test]
+fn padded_planes_are_packed_without_their_padding() {
+    rt().block_on(async {
+        let (signals, _rx) = pipe();
+        let opts = test_camera_call("i5", true, FrameOptions { max_width: 100, max_height: 75, fps: 15 });
+        let (call, mut events) = Call::start(opts, signals).expect("a call starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut checked = 0;
+        while checked < 3 && Instant::now() < deadline {
+            let Ok(Some(CallEvent::Frame { remote: false, width, height, i420 })) =
+                timeout(Duration::from_secs(1), events.recv()).await
+            else {
+                continue;
+            };
+            assert_eq!((width, height), (100, 75));
+            assert_eq!(i420.len(), courier_media::picture::i420_len(width, height));
+            let (y, uv) = i420.split_at((width * height) as usize);
+            assert!(y.iter().all(|&v| (12..=240).contains(&v)), "luma in video range");
+            assert!(y.iter().any(|&v| v > 128), "the ball is in the picture");
+            let off = uv.iter().filter(|&&v| v.abs_diff(128) > 8).count();
+            assert_eq!(off, 0, "every chroma sample neutral ({off} of {} are not)", uv.len());
+            checked += 1;
+        }
+        assert_eq!(checked, 3, "self-view pictures arrived");
         call.hangup();
     });
 }

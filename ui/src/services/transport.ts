@@ -112,8 +112,9 @@ export interface Transport {
   callSetDevices(choice: DeviceChoice): Promise<void>
   /**
    * The next picture newer than `after` (remote or self-view), fitted to
-   * `maxWidth`×`maxHeight`: RGBA rows then a 20-byte trailer (see
-   * src-tauri/src/calls_frames.rs); empty when none came in time. Command `call_frame`.
+   * `maxWidth`×`maxHeight`: packed I420 planes then a 20-byte trailer (see
+   * src-tauri/src/calls_frames.rs, utils/callFrames.ts); empty when none came
+   * in time. Command `call_frame`.
    */
   callFrame(remote: boolean, after: number, maxWidth: number, maxHeight: number): Promise<ArrayBuffer>
   /** Starts the mic test on `mic` (null: default). Command `mic_test_start`. */

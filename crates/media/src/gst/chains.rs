@@ -13,7 +13,8 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::{add_linked, capsfilter, make};
 use crate::{
-    AudioSink, AudioSource, CallEvent, DeviceKind, FrameOptions, MediaError, VideoSource, warning, wav,
+    AudioSink, AudioSource, CallEvent, DeviceKind, FrameOptions, MediaError, VideoSource, picture, warning,
+    wav,
 };
 
 /// The RTP caps webrtcbin is fed with (and offers): Opus/48000/2 and VP8.
@@ -368,8 +369,9 @@ impl<T> Drop for Tracked<T> {
     }
 }
 
-/// A branch that delivers RGBA frames as [`CallEvent::Frame`]; returns its
-/// first element (a queue, so it never stalls the branch it hangs from).
+/// A branch that delivers packed I420 frames ([`crate::picture`]) as
+/// [`CallEvent::Frame`]; returns its first element (a queue, so it never
+/// stalls the branch it hangs from).
 pub fn frame_tap(
     bin: &gst::Bin,
     remote: bool,
@@ -396,7 +398,7 @@ pub fn frame_tap(
         });
     }
     let caps = format!(
-        "video/x-raw,format=RGBA,width=[1,{}],height=[1,{}],pixel-aspect-ratio=1/1",
+        "video/x-raw,format=I420,width=[1,{}],height=[1,{}],pixel-aspect-ratio=1/1",
         opts.max_width.max(1),
         opts.max_height.max(1)
     );
@@ -414,20 +416,31 @@ pub fn frame_tap(
                     return Ok(gst::FlowSuccess::Ok);
                 };
                 let (w, h) = (info.width(), info.height());
-                let (stride, row) = (info.stride()[0] as usize, w as usize * 4);
-                let rgba = if stride == row && buf.size() == row * h as usize {
+                let (cw, ch) = (picture::chroma(w) as usize, picture::chroma(h) as usize);
+                let planes = [(w as usize, h as usize), (cw, ch), (cw, ch)];
+                let len = picture::i420_len(w, h);
+                let packed = planes.iter().enumerate().all(|(i, &(pw, _))| info.stride()[i] as usize == pw)
+                    && info.offset() == [0, w as usize * h as usize, w as usize * h as usize + cw * ch]
+                    && buf.size() == len;
+                let i420 = if packed {
                     // Zero copy: the frame's own memory, returned to GStreamer when dropped.
                     let mapped = buf.into_mapped_buffer_readable().map_err(|_| gst::FlowError::Error)?;
                     Bytes::from_owner(Tracked::new(mapped, &in_flight))
                 } else {
+                    // Rows padded to a stride (odd or unaligned widths): packed plane by plane.
                     let map = buf.map_readable().map_err(|_| gst::FlowError::Error)?;
-                    let mut v = Vec::with_capacity(row * h as usize);
-                    for y in 0..h as usize {
-                        v.extend_from_slice(&map[y * stride..y * stride + row]);
+                    let mut v = Vec::with_capacity(len);
+                    for (i, &(pw, ph)) in planes.iter().enumerate() {
+                        let (offset, stride) = (info.offset()[i], info.stride()[i] as usize);
+                        for y in 0..ph {
+                            let at = offset + y * stride;
+                            let row = map.get(at..at + pw).ok_or(gst::FlowError::Error)?;
+                            v.extend_from_slice(row);
+                        }
                     }
                     Bytes::from_owner(Tracked::new(v, &in_flight))
                 };
-                if tx.send(CallEvent::Frame { remote, width: w, height: h, rgba }).is_err() {
+                if tx.send(CallEvent::Frame { remote, width: w, height: h, i420 }).is_err() {
                     return Err(gst::FlowError::Eos);
                 }
                 Ok(gst::FlowSuccess::Ok)

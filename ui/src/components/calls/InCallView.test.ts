@@ -52,7 +52,7 @@ describe('in-call view', () => {
 
   it('video: the peer large and the self-view small; pictures are pulled one after another', async () => {
     openCall(true)
-    t.when('callFrame').once().answer(frameBytes(7, 2, 1, [255, 0, 0, 255, 0, 255, 0, 255]))
+    t.when('callFrame').once().answer(frameBytes(7, 2, 1, [235, 16, 128, 128]))
     const w = mountView()
     await flushPromises()
     expect(w.find('[data-testid="in-call"]').attributes('data-video')).toBe('true')
