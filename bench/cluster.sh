@@ -17,6 +17,7 @@
 #   BENCH_GENERATORS   courier-bench processes            [3]
 #   BENCH_CLUSTER_OUT  report to write                    [docs/benchmarks-cluster.md]
 #   BENCH_PROFILE      release, or debug for a smoke run  [release]
+#   COURIER_DEBUG_BINS_BUILT=1  the debug binaries are built already (scripts/test.sh)
 #   CARGO_BUILD_JOBS                                      [2]
 # Exits non-zero when a generator failed or not every session was open at once.
 set -uo pipefail
@@ -43,7 +44,11 @@ fi
 echo "== building $PROFILE binaries (courier-server, courier-bench)"
 case "$PROFILE" in
   release) cargo build -j"$JOBS" --release --locked -p courier-server -p courier-bench || exit 1 ;;
-  debug) cargo build -j"$JOBS" --locked -p courier-server -p courier-bench || exit 1 ;;
+  debug)
+    # scripts/test.sh sets COURIER_DEBUG_BINS_BUILT: its `cargo test --workspace` just built them.
+    if [[ "${COURIER_DEBUG_BINS_BUILT:-0}" != 1 ]]; then
+      cargo build -j"$JOBS" --locked -p courier-server -p courier-bench || exit 1
+    fi ;;
   *) echo "BENCH_PROFILE must be release or debug" >&2; exit 2 ;;
 esac
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps \

@@ -19,8 +19,11 @@ command -v WebKitWebDriver >/dev/null || { echo "WebKitWebDriver missing: apt-ge
 if [ "${E2E_SKIP_BUILD:-0}" != 1 ]; then
   echo "== building the app (npx tauri build --debug --no-bundle)"
   npx tauri build --debug --no-bundle -- -j"$JOBS"
-  echo "== building courier-server and courier-cli"
-  cargo build -j"$JOBS" --locked -p courier-server -p courier-client
+  # scripts/test.sh sets COURIER_DEBUG_BINS_BUILT: its `cargo test --workspace` just built them.
+  if [ "${COURIER_DEBUG_BINS_BUILT:-0}" != 1 ]; then
+    echo "== building courier-server and courier-cli"
+    cargo build -j"$JOBS" --locked -p courier-server -p courier-client
+  fi
 fi
 
 echo "== running the E2E under Xvfb + dbus-run-session"

@@ -18,6 +18,11 @@ npm run --silent ui:build
 
 echo "== Rust: unit, storage, conformance, client-core faults and soak, crash, client and CLI tests"
 cargo test --workspace --locked -j"$JOBS"
+# That run built the debug courier-server, courier-cli and courier-bench the
+# scripts below start. Built again with their own narrower `cargo build -p …`,
+# features unify differently and dozens of crates compile a second time
+# (minutes on a fresh machine), for the same programs.
+export COURIER_DEBUG_BINS_BUILT=1
 
 echo "== bench: the issue-17 pieces as npm run bench runs them (raw relay process, append floor, their section)"
 bash bench/smoke17.sh
