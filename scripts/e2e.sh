@@ -5,6 +5,9 @@
 # single-instance and notifications work, and everything started ends with it),
 # then the call E2E (tests/e2e/call.sh: the app calls a courier-cli peer).
 # Needs: webkit2gtk-driver (WebKitWebDriver), xvfb, xauth, dbus.
+# E2E_SKIP_BUILD=1 builds nothing; COURIER_DEBUG_BINS_BUILT=1 (set by
+# scripts/test.sh after its cargo test --workspace) skips only the server and
+# CLI build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
