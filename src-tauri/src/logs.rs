@@ -31,6 +31,10 @@ pub fn dir(profile_dir: &Path) -> PathBuf {
 /// # Errors
 /// When `dir` cannot be created.
 pub fn appender(dir: &Path) -> Result<RollingFileAppender, tracing_appender::rolling::InitError> {
+    // The folder first: the builder prunes old files before it creates the
+    // folder, and says "Error reading the log directory/files" on stderr on
+    // every first run otherwise. (If this fails, `build` reports why.)
+    let _ = std::fs::create_dir_all(dir);
     RollingFileAppender::builder()
         .rotation(Rotation::DAILY)
         .filename_prefix("courier")
@@ -100,6 +104,31 @@ mod tests {
         assert!(text.contains("hello from the test"), "{text}");
         assert!(!text.contains("below the filter"));
         assert!(!text.contains('\u{1b}'), "no colour codes in the file");
+    }
+
+    /// The first run (no logs folder yet) prints nothing on stderr: run in a
+    /// child process of this test binary, whose stderr is the real one.
+    #[test]
+    fn a_first_run_says_nothing_on_stderr() {
+        if let Some(folder) = std::env::var_os("COURIER_LOGS_FIRST_RUN") {
+            appender(Path::new(&folder)).unwrap();
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "logs::tests::a_first_run_says_nothing_on_stderr",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("COURIER_LOGS_FIRST_RUN", dir(tmp.path()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("Error"), "stderr: {stderr}");
+        assert!(dir(tmp.path()).is_dir());
     }
 
     #[test]
