@@ -202,7 +202,7 @@ impl SqliteStore {
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
-        checkpoint_conn.busy_timeout(writer::RESTART_WAIT)?;
+        checkpoint_conn.busy_timeout(writer::CHECKPOINT_WAIT)?;
 
         let mut readers = Vec::with_capacity(n_readers);
         for _ in 0..n_readers {
