@@ -60,7 +60,7 @@ run() {
   shift 3
   echo "== $label: $target: $*"
   local against=(--target "$target")
-  if [[ "$target" == sqlite ]]; then against=(); fi
+  if [[ "$target" == sqlite || "$target" == loopback ]]; then against=(); fi
   if line=$("$BENCH" "${against[@]}" --label "$label" --json "$@"); then
     echo "$line" >> "$file"
     "$BENCH" report --input <(echo "$line") --output /dev/stdout | sed -n '/^### /,/^## Method/p' | sed '$d'
@@ -117,6 +117,8 @@ if [[ "$ISSUE17" == 1 ]]; then
   for target in courier socketio-durable; do
     run "$RESULTS17" pipeline "$target" pipeline --rate $PIPE_RATES --duration $D17
   done
+  # The kernel's own cost of a fan-out's frames, written and read with nothing else.
+  run "$RESULTS17" socket-floor loopback socket-floor --members $MEMBERS --rate $FAN_RATE --duration $D17
   run "$RESULTS17" append-floor sqlite append-floor --rate "$RATES,0" --duration $D17
   # The disk's own floor under the same writer: the slow-disk runs are
   # judged against it.

@@ -15,9 +15,11 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 "$BENCH" --target relay --label p2p-200 --json p2p --pairs 3 --rate 300,400 --duration 1 --no-stop >>"$TMP/r.jsonl"
 "$BENCH" --target relay --label fanout --json fanout --members 5 --rate 20 --duration 1 >>"$TMP/r.jsonl"
+"$BENCH" --label socket-floor --json socket-floor --members 5 --rate 20 --duration 0.5 >>"$TMP/r.jsonl"
 "$BENCH" --label append-floor --json append-floor --rate 300,400,0 --duration 0.5 >>"$TMP/r.jsonl"
 "$BENCH" floors --input "$TMP/r.jsonl" --output "$TMP/issue17.md"
-# Every floor has a figure: relay CPU per message and per delivery, append CPU per row.
+# Every floor has a figure: relay CPU per message and per delivery, append CPU per row,
+# the socket floor's CPU per frame written and read.
 python3 - "$TMP/r.jsonl" <<'PY'
 import json, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
@@ -29,6 +31,10 @@ assert all(s["server_cpu_us_per_msg"] is not None for s in p2p), p2p
 assert by["fanout"]["steps"][0]["delivered"] == by["fanout"]["steps"][0]["expected"], by["fanout"]
 rows = by["append-floor"]["steps"]
 assert [s["step"] for s in rows] == ["300", "400", "max"] and all(s["rows"] > 0 for s in rows), rows
+sock = by["socket-floor"]["steps"]
+assert [s["step"] for s in sock] == ["send", "uring"], by["socket-floor"]
+assert all(s["frames_received"] == s["frames"] > 0 and s["writer_cpu_us_per_frame"] > 0 for s in sock), sock
 PY
+grep -q "^(c) the socket floor" "$TMP/issue17.md"
 grep -q "^## Issue 17: " "$TMP/issue17.md"
 grep -E "^\| \(a\) \+ \(b\)" "$TMP/issue17.md"

@@ -13,6 +13,7 @@
 //! | `pipeline` | `pipeline`, one session |
 //! | `append-floor` | `append-floor` at 8k, 10k and as many rows as it takes |
 //! | `slow-disk-floor` | `append-floor` at 10k rows/s while the same `dd` writes |
+//! | `socket-floor` | `socket-floor`: a fan-out's frames written to and read from loopback sockets, nothing else |
 
 use crate::markdown::{Args, fmt};
 use anyhow::Context as _;
@@ -78,6 +79,12 @@ impl Results {
 
     fn num(&self, label: &str, target: &str, step: &str, key: &str) -> Option<f64> {
         self.step(label, target, step)?.get(key)?.as_f64()
+    }
+
+    /// Floor (c): CPU µs per frame of the socket floor's `mode` step, on the
+    /// writing side (`writer`) or the reading side (`reader`).
+    fn socket(&self, mode: &str, side: &str) -> Option<f64> {
+        self.num("socket-floor", "loopback", mode, &format!("{side}_cpu_us_per_frame"))
     }
 
     /// Floor (a) + (b) per durable p2p message at `rate` over `senders`.
@@ -182,6 +189,21 @@ fn floors_table(r: &Results, md: &mut String) {
         f(r.num("append-floor", "sqlite", "max", "writer_cpu_us_per_row")),
         f(fan)
     );
+    let params = r.run("socket-floor", "loopback").map(|run| &run["params"]);
+    let param = |k: &str| params.and_then(|p| p[k].as_f64()).map_or_else(|| "–".into(), |v| format!("{v}"));
+    let _ = writeln!(
+        md,
+        "(c) the socket floor, frames of {} bytes (a fan-out event's size) written to {} loopback sockets, {} \
+         rounds a second, and read back with nothing else: **{}** µs per frame written with one `send` each, \
+         **{}** µs with a round's writes in one `io_uring` submission; **{}** µs per frame to read (one `read` \
+         per readable socket).",
+        param("frame_bytes"),
+        param("members"),
+        param("rate"),
+        f(r.socket("send", "writer")),
+        f(r.socket("uring", "writer")),
+        f(r.socket("send", "reader")),
+    );
 }
 
 fn p2p_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
@@ -278,9 +300,17 @@ fn fanout_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
     }
     let cpu = |t: &str| r.num("fanout", t, &r.fan, "server_cpu_us_per_delivery");
     let vs_sio = ratio(cpu("courier"), cpu("socketio"));
+    let half = cpu("socketio").map(|s| s / 2.0);
+    let measured = format!(
+        "{} (0.5× Socket.IO is {} µs: {} (c) `send`, {} (c) `io_uring`)",
+        x(vs_sio),
+        f(half),
+        x(ratio(half, r.socket("send", "writer"))),
+        x(ratio(half, r.socket("uring", "writer"))),
+    );
     targets.push(verdict(
         "fan-out: Courier's CPU per delivery ÷ Socket.IO's",
-        x(vs_sio),
+        measured,
         "≤ 0.5×",
         vs_sio.map(|v| v <= 0.5),
     ));
@@ -293,10 +323,13 @@ fn fanout_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
     ));
     let _ = writeln!(
         md,
-        "\nCourier ÷ Socket.IO: {}; Courier ÷ Socket.IO + SQLite: {}; Courier ÷ (a): {}.",
+        "\nCourier ÷ Socket.IO: {}; Courier ÷ Socket.IO + SQLite: {}; Courier ÷ (a): {}; Courier ÷ (c) one \
+         `send` per delivery: {}; ÷ (c) with `io_uring`: {}.",
         x(vs_sio),
         x(ratio(cpu("courier"), cpu("socketio-durable"))),
-        x(vs_relay)
+        x(vs_relay),
+        x(ratio(cpu("courier"), r.socket("send", "writer"))),
+        x(ratio(cpu("courier"), r.socket("uring", "writer"))),
     );
 }
 
@@ -432,16 +465,19 @@ fn slow_disk_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
 
 fn generator_targets(r: &Results, targets: &mut Vec<Verdict>) {
     let p2p = r.num("p2p-200", "courier", r.hi(), "generator_cpu_us_per_msg");
+    let (write, read) = (r.socket("send", "writer"), r.socket("send", "reader"));
+    // A p2p message is one frame written and two read (the ok, the event).
+    let p2p_floor = write.zip(read).map(|(w, rd)| w + 2.0 * rd);
     targets.push(verdict(
         "the generator's own CPU per p2p message (Courier, 200 pairs, 10k msg/s; µs)",
-        f(p2p),
+        format!("{} ((c): one write and two reads {})", f(p2p), f(p2p_floor)),
         "≤ 10 µs",
         p2p.map(|v| v <= 10.0),
     ));
     let fan = r.num("fanout", "courier", &r.fan, "generator_cpu_us_per_delivery");
     targets.push(verdict(
         "the generator's own CPU per fan-out delivery received (Courier; µs)",
-        f(fan),
+        format!("{} ((c): one read {})", f(fan), f(read)),
         "≤ 2 µs",
         fan.map(|v| v <= 2.0),
     ));
@@ -462,12 +498,21 @@ fn runs_table(r: &Results, md: &mut String) {
                 run["label"].as_str().unwrap_or("–"),
                 run["target"].as_str().unwrap_or("?"),
                 s["step"].as_str().unwrap_or("?"),
-                first(&["acked_per_s", "deliveries_per_s", "rows_per_s"]),
+                first(&["acked_per_s", "deliveries_per_s", "rows_per_s", "rounds_per_s"]),
                 first(&["deliver_p50_ms", "commit_p50_ms"]),
                 first(&["deliver_p99_ms", "commit_p99_ms"]),
-                first(&["server_cpu_us_per_msg", "server_cpu_us_per_delivery", "writer_cpu_us_per_row"]),
+                first(&[
+                    "server_cpu_us_per_msg",
+                    "server_cpu_us_per_delivery",
+                    "writer_cpu_us_per_row",
+                    "writer_cpu_us_per_frame"
+                ]),
                 first(&["server_cpu_util", "writer_cpu_util"]),
-                first(&["generator_cpu_us_per_msg", "generator_cpu_us_per_delivery"]),
+                first(&[
+                    "generator_cpu_us_per_msg",
+                    "generator_cpu_us_per_delivery",
+                    "reader_cpu_us_per_frame"
+                ]),
                 first(&["generator_cpu_util"]),
                 first(&["server_runq_wait_s"]),
                 first(&["machine_load_1m"]),
@@ -503,6 +548,17 @@ const METHOD: &str = "
   the writer thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`: SQLite, the fsync calls, checkpoints) per row.
 - **(a) + (b)** is the least CPU a durable p2p message can cost on this machine with this stack: relay a frame,
   append a row. Courier's p2p figure is compared with it at the same rate; fan-out with (a) per delivery.
+- **(c) Socket floor** (`courier-bench socket-floor`, `crates/bench/src/sockfloor.rs`): no WebSocket, no runtime.
+  One thread writes a 300-byte frame (the size of Courier's fan-out event of a 100-byte text on the wire) to each
+  of 1,000 loopback TCP connections, 100 rounds a second, first with one `send` per frame (what every server here
+  does per delivery), then with each round's 1,000 writes in one `io_uring` submission (one system call per
+  round instead of one per frame; the TCP work per segment stays). Another thread reads them all with `epoll`,
+  one `read` per readable socket (the least a generator holding a connection per member can do). Cost: each
+  thread's own CPU time per frame (`CLOCK_THREAD_CPUTIME_ID`, read for the reader with `pthread_getcpuclockid`);
+  on loopback a `send` includes the receive path the kernel runs for the other end, and a `read` the ACK it
+  may send back. A p2p message costs the generator one frame written and two read (the ok and the event), so
+  its floor is stated as (c) write + 2 × (c) read (its frames are smaller, which barely changes a system
+  call's cost).
 - **Socket.IO + SQLite** is `bench/peers/socketio/server.js` with `DATA_DIR` set (`store.js`): better-sqlite3 12
   (13 does not run on Node 20), WAL, `synchronous=FULL`, a plain table with an integer key and `UNIQUE (conv, seq)`.
   Each message is written before it is delivered and acked, in one transaction per turn of the event loop (the
@@ -575,6 +631,15 @@ mod tests {
                        "generator_cpu_us_per_msg": 8.0}]})
     }
 
+    /// The socket floor (c): 4 µs per frame by `send`, 2.5 by `io_uring`, 3 to read.
+    fn socket_floor() -> Value {
+        json!({"label": "socket-floor", "scenario": "socket-floor", "target": "loopback",
+               "params": {"members": 1000, "rate": 100.0, "frame_bytes": 300},
+               "summary": {}, "notes": [], "steps": [
+                   {"step": "send", "writer_cpu_us_per_frame": 4.0, "reader_cpu_us_per_frame": 3.0},
+                   {"step": "uring", "writer_cpu_us_per_frame": 2.5, "reader_cpu_us_per_frame": 3.5}]})
+    }
+
     #[test]
     fn targets_are_judged_against_the_floors_and_the_peers() {
         let results = vec![
@@ -586,6 +651,7 @@ mod tests {
             p2p("latency-1", "courier", 60.0, 5.0),
             p2p("latency-2", "courier", 60.0, 12.0),
             p2p("latency-3", "courier", 60.0, 5.0),
+            socket_floor(),
         ];
         let md = render(&results);
         // 63 / 60 = 1.05 ≥ 1: met; 60 / (20 + 30) = 1.2 ≤ 1.5: met.
@@ -599,7 +665,39 @@ mod tests {
         assert!(md.contains("| 5.000 / 12.000 / 5.000 | ≤ 10 ms in 3 of 3 | **not met** |"), "{md}");
         // Not run: not measured rather than a verdict.
         assert!(md.contains("≤ 0.5× | not measured |"), "{md}");
-        assert!(md.contains("| 8.000 | ≤ 10 µs | **met** |"), "{md}");
+        // The generator against the socket floor (c): 4 + 2 × 3 for a p2p message, 3 per delivery.
+        assert!(md.contains("| 8.000 ((c): one write and two reads 10.000) | ≤ 10 µs | **met** |"), "{md}");
+        assert!(md.contains("((c): one read 3.000) | ≤ 2 µs | not measured |"), "{md}");
+        assert!(
+            md.contains("**4.000** µs per frame written with one `send` each, **2.500** µs with"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "frames of 300 bytes (a fan-out event's size) written to 1000 loopback sockets, 100 rounds"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("**3.000** µs per frame to read"), "{md}");
+    }
+
+    #[test]
+    fn fan_out_is_stated_against_the_socket_floor() {
+        let fan = |target: &str, cpu: f64| {
+            json!({"label": "fanout", "scenario": "fanout", "target": target, "params": {}, "summary": {},
+                   "notes": [], "steps": [{"step": "100", "server_cpu_us_per_delivery": cpu, "kept_up": true}]})
+        };
+        let results = vec![fan("courier", 6.0), fan("socketio", 10.0), fan("relay", 5.0), socket_floor()];
+        let md = render(&results);
+        // Half of Socket.IO's 10 µs is 5: 1.25× one `send` (4), 2× the io_uring write (2.5).
+        assert!(
+            md.contains("| 0.60× (0.5× Socket.IO is 5.000 µs: 1.25× (c) `send`, 2.00× (c) `io_uring`) | ≤ 0.5× | **not met** |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Courier ÷ (c) one `send` per delivery: 1.50×; ÷ (c) with `io_uring`: 2.40×."),
+            "{md}"
+        );
     }
 
     fn slow_disk(p99: f64, kept_up: bool, floor_p99: f64) -> Vec<Value> {

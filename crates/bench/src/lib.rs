@@ -16,8 +16,10 @@
 //! - [`scenarios`]: `connect`, `p2p`, `fanout`, `reconnect-storm`, `mixed`,
 //!   `pipeline`.
 //! - The floors this machine sets: [`relay`] (a WebSocket relay that parses
-//!   and stores nothing) and [`append`] (rows appended to SQLite with one
-//!   fsync per batch).
+//!   and stores nothing), [`append`] (rows appended to SQLite with one
+//!   fsync per batch) and [`sockfloor`] (a frame written to and read from a
+//!   loopback socket, nothing else). Linux only, as the whole generator is
+//!   (`/proc`, `epoll`, `io_uring`).
 //! - [`markdown`]: turns a file of JSON results into `docs/benchmarks.md`;
 //!   [`floors`]: its section on the floors and the issue-17 targets.
 //!
@@ -33,6 +35,7 @@ pub mod markdown;
 pub mod relay;
 pub mod scenarios;
 pub mod socketio;
+pub mod sockfloor;
 pub mod stats;
 pub mod target;
 pub mod wire;
@@ -81,6 +84,8 @@ pub enum Command {
     Pipeline(scenarios::pipeline::Args),
     /// The append floor: message-sized rows into SQLite, one fsync per batch.
     AppendFloor(append::Args),
+    /// The socket floor: a frame to each of M loopback sockets per round, by `send` and by `io_uring`.
+    SocketFloor(sockfloor::Args),
     /// Runs the raw relay (the relay floor) until killed.
     Relay(relay::Args),
     /// Writes the Markdown report from a file of `--json` results (one per line).
@@ -104,6 +109,10 @@ pub async fn run_scenario(opts: &TargetOpts, command: &Command) -> anyhow::Resul
         Command::AppendFloor(a) => {
             let a = a.clone();
             tokio::task::spawn_blocking(move || append::run(&a)).await??
+        }
+        Command::SocketFloor(a) => {
+            let a = a.clone();
+            tokio::task::spawn_blocking(move || sockfloor::run(&a)).await??
         }
         Command::Relay(a) => {
             relay::run(a).await?;

@@ -48,6 +48,7 @@ pub(crate) fn fmt(v: Option<&Value>) -> String {
             _ => n.to_string(),
         },
         Some(Value::Bool(b)) => (if *b { "yes" } else { "no" }).into(),
+        Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
     }
 }
@@ -152,12 +153,14 @@ pub fn render(results: &[Value]) -> String {
                 "server_cpu_us_per_delivery",
                 "server_cpu_util",
                 "generator_cpu_util",
+                "writer_cpu_us_per_frame",
+                "reader_cpu_us_per_frame",
                 "kept_up",
             ];
             let cols: Vec<&str> = keys.iter().copied().filter(|k| steps[0].get(*k).is_some()).collect();
             let _ = writeln!(
                 md,
-                "\nRamp (target rate per step):\n\n| {} |\n|{}|",
+                "\nRamp (target rate per step):\n\n| {} |\n|{}",
                 cols.join(" | "),
                 "---:|".repeat(cols.len())
             );
@@ -286,5 +289,36 @@ mod tests {
         );
         assert!(md.contains("| 1000 | 20.000 | 40.000 | 2.00 | 1.000 / 2.000 | 3.000 / 4.000 |"), "{md}");
         assert!(md.contains("## Machine"));
+    }
+
+    /// Cells of a table row (`| a | b |` → 2).
+    fn cells(line: &str) -> usize {
+        line.trim().trim_start_matches('|').trim_end_matches('|').split('|').count()
+    }
+
+    #[test]
+    fn every_table_has_a_delimiter_row_as_wide_as_its_header_and_plain_step_labels() {
+        let results = vec![
+            json!({"scenario":"p2p","target":"courier","params":{},"summary":{"server_cpu_us_per_msg":20.0},
+                   "steps":[{"step":"1000","kept_up":true,"server_cpu_us_per_msg":20.0,"deliver_p99_ms":3.0}],"notes":[]}),
+            json!({"scenario":"socket-floor","target":"loopback","params":{},"summary":{},
+                   "steps":[{"step":"send","writer_cpu_us_per_frame":4.0,"reader_cpu_us_per_frame":3.0,"kept_up":true}],
+                   "notes":[]}),
+        ];
+        let md = render(&results);
+        let lines: Vec<&str> = md.lines().collect();
+        let mut tables = 0;
+        for pair in lines.windows(2) {
+            let delimiter = pair[1].starts_with('|') && pair[1].chars().all(|c| matches!(c, '|' | '-' | ':'));
+            if pair[0].starts_with('|') && delimiter {
+                tables += 1;
+                // GitHub does not draw a table whose delimiter row has another cell count.
+                assert_eq!(cells(pair[0]), cells(pair[1]), "{}\n{}", pair[0], pair[1]);
+                assert!(!pair[1].ends_with("||"), "{}", pair[1]);
+            }
+        }
+        assert!(tables >= 3, "{md}");
+        assert!(!md.contains("| \"1000\" |") && !md.contains("| \"send\" |"), "{md}");
+        assert!(md.contains("| send | 4.000 | 3.000 | yes |"), "{md}");
     }
 }
