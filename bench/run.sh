@@ -147,10 +147,13 @@ else
   awk -v a="$HEADING17" -v b="$DESKTOP" '$0 ~ b {exit} $0 ~ a {on=1} on {print}' "$OUT" > "$TMP/issue17.md" 2>/dev/null
 fi
 sed -n "/$DESKTOP/,\$p" "$OUT" > "$TMP/desktop.md" 2>/dev/null
+# Each part without its trailing blank lines, one blank line between parts
+# (so a part kept from the file does not gather blank lines run by run).
+part() { sed -e :a -e '/^\n*$/{$d;N;ba' -e '}' "$1"; }
 {
-  cat "$TMP/main.md"
-  if [ -s "$TMP/issue17.md" ]; then printf '\n'; cat "$TMP/issue17.md"; fi
-  if [ -s "$TMP/desktop.md" ]; then printf '\n'; cat "$TMP/desktop.md"; fi
+  part "$TMP/main.md"
+  if [ -s "$TMP/issue17.md" ]; then printf '\n'; part "$TMP/issue17.md"; fi
+  if [ -s "$TMP/desktop.md" ]; then printf '\n'; part "$TMP/desktop.md"; fi
 } > "$TMP/out.md"
 mkdir -p "$(dirname "$OUT")"
 cp "$TMP/out.md" "$OUT"
