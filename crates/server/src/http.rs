@@ -258,7 +258,7 @@ async fn ws_upgrade(
     let c = &st.config;
     let max = c.limits.max_frame_bytes;
     let st2 = st.clone();
-    let pre_hello = conn.map(|Extension(c)| c.pre_hello);
+    let conn = conn.map(|Extension(c)| (c.pre_hello, c.wire));
     ws.protocols([SUBPROTOCOL])
         .read_buffer_size(c.ws_read_buffer)
         .write_buffer_size(c.ws_write_buffer)
@@ -268,7 +268,7 @@ async fn ws_upgrade(
         // The session gets a task of its own: axum's upgrade task would
         // keep its own state (about 130 bytes) beside every session's.
         .on_upgrade(move |socket| {
-            tokio::spawn(session::run(socket, st2, pre_hello));
+            tokio::spawn(session::run(socket, st2, conn));
             std::future::ready(())
         })
 }

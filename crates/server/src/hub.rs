@@ -11,13 +11,22 @@
 //! the session task's waker: an idle session holds no queue allocation at
 //! all (a tokio channel costs about 1 KiB per session before its first
 //! message).
+//!
+//! An idle session (nothing queued, everything it took flushed) gets an
+//! event written straight into its socket by the pusher, under the queue's
+//! lock, without waking its task ([`crate::direct`]): a fan-out to a
+//! thousand idle members is a thousand writes, not a thousand task
+//! wake-ups. Whatever the socket does not take at once goes through the
+//! queue as before, so the session's events keep the order they were pushed
+//! in.
 
+use crate::direct::{Claim, Direct, Framed, Wire};
 use crate::ratelimit::UserBuckets;
 use axum::extract::ws::Utf8Bytes;
 use courier_proto::CloseCode;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::task::{Context, Poll, Waker};
 
 /// A queued event: shared bytes, written to each socket as they are.
@@ -40,6 +49,9 @@ pub struct SessionHandle {
     /// Most frames queued before the session counts as a slow consumer.
     capacity: usize,
     outbox: Mutex<Outbox>,
+    /// The session's socket, when its connection came through the
+    /// listener: events are written into it while the session is idle.
+    wire: OnceLock<Arc<Wire>>,
 }
 
 /// What other tasks hand the session's task.
@@ -51,6 +63,14 @@ struct Outbox {
     ended: bool,
     /// The session's task, while it waits for frames or a close request.
     waker: Option<Waker>,
+    /// Nothing the task took from `frames` is unwritten: an event pushed
+    /// while `frames` is empty may be written straight into the socket.
+    /// Set by the task once it has flushed ([`SessionHandle::settle`]),
+    /// cleared when it takes a frame.
+    idle: bool,
+    /// Part of a direct write waits in the socket's wire: the task must
+    /// flush.
+    flush: bool,
 }
 
 impl Outbox {
@@ -80,6 +100,22 @@ impl SessionHandle {
         if o.ended {
             return false;
         }
+        if o.idle
+            && o.frames.is_empty()
+            && o.close.is_none()
+            && let Some(wire) = self.wire.get()
+        {
+            match wire.write_text(frame.as_bytes()) {
+                Direct::Written => return true,
+                Direct::Partial => {
+                    o.idle = false;
+                    o.flush = true;
+                    wake(o);
+                    return true;
+                }
+                Direct::NotNow => {}
+            }
+        }
         if o.frames.len() >= self.capacity {
             if o.close.is_none() {
                 o.close = Some((CloseCode::POLICY, "slow consumer: outbound queue full"));
@@ -88,6 +124,9 @@ impl SessionHandle {
             return false;
         }
         o.frames.push_back(frame.clone());
+        // Queued: later events queue behind it until the task has written
+        // it (so `idle` implies an empty queue and nothing taken unflushed).
+        o.idle = false;
         wake(o);
         true
     }
@@ -127,7 +166,7 @@ impl SessionHandle {
     /// task only).
     pub(crate) fn poll_work(&self, cx: &Context<'_>) -> Poll<()> {
         let mut o = self.outbox();
-        if o.close.is_some() || !o.frames.is_empty() {
+        if o.close.is_some() || !o.frames.is_empty() || o.flush {
             return Poll::Ready(());
         }
         o.wait(cx);
@@ -144,6 +183,43 @@ impl SessionHandle {
         frame
     }
 
+    /// Holds the session for a direct write if one may start now, without
+    /// waiting for either lock: idle, nothing queued, no close requested,
+    /// its wire at a frame boundary. The session's task, its stream and
+    /// other pushers wait while it is held.
+    fn try_claim(&self) -> Option<(MutexGuard<'_, Outbox>, Claim<'_>)> {
+        let o = self.outbox.try_lock().ok()?;
+        if o.ended || !o.idle || !o.frames.is_empty() || o.close.is_some() {
+            return None;
+        }
+        Some((o, self.wire.get()?.try_claim()?))
+    }
+
+    /// Lets events be written into `wire` directly once the session is
+    /// idle (the session's task, once, before it serves).
+    pub(crate) fn attach(&self, wire: Arc<Wire>) {
+        let _ = self.wire.set(wire);
+    }
+
+    /// The session's task has flushed what it wrote: if nothing is queued
+    /// and no direct write waits to be finished, it is idle (events may be
+    /// written into its socket directly until it takes one from the queue).
+    pub(crate) fn settle(&self) {
+        let mut o = self.outbox();
+        if !o.frames.is_empty() {
+            return;
+        }
+        let rest = self.wire.get().is_some_and(|w| w.has_rest());
+        o.flush = rest;
+        o.idle = !rest;
+    }
+
+    /// Whether an event pushed now may be written directly (tests).
+    #[cfg(test)]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.outbox().idle
+    }
+
     /// The session's task has ended: drops what is queued and refuses more.
     pub(crate) fn end(&self) {
         let (frames, waker) = {
@@ -153,6 +229,23 @@ impl SessionHandle {
         };
         drop((frames, waker));
     }
+}
+
+/// Below this many claimed sockets a fan-out writes them one by one; from
+/// it, in one `io_uring` submission.
+#[cfg(target_os = "linux")]
+const BATCH_FROM: usize = 4;
+
+/// Writes a frame into claimed sockets: in one submission when there are
+/// enough of them and `io_uring` is there, else one system call each.
+fn write_claimed(claims: &[Claim<'_>], frame: &Framed<'_>) -> Vec<isize> {
+    #[cfg(target_os = "linux")]
+    if claims.len() >= BATCH_FROM
+        && let Some(sent) = crate::direct::write_batch(claims, frame)
+    {
+        return sent;
+    }
+    crate::direct::write_each(claims, frame)
 }
 
 /// Wakes the session's task, if it waits, after releasing the lock.
@@ -333,6 +426,7 @@ impl Hub {
             device: device.into(),
             capacity: queue,
             outbox: Mutex::default(),
+            wire: OnceLock::new(),
         })
     }
 
@@ -444,17 +538,54 @@ impl Hub {
     ) -> usize {
         let map = self.users.read().expect("users lock");
         let mut n = 0;
-        let mut bytes = None;
+        // Idle sessions whose locks are free get the frame written into
+        // their sockets together; the others (and any whose socket did not
+        // take it) are pushed one by one after every claim is released.
+        let mut owners = Vec::new();
+        let mut outboxes = Vec::new();
+        let mut claims = Vec::new();
+        let mut later = Vec::new();
         for u in users {
             if let Some(list) = map.get(u) {
                 for s in list {
                     if Some(s.key) == except {
                         continue;
                     }
-                    if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
-                        n += 1;
+                    match s.try_claim() {
+                        Some((outbox, claim)) => {
+                            owners.push(s);
+                            outboxes.push(outbox);
+                            claims.push(claim);
+                        }
+                        None => later.push(s),
                     }
                 }
+            }
+        }
+        if !claims.is_empty() {
+            let framed = Framed::new(frame.as_bytes());
+            let sent = write_claimed(&claims, &framed);
+            for (((s, mut o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
+                match claim.finish(&framed, sent) {
+                    Direct::Written => n += 1,
+                    Direct::Partial => {
+                        // The rest waits in the wire for the task's flush.
+                        o.idle = false;
+                        o.flush = true;
+                        wake(o);
+                        n += 1;
+                    }
+                    Direct::NotNow => {
+                        drop(o);
+                        later.push(s);
+                    }
+                }
+            }
+        }
+        let mut bytes = None;
+        for s in later {
+            if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
+                n += 1;
             }
         }
         n
@@ -717,6 +848,80 @@ mod tests {
         let drained: Vec<_> = std::iter::from_fn(|| s.pop()).collect();
         assert_eq!(drained.iter().map(|f| &**f).collect::<Vec<_>>(), ["a", "b", "c"]);
         assert!(s.close_request().is_none(), "a queue within capacity is no slow consumer");
+    }
+
+    /// `idle` (events may go straight into the socket) holds only while
+    /// nothing is queued and the task has flushed all it took: an event
+    /// that had to be queued keeps later ones queued behind it.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_queued_event_keeps_later_ones_behind_it_until_the_task_has_flushed() {
+        use tokio::io::AsyncReadExt;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let wire = Arc::new(Wire::new(&server, None, None));
+        let hub = Hub::default();
+        let s = hub.new_session("gina", "d", 64);
+        s.attach(wire.clone());
+        assert!(!s.is_idle(), "not idle before the task says so");
+        assert!(s.push(&Arc::from("queued")));
+        s.settle();
+        assert!(!s.is_idle(), "an event is queued");
+        assert_eq!(s.pop().as_deref(), Some("queued"));
+        // (The task writes and flushes it, then:)
+        s.settle();
+        assert!(s.is_idle());
+        assert!(s.push(&Arc::from("direct")));
+        assert!(s.is_idle() && s.outbox().frames.is_empty(), "written into the socket, not queued");
+        let mut got = [0; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"\x81\x06direct");
+        // The socket cannot take one now (closed wire): it is queued, and
+        // the session is no longer idle, so the next one queues behind it.
+        wire.close();
+        assert!(s.push(&Arc::from("first")));
+        assert!(!s.is_idle(), "a queued event ends idleness");
+        assert!(s.push(&Arc::from("second")));
+        let queued: Vec<_> = std::iter::from_fn(|| s.pop()).collect();
+        assert_eq!(queued.iter().map(|f| &**f).collect::<Vec<_>>(), ["first", "second"]);
+        drop(server);
+    }
+
+    /// A fan-out writes the event into every idle member's socket (in one
+    /// submission from `BATCH_FROM` members on Linux); a member that cannot
+    /// take it now gets it queued instead, and nobody is skipped.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn a_fan_out_writes_idle_members_directly_and_queues_for_the_rest() {
+        use tokio::io::AsyncReadExt;
+        let hub = Hub::default();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut members = Vec::new();
+        for i in 0..6 {
+            let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (server, _) = l.accept().await.unwrap();
+            let wire = Arc::new(Wire::new(&server, None, None));
+            let s = hub.new_session(&format!("m{i}"), "d", 64);
+            hub.register(&s);
+            s.attach(wire.clone());
+            s.settle();
+            members.push((s, wire, server, client));
+        }
+        // m5's connection is going away: it must be queued, not written.
+        members[5].1.close();
+        let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
+        let f: Arc<str> = Arc::from("{\"ev\":\"msg\"}");
+        assert_eq!(hub.send_to_users(names.iter().map(String::as_str), &f, None), 6, "every member got it");
+        for (s, _, _, client) in members.iter_mut().take(5) {
+            assert!(s.is_idle() && s.outbox().frames.is_empty(), "{} was written directly", s.user);
+            let mut got = vec![0; 2 + f.len()];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got[2..], f.as_bytes());
+        }
+        let (m5, ..) = &members[5];
+        assert!(!m5.is_idle(), "queued, so no longer idle");
+        assert_eq!(m5.pop().as_deref(), Some(&*f));
     }
 
     #[tokio::test]

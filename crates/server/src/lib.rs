@@ -27,6 +27,7 @@ pub mod calls;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod direct;
 pub mod error;
 pub mod http;
 pub mod hub;

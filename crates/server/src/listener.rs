@@ -17,6 +17,7 @@
 //! spinning. [`serve`] runs one hyper HTTP/1 connection per socket, with
 //! upgrades (WebSocket) and graceful shutdown.
 
+use crate::direct::Wire;
 use crate::metrics::Metrics;
 use axum::Router;
 use hyper::body::Incoming;
@@ -115,6 +116,9 @@ pub struct ConnInfo {
     /// The connection's place in its IP's count of unauthenticated
     /// connections; a WebSocket session releases it after `hello`.
     pub pre_hello: PreHello,
+    /// The connection's socket, for writing events into it directly while
+    /// its session is idle (see [`crate::direct`]).
+    pub wire: Arc<Wire>,
 }
 
 /// A TCP listener that admits at most `max` connections at once, and at
@@ -154,11 +158,17 @@ impl CappedListener {
                     };
                     match self.permits.clone().try_acquire_owned() {
                         Ok(permit) => {
+                            let wire = Arc::new(Wire::new(
+                                &stream,
+                                Some(self.metrics.frames_out.clone()),
+                                Some(self.metrics.frames_direct.clone()),
+                            ));
                             let stream = CappedStream {
                                 stream,
                                 _permit: permit,
                                 pre_hello,
                                 activity: Arc::new(Activity::new()),
+                                wire,
                             };
                             return (stream, addr);
                         }
@@ -208,16 +218,20 @@ impl Activity {
     }
 }
 
-/// An accepted connection, its permit and its per-IP place.
+/// An accepted connection, its permit and its per-IP place. Its writes go
+/// through its [`Wire`], which a session may also write into directly.
 pub struct CappedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     pre_hello: PreHello,
     activity: Arc<Activity>,
+    wire: Arc<Wire>,
 }
 
 impl Drop for CappedStream {
     fn drop(&mut self) {
+        // Before the socket closes (the fields drop after this).
+        self.wire.close();
         self.pre_hello.release();
     }
 }
@@ -236,20 +250,19 @@ impl AsyncRead for CappedStream {
 
 impl AsyncWrite for CappedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write(cx, buf);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            this.activity.touch();
-        }
-        r
+        self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        this.wire.poll_flush_via(Pin::new(&mut this.stream), cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        // What is left of a direct write goes out before the FIN.
+        std::task::ready!(this.wire.poll_flush_via(Pin::new(&mut this.stream), cx))?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -258,7 +271,7 @@ impl AsyncWrite for CappedStream {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let r = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        let r = this.wire.poll_write_via(Pin::new(&mut this.stream), cx, bufs);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
             this.activity.touch();
         }
@@ -323,7 +336,7 @@ pub async fn serve(
             _ = stop.wait_for(|stopped| *stopped) => break,
         };
         let activity = stream.activity.clone();
-        let info = ConnInfo { remote, local, pre_hello: stream.pre_hello.clone() };
+        let info = ConnInfo { remote, local, pre_hello: stream.pre_hello.clone(), wire: stream.wire.clone() };
         let conn =
             builder.serve_connection(TokioIo::new(stream), ConnService { router: router.clone(), info });
         let mut stop = stop.clone();

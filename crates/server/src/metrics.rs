@@ -20,6 +20,9 @@ pub struct Metrics {
     pub frames_in: IntCounter,
     /// Frames sent (replies and events).
     pub frames_out: IntCounter,
+    /// Of those, events written into an idle session's socket by their
+    /// publisher (no session task woken).
+    pub frames_direct: IntCounter,
     /// New messages stored (duplicates excluded).
     pub messages_stored: IntCounter,
     /// Message events handed to sessions.
@@ -59,6 +62,10 @@ impl Metrics {
             rejected_connections: c("courier_rejected_connections_total", "Connections refused by the cap"),
             frames_in: c("courier_frames_in_total", "Text frames received"),
             frames_out: c("courier_frames_out_total", "Frames sent"),
+            frames_direct: c(
+                "courier_frames_direct_total",
+                "Events written into an idle session's socket by their publisher",
+            ),
             messages_stored: c("courier_messages_stored_total", "Messages stored"),
             deliveries: c("courier_deliveries_total", "Message events delivered to sessions"),
             errors: IntCounterVec::new(Opts::new("courier_errors_total", "Error replies by code"), &["code"])
@@ -102,6 +109,7 @@ impl Metrics {
             Box::new(m.rejected_connections.clone()),
             Box::new(m.frames_in.clone()),
             Box::new(m.frames_out.clone()),
+            Box::new(m.frames_direct.clone()),
             Box::new(m.messages_stored.clone()),
             Box::new(m.deliveries.clone()),
             Box::new(m.errors.clone()),

@@ -89,22 +89,30 @@ enum End {
     Gone,
 }
 
+/// What the listener knows of a connection a session serves: its place in
+/// its IP's count of connections not signed in, and its socket's wire.
+pub type Conn = (crate::listener::PreHello, Arc<crate::direct::Wire>);
+
 /// Serves one upgraded connection to its end.
 #[expect(clippy::manual_async_fn, reason = "an async fn would keep the socket twice (module docs)")]
-/// `pre_hello` is the connection's place in its IP's count of connections
-/// that have not signed in (see `listener`); it is given back right after a
-/// successful `hello`.
+/// `conn` is what the listener knows of the connection: its place in its
+/// IP's count of connections that have not signed in (given back right
+/// after a successful `hello`), and its socket's wire, into which events
+/// are written directly while the session is idle (see `hub`).
 pub fn run(
     mut ws: WebSocket,
     st: Arc<AppState>,
-    pre_hello: Option<crate::listener::PreHello>,
+    conn: Option<Conn>,
 ) -> impl Future<Output = ()> + Send + 'static {
     async move {
         st.metrics.connections.inc();
         let _guard = ConnGuard(&st);
         let Some(mut ses) = Box::pin(handshake(&mut ws, &st)).await else { return };
-        if let Some(p) = pre_hello {
-            p.release();
+        if let Some((pre_hello, wire)) = conn {
+            pre_hello.release();
+            ses.handle.attach(wire);
+            // The hello's answer is flushed: idle unless events are queued.
+            ses.handle.settle();
         }
         st.metrics.sessions.inc();
         let mut inflight = VecDeque::new();
@@ -593,7 +601,9 @@ async fn write_out(
             n += 1;
         }
         st.metrics.frames_out.inc_by(n as u64);
-        ws.flush().await
+        ws.flush().await?;
+        handle.settle();
+        Ok::<(), axum::Error>(())
     };
     tokio::select! {
         written = timeout(WRITE_TIMEOUT, work) => match written {
@@ -714,9 +724,7 @@ async fn meter(
 mod tests {
     use super::*;
 
-    fn future_size<F: Future>(
-        _: fn(WebSocket, Arc<AppState>, Option<crate::listener::PreHello>) -> F,
-    ) -> usize {
+    fn future_size<F: Future>(_: fn(WebSocket, Arc<AppState>, Option<Conn>) -> F) -> usize {
         std::mem::size_of::<F>()
     }
 
@@ -871,5 +879,40 @@ mod tests {
                 pushed += 1;
             }
         }
+        // Both ways were taken: written by the pusher while bob's session
+        // was idle, and queued for its task while it was not (Linux).
+        let direct = server.state.metrics.frames_direct.get();
+        if cfg!(target_os = "linux") {
+            assert!(direct > 0 && direct < ALL as u64, "{direct} of {ALL} frames written directly");
+        }
+    }
+
+    /// An idle session's events are written into its socket by whoever
+    /// pushes them (no task woken), whole and in order; once its task takes
+    /// an event from the queue it is not idle until that is flushed.
+    #[cfg(target_os = "linux")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_sessions_events_are_written_straight_into_its_socket() {
+        let (server, _store, _dir) = server().await;
+        let mut bob = login(&server, "bob").await;
+        let hub = &server.state.hub;
+        let handle = hub.all_sessions().into_iter().find(|s| &*s.user == "bob").unwrap();
+        until("bob's session is idle after its hello", || handle.is_idle()).await;
+        let before = server.state.metrics.frames_direct.get();
+        for n in 0..3 {
+            let frame: Arc<str> = Arc::from(json!({"ev":"t","n":n}).to_string());
+            assert_eq!(hub.send_to_users(["bob"], &frame, None), 1);
+        }
+        assert_eq!(server.state.metrics.frames_direct.get() - before, 3, "written by the pusher");
+        assert!(handle.is_idle(), "nothing was queued");
+        for want in 0..3 {
+            assert_eq!(next_frame(&mut bob, |f| f["ev"] == "t").await["n"], want);
+        }
+        // The session's own replies still come through its WebSocket.
+        bob.send(WsMessage::text(json!({"id":5,"op":"history","conv":"dm:bob:carol"}).to_string()))
+            .await
+            .unwrap();
+        let reply = next_frame(&mut bob, |f| f.get("re").is_some()).await;
+        assert_eq!(reply["re"], 5, "{reply}");
     }
 }

@@ -48,7 +48,12 @@ pub(super) fn write_now(
         }
         let Some(frame) = handle.pop() else {
             break match ws.as_mut().poll_flush(cx) {
-                Poll::Ready(Ok(())) => Now::Written,
+                Poll::Ready(Ok(())) => {
+                    // Everything taken is in the socket: events may now be
+                    // written into it directly.
+                    handle.settle();
+                    Now::Written
+                }
                 Poll::Ready(Err(_)) => Now::Gone,
                 Poll::Pending => Now::Blocked,
             };
