@@ -63,10 +63,12 @@ struct Outbox {
     ended: bool,
     /// The session's task, while it waits for frames or a close request.
     waker: Option<Waker>,
-    /// Nothing the task took from `frames` is unwritten: an event pushed
-    /// while `frames` is empty may be written straight into the socket.
-    /// Set by the task once it has flushed ([`SessionHandle::settle`]),
-    /// cleared when it takes a frame.
+    /// Nothing is queued and nothing the task took from `frames` is
+    /// unwritten: an event pushed now may be written straight into the
+    /// socket. Set by the task once it has flushed with the queue empty
+    /// ([`SessionHandle::settle`]); cleared whenever an event is queued or
+    /// part of a direct write is left for the task (so no frame the task
+    /// may still hold can be overtaken).
     idle: bool,
     /// Part of a direct write waits in the socket's wire: the task must
     /// flush.
