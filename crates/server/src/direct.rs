@@ -59,6 +59,14 @@ struct State {
     rest: Vec<u8>,
 }
 
+impl State {
+    /// A direct write may start: the connection is open, the socket is
+    /// between frames and nothing of an earlier direct write is left.
+    fn at_boundary(&self) -> bool {
+        !self.closed && !self.mid && self.rest.is_empty()
+    }
+}
+
 /// The write side of one connection, shared by its stream and its session.
 pub struct Wire {
     /// The socket's descriptor (Linux; elsewhere no direct writes are made).
@@ -292,14 +300,14 @@ impl Wire {
     /// its close wait.
     pub fn try_claim(&self) -> Option<Claim<'_>> {
         let st = self.state.try_lock().ok()?;
-        (!st.closed && !st.mid && st.rest.is_empty()).then_some(Claim { wire: self, st })
+        st.at_boundary().then_some(Claim { wire: self, st })
     }
 
     /// Writes `payload` as one WebSocket text frame, now or not at all
     /// (never waits; see [`Direct`]).
     pub fn write_text(&self, payload: &[u8]) -> Direct {
         let st = self.state();
-        if st.closed || st.mid || !st.rest.is_empty() {
+        if !st.at_boundary() {
             return Direct::NotNow;
         }
         let claim = Claim { wire: self, st };

@@ -76,6 +76,12 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// An event may be written straight into the socket: the session is
+    /// idle (nothing queued, nothing taken unflushed) and not closing.
+    fn takes_direct(&self) -> bool {
+        !self.ended && self.idle && self.frames.is_empty() && self.close.is_none()
+    }
+
     /// Remembers the waiting task; it is woken by the next push or close.
     fn wait(&mut self, cx: &Context<'_>) {
         if !self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -102,17 +108,13 @@ impl SessionHandle {
         if o.ended {
             return false;
         }
-        if o.idle
-            && o.frames.is_empty()
-            && o.close.is_none()
+        if o.takes_direct()
             && let Some(wire) = self.wire.get()
         {
             match wire.write_text(frame.as_bytes()) {
                 Direct::Written => return true,
                 Direct::Partial => {
-                    o.idle = false;
-                    o.flush = true;
-                    wake(o);
+                    leave_rest(o);
                     return true;
                 }
                 Direct::NotNow => {}
@@ -191,7 +193,7 @@ impl SessionHandle {
     /// other pushers wait while it is held.
     fn try_claim(&self) -> Option<(MutexGuard<'_, Outbox>, Claim<'_>)> {
         let o = self.outbox.try_lock().ok()?;
-        if o.ended || !o.idle || !o.frames.is_empty() || o.close.is_some() {
+        if !o.takes_direct() {
             return None;
         }
         Some((o, self.wire.get()?.try_claim()?))
@@ -248,6 +250,14 @@ fn write_claimed(claims: &[Claim<'_>], frame: &Framed<'_>) -> Vec<isize> {
         return sent;
     }
     crate::direct::write_each(claims, frame)
+}
+
+/// Part of a direct write waits in the wire: the session's task must flush
+/// it, and nothing more is written directly until it has.
+fn leave_rest(mut o: MutexGuard<'_, Outbox>) {
+    o.idle = false;
+    o.flush = true;
+    wake(o);
 }
 
 /// Wakes the session's task, if it waits, after releasing the lock.
@@ -567,14 +577,11 @@ impl Hub {
         if !claims.is_empty() {
             let framed = Framed::new(frame.as_bytes());
             let sent = write_claimed(&claims, &framed);
-            for (((s, mut o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
+            for (((s, o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
                 match claim.finish(&framed, sent) {
                     Direct::Written => n += 1,
                     Direct::Partial => {
-                        // The rest waits in the wire for the task's flush.
-                        o.idle = false;
-                        o.flush = true;
-                        wake(o);
+                        leave_rest(o);
                         n += 1;
                     }
                     Direct::NotNow => {
