@@ -85,46 +85,39 @@ impl std::fmt::Debug for Wire {
     }
 }
 
-/// The header of an unmasked, final text frame of `len` bytes (a server's
-/// frame: RFC 6455 §5.2).
-fn text_header(len: usize, out: &mut [u8; 10]) -> usize {
-    out[0] = 0x81;
+/// Appends the header of an unmasked, final text frame of `len` bytes (a
+/// server's frame: RFC 6455 §5.2).
+fn text_header(len: usize, out: &mut Vec<u8>) {
+    out.push(0x81);
     if len < 126 {
-        out[1] = len as u8;
-        2
+        out.push(len as u8);
     } else if len <= usize::from(u16::MAX) {
-        out[1] = 126;
-        out[2..4].copy_from_slice(&(len as u16).to_be_bytes());
-        4
+        out.push(126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
     } else {
-        out[1] = 127;
-        out[2..10].copy_from_slice(&(len as u64).to_be_bytes());
-        10
+        out.push(127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
     }
 }
 
-/// A text frame's header and its payload (shared by every member of a
-/// fan-out; only the header is made per event).
-pub struct Framed<'a> {
-    head: [u8; 10],
-    head_len: usize,
-    payload: &'a [u8],
+/// A text frame, header and payload in one buffer: made once per event and
+/// written as is into every member's socket (a plain `send`; what a
+/// socket did not take is a tail of it).
+pub struct Framed {
+    bytes: Vec<u8>,
 }
 
-impl<'a> Framed<'a> {
+impl Framed {
     /// The frame of `payload`.
-    pub fn new(payload: &'a [u8]) -> Self {
-        let mut head = [0u8; 10];
-        let head_len = text_header(payload.len(), &mut head);
-        Framed { head, head_len, payload }
-    }
-
-    fn head(&self) -> &[u8] {
-        &self.head[..self.head_len]
+    pub fn new(payload: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(payload.len() + 10);
+        text_header(payload.len(), &mut bytes);
+        bytes.extend_from_slice(payload);
+        Framed { bytes }
     }
 
     fn len(&self) -> usize {
-        self.head_len + self.payload.len()
+        self.bytes.len()
     }
 }
 
@@ -135,57 +128,60 @@ pub struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// One `sendmsg` of the frame, never waiting: the bytes sent, or a
+    /// One `send` of the frame, never waiting: the bytes sent, or a
     /// negative number.
     #[cfg(target_os = "linux")]
-    fn send_now(&self, frame: &Framed<'_>) -> isize {
-        let head = frame.head();
-        let mut iov = [
-            libc::iovec { iov_base: head.as_ptr().cast_mut().cast(), iov_len: head.len() },
-            libc::iovec { iov_base: frame.payload.as_ptr().cast_mut().cast(), iov_len: frame.payload.len() },
-        ];
-        // SAFETY: a zeroed msghdr is valid; the iovecs point into `frame`,
-        // which outlives the call, and `sendmsg` only reads them. The
-        // descriptor is open: this claim holds the wire's lock with `closed`
-        // false, and the stream sets it (under the lock) before its socket
-        // closes.
+    fn send_now(&self, frame: &Framed) -> isize {
+        // SAFETY: the buffer is `frame`'s, which outlives the call, and
+        // `send` only reads it. The descriptor is open: this claim holds the
+        // wire's lock with `closed` false, and the stream sets it (under the
+        // lock) before its socket closes.
         unsafe {
-            let mut msg: libc::msghdr = std::mem::zeroed();
-            msg.msg_iov = iov.as_mut_ptr();
-            msg.msg_iovlen = iov.len() as _;
-            libc::sendmsg(self.wire.fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            libc::send(
+                self.wire.fd,
+                frame.bytes.as_ptr().cast(),
+                frame.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
         }
     }
 
     /// No direct writes on this platform: every event is queued.
     #[cfg(not(target_os = "linux"))]
-    fn send_now(&self, _frame: &Framed<'_>) -> isize {
+    fn send_now(&self, _frame: &Framed) -> isize {
         -1
     }
 
     /// Records what a write of `frame` did (`sent`: the bytes the socket
-    /// took, or a negative error) and releases the wire.
-    pub fn finish(mut self, frame: &Framed<'_>, sent: isize) -> Direct {
+    /// took, or a negative error) and releases the wire. The caller counts
+    /// the frames written ([`Wire::count`]).
+    pub fn finish(mut self, frame: &Framed, sent: isize) -> Direct {
         // An error (would block, reset) wrote nothing: the session's own
         // write meets it.
         let Ok(sent) = usize::try_from(sent) else { return Direct::NotNow };
         if sent == 0 {
             return Direct::NotNow;
         }
-        for c in [&self.wire.frames_out, &self.wire.direct].into_iter().flatten() {
-            c.inc();
-        }
         if sent >= frame.len() {
             return Direct::Written;
         }
-        if sent < frame.head_len {
-            self.st.rest.extend_from_slice(&frame.head()[sent..]);
-            self.st.rest.extend_from_slice(frame.payload);
-        } else {
-            self.st.rest.extend_from_slice(&frame.payload[sent - frame.head_len..]);
-        }
+        self.st.rest.extend_from_slice(&frame.bytes[sent..]);
         Direct::Partial
     }
+}
+
+/// A ring for one thread's batches: only that thread submits to it and
+/// reaps it, so the kernel may skip the cross-thread work (single issuer,
+/// completions run when it waits); a kernel without those flags (before
+/// 6.1) gets a plain ring; `None` when it has no `io_uring` at all.
+#[cfg(target_os = "linux")]
+fn new_ring(entries: u32) -> Option<io_uring::IoUring> {
+    io_uring::IoUring::builder()
+        .setup_single_issuer()
+        .setup_defer_taskrun()
+        .build(entries)
+        .or_else(|_| io_uring::IoUring::new(entries))
+        .ok()
 }
 
 /// Writes `frame` into every claimed socket with one `io_uring`
@@ -193,7 +189,7 @@ impl Claim<'_> {
 /// each socket took, or a negative error, in `claims`' order. `None` when
 /// `io_uring` is not available here (the caller writes one by one).
 #[cfg(target_os = "linux")]
-pub fn write_batch(claims: &[Claim<'_>], frame: &Framed<'_>) -> Option<Vec<isize>> {
+pub fn write_batch(claims: &[Claim<'_>], frame: &Framed) -> Option<Vec<isize>> {
     use std::cell::RefCell;
     /// Entries per submission (larger batches go in several).
     const RING: u32 = 1024;
@@ -203,17 +199,9 @@ pub fn write_batch(claims: &[Claim<'_>], frame: &Framed<'_>) -> Option<Vec<isize
     }
     URING.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let ring = cell.get_or_insert_with(|| io_uring::IoUring::new(RING).ok()).as_mut()?;
+        let ring = cell.get_or_insert_with(|| new_ring(RING)).as_mut()?;
         let mut sent = vec![-1isize; claims.len()];
-        let iov = [
-            libc::iovec { iov_base: frame.head().as_ptr().cast_mut().cast(), iov_len: frame.head_len },
-            libc::iovec { iov_base: frame.payload.as_ptr().cast_mut().cast(), iov_len: frame.payload.len() },
-        ];
-        // SAFETY: a zeroed msghdr is valid; it and `iov` outlive every entry
-        // (all complete before this function returns).
-        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-        msg.msg_iov = iov.as_ptr().cast_mut();
-        msg.msg_iovlen = iov.len() as _;
+        let len = u32::try_from(frame.len()).ok()?;
         for (n, chunk) in claims.chunks(RING as usize).enumerate() {
             let base = n * RING as usize;
             {
@@ -221,12 +209,16 @@ pub fn write_batch(claims: &[Claim<'_>], frame: &Framed<'_>) -> Option<Vec<isize
                 for (i, c) in chunk.iter().enumerate() {
                     // MSG_DONTWAIT: a full socket completes with -EAGAIN
                     // instead of waiting for room.
-                    let e = io_uring::opcode::SendMsg::new(io_uring::types::Fd(c.wire.fd), &msg)
-                        .flags(libc::MSG_DONTWAIT as u32 | libc::MSG_NOSIGNAL as u32)
-                        .build()
-                        .user_data((base + i) as u64);
-                    // SAFETY: the entry points at `msg`, which outlives it
-                    // (completed below); the descriptor is open while the
+                    let e = io_uring::opcode::Send::new(
+                        io_uring::types::Fd(c.wire.fd),
+                        frame.bytes.as_ptr(),
+                        len,
+                    )
+                    .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                    .build()
+                    .user_data((base + i) as u64);
+                    // SAFETY: the entry points at `frame`'s buffer, which
+                    // outlives it (completed below); the descriptor is open while the
                     // claim holds the wire's lock. The queue has room: at
                     // most RING entries per submission, all reaped below.
                     if unsafe { sq.push(&e) }.is_err() {
@@ -234,8 +226,8 @@ pub fn write_batch(claims: &[Claim<'_>], frame: &Framed<'_>) -> Option<Vec<isize
                     }
                 }
             }
-            // Every entry is reaped before `msg` (and the caller's payload)
-            // may go: the kernel reads them until it completes.
+            // Every entry is reaped before `frame` may go: the kernel reads
+            // it until each completes.
             let mut done = 0;
             while done < chunk.len() {
                 if let Err(e) = ring.submit_and_wait(chunk.len() - done) {
@@ -258,7 +250,7 @@ pub fn write_batch(claims: &[Claim<'_>], frame: &Framed<'_>) -> Option<Vec<isize
 }
 
 /// Writes `frame` into every claimed socket, one system call each.
-pub fn write_each(claims: &[Claim<'_>], frame: &Framed<'_>) -> Vec<isize> {
+pub fn write_each(claims: &[Claim<'_>], frame: &Framed) -> Vec<isize> {
     claims.iter().map(|c| c.send_now(frame)).collect()
 }
 
@@ -313,7 +305,19 @@ impl Wire {
         let claim = Claim { wire: self, st };
         let frame = Framed::new(payload);
         let sent = claim.send_now(&frame);
-        claim.finish(&frame, sent)
+        let done = claim.finish(&frame, sent);
+        if done != Direct::NotNow {
+            self.count(1);
+        }
+        done
+    }
+
+    /// Counts `n` frames written directly (a fan-out counts all its writes
+    /// at once: the counters are shared by every connection).
+    pub fn count(&self, n: u64) {
+        for c in [&self.frames_out, &self.direct].into_iter().flatten() {
+            c.inc_by(n);
+        }
     }
 
     /// Writes what is left of a direct write, then reports ready.
@@ -403,9 +407,7 @@ mod tests {
     }
 
     fn frame(payload: &[u8]) -> Vec<u8> {
-        let mut head = [0; 10];
-        let n = text_header(payload.len(), &mut head);
-        [&head[..n], payload].concat()
+        Framed::new(payload).bytes
     }
 
     /// Writes all of `bytes` through the wire, as the stream does.
@@ -441,13 +443,14 @@ mod tests {
 
     #[test]
     fn headers_follow_rfc_6455() {
-        let mut h = [0; 10];
-        assert_eq!((text_header(5, &mut h), &h[..2]), (2, &[0x81, 5][..]));
-        assert_eq!((text_header(300, &mut h), &h[..4]), (4, &[0x81, 126, 1, 44][..]));
-        assert_eq!(
-            (text_header(70_000, &mut h), &h[..10]),
-            (10, &[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70][..])
-        );
+        let frame = |len: usize| Framed::new(&vec![b'x'; len]).bytes;
+        let f = frame(5);
+        assert_eq!((&f[..2], f.len()), (&[0x81, 5][..], 2 + 5));
+        let f = frame(300);
+        assert_eq!((&f[..4], f.len()), (&[0x81, 126, 1, 44][..], 4 + 300));
+        let f = frame(70_000);
+        assert_eq!((&f[..10], f.len()), (&[0x81, 127, 0, 0, 0, 0, 0, 1, 0x11, 0x70][..], 10 + 70_000));
+        assert!(f[10..].iter().all(|&b| b == b'x'));
     }
 
     #[tokio::test]

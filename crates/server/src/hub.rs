@@ -242,7 +242,7 @@ const BATCH_FROM: usize = 4;
 
 /// Writes a frame into claimed sockets: in one submission when there are
 /// enough of them and `io_uring` is there, else one system call each.
-fn write_claimed(claims: &[Claim<'_>], frame: &Framed<'_>) -> Vec<isize> {
+fn write_claimed(claims: &[Claim<'_>], frame: &Framed) -> Vec<isize> {
     #[cfg(target_os = "linux")]
     if claims.len() >= BATCH_FROM
         && let Some(sent) = crate::direct::write_batch(claims, frame)
@@ -250,6 +250,64 @@ fn write_claimed(claims: &[Claim<'_>], frame: &Framed<'_>) -> Vec<isize> {
         return sent;
     }
     crate::direct::write_each(claims, frame)
+}
+
+/// Queues `frame` to each of `sessions` except the one with key `except`:
+/// idle sessions whose locks are free get it written into their sockets
+/// together; the others (and any whose socket did not take it) are pushed
+/// one by one after every claim is released. Returns the number reached.
+fn deliver<'s>(
+    sessions: impl IntoIterator<Item = &'s Arc<SessionHandle>>,
+    frame: &Arc<str>,
+    except: Option<u64>,
+) -> usize {
+    let mut n = 0;
+    let mut owners = Vec::new();
+    let mut outboxes = Vec::new();
+    let mut claims = Vec::new();
+    let mut later = Vec::new();
+    for s in sessions {
+        if Some(s.key) == except {
+            continue;
+        }
+        match s.try_claim() {
+            Some((outbox, claim)) => {
+                owners.push(s);
+                outboxes.push(outbox);
+                claims.push(claim);
+            }
+            None => later.push(s),
+        }
+    }
+    if !claims.is_empty() {
+        let framed = Framed::new(frame.as_bytes());
+        let sent = write_claimed(&claims, &framed);
+        // The counters are shared: counted once for the whole batch.
+        let counter = owners[0].wire.get().cloned();
+        for (((s, o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
+            match claim.finish(&framed, sent) {
+                Direct::Written => n += 1,
+                Direct::Partial => {
+                    leave_rest(o);
+                    n += 1;
+                }
+                Direct::NotNow => {
+                    drop(o);
+                    later.push(s);
+                }
+            }
+        }
+        if let Some(wire) = counter {
+            wire.count(n as u64);
+        }
+    }
+    let mut bytes = None;
+    for s in later {
+        if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Part of a direct write waits in the wire: the session's task must flush
@@ -273,23 +331,50 @@ fn wake(mut o: MutexGuard<'_, Outbox>) {
 pub struct ChannelCache {
     /// Whether the channel is private.
     pub private: bool,
-    members: RwLock<HashSet<String>>,
+    members: RwLock<MemberSet>,
+    /// The members' live sessions on this node, as of the last fan-out.
+    route: Mutex<Option<Route>>,
+}
+
+/// The members of a channel at one moment, shared with the cache.
+pub type Members = Arc<HashSet<Arc<str>>>;
+
+struct MemberSet {
+    /// Replaced, not changed, while a snapshot is out (joins and leaves are
+    /// rare; every event to the channel takes a snapshot).
+    set: Members,
+    /// Counts joins and leaves: a route made before one is stale.
+    version: u64,
+}
+
+/// The sessions a channel's events go to, and what they were read from:
+/// valid while neither the members (`version`) nor the node's sessions
+/// (`Hub::generation`) have changed since.
+struct Route {
+    version: u64,
+    generation: u64,
+    sessions: Arc<[Arc<SessionHandle>]>,
 }
 
 impl ChannelCache {
     /// A cache entry for a channel with these members.
     pub fn new(private: bool, members: impl IntoIterator<Item = String>) -> Self {
-        ChannelCache { private, members: RwLock::new(members.into_iter().collect()) }
+        let set = Arc::new(members.into_iter().map(Arc::from).collect());
+        ChannelCache { private, members: RwLock::new(MemberSet { set, version: 0 }), route: Mutex::default() }
+    }
+
+    fn members(&self) -> std::sync::RwLockReadGuard<'_, MemberSet> {
+        self.members.read().expect("members lock")
     }
 
     /// Whether `user` is a member.
     pub fn is_member(&self, user: &str) -> bool {
-        self.members.read().expect("members lock").contains(user)
+        self.members().set.contains(user)
     }
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        self.members.read().expect("members lock").len()
+        self.members().set.len()
     }
 
     /// Whether the channel has no members.
@@ -299,17 +384,26 @@ impl ChannelCache {
 
     /// Records a join.
     pub fn insert(&self, user: &str) {
-        self.members.write().expect("members lock").insert(user.to_owned());
+        let mut m = self.members.write().expect("members lock");
+        if !m.set.contains(user) {
+            Arc::make_mut(&mut m.set).insert(user.into());
+            m.version += 1;
+        }
     }
 
     /// Records a leave.
     pub fn remove(&self, user: &str) {
-        self.members.write().expect("members lock").remove(user);
+        let mut m = self.members.write().expect("members lock");
+        if m.set.contains(user) {
+            Arc::make_mut(&mut m.set).remove(user);
+            m.version += 1;
+        }
     }
 
-    /// A snapshot of the members.
-    pub fn snapshot(&self) -> Vec<String> {
-        self.members.read().expect("members lock").iter().cloned().collect()
+    /// The members now, without copying them: later joins and leaves do not
+    /// change it.
+    pub fn snapshot(&self) -> Members {
+        self.members().set.clone()
     }
 }
 
@@ -419,6 +513,9 @@ pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
     watchers: RwLock<HashMap<String, Vec<Watch>>>,
     channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
+    /// Counts registrations and unregistrations (changed under `users`'
+    /// write lock): a channel's route made before one is stale.
+    generation: AtomicU64,
     /// Presence privacy (v1.2): watch entries whose verdict may be stale.
     pub views: ViewQueue,
     next_key: AtomicU64,
@@ -470,6 +567,7 @@ impl Hub {
             }
         });
         list.push(s.clone());
+        self.generation.fetch_add(1, Ordering::Release);
         Some(if was_empty { PresenceChange::CameOnline } else { PresenceChange::Unchanged })
     }
 
@@ -483,6 +581,7 @@ impl Hub {
         if list.len() == before {
             return PresenceChange::Unchanged;
         }
+        self.generation.fetch_add(1, Ordering::Release);
         if list.is_empty() {
             users.remove(&s.user);
             PresenceChange::WentOffline
@@ -549,55 +648,41 @@ impl Hub {
         except: Option<u64>,
     ) -> usize {
         let map = self.users.read().expect("users lock");
-        let mut n = 0;
-        // Idle sessions whose locks are free get the frame written into
-        // their sockets together; the others (and any whose socket did not
-        // take it) are pushed one by one after every claim is released.
-        let mut owners = Vec::new();
-        let mut outboxes = Vec::new();
-        let mut claims = Vec::new();
-        let mut later = Vec::new();
-        for u in users {
-            if let Some(list) = map.get(u) {
-                for s in list {
-                    if Some(s.key) == except {
-                        continue;
-                    }
-                    match s.try_claim() {
-                        Some((outbox, claim)) => {
-                            owners.push(s);
-                            outboxes.push(outbox);
-                            claims.push(claim);
-                        }
-                        None => later.push(s),
-                    }
-                }
-            }
+        let sessions = users.into_iter().filter_map(|u| map.get(u)).flatten();
+        deliver(sessions, frame, except)
+    }
+
+    /// Queues `frame` to every live session on this node of the channel's
+    /// members except the session `except`, through the channel's route
+    /// (made again only after a join, a leave, or a session opening or
+    /// closing on this node). Returns the number of sessions reached.
+    pub fn send_to_channel(&self, channel: &ChannelCache, frame: &Arc<str>, except: Option<u64>) -> usize {
+        let route = self.route(channel);
+        deliver(route.iter(), frame, except)
+    }
+
+    /// The channel's live sessions on this node, from its route while that
+    /// is current, else read again.
+    fn route(&self, channel: &ChannelCache) -> Arc<[Arc<SessionHandle>]> {
+        let (members, version) = {
+            let m = channel.members();
+            (m.set.clone(), m.version)
+        };
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(r) = &*channel.route.lock().expect("route lock")
+            && r.version == version
+            && r.generation == generation
+        {
+            return r.sessions.clone();
         }
-        if !claims.is_empty() {
-            let framed = Framed::new(frame.as_bytes());
-            let sent = write_claimed(&claims, &framed);
-            for (((s, o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
-                match claim.finish(&framed, sent) {
-                    Direct::Written => n += 1,
-                    Direct::Partial => {
-                        leave_rest(o);
-                        n += 1;
-                    }
-                    Direct::NotNow => {
-                        drop(o);
-                        later.push(s);
-                    }
-                }
-            }
-        }
-        let mut bytes = None;
-        for s in later {
-            if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
-                n += 1;
-            }
-        }
-        n
+        let users = self.users.read().expect("users lock");
+        // Exact: the generation only moves under the write lock.
+        let generation = self.generation.load(Ordering::Acquire);
+        let sessions: Arc<[_]> = members.iter().filter_map(|m| users.get(&**m)).flatten().cloned().collect();
+        drop(users);
+        *channel.route.lock().expect("route lock") =
+            Some(Route { version, generation, sessions: sessions.clone() });
+        sessions
     }
 
     /// Adds `s` as a watcher of each user, with whether it may see that
@@ -829,6 +914,56 @@ mod tests {
         assert_eq!(hub.send_to_users(["bob"], &f, Some(s1.key)), 1);
         assert!(s1.pop().is_none());
         assert_eq!(s2.pop().as_deref(), Some("x"));
+    }
+
+    /// Who got a channel event: the users whose sessions have it queued.
+    fn got(sessions: &[&Arc<SessionHandle>]) -> Vec<String> {
+        sessions.iter().filter(|s| s.pop().is_some()).map(|s| s.user.to_string()).collect()
+    }
+
+    /// A channel's route follows its members and the node's sessions: a
+    /// session opened or closed, a join or a leave after the route was made
+    /// is seen by the next event (each assertion fails if that change does
+    /// not make the route stale).
+    #[tokio::test]
+    async fn a_channel_route_follows_sessions_and_members() {
+        let hub = Hub::default();
+        let ch = ChannelCache::new(false, ["amy".to_owned(), "ben".to_owned()]);
+        let (amy, ben, cat) =
+            (hub.new_session("amy", "d", 8), hub.new_session("ben", "d", 8), hub.new_session("cat", "d", 8));
+        let all = [&amy, &ben, &cat];
+        let f: Arc<str> = Arc::from("x");
+        hub.register(&amy);
+        hub.register(&cat);
+        assert_eq!(hub.send_to_channel(&ch, &f, None), 1, "cat is not a member");
+        assert_eq!(got(&all), ["amy"]);
+        assert_eq!(hub.send_to_channel(&ch, &f, None), 1, "the route made above, used again");
+        assert_eq!(got(&all), ["amy"]);
+
+        hub.register(&ben);
+        assert_eq!(hub.send_to_channel(&ch, &f, None), 2, "a session opened");
+        assert_eq!(got(&all), ["amy", "ben"]);
+
+        ch.insert("cat");
+        assert_eq!(hub.send_to_channel(&ch, &f, None), 3, "a join");
+        assert_eq!(got(&all), ["amy", "ben", "cat"]);
+
+        ch.remove("amy");
+        assert_eq!(hub.send_to_channel(&ch, &f, Some(cat.key)), 1, "a leave (and the sender skipped)");
+        assert_eq!(got(&all), ["ben"]);
+
+        // Unregistered but not ended (its task has not finished): only a
+        // fresh route leaves it out.
+        hub.unregister(&ben, &HashSet::new());
+        assert_eq!(hub.send_to_channel(&ch, &f, None), 1, "a session closed");
+        assert_eq!(got(&all), ["cat"]);
+
+        // What a route is made from: a snapshot, untouched by later changes.
+        let before = ch.snapshot();
+        ch.insert("dan");
+        ch.insert("cat");
+        assert_eq!(before.len(), 2);
+        assert_eq!(ch.len(), 3);
     }
 
     /// A fan-out hands every recipient the same bytes, not a copy each.

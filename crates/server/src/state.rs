@@ -85,8 +85,12 @@ impl AppState {
             Conv::Dm(a, b) => self.send_to_users([a.as_str(), b.as_str()], frame, except),
             Conv::Channel(name) => match self.channel_entry(name).await? {
                 Some(entry) => {
-                    let members = entry.snapshot();
-                    self.send_to_users(members.iter().map(String::as_str), frame, except)
+                    if let Some(bus) = &self.bus {
+                        let members = entry.snapshot();
+                        let users: Vec<&str> = members.iter().map(|m| &**m).collect();
+                        bus.publish_to_users(&users, frame);
+                    }
+                    self.hub.send_to_channel(&entry, frame, except)
                 }
                 None => 0,
             },

@@ -106,11 +106,10 @@ fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, join
         removed,
         role: None,
     });
-    let mut members = entry.snapshot();
-    if !joined {
-        members.push(user.to_owned());
-    }
-    st.send_to_users(members.iter().map(String::as_str), &frame, None);
+    // Who left hears it too.
+    let members = entry.snapshot();
+    let leaver = (!joined).then_some(user);
+    st.send_to_users(members.iter().map(|m| &**m).chain(leaver), &frame, None);
     // Who may see whose presence follows shared channels (v1.2).
     super::people::views_changed(st, &[user]);
 }
@@ -129,7 +128,7 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
             removed: false,
             role: Some(*role),
         });
-        st.send_to_users(members.iter().map(String::as_str), &frame, None);
+        st.send_to_users(members.iter().map(|m| &**m), &frame, None);
     }
 }
 
