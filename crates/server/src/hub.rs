@@ -28,6 +28,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 /// A queued event: shared bytes, written to each socket as they are.
 pub type Frame = Utf8Bytes;
@@ -104,11 +105,18 @@ impl SessionHandle {
     /// [`push`](Self::push) of bytes already made a frame (fan-out makes
     /// them once for every recipient).
     pub fn push_frame(&self, frame: &Frame) -> bool {
+        self.push_frame_via(frame, true)
+    }
+
+    /// [`push_frame`](Self::push_frame), written directly only if `direct`
+    /// allows it and the session is idle; else queued for its task.
+    fn push_frame_via(&self, frame: &Frame, direct: bool) -> bool {
         let mut o = self.outbox();
         if o.ended {
             return false;
         }
-        if o.takes_direct()
+        if direct
+            && o.takes_direct()
             && let Some(wire) = self.wire.get()
         {
             match wire.write_text(frame.as_bytes()) {
@@ -261,6 +269,7 @@ fn deliver<'s>(
     frame: &Arc<str>,
     except: Option<u64>,
 ) -> usize {
+    let direct = DUTY.with(|d| d.direct_allowed(Instant::now()));
     let mut n = 0;
     let mut owners = Vec::new();
     let mut outboxes = Vec::new();
@@ -270,7 +279,7 @@ fn deliver<'s>(
         if Some(s.key) == except {
             continue;
         }
-        match s.try_claim() {
+        match direct.then(|| s.try_claim()).flatten() {
             Some((outbox, claim)) => {
                 owners.push(s);
                 outboxes.push(outbox);
@@ -281,7 +290,10 @@ fn deliver<'s>(
     }
     if !claims.is_empty() {
         let framed = Framed::new(frame.as_bytes());
+        let start = Instant::now();
         let sent = write_claimed(&claims, &framed);
+        let end = Instant::now();
+        DUTY.with(|d| d.record(start, end));
         // The counters are shared: counted once for the whole batch.
         let counter = owners[0].wire.get().cloned();
         for (((s, o), claim), sent) in owners.into_iter().zip(outboxes).zip(claims).zip(sent) {
@@ -303,11 +315,88 @@ fn deliver<'s>(
     }
     let mut bytes = None;
     for s in later {
-        if s.push_frame(bytes.get_or_insert_with(|| Frame::from(&**frame))) {
+        if s.push_frame_via(bytes.get_or_insert_with(|| Frame::from(&**frame)), direct) {
             n += 1;
         }
     }
     n
+}
+
+/// How much of its time a thread spends writing fan-outs into sockets
+/// itself, and whether it still should.
+///
+/// A direct write saves waking each member's task, but it writes each event
+/// on its own: one `send` (one TCP segment) per member per event, all on the
+/// publishing thread. A thread that spends most of its time doing that is
+/// behind; its fan-outs then go to the members' queues instead, where a
+/// task that runs late writes every event queued meanwhile in one write
+/// (fewer segments per event as the load grows) and the tasks spread over
+/// every worker. Measured over windows of [`Duty::WINDOW`]: above
+/// [`Duty::LIMIT`] of a window, the thread queues for [`Duty::HOLD`], then
+/// tries direct writes again.
+#[derive(Debug)]
+struct Duty {
+    state: std::cell::Cell<DutyState>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DutyState {
+    /// Start of the current window (`None`: no direct write yet).
+    since: Option<Instant>,
+    /// Time spent in direct writes in the current window.
+    busy: Duration,
+    /// Fan-outs are queued until then.
+    queue_until: Option<Instant>,
+}
+
+impl Duty {
+    const WINDOW: Duration = Duration::from_millis(100);
+    const LIMIT: f64 = 0.7;
+    const HOLD: Duration = Duration::from_secs(1);
+
+    const fn new() -> Self {
+        Duty {
+            state: std::cell::Cell::new(DutyState { since: None, busy: Duration::ZERO, queue_until: None }),
+        }
+    }
+
+    /// Whether a fan-out starting at `now` may write directly.
+    fn direct_allowed(&self, now: Instant) -> bool {
+        let mut st = self.state.get();
+        match st.queue_until {
+            Some(until) if now < until => false,
+            Some(_) => {
+                // The hold is over: a fresh window of direct writes.
+                st.queue_until = None;
+                st.since = None;
+                st.busy = Duration::ZERO;
+                self.state.set(st);
+                true
+            }
+            None => true,
+        }
+    }
+
+    /// A direct write ran from `start` to `end`.
+    fn record(&self, start: Instant, end: Instant) {
+        let mut st = self.state.get();
+        let since = *st.since.get_or_insert(start);
+        st.busy += end.saturating_duration_since(start);
+        let span = end.saturating_duration_since(since);
+        if span >= Self::WINDOW {
+            if st.busy.as_secs_f64() > Self::LIMIT * span.as_secs_f64() {
+                st.queue_until = Some(end + Self::HOLD);
+            }
+            st.since = None;
+            st.busy = Duration::ZERO;
+        }
+        self.state.set(st);
+    }
+}
+
+thread_local! {
+    /// The duty of the thread's direct writes (each worker its own).
+    static DUTY: Duty = const { Duty::new() };
 }
 
 /// Part of a direct write waits in the wire: the session's task must flush
@@ -1032,6 +1121,28 @@ mod tests {
         drop(server);
     }
 
+    /// `n` registered sessions `m0`… of `hub`, idle, each with a connected
+    /// socket: (session, its wire, the server's end, the client's end).
+    async fn idle_members(
+        hub: &Hub,
+        n: usize,
+    ) -> Vec<(Arc<SessionHandle>, Arc<Wire>, tokio::net::TcpStream, tokio::net::TcpStream)> {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut members = Vec::new();
+        for i in 0..n {
+            let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+            let (server, _) = l.accept().await.unwrap();
+            let wire = Arc::new(Wire::new(&server, None, None));
+            let s = hub.new_session(&format!("m{i}"), "d", 64);
+            hub.register(&s);
+            s.attach(wire.clone());
+            s.settle();
+            assert!(s.is_idle());
+            members.push((s, wire, server, client));
+        }
+        members
+    }
+
     /// A fan-out writes the event into every idle member's socket (in one
     /// submission from `BATCH_FROM` members on Linux); a member that cannot
     /// take it now gets it queued instead, and nobody is skipped.
@@ -1040,18 +1151,7 @@ mod tests {
     async fn a_fan_out_writes_idle_members_directly_and_queues_for_the_rest() {
         use tokio::io::AsyncReadExt;
         let hub = Hub::default();
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let mut members = Vec::new();
-        for i in 0..6 {
-            let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
-            let (server, _) = l.accept().await.unwrap();
-            let wire = Arc::new(Wire::new(&server, None, None));
-            let s = hub.new_session(&format!("m{i}"), "d", 64);
-            hub.register(&s);
-            s.attach(wire.clone());
-            s.settle();
-            members.push((s, wire, server, client));
-        }
+        let mut members = idle_members(&hub, 6).await;
         // m5's connection is going away: it must be queued, not written.
         members[5].1.close();
         let names: Vec<String> = (0..6).map(|i| format!("m{i}")).collect();
@@ -1066,6 +1166,53 @@ mod tests {
         let (m5, ..) = &members[5];
         assert!(!m5.is_idle(), "queued, so no longer idle");
         assert_eq!(m5.pop().as_deref(), Some(&*f));
+    }
+
+    /// The duty rule on made-up times: a thread that writes fan-outs 40 %
+    /// of the time keeps writing them; one that writes 90 % of a window
+    /// queues them for `Duty::HOLD`, then tries again.
+    #[test]
+    fn a_thread_busy_writing_fan_outs_queues_them_for_a_while() {
+        let d = Duty::new();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        for i in 0..50 {
+            assert!(d.direct_allowed(ms(i * 10)), "40 % at {} ms", i * 10);
+            d.record(ms(i * 10), ms(i * 10 + 4));
+        }
+        let base = 1_000;
+        let refused = (0..30).map(|i| base + i * 10).find(|&t| {
+            if !d.direct_allowed(ms(t)) {
+                return true;
+            }
+            d.record(ms(t), ms(t + 9));
+            false
+        });
+        let q = refused.expect("queued once a window was mostly direct writes");
+        assert!(q <= base + 120, "within a window and a bit: {q}");
+        assert!(!d.direct_allowed(ms(q + 900)), "still held");
+        assert!(d.direct_allowed(ms(q + 1_100)), "tried again after the hold");
+        assert!(d.direct_allowed(ms(q + 1_110)), "a fresh window");
+    }
+
+    /// While its thread is over the duty limit, a fan-out queues for idle
+    /// members instead of writing into their sockets (fails if `deliver`
+    /// ignores the duty).
+    #[tokio::test]
+    async fn a_fan_out_from_a_busy_thread_is_queued() {
+        let hub = Hub::default();
+        let members = idle_members(&hub, 5).await;
+        let now = Instant::now();
+        DUTY.with(|d| d.record(now, now + Duty::WINDOW));
+        let names: Vec<String> = (0..5).map(|i| format!("m{i}")).collect();
+        let f: Arc<str> = Arc::from("{\"ev\":\"msg\"}");
+        assert_eq!(hub.send_to_users(names.iter().map(String::as_str), &f, None), 5);
+        assert_eq!(hub.send_to_users(["m0"], &f, None), 1, "one member alone");
+        for (s, ..) in &members {
+            assert!(!s.is_idle(), "{} was queued", s.user);
+            assert_eq!(s.pop().as_deref(), Some(&*f));
+        }
+        assert_eq!(members[0].0.pop().as_deref(), Some(&*f));
     }
 
     #[tokio::test]
