@@ -20,7 +20,7 @@
 //! - once the connection is dropped (`close`) nothing is written to its
 //!   descriptor, which the lock keeps from closing during a write.
 //!
-//! Linux only (`sendmsg` with `MSG_NOSIGNAL`, `io_uring`); elsewhere every
+//! Linux only (`send` with `MSG_NOSIGNAL`, `io_uring`); elsewhere every
 //! event goes through the session's queue as before.
 //!
 //! Order among events is the session handle's business: it writes directly
