@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `p2p-200`, `p2p-100` | `p2p` at 8k and 10k msg/s over 200 pairs / 100 senders, every target |
 //! | `fanout` | `fanout`, 1,000 members at 100 msg/s, every target |
+//! | `fanout-pair` | the same fan-out, Courier then Socket.IO, again and again (the ratio's spread) |
 //! | `latency-1` … `latency-3` | `p2p` at 10k msg/s over 200 pairs, Courier, back to back |
 //! | `slow-disk` | `p2p` at 10k msg/s over 200 pairs while `dd … conv=fsync` writes |
 //! | `pipeline` | `pipeline`, one session |
@@ -79,6 +80,36 @@ impl Results {
 
     fn num(&self, label: &str, target: &str, step: &str, key: &str) -> Option<f64> {
         self.step(label, target, step)?.get(key)?.as_f64()
+    }
+
+    /// Courier's and Socket.IO's fan-out CPU per delivery, pair by pair:
+    /// the `fanout` runs, then each `fanout-pair` run of Courier with the
+    /// Socket.IO run that followed it.
+    fn fanout_pairs(&self) -> Vec<(f64, f64)> {
+        let cpu = |r: &Value| {
+            r["steps"].as_array()?.iter().find(|s| s["step"] == self.fan.as_str())?["server_cpu_us_per_delivery"]
+                .as_f64()
+        };
+        let mut pairs = Vec::new();
+        let key = "server_cpu_us_per_delivery";
+        if let (Some(c), Some(s)) =
+            (self.num("fanout", "courier", &self.fan, key), self.num("fanout", "socketio", &self.fan, key))
+        {
+            pairs.push((c, s));
+        }
+        let mut courier = None;
+        for r in self.runs.iter().filter(|r| r["label"] == "fanout-pair") {
+            match r["target"].as_str() {
+                Some("courier") => courier = cpu(r),
+                Some("socketio") => {
+                    if let (Some(c), Some(s)) = (courier.take(), cpu(r)) {
+                        pairs.push((c, s));
+                    }
+                }
+                _ => {}
+            }
+        }
+        pairs
     }
 
     /// Floor (c): CPU µs per frame of the socket floor's `mode` step, on the
@@ -301,19 +332,42 @@ fn fanout_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
     let cpu = |t: &str| r.num("fanout", t, &r.fan, "server_cpu_us_per_delivery");
     let vs_sio = ratio(cpu("courier"), cpu("socketio"));
     let half = cpu("socketio").map(|s| s / 2.0);
-    let measured = format!(
-        "{} (0.5× Socket.IO is {} µs: {} (c) `send`, {} (c) `io_uring`)",
-        x(vs_sio),
+    let against_c = format!(
+        "0.5× Socket.IO is {} µs: {} (c) `send`, {} (c) `io_uring`",
         f(half),
         x(ratio(half, r.socket("send", "writer"))),
         x(ratio(half, r.socket("uring", "writer"))),
     );
+    // With alternated pairs the verdict is their median: one pair moves
+    // with the host by more than the margin.
+    let pairs = r.fanout_pairs();
+    let (judged, measured) = if pairs.len() > 1 {
+        let mut ratios: Vec<f64> = pairs.iter().map(|(c, s)| c / s).collect();
+        let each = ratios.iter().map(|v| format!("{v:.2}")).collect::<Vec<_>>().join(" / ");
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = if n % 2 == 1 { ratios[n / 2] } else { (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0 };
+        let text = format!(
+            "{} (median of {n} alternated pairs: {each}; in the first, {against_c})",
+            x(Some(median))
+        );
+        (Some(median), text)
+    } else {
+        (vs_sio, format!("{} ({against_c})", x(vs_sio)))
+    };
     targets.push(verdict(
         "fan-out: Courier's CPU per delivery ÷ Socket.IO's",
         measured,
         "≤ 0.5×",
-        vs_sio.map(|v| v <= 0.5),
+        judged.map(|v| v <= 0.5),
     ));
+    if pairs.len() > 1 {
+        let each = pairs.iter().map(|(c, s)| format!("{c:.2} / {s:.2}")).collect::<Vec<_>>().join("; ");
+        let _ = writeln!(
+            md,
+            "\nAlternated pairs, Courier / Socket.IO µs per delivery (the first is the table's): {each}."
+        );
+    }
     let vs_relay = ratio(cpu("courier"), cpu("relay"));
     targets.push(verdict(
         "fan-out: Courier ÷ (a) per delivery",
@@ -603,6 +657,10 @@ const METHOD: &str = "
   then its own, so a server that only adds its own small costs stays inside it; one that stalls senders one by one
   behind slow fsyncs does not. (Until the fourth round the bound was a flat 100 ms, which no durable store meets
   while `dd … conv=fsync` holds this disk: its own fsyncs then take hundreds of ms.)
+- **Fan-out** against Socket.IO: besides the `fanout` runs, three more pairs, Courier then Socket.IO, one after the
+  other (`fanout-pair`); the target is judged by the median of the pairs' ratios, every pair shown. Courier's cost
+  per delivery is almost all the kernel's work per TCP segment, which moves by ±15 % with this host within an hour,
+  more than the target's margin, so one pair can land on either side of it.
 - **Pipelining**: one session sends to one peer at 1k, 2k, 4k msg/s without waiting for oks (open loop), 10 s per
   step, stopping at the first step it does not keep up with. Every ok is checked against send order (an ok for an
   earlier send after a later one is out of order) and so is the `seq` it carries (must rise in send order).
@@ -698,6 +756,36 @@ mod tests {
             md.contains("Courier ÷ (c) one `send` per delivery: 1.50×; ÷ (c) with `io_uring`: 2.40×."),
             "{md}"
         );
+    }
+
+    #[test]
+    fn fan_out_over_alternated_pairs_is_judged_by_their_median() {
+        let fan = |label: &str, target: &str, cpu: f64| {
+            json!({"label": label, "scenario": "fanout", "target": target, "params": {}, "summary": {},
+                   "notes": [], "steps": [{"step": "100", "server_cpu_us_per_delivery": cpu, "kept_up": true}]})
+        };
+        // Pairs 0.40, 0.60, 0.55: the first alone would pass, the median does not.
+        let results = vec![
+            fan("fanout", "courier", 4.0),
+            fan("fanout", "socketio", 10.0),
+            fan("fanout-pair", "courier", 6.0),
+            fan("fanout-pair", "socketio", 10.0),
+            fan("fanout-pair", "courier", 5.5),
+            fan("fanout-pair", "socketio", 10.0),
+            socket_floor(),
+        ];
+        let md = render(&results);
+        assert!(
+            md.contains("| 0.55× (median of 3 alternated pairs: 0.40 / 0.60 / 0.55; in the first, 0.5× Socket.IO is 5.000 µs"),
+            "{md}"
+        );
+        let line = md.lines().find(|l| l.starts_with("| fan-out: Courier's CPU")).unwrap_or_default();
+        assert!(line.ends_with("**not met** |"), "{line}");
+        assert!(md.contains("4.00 / 10.00; 6.00 / 10.00; 5.50 / 10.00."), "{md}");
+        // A Courier run without its Socket.IO run is no pair.
+        let mut unpaired = results.clone();
+        unpaired.push(fan("fanout-pair", "courier", 1.0));
+        assert!(render(&unpaired).contains("median of 3 alternated pairs"));
     }
 
     fn slow_disk(p99: f64, kept_up: bool, floor_p99: f64) -> Vec<Value> {
