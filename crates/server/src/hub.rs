@@ -363,7 +363,7 @@ fn on_cpu<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// (the thread's own clock) over wall time: on a shared or virtual machine a
 /// write's wall time also holds the moments the thread was not running, and
 /// counting them queued fan-outs for a thread that was keeping up (at 100
-/// events/s to 1,000 members on this 2-core host, half of them).
+/// events/s to 1,000 members on this 2-core host, up to a third of them).
 #[derive(Debug)]
 struct Duty {
     state: std::cell::Cell<DutyState>,
