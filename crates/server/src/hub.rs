@@ -380,10 +380,12 @@ fn on_cpu<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// every worker. Measured over windows of [`Duty::WINDOW`]: above
 /// [`Duty::LIMIT`] of a window, the thread queues for [`Duty::HOLD`], then
 /// tries direct writes again. The share is of processor time spent writing
-/// (the thread's own clock) over wall time: on a shared or virtual machine a
-/// write's wall time also holds the moments the thread was not running, and
-/// counting them queued fan-outs for a thread that was keeping up (at 100
-/// events/s to 1,000 members on this 2-core host, up to a third of them).
+/// (the thread's own clock, for writes to [`ON_CPU_FROM`] sockets or more;
+/// smaller ones count their wall time) over wall time: on a shared or
+/// virtual machine a write's wall time also holds the moments the thread was
+/// not running, and counting them queued fan-outs for a thread that was
+/// keeping up (at 100 events/s to 1,000 members on this 2-core host, up to a
+/// third of them).
 #[derive(Debug)]
 struct Duty {
     state: std::cell::Cell<DutyState>,
