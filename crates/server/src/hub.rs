@@ -243,9 +243,14 @@ impl SessionHandle {
     }
 }
 
-/// Below this many claimed sockets a fan-out writes them one by one; from
-/// it, in one `io_uring` submission.
-#[cfg(target_os = "linux")]
+/// Claimed sockets from which a write counts as a fan-out: below it they are
+/// written one by one and the write's cost is its wall time; from it (Linux)
+/// they go in one `io_uring` submission, and the cost is read from the
+/// thread's CPU clock. That read is a system call (about 1 µs here, twice per
+/// write), which a one-to-one message's single write cannot afford: in a p2p
+/// profile at 10k msg/s it was 2.4–3.8 % of the server. A write to a few
+/// sockets takes microseconds, which time the thread was not running rarely
+/// falls into.
 const BATCH_FROM: usize = 4;
 
 /// Writes a frame into claimed sockets: in one submission when there are
@@ -291,7 +296,7 @@ fn deliver<'s>(
     if !claims.is_empty() {
         let framed = Framed::new(frame.as_bytes());
         let start = Instant::now();
-        let (sent, busy) = if claims.len() >= ON_CPU_FROM {
+        let (sent, busy) = if claims.len() >= BATCH_FROM {
             on_cpu(|| write_claimed(&claims, &framed))
         } else {
             (write_claimed(&claims, &framed), start.elapsed())
@@ -324,14 +329,6 @@ fn deliver<'s>(
     }
     n
 }
-
-/// Claims from which a direct write's cost is read from the thread's CPU
-/// clock. Reading it is a system call (about 1 µs here, twice per write),
-/// which a one-to-one message's single write cannot afford: in a p2p profile
-/// at 10k msg/s it was 2.4–3.8 % of the server. A write to a few sockets
-/// takes microseconds, which time the thread was not running rarely falls
-/// into, so it keeps the wall clock.
-const ON_CPU_FROM: usize = 4;
 
 /// The processor time this thread has used (Linux: its own CPU clock, so
 /// time it spent preempted or waiting for the host does not count; elsewhere
@@ -380,7 +377,7 @@ fn on_cpu<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// every worker. Measured over windows of [`Duty::WINDOW`]: above
 /// [`Duty::LIMIT`] of a window, the thread queues for [`Duty::HOLD`], then
 /// tries direct writes again. The share is of processor time spent writing
-/// (the thread's own clock, for writes to [`ON_CPU_FROM`] sockets or more;
+/// (the thread's own clock, for writes to [`BATCH_FROM`] sockets or more;
 /// smaller ones count their wall time) over wall time: on a shared or
 /// virtual machine a write's wall time also holds the moments the thread was
 /// not running, and counting them queued fan-outs for a thread that was
@@ -1269,17 +1266,17 @@ mod tests {
     #[tokio::test]
     async fn only_a_fan_out_reads_the_threads_cpu_clock() {
         let hub = Hub::default();
-        let members = idle_members(&hub, ON_CPU_FROM).await;
+        let members = idle_members(&hub, BATCH_FROM).await;
         let f: Arc<str> = Arc::from("{\"ev\":\"msg\"}");
         let reads = || CPU_CLOCK_READS.with(std::cell::Cell::get);
         let before = reads();
         assert_eq!(hub.send_to_users(["m0"], &f, None), 1);
         assert_eq!(reads(), before, "one member: the wall clock");
-        let names: Vec<String> = (0..ON_CPU_FROM).map(|i| format!("m{i}")).collect();
+        let names: Vec<String> = (0..BATCH_FROM).map(|i| format!("m{i}")).collect();
         // m0 took its event whole, so it is still idle: all four are claimed.
-        assert_eq!(hub.send_to_users(names.iter().map(String::as_str), &f, None), ON_CPU_FROM);
+        assert_eq!(hub.send_to_users(names.iter().map(String::as_str), &f, None), BATCH_FROM);
         assert!(members.iter().all(|(s, ..)| s.is_idle()), "written directly");
-        assert!(reads() > before, "a fan-out to {ON_CPU_FROM} members reads the CPU clock");
+        assert!(reads() > before, "a fan-out to {BATCH_FROM} members reads the CPU clock");
     }
 
     /// A write's cost is the thread's processor time: time asleep inside it
