@@ -11,7 +11,8 @@
 //!   directly, replies and messages scanned, not parsed); [`socketio`]: the
 //!   Engine.IO / Socket.IO packets it needs.
 //! - [`target`]: starting or attaching to the server under test and
-//!   sampling its `/proc` counters.
+//!   sampling its `/proc` counters; [`batches`]: a started Courier server's
+//!   write batches in a window (from its `/metrics`).
 //! - [`stats`]: latency histograms, message timestamps, the report format.
 //! - [`scenarios`]: `connect`, `p2p`, `fanout`, `reconnect-storm`, `mixed`,
 //!   `pipeline`.
@@ -28,6 +29,7 @@
 //! report also gives the generator's own CPU use.
 
 pub mod append;
+pub mod batches;
 pub mod conn;
 pub mod floors;
 pub mod frames;

@@ -178,6 +178,8 @@ pub struct Server {
     pub pids: Vec<u32>,
     /// Loopback source addresses for clients.
     pub src_ips: u16,
+    /// A started Courier server's metrics address.
+    pub metrics: Option<SocketAddr>,
     child: Option<Child>,
     dir: Option<tempfile::TempDir>,
 }
@@ -205,6 +207,7 @@ impl Server {
                 pid: opts.server_pid.first().copied(),
                 pids: opts.server_pid.clone(),
                 src_ips: opts.src_ips,
+                metrics: None,
                 child: None,
                 dir: None,
             });
@@ -212,6 +215,7 @@ impl Server {
         let dir = tempfile::Builder::new().prefix("courier-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut metrics = None;
         let log = std::fs::File::create(dir.path().join("server.log"))?;
         let mut cmd = match opts.target {
             Target::Courier => {
@@ -220,7 +224,9 @@ impl Server {
                     None => default_server_bin()?,
                 };
                 let config = dir.path().join("server.toml");
-                std::fs::write(&config, courier_config(addr, &dir.path().join("data"), max_connections))?;
+                let at = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+                metrics = Some(at);
+                std::fs::write(&config, courier_config(addr, at, &dir.path().join("data"), max_connections))?;
                 let mut c = Command::new(bin);
                 c.arg("--config").arg(&config).env("RUST_LOG", "warn");
                 c
@@ -255,6 +261,7 @@ impl Server {
             pid,
             pids: pid.into_iter().collect(),
             src_ips: opts.src_ips,
+            metrics,
             child: Some(child),
             dir: Some(dir),
         };
@@ -308,6 +315,12 @@ impl Server {
         })
     }
 
+    /// The write batches so far of a started Courier server (see
+    /// [`crate::batches`]); `None` for other servers.
+    pub async fn batches(&self) -> Option<crate::batches::Snapshot> {
+        crate::batches::Snapshot::scrape(self.metrics?).await
+    }
+
     /// The endpoint for the `i`-th client: nodes round robin.
     pub fn endpoint_for(&self, i: usize) -> &Endpoint {
         &self.endpoints[i % self.endpoints.len()]
@@ -347,9 +360,9 @@ fn default_server_bin() -> anyhow::Result<PathBuf> {
 }
 
 /// A server configuration for benchmarks: dev tokens, rate limits lifted.
-pub fn courier_config(addr: SocketAddr, data: &Path, max_connections: usize) -> String {
+pub fn courier_config(addr: SocketAddr, metrics: SocketAddr, data: &Path, max_connections: usize) -> String {
     format!(
-        "listen = \"{addr}\"\ndata_dir = \"{}\"\ndev_auth = true\nmax_connections = {max_connections}\n\
+        "listen = \"{addr}\"\nmetrics_listen = \"{metrics}\"\ndata_dir = \"{}\"\ndev_auth = true\nmax_connections = {max_connections}\n\
          max_unauthenticated_per_ip = {max_connections}\n\
          [limits]\nmax_frame_bytes = 65536\nmax_body_bytes = 32768\nsend_per_sec = 1000000\n\
          send_burst = 1000000\nhistory_page = 200\n",

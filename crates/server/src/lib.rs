@@ -131,6 +131,9 @@ impl Server {
         }
         let (stop, stop_rx) = watch::channel(false);
         let metrics = Arc::new(metrics::Metrics::new());
+        if store.observe_batches(metrics.store_batch_hook()) {
+            metrics.register_store_batches();
+        }
         let hub = Arc::new(hub::Hub::default());
         let redis: Option<Arc<cluster::redis::RedisBus>> = match &config.redis {
             Some(url) => {
@@ -328,6 +331,69 @@ mod tests {
         };
         let e = Server::start(config).await.err().expect("a short secret is refused");
         assert!(matches!(e, StartError::Config(ConfigError::ShortSecret { .. })), "{e:?}");
+    }
+
+    /// The embedded store's write batches show on `/metrics`: every
+    /// committed batch is counted in both histograms, its commit within its
+    /// batch time.
+    #[tokio::test]
+    async fn write_batches_are_timed_on_metrics() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let server = Server::start(config).await.unwrap();
+        let scrape = || async {
+            let mut s = tokio::net::TcpStream::connect(server.metrics_addr().unwrap()).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut text = String::new();
+            s.read_to_string(&mut text).await.unwrap();
+            let sample = |name: &str| -> f64 {
+                let line = text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| {
+                    panic!("no {name} in:\n{text}");
+                });
+                line.rsplit_once(' ').unwrap().1.parse().unwrap()
+            };
+            [
+                sample("courier_store_batch_seconds_count"),
+                sample("courier_store_commit_seconds_count"),
+                sample("courier_store_batch_seconds_sum"),
+                sample("courier_store_commit_seconds_sum"),
+            ]
+        };
+        let before = scrape().await;
+        let mut req = server.ws_url().into_client_request().unwrap();
+        req.headers_mut().insert("Sec-WebSocket-Protocol", courier_proto::SUBPROTOCOL.parse().unwrap());
+        let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+        let hello = r#"{"id":1,"op":"hello","token":"dev:alice","device":"d1"}"#;
+        ws.send(Message::text(hello)).await.unwrap();
+        for n in 2..5 {
+            let send = format!(
+                r#"{{"id":{n},"op":"send","to":{{"user":"bob"}},"cid":"c{n}","kind":"text","body":{{"text":"hi"}}}}"#
+            );
+            ws.send(Message::text(send)).await.unwrap();
+        }
+        // The three oks (each sent after its batch committed).
+        let mut oks = 0;
+        while oks < 3 {
+            let reply = ws.next().await.unwrap().unwrap();
+            let text = reply.to_text().unwrap();
+            if text.contains("\"seq\"") && text.contains("\"ok\"") {
+                oks += 1;
+            }
+        }
+        let after = scrape().await;
+        let batches = after[0] - before[0];
+        assert!(batches >= 1.0, "no batch counted: {before:?} -> {after:?}");
+        assert_eq!(after[1] - before[1], batches, "one commit per committed batch");
+        assert!(after[2] > 0.0 && after[3] > 0.0, "times recorded: {after:?}");
+        assert!(after[3] <= after[2], "a commit is part of its batch: {after:?}");
     }
 
     /// Sessions stop waiting on the shutdown signal themselves (one task

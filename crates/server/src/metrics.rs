@@ -48,6 +48,11 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     /// Pub/sub reconnects (each followed by a resubscribe).
     pub bus_reconnects: IntCounter,
+    /// Embedded store only (see [`Metrics::register_store_batches`]): one
+    /// write batch, from its first statement to its commit returning.
+    pub store_batch: Histogram,
+    /// Of that, the `COMMIT` alone (the WAL write and its fsync).
+    pub store_commit: Histogram,
 }
 
 impl Metrics {
@@ -100,6 +105,14 @@ impl Metrics {
             bus_received: c("courier_bus_received_total", "Bus messages received from other nodes"),
             bus_dropped: c("courier_bus_dropped_total", "Bus messages dropped"),
             bus_reconnects: c("courier_bus_reconnects_total", "Pub/sub reconnects"),
+            store_batch: batch_histogram(
+                "courier_store_batch_seconds",
+                "One write batch of the embedded store: its statements, commit and fsync",
+            ),
+            store_commit: batch_histogram(
+                "courier_store_commit_seconds",
+                "The COMMIT of a write batch of the embedded store: WAL write and fsync",
+            ),
             registry,
         };
         let r = &m.registry;
@@ -141,6 +154,25 @@ impl Metrics {
         }
     }
 
+    /// Adds the write batches' histograms to `/metrics`: for an engine that
+    /// groups writes into batches (the embedded one), fed by
+    /// [`Metrics::store_batch_hook`].
+    pub fn register_store_batches(&self) {
+        for metric in [self.store_batch.clone(), self.store_commit.clone()] {
+            // Registering twice keeps the first registration.
+            let _ = self.registry.register(Box::new(metric));
+        }
+    }
+
+    /// The hook that feeds the write batches' histograms.
+    pub fn store_batch_hook(&self) -> crate::store::BatchHook {
+        let (batch, commit) = (self.store_batch.clone(), self.store_commit.clone());
+        Box::new(move |t| {
+            batch.observe(t.batch.as_secs_f64());
+            commit.observe(t.commit.as_secs_f64());
+        })
+    }
+
     /// Counts an error reply.
     pub fn error(&self, code: ErrorCode) {
         self.errors.with_label_values(&[code.as_str()]).inc();
@@ -152,6 +184,14 @@ impl Metrics {
         TextEncoder::new().encode(&self.registry.gather(), &mut buf).expect("text encoding");
         String::from_utf8(buf).expect("utf-8 metrics")
     }
+}
+
+/// A histogram of write batch times: from a quick commit (well under a
+/// millisecond on a fast disk) to a stalled one (seconds), fine enough near
+/// the 10 ms that a message's latency budget allows.
+fn batch_histogram(name: &str, help: &str) -> Histogram {
+    let buckets = vec![0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)).expect("valid metric")
 }
 
 impl Default for Metrics {

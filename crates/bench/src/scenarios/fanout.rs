@@ -166,6 +166,8 @@ async fn step(
     let ack = Arc::new(Latency::default());
     let acked = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
+    // Scraped outside the CPU samples: the scrape is not the load's cost.
+    let batches_before = server.batches().await;
     let before = server.sample();
     let gen_before = crate::target::sample_pid(std::process::id());
     let start = Instant::now();
@@ -212,6 +214,7 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
+    let batches_after = server.batches().await;
     let secs = window.as_secs_f64();
     let delivered = sh.delivered.load(Ordering::Relaxed);
     let in_window = sh.delivered_in_window.load(Ordering::Relaxed);
@@ -229,6 +232,7 @@ async fn step(
         .latency("deliver", &sh.each.summary())
         .latency("last_member", &sh.last.summary());
     server_cost(&mut m, before, after, wall, delivered, "server_cpu_us_per_delivery");
+    crate::batches::record(&mut m, batches_before.as_ref(), batches_after.as_ref());
     generator_cost(&mut m, gen_before, wall, delivered, "generator_cpu_us_per_delivery");
     m.num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)

@@ -172,6 +172,8 @@ async fn step(
     let inflight: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let mut issued = vec![0u64; n];
     let writer = (args.busy_disk_mib > 0).then(|| super::BusyDisk::start(server, args.busy_disk_mib));
+    // Scraped outside the CPU samples: the scrape is not the load's cost.
+    let batches_before = server.batches().await;
     let before = server.sample();
     let gen_before = crate::target::sample_pid(std::process::id());
     let start = Instant::now();
@@ -232,6 +234,7 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
+    let batches_after = server.batches().await;
     let secs = window.as_secs_f64();
     let acked_in_window = c.acked_in_window.load(Ordering::Relaxed);
     let acked = c.acked.load(Ordering::Relaxed);
@@ -250,6 +253,7 @@ async fn step(
         .latency("ack", &sh.ack.summary())
         .latency("deliver", &sh.deliver.summary());
     server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
+    crate::batches::record(&mut m, batches_before.as_ref(), batches_after.as_ref());
     generator_cost(&mut m, gen_before, wall, acked, "generator_cpu_us_per_msg");
     if let Some(w) = writer {
         w.stop(&mut m);

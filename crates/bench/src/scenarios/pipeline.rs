@@ -162,6 +162,8 @@ async fn step(
     sh.ack.reset();
     sh.deliver.reset();
     let window = Duration::from_secs_f64(args.duration);
+    // Scraped outside the CPU samples: the scrape is not the load's cost.
+    let batches_before = server.batches().await;
     let before = server.sample();
     let gen_before = crate::target::sample_pid(std::process::id());
     let start = Instant::now();
@@ -208,6 +210,7 @@ async fn step(
     }
     let wall = start.elapsed();
     let after = server.sample();
+    let batches_after = server.batches().await;
     let secs = window.as_secs_f64();
     let in_window = sh.acked_in_window.load(Ordering::Relaxed);
     let acked = sh.acked.load(Ordering::Relaxed);
@@ -229,6 +232,7 @@ async fn step(
         .latency("ack", &sh.ack.summary())
         .latency("deliver", &sh.deliver.summary());
     server_cost(&mut m, before, after, wall, acked, "server_cpu_us_per_msg");
+    crate::batches::record(&mut m, batches_before.as_ref(), batches_after.as_ref());
     generator_cost(&mut m, gen_before, wall, acked, "generator_cpu_us_per_msg");
     m.num("machine_load_1m", super::loadavg(), "");
     (m, kept_up)

@@ -43,6 +43,7 @@ use async_trait::async_trait;
 use courier_proto::{ChannelInfo, Conv, Invite, InviteState, Msg, Profile, Role};
 use serde_json::{Map, Value};
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// The durable half of [`MessageStore::queue_append`].
 pub type QueuedAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Appended>> + Send>>;
@@ -293,6 +294,21 @@ pub trait MediaStore: Send + Sync + 'static {
     }
 }
 
+/// How long one committed write batch took, for metrics: a stalled commit
+/// (the disk) and a slow batch (its statements, or the thread kept off the
+/// processor) are told apart by these two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchTimes {
+    /// From the batch's first statement to its commit returning.
+    pub batch: Duration,
+    /// The `COMMIT` alone: the WAL write and its fsync.
+    pub commit: Duration,
+}
+
+/// Receives the [`BatchTimes`] of each committed batch, on the writer thread
+/// (so it must be quick: a histogram's observe).
+pub type BatchHook = Box<dyn Fn(BatchTimes) + Send + Sync>;
+
 /// The engine itself: counts for metrics, health, shutdown.
 #[async_trait]
 pub trait StoreAdmin: Send + Sync + 'static {
@@ -305,6 +321,13 @@ pub trait StoreAdmin: Send + Sync + 'static {
     /// embedded engine has nothing to reach, so the default answers at once.
     async fn ping(&self) -> StoreResult<()> {
         Ok(())
+    }
+    /// Has `hook` told the times of every write batch committed from now on
+    /// and returns true, for an engine that groups writes into batches (the
+    /// embedded one; the first hook stays). Others keep no batches: false.
+    fn observe_batches(&self, hook: BatchHook) -> bool {
+        drop(hook);
+        false
     }
 }
 

@@ -4,11 +4,11 @@
 
 use super::{MAX_BATCH, SqliteStore};
 use crate::store::shared::closed;
-use crate::store::{StoreError, StoreResult};
+use crate::store::{BatchHook, BatchTimes, StoreError, StoreResult};
 use rusqlite::Connection;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
@@ -146,6 +146,8 @@ impl SqliteStore {
 pub(super) struct Stats {
     pub(super) batches: AtomicU64,
     pub(super) writes: AtomicU64,
+    /// Told the times of every batch that committed (metrics), once set.
+    pub(super) on_batch: OnceLock<BatchHook>,
 }
 
 /// What the writer thread is asked to do.
@@ -287,7 +289,12 @@ pub(super) fn writer_main(
             previous = Some((Instant::now(), batch.len()));
             stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
-            run_batch(&conn, &mut batch);
+            let began = Instant::now();
+            if let Some(commit) = run_batch(&conn, &mut batch)
+                && let Some(hook) = stats.on_batch.get()
+            {
+                hook(BatchTimes { batch: began.elapsed(), commit });
+            }
             if rewind.swap(false, Ordering::AcqRel) {
                 catch_up(&conn);
             }
@@ -401,8 +408,9 @@ pub(super) fn shut_down(conn: Connection) -> StoreResult<()> {
 }
 
 /// Executes `jobs` in one transaction, each in its own savepoint, commits,
-/// then answers every caller. Leaves `jobs` empty.
-pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) {
+/// then answers every caller. Leaves `jobs` empty. Returns how long the
+/// `COMMIT` took when one succeeded.
+pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Option<Duration> {
     // Jobs whose effects are in the open transaction, waiting for COMMIT.
     let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
     for mut job in jobs.drain(..) {
@@ -453,13 +461,16 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) {
         if !conn.is_autocommit() {
             let _ = exec(conn, "ROLLBACK");
         }
-        return;
+        return None;
     }
+    let committing = Instant::now();
     match exec(conn, "COMMIT") {
         Ok(()) => {
+            let took = committing.elapsed();
             for job in ran {
                 job.finish(Ok(()));
             }
+            Some(took)
         }
         Err(e) => {
             if !conn.is_autocommit() {
@@ -468,6 +479,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) {
             for job in ran {
                 job.finish(Err(replicate(&e)));
             }
+            None
         }
     }
 }
