@@ -379,15 +379,20 @@ mod tests {
             );
             ws.send(Message::text(send)).await.unwrap();
         }
-        // The three oks (each sent after its batch committed).
-        let mut oks = 0;
-        while oks < 3 {
-            let reply = ws.next().await.unwrap().unwrap();
-            let text = reply.to_text().unwrap();
-            if text.contains("\"seq\"") && text.contains("\"ok\"") {
-                oks += 1;
+        // The three oks (each sent after its batch committed); a generous
+        // bound turns a missing ok into a failure, not a hang.
+        let oks = async {
+            let mut oks = 0;
+            while oks < 3 {
+                let reply = ws.next().await.unwrap().unwrap();
+                let frame: serde_json::Value = serde_json::from_str(reply.to_text().unwrap()).unwrap();
+                if frame["re"].as_u64().is_some_and(|re| re >= 2) {
+                    assert!(frame.get("ok").is_some(), "{frame}");
+                    oks += 1;
+                }
             }
-        }
+        };
+        tokio::time::timeout(Duration::from_secs(30), oks).await.expect("three oks");
         let after = scrape().await;
         let batches = after[0] - before[0];
         assert!(batches >= 1.0, "no batch counted: {before:?} -> {after:?}");
