@@ -24,6 +24,10 @@ pub struct Snapshot {
     pub batch: Buckets,
     /// `courier_store_commit_seconds`.
     pub commit: Buckets,
+    /// `courier_frames_out_total` and `courier_frames_direct_total`: frames
+    /// sent, and of those, events written into a member's socket by their
+    /// publisher (the rest went through the members' queues).
+    pub frames: (u64, u64),
 }
 
 /// What one histogram saw between two snapshots.
@@ -42,9 +46,15 @@ impl Snapshot {
     /// Parses the Prometheus text exposition; `None` when the server keeps no
     /// batch histograms (not the embedded store).
     pub fn parse(text: &str) -> Option<Snapshot> {
+        let counter = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                .map_or(0, |v| v as u64)
+        };
         let s = Snapshot {
             batch: buckets(text, "courier_store_batch_seconds"),
             commit: buckets(text, "courier_store_commit_seconds"),
+            frames: (counter("courier_frames_out_total"), counter("courier_frames_direct_total")),
         };
         (!s.batch.is_empty() && !s.commit.is_empty()).then_some(s)
     }
@@ -77,7 +87,9 @@ pub fn record(m: &mut Metrics, before: Option<&Snapshot>, after: Option<&Snapsho
         .put("store_batches_over_10ms", batch.slow, "")
         .put("store_batch_longest_ms", longest(batch, &after.batch), "ms (bucket bound)")
         .put("store_commits_over_10ms", commit.slow, "")
-        .put("store_commit_longest_ms", longest(commit, &after.commit), "ms (bucket bound)");
+        .put("store_commit_longest_ms", longest(commit, &after.commit), "ms (bucket bound)")
+        .put("frames_out", after.frames.0.saturating_sub(before.frames.0), "")
+        .put("frames_direct", after.frames.1.saturating_sub(before.frames.1), "");
 }
 
 /// The longest as a number of ms, or "> N" past the last finite bound.
@@ -122,7 +134,12 @@ mod tests {
     use super::*;
 
     fn exposition(batch: [u64; 4], commit: [u64; 4]) -> String {
-        let mut t = String::from("# HELP courier_frames_in_total x\ncourier_frames_in_total 5\n");
+        let direct = batch[3] * 10;
+        let mut t = format!(
+            "# HELP courier_frames_in_total x\ncourier_frames_in_total 5\ncourier_frames_out_total {}\n\
+             courier_frames_direct_total {direct}\n",
+            batch[3] * 20
+        );
         for (name, counts) in
             [("courier_store_batch_seconds", batch), ("courier_store_commit_seconds", commit)]
         {
@@ -149,6 +166,9 @@ mod tests {
         assert_eq!(m.get("store_batches_over_10ms"), Some(&serde_json::json!(3)));
         assert_eq!(m.get("store_batch_longest_ms"), Some(&serde_json::json!("> 50")));
         assert_eq!(m.get("store_commit_longest_ms"), Some(&serde_json::json!(10.0)));
+        // 12 → 20 batches in the made-up exposition: 160 more frames, 80 direct.
+        assert_eq!(m.get("frames_out"), Some(&serde_json::json!(160)));
+        assert_eq!(m.get("frames_direct"), Some(&serde_json::json!(80)));
     }
 
     #[test]

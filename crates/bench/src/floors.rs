@@ -424,6 +424,28 @@ fn fanout_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
             "\nAlternated pairs, Courier / Socket.IO µs per delivery (the first is the table's): {each}."
         );
     }
+    // The share each Courier run wrote into the members' sockets itself
+    // (the rest went through their queues, which costs more at this load).
+    let direct: Vec<String> = r
+        .runs
+        .iter()
+        .filter(|run| {
+            run["target"] == "courier" && (run["label"] == "fanout" || run["label"] == "fanout-pair")
+        })
+        .filter_map(|run| {
+            let s = run["steps"].as_array()?.iter().find(|s| s["step"] == r.fan.as_str())?;
+            let (out, direct) = (s.get("frames_out")?.as_f64()?, s.get("frames_direct")?.as_f64()?);
+            (out > 0.0).then(|| format!("{:.0} %", 100.0 * direct / out))
+        })
+        .collect();
+    if !direct.is_empty() {
+        let _ = writeln!(
+            md,
+            "\nCourier's frames written directly by the publisher in each of these runs (the rest through the \
+             members' queues): {}.",
+            direct.join(" / ")
+        );
+    }
     let vs_relay = ratio(cpu("courier"), cpu("relay"));
     targets.push(verdict(
         "fan-out: Courier ÷ (a) per delivery",
@@ -749,7 +771,9 @@ const METHOD: &str = "
   column gives how many batches took over 10 ms, and the bucket bounds of the longest batch and longest commit
   (buckets 0.5, 1, 2, 5, 10, 20, 50, 100, 250 ms…). A latency spike beside a long commit is the disk's; beside
   a long batch with a short commit, the writer's statements or the thread kept off the processor; with neither,
-  the async side (or the processor: the run-queue wait is beside it).
+  the async side (or the processor: the run-queue wait is beside it). From the same scrape, each Courier fan-out
+  run's share of frames written into the members' sockets by the publisher (`courier_frames_direct_total` of
+  `courier_frames_out_total`); the rest went through the members' queues, which costs more at this load.
 ";
 
 /// Reads the results and writes the section.
@@ -868,6 +892,14 @@ mod tests {
         let line = md.lines().find(|l| l.starts_with("| fan-out: Courier's CPU")).unwrap_or_default();
         assert!(line.ends_with("**not met** |"), "{line}");
         assert!(md.contains("4.00 / 10.00; 6.00 / 10.00; 5.50 / 10.00."), "{md}");
+        assert!(!md.contains("written directly by the publisher"), "no frame counts, no line: {md}");
+        let mut counted = results.clone();
+        counted[0]["steps"][0]["frames_out"] = json!(1000);
+        counted[0]["steps"][0]["frames_direct"] = json!(960);
+        counted[2]["steps"][0]["frames_out"] = json!(1000);
+        counted[2]["steps"][0]["frames_direct"] = json!(746);
+        let md = render(&counted);
+        assert!(md.contains("written directly by the publisher in each of these runs (the rest through the members' queues): 96 % / 75 %."), "{md}");
         // A Courier run without its Socket.IO run is no pair.
         let mut unpaired = results.clone();
         unpaired.push(fan("fanout-pair", "courier", 1.0));
