@@ -376,7 +376,14 @@ fn on_cpu<T>(f: impl FnOnce() -> T) -> (T, Duration) {
 /// (fewer segments per event as the load grows) and the tasks spread over
 /// every worker. Measured over windows of [`Duty::WINDOW`]: above
 /// [`Duty::LIMIT`] of [`Duty::OVER_IN_A_ROW`] windows in a row, the thread
-/// queues for [`Duty::HOLD`], then tries direct writes again. One window
+/// queues for a hold, then tries direct writes again. The first hold is
+/// short ([`Duty::HOLD_MIN`]): a burst (a thousand members joining at once)
+/// is usually over by then, and a thread that keeps up again goes back to
+/// direct writes soon after it (a fixed hold of a second queued up to a
+/// tenth of a 10 s fan-out run that followed its join burst). A thread that
+/// is over again as soon as it tries holds twice as long each time, up to
+/// [`Duty::HOLD_MAX`], so sustained overload spends little time probing;
+/// once it keeps up past its trial, the next hold is short again. One window
 /// over the limit is not enough: on this shared host a moment's slowness
 /// puts one there now and then, and at a load the thread keeps up with,
 /// queueing only costs more (each member's task woken for one event); at
@@ -404,12 +411,23 @@ struct DutyState {
     last_end: Option<Instant>,
     /// Fan-outs are queued until then.
     queue_until: Option<Instant>,
+    /// The last hold's length, and when it ended (`None`: no hold yet, or
+    /// the thread has kept up since).
+    hold: Duration,
+    released: Option<Instant>,
 }
 
 impl DutyState {
     /// No window open, nothing held.
-    const FRESH: DutyState =
-        DutyState { since: None, busy: Duration::ZERO, over: 0, last_end: None, queue_until: None };
+    const FRESH: DutyState = DutyState {
+        since: None,
+        busy: Duration::ZERO,
+        over: 0,
+        last_end: None,
+        queue_until: None,
+        hold: Duration::ZERO,
+        released: None,
+    };
 }
 
 impl Duty {
@@ -417,7 +435,11 @@ impl Duty {
     const LIMIT: f64 = 0.7;
     /// Windows over the limit, one right after the other, that make a hold.
     const OVER_IN_A_ROW: u32 = 2;
-    const HOLD: Duration = Duration::from_secs(1);
+    /// The first hold, and the longest one.
+    const HOLD_MIN: Duration = Duration::from_millis(200);
+    const HOLD_MAX: Duration = Duration::from_millis(1600);
+    /// A hold that ended this long ago without another: the thread kept up.
+    const KEPT_UP: Duration = Duration::from_secs(1);
 
     const fn new() -> Self {
         Duty { state: std::cell::Cell::new(DutyState::FRESH) }
@@ -428,9 +450,10 @@ impl Duty {
         let st = self.state.get();
         match st.queue_until {
             Some(until) if now < until => false,
-            Some(_) => {
-                // The hold is over: a fresh window of direct writes.
-                self.state.set(DutyState::FRESH);
+            Some(until) => {
+                // The hold is over: a fresh window of direct writes, and
+                // the hold's length remembered for the next one.
+                self.state.set(DutyState { hold: st.hold, released: Some(until), ..DutyState::FRESH });
                 true
             }
             None => true,
@@ -455,7 +478,13 @@ impl Duty {
                 false => 0,
             };
             if st.over >= Self::OVER_IN_A_ROW {
-                st.queue_until = Some(end + Self::HOLD);
+                // Over again soon after the last hold: twice as long.
+                let again = st.released.is_some_and(|r| end.saturating_duration_since(r) < Self::KEPT_UP);
+                st.hold = match again {
+                    true => (st.hold * 2).clamp(Self::HOLD_MIN, Self::HOLD_MAX),
+                    false => Self::HOLD_MIN,
+                };
+                st.queue_until = Some(end + st.hold);
                 st.over = 0;
             }
             st.since = None;
@@ -1242,7 +1271,7 @@ mod tests {
 
     /// The duty rule on made-up times: a thread that writes fan-outs 40 %
     /// of the time keeps writing them; one that writes 90 % of two windows
-    /// in a row queues them for `Duty::HOLD`, then tries again.
+    /// in a row queues them for `Duty::HOLD_MIN`, then tries again.
     #[test]
     fn a_thread_busy_writing_fan_outs_queues_them_for_a_while() {
         let d = Duty::new();
@@ -1262,9 +1291,58 @@ mod tests {
         });
         let q = refused.expect("queued once two windows were mostly direct writes");
         assert!(q <= base + 250, "within two windows and a bit: {q}");
-        assert!(!d.direct_allowed(ms(q + 900)), "still held");
-        assert!(d.direct_allowed(ms(q + 1_100)), "tried again after the hold");
-        assert!(d.direct_allowed(ms(q + 1_110)), "a fresh window");
+        assert!(!d.direct_allowed(ms(q + 150)), "still held");
+        assert!(d.direct_allowed(ms(q + 210)), "tried again after the first, short hold");
+        assert!(d.direct_allowed(ms(q + 220)), "a fresh window");
+    }
+
+    /// Holds, as (first refused, first allowed again) in ms, of a thread that
+    /// tries a write every 10 ms from `from` to `to` costing `cost` ms each.
+    fn holds(d: &Duty, t0: Instant, from: u64, to: u64, cost: u64) -> Vec<(u64, u64)> {
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut out: Vec<(u64, u64)> = Vec::new();
+        let mut held_since = None;
+        for t in (from..to).step_by(10) {
+            match (d.direct_allowed(ms(t)), held_since) {
+                (false, None) => held_since = Some(t),
+                (false, Some(_)) => {}
+                (true, since) => {
+                    if let Some(since) = since {
+                        out.push((since, t));
+                        held_since = None;
+                    }
+                    d.record(ms(t), Duration::from_millis(cost), ms(t + cost));
+                }
+            }
+        }
+        out
+    }
+
+    /// A thread still over the limit as soon as a hold ends holds twice as
+    /// long each time, up to `Duty::HOLD_MAX`; one that kept up past its
+    /// trial starts again from `Duty::HOLD_MIN` (fails with a fixed hold,
+    /// without the cap, or if calm does not reset it).
+    #[test]
+    fn holds_grow_while_the_thread_stays_busy_and_shrink_once_it_keeps_up() {
+        let d = Duty::new();
+        let t0 = Instant::now();
+        let busy = holds(&d, t0, 0, 9_000, 9);
+        let lengths: Vec<u64> = busy.iter().map(|(a, b)| b - a).collect();
+        assert!(lengths.len() >= 6, "{busy:?}");
+        let near = |got: u64, want: Duration| got.abs_diff(want.as_millis() as u64) <= 30;
+        assert!(near(lengths[0], Duty::HOLD_MIN), "first hold {lengths:?}");
+        assert!(near(lengths[1], 2 * Duty::HOLD_MIN), "second hold {lengths:?}");
+        assert!(near(lengths[2], 4 * Duty::HOLD_MIN), "third hold {lengths:?}");
+        for &l in &lengths[3..] {
+            assert!(near(l, Duty::HOLD_MAX), "capped: {lengths:?}");
+        }
+        // Calm long enough to show it keeps up, then busy again: short.
+        // (The busy run may end inside a hold: its rest is the only one.)
+        let calm = holds(&d, t0, 9_000, 12_000, 4);
+        assert!(calm.iter().all(|&(since, _)| since == 9_000), "calm is never held: {calm:?}");
+        let again = holds(&d, t0, 12_000, 13_000, 9);
+        let first = again.first().expect("busy again is held");
+        assert!(near(first.1 - first.0, Duty::HOLD_MIN), "back to the short hold: {again:?}");
     }
 
     /// One window over the limit between calm ones (a moment the host was
