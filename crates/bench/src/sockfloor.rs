@@ -12,8 +12,13 @@
 //!   `uring`, every member's write of a round submitted to `io_uring` at
 //!   once (one `io_uring_enter` per round), the lever that lowers the count
 //!   of system calls but not the TCP work per segment;
-//! - per frame read: the least a generator holding one connection per
-//!   member pays per delivery received.
+//! - per frame read, by reader: `epoll`, one `read` per readable socket
+//!   (the least a generator holding one connection per member pays per
+//!   delivery received, read as it comes), and `multishot`, a multishot
+//!   `io_uring` receive armed once on every socket into a ring of provided
+//!   buffers, every completion of a wake-up reaped from one
+//!   `io_uring_enter` (no `epoll`, no system call per frame: what is left
+//!   is the kernel's receive path itself, the ACK it sends included).
 //!
 //! Issue 17's section of `docs/benchmarks.md` states the fan-out and the
 //! generator's targets against these figures, measured in the same run.
@@ -49,6 +54,21 @@ pub struct Args {
     /// frame), `uring` (a round's frames in one `io_uring` submission).
     #[arg(long, value_delimiter = ',', default_value = "send,uring")]
     pub modes: Vec<Mode>,
+    /// How the frames are read: `epoll` (a `read` per readable socket) and
+    /// `multishot` (`io_uring` multishot receives), each over its own
+    /// connections; a `multishot` step is labelled `MODE+multishot`.
+    #[arg(long, value_delimiter = ',', default_value = "epoll,multishot")]
+    pub readers: Vec<ReadMode>,
+}
+
+/// How the frames are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// Level-triggered `epoll`, one `read` per readable socket.
+    Epoll,
+    /// A multishot `io_uring` receive per socket, into provided buffers.
+    Multishot,
 }
 
 /// How a round's frames are written.
@@ -87,13 +107,15 @@ struct Reader {
 }
 
 impl Reader {
-    fn start(socks: Vec<TcpStream>) -> anyhow::Result<Reader> {
+    fn start(socks: Vec<TcpStream>, how: ReadMode) -> anyhow::Result<Reader> {
         let read = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let (r, s) = (read.clone(), stop.clone());
-        let thread = std::thread::Builder::new()
-            .name("socket-floor-reader".into())
-            .spawn(move || read_all(&socks, &r, &s))?;
+        let thread =
+            std::thread::Builder::new().name("socket-floor-reader".into()).spawn(move || match how {
+                ReadMode::Epoll => read_all(&socks, &r, &s),
+                ReadMode::Multishot => read_multishot(&socks, &r, &s),
+            })?;
         let mut clock: libc::clockid_t = 0;
         // SAFETY: the thread is alive (it is joined only in `finish`), and
         // the call writes into a local.
@@ -176,6 +198,138 @@ fn read_all(socks: &[TcpStream], read: &AtomicU64, stop: &AtomicBool) -> std::io
     // SAFETY: `ep` is this function's descriptor, closed once.
     unsafe { libc::close(ep) };
     result
+}
+
+/// Provided buffers of the multishot reader: how many, and their size.
+const BUFFERS: u16 = 4096;
+const BUFFER_BYTES: usize = 4096;
+
+/// The ring of provided buffers a multishot receive takes its buffers from:
+/// `BUFFERS` entries in page-aligned memory the kernel reads, each naming a
+/// slice of `data`. A buffer is the kernel's from when it is offered
+/// (`offer`, then `publish`) until a completion names it.
+struct BufRing {
+    entries: *mut io_uring::types::BufRingEntry,
+    layout: std::alloc::Layout,
+    data: Vec<u8>,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new() -> std::io::Result<BufRing> {
+        let layout = std::alloc::Layout::from_size_align(BUFFERS as usize * 16, 4096)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // SAFETY: the layout has a non-zero size; freed in `drop`.
+        let entries = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<io_uring::types::BufRingEntry>();
+        if entries.is_null() {
+            return Err(std::io::Error::other("out of memory for the buffer ring"));
+        }
+        let mut ring = BufRing { entries, layout, data: vec![0; BUFFERS as usize * BUFFER_BYTES], tail: 0 };
+        for bid in 0..BUFFERS {
+            ring.offer(bid);
+        }
+        ring.publish();
+        Ok(ring)
+    }
+
+    /// Puts buffer `bid` back at the ring's tail (seen by the kernel once
+    /// published).
+    fn offer(&mut self, bid: u16) {
+        // SAFETY: the index is masked into the ring's `BUFFERS` entries, and
+        // the buffer's slice lies inside `data`.
+        unsafe {
+            let e = &mut *self.entries.add((self.tail & (BUFFERS - 1)) as usize);
+            e.set_addr(self.data.as_mut_ptr().add(bid as usize * BUFFER_BYTES) as u64);
+            e.set_len(BUFFER_BYTES as u32);
+            e.set_bid(bid);
+        }
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Shows the kernel every buffer offered so far.
+    fn publish(&self) {
+        // SAFETY: the tail field lies in the first entry of the live ring; the
+        // kernel reads it with acquire ordering.
+        unsafe {
+            let tail =
+                io_uring::types::BufRingEntry::tail(self.entries).cast::<std::sync::atomic::AtomicU16>();
+            (*tail).store(self.tail, Ordering::Release);
+        }
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this layout; the ring that used it
+        // is dropped first (see `read_multishot`).
+        unsafe { std::alloc::dealloc(self.entries.cast(), self.layout) };
+    }
+}
+
+/// Reads every socket through `io_uring`: one multishot receive armed on
+/// each (re-armed when the kernel ends it), into the provided buffers of
+/// a `BufRing`; each wake-up reaps every completion in one `io_uring_enter`.
+fn read_multishot(socks: &[TcpStream], read: &AtomicU64, stop: &AtomicBool) -> std::io::Result<()> {
+    const GROUP: u16 = 0;
+    let mut bufs = BufRing::new()?;
+    let mut ring = io_uring::IoUring::builder().setup_single_issuer().setup_defer_taskrun().build(4096)?;
+    // SAFETY: the entries stay valid until `ring` is dropped, which happens
+    // before `bufs` (declared after it, so dropped first, on every path).
+    unsafe {
+        ring.submitter().register_buf_ring_with_flags(bufs.entries as u64, BUFFERS, GROUP, 0)?;
+    }
+    let arm = |ring: &mut io_uring::IoUring, i: usize| -> std::io::Result<()> {
+        let e = io_uring::opcode::RecvMulti::new(io_uring::types::Fd(socks[i].as_raw_fd()), GROUP)
+            .build()
+            .user_data(i as u64);
+        // SAFETY: the entry holds no pointer: its buffers come from the group.
+        while unsafe { ring.submission().push(&e) }.is_err() {
+            ring.submit()?;
+        }
+        Ok(())
+    };
+    for i in 0..socks.len() {
+        arm(&mut ring, i)?;
+    }
+    ring.submit()?;
+    let wait = io_uring::types::Timespec::new().nsec(50_000_000);
+    let args = io_uring::types::SubmitArgs::new().timespec(&wait);
+    let mut rearm = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) || e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        let mut offered = false;
+        for c in ring.completion() {
+            let i = c.user_data() as usize;
+            match c.result() {
+                n if n > 0 => {
+                    read.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                0 => return Err(std::io::Error::new(ErrorKind::UnexpectedEof, "a writer closed")),
+                // Out of buffers: the receive ended; re-armed below once
+                // this wake-up's buffers are back.
+                n if n == -libc::ENOBUFS => {}
+                n => return Err(std::io::Error::from_raw_os_error(-n)),
+            }
+            if let Some(bid) = io_uring::cqueue::buffer_select(c.flags()) {
+                bufs.offer(bid);
+                offered = true;
+            }
+            if !io_uring::cqueue::more(c.flags()) {
+                rearm.push(i);
+            }
+        }
+        if offered {
+            bufs.publish();
+        }
+        for i in rearm.drain(..) {
+            arm(&mut ring, i)?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes one frame to every socket, one `send` each.
@@ -264,19 +418,13 @@ fn step(
     Ok(m)
 }
 
-/// Connects the members, runs every mode, closes them.
-///
-/// # Errors
-/// When the sockets cannot be set up, a write fails or the reader fails.
-pub fn run(args: &Args) -> anyhow::Result<Report> {
-    if args.members == 0 || args.frame_bytes == 0 || args.rate <= 0.0 || args.duration <= 0.0 {
-        bail!("--members, --frame-bytes, --rate and --duration must be above 0");
-    }
+/// `members` loopback connections: the reading ends, the writing ends.
+fn connect(members: usize) -> anyhow::Result<(Vec<TcpStream>, Vec<TcpStream>)> {
     let listener = TcpListener::bind("127.0.0.1:0").context("binding a loopback listener")?;
     let addr = listener.local_addr()?;
-    let mut readers = Vec::with_capacity(args.members);
-    let mut writers = Vec::with_capacity(args.members);
-    for _ in 0..args.members {
+    let mut readers = Vec::with_capacity(members);
+    let mut writers = Vec::with_capacity(members);
+    for _ in 0..members {
         let r = TcpStream::connect(addr).context("connecting a member")?;
         let (w, _) = listener.accept()?;
         for s in [&r, &w] {
@@ -286,24 +434,53 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
         readers.push(r);
         writers.push(w);
     }
-    let fds: Vec<RawFd> = writers.iter().map(AsRawFd::as_raw_fd).collect();
-    let reader = Reader::start(readers)?;
+    Ok((readers, writers))
+}
+
+/// For each reader, connects the members, runs every mode, closes them.
+///
+/// # Errors
+/// When the sockets cannot be set up, a write fails or the `epoll` reader
+/// fails. (A kernel without multishot receives gets a note instead.)
+pub fn run(args: &Args) -> anyhow::Result<Report> {
+    if args.members == 0 || args.frame_bytes == 0 || args.rate <= 0.0 || args.duration <= 0.0 {
+        bail!("--members, --frame-bytes, --rate and --duration must be above 0");
+    }
     let mut notes = Vec::new();
     let mut ring = match io_uring::IoUring::new(1024) {
         Ok(ring) => Some(ring),
         Err(e) => {
-            notes.push(format!("io_uring is not available here ({e}): the uring step was not run"));
+            notes.push(format!("io_uring is not available here ({e}): its steps were not run"));
             None
         }
     };
     let mut steps = Vec::new();
-    for &mode in &args.modes {
-        if mode == Mode::Uring && ring.is_none() {
+    for &how in &args.readers {
+        if how == ReadMode::Multishot && ring.is_none() {
             continue;
         }
-        steps.push((mode.label().to_owned(), step(args, mode, &fds, &reader, ring.as_mut())?));
+        let (readers, writers) = connect(args.members)?;
+        let fds: Vec<RawFd> = writers.iter().map(AsRawFd::as_raw_fd).collect();
+        let reader = Reader::start(readers, how)?;
+        let mut these = Vec::new();
+        for &mode in &args.modes {
+            if mode == Mode::Uring && ring.is_none() {
+                continue;
+            }
+            let label = match how {
+                ReadMode::Epoll => mode.label().to_owned(),
+                ReadMode::Multishot => format!("{}+multishot", mode.label()),
+            };
+            these.push((label, step(args, mode, &fds, &reader, ring.as_mut())?));
+        }
+        match (reader.finish(), how) {
+            (Ok(()), _) => steps.append(&mut these),
+            (Err(e), ReadMode::Multishot) => {
+                notes.push(format!("the multishot reader failed ({e:#}): its steps were dropped"));
+            }
+            (Err(e), ReadMode::Epoll) => return Err(e),
+        }
     }
-    reader.finish()?;
     let mut summary = Metrics::default();
     for (label, m) in &steps {
         for key in ["writer_cpu_us_per_frame", "reader_cpu_us_per_frame"] {
@@ -325,11 +502,16 @@ mod tests {
             duration: 0.3,
             frame_bytes: 300,
             modes: vec![Mode::Send, Mode::Uring],
+            readers: vec![ReadMode::Epoll, ReadMode::Multishot],
         };
         let r = run(&args).unwrap();
         let uring = io_uring::IoUring::new(8).is_ok();
         let labels: Vec<&str> = r.steps.iter().map(|(l, _)| l.as_str()).collect();
-        assert_eq!(labels, if uring { vec!["send", "uring"] } else { vec!["send"] }, "{:?}", r.notes);
+        let want = match uring {
+            true => vec!["send", "uring", "send+multishot", "uring+multishot"],
+            false => vec!["send"],
+        };
+        assert_eq!(labels, want, "{:?}", r.notes);
         assert_eq!(r.notes.is_empty(), uring, "{:?}", r.notes);
         for (label, m) in &r.steps {
             let n = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).unwrap();
@@ -341,6 +523,30 @@ mod tests {
             );
             assert_eq!(m.get("kept_up"), Some(&json!(true)), "{label}: {m:?}");
         }
+    }
+
+    /// More frames than the ring has buffers: each buffer must go back to the
+    /// kernel once read (fails if the reader keeps them: the receives run dry
+    /// and the frames are never read).
+    #[test]
+    fn the_multishot_reader_gives_its_buffers_back() {
+        if io_uring::IoUring::new(8).is_err() {
+            return; // No io_uring here: the step is not run (see the test above).
+        }
+        let args = Args {
+            members: 10,
+            rate: 1000.0,
+            duration: 1.0,
+            frame_bytes: 300,
+            modes: vec![Mode::Send],
+            readers: vec![ReadMode::Multishot],
+        };
+        let r = run(&args).unwrap();
+        let (label, m) = r.steps.first().unwrap_or_else(|| panic!("{:?}", r.notes));
+        assert_eq!(label, "send+multishot");
+        let n = |k: &str| m.get(k).and_then(serde_json::Value::as_f64).unwrap();
+        assert!(n("frames") > f64::from(BUFFERS), "{m:?}");
+        assert_eq!(n("frames_received"), n("frames"), "every frame read: {m:?}");
     }
 
     #[test]
@@ -364,7 +570,14 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_refused() {
-        let args = Args { members: 0, rate: 50.0, duration: 0.1, frame_bytes: 300, modes: vec![Mode::Send] };
+        let args = Args {
+            members: 0,
+            rate: 50.0,
+            duration: 0.1,
+            frame_bytes: 300,
+            modes: vec![Mode::Send],
+            readers: vec![ReadMode::Epoll],
+        };
         assert!(run(&args).unwrap_err().to_string().contains("above 0"));
     }
 }
