@@ -191,8 +191,6 @@ fn new_ring(entries: u32) -> Option<io_uring::IoUring> {
 #[cfg(target_os = "linux")]
 pub fn write_batch(claims: &[Claim<'_>], frame: &Framed) -> Option<Vec<isize>> {
     use std::cell::RefCell;
-    /// Entries per submission (larger batches go in several).
-    const RING: u32 = 1024;
     thread_local! {
         /// Made on first use; `Some(None)`: this thread's ring could not be made.
         static URING: RefCell<Option<Option<io_uring::IoUring>>> = const { RefCell::new(None) };
@@ -200,53 +198,63 @@ pub fn write_batch(claims: &[Claim<'_>], frame: &Framed) -> Option<Vec<isize>> {
     URING.with(|cell| {
         let mut cell = cell.borrow_mut();
         let ring = cell.get_or_insert_with(|| new_ring(RING)).as_mut()?;
-        let mut sent = vec![-1isize; claims.len()];
-        let len = u32::try_from(frame.len()).ok()?;
-        for (n, chunk) in claims.chunks(RING as usize).enumerate() {
-            let base = n * RING as usize;
-            {
-                let mut sq = ring.submission();
-                for (i, c) in chunk.iter().enumerate() {
-                    // MSG_DONTWAIT: a full socket completes with -EAGAIN
-                    // instead of waiting for room.
-                    let e = io_uring::opcode::Send::new(
-                        io_uring::types::Fd(c.wire.fd),
-                        frame.bytes.as_ptr(),
-                        len,
-                    )
-                    .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
-                    .build()
-                    .user_data((base + i) as u64);
-                    // SAFETY: the entry points at `frame`'s buffer, which
-                    // outlives it (completed below); the descriptor is open while the
-                    // claim holds the wire's lock. The queue has room: at
-                    // most RING entries per submission, all reaped below.
-                    if unsafe { sq.push(&e) }.is_err() {
-                        return None;
-                    }
+        write_batch_on(ring, claims, frame)
+    })
+}
+
+/// Entries per submission of [`write_batch`] (larger batches go in several).
+#[cfg(target_os = "linux")]
+const RING: u32 = 1024;
+
+/// [`write_batch`] on a given ring. A chunk of writes goes into the
+/// submission queue whole or not at all: with no room for it (which the
+/// thread's own ring never lacks, every chunk being reaped before the
+/// next), it and the rest answer `-EAGAIN`, so those members get the event
+/// through their queues; nothing is written twice, and no entry pointing
+/// at `frame` is left behind in the queue.
+#[cfg(target_os = "linux")]
+fn write_batch_on(ring: &mut io_uring::IoUring, claims: &[Claim<'_>], frame: &Framed) -> Option<Vec<isize>> {
+    let mut sent = vec![-(libc::EAGAIN as isize); claims.len()];
+    let len = u32::try_from(frame.len()).ok()?;
+    let per = (ring.params().sq_entries() as usize).min(RING as usize);
+    let mut entries = Vec::with_capacity(per.min(claims.len()));
+    for (n, chunk) in claims.chunks(per).enumerate() {
+        let base = n * per;
+        entries.clear();
+        entries.extend(chunk.iter().enumerate().map(|(i, c)| {
+            // MSG_DONTWAIT: a full socket completes with -EAGAIN instead of
+            // waiting for room.
+            io_uring::opcode::Send::new(io_uring::types::Fd(c.wire.fd), frame.bytes.as_ptr(), len)
+                .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                .build()
+                .user_data((base + i) as u64)
+        }));
+        // SAFETY: each entry points at `frame`'s buffer, which outlives it
+        // (every one is reaped below before this returns); the descriptors
+        // are open while the claims hold their wires' locks.
+        if unsafe { ring.submission().push_multiple(&entries) }.is_err() {
+            return Some(sent);
+        }
+        // Every entry is reaped before `frame` may go: the kernel reads
+        // it until each completes.
+        let mut done = 0;
+        while done < chunk.len() {
+            if let Err(e) = ring.submit_and_wait(chunk.len() - done) {
+                let again = matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY));
+                if !again {
+                    // Entries in flight point at memory about to be
+                    // freed: stopping is the only safe answer.
+                    tracing::error!(error = %e, "io_uring failed with writes in flight");
+                    std::process::abort();
                 }
             }
-            // Every entry is reaped before `frame` may go: the kernel reads
-            // it until each completes.
-            let mut done = 0;
-            while done < chunk.len() {
-                if let Err(e) = ring.submit_and_wait(chunk.len() - done) {
-                    let again = matches!(e.raw_os_error(), Some(libc::EINTR | libc::EAGAIN | libc::EBUSY));
-                    if !again {
-                        // Entries in flight point at memory about to be
-                        // freed: stopping is the only safe answer.
-                        tracing::error!(error = %e, "io_uring failed with writes in flight");
-                        std::process::abort();
-                    }
-                }
-                for c in ring.completion() {
-                    sent[c.user_data() as usize] = c.result() as isize;
-                    done += 1;
-                }
+            for c in ring.completion() {
+                sent[c.user_data() as usize] = c.result() as isize;
+                done += 1;
             }
         }
-        Some(sent)
-    })
+    }
+    Some(sent)
 }
 
 /// Writes `frame` into every claimed socket, one system call each.
@@ -562,6 +570,41 @@ mod tests {
         for (_, c) in pairs.iter_mut().take(4) {
             assert_eq!(read_n(c, 304).await, frame(&payload));
         }
+    }
+
+    /// A ring whose submission queue lacks room for a chunk queues none of
+    /// it: those members answer `-EAGAIN` (their events go through their
+    /// queues), nothing reaches their sockets, and no entry is left in the
+    /// queue (fails if the chunk is pushed entry by entry, or if the batch
+    /// gives up with `None`, which writes every member again one by one).
+    #[tokio::test]
+    async fn a_chunk_the_ring_has_no_room_for_is_not_queued_at_all() {
+        let mut pairs = Vec::new();
+        for _ in 0..4 {
+            pairs.push(pair().await);
+        }
+        let mut ring = io_uring::IoUring::new(8).expect("io_uring on this machine");
+        let nop = io_uring::opcode::Nop::new().build().user_data(u64::MAX);
+        for _ in 0..6 {
+            // SAFETY: a no-op holds no pointer.
+            unsafe { ring.submission().push(&nop) }.expect("room for six");
+        }
+        let wires: Vec<Wire> = pairs.iter().map(|(s, _)| Wire::new(s, None, None)).collect();
+        let claims: Vec<Claim<'_>> = wires.iter().map(|w| w.try_claim().expect("idle wire")).collect();
+        let framed = Framed::new(b"p");
+        let sent = write_batch_on(&mut ring, &claims, &framed);
+        assert_eq!(sent, Some(vec![-(libc::EAGAIN as isize); 4]));
+        assert_eq!(ring.submission().len(), 6, "nothing of the chunk left queued");
+        drop(claims);
+        ring.submit_and_wait(6).unwrap();
+        assert_eq!(ring.completion().count(), 6);
+        for (_, c) in &pairs {
+            let mut b = [0u8; 8];
+            assert!(c.try_read(&mut b).is_err(), "nothing written");
+        }
+        // With room again, the same ring writes them all.
+        let claims: Vec<Claim<'_>> = wires.iter().map(|w| w.try_claim().expect("idle wire")).collect();
+        assert_eq!(write_batch_on(&mut ring, &claims, &framed), Some(vec![3; 4]));
     }
 
     #[tokio::test]
