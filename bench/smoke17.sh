@@ -32,9 +32,10 @@ assert by["fanout"]["steps"][0]["delivered"] == by["fanout"]["steps"][0]["expect
 rows = by["append-floor"]["steps"]
 assert [s["step"] for s in rows] == ["300", "400", "max"] and all(s["rows"] > 0 for s in rows), rows
 sock = by["socket-floor"]["steps"]
-assert [s["step"] for s in sock] == ["send", "uring"], by["socket-floor"]
-assert all(s["frames_received"] == s["frames"] > 0 and s["writer_cpu_us_per_frame"] > 0 for s in sock), sock
+assert [s["step"] for s in sock] == ["send", "uring", "send+multishot", "uring+multishot"], by["socket-floor"]
+assert all(s["frames_received"] == s["frames"] > 0 and s["writer_cpu_us_per_frame"] > 0
+           and s["reader_cpu_us_per_frame"] > 0 for s in sock), sock
 PY
-grep -q "^(c) the socket floor" "$TMP/issue17.md"
+grep -q "^(c) the socket floor.*multishot" "$TMP/issue17.md"
 grep -q "^## Issue 17: " "$TMP/issue17.md"
 grep -E "^\| \(a\) \+ \(b\)" "$TMP/issue17.md"
