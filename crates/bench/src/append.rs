@@ -164,15 +164,24 @@ fn write_rows(
     Ok(Written { rows, commits, cpu_ns: thread_cpu_ns() - cpu0, wall: t0.elapsed(), commit, row })
 }
 
-/// Offers rows for `window` at `rate` per second (0: as fast as taken).
-fn produce(tx: mpsc::SyncSender<Row>, rate: f64, window: Duration, body_bytes: usize, first: u64) {
+/// Offers rows at `rate` per second (0: as fast as taken) for `window`,
+/// and on while `busy` holds the window open (`BusyDisk::holds_window`);
+/// gives the writer back.
+fn produce(
+    tx: mpsc::SyncSender<Row>,
+    rate: f64,
+    window: Duration,
+    body_bytes: usize,
+    first: u64,
+    mut busy: Option<BusyDisk>,
+) -> Option<BusyDisk> {
     let start = Instant::now();
     let mut n = 0u64;
-    while start.elapsed() < window {
+    while start.elapsed() < window || busy.as_mut().is_some_and(|b| b.holds_window(start.elapsed(), window)) {
         let due = if rate > 0.0 { (rate * start.elapsed().as_secs_f64()) as u64 } else { n + 64 };
         while n < due {
             if tx.send(row(first + n, body_bytes)).is_err() {
-                return;
+                return busy;
             }
             n += 1;
         }
@@ -180,15 +189,22 @@ fn produce(tx: mpsc::SyncSender<Row>, rate: f64, window: Duration, body_bytes: u
             std::thread::sleep(Duration::from_millis(1));
         }
     }
+    busy
 }
 
-fn step(conn: &mut Connection, args: &Args, rate: f64, first: u64) -> anyhow::Result<(Metrics, u64)> {
+fn step(
+    conn: &mut Connection,
+    args: &Args,
+    rate: f64,
+    first: u64,
+    busy: Option<BusyDisk>,
+) -> anyhow::Result<(Metrics, u64)> {
     let window = Duration::from_secs_f64(args.duration);
     let (tx, rx) = mpsc::sync_channel(args.max_batch * 4);
     let body_bytes = args.body_bytes;
-    let producer = std::thread::spawn(move || produce(tx, rate, window, body_bytes, first));
+    let producer = std::thread::spawn(move || produce(tx, rate, window, body_bytes, first, busy));
     let w = write_rows(conn, &rx, args.max_batch)?;
-    producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))?;
+    let busy = producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))?;
     let rows_per_s = w.rows as f64 / w.wall.as_secs_f64();
     let mut m = Metrics::default();
     m.num("target_rows_per_s", rate, "rows/s")
@@ -202,6 +218,9 @@ fn step(conn: &mut Connection, args: &Args, rate: f64, first: u64) -> anyhow::Re
         .num("writer_cpu_util", w.cpu_ns as f64 / w.wall.as_nanos().max(1) as f64, "cores")
         .put("kept_up", rate == 0.0 || rows_per_s >= 0.95 * rate, "")
         .num("machine_load_1m", crate::scenarios::loadavg(), "");
+    if let Some(busy) = busy {
+        busy.stop(&mut m);
+    }
     Ok((m, w.rows))
 }
 
@@ -224,10 +243,7 @@ pub fn run(args: &Args) -> anyhow::Result<Report> {
     let mut first = 0u64;
     for &rate in &args.rate {
         let busy = (args.busy_disk_mib > 0).then(|| BusyDisk::start_in(&dir, args.busy_disk_mib));
-        let (mut m, rows) = step(&mut conn, args, rate, first)?;
-        if let Some(busy) = busy {
-            busy.stop(&mut m);
-        }
+        let (m, rows) = step(&mut conn, args, rate, first, busy)?;
         first += rows;
         steps.push((if rate > 0.0 { format!("{rate}") } else { "max".into() }, m));
     }
@@ -271,7 +287,7 @@ mod tests {
             busy_disk_mib: 0,
         };
         let mut conn = open(&dir.path().join("t.db")).unwrap();
-        let (m, rows) = step(&mut conn, &args, 2000.0, 0).unwrap();
+        let (m, rows) = step(&mut conn, &args, 2000.0, 0, None).unwrap();
         let stored: u64 = conn.query_row("SELECT count(*) FROM messages", [], |r| r.get(0)).unwrap();
         assert_eq!(stored, rows);
         assert!(rows > 0);
@@ -294,16 +310,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let args = Args {
             rate: vec![500.0],
-            duration: 0.5,
+            // Far shorter than writing and syncing the writer's 128 MiB: the
+            // window stays open until the writer is done.
+            duration: 0.01,
             body_bytes: 100,
             max_batch: 50,
             dir: Some(dir.path().to_path_buf()),
-            busy_disk_mib: 4,
+            busy_disk_mib: 128,
         };
         let r = run(&args).unwrap();
         let (_, step) = &r.steps[0];
         assert_eq!(step.get("busy_disk_started").and_then(|v| v.as_bool()), Some(true), "{step:?}");
-        assert!(step.get("busy_disk_written_mib").and_then(|v| v.as_u64()).is_some(), "{step:?}");
+        assert_eq!(step.get("busy_disk_written_mib").and_then(|v| v.as_u64()), Some(128), "{step:?}");
+        assert_eq!(step.get("busy_disk_finished").and_then(|v| v.as_bool()), Some(true), "{step:?}");
         assert!(step.get("rows").and_then(|v| v.as_u64()).unwrap() > 0);
         // Neither dd's file nor the database is left behind.
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();

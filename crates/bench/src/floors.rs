@@ -218,6 +218,10 @@ pub fn render(results: &[Value]) -> String {
     );
     runs_table(&r, &mut md);
     md.push_str(METHOD);
+    // The section can be regenerated alone (`--issue17`) on another host
+    // than the rest of the report, so it names the machine it ran on.
+    md.push_str("\n#### The machine of this run\n\n");
+    md.push_str(&crate::markdown::machine());
     md
 }
 
@@ -591,7 +595,8 @@ fn slow_disk_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
         md,
         "\n### Slow disk: 10k msg/s over 200 pairs while another process writes to the same disk\n\n\
          | | quiet: acked/s | quiet: p99 ms | busy: acked/s | busy: p50 ms | busy: p99 ms | busy: max ms | \
-         dd MiB written | server CPU µs per msg quiet / busy |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+         dd MiB written (its fsync returned in the window) | server CPU µs per msg quiet / busy |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for (t, name) in TARGETS {
         let Some(busy) = r.step("slow-disk", t, r.hi()) else { continue };
@@ -607,7 +612,7 @@ fn slow_disk_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
             b("deliver_p50_ms"),
             b("deliver_p99_ms"),
             b("deliver_max_ms"),
-            b("busy_disk_written_mib"),
+            dd_written(busy),
             q("server_cpu_us_per_msg"),
             b("server_cpu_us_per_msg")
         );
@@ -622,25 +627,43 @@ fn slow_disk_table(r: &Results, md: &mut String, targets: &mut Vec<Verdict>) {
             b("row_p50_ms"),
             b("row_p99_ms"),
             b("row_max_ms"),
-            b("busy_disk_written_mib")
+            dd_written(fl)
         );
     }
     let busy = r.step("slow-disk", "courier", r.hi());
     let p99 = busy.and_then(|s| s["deliver_p99_ms"].as_f64());
     let kept = busy.map(|s| s["kept_up"] == true);
     let floor_p99 = floor.and_then(|s| s["row_p99_ms"].as_f64());
+    // The writer's final flush is what stalls other fsyncs: a window that
+    // held it is not comparable with one that did not.
+    let done = |s: Option<&Value>| s.and_then(|s| s.get("busy_disk_finished")?.as_bool());
+    let comparable = done(busy) == done(floor);
     targets.push(verdict(
         "slow disk: Courier at 10k msg/s while `dd` writes (kept up; p99 ms; the disk's own p99 under the same `dd`)",
         format!(
-            "kept up: {}; p99 {} (floor {}: {})",
+            "kept up: {}; p99 {} (floor {}: {}){}",
             kept.map_or("–", |k| if k { "yes" } else { "no" }),
             f(p99),
             f(floor_p99),
-            x(ratio(p99, floor_p99))
+            x(ratio(p99, floor_p99)),
+            if comparable { "" } else { "; `dd` finished in only one of the two windows: not comparable" }
         ),
         "degrades gracefully: keeps up, p99 ≤ 1.5× the floor's",
-        kept.zip(p99).zip(floor_p99).map(|((k, p), fl)| k && p <= SLOW_DISK_FLOOR_FACTOR * fl),
+        kept.zip(p99)
+            .zip(floor_p99)
+            .filter(|_| comparable)
+            .map(|((k, p), fl)| k && p <= SLOW_DISK_FLOOR_FACTOR * fl),
     ));
+}
+
+/// MiB `dd` wrote in a busy-disk window, and whether it finished there.
+fn dd_written(step: &Value) -> String {
+    let mib = fmt(step.get("busy_disk_written_mib"));
+    match step.get("busy_disk_finished").and_then(Value::as_bool) {
+        Some(true) => format!("{mib} (yes)"),
+        Some(false) => format!("{mib} (no)"),
+        None => mib,
+    }
 }
 
 fn generator_targets(r: &Results, targets: &mut Vec<Verdict>) {
@@ -806,7 +829,10 @@ const METHOD: &str = "
   ones). **Latency**: three more Courier runs at 10k over 200 pairs, one
   after the other, each with a fresh server. **Slow disk**: the same load while
   `dd if=/dev/zero of=<file in the server's data folder> bs=1M count=3072 conv=fsync` runs from the start of the
-  window (stopped at its end if still running); compared with the first latency run and with the disk's own floor
+  window, and the window stays open at the same rate until `dd` is done (its final fsync returned), at most 60 s
+  past its 10 s (then `dd` is stopped; the table says whether it finished). On a fast disk a fixed window can end
+  while `dd` is still filling the page cache, before the flush that stalls every other fsync, so a run that held
+  the flush and one that did not are not comparable; a verdict needs both to agree. Compared with the first latency run and with the disk's own floor
   under the same writer: the append floor (b) at 10k rows/s beside the same `dd` (`append-floor --busy-disk-mib`),
   its p99 from a row offered to its commit returned. Judged graceful when Courier still keeps up (acks ≥ 95 % of the
   offered rate) with a p99 send → deliver ≤ 1.5× that floor's p99: a message waits for the commit in progress and
@@ -908,6 +934,9 @@ mod tests {
         );
         assert!(md.contains("**3.000** µs per frame to read"), "{md}");
         assert!(md.contains("**2.750** µs with a multishot `io_uring` receive on every socket"), "{md}");
+        // The section names its own machine (it may be run alone on another host).
+        let machine = md.split("#### The machine of this run").nth(1).expect("no machine heading");
+        assert!(machine.contains("- CPU: ") && machine.contains("- Kernel: Linux "), "{machine}");
     }
 
     #[test]
@@ -1064,5 +1093,17 @@ mod tests {
         // No floor measured: no verdict.
         let only_busy = vec![slow_disk(700.0, true, 500.0).remove(0)];
         assert!(verdict(&render(&only_busy)).contains("not measured"), "{}", verdict(&render(&only_busy)));
+        // The writer finished (its flush held) in Courier's window but not in
+        // the floor's: no verdict either way, and the table says which.
+        let mut runs = slow_disk(1000.0, true, 50.0);
+        runs[0]["steps"][0]["busy_disk_finished"] = json!(true);
+        runs[1]["steps"][0]["busy_disk_finished"] = json!(false);
+        let md = render(&runs);
+        let v = verdict(&md);
+        assert!(v.contains("not comparable") && v.ends_with("not measured |"), "{v}");
+        assert!(md.contains("| 3072 (no) | – |"), "{md}");
+        // Both windows held it: judged.
+        runs[1]["steps"][0]["busy_disk_finished"] = json!(true);
+        assert!(verdict(&render(&runs)).ends_with("**not met** |"));
     }
 }

@@ -160,6 +160,10 @@ pub fn summarize_ramp(summary: &mut Metrics, steps: &[(String, Metrics)]) {
     }
 }
 
+/// How much longer than its set duration a busy-disk window waits for
+/// the writer to finish.
+pub const BUSY_DISK_GRACE: Duration = Duration::from_secs(60);
+
 /// Another process writing heavily to the server's disk while a window is
 /// measured: `dd if=/dev/zero of=<file> bs=1M count=<mib> conv=fsync` on
 /// the filesystem of the server's data (or this machine's temp folder for
@@ -193,6 +197,21 @@ impl BusyDisk {
             .spawn()
             .ok();
         BusyDisk { child, file, started: Instant::now() }
+    }
+
+    /// Whether the writer is done (its final fsync returned).
+    pub fn finished(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    }
+
+    /// Whether a busy-disk window that has run `elapsed` (at least its
+    /// set duration) stays open: until the writer is done, so that every
+    /// such window, the append floor's and each server's, holds the
+    /// writer's final flush (on a fast disk `dd` may still be filling the
+    /// page cache when a fixed window ends, and the flush is the part that
+    /// stalls other fsyncs), but at most [`BUSY_DISK_GRACE`] longer.
+    pub fn holds_window(&mut self, elapsed: Duration, duration: Duration) -> bool {
+        elapsed < duration + BUSY_DISK_GRACE && self.child.is_some() && !self.finished()
     }
 
     /// Stops the writer (if it is still going) and removes its file;

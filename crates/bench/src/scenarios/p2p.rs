@@ -166,18 +166,20 @@ async fn step(
     }
     sh.ack.reset();
     sh.deliver.reset();
-    let window = Duration::from_secs_f64(args.duration);
+    let duration = Duration::from_secs_f64(args.duration);
+    let mut window = duration;
     let n = senders.len();
     let per_sender = rate / n as f64;
     let inflight: Vec<Arc<AtomicU64>> = (0..n).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let mut issued = vec![0u64; n];
-    let writer = (args.busy_disk_mib > 0).then(|| super::BusyDisk::start(server, args.busy_disk_mib));
+    let mut writer = (args.busy_disk_mib > 0).then(|| super::BusyDisk::start(server, args.busy_disk_mib));
     // Scraped outside the CPU samples: the scrape is not the load's cost.
     let batches_before = server.batches().await;
     let before = server.sample();
     let gen_before = crate::target::sample_pid(std::process::id());
     let start = Instant::now();
-    c.window_end.store(now_ns() + window.as_nanos() as u64, Ordering::Relaxed);
+    let start_ns = now_ns();
+    c.window_end.store(start_ns + window.as_nanos() as u64, Ordering::Relaxed);
     let base_no = *msg_no;
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -217,7 +219,13 @@ async fn step(
             }
         }
         if elapsed >= window {
-            break;
+            // A busy-disk window stays open, at the same rate, until the
+            // writer is done (see `BusyDisk::holds_window`).
+            if !writer.as_mut().is_some_and(|w| w.holds_window(start.elapsed(), duration)) {
+                break;
+            }
+            window = start.elapsed() + TICK;
+            c.window_end.store(start_ns + window.as_nanos() as u64, Ordering::Relaxed);
         }
     }
     let issued_total: u64 = issued.iter().sum();
