@@ -815,6 +815,15 @@ async fn a_resend_to_a_new_conversation_writes_nothing() {
     assert_eq!(convs, [Conv::dm("alice", "bob").to_string()]);
 }
 
+/// A new database `wal.db` in WAL mode in a temporary directory, and a
+/// connection to it.
+fn wal_database() -> (TempDir, Connection) {
+    let dir = TempDir::new().unwrap();
+    let conn = Connection::open(dir.path().join("wal.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    (dir, conn)
+}
+
 /// Under steady commits a passive checkpoint never catches up with the
 /// writer, so the WAL would only grow; after a large one the writer copies
 /// back the rest itself and its next commit starts the WAL over. The
@@ -826,10 +835,8 @@ async fn a_resend_to_a_new_conversation_writes_nothing() {
 #[test]
 fn a_large_wal_is_started_over_when_a_passive_checkpoint_cannot_catch_up() {
     use super::writer::{catch_up, passive_checkpoint};
-    let dir = TempDir::new().unwrap();
+    let (dir, writer) = wal_database();
     let path = dir.path().join("wal.db");
-    let writer = Connection::open(&path).unwrap();
-    writer.pragma_update(None, "journal_mode", "WAL").unwrap();
     writer.pragma_update(None, "wal_autocheckpoint", 0).unwrap();
     writer.execute("CREATE TABLE t (b BLOB)", []).unwrap();
     let write = |pages: usize| {
@@ -856,4 +863,42 @@ fn a_large_wal_is_started_over_when_a_passive_checkpoint_cannot_catch_up() {
         after < 10,
         "the last commit was appended to a WAL of {after} frames instead of starting it over"
     );
+}
+
+/// The checkpointer sleeps through its interval without taking the
+/// writer's per-commit signals (each one taken was a wake-up of its thread
+/// for nothing), and still leaves as soon as the writer closes. An interval
+/// of an hour makes both deterministic: nothing but the close can end it.
+#[test]
+fn the_checkpointer_sleeps_through_commits_and_leaves_when_the_writer_closes() {
+    use super::writer::{checkpointer_main, stop_checkpointer};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
+    let (dir, _writer) = wal_database();
+    let conn = Connection::open(dir.path().join("wal.db")).unwrap();
+    let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
+    let rewind = Arc::new(AtomicBool::new(false));
+    let flag = rewind.clone();
+    let checkpointer = std::thread::spawn(move || {
+        checkpointer_main(&conn, &commits, &flag, Duration::from_secs(3600));
+    });
+    // The first commit starts the interval; 200 more land in it.
+    committed.send(()).unwrap();
+    let mut taken = 0;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_micros(200));
+        if committed.try_send(()).is_ok() {
+            taken += 1;
+        }
+    }
+    // The slot holds one signal; the thread took none of the others.
+    assert!(taken <= 1, "the checkpointer was woken for {taken} commits during its interval");
+    let (done, left) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        stop_checkpointer(committed, Some(checkpointer));
+        let _ = done.send(());
+    });
+    // A guard against a hang (an hour's sleep), not a timing check.
+    left.recv_timeout(Duration::from_secs(60))
+        .expect("the checkpointer did not leave when the writer closed");
 }

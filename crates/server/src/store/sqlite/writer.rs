@@ -255,7 +255,7 @@ pub(super) fn writer_main(
         let rewind = rewind.clone();
         std::thread::Builder::new()
             .name("courier-sqlite-checkpoint".into())
-            .spawn(move || checkpointer_main(&checkpoint_conn, &commits, &rewind))
+            .spawn(move || checkpointer_main(&checkpoint_conn, &commits, &rewind, CHECKPOINT_EVERY))
     };
     if let Err(e) = &checkpointer {
         // Without it the WAL would only be checkpointed at close: grow, not lose.
@@ -303,10 +303,7 @@ pub(super) fn writer_main(
         }
         if let Some(reply) = close {
             // Stop the checkpointer first: the final checkpoint is ours.
-            drop(committed);
-            if let Some(t) = checkpointer.take() {
-                let _ = t.join();
-            }
+            stop_checkpointer(committed, checkpointer.take());
             // Whatever was queued behind the close is refused, not run.
             queue.close();
             while let Ok(command) = queue.try_recv() {
@@ -353,22 +350,36 @@ pub(super) fn writer_main(
 /// snapshot only means this rewind waits for the next checkpoint. At 10k
 /// msg/s over 200 pairs, p99 send → deliver 10.4–11.3 → 6.3–6.7 ms;
 /// docs/benchmarks.md, server levers.)
+///
+/// While an interval runs this thread sleeps without taking the commits'
+/// signals: the one that started the interval's successor waits in the
+/// channel's single slot, and the writer's `try_send` of every later
+/// commit finds the slot full and wakes nobody. (Waiting on the channel
+/// instead woke this thread once per commit, about 500 times a second at
+/// 10k msg/s, to do nothing.) The writer unparks it when it closes.
 pub(super) fn checkpointer_main(
     conn: &Connection,
     commits: &std::sync::mpsc::Receiver<()>,
     rewind: &AtomicBool,
+    every: Duration,
 ) {
-    use std::sync::mpsc::RecvTimeoutError;
     while commits.recv().is_ok() {
         // Let commits accumulate, but leave at once when the writer closes
         // (its final checkpoint empties the WAL).
-        let due = Instant::now() + CHECKPOINT_EVERY;
+        let due = Instant::now() + every;
         loop {
-            match commits.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(()) => {}
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => return,
+            let now = Instant::now();
+            if now >= due {
+                break;
             }
+            std::thread::park_timeout(due - now);
+            if writer_gone(commits) {
+                return;
+            }
+        }
+        // A commit's signal still in the slot is covered by this checkpoint.
+        if writer_gone(commits) {
+            return;
         }
         // A second pass copies what was committed during the first (a few
         // commits' pages), so that little is left for the writer's catch-up.
@@ -376,6 +387,32 @@ pub(super) fn checkpointer_main(
             Ok((frames, _)) if frames > REWIND_FROM_FRAMES => rewind.store(true, Ordering::Release),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "background WAL checkpoint failed; will retry"),
+        }
+    }
+}
+
+/// Ends [`checkpointer_main`] (the writer closes): drops the writer's end of
+/// its channel, wakes it from the interval it may be sleeping through, and
+/// waits for it.
+pub(super) fn stop_checkpointer(
+    committed: std::sync::mpsc::SyncSender<()>,
+    checkpointer: Option<std::thread::JoinHandle<()>>,
+) {
+    drop(committed);
+    if let Some(t) = checkpointer {
+        t.thread().unpark();
+        let _ = t.join();
+    }
+}
+
+/// Takes a signal left in `commits`; true once the writer has dropped its end.
+fn writer_gone(commits: &std::sync::mpsc::Receiver<()>) -> bool {
+    use std::sync::mpsc::TryRecvError;
+    loop {
+        match commits.try_recv() {
+            Ok(()) => {}
+            Err(TryRecvError::Empty) => return false,
+            Err(TryRecvError::Disconnected) => return true,
         }
     }
 }
