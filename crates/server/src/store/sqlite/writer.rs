@@ -366,20 +366,17 @@ pub(super) fn checkpointer_main(
     while commits.recv().is_ok() {
         // Let commits accumulate, but leave at once when the writer closes
         // (its final checkpoint empties the WAL).
+        // A commit's signal taken here is covered by this checkpoint.
         let due = Instant::now() + every;
         loop {
+            if writer_gone(commits) {
+                return;
+            }
             let now = Instant::now();
             if now >= due {
                 break;
             }
             std::thread::park_timeout(due - now);
-            if writer_gone(commits) {
-                return;
-            }
-        }
-        // A commit's signal still in the slot is covered by this checkpoint.
-        if writer_gone(commits) {
-            return;
         }
         // A second pass copies what was committed during the first (a few
         // commits' pages), so that little is left for the writer's catch-up.
