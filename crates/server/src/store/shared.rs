@@ -27,11 +27,22 @@ macro_rules! invite_columns {
 /// Each is one index read: see `UnreadParts`.
 macro_rules! unread_columns {
     ($conv:literal, $user:literal, $recalled:literal, $own:expr) => {
+        unread_columns!(
+            $conv,
+            $user,
+            $recalled,
+            $own,
+            concat!("x.conv = ", $conv, " AND x.seq = mine.read_seq")
+        )
+    };
+    // `$at_read`: the engine's spelling of "x is the message at the read
+    // cursor" (SQLite's (conv, seq) order is not one index: `id_at!`).
+    ($conv:literal, $user:literal, $recalled:literal, $own:expr, $at_read:expr) => {
         concat!(
             "c.rel_count, \
-             coalesce((SELECT x.rel_count FROM messages x WHERE x.conv = ",
-            $conv,
-            " AND x.seq = mine.read_seq), 0), ",
+             coalesce((SELECT x.rel_count FROM messages x WHERE ",
+            $at_read,
+            "), 0), ",
             $own,
             ", \
              (SELECT count(*) FROM messages x WHERE x.conv = ",

@@ -12,6 +12,8 @@ use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend
 use async_trait::async_trait;
 use courier_proto::{Conv, Msg};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 // ---------------------------------------------------------------------------
 // Statements of the writer thread and the read pool
@@ -57,10 +59,14 @@ pub(super) fn insert_message(
     rel_target: Option<&str>,
 ) -> StoreResult<Inserted> {
     let conv = m.conv.to_string();
-    // The conversation's counters are its newest row's: read through the
-    // (conv, seq) index, not kept in a second row that every message would
-    // rewrite (one more scattered page per commit).
-    let (last_seq, last_rel) = newest(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count));
+    // The conversation's counters are its newest row's, not kept in a
+    // second row that every message would rewrite (one more scattered page
+    // per commit); the writer remembers them from its own appends.
+    let known = NEWEST.with(|n| n.borrow().get(&conv).copied());
+    let (last_seq, last_rel) = match known {
+        Some(n) => (n.seq, n.rel_count),
+        None => newest(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count)),
+    };
     if last_seq == 0 {
         // Listing a new conversation is a change: a resend (of a message
         // stored elsewhere) is recognised before it.
@@ -98,6 +104,7 @@ pub(super) fn insert_message(
     if inserted == 0 {
         return Ok(Inserted::Duplicate(m));
     }
+    remember_newest(&conv, Newest { seq, ts: m.ts, rel_count });
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
         // The first message lists the DM for both parties (once for dm:a:a).
         let mut list = c.prepare_cached(
@@ -152,7 +159,61 @@ pub(super) fn read_cursor(c: &Connection, conv: &str, user: &str) -> StoreResult
     Ok(cursor.unwrap_or_default())
 }
 
+thread_local! {
+    /// The writer thread's copy of each conversation's newest counters, as
+    /// of its own appends: a page read of the tail saved per append. Only
+    /// the writer appends, so it is exact while every change is kept; the
+    /// writer forgets it all whenever a write or a batch is rolled back
+    /// ([`forget_newest`]). Empty on every other thread.
+    static NEWEST: RefCell<HashMap<String, Newest>> = RefCell::new(HashMap::new());
+}
+
+/// Conversations [`NEWEST`] holds at most (about 64 bytes each).
+const NEWEST_CAP: usize = 100_000;
+
+fn remember_newest(conv: &str, n: Newest) {
+    NEWEST.with(|known| {
+        let mut known = known.borrow_mut();
+        if known.len() >= NEWEST_CAP && !known.contains_key(conv) {
+            known.clear();
+        }
+        known.insert(conv.to_owned(), n);
+    });
+}
+
+/// Drops the writer's copy of the conversations' counters: some write of
+/// the open transaction was rolled back.
+pub(super) fn forget_newest() {
+    NEWEST.with(|known| known.borrow_mut().clear());
+}
+
+/// Appends from which the writer indexes the tail (see [`index_tail`]).
+pub(super) const INDEX_FROM_ROWS: i64 = 512;
+
+/// Moves the tail (the messages above `message_order_mark`) into
+/// `message_order` once it holds `from_rows` messages, inserted in
+/// `(conv, seq)` order so that a conversation's new entries share their
+/// pages; true if it did. Part of the writer's transaction.
+pub(super) fn index_tail(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
+    let (mark, top): (i64, i64) = c
+        .prepare_cached(
+            "SELECT (SELECT id FROM message_order_mark), (SELECT coalesce(max(id), 0) FROM messages)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if top - mark < from_rows.max(1) {
+        return Ok(false);
+    }
+    c.prepare_cached(
+        "INSERT INTO message_order (conv, seq, id) \
+         SELECT conv, seq, id FROM messages WHERE id > ?1 AND id <= ?2 ORDER BY conv, seq",
+    )?
+    .execute([mark, top])?;
+    c.prepare_cached("UPDATE message_order_mark SET id = ?1")?.execute([top])?;
+    Ok(true)
+}
+
 /// A conversation's newest message: its counters are the conversation's.
+#[derive(Clone, Copy)]
 pub(super) struct Newest {
     seq: i64,
     ts: i64,
@@ -161,7 +222,7 @@ pub(super) struct Newest {
 }
 
 pub(super) fn newest(c: &Connection, conv: &str) -> rusqlite::Result<Option<Newest>> {
-    c.prepare_cached("SELECT seq, ts, rel_count FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT 1")?
+    c.prepare_cached(concat!("SELECT seq, ts, rel_count FROM messages WHERE id = ", newest_id!("?1")))?
         .query_row([conv], |r| Ok(Newest { seq: r.get(0)?, ts: r.get(1)?, rel_count: r.get(2)? }))
         .optional()
 }
@@ -190,10 +251,11 @@ pub(super) fn advance(
             None
         } else {
             Some(
-                c.prepare_cached(
-                    "SELECT count(*) FROM messages WHERE conv = ?1 AND seq > ?2 AND sender = ?3 \
-                     AND rel_target IS NULL",
-                )?
+                c.prepare_cached(concat!(
+                    "SELECT count(*) FROM messages WHERE id IN (",
+                    conv_ids!("?1", "> ?2"),
+                    ") AND sender = ?3 AND rel_target IS NULL"
+                ))?
                 .query_row(params![conv, to_sql_int(read_seq), user], |r| r.get(0))?,
             )
         };
@@ -206,6 +268,43 @@ pub(super) fn advance(
         .execute(params![conv, user, to_sql_int(recv_seq), to_sql_int(read_seq), own_after])?;
     }
     Ok(next)
+}
+
+/// Conversation ?1's messages in the tail with `$cond` (SQL text).
+macro_rules! tail_rows {
+    ($cond:literal) => {
+        concat!(
+            "SELECT ",
+            msg_columns!(),
+            " FROM messages WHERE id >= ",
+            tail_from!(),
+            " AND conv = ?1",
+            $cond
+        )
+    };
+}
+
+/// Up to ?2 of conversation ?1's indexed messages with `$cond`, the
+/// nearest first in `$dir` (`ASC` from the oldest, `DESC` from the newest).
+macro_rules! indexed_rows {
+    ($cond:literal, $dir:literal) => {
+        concat!(
+            "SELECT ",
+            msg_columns!(),
+            " FROM messages WHERE id IN (SELECT id FROM message_order WHERE conv = ?1",
+            $cond,
+            " ORDER BY seq ",
+            $dir,
+            " LIMIT ?2) ORDER BY id ",
+            $dir
+        )
+    };
+}
+
+/// The messages a page statement reads.
+fn page_rows(c: &Connection, sql: &str, p: impl rusqlite::Params) -> StoreResult<Vec<Msg>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    collect_msgs(stmt.query_map(p, RawMsg::from_row)?)
 }
 
 #[async_trait]
@@ -232,32 +331,42 @@ impl MessageStore for SqliteStore {
         self.read(move |c| {
             // One snapshot for the page and its reactions.
             let c = &c.unchecked_transaction()?;
+            // The tail holds the conversation's newest messages and the
+            // indexed part the older ones: newest first, the tail comes
+            // first; oldest first, the indexed part does.
+            let fetch_more = |got: usize| fetch - got as i64;
             let (mut msgs, newest_first) = match page {
                 Page::Latest => {
-                    let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ",
-                        msg_columns!(),
-                        " FROM messages WHERE conv = ?1 ORDER BY seq DESC LIMIT ?2"
-                    ))?;
-                    (collect_msgs(stmt.query_map(params![conv, fetch], RawMsg::from_row)?)?, true)
-                }
-                Page::After(after) => {
-                    let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ",
-                        msg_columns!(),
-                        " FROM messages WHERE conv = ?1 AND seq > ?3 ORDER BY seq ASC LIMIT ?2"
-                    ))?;
-                    let rows = stmt.query_map(params![conv, fetch, to_sql_int(after)], RawMsg::from_row)?;
-                    (collect_msgs(rows)?, false)
+                    let mut msgs = page_rows(
+                        c,
+                        concat!(tail_rows!(""), " ORDER BY id DESC LIMIT ?2"),
+                        params![conv, fetch],
+                    )?;
+                    if fetch_more(msgs.len()) > 0 {
+                        let sql = indexed_rows!("", "DESC");
+                        msgs.extend(page_rows(c, sql, params![conv, fetch_more(msgs.len())])?);
+                    }
+                    (msgs, true)
                 }
                 Page::Before(before) => {
-                    let mut stmt = c.prepare_cached(concat!(
-                        "SELECT ",
-                        msg_columns!(),
-                        " FROM messages WHERE conv = ?1 AND seq < ?3 ORDER BY seq DESC LIMIT ?2"
-                    ))?;
-                    let rows = stmt.query_map(params![conv, fetch, to_sql_int(before)], RawMsg::from_row)?;
-                    (collect_msgs(rows)?, true)
+                    let before = to_sql_int(before);
+                    let sql = concat!(tail_rows!(" AND seq < ?3"), " ORDER BY id DESC LIMIT ?2");
+                    let mut msgs = page_rows(c, sql, params![conv, fetch, before])?;
+                    if fetch_more(msgs.len()) > 0 {
+                        let sql = indexed_rows!(" AND seq < ?3", "DESC");
+                        msgs.extend(page_rows(c, sql, params![conv, fetch_more(msgs.len()), before])?);
+                    }
+                    (msgs, true)
+                }
+                Page::After(after) => {
+                    let after = to_sql_int(after);
+                    let sql = indexed_rows!(" AND seq > ?3", "ASC");
+                    let mut msgs = page_rows(c, sql, params![conv, fetch, after])?;
+                    if fetch_more(msgs.len()) > 0 {
+                        let sql = concat!(tail_rows!(" AND seq > ?3"), " ORDER BY id ASC LIMIT ?2");
+                        msgs.extend(page_rows(c, sql, params![conv, fetch_more(msgs.len()), after])?);
+                    }
+                    (msgs, false)
                 }
             };
             let more = msgs.len() > limit;
@@ -337,11 +446,18 @@ impl MessageStore for SqliteStore {
             let mut out = Vec::new();
             let mut dms = tx.prepare_cached(concat!(
                 "SELECT d.conv, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
-                unread_columns!("d.conv", "d.user_id", "x.recalled = 1", "coalesce(mine.own_after, 0)"),
+                unread_columns!(
+                    "d.conv",
+                    "d.user_id",
+                    "x.recalled = 1",
+                    "coalesce(mine.own_after, 0)",
+                    concat!("x.id = ", id_at!("d.conv", "mine.read_seq"))
+                ),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
-                 JOIN messages c ON c.id = (SELECT id FROM messages WHERE conv = d.conv ORDER BY seq DESC LIMIT 1) \
-                 LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
+                 JOIN messages c ON c.id = ",
+                newest_id!("d.conv"),
+                " LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
                  LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
                  WHERE d.user_id = ?1"
             ))?;
@@ -359,12 +475,13 @@ impl MessageStore for SqliteStore {
                     "'ch:' || m.channel",
                     "m.user_id",
                     "x.recalled = 1",
-                    "coalesce(mine.own_after, 0)"
+                    "coalesce(mine.own_after, 0)",
+                    concat!("x.id = ", id_at!("('ch:' || m.channel)", "mine.read_seq"))
                 ),
                 " FROM channel_members m \
-                 LEFT JOIN messages c ON c.id = \
-                     (SELECT id FROM messages WHERE conv = 'ch:' || m.channel ORDER BY seq DESC LIMIT 1) \
-                 LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
+                 LEFT JOIN messages c ON c.id = ",
+                newest_id!("('ch:' || m.channel)"),
+                " LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
                  WHERE m.user_id = ?1"
             ))?;
             let rows = channels.query_map([&user], |r| {

@@ -23,6 +23,17 @@
 //! are gapless without any further locking, and compare-and-set updates
 //! (invitations) are plain conditional `UPDATE`s.
 //!
+//! # A conversation's order: indexed in bulk
+//!
+//! A message's place in its conversation, `(conv, seq)`, is not indexed by
+//! the append that stores it: that put one scattered index page per
+//! conversation into every commit. The messages above a mark (the tail,
+//! each conversation's newest) are read straight from the table; once the
+//! tail holds a few hundred, the batch that finds it so inserts them into
+//! `message_order` in `(conv, seq)` order and moves the mark (schema v6,
+//! `messages::index_tail`). The writer keeps each conversation's newest
+//! counters in memory, and forgets them whenever a write is rolled back.
+//!
 //! # Reads: a small pool of read-only connections
 //!
 //! Reads run on [`READERS`] read-only connections through
@@ -151,6 +162,17 @@ impl SqliteStore {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_sized(dir: &Path, readers: usize, cache_kib: u32) -> StoreResult<SqliteStore> {
+        Self::open_with(dir, readers, cache_kib, messages::INDEX_FROM_ROWS)
+    }
+
+    /// [`open_sized`](Self::open_sized), indexing the tail of newest
+    /// messages from `index_from` rows (tests: 1, every batch).
+    pub(super) fn open_with(
+        dir: &Path,
+        readers: usize,
+        cache_kib: u32,
+        index_from: i64,
+    ) -> StoreResult<SqliteStore> {
         let n_readers = readers.max(1);
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
@@ -224,7 +246,7 @@ impl SqliteStore {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("courier-sqlite-writer".into())
-                .spawn(move || writer_main(conn, checkpoint_conn, queue, &stats))?
+                .spawn(move || writer_main(conn, checkpoint_conn, queue, &stats, index_from))?
         };
         Ok(SqliteStore {
             path,

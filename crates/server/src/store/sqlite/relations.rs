@@ -86,9 +86,10 @@ pub(super) fn append_relation_message(
 pub(super) fn apply_effect(c: &Connection, conv: &str, seq: i64, effect: RelationEffect) -> StoreResult<()> {
     match effect {
         RelationEffect::SetEdited { text, ts } => {
-            c.prepare_cached(
-                "UPDATE messages SET edited_text = ?3, edited_ts = ?4 WHERE conv = ?1 AND seq = ?2",
-            )?
+            c.prepare_cached(concat!(
+                "UPDATE messages SET edited_text = ?3, edited_ts = ?4 WHERE id = ",
+                id_at!("?1", "?2")
+            ))?
             .execute(params![conv, seq, text, ts])?;
         }
         RelationEffect::AddReaction { key, user, seq: at } => {
@@ -105,16 +106,17 @@ pub(super) fn apply_effect(c: &Connection, conv: &str, seq: i64, effect: Relatio
             .execute(params![conv, seq, key, user])?;
         }
         RelationEffect::Pin { ts, seq: at } => {
-            c.prepare_cached(
-                "UPDATE messages SET pinned = coalesce(pinned, ?3), pin_seq = coalesce(pin_seq, ?4) \
-                 WHERE conv = ?1 AND seq = ?2",
-            )?
+            c.prepare_cached(concat!(
+                "UPDATE messages SET pinned = coalesce(pinned, ?3), pin_seq = coalesce(pin_seq, ?4) WHERE id = ",
+                id_at!("?1", "?2")
+            ))?
             .execute(params![conv, seq, ts, at])?;
         }
         RelationEffect::Unpin => {
-            c.prepare_cached(
-                "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE conv = ?1 AND seq = ?2",
-            )?
+            c.prepare_cached(concat!(
+                "UPDATE messages SET pinned = NULL, pin_seq = NULL WHERE id = ",
+                id_at!("?1", "?2")
+            ))?
             .execute(params![conv, seq])?;
         }
         RelationEffect::Recall(scrub) => recall(c, conv, seq, &scrub)?,
@@ -125,11 +127,11 @@ pub(super) fn apply_effect(c: &Connection, conv: &str, seq: i64, effect: Relatio
 /// Scrubs a recalled message (`conv`, `seq`): its body, aggregates,
 /// reactions, and what `scrub` names (its edits' texts, mentions, media).
 pub(super) fn recall(c: &Connection, conv: &str, seq: i64, scrub: &RecallEffect) -> StoreResult<()> {
-    c.prepare_cached(
+    c.prepare_cached(concat!(
         "UPDATE messages SET body = '{}', recalled = 1, edited_text = NULL, edited_ts = NULL, \
-             pinned = NULL, pin_seq = NULL \
-         WHERE conv = ?1 AND seq = ?2",
-    )?
+             pinned = NULL, pin_seq = NULL WHERE id = ",
+        id_at!("?1", "?2")
+    ))?
     .execute(params![conv, seq])?;
     c.prepare_cached("UPDATE messages SET body = ?3 WHERE rel_target = ?2 AND kind = 'edit' AND conv = ?1")?
         .execute(params![conv, scrub.target, scrub.edit_body])?;

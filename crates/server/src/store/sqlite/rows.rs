@@ -5,6 +5,72 @@ pub(super) use crate::store::shared::{RawInvite, RawMsg};
 use courier_proto::{Invite, Msg};
 use rusqlite::Row;
 
+// ---------------------------------------------------------------------------
+// A conversation's messages in seq order (schema v6): those up to
+// `message_order_mark` through `message_order`, the tail above it straight
+// from the table. In a conversation seq grows with the rowid, so the tail
+// holds each conversation's newest messages, in rowid order.
+
+/// The lowest rowid of the tail (one past the mark), as an expression.
+macro_rules! tail_from {
+    () => {
+        "(SELECT id + 1 FROM message_order_mark)"
+    };
+}
+
+/// The rowids of conversation `$conv` whose seq satisfies `seq $cond` (both
+/// SQL text), indexed part and tail, in no particular order.
+macro_rules! conv_ids {
+    ($conv:expr, $cond:expr) => {
+        concat!(
+            "SELECT id FROM message_order WHERE conv = ",
+            $conv,
+            " AND seq ",
+            $cond,
+            " UNION ALL SELECT id FROM messages WHERE id >= ",
+            tail_from!(),
+            " AND conv = ",
+            $conv,
+            " AND seq ",
+            $cond
+        )
+    };
+}
+
+/// The rowid of conversation `$conv`'s message `$seq` (NULL if none).
+macro_rules! id_at {
+    ($conv:expr, $seq:expr) => {
+        concat!(
+            "coalesce((SELECT id FROM message_order WHERE conv = ",
+            $conv,
+            " AND seq = ",
+            $seq,
+            "), (SELECT id FROM messages WHERE id >= ",
+            tail_from!(),
+            " AND conv = ",
+            $conv,
+            " AND seq = ",
+            $seq,
+            "))"
+        )
+    };
+}
+
+/// The rowid of conversation `$conv`'s newest message (NULL if none).
+macro_rules! newest_id {
+    ($conv:expr) => {
+        concat!(
+            "coalesce((SELECT id FROM messages WHERE id >= ",
+            tail_from!(),
+            " AND conv = ",
+            $conv,
+            " ORDER BY id DESC LIMIT 1), (SELECT id FROM message_order WHERE conv = ",
+            $conv,
+            " ORDER BY seq DESC LIMIT 1))"
+        )
+    };
+}
+
 impl RawMsg {
     pub(super) fn from_row(r: &Row<'_>) -> rusqlite::Result<RawMsg> {
         Ok(RawMsg {

@@ -253,6 +253,66 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled = 1;
     CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
     "#,
+    // v6: the (conv, seq) order is indexed in bulk, off each send's commit
+    r#"
+    -- UNIQUE (conv, seq) put every message at the end of its conversation's
+    -- run in a large index: one scattered page per conversation in every
+    -- commit, two thirds of the pages a commit wrote. The same order now
+    -- lives in message_order, filled by the writer in bulk: every few
+    -- hundred messages, the rows past message_order_mark are inserted in
+    -- (conv, seq) order, so a page takes all of a conversation's new
+    -- entries at once. Reads take the rows past the mark (the tail: a
+    -- conversation's newest, in rowid order, since seq grows with the
+    -- rowid in a conversation) from the table and the rest through
+    -- message_order. The table is rebuilt without the constraint, with its
+    -- rowids, columns and other indexes unchanged.
+    CREATE TABLE messages_v6 (
+        id          INTEGER PRIMARY KEY,
+        conv        TEXT NOT NULL REFERENCES conversations (conv),
+        seq         INTEGER NOT NULL,
+        mid         TEXT NOT NULL UNIQUE,
+        cid         TEXT NOT NULL,
+        sender      TEXT NOT NULL,
+        target      TEXT NOT NULL,   -- the Target as JSON: {"user":..} / {"channel":..}
+        kind        TEXT NOT NULL,
+        body        TEXT NOT NULL,   -- compact JSON object
+        reply_to    TEXT,
+        ts          INTEGER NOT NULL,
+        rel_target  TEXT,            -- relations: the target's mid
+        rel_count   INTEGER NOT NULL DEFAULT 0,
+        edited_text TEXT,
+        edited_ts   INTEGER,
+        recalled    INTEGER NOT NULL DEFAULT 0,
+        pinned      INTEGER,
+        pin_seq     INTEGER,
+        UNIQUE (cid, sender)         -- idempotency, forever
+    );
+    INSERT INTO messages_v6 (id, conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+                             rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq)
+        SELECT id, conv, seq, mid, cid, sender, target, kind, body, reply_to, ts,
+               rel_target, rel_count, edited_text, edited_ts, recalled, pinned, pin_seq
+        FROM messages ORDER BY id;
+    DROP TABLE messages;
+    ALTER TABLE messages_v6 RENAME TO messages;
+    CREATE INDEX messages_edits ON messages (rel_target) WHERE kind = 'edit';
+    CREATE INDEX messages_recalled ON messages (conv, seq) WHERE recalled = 1;
+    CREATE INDEX messages_pinned ON messages (conv, pin_seq) WHERE pin_seq IS NOT NULL;
+    -- Each message up to the mark, by conversation and seq (unique, as the
+    -- constraint was).
+    CREATE TABLE message_order (
+        conv TEXT NOT NULL,
+        seq  INTEGER NOT NULL,
+        id   INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO message_order (conv, seq, id) SELECT conv, seq, id FROM messages ORDER BY conv, seq;
+    -- The highest rowid in message_order: rows above it are the tail.
+    CREATE TABLE message_order_mark (
+        only INTEGER PRIMARY KEY CHECK (only = 1),
+        id   INTEGER NOT NULL
+    );
+    INSERT INTO message_order_mark (only, id) SELECT 1, coalesce(max(id), 0) FROM messages;
+    "#,
 ];
 
 /// The schema version this build writes.

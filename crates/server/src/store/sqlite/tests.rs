@@ -14,14 +14,31 @@ use tempfile::TempDir;
 
 /// A fresh store in its own temporary directory (removed with the store).
 async fn fresh() -> Arc<dyn Store> {
+    fresh_indexing_from(messages::INDEX_FROM_ROWS).await
+}
+
+/// [`fresh`], indexing the tail of newest messages from `rows` rows.
+async fn fresh_indexing_from(rows: i64) -> Arc<dyn Store> {
     let dir = TempDir::new().expect("temp dir");
-    let mut store = SqliteStore::open(dir.path()).expect("open a fresh store");
+    let mut store =
+        SqliteStore::open_with(dir.path(), READERS, WRITER_CACHE_KIB, rows).expect("open a fresh store");
     store._temp_dir = Some(dir);
     Arc::new(store)
 }
 
+/// The suite's conversations are short: here they stay in the tail.
 mod suite {
     crate::store_suite!(super::fresh());
+}
+
+/// Every batch indexes the tail: reads go through `message_order`.
+mod suite_indexed {
+    crate::store_suite!(super::fresh_indexing_from(1));
+}
+
+/// The tail is indexed every third message: reads join both halves.
+mod suite_mixed {
+    crate::store_suite!(super::fresh_indexing_from(3));
 }
 
 fn raw(dir: &Path) -> Connection {
@@ -687,6 +704,11 @@ const FIXTURES: &[&str] = &[
     r#"
     INSERT INTO last_seen VALUES ('alice', 70);
     "#,
+    // v6 (the (conv, seq) order moved to message_order, rows unchanged:
+    // see `the_v5_and_v6_migrations_keep_every_message_row`)
+    r#"
+    INSERT INTO last_seen VALUES ('carol', 80);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -758,7 +780,7 @@ fn message_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_v5_migration_keeps_every_message_row() {
+async fn the_v5_and_v6_migrations_keep_every_message_row() {
     let dir = TempDir::new().unwrap();
     build_historical(dir.path(), 4);
     let before = message_rows(&raw(dir.path()));
@@ -777,7 +799,33 @@ async fn the_v5_migration_keeps_every_message_row() {
         )
         .unwrap();
     assert!(plan.contains("(cid=? AND sender=?)"), "{plan}");
-    // The constraints came along: (conv, seq), mid and (sender, cid) are unique.
+    // v6: every message is in message_order, in (conv, seq) order, and
+    // the mark is the newest rowid: no tail.
+    let order: Vec<(String, i64, i64)> = conn
+        .prepare("SELECT conv, seq, id FROM message_order")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut expected: Vec<(String, i64, i64)> = before
+        .iter()
+        .map(|row| {
+            use rusqlite::types::Value::{Integer, Text};
+            match (&row[1], &row[2], &row[0]) {
+                (Text(conv), Integer(seq), Integer(id)) => (conv.clone(), *seq, *id),
+                other => panic!("unexpected row {other:?}"),
+            }
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(order, expected);
+    let mark: i64 = conn.query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap();
+    assert_eq!(mark, 10);
+    // (conv, seq) is unique in message_order, as it was in the table.
+    let taken = conn.execute("INSERT INTO message_order VALUES ('ch:lobby', 1, 99)", []).unwrap_err();
+    assert_eq!(taken.sqlite_error_code(), Some(rusqlite::ErrorCode::ConstraintViolation));
+    // The other constraints came along: mid and (sender, cid) are unique.
     let copy = |conv: &str, seq: i64, mid: &str, cid: &str| {
         conn.execute(
             "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts) \
@@ -785,9 +833,7 @@ async fn the_v5_migration_keeps_every_message_row() {
             rusqlite::params![conv, seq, mid, cid],
         )
     };
-    for (conv, seq, mid, cid) in
-        [("ch:lobby", 1, "X1", "x1"), ("ch:lobby", 9, "M1", "x2"), ("ch:lobby", 9, "X3", "c1")]
-    {
+    for (conv, seq, mid, cid) in [("ch:lobby", 9, "M1", "x2"), ("ch:lobby", 9, "X3", "c1")] {
         let e = copy(conv, seq, mid, cid).unwrap_err();
         assert_eq!(
             e.sqlite_error_code(),
@@ -901,4 +947,84 @@ fn the_checkpointer_sleeps_through_commits_and_leaves_when_the_writer_closes() {
     // A guard against a hang (an hour's sleep), not a timing check.
     left.recv_timeout(Duration::from_secs(60))
         .expect("the checkpointer did not leave when the writer closed");
+}
+
+/// The seqs of a conversation's latest page.
+async fn latest_seqs(store: &SqliteStore, conv: &Conv) -> Vec<u64> {
+    let (page, _) = store.history(conv, Page::Latest, 100).await.unwrap();
+    page.iter().map(|m| m.seq).collect()
+}
+
+/// The writer remembers each conversation's newest seq from its own
+/// appends; an append rolled back to its savepoint must not leave that
+/// memory ahead of the table (a gap in the seqs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_rolled_back_to_its_savepoint_leaves_no_gap() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let to_bob = || Target::User("bob".into());
+    assert_eq!(store.append(text("alice", to_bob(), "c1", "one", 1)).await.unwrap().msg.seq, 1);
+    let m = text("alice", to_bob(), "c2", "undone", 2);
+    let undone = store
+        .submit(Command::write(move |c| {
+            append_message(c, m)?;
+            Err::<(), _>(StoreError::Unavailable("fails after appending".into()))
+        }))
+        .await;
+    assert!(undone.is_err());
+    assert_eq!(store.append(text("alice", to_bob(), "c3", "two", 3)).await.unwrap().msg.seq, 2);
+    assert_eq!(latest_seqs(&store, &Conv::dm("alice", "bob")).await, vec![1, 2]);
+    store.close().await.unwrap();
+}
+
+/// The tail is indexed once it holds `INDEX_FROM_ROWS` messages, in the
+/// batch that reaches it, and reads see one order across both halves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_is_indexed_in_bulk_and_reads_span_both_halves() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, 4).unwrap();
+    let mark = || -> i64 {
+        raw(dir.path()).query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap()
+    };
+    let ordered = || -> i64 {
+        raw(dir.path()).query_row("SELECT count(*) FROM message_order", [], |r| r.get(0)).unwrap()
+    };
+    let dm = Conv::dm("alice", "bob");
+    for i in 1..=3 {
+        store.append(text("alice", Target::User("bob".into()), &format!("a{i}"), "x", i)).await.unwrap();
+    }
+    assert_eq!((mark(), ordered()), (0, 0), "three rows stay in the tail");
+    store.append(text("bob", Target::Channel("lobby".into()), "b1", "x", 4)).await.unwrap();
+    assert_eq!((mark(), ordered()), (4, 4), "the fourth indexes all four");
+    for i in 4..=6 {
+        store.append(text("bob", Target::User("alice".into()), &format!("b{i}"), "x", i)).await.unwrap();
+    }
+    assert_eq!((mark(), ordered()), (4, 4));
+    assert_eq!(latest_seqs(&store, &dm).await, vec![1, 2, 3, 4, 5, 6]);
+    let (page, more) = store.history(&dm, Page::Before(6), 3).await.unwrap();
+    assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![3, 4, 5], true));
+    let (page, more) = store.history(&dm, Page::After(2), 2).await.unwrap();
+    assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![3, 4], true));
+    assert_eq!(store.conv_last(&dm).await.unwrap(), (6, 6));
+    let list = store.conversations("alice").await.unwrap();
+    assert_eq!(list.iter().find(|s| s.conv == dm).map(|s| s.last_seq), Some(6));
+    store.close().await.unwrap();
+}
+
+/// Indexing the tail fails (here a conflicting entry): the batch's writes
+/// still commit and read back, and the tail waits for a later batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_tail_index_loses_no_write() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, 2).unwrap();
+    let dm = Conv::dm("alice", "bob");
+    store.append(text("alice", Target::User("bob".into()), "a1", "x", 1)).await.unwrap();
+    raw(dir.path()).execute("INSERT INTO message_order VALUES ('dm:alice:bob', 2, 77)", []).unwrap();
+    let second = store.append(text("alice", Target::User("bob".into()), "a2", "y", 2)).await.unwrap();
+    assert_eq!(second.msg.seq, 2);
+    let mark: i64 = raw(dir.path()).query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap();
+    assert_eq!(mark, 0, "the tail was not indexed");
+    let (page, _) = store.history(&dm, Page::After(0), 10).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.body["text"].as_str().unwrap()).collect::<Vec<_>>(), ["x", "y"]);
+    store.close().await.unwrap();
 }

@@ -2,6 +2,7 @@
 //! [`super`]): the command queue, batches of savepointed jobs in one
 //! transaction, the checkpointer, and how callers hand work to it.
 
+use super::messages::{forget_newest, index_tail};
 use super::{MAX_BATCH, SqliteStore};
 use crate::store::shared::closed;
 use crate::store::{BatchHook, BatchTimes, StoreError, StoreResult};
@@ -242,11 +243,14 @@ where
     }
 }
 
+/// `index_from`: tail rows from which a batch indexes the tail
+/// ([`index_tail`]).
 pub(super) fn writer_main(
     conn: Connection,
     checkpoint_conn: Connection,
     mut queue: mpsc::Receiver<Command>,
     stats: &Stats,
+    index_from: i64,
 ) {
     // The checkpointer lives as long as this thread holds `committed`.
     let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
@@ -290,7 +294,7 @@ pub(super) fn writer_main(
             stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             let began = Instant::now();
-            if let Some(commit) = run_batch(&conn, &mut batch)
+            if let Some(commit) = run_batch(&conn, &mut batch, index_from)
                 && let Some(hook) = stats.on_batch.get()
             {
                 hook(BatchTimes { batch: began.elapsed(), commit });
@@ -444,7 +448,11 @@ pub(super) fn shut_down(conn: Connection) -> StoreResult<()> {
 /// Executes `jobs` in one transaction, each in its own savepoint, commits,
 /// then answers every caller. Leaves `jobs` empty. Returns how long the
 /// `COMMIT` took when one succeeded.
-pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Option<Duration> {
+pub(super) fn run_batch(
+    conn: &Connection,
+    jobs: &mut Vec<Box<dyn Job>>,
+    index_from: i64,
+) -> Option<Duration> {
     // Jobs whose effects are in the open transaction, waiting for COMMIT.
     let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
     for mut job in jobs.drain(..) {
@@ -480,6 +488,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
         let settled = if ok {
             exec(conn, "RELEASE job")
         } else {
+            forget_newest();
             exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
         };
         match settled {
@@ -497,6 +506,23 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
         }
         return None;
     }
+    // The tail is indexed inside a batch, in a savepoint: if that fails,
+    // the batch's writes still commit and the tail waits for the next one.
+    if let Err(e) = exec(conn, "SAVEPOINT tail") {
+        abandon(conn, &mut ran, &e);
+        return None;
+    }
+    if let Err(e) = index_tail(conn, index_from) {
+        tracing::warn!(error = %e, "indexing the newest messages failed; the next batch tries again");
+        if let Err(e) = exec(conn, "ROLLBACK TO tail") {
+            abandon(conn, &mut ran, &e);
+            return None;
+        }
+    }
+    if let Err(e) = exec(conn, "RELEASE tail") {
+        abandon(conn, &mut ran, &e);
+        return None;
+    }
     let committing = Instant::now();
     match exec(conn, "COMMIT") {
         Ok(()) => {
@@ -507,6 +533,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
             Some(took)
         }
         Err(e) => {
+            forget_newest();
             if !conn.is_autocommit() {
                 let _ = exec(conn, "ROLLBACK");
             }
@@ -521,6 +548,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
 /// Gives up the open transaction: rolls it back (if SQLite has not already)
 /// and fails the writes it held. The next write opens a fresh one.
 pub(super) fn abandon(conn: &Connection, ran: &mut Vec<Box<dyn Job>>, e: &rusqlite::Error) {
+    forget_newest();
     if !conn.is_autocommit() {
         let _ = exec(conn, "ROLLBACK");
     }
