@@ -190,16 +190,26 @@ pub(super) fn forget_newest() {
 /// Appends from which the writer indexes the tail (see [`index_tail`]).
 pub(super) const INDEX_FROM_ROWS: i64 = 512;
 
+/// The mark and the newest rowid: the tail is the rows above the mark.
+fn tail_bounds(c: &Connection) -> rusqlite::Result<(i64, i64)> {
+    c.prepare_cached(
+        "SELECT (SELECT id FROM message_order_mark), (SELECT coalesce(max(id), 0) FROM messages)",
+    )?
+    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
+}
+
+/// Whether [`index_tail`] has `from_rows` rows to index (a read).
+pub(super) fn tail_due(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
+    let (mark, top) = tail_bounds(c)?;
+    Ok(top - mark >= from_rows.max(1))
+}
+
 /// Moves the tail (the messages above `message_order_mark`) into
 /// `message_order` once it holds `from_rows` messages, inserted in
 /// `(conv, seq)` order so that a conversation's new entries share their
 /// pages; true if it did. Part of the writer's transaction.
 pub(super) fn index_tail(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
-    let (mark, top): (i64, i64) = c
-        .prepare_cached(
-            "SELECT (SELECT id FROM message_order_mark), (SELECT coalesce(max(id), 0) FROM messages)",
-        )?
-        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (mark, top) = tail_bounds(c)?;
     if top - mark < from_rows.max(1) {
         return Ok(false);
     }
@@ -295,7 +305,7 @@ macro_rules! indexed_rows {
             $cond,
             " ORDER BY seq ",
             $dir,
-            " LIMIT ?2) ORDER BY id ",
+            " LIMIT ?2) ORDER BY seq ",
             $dir
         )
     };

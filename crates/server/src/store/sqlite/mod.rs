@@ -29,9 +29,9 @@
 //! the append that stores it: that put one scattered index page per
 //! conversation into every commit. The messages above a mark (the tail,
 //! each conversation's newest) are read straight from the table; once the
-//! tail holds a few hundred, the batch that finds it so inserts them into
-//! `message_order` in `(conv, seq)` order and moves the mark (schema v6,
-//! `messages::index_tail`). The writer keeps each conversation's newest
+//! tail holds a few hundred, the writer inserts them into `message_order`
+//! in `(conv, seq)` order and moves the mark, in a transaction of its own
+//! after a batch (schema v6, `messages::index_tail`). The writer keeps each conversation's newest
 //! counters in memory, and forgets them whenever a write is rolled back.
 //!
 //! # Reads: a small pool of read-only connections

@@ -949,6 +949,12 @@ fn the_checkpointer_sleeps_through_commits_and_leaves_when_the_writer_closes() {
         .expect("the checkpointer did not leave when the writer closed");
 }
 
+/// Waits until the writer has finished what it does after the batches
+/// queued so far (indexing the tail): a no-op write queues behind it.
+async fn settled(store: &SqliteStore) {
+    store.write(|_| Ok(())).await.unwrap();
+}
+
 /// The seqs of a conversation's latest page.
 async fn latest_seqs(store: &SqliteStore, conv: &Conv) -> Vec<u64> {
     let (page, _) = store.history(conv, Page::Latest, 100).await.unwrap();
@@ -993,12 +999,15 @@ async fn the_tail_is_indexed_in_bulk_and_reads_span_both_halves() {
     for i in 1..=3 {
         store.append(text("alice", Target::User("bob".into()), &format!("a{i}"), "x", i)).await.unwrap();
     }
+    settled(&store).await;
     assert_eq!((mark(), ordered()), (0, 0), "three rows stay in the tail");
     store.append(text("bob", Target::Channel("lobby".into()), "b1", "x", 4)).await.unwrap();
+    settled(&store).await;
     assert_eq!((mark(), ordered()), (4, 4), "the fourth indexes all four");
     for i in 4..=6 {
         store.append(text("bob", Target::User("alice".into()), &format!("b{i}"), "x", i)).await.unwrap();
     }
+    settled(&store).await;
     assert_eq!((mark(), ordered()), (4, 4));
     assert_eq!(latest_seqs(&store, &dm).await, vec![1, 2, 3, 4, 5, 6]);
     let (page, more) = store.history(&dm, Page::Before(6), 3).await.unwrap();
@@ -1013,6 +1022,7 @@ async fn the_tail_is_indexed_in_bulk_and_reads_span_both_halves() {
 
 /// Indexing the tail fails (here a conflicting entry): the batch's writes
 /// still commit and read back, and the tail waits for a later batch.
+/// (The writer indexes after answering a batch: see [`settled`].)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tail_index_loses_no_write() {
     let dir = TempDir::new().unwrap();
@@ -1022,9 +1032,19 @@ async fn a_failed_tail_index_loses_no_write() {
     raw(dir.path()).execute("INSERT INTO message_order VALUES ('dm:alice:bob', 2, 77)", []).unwrap();
     let second = store.append(text("alice", Target::User("bob".into()), "a2", "y", 2)).await.unwrap();
     assert_eq!(second.msg.seq, 2);
+    settled(&store).await;
     let mark: i64 = raw(dir.path()).query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap();
     assert_eq!(mark, 0, "the tail was not indexed");
     let (page, _) = store.history(&dm, Page::After(0), 10).await.unwrap();
     assert_eq!(page.iter().map(|m| m.body["text"].as_str().unwrap()).collect::<Vec<_>>(), ["x", "y"]);
+    // Nothing of the failed attempt stayed open or half done: once the
+    // conflict is gone, the next batch indexes the whole tail.
+    raw(dir.path()).execute("DELETE FROM message_order WHERE id = 77", []).unwrap();
+    store.append(text("alice", Target::User("bob".into()), "a3", "z", 3)).await.unwrap();
+    settled(&store).await;
+    let conn = raw(dir.path());
+    let mark: i64 = conn.query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap();
+    let ids = strings(&conn, "SELECT CAST(id AS TEXT) FROM message_order ORDER BY seq");
+    assert_eq!((mark, ids), (3, vec!["1".to_string(), "2".to_string(), "3".to_string()]));
     store.close().await.unwrap();
 }

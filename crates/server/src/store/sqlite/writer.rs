@@ -2,7 +2,7 @@
 //! [`super`]): the command queue, batches of savepointed jobs in one
 //! transaction, the checkpointer, and how callers hand work to it.
 
-use super::messages::{forget_newest, index_tail};
+use super::messages::{forget_newest, index_tail, tail_due};
 use super::{MAX_BATCH, SqliteStore};
 use crate::store::shared::closed;
 use crate::store::{BatchHook, BatchTimes, StoreError, StoreResult};
@@ -294,11 +294,14 @@ pub(super) fn writer_main(
             stats.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
             stats.batches.fetch_add(1, Ordering::Relaxed);
             let began = Instant::now();
-            if let Some(commit) = run_batch(&conn, &mut batch, index_from)
+            if let Some(commit) = run_batch(&conn, &mut batch)
                 && let Some(hook) = stats.on_batch.get()
             {
                 hook(BatchTimes { batch: began.elapsed(), commit });
             }
+            // After the batch's callers have their answers, in the time
+            // the next batch would wait for anyway under load.
+            index_tail_alone(&conn, index_from);
             if rewind.swap(false, Ordering::AcqRel) {
                 catch_up(&conn);
             }
@@ -448,11 +451,7 @@ pub(super) fn shut_down(conn: Connection) -> StoreResult<()> {
 /// Executes `jobs` in one transaction, each in its own savepoint, commits,
 /// then answers every caller. Leaves `jobs` empty. Returns how long the
 /// `COMMIT` took when one succeeded.
-pub(super) fn run_batch(
-    conn: &Connection,
-    jobs: &mut Vec<Box<dyn Job>>,
-    index_from: i64,
-) -> Option<Duration> {
+pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Option<Duration> {
     // Jobs whose effects are in the open transaction, waiting for COMMIT.
     let mut ran: Vec<Box<dyn Job>> = Vec::with_capacity(jobs.len());
     for mut job in jobs.drain(..) {
@@ -506,23 +505,6 @@ pub(super) fn run_batch(
         }
         return None;
     }
-    // The tail is indexed inside a batch, in a savepoint: if that fails,
-    // the batch's writes still commit and the tail waits for the next one.
-    if let Err(e) = exec(conn, "SAVEPOINT tail") {
-        abandon(conn, &mut ran, &e);
-        return None;
-    }
-    if let Err(e) = index_tail(conn, index_from) {
-        tracing::warn!(error = %e, "indexing the newest messages failed; the next batch tries again");
-        if let Err(e) = exec(conn, "ROLLBACK TO tail") {
-            abandon(conn, &mut ran, &e);
-            return None;
-        }
-    }
-    if let Err(e) = exec(conn, "RELEASE tail") {
-        abandon(conn, &mut ran, &e);
-        return None;
-    }
     let committing = Instant::now();
     match exec(conn, "COMMIT") {
         Ok(()) => {
@@ -541,6 +523,27 @@ pub(super) fn run_batch(
                 job.finish(Err(replicate(&e)));
             }
             None
+        }
+    }
+}
+
+/// Indexes the tail ([`index_tail`]) in a transaction of its own once it is
+/// due: a batch's writes never wait for it (it took 1.3 ms and made its
+/// commit's fsync 1.3 ms longer, for 512 rows at 10k msg/s over 200 pairs).
+/// A failure is logged and undone; the tail waits for the next batch.
+fn index_tail_alone(conn: &Connection, index_from: i64) {
+    let indexed = tail_due(conn, index_from).and_then(|due| {
+        if !due {
+            return Ok(());
+        }
+        exec(conn, "BEGIN IMMEDIATE")?;
+        let done = index_tail(conn, index_from)?;
+        exec(conn, if done { "COMMIT" } else { "ROLLBACK" })
+    });
+    if let Err(e) = indexed {
+        tracing::warn!(error = %e, "indexing the newest messages failed; the next batch tries again");
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
         }
     }
 }
