@@ -455,18 +455,19 @@ impl MessageStore for SqliteStore {
             };
             let mut out = Vec::new();
             let mut dms = tx.prepare_cached(concat!(
+                with_tail!(),
                 "SELECT d.conv, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
                 unread_columns!(
                     "d.conv",
                     "d.user_id",
                     "x.recalled = 1",
                     "coalesce(mine.own_after, 0)",
-                    concat!("x.id = ", id_at!("d.conv", "mine.read_seq"))
+                    concat!("x.id = ", id_at!(listed "d.conv", "mine.read_seq"))
                 ),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN messages c ON c.id = ",
-                newest_id!("d.conv"),
+                newest_id!(listed "d.conv"),
                 " LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
                  LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
                  WHERE d.user_id = ?1"
@@ -480,17 +481,18 @@ impl MessageStore for SqliteStore {
                 out.push(ConvSummary { conv: parse_conv(&conv)?, ..s });
             }
             let mut channels = tx.prepare_cached(concat!(
+                with_tail!(),
                 "SELECT m.channel, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
                 unread_columns!(
                     "'ch:' || m.channel",
                     "m.user_id",
                     "x.recalled = 1",
                     "coalesce(mine.own_after, 0)",
-                    concat!("x.id = ", id_at!("('ch:' || m.channel)", "mine.read_seq"))
+                    concat!("x.id = ", id_at!(listed "('ch:' || m.channel)", "mine.read_seq"))
                 ),
                 " FROM channel_members m \
                  LEFT JOIN messages c ON c.id = ",
-                newest_id!("('ch:' || m.channel)"),
+                newest_id!(listed "('ch:' || m.channel)"),
                 " LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
                  WHERE m.user_id = ?1"
             ))?;

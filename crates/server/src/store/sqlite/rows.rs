@@ -38,16 +38,23 @@ macro_rules! conv_ids {
 }
 
 /// The rowid of conversation `$conv`'s message `$seq` (NULL if none).
+/// `listed`: in a statement that begins with [`with_tail!`].
 macro_rules! id_at {
     ($conv:expr, $seq:expr) => {
+        id_at!(@ $conv, $seq, concat!("SELECT id FROM messages WHERE id >= ", tail_from!(), " AND"))
+    };
+    (listed $conv:expr, $seq:expr) => {
+        id_at!(@ $conv, $seq, "SELECT id FROM tail WHERE")
+    };
+    (@ $conv:expr, $seq:expr, $tail:expr) => {
         concat!(
             "coalesce((SELECT id FROM message_order WHERE conv = ",
             $conv,
             " AND seq = ",
             $seq,
-            "), (SELECT id FROM messages WHERE id >= ",
-            tail_from!(),
-            " AND conv = ",
+            "), (",
+            $tail,
+            " conv = ",
             $conv,
             " AND seq = ",
             $seq,
@@ -57,16 +64,41 @@ macro_rules! id_at {
 }
 
 /// The rowid of conversation `$conv`'s newest message (NULL if none).
+/// `listed`: in a statement that begins with [`with_tail!`].
 macro_rules! newest_id {
     ($conv:expr) => {
-        concat!(
-            "coalesce((SELECT id FROM messages WHERE id >= ",
+        newest_id!(@ $conv, concat!(
+            "SELECT id FROM messages WHERE id >= ",
             tail_from!(),
             " AND conv = ",
             $conv,
-            " ORDER BY id DESC LIMIT 1), (SELECT id FROM message_order WHERE conv = ",
+            " ORDER BY id DESC LIMIT 1"
+        ))
+    };
+    (listed $conv:expr) => {
+        newest_id!(@ $conv, concat!("SELECT max(id) FROM tail WHERE conv = ", $conv))
+    };
+    (@ $conv:expr, $tail:expr) => {
+        concat!(
+            "coalesce((",
+            $tail,
+            "), (SELECT id FROM message_order WHERE conv = ",
             $conv,
             " ORDER BY seq DESC LIMIT 1))"
+        )
+    };
+}
+
+/// A statement that reads many conversations' newest messages (the
+/// conversation list) reads the tail once, as `tail (conv, seq, id)`:
+/// scanning it per conversation cost 13 ms against 1.0 for 200 DMs and a
+/// tail of 510 rows. SQLite indexes the materialized rows by `conv`.
+macro_rules! with_tail {
+    () => {
+        concat!(
+            "WITH tail AS MATERIALIZED (SELECT conv, seq, id FROM messages WHERE id >= ",
+            tail_from!(),
+            ") "
         )
     };
 }
