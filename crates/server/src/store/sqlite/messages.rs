@@ -207,7 +207,8 @@ pub(super) fn tail_due(c: &Connection, from_rows: i64) -> rusqlite::Result<bool>
 /// Moves the tail (the messages above `message_order_mark`) into
 /// `message_order` once it holds `from_rows` messages, inserted in
 /// `(conv, seq)` order so that a conversation's new entries share their
-/// pages; true if it did. Part of the writer's transaction.
+/// pages; true if it did. Runs in the writer's transaction of its own
+/// after a batch (`writer::index_tail_alone`).
 pub(super) fn index_tail(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
     let (mark, top) = tail_bounds(c)?;
     if top - mark < from_rows.max(1) {
