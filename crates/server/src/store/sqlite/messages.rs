@@ -62,11 +62,7 @@ pub(super) fn insert_message(
     // The conversation's counters are its newest row's, not kept in a
     // second row that every message would rewrite (one more scattered page
     // per commit); the writer remembers them from its own appends.
-    let known = NEWEST.with(|n| n.borrow().get(&conv).copied());
-    let (last_seq, last_rel) = match known {
-        Some(n) => (n.seq, n.rel_count),
-        None => newest(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count)),
-    };
+    let (last_seq, last_rel) = newest_known(c, &conv)?.map_or((0, 0), |n| (n.seq, n.rel_count));
     if last_seq == 0 {
         // Listing a new conversation is a change: a resend (of a message
         // stored elsewhere) is recognised before it.
@@ -181,6 +177,20 @@ fn remember_newest(conv: &str, n: Newest) {
     });
 }
 
+/// [`newest`] for the writer thread: from its copy when it has one, else
+/// read (and remembered: a rollback of this transaction forgets it again).
+/// Never on a reader: their copy would not follow the writer's appends.
+fn newest_known(c: &Connection, conv: &str) -> rusqlite::Result<Option<Newest>> {
+    if let Some(n) = NEWEST.with(|known| known.borrow().get(conv).copied()) {
+        return Ok(Some(n));
+    }
+    let read = newest(c, conv)?;
+    if let Some(n) = read {
+        remember_newest(conv, n);
+    }
+    Ok(read)
+}
+
 /// Drops the writer's copy of the conversations' counters: some write of
 /// the open transaction was rolled back.
 pub(super) fn forget_newest() {
@@ -249,7 +259,8 @@ pub(super) fn advance(
     recv: Option<u64>,
     read: Option<u64>,
 ) -> StoreResult<Cursor> {
-    let (last, _) = read_last(c, conv)?;
+    // On the writer thread (a write).
+    let last = newest_known(c, conv)?.map_or(0, |n| from_sql_int(n.seq));
     let now = read_cursor(c, conv, user)?;
     let clamp = |v: Option<u64>| v.unwrap_or(0).min(last);
     let read_seq = now.read_seq.max(clamp(read));
@@ -260,6 +271,9 @@ pub(super) fn advance(
         // (a range of the conversation's newest messages).
         let own_after: Option<i64> = if read_seq == now.read_seq {
             None
+        } else if read_seq >= last {
+            // Read to the end: nothing of the user's own after it.
+            Some(0)
         } else {
             Some(
                 c.prepare_cached(concat!(
