@@ -18,8 +18,8 @@ pub(super) const SHARED_CHANNEL: &str = "SELECT 1 FROM channel_members x \
 pub(super) const SENT_IN_CONV: &str = concat!(
     "SELECT 1 FROM message_order o JOIN messages m ON m.id = o.id \
      WHERE o.conv = ?1 AND m.sender = ?2 AND m.rel_target IS NULL \
-     UNION ALL SELECT 1 FROM messages WHERE id >= ",
-    tail_from!(),
+     UNION ALL SELECT 1 FROM messages WHERE ",
+    tail_span!("?1"),
     " AND conv = ?1 AND sender = ?2 AND rel_target IS NULL"
 );
 

@@ -101,6 +101,13 @@ pub(super) fn insert_message(
         return Ok(Inserted::Duplicate(m));
     }
     remember_newest(&conv, Newest { seq, ts: m.ts, rel_count });
+    // The conversation's span of the tail (a few pages, rewritten by every
+    // commit, against one scattered page per conversation for an index).
+    c.prepare_cached(
+        "INSERT INTO message_tail (conv, first_id, newest_id) VALUES (?1, ?2, ?2) \
+         ON CONFLICT (conv) DO UPDATE SET newest_id = excluded.newest_id",
+    )?
+    .execute(params![conv, c.last_insert_rowid()])?;
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
         // The first message lists the DM for both parties (once for dm:a:a).
         let mut list = c.prepare_cached(
@@ -230,6 +237,7 @@ pub(super) fn index_tail(c: &Connection, from_rows: i64) -> rusqlite::Result<boo
     )?
     .execute([mark, top])?;
     c.prepare_cached("UPDATE message_order_mark SET id = ?1")?.execute([top])?;
+    c.prepare_cached("DELETE FROM message_tail WHERE newest_id <= ?1")?.execute([top])?;
     Ok(true)
 }
 
@@ -298,14 +306,7 @@ pub(super) fn advance(
 /// Conversation ?1's messages in the tail with `$cond` (SQL text).
 macro_rules! tail_rows {
     ($cond:literal) => {
-        concat!(
-            "SELECT ",
-            msg_columns!(),
-            " FROM messages WHERE id >= ",
-            tail_from!(),
-            " AND conv = ?1",
-            $cond
-        )
+        concat!("SELECT ", msg_columns!(), " FROM messages WHERE ", tail_span!("?1"), " AND conv = ?1", $cond)
     };
 }
 
@@ -482,7 +483,7 @@ impl MessageStore for SqliteStore {
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
                  JOIN messages c ON c.id = ",
-                newest_id!(listed "d.conv"),
+                newest_id!("d.conv"),
                 " LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
                  LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
                  WHERE d.user_id = ?1"
@@ -507,7 +508,7 @@ impl MessageStore for SqliteStore {
                 ),
                 " FROM channel_members m \
                  LEFT JOIN messages c ON c.id = ",
-                newest_id!(listed "('ch:' || m.channel)"),
+                newest_id!("('ch:' || m.channel)"),
                 " LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
                  WHERE m.user_id = ?1"
             ))?;

@@ -31,8 +31,12 @@
 //! each conversation's newest) are read straight from the table; once the
 //! tail holds a few hundred, the writer inserts them into `message_order`
 //! in `(conv, seq)` order and moves the mark, in a transaction of its own
-//! after a batch (schema v6, `messages::index_tail`). The writer keeps each conversation's newest
-//! counters in memory, and forgets them whenever a write is rolled back.
+//! after a batch (schema v6, `messages::index_tail`). `message_tail` has
+//! each conversation's span of the tail (its first and newest rowid there,
+//! schema v7), so a conversation's newest message is one lookup and its
+//! tail messages a range of rowids, not a scan of the whole tail. The
+//! writer keeps each conversation's newest counters in memory, and forgets
+//! them whenever a write is rolled back.
 //!
 //! # Reads: a small pool of read-only connections
 //!

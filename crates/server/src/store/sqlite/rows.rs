@@ -9,12 +9,29 @@ use rusqlite::Row;
 // A conversation's messages in seq order (schema v6): those up to
 // `message_order_mark` through `message_order`, the tail above it straight
 // from the table. In a conversation seq grows with the rowid, so the tail
-// holds each conversation's newest messages, in rowid order.
+// holds each conversation's newest messages, in rowid order. `message_tail`
+// (schema v7) has each conversation's first and newest rowid in the tail:
+// a conversation without messages there reads none, the others read their
+// own span of it.
 
 /// The lowest rowid of the tail (one past the mark), as an expression.
 macro_rules! tail_from {
     () => {
         "(SELECT id + 1 FROM message_order_mark)"
+    };
+}
+
+/// A condition on `id`: within conversation `$conv`'s span of the tail
+/// (false when it has no message there). Still filter on `conv`.
+macro_rules! tail_span {
+    ($conv:expr) => {
+        concat!(
+            "id BETWEEN (SELECT first_id FROM message_tail WHERE conv = ",
+            $conv,
+            ") AND (SELECT newest_id FROM message_tail WHERE conv = ",
+            $conv,
+            ")"
+        )
     };
 }
 
@@ -27,8 +44,8 @@ macro_rules! conv_ids {
             $conv,
             " AND seq ",
             $cond,
-            " UNION ALL SELECT id FROM messages WHERE id >= ",
-            tail_from!(),
+            " UNION ALL SELECT id FROM messages WHERE ",
+            tail_span!($conv),
             " AND conv = ",
             $conv,
             " AND seq ",
@@ -41,7 +58,7 @@ macro_rules! conv_ids {
 /// `listed`: in a statement that begins with [`with_tail!`].
 macro_rules! id_at {
     ($conv:expr, $seq:expr) => {
-        id_at!(@ $conv, $seq, concat!("SELECT id FROM messages WHERE id >= ", tail_from!(), " AND"))
+        id_at!(@ $conv, $seq, concat!("SELECT id FROM messages WHERE ", tail_span!($conv), " AND"))
     };
     (listed $conv:expr, $seq:expr) => {
         id_at!(@ $conv, $seq, "SELECT id FROM tail WHERE")
@@ -63,25 +80,13 @@ macro_rules! id_at {
     };
 }
 
-/// The rowid of conversation `$conv`'s newest message (NULL if none).
-/// `listed`: in a statement that begins with [`with_tail!`].
+/// The rowid of conversation `$conv`'s newest message (NULL if none): one
+/// lookup in `message_tail`, else one in `message_order`.
 macro_rules! newest_id {
     ($conv:expr) => {
-        newest_id!(@ $conv, concat!(
-            "SELECT id FROM messages WHERE id >= ",
-            tail_from!(),
-            " AND conv = ",
-            $conv,
-            " ORDER BY id DESC LIMIT 1"
-        ))
-    };
-    (listed $conv:expr) => {
-        newest_id!(@ $conv, concat!("SELECT max(id) FROM tail WHERE conv = ", $conv))
-    };
-    (@ $conv:expr, $tail:expr) => {
         concat!(
-            "coalesce((",
-            $tail,
+            "coalesce((SELECT newest_id FROM message_tail WHERE conv = ",
+            $conv,
             "), (SELECT id FROM message_order WHERE conv = ",
             $conv,
             " ORDER BY seq DESC LIMIT 1))"

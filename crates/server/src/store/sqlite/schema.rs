@@ -313,6 +313,23 @@ pub const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO message_order_mark (only, id) SELECT 1, coalesce(max(id), 0) FROM messages;
     "#,
+    // v7: each conversation's span of the tail, found in one lookup
+    r#"
+    -- A reader that wanted a conversation's newest message, or its messages
+    -- in the tail, scanned the whole tail (a few hundred rows) to learn
+    -- that most conversations have none there. Each conversation with
+    -- messages above message_order_mark has its lowest and newest rowid
+    -- here; the row goes when the tail is indexed. A small table: a commit
+    -- rewrites a few of its pages, not one per conversation.
+    CREATE TABLE message_tail (
+        conv      TEXT PRIMARY KEY,
+        first_id  INTEGER NOT NULL,
+        newest_id INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO message_tail (conv, first_id, newest_id)
+        SELECT conv, min(id), max(id) FROM messages
+        WHERE id > (SELECT id FROM message_order_mark) GROUP BY conv;
+    "#,
 ];
 
 /// The schema version this build writes.

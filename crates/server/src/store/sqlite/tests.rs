@@ -709,6 +709,11 @@ const FIXTURES: &[&str] = &[
     r#"
     INSERT INTO last_seen VALUES ('carol', 80);
     "#,
+    // v7 (message_tail lists the tail: see
+    // `the_v7_migration_lists_each_conversations_span_of_the_tail`)
+    r#"
+    INSERT INTO last_seen VALUES ('dave', 90);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -842,6 +847,52 @@ async fn the_v5_and_v6_migrations_keep_every_message_row() {
         );
     }
     assert_eq!(copy("ch:lobby", 9, "X4", "x4").unwrap(), 1);
+}
+
+/// `(conv, first_id, newest_id)` of every row of `message_tail`.
+fn tail_spans(conn: &Connection) -> Vec<(String, i64, i64)> {
+    conn.prepare("SELECT conv, first_id, newest_id FROM message_tail ORDER BY conv")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v7_migration_lists_each_conversations_span_of_the_tail() {
+    let dir = TempDir::new().unwrap();
+    build_historical(dir.path(), 6);
+    // Messages a v6 build appended after its last indexing: rowids 11 to
+    // 13, above the mark (10).
+    raw(dir.path())
+        .execute_batch(
+            "INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, ts) VALUES \
+             ('dm:alice:bob', 3, 'M4', 'c4', 'alice', '{\"user\":\"bob\"}', 'text', '{\"text\":\"3\"}', 90), \
+             ('ch:lobby', 3, 'L3', 'l3', 'bob', '{\"channel\":\"lobby\"}', 'text', '{\"text\":\"3\"}', 91), \
+             ('dm:alice:bob', 4, 'M5', 'c5', 'bob', '{\"user\":\"alice\"}', 'text', '{\"text\":\"4\"}', 92);",
+        )
+        .unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    {
+        let conn = raw(dir.path());
+        assert_eq!(tail_spans(&conn), [("ch:lobby".to_owned(), 12, 12), ("dm:alice:bob".to_owned(), 11, 13)]);
+    }
+    // Reads find the tail through it, and appends go on after it.
+    let dm = Conv::dm("alice", "bob");
+    assert_eq!(store.conv_last(&dm).await.unwrap(), (4, 92));
+    let (page, _) = store.history(&dm, Page::Latest, 10).await.unwrap();
+    assert_eq!(page.iter().map(|m| m.seq).collect::<Vec<_>>(), [1, 2, 3, 4]);
+    let next = store.append(text("alice", Target::User("bob".into()), "c9", "x", 93)).await.unwrap();
+    assert_eq!(next.msg.seq, 5);
+    let lobby = Conv::channel("lobby");
+    assert_eq!(store.conv_last(&lobby).await.unwrap(), (3, 91));
+    store.close().await.unwrap();
+    drop(store);
+    assert_eq!(
+        tail_spans(&raw(dir.path())),
+        [("ch:lobby".to_owned(), 12, 12), ("dm:alice:bob".to_owned(), 11, 14)]
+    );
 }
 
 /// A resend addressed to a conversation without messages is recognised
