@@ -270,6 +270,7 @@ pub(super) fn writer_main(
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(MAX_BATCH);
     // When the previous batch began and how many writes it held.
     let mut previous: Option<(Instant, usize)> = None;
+    let mut index_failures = RepeatedFailure::default();
     while let Some(first) = queue.blocking_recv() {
         if let Some((began, writes)) = previous
             && writes >= GATHER_FROM
@@ -301,7 +302,7 @@ pub(super) fn writer_main(
             }
             // After the batch's callers have their answers, in the time
             // the next batch would wait for anyway under load.
-            index_tail_alone(&conn, index_from);
+            index_failures.report(index_tail_alone(&conn, index_from));
             if rewind.swap(false, Ordering::AcqRel) {
                 catch_up(&conn);
             }
@@ -530,8 +531,8 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
 /// Indexes the tail ([`index_tail`]) in a transaction of its own once it is
 /// due: a batch's writes never wait for it (it took 1.3 ms and made its
 /// commit's fsync 1.3 ms longer, for 512 rows at 10k msg/s over 200 pairs).
-/// A failure is logged and undone; the tail waits for the next batch.
-fn index_tail_alone(conn: &Connection, index_from: i64) {
+/// A failure is undone; the tail waits for the next batch.
+fn index_tail_alone(conn: &Connection, index_from: i64) -> rusqlite::Result<()> {
     let indexed = tail_due(conn, index_from).and_then(|due| {
         if !due {
             return Ok(());
@@ -540,10 +541,65 @@ fn index_tail_alone(conn: &Connection, index_from: i64) {
         let done = index_tail(conn, index_from)?;
         exec(conn, if done { "COMMIT" } else { "ROLLBACK" })
     });
-    if let Err(e) = indexed {
-        tracing::warn!(error = %e, "indexing the newest messages failed; the next batch tries again");
-        if !conn.is_autocommit() {
-            let _ = exec(conn, "ROLLBACK");
+    if indexed.is_err() && !conn.is_autocommit() {
+        let _ = exec(conn, "ROLLBACK");
+    }
+    indexed
+}
+
+/// How often a failure that repeats with every batch is logged.
+const REPEAT_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// Failures of an attempt the writer repeats after every batch: logged
+/// when they begin, then at most once per [`REPEAT_WARNING_EVERY`] with
+/// the number since (under load a batch ends every few milliseconds), and
+/// once more when an attempt succeeds again.
+#[derive(Default)]
+struct RepeatedFailure {
+    /// Failures in a row, and when the last warning was logged.
+    failing: Option<(u64, Instant)>,
+}
+
+impl RepeatedFailure {
+    /// A failure at `now`: `Some(failures so far)` when it is to be logged.
+    fn failed(&mut self, now: Instant) -> Option<u64> {
+        match &mut self.failing {
+            None => {
+                self.failing = Some((1, now));
+                Some(1)
+            }
+            Some((count, logged)) => {
+                *count += 1;
+                if now.duration_since(*logged) < REPEAT_WARNING_EVERY {
+                    return None;
+                }
+                *logged = now;
+                Some(*count)
+            }
+        }
+    }
+
+    /// A success: `Some(failures before it)` if it ends a run of them.
+    fn succeeded(&mut self) -> Option<u64> {
+        self.failing.take().map(|(count, _)| count)
+    }
+
+    fn report(&mut self, result: rusqlite::Result<()>) {
+        match result {
+            Ok(()) => {
+                if let Some(failures) = self.succeeded() {
+                    tracing::info!(failures, "indexing the newest messages works again");
+                }
+            }
+            Err(e) => {
+                if let Some(failures) = self.failed(Instant::now()) {
+                    tracing::warn!(
+                        error = %e,
+                        failures,
+                        "indexing the newest messages failed; every batch tries again (reads still find them)"
+                    );
+                }
+            }
         }
     }
 }
@@ -571,5 +627,27 @@ pub(super) fn replicate(e: &rusqlite::Error) -> StoreError {
             StoreError::Sqlite(rusqlite::Error::SqliteFailure(*code, msg.clone()))
         }
         other => StoreError::Unavailable(format!("write batch failed: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod repeated_failure_tests {
+    use super::{REPEAT_WARNING_EVERY, RepeatedFailure};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_failure_repeated_by_every_batch_is_logged_once_a_minute_and_its_end_once() {
+        let mut f = RepeatedFailure::default();
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        assert_eq!(f.failed(t0), Some(1), "the first is logged");
+        // A batch every 2 ms for just under a minute: none logged.
+        let quiet = (1..30_000).filter_map(|i| f.failed(ms(2 * i))).count();
+        assert_eq!(quiet, 0);
+        assert_eq!(f.failed(t0 + REPEAT_WARNING_EVERY), Some(30_001), "then once a minute, with the count");
+        assert_eq!(f.failed(t0 + REPEAT_WARNING_EVERY + Duration::from_millis(2)), None);
+        assert_eq!(f.succeeded(), Some(30_002), "the end of the run is logged with its length");
+        assert_eq!(f.succeeded(), None, "a success after a success is not");
+        assert_eq!(f.failed(ms(200_000)), Some(1), "a new run is logged at once");
     }
 }
