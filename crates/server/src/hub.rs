@@ -618,6 +618,17 @@ struct Watch {
     visible: bool,
 }
 
+/// Every watch entry of the node, found by watched user and by watcher.
+#[derive(Default)]
+struct Watchers {
+    /// Watched user → the sessions watching them.
+    by_target: HashMap<String, Vec<Watch>>,
+    /// Watching user → the users their sessions watch, each with how many
+    /// of their sessions watch it: the entries a change of the watcher's
+    /// own views touches, found without scanning every entry.
+    by_watcher: HashMap<Arc<str>, HashMap<String, u32>>,
+}
+
 /// The start of a presence event frame (events serialise `ev` first).
 const PRESENCE_PREFIX: &str = r#"{"ev":"presence","#;
 
@@ -701,7 +712,7 @@ impl ViewQueue {
 #[derive(Default)]
 pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
-    watchers: RwLock<HashMap<String, Vec<Watch>>>,
+    watchers: RwLock<Watchers>,
     channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
     /// Counts registrations and unregistrations (changed under `users`'
     /// write lock): a channel's route made before one is stale.
@@ -878,12 +889,16 @@ impl Hub {
     /// Adds `s` as a watcher of each user, with whether it may see that
     /// user's presence (an existing watch takes the new verdict).
     pub fn watch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = (&'a str, bool)>) {
-        let mut w = self.watchers.write().expect("watchers lock");
+        let mut guard = self.watchers.write().expect("watchers lock");
+        let w = &mut *guard;
         for (u, visible) in users {
-            let list = w.entry(u.to_owned()).or_default();
+            let list = w.by_target.entry(u.to_owned()).or_default();
             match list.iter_mut().find(|x| x.session.key == s.key) {
                 Some(x) => x.visible = visible,
-                None => list.push(Watch { session: s.clone(), visible }),
+                None => {
+                    list.push(Watch { session: s.clone(), visible });
+                    *w.by_watcher.entry(s.user.clone()).or_default().entry(u.to_owned()).or_insert(0) += 1;
+                }
             }
         }
     }
@@ -891,7 +906,7 @@ impl Hub {
     /// Sets the verdict of `s`'s watch of `user`; true when it changed.
     pub fn set_visible(&self, s: &SessionHandle, user: &str, visible: bool) -> bool {
         let mut w = self.watchers.write().expect("watchers lock");
-        match w.get_mut(user).and_then(|l| l.iter_mut().find(|x| x.session.key == s.key)) {
+        match w.by_target.get_mut(user).and_then(|l| l.iter_mut().find(|x| x.session.key == s.key)) {
             Some(x) if x.visible != visible => {
                 x.visible = visible;
                 true
@@ -906,17 +921,19 @@ impl Hub {
         let w = self.watchers.read().expect("watchers lock");
         let mut out = Vec::new();
         for u in users {
-            if let Some(list) = w.get(u) {
+            if let Some(list) = w.by_target.get(u) {
                 out.extend(list.iter().map(|x| (x.session.clone(), u.clone(), x.visible)));
             }
-        }
-        // Entries of the users' own sessions: only a node holding one of
-        // them has any, so most nodes skip the scan.
-        if users.iter().any(|u| self.is_online(u)) {
-            for (target, list) in w.iter().filter(|(t, _)| !users.contains(*t)) {
+            // The entries of u's own sessions, through the users they watch
+            // (those in `users` were all taken above).
+            for target in w.by_watcher.get(u.as_str()).into_iter().flat_map(HashMap::keys) {
+                if users.contains(target) {
+                    continue;
+                }
+                let list = w.by_target.get(target).map(Vec::as_slice).unwrap_or_default();
                 out.extend(
                     list.iter()
-                        .filter(|x| users.contains(&*x.session.user))
+                        .filter(|x| *x.session.user == **u)
                         .map(|x| (x.session.clone(), target.clone(), x.visible)),
                 );
             }
@@ -926,12 +943,27 @@ impl Hub {
 
     /// Removes `s` as a watcher of `users`.
     pub fn unwatch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = &'a str>) {
-        let mut w = self.watchers.write().expect("watchers lock");
+        let mut guard = self.watchers.write().expect("watchers lock");
+        let w = &mut *guard;
         for u in users {
-            if let Some(list) = w.get_mut(u) {
-                list.retain(|x| x.session.key != s.key);
-                if list.is_empty() {
-                    w.remove(u);
+            let Some(list) = w.by_target.get_mut(u) else { continue };
+            let before = list.len();
+            list.retain(|x| x.session.key != s.key);
+            if list.len() == before {
+                continue;
+            }
+            if list.is_empty() {
+                w.by_target.remove(u);
+            }
+            if let Some(targets) = w.by_watcher.get_mut(&s.user) {
+                if let Some(n) = targets.get_mut(u) {
+                    *n -= 1;
+                    if *n == 0 {
+                        targets.remove(u);
+                    }
+                }
+                if targets.is_empty() {
+                    w.by_watcher.remove(&s.user);
                 }
             }
         }
@@ -952,7 +984,7 @@ impl Hub {
             return;
         }
         let presence = frame.starts_with(PRESENCE_PREFIX);
-        if let Some(list) = self.watchers.read().expect("watchers lock").get(user) {
+        if let Some(list) = self.watchers.read().expect("watchers lock").by_target.get(user) {
             let bytes = Frame::from(&**frame);
             for x in list.iter().filter(|x| x.visible || !presence) {
                 x.session.push_frame(&bytes);
@@ -1063,9 +1095,57 @@ mod tests {
         hub.send_to_watchers("bob", &Arc::from(r#"{"ev":"_views","users":["bob"]}"#));
         assert!(friend.pop().is_none());
         let involved = hub.watches_involving(&["friend".to_owned()].into_iter().collect());
-        assert!(involved.is_empty(), "friend is not registered here, so its own watches are not scanned");
+        assert_eq!(involved.len(), 1, "friend's own watch of bob");
         let involved = hub.watches_involving(&["bob".to_owned()].into_iter().collect());
         assert_eq!(involved.len(), 2);
+    }
+
+    /// The watch entries of a user's own sessions are found through the
+    /// users they watch: all of them, each once, none of another watcher's,
+    /// and the index forgets them as they go.
+    #[test]
+    fn the_watches_of_a_users_own_sessions_are_found_by_watcher() {
+        let hub = Hub::default();
+        let laptop = hub.new_session("ann", "laptop", 8);
+        let phone = hub.new_session("ann", "phone", 8);
+        let other = hub.new_session("bo", "d", 8);
+        hub.watch(&laptop, [("cy", true), ("di", false)]);
+        hub.watch(&phone, [("cy", true)]);
+        hub.watch(&other, [("cy", false), ("ann", true)]);
+        hub.watch(&laptop, [("cy", false)]); // a new verdict, not a second entry
+        let involving = |users: &[&str]| {
+            let users: HashSet<String> = users.iter().map(|u| u.to_string()).collect();
+            let mut got: Vec<_> =
+                hub.watches_involving(&users).into_iter().map(|(s, t, v)| (s.key, t, v)).collect();
+            got.sort();
+            got
+        };
+        let entry = |s: &SessionHandle, t: &str, v: bool| (s.key, t.to_owned(), v);
+        let mut want = vec![
+            entry(&laptop, "cy", false),
+            entry(&laptop, "di", false),
+            entry(&phone, "cy", true),
+            entry(&other, "ann", true),
+        ];
+        want.sort();
+        assert_eq!(involving(&["ann"]), want);
+        let mut want = vec![
+            entry(&laptop, "cy", false),
+            entry(&phone, "cy", true),
+            entry(&other, "cy", false),
+            entry(&other, "ann", true),
+            entry(&laptop, "di", false),
+        ];
+        want.sort();
+        assert_eq!(involving(&["ann", "cy"]), want, "each entry once");
+        hub.unwatch(&laptop, ["cy", "di"]);
+        let mut want = vec![entry(&phone, "cy", true), entry(&other, "ann", true)];
+        want.sort();
+        assert_eq!(involving(&["ann"]), want);
+        hub.unregister(&phone, &["cy".to_owned()].into_iter().collect());
+        hub.unwatch(&other, ["cy", "ann"]);
+        let w = hub.watchers.read().unwrap();
+        assert!(w.by_target.is_empty() && w.by_watcher.is_empty(), "nothing left behind");
     }
 
     #[tokio::test]
