@@ -32,17 +32,21 @@ macro_rules! unread_columns {
             $user,
             $recalled,
             $own,
-            concat!("x.conv = ", $conv, " AND x.seq = mine.read_seq")
+            concat!(
+                "(SELECT x.rel_count FROM messages x WHERE x.conv = ",
+                $conv,
+                " AND x.seq = mine.read_seq)"
+            )
         )
     };
-    // `$at_read`: the engine's spelling of "x is the message at the read
-    // cursor" (SQLite's (conv, seq) order is not one index: `id_at!`).
-    ($conv:literal, $user:literal, $recalled:literal, $own:expr, $at_read:expr) => {
+    // `$rel_at_read`: the engine's spelling of "the relation count of the
+    // message at the read cursor" (SQLite keeps it in the cursor row: its
+    // (conv, seq) order is not one index for the newest messages).
+    ($conv:literal, $user:literal, $recalled:literal, $own:expr, $rel_at_read:expr) => {
         concat!(
-            "c.rel_count, \
-             coalesce((SELECT x.rel_count FROM messages x WHERE ",
-            $at_read,
-            "), 0), ",
+            "c.rel_count, coalesce(",
+            $rel_at_read,
+            ", 0), ",
             $own,
             ", \
              (SELECT count(*) FROM messages x WHERE x.conv = ",

@@ -3,6 +3,7 @@
 
 use super::SqliteStore;
 use super::rows::{RawMsg, collect_msgs};
+use super::tail::note_appended;
 use super::writer::Command;
 use crate::store::MessageStore;
 use crate::store::shared::{
@@ -100,6 +101,7 @@ pub(super) fn insert_message(
     if inserted == 0 {
         return Ok(Inserted::Duplicate(m));
     }
+    let id = c.last_insert_rowid();
     remember_newest(&conv, Newest { seq, ts: m.ts, rel_count });
     // The conversation's span of the tail (a few pages, rewritten by every
     // commit, against one scattered page per conversation for an index).
@@ -107,7 +109,8 @@ pub(super) fn insert_message(
         "INSERT INTO message_tail (conv, first_id, newest_id) VALUES (?1, ?2, ?2) \
          ON CONFLICT (conv) DO UPDATE SET newest_id = excluded.newest_id",
     )?
-    .execute(params![conv, c.last_insert_rowid()])?;
+    .execute(params![conv, id])?;
+    note_appended(&conv, seq, id);
     if let (1, Conv::Dm(a, b)) = (seq, &m.conv) {
         // The first message lists the DM for both parties (once for dm:a:a).
         let mut list = c.prepare_cached(
@@ -204,43 +207,6 @@ pub(super) fn forget_newest() {
     NEWEST.with(|known| known.borrow_mut().clear());
 }
 
-/// Appends from which the writer indexes the tail (see [`index_tail`]).
-pub(super) const INDEX_FROM_ROWS: i64 = 512;
-
-/// The mark and the newest rowid: the tail is the rows above the mark.
-fn tail_bounds(c: &Connection) -> rusqlite::Result<(i64, i64)> {
-    c.prepare_cached(
-        "SELECT (SELECT id FROM message_order_mark), (SELECT coalesce(max(id), 0) FROM messages)",
-    )?
-    .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
-}
-
-/// Whether [`index_tail`] has `from_rows` rows to index (a read).
-pub(super) fn tail_due(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
-    let (mark, top) = tail_bounds(c)?;
-    Ok(top - mark >= from_rows.max(1))
-}
-
-/// Moves the tail (the messages above `message_order_mark`) into
-/// `message_order` once it holds `from_rows` messages, inserted in
-/// `(conv, seq)` order so that a conversation's new entries share their
-/// pages; true if it did. Runs in the writer's transaction of its own
-/// after a batch (`writer::index_tail_alone`).
-pub(super) fn index_tail(c: &Connection, from_rows: i64) -> rusqlite::Result<bool> {
-    let (mark, top) = tail_bounds(c)?;
-    if top - mark < from_rows.max(1) {
-        return Ok(false);
-    }
-    c.prepare_cached(
-        "INSERT INTO message_order (conv, seq, id) \
-         SELECT conv, seq, id FROM messages WHERE id > ?1 AND id <= ?2 ORDER BY conv, seq",
-    )?
-    .execute([mark, top])?;
-    c.prepare_cached("UPDATE message_order_mark SET id = ?1")?.execute([top])?;
-    c.prepare_cached("DELETE FROM message_tail WHERE newest_id <= ?1")?.execute([top])?;
-    Ok(true)
-}
-
 /// A conversation's newest message: its counters are the conversation's.
 #[derive(Clone, Copy)]
 pub(super) struct Newest {
@@ -268,37 +234,48 @@ pub(super) fn advance(
     read: Option<u64>,
 ) -> StoreResult<Cursor> {
     // On the writer thread (a write).
-    let last = newest_known(c, conv)?.map_or(0, |n| from_sql_int(n.seq));
+    let newest = newest_known(c, conv)?;
+    let last = newest.map_or(0, |n| from_sql_int(n.seq));
     let now = read_cursor(c, conv, user)?;
     let clamp = |v: Option<u64>| v.unwrap_or(0).min(last);
     let read_seq = now.read_seq.max(clamp(read));
     let recv_seq = now.recv_seq.max(clamp(recv)).max(read_seq);
     let next = Cursor { recv_seq, read_seq };
     if next != now {
-        // A moved read cursor counts the user's own content after it again
-        // (a range of the conversation's newest messages).
-        let own_after: Option<i64> = if read_seq == now.read_seq {
-            None
+        // A moved read cursor counts the user's own content after it again,
+        // and keeps the relation count of the message it is at (schema v8:
+        // the conversation list reads it here instead of finding that
+        // message, which may be anywhere in the conversation's tail).
+        let (own_after, read_rel): (Option<i64>, Option<i64>) = if read_seq == now.read_seq {
+            (None, None)
         } else if read_seq >= last {
             // Read to the end: nothing of the user's own after it.
-            Some(0)
+            (Some(0), Some(newest.map_or(0, |n| n.rel_count)))
         } else {
-            Some(
-                c.prepare_cached(concat!(
-                    "SELECT count(*) FROM messages WHERE id IN (",
-                    conv_ids!("?1", "> ?2"),
-                    ") AND sender = ?3 AND rel_target IS NULL"
-                ))?
-                .query_row(params![conv, to_sql_int(read_seq), user], |r| r.get(0))?,
-            )
+            // One pass over the messages from the cursor's on.
+            c.prepare_cached(concat!(
+                "SELECT coalesce(sum(seq > ?2 AND sender = ?3 AND rel_target IS NULL), 0), \
+                 max(CASE WHEN seq = ?2 THEN rel_count END) FROM messages WHERE id IN (",
+                conv_ids!("?1", ">= ?2"),
+                ")"
+            ))?
+            .query_row(params![conv, to_sql_int(read_seq), user], |r| Ok((Some(r.get(0)?), r.get(1)?)))?
         };
         c.prepare_cached(
-            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) \
-             VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0)) \
+            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after, read_rel) \
+             VALUES (?1, ?2, ?3, ?4, coalesce(?5, 0), coalesce(?6, 0)) \
              ON CONFLICT (conv, user_id) DO UPDATE SET recv_seq = excluded.recv_seq, \
-             read_seq = excluded.read_seq, own_after = coalesce(?5, own_after)",
+             read_seq = excluded.read_seq, own_after = coalesce(?5, own_after), \
+             read_rel = coalesce(?6, read_rel)",
         )?
-        .execute(params![conv, user, to_sql_int(recv_seq), to_sql_int(read_seq), own_after])?;
+        .execute(params![
+            conv,
+            user,
+            to_sql_int(recv_seq),
+            to_sql_int(read_seq),
+            own_after,
+            read_rel
+        ])?;
     }
     Ok(next)
 }
@@ -471,14 +448,13 @@ impl MessageStore for SqliteStore {
             };
             let mut out = Vec::new();
             let mut dms = tx.prepare_cached(concat!(
-                with_tail!(),
                 "SELECT d.conv, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
                 unread_columns!(
                     "d.conv",
                     "d.user_id",
                     "x.recalled = 1",
                     "coalesce(mine.own_after, 0)",
-                    concat!("x.id = ", id_at!(listed "d.conv", "mine.read_seq"))
+                    "mine.read_rel"
                 ),
                 ", peer.recv_seq, peer.read_seq \
                  FROM dm_members d \
@@ -497,14 +473,13 @@ impl MessageStore for SqliteStore {
                 out.push(ConvSummary { conv: parse_conv(&conv)?, ..s });
             }
             let mut channels = tx.prepare_cached(concat!(
-                with_tail!(),
                 "SELECT m.channel, c.seq, c.ts, mine.recv_seq, mine.read_seq, ",
                 unread_columns!(
                     "'ch:' || m.channel",
                     "m.user_id",
                     "x.recalled = 1",
                     "coalesce(mine.own_after, 0)",
-                    concat!("x.id = ", id_at!(listed "('ch:' || m.channel)", "mine.read_seq"))
+                    "mine.read_rel"
                 ),
                 " FROM channel_members m \
                  LEFT JOIN messages c ON c.id = ",

@@ -23,20 +23,18 @@
 //! are gapless without any further locking, and compare-and-set updates
 //! (invitations) are plain conditional `UPDATE`s.
 //!
-//! # A conversation's order: indexed in bulk
+//! # A conversation's order: indexed in steps
 //!
 //! A message's place in its conversation, `(conv, seq)`, is not indexed by
 //! the append that stores it: that put one scattered index page per
-//! conversation into every commit. The messages above a mark (the tail,
-//! each conversation's newest) are read straight from the table; once the
-//! tail holds a few hundred, the writer inserts them into `message_order`
-//! in `(conv, seq)` order and moves the mark, in a transaction of its own
-//! after a batch (schema v6, `messages::index_tail`). `message_tail` has
-//! each conversation's span of the tail (its first and newest rowid there,
-//! schema v7), so a conversation's newest message is one lookup and its
-//! tail messages a range of rowids, not a scan of the whole tail. The
-//! writer keeps each conversation's newest counters in memory, and forgets
-//! them whenever a write is rolled back.
+//! conversation into every commit. Each conversation's newest messages (the
+//! tail) are read straight from the table, as a range of rowids that
+//! `message_tail` gives in one lookup (schema v7); once the tail holds a
+//! few thousand rows, the writer moves whole conversations of it into
+//! `message_order`, oldest first, a few hundred entries per step, in a
+//! transaction of its own after a batch (schema v8, [`tail`]). The writer
+//! keeps each conversation's newest counters and the rows to index in
+//! memory, and forgets both whenever a write is rolled back.
 //!
 //! # Reads: a small pool of read-only connections
 //!
@@ -69,6 +67,7 @@ mod messages;
 mod readers;
 mod relations;
 mod schema;
+mod tail;
 #[cfg(test)]
 mod tests;
 mod users;
@@ -166,16 +165,16 @@ impl SqliteStore {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_sized(dir: &Path, readers: usize, cache_kib: u32) -> StoreResult<SqliteStore> {
-        Self::open_with(dir, readers, cache_kib, messages::INDEX_FROM_ROWS)
+        Self::open_with(dir, readers, cache_kib, tail::Indexing::DEFAULT)
     }
 
     /// [`open_sized`](Self::open_sized), indexing the tail of newest
-    /// messages from `index_from` rows (tests: 1, every batch).
+    /// messages as `indexing` says (tests: every batch, or in small steps).
     pub(super) fn open_with(
         dir: &Path,
         readers: usize,
         cache_kib: u32,
-        index_from: i64,
+        indexing: tail::Indexing,
     ) -> StoreResult<SqliteStore> {
         let n_readers = readers.max(1);
         std::fs::create_dir_all(dir)?;
@@ -250,7 +249,7 @@ impl SqliteStore {
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("courier-sqlite-writer".into())
-                .spawn(move || writer_main(conn, checkpoint_conn, queue, &stats, index_from))?
+                .spawn(move || writer_main(conn, checkpoint_conn, queue, &stats, indexing))?
         };
         Ok(SqliteStore {
             path,

@@ -6,20 +6,13 @@ use courier_proto::{Invite, Msg};
 use rusqlite::Row;
 
 // ---------------------------------------------------------------------------
-// A conversation's messages in seq order (schema v6): those up to
-// `message_order_mark` through `message_order`, the tail above it straight
-// from the table. In a conversation seq grows with the rowid, so the tail
-// holds each conversation's newest messages, in rowid order. `message_tail`
-// (schema v7) has each conversation's first and newest rowid in the tail:
-// a conversation without messages there reads none, the others read their
-// own span of it.
-
-/// The lowest rowid of the tail (one past the mark), as an expression.
-macro_rules! tail_from {
-    () => {
-        "(SELECT id + 1 FROM message_order_mark)"
-    };
-}
+// A conversation's messages in seq order: the older ones through
+// `message_order`, the newest (its tail, not indexed yet) straight from the
+// table. A conversation's tail is its rows from `message_tail.first_id` on
+// (none without a row there), a range of rowids in which seq grows with
+// the rowid; see `tail.rs` for what holds (schema v8). The rows above
+// `message_order_mark` include every tail, and may include rows already
+// indexed.
 
 /// A condition on `id`: within conversation `$conv`'s span of the tail
 /// (false when it has no message there). Still filter on `conv`.
@@ -54,28 +47,23 @@ macro_rules! conv_ids {
     };
 }
 
-/// The rowid of conversation `$conv`'s message `$seq` (NULL if none).
-/// `listed`: in a statement that begins with [`with_tail!`].
+/// The rowid of conversation `$conv`'s message `$seq` (NULL if none). In
+/// the tail, read from the newest down: the message wanted is usually
+/// recent (an edit, a pin), and the scan stops there.
 macro_rules! id_at {
     ($conv:expr, $seq:expr) => {
-        id_at!(@ $conv, $seq, concat!("SELECT id FROM messages WHERE ", tail_span!($conv), " AND"))
-    };
-    (listed $conv:expr, $seq:expr) => {
-        id_at!(@ $conv, $seq, "SELECT id FROM tail WHERE")
-    };
-    (@ $conv:expr, $seq:expr, $tail:expr) => {
         concat!(
             "coalesce((SELECT id FROM message_order WHERE conv = ",
             $conv,
             " AND seq = ",
             $seq,
-            "), (",
-            $tail,
-            " conv = ",
+            "), (SELECT id FROM messages WHERE ",
+            tail_span!($conv),
+            " AND conv = ",
             $conv,
             " AND seq = ",
             $seq,
-            "))"
+            " ORDER BY id DESC LIMIT 1))"
         )
     };
 }
@@ -90,20 +78,6 @@ macro_rules! newest_id {
             "), (SELECT id FROM message_order WHERE conv = ",
             $conv,
             " ORDER BY seq DESC LIMIT 1))"
-        )
-    };
-}
-
-/// A statement that reads many conversations' newest messages (the
-/// conversation list) reads the tail once, as `tail (conv, seq, id)`:
-/// scanning it per conversation cost 13 ms against 1.0 for 200 DMs and a
-/// tail of 510 rows. SQLite indexes the materialized rows by `conv`.
-macro_rules! with_tail {
-    () => {
-        concat!(
-            "WITH tail AS MATERIALIZED (SELECT conv, seq, id FROM messages WHERE id >= ",
-            tail_from!(),
-            ") "
         )
     };
 }

@@ -330,6 +330,25 @@ pub const MIGRATIONS: &[&str] = &[
         SELECT conv, min(id), max(id) FROM messages
         WHERE id > (SELECT id FROM message_order_mark) GROUP BY conv;
     "#,
+    // v8: the tail is indexed a conversation at a time (store/sqlite/tail.rs)
+    r#"
+    -- No message row changes. From v8 on, a conversation's messages not yet in
+    -- message_order are its rows from message_tail.first_id on, and the
+    -- mark is one below the oldest of them: rows above the mark may already
+    -- be in message_order. A v7 database already satisfies this; the
+    -- version keeps a v7 build (which indexes every row above the mark at
+    -- once, and would fail on those already indexed) from opening it.
+    --
+    -- Each cursor keeps the relation count of the message at its read_seq
+    -- (unread counts need it): the conversation list read it by finding
+    -- that message, which may now be anywhere in its conversation's tail.
+    ALTER TABLE cursors ADD COLUMN read_rel INTEGER NOT NULL DEFAULT 0;
+    UPDATE cursors SET read_rel = coalesce((SELECT m.rel_count FROM messages m WHERE m.id = coalesce(
+        (SELECT o.id FROM message_order o WHERE o.conv = cursors.conv AND o.seq = cursors.read_seq),
+        (SELECT t.id FROM messages t WHERE t.id > (SELECT id FROM message_order_mark)
+            AND t.conv = cursors.conv AND t.seq = cursors.read_seq))), 0)
+    WHERE read_seq > 0;
+    "#,
 ];
 
 /// The schema version this build writes.

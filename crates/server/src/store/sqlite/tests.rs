@@ -14,16 +14,21 @@ use tempfile::TempDir;
 
 /// A fresh store in its own temporary directory (removed with the store).
 async fn fresh() -> Arc<dyn Store> {
-    fresh_indexing_from(messages::INDEX_FROM_ROWS).await
+    fresh_indexing(tail::Indexing::DEFAULT).await
 }
 
-/// [`fresh`], indexing the tail of newest messages from `rows` rows.
-async fn fresh_indexing_from(rows: i64) -> Arc<dyn Store> {
+/// [`fresh`], indexing the tail of newest messages as `how` says.
+async fn fresh_indexing(how: tail::Indexing) -> Arc<dyn Store> {
     let dir = TempDir::new().expect("temp dir");
     let mut store =
-        SqliteStore::open_with(dir.path(), READERS, WRITER_CACHE_KIB, rows).expect("open a fresh store");
+        SqliteStore::open_with(dir.path(), READERS, WRITER_CACHE_KIB, how).expect("open a fresh store");
     store._temp_dir = Some(dir);
     Arc::new(store)
+}
+
+/// Indexing from `from_rows`, `step_rows` entries a step at least.
+const fn indexing(from_rows: usize, step_rows: usize) -> tail::Indexing {
+    tail::Indexing { from_rows, step_rows }
 }
 
 /// The suite's conversations are short: here they stay in the tail.
@@ -33,12 +38,18 @@ mod suite {
 
 /// Every batch indexes the tail: reads go through `message_order`.
 mod suite_indexed {
-    crate::store_suite!(super::fresh_indexing_from(1));
+    crate::store_suite!(super::fresh_indexing(super::tail::Indexing::EVERY_BATCH));
 }
 
-/// The tail is indexed every third message: reads join both halves.
+/// The whole tail is indexed every third message: reads join both halves.
 mod suite_mixed {
-    crate::store_suite!(super::fresh_indexing_from(3));
+    crate::store_suite!(super::fresh_indexing(super::indexing(3, usize::MAX)));
+}
+
+/// From two rows on, a step indexes the oldest conversation(s) and leaves
+/// one row: some conversations indexed ahead of older rows of others.
+mod suite_stepped {
+    crate::store_suite!(super::fresh_indexing(super::indexing(2, 1)));
 }
 
 fn raw(dir: &Path) -> Connection {
@@ -714,6 +725,10 @@ const FIXTURES: &[&str] = &[
     r#"
     INSERT INTO last_seen VALUES ('dave', 90);
     "#,
+    // v8 (no row changes: see `a_v7_tail_is_indexed_a_conversation_at_a_time`)
+    r#"
+    INSERT INTO last_seen VALUES ('erin', 100);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -849,14 +864,19 @@ async fn the_v5_and_v6_migrations_keep_every_message_row() {
     assert_eq!(copy("ch:lobby", 9, "X4", "x4").unwrap(), 1);
 }
 
-/// `(conv, first_id, newest_id)` of every row of `message_tail`.
-fn tail_spans(conn: &Connection) -> Vec<(String, i64, i64)> {
-    conn.prepare("SELECT conv, first_id, newest_id FROM message_tail ORDER BY conv")
+/// The rows of `sql`, a query of a text and two integers.
+fn triples(conn: &Connection, sql: &str) -> Vec<(String, i64, i64)> {
+    conn.prepare(sql)
         .unwrap()
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap()
+}
+
+/// `(conv, first_id, newest_id)` of every row of `message_tail`.
+fn tail_spans(conn: &Connection) -> Vec<(String, i64, i64)> {
+    triples(conn, "SELECT conv, first_id, newest_id FROM message_tail ORDER BY conv")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1012,13 +1032,14 @@ async fn latest_seqs(store: &SqliteStore, conv: &Conv) -> Vec<u64> {
     page.iter().map(|m| m.seq).collect()
 }
 
-/// The writer remembers each conversation's newest seq from its own
-/// appends; an append rolled back to its savepoint must not leave that
-/// memory ahead of the table (a gap in the seqs).
+/// The writer remembers each conversation's newest seq and the tail to
+/// index from its own appends; an append rolled back to its savepoint must
+/// not leave either ahead of the table: no gap in the seqs, and its rowid,
+/// taken again by the next append, indexed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_rolled_back_to_its_savepoint_leaves_no_gap() {
+async fn an_append_rolled_back_to_its_savepoint_leaves_no_gap_and_no_entry() {
     let dir = TempDir::new().unwrap();
-    let store = SqliteStore::open(dir.path()).unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(2, usize::MAX)).unwrap();
     let to_bob = || Target::User("bob".into());
     assert_eq!(store.append(text("alice", to_bob(), "c1", "one", 1)).await.unwrap().msg.seq, 1);
     let m = text("alice", to_bob(), "c2", "undone", 2);
@@ -1030,16 +1051,21 @@ async fn an_append_rolled_back_to_its_savepoint_leaves_no_gap() {
         .await;
     assert!(undone.is_err());
     assert_eq!(store.append(text("alice", to_bob(), "c3", "two", 3)).await.unwrap().msg.seq, 2);
-    assert_eq!(latest_seqs(&store, &Conv::dm("alice", "bob")).await, vec![1, 2]);
+    settled(&store).await;
+    let dm = Conv::dm("alice", "bob");
+    assert_eq!(latest_seqs(&store, &dm).await, vec![1, 2]);
+    let conn = raw(dir.path());
+    assert_eq!(order_entries(&conn), vec![(dm.to_string(), 1, 1), (dm.to_string(), 2, 2)]);
+    assert_eq!(mark_of(&conn), 2, "the step after the append indexed both rows");
     store.close().await.unwrap();
 }
 
-/// The tail is indexed once it holds `INDEX_FROM_ROWS` messages, in the
-/// batch that reaches it, and reads see one order across both halves.
+/// The tail is indexed once it holds `from_rows` messages, after the batch
+/// that reaches it, and reads see one order across both halves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_tail_is_indexed_in_bulk_and_reads_span_both_halves() {
     let dir = TempDir::new().unwrap();
-    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, 4).unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(4, usize::MAX)).unwrap();
     let mark = || -> i64 {
         raw(dir.path()).query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap()
     };
@@ -1077,7 +1103,7 @@ async fn the_tail_is_indexed_in_bulk_and_reads_span_both_halves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_tail_index_loses_no_write() {
     let dir = TempDir::new().unwrap();
-    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, 2).unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(2, usize::MAX)).unwrap();
     let dm = Conv::dm("alice", "bob");
     store.append(text("alice", Target::User("bob".into()), "a1", "x", 1)).await.unwrap();
     raw(dir.path()).execute("INSERT INTO message_order VALUES ('dm:alice:bob', 2, 77)", []).unwrap();
@@ -1097,5 +1123,175 @@ async fn a_failed_tail_index_loses_no_write() {
     let mark: i64 = conn.query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap();
     let ids = strings(&conn, "SELECT CAST(id AS TEXT) FROM message_order ORDER BY seq");
     assert_eq!((mark, ids), (3, vec!["1".to_string(), "2".to_string(), "3".to_string()]));
+    store.close().await.unwrap();
+}
+
+/// `message_order` as `(conv, seq, id)`, in key order.
+fn order_entries(conn: &Connection) -> Vec<(String, i64, i64)> {
+    triples(conn, "SELECT conv, seq, id FROM message_order ORDER BY conv, seq")
+}
+
+fn mark_of(conn: &Connection) -> i64 {
+    conn.query_row("SELECT id FROM message_order_mark", [], |r| r.get(0)).unwrap()
+}
+
+/// Once the tail holds `from_rows` rows, a step indexes whole
+/// conversations, the one with the oldest row first, until it has
+/// `step_rows` entries; the mark stops below the oldest row left, and
+/// reads see each conversation whole either way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tail_is_indexed_a_conversation_at_a_time_oldest_first() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(4, 2)).unwrap();
+    let (dm, lobby, team) = (Conv::dm("alice", "bob"), Conv::channel("lobby"), Conv::channel("team"));
+    let to_bob = || Target::User("bob".into());
+    let to = |ch: &str| Target::Channel(ch.into());
+    // Rowids 1 to 4: dm, lobby, dm, team.
+    store.append(text("alice", to_bob(), "a1", "x", 1)).await.unwrap();
+    store.append(text("bob", to("lobby"), "b1", "x", 2)).await.unwrap();
+    store.append(text("alice", to_bob(), "a2", "x", 3)).await.unwrap();
+    store.append(text("carol", to("team"), "t1", "x", 4)).await.unwrap();
+    settled(&store).await;
+    let key = |conv: &Conv, seq, id| (conv.to_string(), seq, id);
+    let conn = raw(dir.path());
+    // The DM has the oldest row: both of its rows are indexed; lobby's
+    // row 2 is now the oldest left.
+    assert_eq!(order_entries(&conn), vec![key(&dm, 1, 1), key(&dm, 2, 3)]);
+    assert_eq!(mark_of(&conn), 1);
+    assert_eq!(tail_spans(&conn), vec![(lobby.to_string(), 2, 2), (team.to_string(), 4, 4)]);
+    // Row 5 (dm) starts the DM's tail again; row 6 (lobby) makes four.
+    store.append(text("alice", to_bob(), "a3", "x", 5)).await.unwrap();
+    store.append(text("bob", to("lobby"), "b2", "x", 6)).await.unwrap();
+    settled(&store).await;
+    assert_eq!(
+        order_entries(&conn),
+        vec![key(&lobby, 1, 2), key(&lobby, 2, 6), key(&dm, 1, 1), key(&dm, 2, 3)]
+    );
+    assert_eq!(mark_of(&conn), 3, "row 4 (team) is the oldest left");
+    assert_eq!(tail_spans(&conn), vec![(team.to_string(), 4, 4), (dm.to_string(), 5, 5)]);
+    for (conv, seqs) in [(&dm, vec![1, 2, 3]), (&lobby, vec![1, 2]), (&team, vec![1])] {
+        assert_eq!(latest_seqs(&store, conv).await, seqs, "{conv}");
+    }
+    let (page, more) = store.history(&dm, Page::Before(3), 1).await.unwrap();
+    assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![2], true));
+    let (page, more) = store.history(&dm, Page::After(1), 5).await.unwrap();
+    assert_eq!((page.iter().map(|m| m.seq).collect::<Vec<_>>(), more), (vec![2, 3], false));
+    assert_eq!(store.conv_last(&lobby).await.unwrap(), (2, 6));
+    // Bob read the DM up to seq 2 (indexed); seq 3 is in the tail.
+    store.advance_cursor(&dm, "bob", Some(2), Some(2)).await.unwrap();
+    let bob = store.conversations("bob").await.unwrap();
+    let row = bob.iter().find(|s| s.conv == dm).unwrap();
+    assert_eq!((row.last_seq, row.unread), (3, 1), "{row:?}");
+    store.close().await.unwrap();
+}
+
+/// A conversation that stops early does not hold the mark back while a
+/// busy one goes on: its row is the oldest, so the next step takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_conversation_does_not_hold_the_mark_back() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(8, 2)).unwrap();
+    store.append(text("carol", Target::Channel("quiet".into()), "q", "x", 1)).await.unwrap();
+    for i in 0..100 {
+        store.append(text("alice", Target::User("bob".into()), &format!("a{i}"), "x", i)).await.unwrap();
+    }
+    settled(&store).await;
+    let conn = raw(dir.path());
+    let mark = mark_of(&conn);
+    assert!(mark > 101 - 8, "the mark stays near the newest row: {mark}");
+    let tail: i64 =
+        conn.query_row("SELECT count(*) FROM messages WHERE id > ?1", [mark], |r| r.get(0)).unwrap();
+    assert!(tail < 8, "{tail} rows above the mark");
+    assert_eq!(latest_seqs(&store, &Conv::channel("quiet")).await, vec![1]);
+    assert_eq!(latest_seqs(&store, &Conv::dm("alice", "bob")).await.len(), 100);
+    store.close().await.unwrap();
+}
+
+/// The writer's copy of the tail starts unknown: after a restart it is
+/// read back from the database (rows a previous run appended), and the
+/// next step indexes them with the new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_reads_the_tail_back() {
+    let dir = TempDir::new().unwrap();
+    let to_bob = || Target::User("bob".into());
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(100, 1)).unwrap();
+    store.append(text("alice", to_bob(), "a1", "x", 1)).await.unwrap();
+    store.append(text("bob", Target::Channel("lobby".into()), "b1", "x", 2)).await.unwrap();
+    store.append(text("alice", to_bob(), "a2", "x", 3)).await.unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(4, 1)).unwrap();
+    store.append(text("carol", Target::Channel("team".into()), "t1", "x", 4)).await.unwrap();
+    settled(&store).await;
+    let conn = raw(dir.path());
+    let dm = Conv::dm("alice", "bob").to_string();
+    assert_eq!(order_entries(&conn), vec![(dm.clone(), 1, 1), (dm, 2, 3)]);
+    assert_eq!(mark_of(&conn), 1);
+    store.close().await.unwrap();
+}
+
+/// A step commits without its own fsync; every batch after it still
+/// commits with `synchronous=FULL` (an ok means the commit is on disk).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_after_a_step_still_sync_their_commits() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, tail::Indexing::EVERY_BATCH).unwrap();
+    store.append(text("alice", Target::User("bob".into()), "c1", "one", 1)).await.unwrap();
+    settled(&store).await;
+    assert_eq!(mark_of(&raw(dir.path())), 1, "a step ran");
+    let synchronous = store
+        .write(|c| Ok(c.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0))?))
+        .await
+        .unwrap();
+    assert_eq!(synchronous, 2, "FULL");
+    store.close().await.unwrap();
+}
+
+/// A v7 database's tail (rows above the mark, listed in `message_tail`) is
+/// read by the v8 writer and indexed a conversation at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_v7_tail_is_indexed_a_conversation_at_a_time() {
+    let dir = TempDir::new().unwrap();
+    build_historical(dir.path(), 7);
+    {
+        // What a v7 build appended after its last bulk step: rowids 11 to
+        // 13 above the mark (10), listed in message_tail.
+        let conn = raw(dir.path());
+        conn.execute_batch(
+            r#"
+            INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count)
+            VALUES ('ch:team', 2, 'T2', 't2', 'alice', '{"channel":"team"}', 'text', '{"text":"a"}', NULL, 90, NULL, 0),
+                   ('ch:lobby', 3, 'L3', 'l3', 'bob', '{"channel":"lobby"}', 'text', '{"text":"b"}', NULL, 91, NULL, 0),
+                   ('ch:team', 3, 'T3', 't3', 'alice', '{"channel":"team"}', 'text', '{"text":"c"}', NULL, 92, NULL, 0);
+            INSERT INTO message_tail VALUES ('ch:team', 11, 13), ('ch:lobby', 12, 12);
+            -- Carol has read up to N4 (seq 4), after two relations.
+            INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) VALUES ('dm:bob:carol', 'carol', 4, 4, 0)
+                ON CONFLICT (conv, user_id) DO UPDATE SET recv_seq = 4, read_seq = 4;
+            "#,
+        )
+        .unwrap();
+        assert_eq!(mark_of(&conn), 10);
+    }
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, indexing(4, 1)).unwrap();
+    store.append(text("bob", Target::Channel("lobby".into()), "l4", "d", 93)).await.unwrap();
+    settled(&store).await;
+    let conn = raw(dir.path());
+    // Team has the oldest row (11): its rows 11 and 13 are indexed; the
+    // lobby's 12 and 14 wait, and the mark stops below 12.
+    let team: Vec<_> = order_entries(&conn).into_iter().filter(|(c, _, _)| c == "ch:team").collect();
+    assert_eq!(team, vec![("ch:team".into(), 1, 9), ("ch:team".into(), 2, 11), ("ch:team".into(), 3, 13)]);
+    assert_eq!(mark_of(&conn), 11);
+    assert_eq!(tail_spans(&conn), vec![("ch:lobby".to_string(), 12, 14)]);
+    assert_eq!(latest_seqs(&store, &Conv::channel("team")).await, vec![1, 2, 3]);
+    assert_eq!(latest_seqs(&store, &Conv::channel("lobby")).await, vec![1, 2, 3, 4]);
+    // The migration kept each cursor's relation count at its read_seq.
+    let read_rel: i64 = conn
+        .query_row(
+            "SELECT read_rel FROM cursors WHERE conv = 'dm:bob:carol' AND user_id = 'carol'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(read_rel, 2);
     store.close().await.unwrap();
 }

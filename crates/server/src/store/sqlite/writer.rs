@@ -2,7 +2,8 @@
 //! [`super`]): the command queue, batches of savepointed jobs in one
 //! transaction, the checkpointer, and how callers hand work to it.
 
-use super::messages::{forget_newest, index_tail, tail_due};
+use super::messages::forget_newest;
+use super::tail::{Indexing, forget_pending, index_step, step_due};
 use super::{MAX_BATCH, SqliteStore};
 use crate::store::shared::closed;
 use crate::store::{BatchHook, BatchTimes, StoreError, StoreResult};
@@ -243,14 +244,14 @@ where
     }
 }
 
-/// `index_from`: tail rows from which a batch indexes the tail
-/// ([`index_tail`]).
+/// `indexing`: when a batch is followed by a step of the tail's indexing
+/// ([`index_step`]).
 pub(super) fn writer_main(
     conn: Connection,
     checkpoint_conn: Connection,
     mut queue: mpsc::Receiver<Command>,
     stats: &Stats,
-    index_from: i64,
+    indexing: Indexing,
 ) {
     // The checkpointer lives as long as this thread holds `committed`.
     let (committed, commits) = std::sync::mpsc::sync_channel::<()>(1);
@@ -302,7 +303,7 @@ pub(super) fn writer_main(
             }
             // After the batch's callers have their answers, in the time
             // the next batch would wait for anyway under load.
-            index_failures.report(index_tail_alone(&conn, index_from));
+            index_failures.report(index_tail_alone(&conn, indexing));
             if rewind.swap(false, Ordering::AcqRel) {
                 catch_up(&conn);
             }
@@ -488,7 +489,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
         let settled = if ok {
             exec(conn, "RELEASE job")
         } else {
-            forget_newest();
+            forget_copies();
             exec(conn, "ROLLBACK TO job").and_then(|()| exec(conn, "RELEASE job"))
         };
         match settled {
@@ -516,7 +517,7 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
             Some(took)
         }
         Err(e) => {
-            forget_newest();
+            forget_copies();
             if !conn.is_autocommit() {
                 let _ = exec(conn, "ROLLBACK");
             }
@@ -528,23 +529,49 @@ pub(super) fn run_batch(conn: &Connection, jobs: &mut Vec<Box<dyn Job>>) -> Opti
     }
 }
 
-/// Indexes the tail ([`index_tail`]) in a transaction of its own once it is
-/// due: a batch's writes never wait for it (it took 1.3 ms and made its
-/// commit's fsync 1.3 ms longer, for 512 rows at 10k msg/s over 200 pairs).
-/// A failure is undone; the tail waits for the next batch.
-fn index_tail_alone(conn: &Connection, index_from: i64) -> rusqlite::Result<()> {
-    let indexed = tail_due(conn, index_from).and_then(|due| {
+/// Indexes a step of the tail ([`index_step`]) in a transaction of its own
+/// once one is due: a batch's writes never wait for it (the bulk step of
+/// schema v7 took 1.3 ms and made its commit's fsync 1.3 ms longer when it
+/// ran inside the batch). Its commit is not synced on its own: the entries
+/// are derived from rows already durable, WAL recovery keeps it whole or
+/// not at all, and the next batch's fsync covers it. A failure is undone;
+/// the tail waits for the next batch.
+fn index_tail_alone(conn: &Connection, how: Indexing) -> rusqlite::Result<()> {
+    let indexed = step_due(conn, how).and_then(|due| {
         if !due {
             return Ok(());
         }
-        exec(conn, "BEGIN IMMEDIATE")?;
-        let done = index_tail(conn, index_from)?;
-        exec(conn, if done { "COMMIT" } else { "ROLLBACK" })
+        exec(conn, "PRAGMA synchronous = NORMAL")?;
+        let stepped = exec(conn, "BEGIN IMMEDIATE").and_then(|()| {
+            let done = index_step(conn, how)?;
+            exec(conn, if done { "COMMIT" } else { "ROLLBACK" })
+        });
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
+        // Every other transaction's ok still means its commit is fsynced: a
+        // writer that cannot promise that stops (the store then refuses
+        // writes) rather than acknowledge unsynced commits.
+        if let Err(e) = exec(conn, "PRAGMA synchronous = FULL") {
+            panic!("could not restore synchronous=FULL on the SQLite writer: {e}");
+        }
+        stepped
     });
-    if indexed.is_err() && !conn.is_autocommit() {
-        let _ = exec(conn, "ROLLBACK");
+    if indexed.is_err() {
+        forget_pending();
+        if !conn.is_autocommit() {
+            let _ = exec(conn, "ROLLBACK");
+        }
     }
     indexed
+}
+
+/// Drops the writer's in-memory copies of what the database holds (each
+/// conversation's newest counters, the tail to index): some write of the
+/// open transaction was rolled back.
+fn forget_copies() {
+    forget_newest();
+    forget_pending();
 }
 
 /// How often a failure that repeats with every batch is logged.
@@ -607,7 +634,7 @@ impl RepeatedFailure {
 /// Gives up the open transaction: rolls it back (if SQLite has not already)
 /// and fails the writes it held. The next write opens a fresh one.
 pub(super) fn abandon(conn: &Connection, ran: &mut Vec<Box<dyn Job>>, e: &rusqlite::Error) {
-    forget_newest();
+    forget_copies();
     if !conn.is_autocommit() {
         let _ = exec(conn, "ROLLBACK");
     }

@@ -527,6 +527,8 @@ pub async fn unread_counts_others_content_after_the_read_cursor(store: Arc<dyn S
     assert_eq!(counts("bob").await, (1, 1));
     store.advance_cursor(&dm, "bob", None, Some(7)).await.unwrap();
     assert_eq!(counts("bob").await, (0, 0));
+    store.append(text("alice", user("bob"), "a4", "more", 8)).await.unwrap(); // 8
+    assert_eq!(counts("bob").await, (1, 0), "read to the end past three relations, then one more");
     store.advance_cursor(&dm, "alice", None, Some(2)).await.unwrap();
     assert_eq!(counts("alice").await, (0, 0));
     // Channels count the same way, also with no cursor yet.
