@@ -90,6 +90,12 @@ pub fn record(m: &mut Metrics, before: Option<&Snapshot>, after: Option<&Snapsho
         .put("store_commit_longest_ms", longest(commit, &after.commit), "ms (bucket bound)")
         .put("frames_out", after.frames.0.saturating_sub(before.frames.0), "")
         .put("frames_direct", after.frames.1.saturating_sub(before.frames.1), "");
+    // How the commits' fsync tail moves below the 10 ms budget.
+    for (key, bound) in [("store_commits_over_2ms", 0.002), ("store_commits_over_5ms", 0.005)] {
+        if let Some(n) = over(&before.commit, &after.commit, bound) {
+            m.put(key, n, "");
+        }
+    }
 }
 
 /// The longest as a number of ms, or "> N" past the last finite bound.
@@ -111,6 +117,14 @@ fn buckets(text: &str, name: &str) -> Buckets {
             Some((le, value.trim().parse::<f64>().ok()? as u64))
         })
         .collect()
+}
+
+/// Observations in the window longer than `bound`; `None` unless `bound` is
+/// one of the histogram's bucket bounds (in s).
+fn over(before: &Buckets, after: &Buckets, bound: f64) -> Option<u64> {
+    let at = |b: &Buckets, le: f64| b.iter().find(|c| c.0 == le).map(|c| c.1);
+    let in_window = |le: f64| Some(at(after, le)?.saturating_sub(at(before, le).unwrap_or(0)));
+    Some(in_window(f64::INFINITY)?.saturating_sub(in_window(bound)?))
 }
 
 fn window(before: &Buckets, after: &Buckets) -> Window {
@@ -166,6 +180,9 @@ mod tests {
         assert_eq!(m.get("store_batches_over_10ms"), Some(&serde_json::json!(3)));
         assert_eq!(m.get("store_batch_longest_ms"), Some(&serde_json::json!("> 50")));
         assert_eq!(m.get("store_commit_longest_ms"), Some(&serde_json::json!(10.0)));
+        // Commits: 4 of the 8 took over 5 ms; the exposition has no 2 ms bound.
+        assert_eq!(m.get("store_commits_over_5ms"), Some(&serde_json::json!(4)));
+        assert_eq!(m.get("store_commits_over_2ms"), None);
         // 12 → 20 batches in the made-up exposition: 160 more frames, 80 direct.
         assert_eq!(m.get("frames_out"), Some(&serde_json::json!(160)));
         assert_eq!(m.get("frames_direct"), Some(&serde_json::json!(80)));

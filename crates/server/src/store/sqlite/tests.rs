@@ -1295,3 +1295,16 @@ async fn a_v7_tail_is_indexed_a_conversation_at_a_time() {
     assert_eq!(read_rel, 2);
     store.close().await.unwrap();
 }
+
+/// The checkpointer's connection starts the writeback of what it copies as
+/// it copies it (store/sqlite/paced.rs); the WAL and every other
+/// connection keep the default VFS's files.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_checkpointer_connection_paces_the_database_file() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let conn = open_checkpointer(store.path()).unwrap();
+    assert_eq!(super::paced::paced_files(&conn), (true, false), "(database, WAL) paced");
+    assert_eq!(super::paced::paced_files(&raw(dir.path())), (false, false));
+}

@@ -71,27 +71,60 @@ static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
 /// # Errors
 /// When SQLite has no default VFS or refuses the registration.
 pub fn register() -> Result<(), String> {
-    REGISTERED
-        .get_or_init(|| {
-            // SAFETY: `sqlite3_vfs_find` initializes SQLite and returns a
-            // VFS that lives for the whole process; the registered copy is
-            // leaked so it lives as long.
-            unsafe {
-                let base = ffi::sqlite3_vfs_find(ptr::null());
-                if base.is_null() {
-                    return Err("SQLite has no default VFS".to_owned());
-                }
-                let mut ours = *base;
-                ours.szOsFile = c_int::try_from(real_offset()).expect("small") + (*base).szOsFile;
-                ours.zName = NAME_C.as_ptr();
-                ours.pAppData = base.cast::<c_void>();
-                ours.pNext = ptr::null_mut();
-                ours.xOpen = Some(x_open);
-                let rc = ffi::sqlite3_vfs_register(Box::leak(Box::new(ours)), 0);
-                if rc == ffi::SQLITE_OK { Ok(()) } else { Err(format!("sqlite3_vfs_register failed ({rc})")) }
-            }
-        })
-        .clone()
+    REGISTERED.get_or_init(|| register_over_default(NAME_C, |base| real_offset() + base, x_open)).clone()
+}
+
+/// A VFS's `xOpen`.
+pub(super) type OpenFn = unsafe extern "C" fn(
+    *mut ffi::sqlite3_vfs,
+    *const c_char,
+    *mut ffi::sqlite3_file,
+    c_int,
+    *mut c_int,
+) -> c_int;
+
+/// Registers, not as the default, a VFS named `name` that is the default
+/// VFS but for its `xOpen` (`open`, which finds the default VFS in
+/// `pAppData`) and the size of its file objects (`file_size` of the default
+/// VFS's).
+pub(super) fn register_over_default(
+    name: &'static CStr,
+    file_size: impl FnOnce(usize) -> usize,
+    open: OpenFn,
+) -> Result<(), String> {
+    // SAFETY: `sqlite3_vfs_find` initializes SQLite and returns a VFS that
+    // lives for the whole process; the registered copy is leaked so it
+    // lives as long.
+    unsafe {
+        let base = ffi::sqlite3_vfs_find(ptr::null());
+        if base.is_null() {
+            return Err("SQLite has no default VFS".to_owned());
+        }
+        let mut ours = *base;
+        let size =
+            usize::try_from((*base).szOsFile).map(file_size).ok().and_then(|n| c_int::try_from(n).ok());
+        ours.szOsFile = size.ok_or_else(|| format!("bad file object size for the {name:?} VFS"))?;
+        ours.zName = name.as_ptr();
+        ours.pAppData = base.cast::<c_void>();
+        ours.pNext = ptr::null_mut();
+        ours.xOpen = Some(open);
+        let rc = ffi::sqlite3_vfs_register(Box::leak(Box::new(ours)), 0);
+        if rc == ffi::SQLITE_OK { Ok(()) } else { Err(format!("sqlite3_vfs_register failed ({rc})")) }
+    }
+}
+
+/// The default VFS behind one registered by [`register_over_default`], and
+/// its `xOpen`.
+///
+/// # Safety
+/// `vfs` is a VFS registered by [`register_over_default`].
+pub(super) unsafe fn default_behind(vfs: *mut ffi::sqlite3_vfs) -> Option<(*mut ffi::sqlite3_vfs, OpenFn)> {
+    // SAFETY: such a VFS's pAppData is the default VFS, which lives as long
+    // as the process.
+    unsafe {
+        let base = (*vfs).pAppData.cast::<ffi::sqlite3_vfs>();
+        Some((base, (*base).xOpen?))
+    }
 }
 
 unsafe extern "C" fn x_open(
@@ -101,12 +134,11 @@ unsafe extern "C" fn x_open(
     flags: c_int,
     out_flags: *mut c_int,
 ) -> c_int {
-    // SAFETY: SQLite passes our VFS (whose pAppData is the default VFS) and
-    // `szOsFile` bytes at `file`, enough for a WalFile followed by a file of
-    // the default VFS, or for a file of the default VFS alone.
+    // SAFETY: SQLite passes our VFS and `szOsFile` bytes at `file`, enough
+    // for a WalFile followed by a file of the default VFS, or for a file of
+    // the default VFS alone.
     unsafe {
-        let base = (*vfs).pAppData.cast::<ffi::sqlite3_vfs>();
-        let Some(open) = (*base).xOpen else { return ffi::SQLITE_CANTOPEN };
+        let Some((base, open)) = default_behind(vfs) else { return ffi::SQLITE_CANTOPEN };
         if flags & ffi::SQLITE_OPEN_WAL == 0 {
             return open(base, name, file, flags, out_flags);
         }
