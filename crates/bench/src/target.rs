@@ -184,6 +184,14 @@ pub struct Server {
     dir: Option<tempfile::TempDir>,
 }
 
+/// How many times a server is started on fresh ports when one it was given
+/// turned out taken.
+const START_ATTEMPTS: u32 = 3;
+
+/// What a server's log says when a port it was given is taken: Courier's
+/// own message, and the Node (`EADDRINUSE`) and Rust (`AddrInUse`) errors.
+const PORT_TAKEN: &[&str] = &["address is already in use", "EADDRINUSE", "Address already in use"];
+
 impl Server {
     /// Starts the server described by `opts` (or attaches to `--url`).
     /// A started Courier server runs with rate limits lifted and room for
@@ -212,6 +220,25 @@ impl Server {
                 dir: None,
             });
         }
+        // The ports are picked free, then bound by the server a moment
+        // later: a load generator's outgoing connection (or anyone else) may
+        // take one meanwhile. Then the server says so and exits; pick again.
+        let mut attempt = 1;
+        loop {
+            match Self::spawn(opts, max_connections).await {
+                Err(e) if attempt < START_ATTEMPTS && port_taken(&e) => {
+                    eprintln!(
+                        "courier-bench: a port picked for the server was taken meanwhile; picking others"
+                    );
+                    attempt += 1;
+                }
+                started => return started,
+            }
+        }
+    }
+
+    /// Starts the server process once, on ports picked now.
+    async fn spawn(opts: &TargetOpts, max_connections: usize) -> anyhow::Result<Server> {
         let dir = tempfile::Builder::new().prefix("courier-bench-").tempdir()?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -346,6 +373,12 @@ impl Server {
     }
 }
 
+/// Whether a start failed because a port picked for the server was taken.
+fn port_taken(e: &anyhow::Error) -> bool {
+    let text = format!("{e:#}");
+    PORT_TAKEN.iter().any(|m| text.contains(m))
+}
+
 fn default_server_bin() -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
     let mut dir = exe.parent().map(Path::to_path_buf);
@@ -373,6 +406,58 @@ pub fn courier_config(addr: SocketAddr, metrics: SocketAddr, data: &Path, max_co
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stand-in for `courier-server`: says `message` and exits on its
+    /// first `fails` starts, then listens where its config says; counts its
+    /// starts in `starts`.
+    fn fake_server(dir: &Path, fails: u32, message: &str) -> PathBuf {
+        let bin = dir.join("fake-server");
+        let starts = dir.join("starts");
+        let script = format!(
+            "#!/bin/sh\nn=$(($(cat {starts} 2>/dev/null || echo 0) + 1)); echo $n > {starts}\n\
+             if [ $n -le {fails} ]; then echo '{message}' >&2; exit 1; fi\n\
+             port=$(sed -n 's/^listen = \"127.0.0.1:\\([0-9]*\\)\"/\\1/p' \"$2\")\n\
+             exec python3 -m http.server \"$port\" --bind 127.0.0.1\n",
+            starts = starts.display()
+        );
+        std::fs::write(&bin, script).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    }
+
+    fn starts(dir: &Path) -> u32 {
+        std::fs::read_to_string(dir.join("starts")).unwrap().trim().parse().unwrap()
+    }
+
+    /// A port taken between its pick and the server's bind costs a retry on
+    /// other ports, not the run (the issue-17 run of stop 34 lost a latency
+    /// run that way).
+    #[tokio::test]
+    async fn a_server_whose_port_was_taken_is_started_again_on_other_ports() {
+        let dir = tempfile::tempdir().unwrap();
+        let taken = "courier-server: cannot listen on 127.0.0.1:44977 (--metrics-listen): \
+                     the address is already in use (another server holds it)";
+        let mut opts = TargetOpts::spawn(Target::Courier);
+        opts.server_bin = Some(fake_server(dir.path(), 2, taken));
+        let server = Server::start(&opts, 10).await.unwrap();
+        assert_eq!(starts(dir.path()), 3);
+        assert!(tokio::net::TcpStream::connect(server.endpoint.addr).await.is_ok());
+
+        // Taken every time: the error comes back after the last attempt.
+        let dir = tempfile::tempdir().unwrap();
+        opts.server_bin = Some(fake_server(dir.path(), 99, taken));
+        let e = Server::start(&opts, 10).await.err().expect("never listens");
+        assert!(port_taken(&e), "{e:#}");
+        assert_eq!(starts(dir.path()), START_ATTEMPTS);
+
+        // Any other failure is not retried.
+        let dir = tempfile::tempdir().unwrap();
+        opts.server_bin = Some(fake_server(dir.path(), 99, "courier-server: bad config"));
+        let e = Server::start(&opts, 10).await.err().expect("never listens");
+        assert!(format!("{e:#}").contains("bad config"), "{e:#}");
+        assert_eq!(starts(dir.path()), 1);
+    }
 
     #[test]
     fn samples_this_process() {

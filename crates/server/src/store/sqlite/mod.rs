@@ -55,7 +55,9 @@
 //!
 //! This file holds [`SqliteStore`] and opening it; `schema` the migrations,
 //! `writer` the writer thread and its batching, `readers` the read pool,
-//! `rows` the row mapping, and one file per domain (`users`, `messages`,
+//! `walbuf` and `paced` the VFSs of the writer's and the checkpointer's
+//! connections (one write per commit's WAL frames; a checkpoint's writeback
+//! started as it writes), `rows` the row mapping, and one file per domain (`users`, `messages`,
 //! `relations`, `channels`, `invites`, `media`) its trait impl and SQL.
 
 #[macro_use]
