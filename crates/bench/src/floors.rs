@@ -752,7 +752,8 @@ the Socket.IO peer that stores nothing, the same peer storing each message with 
 and the raw relay. Costs are server CPU time per message (or per delivery), not wall time: the machine is shared \
 (2 cores, other builds), which moves rates and latencies far more than CPU per message. **The figures to quote \
 are those of a quiet run** (nothing else running: `cat /proc/loadavg` near 0 before starting); a run on a busy \
-machine shows the method, and its latencies mostly measure the other load.";
+machine shows the method, and its latencies mostly measure the other load. `bench/run.sh` runs `sync` after its \
+build, so that the build's writeback (due about 30 s later) does not land on the first runs' fsyncs.";
 
 const METHOD: &str = "
 #### How this section is measured
