@@ -35,7 +35,8 @@ pub const NAME: &str = "courier-paced";
 const NAME_C: &CStr = c"courier-paced";
 
 /// Bytes written to the database file between two starts of writeback:
-/// twenty 4 KiB pages, the chunk that measured best (docs/benchmarks.md).
+/// twenty 4 KiB pages, the chunk measured (docs/benchmarks.md, twentieth
+/// round: a pause after each chunk as well gained little more).
 pub const CHUNK: usize = 20 * 4096;
 
 /// Writebacks started so far by every paced file of this process (tests).
