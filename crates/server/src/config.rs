@@ -3,7 +3,7 @@
 //! binary does the overriding), then validated once at start-up.
 
 use courier_proto::Limits;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -49,8 +49,10 @@ pub struct Config {
     /// Time a new socket has to send `hello`.
     pub hello_timeout_ms: u64,
     /// Limits announced to clients and enforced, including the v1.1 edit
-    /// and recall windows (`limits.edit_window_s`, `limits.recall_window_s`;
-    /// left out, they get the reference defaults at validation).
+    /// and recall windows (`limits.edit_window_s`, `limits.recall_window_s`).
+    /// A `[limits]` table names only the limits it changes; the rest keep
+    /// their defaults (see [`LimitsTable`]).
+    #[serde(deserialize_with = "limits_table")]
     pub limits: Limits,
     /// Server admins: user ids that act as owner of every channel
     /// (including the default channels, which have no owner).
@@ -294,11 +296,11 @@ impl Config {
         if implied_dev {
             self.dev_auth = true;
         }
-        // A `[limits]` table written before v1.1 has no windows.
+        // A `Config` built in code may leave the windows (v1.1) and the caps
+        // (v1.2) out; a file's `[limits]` table has them already (`limits_table`).
         let reference = Limits::default();
         self.limits.edit_window_s = self.limits.edit_window_s.or(reference.edit_window_s);
         self.limits.recall_window_s = self.limits.recall_window_s.or(reference.recall_window_s);
-        // ... and one written before v1.2 has no caps.
         self.limits.reaction_keys = self.limits.reaction_keys.or(reference.reaction_keys);
         self.limits.reactions_per_user = self.limits.reactions_per_user.or(reference.reactions_per_user);
         self.limits.channels_created = self.limits.channels_created.or(reference.channels_created);
@@ -433,6 +435,47 @@ fn is_origin(s: &str) -> bool {
         && !rest.contains(['/', '?', '#', '@', ' '])
 }
 
+/// The `[limits]` table of a configuration file: any subset of
+/// [`Limits`], the rest at their defaults (a table of only `sessions = 8`
+/// is a whole configuration). A key it does not know is an error, so a
+/// misspelt limit is not silently left at its default. The wire type
+/// itself ignores unknown fields, as the protocol asks of clients.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsTable {
+    max_frame_bytes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    send_per_sec: Option<u32>,
+    send_burst: Option<u32>,
+    history_page: Option<u32>,
+    edit_window_s: Option<u64>,
+    recall_window_s: Option<u64>,
+    reaction_keys: Option<u32>,
+    reactions_per_user: Option<u32>,
+    channels_created: Option<u32>,
+    sessions: Option<u32>,
+    upload_bytes_day: Option<u64>,
+}
+
+fn limits_table<'de, D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
+    let t = LimitsTable::deserialize(d)?;
+    let l = Limits::default();
+    Ok(Limits {
+        max_frame_bytes: t.max_frame_bytes.unwrap_or(l.max_frame_bytes),
+        max_body_bytes: t.max_body_bytes.unwrap_or(l.max_body_bytes),
+        send_per_sec: t.send_per_sec.unwrap_or(l.send_per_sec),
+        send_burst: t.send_burst.unwrap_or(l.send_burst),
+        history_page: t.history_page.unwrap_or(l.history_page),
+        edit_window_s: t.edit_window_s.or(l.edit_window_s),
+        recall_window_s: t.recall_window_s.or(l.recall_window_s),
+        reaction_keys: t.reaction_keys.or(l.reaction_keys),
+        reactions_per_user: t.reactions_per_user.or(l.reactions_per_user),
+        channels_created: t.channels_created.or(l.channels_created),
+        sessions: t.sessions.or(l.sessions),
+        upload_bytes_day: t.upload_bytes_day.or(l.upload_bytes_day),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -524,13 +567,25 @@ mod tests {
     }
 
     #[test]
+    fn a_limits_table_names_only_what_it_changes_and_no_unknown_key() {
+        let mut c: Config = toml::from_str("[limits]\nsessions = 8\n").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits, Limits { sessions: Some(8), ..Limits::default() });
+        let c: Config = toml::from_str("[limits]\nsend_per_sec = 100\nhistory_page = 50\n").unwrap();
+        assert_eq!((c.limits.send_per_sec, c.limits.history_page, c.limits.send_burst), (100, 50, 50));
+        let e = toml::from_str::<Config>("[limits]\nsend_per_second = 100\n").unwrap_err().to_string();
+        assert!(e.contains("send_per_second"), "{e}");
+        assert!(toml::from_str::<Config>("[limits]\nsessions = \"eight\"\n").is_err());
+    }
+
+    #[test]
     fn windows_default_when_a_limits_table_lacks_them_and_admins_are_checked() {
         let mut c: Config = toml::from_str(
             "admin_users = [\"root\"]\n[limits]\nmax_frame_bytes = 4096\nmax_body_bytes = 1024\n\
              send_per_sec = 5\nsend_burst = 5\nhistory_page = 10\n",
         )
         .unwrap();
-        assert_eq!(c.limits.edit_window_s, None, "a v1 [limits] table");
+        assert_eq!(c.limits.edit_window_s, Some(172_800), "a v1 [limits] table gets the window");
         c.validate().unwrap();
         assert_eq!((c.limits.edit_window_s, c.limits.recall_window_s), (Some(172_800), Some(86_400)));
         assert!(c.is_server_admin("root") && !c.is_server_admin("rooty"));
