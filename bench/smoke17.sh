@@ -3,7 +3,8 @@
 # (`npm test` runs it; the scenarios themselves are covered by
 # `cargo test -p courier-bench`): the raw relay started as its own process
 # and driven by the generator, the append floor, and the issue-17 section
-# written from their results. Uses the debug binary `cargo test --workspace`
+# written from their results, and the second generator (bench/xcheck.sh)
+# against Courier and the Socket.IO peer. Uses the debug binaries `cargo test --workspace`
 # built (building it with another selection would rebuild dependencies).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,6 +36,17 @@ sock = by["socket-floor"]["steps"]
 assert [s["step"] for s in sock] == ["send", "uring", "send+multishot", "uring+multishot"], by["socket-floor"]
 assert all(s["frames_received"] == s["frames"] > 0 and s["writer_cpu_us_per_frame"] > 0
            and s["reader_cpu_us_per_frame"] > 0 for s in sock), sock
+PY
+# The second generator (Node + ws) against Courier and the Socket.IO peer, one short run each.
+COURIER_SERVER_BIN=$TARGET_DIR/debug/courier-server RATE=200 DURATION=1 WARMUP=0.5 REPS=1 \
+  bash bench/xcheck.sh 3 >"$TMP/x.txt"
+python3 - "$TMP/x.txt" <<'PY'
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+runs = [json.loads(l) for l in lines if l.startswith("{")]
+assert [r["proto"] for r in runs] == ["courier", "socketio"], lines
+assert all(r["delivered_per_s"] > 0 and r["failed"] == 0 and r["server_cpu_us_per_msg"] > 0 for r in runs), runs
+assert any(l.startswith("3 pairs at 200 msg/s: Socket.IO / Courier CPU per message") for l in lines), lines
 PY
 grep -q "^(c) the socket floor.*multishot" "$TMP/issue17.md"
 grep -q "^## Issue 17: " "$TMP/issue17.md"
