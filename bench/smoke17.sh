@@ -40,13 +40,19 @@ PY
 # The second generator (Node + ws) against Courier and the Socket.IO peer, one short run each.
 COURIER_SERVER_BIN=$TARGET_DIR/debug/courier-server RATE=200 DURATION=1 WARMUP=0.5 REPS=1 \
   bash bench/xcheck.sh 3 >"$TMP/x.txt"
+COURIER_SERVER_BIN=$TARGET_DIR/debug/courier-server MODE=fanout RATE=20 DURATION=1 WARMUP=0.5 REPS=1 \
+  bash bench/xcheck.sh 5 >>"$TMP/x.txt"
 python3 - "$TMP/x.txt" <<'PY'
 import json, sys
 lines = open(sys.argv[1]).read().splitlines()
 runs = [json.loads(l) for l in lines if l.startswith("{")]
-assert [r["proto"] for r in runs] == ["courier", "socketio"], lines
+assert [(r["proto"], r["mode"]) for r in runs] == [
+    ("courier", "p2p"), ("socketio", "p2p"), ("courier", "fanout"), ("socketio", "fanout")], lines
 assert all(r["delivered_per_s"] > 0 and r["failed"] == 0 and r["server_cpu_us_per_msg"] > 0 for r in runs), runs
+# Every member gets every message: about 5 deliveries per message sent.
+assert all(r["delivered_per_s"] >= 4 * r["acked_per_s"] > 0 for r in runs[2:]), runs
 assert any(l.startswith("3 pairs at 200 msg/s: Socket.IO / Courier CPU per message") for l in lines), lines
+assert any(l.startswith("5 members at 20 msg/s: Socket.IO / Courier CPU per delivery") for l in lines), lines
 PY
 grep -q "^(c) the socket floor.*multishot" "$TMP/issue17.md"
 grep -q "^## Issue 17: " "$TMP/issue17.md"

@@ -8,6 +8,7 @@
 # per run and their median.
 #
 #   bench/xcheck.sh [PAIRS...]        (default: 50 200 1000)
+#   MODE=fanout RATE=100 bench/xcheck.sh 1000   (one channel of 1000 members)
 #   RATE=10000 DURATION=10 REPS=3 WARMUP=3 bench/xcheck.sh 200
 #   COURIER_SERVER_BIN=/path/to/courier-server bench/xcheck.sh   (another build)
 #
@@ -15,6 +16,7 @@
 # node_modules (`npm ci` in bench/peers/socketio; `npm run bench` does it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+MODE="${MODE:-p2p}"
 RATE="${RATE:-10000}"
 DURATION="${DURATION:-10}"
 REPS="${REPS:-3}"
@@ -71,12 +73,14 @@ EOF
 stop() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; SERVER_PID=""; }
 
 sync
+SIZE_FLAG=--pairs
+[[ "$MODE" == fanout ]] && SIZE_FLAG=--members
 for pairs in "${PAIRS[@]}"; do
   for rep in $(seq "$REPS"); do
     for proto in courier socketio; do
       start "$proto"
       node "$PEER/xgen.js" --proto "$proto" --url "ws://127.0.0.1:$PORT" --pid "$SERVER_PID" \
-        --pairs "$pairs" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" | tee -a "$OUT"
+        --mode "$MODE" "$SIZE_FLAG" "$pairs" --rate "$RATE" --duration "$DURATION" --warmup "$WARMUP" | tee -a "$OUT"
       stop
     done
   done
@@ -87,10 +91,12 @@ import json, statistics, sys
 runs = [json.loads(l) for l in open(sys.argv[1])]
 by = {}
 for r in runs:
-    by.setdefault(r["pairs"], {}).setdefault(r["proto"], []).append(r)
-for pairs, d in by.items():
+    size = f'{r["pairs"]} pairs' if r["mode"] == "p2p" else f'{r["members"]} members'
+    by.setdefault(size, {}).setdefault(r["proto"], []).append(r)
+for size, d in by.items():
     ratios = [s["server_cpu_us_per_msg"] / c["server_cpu_us_per_msg"] for c, s in zip(d["courier"], d["socketio"])]
-    print(f"{pairs} pairs at {runs[0]['rate']} msg/s: Socket.IO / Courier CPU per message "
+    unit = "message" if d["courier"][0]["mode"] == "p2p" else "delivery"
+    print(f"{size} at {runs[0]['rate']} msg/s: Socket.IO / Courier CPU per {unit} "
           + " / ".join(f"{x:.2f}" for x in ratios) + f", median {statistics.median(ratios):.2f}x; "
           + "p99 ms C " + " / ".join(str(c["deliver_p99_ms"]) for c in d["courier"])
           + ", S " + " / ".join(str(s["deliver_p99_ms"]) for s in d["socketio"]))

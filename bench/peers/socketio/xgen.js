@@ -8,21 +8,35 @@
 // against each in turn.
 //
 //   node xgen.js --proto courier|socketio --url ws://127.0.0.1:PORT
-//                --pid SERVER_PID --pairs 200 --rate 10000 --duration 10
+//                --pid SERVER_PID [--mode p2p] --pairs 200 --rate 10000 --duration 10
+//   node xgen.js ... --mode fanout --members 1000 --rate 100
 //
-// Pair i is a sender `x<i>s` writing to a receiver `x<i>r` (dev tokens).
+// p2p: pair i is a sender `x<i>s` writing to a receiver `x<i>r` (dev
+// tokens). fanout: `xfs` creates a public channel and writes to it, and
+// `members` more users join it; every member's delivery counts.
 // Sends are open loop: every 5 ms the sends due write their messages
 // whether or not earlier ones were answered. One JSON line is printed:
 // acked and delivered per second in the window, send->deliver p50/p99,
 // the server's CPU (utime + stime from /proc/PID/stat) and this process's
-// own per message.
+// own per message delivered (per p2p message, per fan-out delivery).
 "use strict";
 
 const fs = require("node:fs");
 const WebSocket = require("ws");
 
 function args() {
-  const a = { proto: "courier", url: "", pid: 0, pairs: 200, rate: 10000, duration: 10, warmup: 3, body: 100 };
+  const a = {
+    proto: "courier",
+    mode: "p2p",
+    url: "",
+    pid: 0,
+    pairs: 200,
+    members: 1000,
+    rate: 10000,
+    duration: 10,
+    warmup: 3,
+    body: 100,
+  };
   const v = process.argv.slice(2);
   for (let i = 0; i < v.length; i += 2) {
     const k = v[i].replace(/^--/, "");
@@ -31,6 +45,7 @@ function args() {
     if (typeof a[k] === "number" && !Number.isFinite(a[k])) throw new Error(`${v[i]} wants a number`);
   }
   if (!["courier", "socketio"].includes(a.proto)) throw new Error("--proto is courier or socketio");
+  if (!["p2p", "fanout"].includes(a.mode)) throw new Error("--mode is p2p or fanout");
   if (!a.url || !a.pid) throw new Error("--url and --pid are required");
   return a;
 }
@@ -109,25 +124,49 @@ function quantile(sorted, q) {
   return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : NaN;
 }
 
+/// The connections of a run: `senders` (each with the destination it
+/// writes to) and `receivers` (every connection a message is delivered to).
+async function connect(a) {
+  const wave = async (clients) => {
+    for (let i = 0; i < clients.length; i += 50) await Promise.all(clients.slice(i, i + 50).map((c) => c.ready));
+  };
+  if (a.mode === "p2p") {
+    const pairs = [];
+    for (let i = 0; i < a.pairs; i++) {
+      pairs.push({ s: new Client(a.proto, a.url, `x${i}s`), to: { user: `x${i}r` }, r: new Client(a.proto, a.url, `x${i}r`) });
+      if (i % 50 === 49) await wave(pairs.slice(-50).flatMap((p) => [p.s, p.r]));
+    }
+    await wave(pairs.flatMap((p) => [p.s, p.r]));
+    return { senders: pairs.map((p) => ({ c: p.s, to: p.to })), receivers: pairs.map((p) => p.r) };
+  }
+  // fanout: one sender, `members` more members of one public channel.
+  const channel = `xfan${process.pid}`;
+  const sender = new Client(a.proto, a.url, "xfs");
+  await sender.ready;
+  await sender.request("create_channel", { channel, title: channel, topic: "", private: false });
+  const members = [];
+  for (let i = 0; i < a.members; i += 50) {
+    const batch = [];
+    for (let k = i; k < Math.min(a.members, i + 50); k++) batch.push(new Client(a.proto, a.url, `xf${k}`));
+    await Promise.all(batch.map((c) => c.ready));
+    await Promise.all(batch.map((c) => c.request("join", { channel })));
+    members.push(...batch);
+  }
+  return { senders: [{ c: sender, to: { channel } }], receivers: members };
+}
+
 async function main() {
   const a = args();
   const pad = "x".repeat(Math.max(0, a.body - 40));
-  const pairs = [];
-  for (let i = 0; i < a.pairs; i++) {
-    const s = new Client(a.proto, a.url, `x${i}s`);
-    const r = new Client(a.proto, a.url, `x${i}r`);
-    pairs.push({ s, r, to: r.user });
-    if (i % 50 === 49) await Promise.all(pairs.slice(-50).flatMap((p) => [p.s.ready, p.r.ready]));
-  }
-  await Promise.all(pairs.flatMap((p) => [p.s.ready, p.r.ready]));
+  const { senders, receivers } = await connect(a);
 
   let measuring = false;
   let acked = 0;
   let delivered = 0;
   let failed = 0;
   const lat = [];
-  for (const p of pairs) {
-    p.r.onMsg = (text) => {
+  for (const r of receivers) {
+    r.onMsg = (text) => {
       if (!measuring) return;
       delivered++;
       const t = Number(text.slice(0, text.indexOf(" ")));
@@ -143,12 +182,12 @@ async function main() {
   const timer = setInterval(() => {
     const due = Math.floor(((performance.now() - start) * a.rate) / 1000);
     for (; n < due; ) {
-      const p = pairs[next];
-      next = (next + 1) % pairs.length;
+      const p = senders[next];
+      next = (next + 1) % senders.length;
       const cid = `c${n++}`;
       const counted = measuring;
-      p.s
-        .request("send", { to: { user: p.to }, cid, kind: "text", body: { text: `${performance.now()} ${pad}` } })
+      p.c
+        .request("send", { to: p.to, cid, kind: "text", body: { text: `${performance.now()} ${pad}` } })
         .then(
           () => counted && measuring && acked++,
           () => failed++,
@@ -170,15 +209,18 @@ async function main() {
   lat.sort((x, y) => x - y);
   const out = {
     proto: a.proto,
-    pairs: a.pairs,
+    mode: a.mode,
+    pairs: a.mode === "p2p" ? a.pairs : undefined,
+    members: a.mode === "fanout" ? a.members : undefined,
     rate: a.rate,
     acked_per_s: Math.round(acked / secs),
     delivered_per_s: Math.round(delivered / secs),
     failed,
     deliver_p50_ms: Number(quantile(lat, 0.5).toFixed(3)),
     deliver_p99_ms: Number(quantile(lat, 0.99).toFixed(3)),
-    server_cpu_us_per_msg: Number(((cpu * 1e6) / Math.max(1, delivered)).toFixed(1)),
-    generator_cpu_us_per_msg: Number(((own.user + own.system) / Math.max(1, delivered)).toFixed(1)),
+    // Per message delivered: per p2p message, or per fan-out delivery.
+    server_cpu_us_per_msg: Number(((cpu * 1e6) / Math.max(1, delivered)).toFixed(2)),
+    generator_cpu_us_per_msg: Number(((own.user + own.system) / Math.max(1, delivered)).toFixed(2)),
     load_1m: Number(fs.readFileSync("/proc/loadavg", "utf8").split(" ")[0]),
   };
   console.log(JSON.stringify(out));
