@@ -439,7 +439,9 @@ fn is_origin(s: &str) -> bool {
 /// [`Limits`], the rest at their defaults (a table of only `sessions = 8`
 /// is a whole configuration). A key it does not know is an error, so a
 /// misspelt limit is not silently left at its default. The wire type
-/// itself ignores unknown fields, as the protocol asks of clients.
+/// itself ignores unknown fields, as the protocol asks of clients. A limit
+/// added to [`Limits`] does not compile until it is added here too
+/// (`limits_table` builds the whole struct, with no `..` rest).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LimitsTable {
