@@ -3,17 +3,27 @@
 //! unread counts, and read/receive cursors.
 
 use super::PostgresStore;
+use super::batch::Queued;
 use super::pool::{TRANSIENT_ATTEMPTS, is_transient, pg};
 use super::rows::{col, cursor_from, msg_from_row, msgs_from_rows};
 use crate::store::MessageStore;
 use crate::store::shared::{
-    UnreadParts, attach_reactions, content_span, from_sql_int, parse_conv, to_json, to_sql_int, unread_count,
+    UnreadParts, attach_reactions, closed, content_span, from_sql_int, parse_conv, to_json, to_sql_int,
+    unread_count,
 };
-use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, StoreError, StoreResult};
+use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreError, StoreResult};
 use async_trait::async_trait;
 use courier_proto::{Conv, Msg};
 use deadpool_postgres::{Object, Transaction};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use tokio::sync::oneshot;
 use tokio_postgres::{IsolationLevel, Row};
+
+/// The error for a batcher that no longer answers (its task ended).
+fn gone() -> StoreError {
+    StoreError::Unavailable("the PostgreSQL append batcher stopped".into())
+}
 
 pub(super) async fn find_by_cid(c: &Object, from: &str, cid: &str) -> StoreResult<Option<Msg>> {
     let stmt = c
@@ -105,7 +115,12 @@ pub(super) async fn insert_message(
             .await?;
         tx.execute(&mention, &[&mentioned, &conv, &seq]).await?;
     }
-    Ok(Some(Msg::new(
+    Ok(Some(stored_msg(m, seq, mid)))
+}
+
+/// The message `m` became, stored with `seq` and `mid`.
+pub(super) fn stored_msg(m: &NewMessage, seq: i64, mid: String) -> Msg {
+    Msg::new(
         m.conv.clone(),
         from_sql_int(seq),
         mid,
@@ -116,7 +131,7 @@ pub(super) async fn insert_message(
         m.body.clone(),
         m.ts,
         m.reply_to.clone(),
-    )))
+    )
 }
 
 /// One transaction of [`MessageStore::append`]. `None` when `(from, cid)` was
@@ -141,6 +156,59 @@ async fn try_append(
     }
 }
 
+/// [`MessageStore::append`] of one message in a transaction of its own:
+/// what a batch falls back to when its statement is refused.
+pub(super) async fn append_alone(c: &mut Object, msg: &NewMessage) -> StoreResult<Appended> {
+    // The common retry needs no transaction and no lock.
+    if let Some(original) = find_by_cid(c, &msg.from, &msg.cid).await? {
+        return Ok(Appended { msg: original, dup: true });
+    }
+    let conv = msg.conv.to_string();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_append(c, msg, &conv).await {
+            Ok(Some(msg)) => return Ok(Appended { msg, dup: false }),
+            Ok(None) => {
+                return match find_by_cid(c, &msg.from, &msg.cid).await? {
+                    Some(original) => Ok(Appended { msg: original, dup: true }),
+                    None => Err(StoreError::Postgres(format!(
+                        "({}, {}) conflicted with a message that is not there",
+                        msg.from, msg.cid
+                    ))),
+                };
+            }
+            Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => continue,
+            // A failed COMMIT leaves the outcome unknown; a retry with
+            // the same (from, cid) resolves it either way.
+            Err(e) => return Err(pg(e)),
+        }
+    }
+}
+
+/// The stored messages among `msgs`' `(from, cid)`, in one query.
+pub(super) async fn find_by_cids(
+    c: &Object,
+    msgs: &[&NewMessage],
+) -> StoreResult<HashMap<(String, String), Msg>> {
+    let stmt = c
+        // One lookup of the unique index per key. The `LIMIT` keeps the
+        // subquery from being flattened into a join: the cached plan, made
+        // while the table was small, was then a hash join over a scan of the
+        // whole table (3–5 ms a call at 30,000 messages).
+        .prepare_cached(concat!(
+            "SELECT m.* FROM unnest($1::text[], $2::text[]) AS k(sender, cid) CROSS JOIN LATERAL (SELECT ",
+            msg_columns!(),
+            " FROM messages WHERE sender = k.sender AND cid = k.cid LIMIT 1) AS m"
+        ))
+        .await
+        .map_err(pg)?;
+    let senders: Vec<&str> = msgs.iter().map(|m| m.from.as_str()).collect();
+    let cids: Vec<&str> = msgs.iter().map(|m| m.cid.as_str()).collect();
+    let rows = c.query(&stmt, &[&senders, &cids]).await.map_err(pg)?;
+    rows.iter().map(|r| msg_from_row(r).map(|m| ((m.from.clone(), m.cid.clone()), m))).collect()
+}
+
 /// Attaches the reactions of the content messages of `page` (one range read).
 async fn load_reactions(c: &Object, conv: &str, page: &mut [Msg]) -> StoreResult<()> {
     let Some((first, last)) = content_span(page) else { return Ok(()) };
@@ -163,32 +231,24 @@ async fn load_reactions(c: &Object, conv: &str, page: &mut [Msg]) -> StoreResult
 #[async_trait]
 impl MessageStore for PostgresStore {
     async fn append(&self, msg: NewMessage) -> StoreResult<Appended> {
-        let mut c = self.client().await?;
-        // The common retry needs no transaction and no lock.
-        if let Some(original) = find_by_cid(&c, &msg.from, &msg.cid).await? {
-            return Ok(Appended { msg: original, dup: true });
-        }
-        let conv = msg.conv.to_string();
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match try_append(&mut c, &msg, &conv).await {
-                Ok(Some(msg)) => return Ok(Appended { msg, dup: false }),
-                Ok(None) => {
-                    return match find_by_cid(&c, &msg.from, &msg.cid).await? {
-                        Some(original) => Ok(Appended { msg: original, dup: true }),
-                        None => Err(StoreError::Postgres(format!(
-                            "({}, {}) conflicted with a message that is not there",
-                            msg.from, msg.cid
-                        ))),
-                    };
-                }
-                Err(e) if is_transient(&e) && attempt < TRANSIENT_ATTEMPTS => continue,
-                // A failed COMMIT leaves the outcome unknown; a retry with
-                // the same (from, cid) resolves it either way.
-                Err(e) => return Err(pg(e)),
-            }
-        }
+        self.queue_append(msg).await.await
+    }
+
+    /// Queued for this store's batcher ([`super::batch`]): appends queued
+    /// on this node are stored in queue order, and the returned future
+    /// completes once the append's batch committed. (An append queued on
+    /// another node may be committed first.)
+    async fn queue_append(&self, msg: NewMessage) -> QueuedAppend {
+        let (reply, stored) = oneshot::channel();
+        let queued = if self.closed.load(Ordering::Acquire) {
+            Err(closed())
+        } else {
+            self.appends.send(Queued { msg, reply }).await.map_err(|_| gone())
+        };
+        Box::pin(async move {
+            queued?;
+            stored.await.map_err(|_| gone())?
+        })
     }
 
     async fn history(&self, conv: &Conv, page: Page, limit: u32) -> StoreResult<(Vec<Msg>, bool)> {

@@ -52,6 +52,7 @@
 //! [`StoreError::Unavailable`]: crate::store::StoreError::Unavailable
 //! [`StoreError::Postgres`]: crate::store::StoreError::Postgres
 
+mod batch;
 mod channels;
 mod invites;
 mod media;
@@ -74,6 +75,7 @@ use deadpool_postgres::Pool;
 use pool::pg;
 use rows::col;
 use schema::migrate;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The PostgreSQL implementation of [`Store`](crate::store::Store): a connection pool; every
@@ -81,7 +83,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// any number of nodes) may share one database.
 pub struct PostgresStore {
     pool: Pool,
-    closed: AtomicBool,
+    closed: Arc<AtomicBool>,
+    /// Content appends, written in batches ([`batch`]).
+    appends: tokio::sync::mpsc::Sender<batch::Queued>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -109,7 +113,9 @@ impl PostgresStore {
     /// [`StoreError::Postgres`]: crate::store::StoreError::Postgres
     pub async fn connect(url: &str) -> StoreResult<PostgresStore> {
         let pool = pool::build(url)?;
-        let store = PostgresStore { pool, closed: AtomicBool::new(false) };
+        let closed = Arc::new(AtomicBool::new(false));
+        let appends = batch::start(pool.clone(), closed.clone());
+        let store = PostgresStore { pool, closed, appends };
         let mut client = store.client().await?;
         migrate(&mut client).await?;
         Ok(store)

@@ -3,11 +3,11 @@
 //! transactions are worth running again.
 
 use super::PostgresStore;
-use crate::store::shared::closed;
+use crate::store::shared::closed as closed_error;
 use crate::store::{StoreError, StoreResult};
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime};
 use std::str::FromStr;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -61,19 +61,24 @@ pub(super) fn build(url: &str) -> StoreResult<Pool> {
 impl PostgresStore {
     /// A pooled connection, unless the store is closed.
     pub(super) async fn client(&self) -> StoreResult<Object> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(closed());
-        }
-        self.pool.get().await.map_err(|e| match e {
-            PoolError::Backend(e) => pg(e),
-            PoolError::Closed => closed(),
-            PoolError::Timeout(_) => StoreError::Unavailable(format!(
-                "no PostgreSQL connection within {}s (pool of {POOL_SIZE} exhausted or server unreachable)",
-                POOL_WAIT.as_secs()
-            )),
-            other => StoreError::Unavailable(format!("PostgreSQL pool: {other}")),
-        })
+        client_of(&self.pool, &self.closed).await
     }
+}
+
+/// A connection of `pool`, unless `closed` is set.
+pub(super) async fn client_of(pool: &Pool, closed: &AtomicBool) -> StoreResult<Object> {
+    if closed.load(Ordering::Acquire) {
+        return Err(closed_error());
+    }
+    pool.get().await.map_err(|e| match e {
+        PoolError::Backend(e) => pg(e),
+        PoolError::Closed => closed_error(),
+        PoolError::Timeout(_) => StoreError::Unavailable(format!(
+            "no PostgreSQL connection within {}s (pool of {POOL_SIZE} exhausted or server unreachable)",
+            POOL_WAIT.as_secs()
+        )),
+        other => StoreError::Unavailable(format!("PostgreSQL pool: {other}")),
+    })
 }
 
 /// Classifies an engine error: connection trouble is `Unavailable`, a

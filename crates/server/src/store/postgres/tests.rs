@@ -126,6 +126,131 @@ async fn concurrent_duplicates_from_two_nodes_are_stored_once() {
     }
 }
 
+/// Transaction ids PostgreSQL has handed out so far (cluster-wide: every
+/// write transaction takes one, and so does this call).
+async fn xids(c: &tokio_postgres::Client) -> i64 {
+    c.query_one("SELECT txid_current()", &[]).await.unwrap().get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_queued_together_share_commits_and_keep_their_queue_order() {
+    let Some((url, nodes)) = nodes(1).await else { return };
+    let node = &nodes[0];
+    let admin = raw(&url).await;
+    const N: usize = 300;
+    let before = xids(&admin).await;
+    // Queued one after another (as a session pipelines), awaited together.
+    let mut stored = Vec::new();
+    for i in 0..N {
+        let to = Target::Channel("lobby".into());
+        stored.push(node.queue_append(text("alice", to, &format!("q{i}"), "x", i as i64)).await);
+    }
+    let mut seqs = Vec::new();
+    for s in stored {
+        let a = s.await.unwrap();
+        assert!(!a.dup);
+        seqs.push(a.msg.seq);
+    }
+    assert_eq!(seqs, (1..=N as u64).collect::<Vec<_>>(), "seqs follow the queue order");
+    // One transaction per message would take N ids; other tests share the
+    // server, so the bound is loose.
+    let used = xids(&admin).await - before - 1;
+    assert!(used < (N / 3) as i64, "{used} write transactions for {N} queued appends");
+    let (msgs, _) = node.history(&Conv::channel("lobby"), Page::After(0), N as u32).await.unwrap();
+    assert_eq!(
+        msgs.iter().map(|m| m.cid.clone()).collect::<Vec<_>>(),
+        (0..N).map(|i| format!("q{i}")).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_batch_answers_repeats_and_originals_and_lists_dms_and_mentions() {
+    let Some((_, nodes)) = nodes(1).await else { return };
+    let node = &nodes[0];
+    let old = node.append(text("alice", Target::User("bob".into()), "old", "first", 1)).await.unwrap();
+    let mut mention = text("alice", Target::User("bob".into()), "m1", "hi @bob", 2);
+    mention.mentions = vec!["bob".into(), "alice".into()];
+    let queued = [
+        mention.clone(),
+        text("alice", Target::User("bob".into()), "old", "again", 3),
+        text("carol", Target::User("dave".into()), "c1", "hello dave", 4),
+        mention,
+        text("carol", Target::Channel("lobby".into()), "c2", "to all", 5),
+    ];
+    let mut waits = Vec::new();
+    for m in queued {
+        waits.push(node.queue_append(m).await);
+    }
+    let mut got = Vec::new();
+    for w in waits {
+        got.push(w.await.unwrap());
+    }
+    assert!(!got[0].dup && got[0].msg.seq == 2, "{:?}", got[0]);
+    assert!(got[1].dup && got[1].msg == old.msg, "a stored (from, cid) answers with the original");
+    assert!(!got[2].dup && got[2].msg.seq == 1);
+    assert!(got[3].dup && got[3].msg == got[0].msg, "a repeat inside the batch answers with the first");
+    assert!(!got[4].dup && got[4].msg.seq == 1);
+    // The first message of a DM lists it for both parties.
+    for user in ["carol", "dave"] {
+        let convs = node.conversations(user).await.unwrap();
+        assert!(convs.iter().any(|c| c.conv == Conv::dm("carol", "dave")), "{user}: {convs:?}");
+    }
+    // Mentions count for the mentioned member, never for the sender.
+    let bob = node.conversations("bob").await.unwrap();
+    let dm = bob.iter().find(|c| c.conv == Conv::dm("alice", "bob")).unwrap();
+    assert_eq!((dm.last_seq, dm.unread, dm.mentions_unread), (2, 2, 1));
+    let alice = node.conversations("alice").await.unwrap();
+    assert_eq!(alice.iter().find(|c| c.conv == Conv::dm("alice", "bob")).unwrap().mentions_unread, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_refused_by_another_nodes_commit_falls_back_to_one_append_at_a_time() {
+    let Some((url, nodes)) = nodes(1).await else { return };
+    let node = nodes[0].clone();
+    // Another node is storing (alice, "x") in a transaction still open.
+    let other = raw(&url).await;
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .batch_execute(
+            "INSERT INTO conversations (conv, last_seq, last_ts) VALUES ('ch:elsewhere', 1, 9); \
+             INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts) VALUES \
+             ('ch:elsewhere', 1, 'OTHER', 'x', 'alice', '{\"channel\":\"elsewhere\"}', 'text', '{\"text\":\"o\"}', NULL, 9)",
+        )
+        .await
+        .unwrap();
+    let batch = tokio::spawn(async move {
+        let y = node.queue_append(text("alice", Target::User("bob".into()), "y", "y", 10)).await;
+        let x = node.queue_append(text("alice", Target::User("bob".into()), "x", "x", 11)).await;
+        (y.await, x.await)
+    });
+    // Commit once the batch waits on the open row's unique key.
+    let admin = raw(&url).await;
+    let mut waited = false;
+    for _ in 0..200 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            waited = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(waited, "the batch's statement waits on the other node's row");
+    other.batch_execute("COMMIT").await.unwrap();
+    let (y, x) = batch.await.unwrap();
+    let (y, x) = (y.unwrap(), x.unwrap());
+    assert!(!y.dup && y.msg.seq == 1, "{y:?}");
+    assert!(x.dup && x.msg.mid == "OTHER", "{x:?}");
+    // Nothing of the refused statement stayed: the DM is gapless.
+    assert_eq!(nodes[0].conv_last(&Conv::dm("alice", "bob")).await.unwrap().0, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invitation_answered_on_two_nodes_at_once_has_one_winner() {
     let Some((_, nodes)) = nodes(2).await else { return };
