@@ -177,11 +177,18 @@ async fn unknown_callee_fails_at_creation() {
         s["invites"].as_array().unwrap().iter().all(|i| i["iid"] != json!(inv.iid)),
         "failed invite is not pending: {s}"
     );
+    // Nor is it among the recent final ones: it is only ever in the ok (§7).
+    assert!(
+        // (omitted when empty)
+        s["recent_invites"].as_array().is_none_or(|r| r.iter().all(|i| i["iid"] != json!(inv.iid))),
+        "failed invite is only in the caller's ok: {s}"
+    );
     caller.expect_err(json!({"op":"invite_cancel","iid":inv.iid}), ErrorCode::InviteFinal).await;
     // The ghost signs in later: the failed invite does not ring.
     let mut g = h.login(&ghost).await;
     let s = g.sync().await;
     assert!(s["invites"].as_array().unwrap().is_empty(), "{s}");
+    assert!(s["recent_invites"].as_array().is_none_or(Vec::is_empty), "{s}");
 }
 
 #[tokio::test]

@@ -34,6 +34,16 @@ async fn frame_at_the_limit_works_and_one_byte_more_closes_1009() {
 }
 
 #[tokio::test]
+async fn an_oversized_first_frame_closes_1009_too() {
+    let h = Harness::new().await;
+    let max = limit(&h.login(&h.user("frame0")).await, "max_frame_bytes");
+    // Before any hello: the frame is refused for its size, not as a bad hello.
+    let mut c = h.connect().await;
+    c.try_send_text(padded_sync(1, max + 1)).await;
+    assert_eq!(c.expect_close().await, 1009);
+}
+
+#[tokio::test]
 async fn frame_limit_counts_utf8_bytes() {
     let h = Harness::new().await;
     let mut c = h.login(&h.user("frame8")).await;

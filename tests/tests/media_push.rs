@@ -94,9 +94,17 @@ async fn media_is_served_inert() {
         let cd = r.header("content-disposition").unwrap_or("inline");
         assert!(!cd.starts_with("attachment"), "{mime} is shown inline, got {cd:?}");
     }
-    // Errors too.
+    // Errors too, also those answered before the media handlers run.
     inert(&get(unique("m_nosuch")).await, "404");
     inert(&h.http("GET", "/v1/media/m_x", &[], b"").await, "401");
+    let r = h.http("PUT", "/v1/media/m_x", &[("Authorization", &auth)], b"").await;
+    assert_eq!(r.status, 405, "{}", r.text());
+    inert(&r, "405");
+    let r = h
+        .http("GET", "/v1/media/m_x", &[("Authorization", &auth), ("Origin", "https://evil.example")], b"")
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    inert(&r, "403 for a foreign origin");
 }
 
 #[tokio::test]
@@ -113,6 +121,18 @@ async fn media_needs_a_valid_token() {
     assert_eq!(r.status, 401, "upload without a token");
     let r = h.upload("dev-nope:garbage", "text/plain", b"bad token").await;
     assert_eq!(r.status, 401, "upload with a bad token");
+    // A token in the URL is refused on upload too, even beside a valid header (§9).
+    let tok = h.token(&h.user("nt-url"));
+    let auth = format!("Bearer {tok}");
+    let r = h
+        .http(
+            "POST",
+            &format!("/v1/media?token={tok}"),
+            &[("Authorization", &auth), ("Content-Type", "text/plain")],
+            b"x",
+        )
+        .await;
+    assert_eq!(r.status, 401, "upload with a URL token: {}", r.text());
 }
 
 #[tokio::test]

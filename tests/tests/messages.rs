@@ -118,6 +118,17 @@ async fn unknown_fields_are_ignored() {
         .await;
     assert_eq!(ok["seq"], json!(1));
     ca.ok(json!({"op":"sync","whatever":true})).await;
+    // Inside nested objects too: a target with a field of a later version.
+    let ok = ca
+        .ok(json!({"op":"send","to":{"user":b,"route":"fast"},"cid":unique("u"),"kind":"text","body":{"text":"y"}}))
+        .await;
+    assert_eq!(ok["seq"], json!(2), "{ok}");
+    // Two targets at once stay a bad request.
+    ca.expect_err(
+        json!({"op":"send","to":{"user":b,"channel":"lobby"},"cid":unique("u"),"kind":"text","body":{"text":"z"}}),
+        ErrorCode::BadRequest,
+    )
+    .await;
 }
 
 #[tokio::test]

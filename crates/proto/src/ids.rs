@@ -171,7 +171,11 @@ impl<'de> Deserialize<'de> for Conv {
 
 /// Where a message or signal goes: `{"user":..}`, `{"channel":..}`, or for a
 /// signal inside an accepted call, `{"call":<iid>}`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+///
+/// Read leniently, like every other object of the protocol (§2: unknown
+/// fields are ignored): exactly one of the three keys, anything else beside
+/// it ignored.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 pub enum Target {
@@ -181,6 +185,23 @@ pub enum Target {
     Channel(String),
     /// A signal to the other party of an accepted call invitation.
     Call(String),
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Keys {
+            user: Option<String>,
+            channel: Option<String>,
+            call: Option<String>,
+        }
+        match Keys::deserialize(d)? {
+            Keys { user: Some(u), channel: None, call: None } => Ok(Target::User(u)),
+            Keys { user: None, channel: Some(c), call: None } => Ok(Target::Channel(c)),
+            Keys { user: None, channel: None, call: Some(c) } => Ok(Target::Call(c)),
+            _ => Err(serde::de::Error::custom("a target holds exactly one of `user`, `channel` and `call`")),
+        }
+    }
 }
 
 impl Target {
@@ -206,7 +227,23 @@ impl Target {
 
 #[cfg(test)]
 mod tests {
-    use super::{is_valid_media_id, safe_file_name};
+    use super::{Target, is_valid_media_id, safe_file_name};
+
+    #[test]
+    fn a_target_ignores_unknown_keys_but_holds_exactly_one_of_its_own() {
+        let t: Target = serde_json::from_str(r#"{"user":"bob","route":"fast","v":[1]}"#).unwrap();
+        assert_eq!(t, Target::User("bob".into()));
+        let t: Target = serde_json::from_str(r#"{"hint":{},"channel":"lobby"}"#).unwrap();
+        assert_eq!(t, Target::Channel("lobby".into()));
+        let t: Target = serde_json::from_str(r#"{"call":"i1"}"#).unwrap();
+        assert_eq!(t, Target::Call("i1".into()));
+        for bad in [r#"{"user":"a","channel":"b"}"#, r#"{}"#, r#"{"user":null}"#, r#"{"user":7}"#, r#""bob""#]
+        {
+            assert!(serde_json::from_str::<Target>(bad).is_err(), "{bad}");
+        }
+        // Written as before.
+        assert_eq!(serde_json::to_string(&Target::User("bob".into())).unwrap(), r#"{"user":"bob"}"#);
+    }
 
     #[test]
     fn media_ids_are_exactly_what_servers_mint() {

@@ -487,6 +487,10 @@ impl Request {
     /// u64 `id`, or has malformed fields (then the id is echoed);
     /// `unsupported` for an unknown op.
     pub fn decode(text: &str) -> Result<(u64, Request), DecodeError> {
+        // A derived struct would also read a JSON array (`["sync", 1]`).
+        if !text.trim_start().starts_with('{') {
+            return Err(DecodeError::bad(None, "not a JSON object"));
+        }
         let env: Envelope<'_> = serde_json::from_str(text)
             .map_err(|e| DecodeError::bad(None, format!("not a JSON object: {e}")))?;
         let id = match env.id {
@@ -689,6 +693,15 @@ mod tests {
 
     fn dec(s: &str) -> Result<(u64, Request), DecodeError> {
         Request::decode(s)
+    }
+
+    #[test]
+    fn a_frame_must_be_an_object() {
+        for frame in [r#"["sync",1]"#, r#" ["hello",1,"dev:a","d"]"#, "7", r#""sync""#] {
+            let e = dec(frame).unwrap_err();
+            assert_eq!((e.id, e.code), (None, ErrorCode::BadRequest), "{frame}");
+        }
+        assert!(dec(r#" {"op":"sync","id":1}"#).is_ok());
     }
 
     #[test]

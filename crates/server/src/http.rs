@@ -59,6 +59,15 @@ pub fn metrics_router(st: Arc<AppState>) -> Router {
 /// The `Host` and `Origin` checks (module docs). A plain `/healthz` is
 /// exempt: load balancers probe it by any name, and it tells nothing.
 async fn edge_checks(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    // Every media response is inert (§9), also one refused here or by the
+    // router (a wrong method).
+    if req.uri().path().starts_with("/v1/media") {
+        return media_response(edge_checked(&st, req, next).await);
+    }
+    edge_checked(&st, req, next).await
+}
+
+async fn edge_checked(st: &AppState, req: Request, next: Next) -> Response {
     if req.uri().path() == "/healthz" && req.uri().query().is_none() {
         return next.run(req).await;
     }
@@ -301,8 +310,28 @@ fn utc_day_start(now: i64) -> i64 {
     now - now.rem_euclid(86_400_000)
 }
 
-async fn upload(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    media_response(upload_inner(&st, &headers, body).await)
+async fn upload(
+    State(st): State<Arc<AppState>>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(refused) = token_in_url(&q) {
+        return refused;
+    }
+    upload_inner(&st, &headers, body).await
+}
+
+/// The answer to a request carrying a token in its URL (§9: URLs end up in
+/// logs and histories, so only the header authenticates), if it does.
+fn token_in_url(q: &HashMap<String, String>) -> Option<Response> {
+    q.contains_key("token").then(|| {
+        json_err(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            "tokens in URLs are not accepted; send Authorization: Bearer <token>",
+        )
+    })
 }
 
 async fn upload_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Response {
@@ -421,7 +450,7 @@ async fn download(
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    media_response(download_inner(st, id, &q, &headers).await)
+    download_inner(st, id, &q, &headers).await
 }
 
 async fn download_inner(
@@ -430,13 +459,8 @@ async fn download_inner(
     q: &HashMap<String, String>,
     headers: &HeaderMap,
 ) -> Response {
-    if q.contains_key("token") {
-        // URLs end up in logs and histories: only the header authenticates.
-        return json_err(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthenticated,
-            "tokens in URLs are not accepted; send Authorization: Bearer <token>",
-        );
+    if let Some(refused) = token_in_url(q) {
+        return refused;
     }
     if !matches!(bearer(headers).map(|t| st.auth.verify(t)), Some(Ok(_))) {
         return json_err(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, "a valid token is required");

@@ -189,7 +189,14 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
                 close(ws, CloseCode::AUTH_FAILED, "no hello in time").await;
                 return None;
             }
-            Ok(None | Some(Err(_)) | Some(Ok(Message::Close(_)))) => return None,
+            Ok(Some(Err(e))) => {
+                // An oversized first frame gets 1009 like any other (§8).
+                if let End::Close(code, reason) = read_error(&e) {
+                    close(ws, code, reason).await;
+                }
+                return None;
+            }
+            Ok(None | Some(Ok(Message::Close(_)))) => return None,
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
             Ok(Some(Ok(Message::Text(t)))) => break Some(t),
             Ok(Some(Ok(Message::Binary(_)))) => break None,

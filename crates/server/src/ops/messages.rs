@@ -7,8 +7,8 @@ use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
 use crate::store::{Appended, NewMessage, Page, QueuedAppend, Relation, RelationAppend, StoreResult};
 use courier_proto::{
-    Conv, ErrorCode, Event, HistoryOk, Msg, SendOk, SendReq, SyncConv, SyncOk, Target, body_mentions,
-    is_relation_kind,
+    Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
+    body_mentions, is_relation_kind,
 };
 use serde::Serialize;
 use serde_json::{Map, Value, json};
@@ -424,7 +424,8 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
         .recent_invites_for(user, now_ms() - RECENT_MS)
         .await?
         .into_iter()
-        .filter(|i| i.state.is_final())
+        // A failed invitation is only ever reported in its caller's ok (§7).
+        .filter(|i| i.state.is_final() && i.state != InviteState::Failed)
         .collect();
     let mut ok = SyncOk { conversations, invites, recent_invites };
     let truncated = fit_sync(&mut ok, reply_budget(st));
