@@ -90,6 +90,32 @@ async fn a_dm_reveals_presence_once_both_have_written() {
 }
 
 #[tokio::test]
+async fn an_answer_written_for_a_user_reveals_presence_like_one_they_sent() {
+    let h = Harness::new().await;
+    let Some(admin) = h.admin_secret.clone() else {
+        return skip(
+            "an_answer_written_for_a_user_reveals_presence_like_one_they_sent",
+            "admin secret unknown",
+        );
+    };
+    let (w, b) = (h.user("pv-push-w"), h.user("pv-push-b"));
+    let mut cw = h.login(&w).await;
+    let mut cb = h.login(&b).await;
+    cw.ok(json!({"op":"watch","users":[b]})).await;
+    cb.ok(json!({"op":"watch","users":[w]})).await;
+    cw.dm(&b, "are you there?").await;
+    cw.expect_no_event_where("a one-sided DM reveals nothing", any_presence_of(&b)).await;
+    // b's answer is written by a back end on b's behalf (the push API), as
+    // the server writes call records.
+    let body = json!({"from":b,"to":{"user":w},"cid":unique("pv-push"),"kind":"text","body":{"text":"yes"}});
+    let r = h.push(Some(&admin), &body).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    cw.event_where("b visible to w once b's answer is stored", presence_of(&b, true)).await;
+    cb.event_where("w visible to b", presence_of(&w, true)).await;
+    assert_eq!(watch_row(&mut cw, &b).await["online"], json!(true));
+}
+
+#[tokio::test]
 async fn members_rows_show_presence_only_to_those_who_share_a_conversation() {
     let h = Harness::new().await;
     let (a, b, v) = (h.user("pv-m-a"), h.user("pv-m-b"), h.user("pv-m-visitor"));

@@ -144,7 +144,7 @@ pub async fn cancel(st: &Arc<AppState>, ses: &SessionCtx, iid: &str) -> OpResult
 /// node gets here for each): tells both parties, and for an invitation that
 /// ended unanswered forgets its call devices and writes its call record as
 /// the caller.
-pub async fn ended(st: &AppState, inv: &Invite) {
+pub async fn ended(st: &Arc<AppState>, inv: &Invite) {
     st.broadcast_invite_state(inv);
     let outcome = match inv.state {
         InviteState::Expired => "missed",

@@ -32,17 +32,27 @@ pub enum Sender<'a> {
 /// a relation's target or a call record's invitation unknown),
 /// `conflict` (a relation to a recalled message, or past its window),
 /// `internal` (storage).
-pub async fn store_and_deliver(st: &AppState, sender: Sender<'_>, req: SendReq) -> Result<SendOk, OpError> {
-    let except = match &sender {
-        Sender::Session(s) => Some(s.handle.key),
-        Sender::Push(_) => None,
+pub async fn store_and_deliver(
+    st: &Arc<AppState>,
+    sender: Sender<'_>,
+    req: SendReq,
+) -> Result<SendOk, OpError> {
+    let (except, from) = match &sender {
+        Sender::Session(s) => (Some(s.handle.key), &*s.user),
+        Sender::Push(from) => (None, *from),
     };
     let appended = match check(st, &sender, req).await? {
         Checked::Answered(ok) => return Ok(ok),
         Checked::Content(msg) => st.store.append(msg).await?,
         Checked::Relation(msg, rel) => store_relation(st, msg, rel).await?,
     };
-    delivered(st, appended, except).await
+    let ok = delivered(st, appended, except).await?;
+    // A message written for a user (push API, call record) counts for
+    // presence like one the user sent (§8: the stored check counts it).
+    if !ok.dup && matches!(ok.conv, Conv::Dm(..)) {
+        super::people::dm_written(st, &ok.conv, from);
+    }
+    Ok(ok)
 }
 
 /// A send after its checks.
