@@ -456,6 +456,41 @@ async fn uploads_stop_at_the_daily_quota() {
 }
 
 #[tokio::test]
+async fn a_recalled_upload_still_counts_toward_the_daily_quota() {
+    let Some(h) = Harness::with_config("upload_quota_recall", |c| {
+        c.limits.upload_bytes_day = Some(10_000);
+        c.max_media_bytes = 8000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (h.user("quota-r-a"), h.user("quota-r-b"));
+    let tok = h.token(&a);
+    let mut ca = h.login(&a).await;
+    let r = h.upload(&tok, "image/png", &[1; 6000]).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let media = r.json()["media"].as_str().unwrap().to_owned();
+    let sent = ca
+        .ok(json!({"op":"send","to":{"user":b},"cid":unique("img"),"kind":"image",
+                   "body":{"media":media,"mime":"image/png","width":1,"height":1}}))
+        .await;
+    ca.ok(json!({"op":"send","to":{"user":b},"cid":unique("rc"),"kind":"recall",
+                 "body":{"target":sent["mid"]}}))
+        .await;
+    let auth = format!("Bearer {tok}");
+    assert_eq!(
+        h.http("GET", &format!("/v1/media/{media}"), &[("Authorization", &auth)], b"").await.status,
+        404
+    );
+    // Recalling gives back no quota: uploading, sending and recalling in a
+    // loop must not lift the daily bound.
+    let r = h.upload(&tok, "image/png", &[2; 5000]).await;
+    assert_eq!(r.status, 429, "the recalled upload still counts: {}", r.text());
+    assert_eq!(h.upload(&tok, "image/png", &[3; 4000]).await.status, 201, "what is left still fits");
+}
+
+#[tokio::test]
 async fn uploads_take_tokens_from_the_users_bucket() {
     let Some(h) = Harness::with_config("upload_metering", |c| {
         c.limits.send_per_sec = 1;

@@ -78,7 +78,12 @@ impl MediaStore for PostgresStore {
     async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
         let c = self.client().await?;
         let stmt = c
-            .prepare_cached("SELECT id, owner, mime, size, sha256, created FROM media WHERE id = $1")
+            // Only media whose bytes are there: a recall removes the bytes and
+            // keeps the facts (they count toward the daily quota).
+            .prepare_cached(
+                "SELECT id, owner, mime, size, sha256, created FROM media m \
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM media_blobs b WHERE b.id = m.id)",
+            )
             .await
             .map_err(pg)?;
         let Some(r) = c.query_opt(&stmt, &[&id]).await.map_err(pg)? else { return Ok(None) };

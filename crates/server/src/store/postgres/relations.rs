@@ -235,10 +235,10 @@ async fn recall(
     if let Some(media) = &scrub.media {
         let owned = tx.prepare_cached("SELECT 1 FROM media WHERE id = $1 AND owner = $2").await?;
         if tx.query_opt(&owned, &[&media.id, &media.owner]).await?.is_some() {
+            // The bytes go (the media answers 404); the facts stay, so the
+            // upload still counts toward its owner's daily quota.
             let blob = tx.prepare_cached("DELETE FROM media_blobs WHERE id = $1").await?;
             tx.execute(&blob, &[&media.id]).await?;
-            let facts = tx.prepare_cached("DELETE FROM media WHERE id = $1").await?;
-            tx.execute(&facts, &[&media.id]).await?;
         }
     }
     Ok(())

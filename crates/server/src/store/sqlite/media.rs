@@ -71,18 +71,23 @@ impl MediaStore for SqliteStore {
     async fn media_meta(&self, id: &str) -> StoreResult<Option<MediaMeta>> {
         let id = id.to_owned();
         self.read(move |c| {
-            Ok(c.prepare_cached("SELECT id, owner, mime, size, sha256, created FROM media WHERE id = ?1")?
-                .query_row([id], |r| {
-                    Ok(MediaMeta {
-                        id: r.get(0)?,
-                        owner: r.get(1)?,
-                        mime: r.get(2)?,
-                        size: from_sql_int(r.get(3)?),
-                        sha256: r.get(4)?,
-                        created: r.get(5)?,
-                    })
+            // Only media whose bytes are there: a recall removes the bytes and
+            // keeps the facts (they count toward the daily quota).
+            Ok(c.prepare_cached(
+                "SELECT id, owner, mime, size, sha256, created FROM media m \
+                 WHERE id = ?1 AND EXISTS (SELECT 1 FROM media_blobs b WHERE b.id = m.id)",
+            )?
+            .query_row([id], |r| {
+                Ok(MediaMeta {
+                    id: r.get(0)?,
+                    owner: r.get(1)?,
+                    mime: r.get(2)?,
+                    size: from_sql_int(r.get(3)?),
+                    sha256: r.get(4)?,
+                    created: r.get(5)?,
                 })
-                .optional()?)
+            })
+            .optional()?)
         })
         .await
     }

@@ -155,8 +155,9 @@ pub(super) fn recall(c: &Connection, conv: &str, seq: i64, scrub: &RecallEffect)
             .prepare_cached("SELECT 1 FROM media WHERE id = ?1 AND owner = ?2")?
             .exists(params![media.id, media.owner])?;
         if owned {
+            // The bytes go (the media answers 404); the facts stay, so the
+            // upload still counts toward its owner's daily quota.
             c.prepare_cached("DELETE FROM media_blobs WHERE id = ?1")?.execute([&media.id])?;
-            c.prepare_cached("DELETE FROM media WHERE id = ?1")?.execute([&media.id])?;
         }
     }
     Ok(())
