@@ -1017,6 +1017,19 @@ impl Client {
         self.send_msg(json!({"user":user}), text).await
     }
 
+    /// Uploads a PNG-typed `bytes` as this client's user and sends it to
+    /// `user` as an image; returns the media id and the send's ok.
+    pub async fn dm_image(&mut self, h: &Harness, user: &str, bytes: &[u8]) -> (String, Value) {
+        let r = h.upload(&h.token(&self.user), "image/png", bytes).await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let media = r.json()["media"].as_str().expect("a media id").to_owned();
+        let ok = self
+            .ok(json!({"op":"send","to":{"user":user},"cid":unique("img"),"kind":"image",
+                       "body":{"media":media,"mime":"image/png","width":1,"height":1}}))
+            .await;
+        (media, ok)
+    }
+
     /// Sends a text message to `channel`; returns the ok.
     pub async fn say(&mut self, channel: &str, text: &str) -> Value {
         self.send_msg(json!({"channel":channel}), text).await

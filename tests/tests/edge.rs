@@ -468,13 +468,7 @@ async fn a_recalled_upload_still_counts_toward_the_daily_quota() {
     let (a, b) = (h.user("quota-r-a"), h.user("quota-r-b"));
     let tok = h.token(&a);
     let mut ca = h.login(&a).await;
-    let r = h.upload(&tok, "image/png", &[1; 6000]).await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let media = r.json()["media"].as_str().unwrap().to_owned();
-    let sent = ca
-        .ok(json!({"op":"send","to":{"user":b},"cid":unique("img"),"kind":"image",
-                   "body":{"media":media,"mime":"image/png","width":1,"height":1}}))
-        .await;
+    let (media, sent) = ca.dm_image(&h, &b, &[1; 6000]).await;
     ca.ok(json!({"op":"send","to":{"user":b},"cid":unique("rc"),"kind":"recall",
                  "body":{"target":sent["mid"]}}))
         .await;

@@ -313,13 +313,7 @@ async fn recalled_media_answers_404() {
     let h = Harness::new().await;
     let (a, b) = (h.user("med-a"), h.user("med-b"));
     let mut ca = h.login(&a).await;
-    let r = h.upload(&h.token(&a), "image/png", b"\x89PNG not really").await;
-    assert_eq!(r.status, 201, "{}", r.text());
-    let media = r.json()["media"].as_str().unwrap().to_owned();
-    let sent = ca
-        .ok(json!({"op":"send","to":{"user":b},"cid":unique("img"),"kind":"image",
-                   "body":{"media":media,"mime":"image/png","width":1,"height":1}}))
-        .await;
+    let (media, sent) = ca.dm_image(&h, &b, b"\x89PNG not really").await;
     let path = format!("/v1/media/{media}");
     let get = |user: &str| (format!("Bearer {}", h.token(user)), path.clone());
     let (auth, p) = get(&b);
