@@ -280,4 +280,10 @@ async fn push_rejects_bad_and_oversized_requests_with_err_body() {
         h.push(Some(&admin), &push_body(&sys, json!({"user":bob}), &unique("p"), &"z".repeat(40_000))).await;
     assert_eq!(r.status, 413, "{}", r.text());
     assert_eq!(r.json()["err"]["code"], json!("too_large"), "{}", r.text());
+    // A reply to a message that is not there: 400, the code in the body (§10).
+    let mut unknown = push_body(&sys, json!({"user":bob}), &unique("p"), "re: nothing");
+    unknown["reply_to"] = json!("01NOSUCHMESSAGE0000000000");
+    let r = h.push(Some(&admin), &unknown).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["err"]["code"], json!("not_found"), "{}", r.text());
 }

@@ -558,10 +558,12 @@ async fn push(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -
         Ok(ok) => json_ok(StatusCode::OK, &ok),
         Err(crate::ops::OpError(err)) => {
             st.metrics.error(err.code);
+            // §10: a refused request is 400 (413 when oversized), whatever
+            // the code in its `err` body (`not_found` for an unknown
+            // `reply_to`, `forbidden`, `conflict`…).
             let status = match err.code {
                 ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
                 ErrorCode::Internal => StatusCode::SERVICE_UNAVAILABLE,
-                ErrorCode::NotFound => StatusCode::NOT_FOUND,
                 _ => StatusCode::BAD_REQUEST,
             };
             (status, [(header::CONTENT_TYPE, "application/json")], Reply::err_json(None, &err))
