@@ -48,18 +48,26 @@ pub async fn create(
     topic: Option<String>,
     private: bool,
 ) -> OpResult {
-    check_channels_created(st, &ses.user).await?;
-    let created = st
-        .store
-        .create_channel(NewChannel {
-            title: title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| channel.clone()),
-            topic: topic.unwrap_or_default(),
-            name: channel.clone(),
-            private,
-            creator: Some(ses.user.to_string()),
-            now: now_ms(),
-        })
-        .await?;
+    // The v1.2 `channels_created` cap: at most that many channels created
+    // per user per UTC day, counted and created in one step.
+    const DAY_MS: i64 = 86_400_000;
+    let cap = st.config.limits.channels_created.unwrap_or(courier_proto::event::DEFAULT_CHANNELS_CREATED);
+    let now = now_ms();
+    let midnight = now - now.rem_euclid(DAY_MS);
+    let new = NewChannel {
+        title: title.filter(|t| !t.trim().is_empty()).unwrap_or_else(|| channel.clone()),
+        topic: topic.unwrap_or_default(),
+        name: channel.clone(),
+        private,
+        creator: Some(ses.user.to_string()),
+        now,
+    };
+    let Some(created) = st.store.create_channel_within(new, u64::from(cap), midnight).await? else {
+        return Err(OpError(Box::new(courier_proto::ErrBody::limit(
+            "channels_created",
+            format!("at most {cap} new channels per user per day (UTC); try again tomorrow"),
+        ))));
+    };
     if !created {
         return Err(OpError::conflict("a channel with this name exists"));
     }
@@ -67,22 +75,6 @@ pub async fn create(
     entry.insert(&ses.user);
     st.channel_changed(&channel);
     Ok(json!({"conv": Conv::channel(&channel), "members": entry.len()}))
-}
-
-/// The v1.2 `channels_created` cap: at most that many channels created
-/// per user per UTC day.
-async fn check_channels_created(st: &AppState, user: &str) -> Result<(), OpError> {
-    const DAY_MS: i64 = 86_400_000;
-    let cap = st.config.limits.channels_created.unwrap_or(courier_proto::event::DEFAULT_CHANNELS_CREATED);
-    let now = now_ms();
-    let midnight = now - now.rem_euclid(DAY_MS);
-    if st.store.channels_created_since(user, midnight).await? >= u64::from(cap) {
-        return Err(OpError(Box::new(courier_proto::ErrBody::limit(
-            "channels_created",
-            format!("at most {cap} new channels per user per day (UTC); try again tomorrow"),
-        ))));
-    }
-    Ok(())
 }
 
 /// The channel's cached entry, if `user` may see it: it exists and is

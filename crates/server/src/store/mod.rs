@@ -162,6 +162,17 @@ pub trait ChannelStore: Send + Sync + 'static {
     /// Creates a channel with its creator as first member and owner.
     /// Returns false (and changes nothing) when the name exists.
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool>;
+    /// [`create_channel`](Self::create_channel) for a creator under the
+    /// `channels_created` cap: `None`, creating nothing, when the creator
+    /// already created `at_most` channels at or after `since` (ms). The
+    /// count and the insert are one step: creations racing from several
+    /// sessions or nodes cannot pass the cap together.
+    async fn create_channel_within(
+        &self,
+        ch: NewChannel,
+        at_most: u64,
+        since: i64,
+    ) -> StoreResult<Option<bool>>;
     /// The channel, if it exists.
     async fn channel(&self, name: &str) -> StoreResult<Option<ChannelRow>>;
     /// Public channels with member counts, by name.

@@ -47,36 +47,75 @@ async fn read_role<C: deadpool_postgres::GenericClient>(
     }
 }
 
+/// Inside `tx`: the channel and its creator as owner; false when the name
+/// is taken (nothing written).
+async fn insert_channel(tx: &Transaction<'_>, ch: &NewChannel) -> Result<bool, tokio_postgres::Error> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO channels (name, title, topic, private, created_by, created) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+        )
+        .await?;
+    if tx.execute(&stmt, &[&ch.name, &ch.title, &ch.topic, &ch.private, &ch.creator, &ch.now]).await? == 0 {
+        return Ok(false);
+    }
+    if let Some(creator) = &ch.creator {
+        let member = tx
+            .prepare_cached(
+                "INSERT INTO channel_members (channel, user_id, joined, role) VALUES ($1, $2, $3, 'owner')",
+            )
+            .await?;
+        tx.execute(&member, &[&ch.name, creator, &ch.now]).await?;
+    }
+    Ok(true)
+}
+
+/// How many channels `user` created at or after `since`.
+async fn created_since(
+    c: &impl deadpool_postgres::GenericClient,
+    user: &str,
+    since: i64,
+) -> Result<u64, tokio_postgres::Error> {
+    let stmt =
+        c.prepare_cached("SELECT count(*) FROM channels WHERE created_by = $1 AND created >= $2").await?;
+    let n: i64 = c.query_one(&stmt, &[&user, &since]).await?.try_get(0)?;
+    Ok(from_sql_int(n))
+}
+
 #[async_trait]
 impl ChannelStore for PostgresStore {
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         let mut c = self.client().await?;
         let tx = c.transaction().await.map_err(pg)?;
-        let stmt = tx
+        let created = insert_channel(&tx, &ch).await.map_err(pg)?;
+        tx.commit().await.map_err(pg)?;
+        Ok(created)
+    }
+
+    async fn create_channel_within(
+        &self,
+        ch: NewChannel,
+        at_most: u64,
+        since: i64,
+    ) -> StoreResult<Option<bool>> {
+        let creator = ch.creator.clone().unwrap_or_default();
+        let mut c = self.client().await?;
+        let tx = c.transaction().await.map_err(pg)?;
+        // One creator's capped creations take turns, on every node, until
+        // each transaction ends: count and insert are one step.
+        let lock = tx
             .prepare_cached(
-                "INSERT INTO channels (name, title, topic, private, created_by, created) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (name) DO NOTHING",
+                "SELECT pg_advisory_xact_lock(hashtextextended('courier.channels_created:' || $1, 0))",
             )
             .await
             .map_err(pg)?;
-        let created = tx
-            .execute(&stmt, &[&ch.name, &ch.title, &ch.topic, &ch.private, &ch.creator, &ch.now])
-            .await
-            .map_err(pg)?;
-        if created == 0 {
-            return Ok(false);
+        tx.execute(&lock, &[&creator]).await.map_err(pg)?;
+        if created_since(&tx, &creator, since).await.map_err(pg)? >= at_most {
+            return Ok(None);
         }
-        if let Some(creator) = &ch.creator {
-            let member = tx
-                .prepare_cached(
-                    "INSERT INTO channel_members (channel, user_id, joined, role) VALUES ($1, $2, $3, 'owner')",
-                )
-                .await
-                .map_err(pg)?;
-            tx.execute(&member, &[&ch.name, creator, &ch.now]).await.map_err(pg)?;
-        }
+        let created = insert_channel(&tx, &ch).await.map_err(pg)?;
         tx.commit().await.map_err(pg)?;
-        Ok(true)
+        Ok(Some(created))
     }
 
     async fn channel(&self, name: &str) -> StoreResult<Option<ChannelRow>> {
@@ -296,12 +335,7 @@ impl ChannelStore for PostgresStore {
 
     async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64> {
         let c = self.client().await?;
-        let stmt = c
-            .prepare_cached("SELECT count(*) FROM channels WHERE created_by = $1 AND created >= $2")
-            .await
-            .map_err(pg)?;
-        let r = c.query_one(&stmt, &[&user, &since]).await.map_err(pg)?;
-        Ok(from_sql_int(col(&r, 0)?))
+        created_since(&c, user, since).await.map_err(pg)
     }
 
     async fn set_role(

@@ -126,6 +126,28 @@ async fn concurrent_duplicates_from_two_nodes_are_stored_once() {
     }
 }
 
+/// Whether a session of the test database comes to wait on a lock whose
+/// wait event is like `event` (`%`: any), within 5 s.
+async fn waits_on_a_lock(url: &str, event: &str) -> bool {
+    let admin = raw(url).await;
+    for _ in 0..200 {
+        let n: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND wait_event LIKE $1",
+                &[&event],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if n > 0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    false
+}
+
 /// Transaction ids PostgreSQL has handed out so far (cluster-wide: every
 /// write transaction takes one, and so does this call).
 async fn xids(c: &tokio_postgres::Client) -> i64 {
@@ -224,24 +246,7 @@ async fn a_batch_refused_by_another_nodes_commit_falls_back_to_one_append_at_a_t
         (y.await, x.await)
     });
     // Commit once the batch waits on the open row's unique key.
-    let admin = raw(&url).await;
-    let mut waited = false;
-    for _ in 0..200 {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if n > 0 {
-            waited = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(waited, "the batch's statement waits on the other node's row");
+    assert!(waits_on_a_lock(&url, "%").await, "the batch's statement waits on the other node's row");
     other.batch_execute("COMMIT").await.unwrap();
     let (y, x) = batch.await.unwrap();
     let (y, x) = (y.unwrap(), x.unwrap());
@@ -249,6 +254,38 @@ async fn a_batch_refused_by_another_nodes_commit_falls_back_to_one_append_at_a_t
     assert!(x.dup && x.msg.mid == "OTHER", "{x:?}");
     // Nothing of the refused statement stayed: the DM is gapless.
     assert_eq!(nodes[0].conv_last(&Conv::dm("alice", "bob")).await.unwrap().0, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_creation_waits_for_another_nodes_and_counts_it() {
+    let Some((url, nodes)) = nodes(1).await else { return };
+    let node = nodes[0].clone();
+    use crate::store::{ChannelStore, NewChannel};
+    let new = |name: &str| NewChannel {
+        name: name.into(),
+        title: name.into(),
+        topic: String::new(),
+        private: false,
+        creator: Some("alice".into()),
+        now: 10,
+    };
+    assert_eq!(node.create_channel_within(new("first"), 2, 0).await.unwrap(), Some(true));
+    // Another node is creating alice's second channel: it holds her turn.
+    let other = raw(&url).await;
+    other.batch_execute("BEGIN").await.unwrap();
+    other
+        .batch_execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('courier.channels_created:alice', 0)); \
+             INSERT INTO channels (name, title, topic, private, created_by, created) \
+             VALUES ('second', 'second', '', false, 'alice', 10)",
+        )
+        .await
+        .unwrap();
+    let racing = tokio::spawn(async move { node.create_channel_within(new("third"), 2, 0).await.unwrap() });
+    assert!(waits_on_a_lock(&url, "advisory").await, "the creation waits for alice's turn");
+    other.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(racing.await.unwrap(), None, "the other node's creation counts: the cap of 2 is reached");
+    assert_eq!(nodes[0].channels_created_since("alice", 0).await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,6 +42,14 @@ pub(super) fn insert_channel(c: &Connection, ch: NewChannel) -> StoreResult<bool
     Ok(true)
 }
 
+/// How many channels `user` created at or after `since`.
+fn created_since(c: &Connection, user: &str, since: i64) -> StoreResult<u64> {
+    let n: i64 = c
+        .prepare_cached("SELECT count(*) FROM channels WHERE created_by = ?1 AND created >= ?2")?
+        .query_row(params![user, since], |r| r.get(0))?;
+    Ok(from_sql_int(n))
+}
+
 pub(super) fn insert_member(c: &Connection, channel: &str, user: &str, now: i64) -> StoreResult<bool> {
     let added = c
         .prepare_cached(
@@ -135,6 +143,23 @@ pub(super) fn change_role(
 impl ChannelStore for SqliteStore {
     async fn create_channel(&self, ch: NewChannel) -> StoreResult<bool> {
         self.write(move |c| insert_channel(c, ch)).await
+    }
+
+    async fn create_channel_within(
+        &self,
+        ch: NewChannel,
+        at_most: u64,
+        since: i64,
+    ) -> StoreResult<Option<bool>> {
+        // The single writer serialises count and insert.
+        self.write(move |c| {
+            let creator = ch.creator.clone().unwrap_or_default();
+            if created_since(c, &creator, since)? >= at_most {
+                return Ok(None);
+            }
+            insert_channel(c, ch).map(Some)
+        })
+        .await
     }
 
     async fn channel(&self, name: &str) -> StoreResult<Option<ChannelRow>> {
@@ -310,13 +335,7 @@ impl ChannelStore for SqliteStore {
 
     async fn channels_created_since(&self, user: &str, since: i64) -> StoreResult<u64> {
         let user = user.to_owned();
-        self.read(move |c| {
-            let n: i64 = c
-                .prepare_cached("SELECT count(*) FROM channels WHERE created_by = ?1 AND created >= ?2")?
-                .query_row(params![user, since], |r| r.get(0))?;
-            Ok(from_sql_int(n))
-        })
-        .await
+        self.read(move |c| created_since(c, &user, since)).await
     }
 
     async fn set_role(

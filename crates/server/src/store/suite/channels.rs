@@ -81,6 +81,51 @@ pub async fn channels_created_since_counts_one_creator_from_a_time(store: Arc<dy
     assert_eq!(store.channels_created_since("carol", 0).await.unwrap(), 0);
 }
 
+/// The cap, counted and enforced in one step: creations racing for the
+/// last places cannot pass it together; a taken name is `Some(false)`.
+pub async fn creations_racing_for_the_cap_never_pass_it(store: Arc<dyn Store>) {
+    let mut ch = channel("old", false, Some("alice"));
+    ch.now = 100;
+    assert_eq!(store.create_channel_within(ch, 3, 0).await.unwrap(), Some(true));
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut ch = channel(&format!("race{i}"), false, Some("alice"));
+            ch.now = 200 + i;
+            store.create_channel_within(ch, 3, 0).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Some(true) => created += 1,
+            Some(false) => panic!("no name was taken"),
+            None => {}
+        }
+    }
+    assert_eq!(created, 2, "three in all, the first included");
+    assert_eq!(store.channels_created_since("alice", 0).await.unwrap(), 3);
+    // Counted from `since`; another creator has their own count; a taken
+    // name under the cap creates nothing.
+    assert_eq!(
+        store.create_channel_within(channel("later", false, Some("alice")), 3, 0).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.create_channel_within(channel("later", false, Some("alice")), 3, 150).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store.create_channel_within(channel("b1", false, Some("bob")), 3, 0).await.unwrap(),
+        Some(true)
+    );
+    assert_eq!(
+        store.create_channel_within(channel("old", false, Some("bob")), 3, 0).await.unwrap(),
+        Some(false)
+    );
+}
+
 /// Public channels with member counts, by name; private ones are invisible.
 pub async fn public_channels_sorted_with_counts_without_private(store: Arc<dyn Store>) {
     assert!(store.public_channels().await.unwrap().is_empty());

@@ -76,6 +76,7 @@ macro_rules! store_suite {
             roles_transfer_and_owner_succession,
             removed_members_rejoin_only_when_added_back,
             channels_created_since_counts_one_creator_from_a_time,
+            creations_racing_for_the_cap_never_pass_it,
         );
         $crate::store_suite!(@cases $fresh; invites:
             invites_round_trip,
