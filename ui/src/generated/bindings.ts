@@ -1193,6 +1193,10 @@ export type SkinTone =
 /**
  *  Where a message or signal goes: `{"user":..}`, `{"channel":..}`, or for a
  *  signal inside an accepted call, `{"call":<iid>}`.
+ * 
+ *  Read leniently, like every other object of the protocol (§2: unknown
+ *  fields are ignored): exactly one of the three keys, anything else beside
+ *  it ignored.
  */
 export type Target = 
 /**  A direct message to this user. */
