@@ -13,6 +13,11 @@
 //! waits for the list to empty. Replies ready together are written with
 //! the events queued for the session in one flush.
 //!
+//! Fairness: writes come before reads (a client that never stops sending
+//! still receives), and the socket is read once after every write step (a
+//! client that is always sent something is still heard: its requests, its
+//! Pongs for the heartbeat).
+//!
 //! Memory: a session's task is what every idle connection costs, so it is
 //! kept small. Its future holds only the socket, the session context and
 //! one timer while it waits; the handshake, the farewell, and each request,
@@ -423,22 +428,34 @@ fn serve<'a>(
         if *st.shutdown.borrow() || st.shutdown.has_changed().is_err() {
             return End::Close(CloseCode::GOING_AWAY, "server shutting down");
         }
+        // After each write step the socket is read once before the next
+        // write, so a queue that never empties (a busy channel, a slow
+        // link) cannot keep the session from reading requests and Pongs.
+        let mut read_owed = false;
         loop {
-            // Timers first (a busy queue must not starve them), then answers
-            // and queued events before new requests: a client that never
-            // stops sending must still receive what it is sent. New
-            // requests only while the in-flight list has room. (A
-            // hand-written poll: a `select!` keeps more state in every idle
-            // task.)
+            // Timers first (a busy queue must not starve them), then the
+            // read owed after a write, then answers and queued events
+            // before new requests: a client that never stops sending must
+            // still receive what it is sent, and one that is always sent
+            // something must still be heard. New requests only while the
+            // in-flight list has room. (A hand-written poll: a `select!`
+            // keeps more state in every idle task.)
             let wake = poll_fn(|cx| {
                 if timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Wake::Timer);
+                }
+                let room = inflight.len() < PIPELINE;
+                if std::mem::take(&mut read_owed)
+                    && room
+                    && let Poll::Ready(msg) = ws.poll_next_unpin(cx)
+                {
+                    return Poll::Ready(Wake::Frame(msg));
                 }
                 let answerable = inflight.front_mut().is_some_and(|f| f.poll_ready(cx).is_ready());
                 if answerable || handle.0.poll_work(cx).is_ready() {
                     return Poll::Ready(Wake::Write);
                 }
-                if inflight.len() >= PIPELINE {
+                if !room {
                     return Poll::Pending;
                 }
                 ws.poll_next_unpin(cx).map(Wake::Frame)
@@ -477,6 +494,7 @@ fn serve<'a>(
                     if let Some(end) = requested_close(st, &handle.0) {
                         return end;
                     }
+                    read_owed = true;
                     // Only queued events and a socket that takes them now:
                     // written in place, without a boxed step.
                     if inflight.is_empty() {
@@ -796,6 +814,15 @@ mod tests {
         WsMessage::text(req.to_string())
     }
 
+    /// Queues event `n` (32 KiB of padding) for `user`'s one session.
+    fn padded_events_to<'a>(server: &'a crate::Server, user: &'static str) -> impl Fn(usize) + 'a {
+        let pad = "x".repeat(32 * 1024);
+        move |n| {
+            let frame: Arc<str> = Arc::from(json!({"ev":"t","n":n,"pad":pad}).to_string());
+            assert_eq!(server.state.hub.send_to_users([user], &frame, None), 1, "frame {n} queued");
+        }
+    }
+
     /// Waits (at most 10 s: a failure, not a measurement) until `done`.
     async fn until(what: &str, done: impl Fn() -> bool) {
         let give_up = Instant::now() + Duration::from_secs(10);
@@ -872,11 +899,7 @@ mod tests {
             let handle = server.state.hub.all_sessions().into_iter().find(|s| &*s.user == "bob").unwrap();
             until("bob's session is idle after its hello", || handle.is_idle()).await;
         }
-        let pad = "x".repeat(32 * 1024);
-        let push = |n: usize| {
-            let frame: Arc<str> = Arc::from(json!({"ev":"t","n":n,"pad":pad}).to_string());
-            assert_eq!(server.state.hub.send_to_users(["bob"], &frame, None), 1, "frame {n} queued");
-        };
+        let push = padded_events_to(&server, "bob");
         // 25 MiB unread: more than the loopback buffers hold, fewer frames
         // than the outbound queue.
         const FIRST: usize = 800;
@@ -901,6 +924,38 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(direct > 0 && direct < ALL as u64, "{direct} of {ALL} frames written directly");
         }
+    }
+
+    /// A session whose queue never empties (a busy channel on a slow link)
+    /// still reads: its requests are answered and its Pongs heard while
+    /// the events keep coming. Before, writes always came first and such a
+    /// session read nothing until the heartbeat deadline closed it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_that_is_always_sent_something_still_reads_its_requests() {
+        let (server, _store, _dir) = server().await;
+        let mut bob = login(&server, "bob").await;
+        let push = padded_events_to(&server, "bob");
+        // 25 MiB unread, more than the loopback buffers hold: the queue
+        // stays full while one more is pushed for each frame read.
+        const UNREAD: usize = 800;
+        const MORE: usize = 4000;
+        for n in 0..UNREAD {
+            push(n);
+        }
+        let history = json!({"id":7,"op":"history","conv":"dm:bob:carol"});
+        bob.send(WsMessage::text(history.to_string())).await.unwrap();
+        let mut pushed = UNREAD;
+        let reply = loop {
+            let frame = next_frame(&mut bob, |_| true).await;
+            if frame.get("re").is_some() {
+                break frame;
+            }
+            assert!(pushed < UNREAD + MORE, "no answer while {MORE} more events were written");
+            push(pushed);
+            pushed += 1;
+        };
+        assert_eq!(reply["re"], 7, "{reply}");
+        assert!(reply.get("ok").is_some(), "{reply}");
     }
 
     /// An idle session's events are written into its socket by whoever

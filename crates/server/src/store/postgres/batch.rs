@@ -113,18 +113,7 @@ pub(super) fn start(pool: Pool, closed: Arc<AtomicBool>) -> mpsc::Sender<Queued>
 /// Writes `batch` and answers every append in it; leaves it empty.
 async fn write_batch(pool: &Pool, closed: &AtomicBool, batch: &mut Vec<Queued>) {
     // 1. Repeats inside the batch follow their first occurrence.
-    let mut first: HashMap<(String, String), usize> = HashMap::new();
-    let mut leaders: Vec<Queued> = Vec::with_capacity(batch.len());
-    let mut followers: Vec<(usize, Queued)> = Vec::new();
-    for q in batch.drain(..) {
-        match first.entry((q.msg.from.clone(), q.msg.cid.clone())) {
-            std::collections::hash_map::Entry::Occupied(e) => followers.push((*e.get(), q)),
-            std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(leaders.len());
-                leaders.push(q);
-            }
-        }
-    }
+    let (leaders, followers) = split_repeats(batch.drain(..), |q| (q.msg.from.clone(), q.msg.cid.clone()));
     let msgs: Vec<&NewMessage> = leaders.iter().map(|q| &q.msg).collect();
     let outcomes = store_batch(pool, closed, &msgs).await;
     for (leader, follower) in followers {
@@ -138,6 +127,30 @@ async fn write_batch(pool: &Pool, closed: &AtomicBool, batch: &mut Vec<Queued>) 
         // The sender may have stopped waiting; the append stands regardless.
         let _ = q.reply.send(outcome);
     }
+}
+
+/// Splits `items` into leaders (the first of each key, in order) and
+/// followers (a later item with a key already seen, with its leader's
+/// index), so that a repeat inside one batch is answered as its first
+/// occurrence's duplicate instead of being inserted twice.
+fn split_repeats<T, K: Eq + std::hash::Hash>(
+    items: impl ExactSizeIterator<Item = T>,
+    key: impl Fn(&T) -> K,
+) -> (Vec<T>, Vec<(usize, T)>) {
+    use std::collections::hash_map::Entry;
+    let mut first: HashMap<K, usize> = HashMap::with_capacity(items.len());
+    let mut leaders = Vec::with_capacity(items.len());
+    let mut followers = Vec::new();
+    for item in items {
+        match first.entry(key(&item)) {
+            Entry::Occupied(e) => followers.push((*e.get(), item)),
+            Entry::Vacant(e) => {
+                e.insert(leaders.len());
+                leaders.push(item);
+            }
+        }
+    }
+    (leaders, followers)
 }
 
 /// The outcome of each of `msgs` (distinct `(from, cid)`), in order.
@@ -270,5 +283,22 @@ fn copy(e: &StoreError) -> StoreError {
         StoreError::Unusable(s) => StoreError::Unusable(s.clone()),
         StoreError::Unavailable(s) => StoreError::Unavailable(s.clone()),
         other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_repeats;
+
+    #[test]
+    fn repeats_inside_a_batch_follow_their_first_occurrence() {
+        // (sender, cid, which copy)
+        let batch =
+            vec![("al", "1", 'a'), ("bo", "1", 'b'), ("al", "1", 'c'), ("al", "2", 'd'), ("bo", "1", 'e')];
+        let (leaders, followers) = split_repeats(batch.into_iter(), |&(from, cid, _)| (from, cid));
+        let leaders: Vec<char> = leaders.iter().map(|l| l.2).collect();
+        let followers: Vec<(usize, char)> = followers.iter().map(|&(i, f)| (i, f.2)).collect();
+        assert_eq!(leaders, ['a', 'b', 'd'], "the first of each (sender, cid), in queue order");
+        assert_eq!(followers, [(0, 'c'), (1, 'e')], "each repeat names its first occurrence");
     }
 }
