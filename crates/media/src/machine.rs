@@ -380,6 +380,14 @@ impl Machine {
             }
             if self.peer_restarts.len() < PEER_TRANSPORT_RESTARTS_PER_MIN {
                 self.peer_restarts.push_back(now_ms);
+                if self.state == CallState::Connected {
+                    // No media until the new transport connects, whether or
+                    // not this side noticed the loss first; the same window
+                    // as a restart of its own.
+                    self.state = CallState::Reconnecting;
+                    out.push(Action::State(CallState::Reconnecting));
+                    self.fail_at = Some(now_ms + ICE_TIMEOUT_MS);
+                }
                 self.new_transport(out);
             } else {
                 tracing::warn!("the peer restarts its transport too often: applied as a renegotiation");

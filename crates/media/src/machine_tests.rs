@@ -397,12 +397,33 @@ fn a_renegotiate_with_a_new_fingerprint_is_answered_from_a_new_transport() {
     assert_eq!(m.handle(1_000, reneg("AA:01")), vec![Action::ApplyOffer(sdp_with("AA:01"))]);
     m.handle(1_010, answer("a2"));
     // A new one: the peer's transport is new, so ours must be.
+    // While it connects this side is reconnecting too, even if it had not
+    // noticed the loss itself.
     let a = m.handle(2_000, reneg("BB:02"));
-    assert_eq!(a, vec![Action::NewTransport, Action::ApplyOffer(sdp_with("BB:02"))]);
+    assert_eq!(
+        a,
+        vec![
+            Action::State(CallState::Reconnecting),
+            Action::NewTransport,
+            Action::ApplyOffer(sdp_with("BB:02"))
+        ]
+    );
     let a = m.handle(2_010, answer("a3"));
     assert_eq!(sent(&a), vec![&CallSignal::Answer { sdp: "a3".into(), transport_restart: true }]);
+    connected(&mut m, 2_500);
     // Fingerprints compare as hex, whatever the case.
     assert_eq!(m.handle(3_000, reneg("bb:02")), vec![Action::ApplyOffer(sdp_with("bb:02"))]);
+    m.handle(3_010, answer("a4"));
+    // A new transport that never connects ends the call, as a restart of
+    // this side's own would.
+    assert_eq!(m.handle(4_000, reneg("DD:04"))[0], Action::State(CallState::Reconnecting));
+    m.handle(4_010, answer("a5"));
+    assert!(m.handle(4_000 + ICE_TIMEOUT_MS - 1, Input::Tick).is_empty());
+    let a = m.handle(4_000 + ICE_TIMEOUT_MS, Input::Tick);
+    assert!(
+        a.contains(&Action::State(CallState::Ended { reason: EndReason::Failed, by_peer: false })),
+        "{a:?}"
+    );
     // With a peer that never said it can, a new fingerprint is only applied.
     let mut old = callee(false);
     let a = old.handle(
