@@ -263,6 +263,7 @@ async fn outbox_worker(
         backoff: BackoffConfig::default(),
         jitter: inner.jitter.clone(),
         emit: Box::new(move |e| emitter.emit(e)),
+        max_frame_bytes: limits.max_frame_bytes,
     });
     let mut active: HashSet<Conv> = HashSet::new();
     let mut drains: JoinSet<(Conv, std::result::Result<(), DrainError>)> = JoinSet::new();

@@ -50,7 +50,14 @@ pub struct Sender {
     pub jitter: Jitter,
     /// Where status changes are reported.
     pub emit: Box<dyn Fn(ClientEvent) + Send + Sync>,
+    /// The server's `max_frame_bytes`: a larger request would only make it
+    /// close the socket (1009), again on every retry.
+    pub max_frame_bytes: usize,
 }
+
+/// Room left in a frame for the request id the session adds
+/// (`"id":18446744073709551615,`).
+const ID_ROOM: usize = 32;
 
 impl Sender {
     /// A pin changes the conversation's pinned list, a recall its unread
@@ -88,6 +95,20 @@ impl Sender {
             let mut op = json!({"op": "send", "to": m.to, "cid": m.cid, "kind": m.kind, "body": m.body});
             if let Some(r) = &m.reply_to {
                 op["reply_to"] = json!(r);
+            }
+            let len = serde_json::to_vec(&op).map_or(usize::MAX, |b| b.len()).saturating_add(ID_ROOM);
+            if len > self.max_frame_bytes {
+                // Queued before the server's limits were known (or they
+                // shrank): it can never be sent. Failed, and the queue moves on.
+                let why = format!(
+                    "too_large: {len} bytes, the server takes frames of at most {}",
+                    self.max_frame_bytes
+                );
+                if let Some(view) = self.store.mark_failed(&self.me, &m.cid, &why)? {
+                    (self.emit)(ClientEvent::MessageUpdated { message: view });
+                }
+                self.conversation_changed(&m.kind, conv)?;
+                continue;
             }
             match transport.request(op).await {
                 Ok(v) => {
@@ -201,6 +222,7 @@ mod tests {
             backoff: BackoffConfig { base: Duration::from_secs(1), cap: Duration::from_secs(8), factor: 2.0 },
             jitter: Arc::new(|| 0.0),
             emit: Box::new(|_| {}),
+            max_frame_bytes: 65_536,
         };
         (dir, sender, conv, cids)
     }
@@ -255,6 +277,33 @@ mod tests {
         sender.drain(&t, &conv).await.unwrap();
         assert_eq!(t.seen.lock().unwrap().last().unwrap().1, "c0");
         assert_eq!(sender.store.message_by_cid("alice", "c0").unwrap().unwrap().seq, Some(2));
+    }
+
+    /// A message too large for the server's frames (queued before its
+    /// limits were known) would only get the socket closed, on every
+    /// retry: it fails here, unsent, and the queue moves on.
+    #[tokio::test(start_paused = true)]
+    async fn a_message_larger_than_a_frame_fails_unsent_and_the_queue_moves_on() {
+        let (_d, mut sender, conv, _) = setup(2);
+        sender.max_frame_bytes = 150;
+        let big = NewMessage {
+            conv: conv.clone(),
+            cid: "big".into(),
+            from: "alice".into(),
+            to: Target::User("bob".into()),
+            kind: "text".into(),
+            body: json!({"text": "x".repeat(200)}).as_object().unwrap().clone(),
+            reply_to: None,
+        };
+        sender.store.enqueue(&big).unwrap();
+        let t = Scripted::new(vec![]);
+        sender.drain(&t, &conv).await.unwrap();
+        let seen: Vec<String> = t.seen.lock().unwrap().iter().map(|(_, c)| c.clone()).collect();
+        assert_eq!(seen, ["c0", "c1"], "the large one never went out");
+        let failed = sender.store.message_by_cid("alice", "big").unwrap().unwrap();
+        assert_eq!(failed.status, crate::DeliveryStatus::Failed);
+        assert!(failed.error.as_deref().unwrap().starts_with("too_large"), "{:?}", failed.error);
+        assert!(sender.store.outbox_cids().unwrap().is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -5,8 +5,11 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The `code` of an error reply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// The `code` of an error reply. A code this version does not know reads
+/// as [`ErrorCode::BadRequest`] (§2: "a client treats a code it does not
+/// know like `bad_request`"), so a newer server's codes are refusals, not
+/// frames that fail to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// The frame or one of its fields is malformed.
@@ -75,6 +78,13 @@ impl ErrorCode {
     }
 }
 
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        Ok(ErrorCode::ALL.into_iter().find(|c| c.as_str() == code).unwrap_or(ErrorCode::BadRequest))
+    }
+}
+
 impl fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -123,6 +133,17 @@ mod tests {
             let back: ErrorCode = serde_json::from_str(&json).unwrap();
             assert_eq!(back, code);
         }
+    }
+
+    #[test]
+    fn a_code_this_version_does_not_know_reads_as_bad_request() {
+        let back: ErrorCode = serde_json::from_str("\"quota_exceeded\"").unwrap();
+        assert_eq!(back, ErrorCode::BadRequest);
+        let body: crate::ErrBody =
+            serde_json::from_value(serde_json::json!({"code":"quota_exceeded","message":"over quota"}))
+                .unwrap();
+        assert_eq!((body.code, body.message.as_str()), (ErrorCode::BadRequest, "over quota"));
+        assert!(serde_json::from_str::<ErrorCode>("7").is_err(), "not a code at all");
     }
 
     #[test]

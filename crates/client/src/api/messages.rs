@@ -88,6 +88,19 @@ impl Client {
         self.enqueue_as(conv, to, ulid::Ulid::new().to_string(), kind, body, reply_to)
     }
 
+    /// Refuses a body larger than the server accepts (`max_body_bytes`, as
+    /// compact JSON): queued, it could never be sent.
+    pub(crate) fn check_body_size(&self, body: &Map<String, Value>) -> Result<()> {
+        let max = self.limits().max_body_bytes;
+        let len = serde_json::to_vec(body).map_or(usize::MAX, |b| b.len());
+        if len > max {
+            return Err(ClientError::Invalid(format!(
+                "the message is too long: {len} bytes, the server takes at most {max}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Queues a checked message under `cid` and wakes the sender.
     pub(crate) fn enqueue_as(
         &self,
@@ -98,6 +111,7 @@ impl Client {
         body: Map<String, Value>,
         reply_to: Option<String>,
     ) -> Result<MessageView> {
+        self.check_body_size(&body)?;
         let m = self.inner.store.enqueue(&NewMessage {
             conv: conv.clone(),
             cid,
@@ -180,6 +194,9 @@ impl Client {
                 reply_to: None,
             })
             .collect();
+        for m in &batch {
+            self.check_body_size(&m.body)?;
+        }
         let views = self.inner.store.enqueue_many(&batch)?;
         for m in &views {
             self.inner.emit(ClientEvent::MessageAdded { message: m.clone() });

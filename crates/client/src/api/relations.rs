@@ -50,12 +50,7 @@ impl Client {
             )));
         }
         let body = json_obj(json!({"target": mid, "text": text}));
-        if serde_json::to_vec(&body).map_or(usize::MAX, |b| b.len()) > limits.max_body_bytes {
-            return Err(ClientError::Invalid(format!(
-                "the new text is too long (at most {} bytes)",
-                limits.max_body_bytes
-            )));
-        }
+        self.check_body_size(&body)?;
         self.relate(conv, "edit", body).await
     }
 
