@@ -53,7 +53,7 @@ export function routeEvent(e: ClientEvent): void {
       useInvitationsStore().apply(e.invite)
       break
     case 'signal':
-      useInvitationsStore().onSignal(e.from, e.to, e.body, e.ts)
+      useInvitationsStore().onSignal(e.to, e.body)
       break
     case 'token_expiring':
     case 'token_required':

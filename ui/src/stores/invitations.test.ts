@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { toRaw } from 'vue'
 import { setup } from '../testing'
 import type { MockTransport } from '../services/mockTransport'
 import type { InviteView } from '../types/model'
@@ -7,6 +8,23 @@ import { routeEvent } from './events'
 import { FINAL_STATE_MS, incomingPhase, outgoingPhase, useInvitationsStore } from './invitations'
 
 let t: MockTransport
+
+/** How many times `needle` is reachable from `root` (objects, arrays, maps, sets). */
+function retainedStrings(root: unknown, needle: string): number {
+  const seen = new Set<object>()
+  let n = 0
+  const walk = (v: unknown): void => {
+    if (v === needle) n++
+    if (v === null || typeof v !== 'object' || seen.has(v)) return
+    seen.add(v)
+    const o = toRaw(v)
+    if (o instanceof Map) o.forEach((x, k) => (walk(k), walk(x)))
+    else if (o instanceof Set) o.forEach(walk)
+    else Object.values(o).forEach(walk)
+  }
+  walk(root)
+  return n
+}
 
 function inv(p: Partial<InviteView> = {}): InviteView {
   return {
@@ -210,6 +228,19 @@ describe('invitations store', () => {
     t.emitCall({ iid: 'i9', event: { type: 'state', phase: 'ended', reason: 'hangup', by_peer: true } })
     routeEvent({ type: 'signal', from: 'alice', to: { call: 'i9' }, body: { type: 'hangup' }, ts: 3 })
     expect(s.call).toBeNull()
+  })
+
+  it('a peer flooding the open call with large signals leaves nothing of them in the store', async () => {
+    const s = useInvitationsStore()
+    routeEvent({ type: 'invite', invite: inv({ iid: 'i9', state: 'pending' }) })
+    await (t.inviteMap.set('i9', inv({ iid: 'i9' })), s.answer(true))
+    t.emitCall({ iid: 'i9', event: { type: 'started', peer: 'alice', video: false, caller: false } })
+    const blob = 'x'.repeat(60_000)
+    for (let i = 0; i < 10_000; i++) {
+      routeEvent({ type: 'signal', from: 'alice', to: { call: 'i9' }, body: { type: 'candidate', blob }, ts: i })
+    }
+    expect(s.call?.iid).toBe('i9')
+    expect(retainedStrings(s.$state, blob)).toBe(0)
   })
 
   it('a video call asks for video in the invitation', async () => {

@@ -58,12 +58,6 @@ export function incomingPhase(v: InviteView, answeredHere: 'accept' | 'refuse' |
   }
 }
 
-export interface CallSignal {
-  from: string
-  body: JsonObject
-  ts: number
-}
-
 export const useInvitationsStore = defineStore('invitations', () => {
   const byIid = reactive(new Map<string, InviteView>())
   /** iid → what this device answered. */
@@ -76,7 +70,6 @@ export const useInvitationsStore = defineStore('invitations', () => {
   const incomingIid = ref<string | null>(null)
   /** The accepted invitation whose in-call view is shown. */
   const callIid = ref<string | null>(null)
-  const callSignals = reactive<CallSignal[]>([])
   const error = ref<string | null>(null)
   const busy = ref(false)
   const timers = new Map<string, ReturnType<typeof setTimeout>>()
@@ -133,7 +126,6 @@ export const useInvitationsStore = defineStore('invitations', () => {
 
   function startCall(iid: string): void {
     callIid.value = iid
-    callSignals.splice(0)
   }
 
   /**
@@ -227,10 +219,13 @@ export const useInvitationsStore = defineStore('invitations', () => {
     }
   }
 
-  /** A `signal` event to the open call from a peer without a media engine (before v1.2): its `hangup` ends the view. */
-  function onSignal(from: string, to: Target, body: JsonObject, ts: number): void {
+  /**
+   * A `signal` event to the open call from a peer without a media engine
+   * (before v1.2): its `hangup` ends the view. Nothing else of a signal is
+   * kept: a peer may send many large ones for as long as the call lasts.
+   */
+  function onSignal(to: Target, body: JsonObject): void {
     if (!('call' in to) || to.call !== callIid.value) return
-    callSignals.push({ from, body, ts })
     if (body.type === 'hangup' && !useCallsStore().active) callIid.value = null
   }
 
@@ -241,7 +236,7 @@ export const useInvitationsStore = defineStore('invitations', () => {
   }
 
   return {
-    byIid, answeredHere, outgoingIid, incomingIid, callIid, callSignals, error, busy,
+    byIid, answeredHere, outgoingIid, incomingIid, callIid, error, busy,
     outgoing, incoming, call, outgoingState, incomingState,
     apply, showCall, load, callUser, cancel, answer, hangUp, onSignal, dismiss,
   }
