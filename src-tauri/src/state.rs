@@ -10,7 +10,7 @@ use courier_client::{Client, ClientConfig, ClientEvent, ConnState, token_user};
 use courier_proto::Conv;
 use courier_proto::ids::is_valid_user;
 use courier_server::{Config, Server, StartError};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, watch};
@@ -324,21 +324,13 @@ impl AppState {
     }
 
     /// The embedded server's URL: ours if running, else another profile's
-    /// (found through `<root>/embedded-server.json` and still answering),
-    /// else a new one started in-process on 127.0.0.1:7700 or the next free
-    /// port, recorded in that file.
+    /// (found through `<root>/embedded-server.json` and proving it holds
+    /// the shared secret), else a new one started in-process on
+    /// 127.0.0.1:7700 or the next free port, recorded in that file.
     async fn embedded_url(&self) -> Result<String, CmdError> {
         let mut slot = self.embedded.lock().await;
         if let Some(s) = slot.as_ref() {
             return Ok(format!("ws://{}", s.local_addr()));
-        }
-        let file = self.profile.embedded_file();
-        if let Some(rec) = profile::read_record(&file)
-            && rec.pid != std::process::id()
-            && answers(rec.port)
-        {
-            tracing::info!("using the embedded server of profile {} at {}", rec.profile, rec.url);
-            return Ok(rec.url);
         }
         let data_dir = self.profile.root.join("server");
         // Real auth, never dev tokens: any local process or web page can
@@ -346,6 +338,19 @@ impl AppState {
         let secret = profile::embedded_secret(&data_dir).map_err(|e| {
             CmdError::new("embedded_server", format!("cannot read or create the local server's secret: {e}"))
         })?;
+        let file = self.profile.embedded_file();
+        // A record outlives a process that was killed, and its port may
+        // since be anyone's: tokens go only to a server that proves it
+        // holds the secret. (This profile's own record is always stale:
+        // one process per profile.)
+        if let Some(rec) = profile::read_record(&file)
+            && rec.pid != std::process::id()
+            && rec.profile != self.profile.name
+            && proves_secret(rec.port, &secret).await
+        {
+            tracing::info!("using the embedded server of profile {} at {}", rec.profile, rec.url);
+            return Ok(format!("ws://127.0.0.1:{}", rec.port));
+        }
         // 7700, else the next free port (another app may take one between
         // the probe and the bind: then try the next), else any port.
         let ports =
@@ -403,6 +408,7 @@ fn embedded_config(port: u16, data_dir: &std::path::Path, secret: &str) -> Confi
         data_dir: data_dir.to_path_buf(),
         auth_secret: Some(secret.to_owned()),
         dev_auth: false,
+        local_proof: true,
         ..Config::desktop()
     }
 }
@@ -507,8 +513,30 @@ fn renew_embedded_tokens(
     }
 }
 
-fn answers(port: u16) -> bool {
-    TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], port)), Duration::from_millis(300)).is_ok()
+/// Whether the server on loopback `port` holds `secret`: it answers a
+/// fresh nonce with [`courier_server::auth::local_proof`] (an embedded
+/// server, `local_proof` on). Anything else (nothing there, another
+/// program, a wrong or late answer) is false.
+async fn proves_secret(port: u16, secret: &str) -> bool {
+    use rand::Rng;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let nonce: String = rand::rng().sample_iter(rand::distr::Alphanumeric).take(48).map(char::from).collect();
+    let Some(expected) = courier_server::auth::local_proof(secret, &nonce) else { return false };
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).await?;
+        let req = format!(
+            "GET /v1/local/proof?nonce={nonce} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut answer = Vec::new();
+        s.take(4096).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let Ok(Ok(answer)) = tokio::time::timeout(Duration::from_secs(2), exchange).await else { return false };
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split_once("\r\n\r\n")
+        .is_some_and(|(head, body)| head.starts_with("HTTP/1.1 200 ") && body == expected)
 }
 
 /// A friendly random user id for the embedded server, e.g. `otter-4821`.
@@ -589,6 +617,42 @@ mod tests {
         assert_eq!(a.settings().recent_emoji.len(), crate::settings::RECENT_EMOJI_MAX);
         let again = AppState::new(Profile::at(root.path().into(), "a".into()));
         assert_eq!(again.settings().recent_emoji.len(), crate::settings::RECENT_EMOJI_MAX);
+    }
+
+    /// A record left by a process that was killed names a port someone
+    /// else may now hold: a listener there that cannot prove the secret is
+    /// sent nothing but the nonce, and the app starts its own server.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_recorded_port_that_cannot_prove_the_secret_gets_no_token() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let root = tempfile::tempdir().unwrap();
+        let squatter = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = squatter.local_addr().unwrap().port();
+        let heard = std::sync::Arc::new(Mutex::new(Vec::<u8>::new()));
+        let log = heard.clone();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = squatter.accept().await {
+                let mut buf = vec![0; 65_536];
+                let n = tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await;
+                if let Ok(Ok(n)) = n {
+                    lock(&log).extend_from_slice(&buf[..n]);
+                }
+                let fake = format!("HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n{}", "0".repeat(64));
+                let _ = s.write_all(fake.as_bytes()).await;
+            }
+        });
+        let stale =
+            EmbeddedRecord { url: format!("ws://127.0.0.1:{port}"), port, profile: "a".into(), pid: 1 };
+        profile::write_json(&root.path().join("embedded-server.json"), &stale).unwrap();
+        let b = AppState::new(Profile::at(root.path().into(), "b".into()));
+        let acc = b.connect(ConnectConfig::Embedded, true, false).await.unwrap();
+        assert!(is_valid_user(&acc.user));
+        let own = b.embedded.lock().await.as_ref().map(|s| s.local_addr().port());
+        assert!(own.is_some_and(|p| p != port), "b started its own server");
+        let heard = String::from_utf8_lossy(&lock(&heard)).into_owned();
+        assert!(heard.starts_with("GET /v1/local/proof?nonce="), "only the proof was asked: {heard}");
+        assert!(!heard.contains("eyJ") && !heard.contains("hello"), "no token went there: {heard}");
+        b.shutdown().await;
     }
 
     /// The embedded server starts, is recorded for other profiles, and a
@@ -679,7 +743,7 @@ mod tests {
         let addr = a.embedded.lock().await.as_ref().unwrap().local_addr();
         let status = move |host: String, origin: Option<&'static str>| {
             tokio::task::spawn_blocking(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
                 s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
                 let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
                 write!(

@@ -236,6 +236,38 @@ async fn a_metrics_address_serves_metrics_without_the_secret() {
     server.shutdown().await.unwrap();
 }
 
+/// The desktop app's embedded server proves it holds the auth secret
+/// before the app sends it a token (a stale port may be someone else's);
+/// any other server has no such endpoint, and a web page cannot ask.
+#[tokio::test]
+async fn only_an_embedded_server_proves_its_secret_and_only_to_native_clients() {
+    if std::env::var("COURIER_TEST_URL").is_ok() {
+        return skip(
+            "only_an_embedded_server_proves_its_secret_and_only_to_native_clients",
+            "starts its own server",
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "s".repeat(40);
+    let nonce = "n0nce".repeat(8);
+    let path = format!("/v1/local/proof?nonce={nonce}");
+    let embedded = Config { auth_secret: Some(secret.clone()), local_proof: true, ..config_in(&dir) };
+    let server = courier_server::Server::start(embedded).await.unwrap();
+    let h = Harness::at(&server.local_addr().to_string());
+    let r = h.http("GET", &path, &[], b"").await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(Some(r.text()), courier_server::auth::local_proof(&secret, &nonce));
+    assert_eq!(h.http("GET", "/v1/local/proof?nonce=short", &[], b"").await.status, 400);
+    let page = h.http("GET", &path, &[("Origin", "https://evil.example")], b"").await;
+    assert_eq!(page.status, 403, "a web page may not ask");
+    server.shutdown().await.unwrap();
+    let plain = Config { auth_secret: Some(secret), ..config_in(&dir) };
+    let server = courier_server::Server::start(plain).await.unwrap();
+    let h = Harness::at(&server.local_addr().to_string());
+    assert_eq!(h.http("GET", &path, &[], b"").await.status, 404, "not on a server that was not asked to");
+    server.shutdown().await.unwrap();
+}
+
 // ---------- connection floods ----------
 
 /// Connects from `from` (a loopback address) to `to`.

@@ -124,9 +124,45 @@ pub fn mint_token(secret: &str, user: &str, ttl: Duration, name: Option<&str>) -
     .map_err(|e| e.to_string())
 }
 
+/// Longest nonce [`local_proof`] answers for (and shortest: a proof of a
+/// short nonce could be collected in advance).
+pub const LOCAL_PROOF_NONCE: std::ops::RangeInclusive<usize> = 32..=128;
+
+/// Proof that a server holds `secret`, for `nonce`: hex of
+/// HMAC-SHA256(HMAC-SHA256(secret, "courier.local-proof.v1"), nonce). The
+/// derived key keeps it apart from token signatures (an HMAC of `secret`
+/// over a caller's bytes would sign any token it chose). `None` for a
+/// nonce that is not 32-128 ASCII letters and digits.
+pub fn local_proof(secret: &str, nonce: &str) -> Option<String> {
+    use hmac::{Hmac, Mac};
+    type HmacSha256 = Hmac<sha2::Sha256>;
+    if !LOCAL_PROOF_NONCE.contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let mut derive = HmacSha256::new_from_slice(secret.as_bytes()).expect("any key length");
+    derive.update(b"courier.local-proof.v1");
+    let key = derive.finalize().into_bytes();
+    let mut mac = HmacSha256::new_from_slice(&key).expect("any key length");
+    mac.update(nonce.as_bytes());
+    Some(mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_proof_depends_on_secret_and_nonce_and_refuses_odd_nonces() {
+        let n = "a".repeat(32);
+        let p = local_proof("secret-one", &n).unwrap();
+        assert_eq!(p.len(), 64);
+        assert_eq!(local_proof("secret-one", &n), Some(p.clone()), "deterministic");
+        assert_ne!(local_proof("secret-two", &n), Some(p.clone()));
+        assert_ne!(local_proof("secret-one", &"b".repeat(32)), Some(p));
+        for bad in ["a".repeat(31), "a".repeat(129), format!("{}.", "a".repeat(40))] {
+            assert_eq!(local_proof("secret-one", &bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn jwt_round_trip_and_refusals() {

@@ -119,6 +119,12 @@ pub struct Config {
     /// `gone` (a new session of the same device within it takes over).
     /// Protocol §12 says 30 s; tests shorten it.
     pub call_grace_ms: u64,
+    /// Answer `GET /v1/local/proof?nonce=…` with [`crate::auth::local_proof`]:
+    /// lets an app that shares `auth_secret` (the desktop app's embedded
+    /// server) check that a loopback port is really that server before it
+    /// sends a token there. Set by embedding code only, never from a file.
+    #[serde(skip)]
+    pub local_proof: bool,
 }
 
 impl Default for Config {
@@ -158,6 +164,7 @@ impl Default for Config {
             turn_secret: None,
             turn_ttl_s: crate::ice::DEFAULT_TURN_TTL_S,
             call_grace_ms: 30_000,
+            local_proof: false,
         }
     }
 }

@@ -42,8 +42,28 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/media", post(upload))
         .route("/v1/media/{id}", get(download))
         .route("/v1/push", post(push))
+        .route("/v1/local/proof", get(local_proof))
         .layer(from_fn_with_state(st.clone(), edge_checks))
         .with_state(st)
+}
+
+#[derive(Deserialize)]
+struct ProofQuery {
+    nonce: String,
+}
+
+/// `GET /v1/local/proof?nonce=…`: with `local_proof` on (an embedded
+/// server), proves this server holds the auth secret
+/// ([`crate::auth::local_proof`]); 404 otherwise.
+async fn local_proof(State(st): State<Arc<AppState>>, Query(q): Query<ProofQuery>) -> Response {
+    let secret = st.config.auth_secret.as_deref().filter(|_| st.config.local_proof);
+    let Some(secret) = secret else {
+        return json_err(StatusCode::NOT_FOUND, ErrorCode::NotFound, "no such endpoint");
+    };
+    match crate::auth::local_proof(secret, &q.nonce) {
+        Some(proof) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], proof).into_response(),
+        None => json_err(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, "nonce: 32-128 letters and digits"),
+    }
 }
 
 /// The routes of the `metrics_listen` address: `/metrics` and
