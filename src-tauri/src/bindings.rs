@@ -51,6 +51,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             commands::react,
             commands::pin_message,
             commands::forward_message,
+            commands::message_by_mid,
             commands::pinned_messages,
             commands::channels,
             commands::join_channel,

@@ -245,6 +245,14 @@ pub async fn forward_message(state: S<'_>, conv: Conv, mid: String, to: Target) 
     Ok(state.client()?.forward(&conv, &mid, &to).await?)
 }
 
+/// A stored content message by conv and server id, or `null` when this
+/// device does not have it (forward labels check their original with it).
+#[tauri::command]
+#[specta::specta]
+pub async fn message_by_mid(state: S<'_>, conv: Conv, mid: String) -> R<Option<MessageView>> {
+    Ok(state.client()?.message(&conv, &mid)?)
+}
+
 #[tauri::command]
 #[specta::specta]
 pub async fn pinned_messages(state: S<'_>, conv: Conv) -> R<Vec<MessageView>> {

@@ -43,6 +43,11 @@ export const commands = {
 	pinMessage: (conv: Conv, mid: string, on: boolean) => __TAURI_INVOKE<null>("pin_message", { conv, mid, on }),
 	/**  Returns the new message in `to`. */
 	forwardMessage: (conv: Conv, mid: string, to: Target) => __TAURI_INVOKE<MessageView_Serialize>("forward_message", { conv, mid, to }),
+	/**
+	 *  A stored content message by conv and server id, or `null` when this
+	 *  device does not have it (forward labels check their original with it).
+	 */
+	messageByMid: (conv: Conv, mid: string) => __TAURI_INVOKE<MessageView_Serialize | null>("message_by_mid", { conv, mid }),
 	pinnedMessages: (conv: Conv) => __TAURI_INVOKE<MessageView_Serialize[]>("pinned_messages", { conv }),
 	channels: () => __TAURI_INVOKE<ChannelInfo[]>("channels"),
 	joinChannel: (channel: string) => __TAURI_INVOKE<Conv>("join_channel", { channel }),

@@ -123,6 +123,7 @@ export default {
     recalled: 'This message was recalled',
     recalledMine: 'You recalled this message',
     recalledPreview: 'Message recalled',
+    forwarded: 'Forwarded',
     forwardedFrom: 'Forwarded from {name}',
     pinned: 'Pinned',
   },

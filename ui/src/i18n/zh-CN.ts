@@ -123,6 +123,7 @@ export default {
     recalled: '此消息已被撤回',
     recalledMine: '你撤回了一条消息',
     recalledPreview: '消息已撤回',
+    forwarded: '转发的消息',
     forwardedFrom: '转发自 {name}',
     pinned: '已置顶',
   },

@@ -517,6 +517,14 @@ export class MockTransport implements Transport {
     })
   }
 
+  /** A fixture message by id (the fixtures hold no relations). */
+  messageByMid(conv: Conv, mid: string) {
+    return this.run('messageByMid', [conv, mid], () => {
+      const m = this.message(conv, mid)
+      return m ? { ...m } : null
+    })
+  }
+
   /** The fixture conversation's pins, in its order. */
   pinnedMessages(conv: Conv) {
     return this.run('pinnedMessages', [conv], () =>

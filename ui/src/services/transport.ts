@@ -71,6 +71,8 @@ export interface Transport {
   pinMessage(conv: Conv, mid: string, on: boolean): Promise<void>
   /** Sends a copy of a message to `to`, marked forwarded. Command `forward_message`; returns the new message. */
   forwardMessage(conv: Conv, mid: string, to: Target): Promise<MessageView>
+  /** A content message this device stores, or null. Command `message_by_mid`. */
+  messageByMid(conv: Conv, mid: string): Promise<MessageView | null>
   /** The pinned messages of a conversation, oldest pin first. Command `pinned_messages`. */
   pinnedMessages(conv: Conv): Promise<MessageView[]>
 
@@ -232,6 +234,7 @@ export class TauriTransport implements Transport {
   react(conv: Conv, mid: string, key: string, on: boolean) { return this.run((c) => c.react(conv, mid, key, on)) }
   pinMessage(conv: Conv, mid: string, on: boolean) { return this.run((c) => c.pinMessage(conv, mid, on)) }
   forwardMessage(conv: Conv, mid: string, to: Target) { return this.call((c) => c.forwardMessage(conv, mid, to)) }
+  messageByMid(conv: Conv, mid: string) { return this.call((c) => c.messageByMid(conv, mid)) }
   pinnedMessages(conv: Conv) { return this.call((c) => c.pinnedMessages(conv)) }
 
   channels() { return this.call((c) => c.channels()) }

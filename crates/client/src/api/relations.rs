@@ -140,6 +140,16 @@ impl Client {
         Ok(self.inner.store.pinned(conv)?)
     }
 
+    /// The content message `mid` of `conv` if this device holds it (not a
+    /// relation): the UI names the author of a forward only when the
+    /// original it points at is here and was sent by that author.
+    ///
+    /// # Errors
+    /// On store failure.
+    pub fn message(&self, conv: &Conv, mid: &str) -> Result<Option<MessageView>> {
+        Ok(self.inner.store.message_by_mid(conv, mid)?.filter(|m| !is_relation_kind(&m.kind)))
+    }
+
     /// Forwards a message to `to`: a new send of the same kind with a copy
     /// of its body (as it shows now, without its mentions) marked
     /// `forwarded_from: {conv, mid, from}` (kept from the original when

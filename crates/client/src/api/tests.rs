@@ -45,6 +45,12 @@ async fn pushed_relations_update_their_target_and_are_never_added() {
     assert_eq!(conv.unread, 0);
     assert!(conv.pins.is_empty(), "a recall unpins");
     assert!(client.search("cake", 10).unwrap().is_empty());
+    // A forward's original is looked up among content messages only: a
+    // relation's mid never stands for a message someone wrote.
+    let dm = Conv::dm("alice", "bob");
+    assert_eq!(client.message(&dm, "m1").unwrap().map(|m| m.from), Some("bob".to_owned()));
+    assert_eq!(client.message(&dm, "m2").unwrap(), None, "m2 is bob's reaction");
+    assert_eq!(client.message(&dm, "m9").unwrap(), None);
     client.stop().await;
 }
 

@@ -1,11 +1,16 @@
 import { beforeEach, describe, expect, it } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
+import type { MockTransport } from '../../services/mockTransport'
 import { msg, mountWith, setup } from '../../testing'
 import type { DeliveryStatus } from '../../types/model'
+import type { JsonObject } from '../../types/protocol'
 import { useProfilesStore } from '../../stores/profiles'
+import { useMessagesStore } from '../../stores/messages'
 import MessageBubble from './MessageBubble.vue'
 
 const flags = { daySeparator: false, newDivider: false, runStart: true }
 const NOW = 1_700_000_100_000
+let t: MockTransport
 
 function bubble(status: DeliveryStatus, mine = true, extra = {}) {
   return mountWith(MessageBubble, {
@@ -15,7 +20,7 @@ function bubble(status: DeliveryStatus, mine = true, extra = {}) {
 
 describe('MessageBubble', () => {
   beforeEach(() => {
-    setup()
+    t = setup()
     document.body.innerHTML = ''
   })
 
@@ -104,12 +109,39 @@ describe('MessageBubble', () => {
     expect(own.find('[data-testid="ticks"]').exists()).toBe(false)
   })
 
-  it('labels a forwarded message with its original author', () => {
+  it('labels a forwarded message with its original author once the original is found here', async () => {
     useProfilesStore().setProfile({ user: 'carol', name: 'Carol King', avatar: '', status: '' })
-    const w = mountWith(MessageBubble, {
-      props: { message: msg({ seq: 5, body: { text: 'news', forwarded_from: { conv: 'dm:carol:me', mid: 'm1', from: 'carol' } } }), mine: false, flags, now: NOW },
-    })
+    const original = t.addMessage({ conv: 'dm:carol:me', from: 'carol', body: { text: 'news' } })
+    const forward = { text: 'news', forwarded_from: { conv: 'dm:carol:me', mid: original.mid, from: 'carol' } }
+    // Only in the core's store: "Forwarded" until the lookup answers.
+    const w = mountWith(MessageBubble, { props: { message: msg({ seq: 5, body: forward }), mine: false, flags, now: NOW } })
+    expect(w.find('[data-testid="forwarded"]').text()).toBe('Forwarded')
+    await flushPromises()
     expect(w.find('[data-testid="forwarded"]').text()).toBe('Forwarded from Carol King')
+    expect(t.callsOf('messageByMid')).toEqual([['dm:carol:me', original.mid]])
+    // In a loaded window: named at once, without asking the core.
+    await useMessagesStore().openLatest('dm:carol:me')
+    const loaded = mountWith(MessageBubble, { props: { message: msg({ seq: 6, body: forward }), mine: false, flags, now: NOW } })
+    expect(loaded.find('[data-testid="forwarded"]').text()).toBe('Forwarded from Carol King')
+    expect(t.callsOf('messageByMid')).toHaveLength(1)
+  })
+
+  it('names no author a sender made up for a forward', async () => {
+    useProfilesStore().setProfile({ user: 'boss', name: 'The Boss', avatar: '', status: '' })
+    const carols = t.addMessage({ conv: 'dm:carol:me', from: 'carol', body: { text: 'hi' } })
+    const made: JsonObject[] = [
+      { conv: 'dm:boss:me', mid: 'm404', from: 'boss' }, // no such message here
+      { conv: 'dm:carol:me', mid: carols.mid!, from: 'boss' }, // a real message, someone else's
+      { conv: 'dm:carol:me', from: 'boss' }, // no mid at all
+    ]
+    for (const [i, forwarded_from] of made.entries()) {
+      const w = mountWith(MessageBubble, {
+        props: { message: msg({ seq: 10 + i, from: 'mallory', body: { text: 'pay this', forwarded_from } }), mine: false, flags, now: NOW },
+      })
+      await flushPromises()
+      expect(w.find('[data-testid="forwarded"]').text()).toBe('Forwarded')
+      expect(w.text()).not.toContain('Boss')
+    }
   })
 
   it('highlights mentions, a mention of the user more strongly, and marks that bubble', () => {

@@ -91,6 +91,18 @@ export function relations(st: MessagesState, current: (m: MessageView) => Messag
     }
   }
 
+  /**
+   * A content message this device holds, loaded or only in the core's store
+   * (a forward's original); null when it has none or the lookup fails.
+   */
+  async function stored(conv: Conv, mid: string): Promise<MessageView | null> {
+    try {
+      return await useTransport().messageByMid(conv, mid)
+    } catch {
+      return null
+    }
+  }
+
   /** Loads the pinned messages of `conv`. */
   async function loadPinned(conv: Conv): Promise<void> {
     try {
@@ -100,5 +112,5 @@ export function relations(st: MessagesState, current: (m: MessageView) => Messag
     }
   }
 
-  return { jumpRequest, requestJump, recall, react, toggleReaction, pin, forward, loadPinned }
+  return { jumpRequest, requestJump, recall, react, toggleReaction, pin, forward, stored, loadPinned }
 }
