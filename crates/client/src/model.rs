@@ -71,7 +71,9 @@ pub struct MessageView {
     pub from: String,
     /// The recipient as addressed.
     pub to: Target,
-    /// `text`, `image`, `file`, `custom` (or a 1.1 relation kind).
+    /// `text`, `image`, `file`, `custom`, `call` (or a 1.1 relation kind);
+    /// `unreadable` for a message from history this client could not decode.
+    /// Kinds the UI does not know show as a placeholder.
     pub kind: String,
     /// The kind's body.
     pub body: Map<String, Value>,
@@ -111,6 +113,11 @@ impl MessageView {
         self.body.get("mentions").and_then(Value::as_array).is_some_and(|a| a.iter().any(|u| u == user))
     }
 }
+
+/// The kind stored for a server message that does not decode (e.g. a
+/// field of the wrong type): a placeholder at its seq, so that syncing moves
+/// past it. Its body is the original body when that is an object.
+pub const UNREADABLE_KIND: &str = "unreadable";
 
 /// A conversation with its cursors and unread count.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

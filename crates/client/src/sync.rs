@@ -14,10 +14,9 @@
 
 use crate::conn::{RequestError, Transport};
 use crate::events::ClientEvent;
-use crate::model::InviteView;
-use crate::model::now_ms;
+use crate::model::{InviteView, UNREADABLE_KIND, now_ms};
 use crate::store::{Store, StoreError};
-use courier_proto::{Conv, Event, FEATURE_V1_1, HistoryOk, Msg, SyncOk};
+use courier_proto::{Conv, Event, FEATURE_V1_1, Msg, SyncOk, Target};
 use serde_json::json;
 
 /// Pages with more new messages than this are announced as one
@@ -106,8 +105,8 @@ pub(crate) async fn fill(
         }
         let reply =
             session.request(json!({"op": "history", "conv": conv, "after": after, "limit": page})).await?;
-        let h: HistoryOk = serde_json::from_value(reply)?;
-        let n = apply(cx, &h.messages, Source::Page)?;
+        let h: RawPage = serde_json::from_value(reply)?;
+        let n = apply(cx, &decode_page(conv, after, h.messages), Source::Page)?;
         added += n;
         let now = cx.store().synced_seq(conv)?;
         if !h.more || now == after {
@@ -121,12 +120,85 @@ pub(crate) async fn fill(
     Ok(added)
 }
 
+/// A `history` ok whose messages are decoded one by one, so that one
+/// message this client cannot read does not lose the page.
+#[derive(serde::Deserialize)]
+struct RawPage {
+    messages: Vec<serde_json::Value>,
+    more: bool,
+}
+
+/// Decodes the messages of a `history after=<after>` page of `conv`. A
+/// message that does not decode (a float `ts`, a field of the wrong type)
+/// becomes an [`UNREADABLE_KIND`] placeholder at its seq, so the synced seq
+/// moves past it instead of stopping there on every sync.
+fn decode_page(conv: &Conv, after: u64, raw: Vec<serde_json::Value>) -> Vec<Msg> {
+    let mut next_seq = after + 1;
+    let mut out = Vec::with_capacity(raw.len());
+    for v in raw {
+        let m = match serde_json::from_value::<Msg>(v.clone()) {
+            Ok(m) => m,
+            Err(e) => {
+                let m = placeholder(conv, next_seq, &v);
+                tracing::warn!(
+                    %conv, seq = m.seq, error = bounded(&e.to_string()), message = bounded(&v.to_string()),
+                    "a message in history does not decode; stored as unreadable"
+                );
+                m
+            }
+        };
+        next_seq = m.seq + 1;
+        out.push(m);
+    }
+    out
+}
+
+/// The placeholder of an undecodable message of `conv`: whatever of its
+/// fields reads, the rest filled in. Pages hold contiguous seqs, so an
+/// unreadable seq is the one after the previous message's (`expected`).
+fn placeholder(conv: &Conv, expected: u64, v: &serde_json::Value) -> Msg {
+    let seq = v["seq"].as_u64().unwrap_or(expected);
+    let text = |k: &str| v[k].as_str().map(str::to_owned);
+    let from = text("from").unwrap_or_default();
+    let to = serde_json::from_value(v["to"].clone()).ok().unwrap_or_else(|| match conv {
+        Conv::Channel(c) => Target::Channel(c.clone()),
+        Conv::Dm(..) => Target::User(conv.peer_of(&from).unwrap_or_default().to_owned()),
+    });
+    Msg::new(
+        conv.clone(),
+        seq,
+        text("mid").unwrap_or_else(|| format!("unreadable:{conv}:{seq}")),
+        text("cid").unwrap_or_else(|| format!("unreadable:{conv}:{seq}")),
+        from,
+        to,
+        UNREADABLE_KIND.to_owned(),
+        // Kept so that an own pending message this one confirms keeps its body.
+        v["body"].as_object().cloned().unwrap_or_default(),
+        v["ts"].as_i64().or_else(|| v["ts"].as_f64().map(|t| t as i64)).unwrap_or(0),
+        None,
+    )
+}
+
+/// At most 200 bytes of `s` (on a character boundary), for logs.
+fn bounded(s: &str) -> &str {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// A conversation whose history the server refuses (e.g. the user was
-/// removed meanwhile) is skipped, not retried in a reconnect loop.
+/// removed meanwhile) or whose pages do not decode is skipped, not retried
+/// in a reconnect loop that would also keep the outbox from ever sending.
 fn skip_refused(conv: &Conv, r: Result<usize, SyncError>) -> Result<usize, SyncError> {
     match r {
         Err(SyncError::Request(RequestError::Server(e))) => {
             tracing::warn!(%conv, code = %e.code, "history refused; skipping this conversation");
+            Ok(0)
+        }
+        Err(SyncError::Protocol(e)) => {
+            tracing::warn!(%conv, error = bounded(&e.to_string()), "history unreadable; skipping this conversation");
             Ok(0)
         }
         other => other,
@@ -323,9 +395,15 @@ mod tests {
     }
 
     fn msg(channel: &str, seq: u64) -> Value {
-        json!({"conv": format!("ch:{channel}"), "seq": seq, "mid": format!("m{seq}"), "cid": format!("c{seq}"),
+        json!({"conv": format!("ch:{channel}"), "seq": seq, "mid": format!("m{channel}{seq}"), "cid": format!("c{channel}{seq}"),
                "from": "bob", "to": {"channel": channel}, "kind": "text", "body": {"text": format!("t{seq}")},
                "ts": seq})
+    }
+
+    /// A channel row of the `sync` ok.
+    fn conv(channel: &str, last_seq: u64) -> Value {
+        json!({"conv": format!("ch:{channel}"), "kind": "channel", "channel": channel, "last_seq": last_seq,
+               "last_ts": 0, "read_seq": 0})
     }
 
     fn refused() -> RequestError {
@@ -364,10 +442,6 @@ mod tests {
     #[tokio::test]
     async fn a_conversation_whose_history_is_refused_is_skipped_not_retried() {
         let cx = Cx::new();
-        let conv = |c: &str, last: u64| {
-            json!({"conv": format!("ch:{c}"), "kind": "channel", "channel": c, "last_seq": last, "last_ts": 0,
-                   "read_seq": 0})
-        };
         let server = server(move |req| match (req["op"].as_str(), req["conv"].as_str()) {
             (Some("sync"), _) => {
                 Ok(json!({"conversations": [conv("gone", 2), conv("lobby", 1)], "invites": []}))
@@ -380,6 +454,37 @@ mod tests {
         assert_eq!(cx.store.synced_seq(&Conv::channel("gone")).unwrap(), 0);
         assert_eq!(cx.store.synced_seq(&Conv::channel("lobby")).unwrap(), 1);
         assert_eq!(server.requests.lock().unwrap().len(), 3, "the refused history is asked once");
+    }
+
+    #[tokio::test]
+    async fn an_undecodable_message_is_stored_as_unreadable_and_an_unreadable_page_skips_its_conversation() {
+        let cx = Cx::new();
+        let server = server(move |req| match (req["op"].as_str(), req["conv"].as_str()) {
+            (Some("sync"), _) => Ok(
+                json!({"conversations": [conv("broken", 1), conv("odd", 3), conv("lobby", 1)], "invites": []}),
+            ),
+            (Some("history"), Some("ch:broken")) => Ok(json!({"messages": "?", "more": false})),
+            (Some("history"), Some("ch:odd")) => {
+                let mut bad = msg("odd", 2);
+                bad["ts"] = json!(2.5);
+                bad["seq"] = json!("two");
+                Ok(json!({"messages": [msg("odd", 1), bad, msg("odd", 3)], "more": false}))
+            }
+            (Some("history"), Some("ch:lobby")) => Ok(json!({"messages": [msg("lobby", 1)], "more": false})),
+            _ => panic!("unexpected request {req}"),
+        });
+        assert_eq!(full_sync(&cx, &server).await.unwrap(), (3, 4));
+        assert_eq!(cx.store.synced_seq(&Conv::channel("broken")).unwrap(), 0);
+        assert_eq!(cx.store.synced_seq(&Conv::channel("lobby")).unwrap(), 1);
+        let odd = Conv::channel("odd");
+        assert_eq!(cx.store.synced_seq(&odd).unwrap(), 3);
+        let kinds: Vec<_> =
+            cx.store.history(&odd, None, 10).unwrap().into_iter().map(|m| (m.seq, m.kind)).collect();
+        assert_eq!(
+            kinds,
+            [(Some(1), "text".into()), (Some(2), UNREADABLE_KIND.into()), (Some(3), "text".into())]
+        );
+        assert_eq!(server.requests.lock().unwrap().len(), 4, "each history is asked once");
     }
 
     #[tokio::test]

@@ -936,7 +936,11 @@ export type MessageView_Deserialize = {
 	from: string,
 	/**  The recipient as addressed. */
 	to: Target,
-	/**  `text`, `image`, `file`, `custom` (or a 1.1 relation kind). */
+	/**
+	 *  `text`, `image`, `file`, `custom`, `call` (or a 1.1 relation kind);
+	 *  `unreadable` for a message from history this client could not decode.
+	 *  Kinds the UI does not know show as a placeholder.
+	 */
 	kind: string,
 	/**  The kind's body. */
 	body: { [key in string]: Value },
@@ -978,7 +982,11 @@ export type MessageView_Serialize = {
 	from: string,
 	/**  The recipient as addressed. */
 	to: Target,
-	/**  `text`, `image`, `file`, `custom` (or a 1.1 relation kind). */
+	/**
+	 *  `text`, `image`, `file`, `custom`, `call` (or a 1.1 relation kind);
+	 *  `unreadable` for a message from history this client could not decode.
+	 *  Kinds the UI does not know show as a placeholder.
+	 */
 	kind: string,
 	/**  The kind's body. */
 	body: { [key in string]: Value },

@@ -7,9 +7,9 @@
 use crate::client::ClientError;
 use crate::conn::dead_after;
 use crate::events::{ClientEvent, ConnState};
-use crate::fake_server::{accept_session, is_state, next_request, reply, setup, wait_for};
+use crate::fake_server::{accept_session, is_state, next_op, next_request, reply, setup, wait_for};
 use crate::state::lock;
-use courier_proto::Conv;
+use courier_proto::{Conv, Limits, Target};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -230,4 +230,49 @@ async fn dropping_the_last_handle_stops_the_manager() {
     let n = lock(&fake.attempts).len();
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(lock(&fake.attempts).len(), n);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_message_that_does_not_decode_blocks_neither_the_sync_nor_the_outbox() {
+    let (_d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
+    let mut events = client.subscribe();
+    let queued = client.send_text(&Target::User("bob".into()), "still goes").unwrap();
+    client.start();
+    let mut ws = servers.recv().await.unwrap();
+    let hello = next_request(&mut ws).await;
+    reply(
+        &mut ws,
+        &hello,
+        json!({"user": "alice", "session": "s1", "server_time": 0, "heartbeat_ms": 15_000, "limits": Limits::default()}),
+    )
+    .await;
+    let conv = |c: &str, last: u64| json!({"conv": format!("ch:{c}"), "kind": "channel", "channel": c, "last_seq": last, "last_ts": 0, "read_seq": 0});
+    let m = |c: &str, seq: u64| {
+        json!({"conv": format!("ch:{c}"), "seq": seq, "mid": format!("m{c}{seq}"), "cid": format!("b{c}{seq}"),
+               "from": "bob", "to": {"channel": c}, "kind": "text", "body": {"text": "hi"}, "ts": seq})
+    };
+    let sync = next_request(&mut ws).await;
+    reply(&mut ws, &sync, json!({"conversations": [conv("lobby", 2), conv("tech", 1)], "invites": []})).await;
+    let h = next_op(&mut ws, "history").await;
+    assert_eq!(h["conv"], "ch:lobby");
+    let mut float_ts = m("lobby", 1);
+    float_ts["ts"] = json!(1.5);
+    reply(&mut ws, &h, json!({"messages": [float_ts, m("lobby", 2)], "more": false})).await;
+    let h = next_op(&mut ws, "history").await;
+    assert_eq!(h["conv"], "ch:tech");
+    reply(&mut ws, &h, json!({"messages": [m("tech", 1)], "more": false})).await;
+    let send = next_op(&mut ws, "send").await;
+    assert_eq!(send["cid"], queued.cid.as_str());
+    reply(&mut ws, &send, json!({"conv": "dm:alice:bob", "seq": 1, "mid": "d1", "ts": 7, "dup": false}))
+        .await;
+    wait_for(
+        &mut events,
+        |e| matches!(e, ClientEvent::MessageUpdated { message } if message.mid.as_deref() == Some("d1")),
+    )
+    .await;
+    assert!(client.outbox().unwrap().is_empty());
+    assert_eq!(client.store().synced_seq(&Conv::channel("lobby")).unwrap(), 2);
+    assert_eq!(client.store().synced_seq(&Conv::channel("tech")).unwrap(), 1);
+    assert_eq!(client.state(), ConnState::Connected);
+    client.stop().await;
 }
