@@ -320,3 +320,88 @@ async fn offline_caller_learns_the_answer_from_sync() {
     let found = recent.as_array().unwrap().iter().find(|i| i["iid"] == inv.iid.as_str()).expect("listed");
     assert_eq!(found["state"], "accepted", "{ok}");
 }
+
+/// Large invitations from one caller never push the callee's
+/// conversations out of its `sync`: the invitations are shed first, and
+/// the reply stays within the server's reply cap.
+#[tokio::test]
+async fn a_flood_of_large_invitations_never_hides_the_callees_conversations() {
+    let Some(h) = Harness::with_config("flood_of_large_invitations", |c| {
+        // The least the server allows, so a few invitations pass it.
+        c.max_reply_bytes = 2 * c.limits.max_frame_bytes + (16 << 10);
+    })
+    .await
+    else {
+        return;
+    };
+    let (mut caller, mut callee) = pair(&h, "flood").await;
+    let callee_user = callee.user.clone();
+    caller.dm(&callee_user, "call me?").await;
+    let pad = "x".repeat(30_000);
+    for _ in 0..8 {
+        caller.ok(json!({"op":"invite","to":callee_user,"content":{"pad":pad},"ttl_s":300})).await;
+    }
+    let s = callee.sync().await;
+    let dm = dm_conv(&caller.user, &callee_user);
+    let rows = s["conversations"].as_array().expect("conversations");
+    assert!(rows.iter().any(|c| c["conv"] == dm.as_str()), "the DM is listed: {}", rows.len());
+    let ringing = s["invites"].as_array().expect("invites").len();
+    assert!(ringing < 8, "some invitations were left out: {ringing}");
+    assert_eq!(s["truncated"], json!(true));
+}
+
+#[tokio::test]
+async fn invite_content_and_answer_response_over_max_body_bytes_are_too_large() {
+    let h = Harness::new().await;
+    let (mut caller, mut callee) = pair(&h, "big").await;
+    let max = caller.hello_ok["limits"]["max_body_bytes"].as_u64().expect("max_body_bytes") as usize;
+    // `{"pad":"…"}` is 10 bytes besides the padding.
+    let over = json!({"pad": "x".repeat(max - 9)});
+    let fits = json!({"pad": "x".repeat(max - 10)});
+    let callee_user = callee.user.clone();
+    caller
+        .expect_err(json!({"op":"invite","to":callee_user,"content":over,"ttl_s":60}), ErrorCode::TooLarge)
+        .await;
+    let ok = caller.ok(json!({"op":"invite","to":callee_user,"content":fits,"ttl_s":60})).await;
+    let inv = parse(&ok["invite"]);
+    let answer =
+        |response: &Value| json!({"op":"invite_answer","iid":inv.iid,"accept":true,"response":response});
+    callee.expect_err(answer(&over), ErrorCode::TooLarge).await;
+    let ok = callee.ok(answer(&fits)).await;
+    assert_eq!(ok["invite"]["state"], json!("accepted"), "still pending after the refused answer");
+}
+
+#[tokio::test]
+async fn pending_invitations_per_caller_are_capped_until_one_ends() {
+    let Some(h) = Harness::with_config("pending_invites_cap", |c| c.limits.pending_invites = Some(2)).await
+    else {
+        return;
+    };
+    let (mut caller, mut callee) = pair(&h, "cap").await;
+    let (callee_user, other) = (callee.user.clone(), h.user("cap-other"));
+    h.register(&other).await;
+    assert_eq!(caller.hello_ok["limits"]["pending_invites"], json!(2), "{}", caller.hello_ok);
+    let capped = |e: courier_proto::ErrBody| {
+        assert_eq!(e.limit.as_deref(), Some("pending_invites"), "{e:?}");
+    };
+    let again = json!({"op":"invite","to":callee_user,"ttl_s":60});
+    let first = invite(&mut caller, &callee_user, 60).await;
+    // Counted per caller, whoever the callee.
+    invite(&mut caller, &other, 60).await;
+    capped(caller.expect_err(again.clone(), ErrorCode::LimitReached).await);
+    // An invitation that fails at once never rings, and the cap is the caller's.
+    let ok = caller.ok(json!({"op":"invite","to":h.user("cap-ghost")})).await;
+    assert_eq!(ok["invite"]["state"], json!("failed"), "{ok}");
+    invite(&mut callee, &caller.user.clone(), 60).await;
+    // An answer frees one, and so does a cancel.
+    callee.ok(json!({"op":"invite_answer","iid":first.iid,"accept":false})).await;
+    let third = invite(&mut caller, &callee_user, 60).await;
+    capped(caller.expect_err(again.clone(), ErrorCode::LimitReached).await);
+    caller.ok(json!({"op":"invite_cancel","iid":third.iid})).await;
+    // And so does the expiry.
+    let short = invite(&mut caller, &callee_user, 5).await;
+    capped(caller.expect_err(again.clone(), ErrorCode::LimitReached).await);
+    let wait = Duration::from_secs(15);
+    caller.event_where_within("expired", wait, invite_state(&short.iid, "expired")).await;
+    caller.ok(again).await;
+}

@@ -128,6 +128,10 @@ pub struct Limits {
     /// HTTP 429).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_bytes_day: Option<u64>,
+    /// Most call invitations one user may have pending as caller at once
+    /// (`pending_invites`; an answer, a cancel or the expiry frees one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_invites: Option<u32>,
 }
 
 /// v1.2 reference default of [`Limits::reaction_keys`].
@@ -140,6 +144,8 @@ pub const DEFAULT_CHANNELS_CREATED: u32 = 50;
 pub const DEFAULT_SESSIONS: u32 = 32;
 /// v1.2 reference default of [`Limits::upload_bytes_day`] (1 GiB).
 pub const DEFAULT_UPLOAD_BYTES_DAY: u64 = 1 << 30;
+/// Reference default of [`Limits::pending_invites`].
+pub const DEFAULT_PENDING_INVITES: u32 = 20;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -156,6 +162,7 @@ impl Default for Limits {
             channels_created: Some(DEFAULT_CHANNELS_CREATED),
             sessions: Some(DEFAULT_SESSIONS),
             upload_bytes_day: Some(DEFAULT_UPLOAD_BYTES_DAY),
+            pending_invites: Some(DEFAULT_PENDING_INVITES),
         }
     }
 }

@@ -313,6 +313,7 @@ impl Config {
         self.limits.channels_created = self.limits.channels_created.or(reference.channels_created);
         self.limits.sessions = self.limits.sessions.or(reference.sessions);
         self.limits.upload_bytes_day = self.limits.upload_bytes_day.or(reference.upload_bytes_day);
+        self.limits.pending_invites = self.limits.pending_invites.or(reference.pending_invites);
         let l = &self.limits;
         let checks = [
             (self.max_connections >= 1, "max_connections must be at least 1"),
@@ -349,10 +350,11 @@ impl Config {
                 "limits.edit_window_s and limits.recall_window_s must be at least 1 (seconds)",
             ),
             (
-                [l.reaction_keys, l.reactions_per_user, l.channels_created, l.sessions]
+                [l.reaction_keys, l.reactions_per_user, l.channels_created, l.sessions, l.pending_invites]
                     .iter()
                     .all(|c| c.is_some_and(|n| n >= 1)),
-                "limits.reaction_keys, reactions_per_user, channels_created and sessions must be at least 1",
+                "limits.reaction_keys, reactions_per_user, channels_created, sessions and pending_invites \
+                 must be at least 1",
             ),
         ];
         for (ok, why) in checks {
@@ -464,6 +466,7 @@ struct LimitsTable {
     channels_created: Option<u32>,
     sessions: Option<u32>,
     upload_bytes_day: Option<u64>,
+    pending_invites: Option<u32>,
 }
 
 fn limits_table<'de, D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
@@ -482,6 +485,7 @@ fn limits_table<'de, D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
         channels_created: t.channels_created.or(l.channels_created),
         sessions: t.sessions.or(l.sessions),
         upload_bytes_day: t.upload_bytes_day.or(l.upload_bytes_day),
+        pending_invites: t.pending_invites.or(l.pending_invites),
     })
 }
 
@@ -585,6 +589,8 @@ mod tests {
         let e = toml::from_str::<Config>("[limits]\nsend_per_second = 100\n").unwrap_err().to_string();
         assert!(e.contains("send_per_second"), "{e}");
         assert!(toml::from_str::<Config>("[limits]\nsessions = \"eight\"\n").is_err());
+        let mut c: Config = toml::from_str("[limits]\npending_invites = 0\n").unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("pending_invites"));
     }
 
     #[test]

@@ -16,6 +16,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+/// Most overdue invitations one tick of the cluster's expiry scan expires
+/// (more wait for the next tick).
+pub const EXPIRY_SCAN_BATCH: u32 = 500;
+
 /// Shared by every connection of one server.
 pub struct AppState {
     /// Validated configuration.
@@ -273,8 +277,9 @@ impl AppState {
     }
 
     /// In a cluster, expires overdue invitations every `every`, whichever
-    /// node created them (that node may be gone). Each expiry is a
-    /// compare-and-set in storage, so exactly one node broadcasts it.
+    /// node created them (that node may be gone), at most
+    /// [`EXPIRY_SCAN_BATCH`] a tick (reading their iids only). Each expiry
+    /// is a compare-and-set in storage, so exactly one node broadcasts it.
     pub fn scan_expiries(self: &Arc<Self>, every: Duration) {
         let st = Arc::downgrade(self);
         self.timers.lock().expect("timers lock").spawn(async move {
@@ -283,19 +288,18 @@ impl AppState {
             loop {
                 tick.tick().await;
                 let Some(st) = st.upgrade() else { return };
-                let pending = match st.store.pending_invites().await {
-                    Ok(p) => p,
+                let overdue = match st.store.overdue_invites(now_ms(), EXPIRY_SCAN_BATCH).await {
+                    Ok(o) => o,
                     Err(e) => {
                         tracing::warn!(error = %e, "could not scan invitations for expiry");
                         continue;
                     }
                 };
-                let now = now_ms();
-                for inv in pending.into_iter().filter(|i| i.expires <= now) {
-                    match st.store.transition_invite(&inv.iid, InviteState::Expired, None).await {
+                for iid in overdue {
+                    match st.store.transition_invite(&iid, InviteState::Expired, None).await {
                         Ok(Transition::Done(inv)) => crate::ops::invites::ended(&st, &inv).await,
                         Ok(_) => {}
-                        Err(e) => tracing::warn!(iid = %inv.iid, error = %e, "could not expire invitation"),
+                        Err(e) => tracing::warn!(%iid, error = %e, "could not expire invitation"),
                     }
                 }
             }

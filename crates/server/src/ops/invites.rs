@@ -2,12 +2,15 @@
 //! transition is a compare-and-set on `pending` in storage, so the first
 //! answer wins and a final state never changes. v1.2: the inviting and the
 //! accepting session's devices become the call devices (`crate::calls`),
-//! and an invitation to oneself is answered from another device. Also the v1.2 call records:
+//! and an invitation to oneself is answered from another device. What one
+//! caller can make the server hold is bounded: `content` and an answer's
+//! `response` by `max_body_bytes`, the invitations ringing at once by
+//! `limits.pending_invites`. Also the v1.2 call records:
 //! who may write one, and the one the server writes for an invitation that
 //! ends unanswered.
 
 use super::messages::{self, Sender};
-use super::{OpError, OpResult, SessionCtx};
+use super::{OpError, OpResult, SessionCtx, check_body_size};
 use crate::calls::{self, Party};
 use crate::clock::now_ms;
 use crate::state::{AppState, event_frame};
@@ -18,6 +21,11 @@ use std::sync::Arc;
 
 /// `invite`: creates the invitation, rings the callee's sessions, and arms
 /// the expiry timer. An unknown callee yields a `failed` invitation.
+///
+/// # Errors
+/// `too_large` (`content` over `max_body_bytes`), `limit_reached`
+/// (`pending_invites`: the caller has that many ringing already),
+/// `internal` (storage).
 pub async fn invite(
     st: &Arc<AppState>,
     ses: &SessionCtx,
@@ -25,6 +33,7 @@ pub async fn invite(
     content: Map<String, Value>,
     ttl_s: u32,
 ) -> OpResult {
+    check_body_size(st, "content", &content)?;
     let now = now_ms();
     let iid = ulid::Ulid::new().to_string();
     let known = st.store.user_exists(&to).await?;
@@ -41,7 +50,11 @@ pub async fn invite(
         reason: (!known).then(|| "unknown_user".to_owned()),
         response: None,
     };
-    st.store.create_invite(&inv).await?;
+    if !known {
+        st.store.create_invite(&inv).await?;
+    } else if !st.store.create_invite_within(&inv, u64::from(pending_cap(st)), now).await? {
+        return Err(pending_capped(st));
+    }
     if known {
         // The sending device is the caller's call device, recorded before
         // anyone can answer.
@@ -60,6 +73,21 @@ pub async fn invite(
         }
     }
     Ok(invite_ok(inv, known))
+}
+
+/// The `pending_invites` cap: most invitations one caller has ringing.
+fn pending_cap(st: &AppState) -> u32 {
+    st.config.limits.pending_invites.unwrap_or(courier_proto::event::DEFAULT_PENDING_INVITES)
+}
+
+fn pending_capped(st: &AppState) -> OpError {
+    OpError(Box::new(ErrBody::limit(
+        "pending_invites",
+        format!(
+            "at most {} of your invitations may ring at once; cancel one or wait for an answer",
+            pending_cap(st)
+        ),
+    )))
 }
 
 fn invite_ok(invite: Invite, call_device: bool) -> Value {
@@ -123,7 +151,8 @@ async fn transition(
     }
 }
 
-/// `invite_answer` (callee only).
+/// `invite_answer` (callee only). A `response` over `max_body_bytes` is
+/// `too_large` before anything else is checked.
 pub async fn answer(
     st: &Arc<AppState>,
     ses: &SessionCtx,
@@ -131,6 +160,9 @@ pub async fn answer(
     accept: bool,
     response: Option<Map<String, Value>>,
 ) -> OpResult {
+    if let Some(r) = &response {
+        check_body_size(st, "response", r)?;
+    }
     let to = if accept { InviteState::Accepted } else { InviteState::Refused };
     transition(st, ses, iid, to, response).await
 }

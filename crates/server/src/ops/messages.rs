@@ -1,16 +1,15 @@
 //! Messages and everything riding on conversations: `send` (and the push
 //! API's equivalent), `history`, `sync`, receipts, `typing` and `signal`.
 
-use super::{OpError, OpResult, SessionCtx, invites, relations};
+use super::{OpError, OpResult, SessionCtx, check_body_size, invites, json_len, relations};
 use crate::clock::now_ms;
 use crate::hub::ChannelCache;
 use crate::state::{AppState, event_frame};
 use crate::store::{Appended, NewMessage, Page, QueuedAppend, Relation, RelationAppend, StoreResult};
 use courier_proto::{
-    Conv, ErrorCode, Event, HistoryOk, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
+    Conv, Event, HistoryOk, Invite, InviteState, Msg, SendOk, SendReq, SyncConv, SyncOk, Target,
     body_mentions, is_relation_kind,
 };
-use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,12 +83,7 @@ async fn check(st: &AppState, sender: &Sender<'_>, mut req: SendReq) -> Result<C
     } else {
         None
     };
-    if req.body_len() > st.config.limits.max_body_bytes {
-        return Err(OpError::new(
-            ErrorCode::TooLarge,
-            format!("body exceeds max_body_bytes ({})", st.config.limits.max_body_bytes),
-        ));
-    }
+    check_body_size(st, "body", &req.body)?;
     let conv = req.to.conv(from).ok_or_else(|| OpError::bad_request("messages go to a user or a channel"))?;
     if let Some(iid) = courier_proto::request::call_record_iid(&req.kind, &req.body) {
         invites::authorize_record(st, from, &conv, iid).await?;
@@ -299,23 +293,6 @@ fn reply_budget(st: &AppState) -> usize {
 /// Room kept for a reply's envelope around its payload.
 const REPLY_ENVELOPE: usize = 1024;
 
-/// Bytes of `v` as compact JSON, counted without building the text.
-fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0 += b.len();
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut n = Count(0);
-    serde_json::to_writer(&mut n, v).expect("serializes");
-    n.0
-}
-
 /// What [`fit_page`] did to a page.
 struct Fit {
     /// Messages were left out at the far end of the paging direction.
@@ -421,17 +398,13 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
             }
         })
         .collect();
-    let mut invites = st.store.pending_invites_for(user).await?;
-    for inv in invites.iter_mut().filter(|i| i.to == user && !i.received) {
-        st.invite_received(&inv.iid).await;
-        inv.received = true;
-    }
+    let invites = st.store.pending_invites_for(user, SYNC_INVITES).await?;
     // Longer than the largest ttl, so an invitation answered while a party
     // was offline is reported to it on its next sync.
     const RECENT_MS: i64 = 10 * 60 * 1000;
     let recent_invites = st
         .store
-        .recent_invites_for(user, now_ms() - RECENT_MS)
+        .recent_invites_for(user, now_ms() - RECENT_MS, SYNC_INVITES)
         .await?
         .into_iter()
         // A failed invitation is only ever reported in its caller's ok (§7).
@@ -439,24 +412,39 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
         .collect();
     let mut ok = SyncOk { conversations, invites, recent_invites };
     let truncated = fit_sync(&mut ok, reply_budget(st));
+    // Only what the reply carries counts as received (and "received":true
+    // is shorter than false, so the reply still fits).
+    for inv in ok.invites.iter_mut().filter(|i| i.to == user && !i.received) {
+        st.invite_received(&inv.iid).await;
+        inv.received = true;
+    }
     let mut ok = serde_json::to_value(ok).expect("serializes");
     if truncated {
-        // An extension: the least recent conversations were left out.
+        // An extension: invitations or the least recent conversations
+        // were left out.
         ok["truncated"] = json!(true);
     }
     Ok(ok)
 }
 
-/// Keeps a `sync` ok within `budget` bytes (protocol §8 v1.2) by leaving
-/// out the conversations with the oldest activity (then, in the unlikely
-/// case that is not enough, the oldest invitations). Only a user in tens of
-/// thousands of conversations gets there; the order of what stays is kept.
-/// Returns whether anything was left out.
+/// Most pending and most recent invitations one `sync` lists (each list
+/// its newest, by creation): invitations from many callers cannot make the
+/// reply, or the work behind it, grow without bound.
+pub const SYNC_INVITES: u32 = 100;
+
+/// Keeps a `sync` ok within `budget` bytes (protocol §8 v1.2). The
+/// conversations are what §4 promises, so the invitations go first: the
+/// recent (final) ones, then the pending ones, oldest first; then, only for
+/// a user in tens of thousands of conversations, those with the oldest
+/// activity. The order of what stays is kept. Returns whether anything was
+/// left out.
 fn fit_sync(ok: &mut SyncOk, budget: usize) -> bool {
     let mut total = json_len(ok);
     if total <= budget {
         return false;
     }
+    shed_oldest(&mut ok.recent_invites, &mut total, budget);
+    shed_oldest(&mut ok.invites, &mut total, budget);
     let mut order: Vec<usize> = (0..ok.conversations.len()).collect();
     order.sort_by_key(|&i| ok.conversations[i].last_ts);
     let mut drop = vec![false; ok.conversations.len()];
@@ -472,13 +460,18 @@ fn fit_sync(ok: &mut SyncOk, budget: usize) -> bool {
         i += 1;
         !drop[i - 1]
     });
-    while total > budget && !ok.recent_invites.is_empty() {
-        total -= json_len(&ok.recent_invites.remove(0)) + 1;
-    }
-    while total > budget && !ok.invites.is_empty() {
-        total -= json_len(&ok.invites.remove(0)) + 1;
-    }
     true
+}
+
+/// Leaves out invitations from the front of `list` (the oldest) until
+/// `total`, the reply's size, is within `budget`.
+fn shed_oldest(list: &mut Vec<Invite>, total: &mut usize, budget: usize) {
+    let mut n = 0;
+    while *total > budget && n < list.len() {
+        *total -= json_len(&list[n]) + 1;
+        n += 1;
+    }
+    list.drain(..n);
 }
 
 /// `ack` (recv) and `read`: move this user's cursors forward and tell the
@@ -614,9 +607,8 @@ mod tests {
         assert_eq!(kept.reactions["🎉"], ["carol"], "short lists are left alone");
     }
 
-    #[test]
-    fn sync_leaves_out_the_least_recent_conversations() {
-        let conv = |i: i64| SyncConv {
+    fn sync_conv(i: i64) -> SyncConv {
+        SyncConv {
             conv: Conv::channel(&format!("ch{i}")),
             kind: "channel".into(),
             peer: None,
@@ -629,9 +621,13 @@ mod tests {
             unread: 0,
             mentions_unread: 0,
             pins: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn sync_leaves_out_the_least_recent_conversations() {
         let mut ok = SyncOk {
-            conversations: (0..100).rev().map(conv).collect(),
+            conversations: (0..100).rev().map(sync_conv).collect(),
             invites: Vec::new(),
             recent_invites: Vec::new(),
         };
@@ -642,5 +638,43 @@ mod tests {
         assert!(ts.len() > 10 && ts.windows(2).all(|w| w[0] > w[1]), "order kept: {ts:?}");
         assert_eq!(ts[0], 99, "the most recent stay");
         assert!(!fit_sync(&mut ok, usize::MAX));
+    }
+
+    #[test]
+    fn sync_sheds_invitations_before_any_conversation() {
+        let invite = |n: i64, state: InviteState| {
+            let mut content = Map::new();
+            content.insert("pad".into(), json!("p".repeat(1000)));
+            Invite {
+                iid: format!("i{n}"),
+                from: "mallory".into(),
+                to: "alice".into(),
+                room: format!("call-i{n}"),
+                content,
+                state,
+                created: n,
+                expires: n + 60_000,
+                received: false,
+                reason: None,
+                response: None,
+            }
+        };
+        let conversations: Vec<SyncConv> = (0..3).map(sync_conv).collect();
+        let mut ok = SyncOk {
+            conversations: conversations.clone(),
+            invites: (10..20).map(|n| invite(n, InviteState::Pending)).collect(),
+            recent_invites: (0..10).map(|n| invite(n, InviteState::Canceled)).collect(),
+        };
+        // Room for two invitations (with slack for the fields' punctuation,
+        // which the shedding counts loosely), far from room for three.
+        let two = json_len(&ok.invites[..2]) + 64;
+        let budget =
+            json_len(&SyncOk { invites: Vec::new(), recent_invites: Vec::new(), ..ok.clone() }) + two;
+        assert!(fit_sync(&mut ok, budget));
+        assert!(json_len(&ok) <= budget);
+        assert_eq!(ok.conversations, conversations, "every conversation stays");
+        assert!(ok.recent_invites.is_empty(), "the final ones go first");
+        let kept: Vec<&str> = ok.invites.iter().map(|i| i.iid.as_str()).collect();
+        assert_eq!(kept, ["i18", "i19"], "then the oldest pending ones");
     }
 }

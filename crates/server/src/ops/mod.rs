@@ -12,6 +12,7 @@ use crate::hub::SessionHandle;
 use crate::state::AppState;
 use crate::store::StoreError;
 use courier_proto::{Conv, ErrBody, ErrorCode, Request};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -57,6 +58,38 @@ impl From<StoreError> for OpError {
 
 /// The result of a handler.
 pub type OpResult = Result<Value, OpError>;
+
+/// Bytes of `v` as compact JSON, counted without building the text.
+pub(crate) fn json_len<T: Serialize + ?Sized>(v: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len();
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    serde_json::to_writer(&mut n, v).expect("serializes");
+    n.0
+}
+
+/// `too_large` when `value` (a message body, an invitation's content, an
+/// answer's response: the request's `field`) takes more than
+/// `max_body_bytes` as compact JSON.
+pub(crate) fn check_body_size<T: Serialize + ?Sized>(
+    st: &AppState,
+    field: &str,
+    value: &T,
+) -> Result<(), OpError> {
+    let max = st.config.limits.max_body_bytes;
+    if json_len(value) > max {
+        return Err(OpError::new(ErrorCode::TooLarge, format!("{field} exceeds max_body_bytes ({max})")));
+    }
+    Ok(())
+}
 
 /// The part of a session's state that handlers read and change.
 pub struct SessionCtx {

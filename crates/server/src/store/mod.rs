@@ -241,6 +241,12 @@ pub trait ChannelStore: Send + Sync + 'static {
 pub trait InviteStore: Send + Sync + 'static {
     /// Stores a new invitation (in whatever state it was created).
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()>;
+    /// Stores a new pending invitation unless its caller already has
+    /// `at_most` pending ones that expire after `now` (ms): false, storing
+    /// nothing, when over the `pending_invites` cap. Count and insert are
+    /// one step: invitations racing from several sessions or nodes cannot
+    /// pass the cap together.
+    async fn create_invite_within(&self, invite: &Invite, at_most: u64, now: i64) -> StoreResult<bool>;
     /// The invitation, if it exists.
     async fn invite(&self, iid: &str) -> StoreResult<Option<Invite>>;
     /// Compare-and-set from `pending` to `to` (a final state), storing the
@@ -254,13 +260,18 @@ pub trait InviteStore: Send + Sync + 'static {
     /// Sets `received` on a pending invitation; returns it only when this
     /// call flipped the flag (so the caller is told once).
     async fn mark_invite_received(&self, iid: &str) -> StoreResult<Option<Invite>>;
-    /// Pending invitations to or from `user`.
-    async fn pending_invites_for(&self, user: &str) -> StoreResult<Vec<Invite>>;
-    /// Invitations to or from `user` created at or after `since` (ms), in
-    /// any state, oldest first.
-    async fn recent_invites_for(&self, user: &str, since: i64) -> StoreResult<Vec<Invite>>;
+    /// The newest `limit` pending invitations to or from `user`, oldest
+    /// first.
+    async fn pending_invites_for(&self, user: &str, limit: u32) -> StoreResult<Vec<Invite>>;
+    /// The newest `limit` invitations to or from `user` created at or after
+    /// `since` (ms), in any state, oldest first.
+    async fn recent_invites_for(&self, user: &str, since: i64, limit: u32) -> StoreResult<Vec<Invite>>;
     /// All pending invitations (to schedule their expiry after a restart).
     async fn pending_invites(&self) -> StoreResult<Vec<Invite>>;
+    /// The iids of at most `limit` pending invitations whose expiry is at
+    /// or before `now` (ms), the most overdue first: what a cluster's
+    /// expiry scan needs, without their contents.
+    async fn overdue_invites(&self, now: i64, limit: u32) -> StoreResult<Vec<String>>;
 }
 
 /// Uploaded media objects and the daily upload quota.

@@ -18,31 +18,50 @@ pub(super) fn read_invite(c: &Connection, iid: &str) -> StoreResult<Option<Invit
         .transpose()
 }
 
+fn insert_invite(c: &Connection, invite: &Invite) -> StoreResult<()> {
+    c.prepare_cached(concat!(
+        "INSERT INTO invites (",
+        invite_columns!(),
+        ") \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))?
+    .execute(params![
+        invite.iid,
+        invite.from,
+        invite.to,
+        invite.room,
+        to_json(&invite.content),
+        invite.state.as_str(),
+        invite.created,
+        invite.expires,
+        invite.received,
+        invite.reason,
+        invite.response.as_ref().map(to_json),
+    ])?;
+    Ok(())
+}
+
 #[async_trait]
 impl InviteStore for SqliteStore {
     async fn create_invite(&self, invite: &Invite) -> StoreResult<()> {
         let invite = invite.clone();
+        self.write(move |c| insert_invite(c, &invite)).await
+    }
+
+    async fn create_invite_within(&self, invite: &Invite, at_most: u64, now: i64) -> StoreResult<bool> {
+        let invite = invite.clone();
+        // The single writer serialises count and insert.
         self.write(move |c| {
-            c.prepare_cached(concat!(
-                "INSERT INTO invites (",
-                invite_columns!(),
-                ") \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-            ))?
-            .execute(params![
-                invite.iid,
-                invite.from,
-                invite.to,
-                invite.room,
-                to_json(&invite.content),
-                invite.state.as_str(),
-                invite.created,
-                invite.expires,
-                invite.received,
-                invite.reason,
-                invite.response.as_ref().map(to_json),
-            ])?;
-            Ok(())
+            let pending: i64 = c
+                .prepare_cached(
+                    "SELECT count(*) FROM invites WHERE sender = ?1 AND state = 'pending' AND expires > ?2",
+                )?
+                .query_row(params![invite.from, now], |r| r.get(0))?;
+            if u64::try_from(pending).unwrap_or(0) >= at_most {
+                return Ok(false);
+            }
+            insert_invite(c, &invite)?;
+            Ok(true)
         })
         .await
     }
@@ -95,27 +114,30 @@ impl InviteStore for SqliteStore {
         .await
     }
 
-    async fn pending_invites_for(&self, user: &str) -> StoreResult<Vec<Invite>> {
+    async fn pending_invites_for(&self, user: &str, limit: u32) -> StoreResult<Vec<Invite>> {
         let user = user.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT ", invite_columns!(),
-                " FROM invites WHERE state = 'pending' AND (sender = ?1 OR recipient = ?1) ORDER BY created, iid"
+                "SELECT * FROM (SELECT ",
+                invite_columns!(),
+                " FROM invites WHERE state = 'pending' AND (sender = ?1 OR recipient = ?1) \
+                 ORDER BY created DESC, iid DESC LIMIT ?2) AS newest ORDER BY created, iid"
             ))?;
-            collect_invites(stmt.query_map([user], RawInvite::from_row)?)
+            collect_invites(stmt.query_map(params![user, limit], RawInvite::from_row)?)
         })
         .await
     }
 
-    async fn recent_invites_for(&self, user: &str, since: i64) -> StoreResult<Vec<Invite>> {
+    async fn recent_invites_for(&self, user: &str, since: i64, limit: u32) -> StoreResult<Vec<Invite>> {
         let user = user.to_owned();
         self.read(move |c| {
             let mut stmt = c.prepare_cached(concat!(
-                "SELECT ",
+                "SELECT * FROM (SELECT ",
                 invite_columns!(),
-                " FROM invites WHERE (sender = ?1 OR recipient = ?1) AND created >= ?2 ORDER BY created, iid"
+                " FROM invites WHERE (sender = ?1 OR recipient = ?1) AND created >= ?2 \
+                 ORDER BY created DESC, iid DESC LIMIT ?3) AS newest ORDER BY created, iid"
             ))?;
-            collect_invites(stmt.query_map(rusqlite::params![user, since], RawInvite::from_row)?)
+            collect_invites(stmt.query_map(params![user, since, limit], RawInvite::from_row)?)
         })
         .await
     }
@@ -128,6 +150,17 @@ impl InviteStore for SqliteStore {
                 " FROM invites WHERE state = 'pending' ORDER BY created, iid"
             ))?;
             collect_invites(stmt.query_map([], RawInvite::from_row)?)
+        })
+        .await
+    }
+
+    async fn overdue_invites(&self, now: i64, limit: u32) -> StoreResult<Vec<String>> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT iid FROM invites WHERE state = 'pending' AND expires <= ?1 \
+                 ORDER BY expires, iid LIMIT ?2",
+            )?;
+            Ok(stmt.query_map(params![now, limit], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?)
         })
         .await
     }

@@ -1,5 +1,6 @@
 //! Suite cases for call invitations: round trips, compare-and-set
-//! transitions, the `received` flag, and the pending and recent lists.
+//! transitions, the `received` flag, the pending and recent lists and their
+//! bounds, the per-caller cap on pending invitations, and the expiry scan.
 
 use super::{invite, object};
 use crate::store::{Store, Transition};
@@ -129,17 +130,17 @@ pub async fn pending_invites_are_listed_for_both_parties(store: Arc<dyn Store>) 
         v.sort();
         v
     };
-    assert_eq!(iids(store.pending_invites_for("alice").await.unwrap()), ["i1", "i2"]);
-    assert_eq!(iids(store.pending_invites_for("bob").await.unwrap()), ["i1"]);
-    assert_eq!(iids(store.pending_invites_for("carol").await.unwrap()), ["i2"]);
-    assert!(store.pending_invites_for("ghost").await.unwrap().is_empty());
+    assert_eq!(iids(store.pending_invites_for("alice", 100).await.unwrap()), ["i1", "i2"]);
+    assert_eq!(iids(store.pending_invites_for("bob", 100).await.unwrap()), ["i1"]);
+    assert_eq!(iids(store.pending_invites_for("carol", 100).await.unwrap()), ["i2"]);
+    assert!(store.pending_invites_for("ghost", 100).await.unwrap().is_empty());
     let mut all = store.pending_invites().await.unwrap();
     all.sort_by(|a, b| a.iid.cmp(&b.iid));
     assert_eq!(all, vec![i1.clone(), i2]);
 
     store.transition_invite("i1", InviteState::Expired, None).await.unwrap();
-    assert_eq!(iids(store.pending_invites_for("alice").await.unwrap()), ["i2"]);
-    assert!(store.pending_invites_for("bob").await.unwrap().is_empty());
+    assert_eq!(iids(store.pending_invites_for("alice", 100).await.unwrap()), ["i2"]);
+    assert!(store.pending_invites_for("bob", 100).await.unwrap().is_empty());
     assert_eq!(iids(store.pending_invites().await.unwrap()), ["i2"]);
 }
 
@@ -158,9 +159,73 @@ pub async fn recent_invites_include_final_ones_since_a_time(store: Arc<dyn Store
         store.create_invite(i).await.unwrap();
     }
     store.transition_invite("answered", InviteState::Accepted, None).await.unwrap();
-    let list = store.recent_invites_for("bob", 1000).await.unwrap();
+    let list = store.recent_invites_for("bob", 1000, 100).await.unwrap();
     let got: Vec<(&str, InviteState)> = list.iter().map(|i| (i.iid.as_str(), i.state)).collect();
     assert_eq!(got, [("answered", InviteState::Accepted), ("ringing", InviteState::Pending)]);
-    assert_eq!(store.recent_invites_for("alice", 0).await.unwrap().len(), 3);
-    assert!(store.recent_invites_for("alice", 3001).await.unwrap().is_empty());
+    assert_eq!(store.recent_invites_for("alice", 0, 100).await.unwrap().len(), 3);
+    assert!(store.recent_invites_for("alice", 3001, 100).await.unwrap().is_empty());
+}
+
+/// The lists `sync` shows are bounded: the newest `limit` (by creation),
+/// still oldest first, so a flood of invitations cannot grow a reply.
+pub async fn sync_invite_lists_keep_only_the_newest(store: Arc<dyn Store>) {
+    for n in 1..=5 {
+        let mut i = invite(&format!("i{n}"), "alice", "bob");
+        i.created = 100 * n;
+        store.create_invite(&i).await.unwrap();
+    }
+    store.transition_invite("i5", InviteState::Canceled, None).await.unwrap();
+    let iids = |list: Vec<Invite>| list.into_iter().map(|i| i.iid).collect::<Vec<_>>();
+    assert_eq!(iids(store.pending_invites_for("bob", 3).await.unwrap()), ["i2", "i3", "i4"]);
+    assert_eq!(iids(store.pending_invites_for("alice", 1).await.unwrap()), ["i4"]);
+    assert_eq!(iids(store.recent_invites_for("bob", 0, 2).await.unwrap()), ["i4", "i5"]);
+    assert_eq!(iids(store.recent_invites_for("bob", 250, 10).await.unwrap()), ["i3", "i4", "i5"]);
+}
+
+/// A caller has at most `at_most` pending invitations that have not
+/// expired by `now`; answered, canceled, expired and failed ones do not
+/// count, nor do other callers' ones, and racing creations never pass it.
+pub async fn pending_invites_are_capped_per_caller(store: Arc<dyn Store>) {
+    let now = 2000;
+    let mut lapsed = invite("lapsed", "alice", "bob");
+    lapsed.expires = now;
+    let mut failed = invite("failed", "alice", "ghost");
+    failed.state = InviteState::Failed;
+    for i in [&lapsed, &failed] {
+        store.create_invite(i).await.unwrap();
+    }
+    assert!(store.create_invite_within(&invite("a1", "alice", "bob"), 3, now).await.unwrap());
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store.create_invite_within(&invite(&format!("race{t}"), "alice", "carol"), 3, now).await.unwrap()
+        }));
+    }
+    let mut stored = 0;
+    for task in tasks {
+        stored += usize::from(task.await.unwrap());
+    }
+    assert_eq!(stored, 2, "three pending in all, to any callee, the first included");
+    assert_eq!(store.pending_invites_for("alice", 100).await.unwrap().len(), 4, "with the lapsed one");
+    let over = invite("over", "alice", "bob");
+    assert!(!store.create_invite_within(&over, 3, now).await.unwrap());
+    assert_eq!(store.invite("over").await.unwrap(), None, "nothing stored over the cap");
+    assert!(store.create_invite_within(&invite("b1", "bob", "alice"), 3, now).await.unwrap());
+    store.transition_invite("a1", InviteState::Refused, None).await.unwrap();
+    assert!(store.create_invite_within(&over, 3, now).await.unwrap(), "an answer frees one");
+}
+
+/// The expiry scan reads iids only: pending ones due by `now`, the most
+/// overdue first, at most `limit`.
+pub async fn overdue_invites_are_pending_ones_due_most_overdue_first(store: Arc<dyn Store>) {
+    for (iid, expires) in [("later", 5000), ("due2", 2000), ("due1", 1000), ("answered", 500)] {
+        let mut i = invite(iid, "alice", "bob");
+        i.expires = expires;
+        store.create_invite(&i).await.unwrap();
+    }
+    store.transition_invite("answered", InviteState::Accepted, None).await.unwrap();
+    assert_eq!(store.overdue_invites(2000, 10).await.unwrap(), ["due1", "due2"]);
+    assert_eq!(store.overdue_invites(2000, 1).await.unwrap(), ["due1"]);
+    assert!(store.overdue_invites(999, 10).await.unwrap().is_empty());
 }

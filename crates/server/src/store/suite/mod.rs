@@ -84,6 +84,9 @@ macro_rules! store_suite {
             invite_received_is_flipped_once_and_only_while_pending,
             pending_invites_are_listed_for_both_parties,
             recent_invites_include_final_ones_since_a_time,
+            sync_invite_lists_keep_only_the_newest,
+            pending_invites_are_capped_per_caller,
+            overdue_invites_are_pending_ones_due_most_overdue_first,
         );
         $crate::store_suite!(@cases $fresh; media:
             media_round_trips,
