@@ -92,15 +92,13 @@ pub fn parse_deep_link(link: &str) -> Result<DeepLink, DeepLinkError> {
     let id = percent_decode(id)?;
     // The id is echoed to the user: without control or bidi characters
     // (a link must not make its own error message read backwards).
-    let bad = |what: &'static str, id: &str| {
-        DeepLinkError::BadId {
+    let bad = |what: &'static str, id: &str| DeepLinkError::BadId {
         what,
         id: id
             .chars()
-            .filter(|c| !c.is_control() && !matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'))
+            .filter(|c| !c.is_control() && !courier_proto::ids::is_bidi_control(*c))
             .take(70)
             .collect(),
-    }
     };
     match kind.to_ascii_lowercase().as_str() {
         "chat" if is_valid_user(&id) => Ok(DeepLink::Chat { user: id }),

@@ -4,6 +4,7 @@
 
 use crate::settings::{Language, Settings};
 use courier_client::{ClientEvent, DeliveryStatus};
+use courier_proto::ids::is_bidi_control;
 use courier_proto::{Conv, InviteState, is_relation_kind};
 
 /// Messages older than this (ms) are history arriving, not news.
@@ -235,7 +236,8 @@ pub fn show_call(text: [String; 4], ring_ms: u32, on_choice: impl FnOnce(CallCho
 /// Notification text as plain text: freedesktop notification servers read
 /// a subset of HTML in the body, so a peer's `<a href=…>` or `<img>` would
 /// become a link or an image. Escapes `&`, `<` and `>` there, and drops
-/// control characters everywhere.
+/// control and bidi characters everywhere (a file name must not read
+/// backwards).
 pub fn plain_body(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -243,7 +245,7 @@ pub fn plain_body(s: &str) -> String {
             '&' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&amp;"),
             '<' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&lt;"),
             '>' if cfg!(all(unix, not(target_os = "macos"))) => out.push_str("&gt;"),
-            c if c.is_control() && c != '\n' => {}
+            c if (c.is_control() && c != '\n') || is_bidi_control(c) => {}
             c => out.push(c),
         }
     }
@@ -254,10 +256,10 @@ pub fn plain_body(s: &str) -> String {
 /// servers (older KDE Plasma, custom dunst formats) render it as markup.
 /// Escaping would show `&lt;` where the server is faithful, so `<` and `>`
 /// become the look-alikes `‹` and `›` (no tag can form without them) and
-/// control characters go.
+/// control and bidi characters go (a name must not reorder the title).
 pub fn plain_summary(s: &str) -> String {
     s.chars()
-        .filter(|c| !c.is_control())
+        .filter(|c| !c.is_control() && !is_bidi_control(*c))
         .map(|c| match c {
             '<' => '‹',
             '>' => '›',
@@ -471,6 +473,25 @@ mod tests {
         let title = plain_summary("<img src=x onerror=1><b>Eve</b> & co");
         assert!(!title.contains(['<', '>']), "{title}");
         assert_eq!(title, "‹img src=x onerror=1›‹b›Eve‹/b› & co");
+    }
+
+    /// A peer's name or file name cannot reorder what the notification
+    /// shows: `invoice\u{202E}gpj.exe` would read "invoiceexe.jpg".
+    #[test]
+    fn notification_text_has_no_bidi_controls() {
+        let bidi = [
+            '\u{200E}', '\u{200F}', '\u{061C}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}', '\u{202E}',
+            '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ];
+        assert_eq!(plain_summary("\u{202E}x"), "x");
+        assert_eq!(plain_body("invoice\u{202E}gpj.exe"), "invoicegpj.exe");
+        for c in bidi {
+            let s = format!("Eve{c} sent a{c} file");
+            assert_eq!(plain_summary(&s), "Eve sent a file", "U+{:04X}", c as u32);
+            assert_eq!(plain_body(&s), "Eve sent a file", "U+{:04X}", c as u32);
+        }
+        // Joiners stay: they hold emoji sequences together.
+        assert_eq!(plain_body("👩\u{200D}💻"), "👩\u{200D}💻");
     }
 
     fn call(state: InviteState, me: &str) -> ClientEvent {

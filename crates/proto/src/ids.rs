@@ -41,6 +41,14 @@ pub fn is_valid_media_id(s: &str) -> bool {
         && s.bytes().skip(2).all(|b| matches!(b, b'0'..=b'9' | b'A'..=b'H' | b'J' | b'K' | b'M' | b'N' | b'P'..=b'T' | b'V'..=b'Z'))
 }
 
+/// Whether `c` is a bidirectional formatting character: the marks (LRM,
+/// RLM, ALM), embeddings and overrides (U+202A–U+202E) and isolates
+/// (U+2066–U+2069). A peer's name or file name shown as plain text drops
+/// them: `invoice\u{202E}gpj.exe` reads "invoiceexe.jpg" with them.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
 /// Longest file name [`safe_file_name`] returns, in bytes.
 pub const MAX_FILE_NAME_BYTES: usize = 120;
 
@@ -53,10 +61,11 @@ pub const MAX_FILE_NAME_BYTES: usize = 120;
 /// [`MAX_FILE_NAME_BYTES`] keeping a short extension. Empty results become
 /// `fallback`.
 pub fn safe_file_name(name: &str, fallback: &str) -> String {
-    let bidi = |c: char| matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{061C}');
     let mut out: String = name
         .chars()
-        .filter(|c| !bidi(*c) && !c.is_control() && !matches!(*c, '\u{FEFF}' | '\u{200B}'..='\u{200D}'))
+        .filter(|c| {
+            !is_bidi_control(*c) && !c.is_control() && !matches!(*c, '\u{FEFF}' | '\u{200B}'..='\u{200D}')
+        })
         .map(|c| if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
         .collect();
     out = out.trim().trim_start_matches('.').trim_end_matches(['.', ' ']).trim().to_owned();

@@ -35,6 +35,18 @@ describe('opening media files', () => {
     ])
   })
 
+  it('names the program in the question without bidi characters, and opens the file as sent', async () => {
+    t.failNext('openMedia', 'confirm_required', 'this file can run programs')
+    const media = useMediaStore()
+    const ui = useUiStore()
+    const opening = media.open('m_4', 'invoice\u202Egpj.exe')
+    await flushPromises()
+    expect(ui.confirming?.params?.name).toBe('invoicegpj.exe')
+    ui.answerConfirm(true)
+    await opening
+    expect(t.callsOf('openMedia').map((c) => c[1])).toEqual(['invoice\u202Egpj.exe', 'invoice\u202Egpj.exe'])
+  })
+
   it('never opens a program the user declined', async () => {
     t.failNext('openMedia', 'confirm_required', 'this file can run programs')
     const media = useMediaStore()

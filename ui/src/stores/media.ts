@@ -4,6 +4,7 @@ import { reactive } from 'vue'
 import { toTransportError, useTransport } from '../services/transport'
 import { useUiStore } from './ui'
 import { useToastsStore } from './toasts'
+import { plainName } from '../utils/text'
 
 export const useMediaStore = defineStore('media', () => {
   const urls = reactive(new Map<string, string>())
@@ -44,13 +45,13 @@ export const useMediaStore = defineStore('media', () => {
           title: 'msg.riskyTitle',
           message: 'msg.riskyBody',
           confirm: 'msg.riskyOpen',
-          params: { name: name ?? media },
+          params: { name: name === undefined ? media : plainName(name) },
           danger: true,
         })
         if (ok) await useTransport().openMedia(media, name, true)
       }
     } catch (e) {
-      useToastsStore().push({ level: 'error', key: 'toast.openFailed', params: { name: name ?? '', reason: toTransportError(e).message } })
+      useToastsStore().push({ level: 'error', key: 'toast.openFailed', params: { name: plainName(name ?? ''), reason: toTransportError(e).message } })
     }
   }
 

@@ -64,13 +64,26 @@ export function isEmojiOnly(text: string): boolean {
   return count <= 6
 }
 
+/** Control characters and bidi formatting characters (marks, embeddings, overrides, isolates). */
+const CONTROL_OR_BIDI = /[\p{Cc}\u061C\u200E\u200F\u202A-\u202E\u2066-\u2069]/gu
+
+/**
+ * A name a peer chose (a file name), safe to show as plain text: without
+ * control and bidi characters, which could make `invoice\u202Egpj.exe`
+ * read "invoiceexe.jpg" (protocol §9). The shell strips the same set from
+ * notifications (`courier_proto::ids::is_bidi_control`).
+ */
+export function plainName(name: string): string {
+  return name.replace(CONTROL_OR_BIDI, '')
+}
+
 /**
  * One line of preview text for a message (list rows, reply quotes, search
  * results): formatting removed, spoilers masked.
  */
 export function previewOf(m: { kind: string; body: Record<string, unknown> }): string {
   if (m.kind === 'text') return plainText(String(m.body.text ?? '')).replace(/\s+/g, ' ').trim()
-  if (m.kind === 'image') return `🖼 ${String(m.body.name ?? '')}`.trim()
-  if (m.kind === 'file') return `📎 ${String(m.body.name ?? '')}`.trim()
+  if (m.kind === 'image') return `🖼 ${plainName(String(m.body.name ?? ''))}`.trim()
+  if (m.kind === 'file') return `📎 ${plainName(String(m.body.name ?? ''))}`.trim()
   return ''
 }

@@ -1,0 +1,45 @@
+// A file a peer sent: its name is shown as it would be saved, never reordered
+// by bidi characters (protocol §9).
+import { beforeEach, describe, expect, it } from 'vitest'
+import { mountWith, setup } from '../../testing'
+import type { FileBody, ImageBody } from '../../types/model'
+import { useUiStore } from '../../stores/ui'
+import { useMediaStore } from '../../stores/media'
+import { previewOf } from '../../utils/text'
+import FileAttachment from './FileAttachment.vue'
+import ImageAttachment from './ImageAttachment.vue'
+
+const BIDI = ['\u200E', '\u200F', '\u061C', '\u202A', '\u202B', '\u202C', '\u202D', '\u202E', '\u2066', '\u2067', '\u2068', '\u2069']
+
+function file(name: string): FileBody {
+  return { media: 'm_01J9ZQ4N2D0000000000000000', mime: 'application/octet-stream', size: 2048, name }
+}
+
+describe('file names from a peer', () => {
+  beforeEach(() => {
+    setup()
+    document.body.innerHTML = ''
+  })
+
+  it('a file attachment shows the real extension, not one reversed by bidi characters', () => {
+    const w = mountWith(FileAttachment, { props: { body: file('invoice\u202Egpj.exe'), mine: false } })
+    expect(w.find('[data-testid="file-name"]').text()).toBe('invoicegpj.exe')
+    expect(w.find('[data-testid="file-attachment"]').attributes('aria-label')).toBe('Open file: invoicegpj.exe')
+    expect(w.text()).toContain('EXE')
+    for (const c of BIDI) {
+      const each = mountWith(FileAttachment, { props: { body: file(`a${c}b\u0007.pdf`), mine: true } })
+      expect(each.find('[data-testid="file-name"]').text(), `U+${c.codePointAt(0)!.toString(16)}`).toBe('ab.pdf')
+    }
+    expect(previewOf({ kind: 'file', body: { ...file('invoice\u202Egpj.exe') } })).toBe('📎 invoicegpj.exe')
+  })
+
+  it('an image attachment labels and opens its picture without bidi characters', async () => {
+    const body: ImageBody = { ...file('cat\u2067gpj.exe'), mime: 'image/png', width: 10, height: 10 }
+    useMediaStore().urls.set(body.media, 'blob:cat')
+    const w = mountWith(ImageAttachment, { props: { body } })
+    expect(w.find('[data-testid="image-attachment"]').attributes('aria-label')).not.toContain('\u2067')
+    expect(w.find('img').attributes('alt')).toBe('catgpj.exe')
+    await w.find('[data-testid="image-attachment"]').trigger('click')
+    expect(useUiStore().lightbox?.name).toBe('catgpj.exe')
+  })
+})
