@@ -176,7 +176,9 @@ pub struct InviteView {
 }
 
 impl InviteView {
-    /// Builds the view of `invite` for user `me` at time `now_ms`.
+    /// Builds the view of `invite` for user `me` at `now_ms` by the
+    /// server's clock (the local clock plus the offset measured at hello),
+    /// which is what `expires` is counted in.
     pub fn new(mut invite: Invite, me: &str, now_ms: i64) -> InviteView {
         if invite.state == InviteState::Pending && invite.expires <= now_ms {
             invite.state = InviteState::Expired;

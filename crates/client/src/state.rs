@@ -6,12 +6,13 @@ use crate::backoff::Jitter;
 use crate::config::ClientConfig;
 use crate::conn::{Connector, Session};
 use crate::events::{ClientEvent, ConnState};
+use crate::model::now_ms;
 use crate::store::Store;
 use crate::sync::SyncContext;
 use crate::tls::TlsConfig;
 use courier_proto::{Conv, HelloOk, Limits};
 use std::collections::HashSet;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
@@ -126,6 +127,13 @@ impl Inner {
         lock(&self.hello).as_ref().map(|h| h.limits).unwrap_or_default()
     }
 
+    /// The server's clock now, as far as this client can tell: the local
+    /// clock plus the offset measured at the last hello. Invitations expire
+    /// by it, so a local clock that is off does not end them early or late.
+    pub(crate) fn server_now(&self) -> i64 {
+        now_ms() + self.clock_offset.load(Ordering::Relaxed)
+    }
+
     /// Whether the server listed `feature` in the last hello.
     pub(crate) fn has_feature(&self, feature: &str) -> bool {
         lock(&self.hello).as_ref().is_some_and(|h| h.features.iter().any(|f| f == feature))
@@ -177,6 +185,10 @@ impl SyncContext for Inner {
 
     fn history_page(&self) -> u32 {
         self.hello_limits().history_page
+    }
+
+    fn server_now(&self) -> i64 {
+        Inner::server_now(self)
     }
 
     fn emit(&self, ev: ClientEvent) {

@@ -14,7 +14,7 @@
 
 use crate::conn::{RequestError, Transport};
 use crate::events::ClientEvent;
-use crate::model::{InviteView, UNREADABLE_KIND, now_ms};
+use crate::model::{InviteView, UNREADABLE_KIND};
 use crate::store::{Store, StoreError};
 use courier_proto::{Conv, Event, FEATURE_V1_1, Msg, SyncOk, Target};
 use serde_json::json;
@@ -33,6 +33,8 @@ pub(crate) trait SyncContext {
     fn has_feature(&self, feature: &str) -> bool;
     /// The `history` page size the server allows.
     fn history_page(&self) -> u32;
+    /// The server's clock now (ms), against which invitations expire.
+    fn server_now(&self) -> i64;
     /// Reports an event to the application.
     fn emit(&self, ev: ClientEvent);
     /// Reports a conversation as it is now in the store.
@@ -68,12 +70,12 @@ pub(crate) async fn full_sync(
     }
     for inv in &ok.invites {
         cx.store().upsert_invite(inv)?;
-        cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
+        cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, cx.server_now()) });
     }
     // Invitations answered, canceled or expired while this device was away.
     for inv in &ok.recent_invites {
         if cx.store().settle_invite(inv)? {
-            cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, now_ms()) });
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, cx.server_now()) });
         }
     }
     let mut fetched = 0;
@@ -296,7 +298,7 @@ pub(crate) async fn handle_event(
         }
         Event::Invite { invite } | Event::InviteState { invite } => {
             cx.store().upsert_invite(&invite)?;
-            cx.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, now_ms()) });
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, cx.server_now()) });
         }
         Event::TokenExpiring { exp } => cx.emit(ClientEvent::TokenExpiring { exp }),
     }
@@ -367,6 +369,9 @@ mod tests {
         }
         fn history_page(&self) -> u32 {
             1
+        }
+        fn server_now(&self) -> i64 {
+            crate::model::now_ms()
         }
         fn emit(&self, ev: ClientEvent) {
             self.events.lock().unwrap().push(ev);

@@ -4,7 +4,7 @@
 
 use crate::client::{Client, ClientError, Result};
 use crate::events::ClientEvent;
-use crate::model::{InviteView, MessageView, now_ms};
+use crate::model::{InviteView, MessageView};
 use crate::state::lock;
 use courier_proto::{Conv, InviteOk, Target};
 use serde_json::{Map, Value, json};
@@ -68,7 +68,7 @@ impl Client {
             lock(&self.inner.call_devices).insert(inv.iid.clone());
         }
         self.inner.store.upsert_invite(&inv)?;
-        let view = InviteView::new(inv, &self.inner.me, now_ms());
+        let view = InviteView::new(inv, &self.inner.me, self.inner.server_now());
         self.inner.emit(ClientEvent::Invite { invite: view.clone() });
         Ok(Some(view))
     }
@@ -80,8 +80,9 @@ impl Client {
             && let Some(inv) = &b.invite
         {
             let _ = self.inner.store.upsert_invite(inv);
-            self.inner
-                .emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), &self.inner.me, now_ms()) });
+            self.inner.emit(ClientEvent::Invite {
+                invite: InviteView::new(inv.clone(), &self.inner.me, self.inner.server_now()),
+            });
         }
         e
     }
@@ -123,11 +124,12 @@ impl Client {
         self.record_invite(&v)
     }
 
-    /// Invitations as mirrored locally, newest first.
+    /// Invitations as mirrored locally, newest first; a pending one past
+    /// its expiry by the server's clock shows as expired.
     ///
     /// # Errors
     /// On store failure.
     pub fn invites(&self) -> Result<Vec<InviteView>> {
-        Ok(self.inner.store.invites(&self.inner.me)?)
+        Ok(self.inner.store.invites(&self.inner.me, self.inner.server_now())?)
     }
 }

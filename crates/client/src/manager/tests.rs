@@ -8,8 +8,9 @@ use crate::client::ClientError;
 use crate::conn::dead_after;
 use crate::events::{ClientEvent, ConnState};
 use crate::fake_server::{accept_session, is_state, next_op, next_request, reply, setup, wait_for};
+use crate::model::now_ms;
 use crate::state::lock;
-use courier_proto::{Conv, Limits, Target};
+use courier_proto::{Conv, InviteState, Limits, Target};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use std::sync::atomic::Ordering;
@@ -274,5 +275,47 @@ async fn a_message_that_does_not_decode_blocks_neither_the_sync_nor_the_outbox()
     assert_eq!(client.store().synced_seq(&Conv::channel("lobby")).unwrap(), 2);
     assert_eq!(client.store().synced_seq(&Conv::channel("tech")).unwrap(), 1);
     assert_eq!(client.state(), ConnState::Connected);
+    client.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invites_expire_by_the_servers_clock_not_a_fast_local_one() {
+    let (_d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
+    let mut events = client.subscribe();
+    client.start();
+    let mut ws = servers.recv().await.unwrap();
+    // This machine's clock is two minutes fast.
+    let server_time = now_ms() - 120_000;
+    let invite = |iid: &str| {
+        json!({"iid": iid, "from": "bob", "to": "alice", "room": format!("call-{iid}"), "content": {},
+               "state": "pending", "created": server_time, "expires": server_time + 60_000, "received": false})
+    };
+    let hello = next_request(&mut ws).await;
+    reply(
+        &mut ws,
+        &hello,
+        json!({"user": "alice", "session": "s1", "server_time": server_time, "heartbeat_ms": 15_000,
+               "limits": Limits::default()}),
+    )
+    .await;
+    let sync = next_request(&mut ws).await;
+    reply(&mut ws, &sync, json!({"conversations": [], "invites": [invite("i1")]})).await;
+    let ev = wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { .. })).await;
+    assert!(matches!(ev, ClientEvent::Invite { invite } if invite.ringing), "from sync");
+    ws.send(Message::text(json!({"ev": "invite", "invite": invite("i2")}).to_string())).await.unwrap();
+    let ev = wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { .. })).await;
+    assert!(matches!(ev, ClientEvent::Invite { invite } if invite.ringing), "live");
+    let mut ringing: Vec<_> =
+        client.invites().unwrap().into_iter().filter(|v| v.ringing).map(|v| v.invite.iid).collect();
+    ringing.sort();
+    assert_eq!(ringing, ["i1", "i2"], "as listed");
+    let server = async {
+        let req = next_op(&mut ws, "invite").await;
+        let mut out = invite("i3");
+        (out["from"], out["to"]) = (json!("alice"), json!("bob"));
+        reply(&mut ws, &req, json!({"invite": out})).await;
+    };
+    let (placed, ()) = tokio::join!(client.invite("bob", Default::default(), 60), server);
+    assert_eq!(placed.unwrap().invite.state, InviteState::Pending, "an outgoing call is not expired at once");
     client.stop().await;
 }

@@ -41,19 +41,20 @@ impl Store {
         })
     }
 
-    /// Invitations to or from this user, newest first.
+    /// Invitations to or from this user, newest first, as seen at
+    /// `server_now` (ms by the server's clock: a pending one whose `expires`
+    /// has passed shows as expired).
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn invites(&self, me: &str) -> Result<Vec<InviteView>> {
+    pub fn invites(&self, me: &str, server_now: i64) -> Result<Vec<InviteView>> {
         self.with(|c| {
             let mut st = c.prepare_cached("SELECT json FROM invites ORDER BY updated DESC LIMIT 200")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
-            let now = now_ms();
             let mut out = Vec::new();
             for r in rows {
                 let inv: Invite = serde_json::from_str(&r?)?;
-                out.push(InviteView::new(inv, me, now));
+                out.push(InviteView::new(inv, me, server_now));
             }
             Ok(out)
         })
