@@ -37,6 +37,7 @@ pub struct AppState {
     /// Flips to true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
     /// Background timers (invitation expiry, call grace), ended at shutdown.
+    /// Spawn with [`AppState::spawn_timer`], which reaps finished ones.
     pub timers: std::sync::Mutex<JoinSet<()>>,
     /// v1.2 call devices and their signal relay.
     pub calls: crate::calls::Calls,
@@ -260,12 +261,28 @@ impl AppState {
         }
     }
 
+    /// Runs `timer` in the background until it ends or the server stops.
+    /// Finished timers are reaped first: a `JoinSet` keeps every finished
+    /// task until it is joined, so each invitation and each call grace would
+    /// otherwise stay allocated until shutdown.
+    pub fn spawn_timer(&self, timer: impl Future<Output = ()> + Send + 'static) {
+        let mut timers = self.timers.lock().expect("timers lock");
+        while let Some(done) = timers.try_join_next() {
+            if let Err(e) = done
+                && e.is_panic()
+            {
+                tracing::error!(error = %e, "a background timer panicked");
+            }
+        }
+        timers.spawn(timer);
+    }
+
     /// Arms the expiry timer of a pending invitation.
     pub fn schedule_expiry(self: &Arc<Self>, invite: &Invite) {
         let st = Arc::downgrade(self);
         let iid = invite.iid.clone();
         let wait = Duration::from_millis((invite.expires - now_ms()).max(0) as u64);
-        self.timers.lock().expect("timers lock").spawn(async move {
+        self.spawn_timer(async move {
             tokio::time::sleep(wait).await;
             let Some(st) = st.upgrade() else { return };
             match st.store.transition_invite(&iid, InviteState::Expired, None).await {
@@ -282,7 +299,7 @@ impl AppState {
     /// is a compare-and-set in storage, so exactly one node broadcasts it.
     pub fn scan_expiries(self: &Arc<Self>, every: Duration) {
         let st = Arc::downgrade(self);
-        self.timers.lock().expect("timers lock").spawn(async move {
+        self.spawn_timer(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -311,5 +328,66 @@ impl AppState {
         for s in self.hub.all_sessions() {
             s.request_close(code, reason);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    /// Expiry timers that have run are not kept until shutdown: arming the
+    /// next timer reaps them.
+    #[tokio::test]
+    async fn finished_timers_are_reaped_when_the_next_is_armed() {
+        const N: usize = 50;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: dir.path().into(),
+            ..Config::default()
+        };
+        let server = crate::Server::start(config).await.unwrap();
+        let st = server.state.clone();
+        let now = now_ms();
+        for n in 0..N {
+            let invite = Invite {
+                iid: format!("i{n}"),
+                from: "alice".into(),
+                to: "bob".into(),
+                room: format!("call-i{n}"),
+                content: Map::new(),
+                state: InviteState::Pending,
+                created: now,
+                expires: now,
+                received: false,
+                reason: None,
+                response: None,
+            };
+            st.store.create_invite(&invite).await.unwrap();
+            st.schedule_expiry(&invite);
+        }
+        // Each timer expires its invitation at once (a bounded wait, so a
+        // broken timer fails instead of hanging).
+        for n in 0..N {
+            let iid = format!("i{n}");
+            let expired = async {
+                while st.store.invite(&iid).await.unwrap().map(|i| i.state) != Some(InviteState::Expired) {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(30), expired).await.expect("the timer expired it");
+        }
+        // The timers finish soon after (each writes its call record). Arm
+        // trivial timers until the set holds nothing but the newest: without
+        // reaping it only grows.
+        let mut armed = 0;
+        while st.timers.lock().unwrap().len() > 1 {
+            assert!(armed < 3000, "{} finished timers are still held", st.timers.lock().unwrap().len());
+            st.spawn_timer(async {});
+            armed += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        server.shutdown().await.unwrap();
     }
 }

@@ -292,7 +292,7 @@ pub async fn session_ended(st: &AppState, user: &str, device: &str) {
         Err(e) => return tracing::warn!(%user, error = %e, "could not mark a call device departed"),
     }
     let me = st.calls.me.clone();
-    st.timers.lock().expect("timers lock").spawn(async move {
+    st.spawn_timer(async move {
         tokio::time::sleep(grace).await;
         let Some(st) = me.upgrade() else { return };
         grace_over(&st, &party, &token).await;
@@ -317,7 +317,7 @@ async fn grace_over(st: &Arc<AppState>, party: &Party, token: &str) {
 /// while the node that was timing them died, and ends them here.
 pub fn scan_departures(st: &Arc<AppState>, every: Duration) {
     let me = Arc::downgrade(st);
-    st.timers.lock().expect("timers lock").spawn(async move {
+    st.spawn_timer(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
