@@ -18,6 +18,12 @@ export const useConversationsStore = defineStore('conversations', () => {
   /** conv → user → local time the last typing notice arrived. */
   const typing = reactive(new Map<Conv, Map<string, number>>())
   const activeConv = ref<Conv | null>(null)
+  /**
+   * A conversation opened by an outside link (`courier://chat/…`): not
+   * marked read, so no read receipt tells whoever sent the link that this
+   * user is here, until the user does something in it (releaseRead).
+   */
+  const readHeld = ref<Conv | null>(null)
   const loading = ref(false)
   const loaded = ref(false)
   const error = ref<string | null>(null)
@@ -130,7 +136,19 @@ export const useConversationsStore = defineStore('conversations', () => {
   }
 
   function open(conv: Conv | null): void {
+    // Going elsewhere ends a hold: coming back is ordinary navigation.
+    if (readHeld.value !== conv) readHeld.value = null
     activeConv.value = conv
+  }
+
+  /** Keeps `conv` unread until releaseRead (call before opening it from a link). */
+  function holdRead(conv: Conv): void {
+    readHeld.value = conv
+  }
+
+  /** The user interacted with `conv`: it is read by the usual rules again. */
+  function releaseRead(conv: Conv): void {
+    if (readHeld.value === conv) readHeld.value = null
   }
 
   /** Opens (creating locally if needed) the DM with `user`. */
@@ -159,7 +177,7 @@ export const useConversationsStore = defineStore('conversations', () => {
   /** Marks everything stored in `conv` as read (the open conversation, scrolled to the bottom). */
   async function markRead(conv: Conv): Promise<void> {
     const c = byConv.get(conv)
-    if (!c || (c.unread === 0 && !c.mentions_unread)) return
+    if (!c || (c.unread === 0 && !c.mentions_unread) || readHeld.value === conv) return
     byConv.set(conv, { ...c, unread: 0, mentions_unread: 0, read_seq: Math.max(c.read_seq, c.last_seq) })
     try {
       await useTransport().markRead(conv, null)
@@ -178,7 +196,7 @@ export const useConversationsStore = defineStore('conversations', () => {
   }
 
   return {
-    byConv, previews, typing, activeConv, active, loading, loaded, error, sorted, totalUnread, totalMentions,
-    load, upsert, markRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove,
+    byConv, previews, typing, activeConv, readHeld, active, loading, loaded, error, sorted, totalUnread, totalMentions,
+    load, upsert, markRead, holdRead, releaseRead, noteMessage, noteOwnTyping, noteTyping, typingIn, open, openDm, step, remove,
   }
 })

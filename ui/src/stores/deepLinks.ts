@@ -1,12 +1,13 @@
 // Deep links (`courier://chat/<user>`, `…/channel/<name>`, `…/call/<iid>`):
 // opens the DM, shows a channel and asks before joining it (a link is
-// anyone's to send), or shows the call invitation.
+// anyone's to send), or shows the call invitation. A conversation a link
+// opened is marked read only once the user interacts with it.
 // Links that arrive before sign-in wait until the app has started.
 import { defineStore } from 'pinia'
 import { nextTick, ref } from 'vue'
 import type { DeepLink } from '../services/transport'
 import { toTransportError, useTransport } from '../services/transport'
-import { channelConv } from '../types/ids'
+import { channelConv, dmConv } from '../types/ids'
 import { useSessionStore } from './session'
 import { useConversationsStore } from './conversations'
 import { useChannelsStore } from './channels'
@@ -57,6 +58,9 @@ export const useDeepLinksStore = defineStore('deepLinks', () => {
         const me = useSessionStore().me
         if (!link.user) return
         ui.dialog = null
+        // A web page can send this link: the DM opens, but no read receipt
+        // goes to the user it names before this user does something there.
+        conversations.holdRead(dmConv(me, link.user))
         conversations.openDm(me, link.user)
         ui.narrowView = 'chat'
         const profiles = useProfilesStore()
@@ -83,6 +87,7 @@ export const useDeepLinksStore = defineStore('deepLinks', () => {
           }
         }
         ui.dialog = null
+        conversations.holdRead(conv)
         conversations.open(conv)
         ui.narrowView = 'chat'
         break
