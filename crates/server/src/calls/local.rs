@@ -1,7 +1,10 @@
 //! The single-node [`CallBook`]: call records, departures and signal
-//! allowances in this process's memory (a single node has no other).
+//! allowances in this process's memory (a single node has no other). A
+//! record is forgotten [`RECORD_TTL`] after its last change, as the Redis
+//! book's keys expire: it reads as gone from then on, and the next new call
+//! after that sweeps it out (at most one sweep a minute).
 
-use super::{CallBook, CallRecord, Party, SIGNALS_PER_MIN};
+use super::{CallBook, CallRecord, Party, RECORD_TTL, SIGNALS_PER_MIN};
 use crate::cluster::BusError;
 use crate::hub::Hub;
 use crate::ratelimit::{Bucket, Verdict};
@@ -11,22 +14,67 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How often a new call looks for records past [`RECORD_TTL`].
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// A record, its version, and when it last changed.
+type Entry = (CallRecord, u64, Instant);
+
 #[derive(Default)]
 struct Book {
-    /// Records by iid, with their versions.
-    calls: HashMap<String, (CallRecord, u64)>,
+    /// Records by iid, with their versions and last changes.
+    calls: HashMap<String, Entry>,
     /// The calls each device belongs to.
     by_device: HashMap<Party, HashSet<String>>,
     /// Departed devices and the token of their latest departure.
     departed: HashMap<Party, String>,
     /// Signal allowances by (iid, device).
     allowance: HashMap<(String, Party), Bucket>,
+    /// When the next new call sweeps out old records.
+    next_sweep: Option<Instant>,
 }
 
 impl Book {
     fn index(&mut self, iid: &str, rec: &CallRecord) {
         for p in std::iter::once(&rec.caller).chain(rec.callee.as_ref()) {
             self.by_device.entry(p.clone()).or_default().insert(iid.to_owned());
+        }
+    }
+
+    /// The entry of a call, unless it is gone or past [`RECORD_TTL`] (then
+    /// it is forgotten now).
+    fn live(&mut self, iid: &str, now: Instant) -> Option<&mut Entry> {
+        if self.calls.get(iid).is_some_and(|e| now >= e.2 + RECORD_TTL) {
+            self.forget(iid);
+        }
+        self.calls.get_mut(iid)
+    }
+
+    fn forget(&mut self, iid: &str) {
+        let Some((rec, ..)) = self.calls.remove(iid) else { return };
+        for p in std::iter::once(&rec.caller).chain(rec.callee.as_ref()) {
+            if let Some(set) = self.by_device.get_mut(p) {
+                set.remove(iid);
+                if set.is_empty() {
+                    self.by_device.remove(p);
+                }
+            }
+            self.allowance.remove(&(iid.to_owned(), p.clone()));
+        }
+    }
+
+    /// Forgets every record past [`RECORD_TTL`], at most once per
+    /// [`SWEEP_EVERY`]: a call accepted and never ended (both devices
+    /// gone without a trace) does not stay in memory for good.
+    fn sweep(&mut self, now: Instant) {
+        if self.next_sweep.is_some_and(|at| now < at) {
+            return;
+        }
+        self.next_sweep = Some(now + SWEEP_EVERY);
+        let old: Vec<String> =
+            self.calls.iter().filter(|(_, e)| now >= e.2 + RECORD_TTL).map(|(iid, _)| iid.clone()).collect();
+        for iid in old {
+            self.forget(&iid);
         }
     }
 }
@@ -57,22 +105,26 @@ const UNIT: u32 = 60;
 #[async_trait]
 impl CallBook for LocalBook {
     async fn put(&self, iid: &str, rec: &CallRecord) -> Result<(), BusError> {
+        let now = Instant::now();
         let mut b = self.lock();
-        b.calls.insert(iid.to_owned(), (rec.clone(), 1));
+        b.sweep(now);
+        b.calls.insert(iid.to_owned(), (rec.clone(), 1, now));
         b.index(iid, rec);
         Ok(())
     }
 
     async fn get(&self, iid: &str) -> Result<Option<(CallRecord, u64)>, BusError> {
-        Ok(self.lock().calls.get(iid).cloned())
+        Ok(self.lock().live(iid, Instant::now()).map(|(rec, v, _)| (rec.clone(), *v)))
     }
 
     async fn swap(&self, iid: &str, version: u64, next: &CallRecord) -> Result<bool, BusError> {
+        let now = Instant::now();
         let mut b = self.lock();
-        match b.calls.get_mut(iid) {
-            Some((rec, v)) if *v == version => {
+        match b.live(iid, now) {
+            Some((rec, v, changed)) if *v == version => {
                 *rec = next.clone();
                 *v += 1;
+                *changed = now;
             }
             _ => return Ok(false),
         }
@@ -81,26 +133,16 @@ impl CallBook for LocalBook {
     }
 
     async fn forget(&self, iid: &str) -> Result<(), BusError> {
-        let mut b = self.lock();
-        let Some((rec, _)) = b.calls.remove(iid) else { return Ok(()) };
-        for p in std::iter::once(&rec.caller).chain(rec.callee.as_ref()) {
-            if let Some(set) = b.by_device.get_mut(p) {
-                set.remove(iid);
-                if set.is_empty() {
-                    b.by_device.remove(p);
-                }
-            }
-            b.allowance.remove(&(iid.to_owned(), p.clone()));
-        }
+        self.lock().forget(iid);
         Ok(())
     }
 
     async fn allowance(&self, iid: &str, from: &Party) -> Result<bool, BusError> {
+        let now = Instant::now();
         let mut b = self.lock();
-        if !b.calls.get(iid).is_some_and(|(r, _)| r.has(from)) {
+        if !b.live(iid, now).is_some_and(|(r, ..)| r.has(from)) {
             return Ok(false);
         }
-        let now = Instant::now();
         let burst = SIGNALS_PER_MIN * UNIT;
         let bucket =
             b.allowance.entry((iid.to_owned(), from.clone())).or_insert_with(|| Bucket::full(burst, now));

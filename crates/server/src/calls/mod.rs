@@ -39,6 +39,11 @@ use std::time::Duration;
 /// from its user's bucket (protocol §12).
 pub const SIGNALS_PER_MIN: u32 = 200;
 
+/// How long a call's record outlives its last change, whatever happens:
+/// a call that never ends (both devices gone without a trace) is forgotten
+/// then (protocol doc §16.4).
+pub const RECORD_TTL: Duration = Duration::from_secs(12 * 3600);
+
 /// Most retries of a compare-and-set that lost a race.
 const SWAP_TRIES: usize = 8;
 

@@ -69,6 +69,32 @@ async fn the_local_book_swaps_by_version_and_forgets() {
     assert!(!book.left(&alice, "t", Duration::from_secs(1)).await.unwrap(), "no call left to end");
 }
 
+/// A call that never ends is forgotten 12 h after its last change, as
+/// the Redis book's keys expire: it reads as gone from then on, and one
+/// nobody asks about again is swept out when a later call starts.
+#[tokio::test(start_paused = true)]
+async fn the_local_book_forgets_a_call_12_h_after_its_last_change() {
+    let book = LocalBook::new(Arc::new(Hub::default()));
+    let (alice, carol) = (party("alice", "phone"), party("carol", "desk"));
+    let hour = Duration::from_secs(3600);
+    book.put("i1", &CallRecord::new(alice.clone())).await.unwrap();
+    book.put("untouched", &CallRecord::new(carol.clone())).await.unwrap();
+    tokio::time::advance(11 * hour).await;
+    let (_, v) = book.get("i1").await.unwrap().expect("within 12 h");
+    assert!(book.swap("i1", v, &accepted_call()).await.unwrap());
+    tokio::time::advance(11 * hour).await;
+    assert!(book.get("i1").await.unwrap().is_some(), "12 h count from the last change");
+    assert!(book.allowance("i1", &alice).await.unwrap());
+    tokio::time::advance(hour).await;
+    assert_eq!(book.get("i1").await.unwrap(), None, "12 h after its last change");
+    assert!(!book.allowance("i1", &alice).await.unwrap());
+    let grace = Duration::from_secs(30);
+    assert!(!book.left(&alice, "t", grace).await.unwrap(), "its devices are in no call");
+    assert!(book.left(&carol, "t", grace).await.unwrap(), "not swept yet");
+    book.put("later", &CallRecord::new(party("dave", "pad"))).await.unwrap();
+    assert!(!book.left(&carol, "t2", grace).await.unwrap(), "swept when a later call started");
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_allowance_is_two_hundred_a_minute() {
     let book = LocalBook::new(Arc::new(Hub::default()));

@@ -20,17 +20,13 @@
 //! sessions departed (`REAP_LUA`).
 
 use super::{PREFIX, RedisBus, timed};
-use crate::calls::{CallBook, CallRecord, Party, SIGNALS_PER_MIN};
+use crate::calls::{CallBook, CallRecord, Party, RECORD_TTL, SIGNALS_PER_MIN};
 use crate::cluster::BusError;
 use async_trait::async_trait;
 use redis::{AsyncCommands, Script};
 use std::collections::HashMap;
 use std::sync::LazyLock;
 use std::time::Duration;
-
-/// How long a call's keys outlive their last change (a call longer than
-/// this without any signal is forgotten).
-const RECORD_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// KEYS: call, cd:<caller>. ARGV: caller, iid, ttl ms.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
