@@ -159,16 +159,25 @@ pub(crate) async fn next_op(ws: &mut WebSocketStream<DuplexStream>, op: &str) ->
     }
 }
 
-/// A started client in session with a v1.1 server, holding bob's `m1`
-/// ("cake at four") in `dm:alice:bob`.
-pub(crate) async fn v11_session()
--> (tempfile::TempDir, Client, WebSocketStream<DuplexStream>, broadcast::Receiver<ClientEvent>) {
+/// A started client that has synced (nothing) with a server listing
+/// `features`.
+pub(crate) async fn synced_session(
+    features: &[&str],
+) -> (tempfile::TempDir, Client, WebSocketStream<DuplexStream>, broadcast::Receiver<ClientEvent>) {
     let (d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
     let mut events = client.subscribe();
     client.start();
     let mut ws = servers.recv().await.unwrap();
-    accept_with_features(&mut ws, &[FEATURE_V1_1]).await;
+    accept_with_features(&mut ws, features).await;
     wait_for(&mut events, |e| matches!(e, ClientEvent::SyncCompleted { .. })).await;
+    (d, client, ws, events)
+}
+
+/// A started client in session with a v1.1 server, holding bob's `m1`
+/// ("cake at four") in `dm:alice:bob`.
+pub(crate) async fn v11_session()
+-> (tempfile::TempDir, Client, WebSocketStream<DuplexStream>, broadcast::Receiver<ClientEvent>) {
+    let (d, client, mut ws, mut events) = synced_session(&[FEATURE_V1_1]).await;
     ws.send(dm_event(1, "bob", "text", json!({"text": "cake at four"}))).await.unwrap();
     wait_for(&mut events, |e| matches!(e, ClientEvent::MessageAdded { .. })).await;
     (d, client, ws, events)

@@ -69,13 +69,13 @@ pub(crate) async fn full_sync(
         cx.store().apply_sync_conv(me, c, v1_1)?;
     }
     for inv in &ok.invites {
-        cx.store().upsert_invite(inv)?;
-        cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, cx.server_now()) });
+        let stored = cx.store().upsert_invite(inv)?;
+        cx.emit(ClientEvent::Invite { invite: InviteView::new(stored, me, cx.server_now()) });
     }
     // Invitations answered, canceled or expired while this device was away.
     for inv in &ok.recent_invites {
-        if cx.store().settle_invite(inv)? {
-            cx.emit(ClientEvent::Invite { invite: InviteView::new(inv.clone(), me, cx.server_now()) });
+        if let Some(stored) = cx.store().settle_invite(inv)? {
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(stored, me, cx.server_now()) });
         }
     }
     let mut fetched = 0;
@@ -297,8 +297,9 @@ pub(crate) async fn handle_event(
             cx.emit(ClientEvent::Profile { profile: p });
         }
         Event::Invite { invite } | Event::InviteState { invite } => {
-            cx.store().upsert_invite(&invite)?;
-            cx.emit(ClientEvent::Invite { invite: InviteView::new(invite, me, cx.server_now()) });
+            // As stored: a late `pending` does not undo a final state.
+            let stored = cx.store().upsert_invite(&invite)?;
+            cx.emit(ClientEvent::Invite { invite: InviteView::new(stored, me, cx.server_now()) });
         }
         Event::TokenExpiring { exp } => cx.emit(ClientEvent::TokenExpiring { exp }),
     }
@@ -337,7 +338,7 @@ mod tests {
     //! client, no session, no connection manager.
 
     use super::*;
-    use courier_proto::{ErrBody, ErrorCode};
+    use courier_proto::{ErrBody, ErrorCode, InviteState};
     use serde_json::Value;
     use std::future::Future;
     use std::sync::Mutex;
@@ -490,6 +491,51 @@ mod tests {
             [(Some(1), "text".into()), (Some(2), UNREADABLE_KIND.into()), (Some(3), "text".into())]
         );
         assert_eq!(server.requests.lock().unwrap().len(), 4, "each history is asked once");
+    }
+
+    #[tokio::test]
+    async fn invite_events_report_the_stored_invitation_not_a_late_frame() {
+        let cx = Cx::new();
+        let server = server(|req| -> Result<Value, RequestError> { panic!("unexpected request {req}") });
+        let invite = |iid: &str, from: &str, to: &str, state: &str, received: bool| {
+            let expires = crate::model::now_ms() + 60_000;
+            serde_json::from_value(json!({"iid": iid, "from": from, "to": to, "room": format!("call-{iid}"),
+                                          "content": {}, "state": state, "created": 0, "expires": expires,
+                                          "received": received}))
+            .unwrap()
+        };
+        let last_invite = || {
+            let events = cx.events.lock().unwrap();
+            events.iter().rev().find_map(|e| {
+                if let ClientEvent::Invite { invite } = e { Some(invite.clone()) } else { None }
+            })
+        };
+        // On a cluster the callee hears the cancel before the invitation.
+        for ev in [
+            Event::InviteState { invite: invite("i1", "bob", "alice", "canceled", true) },
+            Event::Invite { invite: invite("i1", "bob", "alice", "pending", true) },
+        ] {
+            handle_event(&cx, &server, ev).await.unwrap();
+        }
+        let shown = last_invite().unwrap();
+        assert_eq!((shown.invite.state, shown.ringing), (InviteState::Canceled, false));
+        // The caller hears "received" before an older copy without it.
+        for ev in [
+            Event::InviteState { invite: invite("i2", "alice", "bob", "pending", true) },
+            Event::InviteState { invite: invite("i2", "alice", "bob", "pending", false) },
+        ] {
+            handle_event(&cx, &server, ev).await.unwrap();
+        }
+        assert!(last_invite().unwrap().invite.received);
+        let held: Vec<_> = cx
+            .store
+            .invites("alice", 0)
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.invite.iid, v.invite.state, v.invite.received))
+            .collect();
+        assert!(held.contains(&("i1".into(), InviteState::Canceled, true)), "{held:?}");
+        assert!(held.contains(&("i2".into(), InviteState::Pending, true)), "{held:?}");
     }
 
     #[tokio::test]

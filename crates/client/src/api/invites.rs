@@ -67,8 +67,8 @@ impl Client {
         if call_device {
             lock(&self.inner.call_devices).insert(inv.iid.clone());
         }
-        self.inner.store.upsert_invite(&inv)?;
-        let view = InviteView::new(inv, &self.inner.me, self.inner.server_now());
+        let stored = self.inner.store.upsert_invite(&inv)?;
+        let view = InviteView::new(stored, &self.inner.me, self.inner.server_now());
         self.inner.emit(ClientEvent::Invite { invite: view.clone() });
         Ok(Some(view))
     }
@@ -79,9 +79,12 @@ impl Client {
         if let ClientError::Server(b) = &e
             && let Some(inv) = &b.invite
         {
-            let _ = self.inner.store.upsert_invite(inv);
+            let stored = self.inner.store.upsert_invite(inv).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "storing a refused invitation's state");
+                inv.clone()
+            });
             self.inner.emit(ClientEvent::Invite {
-                invite: InviteView::new(inv.clone(), &self.inner.me, self.inner.server_now()),
+                invite: InviteView::new(stored, &self.inner.me, self.inner.server_now()),
             });
         }
         e

@@ -7,7 +7,9 @@
 use crate::client::ClientError;
 use crate::conn::dead_after;
 use crate::events::{ClientEvent, ConnState};
-use crate::fake_server::{accept_session, is_state, next_op, next_request, reply, setup, wait_for};
+use crate::fake_server::{
+    accept_session, is_state, next_op, next_request, reply, setup, synced_session, wait_for,
+};
 use crate::model::now_ms;
 use crate::state::lock;
 use courier_proto::{Conv, InviteState, Limits, Target};
@@ -317,5 +319,26 @@ async fn invites_expire_by_the_servers_clock_not_a_fast_local_one() {
     };
     let (placed, ()) = tokio::join!(client.invite("bob", Default::default(), 60), server);
     assert_eq!(placed.unwrap().invite.state, InviteState::Pending, "an outgoing call is not expired at once");
+    client.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn invite_returns_the_stored_invitation_when_its_state_came_first() {
+    let (_d, client, mut ws, mut events) = synced_session(&[]).await;
+    let invite = json!({"iid": "i1", "from": "alice", "to": "bob", "room": "call-i1", "content": {},
+                        "state": "pending", "created": 0, "expires": i64::MAX, "received": false});
+    let server = async {
+        let req = next_op(&mut ws, "invite").await;
+        // On a cluster bob's node may report the delivery before the ok.
+        let mut received = invite.clone();
+        received["received"] = json!(true);
+        ws.send(Message::text(json!({"ev": "invite_state", "invite": received}).to_string())).await.unwrap();
+        wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { invite } if invite.invite.received))
+            .await;
+        reply(&mut ws, &req, json!({"invite": invite})).await;
+    };
+    let (placed, ()) = tokio::join!(client.invite("bob", Default::default(), 60), server);
+    assert!(placed.unwrap().invite.received);
+    assert!(client.invites().unwrap()[0].invite.received);
     client.stop().await;
 }
