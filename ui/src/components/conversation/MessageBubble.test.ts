@@ -129,10 +129,12 @@ describe('MessageBubble', () => {
   it('names no author a sender made up for a forward', async () => {
     useProfilesStore().setProfile({ user: 'boss', name: 'The Boss', avatar: '', status: '' })
     const carols = t.addMessage({ conv: 'dm:carol:me', from: 'carol', body: { text: 'hi' } })
+    const boss = t.addMessage({ conv: 'dm:boss:me', from: 'boss', body: { text: 'see you monday' } })
     const made: JsonObject[] = [
       { conv: 'dm:boss:me', mid: 'm404', from: 'boss' }, // no such message here
       { conv: 'dm:carol:me', mid: carols.mid!, from: 'boss' }, // a real message, someone else's
       { conv: 'dm:carol:me', from: 'boss' }, // no mid at all
+      { conv: 'dm:boss:me', mid: boss.mid!, from: 'boss' }, // a real message of boss's, other words
     ]
     for (const [i, forwarded_from] of made.entries()) {
       const w = mountWith(MessageBubble, {
