@@ -156,6 +156,39 @@ async fn invite_answered_across_nodes_and_elsewhere() {
     c.shutdown().await;
 }
 
+/// §7: an invitation counts as received when a callee session first gets
+/// it; for a call to oneself that is another device, never the inviting
+/// one, wherever the user's sessions are.
+#[tokio::test]
+async fn an_invitation_to_oneself_is_received_only_by_another_device() {
+    let Some(c) = Harness::cluster("an_invitation_to_oneself_is_received_only_by_another_device", 2).await
+    else {
+        return;
+    };
+    let me = c.node(0).user("self-caller");
+    let received = |iid: &str| {
+        let iid = iid.to_owned();
+        move |e: &Value| {
+            e["ev"] == "invite_state" && e["invite"]["iid"] == iid && e["invite"]["received"] == true
+        }
+    };
+    let mut phone = c.node(0).login_device(&me, "phone").await;
+    let first = phone.ok(json!({"op":"invite","to":me,"ttl_s":60})).await;
+    let first = first["invite"]["iid"].as_str().unwrap().to_owned();
+    phone.expect_no_event_where("received with no other device online", received(&first)).await;
+    // Another device, on another node, comes online and syncs: now it is.
+    let mut desk = c.node(1).login_device(&me, "desk").await;
+    let s = desk.sync().await;
+    assert!(s["invites"].as_array().unwrap().iter().any(|i| i["iid"] == first.as_str()), "{s}");
+    phone.event_where("received by the desk's sync", received(&first)).await;
+    // With the desk online on the other node, a new one is received at once.
+    let second = phone.ok(json!({"op":"invite","to":me,"ttl_s":60})).await;
+    let second = second["invite"]["iid"].as_str().unwrap().to_owned();
+    desk.event_where("ringing on the desk", |e| e["ev"] == "invite" && e["invite"]["iid"] == second).await;
+    phone.event_where("received by the desk", received(&second)).await;
+    c.shutdown().await;
+}
+
 #[tokio::test]
 async fn invitation_expires_exactly_once_even_when_its_node_dies() {
     let Some(mut c) = Harness::cluster("invitation_expires_exactly_once_even_when_its_node_dies", 3).await

@@ -405,3 +405,27 @@ async fn pending_invitations_per_caller_are_capped_until_one_ends() {
     caller.event_where_within("expired", wait, invite_state(&short.iid, "expired")).await;
     caller.ok(again).await;
 }
+
+/// §7: for a call to oneself only another device is a callee session, so
+/// the inviting device's own `sync` does not make the invitation received;
+/// another device's does.
+#[tokio::test]
+async fn the_inviting_devices_own_sync_does_not_receive_a_call_to_oneself() {
+    let h = Harness::new().await;
+    let me = h.user("self-sync");
+    let received = |iid: &str| {
+        let iid = iid.to_owned();
+        move |e: &Value| {
+            e["ev"] == "invite_state" && e["invite"]["iid"] == iid && e["invite"]["received"] == true
+        }
+    };
+    let mut phone = h.login_device(&me, "phone").await;
+    let inv = invite(&mut phone, &me, 60).await;
+    let s = phone.sync().await;
+    let listed = s["invites"].as_array().unwrap().iter().find(|i| i["iid"] == inv.iid.as_str()).cloned();
+    assert_eq!(listed.map(|i| i["received"].clone()), Some(json!(false)), "{s}");
+    phone.expect_no_event_where("received by the inviting device's sync", received(&inv.iid)).await;
+    let mut desk = h.login_device(&me, "desk").await;
+    desk.sync().await;
+    phone.event_where("received by the other device's sync", received(&inv.iid)).await;
+}

@@ -142,6 +142,20 @@ impl AppState {
         users.iter().map(|u| self.hub.is_online(u)).collect()
     }
 
+    /// Whether a frame sent to `user` with [`AppState::send_to_users`] may
+    /// have reached sessions on other nodes: in a cluster, whether `user` is
+    /// online on any node, or with `other_than` (the sender's own device,
+    /// for a frame to oneself) whether one of the user's other devices is.
+    /// A single node answers false: its sessions are the ones counted.
+    pub async fn reached_elsewhere(&self, user: &str, other_than: Option<&str>) -> bool {
+        let Some(bus) = &self.bus else { return false };
+        let Some(device) = other_than else { return self.online(&[user.to_owned()]).await[0] };
+        bus.other_devices_online(user, device).await.unwrap_or_else(|e| {
+            tracing::warn!(%user, error = %e, "cluster session count unavailable; answering from this node");
+            false
+        })
+    }
+
     /// A session was registered (`change` is the local presence change):
     /// in a cluster, subscribes to the user's events and closes older
     /// sessions of the same device on other nodes.

@@ -195,12 +195,13 @@ pub async fn invited(st: &AppState, iid: &str, caller: Party) {
     }
 }
 
-/// Whether an accept by `by` must be refused: an invitation to oneself is
-/// answered from another device than the one that sent it.
+/// Whether `inv` is an invitation to oneself sent from `by`'s device. That
+/// device is not a callee of it: it can neither accept it nor count as
+/// having received it (another device of the user does both).
 ///
 /// # Errors
 /// `internal` when the book is unavailable.
-pub async fn self_answer(st: &AppState, inv: &Invite, by: &Party) -> Result<bool, OpError> {
+pub async fn is_self_call_sender(st: &AppState, inv: &Invite, by: &Party) -> Result<bool, OpError> {
     if inv.from != inv.to {
         return Ok(false);
     }

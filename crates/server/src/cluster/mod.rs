@@ -81,6 +81,13 @@ pub trait Bus: Send + Sync + 'static {
     /// When the engine cannot answer (the caller falls back to this node's
     /// count).
     async fn claim_session(&self, user: &str, device: &str, cap: u32) -> Result<bool, BusError>;
+    /// Whether `user` has a live session (counted by
+    /// [`Bus::claim_session`], on a live node) of a device other than
+    /// `device`.
+    ///
+    /// # Errors
+    /// When the engine cannot answer.
+    async fn other_devices_online(&self, user: &str, device: &str) -> Result<bool, BusError>;
     /// A session counted by [`Bus::claim_session`] ended.
     async fn release_session(&self, user: &str, device: &str);
     /// Whether each user is online on any live node.

@@ -166,30 +166,50 @@ const BUCKET_LUA: &str = concat!(take_lua!(), "return take(KEYS[1], tonumber(ARG
 // After `take_lua!`, which its scripts use too.
 mod calls;
 
+/// Lua: `others(key, prefix, node, device)` counts the sessions in
+/// `s:<user>` (`key`) of devices other than `device` on live nodes (`node`
+/// is this one, alive by definition), dropping the entries of dead nodes.
+macro_rules! others_lua {
+    () => {
+        r"
+local function others(key, prefix, node, device)
+  local n = 0
+  local flat = redis.call('HGETALL', key)
+  for i = 1, #flat, 2 do
+    local f = flat[i]
+    local sep = string.find(f, '|', 1, true)
+    if sep == nil then
+      redis.call('HDEL', key, f)
+    else
+      local at = string.sub(f, 1, sep - 1)
+      if at == node or redis.call('EXISTS', prefix..'node:'..at) == 1 then
+        if string.sub(f, sep + 1) ~= device then n = n + tonumber(flat[i + 1]) end
+      else
+        redis.call('HDEL', key, f)
+      end
+    end
+  end
+  return n
+end
+"
+    };
+}
+
 /// Counts a new session unless the user has `cap` on other devices of live
 /// nodes. Returns 1 when counted, 0 when over the cap.
 /// KEYS: `s:<user>`. ARGV: prefix, node, device, cap.
-const CLAIM_LUA: &str = r"
-local n = 0
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  local f = flat[i]
-  local sep = string.find(f, '|', 1, true)
-  if sep == nil then
-    redis.call('HDEL', KEYS[1], f)
-  else
-    local node = string.sub(f, 1, sep - 1)
-    if node == ARGV[2] or redis.call('EXISTS', ARGV[1]..'node:'..node) == 1 then
-      if string.sub(f, sep + 1) ~= ARGV[3] then n = n + tonumber(flat[i + 1]) end
-    else
-      redis.call('HDEL', KEYS[1], f)
-    end
-  end
-end
-if n >= tonumber(ARGV[4]) then return 0 end
+const CLAIM_LUA: &str = concat!(
+    others_lua!(),
+    r"
+if others(KEYS[1], ARGV[1], ARGV[2], ARGV[3]) >= tonumber(ARGV[4]) then return 0 end
 redis.call('HINCRBY', KEYS[1], ARGV[2]..'|'..ARGV[3], 1)
 return 1
-";
+"
+);
+
+/// The user's live sessions on other devices than one.
+/// KEYS: `s:<user>`. ARGV: prefix, node, device.
+const OTHERS_LUA: &str = concat!(others_lua!(), "return others(KEYS[1], ARGV[1], ARGV[2], ARGV[3])");
 
 /// Uncounts a session. KEYS: `s:<user>`. ARGV: `<node>|<device>`.
 const RELEASE_LUA: &str = r"
@@ -233,6 +253,7 @@ struct Inner {
     reap: Script,
     bucket: Script,
     claim: Script,
+    others: Script,
     release: Script,
 }
 
@@ -297,6 +318,7 @@ impl RedisBus {
             reap: Script::new(REAP_LUA),
             bucket: Script::new(BUCKET_LUA),
             claim: Script::new(CLAIM_LUA),
+            others: Script::new(OTHERS_LUA),
             release: Script::new(RELEASE_LUA),
         });
         // A node restarted under the same id (after a crash, before anyone
@@ -739,6 +761,15 @@ impl Bus for RedisBus {
         inv.arg(PREFIX).arg(&i.node).arg(device).arg(cap);
         let counted: i64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
         Ok(counted == 1)
+    }
+
+    async fn other_devices_online(&self, user: &str, device: &str) -> Result<bool, BusError> {
+        let i = &self.inner;
+        let mut c = i.conn.clone();
+        let mut inv = i.others.key(format!("{PREFIX}s:{user}"));
+        inv.arg(PREFIX).arg(&i.node).arg(device);
+        let sessions: i64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
+        Ok(sessions > 0)
     }
 
     async fn release_session(&self, user: &str, device: &str) {

@@ -62,10 +62,11 @@ pub async fn invite(
         st.schedule_expiry(&inv);
         let frame = event_frame(&Event::Invite { invite: inv.clone() });
         let reached = st.send_to_users([inv.to.as_str()], &frame, Some(ses.handle.key));
-        // In a cluster the callee's sessions may all be on other nodes.
-        let reached_elsewhere =
-            || async { st.bus.is_some() && st.online(std::slice::from_ref(&inv.to)).await[0] };
-        if reached > 0 || reached_elsewhere().await {
+        // In a cluster the callee's sessions may all be on other nodes. A
+        // call to oneself is received only by another device (§7), never
+        // by the inviting session, which is online itself.
+        let own_device = (inv.from == inv.to).then_some(&*ses.handle.device);
+        if reached > 0 || st.reached_elsewhere(&inv.to, own_device).await {
             // The ok below still shows the invitation as created; the
             // caller's sessions learn "received" from the `invite_state`
             // event queued here, which follows the ok on the wire.
@@ -123,7 +124,7 @@ async fn transition(
         return Err(OpError::forbidden(format!("only the {who} may do this")));
     }
     let by = Party::of(ses);
-    if to == InviteState::Accepted && calls::self_answer(st, &inv, &by).await? {
+    if to == InviteState::Accepted && calls::is_self_call_sender(st, &inv, &by).await? {
         return Err(OpError::forbidden("a call to yourself is answered from another device"));
     }
     if inv.state == InviteState::Pending && now_ms() >= inv.expires {

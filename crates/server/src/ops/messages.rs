@@ -413,8 +413,13 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
     let mut ok = SyncOk { conversations, invites, recent_invites };
     let truncated = fit_sync(&mut ok, reply_budget(st));
     // Only what the reply carries counts as received (and "received":true
-    // is shorter than false, so the reply still fits).
+    // is shorter than false, so the reply still fits), and a call to
+    // oneself only on another device than the one that sent it (§7).
+    let device = crate::calls::Party::of(ses);
     for inv in ok.invites.iter_mut().filter(|i| i.to == user && !i.received) {
+        if !matches!(crate::calls::is_self_call_sender(st, inv, &device).await, Ok(false)) {
+            continue;
+        }
         st.invite_received(&inv.iid).await;
         inv.received = true;
     }
