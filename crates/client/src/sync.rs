@@ -62,11 +62,27 @@ pub(crate) async fn full_sync(
     cx: &impl SyncContext,
     session: &impl Transport,
 ) -> Result<(usize, usize), SyncError> {
-    let ok: SyncOk = serde_json::from_value(session.request(json!({"op": "sync"})).await?)?;
+    // Taken before asking: a channel joined or created while the sync is on
+    // its way is not in the reply, and must not be taken for one left.
+    let held = cx.store().channels_held()?;
+    let reply = session.request(json!({"op": "sync"})).await?;
+    // An extension (v1.2 reply size): the least recent conversations were
+    // left out, so an absent one may still be the user's.
+    let truncated = reply.get("truncated").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let ok: SyncOk = serde_json::from_value(reply)?;
     let me = cx.me();
     let v1_1 = cx.has_feature(FEATURE_V1_1);
     for c in &ok.conversations {
         cx.store().apply_sync_conv(me, c, v1_1)?;
+    }
+    // Channels left on another device, or that removed the user, while this
+    // one was away. Only channels: the server lists a DM only once it has a
+    // message, so a DM it leaves out is not gone.
+    if !truncated {
+        for conv in held.iter().filter(|h| !ok.conversations.iter().any(|c| &c.conv == *h)) {
+            tracing::info!(%conv, "no longer a member; forgetting the channel");
+            cx.store().forget_conversation(conv)?;
+        }
     }
     for inv in &ok.invites {
         let stored = cx.store().upsert_invite(inv)?;
@@ -253,6 +269,10 @@ pub(crate) async fn handle_event(
     match ev {
         Event::Msg(m) => {
             let (conv, seq) = (m.conv.clone(), m.seq);
+            if cx.store().has_left(&conv)? {
+                tracing::debug!(%conv, seq, "a message for a channel left; dropped");
+                return Ok(());
+            }
             apply(cx, std::slice::from_ref(&m), Source::Live)?;
             if cx.store().synced_seq(&conv)? < seq {
                 tracing::debug!(%conv, seq, "gap detected; fetching");
@@ -282,9 +302,10 @@ pub(crate) async fn handle_event(
                 fill(cx, session, &conv, None).await?;
                 cx.emit_conversation(&conv);
             }
-            // Removed by a moderator: the server no longer lets this user
-            // in; the messages stay in the local store (like `leave`).
-            if user == me && removed {
+            // Left (also on another device) or removed by a moderator: the
+            // server no longer lets this user in; the messages stay in the
+            // local store (like `leave`).
+            if user == me && (!joined || removed) {
                 cx.store().forget_conversation(&conv)?;
             }
             cx.emit(ClientEvent::Member { channel, user, joined, removed, role });
@@ -341,19 +362,19 @@ mod tests {
     use courier_proto::{ErrBody, ErrorCode, InviteState};
     use serde_json::Value;
     use std::future::Future;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
 
     /// A client as sync sees it: alice's store in a temporary directory.
     struct Cx {
         _dir: tempfile::TempDir,
-        store: Store,
+        store: Arc<Store>,
         events: Mutex<Vec<ClientEvent>>,
     }
 
     impl Cx {
         fn new() -> Cx {
             let dir = tempfile::tempdir().unwrap();
-            let store = Store::open_dir(dir.path()).unwrap();
+            let store = Arc::new(Store::open_dir(dir.path()).unwrap());
             Cx { _dir: dir, store, events: Mutex::default() }
         }
     }
@@ -536,6 +557,78 @@ mod tests {
             .collect();
         assert!(held.contains(&("i1".into(), InviteState::Canceled, true)), "{held:?}");
         assert!(held.contains(&("i2".into(), InviteState::Pending, true)), "{held:?}");
+    }
+
+    fn no_requests() -> Server<impl Fn(&Value) -> Result<Value, RequestError>> {
+        server(|req| panic!("unexpected request {req}"))
+    }
+
+    #[tokio::test]
+    async fn a_channel_left_on_another_device_is_forgotten() {
+        let cx = Cx::new();
+        let lobby = Conv::channel("lobby");
+        cx.store.ensure_conversation("alice", &lobby, 0).unwrap();
+        let left = Event::Member {
+            channel: "lobby".into(),
+            user: "alice".into(),
+            joined: false,
+            removed: false,
+            role: None,
+        };
+        handle_event(&cx, &no_requests(), left).await.unwrap();
+        assert_eq!(cx.store.conversation("alice", &lobby).unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn a_late_message_does_not_bring_back_a_channel_left() {
+        let cx = Cx::new();
+        let lobby = Conv::channel("lobby");
+        let first: Msg = serde_json::from_value(msg("lobby", 1)).unwrap();
+        cx.store.apply_messages("alice", &[first]).unwrap();
+        cx.store.forget_conversation(&lobby).unwrap(); // as `leave` does
+        let late = |seq| Event::Msg(serde_json::from_value(msg("lobby", seq)).unwrap());
+        // Seq 3 after 1 would also ask for the gap.
+        handle_event(&cx, &no_requests(), late(3)).await.unwrap();
+        assert_eq!(cx.store.conversation("alice", &lobby).unwrap(), None);
+        // Nor does a history page that was on its way.
+        let page: Msg = serde_json::from_value(msg("lobby", 2)).unwrap();
+        cx.store.apply_page("alice", &[page]).unwrap();
+        assert_eq!(cx.store.conversation("alice", &lobby).unwrap(), None);
+        // Joined again: its messages count once more.
+        cx.store.ensure_conversation("alice", &lobby, 4).unwrap();
+        let again = server(|req| {
+            Ok(json!({"messages": [msg("lobby", req["after"].as_u64().unwrap() + 1)], "more": true}))
+        });
+        handle_event(&cx, &again, late(4)).await.unwrap();
+        assert_eq!(cx.store.synced_seq(&lobby).unwrap(), 4);
+    }
+
+    #[tokio::test]
+    async fn sync_forgets_the_channels_it_no_longer_lists_but_no_dm_and_not_when_truncated() {
+        let cx = Cx::new();
+        for c in ["gone", "kept"] {
+            cx.store.ensure_conversation("alice", &Conv::channel(c), 0).unwrap();
+        }
+        let dm = Conv::dm("alice", "carol");
+        cx.store.ensure_conversation("alice", &dm, 0).unwrap();
+        let truncated = server(|_| Ok(json!({"conversations": [], "invites": [], "truncated": true})));
+        full_sync(&cx, &truncated).await.unwrap();
+        assert_eq!(cx.store.channels_held().unwrap().len(), 2, "a truncated reply proves nothing");
+        let store = cx.store.clone();
+        let listing = server(move |_| {
+            // Created on this device while the sync was on its way.
+            store.ensure_conversation("alice", &Conv::channel("new"), 0).unwrap();
+            Ok(json!({"conversations": [conv("kept", 0)], "invites": []}))
+        });
+        full_sync(&cx, &listing).await.unwrap();
+        let mut held = cx.store.channels_held().unwrap();
+        held.sort();
+        assert_eq!(held, [Conv::channel("kept"), Conv::channel("new")]);
+        assert!(
+            cx.store.conversation("alice", &dm).unwrap().is_some(),
+            "a DM without messages is not listed"
+        );
+        assert!(cx.store.has_left(&Conv::channel("gone")).unwrap());
     }
 
     #[tokio::test]

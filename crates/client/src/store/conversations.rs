@@ -1,5 +1,6 @@
 //! Conversation rows: created on first use, updated from the `sync` ok,
-//! forgotten on leave, and listed with their unread and mention counts,
+//! forgotten on leave (and kept from coming back until the user is a
+//! member again), and listed with their unread and mention counts,
 //! draft, pins and newest message for the preview.
 
 use super::relations::{self, RELATION_KINDS_SQL};
@@ -19,6 +20,7 @@ impl Store {
     pub fn apply_sync_conv(&self, me: &str, s: &SyncConv, v1_1: bool) -> Result<()> {
         self.tx(|tx| {
             let conv = s.conv.to_string();
+            member_again(tx, &s.conv)?;
             ensure_conv(tx, &s.conv, me)?;
             tx.execute(
                 "UPDATE conversations SET
@@ -51,6 +53,7 @@ impl Store {
     /// On SQLite failure.
     pub fn ensure_conversation(&self, me: &str, conv: &Conv, last_seq: u64) -> Result<()> {
         self.tx(|tx| {
+            member_again(tx, conv)?;
             ensure_conv(tx, conv, me)?;
             tx.execute(
                 "UPDATE conversations SET last_seq = max(last_seq, ?2) WHERE conv = ?1",
@@ -60,14 +63,45 @@ impl Store {
         })
     }
 
-    /// Forgets a conversation the user left (its messages stay searchable).
+    /// Forgets a channel the user left or was removed from (its messages
+    /// stay searchable). Messages that arrive for it afterwards are not
+    /// stored and do not bring it back, until the user is a member again
+    /// ([`Store::ensure_conversation`], or `sync` listing it).
     ///
     /// # Errors
     /// On SQLite failure.
     pub fn forget_conversation(&self, conv: &Conv) -> Result<()> {
-        self.with(|c| {
-            c.execute("DELETE FROM conversations WHERE conv = ?1", [conv.to_string()])?;
+        self.tx(|tx| {
+            tx.execute("DELETE FROM conversations WHERE conv = ?1", [conv.to_string()])?;
+            if matches!(conv, Conv::Channel(_)) {
+                tx.execute("INSERT OR IGNORE INTO left_channels (conv) VALUES (?1)", [conv.to_string()])?;
+            }
             Ok(())
+        })
+    }
+
+    /// Whether `conv` is a channel the user left (see
+    /// [`Store::forget_conversation`]).
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn has_left(&self, conv: &Conv) -> Result<bool> {
+        self.with(|c| Ok(has_left(c, &conv.to_string())?))
+    }
+
+    /// The channel conversations held locally.
+    ///
+    /// # Errors
+    /// On SQLite failure.
+    pub fn channels_held(&self) -> Result<Vec<Conv>> {
+        self.with(|c| {
+            let mut st = c.prepare_cached("SELECT conv FROM conversations WHERE kind = 'channel'")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for r in rows {
+                out.extend(Conv::parse(&r?));
+            }
+            Ok(out)
         })
     }
 
@@ -181,6 +215,17 @@ pub(super) fn ensure_conv(tx: &Connection, conv: &Conv, me: &str) -> rusqlite::R
         "INSERT OR IGNORE INTO conversations (conv, kind, peer, channel) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![conv.to_string(), kind, peer, channel])?;
+    Ok(())
+}
+
+/// Whether the conversation `conv` is a channel the user left.
+pub(super) fn has_left(c: &Connection, conv: &str) -> rusqlite::Result<bool> {
+    c.prepare_cached("SELECT 1 FROM left_channels WHERE conv = ?1")?.exists([conv])
+}
+
+/// The user is a member of `conv` (again): messages for it count once more.
+fn member_again(tx: &Connection, conv: &Conv) -> rusqlite::Result<()> {
+    tx.prepare_cached("DELETE FROM left_channels WHERE conv = ?1")?.execute([conv.to_string()])?;
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 //! inserted, relations applied to their targets, and the contiguous
 //! `synced_seq` advanced.
 
-use super::conversations::{bump_last, ensure_conv};
+use super::conversations::{bump_last, ensure_conv, has_left};
 use super::cursors::advance_synced;
 use super::relations::{self, Aggregates, Recomputed};
 use super::rows::message_by_id;
@@ -33,9 +33,10 @@ pub struct Applied {
 impl Store {
     /// Applies messages from the server (live events, or history pages of a
     /// server without v1.1 aggregates) in one transaction: skips those
-    /// already held (by conv+seq), confirms own pending ones (by
-    /// sender+cid), inserts the rest, applies relations to their targets,
-    /// and advances each conversation's contiguous `synced_seq`.
+    /// already held (by conv+seq) and those of channels the user left,
+    /// confirms own pending ones (by sender+cid), inserts the rest, applies
+    /// relations to their targets, and advances each conversation's
+    /// contiguous `synced_seq`.
     ///
     /// # Errors
     /// On SQLite failure.
@@ -71,9 +72,18 @@ impl Store {
             let (mut added, mut confirmed) = (Vec::new(), Vec::new());
             let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
             let mut pins: BTreeSet<String> = BTreeSet::new();
+            // Channels the user left: a late message must not bring one back.
+            let mut left: HashSet<String> = HashSet::new();
             for m in msgs {
                 let conv = m.conv.to_string();
+                if left.contains(&conv) {
+                    continue;
+                }
                 if !touched.contains(&conv) {
+                    if has_left(tx, &conv)? {
+                        left.insert(conv);
+                        continue;
+                    }
                     ensure_conv(tx, &m.conv, me)?;
                     touched.push(conv.clone());
                 }

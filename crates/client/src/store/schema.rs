@@ -210,8 +210,17 @@ INSERT INTO messages_fts (rowid, text)
       AND coalesce(json_extract(body, '$.text'), json_extract(body, '$.name')) IS NOT NULL;
 "#;
 
+/// Version 5: the channels this user left or was removed from, so that a
+/// message arriving late for one does not bring it back (with everything
+/// unread) until the user is a member again.
+const V5: &str = r#"
+CREATE TABLE left_channels (
+    conv TEXT PRIMARY KEY
+);
+"#;
+
 /// Every migration, in order; `MIGRATIONS.len()` is the current version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this code writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
