@@ -144,6 +144,7 @@ export default {
     channels_created: 'You\'ve created as many channels as you can today. Try again tomorrow.',
     sessions: 'You\'re signed in on too many devices at once. Sign out somewhere else first.',
     upload_bytes_day: 'You\'ve reached today\'s upload limit. Try again tomorrow.',
+    pending_invites: 'You have too many calls ringing at once. Wait for an answer or cancel one first.',
     other: 'A server limit was reached: {message}',
   },
   deepLink: {

@@ -144,6 +144,7 @@ export default {
     channels_created: '你今天创建的频道已达上限，请明天再试。',
     sessions: '你同时登录的设备过多，请先在其他设备上退出。',
     upload_bytes_day: '你今天的上传量已达上限，请明天再试。',
+    pending_invites: '同时呼叫的邀请太多了，请等待对方应答或先取消一个。',
     other: '已达到服务器限制：{message}',
   },
   deepLink: {
