@@ -191,6 +191,14 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (channel, user_id)
     );
     "#,
+    // v3: sync's recent invitations by index
+    r#"
+    -- A user's invitations of the last minutes (sync's recent_invites) are
+    -- found by (sender, created) and (recipient, created), not by reading
+    -- every invitation ever made.
+    CREATE INDEX invites_by_sender ON invites (sender, created);
+    CREATE INDEX invites_by_recipient ON invites (recipient, created);
+    "#,
 ];
 
 /// The schema version this build writes.

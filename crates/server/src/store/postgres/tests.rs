@@ -487,6 +487,10 @@ const FIXTURES: &[&str] = &[
         INSERT INTO mentions VALUES ('carol', 'dm:bob:carol', 1);
         INSERT INTO channel_removals VALUES ('team', 'zed');
         "#,
+    // v3 (indexes only)
+    r#"
+        INSERT INTO last_seen VALUES ('finn', 110);
+        "#,
 ];
 
 #[test]
@@ -544,7 +548,9 @@ async fn every_historical_schema_migrates_to_the_current_one() {
         let store = PostgresStore::connect(&url)
             .await
             .unwrap_or_else(|e| panic!("opening a v{version} database: {e}"));
-        check_migrated_fixtures(&store, version).await;
+        // The suite's fixture checks follow the SQLite versions; PostgreSQL's
+        // v1 and v2 hold the same rows as SQLite's, its v3 only adds indexes.
+        check_migrated_fixtures(&store, version.min(2)).await;
         store.close().await.unwrap();
         let versions: Vec<i32> = raw(&url)
             .await

@@ -349,6 +349,14 @@ pub const MIGRATIONS: &[&str] = &[
             AND t.conv = cursors.conv AND t.seq = cursors.read_seq))), 0)
     WHERE read_seq > 0;
     "#,
+    // v9: sync's recent invitations by index
+    r#"
+    -- A user's invitations of the last minutes (sync's recent_invites) are
+    -- found by (sender, created) and (recipient, created), not by reading
+    -- every invitation ever made.
+    CREATE INDEX invites_by_sender ON invites (sender, created);
+    CREATE INDEX invites_by_recipient ON invites (recipient, created);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -729,6 +729,10 @@ const FIXTURES: &[&str] = &[
     r#"
     INSERT INTO last_seen VALUES ('erin', 100);
     "#,
+    // v9 (indexes only: see `recent_invitations_are_found_by_index`)
+    r#"
+    INSERT INTO last_seen VALUES ('finn', 110);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -797,6 +801,30 @@ fn message_rows(conn: &Connection) -> Vec<Vec<rusqlite::types::Value>> {
         )
         .unwrap();
     stmt.query_map([], |r| (0..18).map(|i| r.get(i)).collect()).unwrap().collect::<Result<_, _>>().unwrap()
+}
+
+/// Sync's recent invitations (free, asked at every connect) are found by
+/// index, not by reading every invitation ever made (v9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_invitations_are_found_by_index() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    store.close().await.unwrap();
+    drop(store);
+    let conn = raw(dir.path());
+    let plan: Vec<String> = conn
+        .prepare(
+            "EXPLAIN QUERY PLAN SELECT iid FROM invites WHERE (sender = 'a' OR recipient = 'a') AND created >= 0 \
+             ORDER BY created DESC, iid DESC LIMIT 100",
+        )
+        .unwrap()
+        .query_map([], |r| r.get(3))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let plan = plan.join(" | ");
+    assert!(!plan.contains("SCAN invites"), "{plan}");
+    assert!(plan.contains("invites_by_sender") && plan.contains("invites_by_recipient"), "{plan}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
