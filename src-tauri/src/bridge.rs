@@ -208,8 +208,8 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
         Note::Call { iid, from } => {
             let invite = client.invites().ok().and_then(|vs| vs.into_iter().find(|v| v.invite.iid == iid));
             let video = invite.as_ref().is_some_and(crate::calls::wants_video);
-            let ring_ms =
-                invite.map_or(45_000, |v| (v.invite.expires - now_ms()).clamp(1_000, 300_000) as u32);
+            let ring_ms = invite
+                .map_or(45_000, |v| (v.invite.expires - client.server_now()).clamp(1_000, 300_000) as u32);
             let zh = notify::speaks_chinese(
                 app.state::<AppState>().settings().language,
                 notify::os_locale().as_deref(),

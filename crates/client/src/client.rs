@@ -233,6 +233,13 @@ impl Client {
         lock(&self.inner.last_error).clone()
     }
 
+    /// The server's clock now (ms): this device's clock corrected by the
+    /// offset measured at the last hello. Invitation deadlines and edit
+    /// windows are judged by it.
+    pub fn server_now(&self) -> i64 {
+        self.inner.server_now()
+    }
+
     /// The server's limits (defaults before the first hello).
     pub fn limits(&self) -> Limits {
         self.inner.hello_limits()
