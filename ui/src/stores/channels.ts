@@ -9,6 +9,7 @@ import { useProfilesStore } from './profiles'
 import { useSessionStore } from './session'
 import { useConnectionStore } from './connection'
 import { useToastsStore } from './toasts'
+import { useConversationsStore } from './conversations'
 
 export const useChannelsStore = defineStore('channels', () => {
   const publicChannels = ref<ChannelInfo[]>([])
@@ -96,6 +97,12 @@ export const useChannelsStore = defineStore('channels', () => {
         return
       }
       if (joined) removed.delete(channel)
+      if (!joined && !wasRemoved) {
+        // Left, here or on another device: the channel goes from the list.
+        members.delete(channel)
+        useConversationsStore().remove(`ch:${channel}`)
+        return
+      }
     }
     const list = members.get(channel)
     if (!list) return

@@ -6,6 +6,8 @@ import type { MockTransport } from '../services/mockTransport'
 import { routeEvent } from './events'
 import { useChannelsStore } from './channels'
 import { useToastsStore } from './toasts'
+import { useConversationsStore } from './conversations'
+import type { ConversationView } from '../types/model'
 
 let t: MockTransport
 
@@ -70,8 +72,13 @@ describe('channel roles', () => {
     expect(c.removed.has('team')).toBe(false)
   })
 
-  it('keeps an ordinary leave of the user unmarked', () => {
+  it('keeps an ordinary leave of the user unmarked, and drops the channel from the list', () => {
+    const conversations = useConversationsStore()
+    conversations.upsert({ conv: 'ch:team', kind: 'channel', channel: 'team' } as unknown as ConversationView)
+    // Left on another device: the event is all this one hears.
     routeEvent({ type: 'member', channel: 'team', user: 'me', joined: false, removed: false })
     expect(useChannelsStore().removed.has('team')).toBe(false)
+    expect(conversations.byConv.has('ch:team')).toBe(false)
+    expect(useChannelsStore().members.has('team')).toBe(false)
   })
 })
