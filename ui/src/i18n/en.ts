@@ -124,6 +124,8 @@ export default {
     recalledMine: 'You recalled this message',
     recalledPreview: 'Message recalled',
     forwarded: 'Forwarded',
+    unreadable: 'This message could not be read',
+    unsupported: 'A {kind} message this version cannot show',
     forwardedFrom: 'Forwarded from {name}',
     pinned: 'Pinned',
   },

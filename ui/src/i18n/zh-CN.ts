@@ -124,6 +124,8 @@ export default {
     recalledMine: '你撤回了一条消息',
     recalledPreview: '消息已撤回',
     forwarded: '转发的消息',
+    unreadable: '无法读取此消息',
+    unsupported: '此版本无法显示的 {kind} 消息',
     forwardedFrom: '转发自 {name}',
     pinned: '已置顶',
   },

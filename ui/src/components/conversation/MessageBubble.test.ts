@@ -126,6 +126,13 @@ describe('MessageBubble', () => {
     expect(t.callsOf('messageByMid')).toHaveLength(1)
   })
 
+  it('shows a message it cannot read, or of a kind it does not know, as a placeholder', () => {
+    const bad = mountWith(MessageBubble, { props: { message: msg({ seq: 30, kind: 'unreadable', body: {} }), mine: false, flags, now: NOW } })
+    expect(bad.find('[data-testid="placeholder"]').text()).toBe('This message could not be read')
+    const poll = mountWith(MessageBubble, { props: { message: msg({ seq: 31, kind: 'poll', body: { q: '?' } }), mine: false, flags, now: NOW } })
+    expect(poll.find('[data-testid="placeholder"]').text()).toBe('A poll message this version cannot show')
+  })
+
   it('names no author a sender made up for a forward', async () => {
     useProfilesStore().setProfile({ user: 'boss', name: 'The Boss', avatar: '', status: '' })
     const carols = t.addMessage({ conv: 'dm:carol:me', from: 'carol', body: { text: 'hi' } })
