@@ -283,8 +283,11 @@ impl LocalView {
             let msgs = store.all_messages(&conv).expect("store readable");
             out.insert(c.clone(), msgs.into_iter().map(|m| (m.seq, m.mid, m.cid, m.from)).collect());
         }
+        // The server runs on this machine: its clock is this one.
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         let invites = store
-            .invites(user)
+            .invites(user, now as i64)
             .expect("store readable")
             .into_iter()
             .map(|v| (v.invite.iid.clone(), v.invite.state))
