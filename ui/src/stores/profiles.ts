@@ -3,6 +3,7 @@ import { defineStore } from 'pinia'
 import { reactive } from 'vue'
 import type { Presence, Profile } from '../types/protocol'
 import { useTransport } from '../services/transport'
+import { plainName } from '../utils/text'
 
 export const useProfilesStore = defineStore('profiles', () => {
   const profiles = reactive(new Map<string, Profile>())
@@ -51,9 +52,12 @@ export const useProfilesStore = defineStore('profiles', () => {
   }
 
   /** The display name, falling back to the user id. */
+  /** The name to show for `user`: their display name without control or
+   *  bidi characters (a peer's "\u202Eevil" must not read backwards in
+   *  every list and header), else the user id. */
   function nameOf(user: string): string {
-    const n = profiles.get(user)?.name
-    return n && n.trim() ? n : user
+    const n = plainName(profiles.get(user)?.name ?? '')
+    return n.trim() ? n : user
   }
 
   function isOnline(user: string): boolean {
