@@ -51,6 +51,7 @@ pub(crate) async fn run(inner: Arc<Inner>) {
         if *shutdown.borrow_and_update() {
             break;
         }
+        inner.server.store(idx % inner.urls.len(), std::sync::atomic::Ordering::Relaxed);
         let url = inner.urls[idx % inner.urls.len()].clone();
         let st = if connected_once || backoff.attempts() > 0 {
             ConnState::Reconnecting

@@ -12,7 +12,7 @@ use crate::sync::SyncContext;
 use crate::tls::TlsConfig;
 use courier_proto::{Conv, HelloOk, Limits};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
@@ -27,6 +27,9 @@ pub(crate) struct Inner {
     pub(crate) me: String,
     /// The server URLs as WebSocket URLs, in fail-over order.
     pub(crate) urls: Vec<String>,
+    /// The index in `urls` of the server in use (connected, or being
+    /// tried): media goes to the same server as the session.
+    pub(crate) server: AtomicUsize,
     /// The event stream every handle subscribes to.
     pub(crate) events: broadcast::Sender<ClientEvent>,
     /// The connection state now.
@@ -90,6 +93,7 @@ impl Inner {
             store,
             me,
             urls,
+            server: AtomicUsize::new(0),
             events,
             state: watch::channel(ConnState::Disconnected).0,
             stop_reason: Mutex::new(None),

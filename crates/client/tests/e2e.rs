@@ -337,6 +337,23 @@ async fn call_invitations_are_mirrored_on_both_sides() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_goes_to_the_server_the_session_failed_over_to() {
+    let mut server = TestServer::started().await;
+    let a = tempfile::tempdir().unwrap();
+    // The first URL answers nothing (a port just freed); the client moves on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let urls = vec![format!("ws://{dead}"), server.url()];
+    let alice = Client::open(support::config(urls, "alice", "d", a.path())).unwrap();
+    alice.start();
+    synced(&alice).await;
+    let media = alice.upload(vec![7; 1000], "image/png").await.expect("uploaded to the live server");
+    let path = alice.download(&media.media).await.expect("downloaded from it");
+    assert_eq!(std::fs::read(path).unwrap(), vec![7; 1000]);
+    alice.stop().await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn images_upload_send_and_download_into_the_cache() {
     let mut server = TestServer::started().await;
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());

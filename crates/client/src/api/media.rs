@@ -10,9 +10,11 @@ use serde_json::{Map, Value, json};
 use std::path::PathBuf;
 
 impl Client {
-    /// The HTTP base of the first server, where media lives.
+    /// The HTTP base of the server in use (the session's, after a fail-over
+    /// too): where this session's media lives.
     fn http_base(&self) -> String {
-        media::http_base(&self.inner.urls[0])
+        let at = self.inner.server.load(std::sync::atomic::Ordering::Relaxed) % self.inner.urls.len();
+        media::http_base(&self.inner.urls[at])
     }
 
     /// Uploads bytes as media (`POST /v1/media`).
