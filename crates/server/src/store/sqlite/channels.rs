@@ -13,15 +13,9 @@ use std::collections::HashSet;
 /// Whether two users (?1, ?2) are members of one channel.
 pub(super) const SHARED_CHANNEL: &str = "SELECT 1 FROM channel_members x \
      JOIN channel_members y ON y.channel = x.channel AND y.user_id = ?2 WHERE x.user_id = ?1";
-/// Whether a user (?2) has sent a content message in a conversation (?1).
-/// (Read with `exists`: it stops at the first message found, the oldest.)
-pub(super) const SENT_IN_CONV: &str = concat!(
-    "SELECT 1 FROM message_order o JOIN messages m ON m.id = o.id \
-     WHERE o.conv = ?1 AND m.sender = ?2 AND m.rel_target IS NULL \
-     UNION ALL SELECT 1 FROM messages WHERE ",
-    tail_span!("?1"),
-    " AND conv = ?1 AND sender = ?2 AND rel_target IS NULL"
-);
+/// Whether a user (?2) has sent a content message in a conversation (?1):
+/// their cursor row says so (schema v10), one lookup.
+pub(super) const SENT_IN_CONV: &str = "SELECT 1 FROM cursors WHERE conv = ?1 AND user_id = ?2 AND wrote = 1";
 
 pub(super) fn insert_channel(c: &Connection, ch: NewChannel) -> StoreResult<bool> {
     let created = c

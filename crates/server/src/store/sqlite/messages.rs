@@ -120,10 +120,11 @@ pub(super) fn insert_message(
         list.execute(params![b, conv, a])?;
     }
     if rel_target.is_none() {
-        // The sender's own content after their read cursor (schema v4).
+        // The sender's own content after their read cursor (schema v4), and
+        // that they wrote here (v10).
         c.prepare_cached(
-            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after) VALUES (?1, ?2, 0, 0, 1) \
-             ON CONFLICT (conv, user_id) DO UPDATE SET own_after = own_after + 1",
+            "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after, wrote) VALUES (?1, ?2, 0, 0, 1, 1) \
+             ON CONFLICT (conv, user_id) DO UPDATE SET own_after = own_after + 1, wrote = 1",
         )?
         .execute(params![conv, m.from])?;
     }
@@ -252,14 +253,29 @@ pub(super) fn advance(
             // Read to the end: nothing of the user's own after it.
             (Some(0), Some(newest.map_or(0, |n| n.rel_count)))
         } else {
-            // One pass over the messages from the cursor's on.
-            c.prepare_cached(concat!(
-                "SELECT coalesce(sum(seq > ?2 AND sender = ?3 AND rel_target IS NULL), 0), \
-                 max(CASE WHEN seq = ?2 THEN rel_count END) FROM messages WHERE id IN (",
-                conv_ids!("?1", ">= ?2"),
-                ")"
-            ))?
-            .query_row(params![conv, to_sql_int(read_seq), user], |r| Ok((Some(r.get(0)?), r.get(1)?)))?
+            // Only the messages the cursor passes: the user's own content
+            // among them is no longer after it. (A pass from the new cursor
+            // to the end instead made every step of a cursor moved one
+            // message at a time read the rest of the conversation, on the
+            // writer every send waits for.) `own_after` only ever grows by
+            // the user's own appends, all after the cursor, so this stays
+            // exact.
+            let (passed, read_rel): (i64, Option<i64>) = c
+                .prepare_cached(concat!(
+                    "SELECT coalesce(sum(sender = ?3 AND rel_target IS NULL), 0), \
+                     max(CASE WHEN seq = ?4 THEN rel_count END) FROM messages WHERE id IN (",
+                    conv_ids!("?1", "BETWEEN ?2 AND ?4"),
+                    ")"
+                ))?
+                .query_row(params![conv, to_sql_int(now.read_seq + 1), user, to_sql_int(read_seq)], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
+            let before: i64 = c
+                .prepare_cached("SELECT own_after FROM cursors WHERE conv = ?1 AND user_id = ?2")?
+                .query_row(params![conv, user], |r| r.get(0))
+                .optional()?
+                .unwrap_or(0);
+            (Some((before - passed).max(0)), read_rel)
         };
         c.prepare_cached(
             "INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after, read_rel) \

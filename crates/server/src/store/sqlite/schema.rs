@@ -357,6 +357,19 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX invites_by_sender ON invites (sender, created);
     CREATE INDEX invites_by_recipient ON invites (recipient, created);
     "#,
+    // v10: whether a user has written in a conversation, in their cursor
+    r#"
+    -- Presence privacy asks whether both parties of a DM have written in
+    -- it. Without an index by sender that read the DM until it found one,
+    -- all of it for a party who never wrote: a watch of someone who never
+    -- answered a long one-sided DM cost a pass over it per entry. The
+    -- sender's cursor row, written by each of their content messages
+    -- anyway, now says so.
+    ALTER TABLE cursors ADD COLUMN wrote INTEGER NOT NULL DEFAULT 0;
+    INSERT INTO cursors (conv, user_id, recv_seq, read_seq, own_after, wrote)
+        SELECT DISTINCT conv, sender, 0, 0, 0, 1 FROM messages WHERE rel_target IS NULL
+        ON CONFLICT (conv, user_id) DO UPDATE SET wrote = 1;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -7,7 +7,9 @@ use super::schema::APPLICATION_ID;
 use super::writer::{Command, QUEUE_DEPTH};
 use super::*;
 use crate::store::suite::{check_migrated_fixtures, invite as new_invite, text};
-use crate::store::{Cursor, InviteStore, MediaMeta, MessageStore, NewChannel, Page, Store, UserStore};
+use crate::store::{
+    ChannelStore, Cursor, InviteStore, MediaMeta, MessageStore, NewChannel, Page, Store, UserStore,
+};
 use courier_proto::{Conv, InviteState, Msg, Target};
 use serde_json::{Map, Value};
 use tempfile::TempDir;
@@ -733,6 +735,11 @@ const FIXTURES: &[&str] = &[
     r#"
     INSERT INTO last_seen VALUES ('finn', 110);
     "#,
+    // v10 (a column filled from the rows: see
+    // `the_v10_migration_marks_who_wrote_where`)
+    r#"
+    INSERT INTO last_seen VALUES ('gus', 120);
+    "#,
 ];
 
 /// Builds a database at schema `version` holding the fixtures of every
@@ -825,6 +832,46 @@ async fn recent_invitations_are_found_by_index() {
     let plan = plan.join(" | ");
     assert!(!plan.contains("SCAN invites"), "{plan}");
     assert!(plan.contains("invites_by_sender") && plan.contains("invites_by_recipient"), "{plan}");
+}
+
+/// v10 marks every (conversation, user) with a content message of the
+/// user's, and only those: relations (bob's edit, carol's pin and
+/// reaction, ivy's reaction) do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_v10_migration_marks_who_wrote_where() {
+    let dir = TempDir::new().unwrap();
+    build_historical(dir.path(), 9);
+    raw(dir.path())
+        .execute_batch(
+            "INSERT INTO conversations (conv) VALUES ('dm:hal:ivy');
+             INSERT INTO messages (conv, seq, mid, cid, sender, target, kind, body, reply_to, ts, rel_target, rel_count)
+                 VALUES ('dm:hal:ivy', 1, 'H1', 'h1', 'hal', '{\"user\":\"ivy\"}', 'text', '{}', NULL, 1, NULL, 0),
+                        ('dm:hal:ivy', 2, 'H2', 'h2', 'ivy', '{\"user\":\"hal\"}', 'reaction',
+                         '{\"target\":\"H1\",\"key\":\"x\",\"on\":true}', NULL, 2, 'H1', 1);",
+        )
+        .unwrap();
+    let store = SqliteStore::open(dir.path()).unwrap();
+    let shared = |viewer: &'static str, other: &'static str| {
+        let store = &store;
+        async move { store.shares_conversation(viewer, &[other.to_owned()]).await.unwrap().contains(other) }
+    };
+    assert!(shared("bob", "carol").await && shared("carol", "bob").await, "both wrote in dm:bob:carol");
+    assert!(!shared("hal", "ivy").await, "ivy only reacted");
+    store.close().await.unwrap();
+    drop(store);
+    let marked =
+        strings(&raw(dir.path()), "SELECT conv || ' ' || user_id FROM cursors WHERE wrote = 1 ORDER BY 1");
+    let expected = [
+        "ch:lobby alice",
+        "ch:lobby bob",
+        "ch:team alice",
+        "dm:alice:bob alice",
+        "dm:alice:bob bob",
+        "dm:bob:carol bob",
+        "dm:bob:carol carol",
+        "dm:hal:ivy hal",
+    ];
+    assert_eq!(marked, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1335,4 +1382,119 @@ fn the_checkpointer_connection_paces_the_database_file() {
     let conn = open_checkpointer(store.path()).unwrap();
     assert_eq!(super::paced::paced_files(&conn), (true, false), "(database, WAL) paced");
     assert_eq!(super::paced::paced_files(&raw(dir.path())), (false, false));
+}
+
+/// VM instructions (in hundreds) `work` runs on the writer's connection,
+/// counted by SQLite's progress handler: work, not time.
+async fn writer_work<T: Send + 'static>(
+    store: &SqliteStore,
+    work: impl FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+) -> (T, u64) {
+    store
+        .write(move |c| {
+            let ticks = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let count = ticks.clone();
+            c.progress_handler(
+                100,
+                Some(move || {
+                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    false
+                }),
+            );
+            let out = work(c);
+            c.progress_handler(0, None::<fn() -> bool>);
+            Ok((out?, ticks.load(std::sync::atomic::Ordering::Relaxed)))
+        })
+        .await
+        .unwrap()
+}
+
+/// `user`'s unread count of `conv` in their conversation list.
+async fn unread_of(store: &SqliteStore, user: &str, conv: &Conv) -> u64 {
+    let list = store.conversations(user).await.unwrap();
+    list.into_iter().find(|s| s.conv == *conv).expect("listed").unread
+}
+
+/// `read` is free (§8), and runs on the writer every send waits for: a
+/// read cursor moved one message at a time must read only the messages it
+/// passes, not the rest of the conversation each step (it did: a member
+/// stepping through a long conversation held up everyone's sends). The
+/// unread counters stay exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_cursor_moved_one_message_at_a_time_reads_only_what_it_passes() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, tail::Indexing::DEFAULT).unwrap();
+    const N: i64 = 20_000;
+    // Every third message is bob's own: his unread count must skip them.
+    store
+        .write(|c| {
+            for i in 1..=N {
+                let (from, to) = if i % 3 == 0 { ("bob", "alice") } else { ("alice", "bob") };
+                append_message(c, text(from, Target::User(to.into()), &format!("c{i}"), "x", i))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    settled(&store).await;
+    let dm = Conv::dm("alice", "bob").to_string();
+    let step = |seq: u64| {
+        let dm = dm.clone();
+        move |c: &Connection| messages::advance(c, &dm, "bob", None, Some(seq))
+    };
+    let mut most = 0;
+    for seq in 1..=30 {
+        let (cursor, work) = writer_work(&store, step(seq)).await;
+        assert_eq!(cursor.read_seq, seq);
+        most = most.max(work);
+    }
+    // A pass over the 20,000 messages is some hundred thousand instructions;
+    // a step of one message, a few hundred.
+    assert!(most < 100, "one step of the read cursor ran {most}00 VM instructions");
+    // 20,000 − 30 read, of which bob's own: 6,666 − 10.
+    assert_eq!(
+        unread_of(&store, "bob", &Conv::dm("alice", "bob")).await,
+        (N as u64 - 30) - (N as u64 / 3 - 10)
+    );
+    writer_work(&store, step(12_345)).await;
+    assert_eq!(
+        unread_of(&store, "bob", &Conv::dm("alice", "bob")).await,
+        (N as u64 - 12_345) - (N as u64 / 3 - 12_345 / 3)
+    );
+    writer_work(&store, step(N as u64)).await;
+    assert_eq!(unread_of(&store, "bob", &Conv::dm("alice", "bob")).await, 0);
+    store.close().await.unwrap();
+}
+
+/// Presence privacy asks whether both parties of a DM wrote in it: one
+/// lookup each (schema v10), not a pass over a long DM that one of them
+/// never answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whether_someone_wrote_in_a_long_dm_is_one_lookup() {
+    let dir = TempDir::new().unwrap();
+    let store = SqliteStore::open_with(dir.path(), 2, WRITER_CACHE_KIB, tail::Indexing::DEFAULT).unwrap();
+    store
+        .write(|c| {
+            for i in 1..=20_000 {
+                append_message(c, text("mallory", Target::User("alice".into()), &format!("c{i}"), "x", i))?;
+            }
+            Ok(())
+        })
+        .await
+        .unwrap();
+    settled(&store).await;
+    let (wrote, work) = writer_work(&store, |c| {
+        let mut sent = c.prepare(channels::SENT_IN_CONV)?;
+        let dm = Conv::dm("alice", "mallory").to_string();
+        Ok((sent.exists(rusqlite::params![dm, "mallory"])?, sent.exists(rusqlite::params![dm, "alice"])?))
+    })
+    .await;
+    assert_eq!(wrote, (true, false));
+    assert!(work < 20, "asking ran {work}00 VM instructions");
+    let shared = store.shares_conversation("mallory", &["alice".to_owned()]).await.unwrap();
+    assert!(shared.is_empty(), "alice never answered: {shared:?}");
+    store.append(text("alice", Target::User("mallory".into()), "a1", "hi", 20_001)).await.unwrap();
+    let shared = store.shares_conversation("mallory", &["alice".to_owned()]).await.unwrap();
+    assert!(shared.contains("alice"));
+    store.close().await.unwrap();
 }
