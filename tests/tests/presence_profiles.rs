@@ -44,6 +44,21 @@ async fn watch_reports_presence_and_changes() {
     assert!(seen > 1_600_000_000_000, "last_seen in ms: {ev}");
 }
 
+/// A user named many times in one `watch` is checked and answered once
+/// (one token was up to 500 privacy checks and a 500-row answer).
+#[tokio::test]
+async fn a_user_named_many_times_in_one_watch_is_answered_once() {
+    let h = Harness::new().await;
+    let (w, b) = (h.user("w-dup"), h.user("dup"));
+    let mut cw = h.login(&w).await;
+    share(&h, &mut cw, &[&b]).await;
+    let named: Vec<&str> = std::iter::repeat_n(b.as_str(), 400).chain([w.as_str(), b.as_str()]).collect();
+    let ok = cw.ok(json!({"op":"watch","users":named})).await;
+    let users: Vec<&str> =
+        ok["presence"].as_array().unwrap().iter().map(|r| r["user"].as_str().unwrap()).collect();
+    assert_eq!(users, [b.as_str(), w.as_str()], "{ok}");
+}
+
 #[tokio::test]
 async fn online_while_any_session_lives() {
     let h = Harness::new().await;

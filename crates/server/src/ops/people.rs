@@ -34,6 +34,10 @@ pub fn renew(st: &Arc<AppState>, ses: &mut SessionCtx, token: &str) -> OpResult 
 ///
 /// [`Store::shares_conversation`]: crate::store::ChannelStore::shares_conversation
 pub async fn watch(st: &Arc<AppState>, ses: &mut SessionCtx, users: Vec<String>) -> OpResult {
+    // Each user once (the answer too): a request naming one user 500 times
+    // is not 500 checks for one token.
+    let mut named = HashSet::new();
+    let users: Vec<String> = users.into_iter().filter(|u| named.insert(u.clone())).collect();
     let new = users.iter().filter(|u| !ses.watched.contains(*u)).count();
     if ses.watched.len() + new > MAX_WATCHED {
         return Err(OpError::new(
