@@ -69,7 +69,7 @@ pub(crate) async fn full_sync(
     // An extension (v1.2 reply size): the least recent conversations were
     // left out, so an absent one may still be the user's.
     let truncated = reply.get("truncated").and_then(serde_json::Value::as_bool).unwrap_or(false);
-    let ok: SyncOk = serde_json::from_value(reply)?;
+    let (ok, unreadable) = decode_sync(serde_json::from_value(reply)?);
     let me = cx.me();
     let v1_1 = cx.has_feature(FEATURE_V1_1);
     for c in &ok.conversations {
@@ -78,8 +78,11 @@ pub(crate) async fn full_sync(
     // Channels left on another device, or that removed the user, while this
     // one was away. Only channels: the server lists a DM only once it has a
     // message, so a DM it leaves out is not gone.
-    if !truncated {
-        for conv in held.iter().filter(|h| !ok.conversations.iter().any(|c| &c.conv == *h)) {
+    // An entry that did not decode is still listed: its channel is kept, and
+    // one whose `conv` does not read either proves nothing about any.
+    if !truncated && let Some(unreadable) = unreadable {
+        let listed = |h: &Conv| ok.conversations.iter().any(|c| &c.conv == h) || unreadable.contains(h);
+        for conv in held.iter().filter(|h| !listed(h)) {
             tracing::info!(%conv, "no longer a member; forgetting the channel");
             cx.store().forget_conversation(conv)?;
         }
@@ -104,6 +107,57 @@ pub(crate) async fn full_sync(
         cx.emit_conversation(&c.conv);
     }
     Ok((ok.conversations.len(), fetched))
+}
+
+/// A `sync` ok as sent, its entries decoded one by one.
+#[derive(serde::Deserialize)]
+struct RawSync {
+    conversations: Vec<serde_json::Value>,
+    invites: Vec<serde_json::Value>,
+    #[serde(default)]
+    recent_invites: Vec<serde_json::Value>,
+}
+
+/// Decodes a `sync` ok entry by entry: a conversation or invitation this
+/// client cannot read (a field of the wrong type, a kind it does not know)
+/// is logged and left out, and the rest is synced, instead of failing the
+/// whole sync and reconnecting forever. Also returns the conversations of
+/// the entries left out (`None` when one of them does not even name its
+/// conversation).
+fn decode_sync(raw: RawSync) -> (SyncOk, Option<Vec<Conv>>) {
+    let mut unreadable = Some(Vec::new());
+    let conversations = decode_entries("conversation", raw.conversations, |v| {
+        match serde_json::from_value::<Conv>(v["conv"].clone()) {
+            Ok(conv) => unreadable.iter_mut().for_each(|u| u.push(conv.clone())),
+            Err(_) => unreadable = None,
+        }
+    });
+    let invites = decode_entries("invitation", raw.invites, |_| {});
+    let recent_invites = decode_entries("recent invitation", raw.recent_invites, |_| {});
+    (SyncOk { conversations, invites, recent_invites }, unreadable)
+}
+
+/// The entries of `raw` that decode as `T`; `skipped` sees each other one.
+fn decode_entries<T: serde::de::DeserializeOwned>(
+    what: &str,
+    raw: Vec<serde_json::Value>,
+    mut skipped: impl FnMut(&serde_json::Value),
+) -> Vec<T> {
+    let mut out = Vec::with_capacity(raw.len());
+    for v in raw {
+        match T::deserialize(&v) {
+            Ok(t) => out.push(t),
+            Err(e) => {
+                tracing::warn!(
+                    error = bounded(&e.to_string()),
+                    entry = bounded(&v.to_string()),
+                    "a {what} in the sync reply does not decode; skipped"
+                );
+                skipped(&v);
+            }
+        }
+    }
+    out
 }
 
 /// Pages `history after=synced_seq` until the store holds `until` (or the
@@ -512,6 +566,49 @@ mod tests {
             [(Some(1), "text".into()), (Some(2), UNREADABLE_KIND.into()), (Some(3), "text".into())]
         );
         assert_eq!(server.requests.lock().unwrap().len(), 4, "each history is asked once");
+    }
+
+    #[tokio::test]
+    async fn a_sync_entry_that_does_not_decode_is_skipped_and_the_rest_synced() {
+        let cx = Cx::new();
+        for c in ["odd", "gone"] {
+            cx.store.ensure_conversation("alice", &Conv::channel(c), 0).unwrap();
+        }
+        let invite = |iid: &str| {
+            json!({"iid": iid, "from": "bob", "to": "alice", "room": format!("call-{iid}"), "content": {},
+                   "state": "pending", "created": 0, "expires": crate::model::now_ms() + 60_000,
+                   "received": false})
+        };
+        let mut odd = conv("odd", 3);
+        odd["last_seq"] = json!("three");
+        let mut bad_invite = invite("i2");
+        bad_invite["state"] = json!("ringing-ish");
+        let reply = json!({"conversations": [odd, conv("lobby", 1)], "invites": [bad_invite, invite("i1")],
+                           "recent_invites": [{"iid": 7}]});
+        let server = server(move |req| match (req["op"].as_str(), req["conv"].as_str()) {
+            (Some("sync"), _) => Ok(reply.clone()),
+            (Some("history"), Some("ch:lobby")) => Ok(json!({"messages": [msg("lobby", 1)], "more": false})),
+            _ => panic!("unexpected request {req}"),
+        });
+        assert_eq!(full_sync(&cx, &server).await.unwrap(), (1, 1));
+        assert_eq!(cx.store.synced_seq(&Conv::channel("lobby")).unwrap(), 1);
+        let iids: Vec<_> = cx.store.invites("alice", 0).unwrap().into_iter().map(|v| v.invite.iid).collect();
+        assert_eq!(iids, ["i1"]);
+        let mut held = cx.store.channels_held().unwrap();
+        held.sort();
+        assert_eq!(
+            held,
+            [Conv::channel("lobby"), Conv::channel("odd")],
+            "an unreadable entry is still listed"
+        );
+        // An entry that does not even name its conversation proves nothing.
+        let nameless = server_of(json!({"conversations": [{"conv": 42}], "invites": []}));
+        full_sync(&cx, &nameless).await.unwrap();
+        assert_eq!(cx.store.channels_held().unwrap().len(), 2);
+    }
+
+    fn server_of(reply: Value) -> Server<impl Fn(&Value) -> Result<Value, RequestError>> {
+        server(move |_| Ok(reply.clone()))
     }
 
     #[tokio::test]
