@@ -25,7 +25,7 @@ use tokio::sync::{broadcast, watch};
 pub enum ClientError {
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// The operation needs a live session and there is none.
     #[error("not connected to the server")]
     Offline,
@@ -67,6 +67,17 @@ impl From<RequestError> for ClientError {
             RequestError::Server(b) => ClientError::Server(b),
             RequestError::Disconnected => ClientError::Offline,
             RequestError::Timeout => ClientError::Timeout,
+        }
+    }
+}
+
+impl From<StoreError> for ClientError {
+    /// A send to a channel the user left is the caller's mistake, not a
+    /// failing store.
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::LeftChannel { .. } => ClientError::Invalid(e.to_string()),
+            e => ClientError::Store(e),
         }
     }
 }

@@ -201,3 +201,35 @@ async fn hostile_media_ids_are_refused_before_any_use() {
     }
     drop(d);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_send_to_a_channel_left_is_refused_until_joined_again() {
+    let (_d, client, mut ws, _events) = crate::fake_server::synced_session(&[]).await;
+    let lobby = Conv::channel("lobby");
+    let to = Target::Channel("lobby".into());
+    let server = async {
+        let req = next_op(&mut ws, "join").await;
+        reply(&mut ws, &req, json!({"last_seq": 0})).await;
+        let req = next_op(&mut ws, "leave").await;
+        reply(&mut ws, &req, json!({})).await;
+    };
+    let (joined, ()) =
+        tokio::join!(async { (client.join("lobby").await, client.leave("lobby").await) }, server);
+    assert!(joined.0.is_ok() && joined.1.is_ok());
+    let err = client.send_text(&to, "still there?").unwrap_err();
+    assert!(matches!(&err, ClientError::Invalid(m) if m.contains("join it again")), "{err}");
+    assert!(client.outbox().unwrap().is_empty(), "nothing queued");
+    assert_eq!(client.store().conversation("alice", &lobby).unwrap(), None, "not brought back");
+    assert!(client.store().has_left(&lobby).unwrap(), "still left: late messages stay out");
+    let server = async {
+        let req = next_op(&mut ws, "join").await;
+        reply(&mut ws, &req, json!({"last_seq": 0})).await;
+    };
+    let (joined, ()) = tokio::join!(client.join("lobby"), server);
+    joined.unwrap();
+    assert!(!client.store().has_left(&lobby).unwrap(), "joining again clears the mark");
+    let sent = client.send_text(&to, "back").unwrap();
+    assert_eq!(client.outbox().unwrap(), [sent.cid]);
+    assert!(client.store().conversation("alice", &lobby).unwrap().is_some());
+    client.stop().await;
+}

@@ -90,6 +90,14 @@ pub enum StoreError {
         /// The user of the current token.
         requested: String,
     },
+    /// A message was to be queued for a channel the user left (or was
+    /// removed from): the server would refuse it, and queuing it would bring
+    /// the channel back locally while its messages are kept out.
+    #[error("you are no longer a member of {conv}; join it again to send there")]
+    LeftChannel {
+        /// The channel's conversation.
+        conv: courier_proto::Conv,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory {path}: {source}")]
     Io {

@@ -3,11 +3,11 @@
 //! queue heads the sender works from, and the outcome of each attempt (sent,
 //! failed, retried, deleted unsent).
 
-use super::conversations::{bump_last, ensure_conv};
+use super::conversations::{bump_last, ensure_conv, has_left};
 use super::cursors::advance_synced;
 use super::relations;
 use super::rows::message_by_id;
-use super::{Result, Store};
+use super::{Result, Store, StoreError};
 use crate::model::{MessageView, now_ms};
 use courier_proto::{Conv, SendOk, Target, is_relation_kind};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -51,7 +51,9 @@ impl Store {
     /// stored it.
     ///
     /// # Errors
-    /// On SQLite failure (e.g. a cid reused by the same sender).
+    /// [`StoreError::LeftChannel`] for a channel the user left (see
+    /// [`Store::forget_conversation`]); SQLite failure (e.g. a cid reused by
+    /// the same sender).
     pub fn enqueue(&self, m: &NewMessage) -> Result<MessageView> {
         Ok(self.enqueue_many(std::slice::from_ref(m))?.remove(0))
     }
@@ -60,7 +62,7 @@ impl Store {
     /// order: all or none.
     ///
     /// # Errors
-    /// On SQLite failure.
+    /// As [`Store::enqueue`].
     pub fn enqueue_many(&self, msgs: &[NewMessage]) -> Result<Vec<MessageView>> {
         self.durable_tx(|tx| msgs.iter().map(|m| enqueue_one(tx, m)).collect())
     }
@@ -249,6 +251,11 @@ impl Store {
 }
 
 fn enqueue_one(tx: &Transaction<'_>, m: &NewMessage) -> Result<MessageView> {
+    // Checked in the transaction that would write it: nothing of a refused
+    // message is kept, and the left mark stays until the user joins again.
+    if has_left(tx, &m.conv.to_string())? {
+        return Err(StoreError::LeftChannel { conv: m.conv.clone() });
+    }
     ensure_conv(tx, &m.conv, &m.from)?;
     let relation = is_relation_kind(&m.kind);
     let target = if relation { m.body.get("target").and_then(Value::as_str) } else { None };
