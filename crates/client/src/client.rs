@@ -239,7 +239,9 @@ impl Client {
     }
 
     /// Why the last connection attempt failed or the last session ended
-    /// (e.g. an untrusted TLS certificate); `None` while connected.
+    /// (e.g. an untrusted TLS certificate, or "the local database <file>
+    /// failed: …" when the store failed during the session); `None` while
+    /// connected.
     pub fn last_error(&self) -> Option<String> {
         lock(&self.inner.last_error).clone()
     }

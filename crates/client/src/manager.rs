@@ -15,6 +15,7 @@ use crate::events::{ClientEvent, ConnState};
 use crate::model::now_ms;
 use crate::outbox::{DrainError, Sender};
 use crate::state::{Inner, lock};
+use crate::store::StoreError;
 use crate::sync;
 use courier_proto::{CloseCode, Conv, ErrorCode, HelloOk, Limits};
 use serde_json::json;
@@ -32,6 +33,8 @@ enum Outcome {
     Failed(String),
     /// A session ran and ended.
     Ended(SessionEnd, bool),
+    /// A session ran and ended because the local store failed (what failed).
+    LocalFailure(String),
     /// Authentication refused: stop.
     Refused(Option<u16>, String),
     /// The token expired (4002).
@@ -70,6 +73,15 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             }
             Outcome::Failed(reason) => {
                 idx += 1;
+                let d = backoff.next_delay();
+                inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
+                d
+            }
+            // The session itself was fine: no fail-over, but the back-off
+            // grows (it is not reset by the sync that may have preceded the
+            // failure), so a full disk or a read-only file is not hammered.
+            Outcome::LocalFailure(reason) => {
+                connected_once = true;
                 let d = backoff.next_delay();
                 inner.set_state(ConnState::Reconnecting, Some(&url), Some(d), Some(reason), None);
                 d
@@ -188,6 +200,7 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     let limits = hello.limits;
     inner.clock_offset.store(hello.server_time - now_ms(), Ordering::Relaxed);
     *lock(&inner.hello) = Some(hello);
+    *lock(&inner.store_failure) = None;
     *lock(&inner.session) = Some(session.clone());
     inner.set_state(ConnState::Connected, Some(url), None, None, None);
 
@@ -210,6 +223,9 @@ async fn run_session(inner: &Arc<Inner>, url: &str, backoff: &mut Backoff) -> Ou
     };
     *lock(&inner.session) = None;
     workers.shutdown().await;
+    if let Some(reason) = lock(&inner.store_failure).take() {
+        return Outcome::LocalFailure(reason);
+    }
     let synced = *inner.synced.borrow() != synced_before;
     if synced {
         backoff.reset();
@@ -237,12 +253,32 @@ async fn processor(
         Ok::<(), sync::SyncError>(())
     }
     .await;
-    if let Err(e) = result {
-        tracing::debug!(error = %e, "processor stopped");
-        if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
-            session.close(1000, "resync needed");
+    match result {
+        Ok(()) => {}
+        Err(sync::SyncError::Store(e)) => local_failure(&inner, &session, &e),
+        Err(e) => {
+            tracing::debug!(error = %e, "processor stopped");
+            if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+                session.close(1000, "resync needed");
+            }
         }
     }
+}
+
+/// Ends the session on a local store failure (a full disk, a read-only or
+/// corrupt file), recording it so that the manager reports the database and
+/// what went wrong, and backs off, instead of a bare "resync needed" and a
+/// reconnect at once after each sync. The next session syncs again, so
+/// nothing the server holds is missed once the store works again.
+fn local_failure(inner: &Inner, session: &Session, e: &StoreError) {
+    let detail = match e {
+        StoreError::Sqlite(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    let reason = format!("the local database {} failed: {detail}", inner.store.path().display());
+    tracing::error!("{reason}");
+    lock(&inner.store_failure).get_or_insert(reason);
+    session.close(1000, "local database failed");
 }
 
 /// After the sync: drains the outbox, one drain per conversation at a time,
@@ -281,7 +317,7 @@ async fn outbox_worker(
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "reading the outbox"),
+            Err(e) => return local_failure(&inner, &session, &e),
         }
         tokio::select! {
             _ = inner.outbox_wake.notified() => {}
@@ -291,6 +327,7 @@ async fn outbox_worker(
                 match r {
                     Ok(()) => {}
                     Err(DrainError::Session(RequestError::Disconnected)) => return,
+                    Err(DrainError::Store(e)) => return local_failure(&inner, &session, &e),
                     Err(e) => {
                         tracing::debug!(error = %e, "outbox drain stopped");
                         session.close(1000, "outbox stalled");
@@ -309,7 +346,9 @@ async fn cursor_worker(inner: Arc<Inner>, session: Arc<Session>) {
         // Batch: one ack per conversation for a burst of messages.
         sleep(Duration::from_millis(50)).await;
         if let Err(e) = sync::flush_cursors(&*inner, &*session).await {
-            if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
+            if let sync::SyncError::Store(e) = e {
+                local_failure(&inner, &session, &e);
+            } else if !matches!(e, sync::SyncError::Request(RequestError::Disconnected)) {
                 session.close(1000, "cursor flush failed");
             }
             return;

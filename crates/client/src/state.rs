@@ -38,6 +38,9 @@ pub(crate) struct Inner {
     pub(crate) stop_reason: Mutex<Option<(Option<u16>, String)>>,
     /// Why the last attempt failed or the last session ended.
     pub(crate) last_error: Mutex<Option<String>>,
+    /// The local store failure that ended the current session, if one did
+    /// (see `manager::local_failure`).
+    pub(crate) store_failure: Mutex<Option<String>>,
     /// The live session, if any.
     pub(crate) session: Mutex<Option<Arc<Session>>>,
     /// The last session's hello (limits, features).
@@ -98,6 +101,7 @@ impl Inner {
             state: watch::channel(ConnState::Disconnected).0,
             stop_reason: Mutex::new(None),
             last_error: Mutex::new(None),
+            store_failure: Mutex::new(None),
             session: Mutex::new(None),
             hello: Mutex::new(None),
             clock_offset: AtomicI64::new(0),

@@ -342,3 +342,36 @@ async fn invite_returns_the_stored_invitation_when_its_state_came_first() {
     assert!(client.invites().unwrap()[0].invite.received);
     client.stop().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_local_database_is_reported_as_such_and_backed_off() {
+    let (_d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
+    let mut events = client.subscribe();
+    client.start();
+    let mut ws = servers.recv().await.unwrap();
+    accept_session(&mut ws, 15_000).await;
+    wait_for(&mut events, |e| matches!(e, ClientEvent::SyncCompleted { .. })).await;
+    // The file turns read-only under the running client (as after a
+    // remount, or a disk that SQLite finds full).
+    client.store().with_transaction(|tx| tx.execute_batch("PRAGMA query_only = ON")).unwrap();
+    let db = client.store().path().display().to_string();
+    let mut delays = Vec::new();
+    for round in 0..2 {
+        let m = json!({"ev": "msg", "conv": "ch:lobby", "seq": round + 1, "mid": format!("m{round}"),
+                       "cid": format!("b{round}"), "from": "bob", "to": {"channel": "lobby"}, "kind": "text",
+                       "body": {"text": "hi"}, "ts": 1});
+        ws.send(Message::text(m.to_string())).await.unwrap();
+        let ev = wait_for(&mut events, |e| is_state(e, ConnState::Reconnecting)).await;
+        let ClientEvent::Connection { reason, retry_in_ms, .. } = ev else { unreachable!() };
+        let reason = reason.unwrap();
+        assert!(reason.contains(&format!("local database {db}")), "{reason}");
+        assert!(reason.contains("readonly database"), "{reason}");
+        assert_eq!(client.last_error().as_deref(), Some(reason.as_str()));
+        delays.push(retry_in_ms.unwrap());
+        ws = servers.recv().await.unwrap();
+        accept_session(&mut ws, 15_000).await;
+        wait_for(&mut events, |e| matches!(e, ClientEvent::SyncCompleted { .. })).await;
+    }
+    assert_eq!(delays, [500, 1000], "backs off although each session synced");
+    client.stop().await;
+}
