@@ -164,13 +164,24 @@ pub(crate) async fn next_op(ws: &mut WebSocketStream<DuplexStream>, op: &str) ->
 pub(crate) async fn synced_session(
     features: &[&str],
 ) -> (tempfile::TempDir, Client, WebSocketStream<DuplexStream>, broadcast::Receiver<ClientEvent>) {
+    let (d, client, ws, events, _servers) = synced_session_and_servers(features).await;
+    (d, client, ws, events)
+}
+
+/// The server end of each later connection of a client.
+pub(crate) type Servers = mpsc::UnboundedReceiver<WebSocketStream<DuplexStream>>;
+
+/// [`synced_session`], and the server ends of the client's reconnections.
+pub(crate) async fn synced_session_and_servers(
+    features: &[&str],
+) -> (tempfile::TempDir, Client, WebSocketStream<DuplexStream>, broadcast::Receiver<ClientEvent>, Servers) {
     let (d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
     let mut events = client.subscribe();
     client.start();
     let mut ws = servers.recv().await.unwrap();
     accept_with_features(&mut ws, features).await;
     wait_for(&mut events, |e| matches!(e, ClientEvent::SyncCompleted { .. })).await;
-    (d, client, ws, events)
+    (d, client, ws, events, servers)
 }
 
 /// A started client in session with a v1.1 server, holding bob's `m1`

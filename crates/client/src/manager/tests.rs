@@ -8,7 +8,8 @@ use crate::client::ClientError;
 use crate::conn::dead_after;
 use crate::events::{ClientEvent, ConnState};
 use crate::fake_server::{
-    accept_session, is_state, next_op, next_request, reply, setup, synced_session, wait_for,
+    accept_session, is_state, next_op, next_request, reply, setup, synced_session,
+    synced_session_and_servers, wait_for,
 };
 use crate::model::now_ms;
 use crate::state::lock;
@@ -345,12 +346,7 @@ async fn invite_returns_the_stored_invitation_when_its_state_came_first() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_local_database_is_reported_as_such_and_backed_off() {
-    let (_d, client, _fake, mut servers) = setup(&["ws://a:1"], true);
-    let mut events = client.subscribe();
-    client.start();
-    let mut ws = servers.recv().await.unwrap();
-    accept_session(&mut ws, 15_000).await;
-    wait_for(&mut events, |e| matches!(e, ClientEvent::SyncCompleted { .. })).await;
+    let (_d, client, mut ws, mut events, mut servers) = synced_session_and_servers(&[]).await;
     // The file turns read-only under the running client (as after a
     // remount, or a disk that SQLite finds full).
     client.store().with_transaction(|tx| tx.execute_batch("PRAGMA query_only = ON")).unwrap();
