@@ -11,7 +11,7 @@ use super::{Result, Store};
 use crate::model::{MessageView, now_ms};
 use courier_proto::{Conv, Msg, is_relation_kind};
 use rusqlite::{OptionalExtension, params};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// What applying a batch of server messages changed.
 #[derive(Debug, Default)]
@@ -70,7 +70,13 @@ impl Store {
                 }
             }
             let (mut added, mut confirmed) = (Vec::new(), Vec::new());
-            let mut targets: BTreeSet<(String, String)> = BTreeSet::new();
+            // Targets to recompute, with the lowest seq of the relations
+            // just stored for each (`None`: fold everything again).
+            let mut targets: BTreeMap<(String, String), Option<i64>> = BTreeMap::new();
+            fn refold(targets: &mut BTreeMap<(String, String), Option<i64>>, conv: &str, mid: &str, since: Option<i64>) {
+                let at = targets.entry((conv.to_owned(), mid.to_owned())).or_insert(since);
+                *at = at.zip(since).map(|(a, b)| a.min(b));
+            }
             let mut pins: BTreeSet<String> = BTreeSet::new();
             // Channels the user left: a late message must not bring one back.
             let mut left: HashSet<String> = HashSet::new();
@@ -113,7 +119,7 @@ impl Store {
                             params![id, serde_json::to_string(&m.body)?, base_agg, agg_seq],
                         )?;
                         // Served aggregates, or relations already held.
-                        targets.insert((conv.clone(), m.mid.clone()));
+                        refold(&mut targets, &conv, &m.mid, None);
                         confirmed.push(id);
                     }
                     tx.execute("DELETE FROM outbox WHERE message_id = ?1", [id])?;
@@ -150,7 +156,7 @@ impl Store {
                     let id = tx.last_insert_rowid();
                     if !relation {
                         if m.recalled || relations::has_relations(tx, &conv, &m.mid)? {
-                            targets.insert((conv.clone(), m.mid.clone()));
+                            refold(&mut targets, &conv, &m.mid, None);
                         }
                         added.push(id);
                     }
@@ -158,7 +164,7 @@ impl Store {
                 if relation {
                     applied.relations += 1;
                     if let Some(t) = m.target() {
-                        targets.insert((conv.clone(), t.to_owned()));
+                        refold(&mut targets, &conv, t, Some(m.seq as i64));
                     }
                     if m.kind == "pin" {
                         pins.insert(conv.clone());
@@ -170,8 +176,9 @@ impl Store {
                 advance_synced(tx, conv)?;
             }
             let fresh: HashSet<i64> = added.iter().chain(&confirmed).copied().collect();
-            for (conv, mid) in &targets {
-                if let Some(Recomputed { id, changed: true }) = relations::recompute(tx, conv, mid, files)?
+            for ((conv, mid), since) in targets {
+                if let Some(Recomputed { id, changed: true }) =
+                    relations::recompute_since(tx, &conv, &mid, since, files)?
                     && !fresh.contains(&id)
                 {
                     applied.targets.push(message_by_id(tx, id)?);

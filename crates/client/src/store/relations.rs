@@ -13,6 +13,13 @@
 //! while a gap is filled), and reverts a refused optimistic relation by
 //! recomputing without it.
 //!
+//! Folding every relation again for each new one is quadratic for a message
+//! with thousands of reactions, so a target also records how far what it
+//! shows is folded (`rel_seq`: every stored relation up to that seq, and no
+//! pending one). Relations that arrive from the server after that point are
+//! folded onto what it shows; anything else (a relation older than the fold
+//! point, a pending one, a changed base) folds from the base again.
+//!
 //! A recall counts only once the server stored it (it destroys local data):
 //! the target's body, its edits' texts and its cached media are dropped.
 
@@ -94,6 +101,9 @@ struct Target {
     agg_seq: i64,
     body: Map<String, Value>,
     shown: Aggregates,
+    /// What it shows folds every stored relation up to this seq and no
+    /// pending one (`None`: unknown, or a pending one is folded).
+    rel_seq: Option<i64>,
 }
 
 /// One relation row that applies on top of the base.
@@ -103,12 +113,14 @@ struct Relation {
     body: Map<String, Value>,
     /// The server's ts, or the local creation time for a pending one.
     at: i64,
+    /// Its seq (`None` while pending).
+    seq: Option<i64>,
 }
 
 fn load_target(c: &Connection, conv: &str, mid: &str) -> Result<Option<Target>> {
     let sql = format!(
         "SELECT id, sender, kind, coalesce(base_body, body), base_agg, coalesce(agg_seq, seq, 0),
-                body, edited, reactions, recalled, pinned
+                body, edited, reactions, recalled, pinned, rel_seq
          FROM messages WHERE conv = ?1 AND mid = ?2 AND kind NOT IN {RELATION_KINDS_SQL}"
     );
     type Row = (
@@ -122,6 +134,7 @@ fn load_target(c: &Connection, conv: &str, mid: &str) -> Result<Option<Target>> 
         Option<i64>,
         Option<String>,
         bool,
+        Option<i64>,
         Option<i64>,
     );
     let row: Option<Row> = c
@@ -139,11 +152,24 @@ fn load_target(c: &Connection, conv: &str, mid: &str) -> Result<Option<Target>> 
                 r.get(8)?,
                 r.get(9)?,
                 r.get(10)?,
+                r.get(11)?,
             ))
         })
         .optional()?;
-    let Some((id, sender, kind, base_body, base_agg, agg_seq, body, edited, reactions, recalled, pinned)) =
-        row
+    let Some((
+        id,
+        sender,
+        kind,
+        base_body,
+        base_agg,
+        agg_seq,
+        body,
+        edited,
+        reactions,
+        recalled,
+        pinned,
+        rel_seq,
+    )) = row
     else {
         return Ok(None);
     };
@@ -161,23 +187,47 @@ fn load_target(c: &Connection, conv: &str, mid: &str) -> Result<Option<Target>> 
             recalled,
             pinned,
         },
+        rel_seq,
     }))
 }
 
-fn load_relations(c: &Connection, conv: &str, mid: &str, after: i64) -> Result<Vec<Relation>> {
-    let mut st = c.prepare_cached(
-        "SELECT kind, sender, body, coalesce(ts, created) FROM messages
+/// The relations of `mid` stored after seq `after`, in seq order, then,
+/// unless `stored_only`, this user's pending ones (but a recall) in the
+/// order written.
+fn load_relations(
+    c: &Connection,
+    conv: &str,
+    mid: &str,
+    after: i64,
+    stored_only: bool,
+) -> Result<Vec<Relation>> {
+    let mut st = c.prepare_cached(if stored_only {
+        "SELECT kind, sender, body, coalesce(ts, created), seq FROM messages
+         WHERE conv = ?1 AND rel_target = ?2 AND seq > ?3
+         ORDER BY seq"
+    } else {
+        "SELECT kind, sender, body, coalesce(ts, created), seq FROM messages
          WHERE conv = ?1 AND rel_target = ?2
            AND (seq > ?3 OR (seq IS NULL AND status = 'pending' AND kind <> 'recall'))
-         ORDER BY seq IS NULL, seq, id",
-    )?;
+         ORDER BY seq IS NULL, seq, id"
+    })?;
     let rows = st
         .query_map(params![conv, mid, after], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, i64>(3)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, Option<i64>>(4)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    #[cfg(test)]
+    tests::FOLDED.with(|n| n.set(n.get() + rows.len()));
     rows.into_iter()
-        .map(|(kind, sender, body, at)| Ok(Relation { kind, sender, body: serde_json::from_str(&body)?, at }))
+        .map(|(kind, sender, body, at, seq)| {
+            Ok(Relation { kind, sender, body: serde_json::from_str(&body)?, at, seq })
+        })
         .collect()
 }
 
@@ -202,12 +252,42 @@ pub(crate) fn recompute(
     mid: &str,
     files: &mut Vec<PathBuf>,
 ) -> Result<Option<Recomputed>> {
+    recompute_since(tx, conv, mid, None, files)
+}
+
+/// [`recompute`] after relation rows of seq `since` and later were stored
+/// (and nothing else changed): when what the target shows is folded up to
+/// before `since`, only the relations after that point are folded onto it.
+/// `None` (or a fold point at or after `since`) folds everything again.
+///
+/// # Errors
+/// As [`recompute`].
+pub(crate) fn recompute_since(
+    tx: &Connection,
+    conv: &str,
+    mid: &str,
+    since: Option<i64>,
+    files: &mut Vec<PathBuf>,
+) -> Result<Option<Recomputed>> {
     let Some(t) = load_target(tx, conv, mid)? else {
         return Ok(None);
     };
-    let mut agg = t.base_agg.clone();
+    let folded = t.rel_seq.filter(|r| since.is_some_and(|s| s > *r));
+    // From what it shows (its body holds the newest edit so far), or from
+    // its base.
+    let (mut agg, start_body, after, relations) = match folded {
+        Some(r) => (t.shown.clone(), &t.body, r, load_relations(tx, conv, mid, r, true)?),
+        None => {
+            (t.base_agg.clone(), &t.base_body, t.agg_seq, load_relations(tx, conv, mid, t.agg_seq, false)?)
+        }
+    };
+    let mut rel_seq = Some(after);
     let mut text: Option<String> = None;
-    for r in load_relations(tx, conv, mid, t.agg_seq)? {
+    for r in relations {
+        rel_seq = match (rel_seq, r.seq) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
         let on = r.body.get("on").and_then(Value::as_bool);
         match r.kind.as_str() {
             // Only the sender may edit, and only text (the server enforces
@@ -240,13 +320,17 @@ pub(crate) fn recompute(
         agg.pinned = None;
         Map::new()
     } else {
-        let mut b = t.base_body.clone();
+        let mut b = start_body.clone();
         if let Some(s) = text {
             b.insert("text".into(), Value::String(s));
         }
         b
     };
     let changed = body != t.body || agg != t.shown;
+    if rel_seq != t.rel_seq {
+        tx.prepare_cached("UPDATE messages SET rel_seq = ?2 WHERE id = ?1")?
+            .execute(params![t.id, rel_seq])?;
+    }
     if changed {
         tx.prepare_cached(
             "UPDATE messages SET body = ?2, edited = ?3, reactions = ?4, recalled = ?5, pinned = ?6 WHERE id = ?1",
@@ -357,10 +441,160 @@ pub(crate) fn pins(c: &Connection, conv: &str) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use crate::model::DeliveryStatus;
+    use crate::model::MessageView;
     use crate::store::Store;
+    use crate::store::rows::message_by_id;
     use crate::store::test_support::{by_mid, fts_rows, hits, msg, new_rel, open, rel};
     use courier_proto::{Conv, Msg, SendOk, SyncConv};
     use serde_json::json;
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Relation rows read to fold them, on this thread.
+        pub(super) static FOLDED: Cell<usize> = const { Cell::new(0) };
+    }
+
+    /// What `m1` of `lobby` shows, and what a fold of every relation from
+    /// its base would show (computed in a transaction rolled back).
+    fn shown_and_refolded(s: &Store) -> (MessageView, MessageView) {
+        let c = Conv::channel("lobby");
+        let shown = by_mid(s, &c, "m1");
+        let refolded = s
+            .with(|conn| {
+                let tx = conn.transaction()?;
+                let r = super::recompute(&tx, "ch:lobby", "m1", &mut Vec::new())?.unwrap();
+                message_by_id(&tx, r.id)
+            })
+            .unwrap();
+        (shown, refolded)
+    }
+
+    #[test]
+    fn folding_new_relations_shows_what_folding_every_relation_again_shows() {
+        use rand::rngs::StdRng;
+        use rand::{Rng, SeedableRng};
+        let users = ["alice", "bob", "carol", "dave"];
+        for seed in 0..12 {
+            let mut rng = StdRng::seed_from_u64(seed);
+            let (_d, s) = open();
+            let c = Conv::channel("lobby");
+            s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "popular")]).unwrap();
+            // The server's relations of m1: mostly reactions switched on and
+            // off by several users (alice's own among them), some edits and pins.
+            let rels: Vec<Msg> = (2..150u64)
+                .map(|seq| {
+                    let user = users[rng.random_range(0..users.len())];
+                    match rng.random_range(0..20) {
+                        0 => rel(&c, seq, "bob", "edit", json!({"target": "m1", "text": format!("v{seq}")})),
+                        1 => rel(&c, seq, user, "pin", json!({"target": "m1", "on": rng.random_bool(0.5)})),
+                        _ => {
+                            let key = ["👍", "🎉"][rng.random_range(0..2)];
+                            let on = rng.random_bool(0.6);
+                            rel(&c, seq, user, "reaction", json!({"target": "m1", "key": key, "on": on}))
+                        }
+                    }
+                })
+                .collect();
+            let (mut at, mut queued, mut late, mut failed) = (0, 0, Vec::new(), 0);
+            while at < rels.len() {
+                // Alice's own relations are queued (pending) a while before
+                // the server's copy comes back; some of hers are refused.
+                while queued < rels.len() && queued < at + 8 {
+                    let r = &rels[queued];
+                    if r.from == "alice" {
+                        let body = serde_json::Value::Object(r.body.clone());
+                        s.enqueue(&new_rel(&c, &r.cid, &r.kind, body)).unwrap();
+                    }
+                    queued += 1;
+                }
+                if rng.random_bool(0.05) {
+                    let cid = format!("f{failed}");
+                    failed += 1;
+                    s.enqueue(&new_rel(
+                        &c,
+                        &cid,
+                        "reaction",
+                        json!({"target": "m1", "key": "👍", "on": true}),
+                    ))
+                    .unwrap();
+                    s.mark_failed("alice", &cid, "refused").unwrap();
+                }
+                let n = rng.random_range(1..4).min(rels.len() - at);
+                let batch = &rels[at..at + n];
+                at += n;
+                // Some pages come late, after newer relations (a gap filled).
+                if rng.random_bool(0.15) {
+                    late.extend_from_slice(batch);
+                } else {
+                    s.apply_messages("alice", batch).unwrap();
+                }
+                if !late.is_empty() && rng.random_bool(0.2) {
+                    s.apply_messages("alice", &std::mem::take(&mut late)).unwrap();
+                }
+                let (shown, refolded) = shown_and_refolded(&s);
+                assert_eq!(shown, refolded, "seed {seed}, after seq {}", rels[at - 1].seq);
+            }
+            s.apply_messages("alice", &late).unwrap();
+            let (shown, refolded) = shown_and_refolded(&s);
+            assert_eq!(shown, refolded, "seed {seed}, at the end");
+        }
+    }
+
+    #[test]
+    fn each_new_reaction_reads_only_the_relations_after_the_fold_point() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "popular")]).unwrap();
+        FOLDED.with(|n| n.set(0));
+        for seq in 2..=501u64 {
+            let user = ["bob", "carol", "dave"][seq as usize % 3];
+            let r = rel(&c, seq, user, "reaction", json!({"target": "m1", "key": "👍", "on": seq % 2 == 0}));
+            s.apply_messages("alice", &[r]).unwrap();
+        }
+        // Folding everything again for each would read 1 + 2 + … + 500.
+        assert_eq!(FOLDED.with(Cell::get), 500, "one row per reaction");
+        // And SQLite finds them by the index, not by scanning the others.
+        let plan: Vec<String> = s
+            .with(|c| {
+                let mut st = c.prepare(
+                    "EXPLAIN QUERY PLAN SELECT kind FROM messages
+                     WHERE conv = 'ch:lobby' AND rel_target = 'm1' AND seq > 400 ORDER BY seq",
+                )?;
+                let rows = st.query_map([], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })
+            .unwrap();
+        assert_eq!(
+            plan,
+            ["SEARCH messages USING INDEX messages_by_target (conv=? AND rel_target=? AND seq>?)"]
+        );
+        let (shown, refolded) = shown_and_refolded(&s);
+        assert_eq!(shown, refolded);
+    }
+
+    /// A measurement, not a test: run with
+    /// `cargo test -p courier-client --lib reactions_5000 -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "measurement; run explicitly"]
+    fn reactions_5000_arriving_one_by_one() {
+        let (_d, s) = open();
+        let c = Conv::channel("lobby");
+        s.apply_messages("alice", &[msg(&c, 1, "bob", "b1", "popular")]).unwrap();
+        let users = ["bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan"];
+        let keys = ["👍", "🎉", "❤️"];
+        let t = std::time::Instant::now();
+        for seq in 2..5002u64 {
+            let (user, key) = (users[seq as usize % users.len()], keys[(seq as usize / 8) % keys.len()]);
+            let on = seq % 3 != 0;
+            let r = rel(&c, seq, user, "reaction", json!({"target": "m1", "key": key, "on": on}));
+            s.apply_messages("alice", &[r]).unwrap();
+            if seq % 1000 == 1 {
+                println!("{:>5} reactions: {:.2?}", seq - 1, t.elapsed());
+            }
+        }
+        println!("5000 reactions applied one by one in {:.2?}", t.elapsed());
+        println!("{:?}", by_mid(&s, &c, "m1").reactions);
+    }
 
     #[test]
     fn the_sql_list_names_every_relation_kind() {

@@ -219,8 +219,20 @@ CREATE TABLE left_channels (
 );
 "#;
 
+/// Version 6: a content message records how far what it shows is folded
+/// from its relations (`rel_seq`: every stored relation up to that seq, and
+/// no pending one; NULL when unknown), so a new reaction is folded onto it
+/// instead of re-reading every earlier relation; relations are indexed by
+/// target and seq for that. NULL everywhere at first: the next relation of
+/// a message folds from its base once and sets it.
+const V6: &str = r#"
+ALTER TABLE messages ADD COLUMN rel_seq INTEGER;
+DROP INDEX messages_by_target;
+CREATE INDEX messages_by_target ON messages (conv, rel_target, seq) WHERE rel_target IS NOT NULL;
+"#;
+
 /// Every migration, in order; `MIGRATIONS.len()` is the current version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// The schema version this code writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
