@@ -272,6 +272,16 @@ async fn processor(
 /// nothing the server holds is missed once the store works again.
 fn local_failure(inner: &Inner, session: &Session, e: &StoreError) {
     let detail = match e {
+        // SQLite's words, and what its extended code says when that adds
+        // something (which write or read of the file failed).
+        StoreError::Sqlite(rusqlite::Error::SqliteFailure(f, msg)) => {
+            let what = rusqlite::ffi::code_to_str(f.extended_code);
+            match msg {
+                Some(m) if !m.eq_ignore_ascii_case(what) => format!("{m} ({what})"),
+                Some(m) => m.clone(),
+                None => what.to_owned(),
+            }
+        }
         StoreError::Sqlite(e) => e.to_string(),
         other => other.to_string(),
     };

@@ -348,20 +348,27 @@ async fn invite_returns_the_stored_invitation_when_its_state_came_first() {
 async fn a_failing_local_database_is_reported_as_such_and_backed_off() {
     let (_d, client, mut ws, mut events, mut servers) = synced_session_and_servers(&[]).await;
     // The file turns read-only under the running client (as after a
-    // remount, or a disk that SQLite finds full).
+    // remount), then the disk is full.
     client.store().with_transaction(|tx| tx.execute_batch("PRAGMA query_only = ON")).unwrap();
     let db = client.store().path().display().to_string();
     let mut delays = Vec::new();
-    for round in 0..2 {
-        let m = json!({"ev": "msg", "conv": "ch:lobby", "seq": round + 1, "mid": format!("m{round}"),
-                       "cid": format!("b{round}"), "from": "bob", "to": {"channel": "lobby"}, "kind": "text",
-                       "body": {"text": "hi"}, "ts": 1});
+    for (round, says) in
+        ["attempt to write a readonly database", "database or disk is full"].into_iter().enumerate()
+    {
+        if round == 1 {
+            let full = "PRAGMA query_only = OFF; PRAGMA max_page_count = 1;";
+            client.store().with_transaction(|tx| tx.execute_batch(full)).unwrap();
+        }
+        // Never stored, so seq 1 each time (no gap to fill); large enough to need new pages.
+        let m = json!({"ev": "msg", "conv": "ch:lobby", "seq": 1, "mid": "m1", "cid": "b1", "from": "bob",
+                       "to": {"channel": "lobby"}, "kind": "text", "body": {"text": "hi ".repeat(50_000)},
+                       "ts": 1});
         ws.send(Message::text(m.to_string())).await.unwrap();
         let ev = wait_for(&mut events, |e| is_state(e, ConnState::Reconnecting)).await;
         let ClientEvent::Connection { reason, retry_in_ms, .. } = ev else { unreachable!() };
         let reason = reason.unwrap();
         assert!(reason.contains(&format!("local database {db}")), "{reason}");
-        assert!(reason.contains("readonly database"), "{reason}");
+        assert!(reason.contains(says), "{reason}");
         assert_eq!(client.last_error().as_deref(), Some(reason.as_str()));
         delays.push(retry_in_ms.unwrap());
         ws = servers.recv().await.unwrap();
