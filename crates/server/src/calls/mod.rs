@@ -287,22 +287,73 @@ pub async fn within_allowance(st: &AppState, ses: &SessionCtx, req: &Request) ->
 }
 
 /// A session ended: if its device is a call device, arms the grace timer
-/// after which its calls end with `gone`.
+/// after which its calls end with `gone`. When the book cannot record the
+/// departure (Redis unreachable), the timer runs anyway and records it
+/// later, so the other device's call still ends once the grace is over.
 pub async fn session_ended(st: &AppState, user: &str, device: &str) {
     let party = Party { user: user.to_owned(), device: device.to_owned() };
     let token = ulid::Ulid::new().to_string();
     let grace = Duration::from_millis(st.config.call_grace_ms);
-    match st.calls.book.left(&party, &token, grace).await {
-        Ok(true) => {}
+    let deadline = tokio::time::Instant::now() + grace;
+    let recorded = match st.calls.book.left(&party, &token, grace).await {
+        Ok(true) => true,
         Ok(false) => return,
-        Err(e) => return tracing::warn!(%user, error = %e, "could not mark a call device departed"),
-    }
+        Err(e) => {
+            tracing::warn!(%user, error = %e, "could not mark a call device departed; retrying while its grace runs");
+            false
+        }
+    };
     let me = st.calls.me.clone();
     st.spawn_timer(async move {
-        tokio::time::sleep(grace).await;
+        if !recorded && !record_departure(&me, &party, &token, deadline).await {
+            return;
+        }
+        tokio::time::sleep_until(deadline).await;
         let Some(st) = me.upgrade() else { return };
         grace_over(&st, &party, &token).await;
     });
+}
+
+/// First wait before recording a departure again, doubled after each
+/// failure up to [`DEPARTURE_RETRY_MAX`].
+const DEPARTURE_RETRY: Duration = Duration::from_millis(250);
+/// Longest wait between two tries to record a departure.
+const DEPARTURE_RETRY_MAX: Duration = Duration::from_secs(10);
+
+/// Records a departure the book could not record when the session ended,
+/// with the grace left until `deadline` (none once it is over: the grace
+/// then runs out at once, and the device's calls end unless it is live
+/// again). Tries until the book answers, for as long as call records live
+/// ([`RECORD_TTL`]). True when the device is in a call (and now marked).
+async fn record_departure(
+    me: &Weak<AppState>,
+    party: &Party,
+    token: &str,
+    deadline: tokio::time::Instant,
+) -> bool {
+    let give_up = deadline + RECORD_TTL;
+    let mut wait = DEPARTURE_RETRY;
+    loop {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(DEPARTURE_RETRY_MAX);
+        let Some(st) = me.upgrade() else { return false };
+        let now = tokio::time::Instant::now();
+        match st.calls.book.left(party, token, deadline.saturating_duration_since(now)).await {
+            Ok(marked) => {
+                if marked {
+                    tracing::info!(user = %party.user, "call device's departure recorded after a retry");
+                }
+                return marked;
+            }
+            Err(e) if now >= give_up => {
+                tracing::error!(user = %party.user, error = %e, "gave up recording a call device's departure; its calls stay open until their records expire");
+                return false;
+            }
+            Err(e) => {
+                tracing::debug!(user = %party.user, error = %e, "recording a call device's departure failed again")
+            }
+        }
+    }
 }
 
 /// The grace of departure `token` ran out: ends the device's calls unless

@@ -1,6 +1,7 @@
 use super::local::LocalBook;
 use super::*;
 use crate::hub::Hub;
+use crate::state::AppState;
 
 fn party(user: &str, device: &str) -> Party {
     Party { user: user.into(), device: device.into() }
@@ -125,4 +126,87 @@ async fn a_departure_counts_only_while_it_is_the_latest_and_the_device_is_away()
     hub.unregister(&s, &Default::default());
     assert!(book.left(&alice, "t3", Duration::from_secs(1)).await.unwrap());
     assert_eq!(book.departed(&alice, "t3").await.unwrap(), ["i1"]);
+}
+
+/// A book whose `left` fails a number of times first, as the Redis book
+/// does while Redis is unreachable.
+struct FailingLeft {
+    book: LocalBook,
+    failures: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl CallBook for FailingLeft {
+    async fn put(&self, iid: &str, rec: &CallRecord) -> Result<(), BusError> {
+        self.book.put(iid, rec).await
+    }
+    async fn get(&self, iid: &str) -> Result<Option<(CallRecord, u64)>, BusError> {
+        self.book.get(iid).await
+    }
+    async fn swap(&self, iid: &str, version: u64, next: &CallRecord) -> Result<bool, BusError> {
+        self.book.swap(iid, version, next).await
+    }
+    async fn forget(&self, iid: &str) -> Result<(), BusError> {
+        self.book.forget(iid).await
+    }
+    async fn allowance(&self, iid: &str, from: &Party) -> Result<bool, BusError> {
+        self.book.allowance(iid, from).await
+    }
+    async fn left(&self, device: &Party, token: &str, grace: Duration) -> Result<bool, BusError> {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.failures.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
+            return Err(BusError::Timeout(Duration::from_secs(2)));
+        }
+        self.book.left(device, token, grace).await
+    }
+    async fn departed(&self, device: &Party, token: &str) -> Result<Vec<String>, BusError> {
+        self.book.departed(device, token).await
+    }
+}
+
+/// A server state (single node, no sockets) whose calls live in `book`.
+fn state_with_book(dir: &std::path::Path, hub: Arc<Hub>, book: Arc<dyn CallBook>) -> Arc<AppState> {
+    let config = crate::config::Config { data_dir: dir.into(), ..Default::default() };
+    let store = Arc::new(crate::store::sqlite::SqliteStore::open(dir).expect("a store"));
+    let (_, shutdown) = tokio::sync::watch::channel(false);
+    Arc::new_cyclic(|me| AppState {
+        calls: Calls::new(book, me.clone()),
+        auth: crate::auth::Authenticator::new(None, true),
+        hub,
+        bus: None,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
+        shutdown,
+        timers: Default::default(),
+        store,
+        config,
+    })
+}
+
+/// When the book cannot record a call device's departure as its session
+/// ends, the grace still runs out: the other device hears `gone` and the
+/// call ends, not before the grace.
+#[tokio::test(start_paused = true)]
+async fn a_departure_the_book_failed_to_record_still_ends_the_call_after_the_grace() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = Arc::new(Hub::default());
+    let book = Arc::new(FailingLeft { book: LocalBook::new(hub.clone()), failures: 3.into() });
+    let st = state_with_book(dir.path(), hub.clone(), book.clone());
+    let grace = Duration::from_millis(st.config.call_grace_ms);
+    book.put("i1", &accepted_call()).await.unwrap();
+    let bob = hub.new_session("bob", "desk", 8);
+    hub.register(&bob);
+
+    session_ended(&st, "alice", "phone").await;
+    tokio::time::sleep(grace / 2).await;
+    assert!(
+        book.get("i1").await.unwrap().is_some_and(|(r, _)| !r.ended),
+        "within the grace the call goes on"
+    );
+    tokio::time::sleep(grace).await;
+    assert_eq!(book.get("i1").await.unwrap(), None, "the grace ran out: the call ended and was forgotten");
+    let frames: Vec<String> = std::iter::from_fn(|| bob.pop()).map(|f| f.to_string()).collect();
+    assert!(
+        frames.iter().any(|f| f.contains(r#""t":"end""#) && f.contains(r#""reason":"gone""#)),
+        "bob's device heard gone: {frames:?}"
+    );
 }
