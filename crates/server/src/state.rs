@@ -48,16 +48,26 @@ pub fn event_frame(ev: &Event) -> Arc<str> {
     Arc::from(serde_json::to_string(ev).expect("events serialize"))
 }
 
+/// The cached entry of a channel in `hub`, loaded from `store` on first
+/// use; `None` when the channel does not exist.
+pub async fn channel_entry(
+    hub: &Hub,
+    store: &dyn Store,
+    name: &str,
+) -> StoreResult<Option<Arc<ChannelCache>>> {
+    if let Some(c) = hub.channel(name) {
+        return Ok(Some(c));
+    }
+    let Some(row) = store.channel(name).await? else { return Ok(None) };
+    let members = store.members(name).await?;
+    Ok(Some(hub.cache_channel(name, ChannelCache::new(row.private, members))))
+}
+
 impl AppState {
     /// The cached entry of a channel (loaded from storage on first use), or
     /// `None` when the channel does not exist.
     pub async fn channel_entry(&self, name: &str) -> StoreResult<Option<Arc<ChannelCache>>> {
-        if let Some(c) = self.hub.channel(name) {
-            return Ok(Some(c));
-        }
-        let Some(row) = self.store.channel(name).await? else { return Ok(None) };
-        let members = self.store.members(name).await?;
-        Ok(Some(self.hub.cache_channel(name, ChannelCache::new(row.private, members))))
+        channel_entry(&self.hub, &*self.store, name).await
     }
 
     /// `user`'s role in a channel as it counts for permissions: a server
@@ -89,17 +99,30 @@ impl AppState {
             Conv::Dm(a, b) if a == b => self.send_to_users([a.as_str()], frame, except),
             Conv::Dm(a, b) => self.send_to_users([a.as_str(), b.as_str()], frame, except),
             Conv::Channel(name) => match self.channel_entry(name).await? {
-                Some(entry) => {
-                    if let Some(bus) = &self.bus {
-                        let members = entry.snapshot();
-                        let users: Vec<&str> = members.iter().map(|m| &**m).collect();
-                        bus.publish_to_users(&users, frame);
-                    }
-                    self.hub.send_to_channel(&entry, frame, except)
-                }
+                Some(entry) => self.send_to_channel(name, &entry, frame, except, None),
                 None => 0,
             },
         })
+    }
+
+    /// Queues `frame` to every live session of the members of channel
+    /// `name` (its cached `entry`) but the session `except` and the
+    /// sessions of the user `skip`, on this node and, with one bus message
+    /// whatever the number of members, on the other nodes of a cluster
+    /// (each delivers to the members its own cache holds). Returns how
+    /// many sessions of this node it reached.
+    pub fn send_to_channel(
+        &self,
+        name: &str,
+        entry: &ChannelCache,
+        frame: &Arc<str>,
+        except: Option<u64>,
+        skip: Option<&str>,
+    ) -> usize {
+        if let Some(bus) = &self.bus {
+            bus.publish_to_channel(name, skip, frame);
+        }
+        self.hub.send_to_channel_but(entry, frame, except, skip)
     }
 
     /// Queues `frame` to every session of each of `users`, on this node

@@ -98,10 +98,11 @@ fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, join
         removed,
         role: None,
     });
-    // Who left hears it too.
-    let members = entry.snapshot();
-    let leaver = (!joined).then_some(user);
-    st.send_to_users(members.iter().map(|m| &**m).chain(leaver), &frame, None);
+    st.send_to_channel(channel, entry, &frame, None, None);
+    // Who left hears it too (no longer a member, so by name).
+    if !joined {
+        st.send_to_users([user], &frame, None);
+    }
     // Who may see whose presence follows shared channels (v1.2).
     super::people::views_changed(st, &[user]);
 }
@@ -111,7 +112,6 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
     if changes.is_empty() {
         return;
     }
-    let members = entry.snapshot();
     for (user, role) in changes {
         let frame = event_frame(&Event::Member {
             channel: channel.to_owned(),
@@ -120,7 +120,7 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
             removed: false,
             role: Some(*role),
         });
-        st.send_to_users(members.iter().map(|m| &**m), &frame, None);
+        st.send_to_channel(channel, entry, &frame, None, None);
     }
 }
 
