@@ -714,6 +714,13 @@ pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
     watchers: RwLock<Watchers>,
     channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
+    /// Counts changes of channel members seen here (changed under
+    /// `channels`' write lock): members read from storage before one are
+    /// used, never cached (see [`Hub::cache_channel`]).
+    channel_epoch: AtomicU64,
+    /// Membership changes of one channel on this node take turns (see
+    /// [`Hub::membership_turn`]).
+    membership: MembershipTurns,
     /// Counts registrations and unregistrations (changed under `users`'
     /// write lock): a channel's route made before one is stale.
     generation: AtomicU64,
@@ -1020,22 +1027,74 @@ impl Hub {
     /// Drops a channel's cached entry (another node changed its members);
     /// the next use reloads it from storage.
     pub fn forget_channel(&self, name: &str) {
-        self.channels.write().expect("channels lock").remove(name);
+        let mut channels = self.channels.write().expect("channels lock");
+        self.channel_epoch.fetch_add(1, Ordering::AcqRel);
+        channels.remove(name);
     }
 
     /// Drops every cached channel entry.
     pub fn forget_channels(&self) {
-        self.channels.write().expect("channels lock").clear();
+        let mut channels = self.channels.write().expect("channels lock");
+        self.channel_epoch.fetch_add(1, Ordering::AcqRel);
+        channels.clear();
     }
 
-    /// Caches a channel entry (the first one cached wins) and returns it.
-    pub fn cache_channel(&self, name: &str, entry: ChannelCache) -> Arc<ChannelCache> {
-        self.channels
-            .write()
-            .expect("channels lock")
-            .entry(name.to_owned())
-            .or_insert_with(|| Arc::new(entry))
-            .clone()
+    /// The count of member changes seen here: read it before reading a
+    /// channel's members from storage, and hand it to [`Hub::cache_channel`].
+    pub fn channel_epoch(&self) -> u64 {
+        self.channel_epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches a channel entry read from storage when the epoch was `epoch`
+    /// (the first one cached wins) and returns it. When members changed
+    /// since (a `forget_channel`, a local join or leave), what was read may
+    /// predate the change: it serves the caller once and is not cached, so a
+    /// stale member list never outlives the request that read it (a member
+    /// removed meanwhile kept receiving the channel on this node until its
+    /// next membership change).
+    pub fn cache_channel(&self, name: &str, entry: ChannelCache, epoch: u64) -> Arc<ChannelCache> {
+        let mut channels = self.channels.write().expect("channels lock");
+        if self.channel_epoch.load(Ordering::Acquire) != epoch {
+            return channels.get(name).cloned().unwrap_or_else(|| Arc::new(entry));
+        }
+        channels.entry(name.to_owned()).or_insert_with(|| Arc::new(entry)).clone()
+    }
+
+    /// A membership change of `name` was stored here: applies it to the
+    /// channel's cached entry, if any (the one cached now, which may be a
+    /// newer copy than the caller's), and makes reads of the members begun
+    /// before it uncacheable.
+    pub fn member_changed(&self, name: &str, user: &str, joined: bool) {
+        let channels = self.channels.write().expect("channels lock");
+        self.channel_epoch.fetch_add(1, Ordering::AcqRel);
+        if let Some(entry) = channels.get(name) {
+            if joined { entry.insert(user) } else { entry.remove(user) }
+        }
+    }
+
+    /// Waits for the turn to change `name`'s members: hold it from before
+    /// storing a change until [`Hub::member_changed`], so that this node's
+    /// cache sees its changes of one channel in the order storage did.
+    pub async fn membership_turn(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.membership.of(name).lock().await
+    }
+}
+
+/// Turns for membership changes, by channel name (striped: channels that
+/// share a stripe wait for each other, rarely and briefly).
+struct MembershipTurns(Box<[tokio::sync::Mutex<()>]>);
+
+impl Default for MembershipTurns {
+    fn default() -> Self {
+        MembershipTurns((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl MembershipTurns {
+    fn of(&self, name: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let h = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(name);
+        &self.0[(h % self.0.len() as u64) as usize]
     }
 }
 
@@ -1050,6 +1109,59 @@ mod tests {
         assert!(v.check_writer_once("dm:a:b", "a"), "a's later messages are not");
         assert!(!v.check_writer_once("dm:a:b", "b"), "b's first message is checked");
         assert!(!v.check_writer_once("dm:a:c", "a"), "another DM is checked");
+    }
+
+    /// Members read from storage before a change (another node's, seen as
+    /// a forget, or this node's own) serve their request but are not
+    /// cached: a removed member would otherwise keep receiving the channel
+    /// here until its next membership change.
+    #[test]
+    fn members_read_before_a_change_are_used_once_not_cached() {
+        let hub = Hub::default();
+        let stale = || ChannelCache::new(false, ["alice".to_owned(), "mallory".to_owned()]);
+        let epoch = hub.channel_epoch();
+        hub.forget_channel("team"); // another node removed mallory meanwhile
+        let served = hub.cache_channel("team", stale(), epoch);
+        assert!(served.is_member("mallory"), "the request that read it is served");
+        assert!(hub.channel("team").is_none(), "a read older than the change is not cached");
+
+        let epoch = hub.channel_epoch();
+        hub.member_changed("team", "mallory", false); // this node removed her meanwhile
+        hub.cache_channel("team", stale(), epoch);
+        assert!(hub.channel("team").is_none(), "nor one older than a change made here");
+
+        let epoch = hub.channel_epoch();
+        hub.cache_channel("team", ChannelCache::new(false, ["alice".to_owned()]), epoch);
+        assert!(hub.channel("team").is_some_and(|c| !c.is_member("mallory")), "a current read is cached");
+    }
+
+    /// A change made here applies to the copy cached now, which may be a
+    /// newer one than the copy the request started with.
+    #[test]
+    fn a_change_made_here_applies_to_the_copy_cached_now() {
+        let hub = Hub::default();
+        let epoch = hub.channel_epoch();
+        let held = hub.cache_channel("team", ChannelCache::new(false, ["alice".to_owned()]), epoch);
+        hub.forget_channel("team");
+        let epoch = hub.channel_epoch();
+        hub.cache_channel("team", ChannelCache::new(false, ["alice".to_owned()]), epoch);
+        hub.member_changed("team", "bob", true);
+        assert!(hub.channel("team").is_some_and(|c| c.is_member("bob")));
+        assert!(!held.is_member("bob"), "the old copy is no one's any more");
+    }
+
+    /// Membership changes of one channel take turns; other channels' do not
+    /// wait (unless they share a stripe).
+    #[tokio::test]
+    async fn membership_changes_of_one_channel_take_turns() {
+        let hub = Hub::default();
+        let first = hub.membership_turn("team").await;
+        assert!(
+            tokio::time::timeout(Duration::from_millis(20), hub.membership_turn("team")).await.is_err(),
+            "a second change of team waits"
+        );
+        drop(first);
+        let _again = hub.membership_turn("team").await;
     }
 
     use super::*;

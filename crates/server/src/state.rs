@@ -58,9 +58,10 @@ pub async fn channel_entry(
     if let Some(c) = hub.channel(name) {
         return Ok(Some(c));
     }
+    let epoch = hub.channel_epoch();
     let Some(row) = store.channel(name).await? else { return Ok(None) };
     let members = store.members(name).await?;
-    Ok(Some(hub.cache_channel(name, ChannelCache::new(row.private, members))))
+    Ok(Some(hub.cache_channel(name, ChannelCache::new(row.private, members), epoch)))
 }
 
 impl AppState {

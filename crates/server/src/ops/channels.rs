@@ -72,7 +72,7 @@ pub async fn create(
         return Err(OpError::conflict("a channel with this name exists"));
     }
     let entry = st.channel_entry(&channel).await?.ok_or_else(|| OpError::not_found("channel vanished"))?;
-    entry.insert(&ses.user);
+    st.hub.member_changed(&channel, &ses.user, true);
     st.channel_changed(&channel);
     Ok(json!({"conv": Conv::channel(&channel), "members": entry.len()}))
 }
@@ -127,7 +127,7 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
 /// After a departure: the cache, the `member` event, and the successor's
 /// new role if the owner went.
 fn departed(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, removed: bool, d: Departure) {
-    entry.remove(user);
+    st.hub.member_changed(channel, user, false);
     announce(st, entry, channel, user, false, removed);
     if let Some(owner) = d.new_owner {
         announce_roles(st, entry, channel, &[(owner, Role::Owner)]);
@@ -167,6 +167,7 @@ async fn admit(
     lifts_removal: bool,
     blocked: &str,
 ) -> Result<bool, OpError> {
+    let turn = st.hub.membership_turn(channel).await;
     let admitted = if lifts_removal {
         st.store.add_member(channel, user, now_ms()).await?
     } else {
@@ -177,7 +178,8 @@ async fn admit(
         }
     };
     if admitted {
-        entry.insert(user);
+        st.hub.member_changed(channel, user, true);
+        drop(turn);
         announce(st, entry, channel, user, true, false);
     }
     Ok(admitted)
@@ -191,9 +193,11 @@ pub async fn leave(st: &Arc<AppState>, ses: &SessionCtx, channel: &str) -> OpRes
         Some(e) if !e.private || e.is_member(user) => e,
         _ => return Err(OpError::forbidden(HIDDEN)),
     };
+    let turn = st.hub.membership_turn(channel).await;
     if let Some(d) = st.store.remove_member(channel, user, false).await? {
         departed(st, &entry, channel, user, false, d);
     }
+    drop(turn);
     Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
 }
 
@@ -239,10 +243,12 @@ pub async fn remove_member(st: &Arc<AppState>, ses: &SessionCtx, channel: &str, 
     if mine == Some(Role::Admin) && theirs != Role::Member {
         return Err(OpError::forbidden("an admin may remove only plain members"));
     }
+    let turn = st.hub.membership_turn(channel).await;
     match st.store.remove_member(channel, user, true).await? {
         Some(d) => departed(st, &entry, channel, user, true, d),
         None => return Err(OpError::not_found("not a member of this channel")),
     }
+    drop(turn);
     Ok(json!({"conv": Conv::channel(channel), "members": entry.len()}))
 }
 
