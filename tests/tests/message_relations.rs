@@ -396,6 +396,32 @@ async fn pins_by_dm_parties_and_channel_moderators_listed_oldest_first() {
     assert_eq!(ca.sync_row(&format!("ch:{ch}")).await.unwrap()["pins"], json!([]));
 }
 
+/// A conversation holds at most `limits.pins` pinned messages (an
+/// extension: every sync row lists them); unpinning frees a place.
+#[tokio::test]
+async fn pins_are_capped_per_conversation() {
+    let Some(h) = Harness::with_config("pins_are_capped_per_conversation", |c| c.limits.pins = Some(2)).await
+    else {
+        return;
+    };
+    let (a, b) = (h.user("pincap-a"), h.user("pincap-b"));
+    let mut ca = h.login(&a).await;
+    assert_eq!(ca.hello_ok["limits"]["pins"], json!(2), "{}", ca.hello_ok);
+    let ab = to_user(&b);
+    let mut mids = Vec::new();
+    for t in ["one", "two", "three"] {
+        mids.push(text(&mut ca, &ab, t).await);
+    }
+    relate(&mut ca, &ab, "pin", json!({"target": mids[0], "on": true})).await;
+    relate(&mut ca, &ab, "pin", json!({"target": mids[1], "on": true})).await;
+    let r = send_kind(&mut ca, &ab, "pin", json!({"target": mids[2], "on": true})).await;
+    let e = r.err.unwrap_or_else(|| panic!("a third pin: {:?}", r.ok));
+    assert_eq!((e.code, e.limit.as_deref()), (ErrorCode::LimitReached, Some("pins")), "{e:?}");
+    relate(&mut ca, &ab, "pin", json!({"target": mids[0], "on": false})).await;
+    relate(&mut ca, &ab, "pin", json!({"target": mids[2], "on": true})).await;
+    assert_eq!(ca.sync_row(&dm_conv(&a, &b)).await.unwrap()["pins"], json!([mids[1], mids[2]]));
+}
+
 // ---------------------------------------------------------------------------
 // Sync counters and mentions
 

@@ -34,7 +34,7 @@ pub enum ErrorCode {
     Internal,
     /// v1.2: a cap other than the rate was reached; `err.limit` names it
     /// (`reaction_keys`, `reactions_per_user`, `channels_created`,
-    /// `sessions`, `upload_bytes_day`, `pending_invites`).
+    /// `sessions`, `upload_bytes_day`, `pending_invites`, `pins`).
     LimitReached,
 }
 

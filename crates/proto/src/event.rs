@@ -132,6 +132,10 @@ pub struct Limits {
     /// (`pending_invites`; an answer, a cancel or the expiry frees one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_invites: Option<u32>,
+    /// Most pinned messages in one conversation (`limit_reached`,
+    /// `err.limit = "pins"`; an extension: every `sync` row lists its pins).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pins: Option<u32>,
 }
 
 /// v1.2 reference default of [`Limits::reaction_keys`].
@@ -146,6 +150,8 @@ pub const DEFAULT_SESSIONS: u32 = 32;
 pub const DEFAULT_UPLOAD_BYTES_DAY: u64 = 1 << 30;
 /// Reference default of [`Limits::pending_invites`].
 pub const DEFAULT_PENDING_INVITES: u32 = 20;
+/// Reference default of [`Limits::pins`].
+pub const DEFAULT_PINS: u32 = 100;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -163,6 +169,7 @@ impl Default for Limits {
             sessions: Some(DEFAULT_SESSIONS),
             upload_bytes_day: Some(DEFAULT_UPLOAD_BYTES_DAY),
             pending_invites: Some(DEFAULT_PENDING_INVITES),
+            pins: Some(DEFAULT_PINS),
         }
     }
 }

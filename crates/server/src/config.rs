@@ -314,6 +314,7 @@ impl Config {
         self.limits.sessions = self.limits.sessions.or(reference.sessions);
         self.limits.upload_bytes_day = self.limits.upload_bytes_day.or(reference.upload_bytes_day);
         self.limits.pending_invites = self.limits.pending_invites.or(reference.pending_invites);
+        self.limits.pins = self.limits.pins.or(reference.pins);
         let l = &self.limits;
         let checks = [
             (self.max_connections >= 1, "max_connections must be at least 1"),
@@ -350,11 +351,18 @@ impl Config {
                 "limits.edit_window_s and limits.recall_window_s must be at least 1 (seconds)",
             ),
             (
-                [l.reaction_keys, l.reactions_per_user, l.channels_created, l.sessions, l.pending_invites]
-                    .iter()
-                    .all(|c| c.is_some_and(|n| n >= 1)),
-                "limits.reaction_keys, reactions_per_user, channels_created, sessions and pending_invites \
-                 must be at least 1",
+                [
+                    l.reaction_keys,
+                    l.reactions_per_user,
+                    l.channels_created,
+                    l.sessions,
+                    l.pending_invites,
+                    l.pins,
+                ]
+                .iter()
+                .all(|c| c.is_some_and(|n| n >= 1)),
+                "limits.reaction_keys, reactions_per_user, channels_created, sessions, pending_invites and \
+                 pins must be at least 1",
             ),
         ];
         for (ok, why) in checks {
@@ -467,6 +475,7 @@ struct LimitsTable {
     sessions: Option<u32>,
     upload_bytes_day: Option<u64>,
     pending_invites: Option<u32>,
+    pins: Option<u32>,
 }
 
 fn limits_table<'de, D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
@@ -486,6 +495,7 @@ fn limits_table<'de, D: Deserializer<'de>>(d: D) -> Result<Limits, D::Error> {
         sessions: t.sessions.or(l.sessions),
         upload_bytes_day: t.upload_bytes_day.or(l.upload_bytes_day),
         pending_invites: t.pending_invites.or(l.pending_invites),
+        pins: t.pins.or(l.pins),
     })
 }
 

@@ -147,6 +147,7 @@ export default {
     sessions: 'You\'re signed in on too many devices at once. Sign out somewhere else first.',
     upload_bytes_day: 'You\'ve reached today\'s upload limit. Try again tomorrow.',
     pending_invites: 'You have too many calls ringing at once. Wait for an answer or cancel one first.',
+    pins: 'This conversation has as many pinned messages as it can hold. Unpin one first.',
     other: 'A server limit was reached: {message}',
   },
   deepLink: {

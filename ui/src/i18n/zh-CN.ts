@@ -147,6 +147,7 @@ export default {
     sessions: '你同时登录的设备过多，请先在其他设备上退出。',
     upload_bytes_day: '你今天的上传量已达上限，请明天再试。',
     pending_invites: '同时呼叫的邀请太多了，请等待对方应答或先取消一个。',
+    pins: '这个会话置顶的消息已达上限，请先取消置顶一条。',
     other: '已达到服务器限制：{message}',
   },
   deepLink: {

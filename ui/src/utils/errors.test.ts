@@ -10,7 +10,7 @@ describe('limit errors in words', () => {
   }
 
   it('names each cap the server can name, in English and Chinese', () => {
-    for (const limit of ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day', 'pending_invites']) {
+    for (const limit of ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day', 'pending_invites', 'pins']) {
       const e = { code: 'limit_reached', message: 'server words', limit }
       expect(limitToast(e).key).toBe(`limits.${limit}`)
       for (const lang of ['en', 'zh-CN'] as const) {

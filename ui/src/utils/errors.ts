@@ -4,7 +4,7 @@ import type { TransportError } from '../types/app'
 import { toTransportError } from '../services/transport'
 
 /** Caps the server names in `err.limit` (protocol v1.2), each with its own words. */
-export const KNOWN_LIMITS = ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day', 'pending_invites']
+export const KNOWN_LIMITS = ['reaction_keys', 'reactions_per_user', 'channels_created', 'sessions', 'upload_bytes_day', 'pending_invites', 'pins']
 
 /** The i18n key and parameters for `rate_limited` and `limit_reached` (which cap, when known). */
 export function limitToast(err: TransportError): { key: string; params: Record<string, string> } {

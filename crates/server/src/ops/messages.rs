@@ -133,13 +133,13 @@ async fn check(st: &AppState, sender: &Sender<'_>, mut req: SendReq) -> Result<C
 /// Authorises and stores a relation message.
 async fn store_relation(st: &AppState, msg: NewMessage, rel: Relation) -> Result<Appended, OpError> {
     relations::authorize(st, &msg.from, &msg.conv, &rel).await?;
-    match st.store.append_relation_capped(msg, rel, relations::reaction_caps(st)).await? {
+    match st.store.append_relation_capped(msg, rel, relations::relation_caps(st)).await? {
         RelationAppend::Stored(a) => Ok(a),
         RelationAppend::NoTarget => {
             Err(OpError::not_found("body.target is not a message of this conversation"))
         }
         RelationAppend::Recalled => Err(OpError::conflict("the message was recalled")),
-        RelationAppend::Capped(cap) => Err(relations::reaction_capped(st, cap)),
+        RelationAppend::Capped(cap) => Err(relations::relation_capped(st, cap)),
     }
 }
 

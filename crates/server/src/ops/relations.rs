@@ -11,8 +11,8 @@
 use super::OpError;
 use crate::clock::now_ms;
 use crate::state::AppState;
-use crate::store::{ReactionCaps, Relation};
-use courier_proto::event::{DEFAULT_REACTION_KEYS, DEFAULT_REACTIONS_PER_USER};
+use crate::store::{Relation, RelationCaps};
+use courier_proto::event::{DEFAULT_PINS, DEFAULT_REACTION_KEYS, DEFAULT_REACTIONS_PER_USER};
 use courier_proto::{Conv, ErrBody, Msg, is_relation_kind};
 
 /// Checks that `actor` may apply `rel` in `conv` now. `actor` is already
@@ -82,25 +82,31 @@ pub async fn authorize(st: &AppState, actor: &str, conv: &Conv, rel: &Relation) 
     Ok(target)
 }
 
-/// The v1.2 reaction caps from the configuration. Storage checks them in
-/// the reaction's transaction ([`crate::store::RelationStore::append_relation_capped`]):
+/// The relation caps from the configuration. Storage checks them in the
+/// relation's transaction ([`crate::store::RelationStore::append_relation_capped`]):
 /// at most `reaction_keys` distinct keys on one message, and
-/// `reactions_per_user` keys of one user on it. A key the user has on
-/// already fits; taking a reaction off is never capped.
-pub fn reaction_caps(st: &AppState) -> ReactionCaps {
+/// `reactions_per_user` keys of one user on it (v1.2); at most `pins`
+/// pinned messages in one conversation (every `sync` row lists them, so a
+/// peer pinning everything grew the other's sync without bound). A key
+/// the user has on already fits; taking a reaction off or unpinning is
+/// never capped.
+pub fn relation_caps(st: &AppState) -> RelationCaps {
     let limits = &st.config.limits;
-    ReactionCaps {
+    RelationCaps {
         keys: u64::from(limits.reaction_keys.unwrap_or(DEFAULT_REACTION_KEYS)),
         per_user: u64::from(limits.reactions_per_user.unwrap_or(DEFAULT_REACTIONS_PER_USER)),
+        pins: u64::from(limits.pins.unwrap_or(DEFAULT_PINS)),
     }
 }
 
-/// The `limit_reached` error for a reaction over `cap` (a name from
-/// [`ReactionCaps::refuses`]).
-pub fn reaction_capped(st: &AppState, cap: &'static str) -> OpError {
-    let caps = reaction_caps(st);
+/// The `limit_reached` error for a relation over `cap` (a name from
+/// [`RelationCaps::refuses`] or [`RelationCaps::refuses_pin`]).
+pub fn relation_capped(st: &AppState, cap: &'static str) -> OpError {
+    let caps = relation_caps(st);
     let message = if cap == "reactions_per_user" {
         format!("you have {} reactions on this message already; take one off first", caps.per_user)
+    } else if cap == "pins" {
+        format!("this conversation has {} pinned messages already; unpin one first", caps.pins)
     } else {
         format!("this message has {} different reactions already; use one of them", caps.keys)
     };

@@ -142,7 +142,7 @@ pub trait RelationStore: Send + Sync + 'static {
         &self,
         msg: NewMessage,
         rel: Relation,
-        caps: ReactionCaps,
+        caps: RelationCaps,
     ) -> StoreResult<RelationAppend>;
     /// The reactions on the content message `target_seq` of `conv` as the
     /// v1.2 caps see them when `user` turns `key` on.

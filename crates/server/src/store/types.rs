@@ -130,8 +130,9 @@ pub enum RelationAppend {
     NoTarget,
     /// The target is recalled; nothing was written.
     Recalled,
-    /// v1.2: a reaction turning a key on would pass this cap
-    /// (`reaction_keys` or `reactions_per_user`); nothing was written.
+    /// A reaction turning a key on (v1.2) or a pin would pass this cap
+    /// (`reaction_keys`, `reactions_per_user` or `pins`); nothing was
+    /// written.
     Capped(&'static str),
 }
 
@@ -188,16 +189,20 @@ pub struct ReactionTally {
     pub user_has_key: bool,
 }
 
-/// The v1.2 reaction caps (`limits.reaction_keys`, `reactions_per_user`).
+/// The caps storage checks in a relation's transaction: the v1.2 reaction
+/// caps (`limits.reaction_keys`, `reactions_per_user`) and the pinned
+/// messages of a conversation (`limits.pins`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReactionCaps {
+pub struct RelationCaps {
     /// Most distinct keys on one message.
     pub keys: u64,
     /// Most keys one user has on one message.
     pub per_user: u64,
+    /// Most pinned messages in one conversation.
+    pub pins: u64,
 }
 
-impl ReactionCaps {
+impl RelationCaps {
     /// The cap the user turning the key on would pass, given the tally
     /// (`None`: it fits; a key the user has on already always fits).
     pub fn refuses(&self, t: ReactionTally) -> Option<&'static str> {
@@ -210,6 +215,13 @@ impl ReactionCaps {
         } else {
             None
         }
+    }
+
+    /// The cap pinning a message would pass when its conversation has
+    /// `pinned` messages pinned (`None`: it fits; the caller does not ask
+    /// for a message pinned already, which stays where it is).
+    pub fn refuses_pin(&self, pinned: u64) -> Option<&'static str> {
+        (pinned >= self.pins).then_some("pins")
     }
 }
 

@@ -9,7 +9,7 @@ use crate::store::shared::{
     MentionScrub, RecallEffect, RelationEffect, RelationTarget, from_sql_int, to_sql_int,
 };
 use crate::store::{Appended, NewMessage, Relation, RelationAppend, StoreError, StoreResult};
-use crate::store::{ReactionCaps, ReactionTally, RelationStore};
+use crate::store::{ReactionTally, RelationCaps, RelationStore};
 use async_trait::async_trait;
 use courier_proto::{Conv, Msg};
 use deadpool_postgres::{Object, Transaction};
@@ -47,7 +47,7 @@ async fn append_relation_with(
     store: &PostgresStore,
     msg: NewMessage,
     rel: Relation,
-    caps: Option<ReactionCaps>,
+    caps: Option<RelationCaps>,
 ) -> StoreResult<RelationAppend> {
     let mut c = store.client().await?;
     // The common retry needs no transaction and no lock.
@@ -98,7 +98,7 @@ async fn try_append_relation(
     m: &NewMessage,
     conv: &str,
     rel: &Relation,
-    caps: Option<ReactionCaps>,
+    caps: Option<RelationCaps>,
 ) -> Result<RelationTry, tokio_postgres::Error> {
     let tx = c.transaction().await?;
     let lock = tx
@@ -127,6 +127,23 @@ async fn try_append_relation(
     if let (Relation::Reaction { key, on: true, .. }, Some(caps)) = (rel, caps) {
         let tally = read_tally(&tx, conv, target.seq, &m.from, key).await?;
         if let Some(cap) = caps.refuses(tally) {
+            tx.rollback().await?;
+            return Ok(RelationTry::Capped(cap));
+        }
+    }
+    if let (Relation::Pin { on: true, .. }, Some(caps)) = (rel, caps) {
+        // Pins of one conversation take turns on its row (locked after the
+        // target's, as every relation's insert does), so the cap holds
+        // under concurrency.
+        let turn = tx.prepare_cached("SELECT 1 FROM conversations WHERE conv = $1 FOR UPDATE").await?;
+        tx.query_opt(&turn, &[&conv]).await?;
+        let others = tx
+            .prepare_cached(
+                "SELECT count(*) FROM messages WHERE conv = $1 AND pin_seq IS NOT NULL AND seq <> $2",
+            )
+            .await?;
+        let others: i64 = tx.query_one(&others, &[&conv, &target.seq]).await?.try_get(0)?;
+        if let Some(cap) = caps.refuses_pin(from_sql_int(others)) {
             tx.rollback().await?;
             return Ok(RelationTry::Capped(cap));
         }
@@ -254,7 +271,7 @@ impl RelationStore for PostgresStore {
         &self,
         msg: NewMessage,
         rel: Relation,
-        caps: ReactionCaps,
+        caps: RelationCaps,
     ) -> StoreResult<RelationAppend> {
         append_relation_with(self, msg, rel, Some(caps)).await
     }

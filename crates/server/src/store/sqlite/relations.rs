@@ -1,6 +1,6 @@
 //! Relations (edit, recall, reaction, pin): storing one and executing the
 //! effect [`crate::store::shared`] decided for its target; the v1.2
-//! reaction caps.
+//! reaction caps and the cap on pins.
 
 use super::SqliteStore;
 use super::messages::{Inserted, find_by_cid, insert_message, original};
@@ -8,7 +8,7 @@ use crate::store::shared::{
     MentionScrub, RecallEffect, RelationEffect, RelationTarget, from_sql_int, to_sql_int,
 };
 use crate::store::{Appended, NewMessage, Relation, RelationAppend, StoreResult};
-use crate::store::{ReactionCaps, ReactionTally, RelationStore};
+use crate::store::{ReactionTally, RelationCaps, RelationStore};
 use async_trait::async_trait;
 use courier_proto::Conv;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -20,6 +20,11 @@ pub(super) const REACTION_TALLY: &str = "SELECT \
     (SELECT count(*) FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND user_id = ?3), \
     EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4), \
     EXISTS (SELECT 1 FROM reactions WHERE conv = ?1 AND target_seq = ?2 AND key = ?4 AND user_id = ?3)";
+
+/// Messages of conversation ?1 pinned besides message ?2 (by the partial
+/// index of pinned messages).
+const PINNED_OTHERS: &str =
+    "SELECT count(*) FROM messages WHERE conv = ?1 AND pin_seq IS NOT NULL AND seq <> ?2";
 
 pub(super) fn read_tally(
     c: &Connection,
@@ -42,7 +47,7 @@ pub(super) fn append_relation_message(
     c: &Connection,
     m: NewMessage,
     rel: Relation,
-    caps: Option<ReactionCaps>,
+    caps: Option<RelationCaps>,
 ) -> StoreResult<RelationAppend> {
     if let Some(stored) = find_by_cid(c, &m.from, &m.cid)? {
         return Ok(RelationAppend::Stored(Appended { msg: stored, dup: true }));
@@ -70,6 +75,14 @@ pub(super) fn append_relation_message(
     if let (Relation::Reaction { key, on: true, .. }, Some(caps)) = (&rel, caps) {
         let tally = read_tally(c, &conv, target.seq, &m.from, key)?;
         if let Some(cap) = caps.refuses(tally) {
+            return Ok(RelationAppend::Capped(cap));
+        }
+    }
+    if let (Relation::Pin { on: true, .. }, Some(caps)) = (&rel, caps) {
+        // The only writer: pins of one conversation cannot race past it.
+        let others: i64 =
+            c.prepare_cached(PINNED_OTHERS)?.query_row(params![conv, target.seq], |r| r.get(0))?;
+        if let Some(cap) = caps.refuses_pin(from_sql_int(others)) {
             return Ok(RelationAppend::Capped(cap));
         }
     }
@@ -173,7 +186,7 @@ impl RelationStore for SqliteStore {
         &self,
         msg: NewMessage,
         rel: Relation,
-        caps: ReactionCaps,
+        caps: RelationCaps,
     ) -> StoreResult<RelationAppend> {
         self.write(move |c| append_relation_message(c, msg, rel, Some(caps))).await
     }

@@ -67,6 +67,7 @@ macro_rules! store_suite {
             relations_racing_a_recall_are_before_it_or_refused,
             reaction_tally_counts_keys_and_one_users_keys_on_one_message,
             reaction_caps_hold_under_concurrent_reactions,
+            pins_are_capped_per_conversation_under_concurrency,
         );
         $crate::store_suite!(@cases $fresh; channels:
             channels_create_conflict_and_membership,

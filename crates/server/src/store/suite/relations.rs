@@ -130,7 +130,7 @@ pub async fn reaction_tally_counts_keys_and_one_users_keys_on_one_message(store:
 /// retry of a stored reaction always pass.
 pub async fn reaction_caps_hold_under_concurrent_reactions(store: Arc<dyn Store>) {
     let dm = Conv::dm("alice", "bob");
-    let caps = crate::store::ReactionCaps { keys: 5, per_user: 3 };
+    let caps = crate::store::RelationCaps { keys: 5, per_user: 3, pins: 100 };
     let target = store.append(text("alice", user("bob"), "t", "react", 10)).await.unwrap().msg;
     let react = |from: &str, cid: String, key: String, on: bool| {
         let to = if from == "alice" { user("bob") } else { user("alice") };
@@ -364,4 +364,53 @@ pub async fn relations_racing_a_recall_are_before_it_or_refused(store: Arc<dyn S
     }
     let (all, _) = store.history(&conv, Page::After(0), 1000).await.unwrap();
     assert_eq!(seqs(&all), range(1, all.len() as u64), "gapless");
+}
+
+/// A conversation holds at most `pins` pinned messages, checked in the
+/// pin's transaction: 12 concurrent pins of distinct messages under a cap
+/// of 4 store exactly 4. A message pinned already may be pinned again,
+/// unpinning always works and frees a place.
+pub async fn pins_are_capped_per_conversation_under_concurrency(store: Arc<dyn Store>) {
+    let dm = Conv::dm("alice", "bob");
+    let caps = crate::store::RelationCaps { keys: 50, per_user: 20, pins: 4 };
+    let mut targets = Vec::new();
+    for i in 0..12 {
+        targets
+            .push(store.append(text("alice", user("bob"), &format!("t{i}"), "x", 10)).await.unwrap().msg.mid);
+    }
+    let pin = |cid: String, target: &str, on: bool| {
+        relation("bob", user("alice"), &cid, "pin", json!({"target": target, "on": on}), 20)
+    };
+    let tasks: Vec<_> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let store = store.clone();
+            let (msg, rel) = pin(format!("p{i}"), t, true);
+            tokio::spawn(async move { store.append_relation_capped(msg, rel, caps).await.unwrap() })
+        })
+        .collect();
+    let mut pinned = Vec::new();
+    for (t, task) in targets.iter().zip(tasks) {
+        match task.await.unwrap() {
+            RelationAppend::Stored(_) => pinned.push(t.clone()),
+            RelationAppend::Capped(cap) => assert_eq!(cap, "pins"),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(pinned.len(), 4, "the cap under concurrency: {pinned:?}");
+    let seq_before = store.conv_last(&dm).await.unwrap().0;
+    assert_eq!(seq_before, 12 + 4, "refusals write nothing");
+    let rows = store.conversations("alice").await.unwrap();
+    assert_eq!(rows.iter().find(|r| r.conv == dm).unwrap().pins.len(), 4);
+    // A pinned message again: no new place taken.
+    let (msg, rel) = pin("again".into(), &pinned[0], true);
+    assert!(matches!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Stored(_)));
+    let free = targets.iter().find(|t| !pinned.contains(t)).unwrap().clone();
+    let (msg, rel) = pin("over".into(), &free, true);
+    assert_eq!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Capped("pins"));
+    let (msg, rel) = pin("off".into(), &pinned[1], false);
+    assert!(matches!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Stored(_)));
+    let (msg, rel) = pin("now".into(), &free, true);
+    assert!(matches!(store.append_relation_capped(msg, rel, caps).await.unwrap(), RelationAppend::Stored(_)));
 }
