@@ -644,3 +644,35 @@ async fn a_channel_event_is_one_bus_message_whatever_the_members() {
     assert!(counter(c.node(1), "courier_bus_channel_loads_total").await >= 1);
     c.shutdown().await;
 }
+
+/// A user reconnecting in a loop, on alternating nodes, costs a watcher at
+/// most `presence_burst` events per node (with an hour-long interval the
+/// held changes wait past the test), not two per cycle; what `watch`
+/// answers stays exact.
+#[tokio::test]
+async fn a_reconnect_loop_across_nodes_costs_watchers_a_bounded_number_of_presence_events() {
+    let name = "a_reconnect_loop_across_nodes_costs_watchers_a_bounded_number_of_presence_events";
+    let Some(c) = Harness::cluster_with(name, 2, |c| {
+        c.presence_burst = 4;
+        c.presence_interval_ms = 3_600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (w, b) = (c.node(0).user("watcher"), c.node(1).user("bob"));
+    let mut watcher = c.node(0).login(&w).await;
+    share(c.node(0), &mut watcher, &b).await;
+    watcher.ok(json!({"op":"watch","users":[b]})).await;
+    for i in 0..40 {
+        c.node(i % 2).login(&b).await.close().await;
+    }
+    let mut events = 0;
+    while watcher.try_event_where(Duration::from_secs(1), |e| e["ev"] == "presence").await.is_some() {
+        events += 1;
+    }
+    assert!(events <= 8, "at most presence_burst events per node, got {events} for 40 reconnects");
+    let ok = watcher.ok(json!({"op":"watch","users":[b]})).await;
+    assert_eq!(ok["presence"][0]["online"], json!(false), "watch answers the true state: {ok}");
+    c.shutdown().await;
+}

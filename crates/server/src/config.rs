@@ -76,6 +76,15 @@ pub struct Config {
     /// Minimum interval between forwarded `typing` events per conversation
     /// and session.
     pub typing_interval_ms: u64,
+    /// Presence changes of one user that reach watchers at once, in a row
+    /// (a sign-in, a sign-out, ...). Beyond them, see `presence_interval_ms`.
+    pub presence_burst: u32,
+    /// After `presence_burst` changes, a user's presence reaches watchers
+    /// at most once per this many ms, as one event with the user's state at
+    /// that time (changes in between are coalesced, never the final one
+    /// lost): a reconnect loop or a flapping network costs each watcher one
+    /// event per interval. 0 turns the pacing off.
+    pub presence_interval_ms: u64,
     /// Largest reply a session builds (protocol §8 v1.2: clients accept
     /// 16 MiB): a `history` page that would be larger comes back shorter
     /// with `more`, a `sync` drops its least recent conversations (see
@@ -151,6 +160,8 @@ impl Default for Config {
             ws_read_buffer: 1024,
             ws_write_buffer: 16 * 1024,
             typing_interval_ms: 2000,
+            presence_burst: 4,
+            presence_interval_ms: 15_000,
             max_reply_bytes: MAX_REPLY_BYTES - (1 << 20),
             postgres: None,
             redis: None,
@@ -341,6 +352,10 @@ impl Config {
             (self.outbound_queue >= 16, "outbound_queue must be at least 16"),
             (self.ws_read_buffer >= 512, "ws_read_buffer must be at least 512"),
             (self.store_readers >= 1, "store_readers must be at least 1"),
+            (
+                (1..=1000).contains(&self.presence_burst) && self.presence_interval_ms <= 3_600_000,
+                "presence_burst must be between 1 and 1000 and presence_interval_ms at most 3600000 (0: off)",
+            ),
             (
                 self.worker_threads <= MAX_WORKER_THREADS,
                 "worker_threads must be at most 1024 (0: one per CPU)",

@@ -730,6 +730,8 @@ pub struct Hub {
     /// Per-user rate buckets of a single node (a cluster keeps them in
     /// Redis, and falls back to these while Redis is unreachable).
     pub buckets: UserBuckets,
+    /// The pace of presence events per user (see `presence`).
+    pub presence: crate::presence::PresenceGate,
 }
 
 impl Hub {

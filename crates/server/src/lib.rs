@@ -11,6 +11,7 @@
 //! - [`session`]: one WebSocket connection from `hello` to close.
 //! - [`ops`]: request handlers, one module per family of ops.
 //! - [`hub`]: live sessions, presence watchers, channel member cache, fan-out.
+//! - [`presence`]: the per-user pace of presence events to watchers.
 //! - [`calls`]: v1.2 call devices and the relay of call signals between them.
 //! - [`state`]: what all connections share.
 //! - [`store`]: the storage trait and its SQLite and PostgreSQL implementations.
@@ -35,6 +36,7 @@ pub mod ice;
 pub mod listener;
 pub mod metrics;
 pub mod ops;
+pub mod presence;
 pub mod ratelimit;
 pub mod session;
 pub mod state;

@@ -102,18 +102,24 @@ impl Default for UserBuckets {
 impl UserBuckets {
     /// Takes one token from `user`'s bucket (`rate` per second, `burst`).
     pub fn take(&self, user: &str, rate: u32, burst: u32) -> Verdict {
+        self.take_n(user, 1, rate, burst)
+    }
+
+    /// Takes `n` tokens at once from `user`'s bucket (rates finer than one
+    /// a second: see [`Bucket::take_n`]).
+    pub fn take_n(&self, user: &str, n: u32, rate: u32, burst: u32) -> Verdict {
         let now = Instant::now();
         let i = (self.hasher.hash_one(user) as usize) & (SHARDS - 1);
         let mut shard = self.shards[i].lock().expect("rate shard lock");
         if let Some(b) = shard.map.get_mut(user) {
-            return b.take(now, rate, burst);
+            return b.take_n(now, n, rate, burst);
         }
         if shard.map.len() >= shard.sweep_at {
             shard.map.retain(|_, b| !b.is_full(now, rate, burst));
             shard.sweep_at = (shard.map.len() * 2).max(SWEEP_MIN);
         }
         let mut b = Bucket::full(burst, now);
-        let verdict = b.take(now, rate, burst);
+        let verdict = b.take_n(now, n, rate, burst);
         shard.map.insert(user.into(), b);
         verdict
     }

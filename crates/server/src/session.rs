@@ -142,7 +142,7 @@ async fn settle(st: &Arc<AppState>, ses: &SessionCtx, inflight: VecDeque<InFligh
 }
 
 /// Unregisters an ended session, tells watchers, and closes the socket.
-async fn farewell(ws: &mut WebSocket, st: &AppState, ses: &SessionCtx, end: End) {
+async fn farewell(ws: &mut WebSocket, st: &Arc<AppState>, ses: &SessionCtx, end: End) {
     let change = st.hub.unregister(&ses.handle, &ses.watched);
     st.session_closed(&ses.handle).await;
     st.presence_changed(&ses.user, change).await;

@@ -257,8 +257,9 @@ impl AppState {
         Ok(())
     }
 
-    /// Tells watchers about a presence change and records last-seen.
-    pub async fn presence_changed(&self, user: &str, change: PresenceChange) {
+    /// Tells watchers about a presence change (paced per user: see
+    /// `presence`) and records last-seen.
+    pub async fn presence_changed(self: &Arc<Self>, user: &str, change: PresenceChange) {
         let change = match &self.bus {
             Some(bus) => bus.presence(user, change).await,
             None => change,
@@ -274,7 +275,7 @@ impl AppState {
                 Presence { user: user.to_owned(), online: false, last_seen: Some(now) }
             }
         };
-        self.send_to_watchers(user, &event_frame(&Event::Presence(presence)));
+        crate::presence::deliver(self, presence);
     }
 
     /// Sends an `invite_state` event to every live session of both parties.
