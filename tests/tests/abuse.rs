@@ -336,6 +336,40 @@ async fn live_sessions_per_user_are_capped_and_replacements_never_count() {
     drop(d1b);
 }
 
+/// Sign-ins are paced per user (`hello_burst`, then one per
+/// `hello_interval_ms`, on each node): a reconnect loop past the burst gets
+/// `rate_limited` with `retry_after_ms` and close 4029, like a `hello` over
+/// the sessions cap; another user signs in as usual.
+#[tokio::test]
+async fn a_user_signing_in_in_a_loop_is_refused_with_rate_limited_and_4029() {
+    let Some(h) = Harness::with_config("hello_pace", |c| {
+        c.hello_burst = 1;
+        c.hello_interval_ms = 3_600_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (a, b) = (h.user("hp-a"), h.user("hp-b"));
+    // One per node: with COURIER_TEST_CLUSTER=1 the connections go to
+    // three nodes in turn, so the fourth is the second on a node.
+    let mut refused = None;
+    for n in 0..4 {
+        let (r, c) = hello(&h, &a, "phone").await;
+        if let Some(e) = r.err {
+            refused = Some((n, e, c));
+            break;
+        }
+        c.close().await;
+    }
+    let (n, e, mut c) = refused.expect("a user signing in again and again is refused at some point");
+    assert!(n >= 1, "the first sign-in is never refused");
+    assert_eq!(e.code, ErrorCode::RateLimited, "{e:?}");
+    assert!(e.retry_after_ms.is_some_and(|ms| ms > 0), "says when to come back: {e:?}");
+    assert_eq!(c.expect_close().await, 4029);
+    let _other = h.login(&b).await;
+}
+
 /// The 4029 abuse close stays per SESSION: a session flooding at ~10× the
 /// rate is closed, while a quiet session of the same user that meets the
 /// same empty bucket is refused with `rate_limited` and lives on.

@@ -48,6 +48,15 @@ pub struct Config {
     pub heartbeat_ms: u64,
     /// Time a new socket has to send `hello`.
     pub hello_timeout_ms: u64,
+    /// Sign-ins (`hello`) of one user a node accepts in a row. Beyond them,
+    /// see `hello_interval_ms`.
+    pub hello_burst: u32,
+    /// After `hello_burst` sign-ins, a node accepts one `hello` of a user per
+    /// this many ms; one sooner gets `rate_limited` (with `retry_after_ms`)
+    /// and close 4029, as a `hello` over the `sessions` cap does. Bounds a
+    /// reconnect loop's work (a token check, two storage writes and a
+    /// presence change per cycle). 0 turns it off.
+    pub hello_interval_ms: u64,
     /// Limits announced to clients and enforced, including the v1.1 edit
     /// and recall windows (`limits.edit_window_s`, `limits.recall_window_s`).
     /// A `[limits]` table names only the limits it changes; the rest keep
@@ -152,6 +161,8 @@ impl Default for Config {
             metrics_listen: None,
             heartbeat_ms: 15_000,
             hello_timeout_ms: 10_000,
+            hello_burst: 60,
+            hello_interval_ms: 1000,
             limits: Limits::default(),
             admin_users: Vec::new(),
             max_media_bytes: 10 * 1024 * 1024,
@@ -355,6 +366,10 @@ impl Config {
             (
                 (1..=1000).contains(&self.presence_burst) && self.presence_interval_ms <= 3_600_000,
                 "presence_burst must be between 1 and 1000 and presence_interval_ms at most 3600000 (0: off)",
+            ),
+            (
+                (1..=1000).contains(&self.hello_burst) && self.hello_interval_ms <= 3_600_000,
+                "hello_burst must be between 1 and 1000 and hello_interval_ms at most 3600000 (0: off)",
             ),
             (
                 self.worker_threads <= MAX_WORKER_THREADS,

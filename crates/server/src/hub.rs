@@ -732,6 +732,9 @@ pub struct Hub {
     pub buckets: UserBuckets,
     /// The pace of presence events per user (see `presence`).
     pub presence: crate::presence::PresenceGate,
+    /// Per-user buckets of sign-ins on this node (`hello_burst`,
+    /// `hello_interval_ms`).
+    pub hellos: UserBuckets,
 }
 
 impl Hub {

@@ -17,7 +17,7 @@
 //! entries), `last_seen` in storage, and `watch` oks are always current.
 //! In a cluster each node paces the changes of the sessions it holds.
 
-use crate::ratelimit::{UserBuckets, Verdict};
+use crate::ratelimit::{Pace, UserBuckets, Verdict};
 use crate::state::{AppState, event_frame};
 use courier_proto::{Event, Presence};
 use std::collections::HashMap;
@@ -38,29 +38,6 @@ pub struct PresenceGate {
     buckets: UserBuckets,
     /// Users with a delivery scheduled. Lock order: `held`, then `buckets`.
     held: Mutex<HashMap<Box<str>, Held>>,
-}
-
-/// The pace of presence events per user (from the configuration).
-#[derive(Debug, Clone, Copy)]
-pub struct Pace {
-    /// Events a user may cause in a row.
-    pub burst: u32,
-    /// After the burst, one event per this many ms.
-    pub interval_ms: u32,
-}
-
-impl Pace {
-    /// The configured pace; `None` when `presence_interval_ms` is 0 (off).
-    pub fn of(config: &crate::config::Config) -> Option<Pace> {
-        let interval_ms = u32::try_from(config.presence_interval_ms).ok().filter(|ms| *ms > 0)?;
-        Some(Pace { burst: config.presence_burst.max(1), interval_ms })
-    }
-
-    /// Takes one event from `user`'s bucket: the bucket counts
-    /// milliseconds (1000 a second), an event costs `interval_ms` of them.
-    fn take(self, buckets: &UserBuckets, user: &str) -> Verdict {
-        buckets.take_n(user, self.interval_ms, 1000, self.burst.saturating_mul(self.interval_ms))
-    }
 }
 
 /// What to do with one presence change.
@@ -137,7 +114,7 @@ impl PresenceGate {
 /// once or, past the user's burst, as a later event with their state then.
 pub fn deliver(st: &Arc<AppState>, presence: Presence) {
     let user = presence.user.clone();
-    let Some(pace) = Pace::of(&st.config) else {
+    let Some(pace) = Pace::new(st.config.presence_burst, st.config.presence_interval_ms) else {
         st.send_to_watchers(&user, &event_frame(&Event::Presence(presence)));
         return;
     };

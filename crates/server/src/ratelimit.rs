@@ -70,6 +70,33 @@ impl Bucket {
     }
 }
 
+/// A pace of `burst` events in a row, then one per `interval_ms`, per key
+/// of a [`UserBuckets`] (intervals of seconds and more, which a rate per
+/// second cannot say): the bucket counts milliseconds, 1000 a second, and
+/// an event costs `interval_ms` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// Events in a row.
+    pub burst: u32,
+    /// After the burst, one event per this many ms.
+    pub interval_ms: u32,
+}
+
+impl Pace {
+    /// A pace from configured values; `None` when `interval_ms` is 0 (off)
+    /// or does not fit.
+    pub fn new(burst: u32, interval_ms: u64) -> Option<Pace> {
+        let interval_ms = u32::try_from(interval_ms).ok().filter(|ms| *ms > 0)?;
+        Some(Pace { burst: burst.max(1), interval_ms })
+    }
+
+    /// Takes one event from `key`'s bucket in `buckets` (which must hold
+    /// buckets of this pace only: idle ones are swept by it).
+    pub fn take(self, buckets: &UserBuckets, key: &str) -> Verdict {
+        buckets.take_n(key, self.interval_ms, 1000, self.burst.saturating_mul(self.interval_ms))
+    }
+}
+
 /// Number of shards (a power of two).
 const SHARDS: usize = 32;
 /// A shard is swept for full buckets once it holds this many (at least).
