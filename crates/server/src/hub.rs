@@ -830,9 +830,18 @@ impl Hub {
 
     /// Asks `user`'s sessions of `device` to close with 4003 (a newer
     /// session of that device opened on another node).
-    pub fn close_device(&self, user: &str, device: &str) {
+    ///
+    /// Only sessions older than the session `newer` (by id: ULIDs, ordered
+    /// by their creation time on any node) are closed; an empty `newer`
+    /// (a kick from a node of an earlier version) closes them all. Kicks
+    /// carry no order across nodes: a device reconnecting quickly, first to
+    /// one node and then to another, could otherwise be closed 4003 on the
+    /// newest session by the late kick of an older one, and a client does
+    /// not reconnect after 4003.
+    pub fn close_device_before(&self, user: &str, device: &str, newer: &str) {
         if let Some(list) = self.users.read().expect("users lock").get(user) {
-            for s in list.iter().filter(|s| &*s.device == device) {
+            let older = |s: &&Arc<SessionHandle>| newer.is_empty() || *s.id < *newer;
+            for s in list.iter().filter(|s| &*s.device == device).filter(older) {
                 s.request_close(CloseCode::REPLACED, "replaced by a newer session of this device");
             }
         }
@@ -1304,10 +1313,28 @@ mod tests {
         let phone = hub.new_session("bob", "phone", 4);
         hub.register(&laptop);
         hub.register(&phone);
-        hub.close_device("bob", "laptop");
+        // A session made later on another node (a ULID of a later
+        // millisecond: two of the same millisecond compare at random).
+        let newer = ulid::Ulid::from_parts((1 << 48) - 1, 0).to_string();
+        hub.close_device_before("bob", "laptop", &newer);
         assert_eq!(laptop.close_requested().await.0, CloseCode::REPLACED);
         assert!(phone.close_request().is_none(), "the other device stays");
         assert_eq!(hub.online_users().len(), 1);
+    }
+
+    /// A kick that arrives late, from a session older than the one this
+    /// node holds of the device, closes nothing (it closed the newest
+    /// session with 4003, and the client does not reconnect after 4003).
+    #[tokio::test]
+    async fn a_late_kick_from_an_older_session_closes_nothing_newer() {
+        let hub = Hub::default();
+        let older_elsewhere = ulid::Ulid::from_parts(1, 0).to_string();
+        let laptop = hub.new_session("bob", "laptop", 4);
+        hub.register(&laptop);
+        hub.close_device_before("bob", "laptop", &older_elsewhere);
+        assert!(laptop.close_request().is_none(), "the newer session stays");
+        hub.close_device_before("bob", "laptop", "");
+        assert_eq!(laptop.close_requested().await.0, CloseCode::REPLACED, "a kick without an id closes all");
     }
 
     #[tokio::test]

@@ -261,7 +261,7 @@ mod tests {
     async fn hello(st: &Arc<AppState>, user: &str) -> Arc<SessionHandle> {
         let s = st.hub.new_session(user, "phone", 16);
         let change = st.register_session(&s).await.expect("within the session cap");
-        st.session_opened(user, "phone", change).await;
+        st.session_opened(user, "phone", &s.id, change).await;
         st.presence_changed(user, change).await;
         s
     }

@@ -264,7 +264,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
         close(ws, CloseCode::RATE_ABUSE, "too many sessions").await;
         return None;
     };
-    st.session_opened(&identity.user, &device, change).await;
+    st.session_opened(&identity.user, &device, &handle.id, change).await;
     let ok = HelloOk {
         user: identity.user.clone(),
         session: handle.id.to_string(),

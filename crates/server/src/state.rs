@@ -182,11 +182,12 @@ impl AppState {
 
     /// A session was registered (`change` is the local presence change):
     /// in a cluster, subscribes to the user's events and closes older
-    /// sessions of the same device on other nodes.
-    pub async fn session_opened(&self, user: &str, device: &str, change: PresenceChange) {
+    /// sessions of the same device on other nodes (older than `session`,
+    /// its id).
+    pub async fn session_opened(&self, user: &str, device: &str, session: &str, change: PresenceChange) {
         if let Some(bus) = &self.bus {
             bus.session_opened(user, change).await;
-            bus.publish_kick(user, device);
+            bus.publish_kick(user, device, session);
         }
     }
 

@@ -62,8 +62,9 @@ pub trait Bus: Send + Sync + 'static {
     fn publish_to_device(&self, user: &str, device: &str, frame: &Arc<str>);
     /// Hands `frame` to the sessions on other nodes that watch `user`.
     fn publish_to_watchers(&self, user: &str, frame: &Arc<str>);
-    /// Tells other nodes to close `user`'s sessions of `device` with 4003.
-    fn publish_kick(&self, user: &str, device: &str);
+    /// Tells other nodes to close `user`'s sessions of `device` that are
+    /// older than the session `newer` (its id) with 4003.
+    fn publish_kick(&self, user: &str, device: &str, newer: &str);
     /// Tells other nodes to drop their cached members of `channel`.
     fn publish_channel_changed(&self, channel: &str);
     /// A session of `user` was registered here (`change` is the local

@@ -578,7 +578,7 @@ impl Inner {
                 let frame: Arc<str> = Arc::from(env.body);
                 self.hub.send_to_users([user], &frame, None);
             }
-            (Kind::Kick, Some(user)) => self.hub.close_device(user, env.arg),
+            (Kind::Kick, Some(user)) => self.hub.close_device_before(user, env.arg, env.body),
             (Kind::Watchers, _) => self.hub.send_to_watchers(env.arg, &Arc::from(env.body)),
             (Kind::ChannelFrame, _) => {
                 if let Some((skip, frame)) = env.body.split_once('\n') {
@@ -742,9 +742,9 @@ impl Bus for RedisBus {
         self.inner.publish_watchers(user, frame);
     }
 
-    fn publish_kick(&self, user: &str, device: &str) {
+    fn publish_kick(&self, user: &str, device: &str, newer: &str) {
         let i = &self.inner;
-        let payload = Envelope::encode(Kind::Kick, &i.node, now_ms(), device, "");
+        let payload = Envelope::encode(Kind::Kick, &i.node, now_ms(), device, newer);
         i.enqueue(format!("{USER_CHANNEL}{user}"), Arc::from(payload));
     }
 
