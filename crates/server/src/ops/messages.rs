@@ -374,7 +374,7 @@ fn trim_reactions(m: &mut Msg, room: usize, reader: &str) {
 /// addressed to this user count as received from now on).
 pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
     let user = &*ses.user;
-    let convs = st.store.conversations(user).await?;
+    let (convs, more) = st.store.recent_conversations(user, SYNC_CONVERSATIONS).await?;
     let conversations = convs
         .into_iter()
         .map(|c| {
@@ -411,7 +411,7 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
         .filter(|i| i.state.is_final() && i.state != InviteState::Failed)
         .collect();
     let mut ok = SyncOk { conversations, invites, recent_invites };
-    let truncated = fit_sync(&mut ok, reply_budget(st));
+    let truncated = fit_sync(&mut ok, reply_budget(st)) || more;
     // Only what the reply carries counts as received (and "received":true
     // is shorter than false, so the reply still fits), and a call to
     // oneself only on another device than the one that sent it (§7).
@@ -431,6 +431,13 @@ pub async fn sync(st: &Arc<AppState>, ses: &SessionCtx) -> OpResult {
     }
     Ok(ok)
 }
+
+/// Most conversations one `sync` lists: the most recently active. The rows
+/// of the others are never read, so the work and memory of a sync stay
+/// bounded however many DMs others open with the user (any user may write
+/// to any id, 72,000 messages an hour each); a conversation left out
+/// comes back with its next message.
+pub const SYNC_CONVERSATIONS: u32 = 10_000;
 
 /// Most pending and most recent invitations one `sync` lists (each list
 /// its newest, by creation): invitations from many callers cannot make the

@@ -105,8 +105,15 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn conv_last(&self, conv: &Conv) -> StoreResult<(u64, i64)>;
     /// Every conversation of `user`: DMs with at least one message and the
     /// channels the user is a member of (also empty ones), with the user's
-    /// unread counters and each conversation's pins.
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>>;
+    /// unread counters and each conversation's pins, sorted by `conv`.
+    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>> {
+        Ok(self.recent_conversations(user, u32::MAX).await?.0)
+    }
+    /// [`MessageStore::conversations`], at most `limit` of them: the most
+    /// recently active (by their newest message; empty channels last), and
+    /// whether there were more. Rows beyond the limit are never built, so a
+    /// user in 100,000 conversations costs `sync` what `limit` do.
+    async fn recent_conversations(&self, user: &str, limit: u32) -> StoreResult<(Vec<ConvSummary>, bool)>;
     /// Moves the user's cursors forward (never back), each clamped to
     /// `last_seq`; raising `read` also raises `recv` to at least `read`.
     /// Returns the cursors after the update.

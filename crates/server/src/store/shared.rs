@@ -81,7 +81,7 @@ macro_rules! own_content_after {
     };
 }
 
-use super::{Relation, StoreError, StoreResult};
+use super::{ConvSummary, Relation, StoreError, StoreResult};
 use courier_proto::{Conv, Invite, InviteState, Msg, Role, Target};
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -241,6 +241,20 @@ pub(crate) struct UnreadParts {
     pub own_after: u64,
     /// Others' recalled content messages after `read_seq`.
     pub recalled_after: u64,
+}
+
+/// Keeps the `limit` most recently active of a user's conversations (by
+/// their newest message, then by `conv`), sorted by `conv` again; true when
+/// some were left out. Each engine reads at most `limit + 1` of each kind.
+pub(crate) fn keep_most_recent(out: &mut Vec<ConvSummary>, limit: u32) -> bool {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let more = out.len() > limit;
+    if more {
+        out.sort_by(|a, b| b.last_ts.cmp(&a.last_ts).then_with(|| a.conv.cmp(&b.conv)));
+        out.truncate(limit);
+    }
+    out.sort_by(|a, b| a.conv.cmp(&b.conv));
+    more
 }
 
 /// Content messages after the read cursor, minus the user's own and the

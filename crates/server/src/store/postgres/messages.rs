@@ -8,8 +8,8 @@ use super::pool::{TRANSIENT_ATTEMPTS, is_transient, pg};
 use super::rows::{col, cursor_from, msg_from_row, msgs_from_rows};
 use crate::store::MessageStore;
 use crate::store::shared::{
-    UnreadParts, attach_reactions, closed, content_span, from_sql_int, parse_conv, to_json, to_sql_int,
-    unread_count,
+    UnreadParts, attach_reactions, closed, content_span, from_sql_int, keep_most_recent, parse_conv, to_json,
+    to_sql_int, unread_count,
 };
 use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -336,7 +336,7 @@ impl MessageStore for PostgresStore {
         }
     }
 
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>> {
+    async fn recent_conversations(&self, user: &str, limit: u32) -> StoreResult<(Vec<ConvSummary>, bool)> {
         let mut c = self.client().await?;
         // One snapshot for both lists and the pins.
         let tx = c
@@ -356,11 +356,12 @@ impl MessageStore for PostgresStore {
                     own_content_after!("d.conv", "d.user_id")
                 ),
                 ", peer.recv_seq, peer.read_seq \
-                 FROM dm_members d \
+                 FROM (SELECT d.conv, d.user_id, d.peer FROM dm_members d \
+                       JOIN conversations c ON c.conv = d.conv \
+                       WHERE d.user_id = $1 ORDER BY c.last_ts DESC LIMIT $2) d \
                  JOIN conversations c ON c.conv = d.conv \
                  LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
-                 LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
-                 WHERE d.user_id = $1"
+                 LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer"
             ))
             .await
             .map_err(pg)?;
@@ -373,15 +374,18 @@ impl MessageStore for PostgresStore {
                     "x.recalled",
                     own_content_after!("'ch:' || m.channel", "m.user_id")
                 ),
-                " FROM channel_members m \
+                " FROM (SELECT m.channel, m.user_id FROM channel_members m \
+                       LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
+                       WHERE m.user_id = $1 ORDER BY coalesce(c.last_ts, 0) DESC LIMIT $2) m \
                  LEFT JOIN conversations c ON c.conv = 'ch:' || m.channel \
-                 LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
-                 WHERE m.user_id = $1"
+                 LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id"
             ))
             .await
             .map_err(pg)?;
-        let dm_rows = tx.query(&dms, &[&user]).await.map_err(pg)?;
-        let channel_rows = tx.query(&channels, &[&user]).await.map_err(pg)?;
+        // One more than asked for: whether there were more.
+        let fetch = i64::from(limit) + 1;
+        let dm_rows = tx.query(&dms, &[&user, &fetch]).await.map_err(pg)?;
+        let channel_rows = tx.query(&channels, &[&user, &fetch]).await.map_err(pg)?;
 
         // Columns 1-4 of each list, then `unread_columns!` from 5 on.
         let summary = |r: &Row, conv: Conv, peer_cursor: Option<Cursor>| -> StoreResult<ConvSummary> {
@@ -414,7 +418,7 @@ impl MessageStore for PostgresStore {
         for r in &channel_rows {
             out.push(summary(r, Conv::channel(&col::<String>(r, 0)?), None)?);
         }
-        out.sort_by(|a, b| a.conv.cmp(&b.conv));
+        let more = keep_most_recent(&mut out, limit);
         let convs: Vec<String> = out.iter().map(|s| s.conv.to_string()).collect();
         let pins = tx
             .prepare_cached(
@@ -430,7 +434,7 @@ impl MessageStore for PostgresStore {
                 out[i].pins.push(col(r, 1)?);
             }
         }
-        Ok(out)
+        Ok((out, more))
     }
 
     async fn advance_cursor(

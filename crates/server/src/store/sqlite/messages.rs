@@ -7,7 +7,8 @@ use super::tail::note_appended;
 use super::writer::Command;
 use crate::store::MessageStore;
 use crate::store::shared::{
-    UnreadParts, attach_reactions, content_span, from_sql_int, parse_conv, to_json, to_sql_int, unread_count,
+    UnreadParts, attach_reactions, content_span, from_sql_int, keep_most_recent, parse_conv, to_json,
+    to_sql_int, unread_count,
 };
 use crate::store::{Appended, ConvSummary, Cursor, NewMessage, Page, QueuedAppend, StoreError, StoreResult};
 use async_trait::async_trait;
@@ -430,7 +431,7 @@ impl MessageStore for SqliteStore {
         self.read(move |c| read_last(c, &conv)).await
     }
 
-    async fn conversations(&self, user: &str) -> StoreResult<Vec<ConvSummary>> {
+    async fn recent_conversations(&self, user: &str, limit: u32) -> StoreResult<(Vec<ConvSummary>, bool)> {
         let user = user.to_owned();
         self.read(move |c| {
             let tx = c.unchecked_transaction()?;
@@ -473,14 +474,15 @@ impl MessageStore for SqliteStore {
                     "mine.read_rel"
                 ),
                 ", peer.recv_seq, peer.read_seq \
-                 FROM dm_members d \
+                 FROM (SELECT d.conv, d.user_id, d.peer FROM dm_members d JOIN messages c ON c.id = ",
+                newest_id!("d.conv"),
+                " WHERE d.user_id = ?1 ORDER BY c.ts DESC LIMIT ?2) d \
                  JOIN messages c ON c.id = ",
                 newest_id!("d.conv"),
                 " LEFT JOIN cursors mine ON mine.conv = d.conv AND mine.user_id = d.user_id \
-                 LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer \
-                 WHERE d.user_id = ?1"
+                 LEFT JOIN cursors peer ON peer.conv = d.conv AND peer.user_id = d.peer"
             ))?;
-            let rows = dms.query_map([&user], |r| {
+            let rows = dms.query_map(params![user, i64::from(limit) + 1], |r| {
                 let peer = cursor(r.get(10)?, r.get(11)?);
                 Ok((r.get::<_, String>(0)?, ConvSummary { peer_cursor: Some(peer), ..summary(r)? }))
             })?;
@@ -497,19 +499,20 @@ impl MessageStore for SqliteStore {
                     "coalesce(mine.own_after, 0)",
                     "mine.read_rel"
                 ),
-                " FROM channel_members m \
+                " FROM (SELECT m.channel, m.user_id FROM channel_members m LEFT JOIN messages c ON c.id = ",
+                newest_id!("('ch:' || m.channel)"),
+                " WHERE m.user_id = ?1 ORDER BY coalesce(c.ts, 0) DESC LIMIT ?2) m \
                  LEFT JOIN messages c ON c.id = ",
                 newest_id!("('ch:' || m.channel)"),
-                " LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id \
-                 WHERE m.user_id = ?1"
+                " LEFT JOIN cursors mine ON mine.conv = 'ch:' || m.channel AND mine.user_id = m.user_id"
             ))?;
-            let rows = channels.query_map([&user], |r| {
+            let rows = channels.query_map(params![user, i64::from(limit) + 1], |r| {
                 Ok(ConvSummary { conv: Conv::channel(&r.get::<_, String>(0)?), ..summary(r)? })
             })?;
             for row in rows {
                 out.push(row?);
             }
-            out.sort_by(|a, b| a.conv.cmp(&b.conv));
+            let more = keep_most_recent(&mut out, limit);
             let mut pins = tx.prepare_cached(
                 "SELECT conv, mid FROM messages WHERE pin_seq IS NOT NULL AND conv IN ( \
                      SELECT conv FROM dm_members WHERE user_id = ?1 \
@@ -524,7 +527,7 @@ impl MessageStore for SqliteStore {
                     out[i].pins.push(mid);
                 }
             }
-            Ok(out)
+            Ok((out, more))
         })
         .await
     }

@@ -541,3 +541,29 @@ pub async fn unread_counts_others_content_after_the_read_cursor(store: Arc<dyn S
     let dave = store.conversations("dave").await.unwrap();
     assert_eq!((dave[0].unread, dave[0].mentions_unread), (1, 1), "{dave:?}");
 }
+
+/// `recent_conversations` keeps the most recently active (empty channels
+/// last) and says whether it left some out; what it keeps is what
+/// `conversations` shows of them, sorted by conversation.
+pub async fn recent_conversations_are_the_most_recently_active(store: Arc<dyn Store>) {
+    assert!(store.create_channel(channel("quiet", false, Some("alice"))).await.unwrap());
+    assert!(store.create_channel(channel("loud", false, Some("alice"))).await.unwrap());
+    for (i, peer) in ["bob", "carol", "dave", "erin"].into_iter().enumerate() {
+        store.append(text(peer, user("alice"), &format!("d{i}"), "hi", 100 + i as i64 * 10)).await.unwrap();
+    }
+    store.append(text("alice", chan("loud"), "l1", "news", 125)).await.unwrap();
+    let all = store.conversations("alice").await.unwrap();
+    assert_eq!(all.len(), 6);
+    let (kept, more) = store.recent_conversations("alice", 3).await.unwrap();
+    assert!(more, "three of six");
+    let convs: Vec<String> = kept.iter().map(|s| s.conv.to_string()).collect();
+    assert_eq!(convs, ["dm:alice:dave", "dm:alice:erin", "ch:loud"], "newest 130, 125, 120; sorted by conv");
+    for k in &kept {
+        assert_eq!(Some(k), all.iter().find(|a| a.conv == k.conv), "the same row as the full list");
+    }
+    let (kept, more) = store.recent_conversations("alice", 5).await.unwrap();
+    assert!(more && !kept.iter().any(|s| s.conv == Conv::channel("quiet")), "the empty channel goes first");
+    let (kept, more) = store.recent_conversations("alice", 6).await.unwrap();
+    assert!(!more);
+    assert_eq!(kept, all);
+}

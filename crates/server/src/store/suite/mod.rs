@@ -58,6 +58,7 @@ macro_rules! store_suite {
             cursors_move_forward_clamped_and_read_raises_recv,
             conversations_list_dms_for_both_parties_after_the_first_message,
             conversations_list_member_channels_even_empty,
+            recent_conversations_are_the_most_recently_active,
             unread_counts_others_content_after_the_read_cursor,
         );
         $crate::store_suite!(@cases $fresh; relations:
