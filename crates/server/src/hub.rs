@@ -818,11 +818,6 @@ impl Hub {
         self.users.read().expect("users lock").values().map(Vec::len).sum()
     }
 
-    /// Whether this node holds any live session.
-    pub fn has_sessions(&self) -> bool {
-        !self.users.read().expect("users lock").is_empty()
-    }
-
     /// The users with a live session on this node.
     pub fn online_users(&self) -> Vec<Arc<str>> {
         self.users.read().expect("users lock").keys().cloned().collect()
@@ -884,23 +879,8 @@ impl Hub {
     /// (made again only after a join, a leave, or a session opening or
     /// closing on this node). Returns the number of sessions reached.
     pub fn send_to_channel(&self, channel: &ChannelCache, frame: &Arc<str>, except: Option<u64>) -> usize {
-        self.send_to_channel_but(channel, frame, except, None)
-    }
-
-    /// [`Hub::send_to_channel`], also skipping every session of the user
-    /// `skip` (the typist of a `typing` event).
-    pub fn send_to_channel_but(
-        &self,
-        channel: &ChannelCache,
-        frame: &Arc<str>,
-        except: Option<u64>,
-        skip: Option<&str>,
-    ) -> usize {
         let route = self.route(channel);
-        match skip {
-            None => deliver(route.iter(), frame, except),
-            Some(skip) => deliver(route.iter().filter(|s| &*s.user != skip), frame, except),
-        }
+        deliver(route.iter(), frame, except)
     }
 
     /// The channel's live sessions on this node, from its route while that
@@ -1385,8 +1365,6 @@ mod tests {
         ch.remove("amy");
         assert_eq!(hub.send_to_channel(&ch, &f, Some(cat.key)), 1, "a leave (and the sender skipped)");
         assert_eq!(got(&all), ["ben"]);
-        assert_eq!(hub.send_to_channel_but(&ch, &f, None, Some("ben")), 1, "a typist's own sessions skipped");
-        assert_eq!(got(&all), ["cat"]);
 
         // Unregistered but not ended (its task has not finished): only a
         // fresh route leaves it out.

@@ -48,9 +48,6 @@ pub struct Metrics {
     pub bus_dropped: IntCounter,
     /// Pub/sub reconnects (each followed by a resubscribe).
     pub bus_reconnects: IntCounter,
-    /// Channel members read from storage for a channel event from another
-    /// node (the channel was not cached here).
-    pub bus_channel_loads: IntCounter,
     /// Embedded store only (see [`Metrics::register_store_batches`]): one
     /// write batch, from its first statement to its commit returning.
     pub store_batch: Histogram,
@@ -108,10 +105,6 @@ impl Metrics {
             bus_received: c("courier_bus_received_total", "Bus messages received from other nodes"),
             bus_dropped: c("courier_bus_dropped_total", "Bus messages dropped"),
             bus_reconnects: c("courier_bus_reconnects_total", "Pub/sub reconnects"),
-            bus_channel_loads: c(
-                "courier_bus_channel_loads_total",
-                "Channel members read from storage for channel events from other nodes (cache misses)",
-            ),
             store_batch: batch_histogram(
                 "courier_store_batch_seconds",
                 "One write batch of the embedded store: its statements, commit and fsync",
@@ -155,7 +148,6 @@ impl Metrics {
             Box::new(self.bus_received.clone()),
             Box::new(self.bus_dropped.clone()),
             Box::new(self.bus_reconnects.clone()),
-            Box::new(self.bus_channel_loads.clone()),
         ] {
             // Registering twice (a second bus) keeps the first registration.
             let _ = self.registry.register(metric);

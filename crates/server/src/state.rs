@@ -49,12 +49,9 @@ pub fn event_frame(ev: &Event) -> Arc<str> {
 }
 
 /// The cached entry of a channel in `hub`, loaded from `store` on first
-/// use; `None` when the channel does not exist.
-pub async fn channel_entry(
-    hub: &Hub,
-    store: &dyn Store,
-    name: &str,
-) -> StoreResult<Option<Arc<ChannelCache>>> {
+/// use (and cached only when no membership change came meanwhile, see
+/// [`Hub::cache_channel`]); `None` when the channel does not exist.
+async fn channel_entry(hub: &Hub, store: &dyn Store, name: &str) -> StoreResult<Option<Arc<ChannelCache>>> {
     if let Some(c) = hub.channel(name) {
         return Ok(Some(c));
     }
@@ -100,30 +97,17 @@ impl AppState {
             Conv::Dm(a, b) if a == b => self.send_to_users([a.as_str()], frame, except),
             Conv::Dm(a, b) => self.send_to_users([a.as_str(), b.as_str()], frame, except),
             Conv::Channel(name) => match self.channel_entry(name).await? {
-                Some(entry) => self.send_to_channel(name, &entry, frame, except, None),
+                Some(entry) => {
+                    if let Some(bus) = &self.bus {
+                        let members = entry.snapshot();
+                        let users: Vec<&str> = members.iter().map(|m| &**m).collect();
+                        bus.publish_to_users(&users, frame);
+                    }
+                    self.hub.send_to_channel(&entry, frame, except)
+                }
                 None => 0,
             },
         })
-    }
-
-    /// Queues `frame` to every live session of the members of channel
-    /// `name` (its cached `entry`) but the session `except` and the
-    /// sessions of the user `skip`, on this node and, with one bus message
-    /// whatever the number of members, on the other nodes of a cluster
-    /// (each delivers to the members its own cache holds). Returns how
-    /// many sessions of this node it reached.
-    pub fn send_to_channel(
-        &self,
-        name: &str,
-        entry: &ChannelCache,
-        frame: &Arc<str>,
-        except: Option<u64>,
-        skip: Option<&str>,
-    ) -> usize {
-        if let Some(bus) = &self.bus {
-            bus.publish_to_channel(name, skip, frame);
-        }
-        self.hub.send_to_channel_but(entry, frame, except, skip)
     }
 
     /// Queues `frame` to every session of each of `users`, on this node

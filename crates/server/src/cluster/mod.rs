@@ -2,9 +2,7 @@
 //!
 //! A node delivers every event to its own sessions directly (as a single
 //! node does) and hands the same serialised frame to the bus, which carries
-//! it to the sessions of the same users on the other nodes (for a channel
-//! event, as one message that each node delivers to the members its own
-//! channel cache holds). Everything that
+//! it to the sessions of the same users on the other nodes. Everything that
 //! must be true cluster-wide goes through here: delivery to a user's
 //! sessions, presence (online while any node holds a session, and a dead
 //! node stops counting within a bounded time), device replacement (4003),
@@ -51,12 +49,6 @@ pub trait Bus: Send + Sync + 'static {
     /// Hands `frame` to the sessions of `users` on the other nodes (this node
     /// has delivered it to its own sessions already).
     fn publish_to_users(&self, users: &[&str], frame: &Arc<str>);
-    /// Hands a channel event to the sessions on the other nodes of the
-    /// channel's members but `skip` (the typist of a `typing` event), as
-    /// each node's channel cache has the members: one message however many
-    /// members the channel has. (Members that left are told with
-    /// [`Bus::publish_to_users`]: they are no longer in the cache.)
-    fn publish_to_channel(&self, channel: &str, skip: Option<&str>, frame: &Arc<str>);
     /// Hands `frame` to `user`'s sessions of `device` on the other nodes
     /// (v1.2 call signals), in publishing order.
     fn publish_to_device(&self, user: &str, device: &str, frame: &Arc<str>);
@@ -119,10 +111,6 @@ pub trait Bus: Send + Sync + 'static {
 pub enum Kind {
     /// Deliver the frame to the (channel's) user's sessions.
     Frame,
-    /// Deliver the frame to the sessions of a channel's members (the arg is
-    /// the channel; the body is the user to skip, or nothing, a newline,
-    /// and the frame).
-    ChannelFrame,
     /// Close the user's sessions of a device with 4003.
     Kick,
     /// Deliver the frame to the watchers of a user.
@@ -138,7 +126,6 @@ impl Kind {
     fn tag(self) -> char {
         match self {
             Kind::Frame => 'F',
-            Kind::ChannelFrame => 'C',
             Kind::Kick => 'K',
             Kind::Watchers => 'W',
             Kind::Channel => 'M',
@@ -160,8 +147,7 @@ pub struct Envelope<'a> {
     pub sent_ms: i64,
     /// User, device or channel, by kind.
     pub arg: &'a str,
-    /// The serialised frame (empty for kicks and channel changes; prefixed
-    /// for [`Kind::Device`] and [`Kind::ChannelFrame`]).
+    /// The serialised frame (empty for kicks and channel changes).
     pub body: &'a str,
 }
 
@@ -186,7 +172,6 @@ impl Envelope<'_> {
         let mut parts = s.splitn(5, '|');
         let kind = match parts.next()? {
             "F" => Kind::Frame,
-            "C" => Kind::ChannelFrame,
             "K" => Kind::Kick,
             "W" => Kind::Watchers,
             "M" => Kind::Channel,

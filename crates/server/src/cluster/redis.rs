@@ -14,15 +14,10 @@
 //!   (and when the node is reaped).
 //! - `call:<iid>`, `cd:…`, `cl:…`, `ca:…`: v1.2 call records, see `calls`.
 //!
-//! Channels: `courier:u:<user>` carries frames, device frames and 4003
-//! kicks for a user; a node subscribes while it holds a session of that
-//! user. `courier:all` carries watcher events (presence, profile), channel
-//! cache invalidations and channel events (one publish per event, naming
-//! the channel: each node delivers it to its own sessions of the members
-//! its channel cache holds, reading them from storage on a miss), and every
-//! node subscribes to it. One subscriber connection receives both in
-//! publishing order, and handles one message at a time (a cache miss's
-//! storage read included), so a user's frames keep their order.
+//! Channels: `courier:u:<user>` carries frames and 4003 kicks for a user;
+//! a node subscribes while it holds a session of that user. `courier:all`
+//! carries watcher events (presence, profile) and channel cache
+//! invalidations, and every node subscribes to it.
 //!
 //! Three tasks per node: the publisher (a bounded queue drained into
 //! pipelines, order kept), the subscriber (owns the pub/sub connection,
@@ -64,10 +59,6 @@ const PUBLISH_QUEUE: usize = 100_000;
 const PUBLISH_BATCH: usize = 512;
 /// Longest a new session waits for its user's subscription.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
-/// Longest the subscriber waits for storage to read the members of a
-/// channel an event arrived for (every later message waits meanwhile; well
-/// under `SUBSCRIBE_WAIT`, which a new session's subscription also waits).
-const CHANNEL_LOAD_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Records (or drops) this node's hold on a user, returns how many live
 /// nodes hold the user now. ARGV: prefix, node, user, "1"/"0".
@@ -522,7 +513,7 @@ impl Inner {
                         }
                     },
                     msg = stream.next() => match msg {
-                        Some(m) => self.receive(&m).await,
+                        Some(m) => self.receive(&m),
                         None => {
                             tracing::warn!("redis pub/sub connection lost; reconnecting");
                             break;
@@ -558,10 +549,7 @@ impl Inner {
         Ok(())
     }
 
-    /// Acts on one message. Awaited in the subscriber loop, so messages are
-    /// handled one at a time in the order Redis sent them (a user's frames
-    /// keep their order whichever channel carried them).
-    async fn receive(&self, m: &redis::Msg) {
+    fn receive(&self, m: &redis::Msg) {
         let Ok(text) = std::str::from_utf8(m.get_payload_bytes()) else { return };
         let Some(env) = Envelope::decode(text) else {
             tracing::warn!(channel = m.get_channel_name(), "malformed bus message ignored");
@@ -580,11 +568,6 @@ impl Inner {
             }
             (Kind::Kick, Some(user)) => self.hub.close_device_before(user, env.arg, env.body),
             (Kind::Watchers, _) => self.hub.send_to_watchers(env.arg, &Arc::from(env.body)),
-            (Kind::ChannelFrame, _) => {
-                if let Some((skip, frame)) = env.body.split_once('\n') {
-                    self.channel_frame(env.arg, (!skip.is_empty()).then_some(skip), frame).await;
-                }
-            }
             (Kind::Channel, _) => self.hub.forget_channel(env.arg),
             (Kind::Device, Some(user)) => {
                 if let Some((device, frame)) = env.body.split_once('\n') {
@@ -593,38 +576,6 @@ impl Inner {
             }
             _ => {}
         }
-    }
-
-    /// Delivers a channel event from another node to this node's sessions
-    /// of the channel's members (but `skip`'s), as the channel cache has
-    /// them. On a cache miss the members are read from storage here, in
-    /// the subscriber loop, so later messages wait rather than overtake
-    /// (bounded by [`CHANNEL_LOAD_TIMEOUT`]); a node without sessions
-    /// skips that read, having no one to deliver to.
-    async fn channel_frame(&self, channel: &str, skip: Option<&str>, frame: &str) {
-        let entry = match self.hub.channel(channel) {
-            Some(entry) => entry,
-            None if !self.hub.has_sessions() => return,
-            None => {
-                self.metrics.bus_channel_loads.inc();
-                let load = crate::state::channel_entry(&self.hub, &*self.store, channel);
-                match tokio::time::timeout(CHANNEL_LOAD_TIMEOUT, load).await {
-                    Ok(Ok(Some(entry))) => entry,
-                    Ok(Ok(None)) => {
-                        return tracing::debug!(%channel, "event for a channel that does not exist ignored");
-                    }
-                    Ok(Err(e)) => {
-                        self.metrics.bus_dropped.inc();
-                        return tracing::warn!(%channel, error = %e, "could not read a channel's members; its event from another node is dropped (clients fill the gap)");
-                    }
-                    Err(_) => {
-                        self.metrics.bus_dropped.inc();
-                        return tracing::warn!(%channel, "reading a channel's members timed out; its event from another node is dropped (clients fill the gap)");
-                    }
-                }
-            }
-        };
-        self.hub.send_to_channel_but(&entry, &Arc::from(frame), None, skip);
     }
 
     /// Heartbeats, tells the subscriber when Redis comes back, reaps dead
@@ -722,13 +673,6 @@ impl Bus for RedisBus {
         for u in users {
             i.enqueue(format!("{USER_CHANNEL}{u}"), payload.clone());
         }
-    }
-
-    fn publish_to_channel(&self, channel: &str, skip: Option<&str>, frame: &Arc<str>) {
-        let i = &self.inner;
-        let body = format!("{}\n{frame}", skip.unwrap_or_default());
-        let payload = Envelope::encode(Kind::ChannelFrame, &i.node, now_ms(), channel, &body);
-        i.enqueue(ALL_CHANNEL.to_owned(), Arc::from(payload));
     }
 
     fn publish_to_device(&self, user: &str, device: &str, frame: &Arc<str>) {

@@ -98,11 +98,12 @@ fn announce(st: &AppState, entry: &ChannelCache, channel: &str, user: &str, join
         removed,
         role: None,
     });
-    st.send_to_channel(channel, entry, &frame, None, None);
-    // Who left hears it too (no longer a member, so by name).
-    if !joined {
-        st.send_to_users([user], &frame, None);
-    }
+    // The user hears it too: who left is no longer a member, and who joined
+    // may be missing from `entry` (a copy that a newer one replaced in the
+    // cache meanwhile: the change went to the cached copy).
+    let members = entry.snapshot();
+    let also = (!members.contains(user)).then_some(user);
+    st.send_to_users(members.iter().map(|m| &**m).chain(also), &frame, None);
     // Who may see whose presence follows shared channels (v1.2).
     super::people::views_changed(st, &[user]);
 }
@@ -112,6 +113,7 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
     if changes.is_empty() {
         return;
     }
+    let members = entry.snapshot();
     for (user, role) in changes {
         let frame = event_frame(&Event::Member {
             channel: channel.to_owned(),
@@ -120,7 +122,7 @@ fn announce_roles(st: &AppState, entry: &ChannelCache, channel: &str, changes: &
             removed: false,
             role: Some(*role),
         });
-        st.send_to_channel(channel, entry, &frame, None, None);
+        st.send_to_users(members.iter().map(|m| &**m), &frame, None);
     }
 }
 

@@ -540,7 +540,8 @@ pub async fn typing(st: &Arc<AppState>, ses: &mut SessionCtx, conv: Conv) -> OpR
         }
         Conv::Channel(name) => {
             if let Some(entry) = st.channel_entry(name).await? {
-                st.send_to_channel(name, &entry, &frame, None, Some(user));
+                let members = entry.snapshot();
+                st.send_to_users(members.iter().map(|m| &**m).filter(|m| *m != user), &frame, None);
             }
         }
     }
