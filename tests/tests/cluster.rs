@@ -576,3 +576,104 @@ async fn a_reconnect_loop_across_nodes_costs_watchers_a_bounded_number_of_presen
     assert_eq!(ok["presence"][0]["online"], json!(false), "watch answers the true state: {ok}");
     c.shutdown().await;
 }
+
+/// A counter of a node's `/metrics`.
+async fn counter(h: &Harness, name: &str) -> u64 {
+    let auth = format!("Bearer {}", h.admin_secret.clone().expect("in-process nodes have an admin secret"));
+    let text = h.http("GET", "/metrics", &[("Authorization", &auth)], b"").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
+
+/// Bytes Redis has read from its clients so far (`INFO stats`).
+async fn redis_input_bytes(c: &Cluster) -> u64 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = c.redis.url().trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("redis");
+    s.write_all(b"INFO stats\r\n").await.unwrap();
+    let mut text = String::new();
+    let mut buf = [0; 8192];
+    while !text.contains("total_net_output_bytes") {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "redis closed: {text}");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.lines().find_map(|l| l.strip_prefix("total_net_input_bytes:")?.trim().parse().ok()).expect("a count")
+}
+
+/// Bus messages node `h` published for what it was asked since `before`:
+/// waits until the first arrives, then a moment for any more queued with it.
+async fn published_since(h: &Harness, before: u64) -> u64 {
+    let started = Instant::now();
+    while counter(h, "courier_bus_published_total").await == before {
+        assert!(started.elapsed() < Duration::from_secs(10), "nothing published");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    counter(h, "courier_bus_published_total").await - before
+}
+
+/// A channel event costs one bus message naming the members, however many
+/// they are (an owner can add any number of users who never signed in),
+/// not one per member; it reaches the members on other nodes in order with
+/// their other events, and a member removed hears of it and nothing after.
+#[tokio::test]
+async fn a_channel_event_is_one_bus_message_whatever_the_members() {
+    const FABRICATED: usize = 300;
+    let Some(c) = Harness::cluster_with("a_channel_event_is_one_bus_message_whatever_the_members", 2, |c| {
+        c.limits.send_per_sec = 10_000;
+        c.limits.send_burst = 10_000;
+    })
+    .await
+    else {
+        return;
+    };
+    let (o, b) = (c.node(0).user("owner"), c.node(1).user("bob"));
+    let mut owner = c.node(0).login(&o).await;
+    let mut bob = c.node(1).login(&b).await;
+    let ch = c.node(0).channel("big");
+    owner.ok(json!({"op":"create_channel","channel":ch,"private":true})).await;
+    for n in 0..FABRICATED {
+        owner.ok(json!({"op":"add_member","channel":ch,"user":format!("ghost{n}-{ch}")})).await;
+    }
+    owner.ok(json!({"op":"add_member","channel":ch,"user":b})).await;
+    bob.event_where("bob's own join, from the other node", |e| e["ev"] == "member" && e["user"] == b).await;
+
+    let (published, bytes) =
+        (counter(c.node(0), "courier_bus_published_total").await, redis_input_bytes(&c).await);
+    owner.say(&ch, "to everyone").await;
+    bob.event_where("the channel message on the other node", msg_with("to everyone")).await;
+    let sent = published_since(c.node(0), published).await;
+    let bytes = redis_input_bytes(&c).await - bytes;
+    eprintln!(
+        "one message to a channel of {} members: {sent} publishes, {bytes} bytes to redis",
+        FABRICATED + 2
+    );
+    assert_eq!(sent, 1, "one publish for the message, not one per member");
+
+    let published = counter(c.node(0), "courier_bus_published_total").await;
+    owner.ok(json!({"op":"typing","conv":format!("ch:{ch}")})).await;
+    bob.event_where("typing on the other node", |e| e["ev"] == "typing" && e["user"] == o).await;
+    assert_eq!(published_since(c.node(0), published).await, 1, "one publish for typing");
+
+    // A channel message then a DM: in the order sent, though they travel
+    // on different Redis channels.
+    owner.say(&ch, "first").await;
+    owner.dm(&b, "second").await;
+    let ev = bob.event_where("a message", |e| e["ev"] == "msg").await;
+    assert_eq!(ev["body"]["text"], "first", "{ev}");
+    let ev = bob.event_where("the DM", |e| e["ev"] == "msg").await;
+    assert_eq!(ev["body"]["text"], "second", "{ev}");
+
+    // Removed on node 0: bob (node 1) hears it, then nothing more.
+    owner.ok(json!({"op":"remove_member","channel":ch,"user":b})).await;
+    bob.event_where("bob's removal", |e| e["ev"] == "member" && e["user"] == b && e["removed"] == true).await;
+    owner.say(&ch, "after bob").await;
+    owner.ok(json!({"op":"add_member","channel":ch,"user":b})).await;
+    bob.event_where("added back", |e| e["ev"] == "member" && e["user"] == b && e["joined"] == true).await;
+    owner.say(&ch, "bob again").await;
+    let ev = bob.event_where("a message after being added back", |e| e["ev"] == "msg").await;
+    assert_eq!(ev["body"]["text"], "bob again", "nothing sent while bob was out reached him: {ev}");
+    c.shutdown().await;
+}

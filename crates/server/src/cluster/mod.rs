@@ -47,7 +47,9 @@ pub trait Bus: Send + Sync + 'static {
     /// This node's id.
     fn node_id(&self) -> &str;
     /// Hands `frame` to the sessions of `users` on the other nodes (this node
-    /// has delivered it to its own sessions already).
+    /// has delivered it to its own sessions already). A few users get it on
+    /// their own channels; from [`ONE_PUBLISH_FROM`] users on (a channel's
+    /// members) it is one message naming them all, per [`USERS_PER_PUBLISH`].
     fn publish_to_users(&self, users: &[&str], frame: &Arc<str>);
     /// Hands `frame` to `user`'s sessions of `device` on the other nodes
     /// (v1.2 call signals), in publishing order.
@@ -106,11 +108,26 @@ pub trait Bus: Send + Sync + 'static {
     async fn shutdown(&self, crash: bool);
 }
 
+/// From this many recipients on, a frame is published once, naming them
+/// all, on the channel every node reads ([`Kind::Users`]), instead of once
+/// on each recipient's channel: one publish (and one copy of the frame per
+/// node) instead of one per member, at the price of every node reading the
+/// names. Below it, only the nodes holding a recipient hear of the frame.
+pub const ONE_PUBLISH_FROM: usize = 8;
+
+/// Most users one [`Kind::Users`] message names (about 20 KB of names):
+/// a larger list goes out in several, so that no bus message is huge.
+pub const USERS_PER_PUBLISH: usize = 1000;
+
 /// What a bus message asks the receiving node to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// Deliver the frame to the (channel's) user's sessions.
     Frame,
+    /// Deliver the frame to the sessions of the users named in the arg,
+    /// separated by commas (user ids never contain one), on whichever
+    /// node holds them: one message for the members of a channel.
+    Users,
     /// Close the user's sessions of a device with 4003.
     Kick,
     /// Deliver the frame to the watchers of a user.
@@ -126,6 +143,7 @@ impl Kind {
     fn tag(self) -> char {
         match self {
             Kind::Frame => 'F',
+            Kind::Users => 'U',
             Kind::Kick => 'K',
             Kind::Watchers => 'W',
             Kind::Channel => 'M',
@@ -145,7 +163,7 @@ pub struct Envelope<'a> {
     pub origin: &'a str,
     /// Publishing time (ms since the epoch), for the pub/sub lag metric.
     pub sent_ms: i64,
-    /// User, device or channel, by kind.
+    /// User, device or channel, by kind (users for [`Kind::Users`]).
     pub arg: &'a str,
     /// The serialised frame (empty for kicks and channel changes).
     pub body: &'a str,
@@ -172,6 +190,7 @@ impl Envelope<'_> {
         let mut parts = s.splitn(5, '|');
         let kind = match parts.next()? {
             "F" => Kind::Frame,
+            "U" => Kind::Users,
             "K" => Kind::Kick,
             "W" => Kind::Watchers,
             "M" => Kind::Channel,
@@ -197,6 +216,9 @@ mod tests {
         assert_eq!(e.kind, Kind::Frame);
         assert_eq!((e.origin, e.sent_ms, e.arg), ("n1", 42, ""));
         assert_eq!(e.body, r#"{"ev":"msg","body":{"text":"a|b"}}"#);
+        let s = Envelope::encode(Kind::Users, "n2", 7, "amy,b.o-b_1", "{}");
+        let e = Envelope::decode(&s).unwrap();
+        assert_eq!((e.kind, e.arg, e.body), (Kind::Users, "amy,b.o-b_1", "{}"));
         assert!(Envelope::decode("X|n|1||").is_none());
         assert!(Envelope::decode("F|n|notanumber||").is_none());
     }

@@ -16,8 +16,12 @@
 //!
 //! Channels: `courier:u:<user>` carries frames and 4003 kicks for a user;
 //! a node subscribes while it holds a session of that user. `courier:all`
-//! carries watcher events (presence, profile) and channel cache
-//! invalidations, and every node subscribes to it.
+//! carries watcher events (presence, profile), channel cache invalidations
+//! and frames for many users at once (a channel's members: one publish
+//! naming them, see [`super::ONE_PUBLISH_FROM`]), and every node
+//! subscribes to it. One subscriber connection receives both in the order
+//! they were published, so a user's frames keep their order whichever
+//! channel carried them.
 //!
 //! Three tasks per node: the publisher (a bounded queue drained into
 //! pipelines, order kept), the subscriber (owns the pub/sub connection,
@@ -27,7 +31,7 @@
 //! one node is a single Lua script that removes it from `nodes`, so exactly
 //! one survivor announces its users offline).
 
-use super::{Bus, BusError, Envelope, Kind};
+use super::{Bus, BusError, Envelope, Kind, ONE_PUBLISH_FROM, USERS_PER_PUBLISH};
 use crate::clock::now_ms;
 use crate::hub::{Hub, PresenceChange};
 use crate::metrics::Metrics;
@@ -566,6 +570,10 @@ impl Inner {
                 let frame: Arc<str> = Arc::from(env.body);
                 self.hub.send_to_users([user], &frame, None);
             }
+            (Kind::Users, None) => {
+                let frame: Arc<str> = Arc::from(env.body);
+                self.hub.send_to_users(env.arg.split(','), &frame, None);
+            }
             (Kind::Kick, Some(user)) => self.hub.close_device_before(user, env.arg, env.body),
             (Kind::Watchers, _) => self.hub.send_to_watchers(env.arg, &Arc::from(env.body)),
             (Kind::Channel, _) => self.hub.forget_channel(env.arg),
@@ -669,6 +677,14 @@ impl Bus for RedisBus {
 
     fn publish_to_users(&self, users: &[&str], frame: &Arc<str>) {
         let i = &self.inner;
+        if users.len() >= ONE_PUBLISH_FROM {
+            for some in users.chunks(USERS_PER_PUBLISH) {
+                let names = some.join(",");
+                let payload = Envelope::encode(Kind::Users, &i.node, now_ms(), &names, frame);
+                i.enqueue(ALL_CHANNEL.to_owned(), Arc::from(payload));
+            }
+            return;
+        }
         let payload: Arc<str> = Arc::from(Envelope::encode(Kind::Frame, &i.node, now_ms(), "", frame));
         for u in users {
             i.enqueue(format!("{USER_CHANNEL}{u}"), payload.clone());
