@@ -33,7 +33,7 @@ use crate::clock::now_ms;
 use crate::hub::SessionHandle;
 use crate::ops::messages::{QueuedSend, Storing, queue_send, sent};
 use crate::ops::{self, OpError, SessionCtx};
-use crate::ratelimit::{AbuseWindow, Pace, Verdict};
+use crate::ratelimit::{AbuseWindow, Verdict};
 use crate::state::{AppState, event_frame};
 use crate::store::{Appended, StoreResult};
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
@@ -238,9 +238,7 @@ async fn handshake(ws: &mut WebSocket, st: &Arc<AppState>) -> Option<SessionCtx>
             return None;
         }
     };
-    if let Some(pace) = Pace::new(st.config.hello_burst, st.config.hello_interval_ms)
-        && let Verdict::Limited(wait) = pace.take(&st.hub.hellos, &identity.user)
-    {
+    if let Verdict::Limited(wait) = st.pace_hello(&identity.user).await {
         let mut body = ErrBody::new(ErrorCode::RateLimited, "this user signs in too often; retry later");
         body.retry_after_ms = Some(wait.as_millis().max(1) as u64);
         send_err(ws, st, Some(id), &body).await;

@@ -194,6 +194,28 @@ impl AppState {
         self.hub.buckets.take(user, l.send_per_sec, l.send_burst)
     }
 
+    /// Takes one sign-in from `user`'s pace (`hello_burst` in a row, then
+    /// one per `hello_interval_ms`), cluster-wide in a cluster, so that a
+    /// sign-in loop spread over N nodes is not paced N times over. While
+    /// Redis is unreachable a node paces with its own buckets. Allowed
+    /// when pacing is off (`hello_interval_ms` 0).
+    pub async fn pace_hello(&self, user: &str) -> Verdict {
+        let Some(pace) = crate::ratelimit::Pace::new(self.config.hello_burst, self.config.hello_interval_ms)
+        else {
+            return Verdict::Allowed;
+        };
+        if let Some(bus) = &self.bus {
+            match bus.take_hello(user, pace).await {
+                Ok(None) => return Verdict::Allowed,
+                Ok(Some(wait)) => return Verdict::Limited(wait),
+                Err(e) => {
+                    tracing::debug!(%user, error = %e, "cluster sign-in pace unavailable; pacing locally")
+                }
+            }
+        }
+        pace.take(&self.hub.hellos, user)
+    }
+
     /// The most live sessions one user may have (`limits.sessions`).
     pub fn session_cap(&self) -> u32 {
         self.config.limits.sessions.unwrap_or(courier_proto::event::DEFAULT_SESSIONS)

@@ -75,6 +75,18 @@ pub trait Bus: Send + Sync + 'static {
     /// When the engine cannot answer (the caller falls back to this node's
     /// bucket).
     async fn take_token(&self, user: &str, rate: u32, burst: u32) -> Result<Option<Duration>, BusError>;
+    /// Takes one event from `user`'s cluster-wide sign-in pace (`pace`:
+    /// a burst, then one per interval): `None` when allowed, else how long
+    /// to wait.
+    ///
+    /// # Errors
+    /// When the engine cannot answer (the caller falls back to this node's
+    /// pace).
+    async fn take_hello(
+        &self,
+        user: &str,
+        pace: crate::ratelimit::Pace,
+    ) -> Result<Option<Duration>, BusError>;
     /// Counts a new session of `user` on `device` against the user's
     /// cluster-wide cap: false (and nothing counted) when the user already
     /// has `cap` live sessions on other devices. Sessions on nodes whose

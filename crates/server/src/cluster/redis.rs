@@ -9,6 +9,7 @@
 //! - `n:<id>`: the users node `<id>` holds (so a dead node can be reaped).
 //! - `rl:<user>`: the user's rate bucket (a hash of `tokens` and `ts`, the
 //!   Redis clock's ms), expiring once it would be full again.
+//! - `hl:<user>`: the user's sign-in pace, a bucket of the same form.
 //! - `s:<user>`: the user's live sessions, a hash from `<node>|<device>` to
 //!   a count; entries of dead nodes do not count and are dropped lazily
 //!   (and when the node is reaped).
@@ -35,6 +36,7 @@ use super::{Bus, BusError, Envelope, Kind, ONE_PUBLISH_FROM, USERS_PER_PUBLISH};
 use crate::clock::now_ms;
 use crate::hub::{Hub, PresenceChange};
 use crate::metrics::Metrics;
+use crate::ratelimit::Pace;
 use crate::state::event_frame;
 use crate::store::Store;
 use async_trait::async_trait;
@@ -766,6 +768,17 @@ impl Bus for RedisBus {
         // EVALSHA (EVAL once when Redis does not know the script yet).
         let mut inv = i.bucket.key(format!("{PREFIX}rl:{user}"));
         inv.arg(rate.max(1)).arg(burst.max(1));
+        let wait_ms: u64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
+        Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
+    }
+
+    async fn take_hello(&self, user: &str, pace: Pace) -> Result<Option<Duration>, BusError> {
+        let i = &self.inner;
+        let mut c = i.conn.clone();
+        // The same bucket as `rl:`, refilled at one event per interval
+        // (a fraction of a token per second).
+        let mut inv = i.bucket.key(format!("{PREFIX}hl:{user}"));
+        inv.arg(1000.0 / f64::from(pace.interval_ms.max(1))).arg(pace.burst.max(1));
         let wait_ms: u64 = timed(&i.metrics, inv.invoke_async(&mut c)).await?;
         Ok((wait_ms > 0).then(|| Duration::from_millis(wait_ms)))
     }
