@@ -17,9 +17,18 @@
 #   BENCH_GENERATORS   courier-bench processes            [3]
 #   BENCH_CLUSTER_OUT  report to write                    [docs/benchmarks-cluster.md]
 #   BENCH_PROFILE      release, or debug for a smoke run  [release]
+#   BENCH_FANOUT_MEMBERS  members of the channel of the fan-out step,
+#                      spread over the nodes (0: no fan-out step) [1000]
+#   BENCH_FANOUT_RATE  messages per second to it          [50]
+#   BENCH_FANOUT_SECS  seconds of the fan-out window      [10]
 #   COURIER_DEBUG_BINS_BUILT=1  the debug binaries are built already (scripts/test.sh)
 #   CARGO_BUILD_JOBS                                      [2]
-# Exits non-zero when a generator failed or not every session was open at once.
+# After the sessions, a fan-out step: one channel whose members are spread
+# over the nodes (`courier-bench fanout` against every node), measuring the
+# nodes' CPU per delivery (summed), Redis's CPU time, and whether every
+# delivery arrived.
+# Exits non-zero when a generator failed, not every session was open at
+# once, or a fan-out delivery was missing.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -30,6 +39,9 @@ OUT="${BENCH_CLUSTER_OUT:-docs/benchmarks-cluster.md}"
 PROFILE="${BENCH_PROFILE:-release}"
 PER_GEN=$(( (SESSIONS + GENERATORS - 1) / GENERATORS ))
 PER_NODE=$(( (SESSIONS + NODES - 1) / NODES ))
+FANOUT_MEMBERS="${BENCH_FANOUT_MEMBERS:-1000}"
+FANOUT_RATE="${BENCH_FANOUT_RATE:-50}"
+FANOUT_SECS="${BENCH_FANOUT_SECS:-10}"
 if (( PER_GEN > 19000 || PER_NODE > 19000 )); then
   echo "each process may hold at most 20,000 open files: use more nodes or generators" >&2
   exit 2
@@ -206,6 +218,24 @@ for g in $(seq 1 "$GENERATORS"); do
   ALIVE=$(( ALIVE + a )); [[ "$f" =~ ^[0-9]+$ ]] && FAILED=$(( FAILED + f ))
 done
 
+# The fan-out step, on the same cluster (the idle sessions are gone).
+FANOUT_JSON="$TMP/fanout.json"
+REDIS_CPU_S=0
+if (( FANOUT_MEMBERS > 0 )); then
+  echo "== fan-out: one channel of $FANOUT_MEMBERS members over $NODES nodes, $FANOUT_RATE msg/s for ${FANOUT_SECS}s"
+  redis_ticks() { awk '{print $14 + $15}' "/proc/$(cat "$TMP/redis.pid")/stat"; }
+  r0=$(redis_ticks)
+  if ! "$BENCH" --url "$URLS" --server-pid "$NODE_PID_LIST" --json fanout --members "$FANOUT_MEMBERS" \
+      --rate "$FANOUT_RATE" --duration "$FANOUT_SECS" >"$FANOUT_JSON" 2>"$TMP/fanout.err"; then
+    echo "the fan-out step failed:"; cat "$TMP/fanout.err"; status=1
+  fi
+  r1=$(redis_ticks)
+  REDIS_CPU_S=$(python3 -c "import os, sys; print((int(sys.argv[2]) - int(sys.argv[1])) / os.sysconf('SC_CLK_TCK'))" "$r0" "$r1")
+  if ! python3 -c 'import json, sys; s = json.load(open(sys.argv[1]))["steps"][0]; sys.exit(s["delivered"] != s["expected"])' "$FANOUT_JSON" 2>/dev/null; then
+    echo "the fan-out step lost deliveries (or did not run):"; cat "$FANOUT_JSON" "$TMP/fanout.err"; status=1
+  fi
+fi
+
 python3 - "$OUT" <<PY
 import json, os, platform, subprocess, sys, time
 out = sys.argv[1]
@@ -230,6 +260,30 @@ rows = [
     ("Redis used_memory per session (bytes)", f"{rper:.0f}"),
     ("node memory + Redis per session (KiB)", f"{(per + rper) / 1024:.2f}"),
 ]
+fanout = ""
+try:
+    f = json.load(open("$FANOUT_JSON"))["steps"][0]
+    fanout = f"""
+
+### A channel over the nodes
+
+Then, on the same cluster, \`courier-bench fanout\`: one channel of $FANOUT_MEMBERS members spread
+round robin over the nodes (the sender on node1), {f['target_msgs_per_s']:g} messages a second for
+$FANOUT_SECS s. A node delivers to its own members' sessions and publishes each event once on
+Redis, naming the members; the others deliver it to theirs (docs/deploy.md, *How the nodes cooperate*).
+
+| figure | value |
+|---|---:|
+| deliveries per second (target {f['target_deliveries_per_s']:.0f}) | {f['deliveries_per_s']:.0f} |
+| delivered / expected | {f['delivered']} / {f['expected']} |
+| **nodes' CPU per delivery, summed (µs)** | **{f['server_cpu_us_per_delivery']:.2f}** |
+| Redis CPU time over the step (s) | $REDIS_CPU_S |
+| send → delivery p50 / p99 (ms) | {f['deliver_p50_ms']:.1f} / {f['deliver_p99_ms']:.1f} |
+| send → last member p99 (ms) | {f['last_member_p99_ms']:.1f} |
+| kept up | {'yes' if f['kept_up'] else 'no'} |
+"""
+except (OSError, KeyError, IndexError, ValueError):
+    pass
 node_rows = "\n".join(f"| node{i+1} | {o} | {r} |" for i, (o, r) in enumerate(zip(per_node_open, per_node_rss)))
 cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"], capture_output=True, text=True).stdout.strip()
 text = f"""# Courier: {sessions:,} sessions on a cluster (this machine)
@@ -258,7 +312,7 @@ idle sessions (a fixed pool per node).
 {node_rows}
 
 Peak summed node RSS while connecting: {peak} KiB.
-
+{fanout}
 Machine: {cpu or 'unknown CPU'}, {os.cpu_count()} cores shared by everything above; {platform.system()} {platform.release()}.
 """
 open(out, "w").write(text)

@@ -61,11 +61,12 @@ if command -v redis-server >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/d
     echo "-- $(basename "$bin")"
     (cd tests && COURIER_TEST_CLUSTER=1 "$bin")
   done
-  echo "== bench:cluster smoke: 300 sessions over 2 nodes from 2 generator processes (debug build)"
+  echo "== bench:cluster smoke: 300 sessions over 2 nodes from 2 generator processes, then a 200-member channel over both (debug build)"
   BENCH_PROFILE=debug BENCH_SESSIONS=300 BENCH_NODES=2 BENCH_GENERATORS=2 \
+    BENCH_FANOUT_MEMBERS=200 BENCH_FANOUT_RATE=20 BENCH_FANOUT_SECS=5 \
     BENCH_CLUSTER_OUT="$(mktemp)" bash bench/cluster.sh >/tmp/courier-bench-cluster-smoke.log 2>&1 \
     || { cat /tmp/courier-bench-cluster-smoke.log; exit 1; }
-  grep -E "^\| sessions open at once" /tmp/courier-bench-cluster-smoke.log
+  grep -E "^\| (sessions open at once|delivered / expected)" /tmp/courier-bench-cluster-smoke.log
 else
   echo "SKIPPED: redis-server or PostgreSQL not installed (scripts/setup.sh --test installs them)"
 fi
