@@ -389,7 +389,7 @@ pub(crate) async fn flush_cursors(cx: &impl SyncContext, session: &impl Transpor
         tolerate(session.request(json!({"op": "read", "conv": conv, "seq": seq})).await)?;
         cx.store().read_sent(&conv, seq)?;
     }
-    for (conv, seq) in cx.store().acks_to_send()? {
+    for (conv, seq) in cx.store().acks_to_send(cx.me())? {
         tolerate(session.request(json!({"op": "ack", "conv": conv, "seq": seq})).await)?;
         cx.store().acked(&conv, seq)?;
     }
@@ -743,6 +743,6 @@ mod tests {
         flush_cursors(&cx, &server).await.unwrap();
         assert_eq!(server.requests.lock().unwrap().len(), 1);
         assert!(cx.store.reads_to_send().unwrap().is_empty());
-        assert!(cx.store.acks_to_send().unwrap().is_empty());
+        assert!(cx.store.acks_to_send("alice").unwrap().is_empty());
     }
 }

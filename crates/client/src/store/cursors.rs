@@ -59,18 +59,34 @@ impl Store {
         self.cursor_list("SELECT conv, read_seq FROM conversations WHERE read_seq > read_sent_seq")
     }
 
-    /// Receive cursors the server does not know yet.
+    /// Receive cursors the server does not know yet, but none of a DM in
+    /// which `me` has sent nothing: the server turns an `ack` into a
+    /// receipt to the other member, and a receipt in a DM with someone this
+    /// user never answered would tell a stranger when this user is online,
+    /// which presence privacy hides from them (protocol §8). Such a DM's
+    /// receive cursor goes with its read cursor once the user reads it (an
+    /// act of theirs), and with the next ack once they write there.
     ///
     /// # Errors
     /// On SQLite failure.
-    pub fn acks_to_send(&self) -> Result<Vec<(Conv, u64)>> {
-        self.cursor_list("SELECT conv, synced_seq FROM conversations WHERE synced_seq > acked_seq AND synced_seq > read_sent_seq")
+    pub fn acks_to_send(&self, me: &str) -> Result<Vec<(Conv, u64)>> {
+        self.cursor_list_with(
+            "SELECT conv, synced_seq FROM conversations c \
+             WHERE synced_seq > acked_seq AND synced_seq > read_sent_seq \
+               AND (kind <> 'dm' OR peer = ?1 \
+                    OR EXISTS (SELECT 1 FROM messages m WHERE m.conv = c.conv AND m.sender = ?1))",
+            params![me],
+        )
     }
 
     fn cursor_list(&self, sql: &str) -> Result<Vec<(Conv, u64)>> {
+        self.cursor_list_with(sql, [])
+    }
+
+    fn cursor_list_with(&self, sql: &str, args: impl rusqlite::Params) -> Result<Vec<(Conv, u64)>> {
         self.with(|c| {
             let mut st = c.prepare_cached(sql)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = st.query_map(args, |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
             let mut out = Vec::new();
             for r in rows {
                 let (conv, seq) = r?;
@@ -196,6 +212,7 @@ mod tests {
     use crate::model::DeliveryStatus;
     use crate::store::test_support::{msg, open};
     use courier_proto::Conv;
+    use rusqlite::params;
 
     #[test]
     fn receipts_move_own_messages_to_delivered_and_read() {
@@ -208,6 +225,54 @@ mod tests {
         assert_eq!(changed.len(), 3);
         let st: Vec<_> = s.all_messages(&c).unwrap().iter().map(|m| m.status).collect();
         assert_eq!(st, [DeliveryStatus::Read, DeliveryStatus::Delivered, DeliveryStatus::Delivered]);
+    }
+
+    /// A receipt of an `ack` tells the other member of a DM that this
+    /// device is online; in a DM this user never wrote in (a stranger's
+    /// messages), that is what presence privacy hides, so no ack goes out
+    /// there until the user reads or writes.
+    #[test]
+    fn no_delivery_ack_in_a_dm_the_user_never_wrote_in() {
+        let (_d, s) = open();
+        let stranger = Conv::dm("alice", "mallory");
+        let lobby = Conv::channel("lobby");
+        let myself = Conv::dm("alice", "alice");
+        s.apply_messages(
+            "alice",
+            &[
+                msg(&stranger, 1, "mallory", "s1", "hi"),
+                msg(&stranger, 2, "mallory", "s2", "are you there?"),
+                msg(&lobby, 1, "bob", "l1", "morning"),
+                msg(&myself, 1, "alice", "n1", "note"),
+            ],
+        )
+        .unwrap();
+        let mut acks = s.acks_to_send("alice").unwrap();
+        acks.sort_by_key(|(c, _)| c.to_string());
+        assert_eq!(acks, [(lobby.clone(), 1), (myself.clone(), 1)], "nothing acked to the stranger");
+        for (c, seq) in &acks {
+            s.acked(c, *seq).unwrap();
+        }
+        // Reading it is the user's act: the read cursor goes (and carries
+        // the receive cursor with it).
+        assert_eq!(s.set_read(&stranger, None).unwrap(), Some(2));
+        assert_eq!(s.reads_to_send().unwrap(), [(stranger.clone(), 2)]);
+        s.read_sent(&stranger, 2).unwrap();
+        // Once the user has written there, deliveries are acked again.
+        s.apply_messages("alice", &[msg(&stranger, 3, "alice", "a3", "who is this?")]).unwrap();
+        s.apply_messages("alice", &[msg(&stranger, 4, "mallory", "s4", "an old friend")]).unwrap();
+        assert_eq!(s.acks_to_send("alice").unwrap(), [(stranger.clone(), 4)]);
+        // One index lookup, not a scan of the conversation.
+        let plan: Vec<String> = s
+            .with(|c| {
+                let mut st = c.prepare(
+                    "EXPLAIN QUERY PLAN SELECT 1 FROM messages m WHERE m.conv = ?1 AND m.sender = ?2",
+                )?;
+                let rows = st.query_map(params!["dm:alice:mallory", "alice"], |r| r.get::<_, String>(3))?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .unwrap();
+        assert!(plan.iter().any(|p| p.contains("messages_by_sender")), "{plan:?}");
     }
 
     #[test]
@@ -225,6 +290,6 @@ mod tests {
         assert_eq!(s.reads_to_send().unwrap(), [(c.clone(), 3)]);
         s.read_sent(&c, 3).unwrap();
         assert!(s.reads_to_send().unwrap().is_empty());
-        assert!(s.acks_to_send().unwrap().is_empty(), "read raises the receive cursor");
+        assert!(s.acks_to_send("alice").unwrap().is_empty(), "read raises the receive cursor");
     }
 }

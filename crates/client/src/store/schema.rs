@@ -231,8 +231,15 @@ DROP INDEX messages_by_target;
 CREATE INDEX messages_by_target ON messages (conv, rel_target, seq) WHERE rel_target IS NOT NULL;
 "#;
 
+/// Version 7: a conversation's messages by sender, so that whether this
+/// user has written in a DM is one index lookup (a DM they never answered
+/// gets no delivery acks: see `Store::acks_to_send`).
+const V7: &str = r#"
+CREATE INDEX messages_by_sender ON messages (conv, sender);
+"#;
+
 /// Every migration, in order; `MIGRATIONS.len()` is the current version.
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// The schema version this code writes.
 pub const CURRENT_VERSION: u32 = MIGRATIONS.len() as u32;
