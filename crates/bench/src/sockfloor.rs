@@ -521,7 +521,10 @@ mod tests {
                 n("writer_cpu_us_per_frame") > 0.0 && n("reader_cpu_us_per_frame") > 0.0,
                 "{label}: {m:?}"
             );
-            assert_eq!(m.get("kept_up"), Some(&json!(true)), "{label}: {m:?}");
+            // Whether the writer kept its pace is a measurement of the
+            // machine's load (a 0.3 s step on a busy machine falls short),
+            // not of the code: reported, not asserted.
+            assert!(m.get("kept_up").is_some_and(serde_json::Value::is_boolean), "{label}: {m:?}");
         }
     }
 
