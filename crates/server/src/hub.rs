@@ -524,6 +524,8 @@ pub struct ChannelCache {
     members: RwLock<MemberSet>,
     /// The members' live sessions on this node, as of the last fan-out.
     route: Mutex<Option<Route>>,
+    /// Looked up since the cache's last sweep (see [`Channels`]).
+    used: std::sync::atomic::AtomicBool,
 }
 
 /// The members of a channel at one moment, shared with the cache.
@@ -550,7 +552,12 @@ impl ChannelCache {
     /// A cache entry for a channel with these members.
     pub fn new(private: bool, members: impl IntoIterator<Item = String>) -> Self {
         let set = Arc::new(members.into_iter().map(Arc::from).collect());
-        ChannelCache { private, members: RwLock::new(MemberSet { set, version: 0 }), route: Mutex::default() }
+        ChannelCache {
+            private,
+            members: RwLock::new(MemberSet { set, version: 0 }),
+            route: Mutex::default(),
+            used: std::sync::atomic::AtomicBool::new(true),
+        }
     }
 
     fn members(&self) -> std::sync::RwLockReadGuard<'_, MemberSet> {
@@ -594,6 +601,56 @@ impl ChannelCache {
     /// change it.
     pub fn snapshot(&self) -> Members {
         self.members().set.clone()
+    }
+
+    /// Marks the entry used (a load first, so a hot channel's shared line
+    /// is not written on every lookup).
+    fn touch(&self) {
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A cache sweep happens once the cache holds this many channels (at
+/// least; fewer in tests, which then need fewer channels to reach it).
+pub(crate) const CHANNEL_SWEEP_MIN: usize = if cfg!(test) { 512 } else { 4096 };
+
+/// The cached channels of a node. Entries are loaded on first use and
+/// would otherwise stay for the process's life: every channel ever
+/// touched, with its member list and the sessions of its last fan-out. So
+/// when a new entry finds the cache at `sweep_at`, the entries not looked
+/// up since the previous sweep are dropped (the next use reads them from
+/// storage again) and `sweep_at` becomes twice what is left: the cache
+/// holds at most about twice the channels in use between two sweeps, and
+/// [`CHANNEL_SWEEP_MIN`] when few are.
+struct Channels {
+    map: HashMap<String, Arc<ChannelCache>>,
+    sweep_at: usize,
+}
+
+impl Default for Channels {
+    fn default() -> Self {
+        Channels { map: HashMap::new(), sweep_at: CHANNEL_SWEEP_MIN }
+    }
+}
+
+impl Channels {
+    /// Caches `entry` as `name` unless one is there; returns the cached one.
+    fn insert(&mut self, name: &str, entry: ChannelCache) -> Arc<ChannelCache> {
+        if let Some(e) = self.map.get(name) {
+            e.touch();
+            return e.clone();
+        }
+        if self.map.len() >= self.sweep_at {
+            // Dropping an entry is not a membership change: nothing read
+            // from storage meanwhile goes stale, so the epoch stays.
+            self.map.retain(|_, e| e.used.swap(false, Ordering::Relaxed));
+            self.sweep_at = (self.map.len() * 2).max(CHANNEL_SWEEP_MIN);
+        }
+        let entry = Arc::new(entry);
+        self.map.insert(name.to_owned(), entry.clone());
+        entry
     }
 }
 
@@ -713,7 +770,7 @@ impl ViewQueue {
 pub struct Hub {
     users: RwLock<HashMap<Arc<str>, Vec<Arc<SessionHandle>>>>,
     watchers: RwLock<Watchers>,
-    channels: RwLock<HashMap<String, Arc<ChannelCache>>>,
+    channels: RwLock<Channels>,
     /// Counts changes of channel members seen here (changed under
     /// `channels`' write lock): members read from storage before one are
     /// used, never cached (see [`Hub::cache_channel`]).
@@ -1015,7 +1072,10 @@ impl Hub {
 
     /// The cached channel entry, if loaded.
     pub fn channel(&self, name: &str) -> Option<Arc<ChannelCache>> {
-        self.channels.read().expect("channels lock").get(name).cloned()
+        let channels = self.channels.read().expect("channels lock");
+        let entry = channels.map.get(name)?;
+        entry.touch();
+        Some(entry.clone())
     }
 
     /// Drops a channel's cached entry (another node changed its members);
@@ -1023,14 +1083,19 @@ impl Hub {
     pub fn forget_channel(&self, name: &str) {
         let mut channels = self.channels.write().expect("channels lock");
         self.channel_epoch.fetch_add(1, Ordering::AcqRel);
-        channels.remove(name);
+        channels.map.remove(name);
+    }
+
+    /// Channel entries cached (tests, metrics).
+    pub fn cached_channels(&self) -> usize {
+        self.channels.read().expect("channels lock").map.len()
     }
 
     /// Drops every cached channel entry.
     pub fn forget_channels(&self) {
         let mut channels = self.channels.write().expect("channels lock");
         self.channel_epoch.fetch_add(1, Ordering::AcqRel);
-        channels.clear();
+        channels.map.clear();
     }
 
     /// The count of member changes seen here: read it before reading a
@@ -1049,9 +1114,9 @@ impl Hub {
     pub fn cache_channel(&self, name: &str, entry: ChannelCache, epoch: u64) -> Arc<ChannelCache> {
         let mut channels = self.channels.write().expect("channels lock");
         if self.channel_epoch.load(Ordering::Acquire) != epoch {
-            return channels.get(name).cloned().unwrap_or_else(|| Arc::new(entry));
+            return channels.map.get(name).cloned().unwrap_or_else(|| Arc::new(entry));
         }
-        channels.entry(name.to_owned()).or_insert_with(|| Arc::new(entry)).clone()
+        channels.insert(name, entry)
     }
 
     /// A membership change of `name` was stored here: applies it to the
@@ -1061,7 +1126,7 @@ impl Hub {
     pub fn member_changed(&self, name: &str, user: &str, joined: bool) {
         let channels = self.channels.write().expect("channels lock");
         self.channel_epoch.fetch_add(1, Ordering::AcqRel);
-        if let Some(entry) = channels.get(name) {
+        if let Some(entry) = channels.map.get(name) {
             if joined { entry.insert(user) } else { entry.remove(user) }
         }
     }
@@ -1127,6 +1192,32 @@ mod tests {
         let epoch = hub.channel_epoch();
         hub.cache_channel("team", ChannelCache::new(false, ["alice".to_owned()]), epoch);
         assert!(hub.channel("team").is_some_and(|c| !c.is_member("mallory")), "a current read is cached");
+    }
+
+    /// A node that touches a million channels over months does not keep
+    /// them all: entries unused since the last sweep go when the cache
+    /// grows, and channels in use stay cached (the same copy).
+    #[test]
+    fn channels_touched_once_do_not_stay_cached() {
+        let hub = Hub::default();
+        let load = |name: &str| {
+            hub.channel(name).unwrap_or_else(|| {
+                let epoch = hub.channel_epoch();
+                hub.cache_channel(name, ChannelCache::new(false, ["alice".to_owned()]), epoch)
+            })
+        };
+        let hot = load("hot");
+        for i in 0..100_000 {
+            load(&format!("once{i}"));
+            if i % 100 == 0 {
+                assert!(Arc::ptr_eq(&load("hot"), &hot), "a channel in use stays cached ({i})");
+            }
+        }
+        let cached = hub.cached_channels();
+        assert!(cached <= 2 * CHANNEL_SWEEP_MIN, "100,000 channels used once, {cached} still cached");
+        // What was dropped is read again on its next use.
+        assert!(hub.channel("once0").is_none());
+        assert!(load("once0").is_member("alice"));
     }
 
     /// A change made here applies to the copy cached now, which may be a
