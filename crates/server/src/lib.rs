@@ -25,6 +25,8 @@
 
 pub mod auth;
 pub mod calls;
+#[cfg(test)]
+mod churn;
 pub mod clock;
 pub mod cluster;
 pub mod config;

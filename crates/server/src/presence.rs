@@ -109,6 +109,11 @@ impl PresenceGate {
     pub fn held(&self) -> usize {
         self.held.lock().expect("presence lock").len()
     }
+
+    /// Users with a presence bucket (for tests: idle full ones are swept).
+    pub fn buckets(&self) -> usize {
+        self.buckets.len()
+    }
 }
 
 /// Sends a user's (cluster-wide) presence change to their watchers, at
