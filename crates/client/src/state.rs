@@ -11,7 +11,6 @@ use crate::store::Store;
 use crate::sync::SyncContext;
 use crate::tls::TlsConfig;
 use courier_proto::{Conv, HelloOk, Limits};
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -69,8 +68,43 @@ pub(crate) struct Inner {
     /// The connection manager's task while it runs.
     pub(crate) manager: Mutex<Option<JoinHandle<()>>>,
     /// v1.2: invitations this device placed or accepted as a call device
-    /// (from the `call_device` of their oks), for this process's life.
-    pub(crate) call_devices: Mutex<HashSet<String>>,
+    /// (from the `call_device` of their oks): the latest
+    /// [`CallDevices::KEEP`] of them.
+    pub(crate) call_devices: Mutex<CallDevices>,
+}
+
+/// The invitations this device is a call device of, newest last. Only the
+/// latest [`CallDevices::KEEP`] are kept: a client that runs for weeks
+/// places and takes calls all along, and a device is in a few calls at a
+/// time (a caller has at most `pending_invites`, 20 by default, ringing).
+#[derive(Default)]
+pub(crate) struct CallDevices(std::collections::VecDeque<String>);
+
+impl CallDevices {
+    /// Invitations remembered.
+    pub(crate) const KEEP: usize = 256;
+
+    /// Notes that this device is a call device of `iid`.
+    pub(crate) fn insert(&mut self, iid: &str) {
+        if self.contains(iid) {
+            return;
+        }
+        if self.0.len() >= Self::KEEP {
+            self.0.pop_front();
+        }
+        self.0.push_back(iid.to_owned());
+    }
+
+    /// Whether this device is a call device of `iid`.
+    pub(crate) fn contains(&self, iid: &str) -> bool {
+        self.0.iter().any(|x| x == iid)
+    }
+
+    /// Invitations remembered (tests).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Locks `m`, also after a panic elsewhere poisoned it.

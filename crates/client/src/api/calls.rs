@@ -93,6 +93,25 @@ mod tests {
         task.await.unwrap().unwrap();
     }
 
+    /// A client that runs for weeks places call after call: it remembers
+    /// the latest invitations it is a call device of, not all of them.
+    #[tokio::test(start_paused = true)]
+    async fn a_device_remembers_only_its_latest_calls() {
+        let (_d, client, mut ws) = session(&[FEATURE_V1_1, FEATURE_V1_2]).await;
+        let keep = crate::state::CallDevices::KEEP;
+        for n in 0..keep + 500 {
+            let c = client.clone();
+            let task = tokio::spawn(async move { c.invite("bob", Map::new(), 60).await });
+            let req = next_op(&mut ws, "invite").await;
+            reply(&mut ws, &req, invite_ok(&format!("i{n}"))).await;
+            task.await.unwrap().unwrap();
+        }
+        let held = crate::state::lock(&client.inner.call_devices).len();
+        assert_eq!(held, keep, "{} calls placed, {held} remembered", keep + 500);
+        assert!(client.is_call_device(&format!("i{}", keep + 499)), "the latest call is this device's");
+        assert!(!client.is_call_device("i0"), "the oldest is forgotten");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn call_signals_need_v1_2() {
         let (_d, client, _ws) = session(&[FEATURE_V1_1]).await;

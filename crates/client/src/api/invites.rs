@@ -65,7 +65,7 @@ impl Client {
         }
         let InviteOk { invite: inv, call_device } = serde_json::from_value(v.clone())?;
         if call_device {
-            lock(&self.inner.call_devices).insert(inv.iid.clone());
+            lock(&self.inner.call_devices).insert(&inv.iid);
         }
         let stored = self.inner.store.upsert_invite(&inv)?;
         let view = InviteView::new(stored, &self.inner.me, self.inner.server_now());
