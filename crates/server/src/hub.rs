@@ -1019,6 +1019,16 @@ impl Hub {
         out
     }
 
+    /// The users `s` watches (for a session that ended without saying).
+    pub fn watched_by(&self, s: &SessionHandle) -> HashSet<String> {
+        let w = self.watchers.read().expect("watchers lock");
+        let targets = w.by_watcher.get(&s.user).into_iter().flat_map(HashMap::keys);
+        targets
+            .filter(|t| w.by_target.get(*t).is_some_and(|l| l.iter().any(|x| x.session.key == s.key)))
+            .cloned()
+            .collect()
+    }
+
     /// Removes `s` as a watcher of `users`.
     pub fn unwatch<'a>(&self, s: &Arc<SessionHandle>, users: impl IntoIterator<Item = &'a str>) {
         let mut guard = self.watchers.write().expect("watchers lock");

@@ -86,6 +86,40 @@ impl Drop for ConnGuard<'_> {
     }
 }
 
+/// Unregisters a session whose task ends without its farewell (a panic in
+/// an op, or the task dropped): the session would otherwise stay in the
+/// hub for the process's life, its user online to every watcher and its
+/// device counted against the session cap. The rest of the farewell
+/// (cluster release, call grace, presence) runs in a task of its own.
+pub(crate) struct Unregister(Option<(Arc<AppState>, Arc<crate::hub::SessionHandle>)>);
+
+impl Unregister {
+    pub(crate) fn new(st: &Arc<AppState>, handle: &Arc<crate::hub::SessionHandle>) -> Self {
+        Unregister(Some((st.clone(), handle.clone())))
+    }
+
+    /// The farewell takes over.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Unregister {
+    fn drop(&mut self) {
+        let Some((st, handle)) = self.0.take() else { return };
+        handle.end();
+        let watched = st.hub.watched_by(&handle);
+        let change = st.hub.unregister(&handle, &watched);
+        tracing::error!(user = %handle.user, "a session ended without its farewell; unregistered it");
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                st.session_closed(&handle).await;
+                st.presence_changed(&handle.user, change).await;
+            });
+        }
+    }
+}
+
 /// Why the loop ended.
 enum End {
     /// Close the socket with this code.
@@ -113,6 +147,7 @@ pub fn run(
         st.metrics.connections.inc();
         let _guard = ConnGuard(&st);
         let Some(mut ses) = Box::pin(handshake(&mut ws, &st)).await else { return };
+        let unwound = Unregister::new(&st, &ses.handle);
         if let Some((pre_hello, wire)) = conn {
             pre_hello.release();
             ses.handle.attach(wire);
@@ -126,6 +161,8 @@ pub fn run(
         // socket; it is delivered as if the session were still there.
         Box::pin(settle(&st, &ses, inflight)).await;
         st.metrics.sessions.dec();
+        // The farewell unregisters before its first await.
+        unwound.disarm();
         Box::pin(farewell(&mut ws, &st, &ses, end)).await;
     }
 }
@@ -758,6 +795,42 @@ mod tests {
 
     fn future_size<F: Future>(_: fn(WebSocket, Arc<AppState>, Option<Conn>) -> F) -> usize {
         std::mem::size_of::<F>()
+    }
+
+    /// A session task that panics (or is dropped) before its farewell is
+    /// unregistered all the same: nothing of it stays in the hub, and its
+    /// watchers hear that its user went offline.
+    #[tokio::test]
+    async fn a_session_that_panics_is_unregistered() {
+        let (server, _store, _dir) = server().await;
+        let st = server.state.clone();
+        let watcher = st.hub.new_session("alice", "d", 64);
+        st.hub.register(&watcher);
+        st.hub.watch(&watcher, [("bob", true)]);
+        let bob = st.hub.new_session("bob", "d", 64);
+        st.hub.register(&bob);
+        st.hub.watch(&bob, [("alice", true), ("carol", true)]);
+        let (st2, bob2) = (st.clone(), bob.clone());
+        let task = tokio::spawn(async move {
+            let _unwound = Unregister::new(&st2, &bob2);
+            panic!("an op went wrong");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(st.hub.user_sessions("bob"), 0, "the session left the hub");
+        assert!(st.hub.watched_by(&bob).is_empty(), "and its watches");
+        assert!(!bob.push(&Arc::from("x")), "its queue is ended");
+        let offline = timeout(Duration::from_secs(10), async {
+            loop {
+                while let Some(f) = watcher.pop() {
+                    let v: Value = serde_json::from_str(f.as_str()).unwrap();
+                    if v["ev"] == "presence" && v["user"] == "bob" && v["online"] == false {
+                        return;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+        offline.await.expect("bob's watchers hear he went offline");
     }
 
     /// Every idle connection keeps this future; a large await inlined into
