@@ -384,6 +384,10 @@ impl Driver {
                 }
                 None
             }
+            EngineEvent::Impostor(message) => {
+                self.warn(warning::MEDIA, &message);
+                Some(Input::MediaFailed)
+            }
             EngineEvent::Error(message) => {
                 tracing::warn!(%message, "media error");
                 self.warn(warning::MEDIA, &message);

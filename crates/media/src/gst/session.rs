@@ -39,6 +39,9 @@ pub enum EngineEvent {
     },
     /// Something the session cannot recover from.
     Error(String),
+    /// The peer presented a DTLS certificate its description does not
+    /// name: no media passes either way from now on, and the call must end.
+    Impostor(String),
 }
 
 /// `COURIER_ICE_RELAY_ONLY=1`: use TURN relay candidates only (tests of
@@ -73,6 +76,8 @@ pub struct Session {
     speaker: Mutex<Option<(gst::Element, gst::Element)>>,
     /// Our media's way into webrtcbin, shut until the first offer.
     gate: Gate,
+    /// The DTLS fingerprints of the peer's current description.
+    expected: super::dtls::Expected,
 }
 
 /// Drops our media buffers just before webrtcbin until it opens.
@@ -103,6 +108,15 @@ impl Gate {
             pad.remove_probe(id);
         }
     }
+}
+
+/// Drops every buffer through `pad` once `refused` is set (the peer is
+/// not who its description says: see [`EngineEvent::Impostor`]).
+fn shut_when(pad: &gst::Pad, refused: &Arc<AtomicBool>) {
+    let r = refused.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
+        if r.load(Ordering::Relaxed) { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+    });
 }
 
 fn sdp_text(desc: &gst_webrtc::WebRTCSessionDescription) -> String {
@@ -245,6 +259,16 @@ impl Session {
         webrtc.set_property("latency", 100u32);
         let cert = super::dtls::ecdsa()?;
         super::dtls::use_certificate(&webrtc, &cert);
+        // Media passes only to and from the certificate the peer signalled.
+        let refused = Arc::new(AtomicBool::new(false));
+        let expected = super::dtls::Expected::default();
+        let (r, tx) = (refused.clone(), events.clone());
+        super::dtls::enforce_fingerprint(&webrtc, expected.clone(), move |why| {
+            if !r.swap(true, Ordering::SeqCst) {
+                tracing::warn!("{why}: no media to or from this peer");
+                let _ = tx.send(EngineEvent::Impostor(why));
+            }
+        });
         // No UPnP port mapping (multicast discovery on the LAN; browsers don't).
         let ice = webrtc.property::<gst::glib::Object>("ice-agent");
         if ice.find_property("agent").is_some() {
@@ -291,6 +315,7 @@ impl Session {
                 .ok_or_else(|| MediaError::Negotiation("webrtcbin pad".into()))?;
             let pad = src.static_pad("src").ok_or_else(|| MediaError::Negotiation("src pad".into()))?;
             gate.close(&pad);
+            shut_when(&pad, &refused);
             pad.link(&sink)
                 .map(|_| ())
                 .map_err(|e| MediaError::Negotiation(format!("link to webrtcbin: {e}")))
@@ -342,10 +367,12 @@ impl Session {
         let bin_weak = pipeline.downgrade();
         let m = meters.clone();
         let tx = events.clone();
+        let refused_rx = refused.clone();
         webrtc.connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
+            shut_when(pad, &refused_rx);
             let Some(pipeline) = bin_weak.upgrade() else { return };
             let Ok(decode) = super::make("decodebin") else { return };
             let bin = pipeline.upcast_ref::<gst::Bin>().clone();
@@ -420,6 +447,7 @@ impl Session {
             camera: Mutex::new(camera),
             speaker: Mutex::new(audio_out.speaker),
             gate,
+            expected,
         };
         s.set_camera(camera_on);
         Ok(s)
@@ -596,6 +624,7 @@ impl Session {
 
     fn set_remote(&self, kind: gst_webrtc::WebRTCSDPType, sdp: &str) -> Result<(), MediaError> {
         let desc = description(kind, sdp)?;
+        *self.expected.lock().unwrap_or_else(|p| p.into_inner()) = super::dtls::fingerprints(sdp);
         *self.remote_mids.lock().unwrap_or_else(|p| p.into_inner()) = mids(sdp);
         self.webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &None::<gst::Promise>]);
         Ok(())
