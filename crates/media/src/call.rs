@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::gst::session::{EngineEvent, Session};
 use crate::gst::stats::Report;
 use crate::machine::{Action, Ice, Input, Machine};
+use crate::screen::{Screen, Verdict};
 use crate::{
     AudioSink, AudioSource, CallEvent, CallOptions, CallSignal, CallState, CallStats, EndReason, MediaConfig,
     MediaError, VideoSource, warning,
@@ -163,6 +164,7 @@ impl Call {
             addresses: local_addresses(),
             received: (0, Instant::now()),
             noticed: VecDeque::new(),
+            screen: Screen::default(),
         };
         rt.spawn(driver.run(cmd_rx, engine_rx, done_tx));
         Ok((Call { inner: Arc::new(Handle { cmd, done, flushed }) }, events_rx))
@@ -263,6 +265,8 @@ struct Driver {
     received: (u64, Instant),
     /// What the once-a-second look noticed, for the machine.
     noticed: VecDeque<Input>,
+    /// The peer's signals as checked so far (descriptions, candidate budget).
+    screen: Screen,
 }
 
 impl Driver {
@@ -318,7 +322,18 @@ impl Driver {
 
     async fn command(&mut self, c: Cmd) -> Option<Input> {
         match c {
-            Cmd::Signal(s) => Some(Input::Signal(s)),
+            Cmd::Signal(s) => match self.screen.signal(s) {
+                Verdict::Pass(s) => Some(Input::Signal(s)),
+                Verdict::Drop(why) => {
+                    tracing::debug!("dropped a peer's signal: {why}");
+                    None
+                }
+                Verdict::Fail(why) => {
+                    tracing::warn!("the peer sent {why}: ending the call");
+                    self.warn(warning::MEDIA, &format!("the peer sent {why}"));
+                    Some(Input::MediaFailed)
+                }
+            },
             Cmd::Hangup => Some(Input::Hangup),
             Cmd::RestartIce => Some(Input::RestartIce),
             Cmd::Mute(m) => {

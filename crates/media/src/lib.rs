@@ -11,6 +11,8 @@
 //!   signals, commands and engine events, and carries out its actions.
 //! - `gst`: the media engine over GStreamer `webrtcbin` (the only module that
 //!   knows GStreamer), device listing and the mic test.
+//! - [`screen`]: what a peer's signals may make this device do (the shape
+//!   of descriptions, which candidates it sends checks to, how many).
 //! - [`picture`]: the decoded pictures a UI gets (packed I420) and their
 //!   scaling.
 //! - `wav`: the 16-bit PCM WAV reader and writer for file sources and
@@ -24,6 +26,7 @@ pub mod event;
 mod gst;
 pub mod machine;
 pub mod picture;
+pub mod screen;
 mod wav;
 
 pub use call::{Call, Signaler};

@@ -113,3 +113,63 @@ fn a_peer_presenting_another_certificate_than_signalled_gets_no_media() {
         let _ = std::fs::remove_dir_all(&dir);
     });
 }
+
+/// A candidate of the highest priority (checked first) for `addr:port`.
+fn aimed(addr: &str, port: u16) -> CallSignal {
+    CallSignal::Candidate {
+        candidate: format!("candidate:99 1 UDP 2130706431 {addr} {port} typ host"),
+        mid: None,
+        mline: Some(0),
+        ufrag: None,
+    }
+}
+
+#[test]
+fn a_caller_cannot_aim_the_callees_ice_checks_at_its_machine_or_lan_services() {
+    if !in_namespace("a_caller_cannot_aim_the_callees_ice_checks_at_its_machine_or_lan_services") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    rt.block_on(async {
+        // A service on the callee's machine and one on its LAN (the
+        // caller's side of the namespace's veth pair).
+        let local = std::net::UdpSocket::bind("127.0.0.1:40999").unwrap();
+        let lan = std::net::UdpSocket::bind("10.77.0.1:161").unwrap();
+        let dir = std::env::temp_dir().join(format!("courier-media-aimed-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ((b, mut b_rx, b_out), (a, _a_rx, a_out)) = two_calls("i2", &dir);
+        // Right after its offer, the caller names the two services.
+        let b2 = b.clone();
+        deliver_changed(a_out, b.clone(), move |s| {
+            if matches!(s, CallSignal::Offer { .. }) {
+                let b2 = b2.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    b2.on_signal(aimed("127.0.0.1", 40999));
+                    b2.on_signal(aimed("10.77.0.1", 161));
+                });
+            }
+            s
+        });
+        support::deliver(b_out, a.clone());
+        // The call itself connects on the genuine candidates.
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match timeout(left, b_rx.recv()).await {
+                Ok(Some(CallEvent::State(CallState::Connected))) => break,
+                Ok(Some(_)) => {}
+                other => panic!("the callee did not connect: {other:?}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut buf = [0u8; 1500];
+        for (name, sock) in [("127.0.0.1:40999", &local), ("10.77.0.1:161", &lan)] {
+            sock.set_nonblocking(true).unwrap();
+            let got = sock.recv_from(&mut buf);
+            assert!(got.is_err(), "the callee sent {name} a packet: {got:?}");
+        }
+        b.hangup();
+        let _ = std::fs::remove_dir_all(&dir);
+    });
+}
