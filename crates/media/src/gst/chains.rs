@@ -533,7 +533,7 @@ fn recorder(path: &Path, resume: bool, warns: &mut Vec<Warn>) -> Result<gst::Ele
     Ok(sink.upcast())
 }
 
-/// Links one decoded stream (a decodebin pad) to where it goes: audio to
+/// Links one decoded stream (a decoder's output, `receive::decode`) to where it goes: audio to
 /// `audio_out` (the first audio stream only), video to a frame counter and,
 /// with frames on, a frame tap.
 pub fn link_decoded(

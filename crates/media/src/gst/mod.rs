@@ -10,11 +10,14 @@
 //! - `swap`: switching a source or sink in a playing pipeline.
 //! - `dtls`: the session's DTLS certificate (ECDSA, as every stack takes).
 //! - `pt`: following an offer's payload type numbers when answering.
+//! - `receive`: decoding what the peer sends (Opus and VP8 only, pictures
+//!   of bounded size).
 
 pub mod chains;
 pub mod devices;
 pub mod dtls;
 pub mod pt;
+pub mod receive;
 pub mod session;
 pub mod stats;
 pub mod swap;
@@ -31,7 +34,7 @@ pub fn init() -> Result<(), MediaError> {
             gst::init().map_err(|e| MediaError::Unavailable(format!("GStreamer: {e}")))?;
             let needed = [
                 "webrtcbin", "nicesrc", "dtlssrtpenc", "opusenc", "opusdec", "rtpopuspay",
-                "vp8enc", "vp8dec", "rtpvp8pay", "decodebin", "audiotestsrc", "videotestsrc",
+                "vp8enc", "vp8dec", "rtpvp8pay", "rtpopusdepay", "rtpvp8depay", "decodebin", "audiotestsrc", "videotestsrc",
                 "audioconvert", "audioresample", "videoconvert", "videoscale", "level", "volume",
                 "valve", "appsink", "appsrc",
             ];

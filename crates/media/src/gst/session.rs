@@ -375,6 +375,11 @@ impl Session {
             shut_when(pad, &refused_rx);
             let Some(pipeline) = bin_weak.upgrade() else { return };
             let Ok(decode) = super::make("decodebin") else { return };
+            let tx3 = tx.clone();
+            super::receive::restrict(&decode, move |message: String| {
+                tracing::warn!("{message}");
+                let _ = tx3.send(EngineEvent::Warning { code: warning::MEDIA.into(), message });
+            });
             let bin = pipeline.upcast_ref::<gst::Bin>().clone();
             let (slot, m, frames, tx2) = (audio_slot.clone(), m.clone(), frames.clone(), tx.clone());
             decode.connect_pad_added(move |_, dpad| {
