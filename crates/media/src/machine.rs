@@ -25,7 +25,8 @@
 //!   restart: a new engine session (a new ICE agent, which gathers on the
 //!   interfaces there are now, and a new DTLS association) and its offer; a
 //!   `renegotiate` whose DTLS fingerprint changed is answered from a new
-//!   session too. With other peers a restart is new ICE credentials only;
+//!   session too, each at most 6 times a minute (past that: new ICE
+//!   credentials only). With other peers a restart is new ICE credentials only;
 //! - after `end` (sent or received) nothing more is sent.
 
 use crate::{CallSignal, CallState, EndReason, Role};
@@ -36,6 +37,12 @@ pub const ICE_TIMEOUT_MS: u64 = 30_000;
 /// answered from a new session (each opens the devices again); past that a
 /// new fingerprint is applied like any renegotiation.
 pub const PEER_TRANSPORT_RESTARTS_PER_MIN: usize = 6;
+/// At most this many transport restarts of our own in a minute; past that
+/// a restart is a plain ICE restart. What makes us restart (a path gone
+/// quiet, ICE lost) is partly in the peer's hands: a peer that sends and
+/// falls silent in turn would otherwise have this device open its camera
+/// and microphone again every few seconds.
+pub const OWN_TRANSPORT_RESTARTS_PER_MIN: usize = 6;
 
 /// How long the callee waits for the caller to restart ICE before it does.
 pub const CALLEE_RESTART_GRACE_MS: u64 = 3_000;
@@ -180,6 +187,23 @@ pub struct Machine {
     remote_fingerprint: Option<String>,
     /// When the peer's recent transport restarts were answered (ms).
     peer_restarts: std::collections::VecDeque<u64>,
+    /// When our own recent transport restarts began (ms).
+    own_restarts: std::collections::VecDeque<u64>,
+    /// The time of the input being handled (ms).
+    now: u64,
+}
+
+/// Whether one more restart fits in the last minute's `max`, recorded in
+/// `recent` (times in ms) when it does.
+fn within_minute(recent: &mut std::collections::VecDeque<u64>, now_ms: u64, max: usize) -> bool {
+    while recent.front().is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000) {
+        recent.pop_front();
+    }
+    let fits = recent.len() < max;
+    if fits {
+        recent.push_back(now_ms);
+    }
+    fits
 }
 
 /// The first `a=fingerprint:` of an SDP, as written.
@@ -208,6 +232,8 @@ impl Machine {
             peer_transport_restart: false,
             remote_fingerprint: None,
             peer_restarts: std::collections::VecDeque::new(),
+            own_restarts: std::collections::VecDeque::new(),
+            now: 0,
         }
     }
 
@@ -225,6 +251,7 @@ impl Machine {
         if self.is_ended() {
             return out;
         }
+        self.now = now_ms;
         match input {
             Input::Start => {
                 out.push(Action::State(CallState::Connecting));
@@ -375,11 +402,7 @@ impl Machine {
         if self.peer_transport_restart && known.is_some_and(|k| fp.is_some_and(|f| f != k)) {
             // The peer restarted its transport: answer from a new one, as
             // often as a network can change, not as often as a peer can ask.
-            while self.peer_restarts.front().is_some_and(|t| now_ms.saturating_sub(*t) >= 60_000) {
-                self.peer_restarts.pop_front();
-            }
-            if self.peer_restarts.len() < PEER_TRANSPORT_RESTARTS_PER_MIN {
-                self.peer_restarts.push_back(now_ms);
+            if within_minute(&mut self.peer_restarts, now_ms, PEER_TRANSPORT_RESTARTS_PER_MIN) {
                 if self.state == CallState::Connected {
                     // No media until the new transport connects, whether or
                     // not this side noticed the loss first; the same window
@@ -428,7 +451,10 @@ impl Machine {
         }
         if let Some(restart) = self.wanted.take() {
             self.sig = Sig::MakingOffer { restart };
-            if restart && self.peer_transport_restart {
+            if restart
+                && self.peer_transport_restart
+                && within_minute(&mut self.own_restarts, self.now, OWN_TRANSPORT_RESTARTS_PER_MIN)
+            {
                 // A new session has new credentials and gathers afresh.
                 self.new_transport(out);
                 out.push(Action::CreateOffer { ice_restart: false });

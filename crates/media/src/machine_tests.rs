@@ -464,3 +464,29 @@ fn a_peer_cannot_make_us_rebuild_the_transport_more_than_six_times_a_minute() {
     );
     assert_eq!(a.first(), Some(&Action::NewTransport));
 }
+
+#[test]
+fn a_peer_falling_silent_again_and_again_rebuilds_our_transport_six_times_a_minute() {
+    let mut m = caller_offered();
+    m.handle(20, Input::Signal(CallSignal::Answer { sdp: sdp_with("AA:01"), transport_restart: true }));
+    connected(&mut m, 100);
+    let (mut rebuilt, mut plain) = (0, 0);
+    for i in 1..=10u64 {
+        // The path goes quiet (the driver reports it as ICE lost), the
+        // restart's answer comes and it connects again.
+        let at = 5_000 * i;
+        let a = m.handle(at, Input::Ice(Ice::Disconnected));
+        rebuilt += usize::from(a.contains(&Action::NewTransport));
+        plain += usize::from(a.contains(&Action::CreateOffer { ice_restart: true }));
+        m.handle(at + 10, offer(&format!("o{i}")));
+        m.handle(
+            at + 20,
+            Input::Signal(CallSignal::Answer { sdp: sdp_with(&format!("{i:02}")), transport_restart: true }),
+        );
+        connected(&mut m, at + 30);
+    }
+    assert_eq!((rebuilt, plain), (OWN_TRANSPORT_RESTARTS_PER_MIN, 10 - OWN_TRANSPORT_RESTARTS_PER_MIN));
+    // A minute after the first ones, a restart rebuilds again.
+    let a = m.handle(70_000, Input::Ice(Ice::Disconnected));
+    assert!(a.contains(&Action::NewTransport), "{a:?}");
+}
