@@ -103,34 +103,90 @@ fn der_of(pem: &str) -> Vec<u8> {
     if body.is_empty() { Vec::new() } else { gst::glib::base64_decode(&body) }
 }
 
-/// The fingerprints of the peer's current description, shared between the
-/// session (which sets them with each remote description) and the DTLS
-/// check (which reads them during the handshake).
-pub type Expected = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+/// The DTLS check of one session: media passes into and out of webrtcbin
+/// only once the certificate the peer presented matches the fingerprints
+/// of its description. Until the handshake shows a certificate, and until
+/// the peer's description is known, nothing passes (there is no media
+/// before DTLS anyway; this makes it so whatever order the answer and the
+/// handshake come in: a handshake may start before the answer has crossed
+/// the server).
+pub struct PeerCheck {
+    state: std::sync::Mutex<CheckState>,
+    verdict: std::sync::atomic::AtomicU8,
+    refuse: Box<dyn Fn(String) + Send + Sync>,
+}
 
-/// Checks every certificate a DTLS decoder of `webrtc` receives against
-/// `expected`; on a mismatch calls `refuse` (from the handshake's thread,
-/// before the handshake completes) with what to log.
-pub fn enforce_fingerprint(
-    webrtc: &gst::Element,
-    expected: Expected,
-    refuse: impl Fn(String) + Send + Sync + Clone + 'static,
-) {
+#[derive(Default)]
+struct CheckState {
+    /// The fingerprints of the peer's current description, once it has one.
+    expected: Option<Vec<(String, Vec<u8>)>>,
+    /// The certificate the handshake showed.
+    shown: Option<String>,
+}
+
+const UNDECIDED: u8 = 0;
+const VERIFIED: u8 = 1;
+const REFUSED: u8 = 2;
+
+impl PeerCheck {
+    /// A check that calls `refuse` (once, from whichever thread decides)
+    /// when the certificate is not the signalled one.
+    pub fn new(refuse: impl Fn(String) + Send + Sync + 'static) -> std::sync::Arc<PeerCheck> {
+        std::sync::Arc::new(PeerCheck {
+            state: std::sync::Mutex::default(),
+            verdict: std::sync::atomic::AtomicU8::new(UNDECIDED),
+            refuse: Box::new(refuse),
+        })
+    }
+
+    /// Whether media may pass.
+    pub fn passes(&self) -> bool {
+        self.verdict.load(std::sync::atomic::Ordering::Acquire) == VERIFIED
+    }
+
+    /// The peer's description (offer or answer) was applied.
+    pub fn described(&self, sdp: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.expected = Some(fingerprints(sdp));
+        self.decide(&st);
+    }
+
+    /// The handshake showed the peer's certificate.
+    pub fn shown(&self, pem: String) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.shown = Some(pem);
+        self.decide(&st);
+    }
+
+    fn decide(&self, st: &CheckState) {
+        use std::sync::atomic::Ordering;
+        let (Some(want), Some(pem)) = (&st.expected, &st.shown) else { return };
+        if self.verdict.load(Ordering::Acquire) != UNDECIDED {
+            return; // a later renegotiation does not redo the handshake
+        }
+        if matches(pem, want) {
+            self.verdict.store(VERIFIED, Ordering::Release);
+        } else {
+            self.verdict.store(REFUSED, Ordering::Release);
+            (self.refuse)(format!(
+                "the peer's DTLS certificate is not the one its description names ({} fingerprints signalled)",
+                want.len()
+            ));
+        }
+    }
+}
+
+/// Hands every certificate a DTLS decoder of `webrtc` receives to `check`
+/// (from the handshake's thread, before the handshake completes).
+pub fn enforce_fingerprint(webrtc: &gst::Element, check: std::sync::Arc<PeerCheck>) {
     let Some(bin) = webrtc.downcast_ref::<gst::Bin>() else { return };
     bin.connect_deep_element_added(move |_, _, el| {
         if el.factory().is_none_or(|f| f.name() != "dtlsdec") {
             return;
         }
-        let (expected, refuse) = (expected.clone(), refuse.clone());
+        let check = check.clone();
         el.connect_notify(Some("peer-pem"), move |dec, _| {
-            let pem = dec.property::<Option<String>>("peer-pem").unwrap_or_default();
-            let want = expected.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            if !matches(&pem, &want) {
-                refuse(format!(
-                    "the peer's DTLS certificate is not the one its description names ({} fingerprints signalled)",
-                    want.len()
-                ));
-            }
+            check.shown(dec.property::<Option<String>>("peer-pem").unwrap_or_default());
         });
     });
 }
@@ -206,6 +262,43 @@ mod tests {
         let sha1 = sdp(&a).replace("sha-256", "sha-1");
         assert!(!matches(&a.pem, &fingerprints(&sha1)), "only SHA-2 counts");
         assert!(fingerprints("a=fingerprint:sha-256 ZZ:01\r\n").is_empty(), "malformed");
+    }
+
+    #[test]
+    fn media_waits_for_both_the_description_and_the_certificate_in_either_order() {
+        let (a, b) = (ecdsa().unwrap(), ecdsa().unwrap());
+        let sdp = |c: &Certificate| format!("v=0\r\na=fingerprint:{}\r\n", c.fingerprint);
+        let refusals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let check = || {
+            let r = refusals.clone();
+            PeerCheck::new(move |_| {
+                r.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            })
+        };
+        let early = check();
+        early.shown(a.pem.clone());
+        assert!(!early.passes(), "a handshake before the answer waits for it");
+        early.described(&sdp(&a));
+        assert!(early.passes());
+        let late = check();
+        late.described(&sdp(&a));
+        assert!(!late.passes(), "nothing before the handshake");
+        late.shown(a.pem.clone());
+        assert!(late.passes());
+        late.described(&sdp(&b));
+        assert!(late.passes(), "a renegotiation does not redo the handshake");
+        assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 0);
+        let impostor = check();
+        impostor.shown(b.pem.clone());
+        impostor.described(&sdp(&a));
+        assert!(!impostor.passes());
+        impostor.described(&sdp(&b));
+        assert!(!impostor.passes(), "refused for good");
+        let unsigned = check();
+        unsigned.described("v=0\r\n");
+        unsigned.shown(a.pem.clone());
+        assert!(!unsigned.passes(), "a description without a fingerprint matches nothing");
+        assert_eq!(refusals.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 
     #[test]

@@ -76,8 +76,8 @@ pub struct Session {
     speaker: Mutex<Option<(gst::Element, gst::Element)>>,
     /// Our media's way into webrtcbin, shut until the first offer.
     gate: Gate,
-    /// The DTLS fingerprints of the peer's current description.
-    expected: super::dtls::Expected,
+    /// Whether the peer's DTLS certificate is the one it signalled.
+    check: Arc<super::dtls::PeerCheck>,
 }
 
 /// Drops our media buffers just before webrtcbin until it opens.
@@ -110,12 +110,12 @@ impl Gate {
     }
 }
 
-/// Drops every buffer through `pad` once `refused` is set (the peer is
-/// not who its description says: see [`EngineEvent::Impostor`]).
-fn shut_when(pad: &gst::Pad, refused: &Arc<AtomicBool>) {
-    let r = refused.clone();
+/// Drops every buffer through `pad` until the peer's DTLS certificate is
+/// verified, and for good once it is refused (see [`EngineEvent::Impostor`]).
+fn shut_unless(pad: &gst::Pad, check: &Arc<super::dtls::PeerCheck>) {
+    let c = check.clone();
     pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST, move |_, _| {
-        if r.load(Ordering::Relaxed) { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+        if c.passes() { gst::PadProbeReturn::Ok } else { gst::PadProbeReturn::Drop }
     });
 }
 
@@ -260,15 +260,12 @@ impl Session {
         let cert = super::dtls::ecdsa()?;
         super::dtls::use_certificate(&webrtc, &cert);
         // Media passes only to and from the certificate the peer signalled.
-        let refused = Arc::new(AtomicBool::new(false));
-        let expected = super::dtls::Expected::default();
-        let (r, tx) = (refused.clone(), events.clone());
-        super::dtls::enforce_fingerprint(&webrtc, expected.clone(), move |why| {
-            if !r.swap(true, Ordering::SeqCst) {
-                tracing::warn!("{why}: no media to or from this peer");
-                let _ = tx.send(EngineEvent::Impostor(why));
-            }
+        let tx = events.clone();
+        let check = super::dtls::PeerCheck::new(move |why| {
+            tracing::warn!("{why}: no media to or from this peer");
+            let _ = tx.send(EngineEvent::Impostor(why));
         });
+        super::dtls::enforce_fingerprint(&webrtc, check.clone());
         // No UPnP port mapping (multicast discovery on the LAN; browsers don't).
         let ice = webrtc.property::<gst::glib::Object>("ice-agent");
         if ice.find_property("agent").is_some() {
@@ -315,7 +312,7 @@ impl Session {
                 .ok_or_else(|| MediaError::Negotiation("webrtcbin pad".into()))?;
             let pad = src.static_pad("src").ok_or_else(|| MediaError::Negotiation("src pad".into()))?;
             gate.close(&pad);
-            shut_when(&pad, &refused);
+            shut_unless(&pad, &check);
             pad.link(&sink)
                 .map(|_| ())
                 .map_err(|e| MediaError::Negotiation(format!("link to webrtcbin: {e}")))
@@ -367,12 +364,12 @@ impl Session {
         let bin_weak = pipeline.downgrade();
         let m = meters.clone();
         let tx = events.clone();
-        let refused_rx = refused.clone();
+        let check_rx = check.clone();
         webrtc.connect_pad_added(move |_, pad| {
             if pad.direction() != gst::PadDirection::Src {
                 return;
             }
-            shut_when(pad, &refused_rx);
+            shut_unless(pad, &check_rx);
             let Some(pipeline) = bin_weak.upgrade() else { return };
             let Ok(decode) = super::make("decodebin") else { return };
             let tx3 = tx.clone();
@@ -452,7 +449,7 @@ impl Session {
             camera: Mutex::new(camera),
             speaker: Mutex::new(audio_out.speaker),
             gate,
-            expected,
+            check,
         };
         s.set_camera(camera_on);
         Ok(s)
@@ -629,7 +626,7 @@ impl Session {
 
     fn set_remote(&self, kind: gst_webrtc::WebRTCSDPType, sdp: &str) -> Result<(), MediaError> {
         let desc = description(kind, sdp)?;
-        *self.expected.lock().unwrap_or_else(|p| p.into_inner()) = super::dtls::fingerprints(sdp);
+        self.check.described(sdp);
         *self.remote_mids.lock().unwrap_or_else(|p| p.into_inner()) = mids(sdp);
         self.webrtc.emit_by_name::<()>("set-remote-description", &[&desc, &None::<gst::Promise>]);
         Ok(())
