@@ -96,6 +96,14 @@ pub fn emit<E: ToUi>(app: &AppHandle, event: &E) {
 /// burst of messages shows its first one).
 const NOTE_GAP: Duration = Duration::from_secs(1);
 
+/// What recent notifications the forwarder remembers: the last one per
+/// conversation and per missed call, and the call notifications per caller.
+#[derive(Default)]
+struct Shown {
+    last: HashMap<String, Instant>,
+    calls: notify::CallPacer,
+}
+
 /// Forwards the events of each client the state hands over (one at a time:
 /// a new sign-in replaces the previous forwarder).
 pub fn spawn(app: AppHandle, mut feed: tokio::sync::mpsc::UnboundedReceiver<crate::state::Feed>) {
@@ -118,7 +126,7 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
         .unwrap_or_default();
     let mut total: u64 = unread.values().sum();
     tray::set_unread(&app, total);
-    let mut last_note: HashMap<String, Instant> = HashMap::new();
+    let mut last_note = Shown::default();
     loop {
         let ev = match rx.recv().await {
             Ok(ev) => ev,
@@ -173,7 +181,12 @@ async fn forward(app: AppHandle, client: Client, mut rx: tokio::sync::broadcast:
     }
 }
 
-fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String, Instant>) {
+fn show(app: &AppHandle, client: &Client, note: Note, shown: &mut Shown) {
+    let last = &mut shown.last;
+    if last.len() > 1024 {
+        // One entry per conversation and missed call: forget old ones.
+        last.retain(|_, t| t.elapsed() < Duration::from_secs(60));
+    }
     let name = |user: &str| {
         client
             .store()
@@ -206,6 +219,9 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
             notify::show(summary, preview, move || open_link(&app, link));
         }
         Note::Call { iid, from } => {
+            if !shown.calls.allow("call", &from, Instant::now()) {
+                return;
+            }
             let invite = client.invites().ok().and_then(|vs| vs.into_iter().find(|v| v.invite.iid == iid));
             let video = invite.as_ref().is_some_and(crate::calls::wants_video);
             let ring_ms = invite
@@ -221,7 +237,9 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
             });
         }
         Note::MissedCall { iid, from } => {
-            if last.insert(format!("missed:{iid}"), Instant::now()).is_some() {
+            if last.insert(format!("missed:{iid}"), Instant::now()).is_some()
+                || !shown.calls.allow("missed", &from, Instant::now())
+            {
                 return;
             }
             let zh = notify::speaks_chinese(
@@ -237,7 +255,7 @@ fn show(app: &AppHandle, client: &Client, note: Note, last: &mut HashMap<String,
 /// Shows what do-not-disturb held back, now that it ended.
 pub fn show_deferred(app: &AppHandle, notes: Vec<Note>) {
     let Ok(client) = app.state::<AppState>().client() else { return };
-    let mut seen = HashMap::new();
+    let mut seen = Shown::default();
     for note in notes {
         show(app, &client, note, &mut seen);
     }

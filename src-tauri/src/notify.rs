@@ -10,6 +10,42 @@ use courier_proto::{Conv, InviteState, is_relation_kind};
 /// Messages older than this (ms) are history arriving, not news.
 pub const FRESH_MS: i64 = 60_000;
 
+/// Call notifications (incoming or missed) from one caller in a minute;
+/// past that the invitation still rings in the app, but no notification
+/// pops up. Cancelling is free and each invitation costs the caller one
+/// token of 20 a second, so a caller ringing and cancelling in a loop put
+/// up to 20 incoming-call notifications a second on the screen, each with
+/// a thread waiting up to 5 minutes for its buttons, plus a missed-call
+/// notification for each.
+pub const CALL_NOTES_PER_MIN: usize = 3;
+
+/// Paces call notifications per caller ([`CALL_NOTES_PER_MIN`]).
+#[derive(Debug, Default)]
+pub struct CallPacer {
+    recent: std::collections::HashMap<String, std::collections::VecDeque<std::time::Instant>>,
+}
+
+impl CallPacer {
+    /// Whether a call notification of `kind` (`"call"`, `"missed"`) from
+    /// `from` may show at `now`; counts it when it may. Remembers only
+    /// callers of the last minute.
+    pub fn allow(&mut self, kind: &str, from: &str, now: std::time::Instant) -> bool {
+        const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
+        self.recent.retain(|_, times| {
+            while times.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+                times.pop_front();
+            }
+            !times.is_empty()
+        });
+        let times = self.recent.entry(format!("{kind}:{from}")).or_default();
+        if times.len() >= CALL_NOTES_PER_MIN {
+            return false;
+        }
+        times.push_back(now);
+        true
+    }
+}
+
 /// What the app knows when an event arrives.
 #[derive(Debug, Clone)]
 pub struct Context<'a> {
@@ -335,6 +371,23 @@ mod tests {
         let ClientEvent::MessageAdded { mut message } = ev else { unreachable!() };
         f(&mut message);
         ClientEvent::MessageAdded { message }
+    }
+
+    #[test]
+    fn a_caller_ringing_in_a_loop_pops_up_three_notifications_a_minute() {
+        let t0 = std::time::Instant::now();
+        let mut pacer = CallPacer::default();
+        let at = |ms: u64| t0 + std::time::Duration::from_millis(ms);
+        // 20 invitations a second for a minute, each cancelled (so also missed).
+        let (mut rang, mut missed) = (0, 0);
+        for i in 0..1_200u64 {
+            rang += usize::from(pacer.allow("call", "mallory", at(i * 50)));
+            missed += usize::from(pacer.allow("missed", "mallory", at(i * 50 + 1)));
+        }
+        assert_eq!((rang, missed), (CALL_NOTES_PER_MIN, CALL_NOTES_PER_MIN));
+        assert!(pacer.allow("call", "bob", at(59_000)), "another caller still rings");
+        assert!(pacer.allow("call", "mallory", at(60_000)), "a minute later she rings again");
+        assert_eq!(pacer.recent.len(), 3, "only the last minute's callers are remembered");
     }
 
     #[test]
