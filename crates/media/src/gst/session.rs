@@ -80,7 +80,10 @@ pub struct Session {
     check: Arc<super::dtls::PeerCheck>,
 }
 
-/// Drops our media buffers just before webrtcbin until it opens.
+/// Drops our media buffers just before webrtcbin until it opens. (The
+/// DTLS check, [`shut_unless`], keeps them out longer still: until the
+/// peer's certificate is verified. The gate stays so that the order of
+/// negotiation, not of the handshake, is what this rests on.)
 ///
 /// webrtcbin holds the first buffer at each input until that input is
 /// negotiated, and holds the input's stream lock meanwhile. An answerer
