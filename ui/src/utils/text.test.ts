@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { excerpt, highlight, isEmojiOnly, isSafeUrl, previewOf } from './text'
 
 describe('highlight', () => {
@@ -34,6 +34,29 @@ describe('excerpt / emoji', () => {
     expect(isEmojiOnly('👍 ok')).toBe(false)
     expect(isEmojiOnly('#1')).toBe(false)
     expect(isEmojiOnly('🎉🎉🎉🎉🎉🎉🎉')).toBe(false)
+  })
+  it('reads no further than the seventh emoji of a long run (a peer can send 30,000)', () => {
+    // Listing all graphemes of a long string is quadratic in the webview.
+    let read = 0
+    const segment = Intl.Segmenter.prototype.segment
+    const spy = vi.spyOn(Intl.Segmenter.prototype, 'segment').mockImplementation(function (this: Intl.Segmenter, s: string) {
+      const all = segment.call(this, s)
+      return {
+        *[Symbol.iterator]() {
+          for (const x of all) {
+            read++
+            yield x
+          }
+        },
+      } as unknown as Intl.Segments
+    })
+    try {
+      expect(isEmojiOnly('😀'.repeat(10_000))).toBe(false)
+      expect(read).toBeLessThanOrEqual(7)
+      expect(isEmojiOnly('😀 🇫🇷 👨‍👩‍👧')).toBe(true)
+    } finally {
+      spy.mockRestore()
+    }
   })
 })
 
