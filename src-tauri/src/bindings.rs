@@ -35,7 +35,7 @@ pub fn builder() -> Builder<tauri::Wry> {
             commands::send_image,
             commands::send_file,
             commands::upload,
-            commands::download,
+            commands::image_file,
             commands::open_media,
             commands::retry_message,
             commands::delete_unsent,

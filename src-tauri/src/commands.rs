@@ -118,10 +118,16 @@ pub async fn upload(
     Ok(m)
 }
 
+/// The cached file of an image message, for the webview to show:
+/// downloaded once, and given only when it is a PNG, JPEG, GIF or WebP of
+/// at most 50 megapixels, `images::MAX_PIXELS` (`not_an_image`,
+/// `image_too_large`: the UI offers it as a file instead).
 #[tauri::command]
 #[specta::specta]
-pub async fn download(state: S<'_>, media: String) -> R<String> {
-    Ok(state.client()?.download(&media).await?.to_string_lossy().into_owned())
+pub async fn image_file(state: S<'_>, media: String) -> R<String> {
+    let path = state.client()?.download(&media).await?;
+    crate::images::check_image_file(&path)?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// Opens a downloaded file with the OS. A file that could run code (by

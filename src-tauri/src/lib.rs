@@ -13,6 +13,7 @@
 //!   its commands ([`calls_commands`]) and video frames ([`calls_frames`]);
 //! - [`deeplink`]: the pure `courier://` parser;
 //! - [`credentials`]: tokens in the OS keyring, else a 0600 file;
+//! - [`images`]: what a peer's image must be before the webview decodes it;
 //! - [`notify`], [`tray`], [`os`], [`settings`], [`profile`];
 //! - desktop conventions: [`logs`] (rotating files), [`autostart`] (start at
 //!   login), [`spellcheck`]; the window's size, position and maximized state
@@ -33,6 +34,7 @@ pub mod commands;
 pub mod credentials;
 pub mod deeplink;
 pub mod error;
+pub mod images;
 pub mod logs;
 pub mod memory;
 pub mod notify;

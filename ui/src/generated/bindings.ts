@@ -20,7 +20,13 @@ export const commands = {
 	sendImage: (to: Target, media: UploadedMedia_Deserialize, name: string, width: number, height: number, replyTo: string | null) => __TAURI_INVOKE<MessageView_Serialize>("send_image", { to, media, name, width, height, replyTo }),
 	sendFile: (to: Target, media: UploadedMedia_Deserialize, name: string, replyTo: string | null) => __TAURI_INVOKE<MessageView_Serialize>("send_file", { to, media, name, replyTo }),
 	upload: (bytes: number[], mime: string, progress: Channel<Progress>) => __TAURI_INVOKE<UploadedMedia_Serialize>("upload", { bytes, mime, progress }),
-	download: (media: string) => __TAURI_INVOKE<string>("download", { media }),
+	/**
+	 *  The cached file of an image message, for the webview to show:
+	 *  downloaded once, and given only when it is a PNG, JPEG, GIF or WebP of
+	 *  at most 50 megapixels, `images::MAX_PIXELS` (`not_an_image`,
+	 *  `image_too_large`: the UI offers it as a file instead).
+	 */
+	imageFile: (media: string) => __TAURI_INVOKE<string>("image_file", { media }),
 	/**
 	 *  Opens a downloaded file with the OS. A file that could run code (by
 	 *  the `name` the sender gave it, its type or its first bytes) is refused

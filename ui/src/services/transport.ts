@@ -41,7 +41,11 @@ export interface Transport {
   sendImage(to: Target, media: UploadedMedia, name: string, width: number, height: number, replyTo?: string): Promise<MessageView>
   sendFile(to: Target, media: UploadedMedia, name: string, replyTo?: string): Promise<MessageView>
   upload(bytes: Uint8Array, mime: string, onProgress?: ProgressHandler): Promise<UploadedMedia>
-  /** A URL the webview can show for a media id (downloaded once, cached). */
+  /**
+   * A URL the webview can show for an image's media id (downloaded once,
+   * cached). Fails with `not_an_image` or `image_too_large` for bytes the
+   * webview must not decode (command `image_file`).
+   */
   mediaUrl(media: string): Promise<string>
   /** Opens a downloaded media file with the OS's default app. */
   /**
@@ -211,7 +215,7 @@ export class TauriTransport implements Transport {
   }
   async mediaUrl(media: string) {
     const { convertFileSrc } = await import('@tauri-apps/api/core')
-    const path = await this.call((c) => c.download(media))
+    const path = await this.call((c) => c.imageFile(media))
     return convertFileSrc(path)
   }
   openMedia(media: string, name?: string, confirmed?: boolean) {

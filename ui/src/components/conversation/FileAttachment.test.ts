@@ -1,7 +1,9 @@
 // A file a peer sent: its name is shown as it would be saved, never reordered
 // by bidi characters (protocol §9).
 import { beforeEach, describe, expect, it } from 'vitest'
+import { flushPromises } from '@vue/test-utils'
 import { mountWith, setup } from '../../testing'
+import type { MockTransport } from '../../services/mockTransport'
 import type { FileBody, ImageBody } from '../../types/model'
 import { useUiStore } from '../../stores/ui'
 import { useMediaStore } from '../../stores/media'
@@ -15,9 +17,11 @@ function file(name: string): FileBody {
   return { media: 'm_01J9ZQ4N2D0000000000000000', mime: 'application/octet-stream', size: 2048, name }
 }
 
+let t: MockTransport
+
 describe('file names from a peer', () => {
   beforeEach(() => {
-    setup()
+    t = setup()
     document.body.innerHTML = ''
   })
 
@@ -41,5 +45,20 @@ describe('file names from a peer', () => {
     expect(w.find('img').attributes('alt')).toBe('catgpj.exe')
     await w.find('[data-testid="image-attachment"]').trigger('click')
     expect(useUiStore().lightbox?.name).toBe('catgpj.exe')
+  })
+
+  it('an image the shell will not give the webview (a bomb, an SVG) shows its name and opens as a file', async () => {
+    const body: ImageBody = { ...file('huge\u202Egnp.png'), mime: 'image/png', width: 20_000, height: 20_000 }
+    t.failNext('mediaUrl', 'image_too_large', 'this image is 20000 × 20000 pixels, too large to show here')
+    const w = mountWith(ImageAttachment, { props: { body } })
+    await flushPromises()
+    expect(w.find('img').exists()).toBe(false)
+    const tile = w.find('[data-testid="image-attachment"]')
+    expect(tile.text()).toBe('hugegnp.png')
+    expect(tile.attributes('aria-label')).toBe('Open file: hugegnp.png')
+    await tile.trigger('click')
+    await flushPromises()
+    expect(useUiStore().lightbox).toBeNull()
+    expect(t.callsOf('openMedia')).toEqual([[body.media, 'huge\u202Egnp.png', undefined]])
   })
 })
