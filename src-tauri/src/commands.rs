@@ -422,8 +422,8 @@ pub async fn settings_set(app: tauri::AppHandle, state: S<'_>, settings: Setting
 #[tauri::command]
 #[specta::specta]
 pub async fn open_external(url: String) -> R<()> {
-    crate::os::check_external_url(&url)?;
-    crate::os::open(url.as_ref())
+    let url = crate::os::check_external_url(&url)?;
+    crate::os::open(url.as_str().as_ref())
 }
 
 /// The conversation on screen (`null` when none), so a message there does

@@ -3,21 +3,36 @@
 use crate::error::CmdError;
 use std::ffi::OsStr;
 
-/// Only web and mail links leave the app (no `file:`, `javascript:`, …).
+/// Header fields a `mailto:` link may carry (RFC 6068). Several mail
+/// clients (Evolution, KMail, older Thunderbird) attach the local file an
+/// `attach=` field names to the draft a link opens.
+const MAIL_FIELDS: &[&str] = &["to", "cc", "bcc", "subject", "body"];
+
+/// Only web and mail links leave the app (no `file:`, `javascript:`, …):
+/// `http`/`https` with a host, `mailto` with an address and no field but
+/// [`MAIL_FIELDS`]. Returns the URL as parsed, which is what is opened.
 ///
 /// # Errors
-/// `invalid` for any other scheme, or control characters/whitespace.
-pub fn check_external_url(url: &str) -> Result<(), CmdError> {
-    let lower = url.to_ascii_lowercase();
-    let ok_scheme =
-        ["http://", "https://", "mailto:"].iter().any(|p| lower.starts_with(p) && lower.len() > p.len());
-    if !ok_scheme {
-        return Err(CmdError::new("invalid", "only http, https and mailto links can be opened"));
-    }
-    if url.chars().any(|c| c.is_control() || c.is_whitespace()) || url.len() > 8192 {
+/// `invalid` for any other scheme or field, control characters or whitespace.
+pub fn check_external_url(link: &str) -> Result<url::Url, CmdError> {
+    if link.chars().any(|c| c.is_control() || c.is_whitespace()) || link.len() > 8192 {
         return Err(CmdError::new("invalid", "the link contains spaces or control characters"));
     }
-    Ok(())
+    let refused = || CmdError::new("invalid", "only http, https and mailto links can be opened");
+    let url = url::Url::parse(link).map_err(|_| refused())?;
+    match url.scheme() {
+        "http" | "https" if url.host_str().is_some_and(|h| !h.is_empty()) => Ok(url),
+        "mailto" if !url.path().is_empty() => {
+            match url.query_pairs().find(|(k, _)| !MAIL_FIELDS.contains(&k.to_ascii_lowercase().as_str())) {
+                Some((field, _)) => Err(CmdError::new(
+                    "invalid",
+                    format!("a mail link may not set \"{}\"", field.chars().take(40).collect::<String>()),
+                )),
+                None => Ok(url),
+            }
+        }
+        _ => Err(refused()),
+    }
 }
 
 /// Extensions the OS may run rather than show (Windows, macOS, Linux
@@ -240,6 +255,22 @@ mod tests {
         assert!(is_executable(Some("cute.jpg"), Some("image/jpeg"), b"\x7fELF\x02"));
         assert!(is_executable(Some("readme"), Some("text/plain"), b"#!/bin/sh\nrm -rf ~"));
         assert!(!is_executable(None, Some("image/png"), b"\x89PNG\r\n"));
+    }
+
+    #[test]
+    fn mail_links_cannot_attach_local_files() {
+        let ok = check_external_url("mailto:a@b.c?Subject=hi&body=x&cc=d@e.f").unwrap();
+        assert_eq!(ok.as_str(), "mailto:a@b.c?Subject=hi&body=x&cc=d@e.f");
+        for evil in [
+            "mailto:a@b.c?attach=/home/me/.ssh/id_rsa",
+            "mailto:a@b.c?subject=hi&ATTACHMENT=~/.ssh/id_rsa",
+            "mailto:a@b.c?%61ttach=/etc/passwd",
+            "mailto:a@b.c?body=x&x-attach=file:///etc/shadow",
+        ] {
+            let e = check_external_url(evil).unwrap_err();
+            assert_eq!(e.code, "invalid", "{evil}");
+            assert!(e.message.contains("may not set"), "{evil}: {}", e.message);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 import { defineStore } from 'pinia'
 import { ref } from 'vue'
 import type { MessageView } from '../types/model'
-import { isSafeUrl } from '../utils/text'
+import { isOpenableLink } from '../utils/markdown'
 import { useTransport } from '../services/transport'
 
 export type RightPanel = 'members' | 'search' | 'info' | 'pins'
@@ -90,7 +90,7 @@ export const useUiStore = defineStore('ui', () => {
 
   /** Opens an http(s) link in the OS browser (never inside the app). */
   async function openExternal(url: string): Promise<void> {
-    if (isSafeUrl(url)) await useTransport().openExternal(url)
+    if (isOpenableLink(url)) await useTransport().openExternal(url)
   }
 
   return {

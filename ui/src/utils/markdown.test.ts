@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { MdNode } from './markdown'
-import { parseMessage, plainText, SPOILER_MASK } from './markdown'
+import { isOpenableLink, parseMessage, plainText, SPOILER_MASK } from './markdown'
 
 /** The children of the only paragraph of `text`. */
 function inline(text: string, mentions: string[] = []): MdNode[] {
@@ -97,5 +97,29 @@ describe('plainText', () => {
     expect(plainText('**bold** and ||secret||\n\n> quoted\n- one\n- two\n\n```js\nx()\n```')).toBe(
       `bold and ${SPOILER_MASK}\nquoted\none\ntwo\nx()`,
     )
+  })
+})
+
+describe('isOpenableLink', () => {
+  it('allows http(s) with a host and mailto with an address only', () => {
+    expect(['https://a.io', 'http://a.io', 'mailto:a@b.co', 'MAILTO:a@b.co?Subject=hi&body=x&cc=c@d.io'].map(isOpenableLink)).toEqual([true, true, true, true])
+    expect(['javascript:alert(1)', 'data:text/html,x', 'file:///etc/passwd', 'mailto:', 'https://', 'courier://chat/bob'].map(isOpenableLink))
+      .toEqual([false, false, false, false, false, false])
+  })
+
+  it('never opens a mail draft that attaches a local file (attach=, a field mail clients honour)', () => {
+    for (const evil of [
+      'mailto:a@b.co?attach=/home/me/.ssh/id_rsa',
+      'mailto:a@b.co?subject=hi&Attachment=~/.ssh/id_rsa',
+      'mailto:a@b.co?%61ttach=/etc/passwd',
+      'mailto:a@b.co?body=x&x-attach=file:///etc/shadow',
+    ]) {
+      expect(isOpenableLink(evil), evil).toBe(false)
+      // Neither auto-detected nor written as an autolink does it become one.
+      for (const text of [evil, `<${evil}>`, `see ${evil} now`]) {
+        const hrefs = JSON.stringify(parseMessage(text)).match(/"href":"[^"]*"/g) ?? []
+        expect(hrefs.filter((h) => /attach|%61/i.test(h)), text).toEqual([])
+      }
+    }
   })
 })

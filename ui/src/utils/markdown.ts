@@ -24,8 +24,12 @@ type Parent = Extract<MdNode, { children: MdNode[] }>
 /** What replaces a spoiler's text in plain-text previews and notifications. */
 export const SPOILER_MASK = '▒▒▒'
 
-/** Link schemes that may be opened. */
-const SAFE_LINK = /^(https?:\/\/|mailto:)/i
+/**
+ * Header fields a `mailto:` link may carry (RFC 6068). Others are refused:
+ * several mail clients (Evolution, KMail, older Thunderbird) attach the
+ * local file an `attach=` field names to the draft the link opens.
+ */
+const MAIL_FIELDS = new Set(['to', 'cc', 'bcc', 'subject', 'body'])
 
 /** The `text` rule of markdown-it, also stopping at `|` so spoilers can start mid-text. */
 const TERMINATORS = new Set('\n!#$%&*+-:<=>@[\\]^_`{}~|'.split('').map((c) => c.charCodeAt(0)))
@@ -66,7 +70,7 @@ const md = new MarkdownIt('zero', { linkify: true, breaks: true })
 md.enable(['fence', 'blockquote', 'list', 'newline', 'escape', 'backticks', 'emphasis', 'strikethrough', 'autolink', 'linkify'])
 md.inline.ruler.at('text', text)
 md.inline.ruler.after('text', 'spoiler', spoiler)
-md.validateLink = (url) => SAFE_LINK.test(url)
+md.validateLink = (url) => isOpenableLink(url)
 md.linkify.set({ fuzzyLink: false, fuzzyIP: false })
 
 const OPEN = new Map<string, Wrapper>([
@@ -142,9 +146,21 @@ export function parseMessage(text: string, mentions: readonly string[] = []): Md
   return build(md.parse(text, {}), mentions)
 }
 
-/** Whether a parsed link may be opened (http(s) or mailto). */
+/**
+ * Whether a link may be opened: http(s) with a host, or mailto with an
+ * address and only the fields of {@link MAIL_FIELDS}. The shell checks the
+ * same before it hands a URL to the OS (`os::check_external_url`).
+ */
 export function isOpenableLink(href: string): boolean {
-  return SAFE_LINK.test(href)
+  let u: URL
+  try {
+    u = new URL(href)
+  } catch {
+    return false
+  }
+  if (u.protocol === 'http:' || u.protocol === 'https:') return u.hostname !== ''
+  if (u.protocol !== 'mailto:' || u.pathname === '') return false
+  return [...u.searchParams.keys()].every((k) => MAIL_FIELDS.has(k.toLowerCase()))
 }
 
 function plainOf(nodes: MdNode[], out: string[]): void {

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest'
-import { excerpt, highlight, isEmojiOnly, isSafeUrl, previewOf } from './text'
+import { excerpt, highlight, isEmojiOnly, previewOf } from './text'
 
 describe('highlight', () => {
   it('marks every case-insensitive hit of every word', () => {
@@ -70,9 +70,3 @@ describe('previewOf', () => {
   })
 })
 
-describe('isSafeUrl', () => {
-  it('allows http(s) and mailto only', () => {
-    expect(['https://a.io', 'http://a.io', 'mailto:a@b.co'].map(isSafeUrl)).toEqual([true, true, true])
-    expect(['javascript:alert(1)', 'data:text/html,x', 'file:///etc/passwd', 'mailto:'].map(isSafeUrl)).toEqual([false, false, false, false])
-  })
-})

@@ -1,17 +1,7 @@
 // Text helpers for templates: search-hit highlights, excerpts, emoji-only
-// detection, safe URLs and one-line previews. Formatting (links, code,
+// detection and one-line previews. Formatting (links, code,
 // mentions, emphasis) is parsed in ./markdown.ts; nothing here builds HTML.
 import { plainText } from './markdown'
-
-/** Only http(s) and mailto links may be opened. */
-export function isSafeUrl(href: string): boolean {
-  try {
-    const u = new URL(href)
-    return u.protocol === 'http:' || u.protocol === 'https:' || (u.protocol === 'mailto:' && u.pathname.length > 0)
-  } catch {
-    return false
-  }
-}
 
 export interface HighlightPart {
   text: string
