@@ -1,9 +1,9 @@
 // Profiles (name, avatar preset, status line) and presence of other users.
 import { defineStore } from 'pinia'
-import { reactive } from 'vue'
+import { computed, reactive } from 'vue'
 import type { Presence, Profile } from '../types/protocol'
 import { useTransport } from '../services/transport'
-import { plainName } from '../utils/text'
+import { nameLook, plainName } from '../utils/text'
 
 export const useProfilesStore = defineStore('profiles', () => {
   const profiles = reactive(new Map<string, Profile>())
@@ -51,13 +51,34 @@ export const useProfilesStore = defineStore('profiles', () => {
     setProfile({ user: me, name: p.name.trim(), avatar: p.avatar, status: p.status.trim() })
   }
 
-  /** The display name, falling back to the user id. */
-  /** The name to show for `user`: their display name without control or
-   *  bidi characters (a peer's "\u202Eevil" must not read backwards in
-   *  every list and header), else the user id. */
+  /** Who each look of a name belongs to: known users' display names and ids. */
+  const holders = computed(() => {
+    const map = new Map<string, Set<string>>()
+    const claim = (look: string, user: string) => {
+      if (look) map.set(look, (map.get(look) ?? new Set()).add(user))
+    }
+    for (const p of profiles.values()) {
+      claim(nameLook(p.name), p.user)
+      claim(p.user.toLowerCase(), p.user)
+    }
+    return map
+  })
+
+  /**
+   * The name to show for `user`: their display name without control or
+   * bidi characters (a peer's "\u202Eevil" must not read backwards in
+   * every list and header), else the user id when it draws nothing
+   * (zero-width characters, fillers). A name that looks like another known
+   * user's name or id (the same but for case, invisible characters or
+   * full-width forms) is followed by the id, "Alice (@mallory)", on both
+   * sides, as Matrix clients disambiguate: anyone may call themselves Alice.
+   */
   function nameOf(user: string): string {
-    const n = plainName(profiles.get(user)?.name ?? '')
-    return n.trim() ? n : user
+    const n = plainName(profiles.get(user)?.name ?? '').trim()
+    const look = nameLook(n)
+    if (!look) return user
+    const others = [...(holders.value.get(look) ?? [])].some((u) => u !== user)
+    return others ? `${n} (@${user})` : n
   }
 
   function isOnline(user: string): boolean {

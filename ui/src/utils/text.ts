@@ -70,6 +70,19 @@ export function plainName(name: string): string {
   return name.replace(CONTROL_OR_BIDI, '')
 }
 
+/** Characters that draw nothing: zero-width spaces and joiners, fillers, variation selectors. */
+const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu
+
+/**
+ * What a display name looks like, for telling whether two look the same:
+ * without control, bidi or invisible characters, in compatibility form
+ * (NFKC: full-width letters, ligatures), spaces collapsed, lower case.
+ * Empty when the name draws nothing.
+ */
+export function nameLook(name: string): string {
+  return plainName(name).normalize('NFKC').replace(INVISIBLE, '').replace(/\s+/gu, ' ').trim().toLowerCase()
+}
+
 /**
  * One line of preview text for a message (list rows, reply quotes, search
  * results): formatting removed, spoilers masked.
