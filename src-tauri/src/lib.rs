@@ -20,7 +20,8 @@
 //!   are remembered per profile by `tauri-plugin-window-state`;
 //! - [`updater`]: signed in-app updates, off until an update URL is set;
 //! - [`webview`]: WebKitGTK tuned for an app (no page cache, small caches,
-//!   no GPU compositing, no media or WebGL, the inspector in debug builds only);
+//!   no GPU compositing, no media or WebGL, the inspector in debug builds only,
+//!   no page but the app's own);
 //! - [`memory`]: the process's own memory sized for a desktop (two async
 //!   workers, two malloc arenas, the heap trimmed after start-up).
 
@@ -96,6 +97,7 @@ pub fn run() {
             }
         }))
         .plugin(tauri_plugin_deep_link::init())
+        .plugin(webview::navigation_guard())
         // Size, position and maximized state, in the profile's folder (an
         // absolute name is used as is). Always shown at start, even when it
         // was quit from the tray.

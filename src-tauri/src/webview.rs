@@ -17,7 +17,11 @@
 //!   media, WebAudio, WebGL, WebRTC and camera/microphone capture are off
 //!   (calls run in the Rust process, GStreamer, and draw their video to a 2D
 //!   canvas), which also keeps those engines out of reach of page script;
-//! - developer extras (the inspector) in debug builds only.
+//! - developer extras (the inspector) in debug builds only;
+//! - no page but the app's own ([`navigation_guard`]): a link dropped on
+//!   the window, or any other navigation, never replaces the app with a web
+//!   page (a sign-in form that looks like Courier's, in Courier's window).
+//!   New windows are refused by the runtime already.
 
 /// The settings applied, as data (tested; applied by [`apply`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,9 +89,65 @@ pub fn apply(app: &tauri::AppHandle) {
     let _ = app;
 }
 
+/// Whether the window may show `url`: the bundled UI (the `tauri` scheme,
+/// or `tauri.localhost` where the custom protocol is served over http(s)),
+/// or a page of `dev_url`, the Vite server a development build loads.
+pub fn is_app_page(url: &tauri::Url, dev_url: Option<&tauri::Url>) -> bool {
+    let bundled = url.scheme() == "tauri"
+        || (matches!(url.scheme(), "http" | "https") && url.host_str() == Some("tauri.localhost"));
+    bundled || dev_url.is_some_and(|d| d.origin() == url.origin())
+}
+
+/// A plugin that refuses every navigation of the window to a page that is
+/// not the app's own ([`is_app_page`]).
+pub fn navigation_guard<R: tauri::Runtime>() -> tauri::plugin::TauriPlugin<R> {
+    tauri::plugin::Builder::new("navigation-guard")
+        .on_navigation(|webview, url| {
+            use tauri::Manager;
+            let dev_url = if tauri::is_dev() { webview.config().build.dev_url.clone() } else { None };
+            let ok = is_app_page(url, dev_url.as_ref());
+            if !ok {
+                tracing::warn!(
+                    "the window was not let go to {}",
+                    url.as_str().chars().take(200).collect::<String>()
+                );
+            }
+            ok
+        })
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
-    use super::tuning;
+    use super::{is_app_page, tuning};
+
+    #[test]
+    fn the_window_shows_only_the_apps_own_pages() {
+        let url = |s: &str| tauri::Url::parse(s).unwrap();
+        let dev = url("http://localhost:1420");
+        for own in [
+            "tauri://localhost",
+            "tauri://localhost/index.html#x",
+            "http://tauri.localhost/",
+            "https://tauri.localhost/a",
+        ] {
+            assert!(is_app_page(&url(own), None), "{own}");
+        }
+        assert!(is_app_page(&url("http://localhost:1420/?x"), Some(&dev)));
+        for page in [
+            "https://evil.example/courier-sign-in",
+            "http://localhost:1420/",
+            "http://tauri.localhost.evil.example/",
+            "file:///home/me/.ssh/id_rsa",
+            "data:text/html,<form>",
+            "javascript:alert(1)",
+            "about:blank",
+        ] {
+            assert!(!is_app_page(&url(page), None), "{page}");
+        }
+        assert!(!is_app_page(&url("http://localhost:1421/"), Some(&dev)));
+        assert!(!is_app_page(&url("https://localhost:1420/"), Some(&dev)));
+    }
 
     #[test]
     fn an_app_not_a_browser() {
