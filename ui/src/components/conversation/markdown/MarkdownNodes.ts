@@ -44,6 +44,8 @@ export default defineComponent({
       switch (n.type) {
         case 'text':
           return textWithEmoji(n.text)
+        case 'plain':
+          return n.text
         case 'br':
           return '\n'
         case 'mention': {
