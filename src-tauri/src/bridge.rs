@@ -188,14 +188,8 @@ fn show(app: &AppHandle, client: &Client, note: Note, shown: &mut Shown) {
         last.retain(|_, t| t.elapsed() < Duration::from_secs(60));
     }
     let name = |user: &str| {
-        client
-            .store()
-            .profiles(&[user.to_owned()])
-            .ok()
-            .and_then(|ps| ps.into_iter().next())
-            .map(|p| p.name)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| user.to_owned())
+        let profile = client.store().profiles(&[user.to_owned()]).ok().and_then(|ps| ps.into_iter().next());
+        notify::sender_label(profile.as_ref().map(|p| p.name.as_str()), user)
     };
     let app = app.clone();
     match note {

@@ -304,6 +304,30 @@ pub fn plain_summary(s: &str) -> String {
         .collect()
 }
 
+/// Characters that draw nothing in a name: zero-width spaces, joiners
+/// and marks, word joiners, the byte-order mark, Hangul fillers.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(c, '\u{00AD}' | '\u{034F}' | '\u{115F}' | '\u{1160}' | '\u{180B}'..='\u{180F}')
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2060}'..='\u{2064}' | '\u{3164}' | '\u{FEFF}' | '\u{FFA0}')
+}
+
+/// Who a notification says a message or call is from: the display name
+/// followed by the user id, "Alice (@mallory)", since anyone may call
+/// themselves Alice and a call notification has an Accept button; the name
+/// alone when it is the id but for case; the id alone when there is no
+/// name or it draws nothing (zero-width characters, fillers).
+pub fn sender_label(name: Option<&str>, user: &str) -> String {
+    let name = name.unwrap_or_default().trim();
+    if name.chars().all(|c| is_invisible(c) || c.is_control() || is_bidi_control(c)) {
+        user.to_owned()
+    } else if name.to_lowercase() == user.to_lowercase() {
+        name.to_owned()
+    } else {
+        format!("{name} (@{user})")
+    }
+}
+
 fn truncate(s: &str, max: usize) -> String {
     let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() <= max {
@@ -526,6 +550,21 @@ mod tests {
         let title = plain_summary("<img src=x onerror=1><b>Eve</b> & co");
         assert!(!title.contains(['<', '>']), "{title}");
         assert_eq!(title, "‹img src=x onerror=1›‹b›Eve‹/b› & co");
+    }
+
+    /// A peer calling themselves Alice is not announced as Alice.
+    #[test]
+    fn notifications_name_the_sender_by_id_too() {
+        assert_eq!(sender_label(Some("Alice"), "mallory"), "Alice (@mallory)");
+        assert_eq!(sender_label(Some("Alice Smith"), "alice"), "Alice Smith (@alice)");
+        assert_eq!(sender_label(Some(" Alice "), "alice"), "Alice");
+        assert_eq!(sender_label(Some("Bob"), "bob"), "Bob");
+        for nothing in [None, Some(""), Some("\u{200B}\u{3164}"), Some("\u{FEFF} \u{2060}"), Some("\u{202E}")]
+        {
+            assert_eq!(sender_label(nothing, "mallory"), "mallory", "{nothing:?}");
+        }
+        let [title, ..] = incoming_call_text(&sender_label(Some("Alice"), "mallory"), false, false);
+        assert_eq!(plain_summary(&title), "Alice (@mallory) is calling");
     }
 
     /// A peer's name or file name cannot reorder what the notification
