@@ -28,6 +28,15 @@ describe('usePreview', () => {
     expect(previewText(m)).toBe('Ship it, @Bob Stone! soon ▒▒▒')
   })
 
+  it('is at most 300 characters for a message of a megabyte, cut between whole characters', () => {
+    const long = previewText(msg({ seq: 1, body: { text: `@bob ${'word '.repeat(200_000)}`, mentions: ['bob'] } }))
+    expect(long.length).toBe(301 + '@Bob Stone'.length - '@bob'.length) // mentions are named after the cut
+    expect(long.startsWith('@Bob Stone word word')).toBe(true)
+    expect(long.endsWith('…')).toBe(true)
+    const emoji = previewText(msg({ seq: 2, body: { text: `a${'😀'.repeat(1000)}` } }))
+    expect(emoji).toBe(`a${'😀'.repeat(149)}…`)
+  })
+
   it('keeps raw HTML as text and does not touch file names', () => {
     expect(previewText(msg({ seq: 1, body: { text: '<b>**x**</b>' } }))).toBe('<b>x</b>')
     expect(previewText(msg({ seq: 2, kind: 'file', body: { name: '**notes**.txt' } }))).toBe('📎 **notes**.txt')

@@ -83,6 +83,13 @@ export function nameLook(name: string): string {
   return plainName(name).normalize('NFKC').replace(INVISIBLE, '').replace(/\s+/gu, ' ').trim().toLowerCase()
 }
 
+/** `text` cut to at most `max` UTF-16 units and an ellipsis, never inside a surrogate pair. */
+export function clip(text: string, max: number): string {
+  if (text.length <= max) return text
+  const cut = /[\uD800-\uDBFF]$/.test(text.slice(0, max)) ? max - 1 : max
+  return `${text.slice(0, cut)}…`
+}
+
 /**
  * One line of preview text for a message (list rows, reply quotes, search
  * results): formatting removed, spoilers masked.
