@@ -100,6 +100,22 @@ describe('plainText', () => {
   })
 })
 
+describe('link text', () => {
+  it('shows a host that is not plain ASCII as punycode, as the browser gets it (no look-alike of apple.com)', () => {
+    const link = (t: string) => {
+      const n = inline(t).find((x) => x.type === 'link') as { href: string; children: MdNode[] } | undefined
+      return n && { href: n.href, text: n.children.map((c) => ('text' in c ? c.text : '')).join('') }
+    }
+    const spoof = 'https://xn--pple-43d.com/login'
+    expect(link(spoof)).toEqual({ href: spoof, text: spoof })
+    expect(link('<https://xn--pple-43d.com/login>')).toEqual({ href: spoof, text: spoof })
+    expect(link('https://\u0430pple.com/login')).toEqual({ href: spoof, text: spoof })
+    expect(link('a@\u0430pple.com')).toEqual({ href: 'mailto:a@xn--pple-43d.com', text: 'a@xn--pple-43d.com' })
+    // ASCII hosts read as before, %-escapes of the path decoded.
+    expect(link('https://example.com/caf%C3%A9?q=xn--1')).toEqual({ href: 'https://example.com/caf%C3%A9?q=xn--1', text: 'https://example.com/café?q=xn--1' })
+  })
+})
+
 describe('isOpenableLink', () => {
   it('allows http(s) with a host and mailto with an address only', () => {
     expect(['https://a.io', 'http://a.io', 'mailto:a@b.co', 'MAILTO:a@b.co?Subject=hi&body=x&cc=c@d.io'].map(isOpenableLink)).toEqual([true, true, true, true])

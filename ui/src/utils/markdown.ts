@@ -75,6 +75,17 @@ md.inline.ruler.at('text', text)
 md.inline.ruler.after('text', 'spoiler', spoiler)
 md.validateLink = (url) => isOpenableLink(url)
 md.linkify.set({ fuzzyLink: false, fuzzyIP: false })
+/**
+ * A link reads as its address, %-escapes decoded, but a host that is not
+ * plain ASCII reads as the browser will get it (punycode): "аpple.com" with
+ * a Cyrillic "а" must not pass for apple.com, and markdown-it's own text
+ * even turned a written "xn--pple-43d.com" into that look-alike.
+ */
+const readableLinkText = md.normalizeLinkText.bind(md)
+md.normalizeLinkText = (url) => {
+  const ascii = md.normalizeLink(url)
+  return /(?:^|[./@])xn--/i.test(ascii.split(/[/?#]/, 3).join('/')) ? ascii : readableLinkText(url)
+}
 
 const OPEN = new Map<string, Wrapper>([
   ['paragraph_open', 'p'],
