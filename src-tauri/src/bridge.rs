@@ -264,7 +264,7 @@ pub fn handle_link(app: &AppHandle, raw: &str) {
         Err(e) => {
             tracing::warn!("refused deep link {raw:?}: {e}");
             tray::show_main(app);
-            let message = format!("Cannot open {}: {e}", raw.chars().take(100).collect::<String>());
+            let message = crate::deeplink::refusal_message(raw, &e);
             emit(app, &Notice::error(message.clone()));
             notify::show("Courier".into(), message, || {});
         }

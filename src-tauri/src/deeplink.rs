@@ -118,6 +118,17 @@ pub fn parse_deep_link(link: &str) -> Result<DeepLink, DeepLinkError> {
     }
 }
 
+/// What the user is told about a refused link: its first 100 characters,
+/// without control or bidi characters (a link from a web page or another
+/// program must not make the message read backwards), and why.
+pub fn refusal_message(raw: &str, e: &DeepLinkError) -> String {
+    let shown: String = raw.chars().take(100).collect();
+    format!("Cannot open {shown}: {e}")
+        .chars()
+        .filter(|c| !c.is_control() && !courier_proto::ids::is_bidi_control(*c))
+        .collect()
+}
+
 /// The first argument that looks like a courier link (the OS passes the URL
 /// as an argument when it launches the app for one).
 pub fn link_in_args<S: AsRef<str>>(args: &[S]) -> Option<&str> {
@@ -218,6 +229,16 @@ mod tests {
         assert!(e.contains("exe.pdf"), "{e}");
         let huge = format!("courier://chat/{}", "a".repeat(10_000));
         assert_eq!(parse_deep_link(&huge), Err(DeepLinkError::TooLong));
+    }
+
+    #[test]
+    fn a_refused_link_is_echoed_without_control_or_bidi_characters() {
+        for raw in ["courier://dance/\u{202E}exe.pdf\n\u{1b}[31m", "courier://\u{2067}dance\u{7}/x"] {
+            let m = refusal_message(raw, &parse_deep_link(raw).unwrap_err());
+            assert!(!m.contains(['\u{202E}', '\u{2067}', '\n', '\u{1b}', '\u{7}']), "{m:?}");
+            assert!(m.starts_with("Cannot open courier://"), "{m}");
+        }
+        assert!(refusal_message(&"x".repeat(10_000), &DeepLinkError::TooLong).len() < 200);
     }
 
     #[test]
