@@ -130,7 +130,7 @@ const home = join(tmp, 'home')
 mkdirSync(home, { recursive: true })
 launch('tauri-driver', 'tauri-driver', ['--port', String(driverPort), '--native-port', String(await port())], {
   HOME: home, COURIER_DATA_ROOT: join(tmp, 'courier-root'), COURIER_NO_SCHEME_REGISTER: '1',
-  COURIER_SERVER: url, COURIER_USER: 'alice', COURIER_TEST_MEDIA: '1', RUST_LOG: process.env.RUST_LOG ?? 'info',
+  COURIER_SERVER: url, COURIER_USER: 'alice', COURIER_TEST_MEDIA: '1', RUST_LOG: process.env.RUST_LOG ?? 'info,courier_media=debug',
 })
 await until('tauri-driver', 15000, () => listening(driverPort, '127.0.0.1'))
 const browser = await remote({
@@ -150,6 +150,17 @@ async function bobRecords() {
   return stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((m) => m.kind === 'call')
 }
 
+/** The end of the app's own log (its calls, at debug level), for a failure. */
+function appLogTail(chars = 3000) {
+  try {
+    const dir = join(tmp, 'courier-root', 'default', 'logs')
+    const newest = readdirSync(dir).filter((f) => f.startsWith('courier.')).sort().pop()
+    return newest ? readFileSync(join(dir, newest), 'utf8').slice(-chars) : '(no log file)'
+  } catch (e) {
+    return `(no log: ${e?.message ?? e})`
+  }
+}
+
 async function step(name, fn) {
   const t0 = Date.now()
   try {
@@ -158,6 +169,7 @@ async function step(name, fn) {
   } catch (e) {
     failures.push(name)
     say(`FAIL ${name}: ${e?.message ?? e}`)
+    say(`the app's log, last lines:\n${appLogTail()}`)
     try { await saveScreenshot(browser, join(tmp, `fail-${name.replace(/\W+/g, '_')}.png`)) } catch { /* ignore */ }
   }
 }
@@ -215,7 +227,11 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   const bob = answerCalls('--tone', '440', '--for', '4', '--json')
   await pause(1000)
   await click('call-button')
-  await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  try {
+    await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  } catch (e) {
+    throw new Error(`${e.message}; bob (exit ${bob.exitCode}) said: ${bob.log.slice(-3000)}`)
+  }
   if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
   await saveScreenshot(browser, join(tmp, 'call-audio.png'))
