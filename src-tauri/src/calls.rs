@@ -255,6 +255,46 @@ impl Inner {
     fn accepted(&mut self, iid: &str) -> bool {
         self.accepting.remove(iid).unwrap_or(false)
     }
+
+    /// This device placed `v` and is its call device (`call_device`): the
+    /// call to start now when `v` is accepted already, else nothing yet
+    /// (a pending one is remembered until its accept arrives).
+    ///
+    /// The accept can overtake the `invite` ok: the callee may answer while
+    /// the server still finishes the `invite` op, and the `invite_state`
+    /// event then reaches this device before the ok, so the ok's invitation
+    /// reads as accepted (the core never moves a final state back). That
+    /// accepted event found nothing remembered, so the call starts here.
+    fn placed(&mut self, v: &InviteView, call_device: bool) -> Option<Pending> {
+        if !call_device {
+            return None;
+        }
+        let p = Pending { caller: true, video: wants_video(v), peer: v.invite.to.clone() };
+        match v.invite.state {
+            InviteState::Accepted => Some(p),
+            InviteState::Pending => {
+                if self.pending.len() >= PENDING_MAX {
+                    self.pending.clear();
+                }
+                self.pending.insert(v.invite.iid.clone(), p);
+                None
+            }
+            _ => None,
+        }
+    }
+
+    /// A new state of an invitation this device placed: the call to start
+    /// when it is the accept of one remembered by [`Inner::placed`] (once).
+    fn outgoing(&mut self, iid: &str, state: InviteState) -> Option<Pending> {
+        match state {
+            InviteState::Pending => None,
+            InviteState::Accepted => self.pending.remove(iid),
+            _ => {
+                self.pending.remove(iid);
+                None
+            }
+        }
+    }
 }
 
 /// The calls of this profile (managed Tauri state).
@@ -303,16 +343,17 @@ impl Calls {
     /// `accepted` event overtook this result).
     pub fn invited(&self, app: &AppHandle, client: &Client, v: &InviteView) {
         // The session that sent the invite is the caller's call device (§12).
-        if v.invite.state != InviteState::Pending || !client.is_call_device(&v.invite.iid) {
+        let call_device = client.is_call_device(&v.invite.iid);
+        let start = lock(&self.inner).placed(v, call_device);
+        if let Some(p) = start {
+            self.start(app, client, &v.invite.iid, p);
             return;
         }
-        let mut inner = lock(&self.inner);
-        if inner.pending.len() >= PENDING_MAX {
-            inner.pending.clear();
+        if !call_device || v.invite.state != InviteState::Pending {
+            return;
         }
-        let p = Pending { caller: true, video: wants_video(v), peer: v.invite.to.clone() };
-        inner.pending.insert(v.invite.iid.clone(), p);
-        drop(inner);
+        // Accepted between the ok and now: the event may have passed the
+        // forwarder before the invitation was remembered.
         let now = client.invites().ok().and_then(|vs| vs.into_iter().find(|x| x.invite.iid == v.invite.iid));
         if let Some(now) = now.filter(|x| x.invite.state != InviteState::Pending) {
             self.on_event(app, client, &ClientEvent::Invite { invite: now });
@@ -336,17 +377,7 @@ impl Calls {
     pub fn on_event(&self, app: &AppHandle, client: &Client, ev: &ClientEvent) {
         match ev {
             ClientEvent::Invite { invite } if !invite.incoming => {
-                let p = {
-                    let mut inner = lock(&self.inner);
-                    match invite.invite.state {
-                        InviteState::Pending => None,
-                        InviteState::Accepted => inner.pending.remove(&invite.invite.iid),
-                        _ => {
-                            inner.pending.remove(&invite.invite.iid);
-                            None
-                        }
-                    }
-                };
+                let p = lock(&self.inner).outgoing(&invite.invite.iid, invite.invite.state);
                 if let Some(p) = p {
                     self.start(app, client, &invite.invite.iid, p);
                 }
@@ -661,6 +692,54 @@ mod tests {
             busy_refusal(&ClientEvent::Invite { invite: InviteView::new(over, "me", now) }, true),
             None
         );
+    }
+
+    fn placed_by_me(iid: &str, state: InviteState) -> InviteView {
+        let now = 1_000_000;
+        let mut content = serde_json::Map::new();
+        content.insert("video".into(), true.into());
+        let invite = courier_proto::Invite {
+            iid: iid.into(),
+            room: format!("call-{iid}"),
+            from: "me".into(),
+            to: "bob".into(),
+            content,
+            state,
+            created: now,
+            expires: now + 30_000,
+            received: true,
+            reason: None,
+            response: None,
+        };
+        InviteView::new(invite, "me", now)
+    }
+
+    #[test]
+    fn an_accept_that_overtook_the_invites_ok_starts_the_call() {
+        // The forwarder saw the accept first, when nothing was remembered.
+        let mut inner = Inner::default();
+        assert!(inner.outgoing("i1", InviteState::Accepted).is_none());
+        // Then the ok, whose invitation the core already holds as accepted:
+        // the call starts now, as the caller with video.
+        let p = inner.placed(&placed_by_me("i1", InviteState::Accepted), true).expect("the call starts");
+        assert!(p.caller && p.video && p.peer == "bob", "{p:?}");
+        assert!(inner.pending.is_empty(), "and is not started a second time");
+        // Not the call device (another session of mine placed it): nothing.
+        assert!(inner.placed(&placed_by_me("i2", InviteState::Accepted), false).is_none());
+    }
+
+    #[test]
+    fn a_pending_invitation_starts_its_call_on_its_accept_once() {
+        let mut inner = Inner::default();
+        assert!(inner.placed(&placed_by_me("i1", InviteState::Pending), true).is_none());
+        assert!(inner.outgoing("i1", InviteState::Pending).is_none(), "still ringing");
+        assert!(inner.outgoing("i1", InviteState::Accepted).is_some(), "accepted: it starts");
+        assert!(inner.outgoing("i1", InviteState::Accepted).is_none(), "once");
+        assert!(inner.placed(&placed_by_me("i2", InviteState::Pending), true).is_none());
+        assert!(inner.outgoing("i2", InviteState::Refused).is_none());
+        assert!(inner.outgoing("i2", InviteState::Accepted).is_none(), "a refused one is forgotten");
+        assert!(inner.placed(&placed_by_me("i3", InviteState::Refused), true).is_none());
+        assert!(inner.pending.is_empty());
     }
 
     #[test]

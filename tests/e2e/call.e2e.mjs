@@ -189,7 +189,11 @@ await step('a video call connects; the meter moves and the remote picture is dra
   await pause(1000)
   const clicked = Date.now()
   await click('video-call-button')
-  await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  try {
+    await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
+  } catch (e) {
+    throw new Error(`${e.message} (the in-call view says ${await attr('in-call', 'data-phase')}); bob (exit ${bob.exitCode}) said: ${bob.log.slice(-3000)}`)
+  }
   say(`click to connected: ${Date.now() - clicked} ms`)
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
   const measured = () => page(() => {
@@ -230,7 +234,7 @@ await step('an audio call: bob hangs up and the app ends too', async () => {
   try {
     await until('"connected"', 30000, async () => (await attr('in-call', 'data-phase')) === 'connected')
   } catch (e) {
-    throw new Error(`${e.message}; bob (exit ${bob.exitCode}) said: ${bob.log.slice(-3000)}`)
+    throw new Error(`${e.message} (the in-call view says ${await attr('in-call', 'data-phase')}); bob (exit ${bob.exitCode}) said: ${bob.log.slice(-3000)}`)
   }
   if (await attr('remote-video', 'data-frames')) throw new Error('an audio call shows video')
   await until('the received-audio meter to move', 15000, async () => Number(await attr('remote-level', 'data-level')) > 0.2)
