@@ -69,7 +69,8 @@ pub async fn invite(
         if reached > 0 || st.reached_elsewhere(&inv.to, own_device).await {
             // The ok below still shows the invitation as created; the
             // caller's sessions learn "received" from the `invite_state`
-            // event queued here, which follows the ok on the wire.
+            // event queued here, which may reach them before or after the
+            // ok (as may the callee's accept: docs/protocol.md §8.3).
             st.invite_received(&inv.iid).await;
         }
     }
