@@ -32,6 +32,11 @@ describe('profiles', () => {
     for (const lookalike of ['ALICE', 'Al\u200Bice', 'A\u2060lice\uFEFF', 'Ａｌｉｃｅ', ' alice ', 'Carol']) {
       expect(named('mallory', lookalike), JSON.stringify(lookalike)).toMatch(/ \(@mallory\)$/)
     }
+    // Letters of other scripts drawn like Latin ones (UTS #39 confusables):
+    // Cyrillic А and і, Greek Α, a capital I or a digit 1 for l.
+    for (const lookalike of ['\u0410lice', 'Al\u0456ce', '\u0391LICE', 'AIice', 'A1ice', '\u0441arol']) {
+      expect(named('mallory', lookalike), JSON.stringify(lookalike)).toMatch(/ \(@mallory\)$/)
+    }
     // Another user's id as a display name.
     expect(named('mallory', 'carol')).toBe('carol (@mallory)')
     expect(named('mallory', 'Mal')).toBe('Mal')

@@ -3,7 +3,7 @@ import { defineStore } from 'pinia'
 import { computed, reactive } from 'vue'
 import type { Presence, Profile } from '../types/protocol'
 import { useTransport } from '../services/transport'
-import { nameLook, plainName } from '../utils/text'
+import { nameLooks, plainName } from '../utils/text'
 
 export const useProfilesStore = defineStore('profiles', () => {
   const profiles = reactive(new Map<string, Profile>())
@@ -54,12 +54,12 @@ export const useProfilesStore = defineStore('profiles', () => {
   /** Who each look of a name belongs to: known users' display names and ids. */
   const holders = computed(() => {
     const map = new Map<string, Set<string>>()
-    const claim = (look: string, user: string) => {
-      if (look) map.set(look, (map.get(look) ?? new Set()).add(user))
+    const claim = (name: string, user: string) => {
+      for (const look of nameLooks(name)) map.set(look, (map.get(look) ?? new Set()).add(user))
     }
     for (const p of profiles.values()) {
-      claim(nameLook(p.name), p.user)
-      claim(p.user.toLowerCase(), p.user)
+      claim(p.name, p.user)
+      claim(p.user, p.user)
     }
     return map
   })
@@ -69,15 +69,15 @@ export const useProfilesStore = defineStore('profiles', () => {
    * bidi characters (a peer's "\u202Eevil" must not read backwards in
    * every list and header), else the user id when it draws nothing
    * (zero-width characters, fillers). A name that looks like another known
-   * user's name or id (the same but for case, invisible characters or
-   * full-width forms) is followed by the id, "Alice (@mallory)", on both
+   * user's name or id (the same but for case, invisible characters,
+   * full-width forms or letters drawn alike, `nameLooks`) is followed by the id, "Alice (@mallory)", on both
    * sides, as Matrix clients disambiguate: anyone may call themselves Alice.
    */
   function nameOf(user: string): string {
     const n = plainName(profiles.get(user)?.name ?? '').trim()
-    const look = nameLook(n)
-    if (!look) return user
-    const others = [...(holders.value.get(look) ?? [])].some((u) => u !== user)
+    const looks = nameLooks(n)
+    if (!looks.length) return user
+    const others = looks.some((look) => [...(holders.value.get(look) ?? [])].some((u) => u !== user))
     return others ? `${n} (@${user})` : n
   }
 

