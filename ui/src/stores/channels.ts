@@ -10,6 +10,7 @@ import { useSessionStore } from './session'
 import { useConnectionStore } from './connection'
 import { useToastsStore } from './toasts'
 import { useConversationsStore } from './conversations'
+import { plainName } from '../utils/text'
 
 export const useChannelsStore = defineStore('channels', () => {
   const publicChannels = ref<ChannelInfo[]>([])
@@ -23,7 +24,12 @@ export const useChannelsStore = defineStore('channels', () => {
     loading.value = true
     error.value = null
     try {
-      publicChannels.value = await useTransport().channels()
+      // Titles and topics are a peer's words: without control or bidi
+      // characters (a "\u202E" would make the browser, the header and the
+      // join prompt read backwards), as names are.
+      publicChannels.value = (await useTransport().channels()).map((c) => ({
+        ...c, title: plainName(c.title), topic: plainName(c.topic),
+      }))
     } catch (e) {
       error.value = toTransportError(e).message
     } finally {

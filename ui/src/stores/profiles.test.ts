@@ -43,6 +43,12 @@ describe('profiles', () => {
     expect(p.nameOf('alice')).toBe('Alice')
   })
 
+  it('keeps a peer\'s status line without bidi or control characters', () => {
+    named('mallory', 'Mal')
+    useProfilesStore().setProfile({ user: 'mallory', name: 'Mal', avatar: '', status: 'on call \u202Etxt.exe\u0007' })
+    expect(useProfilesStore().profiles.get('mallory')?.status).toBe('on call txt.exe')
+  })
+
   it('shows the user id for a name of invisible characters only', () => {
     for (const name of ['\u200B', '\u3164\u3164', '\u200D\uFE0F', '\u115F']) {
       expect(named('nobody', name), JSON.stringify(name)).toBe('nobody')

@@ -36,7 +36,9 @@ export const useProfilesStore = defineStore('profiles', () => {
   }
 
   function setProfile(p: Profile): void {
-    profiles.set(p.user, p)
+    // The status line is shown as it is (lists, panels): without control or
+    // bidi characters. The name is kept as sent, for `nameOf` to compare.
+    profiles.set(p.user, { ...p, status: plainName(p.status) })
     // Known now: a later ensure() must not replace it with an older copy.
     requested.add(p.user)
   }
