@@ -281,3 +281,74 @@ async fn history_prints_formatted_text_as_plain_text() {
     assert!(!out.contains("Ship it"), "{out}");
     server.stop().await;
 }
+
+/// A PNG signature and header chunk of `w` × `h` pixels: what `send-file`
+/// reads to call a file an image.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let mut v = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    v.extend(w.to_be_bytes());
+    v.extend(h.to_be_bytes());
+    v.extend([8, 6, 0, 0, 0, 0, 0, 0, 0]);
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_file_sends_an_image_as_an_image_and_anything_else_as_a_file() {
+    let mut server = TestServer::new();
+    let (a, b, files) =
+        (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let url = server.url();
+    let photo = files.path().join("photo.png");
+    std::fs::write(&photo, png_header(640, 480)).unwrap();
+    // Named like an image, but its bytes are not one.
+    let notes = files.path().join("notes.png");
+    std::fs::write(&notes, "not a picture").unwrap();
+    let photo_arg = photo.to_str().unwrap();
+
+    let (code, _) = run(cli(&url, "dev:alice", a.path()), &["send-file", "@bob", photo_arg]).await;
+    assert_eq!(code, 5, "unreachable: nothing uploaded, nothing queued");
+    server.start().await;
+    let (code, out) =
+        run(cli(&url, "dev:alice", a.path()), &["send-file", "@bob", photo_arg, "--wait", "30"]).await;
+    assert_eq!((code, out.as_str()), (0, "sent dm:alice:bob 1\n"));
+    let notes_arg = notes.to_str().unwrap();
+    let args = ["send-file", "@bob", notes_arg, "--name", "notes for bob.txt", "--wait", "30"];
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &args).await;
+    assert_eq!((code, out.as_str()), (0, "sent dm:alice:bob 2\n"));
+
+    let (code, out) = run(cli(&url, "dev:bob", b.path()), &["history", "@alice", "--json"]).await;
+    assert_eq!(code, 0);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{out}");
+    assert_eq!(lines[0]["kind"], "image");
+    let image = &lines[0]["body"];
+    assert_eq!(
+        (&image["mime"], &image["width"], &image["height"]),
+        (&"image/png".into(), &640.into(), &480.into())
+    );
+    assert_eq!((&image["name"], &image["size"]), (&"photo.png".into(), &33.into()));
+    assert_eq!(lines[1]["kind"], "file");
+    let file = &lines[1]["body"];
+    assert_eq!(
+        (&file["mime"], &file["name"]),
+        (&"application/octet-stream".into(), &"notes for bob.txt".into())
+    );
+    assert!(image["media"].as_str().is_some_and(|m| m.starts_with("m_")), "{image}");
+
+    // What cannot be sent is said before anything is uploaded.
+    let missing = files.path().join("missing.png");
+    let (code, _) =
+        run(cli(&url, "dev:alice", a.path()), &["send-file", "@bob", missing.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "no such file");
+    let (code, _) =
+        run(cli(&url, "dev:alice", a.path()), &["send-file", "@bob", files.path().to_str().unwrap()]).await;
+    assert_eq!(code, 2, "a directory");
+    let huge = files.path().join("huge.bin");
+    std::fs::File::create(&huge).unwrap().set_len((256 << 20) + 1).unwrap();
+    let (code, _) =
+        run(cli(&url, "dev:alice", a.path()), &["send-file", "@bob", huge.to_str().unwrap()]).await;
+    assert_eq!(code, 2, "over what send-file reads");
+    let (code, out) = run(cli(&url, "dev:alice", a.path()), &["history", "@bob", "--json"]).await;
+    assert_eq!((code, out.lines().count()), (0, 2), "nothing more was sent");
+    server.stop().await;
+}

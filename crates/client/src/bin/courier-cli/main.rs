@@ -75,6 +75,21 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         wait: f64,
     },
+    /// Upload a file and send it to @user or #channel: as an image when its
+    /// bytes are a PNG, JPEG, GIF or WebP (with its size in pixels), else as
+    /// a file.
+    SendFile {
+        /// `@user` or `#channel`.
+        target: String,
+        /// The file.
+        path: PathBuf,
+        /// The name the recipient sees (default: the file's own name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Seconds to wait for the server's acknowledgement.
+        #[arg(long, default_value_t = 10.0)]
+        wait: f64,
+    },
     /// Deliver the outbox, sync every conversation, print a summary.
     Sync {
         /// Seconds to wait.
@@ -212,6 +227,7 @@ impl From<ClientError> for Exit {
         match e {
             ClientError::Stopped { .. } => Exit(4, e.to_string()),
             ClientError::Offline | ClientError::Timeout => Exit(5, e.to_string()),
+            ClientError::Media(courier_client::media::MediaError::Transport(_)) => Exit(5, e.to_string()),
             other => Exit(1, other.to_string()),
         }
     }
@@ -291,6 +307,98 @@ fn open(cli: &Cli) -> Result<Client, Exit> {
         .map_err(|e| Exit(if matches!(e, ClientError::Config(_)) { 2 } else { 1 }, e.to_string()))
 }
 
+/// The most `send-file` reads: the whole file is held in memory for the
+/// upload, and servers take far less (the reference server 10 MiB).
+const MAX_UPLOAD: u64 = 256 << 20;
+
+/// What an image file is, by its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ImageInfo {
+    mime: &'static str,
+    width: u32,
+    height: u32,
+}
+
+/// The image `bytes` hold when they are a PNG, JPEG, GIF or WebP whose
+/// size in pixels reads (what the desktop app draws); anything else is sent
+/// as a file.
+fn image_info(bytes: &[u8]) -> Option<ImageInfo> {
+    use imagesize::ImageType;
+    let mime = match imagesize::image_type(bytes).ok()? {
+        ImageType::Png => "image/png",
+        ImageType::Jpeg => "image/jpeg",
+        ImageType::Gif => "image/gif",
+        ImageType::Webp => "image/webp",
+        _ => return None,
+    };
+    let size = imagesize::blob_size(bytes).ok()?;
+    let width = u32::try_from(size.width).ok().filter(|w| *w > 0)?;
+    let height = u32::try_from(size.height).ok().filter(|h| *h > 0)?;
+    Some(ImageInfo { mime, width, height })
+}
+
+/// Reads a file to upload (at most [`MAX_UPLOAD`] bytes) and what image it is.
+fn read_upload(path: &std::path::Path) -> Result<(Vec<u8>, Option<ImageInfo>), Exit> {
+    let unreadable = |e: std::io::Error| Exit(2, format!("cannot read {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(Exit(2, format!("{} is not a file", path.display())));
+    }
+    if meta.len() > MAX_UPLOAD {
+        return Err(Exit(
+            2,
+            format!("{} is {} bytes; send-file takes at most {MAX_UPLOAD}", path.display(), meta.len()),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(unreadable)?;
+    let image = image_info(&bytes);
+    Ok((bytes, image))
+}
+
+/// Sends the outbox (messages `cids` among it) and waits up to `wait`
+/// seconds for the server's acknowledgements; prints `sent`, `queued` or
+/// `failed` for each message.
+async fn settle(client: &Client, cids: &[String], wait: f64) -> Result<(), Exit> {
+    let deadline = Instant::now() + secs(wait);
+    client.start();
+    let mut stopped = None;
+    let settled = tokio::select! {
+        r = timeout_at(deadline, client.wait_settled(cids)) => r.ok().transpose()?,
+        s = client.wait_state(|s| s == ConnState::Stopped) => { stopped = Some(s); None }
+    };
+    let msgs = match settled {
+        Some(m) => m,
+        None => {
+            cids.iter().filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten()).collect()
+        }
+    };
+    let (mut queued, mut failed) = (0, 0);
+    for m in &msgs {
+        match (m.status, m.seq) {
+            (DeliveryStatus::Failed, _) => {
+                failed += 1;
+                println!("failed {} {}", m.cid, m.error.as_deref().unwrap_or(""));
+            }
+            (_, Some(seq)) => println!("sent {} {seq}", m.conv),
+            (_, None) => {
+                queued += 1;
+                println!("queued {}", m.cid);
+            }
+        }
+    }
+    if stopped.is_some() {
+        let reason = client.stop_reason().map(|r| r.1).unwrap_or_default();
+        return Err(Exit(4, reason));
+    }
+    if queued > 0 {
+        return Err(Exit(3, format!("{queued} message(s) not acknowledged in time; they stay queued")));
+    }
+    if failed > 0 {
+        return Err(Exit(1, format!("{failed} message(s) refused by the server")));
+    }
+    Ok(())
+}
+
 /// Starts the client and waits for the first sync, mapping failures to
 /// exit codes 4 (refused) and 5 (unreachable).
 async fn connect(client: &Client, deadline: Instant) -> Result<(), Exit> {
@@ -335,48 +443,22 @@ async fn command(cli: &Cli, client: &Client) -> Result<(), Exit> {
                 return Err(Exit(2, "nothing to send: give TEXT or --stdin".into()));
             }
             let cids: Vec<String> = client.send_texts(&to, &texts)?.into_iter().map(|m| m.cid).collect();
-            let deadline = Instant::now() + secs(*wait);
-            client.start();
-            let mut stopped = None;
-            let settled = tokio::select! {
-                r = timeout_at(deadline, client.wait_settled(&cids)) => r.ok().transpose()?,
-                s = client.wait_state(|s| s == ConnState::Stopped) => { stopped = Some(s); None }
+            settle(client, &cids, *wait).await
+        }
+        Cmd::SendFile { target, path, name, wait } => {
+            let to = parse_target(target).map_err(|e| Exit(2, e.to_string()))?;
+            let (bytes, image) = read_upload(path)?;
+            let name = name
+                .clone()
+                .or_else(|| path.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "file".into());
+            let mime = image.map_or("application/octet-stream", |i| i.mime);
+            let media = client.upload(bytes, mime).await?;
+            let m = match image {
+                Some(i) => client.send_image(&to, &media, &name, i.width, i.height, None)?,
+                None => client.send_file(&to, &media, &name, None)?,
             };
-            let msgs = match settled {
-                Some(m) => m,
-                None => cids
-                    .iter()
-                    .filter_map(|c| client.store().message_by_cid(client.me(), c).ok().flatten())
-                    .collect(),
-            };
-            let (mut queued, mut failed) = (0, 0);
-            for m in &msgs {
-                match (m.status, m.seq) {
-                    (DeliveryStatus::Failed, _) => {
-                        failed += 1;
-                        println!("failed {} {}", m.cid, m.error.as_deref().unwrap_or(""));
-                    }
-                    (_, Some(seq)) => println!("sent {} {seq}", m.conv),
-                    (_, None) => {
-                        queued += 1;
-                        println!("queued {}", m.cid);
-                    }
-                }
-            }
-            if stopped.is_some() {
-                let reason = client.stop_reason().map(|r| r.1).unwrap_or_default();
-                return Err(Exit(4, reason));
-            }
-            if queued > 0 {
-                return Err(Exit(
-                    3,
-                    format!("{queued} message(s) not acknowledged in time; they stay queued"),
-                ));
-            }
-            if failed > 0 {
-                return Err(Exit(1, format!("{failed} message(s) refused by the server")));
-            }
-            Ok(())
+            settle(client, &[m.cid], *wait).await
         }
         Cmd::Sync { wait } => {
             let deadline = Instant::now() + secs(*wait);
