@@ -10,12 +10,15 @@
 // bob's call ends too.
 // An audio call: bob hangs up after a few seconds and the app's call ends.
 // Bob calls: the OS notification offers Accept and Decline; Accept there
-// connects the call, Decline refuses it (bob exits "declined").
-// The call records reach both histories. Settings → devices says there is
+// connects the call, Decline refuses it (bob exits "declined", and the
+// window's card says declined, not "answered on another device").
+// The call records reach both histories. A photo bob sends is drawn (upload,
+// the media cache, the image_file check, the <img>); a file whose bytes are
+// not an image is offered as a file. Settings → devices says there is
 // no microphone (Xvfb). Frame cost and latency as the
 // page measured them are printed (docs/calls.md).
 import { spawn, execFile } from 'node:child_process'
-import { mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync } from 'node:fs'
+import { mkdtempSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { loadavg, tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import net from 'node:net'
@@ -269,7 +272,15 @@ await step('bob calls; Decline on the notification refuses it', async () => {
   const seen = desk.notes.length
   const bob = launch('bob-call', join(BIN, 'courier-cli'), [...cliArgs, 'call', '@alice', '--ring', '20'])
   const note = await callNote(seen)
+  await until('the incoming card ringing', 10000, async () => (await attr('call-phase', 'data-phase')) === 'ringing')
   await desk.clickNotification(note.id, 'decline')
+  // The window's card says what this device did for its last 2 s (it once
+  // said "answered on another device").
+  const said = await until('the incoming card to change', 10000, async () => {
+    const phase = await attr('call-phase', 'data-phase')
+    return phase !== 'ringing' && (phase ?? 'closed')
+  })
+  if (said !== 'declined') throw new Error(`the incoming card says ${said}, not declined`)
   const code = await Promise.race([bob.done, pause(25000).then(() => 'still running')])
   if (code !== 6) throw new Error(`bob's call ended with ${code}, not 6 (declined)\n${bob.log.slice(-800)}`)
 })
@@ -285,6 +296,27 @@ await step('the call records reach both histories', async () => {
     const outcomes = (await bobRecords()).map((m) => m.body?.outcome)
     return outcomes.filter((o) => o === 'completed').length === 3 && outcomes.includes('declined')
   })
+})
+
+await step('bob sends a photo and a file: the app draws the photo and offers the file', async () => {
+  // A real PNG through upload, the media cache and image_file to an <img>.
+  const photo = join(ROOT, 'docs/screenshots/light-dm.png')
+  await cli('send-file', '@alice', photo, '--wait', '30')
+  const notes = join(tmp, 'notes.png')
+  writeFileSync(notes, 'named like a picture, but not one')
+  await cli('send-file', '@alice', notes, '--name', 'notes.png', '--wait', '30')
+  const drawn = await until('the photo drawn', 20000, () => page(() => {
+    const img = document.querySelector('[data-testid="image-attachment"] img')
+    return img?.complete && img.naturalWidth > 0 && img.classList.contains('opacity-100') && { w: img.naturalWidth, h: img.naturalHeight, src: img.src.slice(0, 40) }
+  }))
+  const png = readFileSync(photo)
+  const [w, h] = [png.readUInt32BE(16), png.readUInt32BE(20)]
+  if (drawn.w !== w || drawn.h !== h) throw new Error(`the photo is drawn at ${drawn.w}x${drawn.h}, not ${w}x${h}`)
+  // Its bytes are not an image: a file to open, never an <img>.
+  await until('the file offered', 10000, () => page(() =>
+    [...document.querySelectorAll('[data-testid="file-attachment"]')].some((e) => e.textContent.includes('notes.png'))))
+  say('the photo as drawn:', JSON.stringify(drawn))
+  await saveScreenshot(browser, join(tmp, 'photo.png'))
 })
 
 await step('Settings → devices: the missing microphone is said, not a crash', async () => {

@@ -173,6 +173,12 @@ pub struct InviteView {
     pub incoming: bool,
     /// Whether the UI should ring: incoming, pending and not expired.
     pub ringing: bool,
+    /// Whether this device's own answer made it final: set on the result of
+    /// [`crate::Client::answer`] and the event reporting it, never on what
+    /// the server relays, so that a UI tells "declined here" (from an OS
+    /// notification too) from "answered on another device".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub answered_here: bool,
 }
 
 impl InviteView {
@@ -185,7 +191,7 @@ impl InviteView {
         }
         let incoming = invite.to == me;
         let ringing = incoming && invite.state == InviteState::Pending;
-        InviteView { invite, incoming, ringing }
+        InviteView { invite, incoming, ringing, answered_here: false }
     }
 }
 

@@ -10,7 +10,8 @@ use crate::model::now_ms;
 use crate::store::Store;
 use crate::sync::SyncContext;
 use crate::tls::TlsConfig;
-use courier_proto::{Conv, HelloOk, Limits};
+use courier_proto::{Conv, HelloOk, InviteState, Limits};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -71,6 +72,10 @@ pub(crate) struct Inner {
     /// (from the `call_device` of their oks): the latest
     /// [`CallDevices::KEEP`] of them.
     pub(crate) call_devices: Mutex<CallDevices>,
+    /// Answers this device has sent and not yet heard back about: iid → the
+    /// state each asks for. An `invite_state` the server relays meanwhile
+    /// that says that state is this device's answer taking effect.
+    pub(crate) answering: Mutex<HashMap<String, InviteState>>,
 }
 
 /// The invitations this device is a call device of, newest last. Only the
@@ -150,6 +155,7 @@ impl Inner {
             jitter,
             manager: Mutex::new(None),
             call_devices: Mutex::default(),
+            answering: Mutex::default(),
         }
     }
 
@@ -235,6 +241,10 @@ impl SyncContext for Inner {
 
     fn emit(&self, ev: ClientEvent) {
         Inner::emit(self, ev);
+    }
+
+    fn answering(&self, iid: &str) -> Option<InviteState> {
+        lock(&self.answering).get(iid).copied()
     }
 
     fn emit_conversation(&self, conv: &Conv) {

@@ -16,7 +16,7 @@ use crate::conn::{RequestError, Transport};
 use crate::events::ClientEvent;
 use crate::model::{InviteView, UNREADABLE_KIND};
 use crate::store::{Store, StoreError};
-use courier_proto::{Conv, Event, FEATURE_V1_1, Msg, SyncOk, Target};
+use courier_proto::{Conv, Event, FEATURE_V1_1, InviteState, Msg, SyncOk, Target};
 use serde_json::json;
 
 /// Pages with more new messages than this are announced as one
@@ -37,6 +37,11 @@ pub(crate) trait SyncContext {
     fn server_now(&self) -> i64;
     /// Reports an event to the application.
     fn emit(&self, ev: ClientEvent);
+    /// The state this device's answer to `iid`, sent and not yet answered,
+    /// asks for.
+    fn answering(&self, _iid: &str) -> Option<InviteState> {
+        None
+    }
     /// Reports a conversation as it is now in the store.
     fn emit_conversation(&self, conv: &Conv);
     /// Says that receive or read cursors may be waiting to be sent.
@@ -374,7 +379,11 @@ pub(crate) async fn handle_event(
         Event::Invite { invite } | Event::InviteState { invite } => {
             // As stored: a late `pending` does not undo a final state.
             let stored = cx.store().upsert_invite(&invite)?;
-            cx.emit(ClientEvent::Invite { invite: InviteView::new(stored, me, cx.server_now()) });
+            let mut view = InviteView::new(stored, me, cx.server_now());
+            // The server relays this device's answer before its ok, at times.
+            view.answered_here =
+                view.invite.state.is_final() && cx.answering(&invite.iid) == Some(view.invite.state);
+            cx.emit(ClientEvent::Invite { invite: view });
         }
         Event::TokenExpiring { exp } => cx.emit(ClientEvent::TokenExpiring { exp }),
     }

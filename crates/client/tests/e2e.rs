@@ -311,10 +311,20 @@ async fn call_invitations_are_mirrored_on_both_sides() {
         .await;
     }
     let answered = bob_phone.answer(&iid, true, serde_json::Map::new()).await.unwrap();
-    assert_eq!(answered.map(|v| v.invite.state), Some(InviteState::Accepted));
+    assert_eq!(
+        answered.as_ref().map(|v| (v.invite.state, v.answered_here)),
+        Some((InviteState::Accepted, true))
+    );
+    // The phone's own event says so too (a UI shows "accepted", not "answered elsewhere").
+    support::event(
+        &mut phone_events,
+        "answered here",
+        |e| matches!(e, ClientEvent::Invite { invite } if invite.invite.iid == iid && invite.answered_here),
+    )
+    .await;
     // The laptop stops ringing; its late answer is refused with the final state.
     support::event(&mut laptop_events, "answered elsewhere", |e| {
-        matches!(e, ClientEvent::Invite { invite } if invite.invite.iid == iid && invite.invite.state == InviteState::Accepted && !invite.ringing)
+        matches!(e, ClientEvent::Invite { invite } if invite.invite.iid == iid && invite.invite.state == InviteState::Accepted && !invite.ringing && !invite.answered_here)
     })
     .await;
     let late = bob_laptop.answer(&iid, false, serde_json::Map::new()).await.unwrap_err();

@@ -823,6 +823,13 @@ export type InviteView_Deserialize = {
 	incoming: boolean,
 	/**  Whether the UI should ring: incoming, pending and not expired. */
 	ringing: boolean,
+	/**
+	 *  Whether this device's own answer made it final: set on the result of
+	 *  [`crate::Client::answer`] and the event reporting it, never on what
+	 *  the server relays, so that a UI tells "declined here" (from an OS
+	 *  notification too) from "answered on another device".
+	 */
+	answered_here?: boolean,
 } & Invite_Deserialize;
 
 /**
@@ -835,6 +842,13 @@ export type InviteView_Serialize = {
 	incoming: boolean,
 	/**  Whether the UI should ring: incoming, pending and not expired. */
 	ringing: boolean,
+	/**
+	 *  Whether this device's own answer made it final: set on the result of
+	 *  [`crate::Client::answer`] and the event reporting it, never on what
+	 *  the server relays, so that a UI tells "declined here" (from an OS
+	 *  notification too) from "answered on another device".
+	 */
+	answered_here?: boolean,
 } & Invite_Serialize;
 
 /**  A call invitation. */

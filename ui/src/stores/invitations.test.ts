@@ -155,6 +155,26 @@ describe('invitations store', () => {
     expect(s.incoming).toBeNull()
   })
 
+  /** Routes `invite` events of i1 in these states, as this device's own answer when `here`. */
+  const deliver = (...states: Array<[InviteView['state'], boolean?]>) =>
+    states.forEach(([state, here]) => routeEvent({ type: 'invite', invite: inv({ state, ringing: state === 'pending', answered_here: here }) }))
+
+  it('incoming: Decline on the OS notification says declined, not answered elsewhere', () => {
+    const s = useInvitationsStore()
+    // The server's event may come first; the shell's answer then reports it
+    // as this device's, and a later copy (a sync) does not take it back.
+    deliver(['pending'], ['refused'], ['refused', true])
+    expect(s.incomingState).toBe('declined')
+    deliver(['refused'])
+    expect([s.incomingState, s.call]).toEqual(['declined', null])
+  })
+
+  it('incoming: Accept on the OS notification opens the call', () => {
+    const s = useInvitationsStore()
+    deliver(['pending'], ['accepted', true])
+    expect([s.incoming, s.call?.iid]).toEqual([null, 'i1'])
+  })
+
   it('incoming: losing the race to another device (invite_final) shows answered elsewhere', async () => {
     const s = useInvitationsStore()
     t.failNext('answer', 'invite_final', 'already answered')

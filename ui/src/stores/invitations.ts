@@ -101,6 +101,10 @@ export const useInvitationsStore = defineStore('invitations', () => {
     // A stale copy never moves a final invitation back to pending.
     if (prev && prev.state !== 'pending' && v.state === 'pending') return
     byIid.set(v.iid, v)
+    // This device's own answer: the card's buttons, or an OS notification's.
+    if (v.incoming && v.answered_here && !answeredHere.has(v.iid)) {
+      answeredHere.set(v.iid, v.state === 'accepted' ? 'accept' : 'refuse')
+    }
     if (v.incoming) {
       if (v.ringing && v.state === 'pending' && !incomingIid.value) incomingIid.value = v.iid
       if (incomingIid.value === v.iid && v.state !== 'pending') {

@@ -6,7 +6,7 @@ use crate::client::{Client, ClientError, Result};
 use crate::events::ClientEvent;
 use crate::model::{InviteView, MessageView};
 use crate::state::lock;
-use courier_proto::{Conv, InviteOk, Target};
+use courier_proto::{Conv, InviteOk, InviteState, Target};
 use serde_json::{Map, Value, json};
 
 /// The outcomes a call record may carry (§14).
@@ -58,8 +58,9 @@ impl Client {
     }
 
     /// Mirrors the invitation an ok carries, and reports it; v1.2: notes
-    /// when the ok names this device a call device of it.
-    fn record_invite(&self, v: &Value) -> Result<Option<InviteView>> {
+    /// when the ok names this device a call device of it. `answer`: the ok
+    /// of this device's answer, which made the invitation final.
+    fn record_invite(&self, v: &Value, answer: bool) -> Result<Option<InviteView>> {
         if v.get("invite").is_none() {
             return Ok(None);
         }
@@ -68,7 +69,8 @@ impl Client {
             lock(&self.inner.call_devices).insert(&inv.iid);
         }
         let stored = self.inner.store.upsert_invite(&inv)?;
-        let view = InviteView::new(stored, &self.inner.me, self.inner.server_now());
+        let mut view = InviteView::new(stored, &self.inner.me, self.inner.server_now());
+        view.answered_here = answer && view.invite.state.is_final();
         self.inner.emit(ClientEvent::Invite { invite: view.clone() });
         Ok(Some(view))
     }
@@ -96,7 +98,7 @@ impl Client {
     /// Offline, or the server's refusal.
     pub async fn invite(&self, to: &str, content: Map<String, Value>, ttl_s: u32) -> Result<InviteView> {
         let v = self.call(json!({"op": "invite", "to": to, "content": content, "ttl_s": ttl_s})).await?;
-        self.record_invite(&v)?.ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
+        self.record_invite(&v, false)?.ok_or_else(|| ClientError::Protocol("invite ok without invite".into()))
     }
 
     /// Answers an incoming invitation.
@@ -110,11 +112,13 @@ impl Client {
         accept: bool,
         response: Map<String, Value>,
     ) -> Result<Option<InviteView>> {
+        let asked = if accept { InviteState::Accepted } else { InviteState::Refused };
+        let _answering = Answering::start(self, iid, asked);
         let v = self
             .call(json!({"op": "invite_answer", "iid": iid, "accept": accept, "response": response}))
             .await
             .map_err(|e| self.invite_error(e))?;
-        self.record_invite(&v)
+        self.record_invite(&v, true)
     }
 
     /// Cancels an outgoing invitation.
@@ -124,7 +128,7 @@ impl Client {
     pub async fn cancel_invite(&self, iid: &str) -> Result<Option<InviteView>> {
         let v =
             self.call(json!({"op": "invite_cancel", "iid": iid})).await.map_err(|e| self.invite_error(e))?;
-        self.record_invite(&v)
+        self.record_invite(&v, false)
     }
 
     /// Invitations as mirrored locally, newest first; a pending one past
@@ -134,5 +138,31 @@ impl Client {
     /// On store failure.
     pub fn invites(&self) -> Result<Vec<InviteView>> {
         Ok(self.inner.store.invites(&self.inner.me, self.inner.server_now())?)
+    }
+}
+
+/// An answer in flight (`Inner::answering`), forgotten when its op is done
+/// or abandoned.
+struct Answering<'a> {
+    client: &'a Client,
+    iid: String,
+}
+
+impl<'a> Answering<'a> {
+    fn start(client: &'a Client, iid: &str, asked: InviteState) -> Self {
+        let mut answering = lock(&client.inner.answering);
+        // A device answers a few invitations at once; answers whose ops
+        // never finished are not kept without bound.
+        if answering.len() >= 64 {
+            answering.clear();
+        }
+        answering.insert(iid.to_owned(), asked);
+        Answering { client, iid: iid.to_owned() }
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        lock(&self.client.inner.answering).remove(&self.iid);
     }
 }

@@ -344,6 +344,51 @@ async fn invite_returns_the_stored_invitation_when_its_state_came_first() {
     client.stop().await;
 }
 
+/// The server relays this device's own answer before the answer's ok (the
+/// caller's node is quick): the relayed state already says it was answered
+/// here, so a UI never shows "answered on another device" for it.
+#[tokio::test(start_paused = true)]
+async fn an_own_answer_relayed_before_its_ok_reads_as_answered_here() {
+    let (_d, client, mut ws, mut events) = synced_session(&[]).await;
+    let invite = |iid: &str, state: &str| {
+        json!({"iid": iid, "from": "bob", "to": "alice", "room": format!("call-{iid}"), "content": {},
+               "state": state, "created": 0, "expires": i64::MAX, "received": true})
+    };
+    for (iid, accept, state) in [("i1", false, "refused"), ("i2", true, "accepted")] {
+        ws.send(Message::text(json!({"ev": "invite", "invite": invite(iid, "pending")}).to_string()))
+            .await
+            .unwrap();
+        wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { invite } if invite.ringing)).await;
+        let server = async {
+            let req = next_op(&mut ws, "invite_answer").await;
+            ws.send(Message::text(json!({"ev": "invite_state", "invite": invite(iid, state)}).to_string()))
+                .await
+                .unwrap();
+            let ev =
+                wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { invite } if !invite.ringing))
+                    .await;
+            reply(&mut ws, &req, json!({"invite": invite(iid, state)})).await;
+            ev
+        };
+        let (answered, relayed) = tokio::join!(client.answer(iid, accept, Default::default()), server);
+        let ClientEvent::Invite { invite: relayed } = relayed else { unreachable!() };
+        assert!(relayed.answered_here, "{iid}: the relayed {state} is this device's answer");
+        assert!(answered.unwrap().unwrap().answered_here, "{iid}: and so is the ok's");
+    }
+    // Another device's answer, relayed while none is in flight here.
+    ws.send(Message::text(json!({"ev": "invite", "invite": invite("i3", "pending")}).to_string()))
+        .await
+        .unwrap();
+    wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { invite } if invite.ringing)).await;
+    ws.send(Message::text(json!({"ev": "invite_state", "invite": invite("i3", "refused")}).to_string()))
+        .await
+        .unwrap();
+    let ev = wait_for(&mut events, |e| matches!(e, ClientEvent::Invite { invite } if !invite.ringing)).await;
+    assert!(matches!(ev, ClientEvent::Invite { invite } if !invite.answered_here), "answered elsewhere");
+    assert!(lock(&client.inner.answering).is_empty(), "answers done are forgotten");
+    client.stop().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_local_database_is_reported_as_such_and_backed_off() {
     let (_d, client, mut ws, mut events, mut servers) = synced_session_and_servers(&[]).await;
