@@ -30,7 +30,13 @@ pub struct ClientConfig {
     /// `https://` (a self-hosted server with a private CA), on top of the
     /// built-in web roots.
     pub ca_file: Option<PathBuf>,
+    /// The most bytes of downloaded media kept in `media/`: past it the
+    /// files used longest ago go (a later view downloads them again).
+    pub media_cache_max: u64,
 }
+
+/// The default [`ClientConfig::media_cache_max`]: 2 GiB.
+pub const MEDIA_CACHE_MAX: u64 = 2 << 30;
 
 impl ClientConfig {
     /// A configuration with defaults for everything else.
@@ -45,6 +51,7 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(20),
             ca_file: None,
+            media_cache_max: MEDIA_CACHE_MAX,
         }
     }
 }

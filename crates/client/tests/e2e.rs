@@ -392,6 +392,52 @@ async fn images_upload_send_and_download_into_the_cache() {
     bob.stop().await;
 }
 
+/// A peer's many files: the cache keeps at most its bytes, the files used
+/// last, and one evicted comes back on the next view.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_media_cache_stays_within_its_bytes() {
+    let mut server = TestServer::started().await;
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let alice = client(&server.url(), "alice", "d", a.path());
+    let mut cfg = support::config(vec![server.url()], "bob", "d", b.path());
+    cfg.media_cache_max = 25_000;
+    let bob = Client::open(cfg).unwrap();
+    bob.start();
+    synced(&alice).await;
+    let mut ids = Vec::new();
+    for i in 0..6u8 {
+        ids.push(alice.upload(vec![i; 10_000], "application/octet-stream").await.unwrap().media);
+    }
+    let cached = || -> Vec<usize> {
+        (0..ids.len()).filter(|&i| bob.store().media_path(&ids[i]).unwrap().is_some()).collect()
+    };
+    let on_disk = || std::fs::read_dir(b.path().join("media")).unwrap().count();
+    // Views a few ms apart: the cache orders its files by the ms of last use.
+    let view = |i: usize| {
+        let (bob, id) = (&bob, ids[i].clone());
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            bob.download(&id).await.unwrap()
+        }
+    };
+    for i in 0..3 {
+        view(i).await;
+    }
+    assert_eq!((cached(), on_disk()), (vec![1, 2], 2), "30,000 bytes against 25,000: the first went");
+    view(1).await;
+    view(3).await;
+    assert_eq!(cached(), [1, 3], "1 was used after 2, so 2 went");
+    view(4).await;
+    view(5).await;
+    assert_eq!((cached(), on_disk()), (vec![4, 5], 2));
+    let again = view(0).await;
+    assert_eq!(std::fs::read(again).unwrap(), vec![0; 10_000], "an evicted file is fetched again");
+    assert_eq!(cached(), [0, 5]);
+    alice.stop().await;
+    bob.stop().await;
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn typing_presence_and_profiles_reach_the_other_side() {
     use courier_client::ClientEvent;

@@ -55,5 +55,10 @@ export const useMediaStore = defineStore('media', () => {
     }
   }
 
-  return { urls, resolve, open }
+  /** Forgets the URL of `media` (its cached file went): the next resolve fetches it again. */
+  function forget(media: string): void {
+    urls.delete(media)
+  }
+
+  return { urls, resolve, forget, open }
 })

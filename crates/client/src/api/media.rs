@@ -37,6 +37,7 @@ impl Client {
         if let Some(p) = self.inner.store.media_path(media_id)?
             && p.exists()
         {
+            self.inner.store.touch_media(media_id)?;
             return Ok(p);
         }
         let token = lock(&self.inner.token).clone();
@@ -44,6 +45,8 @@ impl Client {
         let (path, mime, size) =
             media::download(&self.http_base(), &self.inner.tls, &token, media_id, &dir).await?;
         self.inner.store.put_media(media_id, &path, &mime, size)?;
+        // Bounded: a peer sending many large files cannot fill the disk.
+        self.inner.store.trim_media(self.inner.cfg.media_cache_max, media_id)?;
         Ok(path)
     }
 

@@ -269,7 +269,7 @@ fn remove_files(paths: &[PathBuf]) {
         match std::fs::remove_file(p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot delete recalled media"),
+            Err(e) => tracing::warn!(path = %p.display(), error = %e, "cannot delete cached media"),
         }
     }
 }

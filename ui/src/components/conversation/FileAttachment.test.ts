@@ -61,4 +61,21 @@ describe('file names from a peer', () => {
     expect(useUiStore().lightbox).toBeNull()
     expect(t.callsOf('openMedia')).toEqual([[body.media, 'huge\u202Egnp.png', undefined]])
   })
+
+  it('a picture whose cached file went is fetched once more, then counts as failed', async () => {
+    const body: ImageBody = { ...file('cat.png'), mime: 'image/png', width: 10, height: 10 }
+    t.mediaUrls.set(body.media, 'asset://localhost/cache/cat.png')
+    const w = mountWith(ImageAttachment, { props: { body } })
+    await flushPromises()
+    expect(t.callsOf('mediaUrl')).toHaveLength(1)
+    await w.find('img').trigger('error')
+    await flushPromises()
+    expect(t.callsOf('mediaUrl'), 'fetched again').toHaveLength(2)
+    expect(w.find('img').exists()).toBe(true)
+    await w.find('img').trigger('error')
+    await flushPromises()
+    expect(t.callsOf('mediaUrl'), 'only once more').toHaveLength(2)
+    expect(w.find('img').exists()).toBe(false)
+    expect(w.find('[data-testid="image-attachment"]').text()).toBe('cat.png')
+  })
 })
