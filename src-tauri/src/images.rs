@@ -3,8 +3,8 @@
 //! most [`MAX_PIXELS`]. The webview decodes a shown image at its full size,
 //! so a few kilobytes of PNG or JPEG declaring 20,000 × 20,000 pixels would
 //! cost its web process 1.6 GB the moment the message scrolls into view.
-//! Headers are read with `imagesize` (no pixel is decoded here). A refused
-//! image is offered as a file instead.
+//! Headers are read by `courier_client::media::image_info` (no pixel is
+//! decoded here). A refused image is offered as a file instead.
 
 use crate::error::CmdError;
 use std::path::Path;
@@ -19,27 +19,14 @@ pub const MAX_PIXELS: u64 = 50_000_000;
 /// `not_an_image` for any other format (SVG, HTML, a program, an unreadable
 /// header), `image_too_large` past [`MAX_PIXELS`].
 pub fn check_image(head: &[u8]) -> Result<(), CmdError> {
-    let inline = is_inline(imagesize::image_type(head));
-    verdict(imagesize::blob_size(head).ok().filter(|_| inline))
-}
-
-/// Whether a format is one the webview is given.
-fn is_inline(kind: imagesize::ImageResult<imagesize::ImageType>) -> bool {
-    use imagesize::ImageType;
-    matches!(kind, Ok(ImageType::Png | ImageType::Jpeg | ImageType::Gif | ImageType::Webp))
-}
-
-/// The answer for an image of `size` (`None`: not one of the four formats,
-/// or no size found in its header).
-fn verdict(size: Option<imagesize::ImageSize>) -> Result<(), CmdError> {
-    let Some(size) = size else {
+    let Some(image) = courier_client::media::image_info(head) else {
         return Err(CmdError::new("not_an_image", "this file is not a PNG, JPEG, GIF or WebP image"));
     };
-    let pixels = (size.width as u64).saturating_mul(size.height as u64);
+    let pixels = u64::from(image.width).saturating_mul(u64::from(image.height));
     if pixels > MAX_PIXELS {
         return Err(CmdError::new(
             "image_too_large",
-            format!("this image is {} × {} pixels, too large to show here", size.width, size.height),
+            format!("this image is {} × {} pixels, too large to show here", image.width, image.height),
         ));
     }
     Ok(())

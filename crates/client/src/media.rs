@@ -13,6 +13,34 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
+/// What an image is by its own bytes (whatever type its sender claimed):
+/// a PNG, JPEG, GIF or WebP, the formats an app shows inline, with the size
+/// in pixels its header gives. Read with `imagesize`; no pixel is decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// `image/png`, `image/jpeg`, `image/gif` or `image/webp`.
+    pub mime: &'static str,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+/// The [`ImageInfo`] of `head`, the first bytes of a file (its header);
+/// `None` for any other format or a header without a size.
+pub fn image_info(head: &[u8]) -> Option<ImageInfo> {
+    use imagesize::ImageType;
+    let mime = match imagesize::image_type(head).ok()? {
+        ImageType::Png => "image/png",
+        ImageType::Jpeg => "image/jpeg",
+        ImageType::Gif => "image/gif",
+        ImageType::Webp => "image/webp",
+        _ => return None,
+    };
+    let size = imagesize::blob_size(head).ok()?;
+    Some(ImageInfo { mime, width: u32::try_from(size.width).ok()?, height: u32::try_from(size.height).ok()? })
+}
+
 /// Errors of media transfers.
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

@@ -6,6 +6,7 @@ mod calls;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use courier_client::media::{ImageInfo, image_info};
 use courier_client::{
     Client, ClientConfig, ClientError, ClientEvent, ConnState, DeliveryStatus, MessageView,
 };
@@ -311,33 +312,8 @@ fn open(cli: &Cli) -> Result<Client, Exit> {
 /// upload, and servers take far less (the reference server 10 MiB).
 const MAX_UPLOAD: u64 = 256 << 20;
 
-/// What an image file is, by its bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct ImageInfo {
-    mime: &'static str,
-    width: u32,
-    height: u32,
-}
-
-/// The image `bytes` hold when they are a PNG, JPEG, GIF or WebP whose
-/// size in pixels reads (what the desktop app draws); anything else is sent
-/// as a file.
-fn image_info(bytes: &[u8]) -> Option<ImageInfo> {
-    use imagesize::ImageType;
-    let mime = match imagesize::image_type(bytes).ok()? {
-        ImageType::Png => "image/png",
-        ImageType::Jpeg => "image/jpeg",
-        ImageType::Gif => "image/gif",
-        ImageType::Webp => "image/webp",
-        _ => return None,
-    };
-    let size = imagesize::blob_size(bytes).ok()?;
-    let width = u32::try_from(size.width).ok().filter(|w| *w > 0)?;
-    let height = u32::try_from(size.height).ok().filter(|h| *h > 0)?;
-    Some(ImageInfo { mime, width, height })
-}
-
-/// Reads a file to upload (at most [`MAX_UPLOAD`] bytes) and what image it is.
+/// Reads a file to upload (at most [`MAX_UPLOAD`] bytes) and what image it
+/// is (a PNG, JPEG, GIF or WebP by its bytes, what the desktop app draws).
 fn read_upload(path: &std::path::Path) -> Result<(Vec<u8>, Option<ImageInfo>), Exit> {
     let unreadable = |e: std::io::Error| Exit(2, format!("cannot read {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(unreadable)?;
@@ -351,7 +327,8 @@ fn read_upload(path: &std::path::Path) -> Result<(Vec<u8>, Option<ImageInfo>), E
         ));
     }
     let bytes = std::fs::read(path).map_err(unreadable)?;
-    let image = image_info(&bytes);
+    // A picture of no pixels is sent as the file it is.
+    let image = image_info(&bytes).filter(|i| i.width > 0 && i.height > 0);
     Ok((bytes, image))
 }
 
