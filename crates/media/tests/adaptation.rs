@@ -13,7 +13,7 @@ use courier_media::{
 };
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use support::{deliver, in_namespace, pipe};
+use support::{deliver, in_namespace, pipe, runtime};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -67,7 +67,7 @@ fn the_video_bitrate_follows_packet_loss() {
     if !in_namespace("the_video_bitrate_follows_packet_loss") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(scenario());
 }
 

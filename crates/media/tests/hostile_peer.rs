@@ -11,7 +11,7 @@ use courier_media::{Call, CallEvent, CallOptions, CallSignal, CallState, EndReas
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 use tokio::time::timeout;
 
-use support::{in_namespace, pipe, tone_call_media as media};
+use support::{in_namespace, pipe, runtime, tone_call_media as media};
 
 const WAIT: Duration = Duration::from_secs(40);
 
@@ -85,7 +85,7 @@ fn a_peer_presenting_another_certificate_than_signalled_gets_no_media() {
     if !in_namespace("a_peer_presenting_another_certificate_than_signalled_gets_no_media") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("courier-media-hostile-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -129,7 +129,7 @@ fn a_caller_cannot_aim_the_callees_ice_checks_at_its_machine_or_lan_services() {
     if !in_namespace("a_caller_cannot_aim_the_callees_ice_checks_at_its_machine_or_lan_services") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(async {
         // A service on the callee's machine and one on its LAN (the
         // caller's side of the namespace's veth pair).

@@ -14,7 +14,7 @@ use courier_media::{
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
-use support::{deliver, in_namespace, pipe};
+use support::{deliver, in_namespace, pipe, runtime};
 
 /// utime + stime of this process, in seconds.
 fn cpu_s() -> f64 {
@@ -108,7 +108,7 @@ fn measure() {
     if !in_namespace("measure") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(async {
         println!("idle process: RSS {:.0} MB", rss_mb());
         let mut firsts = Vec::new();

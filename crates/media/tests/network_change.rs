@@ -16,7 +16,7 @@ use courier_media::{Call, CallEvent, CallOptions, CallSignal, CallState, EndReas
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
-use support::{deliver, dominant, in_namespace, pipe, tone_call_media as media, wav_samples};
+use support::{deliver, dominant, in_namespace, pipe, runtime, tone_call_media as media, wav_samples};
 
 /// Long enough for ICE to notice the loss and for the restart (which must
 /// itself finish inside the engine's 30 s reconnect window).
@@ -82,7 +82,7 @@ fn a_call_survives_a_change_of_every_address() {
     if !in_namespace("a_call_survives_a_change_of_every_address") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(scenario());
 }
 

@@ -12,11 +12,7 @@ use courier_media::{
 };
 use tokio::time::timeout;
 
-use support::{deliver, dominant, in_namespace, pipe, wav_samples};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
-}
+use support::{deliver, dominant, in_namespace, pipe, runtime as rt, wav_samples};
 
 #[test]
 fn missing_devices_are_warnings_and_the_call_still_offers() {

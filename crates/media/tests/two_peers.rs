@@ -10,7 +10,7 @@ use courier_media::{Call, CallEvent, CallOptions, CallSignal, CallState, CallSta
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::timeout;
 
-use support::{deliver, dominant, in_namespace, pipe, tone_call_media as media, wav_samples};
+use support::{deliver, dominant, in_namespace, pipe, runtime, tone_call_media as media, wav_samples};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -113,7 +113,7 @@ fn two_calls_talk_see_mute_renegotiate_restart_and_hang_up() {
     if !in_namespace("two_calls_talk_see_mute_renegotiate_restart_and_hang_up") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(scenario());
 }
 
@@ -303,7 +303,7 @@ fn crossing_renegotiations_the_callee_yields_and_both_changes_land() {
     if !in_namespace("crossing_renegotiations_the_callee_yields_and_both_changes_land") {
         return;
     }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("courier-media-glare-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

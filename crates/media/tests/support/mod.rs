@@ -16,6 +16,11 @@ const NS_ENV: &str = "COURIER_MEDIA_NETNS";
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// The runtime a test's calls run on: two workers, as on the app's machines.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
 /// Runs the named test again inside a new network namespace with a veth
 /// pair (10.77.0.1 / 10.77.0.2) and `lo` up, and returns `false`; returns
 /// `true` when already inside it. libnice ignores loopback, so ICE needs
