@@ -272,7 +272,17 @@ await step('bob calls; Decline on the notification refuses it', async () => {
   const seen = desk.notes.length
   const bob = launch('bob-call', join(BIN, 'courier-cli'), [...cliArgs, 'call', '@alice', '--ring', '20'])
   const note = await callNote(seen)
-  await until('the incoming card ringing', 10000, async () => (await attr('call-phase', 'data-phase')) === 'ringing')
+  const seenPhases = []
+  try {
+    await until('the incoming card ringing', 15000, async () => {
+      const phase = await attr('call-phase', 'data-phase')
+      if (seenPhases.at(-1) !== phase) seenPhases.push(phase)
+      return phase === 'ringing'
+    })
+  } catch (e) {
+    const shown = await page(() => document.querySelector('[data-testid="incoming-call"]')?.textContent ?? null)
+    throw new Error(`${e.message}: the card went ${JSON.stringify(seenPhases)}, shows ${JSON.stringify(shown)}`)
+  }
   await desk.clickNotification(note.id, 'decline')
   // The window's card says what this device did for its last 2 s (it once
   // said "answered on another device").
